@@ -1,0 +1,50 @@
+# One-command set-up on a fresh machine: every target below builds what it needs.
+#   make demo   - run the guide's Complete Example headless (prints stats and results)
+#   make test   - unit tests, notebooks (nbval) and the browser test
+#   make lab    - open JupyterLab on the notebook tour
+#   make bench  - benchmarks against dask, side by side
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lab bench lint system clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# System packages: graphviz's `dot` (drawings) and Debian's chromium (browser test).
+system:
+	@need=""; \
+	command -v dot >/dev/null 2>&1 || need="$$need graphviz"; \
+	if [ "$(SKIP_BROWSER)" != "1" ] && [ ! -x /usr/bin/chromium ]; then need="$$need chromium"; fi; \
+	if [ -n "$$need" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$need"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	  else \
+	    echo "Please install:$$need (conda: 'conda install graphviz'; macOS: 'brew install graphviz');"; \
+	    echo "without them drawings fall back to text and the browser test is skipped."; \
+	  fi; \
+	fi
+
+demo: $(STAMP) system
+	$(PY) -m codomyrmex_nb.demo
+
+test: $(STAMP) system
+	$(PY) -m ruff check codomyrmex_nb tests benchmarks
+	$(PY) -m pytest -q
+
+lab: $(STAMP) system
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 notebooks/01_quickstart.ipynb
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_scheduler.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info test-artifacts

@@ -1,0 +1,78 @@
+"""The process-wide default orchestrator that notebooks and the guide share.
+
+``get_task_orchestrator(**settings)`` returns the same object for the same
+settings, so re-running a cell is safe. Different settings rebuild it while
+it is idle (no task pending, ready or running; its tasks carry over) and raise
+``OrchestratorBusyError`` while work is in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .exceptions import OrchestratorBusyError
+from .orchestrator import TaskOrchestrator, default_workers
+
+_lock = threading.Lock()
+_default: TaskOrchestrator | None = None
+_settings: dict[str, Any] = {}
+
+
+def _normalise(max_workers: int | None, executor: str, client: Any, address: str | None) -> dict:
+    return {"max_workers": default_workers() if max_workers is None else max_workers,
+            "executor": executor, "client": client, "address": address}
+
+
+def get_task_orchestrator(max_workers: int | None = None, executor: str = "threads",
+                          client: Any = None, address: str | None = None) -> TaskOrchestrator:
+    """The default orchestrator, configured with these settings."""
+    global _default, _settings
+    wanted = _normalise(max_workers, executor, client, address)
+    with _lock:
+        if _default is not None and wanted == _settings:
+            return _default
+        if _default is None:
+            _default, _settings = TaskOrchestrator(**wanted), wanted
+            return _default
+        with _default._lock:
+            busy = _default._unfinished()
+        if busy:
+            changed = ", ".join(f"{k}={wanted[k]!r} (now {_settings[k]!r})"
+                                for k in wanted if wanted[k] != _settings[k])
+            raise OrchestratorBusyError(
+                f"cannot change the default orchestrator's settings ({changed}) while {busy} "
+                "tasks are in flight: wait_for_completion() or stop_execution() first, or "
+                "build a separate TaskOrchestrator(...)")
+        _default = _rebuild(_default, wanted)
+        _settings = wanted
+        return _default
+
+
+def _rebuild(old: TaskOrchestrator, settings: dict[str, Any]) -> TaskOrchestrator:
+    """Reconfigure in place so that references held by the user stay valid."""
+    was_running = old.is_running
+    if was_running:
+        old.stop_execution()
+    from .executors import make_executor
+
+    if settings["executor"] != old.executor_name or settings["client"] or settings["address"]:
+        old._executor = make_executor(settings["executor"], client=settings["client"],
+                                      address=settings["address"])
+        old.executor_name = settings["executor"]
+    if isinstance(settings["max_workers"], bool) or not isinstance(settings["max_workers"], int) \
+            or settings["max_workers"] < 1:
+        raise ValueError(f"max_workers must be a whole number >= 1, got {settings['max_workers']!r}")
+    old.max_workers = settings["max_workers"]
+    if was_running:
+        old.start_execution()
+    return old
+
+
+def reset_default() -> None:
+    """Stop and drop the default orchestrator (tests, %codo_reset --all)."""
+    global _default, _settings
+    with _lock:
+        old, _default, _settings = _default, None, {}
+    if old is not None:
+        old.stop_execution()

@@ -1,0 +1,64 @@
+"""Executors run attempts; the engine keeps dependencies, priorities and resources.
+
+An executor has one blocking method, ``run(run) -> Outcome``, called from an
+engine worker thread (at most ``max_workers`` at once), and ``interrupt(run,
+reason)`` called from any thread to stop an attempt in flight. The engine
+treats every executor alike.
+
+- ``threads`` runs the attempt in the worker thread itself (no hand-off).
+- ``processes`` and ``dask`` live in their own modules and ship the call with
+  cloudpickle; they are imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .invoke import Outcome, Run
+
+EXECUTORS = ("threads", "processes", "dask")
+
+
+class Executor(Protocol):
+    name: str
+
+    def start(self, max_workers: int) -> None: ...
+
+    def run(self, run: Run) -> Outcome: ...
+
+    def interrupt(self, run: Run, reason: str) -> bool: ...
+
+    def shutdown(self) -> None: ...
+
+
+class ThreadExecutor:
+    """Attempts run in the engine's worker threads; interrupts are asynchronous exceptions."""
+
+    name = "threads"
+
+    def start(self, max_workers: int) -> None:
+        pass
+
+    def run(self, run: Run) -> Outcome:
+        return run.execute()
+
+    def interrupt(self, run: Run, reason: str) -> bool:
+        return run.interrupt(reason)
+
+    def shutdown(self) -> None:
+        pass
+
+
+def make_executor(kind: str, **options: Any) -> Executor:
+    """Build the executor named ``kind`` ("threads", "processes" or "dask")."""
+    if kind == "threads":
+        return ThreadExecutor()
+    if kind == "processes":
+        from .process_executor import ProcessExecutor
+
+        return ProcessExecutor()
+    if kind == "dask":
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor(client=options.get("client"), address=options.get("address"))
+    raise ValueError(f"unknown executor {kind!r}: use one of {', '.join(EXECUTORS)}")

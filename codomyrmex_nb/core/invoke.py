@@ -1,0 +1,179 @@
+"""Running one attempt: build the call, run it (sync or async), keep errors whole, interrupt it.
+
+Interrupting a thread uses CPython's asynchronous exceptions
+(``PyThreadState_SetAsyncExc``): the exception is raised in the task's thread
+at its next Python instruction. Code blocked inside C (``time.sleep``, a
+socket read) returns first. An exception is only ever injected while the
+thread is inside the task's own code, and a pending one is cleared when the
+task returns first, so engine code is never hit. ``async def`` actions run on
+an event loop of their own in the worker thread; they are interrupted by
+cancelling their asyncio task, which also wakes an ``await asyncio.sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import inspect
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .graph import output_refs
+from .model import Attempt, OutputRef, Task
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+
+
+class Interrupted(BaseException):
+    """Raised inside a task's thread when the engine abandons the attempt.
+
+    A BaseException so that a task's ``except Exception`` does not swallow it.
+    """
+
+
+@dataclass(slots=True)
+class Outcome:
+    ok: bool
+    value: Any = None
+    error: BaseException | None = None
+    traceback: str | None = None
+    started: float = 0.0  # time.perf_counter() at the start of the user's code
+    ended: float = 0.0
+
+
+class Run:
+    """An attempt in flight: what to call, where it runs, and how to stop it."""
+
+    __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
+                 "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
+                 "wait_since", "__weakref__")
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.attempt: Attempt | None = None
+        self.call: Callable[[], Any] | None = None
+        self.thread_id: int | None = None
+        self.claims: tuple[tuple[str, str], ...] = ()
+        self.timer = None
+        self.resource_timer = None
+        self.abandoned: str | None = None  # why the engine gave up on it
+        self._lock = threading.Lock()
+        self._in_user = False
+        self._injected = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Future[Any] | None = None
+        self.handle: Any = None  # executor-specific (a process, a dask future)
+        self.wait_since = 0.0
+
+    # -- running --------------------------------------------------------------------
+    def execute(self) -> Outcome:
+        """Run ``self.call`` in this thread; never raises."""
+        self.thread_id = threading.get_ident()
+        started = time.perf_counter()
+        try:
+            try:
+                with self._lock:
+                    self._in_user = True
+                value = self.call()
+                if inspect.isawaitable(value):
+                    value = self._run_coroutine(value)
+                return Outcome(True, value, started=started, ended=time.perf_counter())
+            finally:
+                self._leave_user()
+        except BaseException as exc:  # noqa: BLE001 - stored whole, re-raised for the user later
+            self._leave_user()
+            return Outcome(False, None, exc, format_traceback(exc), started, time.perf_counter())
+
+    def _leave_user(self) -> None:
+        with self._lock:
+            if self._in_user and self._injected:
+                _set_async_exc(self.thread_id, None)  # drop an exception not yet raised
+            self._in_user = False
+
+    def _run_coroutine(self, awaitable: Any) -> Any:
+        loop = asyncio.new_event_loop()
+        try:
+            main = loop.create_task(_as_coroutine(awaitable))
+            with self._lock:
+                self._loop, self._main = loop, main
+            if self._injected:  # interrupted between the call and now
+                main.cancel()
+            try:
+                return loop.run_until_complete(main)
+            except asyncio.CancelledError:
+                if self.abandoned:
+                    raise Interrupted(self.abandoned) from None
+                raise
+        finally:
+            with self._lock:
+                self._loop = self._main = None
+            loop.close()
+
+    # -- stopping ---------------------------------------------------------------------
+    def interrupt(self, reason: str) -> bool:
+        """Ask the running task to stop; True if a signal was delivered."""
+        with self._lock:
+            if not self._in_user or self._injected:
+                return False
+            self._injected = True
+            if self._main is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._main.cancel)
+                return True
+            if self.thread_id is not None:
+                return _set_async_exc(self.thread_id, Interrupted) == 1
+        return False
+
+
+async def _as_coroutine(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+@functools.lru_cache(maxsize=1024)
+def wants_upstream(fn: Callable[..., Any]) -> bool:
+    """Does ``fn`` take an ``upstream`` keyword (it then gets its dependencies' results)?"""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    p = params.get("upstream")
+    return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+
+
+def resolve_value(value: Any, tasks: dict[str, Task]) -> Any:
+    """Replace ``task.output`` placeholders by that task's result data."""
+    if isinstance(value, OutputRef):
+        upstream = tasks[value.task_id]
+        return upstream.result.data if upstream.result is not None else None
+    if isinstance(value, list | tuple | set):
+        return type(value)(resolve_value(v, tasks) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve_value(v, tasks) for k, v in value.items()}
+    return value
+
+
+def build_kwargs(task: Task, fn: Callable[..., Any], tasks: dict[str, Task]) -> dict[str, Any]:
+    """The keyword arguments of one attempt: parameters with outputs resolved, plus ``upstream``."""
+    params = task.parameters
+    if any(True for v in params.values() for _ in output_refs(v)):
+        params = {k: resolve_value(v, tasks) for k, v in params.items()}
+    else:
+        params = dict(params)
+    if "upstream" not in params and wants_upstream(fn):
+        upstream: dict[str, Any] = {}
+        for dep in task.dependencies:
+            up = tasks.get(dep)
+            if up is not None:
+                key = up.name if up.name not in upstream else up.id
+                upstream[key] = up.result.data if up.result is not None else None
+        params["upstream"] = upstream
+    return params

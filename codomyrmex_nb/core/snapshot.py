@@ -1,0 +1,137 @@
+"""Immutable copies of the engine's state, for views and DataFrames.
+
+``orchestrator.snapshot()`` copies everything a view or a frame needs under
+the lock, in one pass, and hands back frozen records: drawing and analysis
+then run without the lock and never see a half-updated engine.
+``structure_version`` changes only when tasks are added, re-queued with new
+edges or removed, so a view knows when its layout is stale.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .model import Attempt, TaskPriority, TaskStatus
+
+if TYPE_CHECKING:
+    from .orchestrator import TaskOrchestrator
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    id: str
+    name: str
+    module: str
+    action: str
+    status: TaskStatus
+    priority: TaskPriority
+    dependencies: tuple[str, ...]
+    tags: tuple[str, ...]
+    resources: tuple[tuple[str, str], ...]  # (key, mode)
+    waiting_retry: bool
+    blocked_on: str | None
+    retry_count: int
+    max_retries: int
+    attempts: tuple[Attempt, ...]
+    created_at: float
+    queued_at: float | None
+    ready_at: float | None
+    started_at: float | None
+    completed_at: float | None
+    wait_dependencies: float
+    wait_resources: float
+    wait_worker: float
+    execution_time: float | None
+    success: bool | None
+    data: Any
+    error_type: str | None
+    error_message: str | None
+    worker: str | None
+
+    @property
+    def state(self) -> str:
+        """The display state: the status, or ``up_for_retry`` / ``upstream_failed`` refinements."""
+        if self.waiting_retry:
+            return "up_for_retry"
+        if self.status is TaskStatus.SKIPPED:
+            return "upstream_failed" if self.error_type == "UpstreamFailedError" else "skipped"
+        return self.status.value
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    tasks: tuple[TaskView, ...]
+    structure_version: int
+    time: float
+    stats: dict[str, Any]
+    running: bool
+    max_workers: int
+
+    def by_id(self) -> dict[str, TaskView]:
+        return {t.id: t for t in self.tasks}
+
+
+def take_snapshot(orch: TaskOrchestrator) -> Snapshot:
+    """Copy the orchestrator's state; call with its lock held."""
+    from .stats import execution_stats
+
+    views = []
+    for t in orch._graph.tasks.values():
+        r = t.result
+        views.append(TaskView(
+            t.id, t.name, t.module, t.action, t.status, t.priority, tuple(t.dependencies),
+            tuple(t.tags), tuple((res.key, res.mode) for res in t.resources), t.waiting_retry,
+            t.blocked_on, t.retry_count, t.max_retries,
+            tuple(Attempt(a.number, a.worker, a.started_at, a.ended_at, a.outcome) for a in t.attempts),
+            t.created_at, t.queued_at, t.ready_at, t.started_at, t.completed_at,
+            t.wait_dependencies, t.wait_resources, t.wait_worker,
+            None if r is None else r.execution_time, None if r is None else r.success,
+            None if r is None else r.data, None if r is None else r.error_type,
+            None if r is None else r.error_message,
+            (t.attempts[-1].worker if t.attempts else None)))
+    return Snapshot(tuple(views), orch.structure_version, time.time(), execution_stats(orch),
+                    orch._running, orch.max_workers)
+
+
+def critical_path(snapshot: Snapshot) -> list[str]:
+    """Ids on the longest chain of dependencies, weighted by run time (1 s for tasks not run).
+
+    This is the path that bounds the makespan: speeding up anything else
+    cannot finish the run sooner.
+    """
+    tasks = snapshot.by_id()
+    best: dict[str, tuple[float, str | None]] = {}  # id -> (path weight ending here, previous)
+    order = _topological(tasks)
+    for tid in order:
+        view = tasks[tid]
+        own = view.execution_time if view.execution_time is not None and view.attempts else 1.0
+        prev = max(((best[d][0], d) for d in view.dependencies if d in best), default=(0.0, None))
+        best[tid] = (prev[0] + own, prev[1])
+    if not best:
+        return []
+    node: str | None = max(best, key=lambda k: best[k][0])
+    path = []
+    while node is not None:
+        path.append(node)
+        node = best[node][1]
+    return path[::-1]
+
+
+def _topological(tasks: dict[str, TaskView]) -> list[str]:
+    indeg = {tid: sum(1 for d in v.dependencies if d in tasks) for tid, v in tasks.items()}
+    down: dict[str, list[str]] = {}
+    for tid, v in tasks.items():
+        for d in v.dependencies:
+            down.setdefault(d, []).append(tid)
+    ready = [tid for tid, n in indeg.items() if n == 0]
+    order = []
+    while ready:
+        tid = ready.pop()
+        order.append(tid)
+        for nxt in down.get(tid, ()):
+            indeg[nxt] -= 1
+            if indeg[nxt] == 0:
+                ready.append(nxt)
+    return order
