@@ -1,0 +1,52 @@
+"""Shared fixtures: orchestrators that always stop, and a check that no engine thread leaks."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+
+from codomyrmex_nb import TaskOrchestrator
+from codomyrmex_nb.core.default import reset_default
+
+ENGINE_THREAD_PREFIXES = ("codo-",)
+
+
+def engine_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(ENGINE_THREAD_PREFIXES)]
+
+
+@pytest.fixture
+def make_orch():
+    """Build orchestrators; each is stopped at teardown and must leave no thread behind."""
+    made: list[TaskOrchestrator] = []
+
+    def make(max_workers: int = 2, **kwargs) -> TaskOrchestrator:
+        orch = TaskOrchestrator(max_workers=max_workers, **kwargs)
+        made.append(orch)
+        return orch
+
+    yield make
+    for orch in made:
+        orch.stop_execution()
+
+
+@pytest.fixture
+def orch(make_orch) -> TaskOrchestrator:
+    return make_orch(2)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default():
+    yield
+    reset_default()
+
+
+def pytest_collection_modifyitems(config, items):
+    if shutil.which("dot"):
+        return
+    skip = pytest.mark.skip(reason="graphviz `dot` not installed (apt install graphviz)")
+    for item in items:
+        if "needs_dot" in item.keywords:
+            item.add_marker(skip)

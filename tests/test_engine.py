@@ -1,0 +1,369 @@
+"""The engine's contract: states, priorities, timeouts, retries, cancel, waiting, threads."""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import threading
+import time
+
+import pytest
+from conftest import engine_threads
+
+from codomyrmex_nb import (
+    OrchestratorBusyError,
+    Task,
+    TaskPriority,
+    TaskStatus,
+    get_task_orchestrator,
+    register_action,
+)
+
+
+def wait_until_status(orch, task, status, timeout=5.0):
+    """Block on engine events until ``task`` reaches ``status``."""
+    reached = threading.Event()
+    unsubscribe = orch.subscribe(lambda e: e.task_id == task.id and e.status is status and reached.set())
+    try:
+        return task.status is status or reached.wait(timeout)
+    finally:
+        unsubscribe()
+
+
+def test_priority_then_critical_path_then_submission_order(make_orch):
+    orch = make_orch(1)
+    order = []
+    log = order.append
+    orch.create_task("normal_first", func=lambda: log("normal_first"))
+    orch.create_task("low", func=lambda: log("low"), priority=TaskPriority.LOW)
+    orch.create_task("critical", func=lambda: log("critical"), priority="critical")
+    head = orch.create_task("normal_with_chain", func=lambda: log("normal_with_chain"))
+    mid = orch.create_task("chain2", func=lambda: log("chain2"), dependencies=[head], priority="low")
+    orch.create_task("chain3", func=lambda: log("chain3"), dependencies=[mid], priority="low")
+    orch.create_task("normal_last", func=lambda: log("normal_last"))
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert order[:4] == ["critical", "normal_with_chain", "normal_first", "normal_last"]
+
+
+def test_states_pending_ready_running_completed(orch):
+    gate = threading.Event()
+    seen = []
+    orch.subscribe(lambda e: e.kind == "status" and e.name == "b" and seen.append(e.status))
+    a = orch.create_task("a", func=gate.wait, parameters={"timeout": 10})
+    b = orch.create_task("b", func=lambda: 1, dependencies=[a])
+    assert (a.status, b.status) == (TaskStatus.READY, TaskStatus.PENDING)
+    orch.start_execution()
+    assert wait_until_status(orch, a, TaskStatus.RUNNING)
+    gate.set()
+    assert orch.wait_for_completion(10)
+    orch._events.flush(5)
+    assert seen == [TaskStatus.READY, TaskStatus.RUNNING, TaskStatus.COMPLETED]
+
+
+def test_dependencies_start_only_after_upstream_completed(orch):
+    a = orch.create_task("a", func=lambda: threading.Event().wait(0.05))
+    b = orch.create_task("b", func=lambda: 2, dependencies=[a])
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert b.attempts[0].started_at >= a.attempts[0].ended_at
+
+
+def test_failure_skips_dependents_transitively_and_says_which(orch):
+    bad = orch.create_task("bad", func=lambda: 1 / 0)
+    mid = orch.create_task("mid", func=lambda: 1, dependencies=[bad])
+    leaf = orch.create_task("leaf", func=lambda: 1, dependencies=[mid])
+    ok = orch.create_task("ok", func=lambda: 1)
+    orch.start_execution()
+    assert orch.wait_for_completion(10) is False
+    assert bad.status is TaskStatus.FAILED and bad.result.error_type == "ZeroDivisionError"
+    assert isinstance(bad.result.exception, ZeroDivisionError)
+    assert "ZeroDivisionError" in bad.result.traceback
+    assert mid.status is leaf.status is TaskStatus.SKIPPED
+    assert "'bad' failed" in mid.result.error_message
+    assert "'mid' was skipped" in leaf.result.error_message and "root cause: 'bad'" in leaf.result.error_message
+    assert leaf.result.metadata["skipped_because"] == ["mid"]
+    assert ok.status is TaskStatus.COMPLETED
+
+
+def test_task_added_after_its_upstream_failed_is_skipped_at_once(orch):
+    bad = orch.create_task("bad", func=lambda: 1 / 0)
+    orch.start_execution()
+    orch.wait_for_completion(10)
+    late = orch.create_task("late", func=lambda: 1, dependencies=[bad])
+    assert late.status is TaskStatus.SKIPPED
+
+
+def test_registered_builtin_and_imported_actions(orch):
+    @register_action("mytools", "double")
+    def double(x):
+        return 2 * x
+
+    orch.register_action("mytools", "triple", lambda x: 3 * x)
+    a = orch.create_task("a", module="mytools", action="double", parameters={"x": 4})
+    b = orch.create_task("b", module="mytools", action="triple", parameters={"x": 4})
+    c = orch.create_task("c", module="statistics", action="mean", parameters={"data": [2, 6]})
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert (a.result.data, b.result.data, c.result.data) == (8, 12, 4)
+
+
+def test_missing_action_fails_with_import_or_attribute_error_listing_what_exists(orch):
+    no_module = orch.create_task("m", module="no_such_module_xyz", action="run")
+    no_action = orch.create_task("a", module="static_analysis", action="no_such_action")
+    orch.start_execution()
+    orch.wait_for_completion(10)
+    assert no_module.result.error_type == "ImportError"
+    assert "static_analysis" in no_module.result.error_message  # lists the built-ins
+    assert no_action.result.error_type == "AttributeError"
+    assert "analyze_code_quality" in no_action.result.error_message
+
+
+def test_async_actions_run_on_an_event_loop(orch):
+    async def fetch(n):
+        await asyncio.sleep(0.01)
+        return n * 2
+
+    t = orch.create_task("fetch", func=fetch, parameters={"n": 21})
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert t.result.data == 42
+
+
+def busy_loop():
+    while True:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["sleeping", "busy", "async"])
+def test_timeout_takes_effect_within_two_seconds(orch, kind):
+    async def async_sleep():
+        await asyncio.sleep(30)
+
+    func = {"sleeping": lambda: time.sleep(3), "busy": busy_loop, "async": async_sleep}[kind]
+    t = orch.create_task(kind, func=func, timeout=0.5)
+    orch.start_execution()
+    start = time.monotonic()
+    assert wait_until_status(orch, t, TaskStatus.FAILED, timeout=5)
+    assert time.monotonic() - start < 0.5 + 2
+    assert t.result.error_type == "TimeoutError" and isinstance(t.result.exception, TimeoutError)
+    assert "timed out after 0.5s" in t.result.error_message
+
+
+def test_timed_out_thread_keeps_resources_until_it_returns_and_a_worker_replaces_it(make_orch):
+    from codomyrmex_nb import ResourceType, TaskResource
+
+    orch = make_orch(1)
+    res = [TaskResource(ResourceType.FILE, "f", "exclusive")]
+    slow = orch.create_task("slow", func=lambda: time.sleep(1.0), timeout=0.2, resources=res)
+    other = orch.create_task("other", func=lambda: "free worker")
+    same = orch.create_task("same_resource", func=time.time, resources=res)
+    orch.start_execution()
+    orch.wait_for_completion(10)
+    assert slow.result.error_type == "TimeoutError"
+    assert other.result.data == "free worker"
+    # The resource was held until the sleeping thread really returned.
+    assert same.result.data >= slow.attempts[0].started_at + 0.9
+
+
+def test_retries_with_delay_do_not_hold_a_worker(make_orch):
+    orch = make_orch(1)
+    attempts = []
+
+    def flaky():
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise ConnectionError("try again")
+        return "ok"
+
+    t = orch.create_task("flaky", func=flaky, max_retries=3, retry_delay=0.3)
+    quick = orch.create_task("quick", func=time.monotonic)
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert t.result.data == "ok" and t.retry_count == 2 and len(t.attempts) == 3
+    assert attempts[1] - attempts[0] >= 0.28
+    assert quick.result.data < attempts[1]  # ran on the only worker during the delay
+
+
+def test_retry_backoff_grows_the_delay(orch):
+    times = []
+    t = orch.create_task("f", func=lambda: times.append(time.monotonic()) or 1 / 0,
+                         max_retries=2, retry_delay=0.1, retry_backoff=3)
+    orch.start_execution()
+    assert orch.wait_for_completion(10) is False
+    assert t.status is TaskStatus.FAILED and t.retry_count == 2
+    assert times[2] - times[1] >= 0.28 and times[1] - times[0] >= 0.09
+
+
+def test_cancel_pending_ready_running_and_finished(orch):
+    gate = threading.Event()
+    running = orch.create_task("running", func=lambda: gate.wait(30))
+    child = orch.create_task("child", func=lambda: 1, dependencies=[running])
+    ready = orch.create_task("ready", func=lambda: 1)
+    assert orch.cancel_task(ready.id) is True and ready.status is TaskStatus.CANCELLED
+    orch.start_execution()
+    assert wait_until_status(orch, running, TaskStatus.RUNNING)
+    start = time.monotonic()
+    assert orch.cancel_task(running.id) is True
+    assert running.status is TaskStatus.CANCELLED and child.status is TaskStatus.SKIPPED
+    assert orch.cancel_task(running.id) is False
+    assert orch.cancel_task("no-such-task") is False
+    assert orch.wait_for_completion(5) is False
+    assert time.monotonic() - start < 2
+    gate.set()
+
+
+def test_wait_for_completion_times_out_and_reports(orch):
+    gate = threading.Event()
+    orch.create_task("slow", func=lambda: gate.wait(30))
+    orch.start_execution()
+    start = time.monotonic()
+    assert orch.wait_for_completion(timeout=0.3) is False
+    assert 0.25 < time.monotonic() - start < 2
+    gate.set()
+    assert orch.wait_for_completion(10) is True
+
+
+def test_wait_without_start_says_what_to_do(orch):
+    orch.create_task("t", func=lambda: 1)
+    with pytest.raises(RuntimeError, match="start_execution"):
+        orch.wait_for_completion(1)
+
+
+def test_interrupt_stops_the_wait_promptly_and_tasks_keep_running(orch):
+    gate = threading.Event()
+    t = orch.create_task("slow", func=lambda: gate.wait(30) and "done")
+    orch.start_execution()
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        orch.wait_for_completion(timeout=30)
+    assert time.monotonic() - start < 1.5
+    assert t.status is TaskStatus.RUNNING
+    gate.set()
+    assert orch.wait_for_completion(10) and t.result.data == "done"
+
+
+def test_start_and_stop_are_idempotent_and_leave_no_threads(make_orch):
+    orch = make_orch(3)
+    orch.start_execution()
+    orch.start_execution()
+    assert len([t for t in engine_threads() if t.name.startswith("codo-worker")]) == 3
+    orch.subscribe(lambda e: None)
+    orch.create_task("t", func=lambda: 1)
+    assert orch.wait_for_completion(10)
+    orch.stop_execution()
+    orch.stop_execution()
+    assert engine_threads() == []
+
+
+def test_stop_interrupts_running_work_and_restart_runs_it_again(orch):
+    runs = []
+    gate = threading.Event()
+
+    def work():
+        runs.append(1)
+        if len(runs) == 1:
+            while not gate.is_set():  # busy Python code: interruptible
+                pass
+        return len(runs)
+
+    t = orch.create_task("t", func=work)
+    orch.start_execution()
+    assert wait_until_status(orch, t, TaskStatus.RUNNING)
+    orch.stop_execution()
+    assert t.status is TaskStatus.READY and engine_threads() == []
+    orch.start_execution()
+    assert orch.wait_for_completion(10) and t.result.data == 2
+
+
+def test_raising_subscriber_never_breaks_the_engine(orch, caplog):
+    def bad(event):
+        raise RuntimeError("view bug")
+
+    good = []
+    orch.subscribe(bad)
+    orch.subscribe(good.append)
+    for i in range(20):
+        orch.create_task(f"t{i}", func=lambda: 1)
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    orch._events.flush(5)
+    assert len([e for e in good if e.status is TaskStatus.COMPLETED]) == 20
+    assert "view bug" in caplog.text
+
+
+def test_stats_snapshot_adds_up(orch):
+    gate = threading.Event()
+    orch.create_task("blocked", func=lambda: gate.wait(30))
+    orch.create_task("after", func=lambda: 1, dependencies=["blocked"])
+    orch.create_task("done", func=lambda: 1)
+    orch.create_task("bad", func=lambda: 1 / 0)
+    orch.start_execution()
+    wait_until_status(orch, orch.get_task("bad"), TaskStatus.FAILED)
+    wait_until_status(orch, orch.get_task("done"), TaskStatus.COMPLETED)
+    s = orch.get_execution_stats()
+    assert s["total_tasks"] == 4
+    assert (s["running"], s["pending"], s["completed"], s["failed"]) == (1, 1, 1, 1)
+    assert s["pending"] + s["running"] + s["completed"] + s["failed"] + s["cancelled"] + s["skipped"] == 4
+    gate.set()
+    orch.wait_for_completion(10)
+    s = orch.get_execution_stats()
+    assert s["pending"] == s["running"] == 0 and s["completed"] == 3
+    assert s["total_execution_time"] >= s["average_execution_time"] > 0
+    assert s["makespan"] > 0 and s["throughput"] > 0 and 0 < s["worker_utilization"] <= 1
+
+
+def test_default_orchestrator_same_settings_same_object():
+    a = get_task_orchestrator()
+    assert get_task_orchestrator() is a
+    b = get_task_orchestrator(max_workers=3)
+    assert b is a and a.max_workers == 3  # reconfigured while idle
+
+
+def test_default_orchestrator_refuses_new_settings_while_busy():
+    orch = get_task_orchestrator(max_workers=2)
+    gate = threading.Event()
+    orch.create_task("busy", func=lambda: gate.wait(30))
+    orch.start_execution()
+    with pytest.raises(OrchestratorBusyError, match="max_workers=5"):
+        get_task_orchestrator(max_workers=5)
+    gate.set()
+    assert orch.wait_for_completion(10)
+    assert get_task_orchestrator(max_workers=5).max_workers == 5
+
+
+def test_rerun_requeues_task_and_downstream_only(orch):
+    counts = {"a": 0, "b": 0, "c": 0}
+
+    def count(name):
+        counts[name] += 1
+        return counts[name]
+
+    a = orch.create_task("a", func=count, parameters={"name": "a"})
+    orch.create_task("b", func=count, parameters={"name": "b"}, dependencies=[a])
+    orch.create_task("c", func=count, parameters={"name": "c"})
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert orch.rerun("a")
+    assert orch.wait_for_completion(10)
+    assert counts == {"a": 2, "b": 2, "c": 1}
+
+
+def test_many_workers_never_exceed_max_workers(make_orch):
+    orch = make_orch(3)
+    lock, active, peak = threading.Lock(), [0], [0]
+
+    def work():
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        threading.Event().wait(0.01)
+        with lock:
+            active[0] -= 1
+
+    orch.add_tasks([Task(name=f"t{i}", func=work) for i in range(30)])
+    orch.start_execution()
+    assert orch.wait_for_completion(20)
+    assert peak[0] == 3
