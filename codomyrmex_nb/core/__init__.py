@@ -1,7 +1,7 @@
 """The orchestrator core: model, graph, resources, executors, engine. No Jupyter imports."""
 
 from .actions import register_action
-from .default import get_task_orchestrator
+from .default import current_orchestrator, get_task_orchestrator
 from .events import Event
 from .exceptions import (
     AmbiguousDependencyError,
@@ -20,5 +20,6 @@ __all__ = [
     "AmbiguousDependencyError", "DependencyCycleError", "Event", "OrchestratorBusyError",
     "ResourceTimeout", "ResourceType", "Task", "TaskCancelledError", "TaskOrchestrator",
     "TaskPriority", "TaskResource", "TaskResult", "TaskStatus", "TaskTimeoutError",
-    "UnknownDependencyError", "UpstreamFailedError", "get_task_orchestrator", "register_action",
+    "UnknownDependencyError", "UpstreamFailedError", "current_orchestrator", "get_task_orchestrator",
+    "register_action",
 ]

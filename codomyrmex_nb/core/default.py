@@ -49,6 +49,22 @@ def get_task_orchestrator(max_workers: int | None = None, executor: str = "threa
         return _default
 
 
+def current_orchestrator() -> TaskOrchestrator:
+    """The default orchestrator as it is configured now (created with defaults if none yet)."""
+    global _default, _settings
+    with _lock:
+        if _default is None:
+            _settings = _normalise(None, "threads", None, None)
+            _default = TaskOrchestrator(**_settings)
+        return _default
+
+
+def current_settings() -> dict[str, Any]:
+    """The settings the default orchestrator was last configured with (empty if none yet)."""
+    with _lock:
+        return dict(_settings)
+
+
 def _rebuild(old: TaskOrchestrator, settings: dict[str, Any]) -> TaskOrchestrator:
     """Reconfigure in place so that references held by the user stay valid."""
     was_running = old.is_running

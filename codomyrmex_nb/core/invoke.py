@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import functools
 import inspect
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -138,9 +138,27 @@ def format_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-@functools.lru_cache(maxsize=1024)
+_wants_upstream: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
 def wants_upstream(fn: Callable[..., Any]) -> bool:
-    """Does ``fn`` take an ``upstream`` keyword (it then gets its dependencies' results)?"""
+    """Does ``fn`` take an ``upstream`` keyword (it then gets its dependencies' results)?
+
+    Cached per function without keeping it alive; unhashable callables are inspected each time.
+    """
+    try:
+        return _wants_upstream[fn]
+    except (KeyError, TypeError):
+        pass
+    answer = _inspect_upstream(fn)
+    try:
+        _wants_upstream[fn] = answer
+    except TypeError:
+        pass
+    return answer
+
+
+def _inspect_upstream(fn: Callable[..., Any]) -> bool:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):

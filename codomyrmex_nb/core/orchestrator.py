@@ -127,6 +127,8 @@ class TaskOrchestrator(Engine):
                     self._abandon(run, "interrupted", TaskCancelledError("re-queued"))
             elif not state.is_terminal:
                 self._withdraw(t)
+            if t is not task:
+                t.retry_count = 0  # a fresh run downstream gets its full retry budget
             t.result = None
             t.ready_at = t.started_at = t.completed_at = None
             t.wait_dependencies = t.wait_resources = t.wait_worker = 0.0
@@ -179,6 +181,7 @@ class TaskOrchestrator(Engine):
             found = self._lookup(task)
             if found is None:
                 return False
+            found.retry_count = 0
             fresh = self._requeue_with_downstream(found)
             self.structure_version += 1
             now = time.time()
@@ -334,6 +337,14 @@ class TaskOrchestrator(Engine):
         """A frozen copy of every task's state, for views and frames (see core.snapshot)."""
         with self._lock:
             return take_snapshot(self)
+
+    def flush_events(self, timeout: float | None = None) -> bool:
+        """Wait until every event published so far reached the subscribers; False on timeout.
+
+        ``wait_for_completion`` returns when the tasks end, which can be just
+        before subscribers have heard of the last change.
+        """
+        return self._events.flush(timeout)
 
     def get_execution_stats(self) -> dict[str, Any]:
         """One consistent snapshot of counts and timings (see DESIGN.md "Stats")."""

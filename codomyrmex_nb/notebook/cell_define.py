@@ -1,0 +1,269 @@
+"""Defining, keeping or replacing the task of a ``%%codo_task`` cell.
+
+Running a cell is idempotent, as a notebook user expects:
+
+- a new name adds a task;
+- the same text and options (the *fingerprint*, kept in
+  ``task.metadata["codo_cell"]``) keep the task as it is: a completed result
+  stays, a pending or running task goes on. A task that ended without a result
+  (failed, cancelled, skipped) has nothing to keep, so it is queued again;
+- changed text or options replace the task's function and settings in place
+  (same id, so dependents keep pointing at it) and re-run it and everything
+  downstream of it, interrupting any of them that runs; nothing else re-runs.
+  A change of ``--out`` alone only re-targets the variable.
+
+Everything is validated before anything changes (names, priority, resources,
+numbers, dependency cycles), so a bad cell leaves the orchestrator as it was.
+Errors are ``CellDefinitionError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core import ResourceType, Task, TaskOrchestrator, TaskPriority, TaskResource, TaskStatus
+from ..core.model import RESOURCE_MODES
+from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
+
+S = TaskStatus
+META_KEY = "codo_cell"
+
+
+class CellDefinitionError(ValueError):
+    """A ``%%codo_task`` cell cannot be defined; the message is one line."""
+
+
+@dataclass
+class CellOptions:
+    """The parsed options of a ``%%codo_task`` line."""
+
+    after: list[str] = field(default_factory=list)
+    priority: str | None = None
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 0.0
+    resources: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What running the cell did: ``action`` is defined / unchanged / changed / requeued / retargeted."""
+
+    task: Task
+    action: str
+    message: str
+
+
+def parse_priority(text: str | None) -> TaskPriority:
+    """A priority name (any case) or number 1-4."""
+    if text is None:
+        return TaskPriority.NORMAL
+    value: Any = int(text) if text.strip().isdigit() else text
+    try:
+        return TaskPriority.coerce(value)
+    except ValueError:
+        names = ", ".join(p.name.lower() for p in TaskPriority)
+        raise CellDefinitionError(
+            f"bad --priority {text!r}: use one of {names} (or 1-{len(TaskPriority)})") from None
+
+
+def parse_resource(spec: str) -> TaskResource:
+    """``TYPE:ID[:MODE]``; an id containing ``:`` needs the mode spelled out."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise CellDefinitionError(f"bad --resource {spec!r}: write TYPE:ID[:MODE], e.g. cpu:system_cpu:read")
+    ident, mode = rest, "read"
+    if ":" in rest:
+        ident, mode = rest.rsplit(":", 1)
+    try:
+        rtype = ResourceType.coerce(kind)
+    except ValueError:
+        kinds = ", ".join(t.value for t in ResourceType)
+        raise CellDefinitionError(f"bad --resource {spec!r}: unknown type {kind!r}; use one of {kinds}") from None
+    if mode.lower() not in RESOURCE_MODES:
+        raise CellDefinitionError(
+            f"bad --resource {spec!r}: unknown mode {mode!r}; use one of {', '.join(RESOURCE_MODES)}")
+    try:
+        return TaskResource(type=rtype, identifier=ident, mode=mode)
+    except ValueError as exc:
+        raise CellDefinitionError(f"bad --resource {spec!r}: {exc}") from None
+
+
+def fingerprint(source: str, opts: CellOptions) -> str:
+    """What decides whether a cell changed: its text and every option but ``--out``."""
+    key = {"source": source.rstrip(), "after": opts.after, "priority": opts.priority,
+           "timeout": opts.timeout, "retries": opts.retries, "retry_delay": opts.retry_delay,
+           "resources": opts.resources, "tags": opts.tags}
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellOptions,
+                     namespace: Mapping[str, Any], header: str = "") -> Definition:
+    """Add, keep or replace the task ``name`` for this cell; raises ``CellDefinitionError``."""
+    if not name or not name.strip():
+        raise CellDefinitionError("%%codo_task needs a task name: %%codo_task NAME [options]")
+    try:
+        cell = compile_cell(name, source, header)
+    except CellSyntaxError as exc:
+        raise CellDefinitionError(str(exc)) from None
+    existing = orch.get_task(name)
+    deps = _resolve_after(orch, name, opts.after, existing)
+    probe = _build(name, opts, deps, CellFunction(cell, namespace), fingerprint(source, opts))
+    if existing is None:
+        try:
+            orch.add_task(probe)
+        except ValueError as exc:
+            raise CellDefinitionError(f"task {name!r}: {exc}") from None
+        done = Definition(probe, "defined", _defined_line(orch, probe, deps))
+    elif existing.metadata.get(META_KEY) == probe.metadata[META_KEY]:
+        done = _keep(orch, existing)
+    else:
+        done = _replace(orch, existing, probe, deps)
+    cell.register()
+    if done.action != "unchanged" and not orch.is_running:
+        done = Definition(done.task, done.action, done.message + _STOPPED)
+    return done
+
+
+def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp: str) -> Task:
+    resources = [parse_resource(r) for r in opts.resources]
+    try:
+        return Task(name=name, func=fn, dependencies=[d.id for d in deps],
+                    priority=parse_priority(opts.priority), timeout=opts.timeout,
+                    max_retries=opts.retries, retry_delay=opts.retry_delay, resources=resources,
+                    tags=list(opts.tags), metadata={META_KEY: fp})
+    except ValueError as exc:
+        raise CellDefinitionError(f"task {name!r}: {exc}") from None
+
+
+def _resolve_after(orch: TaskOrchestrator, name: str, after: list[str],
+                   existing: Task | None) -> list[Task]:
+    """The ``--after`` tasks, checked to exist and not to close a cycle."""
+    deps: list[Task] = []
+    for ref in after:
+        dep = orch.get_task(ref)
+        if dep is None:
+            known = [t.name for t in orch.list_tasks()]
+            close = difflib.get_close_matches(ref, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else " Run its cell first."
+            raise CellDefinitionError(f"task {name!r}: --after {ref!r} is not a known task.{hint}")
+        if existing is not None and dep.id == existing.id:
+            raise CellDefinitionError(f"task {name!r} cannot run --after itself")
+        if dep not in deps:
+            deps.append(dep)
+    if existing is not None:
+        _check_cycle(orch, existing, deps)
+    return deps
+
+
+def _check_cycle(orch: TaskOrchestrator, task: Task, deps: list[Task]) -> None:
+    """Depending on a task downstream of ``task`` would close a cycle: name it."""
+    parent, views = _descendants(orch, task)
+    for dep in deps:
+        if dep.id in parent:
+            path = [dep.id]
+            while path[-1] != task.id:
+                path.append(parent[path[-1]])
+            names = [views[i].name for i in reversed(path)] + [task.name]
+            raise CellDefinitionError(
+                f"task {task.name!r}: --after {dep.name!r} would close a dependency cycle "
+                f"({' -> '.join(names)})")
+
+
+def _descendants(orch: TaskOrchestrator, task: Task) -> tuple[dict[str, str], dict[str, Any]]:
+    """Breadth-first: {descendant id: the id it was reached from}, and the snapshot's views."""
+    views = orch.snapshot().by_id()
+    down: dict[str, list[str]] = {}
+    for view in views.values():
+        for up in view.dependencies:
+            down.setdefault(up, []).append(view.id)
+    parent: dict[str, str] = {}
+    frontier = [task.id]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for child in down.get(node, ()):
+                if child not in parent and child != task.id:
+                    parent[child] = node
+                    nxt.append(child)
+        frontier = nxt
+    return parent, views
+
+
+def _keep(orch: TaskOrchestrator, task: Task) -> Definition:
+    status = task.status
+    if status is S.COMPLETED:
+        return Definition(task, "unchanged", f"codo_task {task.name!r}: unchanged, keeping its result")
+    if not status.is_terminal:
+        return Definition(task, "unchanged", f"codo_task {task.name!r}: unchanged, still {status.value}")
+    downstream = _downstream_names(orch, task)
+    task.retry_count = 0
+    orch.rerun(task)
+    return Definition(task, "requeued", f"codo_task {task.name!r}: unchanged but {status.value} "
+                      f"last time; queued again{_and_downstream(downstream)}")
+
+
+def _replace(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task]) -> Definition:
+    """Give ``task`` the probe's function and settings, then re-run it and its downstream."""
+    new_deps = [d.id for d in deps]
+    edges_changed = set(new_deps) != {d.id for d in orch.dependencies_of(task)}
+    if edges_changed and not task.status.is_terminal:
+        orch.cancel_task(task.id)  # the engine only re-wires a task that has ended
+    saved = {k: getattr(task, k) for k in (*_REPLACED, "dependencies", "module", "action",
+                                           "retry_count")}
+    for attr in _REPLACED:
+        setattr(task, attr, getattr(probe, attr))
+    task.metadata = {**saved["metadata"], META_KEY: probe.metadata[META_KEY]}
+    task.module = task.action = ""
+    task.retry_count = 0
+    try:
+        if edges_changed:
+            task.dependencies = new_deps
+            orch.add_task(task)  # re-wires, then re-queues it and its downstream
+        else:
+            orch.rerun(task)
+    except ValueError as exc:
+        for attr, value in saved.items():
+            setattr(task, attr, value)
+        raise CellDefinitionError(f"task {task.name!r}: {exc}") from None
+    downstream = _downstream_names(orch, task)
+    after = ""
+    if edges_changed:
+        after = f", now after {_names(d.name for d in deps)}" if deps else ", now without dependencies"
+    return Definition(task, "changed", f"codo_task {task.name!r}: changed{after}; re-running "
+                      f"it{_and_downstream(downstream)}")
+
+
+_REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags",
+             "metadata")
+
+
+def _downstream_names(orch: TaskOrchestrator, task: Task) -> list[str]:
+    parent, views = _descendants(orch, task)
+    return [views[i].name for i in parent]
+
+
+def _and_downstream(names: list[str]) -> str:
+    if not names:
+        return ""
+    shown = _names(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f" and {len(names)} downstream ({shown})"
+
+
+def _names(names: Any) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _defined_line(orch: TaskOrchestrator, task: Task, deps: list[Task]) -> str:
+    waits = f"waits for {_names(d.name for d in deps)}" if deps else "no dependencies"
+    return f"codo_task {task.name!r}: defined, {waits}"
+
+
+_STOPPED = " (engine stopped: %codo_run starts it)"

@@ -1,0 +1,332 @@
+"""IPython magics: ``%%codo_task`` cells and the ``%codo_*`` line magics.
+
+Every magic works on the default orchestrator *as it is configured now*
+(``current_orchestrator``): a magic never reconfigures it, except
+``%codo_run --workers/--executor``. Arguments are declared with
+``magic_arguments`` (so ``%codo_task?`` prints the real help); every user
+mistake is a one-line ``UsageError`` and leaves nothing half-done. Frames are
+returned, not printed, so ``x = %codo_results`` works.
+
+``%%codo_task`` semantics (idempotent re-runs, the task namespace, line numbers,
+async cells) live in ``cell_define`` and ``cell_tasks``; ``--out`` in
+``outputs``; where nest-asyncio is applied in ``asyncio_support``.
+"""
+
+from __future__ import annotations
+
+import keyword
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_argstring
+from IPython.display import display
+
+from ..core import OrchestratorBusyError, TaskOrchestrator, TaskStatus
+from ..core import default as _default
+from ..core.executors import EXECUTORS
+from .cell_define import CellDefinitionError, CellOptions, define_cell_task
+from .outputs import OutBindings
+from .text_status import dag_text, status_table, summary_line, task_detail
+
+S = TaskStatus
+_TASK_USAGE = ("%%codo_task NAME [--after TASK [TASK ...]] [--priority P] [--timeout S]\n"
+               "                   [--retries N] [--retry-delay S] [--resource TYPE:ID[:MODE]]...\n"
+               "                   [--tag T]... [--out VAR]")
+
+
+def current_orchestrator() -> TaskOrchestrator:
+    """The default orchestrator with the settings it has now (never reconfigures it)."""
+    return _default.current_orchestrator()
+
+
+def _parse(magic: Any, line: str, prefix: str = "%") -> Any:
+    try:
+        return parse_argstring(magic, line)
+    except UsageError as exc:
+        hint = ""
+        if "required: name" in str(exc) and "--after" in line:
+            hint = " (put NAME first: --after takes every name that follows it)"
+        raise UsageError(f"{prefix}{magic.__name__}: {exc}{hint}") from None
+
+
+@magics_class
+class CodoMagics(Magics):
+    """The codomyrmex-nb magics; one instance per shell."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.outs = OutBindings(shell.user_ns)
+
+    def orchestrator(self) -> TaskOrchestrator:
+        orch = current_orchestrator()
+        self.outs.attach(orch)
+        return orch
+
+    def pre_run_cell(self, info: Any = None) -> None:
+        """Before each cell: make every completed ``--out`` result visible."""
+        self.outs.sync()
+
+    # -- defining tasks -------------------------------------------------------------------
+    @magic_arguments()
+    @kwds(usage=_TASK_USAGE)
+    @argument("name", help="task name; running the cell again with the same text keeps its "
+              "result, changed text re-runs it and its downstream")
+    @argument("--after", nargs="+", default=[], metavar="TASK",
+              help="run after these tasks; their results are visible by name (or upstream[name])")
+    @argument("--priority", metavar="P", help="low, normal (default), high or critical (or 1-4)")
+    @argument("--timeout", type=float, metavar="S", help="fail the attempt after S seconds")
+    @argument("--retries", type=int, default=0, metavar="N", help="retry a failure up to N times")
+    @argument("--retry-delay", type=float, default=0.0, metavar="S",
+              help="seconds between retries")
+    @argument("--resource", action="append", default=[], metavar="TYPE:ID[:MODE]",
+              help="hold a resource while running; MODE read (default), write or exclusive; "
+              "repeat for several")
+    @argument("--tag", action="append", default=[], metavar="T", help="a tag; repeatable")
+    @argument("--out", metavar="VAR", help="also store the result in the notebook variable VAR "
+              "when the task completes")
+    @line_cell_magic
+    def codo_task(self, line: str, cell: str | None = None) -> None:
+        """Define a task whose body is this cell; its last expression is the task's result.
+
+        The body reads notebook names (a copy taken when it starts) and upstream
+        results by task name; its own assignments stay inside the task. Top-level
+        ``await`` makes it an async task.
+        """
+        if cell is None:
+            raise UsageError("%codo_task defines a task from a cell: start the cell with "
+                             "%%codo_task NAME [options] and write the task's code below it")
+        args = _parse(self.codo_task, line, "%%")
+        if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
+            raise UsageError(f"%%codo_task: --out {args.out!r} is not a valid variable name")
+        opts = CellOptions(after=args.after, priority=args.priority, timeout=args.timeout,
+                           retries=args.retries, retry_delay=args.retry_delay,
+                           resources=args.resource, tags=args.tag, out=args.out)
+        orch = self.orchestrator()
+        try:
+            done = define_cell_task(orch, args.name, cell, opts, self.shell.user_ns, line.strip())
+        except CellDefinitionError as exc:
+            raise UsageError(f"%%codo_task: {exc}") from None
+        before = self.outs.bind(done.task.id, args.out)
+        message = done.message
+        if done.action == "unchanged" and before != args.out and args.out:
+            message += f"; result goes to {args.out!r}"
+        print(message)
+
+    # -- running and waiting ----------------------------------------------------------------
+    @magic_arguments()
+    @argument("--workers", type=int, metavar="N", help="number of workers (reconfigures when idle)")
+    @argument("--executor", choices=EXECUTORS, help="threads (default), processes or dask")
+    @argument("--wait", action="store_true", help="block until every task has ended")
+    @argument("--timeout", type=float, metavar="S", help="with --wait: wait at most S seconds")
+    @line_magic
+    def codo_run(self, line: str) -> None:
+        """Start the engine and show the live view (a text status without one)."""
+        args = _parse(self.codo_run, line)
+        orch = self._configure(args.workers, args.executor)
+        orch.start_execution()
+        view = _live_view(orch)
+        if view is not None:
+            display(view)
+        else:
+            print(status_table(orch.snapshot()))
+        if args.wait or args.timeout is not None:
+            self._wait(orch, args.timeout)
+
+    def _configure(self, workers: int | None, executor: str | None) -> TaskOrchestrator:
+        if workers is None and executor is None:
+            return self.orchestrator()
+        if workers is not None and workers < 1:
+            raise UsageError(f"%codo_run: --workers must be a whole number >= 1, got {workers}")
+        settings = _default.current_settings() or {"max_workers": None, "executor": "threads",
+                                                 "client": None, "address": None}
+        if workers is not None:
+            settings["max_workers"] = workers
+        if executor is not None:
+            settings["executor"] = executor
+        try:
+            orch = _default.get_task_orchestrator(**settings)
+        except (OrchestratorBusyError, ValueError, ImportError) as exc:
+            raise UsageError(f"%codo_run: {exc}") from None
+        self.outs.attach(orch)
+        return orch
+
+    @magic_arguments()
+    @argument("timeout", nargs="?", type=float, help="seconds to wait at most (default: no limit)")
+    @line_magic
+    def codo_wait(self, line: str) -> None:
+        """Block until every task has ended (an interrupt stops the wait, not the tasks)."""
+        args = _parse(self.codo_wait, line)
+        self._wait(self.orchestrator(), args.timeout)
+
+    def _wait(self, orch: TaskOrchestrator, timeout: float | None) -> None:
+        try:
+            orch.wait_for_completion(timeout)
+        except RuntimeError as exc:  # tasks waiting but the engine is stopped
+            raise UsageError(f"{exc} (%codo_run)") from None
+        self.outs.sync()
+        print(_wait_line(orch, timeout))
+
+    # -- acting on tasks ----------------------------------------------------------------------
+    @magic_arguments()
+    @argument("name", help="the task to cancel (its dependents are skipped)")
+    @line_magic
+    def codo_cancel(self, line: str) -> None:
+        """Cancel a pending or running task."""
+        args = _parse(self.codo_cancel, line)
+        orch = self.orchestrator()
+        task = _find(orch, args.name, "codo_cancel")
+        if orch.cancel_task(task.id):
+            print(f"codo_cancel: cancelled {task.name!r}")
+        else:
+            print(f"codo_cancel: {task.name!r} already {task.status.value}; nothing to cancel")
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="the task to run again, with everything downstream")
+    @argument("--failed", action="store_true", help="every failed or cancelled task instead")
+    @line_magic
+    def codo_retry(self, line: str) -> None:
+        """Run ended tasks again (and everything downstream of them), retries counted afresh."""
+        args = _parse(self.codo_retry, line)
+        if (args.name is None) == (not args.failed):
+            raise UsageError("%codo_retry: give a task NAME or --failed (not both)")
+        orch = self.orchestrator()
+        if args.name is not None:
+            task = _find(orch, args.name, "codo_retry")
+            if not task.status.is_terminal:
+                raise UsageError(f"%codo_retry: {task.name!r} is {task.status.value}; nothing to retry")
+            todo = [task]
+        else:
+            todo = orch.list_tasks(S.FAILED) + orch.list_tasks(S.CANCELLED)
+        retried = []
+        for task in todo:
+            if task.status.is_terminal:  # not already re-queued as downstream of another
+                task.retry_count = 0
+                orch.rerun(task)
+                retried.append(task.name)
+        if not retried:
+            print("codo_retry: nothing failed or was cancelled")
+            return
+        names = ", ".join(repr(n) for n in retried)
+        hint = "" if orch.is_running else " (engine stopped: %codo_run starts it)"
+        print(f"codo_retry: re-queued {names} and their downstream{hint}")
+
+    @magic_arguments()
+    @argument("--all", action="store_true",
+              help="also stop and drop the default orchestrator (settings back to defaults)")
+    @line_magic
+    def codo_reset(self, line: str) -> None:
+        """Forget every task (cancelling unfinished ones); notebook variables stay."""
+        args = _parse(self.codo_reset, line)
+        if args.all:
+            _default.reset_default()
+            self.outs.detach()
+            print("codo_reset: default orchestrator stopped and dropped")
+            return
+        count = self.orchestrator().reset()
+        print(f"codo_reset: forgot {count} task{'s' if count != 1 else ''}")
+
+    # -- looking --------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("name", nargs="?", help="one task: its line, then its error's traceback if it failed")
+    @line_magic
+    def codo_status(self, line: str) -> None:
+        """Print counts by state and one line per task (or one task in detail)."""
+        args = _parse(self.codo_status, line)
+        self.outs.sync()
+        orch = self.orchestrator()
+        if args.name is None:
+            print(status_table(orch.snapshot()))
+            return
+        task = _find(orch, args.name, "codo_status")
+        result = task.result
+        print(task_detail(orch.snapshot(), task.id, result.traceback if result else None))
+
+    @line_magic
+    def codo_dag(self, line: str) -> Any:
+        """The dependency graph: the live view (``view = %codo_dag``; ``view.svg`` to save it)."""
+        _no_args("codo_dag", line)
+        orch = self.orchestrator()
+        view = _live_view(orch)
+        if view is None:
+            print(dag_text(orch.snapshot()))
+        return view
+
+    @line_magic
+    def codo_stats(self, line: str) -> Any:
+        """Execution statistics as a DataFrame (``stats = %codo_stats``)."""
+        _no_args("codo_stats", line)
+        return self.orchestrator().stats_frame()
+
+    @line_magic
+    def codo_results(self, line: str) -> Any:
+        """One row per task's result as a DataFrame (``results = %codo_results``)."""
+        _no_args("codo_results", line)
+        self.outs.sync()
+        return self.orchestrator().results_frame()
+
+
+def _no_args(name: str, line: str) -> None:
+    if line.strip():
+        raise UsageError(f"%{name} takes no arguments, got {line.strip()!r}")
+
+
+def _find(orch: TaskOrchestrator, name: str, magic: str) -> Any:
+    import difflib
+
+    task = orch.get_task(name)
+    if task is None:
+        close = difflib.get_close_matches(name, [t.name for t in orch.list_tasks()], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"%{magic}: no task named {name!r}{hint}")
+    return task
+
+
+def _wait_line(orch: TaskOrchestrator, timeout: float | None) -> str:
+    snap = orch.snapshot()
+    stats = snap.stats
+    if not snap.tasks:
+        return "codo_wait: no tasks"
+    if stats["pending"] or stats["running"]:
+        return f"codo_wait: gave up after {timeout or 0:g}s: {summary_line(snap)}"
+    bad = [v for v in snap.tasks if v.status in (S.FAILED, S.SKIPPED, S.CANCELLED)]
+    if not bad:
+        return f"codo_wait: all {len(snap.tasks)} tasks completed in {stats['makespan']:.1f}s"
+    shown = ", ".join(f"{v.name!r} {v.state.replace('_', ' ')}" for v in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return f"codo_wait: done, but {shown}{more} (%codo_status for details)"
+
+
+def _live_view(orch: TaskOrchestrator) -> Any:
+    """The live view, or None while that module is missing (a text status instead)."""
+    try:
+        from .live_view import live_view
+    except ImportError:
+        return None
+    return live_view(orch)
+
+
+_instances: dict[int, CodoMagics] = {}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics and the ``--out`` hook on this shell."""
+    if id(ipython) in _instances:
+        return
+    magics = CodoMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.pre_run_cell)
+    _instances[id(ipython)] = magics
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the magics and the hook (``%unload_ext codomyrmex_nb``)."""
+    magics = _instances.pop(id(ipython), None)
+    if magics is None:
+        return
+    ipython.events.unregister("pre_run_cell", magics.pre_run_cell)
+    magics.outs.detach()
+    for kind, names in CodoMagics.magics.items():
+        for name in names:
+            ipython.magics_manager.magics[kind].pop(name, None)
+    ipython.magics_manager.registry.pop(CodoMagics.__name__, None)

@@ -1,0 +1,72 @@
+"""Plain-text views of a snapshot: the status table and the DAG as text.
+
+Used by ``%codo_status``, by ``%codo_run`` when the live view is not available,
+and by ``%codo_dag`` when graphviz cannot draw. Pure functions of a
+``Snapshot``, with the palette's glyphs so that state never depends on colour.
+"""
+
+from __future__ import annotations
+
+from ..core.snapshot import Snapshot, TaskView
+from ..palette import glyph
+
+_ORDER = ("running", "up_for_retry", "ready", "pending", "completed", "failed",
+          "upstream_failed", "skipped", "cancelled")
+
+
+def summary_line(snap: Snapshot) -> str:
+    """``3/5 done · 1 running, 1 pending · 2.1s · engine running``."""
+    counts: dict[str, int] = {}
+    for view in snap.tasks:
+        counts[view.state] = counts.get(view.state, 0) + 1
+    done = sum(1 for v in snap.tasks if v.status.is_terminal)
+    parts = [f"{counts[s]} {s.replace('_', ' ')}" for s in _ORDER if counts.get(s)]
+    elapsed = snap.stats.get("makespan", 0.0)
+    engine = "engine running" if snap.running else "engine stopped"
+    return (f"{done}/{len(snap.tasks)} done · {', '.join(parts) or 'no tasks'} · "
+            f"{elapsed:.1f}s · {engine}")
+
+
+def status_table(snap: Snapshot) -> str:
+    """The summary line, then one line per task: glyph, name, state, attempts, time, error."""
+    lines = [summary_line(snap)]
+    if not snap.tasks:
+        return lines[0]
+    width = max(len(v.name) for v in snap.tasks)
+    for view in snap.tasks:
+        lines.append(_task_line(view, width))
+    return "\n".join(lines)
+
+
+def _task_line(view: TaskView, width: int) -> str:
+    took = "" if view.execution_time is None or not view.attempts else f"{view.execution_time:.2f}s"
+    line = (f"  {glyph(view.state)} {view.name:<{width}}  {view.state:<15} "
+            f"{len(view.attempts):>2} att  {took:>8}")
+    if view.error_message and view.status.is_terminal and not view.success:
+        message = view.error_message.splitlines()[0] if view.error_message else ""
+        line += f"  {view.error_type}: {message[:80]}"
+    return line.rstrip()
+
+
+def task_detail(snap: Snapshot, task_id: str, traceback: str | None = None) -> str:
+    """One task's status line, then the traceback of its failure (the cell's line numbers)."""
+    view = snap.by_id()[task_id]
+    lines = [_task_line(view, len(view.name))]
+    if view.dependencies:
+        names = {v.id: v.name for v in snap.tasks}
+        lines.append("    after: " + ", ".join(names.get(d, d) for d in view.dependencies))
+    if traceback and view.success is False:
+        lines.append(traceback.rstrip())
+    return "\n".join(lines)
+
+
+def dag_text(snap: Snapshot) -> str:
+    """Each task with its state and what it waits for, in the order they were added."""
+    names = {v.id: v.name for v in snap.tasks}
+    if not snap.tasks:
+        return "no tasks"
+    lines = []
+    for view in snap.tasks:
+        after = ", ".join(names.get(d, d) for d in view.dependencies)
+        lines.append(f"{glyph(view.state)} {view.name} [{view.state}]" + (f" <- {after}" if after else ""))
+    return "\n".join(lines)

@@ -1,0 +1,607 @@
+"""The magics in an in-process IPython shell: definitions, idempotent re-runs, errors, line magics.
+
+Tasks are synchronised with ``%codo_wait`` / ``wait_for_completion`` and engine
+events, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing import globalipapp
+
+from codomyrmex_nb import TaskPriority, TaskStatus
+from codomyrmex_nb.core.default import get_task_orchestrator, reset_default
+from codomyrmex_nb.core.orchestrator import default_workers
+from codomyrmex_nb.notebook.cell_tasks import CellFunction, compile_cell
+from codomyrmex_nb.notebook.magics import current_orchestrator
+
+S = TaskStatus
+OUR_NAMES = ("factor", "later", "doubled", "result_var", "other_var", "x", "y", "data", "upstream")
+
+
+@pytest.fixture(scope="session")
+def shell():
+    """IPython's global test shell."""
+    shell = globalipapp.get_ipython()  # module attribute: the shell once started
+    shell.run_line_magic("load_ext", "codomyrmex_nb")
+    return shell
+
+
+@pytest.fixture
+def ip(shell):
+    reset_default()
+    yield shell
+    reset_default()
+    for name in OUR_NAMES:
+        shell.user_ns.pop(name, None)
+
+
+def task(ip, line: str, cell: str) -> None:
+    ip.run_cell_magic("codo_task", line, cell)
+
+
+def orch():
+    return current_orchestrator()
+
+
+def attempts(name: str) -> int:
+    return len(orch().get_task(name).attempts)
+
+
+def run_all(ip, timeout: float = 20) -> None:
+    ip.run_line_magic("codo_run", f"--wait --timeout {timeout}")
+
+
+def result(name: str):
+    return orch().get_task(name).result.data
+
+
+def three_tasks(ip) -> None:
+    task(ip, "load", "data = [1, 2, 3]\ndata")
+    task(ip, "double --after load --out doubled", "[x * 2 for x in load]")
+    task(ip, "other", "'independent'")
+
+
+# -- defining -------------------------------------------------------------------------------
+def test_defining_prints_one_line_and_runs_nothing_until_run(ip, capsys):
+    three_tasks(ip)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "codo_task 'load': defined, no dependencies (engine stopped: %codo_run starts it)",
+        "codo_task 'double': defined, waits for 'load' (engine stopped: %codo_run starts it)",
+        "codo_task 'other': defined, no dependencies (engine stopped: %codo_run starts it)",
+    ]
+    assert [t.status for t in orch().list_tasks()] == [S.READY, S.PENDING, S.READY]
+    assert all(not t.attempts for t in orch().list_tasks())
+
+
+def test_last_expression_is_the_result_and_upstream_is_visible_by_name(ip):
+    three_tasks(ip)
+    run_all(ip)
+    assert result("load") == [1, 2, 3]
+    assert result("double") == [2, 4, 6]
+    assert result("other") == "independent"
+
+
+def test_a_cell_without_final_expression_returns_none(ip):
+    task(ip, "quiet", "x = 1")
+    run_all(ip)
+    assert orch().get_task("quiet").status is S.COMPLETED
+    assert result("quiet") is None
+
+
+def test_notebook_names_are_read_when_the_task_starts_and_assignments_do_not_leak(ip):
+    ip.user_ns["factor"] = 10
+    task(ip, "scale", "y = factor * later\nx = y + 1\nx")
+    ip.user_ns["later"] = 3  # defined after the cell, before the run
+    run_all(ip)
+    assert result("scale") == 31
+    assert "x" not in ip.user_ns and "y" not in ip.user_ns
+    assert ip.user_ns["factor"] == 10
+
+
+def test_functions_defined_in_the_cell_see_the_cells_names(ip):
+    ip.user_ns["factor"] = 3
+    task(ip, "fn", "base = 2\ndef f(v):\n    return v * base * factor\nf(5)")
+    run_all(ip)
+    assert result("fn") == 30
+
+
+def test_names_that_are_not_identifiers_come_through_upstream(ip):
+    task(ip, "load-data", "41")
+    task(ip, "class", "1")
+    task(ip, "use --after load-data class", "upstream['load-data'] + upstream['class']")
+    run_all(ip)
+    assert result("use") == 42
+
+
+def test_upstream_results_shadow_notebook_names(ip):
+    ip.user_ns["data"] = "notebook"
+    task(ip, "data", "'task'")
+    task(ip, "reader --after data", "data")
+    run_all(ip)
+    assert result("reader") == "task"
+
+
+def test_task_defined_while_engine_runs_starts_when_ready(ip):
+    ip.run_line_magic("codo_run", "")
+    task(ip, "late", "7")
+    ip.run_line_magic("codo_wait", "20")
+    assert result("late") == 7
+
+
+def test_options_reach_the_task(ip):
+    task(ip, "opts --priority high --timeout 30 --retries 2 --retry-delay 0.5 "
+         "--resource cpu:system_cpu --resource external_api:openai_api:exclusive "
+         "--tag a --tag b", "1")
+    t = orch().get_task("opts")
+    assert t.priority is TaskPriority.HIGH
+    assert (t.timeout, t.max_retries, t.retry_delay) == (30.0, 2, 0.5)
+    assert [(r.key, r.mode) for r in t.resources] == [
+        ("cpu:system_cpu", "read"), ("external_api:openai_api", "exclusive")]
+    assert t.tags == ["a", "b"]
+
+
+def test_priority_accepts_numbers_and_any_case(ip):
+    task(ip, "p1 --priority 4", "1")
+    task(ip, "p2 --priority LOW", "1")
+    assert orch().get_task("p1").priority is TaskPriority.CRITICAL
+    assert orch().get_task("p2").priority is TaskPriority.LOW
+
+
+def test_resource_ids_may_hold_colons_when_the_mode_is_given(ip):
+    task(ip, "f --resource file:/tmp/a:b:write", "1")
+    assert [(r.key, r.mode) for r in orch().get_task("f").resources] == [("file:/tmp/a:b", "write")]
+
+
+# -- --out ----------------------------------------------------------------------------------
+def test_out_is_set_once_the_task_completes(ip):
+    three_tasks(ip)
+    assert "doubled" not in ip.user_ns
+    run_all(ip)
+    assert ip.user_ns["doubled"] == [2, 4, 6]
+
+
+def test_out_arrives_through_the_event_without_running_a_cell(ip):
+    task(ip, "v --out result_var", "'value'")
+    seen = threading.Event()
+    orch().subscribe(lambda e: e.status is S.COMPLETED and seen.set())  # runs after ours
+    orch().start_execution()
+    assert seen.wait(20)
+    assert ip.user_ns["result_var"] == "value"
+
+
+def test_out_is_not_pushed_again_over_the_users_own_assignment(ip):
+    task(ip, "v --out result_var", "'value'")
+    run_all(ip)
+    ip.user_ns["result_var"] = "mine"
+    ip.run_cell("pass")  # pre_run_cell syncs
+    ip.run_line_magic("codo_wait", "5")
+    assert ip.user_ns["result_var"] == "mine"
+
+
+def test_changing_only_out_retargets_without_running(ip, capsys):
+    task(ip, "v --out result_var", "'value'")
+    run_all(ip)
+    capsys.readouterr()
+    task(ip, "v --out other_var", "'value'")
+    assert "unchanged" in capsys.readouterr().out
+    assert ip.user_ns["other_var"] == "value"
+    assert attempts("v") == 1
+
+
+# -- re-running cells -----------------------------------------------------------------------
+def test_unchanged_cell_keeps_the_result_and_runs_nothing(ip, capsys):
+    three_tasks(ip)
+    run_all(ip)
+    capsys.readouterr()
+    task(ip, "load", "data = [1, 2, 3]\ndata")
+    assert capsys.readouterr().out.strip() == "codo_task 'load': unchanged, keeping its result"
+    ip.run_line_magic("codo_wait", "5")
+    assert [attempts(n) for n in ("load", "double", "other")] == [1, 1, 1]
+    assert orch().get_task("load").status is S.COMPLETED
+
+
+def test_changed_cell_reruns_it_and_its_downstream_only(ip, capsys):
+    three_tasks(ip)
+    run_all(ip)
+    load_id = orch().get_task("load").id
+    capsys.readouterr()
+    task(ip, "load", "[10, 20]")
+    assert capsys.readouterr().out.strip() == (
+        "codo_task 'load': changed; re-running it and 1 downstream ('double')")
+    ip.run_line_magic("codo_wait", "20")
+    assert [attempts(n) for n in ("load", "double", "other")] == [2, 2, 1]
+    assert orch().get_task("load").id == load_id  # replaced in place
+    assert ip.user_ns["doubled"] == [20, 40]
+    assert len(orch().list_tasks()) == 3
+
+
+def test_changed_options_also_rerun(ip):
+    three_tasks(ip)
+    run_all(ip)
+    task(ip, "double --after load --out doubled --priority high", "[x * 2 for x in load]")
+    ip.run_line_magic("codo_wait", "20")
+    assert [attempts(n) for n in ("load", "double", "other")] == [1, 2, 1]
+    assert orch().get_task("double").priority is TaskPriority.HIGH
+
+
+def test_new_dependencies_rewire_the_task(ip, capsys):
+    three_tasks(ip)
+    run_all(ip)
+    capsys.readouterr()
+    task(ip, "double --after load other --out doubled", "[other] + [x * 2 for x in load]")
+    assert "now after 'load', 'other'" in capsys.readouterr().out
+    ip.run_line_magic("codo_wait", "20")
+    assert ip.user_ns["doubled"] == ["independent", 2, 4, 6]
+    assert [d.name for d in orch().dependencies_of("double")] == ["load", "other"]
+    assert [attempts(n) for n in ("load", "double", "other")] == [1, 2, 1]
+
+
+def test_changing_a_running_task_interrupts_it(ip):
+    started = threading.Event()
+    ip.user_ns["started"] = started
+    task(ip, "spin", "started.set()\nwhile True:\n    pass")
+    ip.run_line_magic("codo_run", "")
+    assert started.wait(20)
+    task(ip, "spin", "'done'")
+    ip.run_line_magic("codo_wait", "20")
+    t = orch().get_task("spin")
+    assert (t.status, t.result.data) == (S.COMPLETED, "done")
+    assert [a.outcome for a in t.attempts] == ["interrupted", "completed"]
+    ip.user_ns.pop("started")
+
+
+def test_changing_dependencies_of_a_running_task_cancels_and_rewires_it(ip):
+    started = threading.Event()
+    ip.user_ns["started"] = started
+    task(ip, "base", "1")
+    task(ip, "spin", "started.set()\nwhile True:\n    pass")
+    ip.run_line_magic("codo_run", "")
+    assert started.wait(20)
+    task(ip, "spin --after base", "base + 1")
+    ip.run_line_magic("codo_wait", "20")
+    assert result("spin") == 2
+    ip.user_ns.pop("started")
+
+
+def test_unchanged_failed_cell_runs_again(ip, capsys):
+    ip.user_ns["factor"] = 0
+    task(ip, "div", "1 / factor")
+    run_all(ip)
+    assert orch().get_task("div").status is S.FAILED
+    ip.user_ns["factor"] = 4
+    capsys.readouterr()
+    task(ip, "div", "1 / factor")
+    assert "unchanged but failed last time; queued again" in capsys.readouterr().out
+    ip.run_line_magic("codo_wait", "20")
+    assert result("div") == 0.25
+
+
+def test_redefining_a_python_task_from_a_cell_replaces_it(ip):
+    o = get_task_orchestrator()
+    o.create_task("py", func=lambda: 1)
+    o.start_execution()
+    o.wait_for_completion(10)
+    task(ip, "py", "2")
+    ip.run_line_magic("codo_wait", "20")
+    assert result("py") == 2 and len(o.list_tasks()) == 1
+
+
+# -- failures -------------------------------------------------------------------------------
+def test_failure_traceback_keeps_the_cells_line_numbers(ip):
+    task(ip, "boom", "x = 1\n\nraise ValueError('bad ' + str(x))\n")
+    run_all(ip)
+    res = orch().get_task("boom").result
+    assert (res.error_type, res.error_message) == ("ValueError", "bad 1")
+    assert 'File "<codo_task boom>", line 4, in <module>' in res.traceback
+    assert "raise ValueError('bad ' + str(x))" in res.traceback
+    assert isinstance(res.exception, ValueError)
+
+
+def test_failure_in_the_last_expression_points_at_its_line(ip):
+    task(ip, "boom2", "a = 0\n1 / a")
+    run_all(ip)
+    tb = orch().get_task("boom2").result.traceback
+    assert 'File "<codo_task boom2>", line 3' in tb and "1 / a" in tb
+
+
+# -- errors ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("line", "cell", "expected"), [
+    ("x --bogus", "1", "%%codo_task: unrecognized arguments: --bogus"),
+    ("x --after lod", "1", "%%codo_task: task 'x': --after 'lod' is not a known task. "
+                           "Did you mean 'load'?"),
+    ("x --after nothing_like_it", "1", "is not a known task. Run its cell first."),
+    ("x --priority urgent", "1", "bad --priority 'urgent': use one of low, normal, high, critical"),
+    ("x --resource cpu:a:rwite", "1", "unknown mode 'rwite'; use one of read, write, exclusive"),
+    ("x --resource gpuu:a", "1", "unknown type 'gpuu'"),
+    ("x --resource cpu", "1", "write TYPE:ID[:MODE]"),
+    ("x --timeout -1", "1", "timeout must be a positive number"),
+    ("x --timeout soon", "1", "argument --timeout: invalid float value: 'soon'"),
+    ("x --retries -1", "1", "max_retries must be a whole number >= 0"),
+    ("x --out 1abc", "1", "--out '1abc' is not a valid variable name"),
+    ("", "1", "the following arguments are required: name"),
+    ("--after load x", "1", "put NAME first"),
+    ("x", "y = (1,\n", "%%codo_task: syntax error in task 'x' at line 2: '(' was never closed"),
+    ("x", "  1", "syntax error in task 'x' at line 2: unexpected indent"),
+])
+def test_bad_cells_are_one_line_usage_errors_and_define_nothing(ip, line, cell, expected):
+    task(ip, "load", "1")
+    with pytest.raises(UsageError) as info:
+        task(ip, line, cell)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+    assert [t.name for t in orch().list_tasks()] == ["load"]
+
+
+def test_a_bad_redefinition_leaves_the_task_as_it_was(ip):
+    task(ip, "load", "1")
+    t = orch().get_task("load")
+    before = (t.func, dict(t.metadata), t.priority, list(t.dependencies))
+    for line, cell in [("load --priority nope", "2"), ("load", "2 +"), ("load --after nope", "2")]:
+        with pytest.raises(UsageError):
+            task(ip, line, cell)
+    assert (t.func, t.metadata, t.priority, t.dependencies) == before
+    run_all(ip)
+    assert result("load") == 1
+
+
+def test_a_cycle_is_refused_with_its_path(ip):
+    task(ip, "a", "1")
+    task(ip, "b --after a", "a")
+    task(ip, "c --after b", "b")
+    with pytest.raises(UsageError, match=r"would close a dependency cycle \(a -> b -> c -> a\)"):
+        task(ip, "a --after c", "1")
+    with pytest.raises(UsageError, match="cannot run --after itself"):
+        task(ip, "a --after a", "1")
+    assert orch().dependencies_of("a") == []
+
+
+def test_usage_errors_show_one_line_without_traceback(ip, capsys):
+    ip.run_cell("%%codo_task x --after nope\n1")
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "UsageError: %%codo_task: task 'x': --after 'nope' is not a known task. Run its cell first."]
+
+
+def test_help_is_real(ip, capsys):
+    ip.run_cell("%codo_task?")
+    out = capsys.readouterr().out
+    assert "%%codo_task NAME [--after TASK [TASK ...]]" in out
+    assert "--resource <TYPE:ID[:MODE]>" in out and "--out VAR" in out
+
+
+def test_line_form_of_codo_task_explains_itself(ip):
+    with pytest.raises(UsageError, match="start the cell with %%codo_task NAME"):
+        ip.run_line_magic("codo_task", "x")
+
+
+# -- line magics ------------------------------------------------------------------------------
+def test_results_and_stats_return_dataframes(ip):
+    three_tasks(ip)
+    run_all(ip)
+    results = ip.run_line_magic("codo_results", "")
+    stats = ip.run_line_magic("codo_stats", "")
+    assert isinstance(results, pd.DataFrame) and isinstance(stats, pd.DataFrame)
+    assert set(results["name"]) == {"load", "double", "other"}
+    ip.run_cell("res = %codo_results")
+    assert isinstance(ip.user_ns.pop("res"), pd.DataFrame)
+
+
+def test_status_prints_counts_and_one_line_per_task(ip, capsys):
+    three_tasks(ip)
+    run_all(ip)
+    capsys.readouterr()
+    ip.run_line_magic("codo_status", "")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("3/3 done · 3 completed")
+    assert len(out) == 4 and "double" in out[2]
+
+
+def test_status_of_one_task_shows_its_traceback(ip, capsys):
+    task(ip, "a", "1")
+    task(ip, "boom --after a", "x = 1\nraise KeyError(x)")
+    run_all(ip)
+    capsys.readouterr()
+    ip.run_line_magic("codo_status", "boom")
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[1:3] == ["boom", "failed"]
+    assert "after: a" in out
+    assert 'File "<codo_task boom>", line 3' in out and "raise KeyError(x)" in out
+
+
+def test_dag_returns_the_live_view(ip):
+    three_tasks(ip)
+    view = ip.run_line_magic("codo_dag", "")
+    assert view is ip.run_line_magic("codo_dag", "")  # one view, not one per call
+    assert "0/3 done" in view.summary()
+    from codomyrmex_nb.notebook.drawing import dot_available
+
+    if dot_available():
+        assert "<svg" in view.svg and "double" in view.svg
+
+
+def test_run_displays_the_live_view(ip, capsys):
+    three_tasks(ip)
+    capsys.readouterr()
+    ip.run_line_magic("codo_run", "--wait")
+    out = capsys.readouterr().out
+    assert "done" in out and "codo_wait: all 3 tasks completed" in out
+
+
+def test_run_reconfigures_workers_when_idle_and_refuses_while_busy(ip, capsys):
+    ip.run_line_magic("codo_run", "--workers 3")
+    assert orch().max_workers == 3
+    started = threading.Event()
+    ip.user_ns["started"] = started
+    task(ip, "spin", "started.set()\nwhile True:\n    pass")
+    assert started.wait(20)
+    with pytest.raises(UsageError, match="cannot change the default orchestrator's settings"):
+        ip.run_line_magic("codo_run", "--workers 2")
+    ip.run_line_magic("codo_cancel", "spin")
+    ip.user_ns.pop("started")
+
+
+def test_run_without_options_keeps_the_current_settings(ip):
+    ip.run_line_magic("codo_run", "--workers 3")
+    task(ip, "t", "1")
+    ip.run_line_magic("codo_run", "--wait")
+    assert orch().max_workers == 3
+
+
+def test_wait_reports_failures_and_timeouts(ip, capsys):
+    ip.user_ns["factor"] = 0
+    task(ip, "bad", "1 / factor")
+    task(ip, "after_bad --after bad", "bad")
+    run_all(ip)
+    assert "'bad' failed, 'after_bad' upstream failed" in capsys.readouterr().out
+    started = threading.Event()
+    ip.user_ns["started"] = started
+    task(ip, "spin", "started.set()\nwhile True:\n    pass")
+    assert started.wait(20)
+    ip.run_line_magic("codo_wait", "0.05")
+    assert "codo_wait: gave up after 0.05s" in capsys.readouterr().out
+    ip.run_line_magic("codo_cancel", "spin")
+    ip.user_ns.pop("started")
+
+
+def test_wait_with_a_stopped_engine_is_a_usage_error(ip):
+    task(ip, "t", "1")
+    with pytest.raises(UsageError, match="call start_execution"):
+        ip.run_line_magic("codo_wait", "1")
+
+
+def test_cancel_and_retry(ip, capsys):
+    task(ip, "a", "1")
+    task(ip, "b --after a", "a + 1")
+    ip.run_line_magic("codo_cancel", "a")
+    assert "cancelled 'a'" in capsys.readouterr().out
+    assert orch().get_task("b").status is S.SKIPPED
+    ip.run_line_magic("codo_cancel", "a")
+    assert "already cancelled; nothing to cancel" in capsys.readouterr().out
+    ip.run_line_magic("codo_retry", "--failed")
+    assert "re-queued 'a' and their downstream" in capsys.readouterr().out
+    run_all(ip)
+    assert result("b") == 2
+    ip.run_line_magic("codo_retry", "--failed")
+    assert "nothing failed" in capsys.readouterr().out
+    ip.run_line_magic("codo_retry", "b")
+    ip.run_line_magic("codo_wait", "20")
+    assert (attempts("a"), attempts("b")) == (1, 2)
+
+
+@pytest.mark.parametrize(("magic", "line", "expected"), [
+    ("codo_cancel", "nope", "%codo_cancel: no task named 'nope'"),
+    ("codo_cancel", "", "the following arguments are required: name"),
+    ("codo_retry", "", "give a task NAME or --failed"),
+    ("codo_retry", "a --failed", "give a task NAME or --failed"),
+    ("codo_retry", "aa", "did you mean 'a'?"),
+    ("codo_wait", "soon", "%codo_wait: argument timeout: invalid float value: 'soon'"),
+    ("codo_run", "--executor rockets", "invalid choice: 'rockets'"),
+    ("codo_run", "--workers 0", "--workers must be a whole number >= 1, got 0"),
+    ("codo_reset", "--everything", "unrecognized arguments: --everything"),
+    ("codo_status", "x", "%codo_status: no task named 'x'"),
+    ("codo_dag", "x", "%codo_dag takes no arguments"),
+    ("codo_results", "x", "%codo_results takes no arguments"),
+])
+def test_bad_line_magic_arguments_are_one_line_usage_errors(ip, magic, line, expected):
+    task(ip, "a", "1")
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic(magic, line)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_retry_of_a_running_task_is_refused(ip):
+    started = threading.Event()
+    ip.user_ns["started"] = started
+    task(ip, "spin", "started.set()\nwhile True:\n    pass")
+    ip.run_line_magic("codo_run", "")
+    assert started.wait(20)
+    with pytest.raises(UsageError, match="'spin' is running; nothing to retry"):
+        ip.run_line_magic("codo_retry", "spin")
+    ip.run_line_magic("codo_cancel", "spin")
+    ip.user_ns.pop("started")
+
+
+def test_reset_forgets_tasks_and_reset_all_drops_the_orchestrator(ip, capsys):
+    ip.run_line_magic("codo_run", "--workers 3")
+    three_tasks(ip)
+    first = orch()
+    ip.run_line_magic("codo_reset", "")
+    assert "forgot 3 tasks" in capsys.readouterr().out
+    assert orch() is first and first.list_tasks() == []
+    ip.run_line_magic("codo_reset", "--all")
+    assert orch() is not first and orch().max_workers == default_workers()
+    task(ip, "v --out result_var", "5")  # bindings follow the new orchestrator
+    run_all(ip)
+    assert ip.user_ns["result_var"] == 5
+
+
+def test_unload_removes_the_magics(ip):
+    ip.run_line_magic("unload_ext", "codomyrmex_nb")
+    try:
+        assert ip.find_cell_magic("codo_task") is None
+        assert ip.find_line_magic("codo_run") is None
+    finally:
+        ip.run_line_magic("load_ext", "codomyrmex_nb")
+    assert ip.find_cell_magic("codo_task") is not None
+
+
+# -- async cells ----------------------------------------------------------------------------
+def test_top_level_await_makes_an_async_task(ip):
+    task(ip, "aw", "import asyncio\nawait asyncio.sleep(0)\nv = await asyncio.sleep(0, result=5)\nv * 2")
+    run_all(ip)
+    assert result("aw") == 10
+
+
+def test_an_awaited_last_expression(ip):
+    task(ip, "aw2", "import asyncio\nawait asyncio.sleep(0, result='x')")
+    run_all(ip)
+    assert result("aw2") == "x"
+
+
+def test_asyncio_run_in_a_sync_cell_needs_no_patch(ip):
+    task(ip, "ar", "import asyncio\nasync def f():\n    return 3\nasyncio.run(f())")
+    run_all(ip)
+    assert result("ar") == 3
+
+
+def test_asyncio_run_inside_an_async_cell_is_nested(ip):
+    cell = ("import asyncio\nasync def f():\n    return 4\n"
+            "await asyncio.sleep(0)\nasyncio.run(f())")
+    task(ip, "nested", cell)
+    run_all(ip)
+    t = orch().get_task("nested")
+    assert t.status is S.COMPLETED, t.result.traceback
+    assert result("nested") == 4
+
+
+def test_timeout_fails_a_task(ip):
+    task(ip, "slow --timeout 0.2", "while True:\n    pass")
+    run_all(ip)
+    assert orch().get_task("slow").result.error_type == "TimeoutError"
+
+
+# -- the cell function on its own -------------------------------------------------------------
+def test_cell_function_pickles_with_the_names_it_reads():
+    cloudpickle = pytest.importorskip("cloudpickle")
+    ns = {"factor": 3, "unrelated": threading.Lock()}  # a lock cannot be pickled
+    fn = CellFunction(compile_cell("p", "factor * upstream['a']"), ns)
+    copy = pickle.loads(cloudpickle.dumps(fn))
+    assert copy.namespace == {"factor": 3}
+    assert copy(upstream={"a": 2}) == 6
+
+
+def test_compiled_cell_facts():
+    plain = compile_cell("t", "x = 1\nx")
+    assert not plain.is_async and not plain.needs_nesting
+    aw = compile_cell("t", "import asyncio\nawait asyncio.sleep(0)")
+    assert aw.is_async and not aw.needs_nesting
+    nested = compile_cell("t", "import asyncio\nawait asyncio.sleep(0)\nasyncio.run(g())")
+    assert nested.is_async and nested.needs_nesting

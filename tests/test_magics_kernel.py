@@ -1,0 +1,157 @@
+"""The magics in a real Jupyter kernel (nbclient): what a notebook user sees.
+
+One notebook, built here with nbformat, runs top to bottom: three task cells
+with dependencies, ``%codo_run``, the results DataFrame, an unchanged cell
+re-run (nothing runs), a changed cell (it and its downstream re-run, the
+independent task does not), and bad arguments (one-line errors).
+
+The kernel is ``python3`` from this interpreter's environment: the session
+fixture installs the kernelspec into ``sys.prefix`` when it is missing, and the
+first cell checks that the kernel runs this very interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.kernel
+
+ATTEMPTS = ("import json\n"
+            "from codomyrmex_nb.notebook.magics import current_orchestrator\n"
+            "print(json.dumps({t.name: len(t.attempts) for t in current_orchestrator().list_tasks()}))")
+
+CELLS = [
+    ("code", "import sys\nprint(sys.executable)"),
+    ("code", "%load_ext codomyrmex_nb"),
+    ("code", "%%codo_task load\ndata = [1, 2, 3]\ndata"),
+    ("code", "%%codo_task double --after load --out doubled\n[x * 2 for x in load]"),
+    ("code", "%%codo_task other\n'independent'"),
+    ("code", "%codo_run --wait --timeout 60"),
+    ("code", "results = %codo_results\nprint(sorted(results['name']), doubled)\nresults"),
+    ("code", "%%codo_task load\ndata = [1, 2, 3]\ndata"),           # unchanged
+    ("code", "%codo_wait 60\n" + ATTEMPTS),
+    ("code", "%%codo_task load\n[10, 20]"),                          # changed
+    ("code", "%codo_wait 60\n" + ATTEMPTS + "\nprint(doubled)"),
+    ("error", "%%codo_task oops --after lod\n1"),
+    ("error", "%%codo_task oops --priority urgent\n1"),
+    ("error", "%%codo_task oops\nx = (1,\n"),
+    ("error", "%codo_run --executor rockets"),
+    ("code", "%%codo_task fetch --after load\nimport asyncio\nawait asyncio.sleep(0)\nsum(load)"),
+    ("code", "%codo_wait 60\nprint(current_orchestrator().get_task('fetch').result.data)\n"
+             "print(sorted(t.name for t in current_orchestrator().list_tasks()))"),
+    ("code", "%%codo_task boom --after load\nx = 1\n\nraise ValueError(x)"),
+    ("code", "%codo_wait 60"),
+    ("code", "%codo_status boom"),
+]
+
+
+@pytest.fixture(scope="session")
+def kernel_name() -> str:
+    """``python3``, installed into this environment if it has no such kernelspec."""
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix"],
+                       check=True, capture_output=True)
+    return "python3"
+
+
+@pytest.fixture(scope="module")
+def notebook(kernel_name):
+    nb = nbformat.v4.new_notebook()
+    for kind, source in CELLS:
+        cell = nbformat.v4.new_code_cell(source)
+        if kind == "error":
+            cell.metadata["tags"] = ["raises-exception"]
+        nb.cells.append(cell)
+    client = NotebookClient(nb, kernel_name=kernel_name, timeout=120,
+                            resources={"metadata": {"path": os.getcwd()}})
+    client.execute()
+    return nb
+
+
+def text(cell) -> str:
+    parts = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type == "error":
+            parts.append(f"{out.ename}: {out.evalue}\n")
+        elif "text/plain" in out.get("data", {}):
+            parts.append(out.data["text/plain"] + "\n")
+    return "".join(parts)
+
+
+def cell_of(nb, source_start: str, nth: int = 0):
+    matches = [c for c in nb.cells if c.source.startswith(source_start)]
+    return matches[nth]
+
+
+def test_the_kernel_runs_this_interpreter(notebook):
+    assert os.path.realpath(text(notebook.cells[0]).strip()) == os.path.realpath(sys.executable)
+
+
+def test_definitions_print_one_line(notebook):
+    assert text(notebook.cells[3]).strip() == (
+        "codo_task 'double': defined, waits for 'load' (engine stopped: %codo_run starts it)")
+
+
+def test_run_shows_the_live_view_and_waits(notebook):
+    run = notebook.cells[5]
+    assert any("application/vnd.jupyter.widget-view+json" in out.get("data", {})
+               for out in run.outputs)
+    assert "codo_wait: all 3 tasks completed" in text(run)
+
+
+def test_results_dataframe(notebook):
+    results = notebook.cells[6]
+    assert "['double', 'load', 'other'] [2, 4, 6]" in text(results)
+    assert any("text/html" in out.get("data", {}) for out in results.outputs)  # a table
+
+
+def test_unchanged_cell_runs_nothing(notebook):
+    assert text(notebook.cells[7]).strip() == "codo_task 'load': unchanged, keeping its result"
+    counts = json.loads(text(notebook.cells[8]).strip().splitlines()[-1])
+    assert counts == {"load": 1, "double": 1, "other": 1}
+
+
+def test_changed_cell_reruns_it_and_its_downstream_only(notebook):
+    assert "changed; re-running it and 1 downstream ('double')" in text(notebook.cells[9])
+    lines = text(notebook.cells[10]).strip().splitlines()
+    assert json.loads(lines[-2]) == {"load": 2, "double": 2, "other": 1}
+    assert lines[-1] == "[20, 40]"
+
+
+def test_bad_arguments_are_one_line_errors(notebook):
+    expected = [
+        "UsageError: %%codo_task: task 'oops': --after 'lod' is not a known task. Did you mean 'load'?",
+        "UsageError: %%codo_task: task 'oops': bad --priority 'urgent': use one of low, normal, "
+        "high, critical (or 1-4)",
+        "UsageError: %%codo_task: syntax error in task 'oops' at line 2: '(' was never closed: x = (1,",
+        "UsageError: %codo_run: argument --executor: invalid choice: 'rockets' "
+        "(choose from 'threads', 'processes', 'dask')",
+    ]
+    for index, message in zip(range(11, 15), expected, strict=True):
+        assert text(notebook.cells[index]).strip() == message
+        assert not any(out.output_type == "error" for out in notebook.cells[index].outputs)
+
+
+def test_nothing_half_defined_and_async_cells_work(notebook):
+    lines = text(notebook.cells[16]).strip().splitlines()
+    assert lines[-2] == "30"
+    assert lines[-1] == "['double', 'fetch', 'load', 'other']"
+
+
+def test_a_failing_task_keeps_the_cells_line_numbers(notebook):
+    assert "codo_wait: done, but 'boom' failed" in text(notebook.cells[18])
+    status = text(notebook.cells[19])
+    assert 'File "<codo_task boom>", line 4, in <module>' in status
+    assert "raise ValueError(x)" in status and "ValueError: 1" in status
