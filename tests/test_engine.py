@@ -367,3 +367,18 @@ def test_many_workers_never_exceed_max_workers(make_orch):
     orch.start_execution()
     assert orch.wait_for_completion(20)
     assert peak[0] == 3
+
+
+def test_requeued_ready_task_runs_once(make_orch):
+    orch = make_orch(1)
+    gate = threading.Event()
+    runs = []
+    blocker = orch.create_task("blocker", func=lambda: gate.wait(10))
+    t = orch.create_task("t", func=lambda: runs.append(1))
+    orch.start_execution()
+    assert wait_until_status(orch, blocker, TaskStatus.RUNNING)
+    assert t.status is TaskStatus.READY
+    orch.rerun(t)  # withdrawn from the ready queue and queued again
+    gate.set()
+    assert orch.wait_for_completion(10)
+    assert runs == [1] and len(t.attempts) == 1

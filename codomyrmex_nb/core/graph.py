@@ -9,8 +9,9 @@ State (all keyed by task id):
 - ``tasks``        the Task objects; their ``status`` is owned by the engine.
 - ``upstream``     ids each task waits for; ``downstream`` the reverse edges.
 - ``unmet``        for PENDING tasks, how many upstream tasks have not completed.
-- ``heap``         ready entries ``(-priority, -critical_path, order, id)``;
-                   stale entries (status no longer READY) are skipped on pop.
+- ``heap``         ready entries ``(-priority, -critical_path, order, token, id)``;
+                   only the entry whose token is in ``live`` counts, so a task
+                   queued, withdrawn and queued again is dispatched once.
 - ``critical``     critical-path lengths over unfinished tasks, recomputed in
                    one O(V+E) pass once a quarter as many tasks were added
                    since the last pass (amortised O(1) per insert; a one-level
@@ -55,7 +56,9 @@ class TaskGraph:
         self.unmet: dict[str, int] = {}
         self._order: dict[str, int] = {}
         self._counter = itertools.count()
-        self._heap: list[tuple[int, int, int, str]] = []
+        self._heap: list[tuple[int, int, int, int, str]] = []
+        self._live: dict[str, int] = {}  # task id -> token of its one valid heap entry
+        self._tokens = itertools.count()
         self.critical: dict[str, int] = {}
         self._inserts_since_pass = 0
 
@@ -166,6 +169,7 @@ class TaskGraph:
             self.upstream[down] = tuple(u for u in self.upstream[down] if u != task_id)
         self._forget_name(task)
         self.unmet.pop(task_id, None)
+        self._live.pop(task_id, None)
         self.critical.pop(task_id, None)
         self._order.pop(task_id, None)
         return task
@@ -222,23 +226,28 @@ class TaskGraph:
     # -- ready queue --------------------------------------------------------------------
     def push_ready(self, task: Task) -> None:
         tid = task.id
+        token = self._live[tid] = next(self._tokens)
         heapq.heappush(self._heap, (-task.priority.value, -self.critical.get(tid, 1),
-                                    self._order[tid], tid))
+                                    self._order[tid], token, tid))
 
     def pop_ready(self) -> Task | None:
         """The best READY task, or None."""
         if self._inserts_since_pass and self._inserts_since_pass * 4 >= len(self.tasks) + 16:
             self._critical_pass()
-        heap, tasks = self._heap, self.tasks
+        heap, tasks, live = self._heap, self.tasks, self._live
         while heap:
-            tid = heapq.heappop(heap)[3]
+            entry = heapq.heappop(heap)
+            tid = entry[4]
+            if live.get(tid) != entry[3]:
+                continue
+            del live[tid]
             task = tasks.get(tid)
             if task is not None and task.status is TaskStatus.READY:
                 return task
         return None
 
     def ready_count(self) -> int:
-        return len(self._heap)
+        return len(self._live)
 
     def _critical_pass(self) -> None:
         """Exact critical paths over unfinished tasks, then re-key the ready heap."""
@@ -267,7 +276,8 @@ class TaskGraph:
                     if indeg[up] == 0:
                         stack.append(up)
         self.critical = critical
-        entries = [(p, -critical.get(tid, 1), o, tid) for p, _, o, tid in self._heap
-                   if tid in tasks and tasks[tid].status is TaskStatus.READY]
+        live = self._live
+        entries = [(p, -critical.get(tid, 1), o, tok, tid) for p, _, o, tok, tid in self._heap
+                   if live.get(tid) == tok]
         heapq.heapify(entries)
         self._heap = entries

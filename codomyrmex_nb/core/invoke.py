@@ -81,7 +81,7 @@ class Run:
                 with self._lock:
                     self._in_user = True
                 value = self.call()
-                if inspect.isawaitable(value):
+                if value is not None and inspect.isawaitable(value):
                     value = self._run_coroutine(value)
                 return Outcome(True, value, started=started, ended=time.perf_counter())
             finally:

@@ -139,6 +139,9 @@ class TaskOrchestrator(Engine):
     def _settle(self, task: Task) -> None:
         """Decide where a newly (re-)queued PENDING task goes: skipped, waiting, or ready."""
         graph = self._graph
+        if not graph.upstream[task.id]:
+            self._make_ready(task)
+            return
         blocked = graph.blocked_by(task.id)
         if blocked:
             self._skip_one(task, graph.tasks[blocked[0]])

@@ -1,0 +1,249 @@
+"""The ``processes`` executor: persistent worker processes, one attempt at a time each.
+
+Why processes: CPU-bound code escapes the GIL, a crash stays in its process, and
+a running attempt can really be stopped (killed; the pool starts another). Why
+``spawn``: ``fork`` could copy a lock held by another engine thread, and
+``forkserver`` leaves a server process behind. Workers start lazily, at most
+``max_workers`` stay idle, ``shutdown`` (or exit) stops them all. They are not
+daemons (tasks may start processes) and ignore SIGINT (a notebook interrupt hits
+the whole process group). Errors come back whole when they pickle both ways,
+else as a ``RemoteError`` subclass named like the original, so ``error_type``
+still reads e.g. ``ZeroDivisionError``. A task's prints go to the parent's
+original stdout, not the notebook; scripts need the usual ``__main__`` guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import functools
+import inspect
+import multiprocessing
+import pickle
+import signal
+import threading
+import time
+import weakref
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import cloudpickle
+
+from .exceptions import TaskCancelledError, WorkerCrashedError
+from .invoke import Outcome, Run, format_traceback
+
+_STOP, _EXIT_GRACE = b"", 2.0  # the message that ends a worker; seconds it gets to exit
+PackedError = tuple[bytes | None, str, str, str, str]
+
+
+# Shipping calls and errors (shared with the dask executor).
+class RemoteError(RuntimeError):
+    """An error that could not be shipped back whole; subclasses are named like the original."""
+
+
+@functools.lru_cache(maxsize=256)
+def _remote_class(module: str, qualname: str) -> type[RemoteError]:
+    return type(qualname.rsplit(".", 1)[-1], (RemoteError,),
+                {"__module__": module, "__qualname__": qualname})
+
+
+def pack_error(exc: BaseException) -> PackedError:
+    """``exc`` as plain data: its pickle if it round-trips, its type, message and traceback."""
+    try:
+        blob: bytes | None = cloudpickle.dumps(exc)
+        pickle.loads(blob)
+    except Exception:  # noqa: BLE001 - unpicklable errors are rebuilt by unpack_error
+        blob = None
+    kind = type(exc)
+    return blob, kind.__module__, kind.__qualname__, str(exc), format_traceback(exc)
+
+
+def error_outcome(packed: PackedError, started: float, ended: float) -> Outcome:
+    """A failed Outcome with the shipped error, or a ``RemoteError`` named like it."""
+    blob, module, qualname, message, tb = packed
+    try:
+        exc: BaseException = pickle.loads(blob)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - None, or it does not unpickle here: rebuild it
+        exc = _remote_class(module, qualname)(message)
+    exc.add_note(f"raised in a worker:\n{tb}")  # shown when the user re-raises it
+    return Outcome(False, None, exc, tb, started, ended)
+
+
+def dumps_call(run: Run, where: str) -> bytes:
+    """The attempt's call as cloudpickle bytes; a pickling error gets a note saying why."""
+    try:
+        return cloudpickle.dumps(run.call)
+    except Exception as exc:
+        exc.add_note(f"task {run.task.name!r} goes to {where} with cloudpickle: its function, "
+                     "parameters and upstream results must be picklable")
+        raise
+
+
+def failed(error: BaseException) -> Outcome:
+    now = time.perf_counter()
+    return Outcome(False, None, error, None, now, now)
+
+
+def cancelled(run: Run) -> Outcome:  # the engine has recorded the failure already
+    return failed(TaskCancelledError(f"attempt {run.abandoned}"))
+
+
+def _attempt(blob: bytes) -> bytes:
+    started = time.perf_counter()
+    try:
+        value = cloudpickle.loads(blob)()
+        if inspect.isawaitable(value):
+            value = asyncio.run(asyncio.wait_for(value, None))  # any awaitable
+        reply: tuple[Any, ...] = (True, value, started, time.perf_counter())
+    except BaseException as exc:  # noqa: BLE001 - shipped whole to the parent
+        reply = (False, pack_error(exc), started, time.perf_counter())
+    try:
+        return cloudpickle.dumps(reply)
+    except Exception as exc:  # noqa: BLE001 - the return value would not pickle
+        exc.add_note("a task's return value must be picklable to come back from its process")
+        return cloudpickle.dumps((False, pack_error(exc), started, time.perf_counter()))
+
+
+def _serve(conn: Connection) -> None:
+    """A worker's main loop: one shipped call at a time until told to stop or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while blob := conn.recv_bytes():  # _STOP (empty) ends the loop
+            conn.send_bytes(_attempt(blob))
+    except (EOFError, OSError):  # the parent is gone
+        return
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    __slots__ = ("process", "conn", "killed", "death")
+
+    def __init__(self, ctx: Any, number: int) -> None:
+        parent, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child,), name=f"codo-process-{number}")
+        self.process.start()
+        child.close()  # so that the parent sees EOF when the child dies
+        self.conn: Connection = parent
+        self.killed = False
+        self.death = "still running"
+
+    def request(self, blob: bytes) -> bytes | None:
+        """Send one call and wait for its reply; None if the process died first."""
+        with contextlib.suppress(EOFError, OSError):
+            self.conn.send_bytes(blob)
+            if self.conn in wait([self.conn, self.process.sentinel]):
+                return self.conn.recv_bytes()
+        return None
+
+    def close(self, graceful: bool) -> None:
+        """Reap the process (asked to stop, or killed unless it exits in time); note how it ended."""
+        if graceful:
+            with contextlib.suppress(OSError):
+                self.conn.send_bytes(_STOP)
+        self.process.join(_EXIT_GRACE if graceful else 0.1)  # a dying one: read its own code
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join()
+        code = self.process.exitcode
+        self.death = f"exit code {code}" if code >= 0 else \
+            f"killed by signal {-code}: {signal.strsignal(-code)}"
+        self.conn.close()
+        self.process.close()
+
+
+class ProcessExecutor:
+    """Runs each attempt in a worker process; interrupting kills that process."""
+
+    name = "processes"
+
+    def __init__(self) -> None:
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._keep, self._closed, self._seq = 1, True, 0
+        _LIVE.add(self)
+
+    def start(self, max_workers: int) -> None:
+        with self._lock:
+            self._keep, self._closed = max_workers, False
+
+    def run(self, run: Run) -> Outcome:
+        blob = dumps_call(run, "a worker process")
+        worker = self._checkout(run)
+        if worker is None:
+            return cancelled(run)
+        reply = worker.request(blob)
+        self._checkin(run, worker, reply is not None)
+        if reply is None:
+            return cancelled(run) if run.abandoned else failed(WorkerCrashedError(
+                f"the worker process running task {run.task.name!r} died ({worker.death}); "
+                "the pool has replaced it"))
+        ok, payload, started, ended = pickle.loads(reply)
+        return Outcome(True, payload, started=started, ended=ended) if ok \
+            else error_outcome(payload, started, ended)
+
+    def _checkout(self, run: Run) -> _Worker | None:
+        """An idle live worker, or a new one (started outside the lock); None if abandoned."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the process pool is shut down: call start_execution() first")
+            worker = self._idle.pop() if self._idle else None
+            self._seq += 1
+            number = self._seq
+        if worker is not None and not worker.process.is_alive():
+            worker.close(graceful=False)
+            worker = None
+        if worker is None:
+            worker = _Worker(self._ctx, number)
+        with self._lock:
+            if not (run.abandoned or self._closed):
+                self._busy.add(worker)
+                run.handle = worker
+                return worker
+        self._checkin(run, worker, True)
+        return None
+
+    def _checkin(self, run: Run, worker: _Worker, healthy: bool) -> None:
+        """Back to the idle list if healthy and wanted, else stop and reap it."""
+        with self._lock:
+            run.handle = None
+            self._busy.discard(worker)
+            keep = healthy and not worker.killed and not self._closed \
+                and len(self._idle) < self._keep
+            if keep:
+                self._idle.append(worker)
+        if not keep:
+            worker.close(graceful=healthy and not worker.killed)
+
+    def interrupt(self, run: Run, reason: str) -> bool:
+        """Kill the attempt's process (does not block); ``run`` then returns at once."""
+        with self._lock:
+            worker = run.handle
+            if not isinstance(worker, _Worker) or worker.killed:
+                return False
+            worker.killed = True
+            worker.process.kill()
+            return True
+
+    def shutdown(self) -> None:
+        """Stop every worker: idle ones are asked to exit, busy ones are killed."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            for worker in self._busy:  # their run() reaps them
+                worker.killed = True
+                worker.process.kill()
+        for worker in idle:
+            worker.close(graceful=True)
+
+
+_LIVE: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:  # before multiprocessing's own hook waits for non-daemon children
+    for executor in list(_LIVE):
+        executor.shutdown()
