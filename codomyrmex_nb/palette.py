@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # display state -> (fill colour, glyph, label)
 STATES: dict[str, tuple[str, str, str]] = {
-    "pending": ("#d3d3d3", "\u23f3", "queued"),          # lightgrey, hourglass
+    "pending": ("#d3d3d3", "\u25f7", "queued"),          # lightgrey, clock face (text glyph)
     "ready": ("#bdbdbd", "\u2022", "ready"),              # grey, bullet
     "running": ("#90ee90", "\u25b6", "running"),          # lightgreen, play
     "completed": ("#008000", "\u2713", "success"),        # green, check

@@ -75,7 +75,9 @@ class Engine:
         counts[status] += 1
         self._state[task.id] = task.status = status
         if self._events.active:
-            self._events.publish(Event("status", task.id, task.name, status, previous, detail))
+            took = task.result.execution_time if status.is_terminal and task.result else None
+            self._events.publish(Event("status", task.id, task.name, status, previous, detail,
+                                       execution_time=took))
         if status.is_terminal and self._unfinished() == 0:
             self._changed.notify_all()
 
@@ -298,6 +300,7 @@ class Engine:
     def _withdraw(self, task: Task) -> None:
         """Take a not-yet-running task out of every queue it may be in."""
         task.retry_at = None
+        task.blocked_on = None
         self._retry_tokens.pop(task.id, None)
         run = self._resource_waits.pop(task.id, None)
         if run is not None:

@@ -1,24 +1,28 @@
 """Engine events: the only bridge from the engine to views and frames.
 
-The engine publishes under its lock, so publishing only appends to a queue; a
-dispatcher thread delivers events to subscribers in order. A callback that
-raises is logged and the rest still get the event; a slow callback delays
-other callbacks, never the engine. With no subscribers, nothing is queued.
+The engine publishes under its lock, so publishing only appends to a deque
+(no lock, no wake-up while the dispatcher is busy); a dispatcher thread drains
+the deque in batches and delivers events to subscribers in order. A callback
+that raises is logged and the rest still get the event; a slow callback
+delays other callbacks, never the engine. With no subscribers, nothing is
+queued.
 
 Kinds:
-- ``"added"``    a task was added or re-queued (``status`` is its new state)
+- ``"added"``    a task was added (``status`` is its state)
 - ``"status"``   a task changed state (``previous`` -> ``status``); ``detail``
-                 is ``"retry"`` while it waits to retry
+                 is ``"retry"`` while it waits to retry, ``"requeued"`` when it
+                 was queued again; terminal events carry ``execution_time``
 - ``"removed"``  a task was forgotten (``reset``)
 - ``"engine"``   the engine started or stopped (``detail``)
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,10 +40,10 @@ class Event:
     previous: TaskStatus | None = None
     detail: str | None = None
     time: float = field(default_factory=time.time)
+    execution_time: float | None = None
 
 
 Callback = Callable[[Event], object]
-_STOP = object()
 
 
 class EventBus:
@@ -47,11 +51,15 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: tuple[Callback, ...] = ()
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._pending: deque[Event] = deque()
+        self._wakeup = threading.Event()
+        self._awake = False  # the dispatcher is draining: no need to wake it
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._outstanding = 0
+        self._delivered_cond = threading.Condition(self._lock)
+        self._published = itertools.count(1)  # next() is atomic in CPython
+        self._last_published = 0
+        self._delivered = 0
 
     @property
     def active(self) -> bool:
@@ -73,43 +81,58 @@ class EventBus:
     def publish(self, event: Event) -> None:
         if not self._subscribers:
             return
+        self._pending.append(event)
+        self._last_published = next(self._published)
+        if self._thread is None:
+            self._start()
+        if not self._awake:
+            self._wakeup.set()
+
+    def _start(self) -> None:
         with self._lock:
-            self._outstanding += 1
             if self._thread is None:
-                # Each dispatcher drains its own queue, so a restart never interleaves.
-                self._queue = queue.SimpleQueue()
-                self._thread = threading.Thread(
-                    target=self._run, args=(self._queue,), name="codo-events", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="codo-events", daemon=True)
                 self._thread.start()
-            self._queue.put(event)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every event published so far was delivered."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._outstanding == 0, timeout)
+        """Wait until every event published so far was delivered; False on timeout."""
+        target = self._last_published
+        with self._delivered_cond:
+            return self._delivered_cond.wait_for(lambda: self._delivered >= target, timeout)
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Deliver what is queued, then stop the dispatcher thread."""
         with self._lock:
-            thread = self._thread
-            if thread is None:
-                return
-            self._thread = None
-            self._queue.put(_STOP)
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._wakeup.set()
         if thread is not threading.current_thread():
             thread.join(timeout)
 
-    def _run(self, events: queue.SimpleQueue[object]) -> None:
+    def _run(self) -> None:
+        pending, me = self._pending, threading.current_thread()
         while True:
-            event = events.get()
-            if event is _STOP:
+            self._wakeup.wait()
+            self._wakeup.clear()
+            self._awake = True
+            while pending:
+                delivered = 0
+                while pending:
+                    self._deliver(pending.popleft())
+                    delivered += 1
+                with self._delivered_cond:
+                    self._delivered += delivered
+                    self._delivered_cond.notify_all()
+            self._awake = False
+            if pending:  # published after the drain but before _awake was cleared
+                self._wakeup.set()
+            elif self._thread is not me:  # closed (or replaced after a restart)
                 return
-            for callback in self._subscribers:
-                try:
-                    callback(event)
-                except Exception:
-                    log.exception("event subscriber %r raised; the engine carries on", callback)
-            with self._idle:
-                self._outstanding -= 1
-                if self._outstanding == 0:
-                    self._idle.notify_all()
+
+    def _deliver(self, event: Event) -> None:
+        for callback in self._subscribers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber %r raised; the engine carries on", callback)

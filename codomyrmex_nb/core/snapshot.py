@@ -96,7 +96,7 @@ def take_snapshot(orch: TaskOrchestrator) -> Snapshot:
 
 
 def critical_path(snapshot: Snapshot) -> list[str]:
-    """Ids on the longest chain of dependencies, weighted by run time (1 s for tasks not run).
+    """Ids on the longest chain of dependencies, weighted by run time.
 
     This is the path that bounds the makespan: speeding up anything else
     cannot finish the run sooner.
@@ -106,7 +106,10 @@ def critical_path(snapshot: Snapshot) -> list[str]:
     order = _topological(tasks)
     for tid in order:
         view = tasks[tid]
-        own = view.execution_time if view.execution_time is not None and view.attempts else 1.0
+        if view.execution_time is not None and view.attempts:
+            own = view.execution_time
+        else:  # not run yet: structure still counts a little; ended without running: nothing
+            own = 0.0 if view.status.is_terminal else 1e-3
         prev = max(((best[d][0], d) for d in view.dependencies if d in best), default=(0.0, None))
         best[tid] = (prev[0] + own, prev[1])
     if not best:

@@ -1,0 +1,144 @@
+"""Helpers shared by the frames, the bottleneck report and the timeline (no pandas here).
+
+All of them read a frozen ``Snapshot``; none touches the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.model import Attempt, TaskStatus
+from ..core.snapshot import Snapshot, TaskView
+
+
+def as_snapshot(source: Any) -> Snapshot:
+    """Accept an orchestrator (take one snapshot now) or a snapshot already taken."""
+    if isinstance(source, Snapshot):
+        return source
+    snapshot = getattr(source, "snapshot", None)
+    if snapshot is None:
+        raise TypeError(f"expected a TaskOrchestrator or a Snapshot, got {source!r}")
+    return snapshot()
+
+
+def run_seconds(view: TaskView, now: float) -> float:
+    """Measured seconds a task kept its chain busy: its first attempt's start to its end (or now).
+
+    Retries and their delays count (downstream tasks waited through them); a
+    task that never started (pending, skipped, cancelled early) counts 0.
+    """
+    if view.started_at is None:
+        return 0.0
+    end = view.completed_at if view.completed_at is not None else now  # running or retrying
+    return max(0.0, end - view.started_at)
+
+
+def critical_steps(snap: Snapshot) -> list[tuple[TaskView, float]]:
+    """The measured critical path: the dependency chain with the most run seconds, in order.
+
+    Unlike ``core.snapshot.critical_path`` (which guesses 1 s for tasks not
+    run, to steer the live view), this weighs only what was measured, so a
+    skipped branch never shows up as the bottleneck. Empty until a task started.
+    """
+    views = snap.by_id()
+    best: dict[str, tuple[float, str | None]] = {}  # id -> (chain seconds ending here, previous)
+    for tid in _upstream_first(views):
+        prev = max(((best[d][0], d) for d in views[tid].dependencies if d in best),
+                   default=(0.0, None))
+        best[tid] = (prev[0] + run_seconds(views[tid], snap.time), prev[1])
+    if not best or max(seconds for seconds, _ in best.values()) <= 0:
+        return []
+    node: str | None = max(best, key=lambda k: best[k][0])
+    path = []
+    while node is not None:
+        path.append((views[node], run_seconds(views[node], snap.time)))
+        node = best[node][1]
+    return path[::-1]
+
+
+def _upstream_first(views: dict[str, TaskView]) -> list[str]:
+    """Task ids with every task after its dependencies (Kahn's algorithm, no recursion)."""
+    missing = {tid: sum(1 for d in v.dependencies if d in views) for tid, v in views.items()}
+    down: dict[str, list[str]] = {}
+    for tid, v in views.items():
+        for d in v.dependencies:
+            down.setdefault(d, []).append(tid)
+    order = [tid for tid, n in missing.items() if n == 0]
+    for tid in order:  # grows while we walk it
+        for nxt in down.get(tid, ()):
+            missing[nxt] -= 1
+            if missing[nxt] == 0:
+                order.append(nxt)
+    return order
+
+
+def attempt_end(attempt: Attempt, now: float) -> float:
+    """When the attempt ended, or ``now`` while it still runs."""
+    return attempt.ended_at if attempt.ended_at is not None else now
+
+
+def wait_windows(view: TaskView, now: float) -> list[tuple[float, float]]:
+    """Intervals in which the task was ready but not running (its resource waits lie inside).
+
+    Before the first attempt: from ``ready_at``; before a retry: from the previous
+    attempt's end. An attempt without a worker is a wait that timed out.
+    """
+    windows: list[tuple[float, float]] = []
+    since = view.ready_at
+    for attempt in view.attempts:
+        if attempt.started_at is None:
+            continue
+        if attempt.worker is None:  # "resource-timeout": the whole attempt was a wait
+            windows.append((attempt.started_at, attempt_end(attempt, now)))
+        elif since is not None and attempt.started_at > since:
+            windows.append((since, attempt.started_at))
+        since = attempt_end(attempt, now)
+    if waiting_now(view) and since is not None:
+        windows.append((since, now))
+    return windows
+
+
+def waiting_now(view: TaskView) -> bool:
+    """True while the task is queued for a resource (``blocked_on`` can outlive the wait)."""
+    return view.blocked_on is not None and view.status is TaskStatus.READY
+
+
+def _conflicts(a: str, b: str) -> bool:
+    return not (a == "read" and b == "read")
+
+
+def waited_on(view: TaskView, snap: Snapshot) -> tuple[str | None, list[str]]:
+    """The resource key this task most likely waited for, and who held it meanwhile.
+
+    ``blocked_on`` names it while the task waits; afterwards the engine clears
+    it, so the key is inferred: of the task's resources, the one that other
+    tasks held (in a conflicting mode) for longest during the task's waits.
+    """
+    if not view.resources:
+        return None, []
+    windows = wait_windows(view, snap.time)
+    held: dict[str, dict[str, float]] = {}  # key -> holder name -> overlap seconds
+    for key, mode in view.resources:
+        for other in snap.tasks:
+            if other.id == view.id:
+                continue
+            for okey, omode in other.resources:
+                if okey != key or not _conflicts(mode, omode):
+                    continue
+                for a in other.attempts:
+                    if a.worker is None or a.started_at is None:
+                        continue
+                    end = attempt_end(a, snap.time)
+                    overlap = sum(max(0.0, min(end, w1) - max(a.started_at, w0))
+                                  for w0, w1 in windows)
+                    if overlap > 0:
+                        by_holder = held.setdefault(key, {})
+                        by_holder[other.name] = by_holder.get(other.name, 0.0) + overlap
+    if view.blocked_on is not None:  # still set after a resource timeout: the key it gave up on
+        key = view.blocked_on
+    elif held:
+        key = max(held, key=lambda k: sum(held[k].values()))
+    else:
+        key = view.resources[0][0] if len(view.resources) == 1 else None
+    holders = held.get(key, {}) if key is not None else {}
+    return key, sorted(holders, key=holders.__getitem__, reverse=True)

@@ -1,0 +1,121 @@
+"""Tasks, results and statistics as pandas DataFrames, from one snapshot each.
+
+dtypes are chosen for analysis: ``state`` and ``priority`` are categoricals
+(priority ordered low < normal < high < critical, so ``sort_values`` and
+comparisons work), timestamps are timezone-aware UTC datetimes, durations are
+float seconds, and lists (tags, dependencies, resources) and result data stay
+Python objects. An empty orchestrator gives empty frames with the same columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core.model import TaskPriority
+from ..palette import STATES
+from ._common import as_snapshot, critical_steps
+from .bottlenecks import STR, bottlenecks
+
+__all__ = ["bottlenecks", "results_frame", "stats_frame", "tasks_frame",
+           "TASK_COLUMNS", "RESULT_COLUMNS"]
+
+STATE_DTYPE = pd.CategoricalDtype(list(STATES))
+PRIORITY_DTYPE = pd.CategoricalDtype([p.name.lower() for p in TaskPriority], ordered=True)
+TIMESTAMPS = ("created_at", "queued_at", "ready_at", "started_at", "completed_at")
+
+TASK_COLUMNS: dict[str, Any] = {
+    "id": STR, "name": STR, "module": STR, "action": STR, "tags": object,
+    "state": STATE_DTYPE, "priority": PRIORITY_DTYPE, "priority_value": "int64",
+    "dependencies": object, "resources": object, "attempts": "int64", "retries": "int64",
+    **dict.fromkeys(TIMESTAMPS, "datetime"),
+    "wait_dependencies": "float64", "wait_resources": "float64", "wait_worker": "float64",
+    "execution_time": "float64", "success": "boolean", "error_type": STR,
+    "error_message": STR, "worker": STR, "blocked_on": STR,
+}
+RESULT_COLUMNS: dict[str, Any] = {
+    "id": STR, "name": STR, "state": STATE_DTYPE, "success": "bool", "data": object,
+    "execution_time": "float64", "attempts": "int64", "error_type": STR,
+    "error_message": STR, "worker": STR, "completed_at": "datetime",
+}
+
+
+def _frame(columns: dict[str, Any], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Build a frame column by column, so every dtype is fixed even with no rows."""
+    data = {}
+    for name, dtype in columns.items():
+        values = [row[name] for row in rows]
+        if dtype == "datetime":
+            seconds = pd.Series([np.nan if v is None else v for v in values], dtype="float64")
+            data[name] = pd.to_datetime(seconds, unit="s", utc=True)
+        elif dtype is object:
+            cells = np.empty(len(values), dtype=object)
+            for i, value in enumerate(values):  # one by one: lists and dicts stay whole
+                cells[i] = value
+            data[name] = pd.Series(cells, dtype=object)
+        else:
+            data[name] = pd.Series(values, dtype=dtype)
+    return pd.DataFrame(data, columns=list(columns))
+
+
+def tasks_frame(orch: Any) -> pd.DataFrame:
+    """One row per task (in the order added): what it is, when it ran and what it waited for.
+
+    ``wait_dependencies`` runs from (re-)queueing to ready, ``wait_resources``
+    and ``wait_worker`` split the time from ready to start between a held
+    resource and a full worker pool.
+    """
+    snap = as_snapshot(orch)
+    names = {v.id: v.name for v in snap.tasks}
+    rows = [{
+        "id": v.id, "name": v.name, "module": v.module, "action": v.action, "tags": list(v.tags),
+        "state": v.state, "priority": v.priority.name.lower(), "priority_value": v.priority.value,
+        "dependencies": [names.get(d, d) for d in v.dependencies],
+        "resources": [f"{key}:{mode}" for key, mode in v.resources],
+        "attempts": len(v.attempts), "retries": v.retry_count,
+        **{ts: getattr(v, ts) for ts in TIMESTAMPS},
+        "wait_dependencies": v.wait_dependencies, "wait_resources": v.wait_resources,
+        "wait_worker": v.wait_worker,
+        "execution_time": np.nan if v.execution_time is None else v.execution_time,
+        "success": v.success, "error_type": v.error_type, "error_message": v.error_message,
+        "worker": v.worker, "blocked_on": v.blocked_on,
+    } for v in snap.tasks]
+    return _frame(TASK_COLUMNS, rows)
+
+
+def results_frame(orch: Any) -> pd.DataFrame:
+    """One row per task that has a result (completed, failed, cancelled or skipped).
+
+    ``data`` holds each result as the very object the task returned.
+    """
+    snap = as_snapshot(orch)
+    rows = [{
+        "id": v.id, "name": v.name, "state": v.state, "success": bool(v.success), "data": v.data,
+        "execution_time": v.execution_time, "attempts": len(v.attempts),
+        "error_type": v.error_type, "error_message": v.error_message, "worker": v.worker,
+        "completed_at": v.completed_at,
+    } for v in snap.tasks if v.success is not None]
+    return _frame(RESULT_COLUMNS, rows)
+
+
+def stats_frame(orch: Any) -> pd.DataFrame:
+    """``get_execution_stats()`` as one row, plus the critical path and the waits summed.
+
+    ``critical_path_seconds`` is the run time of the longest dependency chain:
+    the makespan can never drop below it, however many workers there are.
+    """
+    snap = as_snapshot(orch)
+    stats = dict(snap.stats)
+    for key in ("makespan", "throughput", "worker_utilization"):
+        stats.setdefault(key, np.nan)
+    steps = critical_steps(snap)
+    stats["critical_path_seconds"] = float(sum(seconds for _, seconds in steps))
+    stats["critical_path_tasks"] = len(steps)
+    stats["critical_path"] = " -> ".join(v.name for v, _ in steps)
+    for wait in ("wait_dependencies", "wait_resources", "wait_worker"):
+        stats[f"{wait}_total"] = float(sum(getattr(v, wait) for v in snap.tasks))
+    frame = pd.DataFrame([stats])
+    frame["critical_path"] = frame["critical_path"].astype(STR)
+    return frame

@@ -1,0 +1,223 @@
+"""A Gantt chart of attempts: one lane per worker, one bar per attempt.
+
+Bars are coloured by how the attempt ended, with the live view's palette
+(success green, failed red, ...) and a glyph in the label, so colour is never
+the only cue. Tasks on the critical path are outlined in black, retries are
+hatched and labelled with their attempt number, and a thin line below a bar
+runs from when the task was ready (or its previous attempt ended) to when it
+started, coloured by what it mostly waited for: a resource (purple), a worker
+(grey), or a retry delay (dashed).
+
+Every bar is a ``Rectangle`` with ``gid="attempt:<task id>:<n>"`` (see
+``attempt_bars``), so tests and users can find them. Only
+``matplotlib.figure.Figure`` is used, never pyplot: the figure does not join
+pyplot's global state and displays inline through ``_repr_png_``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from io import BytesIO
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.text import Text
+
+from ..core.model import Attempt
+from ..core.snapshot import Snapshot, TaskView
+from ..palette import fill, font_colour, glyph
+from ._common import as_snapshot, attempt_end, critical_steps
+
+BAR_GID = "attempt"
+BAR_HEIGHT = 0.56
+NO_WORKER = "no worker:\nresource wait\ntimed out"
+FONT_SIZE = 8.5
+# attempt outcome -> palette state
+OUTCOME_STATE = {"completed": "completed", "failed": "failed", "timeout": "failed",
+                 "resource-timeout": "failed", "cancelled": "cancelled",
+                 "interrupted": "up_for_retry", None: "running"}
+LEGEND = {"completed": "success", "failed": "failed / timed out", "cancelled": "cancelled",
+          "up_for_retry": "interrupted, re-queued", "running": "running"}
+CRITICAL_EDGE = "#111111"
+WAIT_COLOUR = "#6b6b6b"
+# the line from ready to start, by what the task mostly waited for: colour, style, legend
+WAITS = {"worker": (WAIT_COLOUR, "-", "waiting for a worker"),
+         "resource": ("#7b3294", "-", "waiting for a resource"),
+         "retry": (WAIT_COLOUR, "--", "retry delay + wait")}
+_HATCH_COLOUR = hasattr(Rectangle, "set_hatchcolor")  # matplotlib >= 3.10
+
+
+class TimelineFigure(Figure):
+    """A Figure that renders itself as PNG in Jupyter, even if pyplot was never imported."""
+
+    def _repr_png_(self) -> bytes:
+        buf = BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
+
+
+def timeline(orch: Any, ax: Axes | None = None) -> Figure:
+    """Draw the attempts so far (from one snapshot) and return the figure.
+
+    With ``ax`` the chart is drawn there (its figure is returned); otherwise a
+    new figure sized to the number of workers is made.
+    """
+    snap = as_snapshot(orch)
+    bars = [(v, a) for v in snap.tasks for a in v.attempts if a.started_at is not None]
+    lanes = _lanes(bars)
+    if ax is None:
+        fig = TimelineFigure(figsize=(10, 1.9 + 0.62 * max(1, len(lanes))), layout="constrained")
+        ax = fig.add_subplot()
+    if not bars:
+        ax.text(0.5, 0.5, "no attempts yet", ha="center", va="center", fontsize=12,
+                color=WAIT_COLOUR, transform=ax.transAxes)
+        ax.set_axis_off()
+        ax.set_title("Timeline")
+        return ax.figure
+    t0 = min([a.started_at for _, a in bars] + [v.ready_at for v, _ in bars if v.ready_at])
+    t1 = max(attempt_end(a, snap.time) for _, a in bars)
+    steps = critical_steps(snap)
+    critical = {v.id for v, _ in steps}
+    ax.set_xlim(0, max(t1 - t0, 1e-3) * 1.02)
+    ax.set_ylim(len(lanes) - 0.4, -0.6)  # worker 1 at the top
+    waits: dict[str, list[list[tuple[float, float]]]] = {kind: [] for kind in WAITS}
+    for view, attempt in bars:
+        y = lanes[attempt.worker]
+        _draw_bar(ax, view, attempt, y, t0, snap.time, view.id in critical)
+        since = _ready_for(view, attempt)
+        if since is not None and attempt.worker is not None \
+                and attempt.started_at - since > 0.004 * (t1 - t0):
+            yw = y + BAR_HEIGHT / 2 + 0.08
+            x0, x1 = since - t0, attempt.started_at - t0
+            kind = "retry" if attempt.number > 1 else \
+                "resource" if view.wait_resources > view.wait_worker else "worker"
+            waits[kind] += [[(x0, yw), (x1, yw)], [(x0, yw - 0.05), (x0, yw + 0.05)]]
+    for kind, segments in waits.items():
+        if segments:
+            colour, style, _ = WAITS[kind]
+            ax.add_collection(LineCollection(segments, colors=colour, linewidths=1.2,
+                                             linestyles=style, gid=f"{kind}-waits", zorder=1))
+    _style_axes(ax, snap, lanes, bars, t0, t1, sum(seconds for _, seconds in steps))
+    _legend(ax, bars, waits, critical)
+    return ax.figure
+
+
+def attempt_bars(fig_or_ax: Figure | Axes) -> list[Rectangle]:
+    """The attempt bars drawn by ``timeline`` (one per attempt), in drawing order."""
+    axes = fig_or_ax.axes if isinstance(fig_or_ax, Figure) else [fig_or_ax]
+    return [p for ax in axes for p in ax.patches
+            if (p.get_gid() or "").startswith(BAR_GID + ":")]
+
+
+def _worker_order(name: str | None) -> tuple[int, list[Any]]:
+    if name is None:
+        return (1, [])
+    return (0, [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)])
+
+
+def _lanes(bars: list[tuple[TaskView, Attempt]]) -> dict[str | None, int]:
+    workers = sorted({a.worker for _, a in bars}, key=_worker_order)
+    return {w: i for i, w in enumerate(workers)}
+
+
+def _ready_for(view: TaskView, attempt: Attempt) -> float | None:
+    """When this attempt could have started: ready time, or the previous attempt's end."""
+    if attempt.number == 1:
+        return view.ready_at
+    prev = view.attempts[attempt.number - 2] if attempt.number - 2 < len(view.attempts) else None
+    return None if prev is None else prev.ended_at
+
+
+def _draw_bar(ax: Axes, view: TaskView, attempt: Attempt, y: int, t0: float, now: float,
+              critical: bool) -> None:
+    state = OUTCOME_STATE.get(attempt.outcome, "failed")
+    start, end = attempt.started_at - t0, attempt_end(attempt, now) - t0
+    retry = attempt.number > 1
+    extra: dict[str, Any] = {}
+    if retry and _HATCH_COLOUR:
+        extra["hatchcolor"] = (1, 1, 1, 0.4) if font_colour(state) == "#ffffff" else (0, 0, 0, 0.3)
+    rect = Rectangle((start, y - BAR_HEIGHT / 2), max(end - start, 0.0), BAR_HEIGHT,
+                     facecolor=fill(state), hatch="///" if retry else None,
+                     edgecolor=CRITICAL_EDGE if critical else "white",
+                     linewidth=2.2 if critical else 0.8, zorder=3 if critical else 2,
+                     gid=f"{BAR_GID}:{view.id}:{attempt.number}", **extra)
+    ax.add_patch(rect)
+    mark = glyph(state)
+    number = f" #{attempt.number}" if retry or len(view.attempts) > 1 else ""
+    timeout = " (timeout)" if attempt.outcome in ("timeout", "resource-timeout") else ""
+    _label(ax, rect, [f"{mark} {view.name}{number}{timeout}", f"{mark} {view.name}{number}",
+                      f"{mark} {view.name}", f"{mark}{number}", mark], font_colour(state))
+
+
+def _label(ax: Axes, rect: Rectangle, labels: list[str], colour: str) -> None:
+    ax.add_artist(_BarLabel(rect, labels, color=colour, fontsize=FONT_SIZE, zorder=4))
+
+
+class _BarLabel(Text):
+    """A bar's label: at draw time, the longest of ``labels`` that fits inside the bar, or none.
+
+    Measured with the real renderer, so it stays right whatever the figure's size or zoom.
+    """
+
+    def __init__(self, rect: Rectangle, labels: list[str], **kwargs: Any) -> None:
+        x, y = rect.get_x() + rect.get_width() / 2, rect.get_y() + rect.get_height() / 2
+        super().__init__(x, y, labels[0], ha="center", va="center", clip_on=True, **kwargs)
+        self._rect, self._labels = rect, labels
+
+    def draw(self, renderer: Any) -> None:
+        room = self._rect.get_window_extent(renderer).width - 6 * renderer.points_to_pixels(1)
+        for text in self._labels:
+            self.set_text(text)
+            if self.get_window_extent(renderer).width <= room:
+                super().draw(renderer)
+                return
+
+
+def _style_axes(ax: Axes, snap: Snapshot, lanes: dict[str | None, int],
+                bars: list[tuple[TaskView, Attempt]], t0: float, t1: float,
+                critical_seconds: float) -> None:
+    ax.set_yticks(range(len(lanes)))
+    ax.set_yticklabels([NO_WORKER if w is None else w.removeprefix("codo-").replace("-", " ")
+                        for w in lanes])
+    ax.tick_params(axis="y", length=0)
+    clock = datetime.fromtimestamp(t0, UTC).strftime("%H:%M:%S")
+    ax.set_xlabel(f"seconds since {clock} UTC")
+    ax.grid(axis="x", color="#e6e6e6", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    tasks = len({v.id for v, _ in bars})
+    title = (f"{len(bars)} attempt{'s' * (len(bars) != 1)} of {tasks} task{'s' * (tasks != 1)} "
+             f"on {snap.max_workers} worker{'s' * (snap.max_workers != 1)}, "
+             f"makespan {snap.stats.get('makespan', t1 - t0):.2f} s")
+    if critical_seconds > 0:
+        title += f"; critical path {critical_seconds:.2f} s"
+    ax.set_title(title, loc="left", fontsize=10.5)
+
+
+def _legend(ax: Axes, bars: list[tuple[TaskView, Attempt]],
+            waits: dict[str, list[Any]], critical: set[str]) -> None:
+    present = {OUTCOME_STATE.get(a.outcome, "failed") for _, a in bars}
+    handles: list[Any] = [Patch(facecolor=fill(s), label=f"{glyph(s)} {label}")
+                          for s, label in LEGEND.items() if s in present]
+    if critical:
+        handles.append(Patch(facecolor="white", edgecolor=CRITICAL_EDGE, linewidth=2.2,
+                             label="critical path"))
+    if any(a.number > 1 for _, a in bars):
+        handles.append(Patch(facecolor="white", edgecolor="#555555", hatch="///",
+                             label="retry (attempt #n)"))
+    for kind, (colour, style, label) in WAITS.items():
+        if waits[kind]:
+            handles.append(Line2D([], [], color=colour, linewidth=1.2, linestyle=style,
+                                  label=label))
+    fig = ax.figure
+    if isinstance(fig, TimelineFigure) and fig.axes == [ax]:
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
+                   frameon=False, fontsize=9)
+    else:
+        ax.legend(handles=handles, loc="best", fontsize=8)

@@ -1,0 +1,82 @@
+"""The live view in a real ipykernel: updates made on the view thread reach the front end.
+
+ipykernel 7 changed how messages from background threads are routed
+(ipykernel #1451, ipywidgets #4001). nbclient plays the front end here: it
+records every widget state update that arrives on iopub, so the stored
+widget state shows whether the view thread's updates got out of the kernel.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+from nbclient import NotebookClient  # noqa: E402
+
+from codomyrmex_nb.palette import fill  # noqa: E402
+
+pytestmark = [pytest.mark.kernel, pytest.mark.needs_dot]
+
+CELLS = [
+    """
+import threading, time
+from IPython.display import display
+from codomyrmex_nb import TaskOrchestrator, Task, live_view
+orch = TaskOrchestrator(max_workers=2)
+orch.add_tasks([Task(name=f"t{i}", func=lambda: time.sleep(0.02),
+                     dependencies=[f"t{i - 1}"] if i % 4 else []) for i in range(12)])
+view = live_view(orch)
+display(view)
+""",
+    """
+drawn = []
+orig = view._frame
+def spy(*args, **kwargs):
+    drawn.append(threading.current_thread().name)
+    return orig(*args, **kwargs)
+view._frame = spy
+orch.start_execution()
+assert orch.wait_for_completion(60)
+assert view.flush(30)
+assert drawn and all(name.startswith("codo-view") for name in drawn), drawn
+print("frames from", sorted(set(drawn)), "bar", view._bar.value, "/", view._bar.max)
+""",
+    """
+orch.stop_execution()
+view.thread.join(30) if view.thread else None
+assert view.thread is None
+print(view.summary())
+""",
+]
+
+
+def _run_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src.strip()) for src in CELLS]
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True)
+    client.execute()
+    return nb
+
+
+def test_view_thread_updates_reach_the_front_end():
+    nb = _run_notebook()
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.get("output_type") != "error", out
+            assert out.get("name") != "stderr", out.get("text")
+    shown = nb.cells[0].outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in shown
+    assert "image/svg+xml" in shown and "text/plain" in shown
+    assert "frames from ['codo-view-" in nb.cells[1].outputs[0]["text"]
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    models = [m["state"] for m in state.values()]
+    bars = [m for m in models if m.get("_model_name") == "IntProgressModel"]
+    assert bars and bars[0]["value"] == bars[0]["max"] == 12  # set on the view thread only
+    pictures = [m["value"] for m in models if m.get("_model_name") == "HTMLModel"
+                and "<svg" in m.get("value", "")]
+    assert pictures and pictures[0].count(f'fill="{fill("completed")}"') >= 12
+    heads = [m["value"] for m in models if m.get("_model_name") == "HTMLModel"
+             and "done" in m.get("value", "")]
+    assert heads and "<b>12/12</b> done" in heads[0]

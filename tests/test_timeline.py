@@ -1,0 +1,136 @@
+"""timeline(): one countable bar per attempt, coloured by outcome, critical path outlined."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from codomyrmex_nb import ResourceType, TaskResource
+from codomyrmex_nb.analysis._common import critical_steps
+from codomyrmex_nb.analysis.timeline import attempt_bars
+from codomyrmex_nb.palette import fill
+
+
+def flaky(failures: int):
+    calls = {"n": 0}
+
+    def body() -> int:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise ConnectionError("try again")
+        return calls["n"]
+    return body
+
+
+def workflow(orch) -> None:
+    """Dependencies, a retried failure, a failure for good and a shared exclusive resource."""
+    gate = threading.Event()
+    db = [TaskResource(ResourceType.CUSTOM, "db", mode="exclusive")]
+    a = orch.create_task("a", func=lambda: gate.wait(0.1))
+    b = orch.create_task("b", func=flaky(1), dependencies=[a], max_retries=1, retry_delay=0.2,
+                         resources=db)
+    orch.create_task("c", func=lambda: gate.wait(0.05), dependencies=[a], resources=db)
+    orch.create_task("doomed", func=flaky(9), max_retries=2)
+    orch.create_task("d", func=lambda: 0, dependencies=[b])
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    orch.stop_execution()
+
+
+def texts(fig: Figure) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_empty_orchestrator_says_no_attempts(orch):
+    fig = orch.timeline()
+    assert isinstance(fig, Figure)
+    assert "no attempts yet" in texts(fig)
+    assert attempt_bars(fig) == []
+
+
+def test_one_bar_per_attempt_coloured_by_outcome(orch):
+    workflow(orch)
+    snap = orch.snapshot()
+    fig = orch.timeline()
+    bars = attempt_bars(fig)
+    attempts = {(v.id, a.number): a for v in snap.tasks for a in v.attempts}
+    assert len(bars) == len(attempts) == 8  # a, b x2, c, doomed x3, d
+    by_gid = {bar.get_gid(): bar for bar in bars}
+    assert len(by_gid) == len(bars)
+    for (task_id, number), attempt in attempts.items():
+        bar = by_gid[f"attempt:{task_id}:{number}"]
+        state = "completed" if attempt.outcome == "completed" else "failed"
+        assert bar.get_facecolor() == to_rgba(fill(state))
+        assert bar.get_width() > 0
+        assert bool(bar.get_hatch()) == (number > 1)  # retries are hatched
+
+
+def test_critical_path_is_outlined_and_lanes_are_workers(orch):
+    workflow(orch)
+    snap = orch.snapshot()
+    names = {v.id: v.name for v in snap.tasks}
+    fig = orch.timeline()
+    ax = fig.axes[0]
+    thick = {names[b.get_gid().split(":")[1]] for b in attempt_bars(fig) if b.get_linewidth() > 1.5}
+    # b's retry delay (0.2 s) makes a -> b -> d longer than a -> c (0.05 s)
+    assert thick == {v.name for v, _ in critical_steps(snap)} == {"a", "b", "d"}
+    workers = {a.worker for v in snap.tasks for a in v.attempts}
+    assert len(ax.get_yticks()) == len(workers)
+    assert all(label.get_text().startswith("worker") for label in ax.get_yticklabels())
+    assert any(c.get_gid() == "retry-waits" for c in ax.collections)  # retry gaps drawn
+
+
+def test_running_and_timed_out_attempts(orch):
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> str:
+        started.set()
+        release.wait(30)
+        return "done"
+
+    def slow() -> None:
+        for _ in range(500):  # short waits, so the timeout's interrupt lands quickly
+            threading.Event().wait(0.01)
+
+    orch.create_task("hold", func=hold)
+    orch.create_task("slow", func=slow, timeout=0.2)
+    orch.start_execution()
+    assert started.wait(10)
+    running = attempt_bars(orch.timeline())
+    release.set()
+    orch.wait_for_completion(30)
+    orch.stop_execution()
+    assert any(b.get_facecolor() == to_rgba(fill("running")) for b in running)
+    snap = orch.snapshot()
+    slow_view = next(v for v in snap.tasks if v.name == "slow")
+    assert [a.outcome for a in slow_view.attempts] == ["timeout"]
+    bar = next(b for b in attempt_bars(orch.timeline()) if slow_view.id in b.get_gid())
+    assert bar.get_facecolor() == to_rgba(fill("failed"))
+
+
+def test_draws_into_given_axes_and_renders_png(orch):
+    workflow(orch)
+    host = Figure()
+    ax = host.add_subplot()
+    assert orch.timeline(ax=ax) is host
+    assert len(attempt_bars(ax)) == 8
+    png = orch.timeline()._repr_png_()
+    assert png.startswith(b"\x89PNG")
+    assert any("a" == t.split()[-1] for t in texts(orch.timeline()))  # labels in the bars
+
+
+def test_no_pyplot_and_lazy_imports():
+    code = (
+        "import sys, codomyrmex_nb\n"
+        "assert 'pandas' not in sys.modules and 'matplotlib' not in sys.modules\n"
+        "o = codomyrmex_nb.TaskOrchestrator(max_workers=1)\n"
+        "o.create_task('x', func=lambda: 1); o.start_execution(); o.wait_for_completion(30)\n"
+        "o.stop_execution(); o.timeline()._repr_png_()\n"
+        "assert 'matplotlib.pyplot' not in sys.modules and 'pandas' not in sys.modules\n"
+        "o.tasks_frame()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
