@@ -21,7 +21,7 @@ from .events import Event
 from .exceptions import TaskCancelledError
 from .executors import Executor, make_executor
 from .model import Attempt, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
-from .snapshot import Snapshot, take_snapshot
+from .snapshot import Snapshot, build_snapshot, copy_rows
 from .stats import execution_stats
 
 S = TaskStatus
@@ -339,7 +339,9 @@ class TaskOrchestrator(Engine):
     def snapshot(self) -> Snapshot:
         """A frozen copy of every task's state, for views and frames (see core.snapshot)."""
         with self._lock:
-            return take_snapshot(self)
+            rows, stats = copy_rows(self)
+            version, running = self.structure_version, self._running
+        return build_snapshot(rows, stats, version, running, self.max_workers)
 
     def flush_events(self, timeout: float | None = None) -> bool:
         """Wait until every event published so far reached the subscribers; False on timeout.

@@ -73,26 +73,38 @@ class Snapshot:
         return {t.id: t for t in self.tasks}
 
 
-def take_snapshot(orch: TaskOrchestrator) -> Snapshot:
-    """Copy the orchestrator's state; call with its lock held."""
+def copy_rows(orch: TaskOrchestrator) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+    """Under the orchestrator's lock: the raw fields of every task, plus the stats.
+
+    Only plain tuples are built here, to keep the lock short; ``build_snapshot``
+    turns them into TaskView records after the lock is released. Ended attempts
+    are never changed again, so only the one in flight is copied.
+    """
     from .stats import execution_stats
 
-    views = []
+    rows = []
     for t in orch._graph.tasks.values():
         r = t.result
-        views.append(TaskView(
+        attempts = tuple(a if a.ended_at is not None else
+                         Attempt(a.number, a.worker, a.started_at, a.ended_at, a.outcome)
+                         for a in t.attempts)
+        rows.append((
             t.id, t.name, t.module, t.action, t.status, t.priority, tuple(t.dependencies),
             tuple(t.tags), tuple((res.key, res.mode) for res in t.resources), t.waiting_retry,
-            t.blocked_on, t.retry_count, t.max_retries,
-            tuple(Attempt(a.number, a.worker, a.started_at, a.ended_at, a.outcome) for a in t.attempts),
+            t.blocked_on, t.retry_count, t.max_retries, attempts,
             t.created_at, t.queued_at, t.ready_at, t.started_at, t.completed_at,
             t.wait_dependencies, t.wait_resources, t.wait_worker,
             None if r is None else r.execution_time, None if r is None else r.success,
             None if r is None else r.data, None if r is None else r.error_type,
             None if r is None else r.error_message,
-            (t.attempts[-1].worker if t.attempts else None)))
-    return Snapshot(tuple(views), orch.structure_version, time.time(), execution_stats(orch),
-                    orch._running, orch.max_workers)
+            attempts[-1].worker if attempts else None))
+    return rows, execution_stats(orch)
+
+
+def build_snapshot(rows: list[tuple[Any, ...]], stats: dict[str, Any], structure_version: int,
+                   running: bool, max_workers: int) -> Snapshot:
+    return Snapshot(tuple(TaskView(*row) for row in rows), structure_version, time.time(),
+                    stats, running, max_workers)
 
 
 def critical_path(snapshot: Snapshot) -> list[str]:

@@ -126,11 +126,15 @@ class LiveView(widgets.VBox):
                 final, self._stopping, self._dirty = self._stopping, False, False
                 seen = self._seen
             events = _drain(self._log)
+            began = time.monotonic()
             try:
                 self._frame(events, final=final)
             except Exception:  # a broken frame must not kill the view; the engine never notices
                 log.exception("live view: drawing a frame failed")
-            self._next_at = time.monotonic() + self.interval
+            # Drawing competes with the tasks for the GIL: keep it under ~20% of the time
+            # (a big re-layout every frame while tasks stream in would otherwise slow them).
+            ended = time.monotonic()
+            self._next_at = ended + max(self.interval, 4 * (ended - began))
             with self._mutex:
                 self._done = seen
                 self._drawn.notify_all()
@@ -179,8 +183,7 @@ class LiveView(widgets.VBox):
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until every event published so far is drawn; False if ``timeout`` passed first."""
-        bus = getattr(self.orchestrator, "_events", None)  # core has no public flush yet
-        if bus is not None and not bus.flush(timeout):
+        if not self.orchestrator.flush_events(timeout):
             return False
         with self._mutex:
             target = self._seen
@@ -248,9 +251,9 @@ def live_view(orchestrator: TaskOrchestrator | None = None, **options: Any) -> L
     between whole redraws that refresh run times, 5), ``max_groups`` (40).
     """
     if orchestrator is None:
-        from ..core.default import get_task_orchestrator
+        from ..core.default import current_orchestrator
 
-        orchestrator = get_task_orchestrator()
+        orchestrator = current_orchestrator()
     view = _views.get(orchestrator)
     if view is None or view._closed or options:
         view = LiveView(orchestrator, **options)
