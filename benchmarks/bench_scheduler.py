@@ -4,9 +4,10 @@
 DAG). Each side's time covers building its graph and running it to the end:
 for us Task objects + add_tasks + start + wait_for_completion; for dask the
 task dict + ``dask.threaded.get``. Prints microseconds per task and the ratio
-(ours / dask; below 1.0 means we are faster). Best of ``--repeat`` runs.
+(ours / dask; below 1.0 means we are faster): the median of ``--repeat``
+runs, the two sides alternating so that both meet the same machine load.
 
-    python benchmarks/bench_scheduler.py [--tasks 10000] [--workers N] [--repeat 3]
+    python benchmarks/bench_scheduler.py [--tasks 10000] [--workers N] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import gc
 import os
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -73,29 +75,33 @@ def run_dask(deps: list[list[int]], workers: int) -> float:
     return time.perf_counter() - start
 
 
-def best(fn: Callable[[], float], repeat: int) -> float:
-    times = []
+def interleaved(ours: Callable[[], float], theirs: Callable[[], float],
+                repeat: int) -> tuple[float, float]:
+    """Median times, the two sides alternating so that both see the same machine load."""
+    a, b = [], []
     for _ in range(repeat):
         gc.collect()
-        times.append(fn())
-    return min(times)
+        a.append(ours())
+        gc.collect()
+        b.append(theirs())
+    return statistics.median(a), statistics.median(b)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     shapes = {"independent": shape_independent, "chain": shape_chain, "layered": shape_layered}
-    print(f"{args.tasks} no-op tasks, {args.workers} workers, best of {args.repeat}; "
+    print(f"{args.tasks} no-op tasks, {args.workers} workers, median of {args.repeat}; "
           f"python {sys.version.split()[0]}, dask {dask.__version__}")
     print(f"{'shape':<12} {'ours us/task':>13} {'dask us/task':>13} {'ratio':>7}")
     worst = 0.0
     for name, make in shapes.items():
         deps = make(args.tasks)
-        ours = best(lambda deps=deps: run_ours(deps, args.workers), args.repeat)
-        theirs = best(lambda deps=deps: run_dask(deps, args.workers), args.repeat)
+        ours, theirs = interleaved(lambda deps=deps: run_ours(deps, args.workers),
+                                   lambda deps=deps: run_dask(deps, args.workers), args.repeat)
         ratio = ours / theirs
         worst = max(worst, ratio)
         print(f"{name:<12} {ours / args.tasks * 1e6:>13.1f} {theirs / args.tasks * 1e6:>13.1f} "
