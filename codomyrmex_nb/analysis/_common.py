@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.model import Attempt, TaskStatus
-from ..core.snapshot import Snapshot, TaskView
+from ..core.snapshot import Snapshot, TaskView, critical_path, run_seconds
 
 
 def as_snapshot(source: Any) -> Snapshot:
@@ -21,55 +21,15 @@ def as_snapshot(source: Any) -> Snapshot:
     return snapshot()
 
 
-def run_seconds(view: TaskView, now: float) -> float:
-    """Measured seconds a task kept its chain busy: its first attempt's start to its end (or now).
-
-    Retries and their delays count (downstream tasks waited through them); a
-    task that never started (pending, skipped, cancelled early) counts 0.
-    """
-    if view.started_at is None:
-        return 0.0
-    end = view.completed_at if view.completed_at is not None else now  # running or retrying
-    return max(0.0, end - view.started_at)
-
-
 def critical_steps(snap: Snapshot) -> list[tuple[TaskView, float]]:
-    """The measured critical path: the dependency chain with the most run seconds, in order.
+    """The critical path as (task, measured seconds) pairs; empty until a task started.
 
-    Unlike ``core.snapshot.critical_path`` (which guesses 1 s for tasks not
-    run, to steer the live view), this weighs only what was measured, so a
-    skipped branch never shows up as the bottleneck. Empty until a task started.
+    The path is core's ``critical_path`` (the one the live view outlines):
+    only measured time counts, so a skipped branch is never the bottleneck.
     """
     views = snap.by_id()
-    best: dict[str, tuple[float, str | None]] = {}  # id -> (chain seconds ending here, previous)
-    for tid in _upstream_first(views):
-        prev = max(((best[d][0], d) for d in views[tid].dependencies if d in best),
-                   default=(0.0, None))
-        best[tid] = (prev[0] + run_seconds(views[tid], snap.time), prev[1])
-    if not best or max(seconds for seconds, _ in best.values()) <= 0:
-        return []
-    node: str | None = max(best, key=lambda k: best[k][0])
-    path = []
-    while node is not None:
-        path.append((views[node], run_seconds(views[node], snap.time)))
-        node = best[node][1]
-    return path[::-1]
-
-
-def _upstream_first(views: dict[str, TaskView]) -> list[str]:
-    """Task ids with every task after its dependencies (Kahn's algorithm, no recursion)."""
-    missing = {tid: sum(1 for d in v.dependencies if d in views) for tid, v in views.items()}
-    down: dict[str, list[str]] = {}
-    for tid, v in views.items():
-        for d in v.dependencies:
-            down.setdefault(d, []).append(tid)
-    order = [tid for tid, n in missing.items() if n == 0]
-    for tid in order:  # grows while we walk it
-        for nxt in down.get(tid, ()):
-            missing[nxt] -= 1
-            if missing[nxt] == 0:
-                order.append(nxt)
-    return order
+    steps = [(views[i], run_seconds(views[i], snap.time)) for i in critical_path(snap)]
+    return steps if any(seconds > 0 for _, seconds in steps) else []
 
 
 def attempt_end(attempt: Attempt, now: float) -> float:

@@ -107,24 +107,36 @@ def build_snapshot(rows: list[tuple[Any, ...]], stats: dict[str, Any], structure
                     stats, running, max_workers)
 
 
-def critical_path(snapshot: Snapshot) -> list[str]:
-    """Ids on the longest chain of dependencies, weighted by run time.
+def run_seconds(view: TaskView, now: float) -> float:
+    """Measured seconds a task kept its chain busy: its first attempt's start to its end (or now).
 
-    This is the path that bounds the makespan: speeding up anything else
-    cannot finish the run sooner.
+    Retries and their delays count (downstream tasks waited through them); a
+    task that never started (pending, skipped, cancelled early) counts 0.
+    """
+    if view.started_at is None:
+        return 0.0
+    end = view.completed_at if view.completed_at is not None else now  # running or retrying
+    return max(0.0, end - view.started_at)
+
+
+def critical_path(snapshot: Snapshot) -> list[str]:
+    """Ids on the longest chain of dependencies, weighted by measured run time.
+
+    This is the chain that bounds the makespan: speeding up anything else
+    cannot finish the run sooner. Tasks not started yet weigh a millisecond,
+    so before a run the longest chain by count is shown; tasks that ended
+    without running weigh nothing, so a skipped branch is never the path.
     """
     tasks = snapshot.by_id()
-    best: dict[str, tuple[float, str | None]] = {}  # id -> (path weight ending here, previous)
-    order = _topological(tasks)
-    for tid in order:
+    best: dict[str, tuple[float, str | None]] = {}  # id -> (chain seconds ending here, previous)
+    for tid in topological_order(tasks):
         view = tasks[tid]
-        if view.execution_time is not None and view.attempts:
-            own = view.execution_time
-        else:  # not run yet: structure still counts a little; ended without running: nothing
-            own = 0.0 if view.status.is_terminal else 1e-3
+        own = run_seconds(view, snapshot.time)
+        if view.started_at is None and not view.status.is_terminal:
+            own = 1e-3
         prev = max(((best[d][0], d) for d in view.dependencies if d in best), default=(0.0, None))
         best[tid] = (prev[0] + own, prev[1])
-    if not best:
+    if not best or max(seconds for seconds, _ in best.values()) <= 0:
         return []
     node: str | None = max(best, key=lambda k: best[k][0])
     path = []
@@ -134,19 +146,17 @@ def critical_path(snapshot: Snapshot) -> list[str]:
     return path[::-1]
 
 
-def _topological(tasks: dict[str, TaskView]) -> list[str]:
-    indeg = {tid: sum(1 for d in v.dependencies if d in tasks) for tid, v in tasks.items()}
+def topological_order(tasks: dict[str, TaskView]) -> list[str]:
+    """Task ids with every task after its dependencies (Kahn's algorithm, no recursion)."""
+    missing = {tid: sum(1 for d in v.dependencies if d in tasks) for tid, v in tasks.items()}
     down: dict[str, list[str]] = {}
     for tid, v in tasks.items():
         for d in v.dependencies:
             down.setdefault(d, []).append(tid)
-    ready = [tid for tid, n in indeg.items() if n == 0]
-    order = []
-    while ready:
-        tid = ready.pop()
-        order.append(tid)
+    order = [tid for tid, n in missing.items() if n == 0]
+    for tid in order:  # grows while we walk it
         for nxt in down.get(tid, ()):
-            indeg[nxt] -= 1
-            if indeg[nxt] == 0:
-                ready.append(nxt)
+            missing[nxt] -= 1
+            if missing[nxt] == 0:
+                order.append(nxt)
     return order
