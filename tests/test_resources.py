@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codomyrmex_nb import ResourceTimeout, ResourceType, TaskResource, TaskStatus
 from codomyrmex_nb.core.resources import ResourceManager, claims_of
@@ -117,3 +119,57 @@ def test_resource_timeout_fails_the_waiting_task(orch):
     gate.set()
     orch.wait_for_completion(10)
     assert held.status is TaskStatus.COMPLETED
+
+
+# -- property: any sequence of requests, releases and withdrawals keeps the lock rules ---------
+
+_ops = st.lists(st.tuples(
+    st.sampled_from(["acquire", "release", "withdraw"]),
+    st.integers(0, 11),
+    st.lists(st.tuples(st.sampled_from(["a", "b", "pool"]), st.sampled_from(["read", "write", "exclusive"])),
+             min_size=1, max_size=3, unique_by=lambda c: c[0]),
+), max_size=80)
+
+
+def _check_holds(rm: ResourceManager) -> None:
+    for key in ("a", "b", "pool"):
+        modes = [mode for _, mode in rm.holders(key)]
+        if "exclusive" in modes:
+            assert modes == ["exclusive"], (key, modes)
+        if "write" in modes:
+            assert "read" not in modes and modes.count("write") <= rm.capacity(key), (key, modes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ops)
+def test_any_history_keeps_sole_holds_sole_and_grants_waiters_in_order(ops):
+    rm = ResourceManager()
+    rm.set_capacity("pool", 2)
+    holding, waiting = set(), []
+    for op, token, request in ops:
+        if op == "acquire" and token not in holding and token not in waiting:
+            if rm.acquire(token, tuple(request)):
+                holding.add(token)
+            else:
+                waiting.append(token)
+        elif op == "release" and token in holding:
+            holding.discard(token)
+            granted = rm.release(token)
+            assert granted == [w for w in waiting if w in granted]  # queue order
+            holding.update(granted)
+            waiting = [w for w in waiting if w not in granted]
+        elif op == "withdraw" and token in waiting:
+            waiting.remove(token)
+            granted = rm.withdraw(token)
+            holding.update(granted)
+            waiting = [w for w in waiting if w not in granted]
+        _check_holds(rm)
+        assert rm.waiting == waiting
+    # Releasing everything grants every waiter eventually: nobody waits forever.
+    while holding:
+        token = holding.pop()
+        granted = rm.release(token)
+        holding.update(granted)
+        waiting = [w for w in waiting if w not in granted]
+        _check_holds(rm)
+    assert waiting == [] and rm.waiting == []
