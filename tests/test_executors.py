@@ -1,4 +1,4 @@
-"""One contract, every executor: threads, processes and dask run the same tests.
+"""One contract, every executor: threads, processes, dask and sync run the same tests.
 
 Like dask's shared scheduler tests, ``TestEveryExecutor`` is parametrised over
 the executors; what only a process pool can do (survive a crashed worker, leave
@@ -21,7 +21,7 @@ from conftest import engine_threads
 from codomyrmex_nb import ResourceType, TaskOrchestrator, TaskPriority, TaskResource, TaskStatus
 
 S = TaskStatus
-EXECUTORS = ["threads", "processes", "dask"]
+EXECUTORS = ["threads", "processes", "dask", "sync"]
 
 
 # -- task functions (module level: picklable by reference) -------------------------------------
@@ -167,12 +167,19 @@ class TestEveryExecutor:
         o = make()
         t = o.create_task("long", func=spin, parameters={"seconds": 20})
         child = o.create_task("child", func=lambda: 1, dependencies=[t])
+        cancelled = []
+
+        def cancel_once_running():  # from another thread: the sync executor runs in this one
+            if wait_until_status(o, t, S.RUNNING):
+                cancelled.append((o.cancel_task(t.id), time.monotonic()))
+
+        canceller = threading.Thread(target=cancel_once_running)
         o.start_execution()
-        assert wait_until_status(o, t, S.RUNNING)
-        start = time.monotonic()
-        assert o.cancel_task(t.id) is True
-        assert o.wait_for_completion(5) is False
-        assert time.monotonic() - start < 2
+        canceller.start()
+        assert o.wait_for_completion(10) is False
+        canceller.join()
+        assert cancelled and cancelled[0][0] is True
+        assert time.monotonic() - cancelled[0][1] < 2
         assert (t.status, child.status) == (S.CANCELLED, S.SKIPPED)
 
     def test_priorities_order_dispatch(self, make, kind):
@@ -256,3 +263,15 @@ def test_dask_by_address_opens_and_closes_its_own_client(make_orch, dask_client)
     assert own is not dask_client
     o.stop_execution()
     assert own.status == "closed" and dask_client.status == "running"
+
+
+def test_sync_runs_tasks_in_the_callers_thread_in_a_deterministic_order(make_orch):
+    o = make_orch(4, executor="sync")
+    order = []
+    for name, prio in [("b", "normal"), ("a", "high"), ("c", "normal")]:
+        o.create_task(name, func=lambda name=name: order.append((name, threading.get_ident())),
+                      priority=prio)
+    o.start_execution()
+    assert [t.name for t in engine_threads() if t.name.startswith("codo-worker")] == []
+    assert o.wait_for_completion(10)
+    assert order == [(n, threading.get_ident()) for n in ("a", "b", "c")]

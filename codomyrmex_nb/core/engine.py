@@ -45,6 +45,7 @@ class Engine:
     def __init__(self, max_workers: int, executor: Executor | None = None) -> None:
         self.max_workers = max_workers
         self._executor: Executor = executor or ThreadExecutor()
+        self._inline = bool(getattr(self._executor, "inline", False))  # the sync executor
         self._lock = threading.RLock()
         self._work = threading.Condition(self._lock)
         self._changed = threading.Condition(self._lock)
@@ -104,7 +105,9 @@ class Engine:
         self._workers.add(thread)
         thread.start()
 
-    def _worker_main(self) -> None:
+    def _worker_main(self, until: float | None = None) -> None:
+        """A worker's life; with ``until`` (the sync executor) it runs in the caller's thread
+        and returns once every task has ended or that monotonic deadline passed."""
         me = threading.current_thread()
         run: Run | None = None
         outcome: Outcome | None = None
@@ -113,8 +116,11 @@ class Engine:
                 with self._lock:
                     if run is not None:
                         self._end_attempt(run, outcome)
-                        run = outcome = None
-                    run = self._next_run(me)
+                        run = None
+                        if until is not None and isinstance(outcome.error, KeyboardInterrupt):
+                            raise outcome.error  # debugging inline: an interrupt stops the run
+                        outcome = None
+                    run = self._next_run(me, until)
                     if run is None:
                         return
                 outcome = self._execute(run)
@@ -137,7 +143,7 @@ class Engine:
     def _excess_workers(self) -> bool:
         return len(self._workers) - self._stuck > self.max_workers
 
-    def _next_run(self, me: threading.Thread) -> Run | None:
+    def _next_run(self, me: threading.Thread, until: float | None = None) -> Run | None:
         """Under the lock: the next attempt for worker ``me``, or None when it should exit."""
         while True:
             if not self._running or self._excess_workers():
@@ -149,8 +155,15 @@ class Engine:
                 if self._idle and (self._granted or self._graph.ready_count()):
                     self._work.notify()  # pass the wake-up along while work remains
                 return self._begin_attempt(task, run, me.name)
+            wait = None
+            if until is not None:  # inline: stop when all has ended or time is up
+                wait = until - time.monotonic()
+                if self._unfinished() == 0 or wait <= 0:
+                    self._workers.discard(me)
+                    return None
+                wait = min(wait, 0.1)  # the caller's thread: stay responsive to interrupts
             self._idle += 1
-            self._work.wait()
+            self._work.wait(wait)
             self._idle -= 1
 
     def _take_runnable(self) -> tuple[Task, Run] | None:
@@ -359,5 +372,5 @@ class Engine:
             self._executor.interrupt(run, why)
         except Exception:
             log.exception("could not interrupt %r", run.task)
-        if self._running and len(self._workers) - self._stuck < self.max_workers:
+        if self._running and not self._inline and len(self._workers) - self._stuck < self.max_workers:
             self._spawn_worker()  # keep max_workers free while the old thread unwinds

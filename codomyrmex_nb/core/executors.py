@@ -6,6 +6,10 @@ reason)`` called from any thread to stop an attempt in flight. The engine
 treats every executor alike.
 
 - ``threads`` runs the attempt in the worker thread itself (no hand-off).
+- ``sync`` has no worker threads: ``wait_for_completion`` runs the tasks one
+  at a time in the caller's thread, so a debugger or a print works as in
+  plain code and the order is deterministic (priority, then critical path,
+  then submission). Deadlines still work (the clock thread interrupts).
 - ``processes`` and ``dask`` live in their own modules and ship the call with
   cloudpickle; they are imported only when asked for.
 """
@@ -16,7 +20,7 @@ from typing import Any, Protocol
 
 from .invoke import Outcome, Run
 
-EXECUTORS = ("threads", "processes", "dask")
+EXECUTORS = ("threads", "processes", "dask", "sync")
 
 
 class Executor(Protocol):
@@ -49,10 +53,19 @@ class ThreadExecutor:
         pass
 
 
+class SyncExecutor(ThreadExecutor):
+    """Attempts run in the thread that calls ``wait_for_completion``, one at a time."""
+
+    name = "sync"
+    inline = True
+
+
 def make_executor(kind: str, **options: Any) -> Executor:
-    """Build the executor named ``kind`` ("threads", "processes" or "dask")."""
+    """Build the executor named ``kind`` ("threads", "processes", "dask" or "sync")."""
     if kind == "threads":
         return ThreadExecutor()
+    if kind == "sync":
+        return SyncExecutor()
     if kind == "processes":
         from .process_executor import ProcessExecutor
 

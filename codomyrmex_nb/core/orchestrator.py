@@ -276,7 +276,7 @@ class TaskOrchestrator(Engine):
             self._running = True
             self._executor.start(self.max_workers)
             self._clock.start()
-            for _ in range(self.max_workers - (len(self._workers) - self._stuck)):
+            for _ in range(0 if self._inline else self.max_workers - (len(self._workers) - self._stuck)):
                 self._spawn_worker()
         self._publish_engine("started")
 
@@ -315,6 +315,10 @@ class TaskOrchestrator(Engine):
         (KeyboardInterrupt) ends the wait at once; the tasks keep running.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._inline and self._running:
+            with self._lock:
+                self._workers.add(threading.current_thread())
+            self._worker_main(until=float("inf") if deadline is None else deadline)
         # The main thread wakes at least every 0.1 s: an interrupt from
         # _thread.interrupt_main() does not wake a blocked lock by itself.
         step = 0.1 if threading.current_thread() is threading.main_thread() else None
