@@ -29,7 +29,7 @@ system:
 	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	  else \
 	    echo "Please install:$$need (conda: 'conda install graphviz'; macOS: 'brew install graphviz');"; \
-	    echo "without them drawings fall back to text and the browser test is skipped."; \
+	    echo "without graphviz drawings fall back to text; without chromium run 'make test SKIP_BROWSER=1'."; \
 	  fi; \
 	fi
 
@@ -38,10 +38,17 @@ demo: $(STAMP) system
 
 test: $(STAMP) system
 	$(PY) -m ruff check codomyrmex_nb tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter 1,$(SKIP_BROWSER)),-m "not browser")
 
+# The tour, served from notebooks/ (their working folder). Open the printed
+# http://127.0.0.1:PORT/lab/tree/01_quickstart.ipynb?token=... URL; Ctrl-C twice stops it.
+# LAB_PORT picks the port (the next free one if taken); root needs --allow-root.
+LAB_PORT ?= 8888
 lab: $(STAMP) system
-	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 notebooks/01_quickstart.ipynb
+	@echo "JupyterLab is starting on the tour: open the URL with the token below."
+	cd notebooks && ../$(VENV)/bin/jupyter lab --no-browser --ServerApp.open_browser=False \
+	  --ip=127.0.0.1 --port=$(LAB_PORT) $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
+	  --LabApp.default_url=/lab/tree/01_quickstart.ipynb
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_scheduler.py

@@ -22,6 +22,8 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 
+from codomyrmex_nb.core.executors import EXECUTORS
+
 pytestmark = pytest.mark.kernel
 
 ATTEMPTS = ("import json\n"
@@ -137,7 +139,7 @@ def test_bad_arguments_are_one_line_errors(notebook):
         "high, critical (or 1-4)",
         "UsageError: %%codo_task: syntax error in task 'oops' at line 2: '(' was never closed: x = (1,",
         "UsageError: %codo_run: argument --executor: invalid choice: 'rockets' "
-        "(choose from 'threads', 'processes', 'dask')",
+        f"(choose from {', '.join(repr(e) for e in EXECUTORS)})",
     ]
     for index, message in zip(range(11, 15), expected, strict=True):
         assert text(notebook.cells[index]).strip() == message

@@ -116,7 +116,7 @@ class CodoMagics(Magics):
     # -- running and waiting ----------------------------------------------------------------
     @magic_arguments()
     @argument("--workers", type=int, metavar="N", help="number of workers (reconfigures when idle)")
-    @argument("--executor", choices=EXECUTORS, help="threads (default), processes or dask")
+    @argument("--executor", choices=EXECUTORS, help="threads (default), processes, dask or sync (debugging: tasks run in the waiting thread)")
     @argument("--wait", action="store_true", help="block until every task has ended")
     @argument("--timeout", type=float, metavar="S", help="with --wait: wait at most S seconds")
     @line_magic

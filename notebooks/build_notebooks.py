@@ -1,0 +1,852 @@
+"""Write the notebook tour (``01_quickstart.ipynb`` ... ``05_performance_analysis.ipynb``).
+
+The notebooks are generated from this file so that a review reads plain
+Python, and they are committed without outputs. Edit here, then run::
+
+    .venv/bin/python notebooks/build_notebooks.py
+
+Every notebook runs as a test (``pytest --nbval-lax``, see ``make test``), so
+each one stays quick: tasks do real work on this repository's own package
+(``../codomyrmex_nb``; notebooks run with their folder as working directory)
+or wait a moment with ``threading.Event().wait(seconds)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+TOUR = [
+    ("01_quickstart", "the guide's Complete Example, the live DAG and the stats frame"),
+    ("02_cell_magics", "tasks defined in cells, dependencies, re-running a changed cell"),
+    ("03_resources_and_priorities", "priorities, resource locks and pools, task settings"),
+    ("04_failures_retries_cancel", "waiting, monitoring, failures, retries, timeouts, cancelling"),
+    ("05_performance_analysis", "statistics, result frames, bottlenecks and the timeline"),
+]
+
+
+def md(text: str) -> nbformat.NotebookNode:
+    return new_markdown_cell(text.strip("\n"))
+
+
+def code(text: str, *tags: str) -> nbformat.NotebookNode:
+    cell = new_code_cell(text.strip("\n"))
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def tour_footer(current: str) -> nbformat.NotebookNode:
+    lines = []
+    for name, what in TOUR:
+        link = f"**{name}**" if name == current else f"[{name}]({name}.ipynb)"
+        lines.append(f"1. {link}: {what}")
+    return md("### The tour\n\n" + "\n".join(lines))
+
+
+# -- 01 ---------------------------------------------------------------------------------------
+def quickstart() -> list[nbformat.NotebookNode]:
+    return [
+        md("""
+# 01 · Quickstart: the Complete Example, live
+
+The guide's *Complete Example* (`TASK_ORCHESTRATION_GUIDE.md`): check the
+environment, analyse code, chart the result, with dependencies, priorities and a
+resource. The engine runs in background threads; the **live view** below shows
+the DAG and recolours each task as it moves from queued (grey) to running (light
+green) to success (green); each node also carries a glyph (▶ running, ✓ done,
+✗ failed ...), so colour is never the only cue.
+
+Run everything with **Run ▸ Run All Cells**.
+"""),
+        md("""
+## Quick Start
+
+Get the process-wide orchestrator, start its engine and show the live view.
+The view is a widget: it stays where it is and redraws itself as events arrive,
+even while another cell is busy.
+"""),
+        code("""
+from codomyrmex_nb import (
+    get_task_orchestrator,
+    live_view,
+    Task,
+    TaskPriority,
+    TaskResource,
+    ResourceType,
+    TaskStatus,
+)
+import threading
+
+# Initialize orchestrator
+orchestrator = get_task_orchestrator(max_workers=4)
+orchestrator.reset()  # forget tasks of an earlier run of this notebook
+orchestrator.start_execution()
+
+live_view(orchestrator)
+"""),
+        md("""
+## Complete Example
+
+As in the guide, with two changes: the analysed path is this repository's own
+package (`../codomyrmex_nb`), and one task that is not in the guide,
+`fetch_sources`, stands in for slow work (a clone, a download): it just waits
+2.5 seconds, so there is time to watch it run in the view above. `analyze`
+waits for it as well as for `setup`.
+
+The cell blocks in `wait_for_completion` while the view keeps updating.
+"""),
+        code("""
+# Create task chain
+setup_task = orchestrator.create_task(
+    name="setup",
+    module="environment_setup",
+    action="check_environment",
+    priority=TaskPriority.HIGH
+)
+
+# Not in the guide: a stand-in for slow work, so you can watch it run.
+fetch_task = orchestrator.create_task(
+    name="fetch_sources",
+    func=lambda: threading.Event().wait(2.5) or {"files_fetched": 0},
+    priority=TaskPriority.HIGH
+)
+
+analysis_task = orchestrator.create_task(
+    name="analyze",
+    module="static_analysis",
+    action="analyze_code_quality",
+    parameters={"path": "../codomyrmex_nb"},
+    dependencies=[setup_task.id, fetch_task.id],
+    priority=TaskPriority.NORMAL,
+    resources=[
+        TaskResource(type=ResourceType.CPU, identifier="system_cpu", mode="read")
+    ],
+    timeout=300
+)
+
+visualization_task = orchestrator.create_task(
+    name="visualize",
+    module="data_visualization",
+    action="create_bar_chart",
+    parameters={"data": "placeholder", "title": "Code Quality"},
+    dependencies=[analysis_task.id],
+    priority=TaskPriority.NORMAL
+)
+
+# Wait for completion
+completed = orchestrator.wait_for_completion(timeout=600)
+
+if completed:
+    # Get results
+    analysis_result = orchestrator.get_task_result(analysis_task.id)
+    visualization_result = orchestrator.get_task_result(visualization_task.id)
+
+    # Print statistics
+    stats = orchestrator.get_execution_stats()
+    print(f"Completed {stats['completed']} tasks in {stats['total_execution_time']:.2f}s")
+
+    # Stop execution
+    orchestrator.stop_execution()
+else:
+    print("Execution timed out or failed")
+"""),
+        md("""
+## Results
+
+`analyze` returned plain data (line counts, functions, complexity per file and
+in total). `visualize` was given `data="placeholder"`, so it charted the numeric
+totals of its upstream result and saved the chart as a PNG under `codo_outputs/`.
+"""),
+        code("""
+from IPython.display import Image
+
+print("analysed", analysis_result.data["path"])
+print({k: analysis_result.data["totals"][k] for k in ("files", "lines", "functions", "classes")})
+Image(visualization_result.data["path"], width=480)
+"""),
+        md("""
+## Statistics as a DataFrame
+
+`get_execution_stats()` as one row, plus the critical path (the longest
+dependency chain, which bounds the run time whatever the number of workers) and
+the time tasks spent waiting. Transposed here so that it reads top to bottom.
+"""),
+        code("""
+orchestrator.stats_frame().T.rename(columns={0: "value"})
+"""),
+        md("""
+The same run with `%%codo_task` cells and `%codo_run` (which shows this same
+view) is the next notebook. `live_view(orchestrator).svg` is the current drawing
+as a standalone SVG, if you want to save it.
+"""),
+        tour_footer("01_quickstart"),
+    ]
+
+
+# -- 02 ---------------------------------------------------------------------------------------
+def cell_magics() -> list[nbformat.NotebookNode]:
+    return [
+        md("""
+# 02 · Tasks defined in cells
+
+`%load_ext codomyrmex_nb` adds the magics. A `%%codo_task NAME` cell defines a
+task whose body is the cell: defining it does not run it. The value of the
+cell's last expression is the task's result, and a downstream task sees it
+under the upstream task's name. `notebooks/MAGICS.md` has the full reference;
+`%codo_task?` prints the options.
+"""),
+        code("""
+%load_ext codomyrmex_nb
+%codo_reset
+"""),
+        md("""
+## A small pipeline
+
+`scan` measures the Python files of this repository's package, `largest` keeps
+the biggest files (and, with `--out`, also lands in the notebook variable
+`largest_files` once it completes), `summary` runs after both.
+"""),
+        code("""
+%%codo_task scan --priority high --tag analysis
+from codomyrmex_nb.actions.static_analysis import analyze_code_quality
+
+analyze_code_quality("../codomyrmex_nb")
+"""),
+        code("""
+%%codo_task largest --after scan --out largest_files
+import pandas as pd
+
+files = pd.DataFrame(scan["files"])
+files.nlargest(5, "lines")[["file", "lines", "functions"]].reset_index(drop=True)
+"""),
+        code("""
+%%codo_task summary --after scan largest
+{
+    "files": scan["totals"]["files"],
+    "lines": scan["totals"]["lines"],
+    "largest": largest["file"].iloc[0],
+    "share of the 5 largest": round(largest["lines"].sum() / scan["totals"]["lines"], 2),
+}
+"""),
+        md("""
+`%codo_run` starts the engine and shows the live view; `--wait` also blocks
+until every task has ended.
+"""),
+        code("""
+%codo_run --wait --timeout 60
+"""),
+        code("""
+largest_files
+"""),
+        code("""
+%codo_status
+"""),
+        md("""
+## Re-running a changed cell
+
+Run a `%%codo_task` cell again with the same text and nothing runs: the result is
+kept. Change the text and the task is replaced and re-runs together with
+everything downstream of it, and nothing else. Here `largest` now keeps 3 files:
+`largest` and `summary` run again, `scan` does not.
+"""),
+        code("""
+%%codo_task largest --after scan --out largest_files
+import pandas as pd
+
+files = pd.DataFrame(scan["files"])
+files.nlargest(3, "lines")[["file", "lines", "functions"]].reset_index(drop=True)
+"""),
+        code("""
+%codo_wait 60
+"""),
+        code("""
+results = %codo_results
+results[["name", "state", "attempts", "execution_time"]].round(3)
+"""),
+        code("""
+results.set_index("name").at["summary", "data"]
+"""),
+        md("""
+`attempts` counts runs since the task was last defined: the replaced `largest`
+and its downstream `summary` ran once more, `scan` kept its first result.
+
+## Mistakes are one-line errors
+
+A wrong option, an unknown `--after` task (with a suggestion), a bad priority or
+resource mode: the magic prints one line and defines nothing. (This cell is
+expected to fail.)
+"""),
+        code("""
+%%codo_task report --after sumary
+summary
+""", "raises-exception"),
+        md("""
+## Magics and Python mix
+
+The magics use the default orchestrator, the same object
+`get_task_orchestrator()` returns, so everything in the guide works on cell
+tasks too.
+"""),
+        code("""
+from codomyrmex_nb import TaskStatus, get_task_orchestrator
+
+orchestrator = get_task_orchestrator()  # the magics' orchestrator
+for task in orchestrator.list_tasks(status=TaskStatus.COMPLETED):
+    print(f"{task.name:8} {task.execution_time:.3f}s")
+orchestrator.stop_execution()
+"""),
+        tour_footer("02_cell_magics"),
+    ]
+
+
+# -- 03 ---------------------------------------------------------------------------------------
+def resources_and_priorities() -> list[nbformat.NotebookNode]:
+    return [
+        md("""
+# 03 · Priorities, resources and task settings
+
+The guide's *Step 2: Configure Resources and Priorities*. Each example uses its
+own small `TaskOrchestrator` so that the effect is easy to see.
+"""),
+        code("""
+import threading
+
+from IPython.display import display
+
+from codomyrmex_nb import (
+    ResourceType,
+    Task,
+    TaskOrchestrator,
+    TaskPriority,
+    TaskResource,
+    live_view,
+)
+
+
+def work(seconds):
+    \"\"\"A task body that takes `seconds` (returns how long it was asked to wait).\"\"\"
+    threading.Event().wait(seconds)
+    return seconds
+
+
+def columns(orch, *names):
+    frame = orch.tasks_frame()
+    return frame.sort_values("started_at")[["name", *names]].reset_index(drop=True)
+"""),
+        md("""
+## Priority levels
+
+With one worker, the ready tasks run one at a time: highest priority first.
+The tasks are added before the engine starts, in the "wrong" order. Priorities
+are `TaskPriority` members or their names in any case (`"high"`).
+"""),
+        code("""
+orch = TaskOrchestrator(max_workers=1)
+orch.add_tasks([
+    Task(name="low_task", func=work, parameters={"seconds": 0.05}, priority=TaskPriority.LOW),
+    Task(name="normal_task", func=work, parameters={"seconds": 0.05}),  # NORMAL is the default
+    Task(name="high_task", func=work, parameters={"seconds": 0.05}, priority="high"),
+    Task(name="critical_task", func=work, parameters={"seconds": 0.05},
+         priority=TaskPriority.CRITICAL),
+])
+orch.start_execution()
+orch.wait_for_completion(timeout=30)
+columns(orch, "priority", "wait_worker")
+"""),
+        md("""
+## Resource requirements
+
+A `TaskResource` is a named lock `type:identifier`. `read` holds are shared;
+`write` and `exclusive` holds are sole. A task takes all its resources at once
+or none, and gives them back when its attempt ends, whatever the outcome.
+
+Six workers, six tasks of 0.3 s: three only *read* `system_cpu` and run side by
+side; three need the `openai_api` *exclusively* and so run one after another.
+`wait_resources` is the time each task spent waiting for a lock.
+"""),
+        code("""
+cpu_resource = TaskResource(type=ResourceType.CPU, identifier="system_cpu", mode="read")
+api_resource = TaskResource(type=ResourceType.EXTERNAL_API, identifier="openai_api",
+                            mode="exclusive")
+
+orch = TaskOrchestrator(max_workers=6)
+view = live_view(orch)
+display(view)
+orch.add_tasks(
+    [Task(name=f"read_{i}", func=work, parameters={"seconds": 0.3}, resources=[cpu_resource])
+     for i in range(3)]
+    + [Task(name=f"api_call_{i}", func=work, parameters={"seconds": 0.3},
+            resources=[api_resource]) for i in range(3)]
+)
+orch.start_execution()
+orch.wait_for_completion(timeout=30)
+columns(orch, "resources", "wait_resources", "execution_time").round(2)
+"""),
+        md("""
+**Pools** (beyond the guide): a resource may be given a `capacity`. Each `write`
+hold takes one slot, so "at most 2 calls to the API at once" reads as below.
+`TaskResource(..., timeout=S)` bounds how long a task waits for its resources
+before it fails with `ResourceTimeout`.
+"""),
+        code("""
+pool = TaskResource(type=ResourceType.EXTERNAL_API, identifier="openai_api", mode="write",
+                    capacity=2)
+orch = TaskOrchestrator(max_workers=4)
+orch.add_tasks([Task(name=f"call_{i}", func=work, parameters={"seconds": 0.3}, resources=[pool])
+                for i in range(4)])
+orch.start_execution()
+orch.wait_for_completion(timeout=30)
+columns(orch, "wait_resources").round(2)
+"""),
+        md("""
+## A task with resources and a timeout
+
+The guide's `heavy_analysis`, on this repository's package: the deeper analysis
+also counts imports and TODO markers and ranks the most complex functions.
+"""),
+        code("""
+orch = TaskOrchestrator(max_workers=2)
+orch.start_execution()
+task = orch.create_task(
+    name="heavy_analysis",
+    module="static_analysis",
+    action="comprehensive_analysis",
+    parameters={"path": "../codomyrmex_nb"},
+    priority=TaskPriority.HIGH,
+    resources=[
+        TaskResource(type=ResourceType.CPU, identifier="system_cpu", mode="read"),
+        TaskResource(type=ResourceType.MEMORY, identifier="system_memory", mode="read"),
+    ],
+    timeout=600  # 10 minute timeout
+)
+orch.wait_for_completion(timeout=60)
+report = orch.get_task_result(task.id).data
+print(report["totals"])
+report["most_complex_functions"][:3]
+"""),
+        md("""
+## Task configuration
+
+The guide's `long_running_task`, on a small CSV written here:
+`process_large_dataset` reads it in chunks with pandas. `timeout`,
+`max_retries`, `retry_delay`, `tags` and `metadata` travel with the task.
+"""),
+        code("""
+import os
+
+import numpy as np
+import pandas as pd
+
+os.makedirs("codo_outputs", exist_ok=True)
+rng = np.random.default_rng(0)
+pd.DataFrame({"value": rng.normal(size=50_000), "group": rng.integers(0, 5, 50_000)}).to_csv(
+    "codo_outputs/large_data.csv", index=False)
+
+task = Task(
+    name="long_running_task",
+    module="data_visualization",
+    action="process_large_dataset",
+    parameters={"file": "codo_outputs/large_data.csv", "chunksize": 10_000},
+    timeout=3600,  # 1 hour timeout
+    max_retries=3,  # Retry up to 3 times
+    retry_delay=5.0,  # Wait 5 seconds between retries
+    tags=["data-processing", "visualization"],
+    metadata={"description": "Process large dataset"}
+)
+orch.add_task(task)
+orch.wait_for_completion(timeout=60)
+summary = orch.get_task_result(task.id).data
+print(summary["rows"], "rows in", summary["chunks"], "chunks")
+pd.DataFrame(summary["numeric"]).round(3)
+"""),
+        md("""
+## Mistakes are caught where the value enters
+
+A bad resource mode fails when the `TaskResource` is built, a bad priority or a
+negative retry count when the `Task` is: each message quotes the value and says
+what is allowed.
+"""),
+        code("""
+for make in (
+    lambda: TaskResource(type=ResourceType.CPU, identifier="system_cpu", mode="shared"),
+    lambda: Task(name="t", func=work, priority="urgent"),
+    lambda: Task(name="t", func=work, max_retries=-1),
+):
+    try:
+        make()
+    except ValueError as exc:
+        print("ValueError:", exc)
+orch.stop_execution()
+"""),
+        tour_footer("03_resources_and_priorities"),
+    ]
+
+
+# -- 04 ---------------------------------------------------------------------------------------
+def failures() -> list[nbformat.NotebookNode]:
+    return [
+        md("""
+# 04 · Waiting, monitoring, failures, retries and cancelling
+
+The guide's *Step 3* and *Step 4*. Every task reaches an end state: a failure
+never leaves its dependents waiting forever (they are *skipped*), and
+`wait_for_completion` returns `True` only when nothing failed.
+"""),
+        code("""
+import threading
+import time
+
+from IPython.display import display
+
+from codomyrmex_nb import Task, TaskOrchestrator, TaskStatus, live_view
+
+
+def slow(seconds):
+    \"\"\"Wait `seconds` in short steps, so that a timeout or a cancel interrupts it at once.\"\"\"
+    stop = threading.Event()
+    for _ in range(int(seconds / 0.05)):
+        stop.wait(0.05)
+    return seconds
+
+
+calls = {"flaky": 0}
+
+
+def flaky():
+    \"\"\"Fails twice, then works: a server that is busy for a moment.\"\"\"
+    calls["flaky"] += 1
+    if calls["flaky"] < 3:
+        raise ConnectionError(f"attempt {calls['flaky']}: server busy, try again")
+    return "fetched"
+"""),
+        md("""
+## A run with trouble in it
+
+- `fetch` fails twice and succeeds on its third attempt (`max_retries=3`);
+- `parse` asks for an action that does not exist: it fails, and `report`,
+  which depends on it, is skipped;
+- `render` takes longer than its `timeout` and is interrupted;
+- `archive` would take a minute: we cancel it while it runs.
+"""),
+        code("""
+orchestrator = TaskOrchestrator(max_workers=3)
+orchestrator.add_tasks([
+    Task(name="fetch", func=flaky, max_retries=3, retry_delay=0.2),
+    Task(name="parse", module="static_analysis", action="parse_everything",
+         dependencies=["fetch"]),
+    Task(name="report", func=lambda: "report", dependencies=["parse"]),
+    Task(name="render", func=slow, parameters={"seconds": 10}, timeout=0.5),
+    Task(name="archive", func=slow, parameters={"seconds": 60}),
+])
+view = live_view(orchestrator)
+display(view)
+orchestrator.start_execution()
+"""),
+        md("""
+### Cancel tasks
+
+`cancel_task` works on a pending, ready or running task (a running attempt is
+interrupted) and returns `False` for a task that has already ended.
+"""),
+        code("""
+archive = orchestrator.get_task("archive")  # by id or by name
+while archive.status is not TaskStatus.RUNNING:
+    time.sleep(0.05)
+
+# Cancel a task
+success = orchestrator.cancel_task(archive.id)
+
+if success:
+    print("Task cancelled")
+else:
+    print("Task could not be cancelled (already completed or not found)")
+"""),
+        md("""
+### Monitor execution
+
+The guide's loop. `pending` counts every task not yet started, including those
+waiting to retry, so the loop ends only when all the work has ended.
+"""),
+        code("""
+# Monitor task status
+while True:
+    stats = orchestrator.get_execution_stats()
+    print(f"Pending: {stats['pending']}, Running: {stats['running']}, Completed: {stats['completed']}")
+
+    if stats['pending'] == 0 and stats['running'] == 0:
+        break
+
+    time.sleep(0.5)
+"""),
+        md("""
+### Wait for completion
+
+Returns `True` when every task completed; `False` when something failed, was
+skipped or cancelled, or on timeout. An interrupt (■) stops the wait at once;
+the tasks keep running.
+"""),
+        code("""
+# Wait for all tasks to complete
+completed = orchestrator.wait_for_completion(timeout=300.0)  # 5 minute timeout
+
+if completed:
+    print("All tasks completed successfully")
+else:
+    print("Task execution timed out or failed")
+"""),
+        md("""
+### Check task status and results
+
+A retried task's `retry_count` says how many extra attempts it took; a failed
+result keeps the error's type, message and traceback.
+"""),
+        code("""
+for name in ("fetch", "parse", "report", "render", "archive"):
+    task = orchestrator.get_task(name)
+    result = orchestrator.get_task_result(task.id)
+    print(f"{name:8} {task.status.value:10} retries={task.retry_count}", end="  ")
+    if result.success:
+        print(f"data={result.data!r} in {result.execution_time:.2f}s")
+    else:
+        print(f"{result.error_type}: {result.error_message}")
+"""),
+        md("""
+### Handle task failures
+
+The guide's recipe re-queues a failed task that still has retries left
+(`can_retry()`). Here both failures used up their budget (they had none), so it
+only reports them. After fixing the cause, `rerun` (beyond the guide; in a
+notebook, `%codo_retry NAME`) runs a task again, with everything downstream of
+it and a fresh retry budget. Here `parse` gets a real action, and `report` runs
+after it.
+"""),
+        code("""
+# Check for failed tasks
+failed_tasks = orchestrator.list_tasks(status=TaskStatus.FAILED)
+
+for task in failed_tasks:
+    result = orchestrator.get_task_result(task.id)
+    if result:
+        print(f"Task {task.name} failed: {result.error_message}")
+
+        # Check if task can be retried
+        if task.can_retry():
+            # Reset task and retry
+            task.status = TaskStatus.PENDING
+            task.retry_count = 0
+            orchestrator.add_task(task)
+"""),
+        code("""
+parse = orchestrator.get_task("parse")
+parse.action = "analyze_code_quality"
+parse.parameters = {"path": "../codomyrmex_nb"}
+orchestrator.rerun(parse)
+orchestrator.wait_for_completion(timeout=60)  # False: render and archive did not complete
+orchestrator.tasks_frame()[["name", "state", "attempts", "retries", "error_type"]]
+"""),
+        code("""
+orchestrator.stop_execution()
+"""),
+        tour_footer("04_failures_retries_cancel"),
+    ]
+
+
+# -- 05 ---------------------------------------------------------------------------------------
+def performance() -> list[nbformat.NotebookNode]:
+    return [
+        md("""
+# 05 · Performance analysis
+
+The guide's *Step 5: Review Results and Performance* and its *Slow Execution*
+checklist, on a small build-like pipeline with the usual sources of delay: a
+long dependency chain, a lock several tasks want, a worker pool that is too
+small, and a flaky step.
+"""),
+        code("""
+import threading
+
+from codomyrmex_nb import (
+    ResourceType,
+    Task,
+    TaskOrchestrator,
+    TaskPriority,
+    TaskResource,
+    TaskStatus,
+)
+
+
+def work(seconds, value=None):
+    threading.Event().wait(seconds)
+    return {"seconds": seconds} if value is None else value
+
+
+attempts = {"upload": 0}
+
+
+def upload():
+    attempts["upload"] += 1
+    if attempts["upload"] == 1:
+        raise ConnectionError("connection reset")
+    return {"uploaded": 3}
+
+
+db = TaskResource(type=ResourceType.DATABASE, identifier="results_db", mode="exclusive")
+orchestrator = TaskOrchestrator(max_workers=2)
+orchestrator.add_tasks([
+    Task(name="checkout", func=work, parameters={"seconds": 0.2}, priority=TaskPriority.HIGH),
+    Task(name="analyze", module="static_analysis", action="analyze_code_quality",
+         parameters={"path": "../codomyrmex_nb"}, dependencies=["checkout"]),
+    Task(name="compile", func=work, parameters={"seconds": 0.5}, dependencies=["checkout"]),
+    Task(name="unit_tests", func=work, parameters={"seconds": 0.4}, dependencies=["compile"],
+         resources=[db]),
+    Task(name="integration_tests", func=work, parameters={"seconds": 0.3},
+         dependencies=["compile"], resources=[db]),
+    Task(name="docs", func=work, parameters={"seconds": 0.3}, dependencies=["checkout"],
+         priority=TaskPriority.LOW),
+    Task(name="package", func=work, parameters={"seconds": 0.2},
+         dependencies=["unit_tests", "integration_tests", "analyze"]),
+    Task(name="upload", func=upload, dependencies=["package", "docs"], max_retries=2,
+         retry_delay=0.2),
+])
+orchestrator.start_execution()
+orchestrator.wait_for_completion(timeout=60)
+"""),
+        md("""
+## Execution statistics
+
+As in the guide; the engine also reports wall-clock `makespan`, `throughput`
+(tasks per second) and `worker_utilization`.
+"""),
+        code("""
+# Get comprehensive execution statistics
+stats = orchestrator.get_execution_stats()
+
+print(f"Total tasks: {stats['total_tasks']}")
+print(f"Completed: {stats['completed']}")
+print(f"Failed: {stats['failed']}")
+print(f"Average execution time: {stats['average_execution_time']:.2f}s")
+print(f"Total execution time: {stats['total_execution_time']:.2f}s")
+print(f"Makespan: {stats['makespan']:.2f}s, utilization: {stats['worker_utilization']:.0%}")
+"""),
+        md("""
+## Task results and the guide's performance loop
+"""),
+        code("""
+# Get results for all completed tasks
+completed_tasks = orchestrator.list_tasks(status=TaskStatus.COMPLETED)
+
+for task in completed_tasks[:3]:
+    result = orchestrator.get_task_result(task.id)
+    if result and result.success:
+        data = repr(result.data)
+        data = data if len(data) < 70 else data[:66] + "...}"
+        print(f"\\nTask: {task.name}")
+        print(f"  Execution time: {result.execution_time:.2f}s")
+        print(f"  Data: {data}")
+        print(f"  Metadata: {result.metadata}")
+"""),
+        code("""
+# Analyze performance by task
+tasks = orchestrator.list_tasks()
+execution_times = []
+
+for task in tasks:
+    if task.execution_time:
+        execution_times.append({
+            'name': task.name,
+            'time': task.execution_time,
+            'priority': task.priority.value
+        })
+
+# Sort by execution time
+execution_times.sort(key=lambda x: x['time'], reverse=True)
+
+print("Slowest tasks:")
+for item in execution_times[:5]:
+    print(f"  {item['name']}: {item['time']:.2f}s (priority: {item['priority']})")
+"""),
+        md("""
+## The same as DataFrames
+
+`tasks_frame()` has one row per task: state, priority (an ordered categorical),
+attempts, timestamps, and where the time went: waiting on dependencies, on a
+resource, on a worker, and running.
+"""),
+        code("""
+frame = orchestrator.tasks_frame()
+frame[["name", "state", "priority", "attempts", "wait_dependencies", "wait_resources",
+       "wait_worker", "execution_time"]].round(2)
+"""),
+        code("""
+results = orchestrator.results_frame()
+results[["name", "success", "attempts", "execution_time", "worker"]].round(2)
+"""),
+        code("""
+orchestrator.stats_frame()[["makespan", "total_execution_time", "worker_utilization",
+                            "critical_path_seconds", "critical_path"]].round(2)
+"""),
+        md("""
+## Why was it slow?
+
+`bottlenecks()` turns the guide's *Slow Execution* checklist into one short
+frame: the critical path (only shortening it shortens the run), the longest
+waits for a resource (and who held it), the longest waits for a free worker,
+and the retries.
+"""),
+        code("""
+orchestrator.bottlenecks().round(2)
+"""),
+        md("""
+## Timeline
+
+One lane per worker, one bar per attempt, coloured like the live view; the
+critical path is outlined, the retry is hatched, and the thin line under a bar
+is the time that task was ready but waiting (for the lock, a worker or a retry
+delay).
+"""),
+        code("""
+orchestrator.timeline()
+"""),
+        code("""
+orchestrator.stop_execution()
+"""),
+        tour_footer("05_performance_analysis"),
+    ]
+
+
+NOTEBOOKS = {
+    "01_quickstart": quickstart,
+    "02_cell_magics": cell_magics,
+    "03_resources_and_priorities": resources_and_priorities,
+    "04_failures_retries_cancel": failures,
+    "05_performance_analysis": performance,
+}
+
+
+def build(name: str) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=NOTEBOOKS[name]())
+    nb.metadata["kernelspec"] = dict(KERNEL)
+    nb.metadata["language_info"] = {"name": "python"}
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"{name[:2]}-{i:02d}"  # stable ids: regenerating gives no diff
+    nbformat.validate(nb)
+    return nb
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(NOTEBOOKS)
+    for name in names:
+        path = HERE / f"{name}.ipynb"
+        nbformat.write(build(name), path)
+        print("wrote", path.relative_to(HERE.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
