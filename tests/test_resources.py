@@ -173,3 +173,17 @@ def test_any_history_keeps_sole_holds_sole_and_grants_waiters_in_order(ops):
         waiting = [w for w in waiting if w not in granted]
         _check_holds(rm)
     assert waiting == [] and rm.waiting == []
+
+
+def test_wait_is_recorded_against_the_resource_that_blocked(orch):
+    gate = threading.Event()
+    db = TaskResource(ResourceType.DATABASE, "db", "exclusive")
+    orch.create_task("holder", func=lambda: gate.wait(0.3), resources=[db])
+    waiter = orch.create_task("waiter", func=lambda: 1, resources=[
+        TaskResource(ResourceType.CPU, "cpu", "read"), TaskResource(ResourceType.DATABASE, "db", "read")])
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert set(waiter.wait_by_resource) == {"database:db"}
+    assert waiter.wait_by_resource["database:db"] == waiter.wait_resources > 0.2
+    view = next(v for v in orch.snapshot().tasks if v.name == "waiter")
+    assert dict(view.wait_by_resource) == waiter.wait_by_resource and view.blocked_on is None

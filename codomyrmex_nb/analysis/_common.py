@@ -70,9 +70,9 @@ def _conflicts(a: str, b: str) -> bool:
 def waited_on(view: TaskView, snap: Snapshot) -> tuple[str | None, list[str]]:
     """The resource key this task most likely waited for, and who held it meanwhile.
 
-    ``blocked_on`` names it while the task waits; afterwards the engine clears
-    it, so the key is inferred: of the task's resources, the one that other
-    tasks held (in a conflicting mode) for longest during the task's waits.
+    ``blocked_on`` names it while the task waits; afterwards the engine's
+    per-resource wait record does. Who held it is inferred: the tasks that
+    held it (in a conflicting mode) during the task's waits, longest first.
     """
     if not view.resources:
         return None, []
@@ -94,8 +94,10 @@ def waited_on(view: TaskView, snap: Snapshot) -> tuple[str | None, list[str]]:
                     if overlap > 0:
                         by_holder = held.setdefault(key, {})
                         by_holder[other.name] = by_holder.get(other.name, 0.0) + overlap
-    if view.blocked_on is not None:  # still set after a resource timeout: the key it gave up on
+    if view.blocked_on is not None:  # waiting now
         key = view.blocked_on
+    elif view.wait_by_resource:
+        key = max(view.wait_by_resource, key=lambda pair: pair[1])[0]
     elif held:
         key = max(held, key=lambda k: sum(held[k].values()))
     else:

@@ -243,9 +243,12 @@ class Engine:
         self._resource_waits.pop(task.id, None)
         if run.resource_timer is not None:
             run.resource_timer.cancel()
+        waited = time.time() - run.wait_since
+        if task.blocked_on is not None:
+            task.wait_by_resource[task.blocked_on] = task.wait_by_resource.get(task.blocked_on, 0.0) + waited
         task.blocked_on = None
-        task.runnable_since = time.time()
-        task.wait_resources += task.runnable_since - run.wait_since
+        task.runnable_since = run.wait_since + waited
+        task.wait_resources += waited
         self._granted.append((task, run))
         if self._idle:
             self._work.notify()
@@ -349,6 +352,8 @@ class Engine:
                 return
             key = task.blocked_on
             self._withdraw(task)
+            if key is not None:
+                task.wait_by_resource[key] = task.wait_by_resource.get(key, 0.0) + time.time() - run.wait_since
             err = ResourceTimeout(
                 f"task {task.name!r} waited longer than its resource timeout for {key}; "
                 "raise TaskResource.timeout or free the resource sooner")

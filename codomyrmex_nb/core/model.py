@@ -298,7 +298,8 @@ class Task:
         self.wait_dependencies = 0.0
         self.wait_resources = 0.0
         self.wait_worker = 0.0
-        self.blocked_on: str | None = None  # resource key it last waited for
+        self.blocked_on: str | None = None  # resource key it waits for now
+        self.wait_by_resource: dict[str, float] = {}  # seconds waited, per blocking resource
 
     # -- the guide's accessors ------------------------------------------------
     def can_retry(self) -> bool:

@@ -132,6 +132,7 @@ class TaskOrchestrator(Engine):
             t.result = None
             t.ready_at = t.started_at = t.completed_at = None
             t.wait_dependencies = t.wait_resources = t.wait_worker = 0.0
+            t.wait_by_resource = {}
             self._set_status(t, S.PENDING, "requeued")
             requeued.append(t)
         return requeued

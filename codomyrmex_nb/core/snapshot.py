@@ -49,6 +49,7 @@ class TaskView:
     error_type: str | None
     error_message: str | None
     worker: str | None
+    wait_by_resource: tuple[tuple[str, float], ...] = ()  # (resource key, seconds waited)
 
     @property
     def state(self) -> str:
@@ -97,7 +98,7 @@ def copy_rows(orch: TaskOrchestrator) -> tuple[list[tuple[Any, ...]], dict[str, 
             None if r is None else r.execution_time, None if r is None else r.success,
             None if r is None else r.data, None if r is None else r.error_type,
             None if r is None else r.error_message,
-            attempts[-1].worker if attempts else None))
+            attempts[-1].worker if attempts else None, tuple(t.wait_by_resource.items())))
     return rows, execution_stats(orch)
 
 
