@@ -13,6 +13,17 @@ from codomyrmex_nb.core.default import reset_default
 ENGINE_THREAD_PREFIXES = ("codo-",)
 
 
+def wait_until_status(orch, task, status, timeout=10.0) -> bool:
+    """Block on engine events (no polling) until ``task`` reaches ``status``."""
+    reached = threading.Event()
+    unsubscribe = orch.subscribe(
+        lambda e: e.task_id == task.id and e.status is status and reached.set())
+    try:
+        return task.status is status or reached.wait(timeout)
+    finally:
+        unsubscribe()
+
+
 def engine_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(ENGINE_THREAD_PREFIXES)]
 

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from conftest import engine_threads
+from conftest import engine_threads, wait_until_status
 
 from codomyrmex_nb import (
     OrchestratorBusyError,
@@ -18,16 +18,6 @@ from codomyrmex_nb import (
     get_task_orchestrator,
     register_action,
 )
-
-
-def wait_until_status(orch, task, status, timeout=5.0):
-    """Block on engine events until ``task`` reaches ``status``."""
-    reached = threading.Event()
-    unsubscribe = orch.subscribe(lambda e: e.task_id == task.id and e.status is status and reached.set())
-    try:
-        return task.status is status or reached.wait(timeout)
-    finally:
-        unsubscribe()
 
 
 def test_priority_then_critical_path_then_submission_order(make_orch):

@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from conftest import engine_threads
+from conftest import engine_threads, wait_until_status
 
 from codomyrmex_nb import ResourceType, TaskOrchestrator, TaskPriority, TaskResource, TaskStatus
 
@@ -105,17 +105,6 @@ def make(request, make_orch):
 def run_all(orch: TaskOrchestrator, timeout: float = 60) -> bool:
     orch.start_execution()
     return orch.wait_for_completion(timeout)
-
-
-def wait_until_status(orch, task, status, timeout=10.0):
-    """Block on engine events until ``task`` reaches ``status``."""
-    reached = threading.Event()
-    unsubscribe = orch.subscribe(
-        lambda e: e.task_id == task.id and e.status is status and reached.set())
-    try:
-        return task.status is status or reached.wait(timeout)
-    finally:
-        unsubscribe()
 
 
 # -- the shared contract ------------------------------------------------------------------------
