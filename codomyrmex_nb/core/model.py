@@ -284,8 +284,6 @@ class Task:
         if isinstance(self.tags, str):
             self.tags = [self.tags]
         self.tags = [str(t) for t in self.tags]
-        if self.func is not None and not callable(self.func):
-            raise ValueError(f"func must be callable, got {self.func!r}")
 
     def _init_state(self) -> None:
         if self.func is not None and not callable(self.func):
