@@ -372,3 +372,21 @@ def test_requeued_ready_task_runs_once(make_orch):
     gate.set()
     assert orch.wait_for_completion(10)
     assert runs == [1] and len(t.attempts) == 1
+
+
+def test_default_orchestrator_switches_to_the_sync_executor_while_idle():
+    orch = get_task_orchestrator(max_workers=2)
+    orch.start_execution()
+    assert get_task_orchestrator(max_workers=2, executor="sync") is orch
+    t = orch.create_task("t", func=threading.get_ident)
+    assert orch.wait_for_completion(10) and t.result.data == threading.get_ident()
+
+
+def test_bad_new_settings_change_nothing():
+    orch = get_task_orchestrator(max_workers=2)
+    orch.start_execution()
+    with pytest.raises(ValueError, match="max_workers"):
+        get_task_orchestrator(max_workers=0)
+    with pytest.raises(ValueError, match="unknown executor 'rockets'"):
+        get_task_orchestrator(max_workers=3, executor="rockets")
+    assert orch.is_running and orch.max_workers == 2 and orch.executor_name == "threads"

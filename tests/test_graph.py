@@ -141,3 +141,14 @@ def test_tasks_added_while_running_start_when_ready(orch):
     assert orch.wait_for_completion(10)
     assert second.result.data == "after"
     assert second.started_at >= first.completed_at
+
+
+def test_renamed_task_readded_is_found_by_its_new_name(orch):
+    t = orch.create_task("old", func=noop)
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    t.name = "new"
+    orch.add_task(t)
+    assert orch.get_task("new") is t
+    with pytest.raises(UnknownDependencyError, match="'old'"):
+        orch.create_task("x", func=noop, dependencies=["old"])

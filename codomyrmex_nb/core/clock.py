@@ -68,10 +68,6 @@ class Clock:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
-    def pending(self) -> int:
-        with self._cond:
-            return sum(1 for _, _, h in self._heap if not h.cancelled)
-
     def _run(self) -> None:
         while True:
             with self._cond:

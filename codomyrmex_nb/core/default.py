@@ -67,19 +67,21 @@ def current_settings() -> dict[str, Any]:
 
 def _rebuild(old: TaskOrchestrator, settings: dict[str, Any]) -> TaskOrchestrator:
     """Reconfigure in place so that references held by the user stay valid."""
+    from .executors import make_executor
+
+    workers = settings["max_workers"]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"max_workers must be a whole number >= 1, got {workers!r}")
+    executor = None  # built (and so checked) before anything changes
+    if settings["executor"] != old.executor_name or settings["client"] or settings["address"]:
+        executor = make_executor(settings["executor"], client=settings["client"],
+                                 address=settings["address"])
     was_running = old.is_running
     if was_running:
         old.stop_execution()
-    from .executors import make_executor
-
-    if settings["executor"] != old.executor_name or settings["client"] or settings["address"]:
-        old._executor = make_executor(settings["executor"], client=settings["client"],
-                                      address=settings["address"])
-        old.executor_name = settings["executor"]
-    if isinstance(settings["max_workers"], bool) or not isinstance(settings["max_workers"], int) \
-            or settings["max_workers"] < 1:
-        raise ValueError(f"max_workers must be a whole number >= 1, got {settings['max_workers']!r}")
-    old.max_workers = settings["max_workers"]
+    if executor is not None:
+        old.use_executor(executor, settings["executor"])
+    old.max_workers = workers
     if was_running:
         old.start_execution()
     return old

@@ -44,8 +44,7 @@ class Engine:
 
     def __init__(self, max_workers: int, executor: Executor | None = None) -> None:
         self.max_workers = max_workers
-        self._executor: Executor = executor or ThreadExecutor()
-        self._inline = bool(getattr(self._executor, "inline", False))  # the sync executor
+        self.use_executor(executor or ThreadExecutor())
         self._lock = threading.RLock()
         self._work = threading.Condition(self._lock)
         self._changed = threading.Condition(self._lock)
@@ -67,6 +66,12 @@ class Engine:
         self._retry_tokens: dict[str, object] = {}
         self._first_start: float | None = None
         self._last_end: float | None = None
+
+    def use_executor(self, executor: Executor, name: str | None = None) -> None:
+        """Switch executors (while stopped); ``inline`` marks the sync executor."""
+        self._executor = executor
+        self._inline = bool(getattr(executor, "inline", False))
+        self.executor_name = name or getattr(executor, "name", "custom")
 
     # -- status bookkeeping ------------------------------------------------------------
     def _set_status(self, task: Task, status: TaskStatus, detail: str | None = None) -> None:
@@ -131,10 +136,9 @@ class Engine:
 
     def _execute(self, run: Run) -> Outcome:
         try:
-            if run.call is None:
-                fn = run.task.func or self._actions.resolve(run.task.module, run.task.action)
-                kwargs = build_kwargs(run.task, fn, self._graph.tasks)
-                run.call = lambda: fn(**kwargs)
+            fn = run.task.func or self._actions.resolve(run.task.module, run.task.action)
+            kwargs = build_kwargs(run.task, fn, self._graph.tasks)
+            run.call = lambda: fn(**kwargs)
             return self._executor.run(run)
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()

@@ -51,6 +51,7 @@ class TaskGraph:
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
         self.by_name: dict[str, list[str]] = {}
+        self._names: dict[str, str] = {}  # id -> the name it is indexed under
         self.upstream: dict[str, tuple[str, ...]] = {}
         self.downstream: dict[str, set[str]] = {}
         self.unmet: dict[str, int] = {}
@@ -137,14 +138,15 @@ class TaskGraph:
     def insert(self, task: Task, upstream: tuple[str, ...]) -> None:
         """Add a task, or replace a known task's edges; dependencies become ids."""
         tid = task.id
-        known = self.tasks.get(tid)
-        if known is not None:
+        old_name = self._names.get(tid)
+        if old_name is not None:  # re-added (the same object; its name may have changed)
             for up in self.upstream[tid]:
                 self.downstream[up].discard(tid)
-            if known.name != task.name or known is not task:
-                self._forget_name(known)
-        if known is None or known.name != task.name or known is not task:
+        if old_name != task.name:
+            if old_name is not None:
+                self._forget_name(tid, old_name)
             self.by_name.setdefault(task.name, []).append(tid)
+            self._names[tid] = task.name
         self.tasks[tid] = task
         self.upstream[tid] = upstream
         self.downstream.setdefault(tid, set())
@@ -167,19 +169,19 @@ class TaskGraph:
             self.downstream[up].discard(task_id)
         for down in self.downstream.pop(task_id, ()):  # defensive: callers remove leaves
             self.upstream[down] = tuple(u for u in self.upstream[down] if u != task_id)
-        self._forget_name(task)
+        self._forget_name(task_id, self._names.pop(task_id))
         self.unmet.pop(task_id, None)
         self._live.pop(task_id, None)
         self.critical.pop(task_id, None)
         self._order.pop(task_id, None)
         return task
 
-    def _forget_name(self, task: Task) -> None:
-        ids = self.by_name.get(task.name, [])
-        if task.id in ids:
-            ids.remove(task.id)
+    def _forget_name(self, task_id: str, name: str) -> None:
+        ids = self.by_name.get(name, [])
+        if task_id in ids:
+            ids.remove(task_id)
         if not ids:
-            self.by_name.pop(task.name, None)
+            self.by_name.pop(name, None)
 
     def names(self, ids: Iterable[str]) -> list[str]:
         return [self.tasks[i].name for i in ids]

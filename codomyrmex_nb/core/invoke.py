@@ -52,7 +52,7 @@ class Run:
 
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
-                 "wait_since", "__weakref__")
+                 "wait_since")
 
     def __init__(self, task: Task) -> None:
         self.task = task

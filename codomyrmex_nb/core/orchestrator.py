@@ -39,11 +39,9 @@ class TaskOrchestrator(Engine):
         workers = default_workers() if max_workers is None else max_workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
-        kind = executor if isinstance(executor, str) else getattr(executor, "name", "custom")
         built = make_executor(executor, client=client, address=address) \
             if isinstance(executor, str) else executor
         super().__init__(workers, built)
-        self.executor_name = kind
         self.structure_version = 0
 
     def __repr__(self) -> str:

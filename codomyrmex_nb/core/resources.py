@@ -93,9 +93,6 @@ class ResourceManager:
             return []
         return self._grant_waiters()
 
-    def is_waiting(self, token: Hashable) -> bool:
-        return token in self._waiters
-
     def blocking_key(self, token: Hashable) -> str | None:
         """The first resource that keeps a queued request waiting (for diagnostics)."""
         for key, mode in self._waiters.get(token, ()):
