@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .graph import output_refs
-from .model import Attempt, OutputRef, Task
+from .model import OutputRef, Task
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
@@ -48,20 +48,30 @@ class Outcome:
 
 
 class Run:
-    """An attempt in flight: what to call, where it runs, and how to stop it."""
+    """An attempt in flight: what to call, where it runs, and how to stop it.
+
+    The engine gives up on an attempt with ``abandon``; the executor calls
+    ``begin`` right before the user's code would start (in this thread, or
+    before shipping it to a process or a Dask worker). Both take the run's own
+    lock, so exactly one of two things happens: ``begin`` sees the attempt
+    abandoned and user code never starts, or user code starts first and the
+    interrupt reaches it. ``begin`` also arms the attempt's deadline (through
+    ``on_begin``), so time spent resolving an import or starting a worker
+    process never counts against the task's timeout.
+    """
 
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
-                 "wait_since")
+                 "wait_since", "on_begin", "begun")
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Any) -> None:
         self.task = task
-        self.attempt: Attempt | None = None
+        self.attempt: Any = None
         self.call: Callable[[], Any] | None = None
         self.thread_id: int | None = None
         self.claims: tuple[tuple[str, str], ...] = ()
-        self.timer = None
-        self.resource_timer = None
+        self.timer: Any = None
+        self.resource_timer: Any = None
         self.abandoned: str | None = None  # why the engine gave up on it
         self._lock = threading.Lock()
         self._in_user = False
@@ -70,6 +80,27 @@ class Run:
         self._main: asyncio.Future[Any] | None = None
         self.handle: Any = None  # executor-specific (a process, a dask future)
         self.wait_since = 0.0
+        self.on_begin: Callable[[Run], Any] | None = None  # the engine arms the deadline here
+        self.begun = False
+
+    # -- the gate ------------------------------------------------------------------
+    def begin(self) -> bool:
+        """User code is about to start: False (start nothing) if the attempt was abandoned."""
+        with self._lock:
+            if self.abandoned:
+                return False
+            self.begun = True
+            if self.on_begin is not None:
+                self.timer = self.on_begin(self)
+        return True
+
+    def abandon(self, reason: str) -> bool:
+        """Give up on the attempt; True if its user code had begun (so it needs interrupting)."""
+        with self._lock:
+            self.abandoned = reason
+            if self.timer is not None:
+                self.timer.cancel()
+            return self.begun
 
     # -- running --------------------------------------------------------------------
     def execute(self) -> Outcome:
@@ -79,6 +110,11 @@ class Run:
         try:
             try:
                 with self._lock:
+                    if self.abandoned:
+                        return Outcome(False, None, Interrupted(self.abandoned), None, started, started)
+                    self.begun = True
+                    if self.on_begin is not None:
+                        self.timer = self.on_begin(self)
                     self._in_user = True
                 value = self.call()
                 if value is not None and inspect.isawaitable(value):
@@ -102,8 +138,8 @@ class Run:
             main = loop.create_task(_as_coroutine(awaitable))
             with self._lock:
                 self._loop, self._main = loop, main
-            if self._injected:  # interrupted between the call and now
-                main.cancel()
+                if self._injected:  # interrupted between the call and now
+                    main.cancel()
             try:
                 return loop.run_until_complete(main)
             except asyncio.CancelledError:
@@ -117,17 +153,19 @@ class Run:
 
     # -- stopping ---------------------------------------------------------------------
     def interrupt(self, reason: str) -> bool:
-        """Ask the running task to stop; True if a signal was delivered."""
+        """Ask the running task to stop; True if a signal was delivered.
+
+        An ``async def`` body is cancelled (which wakes an ``await``) *and*
+        gets the asynchronous exception, so a CPU-bound coroutine that never
+        awaits stops too; the loop is private to this attempt.
+        """
         with self._lock:
-            if not self._in_user or self._injected:
+            if not self._in_user or self._injected or self.thread_id is None:
                 return False
             self._injected = True
             if self._main is not None and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._main.cancel)
-                return True
-            if self.thread_id is not None:
-                return _set_async_exc(self.thread_id, Interrupted) == 1
-        return False
+            return _set_async_exc(self.thread_id, Interrupted) == 1
 
 
 async def _as_coroutine(awaitable: Any) -> Any:
