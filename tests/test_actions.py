@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
 import sys
 import textwrap
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -244,6 +248,115 @@ def test_comprehensive_analysis_adds_imports_markers_and_ranking(tmp_path: Path)
     assert totals["functions"] == 14
 
 
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo") or not Path("/dev/zero").exists(),
+                                reason="needs os.mkfifo and /dev/zero (POSIX)")
+
+
+def skipped_by_file(result: dict) -> dict[str, str]:
+    return {item["file"]: item["reason"] for item in result["skipped"]}
+
+
+@needs_fifo
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("analyse", [analyze_code_quality, comprehensive_analysis])
+def test_analysis_reads_only_regular_files_inside_the_tree(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, analyse) -> None:
+    """Regression: a file symlink leading out of the tree was read, a symlink to /dev/zero was
+    read without limit, a FIFO named *.py blocked for ever and a huge file took minutes."""
+    outside = write(tmp_path, "outside/secret.py", "def leaked_secret():\n    return 1\n")
+    tree = tmp_path / "tree"
+    write(tree, "good.py", "def f():\n    return 1\n")
+    (tree / "link.py").symlink_to(outside)
+    (tree / "x.py").symlink_to("/dev/zero")
+    os.mkfifo(tree / "y.py")
+    (tree / "big.py").write_bytes(b"x = 1\n" * (5 * 1024 * 1024 // 6 + 1))  # 5 MB, valid
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path, *args, **kwargs):
+        opened.append(os.path.realpath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    started = time.monotonic()
+    result = analyse(tree)
+    assert time.monotonic() - started < 10
+    json.dumps(result)
+    assert [f["file"] for f in result["files"]] == ["good.py"]
+    assert skipped_by_file(result) == {"big.py": "too_large", "link.py": "outside_tree",
+                                       "x.py": "outside_tree", "y.py": "not_regular_file"}
+    messages = {item["file"]: item["message"] for item in result["skipped"]}
+    assert "FIFO" in messages["y.py"] and "/dev/zero" in messages["x.py"]
+    assert str(static_analysis.MAX_FILE_BYTES) in messages["big.py"]
+    assert result["max_file_bytes"] == static_analysis.MAX_FILE_BYTES == 1 << 20
+    assert opened == [str((tree / "good.py").resolve())]  # nothing else, nothing outside
+    assert result["unreadable"] == [] and result["syntax_errors"] == []
+    assert "leaked_secret" not in json.dumps(result)
+    assert result["totals"]["files"] == 1  # totals keep their keys: no count of skipped
+
+
+def test_directory_symlinks_are_not_followed_in_tree_file_links_are(tmp_path: Path) -> None:
+    write(tmp_path, "outside/pkg/secret.py", "def leaked_secret():\n    return 1\n")
+    tree = tmp_path / "tree"
+    write(tree, "sub/real.py", "def g():\n    return 2\n")
+    (tree / "escape").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (tree / "sub" / "loop").symlink_to(tree, target_is_directory=True)
+    (tree / "alias.py").symlink_to(tree / "sub" / "real.py")  # inside: read like the file
+    (tree / "dangling.py").symlink_to(tree / "gone.py")
+    result = analyze_code_quality(tree)
+    assert [f["file"] for f in result["files"]] == ["alias.py", "sub/real.py"]
+    assert skipped_by_file(result) == {"escape": "directory_symlink",
+                                       "sub/loop": "directory_symlink"}
+    assert [u["file"] for u in result["unreadable"]] == ["dangling.py"]
+    assert "leaked_secret" not in json.dumps(result)
+
+
+@needs_fifo
+@pytest.mark.timeout(20)
+def test_a_named_fifo_is_skipped_not_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    result = analyze_code_quality(fifo)
+    assert result["files"] == []
+    assert skipped_by_file(result) == {"pipe.py": "not_regular_file"}
+
+
+def test_size_cap_is_a_parameter_and_checked(tmp_path: Path) -> None:
+    write(tmp_path, "fits.py", "x = 1\n")  # 6 bytes: exactly the cap
+    write(tmp_path, "over.py", "x = 12\n")
+    result = comprehensive_analysis(tmp_path, max_file_bytes=6)
+    assert [f["file"] for f in result["files"]] == ["fits.py"]
+    assert skipped_by_file(result) == {"over.py": "too_large"}
+    assert result["max_file_bytes"] == 6
+    for bad in (0, -1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="max_file_bytes"):
+            analyze_code_quality(tmp_path, max_file_bytes=bad)
+
+
+def test_a_file_swapped_or_grown_after_the_check_is_not_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lstat check and the read are separate steps; the read must re-check what it got."""
+    swapped = write(tmp_path, "swapped.py", "x = 1\n")
+    grown = write(tmp_path, "grown.py", "x = 1\n" * 100)
+    other = write(tmp_path, "other.txt", "")
+    swapped_real, grown_real = str(swapped.resolve()), str(grown.resolve())
+    real_lstat = os.lstat
+
+    def lstat(path, *args, **kwargs):
+        info = real_lstat(path, *args, **kwargs)
+        if os.fspath(path) == swapped_real:
+            return real_lstat(other)  # as if swapped.py was replaced after the check
+        if os.fspath(path) == grown_real:  # as if it was small when checked
+            return os.stat_result((*info[:6], 6, *info[7:]))
+        return info
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    result = analyze_code_quality(tmp_path, max_file_bytes=60)
+    assert result["files"] == []
+    assert skipped_by_file(result) == {"grown.py": "too_large", "swapped.py": "changed"}
+    assert stat.S_ISREG(real_lstat(swapped).st_mode)
+
+
 # -- data_visualization: bar chart ---------------------------------------------------------
 @pytest.mark.parametrize("data", [
     {"a": 1, "b": 2.5},
@@ -295,6 +408,61 @@ def test_nothing_to_chart_says_what_is_accepted(tmp_path: Path, upstream: object
         create_bar_chart("placeholder", output_dir=tmp_path, upstream=upstream)
     assert "dict of label -> number" in str(info.value)
     assert not list(tmp_path.glob("*.png"))
+
+
+RACE_SCRIPT = """
+import sys, threading, time, traceback
+from pathlib import Path
+from codomyrmex_nb.actions.data_visualization import create_bar_chart, process_large_dataset
+
+out, charts = Path(sys.argv[1]), 8
+csv = out / "d.csv"
+csv.write_text("a,b\\n1,2\\n3,4\\n", encoding="utf-8")
+barrier = threading.Barrier(charts + 1)
+errors = []
+
+def guarded(call):
+    try:
+        call()
+    except BaseException as exc:
+        errors.append("".join(traceback.format_exception_only(exc)).strip())
+
+def chart(i):
+    barrier.wait()
+    deadline = time.monotonic() + 5
+    while "pandas" not in sys.modules and time.monotonic() < deadline:
+        time.sleep(0)  # wait until the other thread's import of pandas has begun
+    time.sleep(i * 0.01)  # then land at several points of that import
+    guarded(lambda: create_bar_chart({"a": 1, "b": 2}, title=f"t{i}", output_dir=out))
+
+def dataset():
+    barrier.wait()
+    guarded(lambda: process_large_dataset(csv))
+
+assert "pandas" not in sys.modules
+threads = [threading.Thread(target=dataset)]
+threads += [threading.Thread(target=chart, args=(i,)) for i in range(charts)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(errors)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_bar_chart_while_another_thread_imports_pandas(tmp_path: Path) -> None:
+    """Regression: create_bar_chart looked pandas up in sys.modules and so could get the
+    half-imported module of a concurrent process_large_dataset ("partially initialized
+    module 'pandas' has no attribute 'Series'"). Fresh interpreters, so pandas is not loaded."""
+    for round_ in range(3):
+        out = tmp_path / f"round{round_}"
+        out.mkdir()
+        done = subprocess.run([sys.executable, "-c", RACE_SCRIPT, str(out)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[]", done.stdout
+        assert len(list(out.glob("*.png"))) == 8
 
 
 # -- data_visualization: chunked CSV ---------------------------------------------------------

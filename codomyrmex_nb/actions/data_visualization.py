@@ -3,7 +3,8 @@
 Charts are drawn on a ``matplotlib.figure.Figure`` with the Agg canvas, never
 through ``pyplot``: pyplot keeps global state and a GUI backend, which is unsafe
 in the engine's worker threads. matplotlib and pandas are imported inside the
-functions, so importing this module is cheap.
+functions, so importing this module is cheap (and always with ``import``, which is
+thread-safe, never by peeking at ``sys.modules``, which can hold a half-imported module).
 
 ``create_bar_chart`` charts ``data`` when it is chartable; otherwise (the guide
 passes ``data="placeholder"``) it charts the numeric metrics of its upstream
@@ -17,7 +18,6 @@ import json
 import math
 import os
 import re
-import sys
 import uuid
 from collections.abc import Mapping
 from numbers import Integral, Real
@@ -65,9 +65,16 @@ def _plain(value: Any) -> int | float:
 
 
 def _chartable(data: Any) -> Pairs | None:
-    """``data`` as (label, number) pairs, or ``None`` when it is not something to chart."""
-    pd = sys.modules.get("pandas")  # a Series means pandas is already imported
-    if pd is not None and isinstance(data, pd.Series):
+    """``data`` as (label, number) pairs, or ``None`` when it is not something to chart.
+
+    pandas is imported with a plain ``import``, never looked up in ``sys.modules``: while
+    another worker thread is importing pandas (e.g. ``process_large_dataset``), the entry in
+    ``sys.modules`` is a partially initialised module without ``Series``; ``import`` waits on
+    the import lock until that module is complete.
+    """
+    import pandas as pd
+
+    if isinstance(data, pd.Series):
         data = dict(data.items())
     if isinstance(data, Mapping):
         if data and all(_is_number(v) for v in data.values()):
