@@ -18,10 +18,11 @@ from codomyrmex_nb import TaskPriority, TaskStatus
 from codomyrmex_nb.core.default import get_task_orchestrator, reset_default
 from codomyrmex_nb.core.orchestrator import default_workers
 from codomyrmex_nb.notebook.cell_tasks import CellFunction, compile_cell
-from codomyrmex_nb.notebook.magics import current_orchestrator
+from codomyrmex_nb.notebook.magics import current_orchestrator, strip_comment
 
 S = TaskStatus
-OUR_NAMES = ("factor", "later", "doubled", "result_var", "other_var", "x", "y", "data", "upstream")
+OUR_NAMES = ("factor", "later", "doubled", "result_var", "other_var", "x", "y", "data", "upstream",
+             "results", "stats", "view", "gate")
 
 
 @pytest.fixture(scope="session")
@@ -325,7 +326,7 @@ def test_failure_in_the_last_expression_points_at_its_line(ip):
     ("x --timeout soon", "1", "argument --timeout: invalid float value: 'soon'"),
     ("x --retries -1", "1", "max_retries must be a whole number >= 0"),
     ("x --out 1abc", "1", "--out '1abc' is not a valid variable name"),
-    ("", "1", "the following arguments are required: name"),
+    ("", "1", "the following arguments are required: NAME"),
     ("--after load x", "1", "put NAME first"),
     ("x", "y = (1,\n", "%%codo_task: syntax error in task 'x' at line 2: '(' was never closed"),
     ("x", "  1", "syntax error in task 'x' at line 2: unexpected indent"),
@@ -374,7 +375,18 @@ def test_help_is_real(ip, capsys):
     ip.run_cell("%codo_task?")
     out = capsys.readouterr().out
     assert "%%codo_task NAME [--after TASK [TASK ...]]" in out
-    assert "--resource <TYPE:ID[:MODE]>" in out and "--out VAR" in out
+    assert "--resource TYPE:ID[:MODE]" in out and "--out VAR" in out
+
+
+@pytest.mark.parametrize("magic", ["codo_task", "codo_run", "codo_wait", "codo_results", "codo_stats",
+                                   "codo_status", "codo_cancel", "codo_retry", "codo_reset",
+                                   "codo_dag"])
+def test_help_is_plain_text(ip, capsys, magic):
+    """`?` prints docstrings as they are: no reST blocks, <METAVAR> brackets or ``literals``."""
+    ip.run_cell(f"%{magic}?")
+    out = capsys.readouterr().out
+    assert f"%{magic}" in out or magic in ("codo_dag", "codo_stats")
+    assert "::" not in out and "``" not in out and "<" not in out.replace("<=", "")
 
 
 def test_line_form_of_codo_task_explains_itself(ip):
@@ -498,23 +510,143 @@ def test_cancel_and_retry(ip, capsys):
 
 @pytest.mark.parametrize(("magic", "line", "expected"), [
     ("codo_cancel", "nope", "%codo_cancel: no task named 'nope'"),
-    ("codo_cancel", "", "the following arguments are required: name"),
+    ("codo_cancel", "", "the following arguments are required: NAME"),
     ("codo_retry", "", "give a task NAME or --failed"),
     ("codo_retry", "a --failed", "give a task NAME or --failed"),
     ("codo_retry", "aa", "did you mean 'a'?"),
-    ("codo_wait", "soon", "%codo_wait: argument timeout: invalid float value: 'soon'"),
+    ("codo_wait", "soon", "%codo_wait: argument TIMEOUT: invalid float value: 'soon'"),
+    ("codo_status", '"a', "%codo_status: No closing quotation"),
     ("codo_run", "--executor rockets", "invalid choice: 'rockets'"),
     ("codo_run", "--workers 0", "--workers must be a whole number >= 1, got 0"),
     ("codo_reset", "--everything", "unrecognized arguments: --everything"),
     ("codo_status", "x", "%codo_status: no task named 'x'"),
     ("codo_dag", "x", "%codo_dag takes no arguments"),
-    ("codo_results", "x", "%codo_results takes no arguments"),
+    ("codo_stats", "x # y", "%codo_stats takes no arguments, got 'x'"),
+    ("codo_results", "x", "%codo_results: argument TIMEOUT: invalid float value: 'x'"),
+    ("codo_results", "-1", "%codo_results: TIMEOUT must be >= 0, got -1"),
 ])
 def test_bad_line_magic_arguments_are_one_line_usage_errors(ip, magic, line, expected):
     task(ip, "a", "1")
     with pytest.raises(UsageError) as info:
         ip.run_line_magic(magic, line)
     assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("", ""),
+    ("   # start the engine", ""),
+    ("# all of it", ""),
+    ("5 # x", "5"),
+    ("--wait --timeout 600 # ... and block", "--wait --timeout 600"),
+    ("task#1", "task#1"),
+    ("a #b", "a"),
+    ('"task # 1"  # quoted', '"task # 1"'),
+    ("'it''s # here' # gone", "'it''s # here'"),
+    ('"unclosed # x', '"unclosed # x'),
+])
+def test_strip_comment(line, expected):
+    assert strip_comment(line) == expected
+
+
+def _started(ip, out):
+    return orch().is_running
+
+
+# One case per line magic (and the %%codo_task line): the source is a real cell, so
+# IPython's own transformation (``x = %magic ...``) hands the magic the comment.
+COMMENTED = {
+    "codo_run": ("%codo_run   # start the engine", _started),
+    "codo_run_wait": ("%codo_run --wait --timeout 600 # ... and block",
+                      lambda ip, out: "codo_wait: all 3 tasks completed" in out),
+    "codo_wait": ("%codo_wait 5 # x", lambda ip, out: "codo_wait: all 3 tasks completed" in out),
+    "codo_results": ("results = %codo_results  # x", lambda ip, out: len(ip.user_ns["results"]) == 3),
+    "codo_stats": ("stats = %codo_stats # x", lambda ip, out: len(ip.user_ns["stats"]) == 1),
+    "codo_status": ("%codo_status double  # one task", lambda ip, out: "double" in out.splitlines()[0]),
+    "codo_dag": ("view = %codo_dag  # the live view",
+                 lambda ip, out: ip.user_ns["view"].flush() and "3/3 done" in ip.user_ns["view"].summary()),
+    "codo_cancel": ("%codo_cancel other # x",
+                    lambda ip, out: orch().get_task("other").status is S.CANCELLED),
+    "codo_retry": ("%codo_retry other # again", lambda ip, out: "re-queued 'other'" in out),
+    "codo_reset": ("%codo_reset # x", lambda ip, out: "forgot 3 tasks" in out),
+    "codo_task": ("%%codo_task more --after load  # a comment\nsum(load)",
+                  lambda ip, out: [d.name for d in orch().dependencies_of("more")] == ["load"]),
+}
+
+
+@pytest.mark.parametrize("case", list(COMMENTED))
+def test_a_trailing_comment_is_ignored(ip, capsys, case):
+    source, check = COMMENTED[case]
+    three_tasks(ip)
+    if case not in ("codo_run", "codo_run_wait", "codo_cancel"):
+        run_all(ip)
+    capsys.readouterr()
+    outcome = ip.run_cell(source)
+    out = capsys.readouterr().out
+    assert outcome.success, outcome.error_in_exec
+    assert check(ip, out), out
+
+
+def _gated(ip, monkeypatch):
+    """A task that ends when the gate opens; the gate opens as %codo_results starts waiting."""
+    gate = threading.Event()
+    ip.user_ns["gate"] = gate
+    task(ip, "quick", "1")
+    task(ip, "slow", "gate.wait(20)\n'slow done'")
+    ip.run_line_magic("codo_run", "")
+    wait = orch().wait_for_completion
+
+    def open_and_wait(timeout=None):
+        gate.set()
+        return wait(timeout)
+
+    monkeypatch.setattr(orch(), "wait_for_completion", open_and_wait)
+    return gate
+
+
+def test_results_wait_for_unfinished_tasks_and_say_so(ip, capsys, monkeypatch):
+    _gated(ip, monkeypatch)
+    capsys.readouterr()
+    ip.run_cell("results = %codo_results")
+    out = capsys.readouterr().out
+    results = ip.user_ns["results"]
+    assert sorted(results["name"]) == ["quick", "slow"]
+    assert results.set_index("name").loc["slow", "data"] == "slow done"
+    assert "codo_results: waiting for " in out and "not ended" not in out
+
+
+def test_results_zero_gives_the_results_so_far(ip, capsys):
+    gate = threading.Event()
+    ip.user_ns["gate"] = gate
+    task(ip, "slow", "gate.wait(20)\n1")
+    ip.run_line_magic("codo_run", "")
+    capsys.readouterr()
+    results = ip.run_line_magic("codo_results", "0")
+    out = capsys.readouterr().out
+    gate.set()
+    assert len(results) == 0
+    assert out.splitlines() == ["codo_results: 1 task not ended yet, so no row"]
+
+
+def test_results_with_a_timeout_give_up_and_say_so(ip, capsys):
+    gate = threading.Event()
+    ip.user_ns["gate"] = gate
+    task(ip, "slow", "gate.wait(20)\n1")
+    ip.run_line_magic("codo_run", "")
+    capsys.readouterr()
+    results = ip.run_line_magic("codo_results", "0.05")
+    out = capsys.readouterr().out.splitlines()
+    gate.set()
+    assert len(results) == 0
+    assert "(at most 0.05s)" in out[0] and out[1] == "codo_results: 1 task not ended yet, so no row"
+
+
+def test_results_with_a_stopped_engine_do_not_wait(ip, capsys):
+    three_tasks(ip)
+    capsys.readouterr()
+    results = ip.run_line_magic("codo_results", "")
+    assert len(results) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "codo_results: 3 tasks not ended yet, so no row (engine stopped: %codo_run starts it)"]
 
 
 def test_retry_of_a_running_task_is_refused(ip):

@@ -3,9 +3,10 @@
 Every magic works on the default orchestrator *as it is configured now*
 (``current_orchestrator``): a magic never reconfigures it, except
 ``%codo_run --workers/--executor``. Arguments are declared with
-``magic_arguments`` (so ``%codo_task?`` prints the real help); every user
-mistake is a one-line ``UsageError`` and leaves nothing half-done. Frames are
-returned, not printed, so ``x = %codo_results`` works.
+``magic_arguments`` (so ``%codo_task?`` prints the real help, as plain text);
+every user mistake is a one-line ``UsageError`` and leaves nothing half-done.
+Frames are returned, not printed, so ``x = %codo_results`` works. Every magic
+line may end with a ``# comment``, as a Python line may (``strip_comment``).
 
 ``%%codo_task`` semantics (idempotent re-runs, the task namespace, line numbers,
 async cells) live in ``cell_define`` and ``cell_tasks``; ``--out`` in
@@ -14,6 +15,8 @@ async cells) live in ``cell_define`` and ``cell_tasks``; ``--out`` in
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import keyword
 from typing import Any
 
@@ -31,8 +34,8 @@ from .text_status import dag_text, status_table, summary_line, task_detail
 
 S = TaskStatus
 _TASK_USAGE = ("%%codo_task NAME [--after TASK [TASK ...]] [--priority P] [--timeout S]\n"
-               "                   [--retries N] [--retry-delay S] [--resource TYPE:ID[:MODE]]...\n"
-               "                   [--tag T]... [--out VAR]")
+               "                 [--retries N] [--retry-delay S] [--resource TYPE:ID[:MODE]]...\n"
+               "                 [--tag T]... [--out VAR]")
 
 
 def current_orchestrator() -> TaskOrchestrator:
@@ -40,14 +43,56 @@ def current_orchestrator() -> TaskOrchestrator:
     return _default.current_orchestrator()
 
 
+def strip_comment(line: str) -> str:
+    """``line`` without a trailing ``# comment``, so magic lines read like Python lines.
+
+    IPython hands a magic the rest of its line, comment included. A ``#`` starts
+    a comment when it is outside quotes and starts the line or follows
+    whitespace, so ``task#1`` and ``"a # b"`` are kept as they are.
+    """
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
+
+
 def _parse(magic: Any, line: str, prefix: str = "%") -> Any:
+    line = strip_comment(line)
     try:
         return parse_argstring(magic, line)
+    except ValueError as exc:  # shlex: "No closing quotation"
+        raise UsageError(f"{prefix}{magic.__name__}: {exc}") from None
     except UsageError as exc:
         hint = ""
-        if "required: name" in str(exc) and "--after" in line:
+        if "required: NAME" in str(exc) and "--after" in line:
             hint = " (put NAME first: --after takes every name that follows it)"
         raise UsageError(f"{prefix}{magic.__name__}: {exc}{hint}") from None
+
+
+class _PlainHelp(argparse.RawDescriptionHelpFormatter):
+    """argparse help without IPython's reST markup (``::`` blocks, ``<METAVAR>``).
+
+    ``?`` shows a docstring as plain text, so the markup would only be noise.
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(inspect.cleandoc(text), width, indent)
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = "%") -> None:
+        super().add_usage(usage, actions, groups, prefix)
+
+
+def _plain_help(func: Any) -> Any:
+    """Rewrite the help that ``magic_arguments`` put in ``func.__doc__`` as plain text."""
+    func.parser.formatter_class = _PlainHelp
+    func.__doc__ = func.parser.format_help()
+    return func
 
 
 @magics_class
@@ -68,9 +113,10 @@ class CodoMagics(Magics):
         self.outs.sync()
 
     # -- defining tasks -------------------------------------------------------------------
+    @_plain_help
     @magic_arguments()
     @kwds(usage=_TASK_USAGE)
-    @argument("name", help="task name; running the cell again with the same text keeps its "
+    @argument("name", metavar="NAME", help="task name; running the cell again with the same text keeps its "
               "result, changed text re-runs it and its downstream")
     @argument("--after", nargs="+", default=[], metavar="TASK",
               help="run after these tasks; their results are visible by name (or upstream[name])")
@@ -91,7 +137,8 @@ class CodoMagics(Magics):
 
         The body reads notebook names (a copy taken when it starts) and upstream
         results by task name; its own assignments stay inside the task. Top-level
-        ``await`` makes it an async task.
+        await makes it an async task. Running the cell again with the same text
+        keeps the result; changed text re-runs the task and its downstream.
         """
         if cell is None:
             raise UsageError("%codo_task defines a task from a cell: start the cell with "
@@ -114,6 +161,7 @@ class CodoMagics(Magics):
         print(message)
 
     # -- running and waiting ----------------------------------------------------------------
+    @_plain_help
     @magic_arguments()
     @argument("--workers", type=int, metavar="N", help="number of workers (reconfigures when idle)")
     @argument("--executor", choices=EXECUTORS, help="threads (default), processes, dask or sync (debugging: tasks run in the waiting thread)")
@@ -151,8 +199,10 @@ class CodoMagics(Magics):
         self.outs.attach(orch)
         return orch
 
+    @_plain_help
     @magic_arguments()
-    @argument("timeout", nargs="?", type=float, help="seconds to wait at most (default: no limit)")
+    @argument("timeout", nargs="?", type=float, metavar="TIMEOUT",
+              help="seconds to wait at most (default: no limit)")
     @line_magic
     def codo_wait(self, line: str) -> None:
         """Block until every task has ended (an interrupt stops the wait, not the tasks)."""
@@ -168,8 +218,9 @@ class CodoMagics(Magics):
         print(_wait_line(orch, timeout))
 
     # -- acting on tasks ----------------------------------------------------------------------
+    @_plain_help
     @magic_arguments()
-    @argument("name", help="the task to cancel (its dependents are skipped)")
+    @argument("name", metavar="NAME", help="the task to cancel (its dependents are skipped)")
     @line_magic
     def codo_cancel(self, line: str) -> None:
         """Cancel a pending or running task."""
@@ -181,8 +232,9 @@ class CodoMagics(Magics):
         else:
             print(f"codo_cancel: {task.name!r} already {task.status.value}; nothing to cancel")
 
+    @_plain_help
     @magic_arguments()
-    @argument("name", nargs="?", help="the task to run again, with everything downstream")
+    @argument("name", nargs="?", metavar="NAME", help="the task to run again, with everything downstream")
     @argument("--failed", action="store_true", help="every failed or cancelled task instead")
     @line_magic
     def codo_retry(self, line: str) -> None:
@@ -211,6 +263,7 @@ class CodoMagics(Magics):
         hint = "" if orch.is_running else " (engine stopped: %codo_run starts it)"
         print(f"codo_retry: re-queued {names} and their downstream{hint}")
 
+    @_plain_help
     @magic_arguments()
     @argument("--all", action="store_true",
               help="also stop and drop the default orchestrator (settings back to defaults)")
@@ -227,8 +280,9 @@ class CodoMagics(Magics):
         print(f"codo_reset: forgot {count} task{'s' if count != 1 else ''}")
 
     # -- looking --------------------------------------------------------------------------------
+    @_plain_help
     @magic_arguments()
-    @argument("name", nargs="?", help="one task: its line, then its error's traceback if it failed")
+    @argument("name", nargs="?", metavar="NAME", help="one task: its line, then its error's traceback if it failed")
     @line_magic
     def codo_status(self, line: str) -> None:
         """Print counts by state and one line per task (or one task in detail)."""
@@ -244,7 +298,10 @@ class CodoMagics(Magics):
 
     @line_magic
     def codo_dag(self, line: str) -> Any:
-        """The dependency graph: the live view (``view = %codo_dag``; ``view.svg`` to save it)."""
+        """The dependency graph as the live view.
+
+        view = %codo_dag keeps it; view.svg is the drawing, to save it.
+        """
         _no_args("codo_dag", line)
         orch = self.orchestrator()
         view = _live_view(orch)
@@ -254,21 +311,61 @@ class CodoMagics(Magics):
 
     @line_magic
     def codo_stats(self, line: str) -> Any:
-        """Execution statistics as a DataFrame (``stats = %codo_stats``)."""
+        """Execution statistics as a one-row DataFrame, as they are now.
+
+        stats = %codo_stats keeps it. It does not wait: mid-run it shows progress.
+        """
         _no_args("codo_stats", line)
         return self.orchestrator().stats_frame()
 
+    @_plain_help
+    @magic_arguments()
+    @argument("timeout", nargs="?", type=float, metavar="TIMEOUT",
+              help="seconds to wait at most for unfinished tasks (default: no limit; "
+              "0: the results so far)")
     @line_magic
     def codo_results(self, line: str) -> Any:
-        """One row per task's result as a DataFrame (``results = %codo_results``)."""
-        _no_args("codo_results", line)
+        """One row per task with its result, as a DataFrame: results = %codo_results.
+
+        While the engine runs and tasks are unfinished, it first waits for them
+        to end (and says so), so that %codo_run and results = %codo_results in
+        one cell give every task's result. An interrupt stops the wait, not the
+        tasks. A task that has not ended yet has no row; a line says how many.
+        """
+        args = _parse(self.codo_results, line)
+        if args.timeout is not None and args.timeout < 0:
+            raise UsageError(f"%codo_results: TIMEOUT must be >= 0, got {args.timeout:g}")
+        orch = self.orchestrator()
+        unfinished = _unfinished(orch)
+        if unfinished and orch.is_running and args.timeout != 0:
+            limit = "" if args.timeout is None else f" (at most {args.timeout:g}s)"
+            print(f"codo_results: waiting for {_tasks(unfinished)} to end{limit} (interrupt to "
+                  "stop waiting; %codo_results 0 gives the results so far)")
+            try:
+                orch.wait_for_completion(args.timeout)
+            except RuntimeError:  # the engine was stopped meanwhile: report below
+                pass
+            unfinished = _unfinished(orch)
         self.outs.sync()
-        return self.orchestrator().results_frame()
+        frame = orch.results_frame()
+        if unfinished:
+            hint = "" if orch.is_running else " (engine stopped: %codo_run starts it)"
+            print(f"codo_results: {_tasks(unfinished)} not ended yet, so no row{hint}")
+        return frame
 
 
 def _no_args(name: str, line: str) -> None:
-    if line.strip():
-        raise UsageError(f"%{name} takes no arguments, got {line.strip()!r}")
+    rest = strip_comment(line).strip()
+    if rest:
+        raise UsageError(f"%{name} takes no arguments, got {rest!r}")
+
+
+def _unfinished(orch: TaskOrchestrator) -> int:
+    return sum(1 for task in orch.list_tasks() if not task.status.is_terminal)
+
+
+def _tasks(count: int) -> str:
+    return f"{count} task{'s' if count != 1 else ''}"
 
 
 def _find(orch: TaskOrchestrator, name: str, magic: str) -> Any:
