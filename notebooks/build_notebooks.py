@@ -13,6 +13,7 @@ or wait a moment with ``threading.Event().wait(seconds)``.
 
 from __future__ import annotations
 
+import platform
 import sys
 from pathlib import Path
 
@@ -829,10 +830,29 @@ NOTEBOOKS = {
 }
 
 
+def language_info() -> dict:
+    """What ipykernel reports for this interpreter (the tour's kernel).
+
+    Jupyter writes the kernel's ``language_info`` into a notebook it opens; a
+    partial one would be completed on open and mark an untouched notebook as
+    modified. The fields mirror ipykernel's, so opening one changes nothing.
+    """
+    major = sys.version_info[0]
+    return {
+        "name": "python",
+        "version": platform.python_version(),
+        "mimetype": "text/x-python",
+        "file_extension": ".py",
+        "pygments_lexer": f"ipython{major}",
+        "codemirror_mode": {"name": "ipython", "version": major},
+        "nbconvert_exporter": "python",
+    }
+
+
 def build(name: str) -> nbformat.NotebookNode:
     nb = new_notebook(cells=NOTEBOOKS[name]())
     nb.metadata["kernelspec"] = dict(KERNEL)
-    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["language_info"] = language_info()
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"{name[:2]}-{i:02d}"  # stable ids: regenerating gives no diff
     nbformat.validate(nb)
