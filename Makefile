@@ -50,8 +50,10 @@ lab: $(STAMP) system
 	  --ip=127.0.0.1 --port=$(LAB_PORT) $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
 	  --LabApp.default_url=/lab/tree/01_quickstart.ipynb
 
+# The benchmark suite (benchmarks/README.md): results.json and the README's tables.
+# BENCH_ARGS="--quick" for small sizes only, "--only overhead" for one part.
 bench: $(STAMP)
-	$(PY) benchmarks/bench_scheduler.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info test-artifacts

@@ -5,14 +5,14 @@ Run: ``python benchmarks/bench_view.py`` (needs graphviz's ``dot``).
 - layout: ``build_drawing`` + ``dot`` + ``Template.parse`` (what a structure change costs);
 - recolour: one status event folded into the view (``Tracker.apply``), the looks of every node,
   and the ``<style>`` frame a browser receives; plus re-rendering the standalone ``svg``;
-- layouts counted over a run with two structure changes (one per change expected);
-- throughput on 5,000 no-op tasks with the view attached versus without, alternating in one process.
+- layouts counted over a run with two structure changes (one per change expected).
+
+The engine's throughput with the view attached is the suite's ``view`` part (view_cost.py).
 """
 
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -93,39 +93,6 @@ def count_layouts() -> tuple[int, int]:
     return layouts, len(versions)
 
 
-MODES = ("without", "bare subscriber", "view, tasks added while watching", "view, tasks defined first")
-
-
-def run_once(n: int, mode: str, work: float) -> float:
-    """Tasks per second from start_execution() to the end of the run."""
-    orch = TaskOrchestrator(max_workers=4)
-    view = LiveView(orch) if mode == "view, tasks added while watching" else None
-    if mode == "bare subscriber":
-        orch.subscribe(lambda event: None)
-    func = (lambda: None) if not work else (lambda: time.sleep(work))
-    orch.add_tasks(Task(name=f"t{i}", func=func) for i in range(n))
-    if mode == "view, tasks defined first":
-        view = LiveView(orch)
-    start = time.perf_counter()
-    orch.start_execution()
-    orch.wait_for_completion(120)
-    elapsed = time.perf_counter() - start
-    orch.stop_execution()
-    if view is not None:
-        view.flush(10)
-        view.close()
-    return n / elapsed
-
-
-def throughput(work: float, n: int = 5000, rounds: int = 5) -> dict[str, float]:
-    """Median tasks/s per mode; the modes alternate within each round (same process)."""
-    runs: dict[str, list[float]] = {m: [] for m in MODES}
-    for _ in range(rounds):
-        for mode in MODES:
-            runs[mode].append(run_once(n, mode, work))
-    return {m: statistics.median(r) for m, r in runs.items()}
-
-
 def grouped_layout(n: int) -> float:
     orch = TaskOrchestrator(max_workers=2)
     orch.add_tasks(dag(n))
@@ -150,11 +117,7 @@ def main() -> None:
               f"{grouped_layout(n):.3f} s")
     layouts, versions = count_layouts()
     print(f"layouts: {layouts} for {versions} structure versions")
-    for work, label in ((0.0, "no-op"), (0.001, "1 ms sleep")):
-        tp = throughput(work)
-        base = tp["without"]
-        cells = ", ".join(f"{m} {v:,.0f}/s ({v / base:.0%})" for m, v in tp.items())
-        print(f"throughput, 5,000 {label} tasks, 4 workers, median of 5: {cells}")
+    print("engine throughput with the view: python benchmarks/run.py --only view")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,107 @@
+"""Executors on CPU-bound work: which one actually uses both cores, and what it costs to start.
+
+Six pure-Python loops (calibrated to ``cpu_seconds`` each) on 2 workers:
+serially in this process, then through our orchestrator on each executor.
+Wall time runs from ``start_execution`` to the end of ``wait_for_completion``;
+start-up is the time from ``start_execution`` to the first loop starting, read
+from the wall-clock stamp the loop itself returns (so it means the same thing
+in a thread, a process or a Dask worker). Threads share the GIL, and so do the
+threads of our default local Dask cluster (one in-process worker): both should
+stay near 1x; processes and a real cluster of two worker processes near 2x.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+
+import cloudpickle
+from cluster import alive, dask_cli_cluster
+from common import Settings
+
+from codomyrmex_nb import TaskOrchestrator
+
+TASKS, WORKERS = 6, 2
+
+# Dask workers started from the command line cannot import this file: ship the loop by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def spin(loops: int) -> tuple[float, float]:
+    """Pure-Python CPU work; returns its wall-clock start and end (comparable across processes)."""
+    started = time.time()
+    total = 0
+    for i in range(loops):
+        total += i * i % 7
+    return started, time.time()
+
+
+def calibrate(seconds: float) -> int:
+    """Loop count for ``seconds`` of work in this process, from a ~0.2 s trial."""
+    loops = 100_000
+    while True:
+        start = time.perf_counter()
+        spin(loops)
+        took = time.perf_counter() - start
+        if took > 0.2 or took > seconds:
+            return max(1, int(loops * seconds / took))
+        loops *= 4
+
+
+def run_serial(loops: int) -> dict:
+    start = time.perf_counter()
+    for _ in range(TASKS):
+        spin(loops)
+    return {"wall_s": time.perf_counter() - start, "startup_s": 0.0}
+
+
+def run_executor(loops: int, executor: str, address: str | None = None) -> dict:
+    orch = TaskOrchestrator(max_workers=WORKERS, executor=executor, address=address)
+    try:
+        tasks = [orch.create_task(f"cpu{i}", func=functools.partial(spin, loops))
+                 for i in range(TASKS)]
+        began_wall, began = time.time(), time.perf_counter()
+        orch.start_execution()
+        ok = orch.wait_for_completion(600)
+        wall = time.perf_counter() - began
+        if not ok:
+            raise RuntimeError(f"the {executor} run failed: {orch.tasks_frame()}")
+        first = min(orch.get_task_result(t.id).data[0] for t in tasks)
+        return {"wall_s": wall, "startup_s": first - began_wall}
+    finally:
+        orch.stop_execution()
+
+
+def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
+    loops = calibrate(settings.cpu_seconds)
+    result: dict = {"tasks": TASKS, "workers": WORKERS, "task_seconds": settings.cpu_seconds,
+                    "loops": loops, "rows": {}}
+    rows = result["rows"]
+    rows["serial"] = run_serial(loops)
+    for name in ("threads", "processes", "dask"):
+        rows[name] = run_executor(loops, name)
+        log(f"executors {name}: {rows[name]['wall_s']:.2f} s")
+    with dask_cli_cluster(WORKERS) as cluster:
+        rows["dask, address="] = run_executor(loops, "dask", cluster.address)
+        result["cluster_start_s"], pids = cluster.start_seconds, cluster.pids
+    result["cluster_pids"], result["cluster_left_running"] = pids, alive(pids)
+    for row in rows.values():
+        row["speedup"] = rows["serial"]["wall_s"] / row["wall_s"]
+    log(f"executors: cluster processes left running: {result['cluster_left_running'] or 'none'}")
+    return result
+
+
+def table(result: dict) -> str:
+    lines = [f"{result['tasks']} CPU-bound pure-Python tasks of ~{result['task_seconds']:g} s "
+             f"on {result['workers']} workers; the command-line cluster (`dask scheduler` + "
+             f"{result['workers']} x `dask worker --nthreads 1`) took {result['cluster_start_s']:.1f} s to start "
+             "and is not counted.",
+             "",
+             "| executor | wall s | speed-up vs serial | start-up s |",
+             "|---|---:|---:|---:|"]
+    for name, row in result["rows"].items():
+        lines.append(f"| {name} | {row['wall_s']:.2f} | {row['speedup']:.2f}x "
+                     f"| {row['startup_s']:.3f} |")
+    return "\n".join(lines)
