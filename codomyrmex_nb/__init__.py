@@ -14,7 +14,6 @@ from .core import (
     ResourceType,
     Task,
     TaskCancelledError,
-    TaskOrchestrator,
     TaskPriority,
     TaskResource,
     TaskResult,
@@ -22,9 +21,10 @@ from .core import (
     TaskTimeoutError,
     UnknownDependencyError,
     UpstreamFailedError,
-    get_task_orchestrator,
     register_action,
 )
+from .default import get_task_orchestrator
+from .orchestrator import TaskOrchestrator
 
 __version__ = "0.1.0"
 

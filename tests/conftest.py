@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from codomyrmex_nb import TaskOrchestrator
-from codomyrmex_nb.core.default import reset_default
+from codomyrmex_nb.default import reset_default
 
 ENGINE_THREAD_PREFIXES = ("codo-",)
 

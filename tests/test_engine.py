@@ -47,7 +47,7 @@ def test_states_pending_ready_running_completed(orch):
     assert wait_until_status(orch, a, TaskStatus.RUNNING)
     gate.set()
     assert orch.wait_for_completion(10)
-    orch._events.flush(5)
+    orch.flush_events(5)
     assert seen == [TaskStatus.READY, TaskStatus.RUNNING, TaskStatus.COMPLETED]
 
 
@@ -279,7 +279,7 @@ def test_raising_subscriber_never_breaks_the_engine(orch, caplog):
         orch.create_task(f"t{i}", func=lambda: 1)
     orch.start_execution()
     assert orch.wait_for_completion(10)
-    orch._events.flush(5)
+    orch.flush_events(5)
     assert len([e for e in good if e.status is TaskStatus.COMPLETED]) == 20
     assert "view bug" in caplog.text
 

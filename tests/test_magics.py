@@ -15,10 +15,10 @@ from IPython.core.error import UsageError
 from IPython.testing import globalipapp
 
 from codomyrmex_nb import TaskPriority, TaskStatus
-from codomyrmex_nb.core.default import get_task_orchestrator, reset_default
-from codomyrmex_nb.core.orchestrator import default_workers
+from codomyrmex_nb.default import get_task_orchestrator, reset_default
 from codomyrmex_nb.notebook.cell_tasks import CellFunction, compile_cell
 from codomyrmex_nb.notebook.magics import current_orchestrator, strip_comment
+from codomyrmex_nb.orchestrator import default_workers
 
 S = TaskStatus
 OUR_NAMES = ("factor", "later", "doubled", "result_var", "other_var", "x", "y", "data", "upstream",

@@ -1,7 +1,10 @@
-"""The orchestrator core: model, graph, resources, executors, engine. No Jupyter imports."""
+"""The orchestrator core: model, scheduler, resources, clock, executors, engine.
+
+No Jupyter imports, and nothing from a layer above: the public facade
+``TaskOrchestrator`` lives in ``codomyrmex_nb.orchestrator``.
+"""
 
 from .actions import register_action
-from .default import current_orchestrator, get_task_orchestrator
 from .events import Event
 from .exceptions import (
     AmbiguousDependencyError,
@@ -14,12 +17,10 @@ from .exceptions import (
     UpstreamFailedError,
 )
 from .model import ResourceType, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
-from .orchestrator import TaskOrchestrator
 
 __all__ = [
     "AmbiguousDependencyError", "DependencyCycleError", "Event", "OrchestratorBusyError",
-    "ResourceTimeout", "ResourceType", "Task", "TaskCancelledError", "TaskOrchestrator",
+    "ResourceTimeout", "ResourceType", "Task", "TaskCancelledError",
     "TaskPriority", "TaskResource", "TaskResult", "TaskStatus", "TaskTimeoutError",
-    "UnknownDependencyError", "UpstreamFailedError", "current_orchestrator", "get_task_orchestrator",
-    "register_action",
+    "UnknownDependencyError", "UpstreamFailedError", "register_action",
 ]

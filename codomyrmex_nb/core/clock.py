@@ -16,22 +16,36 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .model import MAX_DELAY
+
 log = logging.getLogger(__name__)
 
 
 class TimerHandle:
-    __slots__ = ("deadline", "callback", "args", "cancelled")
+    __slots__ = ("deadline", "callback", "args", "cancelled", "_clock")
 
-    def __init__(self, deadline: float, callback: Callable[..., Any], args: tuple[Any, ...]):
+    def __init__(self, deadline: float, callback: Callable[..., Any], args: tuple[Any, ...],
+                 clock: Clock) -> None:
         self.deadline, self.callback, self.args = deadline, callback, args
         self.cancelled = False
+        self._clock = clock
 
     def cancel(self) -> None:
-        self.cancelled = True
+        """Never fire; drops the callback and its arguments at once (no task kept alive)."""
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback, self.args = None, ()
+            self._clock._cancelled_one()
 
 
 class Clock:
-    """A heap of deadlines (``time.monotonic()``) served by one thread."""
+    """A heap of deadlines (``time.monotonic()``) served by one thread.
+
+    Delays are clamped to ``MAX_DELAY`` (a year) and waits to the platform's
+    ``threading.TIMEOUT_MAX``, so no value can overflow the thread; a callback
+    that raises anything is logged and the clock goes on. Cancelled entries
+    are dropped from the heap once they are the majority.
+    """
 
     def __init__(self, name: str = "codo-clock") -> None:
         self._name = name
@@ -40,9 +54,10 @@ class Clock:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._running = False
+        self._cancelled = 0
 
     def call_at(self, deadline: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
-        handle = TimerHandle(deadline, callback, args)
+        handle = TimerHandle(deadline, callback, args, self)
         with self._cond:
             heapq.heappush(self._heap, (deadline, next(self._seq), handle))
             if self._heap[0][2] is handle:
@@ -50,7 +65,21 @@ class Clock:
         return handle
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
-        return self.call_at(time.monotonic() + max(0.0, delay), callback, *args)
+        delay = min(max(0.0, delay), MAX_DELAY) if delay == delay else MAX_DELAY  # nan: never
+        return self.call_at(time.monotonic() + delay, callback, *args)
+
+    def pending(self) -> int:
+        """Entries still armed (for tests of leaks)."""
+        with self._cond:
+            return len(self._heap) - self._cancelled
+
+    def _cancelled_one(self) -> None:
+        with self._cond:
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+                self._heap = [e for e in self._heap if not e[2].cancelled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
 
     def start(self) -> None:
         with self._cond:
@@ -74,17 +103,22 @@ class Clock:
                 while True:
                     if not self._running:
                         return
-                    while self._heap and self._heap[0][2].cancelled:
-                        heapq.heappop(self._heap)
-                    if not self._heap:
+                    heap = self._heap
+                    while heap and heap[0][2].cancelled:
+                        heapq.heappop(heap)
+                        self._cancelled -= 1
+                    if not heap:
                         self._cond.wait()
                         continue
-                    delay = self._heap[0][0] - time.monotonic()
+                    delay = heap[0][0] - time.monotonic()
                     if delay <= 0:
-                        handle = heapq.heappop(self._heap)[2]
+                        handle = heapq.heappop(heap)[2]
+                        handle.cancelled = True  # fired: a later cancel() is a no-op
                         break
-                    self._cond.wait(delay)
+                    self._cond.wait(min(delay, threading.TIMEOUT_MAX, MAX_DELAY))
+            callback, args = handle.callback, handle.args
+            handle.callback, handle.args = None, ()
             try:
-                handle.callback(*handle.args)
-            except Exception:  # a deadline's callback must never kill the clock
-                log.exception("timer callback %r failed", handle.callback)
+                callback(*args)
+            except BaseException:  # noqa: BLE001 - a deadline's callback must never kill the clock
+                log.exception("timer callback %r failed", callback)

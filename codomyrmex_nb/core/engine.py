@@ -1,108 +1,148 @@
-"""The engine: worker threads that schedule for themselves under one lock.
+"""The engine: the driver that carries out what the scheduler decides.
+
+It owns the one lock, the worker threads, the clock and the executor; the
+scheduler (``scheduler.py``) owns every task's state and is only called under
+the lock. User code, callbacks, imports and executor start-up never run under
+it.
 
 There is no scheduler thread. A worker that finishes an attempt takes the
-engine lock once, records the outcome (result, retries, skipped dependents,
-released resources, newly ready tasks) and takes its next task in the same
-critical section, so a chain of quick tasks costs no thread hand-off. Idle
-workers sleep on a condition and are woken one at a time, each waking the next
-while ready work remains. Deadlines (timeouts, retry delays, resource waits)
-are timers on one clock thread. Views hear about changes through events.
-
-Task states: PENDING (waiting for dependencies, or for a retry) -> READY
-(dependencies done; queued for resources and a worker) -> RUNNING ->
-COMPLETED | FAILED, plus CANCELLED and SKIPPED (an upstream task ended without
-success). Every path ends in a terminal state.
+lock once, hands the outcome to the scheduler (which records it, frees
+resources, retries, skips or readies dependents) and takes its next ticket in
+the same critical section, so a chain of quick tasks costs no thread hand-off.
+Idle workers sleep on a condition and are woken one at a time, each waking the
+next while runnable work remains. Deadlines (timeouts, retry delays, resource
+waits) are timers on one clock thread. After every scheduler call the engine
+drains the scheduler's *effects* (interrupt an attempt, arm or cancel a
+timer) and wakes whoever must act. Views hear about changes through events.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import random
 import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .actions import ActionRegistry
-from .clock import Clock
+from .clock import Clock, TimerHandle
 from .events import Event, EventBus
-from .exceptions import ResourceTimeout, TaskTimeoutError, UpstreamFailedError
 from .executors import Executor, ThreadExecutor
-from .graph import TaskGraph
 from .invoke import Outcome, Run, build_kwargs, format_traceback
-from .model import Attempt, Task, TaskResult, TaskStatus
-from .resources import ResourceManager, claims_of
+from .model import TaskStatus
+from .scheduler import Record, Scheduler
+from .snapshot import Snapshot, build_snapshot, copy_rows
 
 log = logging.getLogger(__name__)
-S = TaskStatus
-_VERB = {S.FAILED: "failed", S.CANCELLED: "was cancelled", S.SKIPPED: "was skipped",
-         S.COMPLETED: "completed"}
 
 
 class Engine:
-    """State and worker loop; ``TaskOrchestrator`` adds the public API on top."""
+    """Worker threads, clock and executor around one ``Scheduler``, under one lock."""
 
-    def __init__(self, max_workers: int, executor: Executor | None = None) -> None:
+    def __init__(self, max_workers: int, executor: Executor | None = None,
+                 executor_name: str | None = None) -> None:
         self.max_workers = max_workers
-        self.use_executor(executor or ThreadExecutor())
-        self._lock = threading.RLock()
-        self._work = threading.Condition(self._lock)
-        self._changed = threading.Condition(self._lock)
-        self._graph = TaskGraph()
-        self._resources = ResourceManager()
-        self._clock = Clock()
-        self._events = EventBus()
-        self._actions = ActionRegistry()
-        self._counts = dict.fromkeys(S, 0)
-        self._state: dict[str, TaskStatus] = {}  # the engine's truth; task.status mirrors it
-        self._granted: deque[tuple[Task, Run]] = deque()
-        self._resource_waits: dict[str, Run] = {}
-        self._runs: dict[str, Run] = {}  # task id -> attempt in flight
+        self.use_executor(executor or ThreadExecutor(), executor_name)
+        self.lock = threading.Lock()
+        self._work = threading.Condition(self.lock)
+        self._changed = threading.Condition(self.lock)
+        self._lifecycle = threading.Lock()  # serialises start/stop; never held with user code
+        self.sched = Scheduler(new_ticket=self._ticket)
+        self.clock = Clock()
+        self.events = EventBus()
+        self.actions = ActionRegistry()
         self._workers: set[threading.Thread] = set()
         self._stuck = 0  # abandoned attempts whose thread has not come back yet
         self._idle = 0
         self._running = False
         self._worker_seq = 0
-        self._retry_tokens: dict[str, object] = {}
-        self._first_start: float | None = None
-        self._last_end: float | None = None
+        self._retry_timers: dict[str, TimerHandle] = {}
 
     def use_executor(self, executor: Executor, name: str | None = None) -> None:
         """Switch executors (while stopped); ``inline`` marks the sync executor."""
-        self._executor = executor
+        self.executor = executor
         self._inline = bool(getattr(executor, "inline", False))
         self.executor_name = name or getattr(executor, "name", "custom")
 
-    # -- status bookkeeping ------------------------------------------------------------
-    def _set_status(self, task: Task, status: TaskStatus, detail: str | None = None) -> None:
-        previous = self._state[task.id]
-        counts = self._counts
-        counts[previous] -= 1
-        counts[status] += 1
-        self._state[task.id] = task.status = status
-        if self._events.active:
-            took = task.result.execution_time if status.is_terminal and task.result else None
-            self._events.publish(Event("status", task.id, task.name, status, previous, detail,
-                                       execution_time=took))
-        if status.is_terminal and self._unfinished() == 0:
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # -- tickets and effects (under the lock) ----------------------------------------------
+    def _ticket(self, rec: Record) -> Run:
+        run = Run(rec.task, rec)
+        if rec.timeout is not None:
+            run.on_begin = self._arm_deadline
+        return run
+
+    def _arm_deadline(self, run: Run) -> TimerHandle:
+        """Called by ``Run.begin`` when user code starts (outside the engine lock)."""
+        return self.clock.call_later(run.rec.timeout, self._on_deadline, run)
+
+    def settle(self) -> None:
+        """After every scheduler call: carry out its effects, wake workers and waiters."""
+        sched = self.sched
+        if sched.effects:
+            self._apply_effects()
+        if self._idle and sched.runnable():
+            self._work.notify()
+        if not sched.unfinished:
             self._changed.notify_all()
 
-    def _unfinished(self) -> int:
-        c = self._counts
-        return c[S.PENDING] + c[S.READY] + c[S.RUNNING]
+    def _apply_effects(self) -> None:
+        sched = self.sched
+        effects, sched.effects = sched.effects, []
+        clock = self.clock
+        for effect in effects:
+            kind = effect[0]
+            if kind == "interrupt":
+                self._interrupt(effect[1], effect[2])
+            elif kind == "retry":
+                _, rec, token, delay = effect
+                self._retry_timers[rec.id] = clock.call_later(delay, self._on_retry_due, rec, token)
+            elif kind == "cancel_retry":
+                timer = self._retry_timers.pop(effect[1].id, None)
+                if timer is not None:
+                    timer.cancel()
+            elif kind == "resource_wait":
+                _, ticket, seconds = effect
+                ticket.resource_timer = clock.call_later(seconds, self._on_resource_timeout, ticket)
+            elif kind == "cancel_resource_wait":
+                ticket = effect[1]
+                if ticket.resource_timer is not None:
+                    ticket.resource_timer.cancel()
+                    ticket.resource_timer = None
 
-    def _make_ready(self, task: Task) -> None:
-        now = time.time()
-        if task.ready_at is None:  # first time since (re-)queued: dependencies just finished
-            task.ready_at = now
-            task.wait_dependencies = now - (task.queued_at or now)
-        task.runnable_since = now
-        self._set_status(task, S.READY)
-        self._graph.push_ready(task)
-        if self._idle:
-            self._work.notify()
+    def _interrupt(self, run: Run, why: str) -> None:
+        """Stop an abandoned attempt; its worker counts as stuck until its code returns."""
+        began = run.abandon(why)
+        self._stuck += 1
+        if began:
+            try:
+                self.executor.interrupt(run, why)
+            except Exception:
+                log.exception("could not interrupt %r", run.task)
+        if self._running and not self._inline and len(self._workers) - self._stuck < self.max_workers:
+            self._spawn_worker()  # keep max_workers free while the old thread unwinds
 
-    # -- the worker loop ----------------------------------------------------------------
+    # -- deadlines (clock thread) ---------------------------------------------------------------
+    def _on_retry_due(self, rec: Record, token: int) -> None:
+        with self.lock:
+            self.sched.retry_due(rec, token)
+            self.settle()
+
+    def _on_deadline(self, run: Run) -> None:
+        with self.lock:
+            self.sched.deadline(run)
+            self.settle()
+
+    def _on_resource_timeout(self, run: Run) -> None:
+        with self.lock:
+            self.sched.resource_timeout(run)
+            self.settle()
+
+    # -- the worker loop --------------------------------------------------------------------------
     def _spawn_worker(self) -> None:
         self._worker_seq += 1
         thread = threading.Thread(target=self._worker_main, name=f"codo-worker-{self._worker_seq}",
@@ -118,51 +158,60 @@ class Engine:
         outcome: Outcome | None = None
         try:
             while True:
-                with self._lock:
+                with self.lock:
                     if run is not None:
-                        self._end_attempt(run, outcome)
-                        run = None
+                        self._record(run, outcome)
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
-                        outcome = None
+                        run = outcome = None
                     run = self._next_run(me, until)
                     if run is None:
                         return
                 outcome = self._execute(run)
         finally:
-            with self._lock:
+            with self.lock:
                 self._workers.discard(me)
                 self._changed.notify_all()
 
+    def _record(self, run: Run, outcome: Outcome) -> None:
+        if run.abandoned:
+            self._stuck -= 1
+        elif run.timer is not None:
+            run.timer.cancel()
+        self.sched.finish(run, outcome.ok, outcome.value, outcome.error, outcome.traceback,
+                          outcome.ended - outcome.started)
+        self.settle()
+
     def _execute(self, run: Run) -> Outcome:
+        rec = run.rec
         try:
-            fn = run.task.func or self._actions.resolve(run.task.module, run.task.action)
-            kwargs = build_kwargs(run.task, fn, self._graph.tasks)
-            run.call = lambda: fn(**kwargs)
-            return self._executor.run(run)
+            fn = rec.func or self.actions.resolve(rec.module, rec.action)
+            kwargs = build_kwargs(rec, fn, self.sched.records)
+            run.call = functools.partial(fn, **kwargs)
+            return self.executor.run(run)
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()
             return Outcome(False, None, exc, format_traceback(exc), now, now)
 
-    def _excess_workers(self) -> bool:
-        return len(self._workers) - self._stuck > self.max_workers
-
     def _next_run(self, me: threading.Thread, until: float | None = None) -> Run | None:
         """Under the lock: the next attempt for worker ``me``, or None when it should exit."""
+        sched = self.sched
         while True:
-            if not self._running or self._excess_workers():
+            if not self._running or len(self._workers) - self._stuck > self.max_workers:
                 self._workers.discard(me)
                 return None
-            picked = self._take_runnable()
-            if picked is not None:
-                task, run = picked
-                if self._idle and (self._granted or self._graph.ready_count()):
+            run = sched.next_ticket()
+            if sched.effects:
+                self._apply_effects()
+            if run is not None:
+                sched.start(run, me.name)
+                if self._idle and sched.runnable():
                     self._work.notify()  # pass the wake-up along while work remains
-                return self._begin_attempt(task, run, me.name)
+                return run
             wait = None
             if until is not None:  # inline: stop when all has ended or time is up
                 wait = until - time.monotonic()
-                if self._unfinished() == 0 or wait <= 0:
+                if not sched.unfinished or wait <= 0:
                     self._workers.discard(me)
                     return None
                 wait = min(wait, 0.1)  # the caller's thread: stay responsive to interrupts
@@ -170,216 +219,110 @@ class Engine:
             self._work.wait(wait)
             self._idle -= 1
 
-    def _take_runnable(self) -> tuple[Task, Run] | None:
-        while self._granted:
-            task, run = self._granted.popleft()
-            if task.status is S.READY:
-                task.wait_worker += time.time() - task.runnable_since
-                return task, run
-            self._release(run)
-        graph, resources = self._graph, self._resources
-        while (task := graph.pop_ready()) is not None:
-            now = time.time()
-            task.wait_worker += now - task.runnable_since
-            run = Run(task)
-            if not task.resources:
-                return task, run
-            run.claims = claims_of(task.resources)
-            if resources.acquire(run, run.claims):
-                return task, run
-            run.wait_since = now
-            self._wait_for_resources(task, run)
-        return None
+    # -- starting and stopping -------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the executor (outside the lock), the clock and the workers; idempotent."""
+        with self._lifecycle:
+            with self.lock:
+                if self._running:
+                    return
+            try:
+                self.executor.start(self.max_workers)
+            except Exception as exc:
+                self._shutdown_executor()
+                raise RuntimeError(
+                    f"the {self.executor_name!r} executor could not start ({type(exc).__name__}: "
+                    f"{exc}); the orchestrator stays stopped. Fix the cause (for Dask: the "
+                    "address or cluster options) and call start_execution() again") from exc
+            except BaseException:
+                self._shutdown_executor()
+                raise
+            self.clock.start()
+            with self.lock:
+                self._running = True
+                if not self._inline:
+                    for _ in range(self.max_workers - (len(self._workers) - self._stuck)):
+                        self._spawn_worker()
+                self.settle()
+        self._publish_engine("started")
 
-    def _wait_for_resources(self, task: Task, run: Run) -> None:
-        task.blocked_on = self._resources.blocking_key(run)
-        self._resource_waits[task.id] = run
-        limits = [r.timeout for r in task.resources if r.timeout is not None]
-        if limits:
-            run.resource_timer = self._clock.call_later(min(limits), self._on_resource_timeout, run)
-        if self._events.active:
-            self._events.publish(Event("status", task.id, task.name, S.READY, S.READY,
-                                       f"waiting for {task.blocked_on}"))
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop (idempotent): running attempts are interrupted and their tasks made READY again."""
+        me = threading.current_thread()
+        with self._lifecycle:
+            with self.lock:
+                self._running = False
+                self.sched.stop()
+                self.settle()
+                self._work.notify_all()
+                self._changed.notify_all()
+                workers = [w for w in self._workers if w is not me]
+            deadline = time.monotonic() + timeout
+            for thread in workers:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            self.clock.stop()
+            self._shutdown_executor()
+        self._publish_engine("stopped")
+        self.events.close()
 
-    def _begin_attempt(self, task: Task, run: Run, worker: str) -> Run:
-        now = time.time()
-        run.attempt = Attempt(len(task.attempts) + 1, worker, now)
-        task.attempts.append(run.attempt)
-        if task.started_at is None:
-            task.started_at = now
-        if self._first_start is None:
-            self._first_start = now
-        self._runs[task.id] = run
-        if task.timeout is not None:
-            run.timer = self._clock.call_later(task.timeout, self._on_deadline, run)
-        self._set_status(task, S.RUNNING)
-        return run
-
-    def _end_attempt(self, run: Run, outcome: Outcome | None) -> None:
-        """Under the lock, in the worker that ran it: record the outcome."""
-        task = run.task
-        if run.abandoned:  # the engine already gave up on it; its thread is free again now
-            self._stuck -= 1
-            self._release(run)
-            return
-        if run.timer is not None:
-            run.timer.cancel()
-        self._runs.pop(task.id, None)
-        self._release(run)
-        assert outcome is not None
-        run.attempt.ended_at = time.time()
-        elapsed = outcome.ended - outcome.started
-        if outcome.ok:
-            run.attempt.outcome = "completed"
-            self._complete(task, outcome.value, elapsed, run.attempt)
-        else:
-            run.attempt.outcome = "failed"
-            self._attempt_failed(task, outcome.error, outcome.traceback, elapsed, run.attempt)
-
-    def _release(self, run: Run) -> None:
-        if not run.claims:
-            return
-        for granted in self._resources.release(run):
-            self._grant(granted)
-
-    def _grant(self, run: Run) -> None:
-        task = run.task
-        self._resource_waits.pop(task.id, None)
-        if run.resource_timer is not None:
-            run.resource_timer.cancel()
-        waited = time.time() - run.wait_since
-        if task.blocked_on is not None:
-            task.wait_by_resource[task.blocked_on] = task.wait_by_resource.get(task.blocked_on, 0.0) + waited
-        task.blocked_on = None
-        task.runnable_since = run.wait_since + waited
-        task.wait_resources += waited
-        self._granted.append((task, run))
-        if self._idle:
-            self._work.notify()
-
-    # -- outcomes -------------------------------------------------------------------------
-    def _result(self, task: Task, success: bool, elapsed: float, attempt: Attempt | None,
-                data: Any = None, error: BaseException | None = None, tb: str | None = None,
-                error_type: str | None = None, **metadata: Any) -> TaskResult:
-        meta = {"attempts": len(task.attempts), "retries": task.retry_count}
-        if attempt is not None:
-            meta["worker"] = attempt.worker
-        meta.update(metadata)
-        return TaskResult(task.id, success, data,
-                          None if error is None else (str(error) or type(error).__name__),
-                          error_type or (None if error is None else type(error).__name__),
-                          tb, elapsed, meta, error)
-
-    def _complete(self, task: Task, value: Any, elapsed: float, attempt: Attempt) -> None:
-        task.result = self._result(task, True, elapsed, attempt, data=value)
-        task.completed_at = self._last_end = time.time()
-        self._set_status(task, S.COMPLETED)
-        for freed in self._graph.completed(task.id):
-            self._make_ready(freed)
-
-    def _attempt_failed(self, task: Task, error: BaseException | None, tb: str | None,
-                        elapsed: float, attempt: Attempt | None, error_type: str | None = None,
-                        final_status: TaskStatus = S.FAILED) -> None:
-        task.result = self._result(task, False, elapsed, attempt, error=error, tb=tb,
-                                   error_type=error_type)
-        if final_status is S.FAILED and task.retry_count < task.max_retries:
-            task.retry_count += 1
-            delay = task.retry_delay * task.retry_backoff ** (task.retry_count - 1)
-            if task.retry_jitter:
-                delay += random.uniform(0, task.retry_jitter)
-            task.retry_at = time.time() + delay
-            token = self._retry_tokens[task.id] = object()
-            self._set_status(task, S.PENDING, "retry")
-            self._clock.call_later(delay, self._on_retry_due, task, token)
-            return
-        task.completed_at = self._last_end = time.time()
-        self._set_status(task, final_status)
-        self._skip_downstream(task)
-
-    def _skip_downstream(self, root: Task) -> None:
-        """Skip every unfinished task downstream of ``root``, which ended without success."""
-        graph = self._graph
-        for tid in graph.descendants(root.id):
-            task = graph.tasks[tid]
-            if not task.status.is_terminal and task.status is not S.RUNNING:
-                self._skip_one(task, root)
-
-    def _skip_one(self, task: Task, root: Task) -> None:
-        graph = self._graph
-        blocked = [graph.tasks[i] for i in graph.blocked_by(task.id)] or [root]
-        self._withdraw(task)
-        msg = f"skipped because upstream task {blocked[0].name!r} {_VERB[blocked[0].status]}"
-        if blocked[0] is not root:
-            msg += f" (root cause: {root.name!r} {_VERB[root.status]})"
-        task.result = self._result(task, False, 0.0, None, error=UpstreamFailedError(msg),
-                                   error_type="UpstreamFailedError",
-                                   skipped_because=[t.name for t in blocked], root_cause=root.name)
-        task.completed_at = time.time()
-        self._set_status(task, S.SKIPPED)
-
-    def _withdraw(self, task: Task) -> None:
-        """Take a not-yet-running task out of every queue it may be in."""
-        task.retry_at = None
-        task.blocked_on = None
-        self._retry_tokens.pop(task.id, None)
-        run = self._resource_waits.pop(task.id, None)
-        if run is not None:
-            if run.resource_timer is not None:
-                run.resource_timer.cancel()
-            for granted in self._resources.withdraw(run):
-                self._grant(granted)
-
-    # -- deadlines (clock thread) ------------------------------------------------------------
-    def _on_retry_due(self, task: Task, token: object) -> None:
-        with self._lock:
-            if self._retry_tokens.get(task.id) is not token or task.status is not S.PENDING:
-                return
-            del self._retry_tokens[task.id]
-            task.retry_at = None
-            if self._graph.count_unmet(task.id) == 0:
-                self._make_ready(task)
-
-    def _on_deadline(self, run: Run) -> None:
-        with self._lock:
-            task = run.task
-            if self._runs.get(task.id) is not run or run.abandoned:
-                return
-            err = TaskTimeoutError(f"task {task.name!r} timed out after {task.timeout:g}s")
-            self._abandon(run, "timeout", err)
-            self._attempt_failed(task, err, None, time.time() - run.attempt.started_at,
-                                 run.attempt, error_type="TimeoutError")
-
-    def _on_resource_timeout(self, run: Run) -> None:
-        with self._lock:
-            task = run.task
-            if self._resource_waits.get(task.id) is not run:
-                return
-            key = task.blocked_on
-            self._withdraw(task)
-            if key is not None:
-                task.wait_by_resource[key] = task.wait_by_resource.get(key, 0.0) + time.time() - run.wait_since
-            err = ResourceTimeout(
-                f"task {task.name!r} waited longer than its resource timeout for {key}; "
-                "raise TaskResource.timeout or free the resource sooner")
-            now = time.time()
-            # Charged as an attempt, so retries apply as to any other failure.
-            task.attempts.append(Attempt(len(task.attempts) + 1, None, run.wait_since, now,
-                                         "resource-timeout"))
-            task.wait_resources += now - run.wait_since
-            self._attempt_failed(task, err, None, 0.0, None, error_type="ResourceTimeout")
-
-    def _abandon(self, run: Run, why: str, error: BaseException) -> None:
-        """Give up on a running attempt: interrupt it and keep its resources until its thread returns."""
-        run.abandoned = why
-        run.attempt.ended_at = time.time()
-        run.attempt.outcome = why
-        if run.timer is not None:
-            run.timer.cancel()
-        self._runs.pop(run.task.id, None)
-        self._stuck += 1
+    def _shutdown_executor(self) -> None:
         try:
-            self._executor.interrupt(run, why)
+            self.executor.shutdown()
         except Exception:
-            log.exception("could not interrupt %r", run.task)
-        if self._running and not self._inline and len(self._workers) - self._stuck < self.max_workers:
-            self._spawn_worker()  # keep max_workers free while the old thread unwinds
+            log.exception("the %s executor did not shut down cleanly", self.executor_name)
+
+    def _publish_engine(self, what: str) -> None:
+        if self.events.active:
+            self.events.publish(Event("engine", detail=what))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every task has ended; True if none failed or was skipped."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sched = self.sched
+        if self._inline and self._running:
+            with self.lock:
+                self._workers.add(threading.current_thread())
+            self._worker_main(until=float("inf") if deadline is None else deadline)
+        # The main thread wakes at least every 0.1 s: an interrupt from
+        # _thread.interrupt_main() does not wake a blocked lock by itself.
+        step = 0.1 if threading.current_thread() is threading.main_thread() else None
+        with self._changed:
+            while sched.unfinished:
+                if not self._running:
+                    raise RuntimeError(
+                        f"{sched.unfinished} tasks are waiting but the engine is not running: "
+                        "call start_execution() first")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                waits = [w for w in (remaining, step) if w is not None]
+                self._changed.wait(min(waits) if waits else None)
+            counts = sched.counts
+            return counts[TaskStatus.FAILED] == 0 and counts[TaskStatus.SKIPPED] == 0
+
+    # -- observing ----------------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
+        unsubscribe = self.events.subscribe(callback)
+        with self.lock:
+            self.sched.listener = self.events.publish
+
+        def stop_listening() -> None:
+            unsubscribe()
+            with self.lock:
+                if not self.events.active:
+                    self.sched.listener = None
+
+        return stop_listening
+
+    def snapshot(self) -> Snapshot:
+        """A frozen copy of every task's state at one sequence number (see core.snapshot)."""
+        with self.lock:
+            rows = copy_rows(self.sched)
+            stats = self.sched.stats(self.max_workers, self._running)
+            seq, version, running = self.sched.seq, self.sched.structure_version, self._running
+        return build_snapshot(rows, stats, version, running, self.max_workers, seq)
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return self.sched.stats(self.max_workers, self._running)
+

@@ -1,8 +1,8 @@
 """Engine events: the only bridge from the engine to views and frames.
 
 The engine publishes under its lock, so publishing only appends to a deque
-(no lock, no wake-up while the dispatcher is busy); a dispatcher thread drains
-the deque in batches and delivers events to subscribers in order. A callback
+under a small lock (a wake-up only when the queue was empty); a dispatcher
+thread drains the deque in batches and delivers events to subscribers in order. A callback
 that raises is logged and the rest still get the event; a slow callback
 delays other callbacks, never the engine. With no subscribers, nothing is
 queued.
@@ -18,9 +18,9 @@ Kinds:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from time import time as _now
@@ -31,23 +31,26 @@ log = logging.getLogger(__name__)
 
 
 class Event:
-    """One change, as the engine saw it; treat it as read-only.
+    """One change, as the scheduler recorded it; treat it as read-only.
 
+    ``seq`` is the scheduler's sequence number for task events (a snapshot
+    taken at ``seq`` N already includes every event numbered N or less).
     A plain slotted class rather than a frozen dataclass: the engine builds
-    three per task under its lock, and this is about three times cheaper.
+    one per transition under its lock, and this is about three times cheaper.
     """
 
     __slots__ = ("kind", "task_id", "name", "status", "previous", "detail", "time",
-                 "execution_time")
+                 "execution_time", "seq")
 
     def __init__(self, kind: str, task_id: str | None = None, name: str | None = None,
                  status: TaskStatus | None = None, previous: TaskStatus | None = None,
                  detail: str | None = None, time: float | None = None,
-                 execution_time: float | None = None) -> None:
+                 execution_time: float | None = None, seq: int | None = None) -> None:
         self.kind, self.task_id, self.name = kind, task_id, name
         self.status, self.previous, self.detail = status, previous, detail
         self.time = _now() if time is None else time
         self.execution_time = execution_time
+        self.seq = seq
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__
@@ -59,18 +62,27 @@ Callback = Callable[[Event], object]
 
 
 class EventBus:
-    """Ordered, asynchronous delivery of events to subscriber callbacks."""
+    """Ordered, asynchronous delivery of events to subscriber callbacks.
+
+    One dispatcher thread at a time, for the life of the bus: ``close`` asks
+    it to leave once the queue is empty and waits only while it is not inside
+    a callback (a slow subscriber never holds up ``stop_execution``); if
+    events arrive before it left, the same thread carries on, so two
+    dispatchers never deliver concurrently or out of order. A callback that
+    raises anything, ``SystemExit`` included, is logged and the others still
+    get the event.
+    """
 
     def __init__(self) -> None:
         self._subscribers: tuple[Callback, ...] = ()
         self._pending: deque[Event] = deque()
-        self._wakeup = threading.Event()
-        self._awake = False  # the dispatcher is draining: no need to wake it
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._delivered_cond = threading.Condition(self._lock)
-        self._published = itertools.count(1)  # next() is atomic in CPython
-        self._last_published = 0
+        self._cond = threading.Condition(self._lock)  # the dispatcher and flush() wait here
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._in_callback = False
+        self._callback_since = 0.0
+        self._published = 0
         self._delivered = 0
 
     @property
@@ -93,58 +105,68 @@ class EventBus:
     def publish(self, event: Event) -> None:
         if not self._subscribers:
             return
-        self._pending.append(event)
-        self._last_published = next(self._published)
-        if self._thread is None:
-            self._start()
-        if not self._awake:
-            self._wakeup.set()
-
-    def _start(self) -> None:
         with self._lock:
+            self._pending.append(event)
+            self._published += 1
+            self._closing = False
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="codo-events", daemon=True)
                 self._thread.start()
+            elif len(self._pending) == 1:
+                self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event published so far was delivered; False on timeout."""
-        target = self._last_published
-        with self._delivered_cond:
-            return self._delivered_cond.wait_for(lambda: self._delivered >= target, timeout)
+        with self._cond:
+            target = self._published
+            return self._cond.wait_for(lambda: self._delivered >= target, timeout)
 
-    def close(self, timeout: float | None = 5.0) -> None:
-        """Deliver what is queued, then stop the dispatcher thread."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._wakeup.set()
-        if thread is not threading.current_thread():
-            thread.join(timeout)
+    def close(self, grace: float = 0.25) -> None:
+        """Let the dispatcher leave once the queue is drained.
+
+        Waits while delivery makes progress, but gives up on a callback that
+        has run longer than ``grace`` seconds: a slow subscriber never holds
+        up ``stop_execution`` (its thread then ends by itself after it).
+        """
+        me = threading.current_thread()
+        with self._cond:
+            thread = self._thread
+            if thread is None:
+                return
+            self._closing = True
+            self._cond.notify_all()
+            while self._thread is thread and thread is not me:
+                if self._in_callback and time.monotonic() - self._callback_since > grace:
+                    return
+                self._cond.wait(grace)
+        thread.join(grace)
 
     def _run(self) -> None:
-        pending, me = self._pending, threading.current_thread()
+        pending, cond = self._pending, self._cond
         while True:
-            self._wakeup.wait()
-            self._wakeup.clear()
-            self._awake = True
-            while pending:
-                delivered = 0
-                while pending:
-                    self._deliver(pending.popleft())
-                    delivered += 1
-                with self._delivered_cond:
-                    self._delivered += delivered
-                    self._delivered_cond.notify_all()
-            self._awake = False
-            if pending:  # published after the drain but before _awake was cleared
-                self._wakeup.set()
-            elif self._thread is not me:  # closed (or replaced after a restart)
-                return
+            with cond:
+                while not pending:
+                    if self._closing:
+                        self._thread = None
+                        cond.notify_all()
+                        return
+                    cond.wait()
+                batch = list(pending)
+                pending.clear()
+                self._in_callback = True
+            try:
+                for event in batch:
+                    self._deliver(event)
+            finally:
+                with cond:
+                    self._in_callback = False
+                    self._delivered += len(batch)
+                    cond.notify_all()
 
     def _deliver(self, event: Event) -> None:
         for callback in self._subscribers:
+            self._callback_since = time.monotonic()
             try:
                 callback(event)
-            except Exception:
+            except BaseException:  # noqa: BLE001 - SystemExit from a callback must not kill delivery
                 log.exception("event subscriber %r raised; the engine carries on", callback)

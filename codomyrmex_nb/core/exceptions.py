@@ -10,8 +10,13 @@ from __future__ import annotations
 class UnknownDependencyError(ValueError):
     """A task depends on something that is neither a known task nor in its batch."""
 
-    def __init__(self, task: str, dependency: str, suggestion: str | None = None):
+    def __init__(self, task: str, dependency: str, suggestion: str | None = None,
+                 detail: str | None = None):
         self.task, self.dependency, self.suggestion = task, dependency, suggestion
+        if detail is not None:
+            super().__init__(f"task {task!r} depends on {dependency!r}, which is not in this "
+                             f"orchestrator: {detail}")
+            return
         hint = f" Did you mean {suggestion!r}?" if suggestion else ""
         super().__init__(
             f"task {task!r} depends on unknown task {dependency!r}.{hint} "

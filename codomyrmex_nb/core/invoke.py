@@ -19,12 +19,11 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .graph import output_refs
-from .model import OutputRef, Task
+from .model import OutputRef, output_refs
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
@@ -62,10 +61,11 @@ class Run:
 
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
-                 "wait_since", "on_begin", "begun")
+                 "wait_since", "on_begin", "begun", "rec")
 
-    def __init__(self, task: Any) -> None:
+    def __init__(self, task: Any, rec: Any = None) -> None:
         self.task = task
+        self.rec = rec  # the scheduler's record (the engine's tickets carry it)
         self.attempt: Any = None
         self.call: Callable[[], Any] | None = None
         self.thread_id: int | None = None
@@ -205,31 +205,35 @@ def _inspect_upstream(fn: Callable[..., Any]) -> bool:
     return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
 
 
-def resolve_value(value: Any, tasks: dict[str, Task]) -> Any:
+def resolve_value(value: Any, records: Mapping[str, Any]) -> Any:
     """Replace ``task.output`` placeholders by that task's result data."""
     if isinstance(value, OutputRef):
-        upstream = tasks[value.task_id]
-        return upstream.result.data if upstream.result is not None else None
+        upstream = records.get(value.task_id)
+        result = None if upstream is None else upstream.result
+        return result.data if result is not None else None
     if isinstance(value, list | tuple | set):
-        return type(value)(resolve_value(v, tasks) for v in value)
+        return type(value)(resolve_value(v, records) for v in value)
     if isinstance(value, dict):
-        return {k: resolve_value(v, tasks) for k, v in value.items()}
+        return {k: resolve_value(v, records) for k, v in value.items()}
     return value
 
 
-def build_kwargs(task: Task, fn: Callable[..., Any], tasks: dict[str, Task]) -> dict[str, Any]:
-    """The keyword arguments of one attempt: parameters with outputs resolved, plus ``upstream``."""
-    params = task.parameters
-    if any(True for v in params.values() for _ in output_refs(v)):
-        params = {k: resolve_value(v, tasks) for k, v in params.items()}
+def build_kwargs(rec: Any, fn: Callable[..., Any], records: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of one attempt: parameters with outputs resolved, plus ``upstream``.
+
+    ``rec`` is the scheduler's record (its ``parameters`` and ``ups``); upstream
+    results are read without the engine lock: a completed upstream task cannot
+    change while this one runs (re-running it abandons this attempt first).
+    """
+    params = rec.parameters
+    if params and any(True for v in params.values() for _ in output_refs(v)):
+        params = {k: resolve_value(v, records) for k, v in params.items()}
     else:
         params = dict(params)
     if "upstream" not in params and wants_upstream(fn):
         upstream: dict[str, Any] = {}
-        for dep in task.dependencies:
-            up = tasks.get(dep)
-            if up is not None:
-                key = up.name if up.name not in upstream else up.id
-                upstream[key] = up.result.data if up.result is not None else None
+        for up in rec.ups:
+            key = up.name if up.name not in upstream else up.id
+            upstream[key] = up.result.data if up.result is not None else None
         params["upstream"] = upstream
     return params

@@ -1,8 +1,9 @@
 """The task model: what a task is, how urgent it is, which resources it holds.
 
-Plain dataclasses, validated where values enter: a bad priority, mode, timeout or
+Small value classes, validated where values enter: a bad priority, mode, timeout or
 retry setting fails at the line that wrote it, with the value quoted and the
-allowed ones listed. ``to_dict`` / ``from_dict`` round-trip everything but live
+allowed ones listed. ``Task`` is slotted (about 2 KB per task in all, see the
+benchmarks) and holds the definition; its state lives in the scheduler. ``to_dict`` / ``from_dict`` round-trip everything but live
 callables and exception objects.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -92,12 +93,17 @@ class ResourceType(Enum):
 RESOURCE_MODES = ("read", "write", "exclusive")
 _random_bits = random.Random().getrandbits  # ids: 64 random bits, cheap (uuid4 costs 3x more)
 
+#: The longest wait the engine arms (a year, in seconds). Longer timeouts, retry
+#: delays and resource timeouts are accepted and clamped to it, so no user value
+#: can overflow a timer; ``inf`` and ``nan`` are refused where they enter.
+MAX_DELAY = 365 * 24 * 3600.0
+
 
 def _check_positive(value: Any, what: str, allow_none: bool = True) -> float | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what} must be a positive number of seconds (or None), got {value!r}")
+        raise ValueError(f"{what} must be a positive number of seconds (finite, or None), got {value!r}")
     return float(value)
 
 
@@ -106,8 +112,8 @@ def _check_non_negative(value: Any, what: str, integer: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, kind) or value < 0 or (
         not integer and not math.isfinite(value)
     ):
-        noun = "a whole number" if integer else "a number"
-        raise ValueError(f"{what} must be {noun} >= 0, got {value!r}")
+        noun = "a whole number >= 0" if integer else "a number >= 0 (finite)"
+        raise ValueError(f"{what} must be {noun}, got {value!r}")
     return value
 
 
@@ -156,7 +162,7 @@ class TaskResource:
         return cls(**data)
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskResult:
     """The outcome of a task's last attempt; ``exception`` keeps the error whole."""
 
@@ -191,68 +197,112 @@ class OutputRef:
         return f"<output of {self.task_name!r}>"
 
 
-@dataclass(eq=False)
+def output_refs(value: object) -> Iterable[OutputRef]:
+    """Every ``task.output`` placeholder inside a parameter value (lists, tuples, dicts)."""
+    if isinstance(value, OutputRef):
+        yield value
+    elif isinstance(value, list | tuple | set):
+        for item in value:
+            yield from output_refs(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from output_refs(item)
+
+
 class Attempt:
     """One run of a task: where, when, and how it ended (for timelines and frames)."""
 
-    number: int
-    worker: str | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    outcome: str | None = None  # "completed" | "failed" | "timeout" | "cancelled" | "interrupted"
+    __slots__ = ("number", "worker", "started_at", "ended_at", "outcome")
+
+    def __init__(self, number: int, worker: str | None = None, started_at: float | None = None,
+                 ended_at: float | None = None, outcome: str | None = None) -> None:
+        self.number, self.worker, self.started_at = number, worker, started_at
+        self.ended_at = ended_at
+        # "completed" | "failed" | "timeout" | "cancelled" | "interrupted" | "resource-timeout"
+        self.outcome = outcome
+
+    def copy(self) -> Attempt:
+        return Attempt(self.number, self.worker, self.started_at, self.ended_at, self.outcome)
+
+    def __repr__(self) -> str:
+        return (f"Attempt(number={self.number}, worker={self.worker!r}, started_at={self.started_at!r}, "
+                f"ended_at={self.ended_at!r}, outcome={self.outcome!r})")
 
 
+#: A task's definition (what ``orchestrator.redefine`` may change); the rest is state.
+DEFINITION_FIELDS = ("name", "module", "action", "parameters", "dependencies", "priority",
+                     "resources", "timeout", "max_retries", "retry_delay", "retry_backoff",
+                     "retry_jitter", "tags", "metadata", "func")
 _SERIALISED = ("id", "name", "module", "action", "parameters", "dependencies", "timeout",
                "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
                "metadata", "retry_count", "created_at", "started_at", "completed_at")
+_NO_ATTEMPTS: tuple[Attempt, ...] = ()
+_S = TaskStatus
 
 
-@dataclass(eq=False)
 class Task:
     """A unit of work: ``module.action(**parameters)`` (or ``func``) plus its scheduling needs.
 
     ``dependencies`` may hold ids, names or Task objects; once added to an
     orchestrator they are stored as ids. ``output`` is a placeholder for this
     task's result data, usable in another task's ``parameters``.
+
+    Once added, the orchestrator's scheduler is the one writer of the task's
+    state: ``status``, ``result``, ``retry_count``, ``attempts`` and the
+    timings read its record. Assigning ``status`` or ``retry_count`` (the
+    guide's retry recipe) is a request that the next ``add_task`` or
+    ``rerun`` acts on, and changed definition fields (``timeout``,
+    ``parameters``...) take effect, validated, when the task is next queued by
+    ``add_task``, ``rerun`` or ``orchestrator.redefine``.
     """
 
-    name: str = ""
-    module: str = ""
-    action: str = ""
-    parameters: dict[str, Any] = field(default_factory=dict)
-    dependencies: list[Any] = field(default_factory=list)
-    priority: TaskPriority = TaskPriority.NORMAL
-    resources: list[TaskResource] = field(default_factory=list)
-    timeout: float | None = None
-    max_retries: int = 0
-    retry_delay: float = 0.0
-    retry_backoff: float = 1.0
-    retry_jitter: float = 0.0
-    tags: list[str] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    func: Callable[..., Any] | None = field(default=None, repr=False)
-    id: str = field(default_factory=lambda: f"{_random_bits(64):016x}")
-    status: TaskStatus = TaskStatus.PENDING
-    retry_count: int = 0
-    result: TaskResult | None = None
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    completed_at: float | None = None
+    __slots__ = ("name", "module", "action", "parameters", "dependencies", "priority", "resources",
+                 "timeout", "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
+                 "metadata", "func", "id", "created_at", "_status", "_retry_count", "_result",
+                 "_started_at", "_completed_at", "_record", "_asked", "__weakref__")
 
-    def __post_init__(self) -> None:
-        if (type(self.name) is str and self.name and type(self.module) is str
+    def __init__(self, name: Any = "", module: str = "", action: str = "",
+                 parameters: dict[str, Any] | None = None, dependencies: Any = None,
+                 priority: TaskPriority | str = TaskPriority.NORMAL,
+                 resources: list[TaskResource] | None = None, timeout: float | None = None,
+                 max_retries: int = 0, retry_delay: float = 0.0, retry_backoff: float = 1.0,
+                 retry_jitter: float = 0.0, tags: list[str] | None = None,
+                 metadata: dict[str, Any] | None = None, func: Callable[..., Any] | None = None,
+                 id: str | None = None, status: TaskStatus = TaskStatus.PENDING,  # noqa: A002
+                 retry_count: int = 0, result: TaskResult | None = None,
+                 created_at: float | None = None, started_at: float | None = None,
+                 completed_at: float | None = None) -> None:
+        self.name, self.module, self.action = name, module, action
+        self.parameters = {} if parameters is None else parameters
+        self.dependencies = [] if dependencies is None else dependencies
+        self.priority, self.timeout, self.func = priority, timeout, func
+        self.resources = [] if resources is None else resources
+        self.max_retries, self.retry_delay = max_retries, retry_delay
+        self.retry_backoff, self.retry_jitter = retry_backoff, retry_jitter
+        self.tags = [] if tags is None else tags
+        self.metadata = {} if metadata is None else metadata
+        self.id = f"{_random_bits(64):016x}" if id is None else id
+        self.created_at = time.time() if created_at is None else created_at
+        self._status, self._retry_count, self._result = status, retry_count, result
+        self._started_at, self._completed_at = started_at, completed_at
+        self._record: Any = None  # the scheduler's record while an orchestrator knows the task
+        self._asked: dict[str, Any] | None = None  # state writes waiting for add_task/rerun
+        if not self.is_plain():
+            self.validate()
+
+    def is_plain(self) -> bool:
+        """True when every field has a default-like type and value: nothing to check."""
+        return (type(self.name) is str and self.name != "" and type(self.module) is str
                 and type(self.action) is str and type(self.parameters) is dict
                 and type(self.dependencies) is list and type(self.priority) is TaskPriority
                 and type(self.resources) is list and not self.resources and self.timeout is None
-                and self.max_retries == 0 and self.retry_delay == 0.0 and self.retry_backoff == 1.0
+                and type(self.max_retries) is int and self.max_retries == 0
+                and self.retry_delay == 0.0 and self.retry_backoff == 1.0
                 and self.retry_jitter == 0.0 and type(self.tags) is list and not self.tags
-                and type(self.max_retries) is int):
-            self._init_state()  # the common, all-defaults case: nothing to check
-            return
-        self._validate()
-        self._init_state()
+                and type(self.metadata) is dict and (self.func is None or callable(self.func)))
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
+        """Check and normalise every definition field; raises ``ValueError`` naming the bad one."""
         if self.name is Ellipsis or self.name is None or self.name == "":
             # The guide's snippets write Task(..., priority=...): a placeholder name.
             self.name = f"task-{self.id[:8]}"
@@ -278,36 +328,124 @@ class Task:
         self.max_retries = _check_non_negative(self.max_retries, "max_retries", integer=True)
         self.retry_delay = float(_check_non_negative(self.retry_delay, "retry_delay"))
         self.retry_jitter = float(_check_non_negative(self.retry_jitter, "retry_jitter"))
-        if isinstance(self.retry_backoff, bool) or not isinstance(self.retry_backoff, int | float) \
-                or self.retry_backoff < 1:
-            raise ValueError(f"retry_backoff must be a number >= 1 (1 = constant delay), got {self.retry_backoff!r}")
+        backoff = self.retry_backoff
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) \
+                or not math.isfinite(backoff) or backoff < 1:
+            raise ValueError(f"retry_backoff must be a finite number >= 1 (1 = constant delay), "
+                             f"got {backoff!r}")
+        self.retry_backoff = float(backoff)
         if isinstance(self.tags, str):
             self.tags = [self.tags]
+        if not isinstance(self.tags, list | tuple | set):
+            raise ValueError(f"tags must be a list of strings, got {self.tags!r}")
         self.tags = [str(t) for t in self.tags]
-
-    def _init_state(self) -> None:
+        if not isinstance(self.metadata, dict):
+            raise ValueError(f"task metadata must be a dict, got {self.metadata!r}")
         if self.func is not None and not callable(self.func):
             raise ValueError(f"func must be callable, got {self.func!r}")
-        self.attempts: list[Attempt] = []
-        self.retry_at: float | None = None  # set while waiting to retry
-        self.queued_at: float | None = None  # when it was (re-)added
-        self.ready_at: float | None = None
-        self.runnable_since = 0.0  # last time it joined the ready queue (for worker waits)
-        self.wait_dependencies = 0.0
-        self.wait_resources = 0.0
-        self.wait_worker = 0.0
-        self.blocked_on: str | None = None  # resource key it waits for now
-        self.wait_by_resource: dict[str, float] = {}  # seconds waited, per blocking resource
+
+    # -- state: the scheduler's record decides once the task is added ------------------
+    @property
+    def status(self) -> TaskStatus:
+        rec = self._record
+        return self._status if rec is None else rec.status
+
+    @status.setter
+    def status(self, value: TaskStatus | str) -> None:
+        value = value if isinstance(value, TaskStatus) else TaskStatus(str(value).lower())
+        self._status = value
+        if self._record is not None:
+            self._ask("status", value)
+
+    @property
+    def retry_count(self) -> int:
+        rec = self._record
+        return self._retry_count if rec is None else rec.retry_count
+
+    @retry_count.setter
+    def retry_count(self, value: int) -> None:
+        value = _check_non_negative(value, "retry_count", integer=True)
+        self._retry_count = value
+        if self._record is not None:
+            self._ask("retry_count", value)
+
+    def _ask(self, key: str, value: Any) -> None:
+        if self._asked is None:
+            self._asked = {}
+        self._asked[key] = value
+
+    @property
+    def result(self) -> TaskResult | None:
+        rec = self._record
+        return self._result if rec is None else rec.result
+
+    @result.setter
+    def result(self, value: TaskResult | None) -> None:
+        if self._record is not None:
+            raise AttributeError("the orchestrator owns a queued task's result; "
+                                 "reset() or remove the task before assigning one")
+        self._result = value
+
+    @property
+    def started_at(self) -> float | None:
+        rec = self._record
+        return self._started_at if rec is None else rec.started_at
+
+    @property
+    def completed_at(self) -> float | None:
+        rec = self._record
+        return self._completed_at if rec is None else rec.completed_at
+
+    @property
+    def attempts(self) -> list[Attempt] | tuple[Attempt, ...]:
+        rec = self._record
+        return _NO_ATTEMPTS if rec is None else rec.attempts
+
+    def _timing(name: str, default: Any = None) -> property:  # noqa: N805 - a property factory
+        def get(self: Task) -> Any:
+            rec = self._record
+            return default if rec is None else getattr(rec, name)
+        get.__name__ = name
+        return property(get, doc=f"The scheduler's ``{name}`` for this task (read-only).")
+
+    queued_at = _timing("queued_at")
+    ready_at = _timing("ready_at")
+    retry_at = _timing("retry_at")
+    blocked_on = _timing("blocked_on")
+    wait_dependencies = _timing("wait_dependencies", 0.0)
+    wait_resources = _timing("wait_resources", 0.0)
+    wait_worker = _timing("wait_worker", 0.0)
+    del _timing
+
+    @property
+    def wait_by_resource(self) -> dict[str, float]:
+        """Seconds waited, per resource that blocked the task."""
+        rec = self._record
+        return {} if rec is None or rec.wait_by_resource is None else dict(rec.wait_by_resource)
 
     # -- the guide's accessors ------------------------------------------------
     def can_retry(self) -> bool:
-        """True while another automatic attempt is allowed."""
+        """May this task run again?
+
+        Before it ends: while an automatic retry is left (``retry_count <
+        max_retries``). Once it ended FAILED or CANCELLED its automatic retries
+        are spent, so this means "a manual retry is allowed": True, and the
+        guide's recipe (reset the status and ``retry_count``, ``add_task`` it
+        again) runs it again with a fresh budget. COMPLETED and SKIPPED tasks
+        have nothing to retry (a skipped one runs when its upstream is re-run).
+        """
+        status = self.status
+        if status is _S.FAILED or status is _S.CANCELLED:
+            return True
+        if status is _S.COMPLETED or status is _S.SKIPPED:
+            return False
         return self.retry_count < self.max_retries
 
     @property
     def execution_time(self) -> float | None:
         """Run time of the last finished attempt, in seconds."""
-        return self.result.execution_time if self.result is not None else None
+        result = self.result
+        return result.execution_time if result is not None else None
 
     @property
     def output(self) -> OutputRef:
@@ -330,7 +468,8 @@ class Task:
         data["priority"] = self.priority.name
         data["status"] = self.status.value
         data["resources"] = [r.to_dict() for r in self.resources]
-        data["result"] = self.result.to_dict() if self.result else None
+        result = self.result
+        data["result"] = result.to_dict() if result else None
         return data
 
     @classmethod
@@ -342,7 +481,5 @@ class Task:
                       if isinstance(v, dict) and set(v) == {"__output_of__"} else v)
                   for k, v in data.pop("parameters", {}).items()}
         resources = [TaskResource.from_dict(r) for r in data.pop("resources", [])]
-        task = cls(parameters=params, resources=resources, **data)
-        task.status = TaskStatus(status)
-        task.result = TaskResult.from_dict(result) if result else None
-        return task
+        return cls(parameters=params, resources=resources, status=TaskStatus(status),
+                   result=TaskResult.from_dict(result) if result else None, **data)

@@ -60,13 +60,17 @@ class ResourceManager:
     def set_capacity(self, key: str, capacity: int) -> None:
         self._capacity[key] = capacity
 
+    def forget_capacities(self) -> None:
+        """Drop declared pools (the tasks that declared them were forgotten)."""
+        self._capacity.clear()
+
     def capacity(self, key: str) -> int:
         return self._capacity.get(key, 1)
 
     # -- grant / release -------------------------------------------------------------
     def acquire(self, token: Hashable, claims: tuple[tuple[str, str], ...]) -> bool:
         """Grant now (True) or queue behind earlier waiters (False)."""
-        if self._fits(claims, self._reserved(self._waiters)):
+        if self._fits(claims, self._reserved(self._waiters) if self._waiters else {}):
             self._hold(token, claims)
             return True
         self._waiters[token] = claims
@@ -77,21 +81,28 @@ class ResourceManager:
         claims = self._holds.pop(token, None)
         if claims is None:
             return []
+        usage = self._usage
         for key, mode in claims:
-            use = self._usage[key]
+            use = usage[key]
             if mode == "read":
                 use.readers -= 1
             elif mode == "write":
                 use.writers -= 1
             else:
                 use.exclusive -= 1
-        return self._grant_waiters()
+            if not (use.readers or use.writers or use.exclusive):
+                del usage[key]  # one entry per key *in use*: distinct keys never pile up
+        return self._grant_waiters() if self._waiters else []
 
     def withdraw(self, token: Hashable) -> list[Hashable]:
         """Remove a queued request (cancelled or timed out); returns waiters it unblocked."""
         if self._waiters.pop(token, None) is None:
             return []
         return self._grant_waiters()
+
+    def entries(self) -> int:
+        """How many keys are tracked (in use) now; stays bounded by what is held."""
+        return len(self._usage)
 
     def blocking_key(self, token: Hashable) -> str | None:
         """The first resource that keeps a queued request waiting (for diagnostics)."""

@@ -2,7 +2,9 @@
 
 ``orchestrator.snapshot()`` copies everything a view or a frame needs under
 the lock, in one pass, and hands back frozen records: drawing and analysis
-then run without the lock and never see a half-updated engine.
+then run without the lock and never see a half-updated engine. A snapshot
+carries the scheduler's sequence number, so a view applies exactly the
+events numbered after it.
 ``structure_version`` changes only when tasks are added, re-queued with new
 edges or removed, so a view knows when its layout is stale.
 """
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .model import Attempt, TaskPriority, TaskStatus
 
 if TYPE_CHECKING:
-    from .orchestrator import TaskOrchestrator
+    from .scheduler import Scheduler
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,43 +71,48 @@ class Snapshot:
     stats: dict[str, Any]
     running: bool
     max_workers: int
+    seq: int = 0  # the scheduler's sequence number: events with a larger one came after
 
     def by_id(self) -> dict[str, TaskView]:
         return {t.id: t for t in self.tasks}
 
 
-def copy_rows(orch: TaskOrchestrator) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
-    """Under the orchestrator's lock: the raw fields of every task, plus the stats.
+_PRIORITY = {-p.value: p for p in TaskPriority}
+
+
+def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
+    """Under the engine lock: the raw fields of every task.
 
     Only plain tuples are built here, to keep the lock short; ``build_snapshot``
     turns them into TaskView records after the lock is released. Ended attempts
     are never changed again, so only the one in flight is copied.
     """
-    from .stats import execution_stats
-
     rows = []
-    for t in orch._graph.tasks.values():
-        r = t.result
-        attempts = tuple(a if a.ended_at is not None else
-                         Attempt(a.number, a.worker, a.started_at, a.ended_at, a.outcome)
-                         for a in t.attempts)
-        rows.append((
-            t.id, t.name, t.module, t.action, t.status, t.priority, tuple(t.dependencies),
-            tuple(t.tags), tuple((res.key, res.mode) for res in t.resources), t.waiting_retry,
-            t.blocked_on, t.retry_count, t.max_retries, attempts,
-            t.created_at, t.queued_at, t.ready_at, t.started_at, t.completed_at,
-            t.wait_dependencies, t.wait_resources, t.wait_worker,
+    append = rows.append
+    for rec in sched.records.values():
+        t = rec.task
+        r = rec.result
+        attempts = tuple(rec.attempts)
+        if attempts and attempts[-1].ended_at is None:
+            attempts = (*attempts[:-1], attempts[-1].copy())
+        append((
+            rec.id, rec.name, rec.module, rec.action, rec.status, _PRIORITY[rec.prio],
+            tuple(u.id for u in rec.ups), tuple(t.tags), rec.claims,
+            rec.retry_token is not None, rec.blocked_on, rec.retry_count, rec.max_retries, attempts,
+            t.created_at, rec.queued_at, rec.ready_at, rec.started_at, rec.completed_at,
+            rec.wait_dependencies, rec.wait_resources, rec.wait_worker,
             None if r is None else r.execution_time, None if r is None else r.success,
             None if r is None else r.data, None if r is None else r.error_type,
             None if r is None else r.error_message,
-            attempts[-1].worker if attempts else None, tuple(t.wait_by_resource.items())))
-    return rows, execution_stats(orch)
+            attempts[-1].worker if attempts else None,
+            tuple(rec.wait_by_resource.items()) if rec.wait_by_resource else ()))
+    return rows
 
 
 def build_snapshot(rows: list[tuple[Any, ...]], stats: dict[str, Any], structure_version: int,
-                   running: bool, max_workers: int) -> Snapshot:
+                   running: bool, max_workers: int, seq: int = 0) -> Snapshot:
     return Snapshot(tuple(TaskView(*row) for row in rows), structure_version, time.time(),
-                    stats, running, max_workers)
+                    stats, running, max_workers, seq)
 
 
 def run_seconds(view: TaskView, now: float) -> float:

@@ -26,8 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import ResourceType, Task, TaskOrchestrator, TaskPriority, TaskResource, TaskStatus
+from ..core import DependencyCycleError, ResourceType, Task, TaskPriority, TaskResource, TaskStatus
 from ..core.model import RESOURCE_MODES
+from ..orchestrator import TaskOrchestrator
 from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
 
 S = TaskStatus
@@ -145,7 +146,7 @@ def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp:
 
 def _resolve_after(orch: TaskOrchestrator, name: str, after: list[str],
                    existing: Task | None) -> list[Task]:
-    """The ``--after`` tasks, checked to exist and not to close a cycle."""
+    """The ``--after`` tasks, checked to exist (cycles are the orchestrator's to refuse)."""
     deps: list[Task] = []
     for ref in after:
         dep = orch.get_task(ref)
@@ -158,43 +159,7 @@ def _resolve_after(orch: TaskOrchestrator, name: str, after: list[str],
             raise CellDefinitionError(f"task {name!r} cannot run --after itself")
         if dep not in deps:
             deps.append(dep)
-    if existing is not None:
-        _check_cycle(orch, existing, deps)
     return deps
-
-
-def _check_cycle(orch: TaskOrchestrator, task: Task, deps: list[Task]) -> None:
-    """Depending on a task downstream of ``task`` would close a cycle: name it."""
-    parent, views = _descendants(orch, task)
-    for dep in deps:
-        if dep.id in parent:
-            path = [dep.id]
-            while path[-1] != task.id:
-                path.append(parent[path[-1]])
-            names = [views[i].name for i in reversed(path)] + [task.name]
-            raise CellDefinitionError(
-                f"task {task.name!r}: --after {dep.name!r} would close a dependency cycle "
-                f"({' -> '.join(names)})")
-
-
-def _descendants(orch: TaskOrchestrator, task: Task) -> tuple[dict[str, str], dict[str, Any]]:
-    """Breadth-first: {descendant id: the id it was reached from}, and the snapshot's views."""
-    views = orch.snapshot().by_id()
-    down: dict[str, list[str]] = {}
-    for view in views.values():
-        for up in view.dependencies:
-            down.setdefault(up, []).append(view.id)
-    parent: dict[str, str] = {}
-    frontier = [task.id]
-    while frontier:
-        nxt = []
-        for node in frontier:
-            for child in down.get(node, ()):
-                if child not in parent and child != task.id:
-                    parent[child] = node
-                    nxt.append(child)
-        frontier = nxt
-    return parent, views
 
 
 def _keep(orch: TaskOrchestrator, task: Task) -> Definition:
@@ -204,34 +169,28 @@ def _keep(orch: TaskOrchestrator, task: Task) -> Definition:
     if not status.is_terminal:
         return Definition(task, "unchanged", f"codo_task {task.name!r}: unchanged, still {status.value}")
     downstream = _downstream_names(orch, task)
-    task.retry_count = 0
     orch.rerun(task)
     return Definition(task, "requeued", f"codo_task {task.name!r}: unchanged but {status.value} "
                       f"last time; queued again{_and_downstream(downstream)}")
 
 
 def _replace(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task]) -> Definition:
-    """Give ``task`` the probe's function and settings, then re-run it and its downstream."""
+    """Give ``task`` the probe's function and settings, then re-run it and its downstream.
+
+    One locked call (``orchestrator.redefine``) validates and applies it all, so
+    a refused change (a cycle) leaves the task as it was.
+    """
     new_deps = [d.id for d in deps]
     edges_changed = set(new_deps) != {d.id for d in orch.dependencies_of(task)}
-    if edges_changed and not task.status.is_terminal:
-        orch.cancel_task(task.id)  # the engine only re-wires a task that has ended
-    saved = {k: getattr(task, k) for k in (*_REPLACED, "dependencies", "module", "action",
-                                           "retry_count")}
-    for attr in _REPLACED:
-        setattr(task, attr, getattr(probe, attr))
-    task.metadata = {**saved["metadata"], META_KEY: probe.metadata[META_KEY]}
-    task.module = task.action = ""
-    task.retry_count = 0
+    changes = {attr: getattr(probe, attr) for attr in _REPLACED}
+    changes["metadata"] = {**task.metadata, META_KEY: probe.metadata[META_KEY]}
     try:
-        if edges_changed:
-            task.dependencies = new_deps
-            orch.add_task(task)  # re-wires, then re-queues it and its downstream
-        else:
-            orch.rerun(task)
+        orch.redefine(task, module="", action="", dependencies=new_deps, **changes)
+    except DependencyCycleError as exc:
+        raise CellDefinitionError(
+            f"task {task.name!r}: --after {exc.cycle[-2]!r} would close a dependency cycle "
+            f"({' -> '.join(exc.cycle)})") from None
     except ValueError as exc:
-        for attr, value in saved.items():
-            setattr(task, attr, value)
         raise CellDefinitionError(f"task {task.name!r}: {exc}") from None
     downstream = _downstream_names(orch, task)
     after = ""
@@ -241,13 +200,11 @@ def _replace(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task]) 
                       f"it{_and_downstream(downstream)}")
 
 
-_REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags",
-             "metadata")
+_REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags")
 
 
 def _downstream_names(orch: TaskOrchestrator, task: Task) -> list[str]:
-    parent, views = _descendants(orch, task)
-    return [views[i].name for i in parent]
+    return [t.name for t in orch.dependents_of(task)]
 
 
 def _and_downstream(names: list[str]) -> str:

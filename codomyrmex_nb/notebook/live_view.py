@@ -38,8 +38,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..core.events import Event
-from ..core.orchestrator import TaskOrchestrator
 from ..core.snapshot import Snapshot
+from ..orchestrator import TaskOrchestrator
 from . import drawing as drawing_mod
 from .painter import Painter
 
@@ -251,7 +251,7 @@ def live_view(orchestrator: TaskOrchestrator | None = None, **options: Any) -> L
     between whole redraws that refresh run times, 5), ``max_groups`` (40).
     """
     if orchestrator is None:
-        from ..core.default import current_orchestrator
+        from ..default import current_orchestrator
 
         orchestrator = current_orchestrator()
     view = _views.get(orchestrator)

@@ -25,9 +25,10 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_argstring
 from IPython.display import display
 
-from ..core import OrchestratorBusyError, TaskOrchestrator, TaskStatus
-from ..core import default as _default
+from .. import default as _default
+from ..core import OrchestratorBusyError, TaskStatus
 from ..core.executors import EXECUTORS
+from ..orchestrator import TaskOrchestrator
 from .cell_define import CellDefinitionError, CellOptions, define_cell_task
 from .outputs import OutBindings
 from .text_status import dag_text, status_table, summary_line, task_detail
@@ -253,8 +254,7 @@ class CodoMagics(Magics):
         retried = []
         for task in todo:
             if task.status.is_terminal:  # not already re-queued as downstream of another
-                task.retry_count = 0
-                orch.rerun(task)
+                orch.rerun(task)  # a fresh retry budget
                 retried.append(task.name)
         if not retried:
             print("codo_retry: nothing failed or was cancelled")

@@ -22,7 +22,8 @@ import threading
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from ..core import Event, TaskOrchestrator, TaskStatus
+from ..core import Event, TaskStatus
+from ..orchestrator import TaskOrchestrator
 
 
 class OutBindings:

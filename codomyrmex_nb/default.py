@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .exceptions import OrchestratorBusyError
+from .core.exceptions import OrchestratorBusyError
 from .orchestrator import TaskOrchestrator, default_workers
 
 _lock = threading.Lock()
@@ -35,8 +35,8 @@ def get_task_orchestrator(max_workers: int | None = None, executor: str = "threa
         if _default is None:
             _default, _settings = TaskOrchestrator(**wanted), wanted
             return _default
-        with _default._lock:
-            busy = _default._unfinished()
+        busy = _default.get_execution_stats()
+        busy = busy["pending"] + busy["running"]
         if busy:
             changed = ", ".join(f"{k}={wanted[k]!r} (now {_settings[k]!r})"
                                 for k in wanted if wanted[k] != _settings[k])
@@ -67,7 +67,7 @@ def current_settings() -> dict[str, Any]:
 
 def _rebuild(old: TaskOrchestrator, settings: dict[str, Any]) -> TaskOrchestrator:
     """Reconfigure in place so that references held by the user stay valid."""
-    from .executors import make_executor
+    from .core.executors import make_executor
 
     workers = settings["max_workers"]
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:

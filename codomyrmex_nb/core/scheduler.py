@@ -1,0 +1,999 @@
+"""The scheduler: a pure state machine, the one writer of task state (no threads, no clock).
+
+Shaped like ``graphlib.TopologicalSorter`` and dask's ``local.py``: callers hand
+it definitions and outcomes, it decides what happens, and it reports back
+through two channels the engine drains after every call:
+
+- **transitions**: every change of a task's state goes through ``_move``, which
+  updates the counts, stamps the next sequence number and, while someone
+  listens, emits an ``Event(seq, time, task, previous -> status, detail)``;
+- **effects**: what the driver must do in the world (``interrupt`` an
+  abandoned attempt, arm a ``retry`` timer, arm or cancel a resource-wait
+  timer). The scheduler never sleeps, locks, or touches a thread.
+
+The engine calls every method under its one lock.
+
+States and transitions (``_ALLOWED``; anything else is a bug and raises)::
+
+    (new) ----define----> PENDING
+    PENDING --ready-----> READY            every upstream task COMPLETED
+    READY ----start-----> RUNNING          a worker took it (resources granted)
+    RUNNING --finish----> COMPLETED
+    RUNNING --fail------> PENDING "retry"  retries left: waits retry_delay, then READY
+                       \\-> FAILED          no retries left
+    READY ----fail------> PENDING | FAILED  a resource wait timed out (counts as an attempt)
+    RUNNING --stop------> READY "interrupted"   the engine stopped; runs again on start
+    PENDING|READY|RUNNING --cancel--> CANCELLED
+    PENDING|READY --skip-----------> SKIPPED   an upstream task ended without success
+    any ------requeue---> PENDING "requeued"   rerun / re-add / redefine: it and its downstream
+    any ------reset-----> (forgotten)
+
+Every path ends in a terminal state: a task that ends without success skips
+every pending task downstream of it, and a (re-)queued task whose upstream
+already failed is skipped when it is settled (in topological order, so its
+own dependents are skipped too).
+
+Priority: among READY tasks the highest ``priority`` dispatches first, then the
+longest remaining critical path (tasks still downstream, counting itself;
+exact after a periodic O(V+E) pass, a one-level estimate between passes, so
+amortised O(1) per definition), then submission order.
+
+Resources: a task's claims are granted all at once or queued (FIFO, with
+reservations so a waiting writer is not overtaken for ever); see
+``resources``. An abandoned attempt (timed out, cancelled, stopped) keeps its
+resources until its thread returns, and its task does not start again until
+then: a task never has two bodies running.
+
+Retries: attempt ``n`` (1-based) that fails is retried while ``retry_count <
+max_retries`` after ``min(MAX_DELAY, retry_delay * retry_backoff ** (n - 1)
++ uniform(0, retry_jitter))`` seconds. A late event (a finish, retry-due or
+deadline for a superseded attempt or token) changes nothing.
+
+Costs: defining a task costs O(its own edges) (a cycle can only close when a
+*known* task's dependencies change, so only then is the graph searched);
+ready, dispatch and finish cost O(log n + own edges); the statistics are kept
+incrementally (``stats`` is O(running attempts)).
+"""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+import itertools
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .events import Event
+from .exceptions import (
+    AmbiguousDependencyError,
+    DependencyCycleError,
+    ResourceTimeout,
+    TaskCancelledError,
+    TaskTimeoutError,
+    UnknownDependencyError,
+    UpstreamFailedError,
+)
+from .model import DEFINITION_FIELDS, MAX_DELAY, Attempt, Task, TaskResult, TaskStatus, output_refs
+from .resources import ResourceManager, claims_of
+
+S = TaskStatus
+PENDING, READY, RUNNING = S.PENDING, S.READY, S.RUNNING
+COMPLETED, FAILED, CANCELLED, SKIPPED = S.COMPLETED, S.FAILED, S.CANCELLED, S.SKIPPED
+_UNFINISHED = (PENDING, READY, RUNNING)
+_ALLOWED = frozenset({
+    (None, PENDING), (PENDING, READY), (READY, RUNNING), (RUNNING, COMPLETED),
+    (RUNNING, PENDING), (RUNNING, FAILED), (READY, PENDING), (READY, FAILED), (RUNNING, READY),
+    (PENDING, CANCELLED), (READY, CANCELLED), (RUNNING, CANCELLED),
+    (PENDING, SKIPPED), (READY, SKIPPED), (READY, READY),
+    *((s, PENDING) for s in S), *((s, None) for s in S),
+})
+_VERB = {FAILED: "failed", CANCELLED: "was cancelled", SKIPPED: "was skipped",
+         COMPLETED: "completed"}
+
+
+def retry_delay(retry_delay: float, backoff: float, jitter: float, attempt: int,
+                rand: Callable[[float, float], float] = random.uniform) -> float:
+    """Seconds before retry number ``attempt`` (1-based), never above ``MAX_DELAY``."""
+    delay = retry_delay
+    if backoff != 1.0 and delay > 0:
+        exponent = attempt - 1
+        if exponent * math.log(backoff) + math.log(delay) >= math.log(MAX_DELAY):
+            return MAX_DELAY
+        delay = delay * backoff ** exponent
+    if jitter:
+        delay += rand(0.0, jitter)
+    return min(delay, MAX_DELAY)
+
+
+class Ticket:
+    """One dispatch of a task: the holder of its resources and (once started) its attempt.
+
+    The engine uses its own richer ticket (``invoke.Run``); this one serves
+    thread-free tests.
+    """
+
+    __slots__ = ("rec", "task", "attempt", "claims", "wait_since", "abandoned", "resource_timer")
+
+    def __init__(self, rec: Record) -> None:
+        self.rec, self.task = rec, rec.task
+        self.attempt: Attempt | None = None
+        self.claims: tuple[tuple[str, str], ...] = ()
+        self.wait_since = 0.0
+        self.abandoned: str | None = None
+        self.resource_timer: Any = None
+
+
+class Record:
+    """The scheduler's record of one task: its state and what it needs to run."""
+
+    __slots__ = (
+        "task", "id", "name", "status", "ups", "downs", "unmet", "order", "critical", "prio",
+        # the definition in force (read from the Task when it is queued)
+        "func", "module", "action", "parameters", "timeout", "max_retries", "retry_delay",
+        "retry_backoff", "retry_jitter", "claims", "resource_timeout",
+        # state
+        "attempts", "current", "waiting", "retry_count", "retry_token", "retry_at", "result",
+        "queued_at", "ready_at", "runnable_since", "started_at", "completed_at",
+        "wait_dependencies", "wait_resources", "wait_worker", "blocked_on", "wait_by_resource",
+        "heap_token", "unwinding", "parked", "counted_time",
+    )
+
+    def __init__(self, task: Task, order: int) -> None:
+        self.task, self.id, self.name = task, task.id, task.name
+        self.status: TaskStatus | None = None
+        self.ups: tuple[Record, ...] = ()
+        self.downs: list[Record] = []
+        self.unmet = 0
+        self.order = order
+        self.critical = 1
+        self.attempts: list[Attempt] = []
+        self.current: Any = None  # the ticket of the attempt in flight
+        self.waiting: Any = None  # the ticket queued for resources
+        self.retry_count = 0
+        self.retry_token: int | None = None
+        self.retry_at: float | None = None
+        self.result: TaskResult | None = None
+        self.queued_at: float | None = None
+        self.ready_at: float | None = None
+        self.runnable_since = 0.0
+        self.started_at: float | None = None
+        self.completed_at: float | None = None
+        self.wait_dependencies = self.wait_resources = self.wait_worker = 0.0
+        self.blocked_on: str | None = None
+        self.wait_by_resource: dict[str, float] | None = None
+        self.heap_token = -1
+        self.unwinding = 0  # abandoned attempts whose thread has not returned yet
+        self.parked = False  # READY, held back until ``unwinding`` drops to 0
+        self.counted_time: float | None = None  # its share of the run-time totals
+        self.read_definition()
+
+    def read_definition(self) -> None:
+        """Copy the task's (validated) definition: later writes to the Task wait for a re-queue."""
+        t = self.task
+        self.name = t.name
+        self.prio = -t.priority.value
+        self.func, self.module, self.action, self.parameters = t.func, t.module, t.action, t.parameters
+        self.timeout = None if t.timeout is None else min(t.timeout, MAX_DELAY)
+        self.max_retries, self.retry_delay = t.max_retries, t.retry_delay
+        self.retry_backoff, self.retry_jitter = t.retry_backoff, t.retry_jitter
+        if t.resources:
+            self.claims = claims_of(t.resources)
+            limits = [r.timeout for r in t.resources if r.timeout is not None]
+            self.resource_timeout = min(min(limits), MAX_DELAY) if limits else None
+        else:
+            self.claims, self.resource_timeout = (), None
+
+
+class Scheduler:
+    """Records, readiness, dispatch order, resources, retries and counts of one orchestrator."""
+
+    def __init__(self, new_ticket: Callable[[Record], Any] = Ticket,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.records: dict[str, Record] = {}
+        self.by_name: dict[str, list[Record]] = {}
+        self.counts = dict.fromkeys(S, 0)
+        self.unfinished = 0
+        self.seq = 0
+        self.listener: Callable[[Event], None] | None = None
+        self.effects: list[tuple[Any, ...]] = []
+        self.resources = ResourceManager()
+        self.structure_version = 0
+        self.running: dict[str, Any] = {}  # task id -> ticket in flight
+        self._new_ticket, self._now = new_ticket, clock
+        self._order = itertools.count()
+        self._tokens = itertools.count()
+        self._heap: list[tuple[int, int, int, int, Record]] = []
+        self._ready_live = 0
+        self._granted: deque[Any] = deque()
+        self._defined_since_pass = 0
+        # statistics, kept as they change
+        self.first_start: float | None = None
+        self.last_end: float | None = None
+        self.run_time_total = 0.0
+        self.run_time_n = 0
+        self.busy_ended = 0.0
+        self.retries = 0
+        self.waiting_retry = 0
+        self.waiting_resources = 0
+
+    # == the one writer ===========================================================
+    def _move(self, rec: Record, to: TaskStatus | None, detail: str | None = None,
+              kind: str = "status", execution_time: float | None = None) -> None:
+        """Every change of a task's state passes here: counts, sequence number, record out."""
+        frm = rec.status
+        if (frm, to) not in _ALLOWED:
+            raise AssertionError(f"scheduler bug: {rec.name!r} cannot go {frm} -> {to}")
+        counts = self.counts
+        if frm is not None:
+            counts[frm] -= 1
+            if frm is PENDING or frm is READY or frm is RUNNING:
+                self.unfinished -= 1
+        if to is not None:
+            counts[to] += 1
+            if to is PENDING or to is READY or to is RUNNING:
+                self.unfinished += 1
+        rec.status = to
+        self.seq += 1
+        listener = self.listener
+        if listener is not None:
+            listener(Event(kind, rec.id, rec.name, to, frm, detail, self._now(),
+                           execution_time, self.seq))
+
+    # == defining ==================================================================
+    def lookup(self, ref: Any) -> Record | None:
+        """A record by Task, id or name (the latest task of that name)."""
+        if isinstance(ref, Task):
+            rec = ref._record
+            return rec if rec is not None and self.records.get(rec.id) is rec else None
+        rec = self.records.get(ref)
+        if rec is None and isinstance(ref, str):
+            named = self.by_name.get(ref)
+            rec = named[-1] if named else None
+        return rec
+
+    def define(self, batch: list[Task]) -> None:
+        """Add new tasks and re-queue known ones; validated whole first (all or nothing)."""
+        known = {t.id: self.records.get(t.id) for t in batch}
+        for t in batch:
+            rec = t._record
+            if rec is not None and known[t.id] is not rec:
+                raise ValueError(f"task {t.name!r} already belongs to another orchestrator; "
+                                 "build a new Task for this one")
+            if rec is None and known[t.id] is not None:
+                raise ValueError(f"task id {t.id} is already used by {known[t.id].task!r}")
+            if not t.is_plain():
+                t.validate()
+        self._check_capacities(batch)
+        resolved = self._resolve(batch)
+        changed = [t for t in batch if known[t.id] is not None
+                   and tuple(u.id for u in known[t.id].ups) != tuple(resolved[t.id])]
+        try:
+            self._check_cycles(batch, resolved, bool(changed))
+        except DependencyCycleError:
+            self._restore_dependencies(batch)
+            raise
+        for t in changed:
+            state = known[t.id].status
+            if state is READY or state is RUNNING:
+                self._restore_dependencies(batch)
+                raise ValueError(f"task {t.name!r} is already {state.value}; cancel it before "
+                                 "changing its dependencies (or use rerun/redefine)")
+        for t in batch:
+            for res in t.resources:
+                if res.capacity is not None:
+                    self.resources.set_capacity(res.key, res.capacity)
+        now = self._now()
+        fresh: list[Record] = []
+        for t in _topological(batch, resolved):
+            rec = known[t.id]
+            if rec is None:
+                rec = Record(t, next(self._order))
+                self.records[t.id] = rec
+                self.by_name.setdefault(t.name, []).append(rec)
+                t._record = rec
+                self._link(rec, resolved[t.id])
+                self._move(rec, PENDING, kind="added")
+                rec.queued_at = now
+                fresh.append(rec)
+            elif rec.status.is_terminal:
+                self._apply_asks(rec)
+                self._relink(rec, resolved[t.id])
+                fresh.extend(self._requeue_chain(rec, now))
+            elif rec.status is PENDING and rec.retry_token is None:
+                self._apply_asks(rec)
+                self._relink(rec, resolved[t.id])
+                self.structure_version += 1
+                fresh.append(rec)
+            else:
+                t._asked = None  # pending a retry, ready or running: left alone
+                t.dependencies = [u.id for u in rec.ups]
+        self.structure_version += 1
+        self._settle_all(fresh, now)
+
+    def _check_capacities(self, batch: list[Task]) -> None:
+        declared: dict[str, tuple[int, str]] = {}
+        for t in batch:
+            for res in t.resources:
+                self.resources.check_capacity(res)
+                if res.capacity is None:
+                    continue
+                seen = declared.setdefault(res.key, (res.capacity, t.name))
+                if seen[0] != res.capacity:
+                    raise ValueError(
+                        f"resource {res.key} is declared with capacity {seen[0]} by task "
+                        f"{seen[1]!r} and {res.capacity} by task {t.name!r} in the same batch; "
+                        "declare one capacity")
+
+    def _resolve(self, batch: list[Task]) -> dict[str, list[str]]:
+        """Upstream ids for each task of ``batch``; raises before anything changes."""
+        batch_ids = {t.id: t for t in batch}
+        batch_names: dict[str, list[str]] = {}
+        for t in batch:
+            batch_names.setdefault(t.name, []).append(t.id)
+        resolved: dict[str, list[str]] = {}
+        for task in batch:
+            ids: dict[str, None] = {}
+            refs = [r.task_id for v in task.parameters.values() for r in output_refs(v)] \
+                if task.parameters else ()
+            for spec in itertools.chain(task.dependencies, refs):
+                dep = self._resolve_one(task, spec, batch_ids, batch_names)
+                if dep == task.id:
+                    raise DependencyCycleError([task.name, task.name])
+                ids[dep] = None
+            resolved[task.id] = list(ids)
+        return resolved
+
+    def _resolve_one(self, task: Task, spec: object, batch_ids: dict[str, Task],
+                     batch_names: dict[str, list[str]]) -> str:
+        if isinstance(spec, Task):
+            if spec.id in batch_ids:
+                return spec.id
+            rec = self.records.get(spec.id)
+            if rec is not None and rec.task is spec:
+                return spec.id
+            if spec._record is not None:
+                here = self.by_name.get(spec.name)
+                hint = (f" A task named {spec.name!r} exists here: depend on it by name or id."
+                        if here else "")
+                raise UnknownDependencyError(
+                    task.name, spec.name, None,
+                    detail=f"Task {spec.name!r} (id {spec.id}) belongs to another orchestrator.{hint}")
+            raise UnknownDependencyError(task.name, spec.name)
+        if not isinstance(spec, str):
+            raise ValueError(
+                f"task {task.name!r}: a dependency must be a task id, name or Task, got {spec!r}")
+        if spec in self.records or spec in batch_ids:
+            return spec
+        matches = batch_names.get(spec) or [r.id for r in self.by_name.get(spec, ())]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise AmbiguousDependencyError(task.name, spec, matches)
+        close = difflib.get_close_matches(spec, list(self.by_name) + list(batch_names), n=1) \
+            if len(self.by_name) < 5000 else [n for n in (spec.strip(),) if n in self.by_name]
+        raise UnknownDependencyError(task.name, spec, close[0] if close else None)
+
+    def _check_cycles(self, batch: list[Task], resolved: dict[str, list[str]],
+                      known_changed: bool) -> None:
+        """Depth-first search along upstream edges from the batch; a back edge is a cycle.
+
+        Known tasks outside the batch can only lead back into the batch when a
+        known task of the batch changes its dependencies; otherwise the search
+        stays inside the batch (O(batch edges), not O(graph)).
+        """
+        records = self.records
+
+        def ups(node: str) -> list[str] | tuple[str, ...]:
+            if node in resolved:
+                return resolved[node]
+            if not known_changed:
+                return ()
+            return tuple(u.id for u in records[node].ups)
+
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+        for root in resolved:
+            if root in state:
+                continue
+            path: list[str] = [root]
+            stack = [iter(ups(root))]
+            state[root] = 1
+            while stack:
+                nxt = next(stack[-1], None)
+                if nxt is None:
+                    state[path.pop()] = 2
+                    stack.pop()
+                elif state.get(nxt) == 1:
+                    cycle = path[path.index(nxt):] + [nxt]
+                    names = {t.id: t.name for t in batch}
+                    raise DependencyCycleError(
+                        [names.get(i) or records[i].name for i in reversed(cycle)])
+                elif nxt not in state:
+                    state[nxt] = 1
+                    path.append(nxt)
+                    stack.append(iter(ups(nxt)))
+
+    def _restore_dependencies(self, batch: list[Task]) -> None:
+        """A refused re-add leaves each known Task's dependencies as the scheduler has them."""
+        for t in batch:
+            rec = self.records.get(t.id)
+            if rec is not None and rec.task is t:
+                t.dependencies = [u.id for u in rec.ups]
+
+    def _link(self, rec: Record, upstream: list[str]) -> None:
+        records = self.records
+        ups = tuple(records[u] for u in upstream)
+        rec.ups = ups
+        for up in ups:
+            up.downs.append(rec)
+        rec.task.dependencies = list(upstream)
+        # Cheap estimate until the next full pass: a fresh sink, one level up.
+        mine = rec.critical
+        for up in ups:
+            if up.critical <= mine:
+                up.critical = mine + 1
+        self._defined_since_pass += 1
+
+    def _relink(self, rec: Record, upstream: list[str]) -> None:
+        if [u.id for u in rec.ups] == upstream:
+            rec.task.dependencies = list(upstream)
+            return
+        for up in rec.ups:
+            up.downs.remove(rec)
+        self._link(rec, upstream)
+
+    def _apply_asks(self, rec: Record) -> None:
+        """Act on the user's writes to the Task: its definition and a ``retry_count`` request."""
+        task = rec.task
+        if task.name != rec.name:
+            self._rename(rec, task.name)
+        rec.read_definition()
+        asked, task._asked = task._asked, None
+        if asked and "retry_count" in asked:
+            self.retries += asked["retry_count"] - rec.retry_count
+            rec.retry_count = asked["retry_count"]
+
+    def _rename(self, rec: Record, name: str) -> None:
+        named = self.by_name.get(rec.name, [])
+        if rec in named:
+            named.remove(rec)
+        if not named:
+            self.by_name.pop(rec.name, None)
+        self.by_name.setdefault(name, []).append(rec)
+        rec.name = name
+
+    def redefine(self, rec: Record, probe: Task) -> None:
+        """Give ``rec``'s Task the definition of ``probe`` (a validated copy with the same id),
+        re-wire it and re-queue it with everything downstream; raises before changing anything."""
+        resolved = self._resolve([probe])[probe.id]
+        for res in probe.resources:
+            self.resources.check_capacity(res)
+        if resolved != [u.id for u in rec.ups]:
+            self._check_cycles([probe], {probe.id: resolved}, True)
+        task = rec.task
+        for field in DEFINITION_FIELDS:
+            setattr(task, field, getattr(probe, field))
+        self._relink(rec, resolved)
+        for res in task.resources:
+            if res.capacity is not None:
+                self.resources.set_capacity(res.key, res.capacity)
+        self.requeue(rec, fresh_budget=True)
+
+    # == re-queueing ================================================================
+    def requeue(self, rec: Record, fresh_budget: bool = False) -> None:
+        """Queue ``rec`` and everything downstream again, interrupting any of them that runs.
+
+        ``rec``'s Task is re-read (validated first), so fields the user changed
+        take effect; tasks downstream keep the definition they had.
+        """
+        if not rec.task.is_plain():
+            rec.task.validate()
+        now = self._now()
+        if fresh_budget:
+            self.retries -= rec.retry_count
+            rec.retry_count = 0
+        self._apply_asks(rec)
+        chain = self._requeue_chain(rec, now)
+        self.structure_version += 1
+        self._settle_all(chain, now)
+
+    def _requeue_chain(self, root: Record, now: float) -> list[Record]:
+        chain = self.descendants(root, include_self=True)
+        for rec in chain:
+            status = rec.status
+            if status is RUNNING:
+                self._abandon(rec.current, "interrupted")
+            elif not status.is_terminal:
+                self._withdraw(rec)
+            if rec is not root:
+                self.retries -= rec.retry_count
+                rec.retry_count = 0  # a fresh run downstream gets its full retry budget
+            if rec.counted_time is not None:
+                self.run_time_total -= rec.counted_time
+                self.run_time_n -= 1
+                rec.counted_time = None
+            rec.result = None
+            rec.ready_at = rec.started_at = rec.completed_at = None
+            rec.wait_dependencies = rec.wait_resources = rec.wait_worker = 0.0
+            rec.wait_by_resource = None
+            rec.queued_at = now
+            self._move(rec, PENDING, "requeued")
+        return chain
+
+    def descendants(self, root: Record, include_self: bool = False) -> list[Record]:
+        """Every record downstream of ``root``, in topological order (Kahn within the set)."""
+        seen: dict[Record, int] = {root: 0}
+        stack = [root]
+        while stack:
+            for down in stack.pop().downs:
+                if down not in seen:
+                    seen[down] = 0
+                    stack.append(down)
+        for rec in seen:
+            for down in rec.downs:
+                seen[down] += 1
+        order = [root]
+        for rec in order:  # grows while we walk it
+            for down in rec.downs:
+                seen[down] -= 1
+                if seen[down] == 0:
+                    order.append(down)
+        return order if include_self else order[1:]
+
+    def _settle_all(self, recs: list[Record], now: float) -> None:
+        """Place (re-)queued PENDING tasks, upstream first: skipped, waiting, or ready."""
+        for rec in recs:
+            if rec.status is not PENDING or rec.retry_token is not None:
+                continue  # skipped meanwhile by an upstream failure
+            blocked = next((u for u in rec.ups if u.status.is_terminal and u.status is not COMPLETED),
+                           None)
+            if blocked is not None:
+                self._skip(rec, blocked, blocked, now)
+                self._skip_downstream(rec, now)
+                continue
+            unmet = 0
+            for up in rec.ups:
+                if up.status is not COMPLETED:
+                    unmet += 1
+            rec.unmet = unmet
+            if unmet == 0:
+                self._make_ready(rec, now)
+
+    # == readiness and dispatch ===================================================
+    def _make_ready(self, rec: Record, now: float, detail: str | None = None) -> None:
+        if rec.ready_at is None:  # first time since (re-)queued: dependencies just finished
+            rec.ready_at = now
+            rec.wait_dependencies = now - (rec.queued_at or now)
+        rec.runnable_since = now
+        self._move(rec, READY, detail)
+        if rec.unwinding:
+            rec.parked = True  # its previous attempt's thread has not returned yet
+        else:
+            self._push(rec)
+
+    def _push(self, rec: Record) -> None:
+        token = rec.heap_token = next(self._tokens)
+        heapq.heappush(self._heap, (rec.prio, -rec.critical, rec.order, token, rec))
+        self._ready_live += 1
+
+    def runnable(self) -> int:
+        """How many tasks a worker could take now (an upper bound: some may wait on resources)."""
+        return self._ready_live + len(self._granted)
+
+    def next_ticket(self) -> Any | None:
+        """The best READY task whose resources are granted, as a ticket to ``start``; or None."""
+        granted = self._granted
+        while granted:
+            ticket = granted.popleft()
+            rec = ticket.rec
+            if rec.status is READY and rec.waiting is ticket:
+                rec.waiting = None
+                return ticket
+            self._release(ticket)  # withdrawn meanwhile
+        if self._defined_since_pass and self._defined_since_pass * 4 >= len(self.records) + 16:
+            self._critical_pass()
+        heap = self._heap
+        while heap:
+            entry = heapq.heappop(heap)
+            rec = entry[4]
+            if rec.heap_token != entry[3]:
+                continue
+            rec.heap_token = -1
+            self._ready_live -= 1
+            if rec.status is not READY:
+                continue
+            ticket = self._new_ticket(rec)
+            if not rec.claims:
+                return ticket
+            ticket.claims = rec.claims
+            if self.resources.acquire(ticket, ticket.claims):
+                return ticket
+            self._wait_for_resources(rec, ticket)
+        return None
+
+    def _wait_for_resources(self, rec: Record, ticket: Any) -> None:
+        now = self._now()
+        ticket.wait_since = now
+        rec.waiting = ticket
+        rec.blocked_on = self.resources.blocking_key(ticket)
+        self.waiting_resources += 1
+        if rec.resource_timeout is not None:
+            self.effects.append(("resource_wait", ticket, rec.resource_timeout))
+        self._move(rec, READY, f"waiting for {rec.blocked_on}")
+
+    def start(self, ticket: Any, worker: str | None) -> Attempt:
+        """READY -> RUNNING: the worker took the ticket; returns the new attempt."""
+        rec = ticket.rec
+        now = self._now()
+        rec.wait_worker += now - rec.runnable_since
+        attempt = Attempt(len(rec.attempts) + 1, worker, now)
+        rec.attempts.append(attempt)
+        ticket.attempt = attempt
+        rec.current = ticket
+        self.running[rec.id] = ticket
+        if rec.started_at is None:
+            rec.started_at = now
+        if self.first_start is None:
+            self.first_start = now
+        self._move(rec, RUNNING)
+        return attempt
+
+    # == outcomes ===================================================================
+    def finish(self, ticket: Any, ok: bool, value: Any = None, error: BaseException | None = None,
+               tb: str | None = None, elapsed: float = 0.0) -> bool:
+        """The attempt's code returned (or raised). False if it was abandoned or superseded."""
+        rec = ticket.rec
+        self._release(ticket)
+        if ticket.abandoned:
+            rec.unwinding -= 1
+            if rec.parked and not rec.unwinding:
+                rec.parked = False
+                if rec.status is READY:
+                    self._push(rec)
+            return False
+        if rec.current is not ticket:
+            return False
+        now = self._now()
+        attempt = self._end_attempt(rec, ticket, "completed" if ok else "failed", now)
+        if ok:
+            rec.result = self._result(rec, True, elapsed, attempt, data=value)
+            self._ended(rec, COMPLETED, now)
+            for down in rec.downs:
+                if down.status is PENDING and down.retry_token is None:
+                    down.unmet -= 1
+                    if down.unmet == 0:
+                        self._make_ready(down, now)
+        else:
+            self._failed(rec, error, tb, elapsed, attempt, now)
+        return True
+
+    def _end_attempt(self, rec: Record, ticket: Any, outcome: str, now: float) -> Attempt:
+        attempt = ticket.attempt
+        attempt.ended_at = now
+        attempt.outcome = outcome
+        self.busy_ended += now - attempt.started_at
+        rec.current = None
+        del self.running[rec.id]
+        return attempt
+
+    def _ended(self, rec: Record, status: TaskStatus, now: float) -> None:
+        rec.completed_at = self.last_end = now
+        result = rec.result
+        took = None
+        if result is not None and rec.attempts and (status is COMPLETED or status is FAILED):
+            took = rec.counted_time = result.execution_time
+            self.run_time_total += took
+            self.run_time_n += 1
+        self._move(rec, status, execution_time=None if result is None else result.execution_time)
+
+    def _result(self, rec: Record, success: bool, elapsed: float, attempt: Attempt | None,
+                data: Any = None, error: BaseException | None = None, tb: str | None = None,
+                error_type: str | None = None, **metadata: Any) -> TaskResult:
+        meta: dict[str, Any] = {"attempts": len(rec.attempts), "retries": rec.retry_count}
+        if attempt is not None:
+            meta["worker"] = attempt.worker
+        if metadata:
+            meta.update(metadata)
+        return TaskResult(rec.id, success, data,
+                          None if error is None else (str(error) or type(error).__name__),
+                          error_type or (None if error is None else type(error).__name__),
+                          tb, elapsed, meta, error)
+
+    def _failed(self, rec: Record, error: BaseException | None, tb: str | None, elapsed: float,
+                attempt: Attempt | None, now: float, error_type: str | None = None,
+                final: TaskStatus = FAILED) -> None:
+        rec.result = self._result(rec, False, elapsed, attempt, error=error, tb=tb,
+                                  error_type=error_type)
+        if final is FAILED and rec.retry_count < rec.max_retries:
+            rec.retry_count += 1
+            self.retries += 1
+            delay = retry_delay(rec.retry_delay, rec.retry_backoff, rec.retry_jitter,
+                                rec.retry_count)
+            rec.retry_at = now + delay
+            token = rec.retry_token = next(self._tokens)
+            self.waiting_retry += 1
+            self._move(rec, PENDING, "retry")
+            self.effects.append(("retry", rec, token, delay))
+            return
+        self._ended(rec, final, now)
+        self._skip_downstream(rec, now)
+
+    def retry_due(self, rec: Record, token: int) -> None:
+        """A retry delay ran out; a stale token (cancelled, re-queued) changes nothing."""
+        if rec.retry_token != token or rec.status is not PENDING or self.records.get(rec.id) is not rec:
+            return
+        self._clear_retry(rec)
+        self._make_ready(rec, self._now(), "retry due")
+
+    def _clear_retry(self, rec: Record) -> None:
+        rec.retry_token = rec.retry_at = None
+        self.waiting_retry -= 1
+        self.effects.append(("cancel_retry", rec))
+
+    def deadline(self, ticket: Any) -> None:
+        """The attempt ran past its timeout."""
+        rec = ticket.rec
+        if rec.current is not ticket or ticket.abandoned:
+            return
+        err = TaskTimeoutError(f"task {rec.name!r} timed out after {rec.timeout:g}s")
+        started = ticket.attempt.started_at
+        self._abandon(ticket, "timeout")
+        now = self._now()
+        self._failed(rec, err, None, now - started, ticket.attempt, now, "TimeoutError")
+
+    def resource_timeout(self, ticket: Any) -> None:
+        """The task waited longer than its resource timeout; charged as a failed attempt."""
+        rec = ticket.rec
+        if rec.waiting is not ticket or rec.status is not READY or not ticket.wait_since:
+            return
+        key = rec.blocked_on
+        waited_since = ticket.wait_since
+        self._withdraw(rec)
+        now = self._now()
+        waited = now - waited_since
+        rec.attempts.append(Attempt(len(rec.attempts) + 1, None, waited_since, now,
+                                    "resource-timeout"))
+        err = ResourceTimeout(
+            f"task {rec.name!r} waited longer than its resource timeout for {key}; "
+            "raise TaskResource.timeout or free the resource sooner")
+        rec.wait_resources += waited
+        if key is not None:
+            self._add_resource_wait(rec, key, waited)
+        self._failed(rec, err, None, 0.0, None, now, "ResourceTimeout")
+
+    def _add_resource_wait(self, rec: Record, key: str, seconds: float) -> None:
+        if rec.wait_by_resource is None:
+            rec.wait_by_resource = {}
+        rec.wait_by_resource[key] = rec.wait_by_resource.get(key, 0.0) + seconds
+
+    # == cancelling, skipping, stopping ==============================================
+    def cancel(self, rec: Record) -> bool:
+        """Cancel a pending, ready or running task (dependents are skipped); False if it ended."""
+        if rec.status.is_terminal:
+            return False
+        err = TaskCancelledError(f"task {rec.name!r} was cancelled")
+        now = self._now()
+        ticket, attempt, elapsed = rec.current, None, 0.0
+        if ticket is not None:
+            attempt = ticket.attempt
+            elapsed = now - attempt.started_at
+            self._abandon(ticket, "cancelled")
+        else:
+            self._withdraw(rec)
+        self._failed(rec, err, None, elapsed, attempt, now, "CancelledError", final=CANCELLED)
+        return True
+
+    def _abandon(self, ticket: Any, why: str) -> None:
+        """Give up on a running attempt; its resources stay held until its thread returns."""
+        rec = ticket.rec
+        ticket.abandoned = why
+        self._end_attempt(rec, ticket, why, self._now())
+        rec.unwinding += 1
+        self.effects.append(("interrupt", ticket, why))
+
+    def _withdraw(self, rec: Record) -> None:
+        """Take a task that is not running out of every queue it may be in."""
+        if rec.retry_token is not None:
+            self._clear_retry(rec)
+        rec.blocked_on = None
+        rec.parked = False
+        if rec.heap_token >= 0:
+            rec.heap_token = -1
+            self._ready_live -= 1
+        ticket = rec.waiting
+        if ticket is not None:
+            rec.waiting = None
+            if ticket.wait_since:  # still queued for its resources
+                ticket.wait_since = 0.0
+                self.waiting_resources -= 1
+                self.effects.append(("cancel_resource_wait", ticket))
+                for granted in self.resources.withdraw(ticket):
+                    self._grant(granted)
+            else:  # granted, not yet taken by a worker
+                self._release(ticket)
+
+    def _skip_downstream(self, root: Record, now: float) -> None:
+        """Skip every pending task downstream of ``root``, which ended without success."""
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            for down in node.downs:
+                if down.status is PENDING or down.status is READY:
+                    self._skip(down, node, root, now)
+                    stack.append(down)
+
+    def _skip(self, rec: Record, blocked: Record, root: Record, now: float) -> None:
+        self._withdraw(rec)
+        msg = f"skipped because upstream task {blocked.name!r} {_VERB[blocked.status]}"
+        cause = root
+        if blocked.status is SKIPPED and blocked.result is not None:
+            cause_name = blocked.result.metadata.get("root_cause", blocked.name)
+        else:
+            cause_name = cause.name
+        if cause_name != blocked.name:
+            msg += f" (root cause: {cause_name!r})"
+        rec.result = self._result(rec, False, 0.0, None, error=UpstreamFailedError(msg),
+                                  error_type="UpstreamFailedError",
+                                  skipped_because=[blocked.name], root_cause=cause_name)
+        self._ended(rec, SKIPPED, now)
+
+    def stop(self) -> None:
+        """The engine stops: running attempts are abandoned and their tasks go back to READY."""
+        now = self._now()
+        for ticket in list(self.running.values()):
+            rec = ticket.rec
+            self._abandon(ticket, "interrupted")
+            self._make_ready(rec, now, "interrupted")
+
+    def release(self, ticket: Any) -> None:
+        """A ticket's thread returned without an outcome to record (executor error paths)."""
+        self._release(ticket)
+
+    def _release(self, ticket: Any) -> None:
+        if not ticket.claims:
+            return
+        for granted in self.resources.release(ticket):
+            self._grant(granted)
+        ticket.claims = ()
+
+    def _grant(self, ticket: Any) -> None:
+        rec = ticket.rec
+        self.waiting_resources -= 1
+        self.effects.append(("cancel_resource_wait", ticket))
+        now = self._now()
+        waited = now - ticket.wait_since
+        ticket.wait_since = 0.0  # granted: no longer waiting
+        if rec.blocked_on is not None:
+            self._add_resource_wait(rec, rec.blocked_on, waited)
+        rec.blocked_on = None
+        rec.runnable_since = now
+        rec.wait_resources += waited
+        self._granted.append(ticket)
+
+    # == forgetting ================================================================
+    def reset(self) -> int:
+        """Forget every task (cancelling unfinished ones first); returns how many."""
+        for rec in list(self.records.values()):
+            if not rec.status.is_terminal:
+                self.cancel(rec)
+        recs = list(self.records.values())
+        for rec in reversed(recs):
+            task = rec.task
+            task._status, task._result, task._retry_count = rec.status, rec.result, rec.retry_count
+            task._started_at, task._completed_at = rec.started_at, rec.completed_at
+            task._record = None
+            self._move(rec, None, kind="removed")
+        self.records.clear()
+        self.by_name.clear()
+        self._heap.clear()
+        self._granted.clear()
+        self._ready_live = 0
+        self.resources.forget_capacities()
+        self.structure_version += 1
+        self.first_start = self.last_end = None
+        self.run_time_total, self.run_time_n, self.busy_ended = 0.0, 0, 0.0
+        self.retries = self.waiting_retry = self.waiting_resources = 0
+        return len(recs)
+
+    # == the critical path ==========================================================
+    def _critical_pass(self) -> None:
+        """Exact critical paths over unfinished tasks, then re-key the ready heap."""
+        self._defined_since_pass = 0
+        live = [r for r in self.records.values() if not r.status.is_terminal]
+        pending_downs = {r: 0 for r in live}
+        for rec in live:
+            for down in rec.downs:
+                if down in pending_downs:
+                    pending_downs[rec] += 1
+        stack = [r for r, n in pending_downs.items() if n == 0]  # sinks first
+        while stack:
+            rec = stack.pop()
+            best = 0
+            for down in rec.downs:
+                if down in pending_downs and down.critical > best:
+                    best = down.critical
+            rec.critical = best + 1
+            for up in rec.ups:
+                if up in pending_downs:
+                    pending_downs[up] -= 1
+                    if pending_downs[up] == 0:
+                        stack.append(up)
+        entries = [(p, -r.critical, o, tok, r) for p, _, o, tok, r in self._heap
+                   if r.heap_token == tok]
+        heapq.heapify(entries)
+        self._heap = entries
+
+    # == statistics =================================================================
+    def stats(self, max_workers: int, running: bool) -> dict[str, Any]:
+        """Counts by state plus timings, from the running figures (O(attempts in flight))."""
+        c = self.counts
+        now = self._now()
+        busy = self.busy_ended + sum(now - t.attempt.started_at for t in self.running.values())
+        start = self.first_start
+        end = now if self.unfinished or self.last_end is None else self.last_end
+        makespan = max(0.0, end - start) if start is not None else 0.0
+        finished = c[COMPLETED] + c[FAILED]
+        n = self.run_time_n
+        total = max(0.0, self.run_time_total) if n else 0.0
+        return {
+            "total_tasks": len(self.records),
+            "pending": c[PENDING] + c[READY],
+            "ready": c[READY],
+            "waiting_retry": self.waiting_retry,
+            "waiting_resources": self.waiting_resources,
+            "running": c[RUNNING],
+            "completed": c[COMPLETED],
+            "failed": c[FAILED],
+            "cancelled": c[CANCELLED],
+            "skipped": c[SKIPPED],
+            "retries": self.retries,
+            "total_execution_time": total,
+            "average_execution_time": total / n if n else 0.0,
+            "makespan": makespan,
+            "throughput": finished / makespan if makespan > 0 else 0.0,
+            "worker_utilization": min(1.0, busy / (makespan * max_workers)) if makespan > 0 else 0.0,
+            "max_workers": max_workers,
+            "is_running": running,
+        }
+
+    def recount(self) -> dict[str, Any]:
+        """The incremental figures recomputed from the records (tests compare the two)."""
+        recs = list(self.records.values())
+        counts = dict.fromkeys(S, 0)
+        for r in recs:
+            counts[r.status] += 1
+        timed = [r.result.execution_time for r in recs if r.result is not None and r.attempts
+                 and r.status in (COMPLETED, FAILED)]
+        return {
+            "counts": counts,
+            "unfinished": sum(counts[s] for s in _UNFINISHED),
+            "run_time_total": sum(timed), "run_time_n": len(timed),
+            "retries": sum(r.retry_count for r in recs),
+            "waiting_retry": sum(1 for r in recs if r.retry_token is not None),
+            "waiting_resources": sum(1 for r in recs if r.waiting is not None and r.waiting.wait_since),
+            "running": len([r for r in recs if r.current is not None]),
+        }
+
+
+def _topological(batch: list[Task], resolved: dict[str, list[str]]) -> list[Task]:
+    """The batch with every task after its upstream tasks from the same batch."""
+    if len(batch) == 1:
+        return batch
+    by_id = {t.id: t for t in batch}
+    indeg = {t.id: 0 for t in batch}
+    down: dict[str, list[str]] = {}
+    for t in batch:
+        for u in resolved[t.id]:
+            if u in by_id:
+                indeg[t.id] += 1
+                down.setdefault(u, []).append(t.id)
+    order = [t.id for t in batch if indeg[t.id] == 0]
+    for tid in order:  # grows while we walk it
+        for d in down.get(tid, ()):
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                order.append(d)
+    return [by_id[i] for i in order]

@@ -1,0 +1,306 @@
+"""``TaskOrchestrator``: the guide's API, a facade over one engine.
+
+It holds an engine (it is not one) and sits above ``core`` and ``analysis``,
+so ``core`` never imports a layer above it. Every method that changes
+definitions or state takes the engine's lock and asks the scheduler, the one
+writer of task state; nothing here writes a task's state by hand.
+
+Definitions are validated whole before anything changes (unknown or ambiguous
+dependencies, cycles, resource capacities), so a bad batch leaves no trace.
+Re-adding a known task that has ended re-queues it together with everything
+downstream of it (their inputs are about to change); a task still ready or
+running is left alone. Tasks may be added while the engine runs. Fields a user
+changes on a Task take effect, validated, when that task is next queued by
+``add_task``, ``rerun`` or ``redefine``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .core.engine import Engine
+from .core.events import Event
+from .core.executors import Executor, make_executor
+from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
+from .core.scheduler import Record
+from .core.snapshot import Snapshot
+
+S = TaskStatus
+
+
+def default_workers() -> int:
+    return max(4, os.cpu_count() or 1)
+
+
+class TaskOrchestrator:
+    """Runs tasks by dependency, priority and resources on a pool of workers."""
+
+    def __init__(self, max_workers: int | None = None, executor: str | Executor = "threads",
+                 client: Any = None, address: str | None = None) -> None:
+        workers = default_workers() if max_workers is None else max_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
+        built = make_executor(executor, client=client, address=address) \
+            if isinstance(executor, str) else executor
+        self._engine = Engine(workers, built, executor if isinstance(executor, str) else None)
+
+    def __repr__(self) -> str:
+        engine = self._engine
+        with engine.lock:
+            c = engine.sched.counts
+            return (f"<TaskOrchestrator {engine.executor_name} x{engine.max_workers} "
+                    f"{'running' if engine.running else 'stopped'}: {len(engine.sched.records)} "
+                    f"tasks, {c[S.COMPLETED]} completed, {c[S.FAILED]} failed>")
+
+    # -- settings ------------------------------------------------------------------------
+    @property
+    def max_workers(self) -> int:
+        return self._engine.max_workers
+
+    @max_workers.setter
+    def max_workers(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_workers must be a whole number >= 1, got {value!r}")
+        self._engine.max_workers = value
+
+    @property
+    def executor_name(self) -> str:
+        return self._engine.executor_name
+
+    @property
+    def executor(self) -> Executor:
+        """The executor object in use (for example ``.client`` of the Dask one)."""
+        return self._engine.executor
+
+    def use_executor(self, executor: Executor, name: str | None = None) -> None:
+        """Switch executors while stopped."""
+        if self._engine.running:
+            raise RuntimeError("stop_execution() before switching executors")
+        self._engine.use_executor(executor, name)
+
+    @property
+    def structure_version(self) -> int:
+        """Changes whenever tasks are added, re-queued with new edges, or removed."""
+        return self._engine.sched.structure_version
+
+    # -- defining tasks -----------------------------------------------------------------
+    def add_task(self, task: Task) -> str:
+        """Add (or re-queue) one task; returns its id."""
+        return self.add_tasks([task])[0]
+
+    def add_tasks(self, tasks: Iterable[Task]) -> list[str]:
+        """Add a batch in any order; all or nothing."""
+        batch = list(tasks)
+        for t in batch:
+            if not isinstance(t, Task):
+                raise ValueError(f"add_tasks expects Task objects, got {t!r}; build one with Task(...)")
+        if len(batch) > 1:
+            if len({id(t) for t in batch}) != len({t.id for t in batch}):
+                raise ValueError("two different Task objects in the batch share an id")
+            batch = list({t.id: t for t in batch}.values())
+        engine = self._engine
+        with engine.lock:
+            engine.sched.define(batch)
+            engine.settle()
+        return [t.id for t in batch]
+
+    def create_task(self, name: str, module: str = "", action: str = "",
+                    parameters: dict[str, Any] | None = None,
+                    dependencies: list[str | Task] | None = None,
+                    priority: TaskPriority | str = TaskPriority.NORMAL,
+                    resources: list[TaskResource] | None = None, timeout: float | None = None,
+                    max_retries: int = 0, retry_delay: float = 0.0, retry_backoff: float = 1.0,
+                    retry_jitter: float = 0.0, tags: list[str] | None = None,
+                    metadata: dict[str, Any] | None = None,
+                    func: Callable[..., Any] | None = None) -> Task:
+        """Build a task and add it; returns the Task (its ``id`` names it later)."""
+        task = Task(name, module, action, parameters, dependencies, priority, resources, timeout,
+                    max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func)
+        self.add_tasks((task,))
+        return task
+
+    def redefine(self, task: str | Task, **changes: Any) -> Task:
+        """Change a known task's definition and re-run it and everything downstream.
+
+        ``changes`` are Task fields (``func``, ``dependencies``, ``timeout``...).
+        Everything is validated first (values, dependencies, cycles); on error
+        nothing changes. A running attempt of the task or of a downstream task
+        is interrupted. The notebook layer changes cells' tasks only this way.
+        """
+        unknown = sorted(set(changes) - set(DEFINITION_FIELDS))
+        if unknown:
+            raise ValueError(f"redefine() cannot change {', '.join(unknown)}; it changes only "
+                             f"{', '.join(DEFINITION_FIELDS)}")
+        engine = self._engine
+        with engine.lock:
+            rec = self._record(task)
+            current = {f: getattr(rec.task, f) for f in DEFINITION_FIELDS}
+            if "dependencies" not in changes:
+                current["dependencies"] = [u.id for u in rec.ups]
+            probe = Task(**{**current, **changes}, id=rec.id)  # validates
+            engine.sched.redefine(rec, probe)
+            engine.settle()
+            return rec.task
+
+    def register_action(self, module: str, action: str,
+                        func: Callable[..., Any] | None = None) -> Callable[..., Any]:
+        """Register ``module.action`` for this orchestrator only; usable as a decorator."""
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._engine.actions.register(module, action, fn)
+            return fn
+        return decorate(func) if func is not None else decorate
+
+    def rerun(self, task: str | Task) -> bool:
+        """Re-queue a task and everything downstream, interrupting any of them that runs.
+
+        The task gets a fresh retry budget; fields changed on its Task take
+        effect now (validated first). False if the task is unknown.
+        """
+        engine = self._engine
+        with engine.lock:
+            rec = engine.sched.lookup(task)
+            if rec is None:
+                return False
+            engine.sched.requeue(rec, fresh_budget=True)
+            engine.settle()
+            return True
+
+    # -- looking up -----------------------------------------------------------------------
+    def _record(self, ref: str | Task) -> Record:
+        rec = self._engine.sched.lookup(ref)
+        if rec is None:
+            name = ref.name if isinstance(ref, Task) else ref
+            raise KeyError(f"no task {name!r} in this orchestrator")
+        return rec
+
+    def get_task(self, task_id: str | Task) -> Task | None:
+        """The task with this id (or name), or None."""
+        with self._engine.lock:
+            rec = self._engine.sched.lookup(task_id)
+            return None if rec is None else rec.task
+
+    def get_task_result(self, task_id: str | Task) -> TaskResult | None:
+        with self._engine.lock:
+            rec = self._engine.sched.lookup(task_id)
+            return None if rec is None else rec.result
+
+    def list_tasks(self, status: TaskStatus | str | None = None) -> list[Task]:
+        """Tasks in the order they were added, optionally only those in ``status``."""
+        if isinstance(status, str):
+            status = TaskStatus(status.lower())
+        with self._engine.lock:
+            recs = self._engine.sched.records.values()
+            return [r.task for r in recs if status is None or r.status is status]
+
+    def dependencies_of(self, task: str | Task) -> list[Task]:
+        with self._engine.lock:
+            rec = self._engine.sched.lookup(task)
+            return [] if rec is None else [u.task for u in rec.ups]
+
+    def dependents_of(self, task: str | Task) -> list[Task]:
+        """Every task downstream of ``task``, upstream first."""
+        with self._engine.lock:
+            rec = self._engine.sched.lookup(task)
+            return [] if rec is None else [r.task for r in self._engine.sched.descendants(rec)]
+
+    # -- cancelling and forgetting ----------------------------------------------------------
+    def cancel_task(self, task_id: str | Task) -> bool:
+        """Cancel a pending, ready or running task; False if it ended already or is unknown."""
+        engine = self._engine
+        with engine.lock:
+            rec = engine.sched.lookup(task_id)
+            if rec is None:
+                return False
+            done = engine.sched.cancel(rec)
+            engine.settle()
+            return done
+
+    def reset(self) -> int:
+        """Forget every task (cancelling unfinished ones first); returns how many were forgotten."""
+        engine = self._engine
+        with engine.lock:
+            count = engine.sched.reset()
+            engine.settle()
+            return count
+
+    # -- running --------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        return self._engine.running
+
+    def start_execution(self) -> None:
+        """Start the workers (idempotent); queued tasks start at once.
+
+        The executor starts outside the engine lock (a Dask cluster can take
+        seconds); if it fails to start, the orchestrator stays stopped and
+        startable, and a ``RuntimeError`` says why.
+        """
+        self._engine.start()
+
+    def stop_execution(self, timeout: float = 5.0) -> None:
+        """Stop the workers (idempotent); running attempts are interrupted and re-queued.
+
+        Waits up to ``timeout`` seconds for the worker threads; a thread blocked
+        inside C code (a long ``time.sleep``) ends as soon as that call returns.
+        """
+        self._engine.stop(timeout)
+
+    def wait_for_completion(self, timeout: float | None = None) -> bool:
+        """Wait until every task has ended; True if none failed or was skipped.
+
+        Returns False when ``timeout`` passes first. A notebook interrupt
+        (KeyboardInterrupt) ends the wait at once; the tasks keep running.
+        """
+        return self._engine.wait(timeout)
+
+    # -- observing ----------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` on every later change (on a dispatcher thread); returns unsubscribe."""
+        return self._engine.subscribe(callback)
+
+    def snapshot(self) -> Snapshot:
+        """A frozen copy of every task's state, for views and frames (see core.snapshot)."""
+        return self._engine.snapshot()
+
+    def flush_events(self, timeout: float | None = None) -> bool:
+        """Wait until every event published so far reached the subscribers; False on timeout.
+
+        ``wait_for_completion`` returns when the tasks end, which can be just
+        before subscribers have heard of the last change.
+        """
+        return self._engine.events.flush(timeout)
+
+    def get_execution_stats(self) -> dict[str, Any]:
+        """One consistent snapshot of counts and timings (see DESIGN.md "Stats").
+
+        ``pending`` counts every task not started yet: waiting for dependencies,
+        ready (queued for resources or a worker) and waiting to retry; ``ready``
+        is the subset queued for a worker. So ``pending == running == 0`` means
+        all work has ended. Times are in seconds; ``makespan`` runs from the
+        first attempt's start to the last task's end (or now, while work
+        remains). Kept incrementally: O(attempts in flight) per call.
+        """
+        return self._engine.stats()
+
+    # -- DataFrames and pictures (pandas / matplotlib imported on first use) -----------------
+    def tasks_frame(self):  # noqa: ANN201 - pandas is imported lazily
+        from .analysis.frames import tasks_frame
+        return tasks_frame(self)
+
+    def results_frame(self):  # noqa: ANN201
+        from .analysis.frames import results_frame
+        return results_frame(self)
+
+    def stats_frame(self):  # noqa: ANN201
+        from .analysis.frames import stats_frame
+        return stats_frame(self)
+
+    def bottlenecks(self):  # noqa: ANN201
+        from .analysis.frames import bottlenecks
+        return bottlenecks(self)
+
+    def timeline(self, ax: Any = None):  # noqa: ANN201
+        from .analysis.timeline import timeline
+        return timeline(self, ax=ax)
