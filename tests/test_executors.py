@@ -9,16 +9,34 @@ worker processes can import them; state shared with a process goes through files
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import multiprocessing
 import os
+import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import engine_threads, wait_until_status
 
-from codomyrmex_nb import ResourceType, TaskOrchestrator, TaskPriority, TaskResource, TaskStatus
+from codomyrmex_nb import (
+    ResourceType,
+    TaskCancelledError,
+    TaskOrchestrator,
+    TaskPriority,
+    TaskResource,
+    TaskStatus,
+)
+from codomyrmex_nb.core.dask_executor import DaskExecutor
+from codomyrmex_nb.core.invoke import Run
+from codomyrmex_nb.core.process_executor import ProcessExecutor
 
 S = TaskStatus
 EXECUTORS = ["threads", "processes", "dask", "sync"]
@@ -237,7 +255,7 @@ def test_dask_starts_and_closes_its_own_local_cluster(make_orch):
     o = make_orch(2, executor="dask")
     t = o.create_task("t", func=add, parameters={"x": 1, "y": 2})
     assert run_all(o) and t.result.data == 3
-    executor = o._executor
+    executor = o.executor
     cluster = executor.client.cluster
     o.stop_execution()
     assert executor.client is None and cluster.status.name == "closed"
@@ -247,7 +265,7 @@ def test_dask_by_address_opens_and_closes_its_own_client(make_orch, dask_client)
     o = make_orch(2, executor="dask", address=dask_client.scheduler.address)
     t = o.create_task("t", func=add, parameters={"x": 2, "y": 2})
     assert run_all(o) and t.result.data == 4
-    executor = o._executor
+    executor = o.executor
     own = executor.client
     assert own is not dask_client
     o.stop_execution()
@@ -264,3 +282,208 @@ def test_sync_runs_tasks_in_the_callers_thread_in_a_deterministic_order(make_orc
     assert [t.name for t in engine_threads() if t.name.startswith("codo-worker")] == []
     assert o.wait_for_completion(10)
     assert order == [(n, threading.get_ident()) for n in ("a", "b", "c")]
+
+
+# -- the begin() gate: start-up is not the task's time, an abandoned attempt never starts ------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(tmp_path: Path, source: str, timeout: float = 90) -> dict:
+    """Run ``source`` as a script in a fresh interpreter (this checkout first on its path);
+    it prints one JSON line last."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(source))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_processes_worker_start_up_does_not_count_against_the_timeout(tmp_path):
+    # Each spawned worker imports the script as ``__mp_main__``: here that takes 1 s (a
+    # notebook's heavy imports), longer than the task's 0.4 s timeout; the body is instant.
+    result = run_script(tmp_path, """
+        import json, os, time
+
+        if __name__ == "__mp_main__":
+            time.sleep(1.0)
+
+        if __name__ == "__main__":
+            from codomyrmex_nb import TaskOrchestrator
+
+            o = TaskOrchestrator(max_workers=1, executor="processes")
+            t = o.create_task("quick", func=os.getpid, timeout=0.4)
+            began = time.monotonic()
+            o.start_execution()
+            o.wait_for_completion(60)
+            took = time.monotonic() - began
+            print(json.dumps({"status": t.status.name, "data": t.result.data,
+                              "error": t.result.error_message, "took": took}))
+            o.stop_execution()
+    """)
+    assert (result["status"], result["error"]) == ("COMPLETED", None)
+    assert result["took"] >= 1.0  # the cold start really was longer than the timeout
+    assert isinstance(result["data"], int)
+
+
+def _run_for(name: str, call) -> Run:
+    run = Run(SimpleNamespace(name=name))
+    run.call = call
+    return run
+
+
+def test_processes_begin_comes_after_the_worker_has_started():
+    """``begin`` (which arms the deadline) runs once the new worker is up, just before the call."""
+    executor = ProcessExecutor()
+    executor.start(1)
+    try:
+        for _ in range(2):  # a cold worker, then the same one warm
+            run = _run_for("clock", time.perf_counter)  # the body returns when it started
+            begun = []
+            run.on_begin = lambda r, begun=begun: begun.append((time.perf_counter(), r.handle))
+            called = time.perf_counter()
+            outcome = executor.run(run)
+            assert outcome.ok and len(begun) == 1
+            at, worker = begun[0]
+            assert worker.ready and worker.process.pid != os.getpid()
+            # perf_counter is the system-wide monotonic clock: comparable across processes
+            assert called <= at <= outcome.value
+            assert outcome.value - at < 0.25
+    finally:
+        executor.shutdown()
+
+
+def write_marker(path):
+    Path(path).write_text("ran")
+    return "ran"
+
+
+@pytest.mark.parametrize("kind", ["processes", "dask"])
+def test_attempt_abandoned_before_begin_never_runs(kind, tmp_path, request):
+    marker = tmp_path / "marker"
+    if kind == "processes":
+        executor = ProcessExecutor()
+    else:
+        executor = DaskExecutor(client=request.getfixturevalue("dask_client"))
+    executor.start(1)
+    try:
+        run = _run_for("never", functools.partial(write_marker, marker))
+        assert run.abandon("cancelled") is False  # not begun
+        outcome = executor.run(run)
+        assert not outcome.ok and isinstance(outcome.error, TaskCancelledError)
+        assert not run.begun
+        # and the executor still works afterwards
+        fine = _run_for("fine", functools.partial(add, 1, 2))
+        assert executor.run(fine).value == 3
+    finally:
+        executor.shutdown()
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["abandoned", "abandoned+interrupted"])
+def test_processes_attempt_abandoned_while_its_worker_starts_never_runs(tmp_path, interrupt):
+    """The engine interrupts only attempts that began; an interrupt anyway kills the new worker."""
+    marker = tmp_path / "marker"
+    executor = ProcessExecutor()
+    executor.start(1)
+    run = _run_for("never", functools.partial(write_marker, marker))
+    outcomes = []
+    runner = threading.Thread(target=lambda: outcomes.append(executor.run(run)))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while run.handle is None and time.monotonic() < deadline:  # the worker is being started
+        time.sleep(0.002)
+    assert run.abandon("cancelled") is False  # still starting: user code has not begun
+    if interrupt:
+        executor.interrupt(run, "cancelled")
+    runner.join(10)
+    assert outcomes and not outcomes[0].ok and isinstance(outcomes[0].error, TaskCancelledError)
+    executor.shutdown()
+    assert not marker.exists() and multiprocessing.active_children() == []
+
+
+# -- the dask executor's own local cluster -------------------------------------------------------
+def burn(n):
+    """Pure-Python CPU work (holds the GIL throughout); returns where it ran."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return os.getpid()
+
+
+def _loops_for(seconds: float) -> int:
+    n, start = 200_000, time.perf_counter()
+    burn(n)
+    return int(n * seconds / (time.perf_counter() - start))
+
+
+@pytest.mark.timeout(180)
+def test_dask_local_cluster_runs_python_code_in_parallel(make_orch):
+    pytest.importorskip("distributed")
+    n = _loops_for(0.5)
+
+    def six_cpu_tasks(kind):
+        o = make_orch(2, executor=kind)
+        o.start_execution()
+        for i in range(2):  # warm up both workers (a Dask worker imports this module once)
+            o.create_task(f"warm{i}", func=spin, parameters={"seconds": 0.3})
+        assert o.wait_for_completion(60)
+        tasks = [o.create_task(f"cpu{i}", func=burn, parameters={"n": n}) for i in range(6)]
+        start = time.perf_counter()
+        assert o.wait_for_completion(120)
+        took = time.perf_counter() - start
+        o.stop_execution()
+        return took, {t.result.data for t in tasks}
+
+    threads_time, threads_pids = six_cpu_tasks("threads")
+    dask_time, dask_pids = six_cpu_tasks("dask")
+    assert threads_pids == {os.getpid()}
+    assert len(dask_pids) == 2 and os.getpid() not in dask_pids  # a process per worker
+    assert dask_time < 0.8 * threads_time, (dask_time, threads_time)
+
+
+def test_dask_local_cluster_defaults_and_overrides():
+    defaults = DaskExecutor().local_cluster_options(3)
+    assert (defaults["n_workers"], defaults["threads_per_worker"], defaults["processes"]) == \
+        (3, 1, True)
+    inproc = DaskExecutor(processes=False, threads_per_worker=4).local_cluster_options(3)
+    assert (inproc["processes"], inproc["threads_per_worker"]) == (False, 4)
+    with pytest.raises(ValueError, match="only to the local cluster"):
+        DaskExecutor(address="tcp://127.0.0.1:8786", processes=False)
+
+
+@pytest.mark.timeout(120)
+def test_dask_failed_start_raises_clearly_and_can_start_again():
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with socket.socket() as s:  # a port where nothing listens (yet)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    threads_before = set(threading.enumerate())
+    executor = DaskExecutor(address=f"tcp://127.0.0.1:{port}")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(RuntimeError, match=f"could not connect to the Dask scheduler at "
+                                               f"'tcp://127.0.0.1:{port}'"):
+            executor.start(2)
+    assert executor.client is None
+    assert set(threading.enumerate()) <= threads_before  # nothing half-open
+    with pytest.raises(RuntimeError, match="not started"):
+        executor.run(_run_for("t", functools.partial(add, 1, 1)))
+
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                       scheduler_port=port, dashboard_address=None,
+                                       silence_logs=logging.ERROR)
+    try:
+        executor.start(2)
+        assert executor.run(_run_for("t", functools.partial(add, 2, 3))).value == 5
+        executor.shutdown()
+    finally:
+        cluster.close()
+
+    broken = DaskExecutor(no_such_option=1)  # a local cluster that cannot start
+    with pytest.raises(RuntimeError, match="could not start a local Dask cluster"):
+        broken.start(1)
+    assert broken.client is None and multiprocessing.active_children() == []

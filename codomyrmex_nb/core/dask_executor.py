@@ -2,11 +2,20 @@
 
 Which cluster: the ``client`` given, else a ``Client(address)``, else a
 ``LocalCluster`` started at ``start()`` and closed at ``shutdown()``. The local
-one has one in-process worker (``processes=False``) with ``max_workers``
-threads: it starts in about half a second, costs no extra processes on a small
-box, and lets an interrupt reach the attempt's thread (below). Pass
-``processes=True`` (or any ``LocalCluster`` option) to ``DaskExecutor`` to
-change it; for real isolation use the ``processes`` executor or a cluster.
+one is what Dask itself would start: a worker process per engine worker
+(``n_workers=max_workers``, one thread each), because the point of asking for
+Dask on one machine is Python code running in parallel, which threads sharing
+one GIL cannot do. Its dashboard listens on a random local port; its logs are
+kept to errors. Pass any ``LocalCluster`` option to ``DaskExecutor`` to change
+it (``processes=False`` gives one in-process worker with threads: quicker to
+start, no extra processes, and interruptible, see below). The default workers are
+spawned processes, so a script needs the usual ``__main__`` guard, as for ``processes``.
+
+Start-up happens in ``start()``, never in an attempt, so it is never counted
+against a task's timeout; ``run`` passes ``Run.begin`` (which arms the timeout)
+right before submitting. ``start()`` either succeeds or raises a
+``RuntimeError`` that says what failed (the address, the cluster) and leaves
+nothing open, so it can simply be called again.
 
 Each attempt is submitted as cloudpickle bytes (``pure=False``, a readable
 key) to a small wrapper that runs it and returns ``(ok, value | packed error,
@@ -15,15 +24,24 @@ executor (their type kept), and Dask's view of a failed task is "finished".
 Remote workers need ``codomyrmex_nb`` installed, as for any Dask library.
 
 ``interrupt`` wakes ``run`` at once (it waits on an event set by the future's
-done-callback or by the interrupt), and ``run`` then cancels the future. Dask
-cannot stop code that is already running: on an in-process worker the wrapper
-interrupts the attempt's thread as the ``threads`` executor does; elsewhere it
-finishes in the background and its result is dropped. Dask keeps two idle
-helper threads per process (``Dask-Offload``, ``Dask-Callback-Thread``).
+done-callback or by the interrupt), and ``run`` then cancels the future, so the
+engine marks the task failed or cancelled without waiting. Dask cannot stop
+code that is already running: on an in-process worker the wrapper interrupts
+the attempt's thread as the ``threads`` executor does; on a worker process
+(the default local cluster included) the attempt runs on in the background,
+holding that worker's thread, and its result is dropped. Use the ``processes``
+executor when a timeout must really kill the code.
+
+Worker processes of the local cluster do not outlive the process that started
+them, even when it is killed outright: each one blocks a thread on a pipe held
+by its parent and exits when that pipe closes (Dask's own ``AsyncProcess``
+does this; ``test_children`` checks it). Dask keeps two idle helper threads
+per process (``Dask-Offload``, ``Dask-Callback-Thread``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -68,8 +86,23 @@ def _stop_local(key: str, reason: str) -> None:
             if len(_local_cancelled) > _CANCELLED_KEPT:
                 del _local_cancelled[next(iter(_local_cancelled))]
     if local is not None:
-        local.abandoned = reason
+        local.abandon(reason)  # so that its user code never starts, if it has not yet
         local.interrupt(reason)
+
+
+def _close_after_failed_start(thing: Any) -> None:
+    """Close a client or cluster whose start failed, including what it leaves running.
+
+    A ``Client`` that could not connect is already "closed", yet its event-loop
+    thread ("IO loop") runs on (distributed 2026.8); its loop runner is stopped
+    here so that a failed ``start()`` leaves no thread behind.
+    """
+    with contextlib.suppress(Exception):
+        thing.close()
+    runner = getattr(thing, "_loop_runner", None)
+    if runner is not None:
+        with contextlib.suppress(Exception):
+            runner.stop()
 
 
 class _Pending:
@@ -86,42 +119,68 @@ class DaskExecutor:
 
     def __init__(self, client: Any = None, address: str | None = None,
                  **cluster_options: Any) -> None:
+        if cluster_options and (client is not None or address is not None):
+            raise ValueError(f"cluster options {sorted(cluster_options)} apply only to the local "
+                             "cluster this executor starts: pass them without client or address")
         self._given, self._address, self._options = client, address, cluster_options
         self._client: Any = None
         self._owned: list[Any] = []  # what start() created, closed by shutdown()
         self._lock = threading.Lock()
+        self._starting = threading.Lock()  # one start() at a time; never held by run()
 
     @property
     def client(self) -> Any:
         """The ``distributed.Client`` in use (None before ``start``)."""
         return self._client
 
-    def start(self, max_workers: int) -> None:
-        if self._client is not None:
-            return
-        if self._given is not None:
-            self._client = self._given
-            return
-        from distributed import Client, LocalCluster
+    def local_cluster_options(self, max_workers: int) -> dict[str, Any]:
+        """The ``LocalCluster`` options ``start`` uses: Dask's process-per-worker layout."""
+        defaults = {"n_workers": max_workers, "threads_per_worker": 1, "processes": True,
+                    "dashboard_address": "127.0.0.1:0", "silence_logs": logging.ERROR}
+        return {**defaults, **self._options}
 
-        if self._address is not None:
-            self._client = Client(self._address, set_as_default=False)
-        else:
-            options = {"n_workers": 1, "threads_per_worker": max_workers, "processes": False,
-                       "dashboard_address": ":0", "silence_logs": logging.ERROR}
-            cluster = LocalCluster(**{**options, **self._options})
-            self._owned.append(cluster)
-            self._client = Client(cluster, set_as_default=False)
-        self._owned.insert(0, self._client)
+    def start(self, max_workers: int) -> None:
+        """Connect or start the cluster; on failure raise and keep nothing half-open."""
+        with self._starting:
+            if self._client is not None:
+                return
+            if self._given is not None:
+                self._client = self._given
+                return
+            try:
+                from distributed import Client, LocalCluster
+            except ImportError as exc:
+                raise ImportError("the dask executor needs dask.distributed: "
+                                  "pip install 'codomyrmex-nb[dask]'") from exc
+            owned: list[Any] = []
+            what = "start"
+            try:
+                if self._address is not None:
+                    what = f"connect to the Dask scheduler at {self._address!r}"
+                    # Made in two steps so that a failed connection can still be closed:
+                    # otherwise the client's event-loop thread outlives the error.
+                    owned.insert(0, Client.__new__(Client))
+                    owned[0].__init__(self._address, set_as_default=False)
+                else:
+                    options = self.local_cluster_options(max_workers)
+                    what = f"start a local Dask cluster with {options}"
+                    owned.insert(0, LocalCluster(**options))
+                    owned.insert(0, Client(owned[0], set_as_default=False))
+            except Exception as exc:
+                for thing in owned:
+                    _close_after_failed_start(thing)
+                raise RuntimeError(f"the dask executor could not {what}: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+            self._owned, self._client = owned, owned[0]
 
     def run(self, run: Run) -> Outcome:
         client = self._client
         if client is None:
             raise RuntimeError("the dask executor is not started: call start_execution() first")
         blob = dumps_call(run, "a Dask worker")
-        if run.abandoned:
-            return cancelled(run)
         key = f"{run.task.name}-{uuid.uuid4().hex[:12]}"
+        if not run.begin():  # abandoned before it reached Dask: submit nothing
+            return cancelled(run)
         pending = _Pending(client.submit(_remote_call, blob, key, key=key, pure=False), key)
         with self._lock:
             run.handle = pending
@@ -165,7 +224,8 @@ class DaskExecutor:
 
     def shutdown(self) -> None:
         """Close the client and cluster that ``start`` created; a given client stays open."""
-        owned, self._owned = self._owned, []
+        with self._starting:
+            owned, self._owned = self._owned, []
+            self._client = None
         for thing in owned:
             thing.close()
-        self._client = None

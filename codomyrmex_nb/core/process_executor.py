@@ -10,6 +10,23 @@ the whole process group). Errors come back whole when they pickle both ways,
 else as a ``RemoteError`` subclass named like the original, so ``error_type``
 still reads e.g. ``ZeroDivisionError``. A task's prints go to the parent's
 original stdout, not the notebook; scripts need the usual ``__main__`` guard.
+
+Start-up is not the task's time: a new worker says it is ready (after ``spawn``
+has imported the parent's ``__main__``, which in a notebook can take a while)
+before the attempt passes ``Run.begin``, which arms the task's timeout. An
+attempt abandoned before then never reaches a worker.
+
+Workers never outlive the process that started them, even when it dies without
+cleaning up (a kernel killed with SIGKILL, out of memory): ``atexit`` and the
+closed task pipe only help when it exits normally or the worker is idle. So each
+worker also gets the read end of a pipe that nothing is ever written to and
+whose write end only the parent holds (``spawn`` passes a child only the
+descriptors it is given); a thread in the worker blocks on it and ends the
+process the moment it reads end-of-file, however busy the task is. (Not
+``PR_SET_PDEATHSIG``: it fires when the parent *thread* that started the worker
+exits, and engine threads come and go.) A process the parent forks without
+``exec`` inherits the write end and keeps such a worker alive until it exits
+too; processes a task itself starts are the task's to manage.
 """
 
 from __future__ import annotations
@@ -20,6 +37,7 @@ import contextlib
 import functools
 import inspect
 import multiprocessing
+import os
 import pickle
 import signal
 import threading
@@ -34,6 +52,8 @@ from .exceptions import TaskCancelledError, WorkerCrashedError
 from .invoke import Outcome, Run, format_traceback
 
 _STOP, _EXIT_GRACE = b"", 2.0  # the message that ends a worker; seconds it gets to exit
+_READY = b"ready"  # a new worker's first message: start-up is over
+_ORPHANED = 70  # a worker's exit code when its parent died first (nobody is left to read it)
 PackedError = tuple[bytes | None, str, str, str, str]
 
 
@@ -86,7 +106,7 @@ def failed(error: BaseException) -> Outcome:
 
 
 def cancelled(run: Run) -> Outcome:  # the engine has recorded the failure already
-    return failed(TaskCancelledError(f"attempt {run.abandoned}"))
+    return failed(TaskCancelledError(f"attempt {run.abandoned or 'stopped: executor shut down'}"))
 
 
 def _attempt(blob: bytes) -> bytes:
@@ -105,10 +125,20 @@ def _attempt(blob: bytes) -> bytes:
         return cloudpickle.dumps((False, pack_error(exc), started, time.perf_counter()))
 
 
-def _serve(conn: Connection) -> None:
+def _exit_with_parent(parent_alive: Connection) -> None:
+    """In a worker: block until the parent's end of ``parent_alive`` closes, then exit at once."""
+    with contextlib.suppress(EOFError, OSError):
+        parent_alive.recv_bytes()  # nothing is ever sent: this returns only at end-of-file
+    os._exit(_ORPHANED)
+
+
+def _serve(conn: Connection, parent_alive: Connection) -> None:
     """A worker's main loop: one shipped call at a time until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent_alive,), name="codo-parent-watch",
+                     daemon=True).start()
     try:
+        conn.send_bytes(_READY)
         while blob := conn.recv_bytes():  # _STOP (empty) ends the loop
             conn.send_bytes(_attempt(blob))
     except (EOFError, OSError):  # the parent is gone
@@ -116,18 +146,30 @@ def _serve(conn: Connection) -> None:
 
 
 class _Worker:
-    """One worker process and the parent's end of its pipe."""
+    """One worker process, the parent's end of its task pipe, and its keep-alive pipe."""
 
-    __slots__ = ("process", "conn", "killed", "death")
+    __slots__ = ("process", "conn", "alive", "ready", "killed", "death")
 
     def __init__(self, ctx: Any, number: int) -> None:
         parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child,), name=f"codo-process-{number}")
+        watch, alive = ctx.Pipe(duplex=False)  # the worker reads ``watch``; only we hold ``alive``
+        self.process = ctx.Process(target=_serve, args=(child, watch),
+                                   name=f"codo-process-{number}")
         self.process.start()
         child.close()  # so that the parent sees EOF when the child dies
+        watch.close()
         self.conn: Connection = parent
+        self.alive: Connection = alive  # closing it (or dying) ends the worker
+        self.ready = False  # it has said so: start-up is over
         self.killed = False
         self.death = "still running"
+
+    def wait_ready(self) -> bool:
+        """Wait until the worker has started up; False if it died first."""
+        with contextlib.suppress(EOFError, OSError):
+            if not self.ready and self.conn in wait([self.conn, self.process.sentinel]):
+                self.ready = self.conn.recv_bytes() == _READY
+        return self.ready
 
     def request(self, blob: bytes) -> bytes | None:
         """Send one call and wait for its reply; None if the process died first."""
@@ -150,6 +192,7 @@ class _Worker:
         self.death = f"exit code {code}" if code >= 0 else \
             f"killed by signal {-code}: {signal.strsignal(-code)}"
         self.conn.close()
+        self.alive.close()
         self.process.close()
 
 
@@ -175,6 +218,9 @@ class ProcessExecutor:
         worker = self._checkout(run)
         if worker is None:
             return cancelled(run)
+        if not run.begin():  # abandoned while a worker was found or started: run nothing
+            self._checkin(run, worker, True)
+            return cancelled(run)
         reply = worker.request(blob)
         self._checkin(run, worker, reply is not None)
         if reply is None:
@@ -186,10 +232,16 @@ class ProcessExecutor:
             else error_outcome(payload, started, ended)
 
     def _checkout(self, run: Run) -> _Worker | None:
-        """An idle live worker, or a new one (started outside the lock); None if abandoned."""
+        """An idle live worker, or a new one that has started up (outside the lock).
+
+        None if the attempt was abandoned meanwhile. While a new worker starts it
+        is already the run's handle, so ``interrupt`` and ``shutdown`` can kill it.
+        """
         with self._lock:
             if self._closed:
                 raise RuntimeError("the process pool is shut down: call start_execution() first")
+            if run.abandoned:
+                return None
             worker = self._idle.pop() if self._idle else None
             self._seq += 1
             number = self._seq
@@ -199,12 +251,22 @@ class ProcessExecutor:
         if worker is None:
             worker = _Worker(self._ctx, number)
         with self._lock:
-            if not (run.abandoned or self._closed):
+            claimed = not (run.abandoned or self._closed)
+            if claimed:
                 self._busy.add(worker)
                 run.handle = worker
-                return worker
-        self._checkin(run, worker, True)
-        return None
+        if not claimed:
+            self._checkin(run, worker, True)
+            return None
+        if not worker.wait_ready():  # a new one (or one started for an abandoned attempt)
+            self._checkin(run, worker, False)
+            if run.abandoned or worker.killed:
+                return None
+            raise WorkerCrashedError(
+                f"a worker process for task {run.task.name!r} died while starting "
+                f"({worker.death}); in a script, guard the code that runs tasks with "
+                "`if __name__ == '__main__':`")
+        return worker
 
     def _checkin(self, run: Run, worker: _Worker, healthy: bool) -> None:
         """Back to the idle list if healthy and wanted, else stop and reap it."""
