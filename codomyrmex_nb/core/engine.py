@@ -77,8 +77,9 @@ class Engine:
         return run
 
     def _arm_deadline(self, run: Run) -> TimerHandle:
-        """Called by ``Run.begin`` when user code starts (outside the engine lock)."""
-        return self.clock.call_later(run.rec.timeout, self._on_deadline, run)
+        """At dispatch, and again from ``Run.begin`` when an executor's start-up is over."""
+        run.deadline_gen += 1
+        return self.clock.call_later(run.rec.timeout, self._on_deadline, run, run.deadline_gen)
 
     def settle(self) -> None:
         """After every scheduler call: carry out its effects, wake workers and waiters."""
@@ -132,10 +133,11 @@ class Engine:
             self.sched.retry_due(rec, token)
             self.settle()
 
-    def _on_deadline(self, run: Run) -> None:
+    def _on_deadline(self, run: Run, generation: int) -> None:
         with self.lock:
-            self.sched.deadline(run)
-            self.settle()
+            if generation == run.deadline_gen:  # else re-armed since: a later deadline counts
+                self.sched.deadline(run)
+                self.settle()
 
     def _on_resource_timeout(self, run: Run) -> None:
         with self.lock:
@@ -205,6 +207,8 @@ class Engine:
                 self._apply_effects()
             if run is not None:
                 sched.start(run, me.name)
+                if run.on_begin is not None:
+                    run.timer = self._arm_deadline(run)
                 if self._idle and sched.runnable():
                     self._work.notify()  # pass the wake-up along while work remains
                 return run

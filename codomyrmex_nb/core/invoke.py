@@ -49,19 +49,20 @@ class Outcome:
 class Run:
     """An attempt in flight: what to call, where it runs, and how to stop it.
 
-    The engine gives up on an attempt with ``abandon``; the executor calls
-    ``begin`` right before the user's code would start (in this thread, or
-    before shipping it to a process or a Dask worker). Both take the run's own
-    lock, so exactly one of two things happens: ``begin`` sees the attempt
-    abandoned and user code never starts, or user code starts first and the
-    interrupt reaches it. ``begin`` also arms the attempt's deadline (through
-    ``on_begin``), so time spent resolving an import or starting a worker
-    process never counts against the task's timeout.
+    The engine gives up on an attempt with ``abandon``. Before the user's
+    code starts, the executor passes a gate that takes the run's own lock:
+    ``execute`` (in this thread) or ``begin`` (before shipping the call to a
+    process or a Dask worker). So exactly one of two things happens: the gate
+    sees the attempt abandoned and user code never starts, or user code
+    starts first and the interrupt reaches it. The deadline is armed when the
+    attempt is dispatched (so a hung import still times out); ``begin``
+    re-arms it from now (through ``on_begin``), so starting a worker process
+    or a cluster never counts against the task's timeout.
     """
 
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
-                 "wait_since", "on_begin", "begun", "rec")
+                 "wait_since", "on_begin", "begun", "rec", "deadline_gen")
 
     def __init__(self, task: Any, rec: Any = None) -> None:
         self.task = task
@@ -80,8 +81,9 @@ class Run:
         self._main: asyncio.Future[Any] | None = None
         self.handle: Any = None  # executor-specific (a process, a dask future)
         self.wait_since = 0.0
-        self.on_begin: Callable[[Run], Any] | None = None  # the engine arms the deadline here
+        self.on_begin: Callable[[Run], Any] | None = None  # the engine re-arms the deadline here
         self.begun = False
+        self.deadline_gen = 0  # which armed deadline is current (a re-armed one supersedes)
 
     # -- the gate ------------------------------------------------------------------
     def begin(self) -> bool:
@@ -91,6 +93,8 @@ class Run:
                 return False
             self.begun = True
             if self.on_begin is not None:
+                if self.timer is not None:
+                    self.timer.cancel()
                 self.timer = self.on_begin(self)
         return True
 
@@ -113,8 +117,6 @@ class Run:
                     if self.abandoned:
                         return Outcome(False, None, Interrupted(self.abandoned), None, started, started)
                     self.begun = True
-                    if self.on_begin is not None:
-                        self.timer = self.on_begin(self)
                     self._in_user = True
                 value = self.call()
                 if value is not None and inspect.isawaitable(value):
