@@ -118,7 +118,10 @@ class TaskOrchestrator:
         """Build a task and add it; returns the Task (its ``id`` names it later)."""
         task = Task(name, module, action, parameters, dependencies, priority, resources, timeout,
                     max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func)
-        self.add_tasks((task,))
+        engine = self._engine
+        with engine.lock:
+            engine.sched.define_new(task)  # validated just now by Task(...)
+            engine.settle()
         return task
 
     def redefine(self, task: str | Task, **changes: Any) -> Task:

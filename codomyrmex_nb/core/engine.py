@@ -63,6 +63,8 @@ class Engine:
         """Switch executors (while stopped); ``inline`` marks the sync executor."""
         self.executor = executor
         self._inline = bool(getattr(executor, "inline", False))
+        # Executors with start-up cost (a process, a cluster) arm the deadline in run.begin().
+        self._deadline_at_dispatch = not getattr(executor, "deadline_from_begin", False)
         self.executor_name = name or getattr(executor, "name", "custom")
 
     @property
@@ -207,7 +209,7 @@ class Engine:
                 self._apply_effects()
             if run is not None:
                 sched.start(run, me.name)
-                if run.on_begin is not None:
+                if run.on_begin is not None and self._deadline_at_dispatch:
                     run.timer = self._arm_deadline(run)
                 if self._idle and sched.runnable():
                     self._work.notify()  # pass the wake-up along while work remains

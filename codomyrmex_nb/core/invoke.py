@@ -54,10 +54,11 @@ class Run:
     ``execute`` (in this thread) or ``begin`` (before shipping the call to a
     process or a Dask worker). So exactly one of two things happens: the gate
     sees the attempt abandoned and user code never starts, or user code
-    starts first and the interrupt reaches it. The deadline is armed when the
-    attempt is dispatched (so a hung import still times out); ``begin``
-    re-arms it from now (through ``on_begin``), so starting a worker process
-    or a cluster never counts against the task's timeout.
+    starts first and the interrupt reaches it. On threads the deadline is
+    armed when the attempt is dispatched (so a hung import still times out);
+    executors with start-up cost (``deadline_from_begin``) arm it in ``begin``
+    (through ``on_begin``), so starting a worker process or a cluster never
+    counts against the task's timeout.
     """
 
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",

@@ -200,6 +200,7 @@ class ProcessExecutor:
     """Runs each attempt in a worker process; interrupting kills that process."""
 
     name = "processes"
+    deadline_from_begin = True  # the timeout counts from run.begin(), after start-up
 
     def __init__(self) -> None:
         self._ctx = multiprocessing.get_context("spawn")

@@ -77,7 +77,16 @@ from .exceptions import (
     UnknownDependencyError,
     UpstreamFailedError,
 )
-from .model import DEFINITION_FIELDS, MAX_DELAY, Attempt, Task, TaskResult, TaskStatus, output_refs
+from .model import (
+    DEFINITION_FIELDS,
+    MAX_DELAY,
+    Attempt,
+    OutputRef,
+    Task,
+    TaskResult,
+    TaskStatus,
+    output_refs,
+)
 from .resources import ResourceManager, claims_of
 
 S = TaskStatus
@@ -254,6 +263,77 @@ class Scheduler:
             named = self.by_name.get(ref)
             rec = named[-1] if named else None
         return rec
+
+    def define_new(self, task: Task) -> None:
+        """The common case, ``create_task``: one task just built (so validated), unknown here.
+
+        Costs O(its own edges): a task nothing depends on yet cannot close a
+        cycle. Anything unusual (an unknown, ambiguous or foreign dependency,
+        output placeholders, resources) takes the general path, which explains.
+        """
+        records = self.records
+        if task._record is not None or task.id in records or task.resources:
+            return self.define([task])
+        for value in task.parameters.values():
+            if isinstance(value, OutputRef | list | tuple | set | dict):
+                return self.define([task])
+        ups: list[Record] = []
+        for spec in task.dependencies:
+            if type(spec) is Task:
+                rec = spec._record
+                if rec is None or records.get(rec.id) is not rec:
+                    return self.define([task])
+            elif type(spec) is str:
+                rec = records.get(spec)
+                if rec is None:
+                    named = self.by_name.get(spec)
+                    if named is None or len(named) != 1:
+                        return self.define([task])
+                    rec = named[0]
+            else:
+                return self.define([task])
+            ups.append(rec)
+        if len(ups) > 1:
+            ups = list(dict.fromkeys(ups))
+        rec = Record(task, next(self._order))
+        records[task.id] = rec
+        named = self.by_name.get(task.name)
+        if named is None:
+            self.by_name[task.name] = [rec]
+        else:
+            named.append(rec)
+        task._record = rec
+        now = self._now()
+        rec.queued_at = now
+        if ups:
+            rec.ups = tuple(ups)
+            task.dependencies = [u.id for u in ups]
+            unmet = 0
+            for up in ups:
+                up.downs.append(rec)
+                if up.critical <= 1:
+                    up.critical = 2
+                status = up.status
+                if status is not COMPLETED:
+                    if status.is_terminal:
+                        unmet = -1
+                        blocked = up
+                    elif unmet >= 0:
+                        unmet += 1
+        else:
+            if task.dependencies:
+                task.dependencies = []
+            unmet = 0
+        self._defined_since_pass += 1
+        self.structure_version += 1
+        self._move(rec, PENDING, kind="added")
+        if unmet == 0:
+            self._make_ready(rec, now)
+        elif unmet > 0:
+            rec.unmet = unmet
+        else:
+            self._skip(rec, blocked, blocked, now)
+            self._skip_downstream(rec, now)
 
     def define(self, batch: list[Task]) -> None:
         """Add new tasks and re-queue known ones; validated whole first (all or nothing)."""
