@@ -103,6 +103,7 @@ def test_executors_ran_and_left_no_process(suite):
     assert list(rows) == ["serial", "threads", "processes", "dask", "dask, address="]
     assert all(positive(r["wall_s"]) and positive(r["speedup"]) for r in rows.values())
     assert all(r["startup_s"] >= 0 for r in rows.values())
+    assert all(len(rows[name]["spans_s"]) == 6 for name in list(rows)[1:])
     assert len(executors["cluster_pids"]) >= 3  # a scheduler and two workers, at least
     assert executors["cluster_left_running"] == []
     assert not [p for p in executors["cluster_pids"] if psutil.pid_exists(p)
