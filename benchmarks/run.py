@@ -71,15 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     results, failed = report.load(args.out), []
     for name in args.parts:
         log(f"== {name}")
-        began = time.perf_counter()
+        meta, began = environment(), time.perf_counter()  # engine commit as the part starts
         try:
             result = PARTS[name].run(settings, log)
         except Exception:  # noqa: BLE001 - report it, run the other parts
             traceback.print_exc()
             failed.append(name)
             continue
-        meta = environment() | {"seconds": time.perf_counter() - began,
-                                "settings": dataclasses.asdict(settings)}
+        meta |= {"seconds": time.perf_counter() - began, "settings": dataclasses.asdict(settings)}
         results[name] = {"meta": meta, **result}
         report.save(args.out, results)  # after every part: a crash later loses nothing
     blocks = report.render(results, {name: module.table for name, module in PARTS.items()})
