@@ -183,10 +183,6 @@ def test_stop_and_start_while_action_module_imports_runs_the_body_once(make_orch
     assert gate.peak == 1, "two bodies of one task ran at once"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ENGINE BUG: executors with deadline_from_begin (processes, dask) arm the deadline only in "
-    "Run.begin(), after the action was resolved in the engine's thread: a hung import of the "
-    "action's module never times out (regressed by 040509e)"))
 def test_timeout_while_action_module_imports_on_processes(make_orch, slow_module):
     mod, gate = slow_module
     orch = make_orch(1, executor="processes")
@@ -411,9 +407,6 @@ def call_in_thread(fn, timeout: float = 5.0):
     return out[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ENGINE BUG: Engine.wait passes the caller's timeout to Condition.wait unclamped off the "
-    "main thread: wait_for_completion(1e10) raises OverflowError"))
 def test_huge_wait_timeout_off_the_main_thread_waits(make_orch):
     orch = make_orch(2)
     gate = threading.Event()
@@ -423,9 +416,6 @@ def test_huge_wait_timeout_off_the_main_thread_waits(make_orch):
     assert call_in_thread(lambda: orch.wait_for_completion(1e10)) is True
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ENGINE BUG: EventBus.flush passes the caller's timeout to Condition.wait_for unclamped: "
-    "flush_events(1e10) raises OverflowError while events are pending"))
 def test_huge_flush_timeout_waits(make_orch):
     orch = make_orch(2)
     gate = threading.Event()
@@ -436,10 +426,6 @@ def test_huge_flush_timeout_waits(make_orch):
     assert call_in_thread(lambda: orch.flush_events(1e10)) is True
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ENGINE BUG: Engine.stop joins workers with the caller's timeout unclamped: "
-    "stop_execution(timeout=1e10) raises OverflowError half-way and leaves the clock and "
-    "event threads running"))
 def test_huge_stop_timeout_stops_cleanly(make_orch):
     before = set(engine_threads())
     orch = make_orch(2)
@@ -759,10 +745,6 @@ def test_rejected_cyclic_readd_leaves_dependencies_unchanged(make_orch, started)
     assert orch.dependencies_of(a) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ENGINE BUG: a self-dependency is refused in Scheduler._resolve, before the "
-    "_restore_dependencies that the longer cycles get: the rejected re-add leaves "
-    "a.dependencies == ['a']"))
 def test_rejected_self_dependency_readd_leaves_dependencies_unchanged(make_orch):
     orch = make_orch(2)
     a = orch.create_task("a", func=noop)

@@ -334,23 +334,35 @@ def _run_for(name: str, call) -> Run:
     return run
 
 
-def test_processes_begin_comes_after_the_worker_has_started():
-    """``begin`` (which arms the deadline) runs once the new worker is up, just before the call."""
+class _Timer:
+    cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def test_processes_cold_start_holds_the_deadline_and_begin_rearms_it():
+    """A cold worker's start-up is not the task's time: the deadline armed at dispatch is
+    held while the worker starts, and ``begin`` re-arms it once the worker is up, just
+    before the call. A warm worker keeps the deadline armed at dispatch."""
     executor = ProcessExecutor()
     executor.start(1)
     try:
-        for _ in range(2):  # a cold worker, then the same one warm
+        for cold in (True, False):  # a cold worker, then the same one warm
             run = _run_for("clock", time.perf_counter)  # the body returns when it started
+            armed = run.timer = _Timer()  # what the engine armed at dispatch
             begun = []
             run.on_begin = lambda r, begun=begun: begun.append((time.perf_counter(), r.handle))
             called = time.perf_counter()
             outcome = executor.run(run)
-            assert outcome.ok and len(begun) == 1
-            at, worker = begun[0]
-            assert worker.ready and worker.process.pid != os.getpid()
-            # perf_counter is the system-wide monotonic clock: comparable across processes
-            assert called <= at <= outcome.value
-            assert outcome.value - at < 0.25
+            assert outcome.ok
+            assert armed.cancelled is cold and len(begun) == int(cold)
+            if cold:
+                at, worker = begun[0]
+                assert worker.ready and worker.process.pid != os.getpid()
+                # perf_counter is the system-wide monotonic clock: comparable across processes
+                assert called <= at <= outcome.value
+                assert outcome.value - at < 0.25
     finally:
         executor.shutdown()
 
@@ -406,42 +418,29 @@ def test_processes_attempt_abandoned_while_its_worker_starts_never_runs(tmp_path
 
 # -- the dask executor's own local cluster -------------------------------------------------------
 def burn(n):
-    """Pure-Python CPU work (holds the GIL throughout); returns where it ran."""
+    """Pure-Python CPU work (holds the GIL throughout); returns where and when it ran."""
+    started = time.perf_counter()
     total = 0
     for i in range(n):
         total += i * i % 7
-    return os.getpid()
-
-
-def _loops_for(seconds: float) -> int:
-    n, start = 200_000, time.perf_counter()
-    burn(n)
-    return int(n * seconds / (time.perf_counter() - start))
+    return os.getpid(), started, time.perf_counter()
 
 
 @pytest.mark.timeout(180)
 def test_dask_local_cluster_runs_python_code_in_parallel(make_orch):
+    """Each default local Dask worker is a process of its own, so pure-Python tasks overlap
+    on separate interpreters (separate GILs). The speed-up itself depends on the cores the
+    machine really gives; it is measured and reported by ``make bench``, not asserted here."""
     pytest.importorskip("distributed")
-    n = _loops_for(0.5)
-
-    def six_cpu_tasks(kind):
-        o = make_orch(2, executor=kind)
-        o.start_execution()
-        for i in range(2):  # warm up both workers (a Dask worker imports this module once)
-            o.create_task(f"warm{i}", func=spin, parameters={"seconds": 0.3})
-        assert o.wait_for_completion(60)
-        tasks = [o.create_task(f"cpu{i}", func=burn, parameters={"n": n}) for i in range(6)]
-        start = time.perf_counter()
-        assert o.wait_for_completion(120)
-        took = time.perf_counter() - start
-        o.stop_execution()
-        return took, {t.result.data for t in tasks}
-
-    threads_time, threads_pids = six_cpu_tasks("threads")
-    dask_time, dask_pids = six_cpu_tasks("dask")
-    assert threads_pids == {os.getpid()}
-    assert len(dask_pids) == 2 and os.getpid() not in dask_pids  # a process per worker
-    assert dask_time < 0.8 * threads_time, (dask_time, threads_time)
+    o = make_orch(2, executor="dask")
+    o.start_execution()
+    tasks = [o.create_task(f"cpu{i}", func=burn, parameters={"n": 300_000}) for i in range(6)]
+    assert o.wait_for_completion(120)
+    runs = [t.result.data for t in tasks]
+    pids = {pid for pid, _, _ in runs}
+    assert len(pids) == 2 and os.getpid() not in pids  # a process per worker
+    overlapping = any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in runs for b in runs)
+    assert overlapping, runs  # two workers ran Python code at the same time
 
 
 def test_dask_local_cluster_defaults_and_overrides():

@@ -116,7 +116,6 @@ class DaskExecutor:
     """Submits each attempt to a Dask cluster and waits for it in the engine's worker thread."""
 
     name = "dask"
-    deadline_from_begin = True  # the timeout counts from run.begin(), after start-up
 
     def __init__(self, client: Any = None, address: str | None = None,
                  **cluster_options: Any) -> None:

@@ -63,8 +63,6 @@ class Engine:
         """Switch executors (while stopped); ``inline`` marks the sync executor."""
         self.executor = executor
         self._inline = bool(getattr(executor, "inline", False))
-        # Executors with start-up cost (a process, a cluster) arm the deadline in run.begin().
-        self._deadline_at_dispatch = not getattr(executor, "deadline_from_begin", False)
         self.executor_name = name or getattr(executor, "name", "custom")
 
     @property
@@ -79,7 +77,7 @@ class Engine:
         return run
 
     def _arm_deadline(self, run: Run) -> TimerHandle:
-        """At dispatch, and again from ``Run.begin`` when an executor's start-up is over."""
+        """At dispatch, and again from ``Run.begin`` after a held deadline (a cold start)."""
         run.deadline_gen += 1
         return self.clock.call_later(run.rec.timeout, self._on_deadline, run, run.deadline_gen)
 
@@ -209,7 +207,7 @@ class Engine:
                 self._apply_effects()
             if run is not None:
                 sched.start(run, me.name)
-                if run.on_begin is not None and self._deadline_at_dispatch:
+                if run.on_begin is not None:
                     run.timer = self._arm_deadline(run)
                 if self._idle and sched.runnable():
                     self._work.notify()  # pass the wake-up along while work remains
@@ -263,11 +261,13 @@ class Engine:
                 self._work.notify_all()
                 self._changed.notify_all()
                 workers = [w for w in self._workers if w is not me]
-            deadline = time.monotonic() + timeout
-            for thread in workers:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            self.clock.stop()
-            self._shutdown_executor()
+            deadline = time.monotonic() + min(max(0.0, timeout), threading.TIMEOUT_MAX / 2)
+            try:
+                for thread in workers:
+                    thread.join(max(0.0, deadline - time.monotonic()))
+            finally:
+                self.clock.stop()
+                self._shutdown_executor()
         self._publish_engine("stopped")
         self.events.close()
 
@@ -301,8 +301,8 @@ class Engine:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                waits = [w for w in (remaining, step) if w is not None]
-                self._changed.wait(min(waits) if waits else None)
+                waits = [w for w in (remaining, step, threading.TIMEOUT_MAX) if w is not None]
+                self._changed.wait(min(waits))
             counts = sched.counts
             return counts[TaskStatus.FAILED] == 0 and counts[TaskStatus.SKIPPED] == 0
 

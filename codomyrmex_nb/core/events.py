@@ -117,6 +117,8 @@ class EventBus:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event published so far was delivered; False on timeout."""
+        if timeout is not None:
+            timeout = min(max(0.0, timeout), threading.TIMEOUT_MAX)
         with self._cond:
             target = self._published
             return self._cond.wait_for(lambda: self._delivered >= target, timeout)

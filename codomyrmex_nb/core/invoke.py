@@ -54,16 +54,16 @@ class Run:
     ``execute`` (in this thread) or ``begin`` (before shipping the call to a
     process or a Dask worker). So exactly one of two things happens: the gate
     sees the attempt abandoned and user code never starts, or user code
-    starts first and the interrupt reaches it. On threads the deadline is
-    armed when the attempt is dispatched (so a hung import still times out);
-    executors with start-up cost (``deadline_from_begin``) arm it in ``begin``
-    (through ``on_begin``), so starting a worker process or a cluster never
-    counts against the task's timeout.
+    starts first and the interrupt reaches it. The deadline is armed when the
+    attempt is dispatched (so a hung import times out); an executor that must
+    start a worker first calls ``hold_deadline`` and ``begin`` re-arms it from
+    then (through ``on_begin``), so a cold process pool never counts against
+    the task's timeout.
     """
 
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
-                 "wait_since", "on_begin", "begun", "rec", "deadline_gen")
+                 "wait_since", "on_begin", "begun", "rec", "deadline_gen", "held")
 
     def __init__(self, task: Any, rec: Any = None) -> None:
         self.task = task
@@ -85,6 +85,7 @@ class Run:
         self.on_begin: Callable[[Run], Any] | None = None  # the engine re-arms the deadline here
         self.begun = False
         self.deadline_gen = 0  # which armed deadline is current (a re-armed one supersedes)
+        self.held = False
 
     # -- the gate ------------------------------------------------------------------
     def begin(self) -> bool:
@@ -93,11 +94,19 @@ class Run:
             if self.abandoned:
                 return False
             self.begun = True
-            if self.on_begin is not None:
-                if self.timer is not None:
-                    self.timer.cancel()
+            if self.held and self.on_begin is not None:
+                self.held = False
                 self.timer = self.on_begin(self)
         return True
+
+    def hold_deadline(self) -> None:
+        """Stop the clock while the executor starts a worker; ``begin`` starts it afresh."""
+        with self._lock:
+            if self.timer is not None and not self.abandoned:
+                self.timer.cancel()
+                self.timer = None
+                self.deadline_gen += 1  # a deadline already firing is stale now
+                self.held = True
 
     def abandon(self, reason: str) -> bool:
         """Give up on the attempt; True if its user code had begun (so it needs interrupting)."""

@@ -200,7 +200,6 @@ class ProcessExecutor:
     """Runs each attempt in a worker process; interrupting kills that process."""
 
     name = "processes"
-    deadline_from_begin = True  # the timeout counts from run.begin(), after start-up
 
     def __init__(self) -> None:
         self._ctx = multiprocessing.get_context("spawn")
@@ -250,6 +249,7 @@ class ProcessExecutor:
             worker.close(graceful=False)
             worker = None
         if worker is None:
+            run.hold_deadline()  # a cold start is the pool's time, not the task's
             worker = _Worker(self._ctx, number)
         with self._lock:
             claimed = not (run.abandoned or self._closed)

@@ -336,7 +336,18 @@ class Scheduler:
             self._skip_downstream(rec, now)
 
     def define(self, batch: list[Task]) -> None:
-        """Add new tasks and re-queue known ones; validated whole first (all or nothing)."""
+        """Add new tasks and re-queue known ones; validated whole first (all or nothing).
+
+        A refused batch leaves each known Task's ``dependencies`` as the
+        scheduler has them, so nothing rejected lingers on the object.
+        """
+        try:
+            self._define(batch)
+        except ValueError:
+            self._restore_dependencies(batch)
+            raise
+
+    def _define(self, batch: list[Task]) -> None:
         known = {t.id: self.records.get(t.id) for t in batch}
         for t in batch:
             rec = t._record
@@ -351,15 +362,10 @@ class Scheduler:
         resolved = self._resolve(batch)
         changed = [t for t in batch if known[t.id] is not None
                    and tuple(u.id for u in known[t.id].ups) != tuple(resolved[t.id])]
-        try:
-            self._check_cycles(batch, resolved, bool(changed))
-        except DependencyCycleError:
-            self._restore_dependencies(batch)
-            raise
+        self._check_cycles(batch, resolved, bool(changed))
         for t in changed:
             state = known[t.id].status
             if state is READY or state is RUNNING:
-                self._restore_dependencies(batch)
                 raise ValueError(f"task {t.name!r} is already {state.value}; cancel it before "
                                  "changing its dependencies (or use rerun/redefine)")
         for t in batch:
