@@ -29,7 +29,7 @@ from .actions import ActionRegistry
 from .clock import Clock, TimerHandle
 from .events import Event, EventBus
 from .executors import Executor, ThreadExecutor
-from .invoke import Outcome, Run, build_kwargs, format_traceback
+from .invoke import Outcome, Run, build_kwargs, format_traceback, wants_upstream
 from .model import TaskStatus
 from .scheduler import Record, Scheduler
 from .snapshot import Snapshot, build_snapshot, copy_rows
@@ -81,12 +81,17 @@ class Engine:
         run.deadline_gen += 1
         return self.clock.call_later(run.rec.timeout, self._on_deadline, run, run.deadline_gen)
 
-    def settle(self) -> None:
-        """After every scheduler call: carry out its effects, wake workers and waiters."""
+    def settle(self, wake: bool = True) -> None:
+        """After every scheduler call: carry out its effects, wake workers and waiters.
+
+        A worker that just recorded an outcome passes ``wake=False``: it takes
+        the next ticket itself (a chain never hands off between threads) and
+        wakes a peer only if work is left after that.
+        """
         sched = self.sched
         if sched.effects:
             self._apply_effects()
-        if self._idle and sched.runnable():
+        if wake and self._idle and sched.runnable():
             self._work.notify()
         if not sched.unfinished:
             self._changed.notify_all()
@@ -182,14 +187,17 @@ class Engine:
             run.timer.cancel()
         self.sched.finish(run, outcome.ok, outcome.value, outcome.error, outcome.traceback,
                           outcome.ended - outcome.started)
-        self.settle()
+        self.settle(wake=False)
 
     def _execute(self, run: Run) -> Outcome:
         rec = run.rec
         try:
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
-            kwargs = build_kwargs(rec, fn, self.sched.records)
-            run.call = functools.partial(fn, **kwargs)
+            if rec.parameters or rec.ups or wants_upstream(fn):
+                kwargs = build_kwargs(rec, fn, self.sched.records)
+                run.call = functools.partial(fn, **kwargs) if kwargs else fn
+            else:
+                run.call = fn
             return self.executor.run(run)
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()
@@ -201,6 +209,8 @@ class Engine:
         while True:
             if not self._running or len(self._workers) - self._stuck > self.max_workers:
                 self._workers.discard(me)
+                if self._idle and sched.runnable():
+                    self._work.notify()  # leaving: hand any runnable work to a peer
                 return None
             run = sched.next_ticket()
             if sched.effects:
