@@ -220,6 +220,20 @@ class TaskOrchestrator:
             engine.settle()
             return done
 
+    def remove_task(self, task: str | Task) -> Task:
+        """Forget one task (cancelling it first if it has not ended); returns it.
+
+        Refused with a ``ValueError`` naming them while other tasks depend on
+        it: remove (or redefine) those first. The Task object keeps its last
+        state and can be added again.
+        """
+        engine = self._engine
+        with engine.lock:
+            rec = self._record(task)
+            engine.sched.remove(rec)
+            engine.settle()
+            return rec.task
+
     def reset(self) -> int:
         """Forget every task (cancelling unfinished ones first); returns how many were forgotten."""
         engine = self._engine

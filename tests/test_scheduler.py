@@ -245,7 +245,7 @@ SHARED = TaskResource(ResourceType.DATABASE, "db", "read")
 
 
 class SchedulerWalk(RuleBasedStateMachine):
-    """Random define / dispatch / finish / fail / deadline / cancel / rerun / stop / reset steps."""
+    """Random define / dispatch / finish / fail / deadline / cancel / rerun / remove / stop / reset."""
 
     @initialize()
     def setup(self) -> None:
@@ -321,6 +321,15 @@ class SchedulerWalk(RuleBasedStateMachine):
         if self.sched.lookup(task) is not None:
             self.sched.define([task])
 
+    @precondition(lambda self: self.tasks)
+    @rule(i=st.integers(0, 100))
+    def remove_leaf(self, i) -> None:
+        task = self.tasks[i % len(self.tasks)]
+        rec = self.sched.lookup(task)
+        if rec is not None and not rec.downs:
+            self.sched.remove(rec)
+            self.tasks.remove(task)
+
     @rule()
     def stop(self) -> None:
         self.sched.stop()
@@ -390,3 +399,16 @@ SchedulerWalk.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 test_scheduler_walk = SchedulerWalk.TestCase
+
+
+def test_remove_forgets_a_leaf_and_refuses_a_task_others_need():
+    sched, events = make()
+    a = t("a")
+    b = t("b", a)
+    sched.define([a, b])
+    with pytest.raises(ValueError, match=r"'a' cannot be removed: 'b' depend"):
+        sched.remove(sched.lookup("a"))
+    sched.remove(sched.lookup("b"))  # pending: cancelled, then forgotten
+    assert sched.lookup("b") is None and b.status is S.CANCELLED and sched.unfinished == 1
+    assert events[-1].kind == "removed" and sched.lookup("a").downs == []
+    assert sched.recount()["counts"] == sched.counts

@@ -984,6 +984,33 @@ class Scheduler:
         self.retries = self.waiting_retry = self.waiting_resources = 0
         return len(recs)
 
+    def remove(self, rec: Record) -> None:
+        """Forget one task that nothing depends on (cancelling it first if unfinished)."""
+        if rec.downs:
+            raise ValueError(
+                f"task {rec.name!r} cannot be removed: {', '.join(repr(d.name) for d in rec.downs)} "
+                "depend on it; remove those first")
+        if not rec.status.is_terminal:
+            self.cancel(rec)
+        for up in rec.ups:
+            up.downs.remove(rec)
+        if rec.counted_time is not None:
+            self.run_time_total -= rec.counted_time
+            self.run_time_n -= 1
+        self.retries -= rec.retry_count
+        task = rec.task
+        task._status, task._result, task._retry_count = rec.status, rec.result, rec.retry_count
+        task._started_at, task._completed_at = rec.started_at, rec.completed_at
+        task._record = None
+        named = self.by_name.get(rec.name, [])
+        if rec in named:
+            named.remove(rec)
+        if not named:
+            self.by_name.pop(rec.name, None)
+        del self.records[rec.id]
+        self.structure_version += 1
+        self._move(rec, None, kind="removed")
+
     # == the critical path ==========================================================
     def _critical_pass(self) -> None:
         """Exact critical paths over unfinished tasks, then re-key the ready heap."""
