@@ -46,7 +46,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="overhead sizes, e.g. 1000,10000")
     for name, kind in (("repeat", int), ("budget", float), ("seeds", int),
                        ("memory-tasks", int), ("view-tasks", int), ("view-rounds", int),
-                       ("cpu-seconds", float)):
+                       ("cpu-seconds", float), ("cpu-rounds", int)):
         p.add_argument(f"--{name}", type=kind)
     args = p.parse_args(argv)
     parts = args.only.split(",") if args.only else list(PARTS)
