@@ -186,7 +186,8 @@ class Engine:
         elif run.timer is not None:
             run.timer.cancel()
         self.sched.finish(run, outcome.ok, outcome.value, outcome.error, outcome.traceback,
-                          outcome.ended - outcome.started)
+                          outcome.ended - outcome.started, outcome.logs, outcome.cpu_time,
+                          outcome.peak_memory)
         self.settle(wake=False)
 
     def _execute(self, run: Run) -> Outcome:

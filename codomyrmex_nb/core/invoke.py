@@ -44,6 +44,9 @@ class Outcome:
     traceback: str | None = None
     started: float = 0.0  # time.perf_counter() at the start of the user's code
     ended: float = 0.0
+    logs: str | None = None  # what the attempt printed and logged, where captured
+    cpu_time: float | None = None  # CPU seconds of the attempt (its thread, or its process)
+    peak_memory: int | None = None  # bytes, where the executor can measure one attempt
 
 
 class Run:

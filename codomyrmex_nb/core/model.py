@@ -175,11 +175,12 @@ class TaskResult:
     execution_time: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    logs: str | None = field(default=None, repr=False)  # the last attempt's captured output
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in (
             "task_id", "success", "data", "error_message", "error_type", "traceback",
-            "execution_time", "metadata")}
+            "execution_time", "metadata", "logs")}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskResult:
@@ -212,7 +213,8 @@ def output_refs(value: object) -> Iterable[OutputRef]:
 class Attempt:
     """One run of a task: where, when, and how it ended (for timelines and frames)."""
 
-    __slots__ = ("number", "worker", "started_at", "ended_at", "outcome")
+    __slots__ = ("number", "worker", "started_at", "ended_at", "outcome", "logs", "cpu_time",
+                 "peak_memory")
 
     def __init__(self, number: int, worker: str | None = None, started_at: float | None = None,
                  ended_at: float | None = None, outcome: str | None = None) -> None:
@@ -220,9 +222,14 @@ class Attempt:
         self.ended_at = ended_at
         # "completed" | "failed" | "timeout" | "cancelled" | "interrupted" | "resource-timeout"
         self.outcome = outcome
+        self.logs: str | None = None  # captured output of this attempt
+        self.cpu_time: float | None = None  # CPU seconds, where measured
+        self.peak_memory: int | None = None  # bytes, where the executor can tell
 
     def copy(self) -> Attempt:
-        return Attempt(self.number, self.worker, self.started_at, self.ended_at, self.outcome)
+        twin = Attempt(self.number, self.worker, self.started_at, self.ended_at, self.outcome)
+        twin.logs, twin.cpu_time, twin.peak_memory = self.logs, self.cpu_time, self.peak_memory
+        return twin
 
     def __repr__(self) -> str:
         return (f"Attempt(number={self.number}, worker={self.worker!r}, started_at={self.started_at!r}, "

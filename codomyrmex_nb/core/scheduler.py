@@ -729,10 +729,23 @@ class Scheduler:
 
     # == outcomes ===================================================================
     def finish(self, ticket: Any, ok: bool, value: Any = None, error: BaseException | None = None,
-               tb: str | None = None, elapsed: float = 0.0) -> bool:
-        """The attempt's code returned (or raised). False if it was abandoned or superseded."""
+               tb: str | None = None, elapsed: float = 0.0, logs: str | None = None,
+               cpu_time: float | None = None, peak_memory: int | None = None) -> bool:
+        """The attempt's code returned (or raised). False if it was abandoned or superseded.
+
+        What the attempt printed and cost is kept on its ``Attempt`` either way (a
+        timed-out body's last lines explain the timeout); the result of an
+        abandoned or superseded attempt is dropped.
+        """
         rec = ticket.rec
         self._release(ticket)
+        attempt = ticket.attempt
+        if attempt is not None and (logs is not None or cpu_time is not None):
+            attempt.logs, attempt.cpu_time, attempt.peak_memory = logs, cpu_time, peak_memory
+            result = rec.result
+            if ticket.abandoned and result is not None and result.logs is None \
+                    and rec.attempts and rec.attempts[-1] is attempt:
+                result.logs = logs
         if ticket.abandoned:
             rec.unwinding -= 1
             if rec.parked and not rec.unwinding:
@@ -746,6 +759,7 @@ class Scheduler:
         attempt = self._end_attempt(rec, ticket, "completed" if ok else "failed", now)
         if ok:
             rec.result = self._result(rec, True, elapsed, attempt, data=value)
+            rec.result.logs = logs
             self._ended(rec, COMPLETED, now)
             for down in rec.downs:
                 if down.status is PENDING and down.retry_token is None:
@@ -754,6 +768,7 @@ class Scheduler:
                         self._make_ready(down, now)
         else:
             self._failed(rec, error, tb, elapsed, attempt, now)
+            rec.result.logs = logs
         return True
 
     def _end_attempt(self, rec: Record, ticket: Any, outcome: str, now: float) -> Attempt:

@@ -52,6 +52,9 @@ class TaskView:
     error_message: str | None
     worker: str | None
     wait_by_resource: tuple[tuple[str, float], ...] = ()  # (resource key, seconds waited)
+    cpu_time: float | None = None  # CPU seconds over every attempt, where measured
+    peak_memory: int | None = None  # the largest attempt's peak bytes, where measured
+    last_line: str | None = None  # the last line the last attempt printed or logged
 
     @property
     def state(self) -> str:
@@ -105,8 +108,21 @@ def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
             None if r is None else r.data, None if r is None else r.error_type,
             None if r is None else r.error_message,
             attempts[-1].worker if attempts else None,
-            tuple(rec.wait_by_resource.items()) if rec.wait_by_resource else ()))
+            tuple(rec.wait_by_resource.items()) if rec.wait_by_resource else (),
+            *_costs(attempts)))
     return rows
+
+
+def _costs(attempts: tuple[Attempt, ...]) -> tuple[float | None, int | None, str | None]:
+    """CPU seconds (summed), peak memory (largest) and the last captured line of the attempts."""
+    if not attempts or (attempts[-1].cpu_time is None and attempts[-1].logs is None
+                        and len(attempts) == 1):
+        return None, None, None
+    cpus = [a.cpu_time for a in attempts if a.cpu_time is not None]
+    peaks = [a.peak_memory for a in attempts if a.peak_memory is not None]
+    logs = next((a.logs for a in reversed(attempts) if a.logs), None)
+    last = logs.rstrip("\n").rsplit("\n", 1)[-1] if logs else None
+    return (sum(cpus) if cpus else None), (max(peaks) if peaks else None), last
 
 
 def build_snapshot(rows: list[tuple[Any, ...]], stats: dict[str, Any], structure_version: int,
