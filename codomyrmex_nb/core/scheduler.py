@@ -149,6 +149,7 @@ class Record:
         "queued_at", "ready_at", "runnable_since", "started_at", "completed_at",
         "wait_dependencies", "wait_resources", "wait_worker", "blocked_on", "wait_by_resource",
         "heap_token", "unwinding", "parked", "counted_time",
+        "view",  # the snapshot row of an ended task, kept until it changes again
     )
 
     def __init__(self, task: Task, order: int) -> None:
@@ -178,6 +179,7 @@ class Record:
         self.unwinding = 0  # abandoned attempts whose thread has not returned yet
         self.parked = False  # READY, held back until ``unwinding`` drops to 0
         self.counted_time: float | None = None  # its share of the run-time totals
+        self.view: Any = None
         self.read_definition()
 
     def read_definition(self) -> None:
@@ -246,6 +248,7 @@ class Scheduler:
             if to is PENDING or to is READY or to is RUNNING:
                 self.unfinished += 1
         rec.status = to
+        rec.view = None
         self.seq += 1
         listener = self.listener
         if listener is not None:
@@ -742,6 +745,7 @@ class Scheduler:
         attempt = ticket.attempt
         if attempt is not None and (logs is not None or cpu_time is not None):
             attempt.logs, attempt.cpu_time, attempt.peak_memory = logs, cpu_time, peak_memory
+            rec.view = None
             result = rec.result
             if ticket.abandoned and result is not None and result.logs is None \
                     and rec.attempts and rec.attempts[-1] is attempt:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .model import Attempt, TaskPriority, TaskStatus
 
@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from .scheduler import Scheduler
 
 
-@dataclass(frozen=True, slots=True)
-class TaskView:
+class TaskView(NamedTuple):
+    """One task as the snapshot saw it (a named tuple: built from the copied row for free)."""
+
     id: str
     name: str
     module: str
@@ -81,6 +82,7 @@ class Snapshot:
 
 
 _PRIORITY = {-p.value: p for p in TaskPriority}
+_ENDED = frozenset(s for s in TaskStatus if s.is_terminal)
 
 
 def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
@@ -88,17 +90,24 @@ def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
 
     Only plain tuples are built here, to keep the lock short; ``build_snapshot``
     turns them into TaskView records after the lock is released. Ended attempts
-    are never changed again, so only the one in flight is copied.
+    are never changed again, so only the one in flight is copied, and an ended
+    task's view is kept on its record until it changes again (the scheduler
+    drops it on every transition), so a snapshot after a run costs O(1) per task.
     """
-    rows = []
+    rows: list[Any] = []
     append = rows.append
+    make = tuple.__new__
     for rec in sched.records.values():
+        view = rec.view
+        if view is not None:  # ended and unchanged since the last snapshot
+            append(view)
+            continue
         t = rec.task
         r = rec.result
         attempts = tuple(rec.attempts)
         if attempts and attempts[-1].ended_at is None:
             attempts = (*attempts[:-1], attempts[-1].copy())
-        append((
+        row = (
             rec.id, rec.name, rec.module, rec.action, rec.status, _PRIORITY[rec.prio],
             tuple(u.id for u in rec.ups), tuple(t.tags), rec.claims,
             rec.retry_token is not None, rec.blocked_on, rec.retry_count, rec.max_retries, attempts,
@@ -109,7 +118,10 @@ def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
             None if r is None else r.error_message,
             attempts[-1].worker if attempts else None,
             tuple(rec.wait_by_resource.items()) if rec.wait_by_resource else (),
-            *_costs(attempts)))
+            *_costs(attempts))
+        if rec.status in _ENDED:
+            row = rec.view = make(TaskView, row)
+        append(row)
     return rows
 
 
@@ -127,7 +139,9 @@ def _costs(attempts: tuple[Attempt, ...]) -> tuple[float | None, int | None, str
 
 def build_snapshot(rows: list[tuple[Any, ...]], stats: dict[str, Any], structure_version: int,
                    running: bool, max_workers: int, seq: int = 0) -> Snapshot:
-    return Snapshot(tuple(TaskView(*row) for row in rows), structure_version, time.time(),
+    make = tuple.__new__
+    views = tuple([row if type(row) is TaskView else make(TaskView, row) for row in rows])
+    return Snapshot(views, structure_version, time.time(),
                     stats, running, max_workers, seq)
 
 
