@@ -1,0 +1,514 @@
+"""Fingerprints: a stable hash of what a task computes, to match it across kernels.
+
+A task's fingerprint (``task_fingerprint``) hashes its code, its parameters, its
+upstream tasks' fingerprints and anything extra the caller adds (a cell's text and
+options, the values of the notebook names it reads). Equal inputs give the same hex
+digest in any interpreter of the same Python version: nothing depends on ``id()``,
+``hash()`` (randomised for strings), memory addresses, file names or line numbers.
+
+``code_fingerprint`` hashes a function by value: its qualified name and module, its
+code object (bytecode, constants including nested code, names, argument counts;
+cached per code object, no file I/O), its defaults, its closure values and, for
+functions of user code (``__main__``, a notebook, a module outside the standard
+library and site-packages), the current values of the globals its code names.
+Functions and classes of installed libraries referenced from there are hashed by
+name. A global that cannot be hashed (a lock, a connection) counts by its type only:
+the outside world is not fingerprinted. A parameter, closure value or ``extra``
+value that cannot be hashed raises ``Unhashable``: that task is never restorable.
+
+``value_digest`` handles primitives, containers (dicts and sets in a stable order),
+pandas objects (``hash_pandas_object``, only when pandas is already imported),
+numpy arrays, functions, classes, ``task.output`` placeholders (as "the output of
+the task with this fingerprint", since task ids differ between kernels), and any
+other object through its pickle reduction (``__reduce_ex__``), hashed with the same
+stable rules; cloudpickle bytes are the last resort.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import sys
+import sysconfig
+import types
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from enum import Enum
+from typing import Any
+
+from .model import OutputRef
+
+__all__ = ["Unhashable", "code_fingerprint", "task_fingerprint", "value_digest"]
+
+_PREFIX = b"codomyrmex-fingerprint-1;py%d.%d;" % sys.version_info[:2]
+MAX_DEPTH = 200  # nesting levels before a value is declared unhashable
+
+_sha256 = hashlib.sha256
+
+
+class Unhashable(Exception):
+    """A value the fingerprint cannot take (the message names it and why); the task
+    is then never restorable."""
+
+
+# -- code objects ---------------------------------------------------------------------
+
+_code_cache: weakref.WeakKeyDictionary[types.CodeType, bytes] = weakref.WeakKeyDictionary()
+_names_cache: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _code_digest(code: types.CodeType) -> bytes:
+    """Bytecode, constants (nested code recursively), names and signature; no line
+    numbers or file names. Cached per code object."""
+    try:
+        return _code_cache[code]
+    except KeyError:
+        pass
+    h = _sha256(b"code;")
+    h.update(code.co_code)
+    h.update(getattr(code, "co_exceptiontable", b""))
+    h.update(b"%d,%d,%d,%d;" % (code.co_argcount, code.co_posonlyargcount,
+                                code.co_kwonlyargcount, code.co_flags))
+    for names in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
+                  (code.co_name,)):
+        _str(h, "\0".join(names))
+    ctx = _Ctx(None, include_globals=False)
+    h.update(b"consts%d;" % len(code.co_consts))
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            h.update(b"code:")
+            h.update(_code_digest(const))
+        else:
+            _feed(h, const, ctx)
+    digest = h.digest()
+    _code_cache[code] = digest
+    return digest
+
+
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """Every name the code (and the code nested in it) looks up outside its locals."""
+    try:
+        return _names_cache[code]
+    except KeyError:
+        pass
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        names.update(co.co_names)
+        stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+    result = tuple(sorted(names))
+    _names_cache[code] = result
+    return result
+
+
+# -- user code or library --------------------------------------------------------------
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    dirs: set[str] = set()
+    schemes = [sysconfig.get_paths(),
+               sysconfig.get_paths(vars={"base": sys.base_prefix,
+                                         "platbase": sys.base_exec_prefix})]
+    for paths in schemes:
+        for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+            if paths.get(key):
+                dirs.add(os.path.realpath(paths[key]))
+    try:
+        import site
+        dirs.update(os.path.realpath(p) for p in site.getsitepackages())
+        dirs.add(os.path.realpath(site.getusersitepackages()))
+    except (AttributeError, OSError):  # some embedded interpreters lack these
+        pass
+    return tuple(d.rstrip(os.sep) + os.sep for d in dirs)
+
+
+_library_modules: dict[str, bool] = {}
+
+
+def _is_library_module(name: str | None) -> bool:
+    """True for the standard library, built-in modules and installed packages."""
+    if not name or name == "__main__":
+        return False
+    known = _library_modules.get(name)
+    if known is not None:
+        return known
+    module = sys.modules.get(name)
+    if module is None:
+        return False  # not imported (a dynamic module): user code, and not remembered
+    file = getattr(module, "__file__", None)
+    if file:
+        answer = os.path.realpath(file).startswith(_library_dirs())
+    else:
+        origin = getattr(getattr(module, "__spec__", None), "origin", None)
+        answer = name in sys.builtin_module_names or origin in ("built-in", "frozen")
+    if len(_library_modules) < 10_000:
+        _library_modules[name] = answer
+    return answer
+
+
+def _by_reference(obj: Any) -> bool:
+    """A library function or class that pickle would find by name: hash the name only."""
+    qualname = getattr(obj, "__qualname__", "") or ""
+    return "<" not in qualname and _is_library_module(getattr(obj, "__module__", None))
+
+
+# -- the hashing walk ------------------------------------------------------------------
+
+
+class _Ctx:
+    __slots__ = ("upstream", "include_globals", "memo", "keep", "active", "depth")
+
+    def __init__(self, upstream: Mapping[str, str] | None, include_globals: bool = True) -> None:
+        self.upstream = upstream
+        self.include_globals = include_globals
+        self.memo: dict[int, bytes] = {}  # id -> digest of composites hashed in this call
+        self.keep: list[object] = []      # keeps those ids valid for the call
+        self.active: set[int] = set()     # composites being hashed (a repeat is a cycle)
+        self.depth = 0
+
+
+def _str(h: Any, text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    h.update(b"s%d:" % len(data))
+    h.update(data)
+
+
+def _name(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def _feed(h: Any, value: object, ctx: _Ctx) -> None:
+    """Add ``value`` to the hash ``h``: primitives inline, composites as a memoised digest."""
+    t = type(value)
+    if value is None:
+        h.update(b"N;")
+    elif t is bool:
+        h.update(b"T;" if value else b"F;")
+    elif t is int:
+        h.update(b"i%s;" % hex(value).encode())  # hex: no digit limit on huge ints
+    elif t is str:
+        _str(h, value)
+    elif t is float:
+        h.update(b"f%s;" % value.hex().encode())
+    elif t is bytes:
+        h.update(b"b%d:" % len(value))
+        h.update(value)
+    elif t is complex:
+        h.update(b"c%s,%s;" % (value.real.hex().encode(), value.imag.hex().encode()))
+    elif value is Ellipsis:
+        h.update(b"...;")
+    elif t is types.ModuleType:
+        h.update(b"M")
+        _str(h, value.__name__)
+    else:
+        key = id(value)
+        digest = ctx.memo.get(key)
+        if digest is None:
+            if key in ctx.active:
+                h.update(b"@cycle;")
+                return
+            if ctx.depth >= MAX_DEPTH:
+                raise Unhashable(f"a {_type_name(value)} nested more than {MAX_DEPTH} levels deep")
+            ctx.active.add(key)
+            ctx.depth += 1
+            try:
+                sub = _sha256()
+                _feed_composite(sub, value, t, ctx)
+                digest = sub.digest()
+            finally:
+                ctx.active.discard(key)
+                ctx.depth -= 1
+            ctx.memo[key] = digest
+            ctx.keep.append(value)
+        h.update(b"#")
+        h.update(digest)
+
+
+def _type_name(value: object) -> str:
+    t = type(value)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _sorted_digests(items: Iterable[object], ctx: _Ctx) -> list[bytes]:
+    out = []
+    for item in items:
+        sub = _sha256()
+        _feed(sub, item, ctx)
+        out.append(sub.digest())
+    out.sort()
+    return out
+
+
+def _feed_composite(h: Any, value: Any, t: type, ctx: _Ctx) -> None:
+    if t is tuple or t is list:
+        h.update(b"(%d:" % len(value) if t is tuple else b"[%d:" % len(value))
+        for item in value:
+            _feed(h, item, ctx)
+    elif t is dict:
+        _feed_items(h, b"{", value.items(), ctx, ordered=False)
+    elif t is set or t is frozenset:
+        h.update(b"<%d:" % len(value))
+        for digest in _sorted_digests(value, ctx):
+            h.update(digest)
+    elif t is bytearray or t is memoryview:
+        data = bytes(value)
+        h.update(b"B%d:" % len(data))
+        h.update(data)
+    elif isinstance(value, OutputRef):
+        fingerprint = (ctx.upstream or {}).get(value.task_id)
+        if fingerprint is None:
+            raise Unhashable(f"the output of task {value.task_name!r}: its fingerprint is "
+                             "not known (pass upstream=)")
+        h.update(b"output-of:")
+        _str(h, fingerprint)
+    elif isinstance(value, Enum):
+        h.update(b"E")
+        _feed_class(h, t, ctx)
+        _str(h, value.name)
+    elif t is types.FunctionType:
+        _feed_function(h, value, ctx)
+    elif t is types.MethodType:
+        h.update(b"method:")
+        _feed(h, value.__func__, ctx)
+        _feed(h, value.__self__, ctx)
+    elif t is functools.partial:
+        h.update(b"partial:")
+        _feed(h, value.func, ctx)
+        _feed(h, value.args, ctx)
+        _feed(h, value.keywords, ctx)
+    elif isinstance(value, type):
+        _feed_class(h, value, ctx)
+    elif t is types.CodeType:
+        h.update(b"code:")
+        h.update(_code_digest(value))
+    elif isinstance(value, (types.BuiltinFunctionType, types.MethodWrapperType,
+                            types.WrapperDescriptorType, types.MethodDescriptorType,
+                            types.ClassMethodDescriptorType)):
+        h.update(b"builtin:")
+        _str(h, _name(value))
+        owner = getattr(value, "__self__", None)
+        if owner is not None and not isinstance(owner, types.ModuleType | type):
+            _feed(h, owner, ctx)
+    elif not _feed_arrays(h, value, ctx):
+        _feed_reduced(h, value, ctx)
+
+
+def _feed_items(h: Any, tag: bytes, items: Iterable[tuple[object, object]], ctx: _Ctx,
+                ordered: bool) -> None:
+    pairs = []
+    for key, item in items:
+        sub = _sha256()
+        _feed(sub, key, ctx)
+        pairs.append((sub.digest(), item))
+    if not ordered:
+        pairs.sort(key=lambda pair: pair[0])
+    h.update(tag + b"%d:" % len(pairs))
+    for key_digest, item in pairs:
+        h.update(key_digest)
+        _feed(h, item, ctx)
+
+
+def _feed_function(h: Any, func: types.FunctionType, ctx: _Ctx, root: bool = False) -> None:
+    h.update(b"function:")
+    _str(h, _name(func))
+    if not root and _by_reference(func):
+        return
+    code = func.__code__
+    h.update(_code_digest(code))
+    try:
+        _feed(h, func.__defaults__, ctx)
+        _feed(h, func.__kwdefaults__, ctx)
+    except Unhashable as exc:
+        raise Unhashable(f"a default of {func.__qualname__}: {exc}") from None
+    for name, cell in zip(code.co_freevars, func.__closure__ or (), strict=False):
+        _str(h, name)
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            h.update(b"empty-cell;")
+            continue
+        try:
+            _feed(h, contents, ctx)
+        except Unhashable as exc:
+            raise Unhashable(f"{func.__qualname__} closes over {name!r}: {exc}") from None
+    if ctx.include_globals and not _is_library_module(func.__module__):
+        namespace = func.__globals__
+        for name in _global_names(code):
+            if name not in namespace:
+                continue  # a builtin, an attribute name, or not defined yet
+            value = namespace[name]
+            _str(h, name)
+            sub = _sha256()
+            try:
+                _feed(sub, value, ctx)
+                h.update(sub.digest())
+            except Unhashable:  # a lock, a connection: by its type (the outside world)
+                h.update(b"opaque-global:")
+                _str(h, _type_name(value))
+
+
+def _feed_class(h: Any, cls: type, ctx: _Ctx) -> None:
+    h.update(b"class:")
+    _str(h, _name(cls))
+    if _by_reference(cls):
+        return
+    for base in cls.__bases__:
+        if base is not object:
+            _feed(h, base, ctx)
+    for name, attr in sorted(vars(cls).items()):
+        if isinstance(attr, staticmethod | classmethod):
+            attr = attr.__func__
+        if isinstance(attr, property):
+            _str(h, name)
+            for part in (attr.fget, attr.fset, attr.fdel):
+                _feed(h, part, ctx)
+        elif type(attr) is types.FunctionType:
+            _str(h, name)
+            _feed(h, attr, ctx)
+
+
+def _feed_arrays(h: Any, value: Any, ctx: _Ctx) -> bool:
+    """pandas and numpy objects, when those libraries are already imported."""
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(value, pd.DataFrame | pd.Series | pd.Index):
+        h.update(b"pandas:")
+        _str(h, type(value).__name__)
+        _feed(h, tuple(value.shape), ctx)
+        if isinstance(value, pd.DataFrame):
+            _feed(h, list(value.columns), ctx)
+            _feed(h, list(value.columns.names), ctx)
+            _feed(h, [str(d) for d in value.dtypes], ctx)
+        else:
+            _feed(h, value.name, ctx)
+            _feed(h, str(value.dtype), ctx)
+        if not isinstance(value, pd.Index):
+            _feed(h, list(value.index.names), ctx)
+            _feed(h, str(value.index.dtype), ctx)
+        try:
+            hashed = pd.util.hash_pandas_object(value, index=True)
+            h.update(memoryview(hashed.to_numpy() if hasattr(hashed, "to_numpy") else hashed))
+        except (TypeError, ValueError):  # unhashable cells (lists, dicts): pickle them
+            _feed_pickled(h, value)
+        return True
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(value, np.ndarray):
+            h.update(b"ndarray:")
+            _str(h, str(value.dtype) + value.dtype.str)
+            _feed(h, tuple(value.shape), ctx)
+            if value.dtype.hasobject:
+                _feed(h, value.ravel().tolist(), ctx)
+            else:
+                h.update(memoryview(np.ascontiguousarray(value)).cast("B"))
+            return True
+        if isinstance(value, np.generic):
+            h.update(b"npscalar:")
+            _str(h, str(value.dtype) + value.dtype.str)
+            if value.dtype.hasobject:
+                _feed(h, value.item(), ctx)
+            else:
+                h.update(value.tobytes())
+            return True
+    return False
+
+
+def _feed_reduced(h: Any, value: Any, ctx: _Ctx) -> None:
+    """Any other object: its pickle reduction, hashed with the stable rules above."""
+    if isinstance(value, io.IOBase):  # cloudpickle would snapshot a file: not its identity
+        raise Unhashable(f"a {_type_name(value)} (an open file or stream) cannot be "
+                         "fingerprinted: what it reads is outside the fingerprint")
+    try:
+        reduced = value.__reduce_ex__(4)
+    except Exception as exc:
+        _feed_pickled(h, value, exc)
+        return
+    h.update(b"reduce:")
+    if isinstance(reduced, str):  # a global found by name
+        _str(h, f"{getattr(value, '__module__', None)}.{reduced}")
+        return
+    if not isinstance(reduced, tuple) or len(reduced) < 2:
+        _feed_pickled(h, value)
+        return
+    parts = list(reduced) + [None] * (5 - len(reduced))
+    func, args, state, listitems, dictitems = parts[:5]
+    _feed(h, func, ctx)
+    _feed(h, args, ctx)
+    _feed(h, state, ctx)
+    if listitems is not None:
+        _feed(h, list(listitems), ctx)
+    if dictitems is not None:
+        _feed_items(h, b"items", list(dictitems), ctx, ordered=isinstance(value, OrderedDict))
+
+
+def _feed_pickled(h: Any, value: Any, first_error: BaseException | None = None) -> None:
+    try:
+        import cloudpickle
+
+        data = cloudpickle.dumps(value, protocol=5)
+    except Exception as exc:
+        why = first_error or exc
+        raise Unhashable(f"a {_type_name(value)} cannot be fingerprinted ({why})") from None
+    h.update(b"pickle%d:" % len(data))
+    h.update(data)
+
+
+# -- public ------------------------------------------------------------------------------
+
+
+def value_digest(value: object, upstream: Mapping[str, str] | None = None) -> str:
+    """Stable sha256 hex digest of ``value``; ``upstream`` maps task id -> fingerprint for
+    ``task.output`` placeholders. Raises ``Unhashable`` naming the type and why."""
+    h = _sha256(_PREFIX + b"value;")
+    _feed(h, value, _Ctx(upstream))
+    return h.hexdigest()
+
+
+def code_fingerprint(func: Callable[..., Any] | None, module: str | None = None,
+                     action: str | None = None, *, include_globals: bool = True) -> str:
+    """The code part of a fingerprint: ``module``/``action`` names and, when given,
+    ``func`` by value (name, code, defaults, closure values and, for user code, the
+    globals it reads unless ``include_globals`` is False). Raises ``Unhashable``."""
+    h = _sha256(_PREFIX + b"code;")
+    _str(h, module or "")
+    _str(h, action or "")
+    if func is not None:
+        ctx = _Ctx(None, include_globals)
+        if type(func) is types.FunctionType:
+            ctx.active.add(id(func))  # a recursive function names itself: a cycle
+            _feed_function(h, func, ctx, root=True)
+        else:
+            _feed(h, func, ctx)
+    return h.hexdigest()
+
+
+def task_fingerprint(code: str, parameters: Mapping[str, object],
+                     upstream_fingerprints: Iterable[str], extra: object = None, *,
+                     upstream: Mapping[str, str] | None = None) -> str:
+    """sha256 hex of ``code`` (e.g. from ``code_fingerprint``), the parameters (each by
+    ``value_digest``, sorted by name), the upstream fingerprints (sorted) and ``extra``.
+    ``upstream`` maps task id -> fingerprint for ``task.output`` placeholders among the
+    parameters. Raises ``Unhashable`` naming the parameter and why."""
+    h = _sha256(_PREFIX + b"task;")
+    _str(h, code)
+    ctx = _Ctx(upstream)
+    items = sorted(parameters.items(), key=lambda item: str(item[0]))
+    h.update(b"parameters%d;" % len(items))
+    for name, value in items:
+        _str(h, str(name))
+        try:
+            _feed(h, value, ctx)
+        except Unhashable as exc:
+            raise Unhashable(f"parameter {name!r}: {exc}") from None
+    ups = sorted(upstream_fingerprints)
+    h.update(b"upstream%d;" % len(ups))
+    for fingerprint in ups:
+        _str(h, fingerprint)
+    h.update(b"extra;")
+    _feed(h, extra, ctx)
+    return h.hexdigest()

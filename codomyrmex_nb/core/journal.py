@@ -1,0 +1,691 @@
+"""The run journal: an embedded SQLite file of definitions, transitions and results.
+
+One ``Journal`` per file. Recording calls (``define``, ``transition``, ``result``,
+``end_run``) only append a tuple to a queue; one writer thread (a daemon, its own
+connection) drains it and commits in batches, at most ``commit_interval`` seconds
+after a record was queued, so a burst of ten thousand transitions is a handful of
+commits. Readers (``last_run``, ``restorable``, ``history``) use a second connection
+under a lock and see committed rows only: a result still in the queue is not
+restorable.
+
+The file lives in an owner-only folder (0700, with a ``.gitignore`` of ``*`` so
+pickled results never reach git) and is itself 0600. WAL mode where the file system
+allows it, else the rollback journal and a one-line warning. An unwritable folder
+turns the journal off (``enabled`` is False, every method a cheap no-op) with a
+one-line warning; a corrupted or truncated file is moved aside to
+``<name>.corrupt-<timestamp>`` (never deleted) and a fresh journal started. Nothing
+here raises into the caller. Two processes may write one journal at once (busy
+timeout, retries on ``database is locked``). When the file outgrows ``max_bytes``
+the oldest runs are pruned (never the newest run nor one this journal has open) and
+the file is vacuumed now and then.
+
+Security: result blobs are cloudpickle bytes and restoring a result unpickles it,
+which can run arbitrary code. Only open journals that you trust (ones your own
+code wrote); never open a journal someone sent you.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import queue
+import re
+import sqlite3
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Journal", "JournalWarning", "RunInfo", "default_path"]
+
+SCHEMA_VERSION = 1
+FOLDER = ".codomyrmex"
+BUSY_TIMEOUT = 10.0        # seconds SQLite itself waits on a lock held by another connection
+RETRY_BUDGET = 60.0        # seconds the writer keeps retrying a locked database, then drops a batch
+MAX_BLOB = 900 * 2**20     # SQLite refuses blobs over ~1 GB; larger results are recorded as errors
+MAX_BATCH = 50_000         # records held before a commit is forced, whatever the interval
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs(
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, ended REAL, status TEXT);
+CREATE TABLE IF NOT EXISTS definitions(run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT);
+CREATE TABLE IF NOT EXISTS transitions(
+    run_id INTEGER, seq INTEGER, time REAL, task_id TEXT, name TEXT,
+    previous TEXT, status TEXT, detail TEXT);
+CREATE TABLE IF NOT EXISTS results(
+    run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, blob BLOB, error TEXT, time REAL);
+CREATE INDEX IF NOT EXISTS definitions_run ON definitions(run_id, task_id);
+CREATE INDEX IF NOT EXISTS transitions_run ON transitions(run_id, task_id, seq);
+CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
+CREATE INDEX IF NOT EXISTS results_fingerprint ON results(fingerprint);
+"""
+
+_INSERT_DEF = "INSERT INTO definitions VALUES (?, ?, ?, ?)"
+_INSERT_TRANS = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
+_UPDATE_END = "UPDATE runs SET ended = ?, status = ? WHERE run_id = ?"
+
+# Queue record kinds (the first item of each queued tuple).
+_DEF, _TRANS, _RESULT, _END, _SYNC = range(5)
+
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+class JournalWarning(UserWarning):
+    """The journal could not do something and fell back (always one line)."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(" ".join(message.split()), JournalWarning, stacklevel=3)
+
+
+def _sanitise(stem: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")
+    return name[:100]
+
+
+def default_path(cwd: str | os.PathLike | None = None,
+                 environ: Mapping[str, str] = os.environ) -> Path:
+    """``<cwd>/.codomyrmex/<name>.sqlite``: one journal per notebook when the kernel knows
+    its notebook (``JPY_SESSION_NAME``, a path: its file stem, sanitised), else one per
+    folder (``folder.sqlite``)."""
+    folder = Path(os.getcwd() if cwd is None else cwd) / FOLDER
+    session = (environ.get("JPY_SESSION_NAME") or "").strip()
+    name = _sanitise(Path(session.replace("\\", "/")).stem) if session else ""
+    return folder / f"{name or 'folder'}.sqlite"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as committed: when, its status and how its tasks ended.
+
+    ``status`` is ``"running"`` (also a run whose kernel died), ``"finished"`` or
+    ``"stopped"``; ``tasks`` counts tasks defined or seen, ``completed`` / ``failed``
+    those whose latest transition is to that state; ``last_time`` is the latest
+    transition or result time recorded (the run's last sign of life).
+    """
+
+    run_id: int
+    started: float
+    ended: float | None
+    status: str
+    tasks: int
+    completed: int
+    failed: int
+    last_time: float | None = None
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is None or (code & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB) \
+        or type(exc) is sqlite3.DatabaseError
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+class _Unusable(Exception):
+    """The file exists but is not a journal we can use (corrupt, truncated, foreign)."""
+
+
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    """Ask for WAL mode; returns the journal mode SQLite settled on (a seam for tests)."""
+    return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, isolation_level=None,
+                           check_same_thread=False)
+
+
+_open_journals: weakref.WeakSet[Journal] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:  # a script that ends normally loses nothing still queued
+    for journal in list(_open_journals):
+        journal.close()
+
+
+class Journal:
+    """The run journal in one SQLite file; see the module docstring."""
+
+    enabled: bool
+    path: Path
+
+    def __init__(self, path: str | os.PathLike, *, max_bytes: int = 256 * 2**20,
+                 commit_interval: float = 0.1, vacuum_interval: float = 300.0) -> None:
+        self.path = Path(path).absolute()
+        self.enabled = False
+        self.mode: str | None = None  # "wal" or the fallback journal mode
+        self._max_bytes = int(max_bytes)
+        self._interval = max(0.0, float(commit_interval))
+        self._vacuum_interval = float(vacuum_interval)
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._rlock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._put = self._queue.put
+        self._thread: threading.Thread | None = None
+        self._warned: set[str] = set()
+        # writer-thread state
+        self._defs: list[tuple[Any, ...]] = []
+        self._trans: list[tuple[Any, ...]] = []
+        self._results: list[tuple[Any, ...]] = []
+        self._ends: list[tuple[Any, ...]] = []
+        self._open_runs: set[int] = set()
+        self._last_vacuum = -math.inf
+        self.dropped = 0  # records that could not be written (each drop also warned once)
+
+        try:
+            self._prepare_files()
+        except OSError as exc:
+            _warn(f"run journal off: cannot write {self.path.parent} "
+                  f"({exc.strerror or exc}); results will not survive a restart")
+            return
+        try:
+            self._wconn = self._open_writer()
+            self._rconn = _connect(self.path)
+            self._rconn.execute("PRAGMA query_only = ON")
+        except (sqlite3.Error, OSError) as exc:
+            self._close_connections()
+            _warn(f"run journal off: cannot use {self.path} ({exc}); "
+                  "results will not survive a restart")
+            return
+        self.enabled = True
+        self._thread = threading.Thread(target=self._writer, name="codo-journal-writer",
+                                        daemon=True)
+        self._thread.start()
+        _open_journals.add(self)
+
+    # -- opening ---------------------------------------------------------------------
+
+    def _prepare_files(self) -> None:
+        folder = self.path.parent
+        created = not folder.exists()
+        if created:
+            folder.mkdir(mode=0o700, parents=True)
+            os.chmod(folder, 0o700)
+        if created or folder.name == FOLDER:
+            ignore = folder / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("*\n")
+        existed = self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        if not existed:
+            os.chmod(self.path, 0o600)
+        probe = folder / f".{self.path.name}.probe-{os.getpid()}-{threading.get_ident()}"
+        fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)  # WAL needs new files
+        os.close(fd)
+        os.unlink(probe)
+
+    def _open_writer(self) -> sqlite3.Connection:
+        deadline = time.monotonic() + RETRY_BUDGET
+        moved = 0
+        while True:
+            conn = None
+            try:
+                conn = _connect(self.path)
+                self._check(conn)
+                self._setup(conn)
+                return conn
+            except (_Unusable, sqlite3.DatabaseError) as exc:
+                if conn is not None:
+                    conn.close()
+                if (isinstance(exc, _Unusable) or _is_corruption(exc)) and moved < 3:
+                    self._move_aside(str(exc))
+                    moved += 1
+                    continue
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise
+
+    @staticmethod
+    def _check(conn: sqlite3.Connection) -> None:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+        if not rows or rows[0][0] != "ok":
+            raise _Unusable(f"integrity check: {rows[0][0] if rows else 'no answer'}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise _Unusable(f"written by a newer version (schema {version})")
+        if version == 0:
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables - {"runs", "definitions", "transitions", "results", "sqlite_sequence"}:
+                raise _Unusable("not a codomyrmex journal")
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        try:
+            mode = _enable_wal(conn).lower()
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise
+            mode = f"refused: {exc}"
+        if mode != "wal":
+            self._warn_once("wal", f"run journal {self.path.name}: this file system does not support WAL "
+                  f"({mode}); using the rollback journal instead")
+            mode = str(conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
+        else:
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
+        self.mode = mode
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _move_aside(self, reason: str) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+            n += 1
+        try:
+            os.replace(self.path, target)
+        except FileNotFoundError:  # another process moved it first
+            pass
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = Path(f"{self.path}{suffix}")
+            if side.exists():
+                try:
+                    os.replace(side, f"{target}{suffix}")
+                except FileNotFoundError:
+                    pass
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+        _warn(f"run journal {self.path.name} was unreadable ({reason}); moved aside to "
+              f"{target.name}, starting a fresh journal")
+
+    # -- recording (any thread; O(1): one tuple onto a queue) ---------------------------
+
+    def begin_run(self) -> int:
+        """A new run (status ``"running"``), committed before this returns; 0 when off."""
+        if not self.enabled:
+            return 0
+        ok, run_id = self._call(self._do_begin)
+        return run_id if ok and isinstance(run_id, int) else 0
+
+    def define(self, run_id: int, task_id: str, name: str, fingerprint: str | None) -> None:
+        if self.enabled:
+            self._put((_DEF, run_id, task_id, name, fingerprint))
+
+    def transition(self, run_id: int, seq: int, time: float, task_id: str, name: str,
+                   previous: str | None, status: str | None, detail: str | None) -> None:
+        if self.enabled:
+            self._put((_TRANS, run_id, seq, time, task_id, name, previous, status, detail))
+
+    def result(self, run_id: int, task_id: str, name: str, fingerprint: str | None,
+               blob: bytes | None, error: str | None, time: float) -> None:
+        """A completed task's result: ``blob`` is cloudpickle bytes made by the caller, or
+        None with ``error`` saying why it could not be serialised (never restorable)."""
+        if not self.enabled:
+            return
+        if blob is not None and len(blob) > min(self._max_bytes, MAX_BLOB):
+            blob, error = None, (f"result of {len(blob)} bytes is larger than the journal's "
+                                 f"size bound ({self._max_bytes} bytes)")
+        self._put((_RESULT, run_id, task_id, name, fingerprint, blob, error, time))
+
+    def end_run(self, run_id: int, status: str = "finished", time: float | None = None) -> None:
+        """Mark a run ended: ``"finished"`` (every task ended) or ``"stopped"``; queued."""
+        if self.enabled:
+            self._put((_END, _now() if time is None else time, status, run_id))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is committed; False on timeout or when
+        some of it could not be written. True at once when the journal is off."""
+        if not self.enabled:
+            return True
+        ok, _ = self._call(None, timeout)
+        return ok
+
+    def clear(self) -> None:
+        """Drop every run (``%codo_reset --journal``); synchronous."""
+        if self.enabled:
+            self._call(self._do_clear)
+
+    def close(self) -> None:
+        """Flush, stop the writer thread and close the connections (idempotent)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            was_enabled, self.enabled = self.enabled, False
+        _open_journals.discard(self)
+        thread = self._thread
+        if was_enabled and thread is not None and thread.is_alive():
+            event = threading.Event()
+            self._put((_SYNC, self._stop, event, []))
+            thread.join()
+        self._close_connections()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "on" if self.enabled else "off"
+        return f"<Journal {self.path} ({state}, {self.mode or 'no mode'})>"
+
+    # -- reading (committed rows only) ------------------------------------------------------
+
+    def last_run(self) -> RunInfo | None:
+        """The most recent run, as committed; None when there is none (or the journal is off)."""
+        runs = self._runs("SELECT run_id, started, ended, status FROM runs "
+                          "ORDER BY run_id DESC LIMIT 1", ())
+        return runs[0] if runs else None
+
+    def run(self, run_id: int) -> RunInfo | None:
+        """One run by id, as committed."""
+        runs = self._runs("SELECT run_id, started, ended, status FROM runs WHERE run_id = ?",
+                          (run_id,))
+        return runs[0] if runs else None
+
+    def history(self) -> list[RunInfo]:
+        """Every run, newest first."""
+        return self._runs("SELECT run_id, started, ended, status FROM runs "
+                          "ORDER BY run_id DESC", ())
+
+    def restorable(self, run_id: int | None, fingerprint: str) -> tuple[bytes, float] | None:
+        """The committed result blob, and when it was recorded, of a task with this
+        fingerprint that completed in run ``run_id`` (None: in any run, newest first)."""
+        if run_id is None:
+            sql = ("SELECT blob, time FROM results WHERE fingerprint = ? AND blob IS NOT NULL "
+                   "ORDER BY run_id DESC, rowid DESC LIMIT 1")
+            args: tuple[Any, ...] = (fingerprint,)
+        else:
+            sql = ("SELECT blob, time FROM results WHERE fingerprint = ? AND run_id = ? "
+                   "AND blob IS NOT NULL ORDER BY rowid DESC LIMIT 1")
+            args = (fingerprint, run_id)
+
+        def query(conn: sqlite3.Connection) -> tuple[bytes, float] | None:
+            row = conn.execute(sql, args).fetchone()
+            return (bytes(row[0]), row[1]) if row else None
+
+        return self._read(query, None)
+
+    def _runs(self, sql: str, args: tuple[Any, ...]) -> list[RunInfo]:
+        def query(conn: sqlite3.Connection) -> list[RunInfo]:
+            conn.execute("BEGIN")  # one snapshot for the runs and their counts
+            try:
+                runs = conn.execute(sql, args).fetchall()
+                if not runs:
+                    return []
+                ids = [r[0] for r in runs]
+                where = "run_id = ?" if len(ids) == 1 else "run_id >= ?"
+                low = (ids[0] if len(ids) == 1 else min(ids),)
+                tasks = dict(conn.execute(
+                    "SELECT run_id, count(*) FROM (SELECT run_id, task_id FROM definitions "
+                    f"WHERE {where} UNION SELECT run_id, task_id FROM transitions "
+                    f"WHERE {where}) GROUP BY run_id", low + low).fetchall())
+                ends: dict[tuple[int, str], int] = {}
+                for rid, status, count in conn.execute(
+                        "SELECT run_id, lower(status), count(*) FROM (SELECT run_id, status, "
+                        f"max(seq) FROM transitions WHERE {where} GROUP BY run_id, task_id) "
+                        "GROUP BY run_id, lower(status)", low):
+                    ends[(rid, status)] = count
+                last = dict(conn.execute(
+                    "SELECT run_id, max(t) FROM (SELECT run_id, max(time) AS t FROM transitions "
+                    f"WHERE {where} GROUP BY run_id UNION ALL SELECT run_id, max(time) FROM "
+                    f"results WHERE {where} GROUP BY run_id) GROUP BY run_id",
+                    low + low).fetchall())
+            finally:
+                conn.execute("COMMIT")
+            return [RunInfo(rid, started, ended, status, tasks.get(rid, 0),
+                            ends.get((rid, "completed"), 0), ends.get((rid, "failed"), 0),
+                            last.get(rid))
+                    for rid, started, ended, status in runs]
+
+        return self._read(query, [])
+
+    def _read(self, query: Callable[[sqlite3.Connection], Any], default: Any) -> Any:
+        if not self.enabled or self._rconn is None:
+            return default
+        with self._rlock:
+            try:
+                return query(self._rconn)
+            except sqlite3.Error as exc:
+                self._warn_once("read", f"run journal {self.path.name}: could not read ({exc})")
+                return default
+
+    # -- the writer thread --------------------------------------------------------------------
+
+    def _call(self, action: Callable[[], Any] | None,
+              timeout: float | None = None) -> tuple[bool, Any]:
+        """Run ``action`` on the writer thread after committing everything queued before."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False, None
+        event = threading.Event()
+        box: list[Any] = []
+        self._put((_SYNC, action, event, box))
+        if not event.wait(timeout):
+            return False, None
+        return box[0], box[1]
+
+    def _writer(self) -> None:
+        get = self._queue.get
+        interval = self._interval
+        defs, trans, results, ends = self._defs, self._trans, self._results, self._ends
+        pending = 0
+        last_commit = -math.inf
+        while True:
+            try:
+                if pending:
+                    wait = last_commit + interval - time.monotonic()
+                    if wait <= 0 or pending >= MAX_BATCH:
+                        self._commit()
+                        last_commit, pending = time.monotonic(), 0
+                        continue
+                    try:
+                        record = get(True, wait)
+                    except queue.Empty:
+                        continue
+                else:
+                    record = get()
+                kind = record[0]
+                if kind == _TRANS:
+                    trans.append(record[1:])
+                elif kind == _RESULT:
+                    results.append(record[1:])
+                elif kind == _DEF:
+                    defs.append(record[1:])
+                elif kind == _END:
+                    ends.append(record[1:])
+                    self._open_runs.discard(record[3])
+                else:
+                    _, action, event, box = record
+                    ok = self._commit() if pending else True
+                    last_commit, pending = time.monotonic(), 0
+                    result = None
+                    try:
+                        if action is not None:
+                            result = action()
+                    except Exception as exc:  # reported, and the caller gets ok=False
+                        ok = False
+                        self._warn_once(f"sync-{type(exc).__name__}",
+                                        f"run journal {self.path.name}: {exc}")
+                    box[:] = [ok, result]
+                    event.set()
+                    if action == self._stop:
+                        return
+                    continue
+                pending += 1
+            except Exception as exc:  # never let the writer die: warn and carry on
+                self._warn_once(f"writer-{type(exc).__name__}",
+                                f"run journal {self.path.name}: writer error ({exc})")
+
+    def _stop(self) -> None:
+        """The writer's last action (everything queued before it is committed)."""
+
+    def _write(self, work: Callable[[sqlite3.Connection], Any], what: str) -> tuple[bool, Any]:
+        """One write transaction on the writer connection, retried while the file is locked."""
+        conn = self._wconn
+        if conn is None:
+            return False, None
+        deadline = time.monotonic() + RETRY_BUDGET
+        delay = 0.01
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                    return True, result
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(delay)  # another writer holds the file past the busy timeout
+                    delay = min(delay * 2, 0.5)
+                    continue
+                self._warn_once(f"write-{what}",
+                                f"run journal {self.path.name}: could not write {what} ({exc})")
+                return False, None
+
+    def _commit(self) -> bool:
+        defs, trans, results, ends = self._defs, self._trans, self._results, self._ends
+        count = len(defs) + len(trans) + len(results) + len(ends)
+
+        def work(conn: sqlite3.Connection) -> None:
+            if defs:
+                conn.executemany(_INSERT_DEF, defs)
+            if trans:
+                conn.executemany(_INSERT_TRANS, trans)
+            if results:
+                conn.executemany(_INSERT_RESULT, results)
+            if ends:
+                conn.executemany(_UPDATE_END, ends)
+
+        ok, _ = self._write(work, "records")
+        if not ok:
+            self.dropped += count
+        defs.clear()
+        trans.clear()
+        results.clear()
+        ends.clear()
+        if ok:
+            self._bound_size()
+        return ok
+
+    def _do_begin(self) -> int:
+        ok, run_id = self._write(lambda conn: conn.execute(
+            "INSERT INTO runs(started, ended, status) VALUES (?, NULL, 'running')",
+            (_now(),)).lastrowid, "a new run")
+        if not ok:
+            raise RuntimeError("could not record a new run")
+        self._open_runs.add(run_id)
+        return int(run_id)
+
+    def _do_clear(self) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            for table in ("definitions", "transitions", "results", "runs"):
+                conn.execute(f"DELETE FROM {table}")
+
+        ok, _ = self._write(work, "a clear")
+        if not ok:
+            raise RuntimeError("could not clear the journal")
+        self._open_runs.clear()
+        self._vacuum()
+
+    # -- size bound ---------------------------------------------------------------------------
+
+    def _used_bytes(self) -> tuple[int, int]:
+        conn = self._wconn
+        assert conn is not None
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * page, free * page
+
+    def _bound_size(self) -> None:
+        used, free = self._used_bytes()
+        if used > self._max_bytes:
+            used, free = self._prune()
+        if free > self._max_bytes // 4 and \
+                time.monotonic() - self._last_vacuum >= self._vacuum_interval:
+            self._vacuum()
+
+    def _prune(self) -> tuple[int, int]:
+        """Drop the oldest runs until the live data is back under ~80% of the bound."""
+        conn = self._wconn
+        assert conn is not None
+        rows = conn.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()
+        protected = set(self._open_runs)
+        if rows:
+            protected.add(rows[-1][0])
+        used, free = self._used_bytes()
+        for (run_id,) in rows:
+            if used <= self._max_bytes * 0.8:
+                break
+            if run_id in protected:
+                continue
+
+            def work(conn: sqlite3.Connection, run_id: int = run_id) -> None:
+                for table in ("definitions", "transitions", "results", "runs"):
+                    conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+
+            ok, _ = self._write(work, "a prune")
+            if not ok:
+                break
+            used, free = self._used_bytes()
+        if used > self._max_bytes:
+            self._warn_once("over-bound", f"run journal {self.path.name} holds "
+                            f"{used / 2**20:.1f} MB, over its bound of "
+                            f"{self._max_bytes / 2**20:.1f} MB, in runs it must keep")
+        return used, free
+
+    def _vacuum(self) -> None:
+        conn = self._wconn
+        assert conn is not None
+        self._last_vacuum = time.monotonic()
+        try:
+            conn.execute("VACUUM")
+            if self.mode == "wal":
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # another process reading: next time
+            self._warn_once("vacuum", f"run journal {self.path.name}: vacuum skipped ({exc})")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            _warn(message)
+
+    def _close_connections(self) -> None:
+        with self._rlock:
+            connections, self._rconn, self._wconn = (self._rconn, self._wconn), None, None
+        for conn in connections:
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+
+
+def _now() -> float:
+    return time.time()
