@@ -7,7 +7,9 @@ events, never with sleeps.
 from __future__ import annotations
 
 import pickle
+import sys
 import threading
+import types
 
 import pandas as pd
 import pytest
@@ -17,12 +19,13 @@ from IPython.testing import globalipapp
 from codomyrmex_nb import TaskPriority, TaskStatus
 from codomyrmex_nb.default import get_task_orchestrator, reset_default
 from codomyrmex_nb.notebook.cell_tasks import CellFunction, compile_cell
+from codomyrmex_nb.notebook.display import BottlenecksFrame, ResultsFrame, StatsFrame
 from codomyrmex_nb.notebook.magics import current_orchestrator, strip_comment
 from codomyrmex_nb.orchestrator import default_workers
 
 S = TaskStatus
 OUR_NAMES = ("factor", "later", "doubled", "result_var", "other_var", "x", "y", "data", "upstream",
-             "results", "stats", "view", "gate")
+             "results", "stats", "view", "gate", "report", "started")
 
 
 @pytest.fixture(scope="session")
@@ -380,7 +383,7 @@ def test_help_is_real(ip, capsys):
 
 @pytest.mark.parametrize("magic", ["codo_task", "codo_run", "codo_wait", "codo_results", "codo_stats",
                                    "codo_status", "codo_cancel", "codo_retry", "codo_reset",
-                                   "codo_dag"])
+                                   "codo_dag", "codo_remove", "codo_logs", "codo_bottlenecks"])
 def test_help_is_plain_text(ip, capsys, magic):
     """`?` prints docstrings as they are: no reST blocks, <METAVAR> brackets or ``literals``."""
     ip.run_cell(f"%{magic}?")
@@ -524,6 +527,12 @@ def test_cancel_and_retry(ip, capsys):
     ("codo_stats", "x # y", "%codo_stats takes no arguments, got 'x'"),
     ("codo_results", "x", "%codo_results: argument TIMEOUT: invalid float value: 'x'"),
     ("codo_results", "-1", "%codo_results: TIMEOUT must be >= 0, got -1"),
+    ("codo_remove", "", "the following arguments are required: NAME"),
+    ("codo_remove", "nope", "%codo_remove: no task named 'nope'"),
+    ("codo_logs", "", "the following arguments are required: NAME"),
+    ("codo_logs", "aa", "%codo_logs: no task named 'aa'; did you mean 'a'?"),
+    ("codo_bottlenecks", "--top 0", "%codo_bottlenecks: --top must be >= 1, got 0"),
+    ("codo_bottlenecks", "x", "unrecognized arguments: x"),
 ])
 def test_bad_line_magic_arguments_are_one_line_usage_errors(ip, magic, line, expected):
     task(ip, "a", "1")
@@ -568,6 +577,11 @@ COMMENTED = {
                     lambda ip, out: orch().get_task("other").status is S.CANCELLED),
     "codo_retry": ("%codo_retry other # again", lambda ip, out: "re-queued 'other'" in out),
     "codo_reset": ("%codo_reset # x", lambda ip, out: "forgot 3 tasks" in out),
+    "codo_remove": ("%codo_remove other  # gone", lambda ip, out: orch().get_task("other") is None),
+    "codo_logs": ("%codo_logs other # what it printed", lambda ip, out: out.strip() != ""),
+    "codo_bottlenecks": ("report = %codo_bottlenecks --top 2  # why slow",
+                         lambda ip, out: isinstance(ip.user_ns["report"], BottlenecksFrame)),
+    "codo_run_side": ("%codo_run --side  # side panel", _started),
     "codo_task": ("%%codo_task more --after load  # a comment\nsum(load)",
                   lambda ip, out: [d.name for d in orch().dependencies_of("more")] == ["load"]),
 }
@@ -577,7 +591,7 @@ COMMENTED = {
 def test_a_trailing_comment_is_ignored(ip, capsys, case):
     source, check = COMMENTED[case]
     three_tasks(ip)
-    if case not in ("codo_run", "codo_run_wait", "codo_cancel"):
+    if case not in ("codo_run", "codo_run_wait", "codo_cancel", "codo_run_side"):
         run_all(ip)
     capsys.readouterr()
     outcome = ip.run_cell(source)
@@ -737,3 +751,286 @@ def test_compiled_cell_facts():
     assert aw.is_async and not aw.needs_nesting
     nested = compile_cell("t", "import asyncio\nawait asyncio.sleep(0)\nasyncio.run(g())")
     assert nested.is_async and nested.needs_nesting
+
+
+# -- what %codo_results, %codo_stats and %codo_bottlenecks display -------------------------------
+def shown(ip, value) -> tuple[str, str]:
+    """What the notebook shows for ``value``: (text/plain, text/html).
+
+    The terminal test shell formats text only; a notebook front end asks for HTML too.
+    """
+    data, _ = ip.display_formatter.format(value)
+    return data["text/plain"], value._repr_html_()
+
+
+def test_results_show_names_first_summaries_and_ids_last(ip):
+    ip.user_ns["pd"] = pd
+    task(ip, "frame", "pd.DataFrame({'region': ['n'] * 500, 'sales': range(500)})")
+    task(ip, "boom", "1 / 0")
+    task(ip, "n", "3")
+    run_all(ip)
+    ip.user_ns.pop("pd")
+    results = ip.run_line_magic("codo_results", "")
+    assert type(results) is ResultsFrame
+    assert list(results.columns)[:2] == ["id", "name"]  # the frame itself is results_frame()
+    assert isinstance(results.set_index("name").loc["frame", "data"], pd.DataFrame)
+    text, html = shown(ip, results)
+    header, _, *rows = text.splitlines()
+    assert header.split()[:2] == ["state", "result"] and header.split()[-1] == "id"
+    assert [r.split()[0] for r in rows[:3]] == ["frame", "boom", "n"]
+    assert "DataFrame 500×2 (region, sales)" in text and "DataFrame 500×2 (region, sales)" in html
+    assert "ZeroDivisionError: division by zero" in text
+    assert "499" not in text and "499" not in html  # no frame repr crammed into a cell
+    assert orch().get_task("n").id in rows[2].split()[-1]
+
+
+def test_results_add_a_short_id_only_where_names_clash(ip):
+    o = orch()
+    first = o.create_task("same", func=lambda: 1)
+    second = o.create_task("same", func=lambda: 2)
+    o.create_task("alone", func=lambda: 3)
+    run_all(ip)
+    results = ip.run_line_magic("codo_results", "")
+    labels = [f"same [{first.id[:4]}]", f"same [{second.id[:4]}]", "alone"]
+    assert list(results.summary().index) == labels
+    text, _ = shown(ip, results)
+    assert [line[:len(label)] for line, label in zip(text.splitlines()[2:5], labels, strict=True)] == labels
+
+
+def test_frames_derived_from_results_display_as_plain_pandas(ip):
+    three_tasks(ip)
+    run_all(ip)
+    results = ip.run_line_magic("codo_results", "")
+    part = results[["name", "state", "execution_time"]]
+    assert type(part) is pd.DataFrame
+    assert shown(ip, part)[0] == repr(part)
+
+
+def test_stats_are_shown_vertically_rounded_with_units(ip):
+    three_tasks(ip)
+    run_all(ip)
+    stats = ip.run_line_magic("codo_stats", "")
+    assert type(stats) is StatsFrame and len(stats) == 1  # still stats_frame()'s row
+    assert stats["total_tasks"].iloc[0] == 3
+    text, html = shown(ip, stats)
+    lines = text.splitlines()
+    assert lines[0].split() == ["value"] and lines[1].split() == ["statistic"]
+    assert lines[2].startswith("makespan") and lines[2].rstrip().endswith("s")
+    assert lines[3].startswith("critical path length") and lines[4].startswith("critical path ")
+    assert any(line.startswith("tasks ") and line.rstrip().endswith(" 3") for line in lines)
+    assert any(line.startswith("worker utilisation") and line.rstrip().endswith("%") for line in lines)
+    assert "…" not in text and "..." not in text
+    assert "critical path length" in html
+
+
+def test_bottlenecks_detail_is_never_cut(ip):
+    ip.user_ns["time"] = __import__("time")
+    long = "unit_test_with_a_rather_long_name"
+    for i in (1, 2):
+        task(ip, f"{long}_{i} --resource file:shared.db:exclusive", "time.sleep(0.05)\n1")
+    run_all(ip)
+    ip.user_ns.pop("time")
+    report = ip.run_line_magic("codo_bottlenecks", "")
+    assert type(report) is BottlenecksFrame
+    waits = report[report["kind"] == "resource_wait"]
+    assert len(waits) == 1
+    detail = waits["detail"].iloc[0]
+    assert f"held by {long}_" in detail and len(detail) > 50
+    text, html = shown(ip, report)
+    assert detail in text and detail in html
+    assert " ms" in text or " s " in text
+
+
+# -- renamed cells: one task per notebook cell ----------------------------------------------
+def cell(ip, source: str, cell_id: str | None, capsys=None) -> str:
+    """Run ``source`` as the notebook cell ``cell_id`` (as ipykernel does for JupyterLab)."""
+    outcome = ip.run_cell(source, cell_id=cell_id)
+    assert outcome.success, outcome.error_in_exec
+    return capsys.readouterr().out if capsys is not None else ""
+
+
+def names() -> list[str]:
+    return [t.name for t in orch().list_tasks()]
+
+
+def test_a_renamed_cell_renames_its_task_in_place(ip, capsys):
+    cell(ip, "%%codo_task load\n[1, 2]", "c1")
+    cell(ip, "%%codo_task use --after load\nsum(load)", "c2")
+    cell(ip, "%%codo_task other\n'x'", "c3")
+    run_all(ip)
+    load_id = orch().get_task("load").id
+    capsys.readouterr()
+    out = cell(ip, "%%codo_task source\n[1, 2]", "c1", capsys)
+    assert out.startswith("codo_task 'source': renamed from 'load' (same cell); re-running it "
+                          "and 1 downstream ('use')")
+    assert "change 'load' to 'source' in the --after and body of 'use'" in out
+    assert names() == ["source", "use", "other"]
+    assert orch().get_task("source").id == load_id
+    assert [d.name for d in orch().dependencies_of("use")] == ["source"]
+    ip.run_line_magic("codo_wait", "20")
+    assert orch().get_task("use").status is S.FAILED  # its body still reads `load`
+    cell(ip, "%%codo_task use --after source\nsum(source)", "c2")
+    ip.run_line_magic("codo_wait", "20")
+    assert result("use") == 3 and attempts("other") == 1
+    assert orch().snapshot().stats["total_tasks"] == 3
+
+
+def test_renaming_back_and_again(ip, capsys):
+    for name in ("a", "b", "a", "c"):
+        cell(ip, f"%%codo_task {name}\n1", "c1")
+    assert names() == ["c"]
+
+
+def test_without_a_cell_id_a_new_name_is_a_new_task(ip):
+    cell(ip, "%%codo_task a\n1", None)
+    cell(ip, "%%codo_task b\n1", None)
+    assert names() == ["a", "b"]
+
+
+def test_a_cell_that_defines_tasks_from_python_renames_nothing(ip):
+    source = "for n in ('p', 'q'):\n    get_ipython().run_cell_magic('codo_task', n, '1')"
+    cell(ip, source, "c1")
+    assert names() == ["p", "q"]
+
+
+def test_renaming_onto_another_cells_task_takes_it_over(ip, capsys):
+    cell(ip, "%%codo_task a\n'from c1'", "c1")
+    cell(ip, "%%codo_task b\n'from c2'", "c2")
+    out = cell(ip, "%%codo_task b\n'from c1'", "c1", capsys)
+    assert "removed 'a', this cell's task before" in out
+    assert names() == ["b"]
+    run_all(ip)
+    assert result("b") == "from c1"
+
+
+def test_renaming_onto_another_task_is_refused_while_the_old_one_has_dependents(ip, capsys):
+    cell(ip, "%%codo_task a\n1", "c1")
+    cell(ip, "%%codo_task x --after a\na", "c2")
+    cell(ip, "%%codo_task b\n2", "c3")
+    capsys.readouterr()
+    ip.run_cell("%%codo_task b\n1", cell_id="c1")
+    err = capsys.readouterr().err
+    assert "this cell's task before, 'a', cannot be removed: 'x' run --after it" in err
+    assert names() == ["a", "x", "b"]
+
+
+def test_a_renamed_cell_cannot_run_after_its_old_name(ip, capsys):
+    cell(ip, "%%codo_task a\n1", "c1")
+    ip.run_cell("%%codo_task b --after a\n1", cell_id="c1")
+    assert "cannot run --after 'a': that is this cell's own task" in capsys.readouterr().err
+    assert names() == ["a"]
+
+
+# -- %codo_remove -------------------------------------------------------------------------------
+def test_remove_a_task(ip, capsys):
+    three_tasks(ip)
+    run_all(ip)
+    capsys.readouterr()
+    ip.run_line_magic("codo_remove", "other")
+    assert capsys.readouterr().out.strip() == "codo_remove: removed 'other'"
+    assert names() == ["load", "double"]
+    task(ip, "other", "'independent'")  # its cell defines it again
+    assert names() == ["load", "double", "other"]
+
+
+def test_remove_refuses_while_tasks_depend_on_it_and_names_them(ip):
+    three_tasks(ip)
+    task(ip, "triple --after load", "load * 3")
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("codo_remove", "load")
+    assert str(info.value) == ("%codo_remove: 'double', 'triple' run --after 'load': remove or change "
+                               "them first, or %codo_remove load --downstream")
+    assert names() == ["load", "double", "other", "triple"]
+
+
+def test_remove_downstream_removes_the_whole_branch(ip, capsys):
+    three_tasks(ip)
+    task(ip, "last --after double", "double")
+    capsys.readouterr()
+    ip.run_line_magic("codo_remove", "load --downstream")
+    out = capsys.readouterr().out.strip()
+    assert out == "codo_remove: removed 'load', 'double', 'last'"
+    assert names() == ["other"]
+
+
+def test_remove_a_running_task_cancels_it(ip, capsys):
+    started = threading.Event()
+    ip.user_ns["started"] = started
+    task(ip, "spin", "started.set()\nwhile True:\n    pass")
+    ip.run_line_magic("codo_run", "")
+    assert started.wait(20)
+    capsys.readouterr()
+    ip.run_line_magic("codo_remove", "spin")
+    assert capsys.readouterr().out.strip() == "codo_remove: removed 'spin' (cancelled while running)"
+    assert names() == []
+
+
+# -- captured output: %codo_logs and %codo_status NAME ----------------------------------------------
+def test_logs_without_the_logs_view_print_the_captured_output(ip, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "codomyrmex_nb.notebook.logs_view", None)  # import fails
+    three_tasks(ip)
+    run_all(ip)
+    orch().get_task("load").result.logs = "reading\ndone\n"
+    capsys.readouterr()
+    ip.run_line_magic("codo_logs", "load")
+    assert capsys.readouterr().out == "reading\ndone\n"
+    ip.run_line_magic("codo_logs", "other")
+    assert capsys.readouterr().out.strip() == "codo_logs: 'other': no output captured"
+
+
+def test_logs_use_the_logs_view_when_there_is_one(ip, capsys, monkeypatch):
+    module = types.ModuleType("codomyrmex_nb.notebook.logs_view")
+    module.logs_text = lambda orch, name: f"logs of {name} from {type(orch).__name__}"
+    monkeypatch.setitem(sys.modules, "codomyrmex_nb.notebook.logs_view", module)
+    three_tasks(ip)
+    capsys.readouterr()
+    ip.run_line_magic("codo_logs", "load")
+    assert capsys.readouterr().out.strip() == "logs of load from TaskOrchestrator"
+
+
+def test_status_of_one_task_shows_its_last_output_lines(ip, capsys):
+    task(ip, "boom", "raise KeyError(1)")
+    task(ip, "quiet", "1")
+    run_all(ip)
+    orch().get_task("boom").result.logs = "".join(f"line {i}\n" for i in range(1, 31))
+    capsys.readouterr()
+    ip.run_line_magic("codo_status", "boom")
+    out = capsys.readouterr().out
+    assert "    output (last 20 of 30 lines; %codo_logs boom for all):" in out
+    assert "    | line 11\n" in out and "line 10\n" not in out and "    | line 30\n" in out
+    assert out.index("line 30") < out.index("Traceback")
+    ip.run_line_magic("codo_status", "quiet")
+    assert "output" not in capsys.readouterr().out
+
+
+# -- %codo_run --side -------------------------------------------------------------------------------
+def test_run_side_passes_side_to_the_live_view(ip, capsys, monkeypatch):
+    import codomyrmex_nb.notebook.live_view as live_view_module
+
+    calls = []
+
+    def live_view(orchestrator=None, *, side=False, **options):
+        calls.append((orchestrator, side))
+
+    monkeypatch.setattr(live_view_module, "live_view", live_view)
+    three_tasks(ip)
+    capsys.readouterr()
+    ip.run_line_magic("codo_run", "--side --wait")
+    out = capsys.readouterr().out
+    assert calls == [(orch(), True)]
+    assert out.splitlines()[0] == "codo_run: the live view is in the side panel"
+    assert "codo_wait: all 3 tasks completed" in out
+
+
+def test_run_side_without_a_side_panel_shows_the_view_inline(ip, capsys, monkeypatch):
+    import codomyrmex_nb.notebook.live_view as live_view_module
+
+    shown_views = []
+    monkeypatch.setattr(live_view_module, "live_view", lambda orchestrator=None, **options: "VIEW")
+    monkeypatch.setattr("codomyrmex_nb.notebook.magics.display", shown_views.append)
+    three_tasks(ip)
+    capsys.readouterr()
+    ip.run_line_magic("codo_run", "--side")
+    assert capsys.readouterr().out.strip() == (
+        "codo_run: no side panel in this version of the live view; showing it here")
+    assert shown_views == ["VIEW"]

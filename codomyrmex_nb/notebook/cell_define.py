@@ -10,7 +10,17 @@ Running a cell is idempotent, as a notebook user expects:
 - changed text or options replace the task's function and settings in place
   (same id, so dependents keep pointing at it) and re-run it and everything
   downstream of it, interrupting any of them that runs; nothing else re-runs.
-  A change of ``--out`` alone only re-targets the variable.
+  A change of ``--out`` alone only re-targets the variable;
+- a new name in the same cell (the front end's cell id, when it sends one, is
+  kept in ``task.metadata["codo_cell_id"]``) *renames* the cell's task in place
+  (``orchestrator.redefine(task, name=...)``): same id, so tasks that run after
+  it keep their edge and no orphan is left in the DAG or the done/total count.
+  It re-runs with its downstream, like any change; the message names the
+  dependents whose cells still say the old name (their ``--after`` and the name
+  their body reads it by), to be updated. If the new name is already another
+  task's, this cell takes that task over (as any cell with that name would) and
+  its old task is removed; that is refused, before anything changes, while other
+  tasks depend on the old one.
 
 Everything is validated before anything changes (names, priority, resources,
 numbers, dependency cycles), so a bad cell leaves the orchestrator as it was.
@@ -33,6 +43,7 @@ from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
 
 S = TaskStatus
 META_KEY = "codo_cell"
+CELL_ID_KEY = "codo_cell_id"
 
 
 class CellDefinitionError(ValueError):
@@ -55,7 +66,7 @@ class CellOptions:
 
 @dataclass(frozen=True)
 class Definition:
-    """What running the cell did: ``action`` is defined / unchanged / changed / requeued / retargeted."""
+    """What running the cell did: ``action`` is defined / unchanged / changed / renamed / requeued."""
 
     task: Task
     action: str
@@ -106,8 +117,13 @@ def fingerprint(source: str, opts: CellOptions) -> str:
 
 
 def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellOptions,
-                     namespace: Mapping[str, Any], header: str = "") -> Definition:
-    """Add, keep or replace the task ``name`` for this cell; raises ``CellDefinitionError``."""
+                     namespace: Mapping[str, Any], header: str = "",
+                     cell_id: str | None = None) -> Definition:
+    """Add, keep, replace or rename the task ``name`` for this cell; raises ``CellDefinitionError``.
+
+    ``cell_id`` is the notebook cell's id when the front end sent one: a cell
+    whose task had another name renames that task (see the module docstring).
+    """
     if not name or not name.strip():
         raise CellDefinitionError("%%codo_task needs a task name: %%codo_task NAME [options]")
     try:
@@ -115,37 +131,78 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
     except CellSyntaxError as exc:
         raise CellDefinitionError(str(exc)) from None
     existing = orch.get_task(name)
-    deps = _resolve_after(orch, name, opts.after, existing)
-    probe = _build(name, opts, deps, CellFunction(cell, namespace), fingerprint(source, opts))
-    if existing is None:
-        try:
-            orch.add_task(probe)
-        except ValueError as exc:
-            raise CellDefinitionError(f"task {name!r}: {exc}") from None
-        done = Definition(probe, "defined", _defined_line(orch, probe, deps))
-    elif existing.metadata.get(META_KEY) == probe.metadata[META_KEY]:
-        done = _keep(orch, existing)
+    previous = _renamed_from(orch, cell_id, name, existing)
+    deps = _resolve_after(orch, name, opts.after, existing or previous, previous)
+    probe = _build(name, opts, deps, CellFunction(cell, namespace), fingerprint(source, opts), cell_id)
+    if previous is not None and existing is None:
+        done = _rename(orch, previous, probe, deps)
     else:
-        done = _replace(orch, existing, probe, deps)
+        if previous is not None:  # the new name is another task's: this cell's old task goes
+            _check_removable(orch, previous, name)
+        if existing is None:
+            try:
+                orch.add_task(probe)
+            except ValueError as exc:
+                raise CellDefinitionError(f"task {name!r}: {exc}") from None
+            done = Definition(probe, "defined", _defined_line(orch, probe, deps))
+        elif existing.metadata.get(META_KEY) == probe.metadata[META_KEY]:
+            done = _keep(orch, existing)
+        else:
+            done = _replace(orch, existing, probe, deps)
+        if previous is not None:
+            orch.remove_task(previous)
+            done = Definition(done.task, done.action, done.message
+                              + f"; removed {previous.name!r}, this cell's task before")
     cell.register()
     if done.action != "unchanged" and not orch.is_running:
         done = Definition(done.task, done.action, done.message + _STOPPED)
     return done
 
 
-def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp: str) -> Task:
+def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp: str,
+           cell_id: str | None = None) -> Task:
     resources = [parse_resource(r) for r in opts.resources]
+    metadata: dict[str, Any] = {META_KEY: fp}
+    if cell_id:
+        metadata[CELL_ID_KEY] = cell_id
     try:
         return Task(name=name, func=fn, dependencies=[d.id for d in deps],
                     priority=parse_priority(opts.priority), timeout=opts.timeout,
                     max_retries=opts.retries, retry_delay=opts.retry_delay, resources=resources,
-                    tags=list(opts.tags), metadata={META_KEY: fp})
+                    tags=list(opts.tags), metadata=metadata)
     except ValueError as exc:
         raise CellDefinitionError(f"task {name!r}: {exc}") from None
 
 
+def _renamed_from(orch: TaskOrchestrator, cell_id: str | None, name: str,
+                  existing: Task | None) -> Task | None:
+    """The task this cell defined last time under another name, if any."""
+    if not cell_id:
+        return None
+    for task in reversed(orch.list_tasks()):
+        if task.metadata.get(CELL_ID_KEY) == cell_id:
+            if task.name == name or (existing is not None and task.id == existing.id):
+                return None
+            return task
+    return None
+
+
+def _check_removable(orch: TaskOrchestrator, previous: Task, name: str) -> None:
+    after = _direct_dependents(orch, previous)
+    if after:
+        raise CellDefinitionError(
+            f"task {name!r} is already defined, and this cell's task before, {previous.name!r}, "
+            f"cannot be removed: {_names(t.name for t in after)} run --after it. Pick another "
+            f"name (a new name renames {previous.name!r}), or change those cells first")
+
+
+def _direct_dependents(orch: TaskOrchestrator, task: Task) -> list[Task]:
+    return [t for t in orch.dependents_of(task)
+            if any(d.id == task.id for d in orch.dependencies_of(t))]
+
+
 def _resolve_after(orch: TaskOrchestrator, name: str, after: list[str],
-                   existing: Task | None) -> list[Task]:
+                   existing: Task | None, previous: Task | None = None) -> list[Task]:
     """The ``--after`` tasks, checked to exist (cycles are the orchestrator's to refuse)."""
     deps: list[Task] = []
     for ref in after:
@@ -155,6 +212,9 @@ def _resolve_after(orch: TaskOrchestrator, name: str, after: list[str],
             close = difflib.get_close_matches(ref, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else " Run its cell first."
             raise CellDefinitionError(f"task {name!r}: --after {ref!r} is not a known task.{hint}")
+        if previous is not None and dep.id == previous.id:
+            raise CellDefinitionError(f"task {name!r} cannot run --after {ref!r}: that is this "
+                                      "cell's own task, under its name before")
         if existing is not None and dep.id == existing.id:
             raise CellDefinitionError(f"task {name!r} cannot run --after itself")
         if dep not in deps:
@@ -180,24 +240,47 @@ def _replace(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task]) 
     One locked call (``orchestrator.redefine``) validates and applies it all, so
     a refused change (a cycle) leaves the task as it was.
     """
-    new_deps = [d.id for d in deps]
-    edges_changed = set(new_deps) != {d.id for d in orch.dependencies_of(task)}
-    changes = {attr: getattr(probe, attr) for attr in _REPLACED}
-    changes["metadata"] = {**task.metadata, META_KEY: probe.metadata[META_KEY]}
-    try:
-        orch.redefine(task, module="", action="", dependencies=new_deps, **changes)
-    except DependencyCycleError as exc:
-        raise CellDefinitionError(
-            f"task {task.name!r}: --after {exc.cycle[-2]!r} would close a dependency cycle "
-            f"({' -> '.join(exc.cycle)})") from None
-    except ValueError as exc:
-        raise CellDefinitionError(f"task {task.name!r}: {exc}") from None
+    edges_changed = _redefine(orch, task, probe, deps)
     downstream = _downstream_names(orch, task)
     after = ""
     if edges_changed:
         after = f", now after {_names(d.name for d in deps)}" if deps else ", now without dependencies"
     return Definition(task, "changed", f"codo_task {task.name!r}: changed{after}; re-running "
                       f"it{_and_downstream(downstream)}")
+
+
+def _rename(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task]) -> Definition:
+    """This cell's task under its new name, in place (same id, dependents keep their edge)."""
+    old = task.name
+    stale = [t.name for t in _direct_dependents(orch, task)]
+    _redefine(orch, task, probe, deps, name=probe.name)
+    downstream = _downstream_names(orch, task)
+    message = (f"codo_task {task.name!r}: renamed from {old!r} (same cell); re-running "
+               f"it{_and_downstream(downstream)}")
+    if stale:
+        message += (f". Their cells still say {old!r}: change {old!r} to {task.name!r} in the "
+                    f"--after and body of {_names(stale)}")
+    return Definition(task, "renamed", message)
+
+
+def _redefine(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task],
+              **extra: Any) -> bool:
+    """``orchestrator.redefine`` with the probe's settings; True if the edges changed."""
+    new_deps = [d.id for d in deps]
+    edges_changed = set(new_deps) != {d.id for d in orch.dependencies_of(task)}
+    changes = {attr: getattr(probe, attr) for attr in _REPLACED}
+    changes["metadata"] = {**task.metadata, **probe.metadata}
+    if CELL_ID_KEY not in probe.metadata:
+        changes["metadata"].pop(CELL_ID_KEY, None)
+    try:
+        orch.redefine(task, module="", action="", dependencies=new_deps, **changes, **extra)
+    except DependencyCycleError as exc:
+        raise CellDefinitionError(
+            f"task {task.name!r}: --after {exc.cycle[-2]!r} would close a dependency cycle "
+            f"({' -> '.join(exc.cycle)})") from None
+    except ValueError as exc:
+        raise CellDefinitionError(f"task {task.name!r}: {exc}") from None
+    return edges_changed
 
 
 _REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags")

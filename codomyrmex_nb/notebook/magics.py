@@ -8,9 +8,17 @@ every user mistake is a one-line ``UsageError`` and leaves nothing half-done.
 Frames are returned, not printed, so ``x = %codo_results`` works. Every magic
 line may end with a ``# comment``, as a Python line may (``strip_comment``).
 
-``%%codo_task`` semantics (idempotent re-runs, the task namespace, line numbers,
-async cells) live in ``cell_define`` and ``cell_tasks``; ``--out`` in
-``outputs``; where nest-asyncio is applied in ``asyncio_support``.
+``%%codo_task`` semantics (idempotent re-runs, renames, the task namespace, line
+numbers, async cells) live in ``cell_define`` and ``cell_tasks``; ``--out`` in
+``outputs``; where nest-asyncio is applied in ``asyncio_support``; how results,
+statistics and bottlenecks are displayed in ``display``.
+
+The cell id. JupyterLab (and other front ends) send each execute request with
+``metadata.cellId``; ipykernel (6.x and 7) passes it to ``run_cell(cell_id=...)``
+and IPython hands it to ``pre_run_cell`` handlers as ``info.cell_id``. That
+is the reliable source; the kernel's parent header is read as a fallback. It
+is used only when the cell being run is itself a ``%%codo_task`` cell, so a
+cell that defines several tasks from Python never renames one into another.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from ..core import OrchestratorBusyError, TaskStatus
 from ..core.executors import EXECUTORS
 from ..orchestrator import TaskOrchestrator
 from .cell_define import CellDefinitionError, CellOptions, define_cell_task
+from .display import BottlenecksFrame, ResultsFrame, StatsFrame
 from .outputs import OutBindings
 from .text_status import dag_text, status_table, summary_line, task_detail
 
@@ -103,6 +112,7 @@ class CodoMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self.outs = OutBindings(shell.user_ns)
+        self._cell: tuple[str | None, str] | None = None  # (cell id, source) of the running cell
 
     def orchestrator(self) -> TaskOrchestrator:
         orch = current_orchestrator()
@@ -110,8 +120,24 @@ class CodoMagics(Magics):
         return orch
 
     def pre_run_cell(self, info: Any = None) -> None:
-        """Before each cell: make every completed ``--out`` result visible."""
+        """Before each cell: note its id and make every completed ``--out`` result visible."""
+        self._cell = (getattr(info, "cell_id", None), getattr(info, "raw_cell", "") or "")
         self.outs.sync()
+
+    def post_run_cell(self, result: Any = None) -> None:
+        self._cell = None
+
+    def cell_id(self) -> str | None:
+        """The id of the notebook cell running now, if it is a ``%%codo_task`` cell."""
+        cell_id, source = self._cell or (None, "")
+        if cell_id is None:
+            parent = _parent_header(self.shell)
+            metadata = parent.get("metadata") or {}
+            content = parent.get("content") or {}
+            cell_id, source = metadata.get("cellId"), content.get("code") or source
+        if not cell_id or not source.lstrip().startswith("%%codo_task"):
+            return None
+        return str(cell_id)
 
     # -- defining tasks -------------------------------------------------------------------
     @_plain_help
@@ -139,7 +165,8 @@ class CodoMagics(Magics):
         The body reads notebook names (a copy taken when it starts) and upstream
         results by task name; its own assignments stay inside the task. Top-level
         await makes it an async task. Running the cell again with the same text
-        keeps the result; changed text re-runs the task and its downstream.
+        keeps the result; changed text re-runs the task and its downstream; a new
+        NAME in the same notebook cell renames its task.
         """
         if cell is None:
             raise UsageError("%codo_task defines a task from a cell: start the cell with "
@@ -152,7 +179,8 @@ class CodoMagics(Magics):
                            resources=args.resource, tags=args.tag, out=args.out)
         orch = self.orchestrator()
         try:
-            done = define_cell_task(orch, args.name, cell, opts, self.shell.user_ns, line.strip())
+            done = define_cell_task(orch, args.name, cell, opts, self.shell.user_ns, line.strip(),
+                                    cell_id=self.cell_id())
         except CellDefinitionError as exc:
             raise UsageError(f"%%codo_task: {exc}") from None
         before = self.outs.bind(done.task.id, args.out)
@@ -168,17 +196,22 @@ class CodoMagics(Magics):
     @argument("--executor", choices=EXECUTORS, help="threads (default), processes, dask or sync (debugging: tasks run in the waiting thread)")
     @argument("--wait", action="store_true", help="block until every task has ended")
     @argument("--timeout", type=float, metavar="S", help="with --wait: wait at most S seconds")
+    @argument("--side", action="store_true",
+              help="show the live view in a JupyterLab side panel, visible while cells run")
     @line_magic
     def codo_run(self, line: str) -> None:
         """Start the engine and show the live view (a text status without one)."""
         args = _parse(self.codo_run, line)
         orch = self._configure(args.workers, args.executor)
         orch.start_execution()
-        view = _live_view(orch)
-        if view is not None:
-            display(view)
+        if args.side and _side_panel(orch):
+            print("codo_run: the live view is in the side panel")
         else:
-            print(status_table(orch.snapshot()))
+            view = _live_view(orch)
+            if view is not None:
+                display(view)
+            else:
+                print(status_table(orch.snapshot()))
         if args.wait or args.timeout is not None:
             self._wait(orch, args.timeout)
 
@@ -235,6 +268,54 @@ class CodoMagics(Magics):
 
     @_plain_help
     @magic_arguments()
+    @argument("name", metavar="NAME", help="the task to remove (cancelled first if it has not ended)")
+    @argument("--downstream", action="store_true",
+              help="also remove every task that runs after it, directly or not")
+    @line_magic
+    def codo_remove(self, line: str) -> None:
+        """Remove a task from the orchestrator (and the DAG); its cell can define it again.
+
+        Refused, naming them, while other tasks run after it: remove or change
+        those first, or add --downstream to remove them too.
+        """
+        args = _parse(self.codo_remove, line)
+        orch = self.orchestrator()
+        task = _find(orch, args.name, "codo_remove")
+        todo = [task]
+        if args.downstream:
+            todo = list(reversed(orch.dependents_of(task))) + todo  # the leaves first
+        else:
+            after = [t for t in orch.dependents_of(task)
+                     if any(d.id == task.id for d in orch.dependencies_of(t))]
+            if after:
+                names = ", ".join(repr(t.name) for t in after)
+                raise UsageError(f"%codo_remove: {names} run{'s' if len(after) == 1 else ''} "
+                                 f"--after {task.name!r}: remove or change "
+                                 f"{'it' if len(after) == 1 else 'them'} first, or "
+                                 f"%codo_remove {task.name} --downstream")
+        removed = []
+        for each in todo:
+            running = each.status is S.RUNNING
+            try:
+                orch.remove_task(each)
+            except (KeyError, ValueError) as exc:  # changed meanwhile (another thread)
+                raise UsageError(f"%codo_remove: {exc}") from None
+            removed.append(repr(each.name) + (" (cancelled while running)" if running else ""))
+        print(f"codo_remove: removed {', '.join(reversed(removed))}")
+
+    @_plain_help
+    @magic_arguments()
+    @argument("name", metavar="NAME", help="the task whose captured output to print")
+    @line_magic
+    def codo_logs(self, line: str) -> None:
+        """Print what a task printed or logged (its last attempt's captured output)."""
+        args = _parse(self.codo_logs, line)
+        orch = self.orchestrator()
+        task = _find(orch, args.name, "codo_logs")
+        print(_logs_text(orch, args.name, task))
+
+    @_plain_help
+    @magic_arguments()
     @argument("name", nargs="?", metavar="NAME", help="the task to run again, with everything downstream")
     @argument("--failed", action="store_true", help="every failed or cancelled task instead")
     @line_magic
@@ -282,7 +363,8 @@ class CodoMagics(Magics):
     # -- looking --------------------------------------------------------------------------------
     @_plain_help
     @magic_arguments()
-    @argument("name", nargs="?", metavar="NAME", help="one task: its line, then its error's traceback if it failed")
+    @argument("name", nargs="?", metavar="NAME", help="one task: its line, the last lines it printed, "
+              "then its error's traceback if it failed")
     @line_magic
     def codo_status(self, line: str) -> None:
         """Print counts by state and one line per task (or one task in detail)."""
@@ -294,7 +376,8 @@ class CodoMagics(Magics):
             return
         task = _find(orch, args.name, "codo_status")
         result = task.result
-        print(task_detail(orch.snapshot(), task.id, result.traceback if result else None))
+        print(task_detail(orch.snapshot(), task.id, result.traceback if result else None,
+                          logs=getattr(result, "logs", None) if result else None))
 
     @line_magic
     def codo_dag(self, line: str) -> Any:
@@ -311,12 +394,31 @@ class CodoMagics(Magics):
 
     @line_magic
     def codo_stats(self, line: str) -> Any:
-        """Execution statistics as a one-row DataFrame, as they are now.
+        """Execution statistics as they are now, shown one per line with units.
 
-        stats = %codo_stats keeps it. It does not wait: mid-run it shows progress.
+        stats = %codo_stats keeps them: the one-row DataFrame of stats_frame(),
+        numbers in seconds. It does not wait: mid-run it shows progress.
         """
         _no_args("codo_stats", line)
-        return self.orchestrator().stats_frame()
+        return StatsFrame(self.orchestrator().stats_frame())
+
+    @_plain_help
+    @magic_arguments()
+    @argument("--top", type=int, default=5, metavar="N", help="at most N rows per kind (default 5; "
+              "the critical path is always whole)")
+    @line_magic
+    def codo_bottlenecks(self, line: str) -> Any:
+        """Why the run was slow: the critical path, resource and worker waits, retries.
+
+        Shown rounded, each detail whole; report = %codo_bottlenecks keeps the
+        DataFrame of orchestrator.bottlenecks(), seconds and shares as numbers.
+        """
+        args = _parse(self.codo_bottlenecks, line)
+        if args.top < 1:
+            raise UsageError(f"%codo_bottlenecks: --top must be >= 1, got {args.top}")
+        from ..analysis.frames import bottlenecks
+
+        return BottlenecksFrame(bottlenecks(self.orchestrator(), top=args.top))
 
     @_plain_help
     @magic_arguments()
@@ -327,7 +429,8 @@ class CodoMagics(Magics):
     def codo_results(self, line: str) -> Any:
         """One row per task with its result, as a DataFrame: results = %codo_results.
 
-        While the engine runs and tasks are unfinished, it first waits for them
+        Shown by task name with each result summarised; the frame itself keeps
+        every column, the result objects in results["data"]. While the engine runs and tasks are unfinished, it first waits for them
         to end (and says so), so that %codo_run and results = %codo_results in
         one cell give every task's result. An interrupt stops the wait, not the
         tasks. A task that has not ended yet has no row; a line says how many.
@@ -347,7 +450,7 @@ class CodoMagics(Magics):
                 pass
             unfinished = _unfinished(orch)
         self.outs.sync()
-        frame = orch.results_frame()
+        frame = ResultsFrame(orch.results_frame())
         if unfinished:
             hint = "" if orch.is_running else " (engine stopped: %codo_run starts it)"
             print(f"codo_results: {_tasks(unfinished)} not ended yet, so no row{hint}")
@@ -403,6 +506,52 @@ def _live_view(orch: TaskOrchestrator) -> Any:
     return live_view(orch)
 
 
+def _side_panel(orch: TaskOrchestrator) -> bool:
+    """Show the live view in the side panel (``live_view(orch, side=True)``); False if unable.
+
+    ``live_view(side=True)`` shows the view in the panel itself. A live view
+    without that keyword gets a one-line note and the caller shows it inline.
+    """
+    try:
+        from .live_view import live_view
+    except ImportError:
+        return False
+    try:
+        params = inspect.signature(live_view).parameters
+    except (TypeError, ValueError):
+        params = {}
+    side = params.get("side")
+    if side is None or side.kind not in (side.POSITIONAL_OR_KEYWORD, side.KEYWORD_ONLY):
+        print("codo_run: no side panel in this version of the live view; showing it here")
+        return False
+    live_view(orch, side=True)
+    return True
+
+
+def _logs_text(orch: TaskOrchestrator, name: str, task: Any) -> str:
+    """``logs_view.logs_text(orch, name)``; without that module, the result's captured output."""
+    try:
+        from .logs_view import logs_text
+    except ImportError:
+        result = orch.get_task_result(task.id)
+        logs = getattr(result, "logs", None) if result is not None else None
+        if logs:
+            return logs.rstrip("\n")
+        return f"codo_logs: {task.name!r}: no output captured"
+    return logs_text(orch, name) or f"codo_logs: {task.name!r}: no output captured"
+
+
+def _parent_header(shell: Any) -> dict[str, Any]:
+    """The execute request being run, as the kernel received it ({} outside a kernel)."""
+    kernel = getattr(shell, "kernel", None)
+    get_parent = getattr(kernel, "get_parent", None)
+    try:
+        parent = get_parent() if callable(get_parent) else getattr(shell, "parent_header", None)
+    except Exception:  # noqa: BLE001 - a kernel without a parent for this thread
+        parent = None
+    return parent if isinstance(parent, dict) else {}
+
+
 _instances: dict[int, CodoMagics] = {}
 
 
@@ -413,6 +562,7 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = CodoMagics(ipython)
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", magics.pre_run_cell)
+    ipython.events.register("post_run_cell", magics.post_run_cell)
     _instances[id(ipython)] = magics
 
 
@@ -422,6 +572,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     if magics is None:
         return
     ipython.events.unregister("pre_run_cell", magics.pre_run_cell)
+    ipython.events.unregister("post_run_cell", magics.post_run_cell)
     magics.outs.detach()
     for kind, names in CodoMagics.magics.items():
         for name in names:

@@ -48,13 +48,24 @@ def _task_line(view: TaskView, width: int) -> str:
     return line.rstrip()
 
 
-def task_detail(snap: Snapshot, task_id: str, traceback: str | None = None) -> str:
-    """One task's status line, then the traceback of its failure (the cell's line numbers)."""
+def task_detail(snap: Snapshot, task_id: str, traceback: str | None = None,
+                logs: str | None = None, tail: int = 20) -> str:
+    """One task's status line, the last ``tail`` lines it printed, then its failure's traceback.
+
+    The traceback has the cell's line numbers.
+    """
     view = snap.by_id()[task_id]
     lines = [_task_line(view, len(view.name))]
     if view.dependencies:
         names = {v.id: v.name for v in snap.tasks}
         lines.append("    after: " + ", ".join(names.get(d, d) for d in view.dependencies))
+    if logs and logs.strip():
+        printed = logs.rstrip("\n").split("\n")
+        shown = printed[-tail:]
+        more = f" (last {len(shown)} of {len(printed)} lines; %codo_logs {view.name} for all)" \
+            if len(printed) > len(shown) else ""
+        lines.append(f"    output{more}:")
+        lines.extend("    | " + line for line in shown)
     if traceback and view.success is False:
         lines.append(traceback.rstrip())
     return "\n".join(lines)
