@@ -116,8 +116,9 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
                         row[f"{key}_note"] = plan["note"]
                 for define in DEFINES:
                     ours = row[f"ours_{define}_us"]
-                    row[f"{define}_vs_dask"] = ours / row["dask_us"] if ours else None
-                    row[f"{define}_vs_floor"] = ours / row["floor_us"] if ours else None
+                    for peer in ("dask", "floor"):
+                        theirs = row[f"{peer}_us"]
+                        row[f"{define}_vs_{peer}"] = ours / theirs if ours and theirs else None
                 rows.append(row)
                 log(f"overhead {n:,} {shape} x{w}: "
                     + ", ".join(f"{k} {_us(row[k + '_us'])}" for k in runners))

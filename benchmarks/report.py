@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,9 +38,16 @@ def heading(result: dict) -> str:
 
 
 def render(results: dict, tables: dict[str, Callable[[dict], str]]) -> dict[str, str]:
-    """Markdown per part present in ``results``."""
-    return {name: heading(results[name]) + "\n\n" + tables[name](results[name])
-            for name in tables if name in results}
+    """Markdown per part present in ``results``; a part saved by an older suite is skipped."""
+    blocks = {}
+    for name in tables:
+        if name in results:
+            try:
+                blocks[name] = heading(results[name]) + "\n\n" + tables[name](results[name])
+            except (KeyError, TypeError) as exc:
+                print(f"{name}: results from an older suite ({exc!r}), table kept as it was; "
+                      f"run --only {name}", file=sys.stderr)
+    return blocks
 
 
 def update_readme(path: Path, blocks: dict[str, str]) -> None:
