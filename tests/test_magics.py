@@ -1034,3 +1034,17 @@ def test_run_side_without_a_side_panel_shows_the_view_inline(ip, capsys, monkeyp
     assert capsys.readouterr().out.strip() == (
         "codo_run: no side panel in this version of the live view; showing it here")
     assert shown_views == ["VIEW"]
+
+
+def test_the_cell_id_falls_back_to_the_kernels_parent_header(ip, monkeypatch):
+    """Without pre_run_cell's info.cell_id, the execute request's metadata.cellId is used."""
+    parent = {"metadata": {"cellId": "c9"}, "content": {"code": "%%codo_task a\n1"}}
+    kernel = types.SimpleNamespace(get_parent=lambda: parent)
+    monkeypatch.setattr(ip, "kernel", kernel, raising=False)
+    task(ip, "a", "1")
+    parent["content"]["code"] = "%%codo_task b\n1"
+    task(ip, "b", "1")
+    assert names() == ["b"]
+    parent["content"]["code"] = "x = 1"  # not a %%codo_task cell: the id is not used
+    task(ip, "c", "1")
+    assert names() == ["b", "c"]

@@ -157,3 +157,77 @@ def test_a_failing_task_keeps_the_cells_line_numbers(notebook):
     status = text(notebook.cells[19])
     assert 'File "<codo_task boom>", line 4, in <module>' in status
     assert "raise ValueError(x)" in status and "ValueError: 1" in status
+
+
+# -- cell ids, as JupyterLab 4 sends them ---------------------------------------------------------
+# nbclient sends no cell id, so these requests are built by hand the way JupyterLab builds them:
+# an execute_request whose metadata carries ``cellId`` (and ``deletedCells``, ``recordTiming``).
+@pytest.fixture(scope="module")
+def lab_kernel(kernel_name):
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name=kernel_name, cwd=os.getcwd())
+    try:
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def run_in_cell(client, code: str, cell_id: str | None) -> str:
+    """Execute ``code`` as notebook cell ``cell_id``; returns what it printed and raised."""
+    content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True}
+    metadata = {"deletedCells": [], "recordTiming": False}
+    if cell_id is not None:
+        metadata["cellId"] = cell_id
+    msg = client.session.msg("execute_request", content, metadata=metadata)
+    client.shell_channel.send(msg)
+    msg_id = msg["header"]["msg_id"]
+    while client.get_shell_msg(timeout=120)["parent_header"].get("msg_id") != msg_id:
+        pass
+    parts = []
+    while True:
+        reply = client.get_iopub_msg(timeout=120)
+        if reply["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, body = reply["msg_type"], reply["content"]
+        if kind == "stream":
+            parts.append(body["text"])
+        elif kind == "error":
+            parts.append(f"{body['ename']}: {body['evalue']}\n")
+        elif kind == "status" and body["execution_state"] == "idle":
+            return "".join(parts)
+
+
+NAMES = ("from codomyrmex_nb.notebook.magics import current_orchestrator\n"
+         "print([t.name for t in current_orchestrator().list_tasks()])")
+
+
+def test_a_renamed_cell_replaces_its_task_in_a_real_kernel(lab_kernel):
+    run_in_cell(lab_kernel, "%load_ext codomyrmex_nb\n%codo_reset", "setup")
+    run_in_cell(lab_kernel, "%%codo_task load\n[1, 2]", "cell-load")
+    run_in_cell(lab_kernel, "%%codo_task total --after load\nsum(load)", "cell-total")
+    run_in_cell(lab_kernel, "%codo_run --wait --timeout 60", "run")
+    out = run_in_cell(lab_kernel, "%%codo_task numbers\n[1, 2]", "cell-load")
+    assert out.startswith("codo_task 'numbers': renamed from 'load' (same cell)")
+    assert run_in_cell(lab_kernel, NAMES, "look").strip() == "['numbers', 'total']"
+    run_in_cell(lab_kernel, "%%codo_task total --after numbers\nsum(numbers)", "cell-total")
+    done = run_in_cell(lab_kernel, "%codo_wait 60", "wait")
+    assert "codo_wait: all 2 tasks completed" in done
+    # a cell run without an id (an older front end) defines a new task, as before
+    run_in_cell(lab_kernel, "%%codo_task other\n1", None)
+    run_in_cell(lab_kernel, "%%codo_task other2\n1", None)
+    assert run_in_cell(lab_kernel, NAMES, "look").strip() == "['numbers', 'total', 'other', 'other2']"
+
+
+def test_remove_and_logs_in_a_real_kernel(lab_kernel):
+    run_in_cell(lab_kernel, "%codo_reset", "setup")
+    run_in_cell(lab_kernel, "%%codo_task a\n1", "ca")
+    run_in_cell(lab_kernel, "%%codo_task b --after a\na", "cb")
+    refused = run_in_cell(lab_kernel, "%codo_remove a  # not while b needs it", "rm")
+    assert refused.strip() == ("UsageError: %codo_remove: 'b' runs --after 'a': remove or change "
+                               "it first, or %codo_remove a --downstream")
+    assert run_in_cell(lab_kernel, "%codo_remove b", "rm").strip() == "codo_remove: removed 'b'"
+    assert run_in_cell(lab_kernel, NAMES, "look").strip() == "['a']"
+    assert run_in_cell(lab_kernel, "%codo_logs a", "logs").strip() != ""
