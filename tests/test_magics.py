@@ -1022,6 +1022,23 @@ def test_run_side_passes_side_to_the_live_view(ip, capsys, monkeypatch):
     assert "codo_wait: all 3 tasks completed" in out
 
 
+def test_run_side_without_the_side_panel_package_shows_the_view_inline(ip, capsys, monkeypatch):
+    import codomyrmex_nb.notebook.live_view as live_view_module
+
+    def live_view(orchestrator=None, *, side=False, **options):
+        if side:
+            raise ImportError("No module named 'sidecar'")
+        return "VIEW"
+
+    shown_views = []
+    monkeypatch.setattr(live_view_module, "live_view", live_view)
+    monkeypatch.setattr("codomyrmex_nb.notebook.magics.display", shown_views.append)
+    ip.run_line_magic("codo_run", "--side")
+    assert capsys.readouterr().out.strip() == (
+        "codo_run: no side panel (No module named 'sidecar'); showing the live view here")
+    assert shown_views == ["VIEW"]
+
+
 def test_run_side_without_a_side_panel_shows_the_view_inline(ip, capsys, monkeypatch):
     import codomyrmex_nb.notebook.live_view as live_view_module
 

@@ -524,7 +524,11 @@ def _side_panel(orch: TaskOrchestrator) -> bool:
     if side is None or side.kind not in (side.POSITIONAL_OR_KEYWORD, side.KEYWORD_ONLY):
         print("codo_run: no side panel in this version of the live view; showing it here")
         return False
-    live_view(orch, side=True)
+    try:
+        live_view(orch, side=True)
+    except ImportError as exc:  # the side-panel package is missing
+        print(f"codo_run: no side panel ({exc}); showing the live view here")
+        return False
     return True
 
 
