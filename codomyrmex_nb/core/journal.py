@@ -495,8 +495,9 @@ class Journal:
                 if pending:
                     wait = last_commit + interval - time.monotonic()
                     if wait <= 0 or pending >= MAX_BATCH:
+                        pending = 0
                         self._commit()
-                        last_commit, pending = time.monotonic(), 0
+                        last_commit = time.monotonic()
                         continue
                     try:
                         record = get(True, wait)
@@ -516,18 +517,20 @@ class Journal:
                     self._open_runs.discard(record[3])
                 else:
                     _, action, event, box = record
-                    ok = self._commit() if pending else True
-                    last_commit, pending = time.monotonic(), 0
-                    result = None
+                    flushing, pending = pending, 0
+                    ok, result = False, None
                     try:
+                        ok = self._commit() if flushing else True
+                        last_commit = time.monotonic()
                         if action is not None:
                             result = action()
                     except Exception as exc:  # reported, and the caller gets ok=False
                         ok = False
                         self._warn_once(f"sync-{type(exc).__name__}",
                                         f"run journal {self.path.name}: {exc}")
-                    box[:] = [ok, result]
-                    event.set()
+                    finally:
+                        box[:] = [ok, result]
+                        event.set()
                     if action == self._stop:
                         return
                     continue
@@ -539,7 +542,8 @@ class Journal:
     def _stop(self) -> None:
         """The writer's last action (everything queued before it is committed)."""
 
-    def _write(self, work: Callable[[sqlite3.Connection], Any], what: str) -> tuple[bool, Any]:
+    def _write(self, work: Callable[[sqlite3.Connection], Any], what: str,
+               warn: bool = True) -> tuple[bool, Any]:
         """One write transaction on the writer connection, retried while the file is locked."""
         conn = self._wconn
         if conn is None:
@@ -555,41 +559,66 @@ class Journal:
                     return True, result
                 except BaseException:
                     if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                        try:
+                            conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
                     raise
-            except sqlite3.Error as exc:
+            except Exception as exc:
                 if _is_busy(exc) and time.monotonic() < deadline:
                     time.sleep(delay)  # another writer holds the file past the busy timeout
                     delay = min(delay * 2, 0.5)
                     continue
-                self._warn_once(f"write-{what}",
-                                f"run journal {self.path.name}: could not write {what} ({exc})")
-                return False, None
+                if warn:
+                    self._warn_once(f"write-{what}", f"run journal {self.path.name}: "
+                                    f"could not write {what} ({exc})")
+                return False, exc
 
     def _commit(self) -> bool:
-        defs, trans, results, ends = self._defs, self._trans, self._results, self._ends
-        count = len(defs) + len(trans) + len(results) + len(ends)
+        """Write every buffered record in one transaction; if that fails for a reason other
+        than a lock, write them one by one and drop only the ones that fail."""
+        batches = [(_INSERT_DEF, self._defs), (_INSERT_TRANS, self._trans),
+                   (_INSERT_RESULT, self._results), (_UPDATE_END, self._ends)]
 
-        def work(conn: sqlite3.Connection) -> None:
-            if defs:
-                conn.executemany(_INSERT_DEF, defs)
-            if trans:
-                conn.executemany(_INSERT_TRANS, trans)
-            if results:
-                conn.executemany(_INSERT_RESULT, results)
-            if ends:
-                conn.executemany(_UPDATE_END, ends)
+        def together(conn: sqlite3.Connection) -> None:
+            for sql, rows in batches:
+                if rows:
+                    conn.executemany(sql, rows)
 
-        ok, _ = self._write(work, "records")
-        if not ok:
-            self.dropped += count
-        defs.clear()
-        trans.clear()
-        results.clear()
-        ends.clear()
-        if ok:
+        def one_by_one(conn: sqlite3.Connection) -> list[str]:
+            failed = []
+            for sql, rows in batches:
+                for row in rows:
+                    try:
+                        conn.execute(sql, row)
+                    except (sqlite3.InterfaceError, sqlite3.ProgrammingError,
+                            sqlite3.IntegrityError, OverflowError, TypeError, ValueError) as exc:
+                        failed.append(str(exc))
+            return failed
+
+        try:
+            ok, error = self._write(together, "records", warn=False)
+            if not ok and not _is_busy(error):
+                ok, failed = self._write(one_by_one, "records", warn=False)
+                if ok and failed:
+                    self.dropped += len(failed)
+                    self._warn_once("bad-record", f"run journal {self.path.name}: dropped "
+                                    f"{len(failed)} record(s) it could not store ({failed[0]})")
+                    return False
+                error = failed
+            if not ok:
+                self.dropped += sum(len(rows) for _, rows in batches)
+                self._warn_once("write-records", f"run journal {self.path.name}: could not "
+                                f"write records ({error}); they are lost")
+                return False
+        finally:
+            for _, rows in batches:
+                rows.clear()
+        try:
             self._bound_size()
-        return ok
+        except sqlite3.Error as exc:
+            self._warn_once("bound", f"run journal {self.path.name}: size check failed ({exc})")
+        return True
 
     def _do_begin(self) -> int:
         ok, run_id = self._write(lambda conn: conn.execute(

@@ -1,0 +1,499 @@
+"""The run journal's storage layer: round trips, committed-only reads, permissions,
+fallbacks (unwritable folder, no WAL, corrupted or truncated file), the size bound,
+two processes at once, and a process killed mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from codomyrmex_nb.core import journal as journal_module
+from codomyrmex_nb.core.journal import Journal, JournalWarning, RunInfo, default_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def make_journal(tmp_path):
+    made: list[Journal] = []
+
+    def make(path: Path | None = None, **kwargs) -> Journal:
+        journal = Journal(path or tmp_path / ".codomyrmex" / "j.sqlite", **kwargs)
+        made.append(journal)
+        return journal
+
+    yield make
+    for journal in made:
+        journal.close()
+    assert not [t for t in threading.enumerate() if t.name == "codo-journal-writer"]
+
+
+def journal_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if issubclass(w.category, JournalWarning)]
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), timeout=10)
+
+
+# -- paths and permissions --------------------------------------------------------------
+
+
+def test_default_path_one_per_notebook_else_one_per_folder(tmp_path):
+    env = {"JPY_SESSION_NAME": "/home/me/work/My Analysis (v2).ipynb"}
+    assert default_path(tmp_path, env) == tmp_path / ".codomyrmex" / "My_Analysis_v2.sqlite"
+    assert default_path(tmp_path, {}) == tmp_path / ".codomyrmex" / "folder.sqlite"
+    assert default_path(tmp_path, {"JPY_SESSION_NAME": "..."}).name == "folder.sqlite"
+    assert default_path(tmp_path, {"JPY_SESSION_NAME": "C:\\nb\\a.ipynb"}).name == "a.sqlite"
+    assert default_path(None, {}).parent == Path(os.getcwd()) / ".codomyrmex"
+
+
+def test_folder_owner_only_with_gitignore_and_file_0600(make_journal, tmp_path):
+    journal = make_journal()
+    assert journal.enabled and journal.mode == "wal"
+    folder = tmp_path / ".codomyrmex"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert (folder / ".gitignore").read_text().strip() == "*"
+    run = journal.begin_run()
+    journal.result(run, "t", "t", "fp", b"x" * 100, None, 1.0)
+    assert journal.flush(10)
+    for file in folder.iterdir():
+        if file.name.startswith("j.sqlite"):  # the database and its -wal / -shm
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+
+
+# -- recording and reading --------------------------------------------------------------
+
+
+def test_round_trip(make_journal):
+    journal = make_journal()
+    assert journal.last_run() is None and journal.history() == []
+    run = journal.begin_run()
+    assert run > 0
+    journal.define(run, "a1", "load", "fpA")
+    journal.define(run, "b1", "clean", "fpB")
+    journal.transition(run, 1, 10.0, "a1", "load", None, "pending", None)
+    journal.transition(run, 2, 11.0, "a1", "load", "pending", "running", None)
+    journal.transition(run, 3, 12.0, "a1", "load", "running", "completed", None)
+    journal.result(run, "a1", "load", "fpA", b"result-a", None, 12.0)
+    journal.transition(run, 4, 13.0, "b1", "clean", "running", "failed", "boom")
+    journal.end_run(run, "stopped")
+    assert journal.flush(10)
+    info = journal.last_run()
+    assert isinstance(info, RunInfo)
+    assert (info.run_id, info.status, info.tasks, info.completed, info.failed) == \
+        (run, "stopped", 2, 1, 1)
+    assert info.ended is not None and info.started <= info.ended and info.last_time == 13.0
+    assert journal.restorable(run, "fpA") == (b"result-a", 12.0)
+    assert journal.restorable(run, "fpB") is None
+    assert journal.restorable(run + 1, "fpA") is None
+    with raw(journal.path) as conn:
+        assert conn.execute("SELECT * FROM transitions WHERE seq = 4").fetchone() == \
+            (run, 4, 13.0, "b1", "clean", "running", "failed", "boom")
+        assert conn.execute("SELECT * FROM definitions ORDER BY task_id").fetchall() == \
+            [(run, "a1", "load", "fpA"), (run, "b1", "clean", "fpB")]
+
+
+def test_counts_follow_each_tasks_latest_transition(make_journal):
+    journal = make_journal()
+    run = journal.begin_run()
+    journal.define(run, "d", "defined only", None)
+    for seq, task, status in [(1, "a", "running"), (2, "a", "completed"), (3, "b", "failed"),
+                              (4, "c", "failed"), (5, "c", "running"), (6, "c", "completed")]:
+        journal.transition(run, seq, float(seq), task, task, None, status, None)
+    journal.end_run(run)
+    assert journal.flush(10)
+    info = journal.last_run()
+    assert (info.tasks, info.completed, info.failed, info.status) == (4, 2, 1, "finished")
+
+
+def test_begin_run_is_committed_before_it_returns(make_journal):
+    journal = make_journal(commit_interval=60.0)
+    run = journal.begin_run()
+    with raw(journal.path) as conn:
+        assert conn.execute("SELECT status, ended FROM runs WHERE run_id = ?",
+                            (run,)).fetchone() == ("running", None)
+    assert journal.last_run().status == "running"
+
+
+def test_a_result_is_restorable_only_once_committed(make_journal):
+    journal = make_journal(commit_interval=60.0)  # nothing commits on its own in this test
+    run = journal.begin_run()
+    journal.result(run, "t", "t", "fp", b"payload", None, 5.0)
+    assert journal.restorable(run, "fp") is None
+    assert journal.restorable(None, "fp") is None
+    assert journal.flush(10)
+    assert journal.restorable(run, "fp") == (b"payload", 5.0)
+    assert journal.restorable(None, "fp") == (b"payload", 5.0)
+
+
+def test_records_commit_on_their_own_within_the_interval(make_journal):
+    journal = make_journal(commit_interval=0.05)
+    run = journal.begin_run()
+    journal.result(run, "t", "t", "fp", b"payload", None, 5.0)
+    deadline = time.monotonic() + 10
+    while journal.restorable(run, "fp") is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert journal.restorable(run, "fp") == (b"payload", 5.0)
+
+
+def test_a_burst_of_transitions_is_a_handful_of_commits(make_journal):
+    journal = make_journal(commit_interval=0.1)
+    commits = []
+    commit = journal._commit
+    journal._commit = lambda: commits.append(1) or commit()  # the writer looks it up each time
+    run = journal.begin_run()
+    for seq in range(10_000):
+        journal.transition(run, seq, 1.0, f"t{seq}", "t", "running", "completed", None)
+    assert journal.flush(30)
+    assert 1 <= len(commits) <= 10
+    assert journal.last_run().completed == 10_000
+
+
+def test_restorable_any_run_takes_the_newest_and_skips_unserialisable(make_journal):
+    journal = make_journal()
+    first = journal.begin_run()
+    journal.result(first, "t", "t", "fp", b"old", None, 1.0)
+    journal.end_run(first)
+    second = journal.begin_run()
+    journal.result(second, "t", "t", "fp", b"new", None, 2.0)
+    journal.result(second, "u", "u", "fpU", None, "TypeError: cannot pickle 'generator'", 2.0)
+    journal.end_run(second)
+    assert journal.flush(10)
+    assert journal.restorable(None, "fp") == (b"new", 2.0)
+    assert journal.restorable(first, "fp") == (b"old", 1.0)
+    assert journal.restorable(second, "fpU") is None
+    with raw(journal.path) as conn:  # recorded as such, never restorable
+        assert conn.execute("SELECT blob, error FROM results WHERE fingerprint = 'fpU'"
+                            ).fetchone() == (None, "TypeError: cannot pickle 'generator'")
+
+
+def test_a_result_over_the_size_bound_is_recorded_as_an_error(make_journal):
+    journal = make_journal(max_bytes=100_000)
+    run = journal.begin_run()
+    journal.result(run, "t", "t", "fp", b"x" * 200_000, None, 1.0)
+    assert journal.flush(10)
+    assert journal.restorable(run, "fp") is None
+    with raw(journal.path) as conn:
+        blob, error = conn.execute("SELECT blob, error FROM results").fetchone()
+    assert blob is None and "larger than the journal's size bound" in error
+
+
+def test_history_newest_first_and_clear(make_journal):
+    journal = make_journal()
+    runs = []
+    for n in range(3):
+        run = journal.begin_run()
+        journal.transition(run, 1, float(n), "t", "t", "running", "completed", None)
+        journal.result(run, "t", "t", f"fp{n}", b"r", None, float(n))
+        journal.end_run(run)
+        runs.append(run)
+    assert journal.flush(10)
+    history = journal.history()
+    assert [info.run_id for info in history] == runs[::-1]
+    assert all(info.status == "finished" and info.completed == 1 for info in history)
+    journal.clear()
+    assert journal.history() == [] and journal.last_run() is None
+    assert journal.restorable(None, "fp0") is None
+    assert journal.begin_run() > runs[-1]  # ids never come back after a clear
+
+
+def test_a_record_that_cannot_be_stored_is_dropped_alone(make_journal):
+    journal = make_journal()
+    run = journal.begin_run()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        journal.transition(run, 1, 1.0, "good", "good", None, "completed", None)
+        journal.transition(run, 2, 1.0, object(), "bad", None, "completed", None)
+        journal.result(run, "good", "good", "fp", b"ok", None, 1.0)
+        assert journal.flush(10) is False
+    assert len(journal_warnings(record)) == 1 and journal.dropped == 1
+    assert journal.restorable(run, "fp") == (b"ok", 1.0)
+    journal.transition(run, 3, 1.0, "later", "later", None, "completed", None)
+    assert journal.flush(10)
+    assert journal.last_run().completed == 2
+
+
+def test_close_is_idempotent_and_later_calls_do_nothing(make_journal):
+    journal = make_journal()
+    run = journal.begin_run()
+    journal.result(run, "t", "t", "fp", b"r", None, 1.0)
+    journal.close()  # flushes first
+    journal.close()
+    assert not journal.enabled
+    journal.transition(run, 1, 1.0, "t", "t", None, "completed", None)
+    assert journal.flush() and journal.begin_run() == 0 and journal.history() == []
+    with Journal(journal.path) as again:
+        assert again.restorable(run, "fp") == (b"r", 1.0)
+
+
+# -- fallbacks --------------------------------------------------------------------------
+
+
+def check_disabled(journal: Journal) -> None:
+    assert journal.enabled is False
+    assert journal.begin_run() == 0
+    journal.define(0, "t", "t", "fp")
+    journal.transition(0, 1, 1.0, "t", "t", None, "completed", None)
+    journal.result(0, "t", "t", "fp", b"r", None, 1.0)
+    journal.end_run(0)
+    journal.clear()
+    assert journal.flush() is True
+    assert journal.last_run() is None and journal.history() == []
+    assert journal.restorable(None, "fp") is None
+    journal.close()
+
+
+def test_unwritable_folder_turns_the_journal_off_with_one_warning(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        journal = Journal(blocker / ".codomyrmex" / "j.sqlite")
+        check_disabled(journal)
+    messages = journal_warnings(record)
+    assert len(messages) == 1 and "\n" not in messages[0] and "journal off" in messages[0]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root writes through file permissions")
+def test_read_only_folder_turns_the_journal_off_with_one_warning(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            check_disabled(Journal(folder / "j.sqlite"))
+        assert len(journal_warnings(record)) == 1
+    finally:
+        folder.chmod(0o700)
+
+
+def test_no_wal_falls_back_to_the_rollback_journal_with_one_warning(make_journal, monkeypatch):
+    monkeypatch.setattr(journal_module, "_enable_wal", lambda conn: "delete")  # NFS answers so
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        journal = make_journal()
+    messages = journal_warnings(record)
+    assert len(messages) == 1 and "WAL" in messages[0] and "\n" not in messages[0]
+    assert journal.enabled and journal.mode == "delete"
+    with raw(journal.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    run = journal.begin_run()
+    journal.result(run, "t", "t", "fp", b"r", None, 1.0)
+    journal.end_run(run)
+    assert journal.flush(10)
+    assert journal.restorable(run, "fp") == (b"r", 1.0)
+    assert journal.last_run().status == "finished"
+
+
+def test_wal_refused_with_an_error_also_falls_back(make_journal, monkeypatch):
+    def refuse(conn):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(journal_module, "_enable_wal", refuse)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        journal = make_journal()
+    assert len(journal_warnings(record)) == 1 and journal.enabled and journal.mode == "delete"
+    assert journal.begin_run() > 0
+
+
+def aside_files(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.name}.corrupt-*"))
+
+
+def test_a_garbage_file_is_moved_aside_and_a_fresh_journal_started(make_journal, tmp_path):
+    path = tmp_path / ".codomyrmex" / "j.sqlite"
+    path.parent.mkdir(mode=0o700)
+    garbage = b"this is not a database, " * 200
+    path.write_bytes(garbage)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        journal = make_journal(path)
+    messages = journal_warnings(record)
+    assert len(messages) == 1 and "moved aside" in messages[0] and "\n" not in messages[0]
+    [aside] = aside_files(path)
+    assert aside.read_bytes() == garbage  # never deleted
+    assert journal.enabled and journal.history() == []
+    run = journal.begin_run()
+    journal.result(run, "t", "t", "fp", b"r", None, 1.0)
+    assert journal.flush(10) and journal.restorable(run, "fp") == (b"r", 1.0)
+
+
+def test_a_truncated_journal_is_moved_aside_and_a_fresh_journal_started(tmp_path):
+    path = tmp_path / ".codomyrmex" / "j.sqlite"
+    with Journal(path) as journal:
+        for _ in range(3):
+            run = journal.begin_run()
+            for seq in range(500):
+                journal.transition(run, seq, 1.0, f"t{seq}", "t", "running", "completed", None)
+                if seq % 10 == 0:
+                    journal.result(run, f"t{seq}", "t", f"fp{seq}", os.urandom(4000), None, 1.0)
+            journal.end_run(run)
+    data = path.read_bytes()
+    assert len(data) > 200_000
+    path.write_bytes(data[: len(data) // 2])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fresh = Journal(path)
+    try:
+        assert len(journal_warnings(record)) == 1
+        [aside] = aside_files(path)
+        assert aside.read_bytes() == data[: len(data) // 2]
+        assert fresh.enabled and fresh.history() == []
+        assert fresh.begin_run() >= 1
+    finally:
+        fresh.close()
+
+
+def test_a_foreign_sqlite_file_is_moved_aside(make_journal, tmp_path):
+    path = tmp_path / "j.sqlite"
+    with raw(path) as conn:
+        conn.execute("CREATE TABLE customers(name TEXT)")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        journal = make_journal(path)
+    assert len(journal_warnings(record)) == 1 and len(aside_files(path)) == 1
+    assert journal.enabled
+
+
+# -- size bound ------------------------------------------------------------------------
+
+
+def test_the_size_bound_prunes_the_oldest_runs(make_journal):
+    journal = make_journal(max_bytes=300_000, vacuum_interval=0.0)
+    runs = []
+    for n in range(12):
+        run = journal.begin_run()
+        journal.transition(run, 1, 1.0, "t", "t", "running", "completed", None)
+        journal.result(run, "t", "t", f"fp{n}", os.urandom(60_000), None, float(n))
+        journal.end_run(run)
+        assert journal.flush(10)
+        runs.append(run)
+    kept = [info.run_id for info in journal.history()]
+    assert kept == runs[-len(kept):][::-1]  # a suffix: the oldest went first
+    assert 2 <= len(kept) < 12 and kept[0] == runs[-1]
+    assert journal.restorable(None, "fp0") is None
+    assert journal.restorable(runs[-1], "fp11") is not None
+    assert journal.path.stat().st_size < 3 * 300_000  # vacuumed, not just emptied
+
+
+def test_the_size_bound_never_prunes_the_current_run(make_journal):
+    journal = make_journal(max_bytes=200_000, vacuum_interval=0.0)
+    old = journal.begin_run()
+    journal.result(old, "t", "t", "old", os.urandom(50_000), None, 1.0)
+    journal.end_run(old)
+    current = journal.begin_run()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for n in range(6):
+            journal.result(current, f"t{n}", "t", f"fp{n}", os.urandom(50_000), None, 2.0)
+            assert journal.flush(10)
+    assert [info.run_id for info in journal.history()] == [current]
+    assert all(journal.restorable(current, f"fp{n}") for n in range(6))
+    assert len(journal_warnings(record)) == 1  # over the bound, in runs it must keep
+
+
+# -- processes ------------------------------------------------------------------------------
+
+WRITER = textwrap.dedent("""
+    import sys
+    from codomyrmex_nb.core.journal import Journal
+    path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    journal = Journal(path, commit_interval=0.0)
+    assert journal.enabled
+    run = journal.begin_run()
+    print(run, flush=True)
+    sys.stdin.readline()  # both start writing at the same moment
+    for i in range(n):
+        journal.transition(run, i, float(i), f"{tag}{i}", tag, "running", "completed", None)
+        journal.result(run, f"{tag}{i}", tag, f"{tag}-fp{i}", (f"{tag}{i}" * 20).encode(),
+                       None, float(i))
+        if i % 10 == 0:
+            journal.flush()  # many small commits interleave with the other process
+    journal.end_run(run)
+    journal.close()
+""")
+
+
+def run_python(code: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_writing_one_journal_keep_it_intact(tmp_path):
+    path = tmp_path / ".codomyrmex" / "j.sqlite"
+    procs = [run_python(WRITER, str(path), tag, "2000") for tag in ("a", "b")]
+    runs = [int(proc.stdout.readline()) for proc in procs]
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        assert "JournalWarning" not in err, err
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        for tag, run in zip(("a", "b"), runs, strict=True):
+            assert conn.execute("SELECT count(DISTINCT seq) FROM transitions WHERE run_id = ?",
+                                (run,)).fetchone()[0] == 2000
+            rows = conn.execute("SELECT task_id, blob FROM results WHERE run_id = ?",
+                                (run,)).fetchall()
+            assert len(rows) == 2000 and {task for task, _ in rows} == \
+                {f"{tag}{i}" for i in range(2000)}
+            assert all(blob == (task * 20).encode() for task, blob in rows)
+            assert conn.execute("SELECT status FROM runs WHERE run_id = ?",
+                                (run,)).fetchone() == ("finished",)
+        order = [run for (run,) in conn.execute("SELECT run_id FROM transitions ORDER BY rowid")]
+    switches = sum(1 for before, after in zip(order, order[1:], strict=False) if before != after)
+    assert switches >= 2  # the two really wrote at the same time
+
+
+KILLED = textwrap.dedent("""
+    import os, signal, sys
+    from codomyrmex_nb.core.journal import Journal
+    journal = Journal(sys.argv[1], commit_interval=60.0)
+    run = journal.begin_run()
+    journal.transition(run, 1, 1.0, "a", "a", "running", "completed", None)
+    journal.result(run, "a", "a", "fpA", b"A", None, 1.0)
+    assert journal.flush(10)
+    journal.transition(run, 2, 2.0, "b", "b", "running", "completed", None)
+    journal.result(run, "b", "b", "fpB", b"B", None, 2.0)  # still queued when killed
+    print(run, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_killed_process_leaves_exactly_its_committed_rows(tmp_path):
+    path = tmp_path / ".codomyrmex" / "j.sqlite"
+    proc = run_python(KILLED, str(path))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    run = int(out)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        journal = Journal(path)
+    try:
+        assert journal_warnings(record) == []
+        info = journal.last_run()
+        assert (info.run_id, info.status, info.ended, info.completed) == (run, "running", None, 1)
+        assert journal.restorable(run, "fpA") == (b"A", 1.0)
+        assert journal.restorable(run, "fpB") is None
+    finally:
+        journal.close()
