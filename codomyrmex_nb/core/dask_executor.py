@@ -19,9 +19,16 @@ nothing open, so it can simply be called again.
 
 Each attempt is submitted as cloudpickle bytes (``pure=False``, a readable
 key) to a small wrapper that runs it and returns ``(ok, value | packed error,
-started, ended)``: errors come back the same way as from the ``processes``
-executor (their type kept), and Dask's view of a failed task is "finished".
-Remote workers need ``codomyrmex_nb`` installed, as for any Dask library.
+started, ended, logs, cpu)``: errors come back the same way as from the
+``processes`` executor (their type kept), and Dask's view of a failed task is
+"finished". The wrapper runs the attempt through ``Run.execute``, so what it
+prints, warns and logs is captured on the worker per thread (a Dask worker
+runs several tasks at once) and shipped back with the reply, with the CPU
+seconds of the worker thread that ran it; peak memory is not separable per
+task there (None). Output written below Python (``os.write``, C) goes to the
+worker's own stdout. An attempt whose worker dies or that is cancelled brings
+nothing back. Remote workers need ``codomyrmex_nb`` installed, as for any Dask
+library.
 
 ``interrupt`` wakes ``run`` at once (it waits on an event set by the future's
 done-callback or by the interrupt), and ``run`` then cancels the future, so the
@@ -47,6 +54,7 @@ import threading
 import uuid
 from typing import Any
 
+from . import capture
 from .exceptions import TaskCancelledError, WorkerCrashedError
 from .invoke import Outcome, Run
 from .process_executor import cancelled, dumps_call, error_outcome, failed, pack_error
@@ -57,24 +65,27 @@ _local_cancelled: dict[str, None] = {}  # interrupted before its wrapper started
 _CANCELLED_KEPT = 4096  # keys of attempts that never start on this process are forgotten in time
 
 
-def _remote_call(blob: bytes, key: str) -> tuple[Any, ...]:
-    """Runs on a Dask worker: the attempt, with its errors packed rather than raised."""
+def _remote_call(blob: bytes, key: str, level: int | None = None) -> tuple[Any, ...]:
+    """Runs on a Dask worker: the attempt, with its errors packed rather than raised.
+
+    Returns ``(ok, value | packed error, started, ended, logs, cpu seconds)``.
+    """
     import cloudpickle
 
     local = Run(None)  # type: ignore[arg-type] - only its running/interrupting machinery is used
     local.call = lambda: cloudpickle.loads(blob)()
     with _local_lock:
         if _local_cancelled.pop(key, False) is None:
-            return False, pack_error(TaskCancelledError("cancelled before it started")), 0.0, 0.0
+            return (False, pack_error(TaskCancelledError("cancelled before it started")), 0.0, 0.0,
+                    None, None)
         _local_runs[key] = local
     try:
-        outcome = local.execute()
+        outcome = local.execute(level=level)  # captures this worker thread's output
     finally:
         with _local_lock:
             _local_runs.pop(key, None)
-    if outcome.ok:
-        return True, outcome.value, outcome.started, outcome.ended
-    return False, pack_error(outcome.error), outcome.started, outcome.ended
+    payload = outcome.value if outcome.ok else pack_error(outcome.error)
+    return outcome.ok, payload, outcome.started, outcome.ended, outcome.logs, outcome.cpu_time
 
 
 def _stop_local(key: str, reason: str) -> None:
@@ -181,7 +192,8 @@ class DaskExecutor:
         key = f"{run.task.name}-{uuid.uuid4().hex[:12]}"
         if not run.begin():  # abandoned before it reached Dask: submit nothing
             return cancelled(run)
-        pending = _Pending(client.submit(_remote_call, blob, key, key=key, pure=False), key)
+        pending = _Pending(client.submit(_remote_call, blob, key, capture.LOG_LEVEL, key=key,
+                                         pure=False), key)
         with self._lock:
             run.handle = pending
             abandoned = run.abandoned
@@ -202,15 +214,17 @@ class DaskExecutor:
         from distributed.scheduler import KilledWorker
 
         try:
-            ok, payload, started, ended = future.result()
+            ok, payload, started, ended, logs, cpu = future.result()
         except KilledWorker as exc:
             crashed = WorkerCrashedError(f"the Dask workers running it died: {exc}")
             crashed.__cause__ = exc
             return failed(crashed)
         finally:
             future.release()
-        return Outcome(True, payload, started=started, ended=ended) if ok \
+        outcome = Outcome(True, payload, started=started, ended=ended) if ok \
             else error_outcome(payload, started, ended)
+        outcome.logs, outcome.cpu_time = logs, cpu
+        return outcome
 
     def interrupt(self, run: Run, reason: str) -> bool:
         """Wake ``run`` (which cancels the future) and stop the attempt's thread if it is local."""

@@ -5,7 +5,8 @@ engine worker thread (at most ``max_workers`` at once), and ``interrupt(run,
 reason)`` called from any thread to stop an attempt in flight. The engine
 treats every executor alike.
 
-- ``threads`` runs the attempt in the worker thread itself (no hand-off).
+- ``threads`` runs the attempt in the worker thread itself (no hand-off); what
+  it prints and logs is captured per attempt (``invoke.Run.execute``).
 - ``sync`` has no worker threads: ``wait_for_completion`` runs the tasks one
   at a time in the caller's thread, so a debugger or a print works as in
   plain code and the order is deterministic (priority, then critical path,
@@ -54,10 +55,17 @@ class ThreadExecutor:
 
 
 class SyncExecutor(ThreadExecutor):
-    """Attempts run in the thread that calls ``wait_for_completion``, one at a time."""
+    """Attempts run in the thread that calls ``wait_for_completion``, one at a time.
+
+    Their output is captured as on threads and also shown as it comes (``live``):
+    they run in the waiting cell, so a print or a debugger works as in plain code.
+    """
 
     name = "sync"
     inline = True
+
+    def run(self, run: Run) -> Outcome:
+        return run.execute(live=True)
 
 
 def make_executor(kind: str, **options: Any) -> Executor:

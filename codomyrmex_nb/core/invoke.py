@@ -8,6 +8,11 @@ thread is inside the task's own code, and a pending one is cleared when the
 task returns first, so engine code is never hit. ``async def`` actions run on
 an event loop of their own in the worker thread; they are interrupted by
 cancelling their asyncio task, which also wakes an ``await asyncio.sleep``.
+
+``Run.execute`` also records what the attempt cost and said: everything its
+thread prints, warns or logs goes into ``Outcome.logs`` (``capture.Capture``,
+per thread, so the notebook's own output and other tasks are untouched), and
+the thread's CPU seconds (``time.thread_time``) into ``Outcome.cpu_time``.
 """
 
 from __future__ import annotations
@@ -23,10 +28,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import capture
+from .capture import Capture
 from .model import OutputRef, output_refs
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+# Clearing needs a NULL exception: through ``py_object`` None would be set as the
+# "exception" and raise SystemError in the thread at its next instruction.
+_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+    ("PyThreadState_SetAsyncExc", ctypes.pythonapi))
 
 
 class Interrupted(BaseException):
@@ -119,10 +130,31 @@ class Run:
                 self.timer.cancel()
             return self.begun
 
-    # -- running --------------------------------------------------------------------
-    def execute(self) -> Outcome:
-        """Run ``self.call`` in this thread; never raises."""
+    # -- running --------------------------------------------------------------------------------
+    def execute(self, live: bool = False, level: int | None = None,
+                limit: int | None = None) -> Outcome:
+        """Run ``self.call`` in this thread; never raises.
+
+        What the attempt prints, warns and logs (from this thread) is captured
+        into ``Outcome.logs`` (see ``capture``: ``level`` and ``limit`` default to
+        ``capture.LOG_LEVEL`` and ``capture.LIMIT``; ``live`` also passes it on as
+        it comes), and the CPU seconds of this thread into ``Outcome.cpu_time``.
+        Memory is one heap shared by every thread: ``peak_memory`` stays None.
+        """
         self.thread_id = threading.get_ident()
+        box = Capture(level=capture.LOG_LEVEL if level is None else level,
+                      limit=capture.LIMIT if limit is None else limit, live=live)
+        box.start()
+        cpu = time.thread_time()
+        try:
+            outcome = self._execute()
+        finally:
+            cpu = time.thread_time() - cpu
+            logs = box.stop()
+        outcome.logs, outcome.cpu_time = logs, cpu
+        return outcome
+
+    def _execute(self) -> Outcome:
         started = time.perf_counter()
         try:
             try:
@@ -144,7 +176,7 @@ class Run:
     def _leave_user(self) -> None:
         with self._lock:
             if self._in_user and self._injected:
-                _set_async_exc(self.thread_id, None)  # drop an exception not yet raised
+                _clear_async_exc(self.thread_id, None)  # drop an exception not yet raised
             self._in_user = False
 
     def _run_coroutine(self, awaitable: Any) -> Any:

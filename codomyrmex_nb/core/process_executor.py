@@ -8,8 +8,25 @@ a running attempt can really be stopped (killed; the pool starts another). Why
 daemons (tasks may start processes) and ignore SIGINT (a notebook interrupt hits
 the whole process group). Errors come back whole when they pickle both ways,
 else as a ``RemoteError`` subclass named like the original, so ``error_type``
-still reads e.g. ``ZeroDivisionError``. A task's prints go to the parent's
-original stdout, not the notebook; scripts need the usual ``__main__`` guard.
+still reads e.g. ``ZeroDivisionError``. Scripts need the usual ``__main__`` guard.
+
+What an attempt writes is kept with it, below Python too: a worker's file
+descriptors 1 and 2 point at a file that only its parent reads (created by the
+parent, unlinked once the worker has opened it, emptied at the start of each
+attempt), and its ``sys.stdout`` / ``sys.stderr`` write through to them
+unbuffered, as do C's ``stdout`` and the attempt's log records
+(``capture.Forward``). So ``print``, ``os.write(1, ...)``, a C library's
+``printf``, warnings and logging land there in the order they happened, and
+when the worker dies mid-attempt (a segfault, a kill) the parent still reads
+every line written before it, plus ``faulthandler``'s dump of the Python stack.
+The parent tidies the text as ``capture`` does (redraws collapsed, head and
+tail of ``capture.LIMIT`` kept). Each attempt also reports its CPU seconds (the
+worker process's, including children it waited for: ``os.times``) and, on
+Linux, its peak resident memory: the worker's high-water mark (``VmHWM``) is
+reset at the start of each attempt (``/proc/self/clear_refs``), so a small
+task after a big one in the same worker reports the small figure. The figure
+includes the interpreter itself (some tens of MB). A crashed or killed
+attempt's CPU seconds are read from the dead worker (``/proc/<pid>/stat``).
 
 Start-up is not the task's time: a new worker says it is ready (after ``spawn``
 has imported the parent's ``__main__``, which in a notebook can take a while)
@@ -34,12 +51,18 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ctypes
+import faulthandler
 import functools
 import inspect
+import io
 import multiprocessing
 import os
 import pickle
+import re
 import signal
+import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -48,6 +71,7 @@ from typing import Any
 
 import cloudpickle
 
+from . import capture
 from .exceptions import TaskCancelledError, WorkerCrashedError
 from .invoke import Outcome, Run, format_traceback
 
@@ -109,7 +133,83 @@ def cancelled(run: Run) -> Outcome:  # the engine has recorded the failure alrea
     return failed(TaskCancelledError(f"attempt {run.abandoned or 'stopped: executor shut down'}"))
 
 
-def _attempt(blob: bytes) -> bytes:
+class _Output:
+    """In a worker: where its output goes (a file the parent reads) and what an attempt costs."""
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        sys.stdout = _unbuffered(1)
+        sys.stderr = _unbuffered(2)
+        _unbuffer_c_stdout()
+        faulthandler.enable(sys.stderr)  # a crash's Python stack is part of the output
+        self.measures_peak = _reset_peak()
+
+    def begin(self) -> tuple[float, ...]:
+        """A new attempt: empty the file, reset the memory peak; returns the CPU clock."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(1, 0)  # O_APPEND: the next write goes to the new end
+        if self.measures_peak:
+            self.measures_peak = _reset_peak()
+        return os.times()
+
+    def end(self, before: tuple[float, ...]) -> tuple[float, int | None]:
+        """The attempt is over: flush C's buffers; its CPU seconds and peak bytes."""
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None).fflush(None)
+        now = os.times()
+        cpu = sum(now[i] - before[i] for i in range(4))  # user, system, and children's
+        return cpu, (_peak_memory() if self.measures_peak else None)
+
+
+def _unbuffered(fd: int) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
+                            errors="backslashreplace", line_buffering=True, write_through=True)
+
+
+def _unbuffer_c_stdout() -> None:
+    """C's ``stdout`` is fully buffered on a file: make it unbuffered, so a crash loses nothing."""
+    with contextlib.suppress(Exception):  # not glibc / not POSIX: fflush after each attempt only
+        libc = ctypes.CDLL(None)
+        libc.setvbuf(ctypes.c_void_p.in_dll(libc, "stdout"), None, 2, 0)  # _IONBF
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak resident memory (Linux); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _peak_memory() is not None
+    except OSError:
+        return False
+
+
+def _peak_memory() -> int | None:
+    """This process's peak resident memory in bytes since the last reset (``VmHWM``)."""
+    try:
+        with open("/proc/self/status") as f:
+            found = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(found.group(1)) * 1024 if found else None
+
+
+def _process_cpu(pid: int) -> float | None:
+    """CPU seconds a (possibly dead, not yet reaped) process used, children it reaped included."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _attempt(message: bytes, output: _Output | None) -> bytes:
+    blob, level = pickle.loads(message)
+    clock = output.begin() if output is not None else None
+    tap = capture.Forward(sys.stderr, level=level).start()  # log records, into the same file
     started = time.perf_counter()
     try:
         value = cloudpickle.loads(blob)()
@@ -118,11 +218,14 @@ def _attempt(blob: bytes) -> bytes:
         reply: tuple[Any, ...] = (True, value, started, time.perf_counter())
     except BaseException as exc:  # noqa: BLE001 - shipped whole to the parent
         reply = (False, pack_error(exc), started, time.perf_counter())
+    finally:
+        tap.stop()
+    cost = output.end(clock) if output is not None and clock is not None else (None, None)
     try:
-        return cloudpickle.dumps(reply)
+        return cloudpickle.dumps((*reply, *cost))
     except Exception as exc:  # noqa: BLE001 - the return value would not pickle
         exc.add_note("a task's return value must be picklable to come back from its process")
-        return cloudpickle.dumps((False, pack_error(exc), started, time.perf_counter()))
+        return cloudpickle.dumps((False, pack_error(exc), started, time.perf_counter(), *cost))
 
 
 def _exit_with_parent(parent_alive: Connection) -> None:
@@ -132,28 +235,31 @@ def _exit_with_parent(parent_alive: Connection) -> None:
     os._exit(_ORPHANED)
 
 
-def _serve(conn: Connection, parent_alive: Connection) -> None:
+def _serve(conn: Connection, parent_alive: Connection, output_path: str | None = None) -> None:
     """A worker's main loop: one shipped call at a time until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_alive,), name="codo-parent-watch",
                      daemon=True).start()
+    output = _Output(output_path) if output_path else None
     try:
         conn.send_bytes(_READY)
-        while blob := conn.recv_bytes():  # _STOP (empty) ends the loop
-            conn.send_bytes(_attempt(blob))
+        while message := conn.recv_bytes():  # _STOP (empty) ends the loop
+            conn.send_bytes(_attempt(message, output))
     except (EOFError, OSError):  # the parent is gone
         return
 
 
 class _Worker:
-    """One worker process, the parent's end of its task pipe, and its keep-alive pipe."""
+    """One worker process, the parent's end of its task pipe, its keep-alive pipe and its output."""
 
-    __slots__ = ("process", "conn", "alive", "ready", "killed", "death")
+    __slots__ = ("process", "conn", "alive", "ready", "killed", "death", "output", "_path")
 
     def __init__(self, ctx: Any, number: int) -> None:
         parent, child = ctx.Pipe()
         watch, alive = ctx.Pipe(duplex=False)  # the worker reads ``watch``; only we hold ``alive``
-        self.process = ctx.Process(target=_serve, args=(child, watch),
+        fd, self._path = tempfile.mkstemp(prefix=f"codo-process-{number}-", suffix=".out")
+        self.output = os.fdopen(fd, "rb")  # the worker writes, only we read (owner-only file)
+        self.process = ctx.Process(target=_serve, args=(child, watch, self._path),
                                    name=f"codo-process-{number}")
         self.process.start()
         child.close()  # so that the parent sees EOF when the child dies
@@ -169,7 +275,26 @@ class _Worker:
         with contextlib.suppress(EOFError, OSError):
             if not self.ready and self.conn in wait([self.conn, self.process.sentinel]):
                 self.ready = self.conn.recv_bytes() == _READY
+        if self.ready:
+            self._unlink()  # the worker has it open: nothing is left behind, whatever happens
         return self.ready
+
+    def _unlink(self) -> None:
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path)
+            self._path = None
+
+    def read_output(self) -> str | None:
+        """What the current (or just ended) attempt wrote, tidied; None if it cannot be read."""
+        try:
+            return capture.read_tidy(self.output, capture.LIMIT)
+        except (OSError, ValueError):
+            return None
+
+    def cpu(self) -> float | None:
+        """CPU seconds the process has used so far (readable until it is reaped)."""
+        return _process_cpu(self.process.pid) if self.process.pid is not None else None
 
     def request(self, blob: bytes) -> bytes | None:
         """Send one call and wait for its reply; None if the process died first."""
@@ -194,6 +319,8 @@ class _Worker:
         self.conn.close()
         self.alive.close()
         self.process.close()
+        self.output.close()
+        self._unlink()
 
 
 class ProcessExecutor:
@@ -214,22 +341,32 @@ class ProcessExecutor:
             self._keep, self._closed = max_workers, False
 
     def run(self, run: Run) -> Outcome:
-        blob = dumps_call(run, "a worker process")
+        message = pickle.dumps((dumps_call(run, "a worker process"), capture.LOG_LEVEL))
         worker = self._checkout(run)
         if worker is None:
             return cancelled(run)
         if not run.begin():  # abandoned while a worker was found or started: run nothing
             self._checkin(run, worker, True)
             return cancelled(run)
-        reply = worker.request(blob)
+        cpu_before = worker.cpu()
+        reply = worker.request(message)
+        logs = worker.read_output()
+        if reply is None:  # it died: read what it used before it is reaped
+            cpu_after = worker.cpu()
+            cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None \
+                else None
         self._checkin(run, worker, reply is not None)
         if reply is None:
-            return cancelled(run) if run.abandoned else failed(WorkerCrashedError(
+            outcome = cancelled(run) if run.abandoned else failed(WorkerCrashedError(
                 f"the worker process running task {run.task.name!r} died ({worker.death}); "
                 "the pool has replaced it"))
-        ok, payload, started, ended = pickle.loads(reply)
-        return Outcome(True, payload, started=started, ended=ended) if ok \
+            outcome.logs, outcome.cpu_time = logs, cpu
+            return outcome
+        ok, payload, started, ended, cpu, peak = pickle.loads(reply)
+        outcome = Outcome(True, payload, started=started, ended=ended) if ok \
             else error_outcome(payload, started, ended)
+        outcome.logs, outcome.cpu_time, outcome.peak_memory = logs, cpu, peak
+        return outcome
 
     def _checkout(self, run: Run) -> _Worker | None:
         """An idle live worker, or a new one that has started up (outside the lock).
