@@ -37,11 +37,14 @@ __all__ = [
 ]
 
 
-def live_view(orchestrator: TaskOrchestrator | None = None):  # noqa: ANN201 - widget type is lazy
-    """The live DAG view of ``orchestrator`` (default: the default orchestrator)."""
+def live_view(orchestrator: TaskOrchestrator | None = None, *, side: bool | None = None):  # noqa: ANN201 - widget type is lazy
+    """The live DAG view of ``orchestrator`` (default: the default orchestrator).
+
+    ``side=True`` shows it in a JupyterLab side panel that stays in sight while cells run.
+    """
     from .notebook.live_view import live_view as _live_view
 
-    return _live_view(orchestrator)
+    return _live_view(orchestrator, side=side)
 
 
 def load_ipython_extension(ipython) -> None:  # noqa: ANN001

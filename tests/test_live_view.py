@@ -101,16 +101,18 @@ def test_status_changes_never_call_the_layout(orch, views, monkeypatch):
 def test_browser_frames_carry_only_changed_nodes(orch, views):
     orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(20)])
     view = views(orch, full_interval=3600)
-    picture = view._picture.value
-    assert len(picture) > 5000 and view._style.value == ""
+    picture = view.picture
+    assert len(picture) > 5000 and view.patch == {}
     nid = node_of(view, "t3")
     tid = view._painter.drawing.nodes[nid]
     from codomyrmex_nb.core import Event, TaskStatus
 
     view._frame([Event("status", tid, "t3", TaskStatus.RUNNING, TaskStatus.READY)])
-    style = view._style.value
-    assert view._picture.value == picture  # the big SVG is not sent again
-    assert f"#{nid} path{{fill:{fill('running')}}}" in style and len(style) < 300
+    patch = view.patch
+    assert view.picture == picture  # the big SVG is not sent again
+    assert f"#{nid} path{{fill:var(--codo-running,{fill('running')})}}" in patch["css"]
+    assert len(patch["css"]) < 300 and set(patch["tips"]) == {nid}  # its hover text too
+    assert "t3\n" in patch["tips"][nid] and "running" in patch["tips"][nid]
 
 
 @pytest.mark.needs_dot
@@ -121,7 +123,7 @@ def test_big_graphs_are_grouped(orch, views):
     orch.start_execution()
     orch.wait_for_completion(30)
     assert view.flush(30)
-    assert view.svg.count(fill("completed")) >= 3 and "3 groups of 40 tasks" in view._head.value
+    assert view.svg.count(fill("completed")) >= 3 and "3 groups of 40 tasks" in view.head
 
 
 @pytest.mark.needs_dot
@@ -129,7 +131,8 @@ def test_without_a_widget_front_end_the_bundle_is_svg_and_text(orch, views, monk
     orch.create_task("a", func=noop)
     view = views(orch)
     bundle = view._repr_mimebundle_()
-    assert set(bundle) == {"image/svg+xml", "text/plain"}
+    assert set(bundle) == {"text/html", "image/svg+xml", "text/plain"}
+    assert "<svg" in bundle["text/html"] and "0/1</b> done" in bundle["text/html"]
     assert bundle["image/svg+xml"].count('class="node"') == 1
     assert "0/1 done" in bundle["text/plain"]
     monkeypatch.setattr(live_view_mod, "has_widget_frontend", lambda: True)
@@ -144,7 +147,7 @@ def test_without_dot_a_hint_and_the_engine_unaffected(orch, views, monkeypatch):
     assert set(bundle) == {"text/plain"}
     hint, summary = bundle["text/plain"].split("\n")
     assert "apt install graphviz" in hint and "0/5 done" in summary
-    assert view.svg == "" and "apt install graphviz" in view._picture.value
+    assert view.svg == "" and "apt install graphviz" in view.picture
     orch.start_execution()
     assert orch.wait_for_completion(30)
     assert view.flush(30) and "5/5 done" in view.summary()

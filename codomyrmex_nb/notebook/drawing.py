@@ -2,31 +2,55 @@
 
 Each node gets a stable SVG id (``<prefix>n<i>``, edges ``<prefix>e<i>``) so
 that a view can later recolour the laid-out SVG without running ``dot``
-again (see ``svg_patch``). A task node reads ``<glyph> <name>`` over its run
-time; above ``threshold`` tasks the drawing shows groups instead (see
+again (see ``svg_patch``). A task node reads ``<glyph> <name> <suffix>`` on
+one line, the suffix (run time, ``↻2`` for retries) in room reserved at
+layout time; above ``threshold`` tasks the drawing shows groups instead (see
 ``grouping``). Layout (``dot``) lives in ``layout()`` alone: the one slow,
 external step, called only when the graph's structure changes.
+
+Readable shapes:
+
+- independent parts of the graph stack top to bottom in submission order
+  (``dot`` packs components bottom-up in a left-to-right drawing, so they are
+  declared in reverse);
+- a wide rank of interchangeable tasks (ten or more with the same upstream and
+  downstream tasks: a fan-out, or many independent tasks) is wrapped into a
+  grid inside a dashed box, joined by one edge per neighbour instead of one
+  per member, so source and sink stay in sight;
+- a resource key claimed by two or more tasks is drawn as a small dashed
+  ``lock`` node with a dashed line to each claimant; the view paints the
+  line of a task waiting for the lock and of the one holding it.
+
+The critical path is estimated (``critical_estimate``): finished tasks weigh
+what they took, running ones at least what an earlier run of them took, and
+it is ``provisional`` while any task is unfinished (drawn dashed).
 """
 
 from __future__ import annotations
 
+import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import graphviz
 
-from ..core.snapshot import Snapshot, TaskView, critical_path
-from ..palette import STATES, fill, font_colour, glyph
+from ..core.snapshot import Snapshot, TaskView, run_seconds, topological_order
+from ..palette import EDGE, STATES, fill, font_colour, glyph
 from .grouping import Grouping, count_states, counts_line, dominant, group_tasks
 
 DEFAULT_THRESHOLD = 200
 INSTALL_HINT = ("graphviz's `dot` program is not installed, so the DAG cannot be drawn "
                 "(the engine is unaffected): apt install graphviz | conda install graphviz | "
                 "brew install graphviz")
-EDGE_COLOUR = "#707070"
+EDGE_COLOUR = EDGE[0]
 CRITICAL_COLOUR = "#1f3a93"
 FIGURE_SPACE = "\u2007"  # as wide as a digit: reserves room for a run time
+RESERVE = FIGURE_SPACE * 6
+RETRY_MARK = "\u21bb"  # ↻
+BUNDLE_MIN = 10    # interchangeable tasks from which a rank is wrapped into a grid
+BUNDLE_ROWS = 16   # at most this many rows in such a grid
+MAX_LOCKS = 12     # lock nodes drawn at most (the most shared keys)
 _MAX_NAME = 36
 
 
@@ -40,17 +64,23 @@ class Look(NamedTuple):
     fill: str
     font: str
     glyph: str
-    line2: str
+    line2: str               # the suffix after the name: run time, retries
     critical: bool = False
+    state: str = "pending"
+    tip: str = ""            # the hover text (the node's SVG <title>)
 
 
 @dataclass(frozen=True, slots=True)
 class Drawing:
     graph: graphviz.Digraph
     nodes: dict[str, str]               # node id -> task id (or group key when grouped)
-    edges: dict[str, tuple[str, str]]   # edge id -> (upstream key, downstream key)
+    edges: dict[str, tuple[tuple[str, str], ...]]  # edge id -> the (upstream, downstream) pairs
     grouping: Grouping | None
     structure_version: int
+    locks: dict[str, tuple[str, str]] = field(default_factory=dict)  # edge id -> (key, task id)
+    lock_nodes: dict[str, str] = field(default_factory=dict)         # node id -> resource key
+    bundles: tuple[tuple[str, ...], ...] = ()                        # task ids wrapped in grids
+    titles: dict[str, str] = field(default_factory=dict)  # hover text of edges, locks, grids
 
 
 def runtime_text(seconds: float | None) -> str:
@@ -64,15 +94,23 @@ def runtime_text(seconds: float | None) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def task_look(state: str, runtime: float | None = None, critical: bool = False) -> Look:
+def suffix_text(state: str, runtime: float | None = None, retries: int = 0) -> str:
+    """What follows a task's name: ``↻2`` after retries, its run time once it ended."""
     done = state in ("completed", "failed")
-    return Look(fill(state), font_colour(state), glyph(state),
-                runtime_text(runtime) if done else "", critical)
+    parts = [f"{RETRY_MARK}{retries}" if retries else "", runtime_text(runtime) if done else ""]
+    return " ".join(p for p in parts if p)
 
 
-def group_look(counts: dict[str, int]) -> Look:
+def task_look(state: str, runtime: float | None = None, critical: bool = False,
+              retries: int = 0, tip: str = "") -> Look:
+    return Look(fill(state), font_colour(state), glyph(state), suffix_text(state, runtime, retries),
+                critical, state, tip)
+
+
+def group_look(counts: dict[str, int], tip: str = "") -> Look:
     state = dominant(counts)
-    return Look(fill(state), font_colour(state), glyph(state), counts_line(counts))
+    return Look(fill(state), font_colour(state), glyph(state), counts_line(counts), False, state,
+                tip)
 
 
 def short(name: str) -> str:
@@ -83,36 +121,236 @@ def runtime_of(task: TaskView) -> float | None:
     return task.execution_time if task.attempts and task.state in ("completed", "failed") else None
 
 
-def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, prefix: str = "cv",
-                  max_groups: int = 40) -> Drawing:
-    """Lay out nothing: describe the graph of ``snapshot`` for ``dot``, with stable ids."""
+def tip_text(name: str, state: str, *, error: str | None = None, retries: int = 0,
+             waiting: str | None = None, holders: tuple[str, ...] = ()) -> str:
+    """The hover text of a task: name, state, retries, what it waits for, its error."""
+    lines = [name, f"{glyph(state)} {STATES.get(state, STATES['pending'])[2]}"
+             + (f" \u00b7 {RETRY_MARK}{retries} retr{'y' if retries == 1 else 'ies'}"
+                if retries else "")]
+    if waiting:
+        held = f" (held by {', '.join(holders)})" if holders else ""
+        lines.append(f"waiting for {waiting}{held}")
+    if error:
+        lines.append(error if len(error) <= 300 else error[:299] + "\u2026")
+    return "\n".join(lines)
+
+
+# -- the critical path -------------------------------------------------------------------------
+def last_duration(task: TaskView) -> float | None:
+    """How long the task's last successful attempt took (an earlier run's, for an estimate)."""
+    for attempt in reversed(task.attempts):
+        if attempt.outcome == "completed" and attempt.ended_at and attempt.started_at:
+            return max(0.0, attempt.ended_at - attempt.started_at)
+    return None
+
+
+def critical_estimate(snapshot: Snapshot) -> tuple[list[str], bool]:
+    """The longest chain by estimated run time, and whether it is still provisional.
+
+    Finished tasks weigh what they took; a running one at least what an
+    earlier run of it took (else what it has run so far); one not started its
+    earlier run's time (else a millisecond, so the longest chain by count shows
+    before a run); tasks that ended without running weigh nothing. While any
+    task is unfinished the answer is provisional: a task still running may
+    outgrow the chain drawn now.
+    """
+    tasks = snapshot.by_id()
+    now = snapshot.time
+    best: dict[str, tuple[float, str | None]] = {}
+    provisional = False
+    for tid in topological_order(tasks):
+        view = tasks[tid]
+        if view.status.is_terminal and not view.waiting_retry:
+            own = run_seconds(view, now)
+        else:
+            provisional = True
+            before = last_duration(view)
+            so_far = run_seconds(view, now)
+            own = max(so_far, before) if before is not None else (so_far or 1e-3)
+        prev = max(((best[d][0], d) for d in view.dependencies if d in best), default=(0.0, None))
+        best[tid] = (prev[0] + own, prev[1])
+    if not best or max(seconds for seconds, _ in best.values()) <= 0:
+        return [], provisional
+    node: str | None = max(best, key=lambda k: best[k][0])
+    path = []
+    while node is not None:
+        path.append(node)
+        node = best[node][1]
+    return path[::-1], provisional
+
+
+# -- building the graph ------------------------------------------------------------------------
+def _new_graph() -> graphviz.Digraph:
     graph = graphviz.Digraph(name="codomyrmex", format="svg")
-    graph.attr(rankdir="LR", nodesep="0.12", ranksep="0.3", bgcolor="white")
+    graph.attr(rankdir="LR", nodesep="0.12", ranksep="0.3", bgcolor="transparent",
+               compound="true")
     graph.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="10",
                margin="0.08,0.03", height="0.3", color="#505050")
     graph.attr("edge", color=EDGE_COLOUR, arrowsize="0.6")
+    return graph
+
+
+def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, prefix: str = "cv",
+                  max_groups: int = 40) -> Drawing:
+    """Lay out nothing: describe the graph of ``snapshot`` for ``dot``, with stable ids."""
+    graph = _new_graph()
     if len(snapshot.tasks) > threshold:
         return _grouped(graph, snapshot, prefix, max_groups)
-    ids = {t.id: f"{prefix}n{i}" for i, t in enumerate(snapshot.tasks)}
-    crit = critical_path(snapshot)
-    on_path = set(crit)
-    crit_edges = set(zip(crit, crit[1:], strict=False))
-    for t in snapshot.tasks:
-        look = task_look(t.state, runtime_of(t), t.id in on_path)
-        reserve = FIGURE_SPACE * 6
-        graph.node(ids[t.id], label=f"{look.glyph} {short(t.name)}\n{look.line2 or reserve}",
-                   id=ids[t.id], fillcolor=look.fill, fontcolor=look.font,
-                   penwidth="2.5" if look.critical else "1")
-    edges: dict[str, tuple[str, str]] = {}
-    for t in snapshot.tasks:
+    tasks = snapshot.tasks
+    by_id = {t.id: t for t in tasks}
+    ids = {t.id: f"{prefix}n{i}" for i, t in enumerate(tasks)}
+    on_path = set(critical_estimate(snapshot)[0])
+    names = {t.id: t.name for t in tasks}
+    titles: dict[str, str] = {}
+    downs: dict[str, list[str]] = {}
+    for t in tasks:
         for dep in t.dependencies:
-            if dep in ids:
-                eid = f"{prefix}e{len(edges)}"
-                edges[eid] = (dep, t.id)
-                hot = (dep, t.id) in crit_edges
-                graph.edge(ids[dep], ids[t.id], id=eid,
-                           **({"color": CRITICAL_COLOUR, "penwidth": "2"} if hot else {}))
-    return Drawing(graph, {v: k for k, v in ids.items()}, edges, None, snapshot.structure_version)
+            if dep in by_id:
+                downs.setdefault(dep, []).append(t.id)
+    bundles = _bundles(tasks, by_id, downs)
+    bundle_of = {m: b for b in bundles for m in b}
+    cluster = {b: f"cluster_{prefix}b{i}" for i, b in enumerate(bundles)}
+
+    def declare(g: graphviz.Digraph, t: TaskView) -> None:
+        look = task_look(t.state, runtime_of(t), t.id in on_path, t.retry_count)
+        g.node(ids[t.id], label=f"{look.glyph} {short(t.name)} {RESERVE}", id=ids[t.id],
+               fillcolor=look.fill, fontcolor=look.font)
+
+    # Components bottom-up in dot's packing: declare them in reverse submission order.
+    for component in reversed(_components(tasks, by_id)):
+        for tid in component:
+            bundle = bundle_of.get(tid)
+            if bundle is None:
+                declare(graph, by_id[tid])
+            elif bundle[0] == tid:
+                _declare_bundle(graph, bundle, cluster[bundle], ids, by_id, declare)
+    edges: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    def add_edge(up_node: str, down_node: str, pairs: tuple[tuple[str, str], ...],
+                 **extra: str) -> None:
+        eid = f"{prefix}e{len(edges)}"
+        edges[eid] = pairs
+        titles[eid] = f"{names[pairs[0][0]]} \u2192 {names[pairs[0][1]]}" if len(pairs) == 1 else (
+            f"{len(pairs)} dependencies")
+        graph.edge(up_node, down_node, id=eid, **extra)
+
+    done_bundles: set[tuple[str, ...]] = set()
+    for t in tasks:
+        bundle = bundle_of.get(t.id)
+        if bundle is not None:
+            if bundle in done_bundles:
+                continue
+            done_bundles.add(bundle)
+            head, tail = _grid_ends(bundle)
+            for dep in by_id[bundle[0]].dependencies:
+                if dep in by_id:
+                    add_edge(ids[dep], ids[head], tuple((dep, m) for m in bundle),
+                             lhead=cluster[bundle])
+            continue
+        for dep in t.dependencies:
+            if dep not in by_id:
+                continue
+            up_bundle = bundle_of.get(dep)
+            if up_bundle is None:
+                add_edge(ids[dep], ids[t.id], ((dep, t.id),))
+            elif up_bundle[0] == dep:  # one edge from the whole grid
+                add_edge(ids[_grid_ends(up_bundle)[1]], ids[t.id],
+                         tuple((m, t.id) for m in up_bundle), ltail=cluster[up_bundle])
+    for bundle in bundles:
+        titles[cluster[bundle]] = (f"{len(bundle)} tasks with the same upstream and downstream "
+                                   f"tasks: {names[bundle[0]]} \u2026 {names[bundle[-1]]}")
+    locks, lock_nodes = _locks(graph, tasks, ids, prefix, titles)
+    return Drawing(graph, {v: k for k, v in ids.items()}, edges, None, snapshot.structure_version,
+                   locks, lock_nodes, tuple(bundles), titles)
+
+
+def _components(tasks: tuple[TaskView, ...], by_id: dict[str, TaskView]) -> list[list[str]]:
+    """Connected parts of the graph (ignoring direction), each in submission order."""
+    parent = {t.id: t.id for t in tasks}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for t in tasks:
+        for dep in t.dependencies:
+            if dep in by_id:
+                a, b = find(t.id), find(dep)
+                if a != b:
+                    parent[a] = b
+    parts: dict[str, list[str]] = {}
+    for t in tasks:
+        parts.setdefault(find(t.id), []).append(t.id)
+    return list(parts.values())
+
+
+def _bundles(tasks: tuple[TaskView, ...], by_id: dict[str, TaskView],
+             downs: dict[str, list[str]]) -> list[tuple[str, ...]]:
+    """Runs of interchangeable tasks (same upstream and downstream) wide enough to wrap."""
+    classes: dict[tuple[frozenset[str], frozenset[str]], list[str]] = {}
+    for t in tasks:
+        key = (frozenset(d for d in t.dependencies if d in by_id), frozenset(downs.get(t.id, ())))
+        classes.setdefault(key, []).append(t.id)
+    return [tuple(members) for members in classes.values() if len(members) >= BUNDLE_MIN]
+
+
+def _grid_shape(n: int) -> tuple[int, int]:
+    # A node is about four times as wide (with its run time) as it is tall: four rows per
+    # column make a roughly square grid (60 tasks: 4 columns of 15).
+    rows = max(4, min(BUNDLE_ROWS, math.ceil(math.sqrt(4 * n))))
+    rows = math.ceil(n / math.ceil(n / rows))  # even columns
+    return rows, math.ceil(n / rows)
+
+
+def _grid_ends(bundle: tuple[str, ...]) -> tuple[str, str]:
+    """The members an edge into / out of the grid attaches to: mid first and mid last column."""
+    rows, cols = _grid_shape(len(bundle))
+    head = bundle[min(len(bundle) - 1, rows // 2)]
+    last_col = bundle[(cols - 1) * rows:]
+    return head, last_col[len(last_col) // 2]
+
+
+def _declare_bundle(graph: graphviz.Digraph, bundle: tuple[str, ...], name: str,
+                    ids: dict[str, str], by_id: dict[str, TaskView], declare) -> None:  # noqa: ANN001
+    rows, _ = _grid_shape(len(bundle))
+    with graph.subgraph(name=name) as sub:
+        sub.attr(label=f"{len(bundle)} tasks", style="rounded,dashed", color=EDGE_COLOUR,
+                 fontname="Helvetica", fontsize="9", labeljust="l", margin="6")
+        for tid in bundle:
+            declare(sub, by_id[tid])
+        for i in range(len(bundle) - rows):  # column after column: invisible, no SVG element
+            sub.edge(ids[bundle[i]], ids[bundle[i + rows]], style="invis")
+
+
+def _locks(graph: graphviz.Digraph, tasks: tuple[TaskView, ...], ids: dict[str, str],
+           prefix: str, titles: dict[str, str]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """A dashed ``lock`` node per resource key shared by two or more tasks, joined to each."""
+    claims: dict[str, list[tuple[str, str]]] = {}
+    for t in tasks:
+        for key, mode in t.resources:
+            claims.setdefault(key, []).append((t.id, mode))
+    shared = sorted((k for k, who in claims.items() if len(who) >= 2),
+                    key=lambda k: -len(claims[k]))[:MAX_LOCKS]
+    locks: dict[str, tuple[str, str]] = {}
+    lock_nodes: dict[str, str] = {}
+    names = {t.id: t.name for t in tasks}
+    for i, key in enumerate(sorted(shared, key=list(claims).index)):
+        nid = f"{prefix}k{i}"
+        lock_nodes[nid] = key
+        who = ", ".join(f"{names[tid]} ({mode})" for tid, mode in claims[key])
+        titles[nid] = f"resource lock {key}, claimed by {who}"
+        graph.node(nid, label=f"lock {short(key)}", id=nid, shape="box", style="rounded,dashed",
+                   fontsize="9", height="0.25", color=EDGE_COLOUR, fontcolor="#222222",
+                   **{"class": "lock"})
+        for tid, mode in claims[key]:
+            eid = f"{prefix}l{len(locks)}"
+            locks[eid] = (key, tid)
+            titles[eid] = f"{names[tid]} claims {key} ({mode})"
+            graph.edge(nid, ids[tid], id=eid, style="dashed", dir="none", weight="0",
+                       color=EDGE_COLOUR)
+    return locks, lock_nodes
 
 
 def _grouped(graph: graphviz.Digraph, snapshot: Snapshot, prefix: str, max_groups: int) -> Drawing:
@@ -131,7 +369,7 @@ def _grouped(graph: graphviz.Digraph, snapshot: Snapshot, prefix: str, max_group
     edges = {}
     for up, down in grouping.edges:
         eid = f"{prefix}e{len(edges)}"
-        edges[eid] = (up, down)
+        edges[eid] = ((up, down),)
         graph.edge(ids[up], ids[down], id=eid)
     return Drawing(graph, {v: k for k, v in ids.items()}, edges, grouping,
                    snapshot.structure_version)

@@ -1,5 +1,9 @@
 """The live DAG view: a progress header over a graphviz drawing that recolours in place.
 
+An anywidget (``frontend``): the browser draws what the kernel sends and
+reports clicks; a click on a node opens its details beside the drawing
+(``inspector``), with Cancel and Retry for that task.
+
 One update path. The event callback (on the engine's event dispatcher thread)
 only appends the event to a deque and, on the first event since the last
 frame, notifies a condition: it never draws, never takes the engine lock.
@@ -22,6 +26,21 @@ again); ``close()`` unsubscribes, wakes and joins it. So no view thread
 outlives ``close()`` or ``stop_execution()``. Widget traits are set from the
 view thread: with ipykernel >= 7.0.1 comm messages from any thread reach
 the front end (tests/test_live_view_kernel.py checks it in a real kernel).
+
+What outlives the widget. Displaying the view (``display(view)``, a cell's
+value, ``%codo_run``) shows the widget and, as a second output with a
+display id, a static copy (the summary line and the drawing as plain HTML
+and SVG, no script). The widget hides that copy while it is on the page. When
+a run settles, the copy is updated in place (``update_display``), by the view
+thread and, so that ``nbconvert --execute`` records it too, at the end of the
+cell in which it settled (an IPython ``post_execute`` hook); after the run it
+was displayed for, a copy is left as it is. So a saved notebook, nbconvert's
+HTML and GitHub show each cell's final DAG and "done/total" summary.
+
+``live_view(side=True)`` shows the widget in a JupyterLab side panel (the
+``sidecar`` package) that stays in sight while Run All scrolls the notebook;
+displaying the view then puts only the static copy (and a one-line pointer
+to the panel) in the cell.
 """
 
 from __future__ import annotations
@@ -33,18 +52,27 @@ import time
 import uuid
 import weakref
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
-import ipywidgets as widgets
+import anywidget
+import traitlets
 
 from ..core.events import Event
 from ..core.snapshot import Snapshot
 from ..orchestrator import TaskOrchestrator
 from . import drawing as drawing_mod
+from .frontend import CSS, ESM
+from .inspector import detail_html
 from .painter import Painter
+from .tracker import is_structural
 
 log = logging.getLogger(__name__)
 _views: weakref.WeakKeyDictionary[TaskOrchestrator, LiveView] = weakref.WeakKeyDictionary()
+_shown: weakref.WeakSet[LiveView] = weakref.WeakSet()  # views with static copies to keep current
+_hooked: set[int] = set()  # shells with our post_execute hook
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+SIDE_TITLE = "codomyrmex DAG"
 
 
 def has_widget_frontend() -> bool:
@@ -54,8 +82,27 @@ def has_widget_frontend() -> bool:
     return getattr(shell, "kernel", None) is not None
 
 
-class LiveView(widgets.VBox):
+@dataclass
+class _Copy:
+    """One static copy in a notebook: its display id and the run it shows."""
+
+    display_id: str
+    run: int
+    side: bool
+    open: bool = True
+
+
+class LiveView(anywidget.AnyWidget):
     """Progress header and DAG of one orchestrator, redrawn from its events."""
+
+    _esm = ESM
+    _css = CSS
+    scope = traitlets.Unicode("").tag(sync=True)
+    head = traitlets.Unicode("").tag(sync=True)
+    picture = traitlets.Unicode("").tag(sync=True)
+    patch = traitlets.Dict().tag(sync=True)
+    detail = traitlets.Unicode("").tag(sync=True)
+    selected = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, orchestrator: TaskOrchestrator, *, threshold: int = drawing_mod.DEFAULT_THRESHOLD,
                  interval: float = 0.25, full_interval: float = 5.0, max_groups: int = 40) -> None:
@@ -64,15 +111,11 @@ class LiveView(widgets.VBox):
         if not interval >= 0 or not full_interval >= 0 or max_groups < 2:
             raise ValueError("interval and full_interval must be >= 0 seconds and max_groups >= 2, "
                              f"got {interval!r}, {full_interval!r}, {max_groups!r}")
-        self._bar = widgets.IntProgress(value=0, min=0, max=1, bar_style="info",
-                                        layout=widgets.Layout(width="220px"))
-        self._head = widgets.HTML()
-        self._picture = widgets.HTML()
-        self._style = widgets.HTML(layout=widgets.Layout(display="none"))
-        super().__init__([widgets.HBox([self._bar, self._head]), self._picture, self._style])
+        scope = "c" + uuid.uuid4().hex[:6]
+        super().__init__(scope=scope)
         self.orchestrator = orchestrator
         self.interval = interval
-        self._scope = "c" + uuid.uuid4().hex[:6]
+        self._scope = scope
         self._mutex = threading.Lock()
         self._wake = threading.Condition(self._mutex)   # the view thread waits here
         self._drawn = threading.Condition(self._mutex)  # flush() waits here
@@ -82,8 +125,16 @@ class LiveView(widgets.VBox):
         self._thread: threading.Thread | None = None
         self._next_at = 0.0
         self._state = threading.RLock()  # guards the painter against ``svg`` readers
-        self._painter = Painter(self._scope, threshold, max_groups, full_interval)
+        self._sync = threading.Lock()    # one thread at a time sends trait updates
+        self._painter = Painter(scope, threshold, max_groups, full_interval)
+        self._painter.tracker.error_lookup = self._error_of
         self._svg_cache: tuple[int, str] | None = None
+        self._copies: list[_Copy] = []
+        self._copies_frame = -1   # the frame the static copies show
+        self._copy_lock = threading.Lock()
+        self._selected_task: str | None = None
+        self._sidecar: Any = None
+        self.on_msg(self._on_front_end_message)
         self._unsubscribe = orchestrator.subscribe(self._on_event)
         self._frame([], snapshot=orchestrator.snapshot())
 
@@ -129,6 +180,8 @@ class LiveView(widgets.VBox):
             began = time.monotonic()
             try:
                 self._frame(events, final=final)
+                if self._painter.settled:
+                    self._update_copies()
             except Exception:  # a broken frame must not kill the view; the engine never notices
                 log.exception("live view: drawing a frame failed")
             # Drawing competes with the tasks for the GIL: keep it under ~20% of the time
@@ -150,13 +203,19 @@ class LiveView(widgets.VBox):
             snapshot = take()
         with self._state:
             frame = painter.paint(events, snapshot, take)
-        self._bar.max, self._bar.value = max(1, frame.total), frame.done
-        self._bar.bar_style = frame.bar_style
-        self._head.value = frame.head
-        if frame.picture is not None:
-            self._picture.value = frame.picture
-        if frame.style is not None:
-            self._style.value = f"<style>{frame.style}</style>" if frame.style else ""
+        selected = self._selected_task
+        detail = None
+        if selected is not None and any(e.task_id == selected or is_structural(e)
+                                        for e in events):
+            detail = self._detail(selected)
+        with self._sync, self.hold_sync():
+            self.head = frame.head
+            if frame.patch is not None:
+                self.patch = frame.patch
+            if frame.picture is not None:
+                self.picture = frame.picture
+            if detail is not None:
+                self.detail = detail
 
     @property
     def layouts(self) -> int:
@@ -166,6 +225,70 @@ class LiveView(widgets.VBox):
     @property
     def frames(self) -> int:
         return self._painter.frames
+
+    # -- clicks -------------------------------------------------------------------------------
+    def _on_front_end_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("kind")
+        try:
+            if kind == "select":
+                self.select(self._task_of(str(content.get("node", ""))))
+            elif kind == "close":
+                self.select(None)
+            elif kind in ("cancel", "retry"):
+                task = str(content.get("task", "")) or self._selected_task
+                if task:
+                    if kind == "cancel":
+                        self.orchestrator.cancel_task(task)
+                    else:
+                        self.orchestrator.rerun(task)
+                    self.select(task)
+        except Exception:  # a click must never raise into the kernel's message loop
+            log.exception("live view: handling %r failed", kind)
+
+    def _task_of(self, node: str) -> str | None:
+        drawing = self._painter.drawing
+        return None if drawing is None else drawing.nodes.get(node)
+
+    def select(self, task: str | None) -> None:
+        """Open the details of ``task`` (an id, or a group key when grouped) beside the DAG;
+        None closes them. What a click on a node does."""
+        self._selected_task = task
+        detail = self._detail(task) if task is not None else ""
+        node = self._painter.node_of(task) if task is not None else None
+        with self._sync, self.hold_sync():
+            self.detail = detail
+            self.selected = node or ""
+
+    def _detail(self, task: str) -> str:
+        grouping = self._painter.grouping
+        if grouping is not None and task in grouping.members:
+            return self._group_detail(task)
+        result = self.orchestrator.get_task_result(task)
+        html = detail_html(self.orchestrator.snapshot(), task, result)
+        if not self.orchestrator.is_running:
+            html += ('<p class="codo-muted">The engine is stopped: a retried task waits for '
+                     "<code>%codo_run</code> (or <code>start_execution()</code>).</p>")
+        return html
+
+    def _group_detail(self, key: str) -> str:
+        from html import escape
+
+        from ..palette import glyph
+
+        members = self._painter.grouping.members[key] if self._painter.grouping else ()
+        states, names = self._painter.tracker.states, self._painter.tracker.names
+        shown = "".join(f"<li>{glyph(states.get(m, 'pending'))} {escape(names.get(m, m))}</li>"
+                        for m in members[:40])
+        more = f"<li>\u2026 and {len(members) - 40} more</li>" if len(members) > 40 else ""
+        return (f'<div class="codo-inspect-head"><b>group {escape(key)}</b> ({len(members)} '
+                f'tasks)<span class="codo-grow"></span><button class="codo-btn codo-close" '
+                f'data-codo-action="close">\u00d7</button></div><ul>{shown}{more}</ul>')
+
+    def _error_of(self, task_id: str) -> str | None:
+        result = self.orchestrator.get_task_result(task_id)
+        return None if result is None else result.error_message
 
     # -- public -----------------------------------------------------------------------------
     @property
@@ -177,9 +300,14 @@ class LiveView(widgets.VBox):
             return self._svg_cache[1]
 
     def summary(self) -> str:
-        """One line of text: done / total, counts by state, elapsed, throughput."""
+        """One line of text: done / total, counts by state, run, elapsed, throughput."""
         with self._state:
             return self._painter.tracker.summary()
+
+    def static_html(self) -> str:
+        """The summary and the drawing as plain HTML: what a saved notebook shows."""
+        with self._state:
+            return self._painter.static_html()
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until every event published so far is drawn; False if ``timeout`` passed first."""
@@ -194,8 +322,34 @@ class LiveView(widgets.VBox):
         """The view thread, while one runs."""
         return self._thread
 
+    @property
+    def side(self) -> bool:
+        """True while the view is shown in a JupyterLab side panel."""
+        return self._sidecar is not None
+
+    def show_side(self) -> str | None:
+        """Show the view in a JupyterLab side panel; None on success, else why it cannot."""
+        if not has_widget_frontend():
+            return "no widget front end here"
+        try:
+            from sidecar import Sidecar
+        except ImportError:
+            return "the `sidecar` package is not installed (pip install sidecar)"
+        self.hide_side()
+        panel = Sidecar(title=SIDE_TITLE, anchor="split-right")
+        panel.outputs = ({"output_type": "display_data", "metadata": {},
+                          "data": self._widget_bundle()},)
+        self._sidecar = panel
+        return None
+
+    def hide_side(self) -> None:
+        """Close the side panel (the view itself stays open)."""
+        panel, self._sidecar = self._sidecar, None
+        if panel is not None:
+            panel.close()
+
     def close(self, timeout: float = 5.0) -> None:
-        """Unsubscribe, stop the view thread (joined) and close the widgets; idempotent."""
+        """Unsubscribe, stop the view thread (joined) and close the widget; idempotent."""
         with self._mutex:
             already, self._closed = self._closed, True
             thread = self._thread
@@ -205,10 +359,10 @@ class LiveView(widgets.VBox):
             self._unsubscribe()
             if _views.get(self.orchestrator) is self:
                 del _views[self.orchestrator]
+            _shown.discard(self)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        for child in (self._bar, self._head, self._picture, self._style, *self.children):
-            child.close()
+        self.hide_side()
         super().close()
 
     def __repr__(self) -> str:
@@ -216,18 +370,118 @@ class LiveView(widgets.VBox):
         return (f"<LiveView {t.done}/{t.total} done, {t.counts['running']} running, "
                 f"{t.counts['failed']} failed{', closed' if self._closed else ''}>")
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """Widget where a front end can show one; always a static SVG (if dot) and text."""
-        bundle: dict[str, Any] = {}
-        if not self._closed and has_widget_frontend():
-            bundle.update(super()._repr_mimebundle_() or {})
+    # -- what a notebook keeps --------------------------------------------------------------
+    def _widget_bundle(self) -> dict[str, Any]:
+        data = super()._repr_mimebundle_()
+        data = dict(data[0] if isinstance(data, tuple) else data or {})
+        data["text/plain"] = "codomyrmex live view (the static copy below keeps its last frame)"
+        return data
+
+    def _static_bundle(self, copy: _Copy | None = None) -> dict[str, Any]:
+        """The static copy: HTML (summary and drawing), SVG and text; nothing needs a kernel."""
+        with self._state:
+            html = self._painter.static_html()
+            note = self._painter.note
+            summary = self._painter.tracker.summary()
+        scope = self._scope
+        mode = "codo-side" if copy is not None and copy.side else "codo-inline"
+        # While the live widget is on the page it hides this copy (or, for a side panel, shows
+        # the pointer instead); a widget that cannot render any more (a reopened notebook:
+        # "model not found") is hidden in favour of this copy.
+        style = (f".codo-static-{scope} .codo-static-note{{display:none}}"
+                 ".jp-OutputArea-child:has(> .jp-OutputArea-output.jupyter-widgets:not(:has(*)))"
+                 f":has(+ .jp-OutputArea-child .codo-static-{scope}){{display:none}}")
+        pointer = ('<div class="codo-static-note" style="font-family:sans-serif;font-size:12px;'
+                   'color:var(--jp-ui-font-color2,#666)">The live DAG is in the side panel '
+                   f"\u2192 ({SIDE_TITLE}).</div>")
+        bundle: dict[str, Any] = {
+            "text/html": (f'<div class="codo-static codo-static-{scope} {mode}"><style>{style}'
+                          f'</style>{pointer}<div class="codo-static-body">{html}</div></div>'),
+            "text/plain": f"{note}\n{summary}" if note else summary,
+        }
         svg = self.svg
         if svg:
             bundle["image/svg+xml"] = svg
-        summary = self.summary()
-        note = self._painter.note
-        bundle["text/plain"] = f"{note}\n{summary}" if note else summary
         return bundle
+
+    def _ipython_display_(self) -> None:
+        """The widget (unless it is in the side panel) and a static copy kept current."""
+        from IPython.display import display
+
+        live = not self._closed and has_widget_frontend()
+        if live and not self.side:
+            display(self._widget_bundle(), raw=True)
+        tracker = self._painter.tracker
+        with self._copy_lock:
+            run = tracker.run if not self._painter.settled else tracker.run + 1
+            copy = _Copy(f"codo-{self._scope}-{uuid.uuid4().hex[:8]}", run, live and self.side)
+            self._copies = [c for c in self._copies if c.open][-20:] + [copy]
+            self._copies_frame = self.frames
+        display(self._static_bundle(copy), raw=True, display_id=copy.display_id)
+        _shown.add(self)
+        _hook_post_execute()
+
+    def _update_copies(self, force: bool = False) -> int:
+        """At a settled run: bring open static copies up to date; close those whose run ended.
+
+        Returns how many copies were updated. Called by the view thread after a
+        settled frame and by the ``post_execute`` hook (main thread).
+        """
+        if not self._copies:
+            return 0
+        from IPython.display import update_display
+
+        with self._copy_lock:
+            if not self._painter.settled or (self._copies_frame == self.frames and not force):
+                return 0
+            self._copies_frame = self.frames
+            run = self._painter.tracker.run
+            due = [c for c in self._copies if c.open]
+            for copy in due:
+                try:
+                    update_display(self._static_bundle(copy), raw=True, display_id=copy.display_id)
+                except Exception:  # no shell any more (the kernel is going away)
+                    log.debug("live view: updating a static copy failed", exc_info=True)
+                if run >= copy.run:
+                    copy.open = False
+            self._copies = [c for c in self._copies if c.open]
+            return len(due)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """Widget where a front end can show one; always the static HTML, SVG (if dot) and text."""
+        bundle: dict[str, Any] = {}
+        if not self._closed and has_widget_frontend():
+            bundle.update(self._widget_bundle())
+        static = self._static_bundle()
+        if self._painter.template is None:
+            static.pop("text/html", None)
+        bundle.update(static)
+        return bundle
+
+
+def _settle_copies() -> None:
+    """``post_execute``: a run that ended during this cell has its static copies updated now,
+    while the cell's messages are still recorded (nbconvert stops listening after the last)."""
+    for view in list(_shown):
+        if not view._copies or view._closed:
+            continue
+        try:
+            stats = view.orchestrator.get_execution_stats()
+            if stats.get("pending", 0) or stats.get("running", 0):
+                continue
+            view.flush(5.0)  # the final frame of a run that just ended
+            view._update_copies()
+        except Exception:
+            log.debug("live view: post_execute update failed", exc_info=True)
+
+
+def _hook_post_execute() -> None:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or id(shell) in _hooked:
+        return
+    shell.events.register("post_execute", _settle_copies)
+    _hooked.add(id(shell))
 
 
 def _drain(log: deque[Event]) -> list[Event]:
@@ -241,11 +495,16 @@ def _drain(log: deque[Event]) -> list[Event]:
         return events
 
 
-def live_view(orchestrator: TaskOrchestrator | None = None, **options: Any) -> LiveView:
+def live_view(orchestrator: TaskOrchestrator | None = None, *, side: bool | None = None,
+              **options: Any) -> LiveView:
     """The live view of ``orchestrator`` (default: the default orchestrator).
 
     Calls without options return the same open view, so ``%codo_run`` and
     ``%codo_dag`` show one widget rather than piling up subscriptions.
+    ``side=True`` shows it in a JupyterLab side panel (the ``sidecar``
+    package) that stays visible while cells run; displaying the view then
+    leaves only its static copy in the cell. Where there is no such panel it
+    prints a one-line note and stays inline. ``side=False`` closes the panel.
     Options: ``threshold`` (tasks above which the drawing groups them, 200),
     ``interval`` (seconds between frames, 0.25), ``full_interval`` (seconds
     between whole redraws that refresh run times, 5), ``max_groups`` (40).
@@ -256,6 +515,14 @@ def live_view(orchestrator: TaskOrchestrator | None = None, **options: Any) -> L
         orchestrator = current_orchestrator()
     view = _views.get(orchestrator)
     if view is None or view._closed or options:
+        if view is not None and not view._closed:
+            view.hide_side()
         view = LiveView(orchestrator, **options)
         _views[orchestrator] = view
+    if side:
+        why = view.show_side()
+        if why is not None:
+            print(f"codomyrmex: no side panel ({why}); the live view shows inline.")
+    elif side is False:
+        view.hide_side()
     return view

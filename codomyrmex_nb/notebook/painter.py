@@ -4,21 +4,26 @@ The ``Painter`` keeps the current drawing, its laid-out ``Template``, the
 ``Tracker`` mirror of states, and what the browser already has (the looks
 baked into the last whole SVG). ``paint`` turns a batch of events into a
 ``Frame``: a whole picture only after a layout, a refresh or in grouped
-mode; otherwise a ``<style>`` block for the nodes changed since then.
+mode; otherwise a patch: a ``<style>`` block for the nodes (and lock edges)
+changed since then, plus their new suffixes and hover texts by id.
+
+It also renders what outlives the widget: ``standalone()`` (an SVG file with
+its theme CSS inside) and ``static_html()`` (summary line and drawing as
+plain HTML, for a notebook's saved output, nbconvert and GitHub).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..core.events import Event
 from ..core.snapshot import Snapshot
 from . import drawing as drawing_mod
-from .drawing import INSTALL_HINT, DotMissing, Drawing, Look, group_look, task_look
-from .grouping import Grouping
-from .svg_patch import Template, base_style, style_frame
+from .drawing import INSTALL_HINT, DotMissing, Drawing, Look, group_look, task_look, tip_text
+from .grouping import Grouping, counts_line
+from .svg_patch import Template, base_style, lock_frame, style_frame, theme_css
 from .tracker import Tracker, is_structural
 
 XML_PROLOG = '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
@@ -31,6 +36,7 @@ class Frame(NamedTuple):
     head: str
     picture: str | None  # None: keep the picture the browser has
     style: str | None    # None: keep the style block
+    patch: dict[str, Any] | None = None  # css + suffix texts + hover texts; None: keep
 
 
 class Painter:
@@ -46,7 +52,7 @@ class Painter:
         self.hot: set[str] = set()
         self._key_to_node: dict[str, str] = {}
         self._baked: dict[str, Look] = {}
-        self._repaint: dict[str, Look] = {}
+        self._baked_locks: dict[str, str] = {}
         self._version = -1
         self._settled = False
         self._last_full = 0.0
@@ -54,6 +60,12 @@ class Painter:
     @property
     def grouping(self) -> Grouping | None:
         return None if self.drawing is None else self.drawing.grouping
+
+    def node_of(self, task_id: str) -> str | None:
+        """The node id that draws ``task_id`` (its group's when grouped)."""
+        tracker = self.tracker
+        key = task_id if tracker.group_of is None else tracker.group_of.get(task_id, task_id)
+        return self._key_to_node.get(key)
 
     def needs_snapshot(self, events: list[Event], final: bool) -> bool:
         """A snapshot holds the engine lock (~30 ms at 5,000 tasks): only for a new structure,
@@ -81,19 +93,27 @@ class Painter:
         if tracker.unfinished == 0:
             self._settled = True
         looks = self.looks()
-        picture = style = None
+        picture = style = patch = None
         if self.template is None:
-            picture = f'<div style="color:#a00;font-family:sans-serif">{self.note}</div>'
+            picture = f'<div style="color:#c00;font-family:sans-serif">{self.note}</div>'
         elif snapshot is not None or grouped or self.frames == 0:
-            picture, style = self.full_picture(looks), ""
+            picture, style, patch = self.full_picture(looks), "", {}
         else:
-            style = self.style_rules(looks)
+            patch = self.patch(looks)
+            style = patch["css"]
         tracker.changed.clear()
         self.frames += 1
         bar_style = "danger" if tracker.counts["failed"] else (
             "success" if tracker.total and not tracker.unfinished else "info")
-        return Frame(tracker.total, tracker.done, bar_style, tracker.header_html(self.group_note()),
-                     picture, style)
+        return Frame(tracker.total, tracker.done, bar_style, self.header(), picture, style, patch)
+
+    @property
+    def settled(self) -> bool:
+        """Every task has ended (or there are none) as of the last frame."""
+        return self._settled
+
+    def header(self) -> str:
+        return self.tracker.header_html(self.group_note() or self.critical_note())
 
     def relayout(self, snapshot: Snapshot) -> None:
         """The one place ``dot`` runs: a new structure (tasks added, re-queued, removed)."""
@@ -103,7 +123,8 @@ class Painter:
         self._key_to_node = {k: n for n, k in drawing.nodes.items()}
         self.tracker.reset(snapshot, drawing.grouping)
         try:
-            self.template, self.note = Template.parse(drawing_mod.layout(drawing.graph)), ""
+            self.template = Template.parse(drawing_mod.layout(drawing.graph), drawing.titles)
+            self.note = ""
         except DotMissing:
             self.template, self.note = None, INSTALL_HINT
         except Exception as exc:  # dot crashed or timed out: say so, keep the header alive
@@ -117,40 +138,95 @@ class Painter:
             return {}
         if drawing.grouping is not None:
             counts = tracker.group_counts
-            return {n: group_look(counts.get(k, {})) for n, k in drawing.nodes.items()}
+            return {n: group_look(counts.get(k, {}), self._group_tip(k, counts.get(k, {})))
+                    for n, k in drawing.nodes.items()}
         states, runtimes, crit = tracker.states, tracker.runtimes, tracker.critical
+        retries, waiting, errors, names = (tracker.retries, tracker.waiting, tracker.errors,
+                                           tracker.names)
         pairs = tracker.critical_pairs
-        self.hot = {e for e, pair in drawing.edges.items() if pair in pairs}
-        return {n: task_look(states.get(k, "pending"), runtimes.get(k), k in crit)
-                for n, k in drawing.nodes.items()}
+        self.hot = {e for e, ps in drawing.edges.items() if any(p in pairs for p in ps)}
+        looks = {}
+        for n, k in drawing.nodes.items():
+            state = states.get(k, "pending")
+            tries = retries.get(k, 0)
+            wait = waiting.get(k)
+            tip = tip_text(names.get(k, k), state, error=errors.get(k), retries=tries,
+                           waiting=wait, holders=tracker.holders(wait) if wait else ())
+            looks[n] = task_look(state, runtimes.get(k), k in crit, tries, tip)
+        return looks
+
+    def _group_tip(self, key: str, counts: Any) -> str:
+        size = len(self.grouping.members.get(key, ())) if self.grouping else 0
+        return f"group {key}: {size} tasks\n{counts_line(counts)}"
+
+    def lock_states(self) -> dict[str, str]:
+        drawing, tracker = self.drawing, self.tracker
+        if drawing is None or not drawing.locks:
+            return {}
+        return {eid: tracker.lock_state(key, tid) for eid, (key, tid) in drawing.locks.items()}
 
     def full_picture(self, looks: dict[str, Look]) -> str:
-        """The whole SVG for the browser; its looks become the baseline for style frames."""
+        """The whole SVG for the browser; its looks become the baseline for patches."""
         assert self.template is not None
         self._last_full = time.monotonic()
-        self._baked, self._repaint = looks, {}
-        svg = self.template.render(looks, self.hot, css=self.grouping is None)
-        return (f"<style>{base_style(self.scope)}</style>"
-                f'<div class="{self.scope}" style="overflow:auto;max-height:75vh">{svg}</div>')
+        locks = self.lock_states()
+        self._baked, self._baked_locks = looks, locks
+        svg = self.template.render(looks, self.hot, css=self.grouping is None,
+                                   provisional=self.tracker.provisional, lock_states=locks)
+        return f"<style>{base_style(self.scope)}</style><div class=\"{self.scope}\">{svg}</div>"
+
+    def patch(self, looks: dict[str, Look]) -> dict[str, Any]:
+        """What changed since the last whole SVG: CSS (colours, glyphs, lock edges) and texts."""
+        baked = self._baked
+        repaint: dict[str, Look] = {}
+        tips: dict[str, str] = {}
+        texts: dict[str, str] = {}
+        for node, look in looks.items():
+            old = baked.get(node)
+            if old is None or old.state != look.state or old.glyph != look.glyph:
+                repaint[node] = look
+            if old is None or old.tip != look.tip:
+                tips[node] = look.tip
+            if old is None or old.line2 != look.line2:
+                texts[node] = look.line2
+        locks = {eid: state for eid, state in self.lock_states().items()
+                 if self._baked_locks.get(eid, "") != state}
+        css = "\n".join(filter(None, (style_frame(repaint), lock_frame(locks))))
+        return {"css": css, "tips": tips, "texts": texts}
 
     def style_rules(self, looks: dict[str, Look]) -> str:
         """CSS for every node whose look differs from the last whole SVG sent."""
-        for key in self.tracker.changed:
-            node = self._key_to_node.get(key)
-            if node is None:
-                continue
-            look, baked = looks[node], self._baked.get(node)
-            if baked is not None and look[:3] == baked[:3]:
-                self._repaint.pop(node, None)
-            else:
-                self._repaint[node] = look
-        return style_frame(self._repaint)
+        return self.patch(looks)["css"]
 
     def standalone(self) -> str:
-        """The current drawing as a standalone SVG; '' without a layout."""
+        """The current drawing as a standalone SVG (theme CSS inside); '' without a layout."""
         if self.template is None:
             return ""
-        return XML_PROLOG + self.template.render(self.looks(), self.hot)
+        svg = self._render_static()
+        head, rest = svg.split(">", 1)
+        style = f"<style>{theme_css(self.scope, standalone=True)}</style>"
+        return f'{XML_PROLOG}{head} class="{self.scope}">{style}{rest}'
+
+    def static_html(self) -> str:
+        """Summary line and drawing as plain HTML (no widget, no script): what a saved notebook,
+        nbconvert and GitHub show."""
+        body = (self._render_static() if self.template is not None else
+                f'<div style="color:#c00">{self.note}</div>')
+        return (f"<style>{theme_css(self.scope)}</style>"
+                f'<div class="{self.scope}">{self.header()}'
+                f'<div style="overflow:auto;max-height:75vh">{body}</div></div>')
+
+    def _render_static(self) -> str:
+        assert self.template is not None
+        return self.template.render(self.looks(), self.hot, provisional=self.tracker.provisional,
+                                    lock_states=self.lock_states())
+
+    def critical_note(self) -> str:
+        if not self.tracker.critical or self.grouping is not None:
+            return ""
+        if self.tracker.provisional:
+            return "critical path (blue) provisional: dashed until its tasks end"
+        return "critical path in blue"
 
     def group_note(self) -> str:
         grouping = self.grouping

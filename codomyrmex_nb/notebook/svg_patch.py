@@ -1,15 +1,20 @@
 """Recolour a laid-out SVG without running ``dot`` again.
 
 ``Template.parse`` cuts the SVG that ``dot`` produced into literal text and
-holes (a node's fill, border, font colour, glyph, second line; an edge's
-colour). ``render`` fills the holes from the current looks: a plain join,
-about a millisecond at 500 nodes, against ``dot``'s tenth of a second.
+holes (a node's fill, border, font colour, glyph, suffix or second line,
+hover text; an edge's colour). ``render`` fills the holes from the current
+looks: a plain join, about a millisecond at 500 nodes, against ``dot``'s
+tenth of a second. Hover texts come from the looks, never graphviz's ids:
+the ``<title>`` of every other element (edges, lock nodes, grids, the graph)
+is replaced from the drawing's titles, or emptied.
 
 A browser never needs the whole SVG again for a state change either:
 ``render(css=True)`` writes every glyph a node can show as hidden ``<tspan>``s
-(only the current one visible), and ``style_frame`` writes a small
-``<style>`` block, keyed by node id, that recolours and re-glyphs just the
-nodes whose state changed since that SVG was sent.
+(only the current one visible) and the suffix in its own ``<tspan>``, and
+``style_frame`` writes a small ``<style>`` block, keyed by node id, that
+recolours and re-glyphs just the nodes whose state changed since that SVG
+was sent (colours as theme variables, see ``palette.theme_css``); the view's
+front end sets changed suffixes and hover texts by id.
 """
 
 from __future__ import annotations
@@ -18,18 +23,19 @@ import re
 from collections.abc import Mapping
 from html import escape
 
-from ..palette import STATES
-from .drawing import CRITICAL_COLOUR, EDGE_COLOUR, FIGURE_SPACE, Look
+from ..palette import CRITICAL, EDGE, HOLDING, NODE_STROKE, STATES, WAITING, fill_var, font_var
+from ..palette import theme_css as _theme_css
+from .drawing import FIGURE_SPACE, RESERVE, Look
 
 _GROUP = re.compile(r'<g id="([^"]+)" class="(node|edge)">(.*?)</g>', re.S)
 _COMMENT = re.compile(r"<!--.*?-->\n?", re.S)
+_TITLE = re.compile(r"<title>([^<]*)</title>")
 _SHAPE = re.compile(r'(<(?:path|polygon|ellipse) fill=")([^"]*)(") (stroke="[^"]*"(?: stroke-width="[^"]*")?)')
 _TEXT = re.compile(r'<text ([^>]*?)(?: fill="[^"]*")?>([^<]*)</text>')
 _EDGE_PAINT = re.compile(r'(fill="(?!none)[^"]*")|(stroke="[^"]*"(?: stroke-width="[^"]*")?)')
 
 GLYPHS: tuple[str, ...] = tuple(dict.fromkeys(g for _, g, _ in STATES.values()))
-NODE_STROKE = "#505050"
-RESERVE = FIGURE_SPACE * 6
+LOCK_PAINT = {"": (EDGE[0], "1"), "waiting": (WAITING[0], "2.5"), "holding": (HOLDING[0], "2")}
 Hole = tuple[int, str, str]  # (index in parts, node or edge id, field)
 
 
@@ -45,8 +51,13 @@ class Template:
         self.size = sum(map(len, parts))
 
     @classmethod
-    def parse(cls, svg: str) -> Template:
-        """Cut ``dot``'s SVG output into parts and holes (ids from ``drawing``)."""
+    def parse(cls, svg: str, titles: Mapping[str, str] | None = None) -> Template:
+        """Cut ``dot``'s SVG output into parts and holes (ids from ``drawing``).
+
+        ``titles``: hover text by graphviz name or element id for what is not a
+        node (edges, lock nodes, clusters); any other ``<title>`` is emptied.
+        """
+        titles = titles or {}
         svg = _COMMENT.sub("", svg[svg.index("<svg"):])
         parts: list[str] = []
         holes: list[Hole] = []
@@ -54,46 +65,82 @@ class Template:
         pos = 0
         for m in _GROUP.finditer(svg):
             gid, kind, body = m.group(1), m.group(2), m.group(3)
-            parts.append(svg[pos:m.start(3)])
+            parts.append(_retitle(svg[pos:m.start(3)], titles))
             if kind == "node":
                 nodes.append(gid)
                 _cut_node(gid, body, parts, holes)
             else:
                 edges.append(gid)
-                _cut_edge(gid, body, parts, holes)
+                _cut_edge(gid, _TITLE.sub(_title_of(titles.get(gid, "")), body, count=1),
+                          parts, holes)
             pos = m.end(3)
-        parts.append(svg[pos:])
+        parts.append(_retitle(svg[pos:], titles))
         return cls(parts, holes, nodes, edges)
 
     def render(self, looks: Mapping[str, Look], hot_edges: frozenset[str] | set[str] = frozenset(),
-               css: bool = False) -> str:
-        """The SVG with every hole filled from ``looks`` (node id -> Look)."""
+               css: bool = False, provisional: bool = False,
+               lock_states: Mapping[str, str] | None = None) -> str:
+        """The SVG with every hole filled from ``looks`` (node id -> Look).
+
+        ``hot_edges`` are on the critical path (dashed while ``provisional``);
+        ``lock_states`` paints lock edges: ``"waiting"``, ``"holding"`` or ``""``.
+        """
         out = self.parts.copy()
         default = Look("#d3d3d3", "#000000", GLYPHS[0], "")
+        locks = lock_states or {}
         for index, key, field in self.holes:
             if field in ("stroke", "afill"):
-                out[index] = _edge_paint(field, key in hot_edges)
+                out[index] = _edge_paint(field, key in hot_edges, provisional, locks.get(key))
                 continue
             look = looks.get(key, default)
             if field == "fill":
                 out[index] = look.fill
             elif field == "border":
-                out[index] = (f'stroke="{NODE_STROKE}" stroke-width="2.5"' if look.critical
-                              else f'stroke="{NODE_STROKE}"')
+                out[index] = _border(look.critical, provisional)
             elif field == "font":
                 out[index] = f' fill="{look.font}"'
             elif field == "glyph":
                 out[index] = glyph_tspans(look.glyph) if css else look.glyph
-            else:  # line2
+            elif field == "tip":
+                out[index] = escape(look.tip, quote=False)
+            elif field == "suffix":
+                text = escape(look.line2, quote=False) or RESERVE
+                out[index] = f'<tspan class="s">{text}</tspan>' if css else text
+            else:  # line2 (a group's counts)
                 out[index] = escape(look.line2, quote=False) or RESERVE
         return "".join(out)
 
 
+def _title_of(text: str) -> str:
+    return f"<title>{escape(text, quote=False)}</title>"
+
+
+def _retitle(chunk: str, titles: Mapping[str, str]) -> str:
+    """Replace graphviz's names in the ``<title>``s of clusters, lock nodes and the graph."""
+    if "<title>" not in chunk:
+        return chunk
+    return _TITLE.sub(lambda m: _title_of(titles.get(m.group(1), "")), chunk)
+
+
+def _border(critical: bool, provisional: bool) -> str:
+    if not critical:
+        return f'stroke="{NODE_STROKE[0]}"'
+    dash = ' stroke-dasharray="5,2"' if provisional else ""
+    return f'stroke="{NODE_STROKE[0]}" stroke-width="2.5"{dash}'
+
+
 def _cut_node(gid: str, body: str, parts: list[str], holes: list[Hole]) -> None:
     pos = 0
-    shape = _SHAPE.search(body)
+    title = _TITLE.search(body)
+    if title is not None:
+        parts.append(body[:title.start()] + "<title>")
+        holes.append((len(parts), gid, "tip"))
+        parts.append("")
+        parts.append("</title>")
+        pos = title.end()
+    shape = _SHAPE.search(body, pos)
     if shape is not None:
-        parts.append(body[:shape.start(2)])
+        parts.append(body[pos:shape.start(2)])
         holes.append((len(parts), gid, "fill"))
         parts.append("")
         parts.append(shape.group(3) + " ")
@@ -110,7 +157,14 @@ def _cut_node(gid: str, body: str, parts: list[str], holes: list[Hole]) -> None:
             parts.append(">")
             holes.append((len(parts), gid, "glyph"))
             parts.append(head)
-            parts.append(f" {rest}</text>")
+            if rest.endswith(FIGURE_SPACE) and " " in rest:  # a task: name, then its suffix
+                name, _ = rest.rsplit(" ", 1)
+                parts.append(f" {name} ")
+                holes.append((len(parts), gid, "suffix"))
+                parts.append("")
+                parts.append("</text>")
+            else:
+                parts.append(f" {rest}</text>")
         elif line == 1:
             parts.append(">")
             holes.append((len(parts), gid, "line2"))
@@ -132,11 +186,19 @@ def _cut_edge(gid: str, body: str, parts: list[str], holes: list[Hole]) -> None:
     parts.append(body[pos:])
 
 
-def _edge_paint(field: str, hot: bool) -> str:
-    colour = CRITICAL_COLOUR if hot else EDGE_COLOUR
+def _edge_paint(field: str, hot: bool, provisional: bool = False,
+                lock: str | None = None) -> str:
+    if lock is not None:
+        colour, width = LOCK_PAINT.get(lock, LOCK_PAINT[""])
+        return f'fill="{colour}"' if field == "afill" else (
+            f'stroke="{colour}"' + (f' stroke-width="{width}"' if width != "1" else ""))
+    colour = CRITICAL[0] if hot else EDGE[0]
     if field == "afill":
         return f'fill="{colour}"'
-    return f'stroke="{colour}" stroke-width="2"' if hot else f'stroke="{colour}"'
+    if not hot:
+        return f'stroke="{colour}"'
+    return f'stroke="{colour}" stroke-width="2"' + (' stroke-dasharray="5,2"' if provisional
+                                                     else "")
 
 
 def glyph_tspans(current: str) -> str:
@@ -147,21 +209,36 @@ def glyph_tspans(current: str) -> str:
 
 
 def base_style(scope: str) -> str:
-    """CSS sent with each full SVG: only the ``on`` glyph of each node is visible."""
-    return f".{scope} .g tspan{{display:none}}.{scope} .g .on{{display:inline}}"
+    """CSS sent with each full SVG: the ``on`` glyph of each node visible, colours by theme."""
+    return (f".{scope} .g tspan{{display:none}}.{scope} .g .on{{display:inline}}\n"
+            + _theme_css(scope))
+
+
+def theme_css(scope: str, standalone: bool = False) -> str:
+    return _theme_css(scope, standalone)
 
 
 def style_frame(changed: Mapping[str, Look]) -> str:
     """CSS rules that repaint the nodes in ``changed`` (node id -> Look); empty if none."""
     if not changed:
         return ""
-    by_look: dict[tuple[str, str, str], list[str]] = {}
+    by_look: dict[tuple[str, str], list[str]] = {}
     for nid, look in changed.items():
-        by_look.setdefault((look.fill, look.font, look.glyph), []).append(nid)
+        by_look.setdefault((look.state, look.glyph), []).append(nid)
     rules = [",".join(f"#{n} .g .on" for n in changed) + "{display:none}"]
-    for (fill, font, glyph), ids in by_look.items():
+    for (state, glyph), ids in by_look.items():
         k = GLYPHS.index(glyph) + 1 if glyph in GLYPHS else 1
-        rules.append(",".join(f"#{n} path" for n in ids) + f"{{fill:{fill}}}")
-        rules.append(",".join(f"#{n} text" for n in ids) + f"{{fill:{font}}}")
+        rules.append(",".join(f"#{n} path" for n in ids) + f"{{fill:{fill_var(state)}}}")
+        rules.append(",".join(f"#{n} text" for n in ids) + f"{{fill:{font_var(state)}}}")
         rules.append(",".join(f"#{n} .g :nth-child({k})" for n in ids) + "{display:inline}")
+    return "\n".join(rules)
+
+
+def lock_frame(changed: Mapping[str, str]) -> str:
+    """CSS rules that repaint lock edges (edge id -> ``"waiting"``, ``"holding"`` or ``""``)."""
+    rules = []
+    for eid, state in changed.items():
+        width = LOCK_PAINT.get(state, LOCK_PAINT[""])[1]
+        var = f"var(--codo-{state})" if state else "var(--codo-edge)"
+        rules.append(f"#{eid} path{{stroke:{var};stroke-width:{width}}}")
     return "\n".join(rules)

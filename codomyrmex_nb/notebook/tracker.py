@@ -6,23 +6,32 @@ run settled, or run times are due for a refresh. In between, status events
 update this mirror in O(changes). Events numbered at or below the last
 snapshot's sequence number are ignored: the snapshot already includes them,
 so no change is missed or applied twice.
+
+Besides states the mirror keeps what a node and its hover text show: retries
+(``↻2``), the resource a ready task waits for (from the engine's ``waiting
+for KEY`` events) and who holds it, error messages. It also counts runs: a
+run opens when work appears after everything had ended (``%codo_run``, a
+``rerun``, tasks added) and settles when every task has ended again; the
+header's elapsed time and throughput are those of the current run only.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..core.events import Event
 from ..core.model import TaskStatus
-from ..core.snapshot import Snapshot, critical_path
+from ..core.snapshot import Snapshot
 from ..palette import STATES, fill, font_colour, glyph
-from .drawing import runtime_of
+from .drawing import critical_estimate, runtime_of
 from .grouping import SHOWN, Grouping
 
 UNFINISHED = ("pending", "ready", "running", "up_for_retry")
 STRUCTURAL = ("added", "removed")
+ERRORED = ("failed", "upstream_failed", "cancelled", "skipped")
+WAITING_FOR = "waiting for "
 # Statuses whose display state needs no look at the event's detail.
 _SHOWN_AS = {s: s.value for s in TaskStatus if s not in (TaskStatus.PENDING, TaskStatus.SKIPPED)}
 
@@ -41,14 +50,25 @@ def is_structural(event: Event) -> bool:
     return event.kind in STRUCTURAL or (event.kind == "status" and event.detail == "requeued")
 
 
+def clock(seconds: float) -> str:
+    """``12:03:04`` in local time."""
+    return time.strftime("%H:%M:%S", time.localtime(seconds))
+
+
 class Tracker:
-    """States, counts (per state and per group) and timings; touched by the view thread only."""
+    """States, counts (per state and per group), timings and runs; touched by the view thread."""
 
     def __init__(self) -> None:
         self.states: dict[str, str] = {}
+        self.names: dict[str, str] = {}
         self.runtimes: dict[str, float | None] = {}
+        self.retries: dict[str, int] = {}
+        self.waiting: dict[str, str] = {}          # task id -> resource key it waits for
+        self.claims: dict[str, tuple[str, ...]] = {}  # task id -> resource keys it claims
+        self.errors: dict[str, str] = {}
         self.critical: set[str] = set()
         self.critical_pairs: set[tuple[str, str]] = set()
+        self.provisional = False
         self.counts: Counter[str] = Counter()
         self.group_of: dict[str, str] | None = None
         self.group_counts: dict[str, Counter[str]] = {}
@@ -56,14 +76,31 @@ class Tracker:
         self.finished_since_snapshot = False
         self.since = 0.0
         self.since_seq = 0  # the snapshot's sequence number: later events only
-        self.started: float | None = None
-        self.ended: float | None = None
+        # runs
+        self.run = 0
+        self.opened: float | None = None   # when the current run's work appeared
+        self.started: float | None = None  # its first attempt's start
+        self.ended: float | None = None    # its last task's end, once settled
+        self.finished = 0                  # tasks that ended (completed or failed) in this run
+        self._open = False
+        #: looks up a task's error message (the view asks the orchestrator); events carry none
+        self.error_lookup: Callable[[str], str | None] | None = None
 
     def reset(self, snap: Snapshot, grouping: Grouping | None) -> None:
         """Take every state, run time and timing from ``snap``."""
         self.states = {t.id: t.state for t in snap.tasks}
+        self.names = {t.id: t.name for t in snap.tasks}
         self.runtimes = {t.id: runtime_of(t) for t in snap.tasks}
-        path = [] if grouping is not None else critical_path(snap)
+        self.retries = {t.id: t.retry_count for t in snap.tasks if t.retry_count}
+        self.waiting = {t.id: t.blocked_on for t in snap.tasks
+                        if t.blocked_on and t.state == "ready"}
+        self.claims = {t.id: tuple(k for k, _ in t.resources) for t in snap.tasks if t.resources}
+        self.errors = {t.id: t.error_message for t in snap.tasks
+                       if t.error_message and t.state in ERRORED}
+        if grouping is None:
+            path, self.provisional = critical_estimate(snap)
+        else:
+            path, self.provisional = [], False
         self.critical, self.critical_pairs = set(path), set(zip(path, path[1:], strict=False))
         self.counts = Counter(self.states.values())
         self.group_of = None if grouping is None else grouping.of
@@ -73,10 +110,36 @@ class Tracker:
         self.finished_since_snapshot = False
         self.since = snap.time
         self.since_seq = snap.seq
-        starts = [a.started_at for t in snap.tasks for a in t.attempts if a.worker is not None]
-        self.started = min(starts, default=None)
-        ends = [t.completed_at for t in snap.tasks if t.completed_at is not None]
-        self.ended = max(ends, default=None) if self.unfinished == 0 else None
+        self._runs_from(snap)
+
+    def _runs_from(self, snap: Snapshot) -> None:
+        """Open, keep or settle the current run from a snapshot."""
+        unfinished = self.unfinished
+        if unfinished and not self._open:
+            self._open_run(None)
+        if self.run == 0 and snap.tasks and any(t.attempts for t in snap.tasks):
+            self.run, self.opened = 1, 0.0  # a view made after a run: show that one
+        since = self.opened or 0.0
+        starts = [a.started_at for t in snap.tasks for a in t.attempts
+                  if a.worker is not None and a.started_at is not None and a.started_at >= since]
+        if starts:
+            self.started = min(starts) if self.started is None else min(self.started, min(starts))
+        ends = [t.completed_at for t in snap.tasks
+                if t.completed_at is not None and t.completed_at >= since]
+        self.finished = sum(1 for t in snap.tasks if t.completed_at is not None
+                            and t.completed_at >= since and t.state in ("completed", "failed"))
+        if unfinished:
+            self.ended = None
+        else:
+            self._open = False
+            self.ended = max(ends, default=self.ended)
+
+    def _open_run(self, at: float | None) -> None:
+        self.run += 1
+        self._open = True
+        self.opened = at if at is not None else time.time()
+        self.started = self.ended = None
+        self.finished = 0
 
     def apply(self, events: Iterable[Event]) -> None:
         """Fold status events newer than the last snapshot into the mirror (hot: ~1 us each)."""
@@ -88,8 +151,17 @@ class Tracker:
             tid = ev.task_id
             old = states.get(tid)  # type: ignore[arg-type]
             new = _SHOWN_AS.get(ev.status) or display_state(ev)
-            if old is None or old == new:
+            if old is None:
                 continue
+            detail = ev.detail
+            if old == new:
+                if detail and detail.startswith(WAITING_FOR):
+                    self.waiting[tid] = detail[len(WAITING_FOR):]  # type: ignore[index]
+                    changed.add(tid if group_of is None else group_of[tid])  # type: ignore[index]
+                continue
+            if not self._open and new in UNFINISHED:
+                self._open_run(ev.time)
+            self.waiting.pop(tid, None)  # type: ignore[arg-type]
             states[tid] = new  # type: ignore[index]
             counts[old] -= 1
             counts[new] += 1
@@ -100,15 +172,40 @@ class Tracker:
                 group[old] -= 1
                 group[new] += 1
                 changed.add(group_of[tid])  # type: ignore[index]
-            if new == "running" and self.started is None:
-                self.started = ev.time
+            if new == "running":
+                if self.started is None:
+                    self.started = ev.time
+            elif new == "up_for_retry":
+                self.retries[tid] = self.retries.get(tid, 0) + 1  # type: ignore[index]
             elif new == "completed" or new == "failed":
                 self.finished_since_snapshot = True
+                self.finished += 1
+                if ev.execution_time is not None:
+                    self.runtimes[tid] = ev.execution_time  # type: ignore[index]
+            if new in ERRORED and self.error_lookup is not None and group_of is None:
+                message = self.error_lookup(tid)  # type: ignore[arg-type]
+                if message:
+                    self.errors[tid] = message  # type: ignore[index]
             last = ev.time
         if self.unfinished:
             self.ended = None
-        elif self.ended is None or last is not None:
-            self.ended = last or self.ended or time.time()
+        elif self._open:
+            self._open = False
+            self.ended = last or time.time()
+
+    # -- who holds what ------------------------------------------------------------------
+    def holders(self, key: str) -> tuple[str, ...]:
+        """Names of the running tasks that claim ``key`` (they hold it while they run)."""
+        return tuple(self.names.get(tid, tid) for tid, keys in self.claims.items()
+                     if key in keys and self.states.get(tid) == "running")
+
+    def lock_state(self, key: str, tid: str) -> str:
+        """How a lock edge looks: the task ``waiting`` for it, ``holding`` it, or neither."""
+        if self.waiting.get(tid) == key:
+            return "waiting"
+        if self.states.get(tid) == "running":
+            return "holding"
+        return ""
 
     # -- the header ---------------------------------------------------------------------
     @property
@@ -124,26 +221,45 @@ class Tracker:
         return self.total - self.unfinished
 
     def elapsed(self, now: float | None = None) -> float:
+        """Seconds of the current run: its first start to its end (or now); idle time excluded."""
         if self.started is None:
             return 0.0
         return max(0.0, (self.ended or now or time.time()) - self.started)
 
     def throughput(self) -> float:
         elapsed = self.elapsed()
-        return (self.counts["completed"] + self.counts["failed"]) / elapsed if elapsed > 0 else 0.0
+        return self.finished / elapsed if elapsed > 0 else 0.0
+
+    def run_label(self) -> str:
+        """``run 2 · started 12:03:04``: which run the view shows."""
+        if not self.run:
+            return "no run yet"
+        if self.started is None:
+            return f"run {self.run} \u00b7 not started"
+        return f"run {self.run} \u00b7 started {clock(self.started)}"
 
     def summary(self) -> str:
-        """One line: done / total, counts by state, elapsed, throughput."""
+        """One line: done / total, counts by state, run, elapsed, throughput."""
         parts = [f"{glyph(s)} {STATES[s][2]} {self.counts[s]}" for s in SHOWN if self.counts[s]]
         return (f"{self.done}/{self.total} done ({', '.join(parts) or 'no tasks'}) · "
-                f"elapsed {self.elapsed():.1f} s · {self.throughput():.1f} tasks/s")
+                f"{self.run_label()} · elapsed {self.elapsed():.1f} s · "
+                f"{self.throughput():.1f} tasks/s")
 
     def header_html(self, note: str = "") -> str:
+        total = max(1, self.total)
+        bar_colour = (fill("failed") if self.counts["failed"] else
+                      fill("completed") if self.total and not self.unfinished else "#2196f3")
+        bar = (f'<span class="codo-bar" style="display:inline-block;width:160px;height:8px;'
+               f"border-radius:4px;background:var(--jp-layout-color3,#ddd);vertical-align:middle;"
+               f'margin-right:8px;overflow:hidden"><span style="display:block;height:100%;'
+               f'width:{100 * self.done / total:.1f}%;background:{bar_colour}"></span></span>')
         chips = "".join(
             f'<span style="background:{fill(s)};color:{font_colour(s)};border-radius:3px;'
             f'padding:0 5px;margin-right:4px" title="{STATES[s][2]}">{glyph(s)} {self.counts[s]}'
             "</span>" for s in SHOWN if self.counts[s])
-        extra = f' <span style="color:#666">· {note}</span>' if note else ""
-        return (f'<div style="font-family:sans-serif;font-size:12px;line-height:1.8">'
-                f"<b>{self.done}/{self.total}</b> done &nbsp;{chips} elapsed "
+        muted = "color:var(--jp-ui-font-color2,#666)"
+        extra = f' <span style="{muted}">· {note}</span>' if note else ""
+        return (f'<div class="codo-head" style="font-family:sans-serif;font-size:12px;'
+                f'line-height:1.8">{bar}<b>{self.done}/{self.total}</b> done &nbsp;{chips}'
+                f'<span style="{muted}">{self.run_label()}</span> · elapsed '
                 f"{self.elapsed():.1f} s · {self.throughput():.1f} tasks/s{extra}</div>")

@@ -1,0 +1,200 @@
+"""What a click on a node shows: one task's details as a small HTML panel.
+
+Pure functions of a ``Snapshot`` and the task's ``TaskResult``: state,
+attempts (worker, start, duration, outcome), waits (for dependencies, for a
+resource and who holds it, for a worker), the result's short repr, its
+captured output and its traceback, user frames first (the engine's own
+frames from ``codomyrmex_nb`` that lead up to the user's code are folded
+away). The Cancel and Retry buttons carry ``data-codo-action`` attributes
+that the view's front end turns into messages back to the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import reprlib
+from html import escape
+from typing import Any
+
+from ..core.snapshot import Snapshot, TaskView
+from ..palette import STATES, fill, font_colour, glyph
+from .drawing import RETRY_MARK, runtime_text
+from .tracker import UNFINISHED, clock
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_FRAME = re.compile(r'^  File "([^"]*)", line \d+')
+MAX_OUTPUT = 6000
+_repr = reprlib.Repr()
+_repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxdict = 120, 120, 8, 8
+
+
+def user_frames_first(traceback: str, package_dir: str = PACKAGE_DIR) -> tuple[str, int]:
+    """The traceback without the engine frames before the user's first frame; and how many.
+
+    Each ``Traceback (most recent call last):`` block is handled on its own
+    (chained exceptions keep their own frames). A block made only of engine
+    frames is left whole: then the engine is the story.
+    """
+    out: list[str] = []
+    hidden = 0
+    lines = traceback.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        if not line.startswith("Traceback (most recent call last):"):
+            continue
+        frames: list[list[str]] = []
+        while i < len(lines) and lines[i].startswith("  "):
+            if _FRAME.match(lines[i]) or not frames:
+                frames.append([])
+            frames[-1].append(lines[i])
+            i += 1
+        engine = 0
+        for frame in frames:
+            m = _FRAME.match(frame[0])
+            if m is None or not _is_engine(m.group(1), package_dir):
+                break
+            engine += 1
+        if engine == len(frames):
+            engine = 0
+        hidden += engine
+        for frame in frames[engine:]:
+            out.extend(frame)
+    return "\n".join(out), hidden
+
+
+def _is_engine(path: str, package_dir: str) -> bool:
+    try:
+        return os.path.commonpath([os.path.abspath(path), package_dir]) == package_dir
+    except ValueError:  # different drives, or a pseudo path like "<string>"
+        return False
+
+
+def short_repr(value: Any) -> str:
+    """A one-line summary of a result: type and shape for arrays and frames, else a short repr."""
+    if value is None:
+        return "None"
+    shape = getattr(value, "shape", None)
+    kind = type(value).__name__
+    if isinstance(shape, tuple) and not isinstance(value, type):
+        dims = "\u00d7".join(str(s) for s in shape)
+        return f"{kind} {dims}"
+    try:
+        text = _repr.repr(value)
+    except Exception as exc:  # a broken __repr__ must not break the panel
+        text = f"<{kind}: repr failed: {exc!r}>"
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:199] + "\u2026"
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else (runtime_text(value) or "0.00s")
+
+
+def detail_html(snapshot: Snapshot, task_id: str, result: Any = None) -> str:
+    """The panel for ``task_id`` (its ``TaskResult`` as ``result``, if any)."""
+    tasks = snapshot.by_id()
+    task = tasks.get(task_id)
+    if task is None:
+        return _panel("", "<p>This task is no longer in the orchestrator.</p>", None)
+    state = task.state
+    label = STATES.get(state, STATES["pending"])[2]
+    chip = (f'<span class="codo-chip" style="background:{fill(state)};color:{font_colour(state)}">'
+            f"{glyph(state)} {escape(label)}</span>")
+    retries = (f' <span class="codo-muted">{RETRY_MARK}{task.retry_count} '
+               f"retr{'y' if task.retry_count == 1 else 'ies'}</span>" if task.retry_count else "")
+    rows: list[tuple[str, str]] = []
+    if task.module:
+        rows.append(("action", escape(f"{task.module}.{task.action}")))
+    ups = [tasks[d] for d in task.dependencies if d in tasks]
+    if ups:
+        rows.append(("after", ", ".join(f"{glyph(u.state)} {escape(u.name)}" for u in ups)))
+    if task.resources:
+        rows.append(("resources", ", ".join(escape(f"{k} ({m})") for k, m in task.resources)))
+    if task.blocked_on and state == "ready":
+        holders = [t.name for t in snapshot.tasks if t.state == "running"
+                   and any(k == task.blocked_on for k, _ in t.resources)]
+        held = f" (held by {escape(', '.join(holders))})" if holders else ""
+        rows.append(("waiting", f"for lock <b>{escape(task.blocked_on)}</b>{held}"))
+    elif state == "pending" and ups:
+        left = [u.name for u in ups if u.state in UNFINISHED]
+        if left:
+            rows.append(("waiting", "for " + escape(", ".join(left))))
+    waits = [f"dependencies {_seconds(task.wait_dependencies)}" if task.wait_dependencies else "",
+             f"resources {_seconds(task.wait_resources)}" if task.wait_resources else "",
+             f"a worker {_seconds(task.wait_worker)}" if task.wait_worker else ""]
+    by_key = ", ".join(f"{k} {_seconds(s)}" for k, s in task.wait_by_resource)
+    if by_key:
+        waits[1] += f" ({escape(by_key)})"
+    if any(waits):
+        rows.append(("waited for", "; ".join(w for w in waits if w)))
+    if task.started_at is not None:
+        ran = (f"{clock(task.started_at)}" + (f" \u2192 {clock(task.completed_at)}"
+                                              if task.completed_at else " \u2192 now"))
+        rows.append(("ran", ran + (f" ({_seconds(task.execution_time)})"
+                                   if task.execution_time is not None else "")))
+    if task.cpu_time is not None:
+        rows.append(("CPU", _seconds(task.cpu_time)))
+    if task.peak_memory is not None:
+        rows.append(("peak memory", f"{task.peak_memory / 2**20:.1f} MiB"))
+    if task.worker:
+        rows.append(("worker", escape(task.worker)))
+    table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    body = [f'<table class="codo-kv">{table}</table>']
+    if task.attempts:
+        body.append(_attempts(task))
+    data = getattr(result, "data", None) if result is not None else task.data
+    if state == "completed":
+        body.append(f'<div class="codo-sec">result</div><code>{escape(short_repr(data))}</code>')
+    message = task.error_message or (getattr(result, "error_message", None) if result else None)
+    if message and state not in ("completed",):
+        kind = task.error_type or getattr(result, "error_type", None) or "error"
+        body.append(f'<div class="codo-sec">error</div><div class="codo-error">'
+                    f"<b>{escape(kind)}</b>: {escape(message)}</div>")
+    logs = getattr(result, "logs", None) if result is not None else None
+    if logs:
+        tail = logs if len(logs) <= MAX_OUTPUT else "\u2026" + logs[-MAX_OUTPUT:]
+        body.append(f'<div class="codo-sec">output</div><pre class="codo-pre">{escape(tail)}</pre>')
+    elif task.last_line:
+        body.append(f'<div class="codo-sec">last output line</div>'
+                    f'<pre class="codo-pre">{escape(task.last_line)}</pre>')
+    tb = getattr(result, "traceback", None) if result is not None else None
+    if tb and state != "completed":
+        text, hidden = user_frames_first(tb)
+        note = (f' <span class="codo-muted">({hidden} engine frame{"s" if hidden != 1 else ""} '
+                "hidden)</span>" if hidden else "")
+        body.append(f'<div class="codo-sec">traceback{note}</div>'
+                    f'<pre class="codo-pre">{escape(text)}</pre>')
+    title = f"{chip} <b>{escape(task.name)}</b>{retries}"
+    return _panel(title, "".join(body), task)
+
+
+def _attempts(task: TaskView) -> str:
+    rows = []
+    for a in task.attempts:
+        took = (_seconds(a.ended_at - a.started_at)
+                if a.ended_at is not None and a.started_at is not None else "")
+        start = clock(a.started_at) if a.started_at else ""
+        rows.append(f"<tr><td>{a.number}</td><td>{escape(a.worker or '')}</td><td>{start}</td>"
+                    f"<td>{took}</td><td>{escape(a.outcome or 'running')}</td></tr>")
+    return ('<div class="codo-sec">attempts</div><table class="codo-attempts"><tr><th>#</th>'
+            "<th>worker</th><th>start</th><th>took</th><th>outcome</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _panel(title: str, body: str, task: TaskView | None) -> str:
+    buttons = ""
+    if task is not None:
+        unfinished = task.state in UNFINISHED
+        buttons = (f'<button class="codo-btn" data-codo-action="cancel" data-codo-task="{task.id}"'
+                   f'{"" if unfinished else " disabled"} title="cancel this task (its dependents '
+                   f'are skipped)">Cancel</button>'
+                   f'<button class="codo-btn" data-codo-action="retry" data-codo-task="{task.id}"'
+                   f'{" disabled" if unfinished else ""} title="run it again, and everything '
+                   f'downstream">Retry</button>')
+    return (f'<div class="codo-inspect-head">{title}<span class="codo-grow"></span>{buttons}'
+            f'<button class="codo-btn codo-close" data-codo-action="close" title="close">'
+            f"\u00d7</button></div>{body}")
