@@ -253,7 +253,7 @@ def _feed_composite(h: Any, value: Any, t: type, ctx: _Ctx) -> None:
     elif t is dict:
         _feed_items(h, b"{", value.items(), ctx, ordered=False)
     elif t is set or t is frozenset:
-        h.update(b"<%d:" % len(value))
+        h.update(b"<%d:" % len(value) if t is set else b"f<%d:" % len(value))
         for digest in _sorted_digests(value, ctx):
             h.update(digest)
     elif t is bytearray or t is memoryview:

@@ -1,12 +1,13 @@
 """The run journal: an embedded SQLite file of definitions, transitions and results.
 
 One ``Journal`` per file. Recording calls (``define``, ``transition``, ``result``,
-``end_run``) only append a tuple to a queue; one writer thread (a daemon, its own
-connection) drains it and commits in batches, at most ``commit_interval`` seconds
-after a record was queued, so a burst of ten thousand transitions is a handful of
-commits. Readers (``last_run``, ``restorable``, ``history``) use a second connection
-under a lock and see committed rows only: a result still in the queue is not
-restorable.
+``end_run``) only append a tuple to a deque (no lock; the writer is woken only when it
+sits idle); one writer thread (a daemon, its own connection) sleeps through a burst,
+then drains the deques and commits them in one transaction (``executemany``), at most
+``commit_interval`` seconds after a record was queued: ten thousand transitions are
+a handful of commits. Readers (``last_run``, ``restorable``, ``history``) use a
+second connection under a lock and see committed rows only: a result still queued
+is not restorable.
 
 The file lives in an owner-only folder (0700, with a ``.gitignore`` of ``*`` so
 pickled results never reach git) and is itself 0600. WAL mode where the file system
@@ -29,13 +30,13 @@ from __future__ import annotations
 import atexit
 import math
 import os
-import queue
 import re
 import sqlite3
 import threading
 import time
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,8 @@ CREATE TABLE IF NOT EXISTS transitions(
     previous TEXT, status TEXT, detail TEXT);
 CREATE TABLE IF NOT EXISTS results(
     run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, blob BLOB, error TEXT, time REAL);
-CREATE INDEX IF NOT EXISTS definitions_run ON definitions(run_id, task_id);
-CREATE INDEX IF NOT EXISTS transitions_run ON transitions(run_id, task_id, seq);
+CREATE INDEX IF NOT EXISTS definitions_run ON definitions(run_id);
+CREATE INDEX IF NOT EXISTS transitions_run ON transitions(run_id);
 CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
 CREATE INDEX IF NOT EXISTS results_fingerprint ON results(fingerprint);
 """
@@ -69,9 +70,6 @@ _INSERT_DEF = "INSERT INTO definitions VALUES (?, ?, ?, ?)"
 _INSERT_TRANS = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
 _UPDATE_END = "UPDATE runs SET ended = ?, status = ? WHERE run_id = ?"
-
-# Queue record kinds (the first item of each queued tuple).
-_DEF, _TRANS, _RESULT, _END, _SYNC = range(5)
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 
@@ -175,8 +173,15 @@ class Journal:
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._rlock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._put = self._queue.put
+        # Producers append rows here (deque.append is atomic); the writer drains them,
+        # ends first so that a run is never marked ended before the rows queued before.
+        self._ends_q: deque[tuple[Any, ...]] = deque()
+        self._defs_q: deque[tuple[Any, ...]] = deque()
+        self._trans_q: deque[tuple[Any, ...]] = deque()
+        self._results_q: deque[tuple[Any, ...]] = deque()
+        self._sync_q: deque[tuple[Any, ...]] = deque()  # (action, event, box)
+        self._idle = False  # the writer waits for a first record: wake it
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
         # writer-thread state
@@ -316,7 +321,7 @@ class Journal:
         _warn(f"run journal {self.path.name} was unreadable ({reason}); moved aside to "
               f"{target.name}, starting a fresh journal")
 
-    # -- recording (any thread; O(1): one tuple onto a queue) ---------------------------
+    # -- recording (any thread; O(1): one tuple onto a deque) ---------------------------
 
     def begin_run(self) -> int:
         """A new run (status ``"running"``), committed before this returns; 0 when off."""
@@ -327,12 +332,16 @@ class Journal:
 
     def define(self, run_id: int, task_id: str, name: str, fingerprint: str | None) -> None:
         if self.enabled:
-            self._put((_DEF, run_id, task_id, name, fingerprint))
+            self._defs_q.append((run_id, task_id, name, fingerprint))
+            if self._idle:
+                self._wake.set()
 
     def transition(self, run_id: int, seq: int, time: float, task_id: str, name: str,
                    previous: str | None, status: str | None, detail: str | None) -> None:
         if self.enabled:
-            self._put((_TRANS, run_id, seq, time, task_id, name, previous, status, detail))
+            self._trans_q.append((run_id, seq, time, task_id, name, previous, status, detail))
+            if self._idle:
+                self._wake.set()
 
     def result(self, run_id: int, task_id: str, name: str, fingerprint: str | None,
                blob: bytes | None, error: str | None, time: float) -> None:
@@ -343,12 +352,16 @@ class Journal:
         if blob is not None and len(blob) > min(self._max_bytes, MAX_BLOB):
             blob, error = None, (f"result of {len(blob)} bytes is larger than the journal's "
                                  f"size bound ({self._max_bytes} bytes)")
-        self._put((_RESULT, run_id, task_id, name, fingerprint, blob, error, time))
+        self._results_q.append((run_id, task_id, name, fingerprint, blob, error, time))
+        if self._idle:
+            self._wake.set()
 
     def end_run(self, run_id: int, status: str = "finished", time: float | None = None) -> None:
         """Mark a run ended: ``"finished"`` (every task ended) or ``"stopped"``; queued."""
         if self.enabled:
-            self._put((_END, _now() if time is None else time, status, run_id))
+            self._ends_q.append((_now() if time is None else time, status, run_id))
+            if self._idle:
+                self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed; False on timeout or when
@@ -373,8 +386,8 @@ class Journal:
         _open_journals.discard(self)
         thread = self._thread
         if was_enabled and thread is not None and thread.is_alive():
-            event = threading.Event()
-            self._put((_SYNC, self._stop, event, []))
+            self._sync_q.append((self._stop, threading.Event(), []))
+            self._wake.set()
             thread.join()
         self._close_connections()
 
@@ -479,44 +492,23 @@ class Journal:
             return False, None
         event = threading.Event()
         box: list[Any] = []
-        self._put((_SYNC, action, event, box))
+        self._sync_q.append((action, event, box))
+        self._wake.set()
         if not event.wait(timeout):
             return False, None
         return box[0], box[1]
 
     def _writer(self) -> None:
-        get = self._queue.get
         interval = self._interval
-        defs, trans, results, ends = self._defs, self._trans, self._results, self._ends
+        wake, sync = self._wake, self._sync_q
+        sources = (self._ends_q, self._defs_q, self._trans_q, self._results_q)
         pending = 0
         last_commit = -math.inf
         while True:
             try:
-                if pending:
-                    wait = last_commit + interval - time.monotonic()
-                    if wait <= 0 or pending >= MAX_BATCH:
-                        pending = 0
-                        self._commit()
-                        last_commit = time.monotonic()
-                        continue
-                    try:
-                        record = get(True, wait)
-                    except queue.Empty:
-                        continue
-                else:
-                    record = get()
-                kind = record[0]
-                if kind == _TRANS:
-                    trans.append(record[1:])
-                elif kind == _RESULT:
-                    results.append(record[1:])
-                elif kind == _DEF:
-                    defs.append(record[1:])
-                elif kind == _END:
-                    ends.append(record[1:])
-                    self._open_runs.discard(record[3])
-                else:
-                    _, action, event, box = record
+                if sync:  # flush, begin_run, clear, close: after what was queued before
+                    action, event, box = sync.popleft()
+                    pending += self._drain()
                     flushing, pending = pending, 0
                     ok, result = False, None
                     try:
@@ -534,10 +526,40 @@ class Journal:
                     if action == self._stop:
                         return
                     continue
-                pending += 1
+                pending += self._drain()
+                if pending:
+                    wait = last_commit + interval - time.monotonic()
+                    if wait <= 0 or pending >= MAX_BATCH:
+                        pending = 0
+                        self._commit()
+                        last_commit = time.monotonic()
+                    else:  # let the burst pile up; only a sync request wakes us early
+                        wake.wait(wait)
+                        wake.clear()
+                    continue
+                self._idle = True
+                if not (sync or any(sources)):  # checked after raising the flag: no lost wake
+                    wake.wait()
+                self._idle = False
+                wake.clear()
             except Exception as exc:  # never let the writer die: warn and carry on
                 self._warn_once(f"writer-{type(exc).__name__}",
                                 f"run journal {self.path.name}: writer error ({exc})")
+
+    def _drain(self) -> int:
+        """Move every queued row into the batch lists; returns how many."""
+        moved = 0
+        for source, target in ((self._ends_q, self._ends), (self._defs_q, self._defs),
+                               (self._trans_q, self._trans),
+                               (self._results_q, self._results)):
+            count = len(source)
+            if count:
+                pop = source.popleft
+                target.extend([pop() for _ in range(count)])
+                moved += count
+        if self._ends:
+            self._open_runs.difference_update(row[2] for row in self._ends)
+        return moved
 
     def _stop(self) -> None:
         """The writer's last action (everything queued before it is committed)."""
