@@ -304,6 +304,27 @@ def test_a_class_defined_in_a_notebook_hashes_by_its_code():
     assert value_digest(one(2)) != value_digest(other(2))
 
 
+def test_enum_members_and_class_attributes():
+    import enum
+
+    class Mode(enum.Enum):
+        FAST = 1
+        SAFE = 2
+
+    assert value_digest(Mode.FAST) == value_digest(Mode.FAST) != value_digest(Mode.SAFE)
+    assert value_digest(Mode) == value_digest(Mode)
+
+    class Settings:
+        VERSION = 2
+
+        def version(self):
+            return self.VERSION
+
+    before = value_digest(Settings())
+    Settings.VERSION = 3  # a class attribute the methods read
+    assert value_digest(Settings()) != before
+
+
 def test_functions_as_parameters():
     def make(k):
         return lambda x: x + k

@@ -190,6 +190,20 @@ def test_a_result_over_the_size_bound_is_recorded_as_an_error(make_journal):
     assert blob is None and "larger than the journal's size bound" in error
 
 
+def test_large_results_are_written_in_chunks_and_read_back_whole(make_journal, monkeypatch):
+    monkeypatch.setattr(journal_module, "CHUNK", 1000)  # so 10 KB counts as large
+    journal = make_journal()
+    run = journal.begin_run()
+    big, small = os.urandom(10_500), b"small"
+    journal.result(run, "s", "s", "fp-small", small, None, 1.0)
+    journal.result(run, "b", "b", "fp-big", big, None, 2.0)
+    journal.result(run, "n", "n", "fp-none", None, "could not pickle", 3.0)
+    assert journal.flush(10)
+    assert journal.restorable(run, "fp-big") == (big, 2.0)
+    assert journal.restorable(run, "fp-small") == (small, 1.0)
+    assert journal.restorable(run, "fp-none") is None
+
+
 def test_history_newest_first_and_clear(make_journal):
     journal = make_journal()
     runs = []

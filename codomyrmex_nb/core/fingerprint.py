@@ -175,8 +175,7 @@ class _Ctx:
 
 def _str(h: Any, text: str) -> None:
     data = text.encode("utf-8", "surrogatepass")
-    h.update(b"s%d:" % len(data))
-    h.update(data)
+    h.update(b"s%d:%b" % (len(data), data))
 
 
 def _name(obj: Any) -> str:
@@ -269,7 +268,7 @@ def _feed_composite(h: Any, value: Any, t: type, ctx: _Ctx) -> None:
         _str(h, fingerprint)
     elif isinstance(value, Enum):
         h.update(b"E")
-        _feed_class(h, t, ctx)
+        _str(h, _name(t))
         _str(h, value.name)
     elif t is types.FunctionType:
         _feed_function(h, value, ctx)
@@ -371,6 +370,15 @@ def _feed_class(h: Any, cls: type, ctx: _Ctx) -> None:
         elif type(attr) is types.FunctionType:
             _str(h, name)
             _feed(h, attr, ctx)
+        elif not name.startswith("_") and not isinstance(attr, type | cls):
+            _str(h, name)  # a class attribute such as a version or a threshold
+            sub = _sha256()
+            try:
+                _feed(sub, attr, ctx)
+                h.update(sub.digest())
+            except Unhashable:
+                h.update(b"opaque:")
+                _str(h, _type_name(attr))
 
 
 def _feed_arrays(h: Any, value: Any, ctx: _Ctx) -> bool:

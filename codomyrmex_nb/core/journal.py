@@ -50,6 +50,7 @@ BUSY_TIMEOUT = 10.0        # seconds SQLite itself waits on a lock held by anoth
 RETRY_BUDGET = 60.0        # seconds the writer keeps retrying a locked database, then drops a batch
 MAX_BLOB = 900 * 2**20     # SQLite refuses blobs over ~1 GB; larger results are recorded as errors
 MAX_BATCH = 50_000         # records held before a commit is forced, whatever the interval
+CHUNK = 2**20              # a larger blob is written in chunks, letting other threads run
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs(
@@ -69,6 +70,7 @@ CREATE INDEX IF NOT EXISTS results_fingerprint ON results(fingerprint);
 _INSERT_DEF = "INSERT INTO definitions VALUES (?, ?, ?, ?)"
 _INSERT_TRANS = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RESULT_SPACE = "INSERT INTO results VALUES (?, ?, ?, ?, zeroblob(?), ?, ?)"
 _UPDATE_END = "UPDATE runs SET ended = ?, status = ? WHERE run_id = ?"
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
@@ -285,6 +287,7 @@ class Journal:
             mode = str(conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
         else:
             conn.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
+            conn.execute(f"PRAGMA journal_size_limit = {16 * 2**20}")  # after a big result
         self.mode = mode
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -604,7 +607,13 @@ class Journal:
 
         def together(conn: sqlite3.Connection) -> None:
             for sql, rows in batches:
-                if rows:
+                if not rows:
+                    continue
+                if rows is self._results and any(
+                        row[4] is not None and len(row[4]) > CHUNK for row in rows):
+                    for row in rows:
+                        _insert_result(conn, row)
+                else:
                     conn.executemany(sql, rows)
 
         def one_by_one(conn: sqlite3.Connection) -> list[str]:
@@ -612,7 +621,10 @@ class Journal:
             for sql, rows in batches:
                 for row in rows:
                     try:
-                        conn.execute(sql, row)
+                        if rows is self._results:
+                            _insert_result(conn, row)
+                        else:
+                            conn.execute(sql, row)
                     except (sqlite3.InterfaceError, sqlite3.ProgrammingError,
                             sqlite3.IntegrityError, OverflowError, TypeError, ValueError) as exc:
                         failed.append(str(exc))
@@ -740,3 +752,17 @@ class Journal:
 
 def _now() -> float:
     return time.time()
+
+
+def _insert_result(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    """One result row; a large blob goes in by chunks, each copied without the GIL (binding
+    a 100 MB blob at once would hold every other thread for tens of milliseconds)."""
+    blob = row[4]
+    if blob is None or len(blob) <= CHUNK:
+        conn.execute(_INSERT_RESULT, row)
+        return
+    rowid = conn.execute(_INSERT_RESULT_SPACE, (*row[:4], len(blob), *row[5:])).lastrowid
+    view = memoryview(blob).cast("B")
+    with conn.blobopen("results", "blob", rowid) as target:
+        for offset in range(0, len(view), CHUNK):
+            target.write(view[offset:offset + CHUNK])
