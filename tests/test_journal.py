@@ -252,6 +252,24 @@ def test_close_is_idempotent_and_later_calls_do_nothing(make_journal):
         assert again.restorable(run, "fp") == (b"r", 1.0)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_leaves_the_parents_journal_alone(make_journal):
+    journal = make_journal()
+    run = journal.begin_run()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+        pid = os.fork()
+    if pid == 0:  # the child: a quiet copy
+        ok = journal.enabled is False and journal.begin_run() == 0
+        journal.transition(run, 1, 1.0, "child", "child", None, "completed", None)
+        os._exit(0 if ok and journal.flush() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    journal.transition(run, 2, 2.0, "parent", "parent", None, "completed", None)
+    assert journal.flush(10)
+    assert journal.last_run().completed == 1
+
+
 # -- fallbacks --------------------------------------------------------------------------
 
 

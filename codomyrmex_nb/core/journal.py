@@ -156,6 +156,23 @@ def _close_all() -> None:  # a script that ends normally loses nothing still que
         journal.close()
 
 
+def _forget_in_child() -> None:
+    """A forked child has no writer thread and must not touch the parent's connections:
+    its copies of the journals go quiet (the parent's keep working)."""
+    for journal in list(_open_journals):
+        journal.enabled, journal._closed, journal._thread = False, True, None
+        _inherited.extend((journal._wconn, journal._rconn))  # never closed: the parent's
+        journal._wconn = journal._rconn = None
+    _open_journals.clear()
+
+
+_inherited: list[object] = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 class Journal:
     """The run journal in one SQLite file; see the module docstring."""
 
@@ -282,8 +299,8 @@ class Journal:
                 raise
             mode = f"refused: {exc}"
         if mode != "wal":
-            self._warn_once("wal", f"run journal {self.path.name}: this file system does not support WAL "
-                  f"({mode}); using the rollback journal instead")
+            self._warn_once("wal", f"run journal {self.path.name}: this file system does not "
+                            f"support WAL ({mode}); using the rollback journal instead")
             mode = str(conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
         else:
             conn.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
@@ -297,7 +314,8 @@ class Journal:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     def _move_aside(self, reason: str) -> None:
