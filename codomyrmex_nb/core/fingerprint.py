@@ -10,11 +10,15 @@ digest in any interpreter of the same Python version: nothing depends on ``id()`
 code object (bytecode, constants including nested code, names, argument counts;
 cached per code object, no file I/O), its defaults, its closure values and, for
 functions of user code (``__main__``, a notebook, a module outside the standard
-library and site-packages), the current values of the globals its code names.
-Functions and classes of installed libraries referenced from there are hashed by
-name. A global that cannot be hashed (a lock, a connection) counts by its type only:
-the outside world is not fingerprinted. A parameter, closure value or ``extra``
-value that cannot be hashed raises ``Unhashable``: that task is never restorable.
+library and site-packages), the globals its code names that are code (helper
+functions, recursively; classes; modules by name) or small constants (numbers,
+short strings, enum members, small containers of those: a threshold, a column
+list). Other globals (a DataFrame, a model, a lock) count by their type only, so a
+fingerprint never walks big data it was not given: data that should count is passed
+as a parameter (or, for a cell, as a name it reads, via ``extra``). Functions and
+classes of installed libraries are hashed by name. A parameter, closure value or
+``extra`` value that cannot be hashed raises ``Unhashable``: that task is never
+restorable.
 
 ``value_digest`` handles primitives, containers (dicts and sets in a stable order),
 pandas objects (``hash_pandas_object``, only when pandas is already imported),
@@ -343,6 +347,13 @@ def _feed_function(h: Any, func: types.FunctionType, ctx: _Ctx, root: bool = Fal
                 continue  # a builtin, an attribute name, or not defined yet
             value = namespace[name]
             _str(h, name)
+            wrapped = getattr(value, "__wrapped__", None)  # functools.wraps, lru_cache
+            if callable(wrapped) and callable(value):
+                value = wrapped
+            if not (_is_code(value) or _is_small_constant(value)):
+                h.update(b"data-global:")  # data is hashed when passed as a parameter
+                _str(h, _type_name(value))
+                continue
             sub = _sha256()
             try:
                 _feed(sub, value, ctx)
@@ -350,6 +361,31 @@ def _feed_function(h: Any, func: types.FunctionType, ctx: _Ctx, root: bool = Fal
             except Unhashable:  # a lock, a connection: by its type (the outside world)
                 h.update(b"opaque-global:")
                 _str(h, _type_name(value))
+
+
+_CODE_TYPES = (types.FunctionType, types.MethodType, types.BuiltinFunctionType,
+               types.ModuleType, functools.partial, type)
+_SCALARS = frozenset({type(None), bool, int, float, complex})
+
+
+def _is_code(value: object) -> bool:
+    return isinstance(value, _CODE_TYPES)
+
+
+def _is_small_constant(value: object, depth: int = 0) -> bool:
+    """Numbers, short strings, enum members and small containers of those: cheap to hash,
+    and the kind of global (a threshold, a column list) that changes what code does."""
+    t = type(value)
+    if t in _SCALARS or isinstance(value, Enum):
+        return True
+    if t is str or t is bytes:
+        return len(value) <= 10_000
+    if depth < 3 and t in (tuple, list, set, frozenset) and len(value) <= 256:
+        return all(_is_small_constant(item, depth + 1) for item in value)
+    if depth < 3 and t is dict and len(value) <= 256:
+        return all(_is_small_constant(k, depth + 1) and _is_small_constant(v, depth + 1)
+                   for k, v in value.items())
+    return False
 
 
 def _feed_class(h: Any, cls: type, ctx: _Ctx) -> None:
