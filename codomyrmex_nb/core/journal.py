@@ -17,8 +17,12 @@ one-line warning; a corrupted or truncated file is moved aside to
 ``<name>.corrupt-<timestamp>`` (never deleted) and a fresh journal started. Nothing
 here raises into the caller. Two processes may write one journal at once (busy
 timeout, retries on ``database is locked``). When the file outgrows ``max_bytes``
-the oldest runs are pruned (never the newest run nor one this journal has open) and
-the file is vacuumed now and then.
+the oldest runs are pruned (never the newest run nor one this journal has open; a
+run another process still has open is not known here and may go) and the file is
+vacuumed now and then (at most every ``vacuum_interval`` seconds).
+
+``result`` rows are for completed tasks only: ``restorable`` returns the newest
+committed blob recorded for a fingerprint (in one run, or in any).
 
 Security: result blobs are cloudpickle bytes and restoring a result unpickles it,
 which can run arbitrary code. Only open journals that you trust (ones your own
