@@ -7,6 +7,7 @@ scheduling noise, and the bounds are generous.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pandas as pd
@@ -67,7 +68,7 @@ def is_uniform(frame: pd.DataFrame, columns: dict) -> None:
             assert col.dtype == dtype, name
         elif dtype is object:
             assert col.dtype == object, name
-        elif dtype in ("int64", "float64", "bool", "boolean"):
+        elif dtype in ("int64", "Int64", "float64", "bool", "boolean"):
             assert str(col.dtype) == dtype, name
         else:
             assert pd.api.types.is_string_dtype(col.dtype), name
@@ -248,3 +249,45 @@ def test_skipped_branch_is_never_the_critical_path(orch):
     report = orch.bottlenecks()
     assert report.loc[report["kind"] == "critical_path", "task"].tolist() == ["other"]
     assert orch.stats_frame().loc[0, "critical_path"] == "other"
+
+
+def busy(seconds):
+    """CPU-bound for ``seconds`` of this thread's CPU time."""
+    import time
+
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_cost_columns_and_totals(orch):
+    def talk():
+        print("first line")
+        print("last line")
+        busy(0.1)
+
+    orch.create_task("talk", func=talk)
+    orch.create_task("quiet", func=lambda: threading.Event().wait(0.1))
+    run(orch)
+    rows = orch.tasks_frame().set_index("name")
+    assert rows.loc["talk", "last_line"] == "last line"
+    assert pd.isna(rows.loc["quiet", "last_line"])
+    assert rows.loc["talk", "cpu_time"] >= 0.09 and rows.loc["quiet", "cpu_time"] < 0.05
+    assert rows["peak_memory"].isna().all()  # threads: not separable per task
+    stats = orch.stats_frame().iloc[0]
+    assert stats["cpu_time_total"] == pytest.approx(rows["cpu_time"].sum())
+    assert 0 < stats["cores_busy"] <= 1.5
+    assert pd.isna(stats["peak_memory_max"])
+
+
+def test_cost_columns_on_processes(make_orch):
+    orch = make_orch(1, executor="processes")
+    orch.create_task("one", func=busy, parameters={"seconds": 0.05})
+    run(orch)
+    frame = orch.tasks_frame()
+    is_uniform(frame, TASK_COLUMNS)
+    row = frame.iloc[0]
+    assert row["cpu_time"] >= 0.04
+    if sys.platform.startswith("linux"):
+        assert row["peak_memory"] > 1_000_000
+        assert orch.stats_frame().loc[0, "peak_memory_max"] == row["peak_memory"]

@@ -1,51 +1,85 @@
-"""Why was it slow? The guide's "Slow Execution" checklist as one short, tidy DataFrame.
+"""Why was it slow, and what would help? The guide's "Slow Execution" checklist as one tidy frame.
 
-One row per finding, grouped by ``kind``:
+One row per finding, grouped by ``kind``; ``cure`` says what to change:
 
 - ``critical_path``: every task on the longest dependency chain, in order, with
   its run time and its ``share`` of the path's length. Only speeding these up
   (or breaking the chain: "verify dependencies are optimal") shortens the run.
+- ``gil_contention``: tasks on threads that ran at the same time, each busy
+  the whole while, whose CPU/wall ratios add up to about one core (four
+  pure-Python loops on four threads get about 0.25 each): only one thread runs
+  Python at a time. ``seconds`` is the time each spent runnable but not
+  running (wall minus CPU). Cure: ``executor="processes"``.
+- ``waiting``: tasks that used little CPU for their run time (CPU/wall under
+  0.2): they waited on I/O, a sleep, a lock or a subprocess (or for a core,
+  on a machine busy with other work). ``seconds`` is
+  that waiting time. A waiting task holds a worker but no core, so more
+  workers help when other tasks queued for one; otherwise the wait is inside
+  the task.
 - ``resource_wait``: the tasks that waited longest for a resource held by
   another task, naming the ``resource`` and its holders ("review resource
   allocation").
 - ``worker_wait``: the tasks that waited longest, ready and with their resources,
-  for a free worker: time lost to a full pool ("adjust priorities", or add
-  workers). The first row's ``detail`` gives the total over all tasks.
+  for a free worker: time lost to a full pool (add workers, or "adjust
+  priorities"). The first row's ``detail`` gives the total over all tasks.
 - ``retries``: tasks that needed more than one attempt, with the wall-clock
   time from their first attempt's start to their last one's.
 
 Outside the critical path, ``share`` is ``seconds`` over the run's makespan.
+The CPU figures are each attempt's own ``cpu_time`` (its thread's on threads
+and Dask, its worker process's on processes); attempts without one (a
+cancelled Dask attempt, say) are left out of the CPU findings. GIL contention
+is looked for only on the ``threads`` executor: the orchestrator says which one
+it uses; for a bare snapshot pass ``executor=``, else threads is assumed unless
+attempts measured their memory, which only processes do.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..core.model import Attempt
 from ..core.snapshot import Snapshot, TaskView
 from ._common import as_snapshot, critical_steps, waited_on, waiting_now
 
-KINDS = ("critical_path", "resource_wait", "worker_wait", "retries")
-COLUMNS = ("kind", "task", "resource", "seconds", "share", "detail")
+KINDS = ("critical_path", "gil_contention", "waiting", "resource_wait", "worker_wait", "retries")
+COLUMNS = ("kind", "task", "resource", "seconds", "share", "detail", "cure")
 # pandas 3 has a real string dtype (missing values are NaN); pandas 2 keeps objects.
 STR = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
+WAITING_RATIO = 0.2  # CPU/wall below this: the task mostly waited
+ONE_CORE = (0.6, 1.35)  # busy tasks that together used this many cores shared about one
+MIN_RUN = 0.02  # attempts shorter than this (seconds) say too little about their CPU use
+BUSY_SHARE = 0.3  # a run is busy with this share of an equal split of one core (0.5 would
+# be the natural cut; lower, so that a busy machine lending the process half a core still counts)
 
 
-def bottlenecks(orch: Any, top: int = 5, min_seconds: float = 0.01) -> pd.DataFrame:
-    """The slow-execution report: columns kind / task / resource / seconds / share / detail.
+def bottlenecks(orch: Any, top: int = 5, min_seconds: float = 0.01,
+                executor: str | None = None) -> pd.DataFrame:
+    """The slow-execution report: kind / task / resource / seconds / share / detail / cure.
 
     ``top`` caps the rows per kind (the critical path is always whole); waits
     shorter than ``min_seconds`` are scheduling noise and left out.
+    ``executor`` ("threads", "processes", "dask", "sync") is the orchestrator's
+    when not given.
     """
     snap = as_snapshot(orch)
+    if executor is None:
+        executor = getattr(orch, "executor_name", None) or snap.stats.get("executor") \
+            or _guess_executor(snap)
     makespan = float(snap.stats.get("makespan") or 0.0)
-    rows = (_critical_rows(snap) + _resource_rows(snap, top, min_seconds)
-            + _worker_rows(snap, top, min_seconds) + _retry_rows(snap, top))
+    cpu = _CpuFindings.of(snap, executor, min_seconds)
+    rows = (_critical_rows(snap) + cpu.gil_rows(top) + cpu.waiting_rows(snap, top)
+            + _resource_rows(snap, top, min_seconds)
+            + _worker_rows(snap, top, min_seconds, executor, bool(cpu.gil))
+            + _retry_rows(snap, top))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["kind"] = frame["kind"].astype(pd.CategoricalDtype(list(KINDS)))
-    for col in ("task", "resource", "detail"):
+    for col in ("task", "resource", "detail", "cure"):
         frame[col] = frame[col].astype(STR)
     frame["seconds"] = frame["seconds"].astype("float64")
     frame["share"] = frame["share"].astype("float64")
@@ -56,11 +90,181 @@ def bottlenecks(orch: Any, top: int = 5, min_seconds: float = 0.01) -> pd.DataFr
 
 
 def _row(kind: str, view: TaskView | None, seconds: float, detail: str,
-         resource: str | None = None, share: float = np.nan) -> dict[str, Any]:
+         resource: str | None = None, share: float = np.nan, cure: str = "") -> dict[str, Any]:
     return {"kind": kind, "task": None if view is None else view.name, "resource": resource,
-            "seconds": float(seconds), "share": share, "detail": detail}
+            "seconds": float(seconds), "share": share, "detail": detail, "cure": cure}
 
 
+def _guess_executor(snap: Snapshot) -> str:
+    """Only the processes executor measures memory per attempt."""
+    if any(a.peak_memory is not None for v in snap.tasks for a in v.attempts):
+        return "processes"
+    return "threads"
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# -- CPU: GIL contention and waiting tasks ---------------------------------------------------------
+@dataclass(slots=True)
+class _Run:
+    """One attempt that ran on a worker, with its CPU seconds."""
+
+    view: TaskView
+    attempt: Attempt
+    start: float
+    end: float
+    cpu: float
+
+    @property
+    def wall(self) -> float:
+        return self.end - self.start
+
+    @property
+    def ratio(self) -> float:
+        return self.cpu / self.wall if self.wall > 0 else 0.0
+
+
+@dataclass(slots=True)
+class _Group:
+    """Busy thread attempts that overlapped in time and got ``cores`` cores between them."""
+
+    runs: list[_Run]
+    span: float
+    cores: float
+
+
+def _overlap(a: _Run, b: _Run) -> float:
+    return max(0.0, min(a.end, b.end) - max(a.start, b.start))
+
+
+def _chains(runs: list[_Run]) -> list[list[_Run]]:
+    """Runs grouped by overlapping in time, directly or through each other (a sweep)."""
+    groups: list[list[_Run]] = []
+    end = float("-inf")
+    for run in sorted(runs, key=lambda r: r.start):
+        if groups and run.start < end:
+            groups[-1].append(run)
+            end = max(end, run.end)
+        else:
+            groups.append([run])
+            end = run.end
+    return groups
+
+
+def _union(runs: list[_Run]) -> float:
+    """Seconds during which at least one of ``runs`` ran."""
+    total = 0.0
+    start = end = None
+    for run in sorted(runs, key=lambda r: r.start):
+        if end is None or run.start > end:
+            if end is not None:
+                total += end - start
+            start, end = run.start, run.end
+        else:
+            end = max(end, run.end)
+    return total + (end - start if end is not None and start is not None else 0.0)
+
+
+class _CpuFindings:
+    """GIL contention and waiting tasks, from the attempts' CPU seconds."""
+
+    def __init__(self, runs: list[_Run], gil: list[_Group], min_seconds: float) -> None:
+        self.runs, self.gil, self.min_seconds = runs, gil, min_seconds
+        self.flagged = {r.view.id for g in gil for r in g.runs}
+
+    @classmethod
+    def of(cls, snap: Snapshot, executor: str, min_seconds: float) -> _CpuFindings:
+        shortest = max(MIN_RUN, min_seconds)
+        runs = [_Run(v, a, a.started_at, a.ended_at, a.cpu_time) for v in snap.tasks
+                for a in v.attempts if a.cpu_time is not None and a.worker is not None
+                and a.started_at is not None and a.ended_at is not None
+                and a.ended_at - a.started_at >= shortest]
+        return cls(runs, contention(runs) if executor == "threads" else [], min_seconds)
+
+    def gil_rows(self, top: int) -> list[dict[str, Any]]:
+        cure = ('executor="processes": each task gets its own interpreter and core'
+                if usable_cores() > 1 else
+                "only one CPU core here: processes would share it too; run on more cores")
+        rows = []
+        for group in self.gil:
+            per_task: dict[str, list[_Run]] = {}
+            for run in group.runs:
+                per_task.setdefault(run.view.id, []).append(run)
+            ranked = sorted(per_task.values(), key=lambda rs: -sum(r.wall - r.cpu for r in rs))
+            for i, runs in enumerate(ranked[:top]):
+                wall, cpu = sum(r.wall for r in runs), sum(r.cpu for r in runs)
+                detail = f"CPU/wall {cpu / wall:.2f} while it ran ({wall:.2f} s)"
+                if i == 0:
+                    detail += (f"; {len(per_task)} thread tasks ran together for "
+                               f"{group.span:.2f} s, busy throughout, and used "
+                               f"{group.cores:.2f} cores between them: only one thread runs "
+                               "Python at a time (the GIL)")
+                rows.append(_row("gil_contention", runs[0].view, max(0.0, wall - cpu), detail,
+                                 cure=cure))
+        return rows
+
+    def waiting_rows(self, snap: Snapshot, top: int) -> list[dict[str, Any]]:
+        per_task: dict[str, list[_Run]] = {}
+        for run in self.runs:
+            if run.view.id not in self.flagged:
+                per_task.setdefault(run.view.id, []).append(run)
+        waiting = []
+        for runs in per_task.values():
+            wall, cpu = sum(r.wall for r in runs), sum(r.cpu for r in runs)
+            if cpu < WAITING_RATIO * wall and wall - cpu >= self.min_seconds:
+                waiting.append((wall - cpu, wall, cpu, runs[0].view))
+        waiting.sort(key=lambda item: item[0], reverse=True)
+        queued = sum(v.wait_worker for v in snap.tasks if v.wait_worker >= self.min_seconds)
+        if queued > 0:
+            cure = (f"more workers (max_workers > {snap.max_workers}): a waiting task holds a "
+                    f"worker but no core, and tasks queued {queued:.2f} s for a worker")
+        else:
+            cure = ("the wait is inside the task (I/O, sleep, a lock); no task queued for a "
+                    "worker, so more workers would not help")
+        return [_row("waiting", view, waited,
+                     f"CPU {cpu:.2f} s of {wall:.2f} s running ({cpu / wall:.0%}): it mostly "
+                     "waited (I/O, a sleep, a lock, or a machine too busy to run it)", cure=cure)
+                for waited, wall, cpu, view in waiting[:top]]
+
+
+def contention(runs: list[_Run]) -> list[_Group]:
+    """Groups of busy thread attempts that overlapped and shared about one core.
+
+    Idle runs (CPU/wall under 2 %) are ignored. A run is busy when it got a
+    fair part of an equal share of one core among the runs it overlapped
+    (CPU/wall x concurrency >= ``BUSY_SHARE``, concurrency >= 1.5): it was
+    runnable the whole time. Busy runs that overlap form a group; a group of two or more
+    that ran mostly together (summed wall over span >= 1.5) and used about one
+    core between them (``ONE_CORE``) fought over the GIL. Less than that and
+    the process was short of CPU itself (a busy machine): processes would not
+    help, and the runs are reported as waiting. (Four CPU loops on
+    four threads: CPU/wall about 0.25 each, concurrency 4, one core in all.
+    Four sleeps: idle. One loop beside three sleeps: only one busy run.)
+    """
+    active = [r for r in runs if r.ratio >= 0.02]
+    busy = []
+    for run in active:
+        concurrency = sum(_overlap(run, other) for other in active) / run.wall
+        if concurrency >= 1.5 and run.ratio * concurrency >= BUSY_SHARE:
+            busy.append(run)
+    found = []
+    for group in _chains(busy):
+        span = _union(group)
+        if len(group) < 2 or span <= 0:
+            continue
+        cores = sum(r.cpu for r in group) / span
+        if sum(r.wall for r in group) / span >= 1.5 and ONE_CORE[0] <= cores <= ONE_CORE[1]:
+            found.append(_Group(group, span, cores))
+    return found
+
+
+# -- waits, the critical path and retries ----------------------------------------------------------
 def _critical_rows(snap: Snapshot) -> list[dict[str, Any]]:
     steps = critical_steps(snap)
     length = sum(seconds for _, seconds in steps)
@@ -74,8 +278,10 @@ def _critical_rows(snap: Snapshot) -> list[dict[str, Any]]:
         late = view.wait_resources + view.wait_worker
         if late >= 0.01:
             detail += f"; started {late:.2f} s after it was ready"
+        cure = ("the run cannot end sooner than this chain: speed up or split its longest "
+                "steps, or drop dependencies it does not need") if i == 1 else ""
         rows.append(_row("critical_path", view, seconds, detail,
-                         share=seconds / length if length > 0 else np.nan))
+                         share=seconds / length if length > 0 else np.nan, cure=cure))
     return rows
 
 
@@ -89,22 +295,33 @@ def _resource_rows(snap: Snapshot, top: int, min_seconds: float) -> list[dict[st
         detail = f"waiting for {what} now" if waiting_now(view) else f"waited for {what}"
         if holders:
             detail += f" (held by {', '.join(holders[:3])}{', ...' if len(holders) > 3 else ''})"
-        rows.append(_row("resource_wait", view, view.wait_resources, detail, resource=key))
+        who = f"{holders[0]}'s" if holders else "its holders'"
+        cure = (f"shorten {who} hold on it, use mode='read' where a task only reads it, "
+                "or give it a capacity (a pool)")
+        rows.append(_row("resource_wait", view, view.wait_resources, detail, resource=key,
+                         cure=cure))
     return rows
 
 
-def _worker_rows(snap: Snapshot, top: int, min_seconds: float) -> list[dict[str, Any]]:
+def _worker_rows(snap: Snapshot, top: int, min_seconds: float, executor: str,
+                 gil: bool) -> list[dict[str, Any]]:
     waited = sorted((v for v in snap.tasks if v.wait_worker >= min_seconds),
                     key=lambda v: v.wait_worker, reverse=True)
     total = sum(v.wait_worker for v in waited)
+    n = snap.max_workers
+    cure = f"more workers (max_workers > {n})"
+    if gil:
+        cure += ', with executor="processes": on threads, CPU-bound tasks share one core'
+    elif executor != "threads":
+        cure += f" (up to the cores free for the {executor} executor)"
     rows = []
     for i, view in enumerate(waited[:top]):
-        n = snap.max_workers
         detail = f"ready, but {'the only worker was' if n == 1 else f'all {n} workers were'} busy"
         if i == 0:
             detail += (f"; {len(waited)} task{'s' if len(waited) > 1 else ''} lost "
                        f"{total:.2f} s in total waiting for a worker")
-        rows.append(_row("worker_wait", view, view.wait_worker, detail))
+        rows.append(_row("worker_wait", view, view.wait_worker, detail,
+                         cure=cure if i == 0 else ""))
     return rows
 
 
@@ -121,5 +338,7 @@ def _retry_rows(snap: Snapshot, top: int) -> list[dict[str, Any]]:
         detail = f"{len(view.attempts)} attempts: {outcomes}"
         if view.error_type and not view.success:
             detail += f"; last error {view.error_type}"
-        rows.append(_row("retries", view, seconds, detail))
+        cure = ("its logs (%codo_logs) show what each attempt printed before it failed"
+                if any(a.logs for a in view.attempts) else "see each attempt's error")
+        rows.append(_row("retries", view, seconds, detail, cure=cure))
     return rows

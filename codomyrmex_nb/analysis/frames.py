@@ -5,6 +5,13 @@ dtypes are chosen for analysis: ``state`` and ``priority`` are categoricals
 comparisons work), timestamps are timezone-aware UTC datetimes, durations are
 float seconds, and lists (tags, dependencies, resources) and result data stay
 Python objects. An empty orchestrator gives empty frames with the same columns.
+
+What a task cost: ``cpu_time`` is the CPU seconds of all its attempts (each
+attempt's own thread on threads and Dask, its worker process on processes);
+``peak_memory`` the largest attempt's peak resident bytes where the executor
+can measure one attempt (processes on Linux; a nullable integer, missing on
+threads and Dask, where tasks share one heap); ``last_line`` the last line the
+task's latest attempt printed or logged (``result.logs`` has it all).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ TASK_COLUMNS: dict[str, Any] = {
     "wait_dependencies": "float64", "wait_resources": "float64", "wait_worker": "float64",
     "execution_time": "float64", "success": "boolean", "error_type": STR,
     "error_message": STR, "worker": STR, "blocked_on": STR,
+    "cpu_time": "float64", "peak_memory": "Int64", "last_line": STR,
 }
 RESULT_COLUMNS: dict[str, Any] = {
     "id": STR, "name": STR, "state": STATE_DTYPE, "success": "bool", "data": object,
@@ -81,6 +89,8 @@ def tasks_frame(orch: Any) -> pd.DataFrame:
         "execution_time": np.nan if v.execution_time is None else v.execution_time,
         "success": v.success, "error_type": v.error_type, "error_message": v.error_message,
         "worker": v.worker, "blocked_on": v.blocked_on,
+        "cpu_time": np.nan if v.cpu_time is None else v.cpu_time,
+        "peak_memory": v.peak_memory, "last_line": v.last_line,
     } for v in snap.tasks]
     return _frame(TASK_COLUMNS, rows)
 
@@ -101,10 +111,14 @@ def results_frame(orch: Any) -> pd.DataFrame:
 
 
 def stats_frame(orch: Any) -> pd.DataFrame:
-    """``get_execution_stats()`` as one row, plus the critical path and the waits summed.
+    """``get_execution_stats()`` as one row, plus the critical path, the waits and the cost.
 
     ``critical_path_seconds`` is the run time of the longest dependency chain:
     the makespan can never drop below it, however many workers there are.
+    ``cpu_time_total`` sums the tasks' CPU seconds (NaN when none was measured)
+    and ``cores_busy`` divides it by the makespan: how many cores the run kept
+    busy on average (about 1 at most for Python code on threads).
+    ``peak_memory_max`` is the largest attempt's peak bytes, where measured.
     """
     snap = as_snapshot(orch)
     stats = dict(snap.stats)
@@ -116,6 +130,14 @@ def stats_frame(orch: Any) -> pd.DataFrame:
     stats["critical_path"] = " -> ".join(v.name for v, _ in steps)
     for wait in ("wait_dependencies", "wait_resources", "wait_worker"):
         stats[f"{wait}_total"] = float(sum(getattr(v, wait) for v in snap.tasks))
+    cpus = [v.cpu_time for v in snap.tasks if v.cpu_time is not None]
+    stats["cpu_time_total"] = float(sum(cpus)) if cpus else np.nan
+    makespan = stats["makespan"]
+    stats["cores_busy"] = stats["cpu_time_total"] / makespan \
+        if cpus and isinstance(makespan, int | float) and makespan > 0 else np.nan
+    peaks = [v.peak_memory for v in snap.tasks if v.peak_memory is not None]
+    stats["peak_memory_max"] = max(peaks) if peaks else None
     frame = pd.DataFrame([stats])
+    frame["peak_memory_max"] = frame["peak_memory_max"].astype("Int64")
     frame["critical_path"] = frame["critical_path"].astype(STR)
     return frame
