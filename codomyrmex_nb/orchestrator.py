@@ -24,6 +24,7 @@ from .core.engine import Engine
 from .core.events import Event
 from .core.executors import Executor, make_executor
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
+from .core.recorder import Recorder, journal_setting
 from .core.scheduler import Record
 from .core.snapshot import Snapshot
 
@@ -38,13 +39,22 @@ class TaskOrchestrator:
     """Runs tasks by dependency, priority and resources on a pool of workers."""
 
     def __init__(self, max_workers: int | None = None, executor: str | Executor = "threads",
-                 client: Any = None, address: str | None = None) -> None:
+                 client: Any = None, address: str | None = None, *,
+                 journal: bool | str | os.PathLike | None = None,
+                 resume: bool | None = None) -> None:
+        """``journal``: None (``$CODOMYRMEX_JOURNAL``, else ``./.codomyrmex/``, one file
+        per notebook), False or "off", True, or a file path. ``resume``: None or True
+        restore, at definition, tasks that completed in the journal's last run if that
+        run did not finish (its kernel died); False recomputes everything."""
         workers = default_workers() if max_workers is None else max_workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
+        path = journal_setting(journal)
         built = make_executor(executor, client=client, address=address) \
             if isinstance(executor, str) else executor
-        self._engine = Engine(workers, built, executor if isinstance(executor, str) else None)
+        recorder = Recorder(path, resume) if path is not None else None
+        self._engine = Engine(workers, built, executor if isinstance(executor, str) else None,
+                              recorder)
 
     def __repr__(self) -> str:
         engine = self._engine
@@ -101,10 +111,19 @@ class TaskOrchestrator:
                 raise ValueError("two different Task objects in the batch share an id")
             batch = list({t.id: t for t in batch}.values())
         engine = self._engine
+        restored = self._restorations(batch)
         with engine.lock:
-            engine.sched.define(batch)
+            engine.sched.define(batch, restored)
             engine.settle()
         return [t.id for t in batch]
+
+    def _restorations(self, batch: list[Task]) -> dict[str, Any] | None:
+        """Results the journal gives back for new tasks of ``batch`` (outside the lock)."""
+        recorder = self._engine.recorder
+        if recorder is None or (recorder.resume_from is None and not any(t.cache for t in batch)):
+            return None
+        fresh = [t for t in batch if t._record is None]
+        return recorder.restorations(fresh, self._engine.sched.lookup) if fresh else None
 
     def create_task(self, name: str, module: str = "", action: str = "",
                     parameters: dict[str, Any] | None = None,
@@ -114,13 +133,22 @@ class TaskOrchestrator:
                     max_retries: int = 0, retry_delay: float = 0.0, retry_backoff: float = 1.0,
                     retry_jitter: float = 0.0, tags: list[str] | None = None,
                     metadata: dict[str, Any] | None = None,
-                    func: Callable[..., Any] | None = None) -> Task:
-        """Build a task and add it; returns the Task (its ``id`` names it later)."""
+                    func: Callable[..., Any] | None = None, cache: bool = False) -> Task:
+        """Build a task and add it; returns the Task (its ``id`` names it later).
+
+        ``cache=True``: when the journal holds a completed result for the same
+        fingerprint (code, parameters, upstream), it is restored instead of run.
+        """
         task = Task(name, module, action, parameters, dependencies, priority, resources, timeout,
-                    max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func)
+                    max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func,
+                    cache)
         engine = self._engine
+        restored = self._restorations([task])
         with engine.lock:
-            engine.sched.define_new(task)  # validated just now by Task(...)
+            if restored:
+                engine.sched.define([task], restored)
+            else:
+                engine.sched.define_new(task)  # validated just now by Task(...)
             engine.settle()
         return task
 
@@ -169,6 +197,77 @@ class TaskOrchestrator:
             engine.sched.requeue(rec, fresh_budget=True)
             engine.settle()
             return True
+
+    # -- the journal ---------------------------------------------------------------------
+    @property
+    def journal_path(self) -> str | None:
+        """The journal file, or None when this orchestrator keeps none."""
+        recorder = self._engine.recorder
+        return None if recorder is None else str(recorder.path)
+
+    def use_journal(self, journal: bool | str | os.PathLike | None = True,
+                    resume: bool | None = None) -> str | None:
+        """Switch this orchestrator's journal (a path, True for the default, False for none)."""
+        path = journal_setting(journal)
+        self._engine.use_recorder(Recorder(path, resume) if path is not None else None)
+        return self.journal_path
+
+    def resume(self) -> str | None:
+        """Restore tasks that completed in the journal's last run, if it did not finish.
+
+        Applies to tasks defined from now on (re-run the notebook's cells) and to
+        tasks defined already that have not started. Returns one line saying what
+        was restored and from when (None if nothing).
+        """
+        engine = self._engine
+        recorder = engine.recorder
+        if recorder is None or recorder.look_for_resume() is None:
+            return None
+        with engine.lock:
+            waiting = [r.task for r in engine.sched.records.values()
+                       if r.status is S.PENDING and r.retry_token is None and not r.attempts]
+        found = recorder.restorations(waiting, engine.sched.lookup) if waiting else {}
+        with engine.lock:
+            for task_id, (value, when, source) in found.items():
+                rec = engine.sched.records.get(task_id)
+                if rec is not None and not rec.attempts:
+                    engine.sched.restore(rec, value, when, source)
+            engine.settle()
+        return self.restored_summary()
+
+    def restored_summary(self) -> str | None:
+        """One line on the tasks restored from the journal since the last call, or None."""
+        recorder = self._engine.recorder
+        return None if recorder is None else recorder.take_summary()
+
+    def fresh(self) -> list[str]:
+        """Stop restoring from the journal and re-run every task restored so far."""
+        engine = self._engine
+        recorder = engine.recorder
+        if recorder is not None:
+            recorder.resume_from = None
+            recorder.take_summary()
+        with engine.lock:
+            restored = [r for r in engine.sched.records.values() if r.restored is not None]
+            for rec in restored:
+                if rec.restored is not None:  # not re-queued already as another's downstream
+                    engine.sched.requeue(rec, fresh_budget=True)
+            engine.settle()
+        return [r.name for r in restored]
+
+    def history(self):  # noqa: ANN201 - pandas is imported lazily
+        """Past runs in the journal, newest first: when, tasks, outcomes, makespan."""
+        from .analysis.history import history_frame
+
+        recorder = self._engine.recorder
+        return history_frame([] if recorder is None else recorder.journal.history())
+
+    def clear_journal(self) -> None:
+        """Forget every run the journal recorded (``%codo_reset --journal``)."""
+        recorder = self._engine.recorder
+        if recorder is not None:
+            recorder.journal.clear()
+            recorder.resume_from = None
 
     # -- looking up -----------------------------------------------------------------------
     def _record(self, ref: str | Task) -> Record:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 
@@ -11,6 +12,10 @@ from codomyrmex_nb import TaskOrchestrator
 from codomyrmex_nb.default import reset_default
 
 ENGINE_THREAD_PREFIXES = ("codo-",)
+
+# Tests share one working folder: a journal there would let one test's unfinished run
+# restore another test's tasks. Journal tests turn it on with their own file.
+os.environ["CODOMYRMEX_JOURNAL"] = "off"
 
 
 def wait_until_status(orch, task, status, timeout=10.0) -> bool:

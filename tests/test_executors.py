@@ -434,7 +434,7 @@ def test_dask_local_cluster_runs_python_code_in_parallel(make_orch):
     pytest.importorskip("distributed")
     o = make_orch(2, executor="dask")
     o.start_execution()
-    tasks = [o.create_task(f"cpu{i}", func=burn, parameters={"n": 300_000}) for i in range(6)]
+    tasks = [o.create_task(f"cpu{i}", func=burn, parameters={"n": 1_500_000}) for i in range(6)]
     assert o.wait_for_completion(120)
     runs = [t.result.data for t in tasks]
     pids = {pid for pid, _, _ in runs}

@@ -31,6 +31,7 @@ from .events import Event, EventBus
 from .executors import Executor, ThreadExecutor
 from .invoke import Outcome, Run, build_kwargs, format_traceback, wants_upstream
 from .model import TaskStatus
+from .recorder import Recorder
 from .scheduler import Record, Scheduler
 from .snapshot import Snapshot, build_snapshot, copy_rows
 
@@ -41,7 +42,7 @@ class Engine:
     """Worker threads, clock and executor around one ``Scheduler``, under one lock."""
 
     def __init__(self, max_workers: int, executor: Executor | None = None,
-                 executor_name: str | None = None) -> None:
+                 executor_name: str | None = None, recorder: Recorder | None = None) -> None:
         self.max_workers = max_workers
         self.use_executor(executor or ThreadExecutor(), executor_name)
         self.lock = threading.Lock()
@@ -58,6 +59,34 @@ class Engine:
         self._running = False
         self._worker_seq = 0
         self._retry_timers: dict[str, TimerHandle] = {}
+        self.recorder = recorder  # the run journal's link (None: no journal)
+        self._listen()
+
+    def _listen(self) -> None:
+        """Under the lock (or before any thread): who hears the scheduler's transitions."""
+        bus, recorder = self.events, self.recorder
+        if recorder is not None and bus.active:
+            record, publish = recorder.on_event, bus.publish
+
+            def both(event: Event) -> None:
+                record(event)
+                publish(event)
+
+            self.sched.listener = both
+        elif recorder is not None:
+            self.sched.listener = recorder.on_event
+        else:
+            self.sched.listener = bus.publish if bus.active else None
+
+    def use_recorder(self, recorder: Recorder | None) -> None:
+        """Switch journals (while idle); the old one commits and closes."""
+        with self.lock:
+            old, self.recorder = self.recorder, recorder
+            if old is not None:
+                old.end_run("stopped" if self.sched.unfinished else "finished")
+            self._listen()
+        if old is not None:
+            old.close()
 
     def use_executor(self, executor: Executor, name: str | None = None) -> None:
         """Switch executors (while stopped); ``inline`` marks the sync executor."""
@@ -95,6 +124,8 @@ class Engine:
             self._work.notify()
         if not sched.unfinished:
             self._changed.notify_all()
+            if self.recorder is not None and self.recorder.run_id is not None:
+                self.recorder.end_run("finished")
 
     def _apply_effects(self) -> None:
         sched = self.sched
@@ -163,11 +194,12 @@ class Engine:
         me = threading.current_thread()
         run: Run | None = None
         outcome: Outcome | None = None
+        prepared: tuple[Any, ...] | None = None
         try:
             while True:
                 with self.lock:
                     if run is not None:
-                        self._record(run, outcome)
+                        self._record(run, outcome, prepared)
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
                         run = outcome = None
@@ -175,19 +207,25 @@ class Engine:
                     if run is None:
                         return
                 outcome = self._execute(run)
+                prepared = None
+                recorder = self.recorder
+                if recorder is not None and outcome.ok and not run.abandoned:
+                    prepared = recorder.prepare_result(run.rec, outcome.value)  # no lock held
         finally:
             with self.lock:
                 self._workers.discard(me)
                 self._changed.notify_all()
 
-    def _record(self, run: Run, outcome: Outcome) -> None:
+    def _record(self, run: Run, outcome: Outcome, prepared: tuple[Any, ...] | None) -> None:
         if run.abandoned:
             self._stuck -= 1
         elif run.timer is not None:
             run.timer.cancel()
-        self.sched.finish(run, outcome.ok, outcome.value, outcome.error, outcome.traceback,
-                          outcome.ended - outcome.started, outcome.logs, outcome.cpu_time,
-                          outcome.peak_memory)
+        counted = self.sched.finish(run, outcome.ok, outcome.value, outcome.error,
+                                    outcome.traceback, outcome.ended - outcome.started,
+                                    outcome.logs, outcome.cpu_time, outcome.peak_memory)
+        if counted and prepared is not None and self.recorder is not None:
+            self.recorder.record_result(run.rec, prepared)
         self.settle(wake=False)
 
     def _execute(self, run: Run) -> Outcome:
@@ -269,6 +307,8 @@ class Engine:
                 self._running = False
                 self.sched.stop()
                 self.settle()
+                if self.recorder is not None:
+                    self.recorder.end_run("stopped" if self.sched.unfinished else "finished")
                 self._work.notify_all()
                 self._changed.notify_all()
                 workers = [w for w in self._workers if w is not me]
@@ -279,6 +319,8 @@ class Engine:
             finally:
                 self.clock.stop()
                 self._shutdown_executor()
+                if self.recorder is not None:
+                    self.recorder.close()  # commits what is queued; reopened when needed
         self._publish_engine("stopped")
         self.events.close()
 
@@ -321,13 +363,12 @@ class Engine:
     def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
         unsubscribe = self.events.subscribe(callback)
         with self.lock:
-            self.sched.listener = self.events.publish
+            self._listen()
 
         def stop_listening() -> None:
             unsubscribe()
             with self.lock:
-                if not self.events.active:
-                    self.sched.listener = None
+                self._listen()
 
         return stop_listening
 

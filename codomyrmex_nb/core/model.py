@@ -239,7 +239,7 @@ class Attempt:
 #: A task's definition (what ``orchestrator.redefine`` may change); the rest is state.
 DEFINITION_FIELDS = ("name", "module", "action", "parameters", "dependencies", "priority",
                      "resources", "timeout", "max_retries", "retry_delay", "retry_backoff",
-                     "retry_jitter", "tags", "metadata", "func")
+                     "retry_jitter", "tags", "metadata", "func", "cache")
 _SERIALISED = ("id", "name", "module", "action", "parameters", "dependencies", "timeout",
                "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
                "metadata", "retry_count", "created_at", "started_at", "completed_at")
@@ -265,7 +265,8 @@ class Task:
 
     __slots__ = ("name", "module", "action", "parameters", "dependencies", "priority", "resources",
                  "timeout", "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
-                 "metadata", "func", "id", "created_at", "_status", "_retry_count", "_result",
+                 "metadata", "func", "cache", "id", "created_at", "_status", "_retry_count",
+                 "_result",
                  "_started_at", "_completed_at", "_record", "_asked", "__weakref__")
 
     def __init__(self, name: Any = "", module: str = "", action: str = "",
@@ -275,14 +276,14 @@ class Task:
                  max_retries: int = 0, retry_delay: float = 0.0, retry_backoff: float = 1.0,
                  retry_jitter: float = 0.0, tags: list[str] | None = None,
                  metadata: dict[str, Any] | None = None, func: Callable[..., Any] | None = None,
-                 id: str | None = None, status: TaskStatus = TaskStatus.PENDING,  # noqa: A002
+                 cache: bool = False, id: str | None = None, status: TaskStatus = TaskStatus.PENDING,  # noqa: A002
                  retry_count: int = 0, result: TaskResult | None = None,
                  created_at: float | None = None, started_at: float | None = None,
                  completed_at: float | None = None) -> None:
         self.name, self.module, self.action = name, module, action
         self.parameters = {} if parameters is None else parameters
         self.dependencies = [] if dependencies is None else dependencies
-        self.priority, self.timeout, self.func = priority, timeout, func
+        self.priority, self.timeout, self.func, self.cache = priority, timeout, func, cache
         self.resources = [] if resources is None else resources
         self.max_retries, self.retry_delay = max_retries, retry_delay
         self.retry_backoff, self.retry_jitter = retry_backoff, retry_jitter
@@ -306,7 +307,8 @@ class Task:
                 and type(self.max_retries) is int and self.max_retries == 0
                 and self.retry_delay == 0.0 and self.retry_backoff == 1.0
                 and self.retry_jitter == 0.0 and type(self.tags) is list and not self.tags
-                and type(self.metadata) is dict and (self.func is None or callable(self.func)))
+                and type(self.metadata) is dict and (self.func is None or callable(self.func))
+                and self.cache is False)
 
     def validate(self) -> None:
         """Check and normalise every definition field; raises ``ValueError`` naming the bad one."""
@@ -350,6 +352,8 @@ class Task:
             raise ValueError(f"task metadata must be a dict, got {self.metadata!r}")
         if self.func is not None and not callable(self.func):
             raise ValueError(f"func must be callable, got {self.func!r}")
+        if not isinstance(self.cache, bool):
+            raise ValueError(f"cache must be True or False, got {self.cache!r}")
 
     # -- state: the scheduler's record decides once the task is added ------------------
     @property

@@ -97,7 +97,7 @@ _ALLOWED = frozenset({
     (None, PENDING), (PENDING, READY), (READY, RUNNING), (RUNNING, COMPLETED),
     (RUNNING, PENDING), (RUNNING, FAILED), (READY, PENDING), (READY, FAILED), (RUNNING, READY),
     (PENDING, CANCELLED), (READY, CANCELLED), (RUNNING, CANCELLED),
-    (PENDING, SKIPPED), (READY, SKIPPED), (READY, READY),
+    (PENDING, SKIPPED), (READY, SKIPPED), (READY, READY), (PENDING, COMPLETED),
     *((s, PENDING) for s in S), *((s, None) for s in S),
 })
 _VERB = {FAILED: "failed", CANCELLED: "was cancelled", SKIPPED: "was skipped",
@@ -150,6 +150,8 @@ class Record:
         "wait_dependencies", "wait_resources", "wait_worker", "blocked_on", "wait_by_resource",
         "heap_token", "unwinding", "parked", "counted_time",
         "view",  # the snapshot row of an ended task, kept until it changes again
+        "fingerprint",  # what the task computes (journal); None until known, "" if unhashable
+        "restored",  # when its result came back from the journal (a time), else None
     )
 
     def __init__(self, task: Task, order: int) -> None:
@@ -180,6 +182,8 @@ class Record:
         self.parked = False  # READY, held back until ``unwinding`` drops to 0
         self.counted_time: float | None = None  # its share of the run-time totals
         self.view: Any = None
+        self.fingerprint: str | None = None
+        self.restored: float | None = None
         self.read_definition()
 
     def read_definition(self) -> None:
@@ -267,7 +271,28 @@ class Scheduler:
             rec = named[-1] if named else None
         return rec
 
-    def define_new(self, task: Task) -> None:
+    def restore(self, rec: Record, value: Any, when: float, source: str) -> None:
+        """PENDING -> COMPLETED without running: its result came back from the journal.
+
+        Only at definition (or when a resume is asked for a task not started yet):
+        the task never reaches a worker. ``source`` says from where, for the result.
+        """
+        if rec.status is not PENDING or rec.retry_token is not None:
+            return
+        now = self._now()
+        rec.restored = when
+        rec.result = TaskResult(rec.id, True, value, execution_time=0.0,
+                                metadata={"attempts": 0, "retries": 0, "restored": True,
+                                          "restored_from": source, "recorded_at": when})
+        rec.completed_at = self.last_end = now
+        self._move(rec, COMPLETED, "restored", execution_time=0.0)
+        for down in rec.downs:
+            if down.status is PENDING and down.retry_token is None and down.unmet > 0:
+                down.unmet -= 1
+                if down.unmet == 0:
+                    self._make_ready(down, now)
+
+    def define_new(self, task: Task, restored: Any = None) -> None:
         """The common case, ``create_task``: one task just built (so validated), unknown here.
 
         Costs O(its own edges): a task nothing depends on yet cannot close a
@@ -330,7 +355,10 @@ class Scheduler:
         self._defined_since_pass += 1
         self.structure_version += 1
         self._move(rec, PENDING, kind="added")
-        if unmet == 0:
+        if restored is not None and unmet >= 0:
+            rec.unmet = max(unmet, 0)
+            self.restore(rec, *restored)
+        elif unmet == 0:
             self._make_ready(rec, now)
         elif unmet > 0:
             rec.unmet = unmet
@@ -338,19 +366,21 @@ class Scheduler:
             self._skip(rec, blocked, blocked, now)
             self._skip_downstream(rec, now)
 
-    def define(self, batch: list[Task]) -> None:
+    def define(self, batch: list[Task], restored: dict[str, Any] | None = None) -> None:
         """Add new tasks and re-queue known ones; validated whole first (all or nothing).
 
         A refused batch leaves each known Task's ``dependencies`` as the
         scheduler has them, so nothing rejected lingers on the object.
+        ``restored`` maps task id -> (value, when, source) for new tasks whose
+        result came back from the journal: they complete without running.
         """
         try:
-            self._define(batch)
+            self._define(batch, restored or {})
         except ValueError:
             self._restore_dependencies(batch)
             raise
 
-    def _define(self, batch: list[Task]) -> None:
+    def _define(self, batch: list[Task], restored: dict[str, Any]) -> None:
         known = {t.id: self.records.get(t.id) for t in batch}
         for t in batch:
             rec = t._record
@@ -401,7 +431,7 @@ class Scheduler:
                 t._asked = None  # pending a retry, ready or running: left alone
                 t.dependencies = [u.id for u in rec.ups]
         self.structure_version += 1
-        self._settle_all(fresh, now)
+        self._settle_all(fresh, now, restored)
 
     def _check_capacities(self, batch: list[Task]) -> None:
         declared: dict[str, tuple[int, str]] = {}
@@ -608,6 +638,7 @@ class Scheduler:
             rec.ready_at = rec.started_at = rec.completed_at = None
             rec.wait_dependencies = rec.wait_resources = rec.wait_worker = 0.0
             rec.wait_by_resource = None
+            rec.restored = None
             rec.queued_at = now
             self._move(rec, PENDING, "requeued")
         return chain
@@ -632,11 +663,17 @@ class Scheduler:
                     order.append(down)
         return order if include_self else order[1:]
 
-    def _settle_all(self, recs: list[Record], now: float) -> None:
-        """Place (re-)queued PENDING tasks, upstream first: skipped, waiting, or ready."""
+    def _settle_all(self, recs: list[Record], now: float,
+                    restored: dict[str, Any] | None = None) -> None:
+        """Place (re-)queued PENDING tasks, upstream first: skipped, waiting, or ready
+        (or completed at once, when ``restored`` holds its result from the journal)."""
         for rec in recs:
             if rec.status is not PENDING or rec.retry_token is not None:
                 continue  # skipped meanwhile by an upstream failure
+            if restored and rec.id in restored:
+                rec.unmet = sum(1 for up in rec.ups if up.status is not COMPLETED)
+                self.restore(rec, *restored[rec.id])
+                continue
             blocked = next((u for u in rec.ups if u.status.is_terminal and u.status is not COMPLETED),
                            None)
             if blocked is not None:
@@ -843,7 +880,8 @@ class Scheduler:
         rec = ticket.rec
         if rec.current is not ticket or ticket.abandoned:
             return
-        err = TaskTimeoutError(f"task {rec.name!r} timed out after {rec.timeout:g}s")
+        limit = f" after {rec.timeout:g}s" if rec.timeout is not None else ""
+        err = TaskTimeoutError(f"task {rec.name!r} timed out{limit}")
         started = ticket.attempt.started_at
         self._abandon(ticket, "timeout")
         now = self._now()

@@ -56,6 +56,7 @@ class TaskView(NamedTuple):
     cpu_time: float | None = None  # CPU seconds over every attempt, where measured
     peak_memory: int | None = None  # the largest attempt's peak bytes, where measured
     last_line: str | None = None  # the last line the last attempt printed or logged
+    restored: float | None = None  # when its result was recorded, if it came from the journal
 
     @property
     def state(self) -> str:
@@ -118,7 +119,7 @@ def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
             None if r is None else r.error_message,
             attempts[-1].worker if attempts else None,
             tuple(rec.wait_by_resource.items()) if rec.wait_by_resource else (),
-            *_costs(attempts))
+            *_costs(attempts), rec.restored)
         if rec.status in _ENDED:
             row = rec.view = make(TaskView, row)
         append(row)

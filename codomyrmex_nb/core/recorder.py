@@ -1,0 +1,313 @@
+"""Between the scheduler and the journal: runs, fingerprints, results, and restoring them.
+
+The engine hands every transition record to ``on_event`` (under its lock: only
+a deque append in the journal) and every completed attempt's value to
+``prepare_result`` in the worker thread, outside the lock: the fingerprint and
+the serialised bytes are made there, so a later in-place change by a downstream
+task cannot alter what was saved and a big result never stalls the engine.
+
+A *run* opens at the first transition after the previous run ended and closes
+as ``"finished"`` when every task has ended (``"stopped"`` when the engine
+stops with work left). A run still ``"running"`` in the journal when a new
+orchestrator opens it is one whose kernel died: ``resume`` then restores, at
+definition, each task whose fingerprint matches a task that completed in it
+(its result row committed). Tasks that opt into caching (``cache=True``) are
+restored from any run. Fingerprints (``fingerprint.py``) hash the task's code,
+parameters, upstream fingerprints and, for a notebook cell, what the cell reads
+(``__codo_fingerprint__`` on the task's callable). A task whose fingerprint
+cannot be made (a lock as a parameter) is never restorable; ``unhashable``
+says why. Restoring unpickles: only trusted journals may be opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from .fingerprint import Unhashable, code_fingerprint, task_fingerprint
+from .journal import Journal, RunInfo, default_path
+from .model import Task, TaskStatus, output_refs
+
+log = logging.getLogger(__name__)
+_S = TaskStatus
+_LATER = object()  # an upstream task of the same batch has no fingerprint yet
+
+
+def dumps(value: Any) -> bytes:
+    """Plain pickle where it works (fast for plain data), cloudpickle otherwise."""
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:  # noqa: BLE001 - lambdas, notebook classes: cloudpickle knows them
+        return cloudpickle.dumps(value)
+
+
+def journal_setting(value: Any = None, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """Where the journal lives: a path, or None when it is off.
+
+    ``value``: None (the ``CODOMYRMEX_JOURNAL`` environment variable, else the
+    default place), False/"off" (no journal), True (the default place), or a path.
+    """
+    if value is None:
+        value = environ.get("CODOMYRMEX_JOURNAL") or True
+    if value is False or (isinstance(value, str) and value.strip().lower() in _OFF):
+        return None
+    if value is True:
+        return default_path()
+    if isinstance(value, str | os.PathLike):
+        return Path(value)
+    raise ValueError(f"journal must be True, False, 'off' or a file path, got {value!r}")
+
+
+_OFF = {"off", "0", "false", "no", "none", ""}
+
+
+class Recorder:
+    """One orchestrator's link to its journal file (opened while the engine needs it)."""
+
+    def __init__(self, path: Path, resume: bool | None = None) -> None:
+        self.path = path
+        self._journal: Journal | None = None
+        self.run_id: int | None = None
+        self.resume_from: RunInfo | None = None
+        self.restored: list[str] = []  # names restored since the last summary
+        self.unhashable: dict[str, str] = {}  # task name -> why it can never be restored
+        self._code: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()  # guards the code cache and the lists above
+        if resume is not False:
+            self.look_for_resume()
+
+    @property
+    def journal(self) -> Journal:
+        """The open journal (opened on first use, again after ``close``)."""
+        journal = self._journal
+        if journal is None:
+            journal = self._journal = Journal(self.path)
+        return journal
+
+    @property
+    def enabled(self) -> bool:
+        return self.journal.enabled
+
+    def look_for_resume(self) -> RunInfo | None:
+        """Resume from the journal's last run if it did not finish (its kernel died)."""
+        last = self.journal.last_run() if self.journal.enabled else None
+        self.resume_from = last if last is not None and last.status != "finished" else None
+        return self.resume_from
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer thread (the engine stopped)."""
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
+
+    # -- runs and transitions (under the engine lock) ------------------------------------
+    def on_event(self, event: Any) -> None:
+        """A transition record from the scheduler: queue it (opens a run if none is open)."""
+        if event.seq is None:
+            return
+        if self.run_id is None:
+            self.run_id = self.journal.begin_run()
+            with self._lock:
+                self._code.clear()  # globals may have changed since the last run
+        previous, status = event.previous, event.status
+        self.journal.transition(self.run_id, event.seq, event.time, event.task_id, event.name,
+                                None if previous is None else previous.value,
+                                None if status is None else status.value, event.detail)
+
+    def end_run(self, status: str) -> None:
+        if self.run_id is not None:
+            self.journal.end_run(self.run_id, status)
+            self.run_id = None
+
+    # -- fingerprints (outside the engine lock) ----------------------------------------------
+    def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str]) -> str:
+        """The task's fingerprint from its definition and its upstream fingerprints.
+
+        Raises ``Unhashable`` (with the reason) when a parameter or the code's
+        closure cannot be hashed.
+        """
+        func = task.func
+        code = None
+        if func is not None and not task.cache:
+            try:
+                code = self._code.get(func)
+            except TypeError:  # unhashable callable
+                code = None
+        if code is None:
+            custom = getattr(func, "__codo_fingerprint__", None)
+            code = custom() if callable(custom) else code_fingerprint(func, task.module, task.action)
+            if func is not None and not task.cache:
+                try:
+                    with self._lock:
+                        self._code[func] = code
+                except TypeError:
+                    pass
+        return task_fingerprint(code, task.parameters, upstream, upstream=ups)
+
+    def fingerprint_of(self, rec: Any) -> str | None:
+        """The record's fingerprint, computed once (upstream first); None if unhashable."""
+        if rec.fingerprint is None:
+            stack, order = [rec], []
+            while stack:  # upstream records without a fingerprint yet, depth first
+                node = stack.pop()
+                if node.fingerprint is None and node not in order:
+                    order.append(node)
+                    stack.extend(u for u in node.ups if u.fingerprint is None)
+            for node in reversed(order):
+                ups = [u.fingerprint or "" for u in node.ups]
+                if "" in ups:
+                    node.fingerprint = ""
+                    continue
+                try:
+                    node.fingerprint = self.fingerprint(node.task, ups,
+                                                        {u.id: u.fingerprint for u in node.ups})
+                except Unhashable as exc:
+                    node.fingerprint = ""
+                    with self._lock:
+                        self.unhashable[node.name] = str(exc)
+        return rec.fingerprint or None
+
+    # -- results (worker thread, outside the engine lock) ----------------------------------
+    def prepare_result(self, rec: Any, value: Any) -> tuple[str | None, bytes | None, str | None]:
+        """(fingerprint, bytes, error): what the journal keeps of a completed attempt.
+
+        Never raises: whatever goes wrong is recorded as the reason it cannot be restored.
+        """
+        try:
+            return self._prepare(rec, value)
+        except Exception as exc:  # noqa: BLE001 - the journal must never fail a task
+            return None, None, f"{type(exc).__name__}: {exc}"
+
+    def _prepare(self, rec: Any, value: Any) -> tuple[str | None, bytes | None, str | None]:
+        fp = self.fingerprint_of(rec)
+        if fp is None:
+            return None, None, "the task's definition cannot be fingerprinted"
+        try:
+            return fp, dumps(value), None
+        except Exception as exc:  # noqa: BLE001 - recorded as such, the run goes on
+            return fp, None, f"{type(exc).__name__}: {exc}"
+
+    def record_result(self, rec: Any, prepared: tuple[str | None, bytes | None, str | None]) -> None:
+        if self.run_id is None:
+            return
+        fp, blob, error = prepared
+        self.journal.result(self.run_id, rec.id, rec.name, fp, blob, error, time.time())
+
+    # -- restoring (outside the engine lock) -------------------------------------------------
+    def restorations(self, batch: list[Task], lookup: Callable[[Any], Any]) -> dict[str, Any]:
+        """task id -> (value, when, source) for new tasks of ``batch`` found in the journal.
+
+        Only when a resume is pending (the last run did not finish) or a task
+        opts into caching. ``lookup`` finds a known task's record by Task, id or
+        name (its fingerprint is computed on demand). Unresolvable dependencies
+        are left to the definition to explain: such a task is simply not restored.
+        """
+        if not self.journal.enabled or (self.resume_from is None
+                                        and not any(t.cache for t in batch)):
+            return {}
+        in_batch = {t.id: t for t in batch}
+        names = {t.name: t.id for t in batch}
+        fps: dict[str, str | None] = {}
+        found: dict[str, Any] = {}
+        pending = list(batch)
+        while pending:
+            waiting = []
+            for task in pending:
+                ups = self._upstream_fingerprints(task, in_batch, names, fps, lookup)
+                if ups is _LATER:
+                    waiting.append(task)
+                    continue
+                fps[task.id] = fp = None if ups is None else self._task_fp(task, ups, fps)
+                if fp is not None:
+                    hit = self._lookup_result(task, fp)
+                    if hit is not None:
+                        found[task.id] = hit
+            if len(waiting) == len(pending):  # a cycle or a bad reference: define() explains
+                break
+            pending = waiting
+        return found
+
+    def _upstream_fingerprints(self, task: Task, in_batch: Mapping[str, Task],
+                               names: Mapping[str, str], fps: Mapping[str, str | None],
+                               lookup: Callable[[Any], Any]) -> Any:
+        """Upstream fingerprints in the scheduler's order; _LATER if one in the batch is not
+        done yet; None if one is unknown or unhashable (then the task is not restorable)."""
+        ids: dict[str, None] = {}
+        refs = [r.task_id for v in task.parameters.values() for r in output_refs(v)] \
+            if task.parameters else []
+        for dep in [*task.dependencies, *refs]:
+            dep_id = dep.id if isinstance(dep, Task) else dep
+            if dep_id not in in_batch and isinstance(dep_id, str) and dep_id in names:
+                dep_id = names[dep_id]
+            if dep_id not in in_batch:
+                rec = lookup(dep)
+                if rec is None:
+                    return None
+                dep_id = rec.id
+            ids[dep_id] = None
+        ups = []
+        for dep_id in ids:
+            if dep_id in in_batch:
+                if dep_id not in fps:
+                    return _LATER
+                fp = fps[dep_id]
+            else:
+                fp = self.fingerprint_of(lookup(dep_id))
+            if fp is None:
+                return None
+            ups.append((dep_id, fp))
+        return ups
+
+    def _task_fp(self, task: Task, ups: list[tuple[str, str]],
+                 fps: Mapping[str, str | None]) -> str | None:
+        try:
+            return self.fingerprint(task, [fp for _, fp in ups], dict(ups))
+        except Unhashable as exc:
+            with self._lock:
+                self.unhashable[task.name] = str(exc)
+            return None
+
+    def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:
+        hit, source = None, ""
+        if self.resume_from is not None:
+            hit = self.journal.restorable(self.resume_from.run_id, fp)
+            source = f"the unfinished run of {_when(self.resume_from.started)}"
+        if hit is None and task.cache:
+            hit, source = self.journal.restorable(None, fp), "the cache"
+        if hit is None:
+            return None
+        blob, when = hit
+        try:
+            value = pickle.loads(blob)
+        except Exception as exc:  # noqa: BLE001 - it runs instead
+            log.warning("could not restore %r from the journal (%s); running it", task.name, exc)
+            return None
+        with self._lock:
+            self.restored.append(task.name)
+        return value, when, source
+
+    def take_summary(self) -> str | None:
+        """One line on what was restored since the last call (None if nothing)."""
+        with self._lock:
+            names, self.restored = self.restored, []
+        if not names:
+            return None
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more"
+                                                         if len(names) > 5 else "")
+        origin = (f"the unfinished run of {_when(self.resume_from.started)}"
+                  if self.resume_from is not None else "the cache")
+        return (f"restored {len(names)} finished task{'s' * (len(names) != 1)} from {origin} "
+                f"({shown}); --fresh (or orchestrator.rerun) recomputes")
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
