@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from codomyrmex_nb import ResourceType, TaskResource
 from codomyrmex_nb.analysis._common import critical_steps
-from codomyrmex_nb.analysis.timeline import attempt_bars
+from codomyrmex_nb.analysis.timeline import MIN_WIDTH, attempt_bars, cpu_strips, short_markers
 from codomyrmex_nb.palette import fill
 
 
@@ -134,3 +135,57 @@ def test_no_pyplot_and_lazy_imports():
         "o.tasks_frame()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def legend_texts(fig: Figure) -> list[str]:
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    return [t.get_text() for legend in legends for t in legend.get_texts()]
+
+
+def test_cpu_strip_shows_busy_against_waiting(make_orch):
+    orch = make_orch(1)
+    orch.create_task("busy", func=burn, parameters={"seconds": 0.3})
+    orch.create_task("idle", func=lambda: threading.Event().wait(0.3))
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    orch.stop_execution()
+    snap = orch.snapshot()
+    ids = {v.name: v.id for v in snap.tasks}
+    fig = orch.timeline()
+    bars = {b.get_gid().split(":", 1)[1]: b for b in attempt_bars(fig)}
+    strips = {s.get_gid().split(":", 1)[1]: s for s in cpu_strips(fig)}
+    assert set(strips) == set(bars)
+    busy, idle = f"{ids['busy']}:1", f"{ids['idle']}:1"
+    assert strips[busy].get_width() > 0.5 * bars[busy].get_width()  # CPU-bound (a busy box
+    assert strips[idle].get_width() < 0.1 * bars[idle].get_width()  # may lend it less)
+    assert strips[busy].get_x() == bars[busy].get_x()
+    assert "CPU time (strip length: CPU/wall)" in legend_texts(fig)
+
+
+def test_short_failed_attempts_stay_visible_and_are_marked(make_orch):
+    orch = make_orch(1)
+    orch.create_task("long", func=lambda: threading.Event().wait(1.0), priority="high")
+    bad = orch.create_task("blip", func=flaky(9), max_retries=1)
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    orch.stop_execution()
+    fig = orch.timeline()
+    ax = fig.axes[0]
+    span = ax.get_xlim()[1] - ax.get_xlim()[0]
+    blips = [b for b in attempt_bars(fig) if bad.id in b.get_gid()]
+    assert len(blips) == 2
+    assert all(b.get_width() >= MIN_WIDTH * span * 0.999 for b in blips)
+    markers = {m.get_gid() for m in short_markers(fig)}
+    assert markers == {f"short:{bad.id}:1", f"short:{bad.id}:2"}
+    texts = legend_texts(fig)
+    assert "short attempt (drawn wider)" in texts
+    assert any("failed" in t for t in texts)
+    long_bar = next(b for b in attempt_bars(fig) if bad.id not in b.get_gid())
+    assert long_bar.get_width() > 0.5 * span
+    assert not any(m.startswith(f"short:{long_bar.get_gid().split(':')[1]}") for m in markers)

@@ -119,6 +119,13 @@ def test_one_loop_beside_sleeps_is_not_contention():
     assert sorted(kinds(frame, "waiting")["task"]) == ["sleep0", "sleep1", "sleep2"]
 
 
+def test_a_task_that_only_brushed_a_contended_pair_is_left_out():
+    mixed = view("mixed", [(0.0, 0.9, 0.2, "w0")])  # computed alone, then waited beside them
+    pair = [view(f"crunch{i}", [(0.6, 1.5, 0.45, f"w{i + 1}")]) for i in range(2)]
+    gil = kinds(bottlenecks(snapshot(mixed, *pair), executor="threads"), "gil_contention")
+    assert sorted(gil["task"]) == ["crunch0", "crunch1"]
+
+
 def test_loops_one_after_another_are_not_contention():
     tasks = [view(f"loop{i}", [(i * 1.0, i * 1.0 + 1.0, 0.95, "w0")]) for i in range(4)]
     assert kinds(bottlenecks(snapshot(*tasks, workers=1), executor="threads"),

@@ -11,7 +11,7 @@ One row per finding, grouped by ``kind``; ``cure`` says what to change:
   Python at a time. ``seconds`` is the time each spent runnable but not
   running (wall minus CPU). Cure: ``executor="processes"``.
 - ``waiting``: tasks that used little CPU for their run time (CPU/wall under
-  0.2): they waited on I/O, a sleep, a lock or a subprocess (or for a core,
+  0.2) and waited at least 5 % of the makespan: they waited on I/O, a sleep, a lock or a subprocess (or for a core,
   on a machine busy with other work). ``seconds`` is
   that waiting time. A waiting task holds a worker but no core, so more
   workers help when other tasks queued for one; otherwise the wait is inside
@@ -143,6 +143,13 @@ def _overlap(a: _Run, b: _Run) -> float:
     return max(0.0, min(a.end, b.end) - max(a.start, b.start))
 
 
+def _beside(run: _Run, others: list[_Run]) -> float:
+    """Seconds of ``run`` during which at least one of ``others`` ran too."""
+    parts = [_Run(run.view, run.attempt, max(run.start, o.start), min(run.end, o.end), 0.0)
+             for o in others if o is not run and _overlap(run, o) > 0]
+    return _union(parts)
+
+
 def _chains(runs: list[_Run]) -> list[list[_Run]]:
     """Runs grouped by overlapping in time, directly or through each other (a sweep)."""
     groups: list[list[_Run]] = []
@@ -210,6 +217,8 @@ class _CpuFindings:
         return rows
 
     def waiting_rows(self, snap: Snapshot, top: int) -> list[dict[str, Any]]:
+        makespan = float(snap.stats.get("makespan") or 0.0)
+        least = max(self.min_seconds, 0.05 * makespan)  # waits that matter to the run
         per_task: dict[str, list[_Run]] = {}
         for run in self.runs:
             if run.view.id not in self.flagged:
@@ -217,11 +226,11 @@ class _CpuFindings:
         waiting = []
         for runs in per_task.values():
             wall, cpu = sum(r.wall for r in runs), sum(r.cpu for r in runs)
-            if cpu < WAITING_RATIO * wall and wall - cpu >= self.min_seconds:
+            if cpu < WAITING_RATIO * wall and wall - cpu >= least:
                 waiting.append((wall - cpu, wall, cpu, runs[0].view))
         waiting.sort(key=lambda item: item[0], reverse=True)
         queued = sum(v.wait_worker for v in snap.tasks if v.wait_worker >= self.min_seconds)
-        if queued > 0:
+        if queued >= max(10 * self.min_seconds, 0.05 * makespan):
             cure = (f"more workers (max_workers > {snap.max_workers}): a waiting task holds a "
                     f"worker but no core, and tasks queued {queued:.2f} s for a worker")
         else:
@@ -239,7 +248,8 @@ def contention(runs: list[_Run]) -> list[_Group]:
     Idle runs (CPU/wall under 2 %) are ignored. A run is busy when it got a
     fair part of an equal share of one core among the runs it overlapped
     (CPU/wall x concurrency >= ``BUSY_SHARE``, concurrency >= 1.5): it was
-    runnable the whole time. Busy runs that overlap form a group; a group of two or more
+    runnable the whole time. Busy runs that spent at least half their time
+    beside another busy run, and overlap, form a group; a group of two or more
     that ran mostly together (summed wall over span >= 1.5) and used about one
     core between them (``ONE_CORE``) fought over the GIL. Less than that and
     the process was short of CPU itself (a busy machine): processes would not
@@ -253,6 +263,11 @@ def contention(runs: list[_Run]) -> list[_Group]:
         concurrency = sum(_overlap(run, other) for other in active) / run.wall
         if concurrency >= 1.5 and run.ratio * concurrency >= BUSY_SHARE:
             busy.append(run)
+    while True:  # keep the runs that spent most of their time beside another busy one
+        kept = [r for r in busy if _beside(r, busy) >= 0.5 * r.wall]
+        if len(kept) == len(busy):
+            break
+        busy = kept
     found = []
     for group in _chains(busy):
         span = _union(group)

@@ -8,6 +8,14 @@ runs from when the task was ready (or its previous attempt ended) to when it
 started, coloured by what it mostly waited for: a resource (purple), a worker
 (grey), or a retry delay (dashed).
 
+Where an attempt's CPU seconds are known, a dark strip along the bottom of its
+bar is as long as its CPU/wall ratio: a full strip is CPU-bound work, a short
+one an attempt that mostly waited (I/O, a sleep, a lock, the GIL). It says how
+much, not when. Every bar is at least ``MIN_WIDTH`` of the time axis wide, so a
+10 ms failure beside minutes of work is still seen; a short failed, timed-out,
+cancelled or retried attempt also gets a marker (▼) above it. The legend lists
+what is drawn.
+
 Every bar is a ``Rectangle`` with ``gid="attempt:<task id>:<n>"`` (see
 ``attempt_bars``), so tests and users can find them. Only
 ``matplotlib.figure.Figure`` is used, never pyplot: the figure does not join
@@ -50,6 +58,12 @@ WAITS = {"worker": (WAIT_COLOUR, "-", "waiting for a worker"),
          "resource": ("#7b3294", "-", "waiting for a resource"),
          "retry": (WAIT_COLOUR, "--", "retry delay + wait")}
 _HATCH_COLOUR = hasattr(Rectangle, "set_hatchcolor")  # matplotlib >= 3.10
+MIN_WIDTH = 0.004  # of the time axis: the narrowest bar drawn
+SHORT = 0.015  # of the time axis: a failed or retried attempt narrower than this gets a marker
+CPU_GID = "cpu"
+SHORT_GID = "short"
+CPU_STRIP = (0.0, 0.0, 0.0, 0.38)  # the strip along a bar's bottom: CPU/wall
+CPU_STRIP_HEIGHT = 0.22  # of the bar's height
 
 
 class TimelineFigure(Figure):
@@ -83,12 +97,15 @@ def timeline(orch: Any, ax: Axes | None = None) -> Figure:
     t1 = max(attempt_end(a, snap.time) for _, a in bars)
     steps = critical_steps(snap)
     critical = {v.id for v, _ in steps}
-    ax.set_xlim(0, max(t1 - t0, 1e-3) * 1.02)
+    span = max(t1 - t0, 1e-3) * 1.02
+    ax.set_xlim(0, span)
     ax.set_ylim(len(lanes) - 0.4, -0.6)  # worker 1 at the top
     waits: dict[str, list[list[tuple[float, float]]]] = {kind: [] for kind in WAITS}
+    drawn = {"cpu": False, "short": False}
     for view, attempt in bars:
         y = lanes[attempt.worker]
-        _draw_bar(ax, view, attempt, y, t0, snap.time, view.id in critical)
+        for what in _draw_bar(ax, view, attempt, y, t0, snap.time, view.id in critical, span):
+            drawn[what] = True
         since = _ready_for(view, attempt)
         if since is not None and attempt.worker is not None \
                 and attempt.started_at - since > 0.004 * (t1 - t0):
@@ -103,15 +120,30 @@ def timeline(orch: Any, ax: Axes | None = None) -> Figure:
             ax.add_collection(LineCollection(segments, colors=colour, linewidths=1.2,
                                              linestyles=style, gid=f"{kind}-waits", zorder=1))
     _style_axes(ax, snap, lanes, bars, t0, t1, sum(seconds for _, seconds in steps))
-    _legend(ax, bars, waits, critical)
+    _legend(ax, bars, waits, critical, drawn)
     return ax.figure
 
 
 def attempt_bars(fig_or_ax: Figure | Axes) -> list[Rectangle]:
     """The attempt bars drawn by ``timeline`` (one per attempt), in drawing order."""
+    return _with_gid(fig_or_ax, BAR_GID)
+
+
+def cpu_strips(fig_or_ax: Figure | Axes) -> list[Rectangle]:
+    """The CPU strips (``gid="cpu:<task id>:<n>"``), one per attempt whose CPU time is known."""
+    return _with_gid(fig_or_ax, CPU_GID)
+
+
+def short_markers(fig_or_ax: Figure | Axes) -> list[Line2D]:
+    """The markers above short failed or retried attempts (``gid="short:<task id>:<n>"``)."""
     axes = fig_or_ax.axes if isinstance(fig_or_ax, Figure) else [fig_or_ax]
-    return [p for ax in axes for p in ax.patches
-            if (p.get_gid() or "").startswith(BAR_GID + ":")]
+    return [line for ax in axes for line in ax.lines
+            if (line.get_gid() or "").startswith(SHORT_GID + ":")]
+
+
+def _with_gid(fig_or_ax: Figure | Axes, prefix: str) -> list[Rectangle]:
+    axes = fig_or_ax.axes if isinstance(fig_or_ax, Figure) else [fig_or_ax]
+    return [p for ax in axes for p in ax.patches if (p.get_gid() or "").startswith(prefix + ":")]
 
 
 def _worker_order(name: str | None) -> tuple[int, list[Any]]:
@@ -134,24 +166,42 @@ def _ready_for(view: TaskView, attempt: Attempt) -> float | None:
 
 
 def _draw_bar(ax: Axes, view: TaskView, attempt: Attempt, y: int, t0: float, now: float,
-              critical: bool) -> None:
+              critical: bool, span: float) -> list[str]:
+    """One attempt's bar, its CPU strip and its marker; returns which extras it drew."""
     state = OUTCOME_STATE.get(attempt.outcome, "failed")
     start, end = attempt.started_at - t0, attempt_end(attempt, now) - t0
+    wall = max(end - start, 0.0)
+    width = max(wall, MIN_WIDTH * span)
     retry = attempt.number > 1
     extra: dict[str, Any] = {}
     if retry and _HATCH_COLOUR:
         extra["hatchcolor"] = (1, 1, 1, 0.4) if font_colour(state) == "#ffffff" else (0, 0, 0, 0.3)
-    rect = Rectangle((start, y - BAR_HEIGHT / 2), max(end - start, 0.0), BAR_HEIGHT,
+    gid = f"{view.id}:{attempt.number}"
+    rect = Rectangle((start, y - BAR_HEIGHT / 2), width, BAR_HEIGHT,
                      facecolor=fill(state), hatch="///" if retry else None,
                      edgecolor=CRITICAL_EDGE if critical else "white",
                      linewidth=2.2 if critical else 0.8, zorder=3 if critical else 2,
-                     gid=f"{BAR_GID}:{view.id}:{attempt.number}", **extra)
+                     gid=f"{BAR_GID}:{gid}", **extra)
     ax.add_patch(rect)
+    drew = []
+    if attempt.cpu_time is not None and attempt.ended_at is not None and wall > 0:
+        share = min(1.0, attempt.cpu_time / wall)
+        strip = CPU_STRIP_HEIGHT * BAR_HEIGHT
+        ax.add_patch(Rectangle((start, y + BAR_HEIGHT / 2 - strip), width * share, strip,
+                               facecolor=CPU_STRIP, linewidth=0, zorder=3.5,
+                               gid=f"{CPU_GID}:{gid}"))
+        drew.append("cpu")
+    if wall < SHORT * span and (retry or state not in ("completed", "running")):
+        ax.plot([start + width / 2], [y - BAR_HEIGHT / 2 - 0.06], marker="v", markersize=7,
+                markerfacecolor=fill(state), markeredgecolor=CRITICAL_EDGE, linestyle="none",
+                zorder=5, gid=f"{SHORT_GID}:{gid}")
+        drew.append("short")
     mark = glyph(state)
     number = f" #{attempt.number}" if retry or len(view.attempts) > 1 else ""
     timeout = " (timeout)" if attempt.outcome in ("timeout", "resource-timeout") else ""
     _label(ax, rect, [f"{mark} {view.name}{number}{timeout}", f"{mark} {view.name}{number}",
                       f"{mark} {view.name}", f"{mark}{number}", mark], font_colour(state))
+    return drew
 
 
 def _label(ax: Axes, rect: Rectangle, labels: list[str], colour: str) -> None:
@@ -201,7 +251,7 @@ def _style_axes(ax: Axes, snap: Snapshot, lanes: dict[str | None, int],
 
 
 def _legend(ax: Axes, bars: list[tuple[TaskView, Attempt]],
-            waits: dict[str, list[Any]], critical: set[str]) -> None:
+            waits: dict[str, list[Any]], critical: set[str], drawn: dict[str, bool]) -> None:
     present = {OUTCOME_STATE.get(a.outcome, "failed") for _, a in bars}
     handles: list[Any] = [Patch(facecolor=fill(s), label=f"{glyph(s)} {label}")
                           for s, label in LEGEND.items() if s in present]
@@ -211,6 +261,13 @@ def _legend(ax: Axes, bars: list[tuple[TaskView, Attempt]],
     if any(a.number > 1 for _, a in bars):
         handles.append(Patch(facecolor="white", edgecolor="#555555", hatch="///",
                              label="retry (attempt #n)"))
+    if drawn["cpu"]:
+        handles.append(Patch(facecolor=CPU_STRIP, linewidth=0,
+                             label="CPU time (strip length: CPU/wall)"))
+    if drawn["short"]:
+        handles.append(Line2D([], [], marker="v", markersize=7, markerfacecolor="white",
+                              markeredgecolor=CRITICAL_EDGE, linestyle="none",
+                              label="short attempt (drawn wider)"))
     for kind, (colour, style, label) in WAITS.items():
         if waits[kind]:
             handles.append(Line2D([], [], color=colour, linewidth=1.2, linestyle=style,
