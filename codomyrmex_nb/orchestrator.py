@@ -228,10 +228,10 @@ class TaskOrchestrator:
                        if r.status is S.PENDING and r.retry_token is None and not r.attempts]
         found = recorder.restorations(waiting, engine.sched.lookup) if waiting else {}
         with engine.lock:
-            for task_id, (value, when, source) in found.items():
+            for task_id, hit in found.items():
                 rec = engine.sched.records.get(task_id)
                 if rec is not None and not rec.attempts:
-                    engine.sched.restore(rec, value, when, source)
+                    engine.sched.restore(rec, *hit)
             engine.settle()
         return self.restored_summary()
 

@@ -230,6 +230,8 @@ class Engine:
 
     def _execute(self, run: Run) -> Outcome:
         rec = run.rec
+        if self.recorder is not None and rec.fingerprint is None:
+            self.recorder.before_attempt(rec)
         try:
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
             if rec.parameters or rec.ups or wants_upstream(fn):

@@ -129,13 +129,19 @@ class Recorder:
             self.run_id = None
 
     # -- fingerprints (outside the engine lock) ----------------------------------------------
-    def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str]) -> str:
+    def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str],
+                    upstream_names: frozenset[str] = frozenset()) -> str:
         """The task's fingerprint from its definition and its upstream fingerprints.
 
         Raises ``Unhashable`` (with the reason) when a parameter or the code's
-        closure cannot be hashed.
+        closure cannot be hashed. A callable with ``__codo_fingerprint__`` (a
+        notebook cell) says itself what it computes; it is never cached, since
+        it reads notebook names whose values may change between cells.
         """
         func = task.func
+        custom = getattr(func, "__codo_fingerprint__", None)
+        if callable(custom):
+            return task_fingerprint(custom(upstream_names), task.parameters, upstream, upstream=ups)
         code = None
         if func is not None and not task.cache:
             try:
@@ -143,8 +149,7 @@ class Recorder:
             except TypeError:  # unhashable callable
                 code = None
         if code is None:
-            custom = getattr(func, "__codo_fingerprint__", None)
-            code = custom() if callable(custom) else code_fingerprint(func, task.module, task.action)
+            code = code_fingerprint(func, task.module, task.action)
             if func is not None and not task.cache:
                 try:
                     with self._lock:
@@ -168,15 +173,24 @@ class Recorder:
                     node.fingerprint = ""
                     continue
                 try:
-                    node.fingerprint = self.fingerprint(node.task, ups,
-                                                        {u.id: u.fingerprint for u in node.ups})
+                    node.fingerprint = self.fingerprint(
+                        node.task, ups, {u.id: u.fingerprint for u in node.ups},
+                        frozenset(u.name for u in node.ups))
                 except Unhashable as exc:
                     node.fingerprint = ""
                     with self._lock:
                         self.unhashable[node.name] = str(exc)
         return rec.fingerprint or None
 
-    # -- results (worker thread, outside the engine lock) ----------------------------------
+    # -- attempts and results (worker thread, outside the engine lock) ----------------------
+    def before_attempt(self, rec: Any) -> None:
+        """Fingerprint the task as it starts: what its body may change (a global it
+        appends to) must not change what it is recorded as."""
+        try:
+            self.fingerprint_of(rec)
+        except Exception:  # noqa: BLE001 - the journal must never fail a task
+            rec.fingerprint = ""
+
     def prepare_result(self, rec: Any, value: Any) -> tuple[str | None, bytes | None, str | None]:
         """(fingerprint, bytes, error): what the journal keeps of a completed attempt.
 
@@ -217,20 +231,21 @@ class Recorder:
         in_batch = {t.id: t for t in batch}
         names = {t.name: t.id for t in batch}
         fps: dict[str, str | None] = {}
+        names_of: dict[str, str] = {}  # upstream task id -> its name
         found: dict[str, Any] = {}
         pending = list(batch)
         while pending:
             waiting = []
             for task in pending:
-                ups = self._upstream_fingerprints(task, in_batch, names, fps, lookup)
+                ups = self._upstream_fingerprints(task, in_batch, names, fps, lookup, names_of)
                 if ups is _LATER:
                     waiting.append(task)
                     continue
-                fps[task.id] = fp = None if ups is None else self._task_fp(task, ups, fps)
+                fps[task.id] = fp = None if ups is None else self._task_fp(task, ups, names_of)
                 if fp is not None:
                     hit = self._lookup_result(task, fp)
                     if hit is not None:
-                        found[task.id] = hit
+                        found[task.id] = (*hit, fp)
             if len(waiting) == len(pending):  # a cycle or a bad reference: define() explains
                 break
             pending = waiting
@@ -238,7 +253,7 @@ class Recorder:
 
     def _upstream_fingerprints(self, task: Task, in_batch: Mapping[str, Task],
                                names: Mapping[str, str], fps: Mapping[str, str | None],
-                               lookup: Callable[[Any], Any]) -> Any:
+                               lookup: Callable[[Any], Any], names_of: dict[str, str]) -> Any:
         """Upstream fingerprints in the scheduler's order; _LATER if one in the batch is not
         done yet; None if one is unknown or unhashable (then the task is not restorable)."""
         ids: dict[str, None] = {}
@@ -265,12 +280,14 @@ class Recorder:
             if fp is None:
                 return None
             ups.append((dep_id, fp))
+            names_of[dep_id] = in_batch[dep_id].name if dep_id in in_batch else lookup(dep_id).name
         return ups
 
     def _task_fp(self, task: Task, ups: list[tuple[str, str]],
-                 fps: Mapping[str, str | None]) -> str | None:
+                 names_of: Mapping[str, str]) -> str | None:
         try:
-            return self.fingerprint(task, [fp for _, fp in ups], dict(ups))
+            return self.fingerprint(task, [fp for _, fp in ups], dict(ups),
+                                    frozenset(names_of[i] for i, _ in ups))
         except Unhashable as exc:
             with self._lock:
                 self.unhashable[task.name] = str(exc)

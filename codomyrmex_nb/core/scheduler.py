@@ -271,7 +271,8 @@ class Scheduler:
             rec = named[-1] if named else None
         return rec
 
-    def restore(self, rec: Record, value: Any, when: float, source: str) -> None:
+    def restore(self, rec: Record, value: Any, when: float, source: str,
+                fingerprint: str | None = None) -> None:
         """PENDING -> COMPLETED without running: its result came back from the journal.
 
         Only at definition (or when a resume is asked for a task not started yet):
@@ -281,6 +282,7 @@ class Scheduler:
             return
         now = self._now()
         rec.restored = when
+        rec.fingerprint = fingerprint
         rec.result = TaskResult(rec.id, True, value, execution_time=0.0,
                                 metadata={"attempts": 0, "retries": 0, "restored": True,
                                           "restored_from": source, "recorded_at": when})

@@ -162,6 +162,27 @@ class CellFunction:
             value = await value
         return value
 
+    # -- the journal's fingerprint --------------------------------------------------------
+    def __codo_fingerprint__(self, upstream_names: frozenset[str] = frozenset()) -> str:
+        """What this cell computes: its text and options, and the values of the notebook
+        names it reads (upstream task names excluded: their fingerprints count instead).
+
+        Raises ``fingerprint.Unhashable`` naming a value that cannot be hashed: the
+        task is then never restored from the journal.
+        """
+        from ..core.fingerprint import Unhashable, value_digest
+
+        ns = self.namespace
+        digests = {}
+        for name in sorted(self.cell.reads):
+            if name in upstream_names or name == "upstream" or name not in ns:
+                continue
+            try:
+                digests[name] = value_digest(ns[name])
+            except Unhashable as exc:
+                raise Unhashable(f"notebook name {name!r} read by the cell: {exc}") from None
+        return value_digest(("cell", self.cell.source, self.cell.header, digests))
+
     # -- pickling for the processes / Dask executors ------------------------------------
     def __reduce__(self) -> tuple[Callable[..., CellFunction], tuple[Any, ...]]:
         ns = self.namespace
