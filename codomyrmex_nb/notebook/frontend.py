@@ -135,7 +135,7 @@ export default { render };
 
 CSS = """
 .codo-view { font-family: var(--jp-ui-font-family, sans-serif);
-  color: var(--jp-ui-font-color1, inherit); }
+  color: var(--jp-ui-font-color1, inherit); padding: 2px 4px; }
 .codo-view .codo-wrap { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
 .codo-view .codo-dag { flex: 1 1 320px; min-width: 0; overflow: auto; max-height: 75vh; }
 .codo-view .codo-dag g.node:not(.lock) { cursor: pointer; }

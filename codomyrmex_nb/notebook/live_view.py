@@ -386,11 +386,12 @@ class LiveView(anywidget.AnyWidget):
         scope = self._scope
         mode = "codo-side" if copy is not None and copy.side else "codo-inline"
         # While the live widget is on the page it hides this copy (or, for a side panel, shows
-        # the pointer instead); a widget that cannot render any more (a reopened notebook:
-        # "model not found") is hidden in favour of this copy.
-        style = (f".codo-static-{scope} .codo-static-note{{display:none}}"
-                 ".jp-OutputArea-child:has(> .jp-OutputArea-output.jupyter-widgets:not(:has(*)))"
-                 f":has(+ .jp-OutputArea-child .codo-static-{scope}){{display:none}}")
+        # the pointer instead); the output of a widget that does not render (a reopened
+        # notebook: "Loading widget...", "model not found") is hidden in favour of this copy.
+        dead = (".jp-OutputArea-child:has(> .jp-OutputArea-output:not([data-mime-type]))"
+                f":not(:has(.codo-live-{scope})):has(+ .jp-OutputArea-child .codo-static-{scope})"
+                "{display:none}")
+        style = f".codo-static-{scope} .codo-static-note{{display:none}}{dead}"
         pointer = ('<div class="codo-static-note" style="font-family:sans-serif;font-size:12px;'
                    'color:var(--jp-ui-font-color2,#666)">The live DAG is in the side panel '
                    f"\u2192 ({SIDE_TITLE}).</div>")
