@@ -23,7 +23,7 @@ import time
 import warnings
 
 import pytest
-from conftest import engine_threads
+from conftest import engine_threads, wait_until_status
 
 from codomyrmex_nb import TaskStatus
 from codomyrmex_nb.core import capture
@@ -552,3 +552,62 @@ def test_a_tasks_output_never_lands_in_a_cell():
     assert last.strip() == "30 30 True False"
     for output in (first, later, last):
         assert "TASK-" not in output
+
+
+# -- %codo_logs text --------------------------------------------------------------------------------
+def flaky_printer(counter):
+    n = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(n))
+    print(f"attempt {n} starts")
+    if n == 1:
+        inner_failure(n)
+    return n
+
+
+def inner_failure(n):
+    raise ConnectionError(f"attempt {n} lost its connection")
+
+
+def test_logs_text_shows_each_attempt_and_the_traceback_user_frames_first(make_orch, tmp_path):
+    from codomyrmex_nb.notebook.logs_view import logs_text
+
+    o = make_orch(1)
+    o.create_task("flaky", func=flaky_printer, parameters={"counter": tmp_path / "n"},
+                  max_retries=1)
+    o.create_task("broken", func=inner_failure, parameters={"n": 7})
+    assert run_all(o) is False
+    text = logs_text(o, "flaky")
+    lines = text.splitlines()
+    assert lines[0].startswith("flaky · completed · 2 attempts · CPU ")
+    assert lines[1].startswith("── attempt 1 of 2 · worker 1 · failed after ")
+    assert lines[2] == "attempt 1 starts"
+    assert lines[3].startswith("── attempt 2 of 2 · worker 1 · completed after ")
+    assert lines[4] == "attempt 2 starts" and len(lines) == 5
+    broken = logs_text(o, o.get_task("broken").id)  # an id works too
+    assert broken.splitlines()[2] == "(no output)"
+    assert "── why it failed" in broken
+    tb = broken.split("why it failed", 1)[1]
+    first_frame = next(line for line in tb.splitlines() if line.startswith('  File "'))
+    assert "test_capture.py" in first_frame and "inner_failure" in first_frame
+    assert "codomyrmex_nb" not in tb.split("ConnectionError")[0]  # engine frames folded away
+    assert "frame" in tb.splitlines()[-1] and "hidden" in tb.splitlines()[-1]
+    with pytest.raises(KeyError, match="did you mean 'broken'"):
+        logs_text(o, "brokn")
+
+
+def test_logs_text_for_a_crashed_process_and_a_running_task(make_orch):
+    from codomyrmex_nb.notebook.logs_view import logs_text
+
+    o = make_orch(1, executor="processes")
+    o.create_task("crash", func=print_write_and_segfault)
+    assert run_all(o) is False
+    text = logs_text(o, "crash")
+    assert "printed, never flushed\nwritten with os.write" in text
+    assert "WorkerCrashedError: the worker process running task 'crash' died" in text
+    o.stop_execution()
+    t = make_orch(1)
+    hang = t.create_task("hang", func=print_then_hang, parameters={"seconds": 20})
+    t.start_execution()
+    assert wait_until_status(t, hang, S.RUNNING)
+    assert "(running: its output is kept when the attempt ends)" in logs_text(t, "hang")
+    t.cancel_task(hang.id)

@@ -1,0 +1,130 @@
+"""``%codo_logs NAME``: what a task printed and logged, attempt by attempt, and why it failed.
+
+Plain text, from one snapshot: a header line (state, attempts, CPU seconds,
+peak memory where measured), then each attempt's captured output under a rule
+that says where it ran, how it ended, how long it took and its CPU seconds,
+then the failure's traceback with the user's frames first (the engine frames
+that lead up to the user's code are folded away, as in the node inspector).
+
+Output is captured when an attempt ends (``core.capture``): a running attempt
+shows none yet. ``logs_text`` raises ``KeyError`` for an unknown task (naming a
+close match when there is one) and ``ValueError`` for a name two tasks share.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from ..core.model import Attempt
+from ..core.snapshot import Snapshot, TaskView
+from .inspector import user_frames_first
+
+RULE = "─"
+WIDTH = 78
+OUTCOMES = {"completed": "completed", "failed": "failed", "timeout": "timed out",
+            "cancelled": "cancelled", "interrupted": "interrupted (re-queued)",
+            "resource-timeout": "gave up waiting for its resources", None: "running"}
+
+
+def logs_text(orch: Any, task_ref: str) -> str:
+    """The text ``%codo_logs`` prints for ``task_ref`` (a task name or id).
+
+    ``orch`` is a ``TaskOrchestrator`` (a bare ``Snapshot`` works too, without
+    the traceback, which lives on the task's result).
+    """
+    snap = orch if isinstance(orch, Snapshot) else orch.snapshot()
+    view = _find(orch, snap, task_ref)
+    result = None
+    if not isinstance(orch, Snapshot) and hasattr(orch, "get_task_result"):
+        result = orch.get_task_result(view.id)
+    lines = [_header(view)]
+    if not view.attempts:
+        lines.append(f"(not run: {view.state.replace('_', ' ')})")
+    for attempt in view.attempts:
+        lines.append(_rule(_attempt_title(attempt, len(view.attempts))))
+        lines.append(_output(attempt))
+    if view.error_type and not view.success:
+        lines.append(_rule("why it failed"))
+        lines.append(_failure(view, result))
+    return "\n".join(lines)
+
+
+def _find(orch: Any, snap: Snapshot, ref: str) -> TaskView:
+    by_id = snap.by_id()
+    if ref in by_id:
+        return by_id[ref]
+    get_task = getattr(orch, "get_task", None)
+    task = get_task(ref) if get_task is not None else None
+    if task is not None and task.id in by_id:
+        return by_id[task.id]
+    named = [v for v in snap.tasks if v.name == ref]
+    if len(named) > 1:
+        ids = ", ".join(v.id for v in named)
+        raise ValueError(f"{len(named)} tasks are named {ref!r}: give one of their ids ({ids})")
+    if named:
+        return named[0]
+    close = difflib.get_close_matches(ref, [v.name for v in snap.tasks], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise KeyError(f"no task named {ref!r}{hint}")
+
+
+def _header(view: TaskView) -> str:
+    parts = [view.name, view.state.replace("_", " ")]
+    n = len(view.attempts)
+    parts.append(f"{n} attempt{'s' * (n != 1)}")
+    if view.cpu_time is not None:
+        parts.append(f"CPU {_seconds(view.cpu_time)}")
+    if view.peak_memory is not None:
+        parts.append(f"peak memory {_megabytes(view.peak_memory)}")
+    return " · ".join(parts)
+
+
+def _attempt_title(attempt: Attempt, total: int) -> str:
+    parts = [f"attempt {attempt.number} of {total}"]
+    if attempt.worker:
+        parts.append(attempt.worker.removeprefix("codo-").replace("-", " "))
+    how = OUTCOMES.get(attempt.outcome, attempt.outcome or "running")
+    if attempt.started_at is not None and attempt.ended_at is not None:
+        how += f" after {_seconds(attempt.ended_at - attempt.started_at)}"
+    parts.append(how)
+    if attempt.cpu_time is not None:
+        parts.append(f"CPU {_seconds(attempt.cpu_time)}")
+    if attempt.peak_memory is not None:
+        parts.append(f"peak {_megabytes(attempt.peak_memory)}")
+    return " · ".join(parts)
+
+
+def _output(attempt: Attempt) -> str:
+    if attempt.logs:
+        return attempt.logs.rstrip("\n")
+    if attempt.logs is not None:
+        return "(no output)"
+    if attempt.outcome is None:
+        return "(running: its output is kept when the attempt ends)"
+    if attempt.worker is None:
+        return "(it never ran)"
+    return "(its output was not captured)"
+
+
+def _failure(view: TaskView, result: Any) -> str:
+    tb = getattr(result, "traceback", None) if result is not None else None
+    if not tb:
+        return f"{view.error_type}: {view.error_message}"
+    text, hidden = user_frames_first(tb.rstrip("\n"))
+    if hidden:
+        text += f"\n({hidden} frame{'s' * (hidden != 1)} of the engine before the task's code hidden)"
+    return text
+
+
+def _rule(title: str) -> str:
+    head = f"{RULE * 2} {title} "
+    return head + RULE * max(2, WIDTH - len(head))
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
