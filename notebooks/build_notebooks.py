@@ -27,7 +27,8 @@ TOUR = [
     ("02_cell_magics", "tasks defined in cells, dependencies, re-running a changed cell"),
     ("03_resources_and_priorities", "priorities, resource locks and pools, task settings"),
     ("04_failures_retries_cancel", "waiting, monitoring, failures, retries, timeouts, cancelling"),
-    ("05_performance_analysis", "statistics, result frames, bottlenecks and the timeline"),
+    ("05_performance_analysis", "statistics, result frames, task output, bottlenecks, the "
+     "timeline, and the GIL"),
 ]
 
 
@@ -229,10 +230,11 @@ files.nlargest(5, "lines")[["file", "lines", "functions"]].reset_index(drop=True
         code("""
 %%codo_task summary --after scan largest
 {
-    "files": scan["totals"]["files"],
-    "lines": scan["totals"]["lines"],
+    "files": int(scan["totals"]["files"]),
+    "lines": int(scan["totals"]["lines"]),
     "largest": largest["file"].iloc[0],
-    "share of the 5 largest": round(largest["lines"].sum() / scan["totals"]["lines"], 2),
+    "largest files kept": len(largest),
+    "their share of the lines": round(float(largest["lines"].sum() / scan["totals"]["lines"]), 2),
 }
 """),
         md("""
@@ -683,6 +685,7 @@ from codomyrmex_nb import (
 
 
 def work(seconds, value=None):
+    print(f"working for {seconds} s")
     threading.Event().wait(seconds)
     return {"seconds": seconds} if value is None else value
 
@@ -692,8 +695,10 @@ attempts = {"upload": 0}
 
 def upload():
     attempts["upload"] += 1
+    print(f"uploading 3 files (attempt {attempts['upload']})")
     if attempts["upload"] == 1:
         raise ConnectionError("connection reset")
+    print("uploaded")
     return {"uploaded": 3}
 
 
@@ -777,12 +782,27 @@ for item in execution_times[:5]:
 
 `tasks_frame()` has one row per task: state, priority (an ordered categorical),
 attempts, timestamps, and where the time went: waiting on dependencies, on a
-resource, on a worker, and running.
+resource, on a worker, and running; then what it cost (`cpu_time`, and
+`peak_memory` on the processes executor) and the last line it printed.
 """),
         code("""
 frame = orchestrator.tasks_frame()
 frame[["name", "state", "priority", "attempts", "wait_dependencies", "wait_resources",
-       "wait_worker", "execution_time"]].round(2)
+       "wait_worker", "execution_time", "cpu_time", "last_line"]].round(2)
+"""),
+        md("""
+## What a task printed
+
+A task's prints, warnings and log records (INFO and above) never land in
+whichever cell happens to be running: each attempt's output is kept with it,
+and `result.logs` holds the output of the attempt that produced the result.
+`%codo_logs upload` shows every attempt's output with its traceback.
+"""),
+        code("""
+upload_task = next(t for t in orchestrator.list_tasks() if t.name == "upload")
+for attempt in upload_task.attempts:
+    print(f"attempt {attempt.number} ({attempt.outcome}): {attempt.logs!r}")
+print(orchestrator.get_task_result(upload_task.id).logs)
 """),
         code("""
 results = orchestrator.results_frame()
@@ -796,9 +816,10 @@ orchestrator.stats_frame()[["makespan", "total_execution_time", "worker_utilizat
 ## Why was it slow?
 
 `bottlenecks()` turns the guide's *Slow Execution* checklist into one short
-frame: the critical path (only shortening it shortens the run), the longest
-waits for a resource (and who held it), the longest waits for a free worker,
-and the retries.
+frame: the critical path (only shortening it shortens the run), tasks that
+fought over the GIL, tasks that mostly waited, the longest waits for a
+resource (and who held it), the longest waits for a free worker, and the
+retries. The `cure` column says what to change.
 """),
         code("""
 orchestrator.bottlenecks().round(2)
@@ -809,13 +830,88 @@ orchestrator.bottlenecks().round(2)
 One lane per worker, one bar per attempt, coloured like the live view; the
 critical path is outlined, the retry is hatched, and the thin line under a bar
 is the time that task was ready but waiting (for the lock, a worker or a retry
-delay).
+delay). The dark strip along a bar's bottom is as long as the attempt's
+CPU/wall ratio: short here, since these tasks mostly wait. A failed attempt
+too short to see is drawn wider and marked with ▼.
 """),
         code("""
 orchestrator.timeline()
 """),
         code("""
 orchestrator.stop_execution()
+"""),
+        md("""
+## CPU-bound Python on threads: the GIL
+
+Threads suit tasks that wait (I/O, sleeps, calls to services). Pure-Python
+computation is another matter: only one thread runs Python at a time (the
+GIL), so four such tasks on four threads take as long as running them one
+after another, each getting about a quarter of a core. The wall-clock time
+alone does not say so; the CPU time does.
+"""),
+        code("""
+def count_primes(below):
+    \"\"\"Pure Python: holds the GIL the whole time it runs.\"\"\"
+    count = 0
+    for n in range(2, below):
+        if all(n % d for d in range(2, int(n ** 0.5) + 1)):
+            count += 1
+    return count
+
+
+def primes_on(executor):
+    orch = TaskOrchestrator(max_workers=4, executor=executor)
+    orch.add_tasks([Task(name=f"primes_{i}", func=count_primes, parameters={"below": 200_000})
+                    for i in range(4)])
+    orch.start_execution()
+    orch.wait_for_completion(timeout=300)
+    return orch
+
+
+def cpu_per_wall(orch):
+    frame = orch.tasks_frame()
+    frame["cpu/wall"] = frame["cpu_time"] / frame["execution_time"]
+    return frame[["name", "execution_time", "cpu_time", "cpu/wall"]].round(2)
+
+
+on_threads = primes_on("threads")
+cpu_per_wall(on_threads)
+"""),
+        md("""
+Each task's CPU/wall ratio is about 0.25 and the four add up to one core:
+`bottlenecks()` calls it GIL contention and names the cure.
+"""),
+        code("""
+report = on_threads.bottlenecks()
+report[report["kind"] == "gil_contention"][["task", "seconds", "detail", "cure"]].round(2)
+"""),
+        code("""
+on_threads.timeline()
+"""),
+        md("""
+## The cure: `executor="processes"`
+
+The same tasks on the processes executor: each runs in its own interpreter,
+with its own GIL, on its own core. On a machine with free cores each task's
+CPU/wall ratio is now close to 1 and the batch takes about a quarter of the
+time (starting the worker processes once costs a moment; they are reused).
+Processes also report each attempt's peak memory.
+"""),
+        code("""
+on_processes = primes_on("processes")
+frame = cpu_per_wall(on_processes)
+frame["peak_memory_mb"] = (on_processes.tasks_frame()["peak_memory"] / 1e6).round(1)
+frame
+"""),
+        code("""
+report = on_processes.bottlenecks()
+print("GIL contention rows:", int((report["kind"] == "gil_contention").sum()))
+for orch in (on_threads, on_processes):
+    tasks = orch.tasks_frame()
+    batch = (tasks["completed_at"].max() - tasks["started_at"].min()).total_seconds()
+    print(f"{orch.executor_name:>9}: the four tasks took {batch:.2f} s "
+          f"(each {tasks['execution_time'].mean():.2f} s on average)")
+    orch.stop_execution()
 """),
         tour_footer("05_performance_analysis"),
     ]
