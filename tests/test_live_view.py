@@ -217,3 +217,195 @@ def test_live_view_reuses_one_view_per_orchestrator(orch):
     assert other is not view
     other.close()
     assert view_threads() == []
+
+
+# -- runs, retries, waits ------------------------------------------------------------------
+def test_elapsed_and_throughput_are_per_run_and_the_header_names_the_run(orch, views):
+    import time
+
+    orch.create_task("first", func=lambda: time.sleep(0.2))
+    view = views(orch, interval=0.01)
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    tracker = view._painter.tracker
+    assert tracker.run == 1 and 0.15 < tracker.elapsed() < 1.0
+    time.sleep(0.6)  # idle time between runs does not count
+    orch.create_task("second", func=noop)
+    assert orch.wait_for_completion(30) and view.flush(30)
+    assert tracker.run == 2 and tracker.elapsed() < 0.3, tracker.summary()
+    assert "run 2 \u00b7 started " in view.summary() and "run 2" in view.head
+    assert "2/2 done" in view.summary()
+
+
+def test_retries_are_marked_on_their_node(orch, views):
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("not yet")
+
+    orch.create_task("flaky", func=flaky, max_retries=3, retry_delay=0.01)
+    view = views(orch, interval=0.01)
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    assert "\u21bb2" in view.svg and "\u21bb2 retries" in view.svg  # label and hover text
+    assert view._painter.tracker.retries[orch.snapshot().tasks[0].id] == 2
+
+
+def test_a_task_waiting_for_a_lock_says_so_and_its_line_is_painted(orch, views):
+    import threading
+
+    from codomyrmex_nb import ResourceType, TaskResource
+
+    release = threading.Event()
+    db = [TaskResource(type=ResourceType.CPU, identifier="db", mode="write")]
+    orch.create_task("holder", func=lambda: release.wait(30), resources=db)
+    orch.create_task("waiter", func=noop, resources=db)
+    view = views(orch, interval=0.01, full_interval=3600)
+    orch.start_execution()
+    try:
+        snap = orch.snapshot()
+        ids = {t.name: t.id for t in snap.tasks}
+        deadline = __import__("time").monotonic() + 10
+        while view._painter.tracker.waiting.get(ids["waiter"]) != "cpu:db":
+            assert __import__("time").monotonic() < deadline, "no 'waiting for' event seen"
+            view.flush(5)
+        looks = view._painter.looks()
+        waiter_node = node_of(view, "waiter")
+        assert "waiting for cpu:db (held by holder)" in looks[waiter_node].tip
+        assert "var(--codo-waiting)" in view.patch["css"]  # the waiter's dashed line
+        assert "var(--codo-holding)" in view.patch["css"]  # the holder's
+    finally:
+        release.set()
+    assert orch.wait_for_completion(30)
+
+
+# -- clicks --------------------------------------------------------------------------------
+def test_a_click_on_a_failed_node_opens_its_details_and_retry_reruns_it(orch, views):
+    attempts = []
+
+    def fails_once():
+        attempts.append(1)
+        print("working on it")
+        if len(attempts) == 1:
+            raise ValueError("first time fails")
+        return 7
+
+    orch.create_task("once", func=fails_once)
+    view = views(orch, interval=0.01)
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    assert view.flush(30)
+    nid = node_of(view, "once")
+    view._on_front_end_message(view, {"kind": "select", "node": nid}, [])
+    assert view.selected == nid and "first time fails" in view.detail
+    assert "ValueError" in view.detail and 'data-codo-action="retry"' in view.detail
+    view._on_front_end_message(view, {"kind": "retry", "task": view._selected_task}, [])
+    assert orch.wait_for_completion(30) and view.flush(30)
+    assert "completed" not in view.detail or "7" in view.detail
+    assert "<code>7</code>" in view.detail  # the panel followed the task: now its result
+    view._on_front_end_message(view, {"kind": "close"}, [])
+    assert view.detail == "" and view.selected == ""
+    view._on_front_end_message(view, {"kind": "select", "node": "nonsense"}, [])  # no raise
+    view._on_front_end_message(view, "not a dict", [])
+
+
+def test_cancel_from_the_panel(orch, views):
+    import threading
+
+    gate = threading.Event()
+    orch.create_task("long", func=lambda: gate.wait(30))
+    orch.create_task("after", func=noop, dependencies=["long"])
+    view = views(orch, interval=0.01)
+    orch.start_execution()
+    try:
+        task = orch.snapshot().tasks[0].id
+        view.select(task)
+        assert 'data-codo-action="cancel"' in view.detail and "disabled" not in view.detail.split(
+            'data-codo-action="cancel"')[1].split(">")[0]
+        view._on_front_end_message(view, {"kind": "cancel", "task": task}, [])
+        orch.wait_for_completion(30)
+        assert view.flush(30)
+        assert orch.snapshot().tasks[0].state == "cancelled"
+    finally:
+        gate.set()
+
+
+# -- what a saved notebook keeps -----------------------------------------------------------
+@pytest.fixture
+def shown(monkeypatch):
+    """Record display() and update_display() calls; pretend a widget front end is there."""
+    import IPython.display as ipd
+
+    calls: list[tuple[str, dict, str | None]] = []
+    monkeypatch.setattr(ipd, "display", lambda data, raw=False, display_id=None, **kw:
+                        calls.append(("display", data, display_id)))
+    monkeypatch.setattr(ipd, "update_display", lambda data, raw=False, display_id=None, **kw:
+                        calls.append(("update", data, display_id)))
+    monkeypatch.setattr(live_view_mod, "has_widget_frontend", lambda: True)
+    return calls
+
+
+@pytest.mark.needs_dot
+def test_the_static_copy_is_updated_when_the_run_settles(orch, views, shown):
+    orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(3)])
+    view = views(orch, interval=0.01)
+    view._ipython_display_()
+    (kind, widget, _), (_, static, display_id) = shown
+    assert WIDGET_MIME in widget and display_id is not None
+    assert "0/3 done" in static["text/plain"] and "codo-inline" in static["text/html"]
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    updates = [c for c in shown if c[0] == "update"]
+    assert updates and updates[-1][2] == display_id
+    final = updates[-1][1]
+    assert "3/3 done" in final["text/plain"] and "<b>3/3</b> done" in final["text/html"]
+    assert final["image/svg+xml"].count(f'<path fill="{fill("completed")}"') == 3
+    # That copy showed run 1; a later run leaves it as it was (the widget shows run 2).
+    count = len(updates)
+    orch.create_task("later", func=noop)
+    assert orch.wait_for_completion(30) and view.flush(30)
+    assert len([c for c in shown if c[0] == "update"]) == count
+
+
+@pytest.mark.needs_dot
+def test_post_execute_brings_the_copy_up_to_date_within_the_cell(orch, views, shown):
+    orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(2)])
+    view = views(orch, interval=3600)  # the view thread would draw its last frame much later
+    view._ipython_display_()
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+    live_view_mod._settle_copies()  # what IPython runs at the end of the cell
+    updates = [c for c in shown if c[0] == "update"]
+    assert updates and "2/2 done" in updates[-1][1]["text/plain"]
+
+
+# -- the side panel ------------------------------------------------------------------------
+def test_side_without_a_front_end_falls_back_inline_with_a_note(orch, capsys):
+    view = live_view(orch, side=True)
+    try:
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1 and "no side panel (no widget front end here)" in out
+        assert not view.side
+    finally:
+        view.close()
+
+
+def test_side_panel_holds_the_widget_and_the_cell_keeps_the_static_copy(orch, shown):
+    pytest.importorskip("sidecar")
+    view = live_view(orch, side=True)
+    try:
+        assert view.side and view._sidecar.anchor == "split-right"
+        (panel_output,) = view._sidecar.outputs
+        assert WIDGET_MIME in panel_output["data"]
+        view._ipython_display_()
+        (_, static, display_id), = shown  # no widget in the cell: it lives in the panel
+        assert display_id and "codo-side" in static["text/html"]
+        assert "The live DAG is in the side panel" in static["text/html"]
+        panel = view._sidecar
+        assert live_view(orch) is view and view.side  # plain calls keep the panel
+        live_view(orch, side=False)
+        assert not view.side and panel.comm is None  # closed
+    finally:
+        view.close()

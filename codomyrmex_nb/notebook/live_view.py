@@ -317,6 +317,13 @@ class LiveView(anywidget.AnyWidget):
             target = self._seen
             return self._drawn.wait_for(lambda: self._done >= target or self._closed, timeout)
 
+    def _hurry(self) -> None:
+        """Draw the pending frame now, as a final one (a snapshot), cutting the throttle short."""
+        with self._mutex:
+            if self._thread is not None and self._dirty:
+                self._stopping = True
+                self._wake.notify()
+
     @property
     def thread(self) -> threading.Thread | None:
         """The view thread, while one runs."""
@@ -470,7 +477,9 @@ def _settle_copies() -> None:
             stats = view.orchestrator.get_execution_stats()
             if stats.get("pending", 0) or stats.get("running", 0):
                 continue
-            view.flush(5.0)  # the final frame of a run that just ended
+            view.orchestrator.flush_events(5.0)  # the run's last events reach the view ...
+            view._hurry()                         # ... which draws its final frame now
+            view.flush(5.0)
             view._update_copies()
         except Exception:
             log.debug("live view: post_execute update failed", exc_info=True)

@@ -113,15 +113,24 @@ class Tracker:
         self._runs_from(snap)
 
     def _runs_from(self, snap: Snapshot) -> None:
-        """Open, keep or settle the current run from a snapshot."""
+        """Open, keep or settle the current run from a snapshot.
+
+        A run is new when work is unfinished or attempts started after the last
+        run ended (a quick run can start and end between two snapshots).
+        """
         unfinished = self.unfinished
-        if unfinished and not self._open:
-            self._open_run(None)
-        if self.run == 0 and snap.tasks and any(t.attempts for t in snap.tasks):
-            self.run, self.opened = 1, 0.0  # a view made after a run: show that one
+        starts_all = [a.started_at for t in snap.tasks for a in t.attempts
+                      if a.worker is not None and a.started_at is not None]
+        if self.run == 0:
+            if unfinished or starts_all:  # the first run this view sees, from its beginning
+                self._open_run(0.0)
+        elif not self._open:
+            ended = self.ended if self.ended is not None else self.opened or 0.0
+            newer = [s for s in starts_all if s > ended]
+            if unfinished or newer:
+                self._open_run(min(newer) if newer else snap.time)
         since = self.opened or 0.0
-        starts = [a.started_at for t in snap.tasks for a in t.attempts
-                  if a.worker is not None and a.started_at is not None and a.started_at >= since]
+        starts = [s for s in starts_all if s >= since]
         if starts:
             self.started = min(starts) if self.started is None else min(self.started, min(starts))
         ends = [t.completed_at for t in snap.tasks
