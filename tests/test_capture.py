@@ -611,3 +611,19 @@ def test_logs_text_for_a_crashed_process_and_a_running_task(make_orch):
     assert wait_until_status(t, hang, S.RUNNING)
     assert "(running: its output is kept when the attempt ends)" in logs_text(t, "hang")
     t.cancel_task(hang.id)
+
+
+def test_acquire_keeps_the_hooks_until_release(notebook_stream):
+    with notebook_stream() as (out, _):
+        capture.acquire()
+        try:
+            assert isinstance(sys.stdout, StreamRouter)
+            assert in_thread(captured, print, "inside") == "inside\n"
+            assert isinstance(sys.stdout, StreamRouter)  # still held
+            print("not captured")
+        finally:
+            capture.release()
+        assert sys.stdout is out
+        capture.release()  # an extra release does nothing
+        assert sys.stdout is out
+    assert out.getvalue() == "not captured\n"
