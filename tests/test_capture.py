@@ -627,3 +627,13 @@ def test_acquire_keeps_the_hooks_until_release(notebook_stream):
         capture.release()  # an extra release does nothing
         assert sys.stdout is out
     assert out.getvalue() == "not captured\n"
+
+
+def test_a_warning_record_without_handlers_is_kept_once():
+    root = logging.getLogger()
+    saved, root.handlers = root.handlers, []  # as in Jupyter: no handler at all
+    try:
+        text = in_thread(captured, logging.getLogger("codo.test").warning, "only once")
+    finally:
+        root.handlers = saved
+    assert text.count("only once") == 1 and "WARNING codo.test: only once" in text

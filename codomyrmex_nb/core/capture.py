@@ -23,10 +23,13 @@ cell it picks. So ``Capture`` works per *thread*:
   other thread: ``Logger.isEnabledFor`` answers yes for such a record in a
   capturing thread, and the log-record factory copies the record into the
   capture. A record that exists only because of the capture (below the level
-  the logger would emit) is then made invisible to handlers (its ``levelno``
-  is set to -1), so no handler prints something it would not have printed. No
-  handler is added to the root logger, so ``logging.basicConfig()`` and
-  Python's last-resort handler behave as before, in every thread.
+  the logger would emit), or that no handler would take (Python's last-resort
+  handler would print it to stderr, into the capture a second time), is then
+  made invisible to handlers (its ``levelno`` is set to -1). Other records go
+  on to the handlers you configured, as before (a ``StreamHandler`` made
+  before the run writes where it was pointed). No handler is added to the
+  root logger, so ``logging.basicConfig()`` and the last-resort handler behave
+  as before, in every thread.
 - **Tidy text.** Carriage-return redraws (tqdm, progress counters) collapse to
   their last state, as a terminal shows them. Each capture keeps at most
   ``limit`` characters (``LIMIT``, one million, by default): the first and
@@ -417,8 +420,10 @@ def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     except Exception as exc:  # noqa: BLE001 - a bad format string must not fail the task
         text = f"{record.levelname} {record.name}: {record.msg!r} % {record.args!r} ({exc})"
     capture.write(text + "\n")
-    if logger is not None and not _original_is_enabled_for(logger, level):
-        record.levelno = -1  # made only for the capture: no handler emits it
+    if logger is not None and (not _original_is_enabled_for(logger, level)
+                               or not logger.hasHandlers()):
+        record.levelno = -1  # made only for the capture, or bound for the last-resort
+        # handler (stderr, which is this capture): no handler emits it
     return record
 
 
