@@ -392,20 +392,48 @@ def test_side_without_a_front_end_falls_back_inline_with_a_note(orch, capsys):
         view.close()
 
 
-def test_side_panel_holds_the_widget_and_the_cell_keeps_the_static_copy(orch, shown):
+def test_side_panel_holds_the_widget_and_the_cell_keeps_the_static_copy(orch, shown,
+                                                                         monkeypatch):
     pytest.importorskip("sidecar")
+    monkeypatch.setattr(live_view_mod, "_cell", lambda: 7)  # inside cell 7 of a notebook
     view = live_view(orch, side=True)
     try:
         assert view.side and view._sidecar.anchor == "split-right"
         (panel_output,) = view._sidecar.outputs
         assert WIDGET_MIME in panel_output["data"]
-        view._ipython_display_()
         (_, static, display_id), = shown  # no widget in the cell: it lives in the panel
         assert display_id and "codo-side" in static["text/html"]
         assert "The live DAG is in the side panel" in static["text/html"]
+        view._ipython_display_()  # the cell's value, or %codo_run displaying it: nothing more
+        assert len(shown) == 1
+        monkeypatch.setattr(live_view_mod, "_cell", lambda: 8)
+        view._ipython_display_()  # a later cell (%codo_dag) gets its own static copy
+        assert len(shown) == 2 and "codo-side" in shown[1][1]["text/html"]
         panel = view._sidecar
         assert live_view(orch) is view and view.side  # plain calls keep the panel
         live_view(orch, side=False)
         assert not view.side and panel.comm is None  # closed
+    finally:
+        view.close()
+
+
+def test_side_without_the_package_shows_the_view_inline_in_the_cell(orch, shown, monkeypatch,
+                                                                    capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sidecar(name, *args, **kwargs):
+        if name == "sidecar":
+            raise ImportError("No module named 'sidecar'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sidecar)
+    monkeypatch.setattr(live_view_mod, "_cell", lambda: 3)
+    view = live_view(orch, side=True)
+    try:
+        assert "no side panel (the `sidecar` package is not installed" in capsys.readouterr().out
+        assert not view.side
+        assert WIDGET_MIME in shown[0][1] and "codo-inline" in shown[1][1]["text/html"]
     finally:
         view.close()

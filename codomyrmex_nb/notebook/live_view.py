@@ -38,9 +38,11 @@ was displayed for, a copy is left as it is. So a saved notebook, nbconvert's
 HTML and GitHub show each cell's final DAG and "done/total" summary.
 
 ``live_view(side=True)`` shows the widget in a JupyterLab side panel (the
-``sidecar`` package) that stays in sight while Run All scrolls the notebook;
-displaying the view then puts only the static copy (and a one-line pointer
-to the panel) in the cell.
+``sidecar`` package) that stays in sight while Run All scrolls the notebook,
+and puts in the running cell only the static copy and a one-line pointer to
+the panel (displaying the view again in that cell adds nothing; in a later
+cell it shows the same). Without a panel it prints a one-line note and shows
+the view inline.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class LiveView(anywidget.AnyWidget):
         self._copy_lock = threading.Lock()
         self._selected_task: str | None = None
         self._sidecar: Any = None
+        self._shown_in_cell: int | None = None
         self.on_msg(self._on_front_end_message)
         self._unsubscribe = orchestrator.subscribe(self._on_event)
         self._frame([], snapshot=orchestrator.snapshot())
@@ -416,6 +419,8 @@ class LiveView(anywidget.AnyWidget):
         """The widget (unless it is in the side panel) and a static copy kept current."""
         from IPython.display import display
 
+        if self._shown_in_cell is not None and self._shown_in_cell == _cell():
+            return  # ``live_view(side=...)`` showed it in this cell already
         live = not self._closed and has_widget_frontend()
         if live and not self.side:
             display(self._widget_bundle(), raw=True)
@@ -512,9 +517,10 @@ def live_view(orchestrator: TaskOrchestrator | None = None, *, side: bool | None
     Calls without options return the same open view, so ``%codo_run`` and
     ``%codo_dag`` show one widget rather than piling up subscriptions.
     ``side=True`` shows it in a JupyterLab side panel (the ``sidecar``
-    package) that stays visible while cells run; displaying the view then
-    leaves only its static copy in the cell. Where there is no such panel it
-    prints a one-line note and stays inline. ``side=False`` closes the panel.
+    package) that stays visible while cells run, and shows the cell's part at
+    once: the static copy a saved notebook keeps, with a pointer to the panel.
+    Where there is no such panel it prints a one-line note and shows the view
+    inline. ``side=False`` closes the panel.
     Options: ``threshold`` (tasks above which the drawing groups them, 200),
     ``interval`` (seconds between frames, 0.25), ``full_interval`` (seconds
     between whole redraws that refresh run times, 5), ``max_groups`` (40).
@@ -533,6 +539,20 @@ def live_view(orchestrator: TaskOrchestrator | None = None, *, side: bool | None
         why = view.show_side()
         if why is not None:
             print(f"codomyrmex: no side panel ({why}); the live view shows inline.")
+        # The cell's part right away (the static copy and a pointer to the panel, or the inline
+        # view), whether or not the caller displays the view: displaying it again in this
+        # same cell adds nothing.
+        cell = _cell()
+        if cell is not None:
+            view._ipython_display_()
+            view._shown_in_cell = cell
     elif side is False:
         view.hide_side()
     return view
+
+
+def _cell() -> int | None:
+    """The running cell's execution count (None outside IPython)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return None if shell is None else shell.execution_count
