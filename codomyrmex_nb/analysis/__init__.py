@@ -5,9 +5,11 @@ frame or a chart never mixes two moments of a running engine. pandas and
 matplotlib are imported only when this package is (the orchestrator's
 ``tasks_frame()`` / ``timeline()`` import it on first use).
 
-- ``frames``: ``tasks_frame``, ``results_frame``, ``stats_frame``
-- ``bottlenecks``: the "Slow Execution" checklist as a short tidy frame
-- ``timeline``: a Gantt chart of attempts by worker lane
+- ``frames``: ``tasks_frame``, ``results_frame``, ``stats_frame`` (with each
+  task's CPU seconds, peak memory where measured, and last printed line)
+- ``bottlenecks``: the "Slow Execution" checklist as a short tidy frame that
+  names the cure (GIL contention, waiting tasks, resource and worker waits)
+- ``timeline``: a Gantt chart of attempts by worker lane, CPU share shaded
 """
 
 from __future__ import annotations
