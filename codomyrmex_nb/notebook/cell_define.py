@@ -10,7 +10,12 @@ Running a cell is idempotent, as a notebook user expects:
 - changed text or options replace the task's function and settings in place
   (same id, so dependents keep pointing at it) and re-run it and everything
   downstream of it, interrupting any of them that runs; nothing else re-runs.
-  A change of ``--out`` alone only re-targets the variable;
+  A change of ``--out`` alone only re-targets the variable; a change of
+  ``--cache`` alone only sets ``task.cache`` (whether the journal may restore the
+  task when it is next defined: a new kernel), nothing re-runs. ``--cache`` is a
+  setting about *where a result may come from*, not about what the cell computes,
+  so, like ``--out``, it is left out of the change-detection fingerprint; it
+  always reaches the Task (``Task.cache``), on definition, change and rename;
 - a new name in the same cell (the front end's cell id, when it sends one, is
   kept in ``task.metadata["codo_cell_id"]``) *renames* the cell's task in place
   (``orchestrator.redefine(task, name=...)``): same id, so tasks that run after
@@ -62,6 +67,7 @@ class CellOptions:
     resources: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     out: str | None = None
+    cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,8 @@ def parse_resource(spec: str) -> TaskResource:
 
 
 def fingerprint(source: str, opts: CellOptions) -> str:
-    """What decides whether a cell changed: its text and every option but ``--out``."""
+    """What decides whether a cell changed: its text and every option but ``--out`` and
+    ``--cache`` (neither changes what the cell computes)."""
     key = {"source": source.rstrip(), "after": opts.after, "priority": opts.priority,
            "timeout": opts.timeout, "retries": opts.retries, "retry_delay": opts.retry_delay,
            "resources": opts.resources, "tags": opts.tags}
@@ -146,7 +153,7 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
                 raise CellDefinitionError(f"task {name!r}: {exc}") from None
             done = Definition(probe, "defined", _defined_line(orch, probe, deps))
         elif existing.metadata.get(META_KEY) == probe.metadata[META_KEY]:
-            done = _keep(orch, existing)
+            done = _keep(orch, existing, opts.cache)
         else:
             done = _replace(orch, existing, probe, deps)
         if previous is not None:
@@ -169,7 +176,7 @@ def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp:
         return Task(name=name, func=fn, dependencies=[d.id for d in deps],
                     priority=parse_priority(opts.priority), timeout=opts.timeout,
                     max_retries=opts.retries, retry_delay=opts.retry_delay, resources=resources,
-                    tags=list(opts.tags), metadata=metadata)
+                    tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache))
     except ValueError as exc:
         raise CellDefinitionError(f"task {name!r}: {exc}") from None
 
@@ -222,7 +229,16 @@ def _resolve_after(orch: TaskOrchestrator, name: str, after: list[str],
     return deps
 
 
-def _keep(orch: TaskOrchestrator, task: Task) -> Definition:
+def _keep(orch: TaskOrchestrator, task: Task, cache: bool = False) -> Definition:
+    note = ""
+    if task.cache != cache:  # a setting for the next definition: nothing re-runs for it
+        task.cache = cache
+        note = "; --cache now on" if cache else "; --cache now off"
+    done = _keep_task(orch, task)
+    return Definition(done.task, done.action, done.message + note)
+
+
+def _keep_task(orch: TaskOrchestrator, task: Task) -> Definition:
     status = task.status
     if status is S.COMPLETED:
         return Definition(task, "unchanged", f"codo_task {task.name!r}: unchanged, keeping its result")
@@ -283,7 +299,8 @@ def _redefine(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task],
     return edges_changed
 
 
-_REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags")
+_REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags",
+             "cache")
 
 
 def _downstream_names(orch: TaskOrchestrator, task: Task) -> list[str]:

@@ -13,6 +13,14 @@ numbers, async cells) live in ``cell_define`` and ``cell_tasks``; ``--out`` in
 ``outputs``; where nest-asyncio is applied in ``asyncio_support``; how results,
 statistics and bottlenecks are displayed in ``display``.
 
+The run journal (``core.journal``, "Nothing lost"): ``%%codo_task`` says when its
+task came back from the journal instead of being defined to run; ``%codo_run``
+prints one line on what was restored since the last ``%codo_run`` and from when,
+``--fresh`` re-runs those tasks, ``--journal PATH|on|off`` switches journals
+(refused while tasks are in flight); ``%codo_history`` returns the past runs and
+``%codo_reset --journal`` forgets them. ``--cache`` is a task setting, not part of
+the cell's text: changing it alone keeps the task (see ``cell_define``).
+
 The cell id. JupyterLab (and other front ends) send each execute request with
 ``metadata.cellId``; ipykernel (6.x and 7) passes it to ``run_cell(cell_id=...)``
 and IPython hands it to ``pre_run_cell`` handlers as ``info.cell_id``. That
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import keyword
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -45,7 +54,7 @@ from .text_status import dag_text, status_table, summary_line, task_detail
 S = TaskStatus
 _TASK_USAGE = ("%%codo_task NAME [--after TASK [TASK ...]] [--priority P] [--timeout S]\n"
                "                 [--retries N] [--retry-delay S] [--resource TYPE:ID[:MODE]]...\n"
-               "                 [--tag T]... [--out VAR]")
+               "                 [--tag T]... [--out VAR] [--cache]")
 
 
 def current_orchestrator() -> TaskOrchestrator:
@@ -158,6 +167,11 @@ class CodoMagics(Magics):
     @argument("--tag", action="append", default=[], metavar="T", help="a tag; repeatable")
     @argument("--out", metavar="VAR", help="also store the result in the notebook variable VAR "
               "when the task completes")
+    @argument("--cache", action="store_true",
+              help="restore the result from the run journal whenever the cell, its options, the "
+              "notebook names it reads and its upstream tasks are as they were in any run that "
+              "completed it (without --cache only an unfinished run is resumed); changing "
+              "--cache alone re-runs nothing")
     @line_cell_magic
     def codo_task(self, line: str, cell: str | None = None) -> None:
         """Define a task whose body is this cell; its last expression is the task's result.
@@ -176,7 +190,8 @@ class CodoMagics(Magics):
             raise UsageError(f"%%codo_task: --out {args.out!r} is not a valid variable name")
         opts = CellOptions(after=args.after, priority=args.priority, timeout=args.timeout,
                            retries=args.retries, retry_delay=args.retry_delay,
-                           resources=args.resource, tags=args.tag, out=args.out)
+                           resources=args.resource, tags=args.tag, out=args.out,
+                           cache=args.cache)
         orch = self.orchestrator()
         try:
             done = define_cell_task(orch, args.name, cell, opts, self.shell.user_ns, line.strip(),
@@ -185,6 +200,9 @@ class CodoMagics(Magics):
             raise UsageError(f"%%codo_task: {exc}") from None
         before = self.outs.bind(done.task.id, args.out)
         message = done.message
+        source = _restored_from(done.task) if done.action == "defined" else None
+        if source:
+            message = f"codo_task {done.task.name!r}: restored from {source}, not run"
         if done.action == "unchanged" and before != args.out and args.out:
             message += f"; result goes to {args.out!r}"
         print(message)
@@ -198,11 +216,37 @@ class CodoMagics(Magics):
     @argument("--timeout", type=float, metavar="S", help="with --wait: wait at most S seconds")
     @argument("--side", action="store_true",
               help="show the live view in a JupyterLab side panel, visible while cells run")
+    @argument("--fresh", action="store_true",
+              help="recompute every task restored from the run journal, and restore no more "
+              "from the unfinished run (--cache tasks still use the cache)")
+    @argument("--journal", metavar="PATH", help="keep the run journal in the file PATH from now "
+              "on ('on': the default place, ./.codomyrmex/; 'off': no journal); refused while "
+              "tasks are in flight")
     @line_magic
     def codo_run(self, line: str) -> None:
-        """Start the engine and show the live view (a text status without one)."""
+        """Start the engine and show the live view (a text status without one).
+
+        Says in one line which tasks came back from the run journal (an unfinished
+        run, after the kernel died, or the cache of --cache tasks) and from when.
+        """
         args = _parse(self.codo_run, line)
         orch = self._configure(args.workers, args.executor)
+        summary = None
+        if args.journal is not None:
+            summary = self._switch_journal(orch, args.journal, args.fresh)
+        if args.fresh:
+            rerun = orch.fresh()
+            if rerun:
+                print(f"codo_run: --fresh: re-running {_tasks(len(rerun))} restored from the "
+                      f"journal ({_some(rerun)}) and {'its' if len(rerun) == 1 else 'their'} "
+                      "downstream")
+            else:
+                print("codo_run: --fresh: nothing was restored from the journal; "
+                      "every task runs")
+        else:
+            summary = summary or orch.restored_summary()
+            if summary:
+                print(f"codo_run: {summary}")
         orch.start_execution()
         if args.side and _side_panel(orch):
             print("codo_run: the live view is in the side panel")
@@ -214,6 +258,27 @@ class CodoMagics(Magics):
                 print(status_table(orch.snapshot()))
         if args.wait or args.timeout is not None:
             self._wait(orch, args.timeout)
+
+    def _switch_journal(self, orch: TaskOrchestrator, value: str, fresh: bool) -> str | None:
+        """``--journal``: switch files (or turn it on or off), then resume the tasks not
+        started yet from the new file (unless ``fresh``); returns what was restored."""
+        word = value.strip().lower()
+        setting: bool | str = True if word == "on" else False if word in _OFF else \
+            str(Path(value).expanduser())
+        current = orch.journal_path
+        if (setting is False and current is None) or (
+                isinstance(setting, str) and current is not None
+                and Path(setting).absolute() == Path(current).absolute()):
+            return None  # already so: re-running the cell changes nothing
+        busy = _in_flight(orch)
+        if busy:
+            raise UsageError(f"%codo_run: cannot switch the journal while {_tasks(busy)} "
+                             f"{'is' if busy == 1 else 'are'} in flight: %codo_wait (or "
+                             "%codo_cancel) first")
+        path = orch.use_journal(setting, resume=False if fresh else None)
+        print(f"codo_run: journal {path}" if path else
+              "codo_run: journal off; results will not survive a restart")
+        return None if fresh or path is None else orch.resume()
 
     def _configure(self, workers: int | None, executor: str | None) -> TaskOrchestrator:
         if workers is None and executor is None:
@@ -348,10 +413,17 @@ class CodoMagics(Magics):
     @magic_arguments()
     @argument("--all", action="store_true",
               help="also stop and drop the default orchestrator (settings back to defaults)")
+    @argument("--journal", action="store_true",
+              help="clear the run journal instead: every past run and result (the tasks stay); "
+              "with --all, both")
     @line_magic
     def codo_reset(self, line: str) -> None:
         """Forget every task (cancelling unfinished ones); notebook variables stay."""
         args = _parse(self.codo_reset, line)
+        if args.journal:
+            self._clear_journal()
+            if not args.all:
+                return
         if args.all:
             _default.reset_default()
             self.outs.detach()
@@ -359,6 +431,22 @@ class CodoMagics(Magics):
             return
         count = self.orchestrator().reset()
         print(f"codo_reset: forgot {count} task{'s' if count != 1 else ''}")
+
+    def _clear_journal(self) -> None:
+        orch = self.orchestrator()
+        path = orch.journal_path
+        if path is None:
+            print("codo_reset: the run journal is off; nothing to clear")
+            return
+        busy = _in_flight(orch)
+        if busy:
+            raise UsageError(f"%codo_reset: cannot clear the journal while {_tasks(busy)} "
+                             f"{'is' if busy == 1 else 'are'} in flight: %codo_wait (or "
+                             "%codo_cancel) first")
+        runs = len(orch.history())
+        orch.clear_journal()
+        print(f"codo_reset: cleared the run journal ({runs} run{'s' * (runs != 1)} "
+              f"forgotten): {path}")
 
     # -- looking --------------------------------------------------------------------------------
     @_plain_help
@@ -401,6 +489,20 @@ class CodoMagics(Magics):
         """
         _no_args("codo_stats", line)
         return StatsFrame(self.orchestrator().stats_frame())
+
+    @line_magic
+    def codo_history(self, line: str) -> Any:
+        """Past runs in the run journal, newest first, as a DataFrame.
+
+        runs = %codo_history keeps orchestrator.history(): when each run started
+        and ended (UTC), its status (finished, stopped, or running: a run whose
+        kernel died), how many tasks, completed, failed, and its makespan.
+        """
+        _no_args("codo_history", line)
+        orch = self.orchestrator()
+        if orch.journal_path is None:
+            print("codo_history: the run journal is off (%codo_run --journal on turns it on)")
+        return orch.history()
 
     @_plain_help
     @magic_arguments()
@@ -461,6 +563,30 @@ def _no_args(name: str, line: str) -> None:
     rest = strip_comment(line).strip()
     if rest:
         raise UsageError(f"%{name} takes no arguments, got {rest!r}")
+
+
+_OFF = ("off", "false", "no", "none", "0")
+
+
+def _in_flight(orch: TaskOrchestrator) -> int:
+    """Tasks running, or waiting to run while the engine runs. Tasks only defined, the
+    engine stopped, are not in flight: none has started, so the journal may change."""
+    stats = orch.get_execution_stats()
+    return stats["running"] + (stats["pending"] if orch.is_running else 0)
+
+
+def _restored_from(task: Any) -> str | None:
+    """Where a completed task's result came back from ("the unfinished run of ..."), if so."""
+    result = task.result
+    metadata = getattr(result, "metadata", None) or {}
+    if task.status is not S.COMPLETED or not metadata.get("restored"):
+        return None
+    return str(metadata.get("restored_from") or "the run journal")
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _unfinished(orch: TaskOrchestrator) -> int:
