@@ -114,4 +114,5 @@ def environment() -> dict[str, object]:
     return {"python": platform.python_version(), "dask": dask.__version__,
             "cpus": os.cpu_count(), "platform": platform.platform(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv[1:],
+            "load_1min": os.getloadavg()[0],  # other work on the box skews the absolute figures
             "engine": engine_source()}

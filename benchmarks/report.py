@@ -34,7 +34,9 @@ def heading(result: dict) -> str:
     source = f"engine at {engine['commit'] or 'an unknown commit'}" + (
         " with local edits" if engine["edited"] else "")
     return (f"_Measured {meta['date']} in {meta['seconds']:.1f} s ({source}): "
-            f"Python {meta['python']}, dask {meta['dask']}, {meta['cpus']} CPUs._")
+            f"Python {meta['python']}, dask {meta['dask']}, {meta['cpus']} CPUs"
+            + (f", load {meta['load_1min']:.1f} at the start" if "load_1min" in meta else "")
+            + "._")
 
 
 def render(results: dict, tables: dict[str, Callable[[dict], str]]) -> dict[str, str]:
