@@ -15,6 +15,7 @@ while the other sides run.
 from __future__ import annotations
 
 import functools
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -88,7 +89,7 @@ def run_executor(loops: int, executor: str, address: str | None = None) -> dict:
 
 
 def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
-    """Rounds of every side in turn (load hits all alike); each side's median-wall run is kept."""
+    """Rounds of every side in turn (load hits all alike); medians over the rounds."""
     loops = calibrate(settings.cpu_seconds)
     result: dict = {"tasks": TASKS, "workers": WORKERS, "task_seconds": settings.cpu_seconds,
                     "loops": loops, "rounds": settings.cpu_rounds}
@@ -104,12 +105,16 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
                 log(f"executors {name}: {runs[name][-1]['wall_s']:.2f} s")
         result["cluster_start_s"], pids = cluster.start_seconds, cluster.pids
     result["cluster_pids"], result["cluster_left_running"] = pids, alive(pids)
+    serial = [r["wall_s"] for r in runs["serial"]]
     rows = result["rows"] = {}
     for name, done in runs.items():
-        rows[name] = sorted(done, key=lambda r: r["wall_s"])[len(done) // 2]
-        rows[name]["walls_s"] = [r["wall_s"] for r in done]
-    for row in rows.values():
-        row["speedup"] = rows["serial"]["wall_s"] / row["wall_s"]
+        walls = [r["wall_s"] for r in done]
+        middle = sorted(done, key=lambda r: r["wall_s"])[len(done) // 2]
+        rows[name] = {"wall_s": statistics.median(walls), "walls_s": walls,
+                      "startup_s": statistics.median(r["startup_s"] for r in done),
+                      # per round: other load on the box changes between rounds more than within
+                      "speedup": statistics.median(a / b for a, b in zip(serial, walls, strict=True)),
+                      "spans_s": middle.get("spans_s")}
     log(f"executors: cluster processes left running: {result['cluster_left_running'] or 'none'}")
     return result
 
@@ -117,7 +122,8 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
 def table(result: dict) -> str:
     each = result["rows"]["serial"]["wall_s"] / result["tasks"]
     lines = [f"{result['tasks']} CPU-bound pure-Python tasks of {each:.2f} s each (serially) on "
-             f"{result['workers']} workers, median of {result['rounds']} rounds. The command-line "
+             f"{result['workers']} workers, median of {result['rounds']} rounds (speed-up: of each "
+             "round's serial / executor wall time). The command-line "
              f"cluster (`dask scheduler` + {result['workers']} x `dask worker --nthreads 1`) took "
              f"{result['cluster_start_s']:.1f} s to start, not counted.",
              "",
