@@ -16,7 +16,7 @@ show it). The tests check that
   end; a click on the failed node shows its error message and captured output;
 - the README example, Run All, saved, the kernel shut down and the notebook
   opened again: the saved output shows the final coloured DAG and "3/3 done"
-  (not the first frame);
+  (not the first frame), and in the dark theme dark shades on no white box;
 - ``jupyter nbconvert --execute --to html`` of the README example: the HTML shows
   the final coloured DAG and summary.
 
@@ -44,7 +44,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from codomyrmex_nb.palette import fill
+from codomyrmex_nb.palette import DARK, fill
 
 pytestmark = [pytest.mark.browser, pytest.mark.needs_dot]
 
@@ -587,6 +587,27 @@ def _check_saved_and_reopened(lab, page, browser) -> None:
         shown = again.locator(f".jp-OutputArea-output:has-text('{dead}')")
         assert shown.count() == 0 or not shown.first.is_visible(), dead
     again.screenshot(path=str(ARTIFACTS / "readme-reopened.png"))
+
+    # In JupyterLab's dark theme the DAG follows: dark shades on no white background.
+    _theme(again, "JupyterLab Dark")
+    try:
+        again.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+        _fills_are(again, f"{STATIC} svg g.node",
+                   {name: _rgb(DARK["completed"][0]) for name in README_TASKS})
+        background = again.locator(f"{STATIC} svg g.graph > polygon").first
+        assert background.count() == 0 or background.get_attribute("fill") in (
+            "transparent", "none")
+        again.wait_for_selector("#jupyterlab-splash", state="detached")
+        again.screenshot(path=str(ARTIFACTS / "readme-dark.png"))
+    finally:
+        _theme(again, "JupyterLab Light")
+        again.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
+
+
+def _theme(page, name: str) -> None:
+    page.get_by_role("menuitem", name="Settings", exact=True).click()
+    page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Theme'))").hover()
+    page.locator(f".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('{name}'))").click()
 
 
 # -- the README example through nbconvert --------------------------------------------------
