@@ -114,8 +114,18 @@ class TaskOrchestrator:
         restored = self._restorations(batch)
         with engine.lock:
             engine.sched.define(batch, restored)
+            self._record_restored(restored)
             engine.settle()
         return [t.id for t in batch]
+
+    def _record_restored(self, restored: dict[str, Any] | None) -> None:
+        """Under the lock: restored results count in the open run too (a second crash keeps them)."""
+        if restored:
+            engine = self._engine
+            for task_id in restored:
+                rec = engine.sched.records.get(task_id)
+                if rec is not None and rec.restored is not None:
+                    engine.recorder.record_restored(rec)
 
     def _restorations(self, batch: list[Task]) -> dict[str, Any] | None:
         """Results the journal gives back for new tasks of ``batch`` (outside the lock)."""
@@ -147,6 +157,7 @@ class TaskOrchestrator:
         with engine.lock:
             if restored:
                 engine.sched.define([task], restored)
+                self._record_restored(restored)
             else:
                 engine.sched.define_new(task)  # validated just now by Task(...)
             engine.settle()
@@ -225,13 +236,15 @@ class TaskOrchestrator:
             return None
         with engine.lock:
             waiting = [r.task for r in engine.sched.records.values()
-                       if r.status is S.PENDING and r.retry_token is None and not r.attempts]
+                       if r.status in (S.PENDING, S.READY) and r.retry_token is None
+                       and not r.attempts]
         found = recorder.restorations(waiting, engine.sched.lookup) if waiting else {}
         with engine.lock:
             for task_id, hit in found.items():
                 rec = engine.sched.records.get(task_id)
                 if rec is not None and not rec.attempts:
                     engine.sched.restore(rec, *hit)
+            self._record_restored(found)
             engine.settle()
         return self.restored_summary()
 

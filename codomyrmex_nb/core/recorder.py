@@ -81,6 +81,7 @@ class Recorder:
         self.restored: list[str] = []  # names restored since the last summary
         self.unhashable: dict[str, str] = {}  # task name -> why it can never be restored
         self._code: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._blobs: dict[str, bytes] = {}  # restored task id -> its bytes, to record again
         self._lock = threading.Lock()  # guards the code cache and the lists above
         if resume is not False:
             self.look_for_resume()
@@ -310,7 +311,17 @@ class Recorder:
             return None
         with self._lock:
             self.restored.append(task.name)
+            self._blobs[task.id] = blob  # recorded again in this run (see record_restored)
         return value, when, source
+
+    def record_restored(self, rec: Any) -> None:
+        """Under the engine lock, once ``rec`` was restored: record its result in the open
+        run too, so that a second crash still finds it."""
+        with self._lock:
+            blob = self._blobs.pop(rec.id, None)
+        if blob is not None and self.run_id is not None:
+            self.journal.result(self.run_id, rec.id, rec.name, rec.fingerprint, blob, None,
+                                rec.restored or time.time())
 
     def take_summary(self) -> str | None:
         """One line on what was restored since the last call (None if nothing)."""

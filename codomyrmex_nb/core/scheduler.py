@@ -98,6 +98,7 @@ _ALLOWED = frozenset({
     (RUNNING, PENDING), (RUNNING, FAILED), (READY, PENDING), (READY, FAILED), (RUNNING, READY),
     (PENDING, CANCELLED), (READY, CANCELLED), (RUNNING, CANCELLED),
     (PENDING, SKIPPED), (READY, SKIPPED), (READY, READY), (PENDING, COMPLETED),
+    (READY, COMPLETED),
     *((s, PENDING) for s in S), *((s, None) for s in S),
 })
 _VERB = {FAILED: "failed", CANCELLED: "was cancelled", SKIPPED: "was skipped",
@@ -278,7 +279,9 @@ class Scheduler:
         Only at definition (or when a resume is asked for a task not started yet):
         the task never reaches a worker. ``source`` says from where, for the result.
         """
-        if rec.status is not PENDING or rec.retry_token is not None:
+        if rec.status is READY and not rec.attempts:
+            self._withdraw(rec)  # queued but never started: it need not run at all
+        elif rec.status is not PENDING or rec.retry_token is not None:
             return
         now = self._now()
         rec.restored = when

@@ -164,8 +164,10 @@ class CellFunction:
 
     # -- the journal's fingerprint --------------------------------------------------------
     def __codo_fingerprint__(self, upstream_names: frozenset[str] = frozenset()) -> str:
-        """What this cell computes: its text and options, and the values of the notebook
-        names it reads (upstream task names excluded: their fingerprints count instead).
+        """What this cell computes: its text and the values of the notebook names it reads
+        (upstream task names excluded: their fingerprints count instead). Its options
+        count through the task's settings (the magic line's text does not: a comment
+        or ``--out`` changes nothing computed).
 
         Raises ``fingerprint.Unhashable`` naming a value that cannot be hashed: the
         task is then never restored from the journal.
@@ -181,7 +183,7 @@ class CellFunction:
                 digests[name] = value_digest(ns[name])
             except Unhashable as exc:
                 raise Unhashable(f"notebook name {name!r} read by the cell: {exc}") from None
-        return value_digest(("cell", self.cell.source, self.cell.header, digests))
+        return value_digest(("cell", self.cell.source, digests))  # options: the task's own
 
     # -- pickling for the processes / Dask executors ------------------------------------
     def __reduce__(self) -> tuple[Callable[..., CellFunction], tuple[Any, ...]]:
