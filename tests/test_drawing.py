@@ -192,6 +192,7 @@ def test_shared_resources_get_a_lock_node_and_dashed_lines():
     assert list(d.lock_nodes.values()) == ["cpu:db"]  # "solo" is claimed once: no lock node
     assert sorted(tid for _, tid in d.locks.values()) == sorted(t.id for t in snap.tasks[:2])
     assert "lock cpu:db" in svg and "stroke-dasharray" in svg
+    assert node_y(svg, "pn0") < node_y(svg, "pn1") < node_y(svg, "pn2")  # submission order
     template = Template.parse(svg, d.titles)
     lock_edge = next(iter(d.locks))
     looks = {n: task_look("pending") for n in d.nodes}

@@ -216,8 +216,10 @@ def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, pre
         g.node(ids[t.id], label=f"{look.glyph} {short(t.name)} {RESERVE}", id=ids[t.id],
                fillcolor=look.fill, fontcolor=look.font)
 
-    # Components bottom-up in dot's packing: declare them in reverse submission order.
-    for component in reversed(_components(tasks, by_id)):
+    # Components bottom-up in dot's packing: declare them in reverse submission order (a lock
+    # node joins its claimants into one component, laid out top-down in declaration order).
+    shared = _shared_keys(tasks)
+    for component in reversed(_components(tasks, by_id, shared)):
         for tid in component:
             bundle = bundle_of.get(tid)
             if bundle is None:
@@ -264,8 +266,10 @@ def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, pre
                    locks, lock_nodes, tuple(bundles), titles)
 
 
-def _components(tasks: tuple[TaskView, ...], by_id: dict[str, TaskView]) -> list[list[str]]:
-    """Connected parts of the graph (ignoring direction), each in submission order."""
+def _components(tasks: tuple[TaskView, ...], by_id: dict[str, TaskView],
+                shared: dict[str, list[tuple[str, str]]] | None = None) -> list[list[str]]:
+    """Connected parts of the graph (ignoring direction; tasks that share a drawn lock are
+    connected through it), each in submission order."""
     parent = {t.id: t.id for t in tasks}
 
     def find(x: str) -> str:
@@ -280,6 +284,12 @@ def _components(tasks: tuple[TaskView, ...], by_id: dict[str, TaskView]) -> list
                 a, b = find(t.id), find(dep)
                 if a != b:
                     parent[a] = b
+    for claimants in (shared or {}).values():
+        first = find(claimants[0][0])
+        for tid, _ in claimants[1:]:
+            other = find(tid)
+            if other != first:
+                parent[other] = first
     parts: dict[str, list[str]] = {}
     for t in tasks:
         parts.setdefault(find(t.id), []).append(t.id)
@@ -324,19 +334,26 @@ def _declare_bundle(graph: graphviz.Digraph, bundle: tuple[str, ...], name: str,
             sub.edge(ids[bundle[i]], ids[bundle[i + rows]], style="invis")
 
 
-def _locks(graph: graphviz.Digraph, tasks: tuple[TaskView, ...], ids: dict[str, str],
-           prefix: str, titles: dict[str, str]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
-    """A dashed ``lock`` node per resource key shared by two or more tasks, joined to each."""
+def _shared_keys(tasks: tuple[TaskView, ...]) -> dict[str, list[tuple[str, str]]]:
+    """Resource keys claimed by two or more tasks (the most shared, at most ``MAX_LOCKS``),
+    in order of first claim: key -> [(task id, mode)]."""
     claims: dict[str, list[tuple[str, str]]] = {}
     for t in tasks:
         for key, mode in t.resources:
             claims.setdefault(key, []).append((t.id, mode))
-    shared = sorted((k for k, who in claims.items() if len(who) >= 2),
-                    key=lambda k: -len(claims[k]))[:MAX_LOCKS]
+    shared = set(sorted((k for k, who in claims.items() if len(who) >= 2),
+                        key=lambda k: -len(claims[k]))[:MAX_LOCKS])
+    return {k: who for k, who in claims.items() if k in shared}
+
+
+def _locks(graph: graphviz.Digraph, tasks: tuple[TaskView, ...], ids: dict[str, str],
+           prefix: str, titles: dict[str, str]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """A dashed ``lock`` node per resource key shared by two or more tasks, joined to each."""
+    claims = _shared_keys(tasks)
     locks: dict[str, tuple[str, str]] = {}
     lock_nodes: dict[str, str] = {}
     names = {t.id: t.name for t in tasks}
-    for i, key in enumerate(sorted(shared, key=list(claims).index)):
+    for i, key in enumerate(claims):
         nid = f"{prefix}k{i}"
         lock_nodes[nid] = key
         who = ", ".join(f"{names[tid]} ({mode})" for tid, mode in claims[key])

@@ -225,7 +225,7 @@ class Painter:
         if not self.tracker.critical or self.grouping is not None:
             return ""
         if self.tracker.provisional:
-            return "critical path (blue) provisional: dashed until its tasks end"
+            return "critical path (blue): provisional, dashed until the run ends"
         return "critical path in blue"
 
     def group_note(self) -> str:
