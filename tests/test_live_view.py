@@ -437,3 +437,17 @@ def test_side_without_the_package_shows_the_view_inline_in_the_cell(orch, shown,
         assert WIDGET_MIME in shown[0][1] and "codo-inline" in shown[1][1]["text/html"]
     finally:
         view.close()
+
+
+@pytest.mark.needs_dot
+def test_a_copy_shown_before_any_task_ends_with_the_run_not_the_first_frame(orch, views, shown):
+    view = views(orch, interval=0.01)
+    view._ipython_display_()  # as in the quickstart: the view first, the tasks later
+    assert "0/0 done (no tasks)" in shown[1][1]["text/plain"]
+    orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(2)])
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    live_view_mod._settle_copies()
+    updates = [c for c in shown if c[0] == "update"]
+    assert updates and "2/2 done" in updates[-1][1]["text/plain"]
+    assert all("no tasks" not in c[1]["text/plain"] for c in updates)
