@@ -124,7 +124,7 @@ class Engine:
             self._work.notify()
         if not sched.unfinished:
             self._changed.notify_all()
-            if self.recorder is not None and self.recorder.run_id is not None:
+            if self.recorder is not None and self.recorder.run_id is not None and self._running:
                 self.recorder.end_run("finished")
 
     def _apply_effects(self) -> None:

@@ -77,6 +77,7 @@ class Recorder:
         self.path = path
         self._journal: Journal | None = None
         self.run_id: int | None = None
+        self.worked = False  # a task of the open run reached a worker
         self.resume_from: RunInfo | None = None
         self.restored: list[str] = []  # names restored since the last summary
         self.unhashable: dict[str, str] = {}  # task name -> why it can never be restored
@@ -117,14 +118,21 @@ class Recorder:
             return
         if self.run_id is None:
             self.run_id = self.journal.begin_run()
+            self.worked = False
             with self._lock:
                 self._code.clear()  # globals may have changed since the last run
+        if event.status is _S.RUNNING:
+            self.worked = True
         previous, status = event.previous, event.status
         self.journal.transition(self.run_id, event.seq, event.time, event.task_id, event.name,
                                 None if previous is None else previous.value,
                                 None if status is None else status.value, event.detail)
 
     def end_run(self, status: str) -> None:
+        """Close the open run. A run ends "finished" only once a task in it really ran:
+        tasks restored at definition leave it open, so a crash right after keeps them."""
+        if status == "finished" and not self.worked:
+            return
         if self.run_id is not None:
             self.journal.end_run(self.run_id, status)
             self.run_id = None
