@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import capture
 from .actions import ActionRegistry
 from .clock import Clock, TimerHandle
 from .events import Event, EventBus
@@ -293,6 +294,7 @@ class Engine:
                 self._shutdown_executor()
                 raise
             self.clock.start()
+            capture.acquire()  # output hooks stay installed while running: cheaper attempts
             with self.lock:
                 self._running = True
                 if not self._inline:
@@ -306,7 +308,7 @@ class Engine:
         me = threading.current_thread()
         with self._lifecycle:
             with self.lock:
-                self._running = False
+                was_running, self._running = self._running, False
                 self.sched.stop()
                 self.settle()
                 if self.recorder is not None:
@@ -321,6 +323,8 @@ class Engine:
             finally:
                 self.clock.stop()
                 self._shutdown_executor()
+                if was_running:
+                    capture.release()
                 if self.recorder is not None:
                     self.recorder.close()  # commits what is queued; reopened when needed
         self._publish_engine("stopped")
