@@ -67,7 +67,13 @@ def task_detail(snap: Snapshot, task_id: str, traceback: str | None = None,
         lines.append(f"    output{more}:")
         lines.extend("    | " + line for line in shown)
     if traceback and view.success is False:
-        lines.append(traceback.rstrip())
+        from .inspector import user_frames_first  # the engine's own frames say nothing here
+
+        text, hidden = user_frames_first(traceback)
+        if hidden:
+            lines.append(f"({hidden} engine frame{'s' * (hidden != 1)} before the task's code "
+                         "left out)")
+        lines.append(text.rstrip())
     return "\n".join(lines)
 
 
