@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
@@ -161,10 +162,15 @@ def test_cpu_strip_shows_busy_against_waiting(make_orch):
     bars = {b.get_gid().split(":", 1)[1]: b for b in attempt_bars(fig)}
     strips = {s.get_gid().split(":", 1)[1]: s for s in cpu_strips(fig)}
     assert set(strips) == set(bars)
+    attempts = {f"{v.id}:{a.number}": a for v in snap.tasks for a in v.attempts}
+    for key, strip in strips.items():  # each strip is its attempt's CPU/wall of the bar
+        a = attempts[key]
+        share = min(1.0, a.cpu_time / (a.ended_at - a.started_at))
+        assert strip.get_width() == pytest.approx(share * bars[key].get_width(), rel=1e-6)
+        assert strip.get_x() == bars[key].get_x()
     busy, idle = f"{ids['busy']}:1", f"{ids['idle']}:1"
-    assert strips[busy].get_width() > 0.5 * bars[busy].get_width()  # CPU-bound (a busy box
-    assert strips[idle].get_width() < 0.1 * bars[idle].get_width()  # may lend it less)
-    assert strips[busy].get_x() == bars[busy].get_x()
+    assert strips[idle].get_width() < 0.1 * bars[idle].get_width()  # it slept
+    assert strips[busy].get_width() > 3 * strips[idle].get_width()  # however busy the box
     assert "CPU time (strip length: CPU/wall)" in legend_texts(fig)
 
 
