@@ -535,7 +535,16 @@ orch.stop_execution()
 @pytest.mark.kernel
 def test_a_tasks_output_never_lands_in_a_cell():
     nbformat = pytest.importorskip("nbformat")
+    import subprocess
+
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
     from nbclient import NotebookClient
+
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:  # as in test_magics_kernel: this environment's interpreter
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix"],
+                       check=True, capture_output=True)
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source.strip()) for source in KERNEL_CELLS]
