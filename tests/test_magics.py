@@ -1165,9 +1165,6 @@ def test_run_journal_switches_files_turns_it_off_and_on(ip, journal, tmp_path, c
     assert len(ip.run_line_magic("codo_history", "")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="ENGINE BUG: orchestrator.resume() restores only PENDING "
-                   "tasks; a task with no dependencies defined while the engine is stopped is "
-                   "READY (not started) and is skipped")
 def test_run_journal_resumes_tasks_not_started_from_the_new_file(
         ip, journal, tmp_path, capsys, monkeypatch):
     die_mid_run(ip)  # into j.sqlite
@@ -1280,9 +1277,6 @@ def test_a_cached_cell_comes_back_after_a_finished_run_and_the_others_recompute(
     assert (attempts("load"), result("total")) == (1, 6)
 
 
-@pytest.mark.xfail(strict=True, reason="ENGINE BUG: CellFunction.__codo_fingerprint__ hashes the "
-                   "raw %%codo_task line, so adding --cache (or --out, or a comment) changes the "
-                   "journal fingerprint and the result recorded without it is not found")
 def test_adding_cache_after_a_finished_run_restores_that_runs_result(ip, journal):
     task(ip, "load", "list(range(5))")
     run_all(ip)
