@@ -256,3 +256,12 @@ def test_theme_css_maps_baked_colours_to_dark_variants():
     assert f"--codo-pending:{DARK['pending'][0]}" in css
     assert f'.sc g.node > [fill="{fill("pending")}"]{{fill:var(--codo-pending,' in css
     assert "bgcolor=transparent" in build_drawing(snapshot_of(chain(1))).graph.source
+
+
+def test_a_restored_task_is_marked_in_its_label_and_tip():
+    from codomyrmex_nb.notebook.drawing import RESTORED_MARK, suffix_text, tip_text
+
+    assert suffix_text("completed", 1.5, restored=True) == f"{RESTORED_MARK} restored"
+    assert suffix_text("completed", 1.5) == "1.50s"
+    assert "restored from the run journal" in tip_text("load", "completed", restored=True)
+    assert "restored" not in tip_text("load", "completed")

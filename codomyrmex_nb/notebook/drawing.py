@@ -48,6 +48,7 @@ CRITICAL_COLOUR = "#1f3a93"
 FIGURE_SPACE = "\u2007"  # as wide as a digit: reserves room for a run time
 RESERVE = FIGURE_SPACE * 6
 RETRY_MARK = "\u21bb"  # ↻
+RESTORED_MARK = "\u2913"  # ⤓ its result came back from the run journal
 BUNDLE_MIN = 10    # interchangeable tasks from which a rank is wrapped into a grid
 BUNDLE_ROWS = 16   # at most this many rows in such a grid
 MAX_LOCKS = 12     # lock nodes drawn at most (the most shared keys)
@@ -94,17 +95,21 @@ def runtime_text(seconds: float | None) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def suffix_text(state: str, runtime: float | None = None, retries: int = 0) -> str:
-    """What follows a task's name: ``↻2`` after retries, its run time once it ended."""
+def suffix_text(state: str, runtime: float | None = None, retries: int = 0,
+                restored: bool = False) -> str:
+    """What follows a task's name: ``↻2`` after retries, its run time once it ended,
+    ``⤓ restored`` when its result came back from the journal."""
+    if restored and state == "completed":
+        return f"{RESTORED_MARK} restored"
     done = state in ("completed", "failed")
     parts = [f"{RETRY_MARK}{retries}" if retries else "", runtime_text(runtime) if done else ""]
     return " ".join(p for p in parts if p)
 
 
 def task_look(state: str, runtime: float | None = None, critical: bool = False,
-              retries: int = 0, tip: str = "") -> Look:
-    return Look(fill(state), font_colour(state), glyph(state), suffix_text(state, runtime, retries),
-                critical, state, tip)
+              retries: int = 0, tip: str = "", restored: bool = False) -> Look:
+    return Look(fill(state), font_colour(state), glyph(state),
+                suffix_text(state, runtime, retries, restored), critical, state, tip)
 
 
 def group_look(counts: dict[str, int], tip: str = "") -> Look:
@@ -122,7 +127,8 @@ def runtime_of(task: TaskView) -> float | None:
 
 
 def tip_text(name: str, state: str, *, error: str | None = None, retries: int = 0,
-             waiting: str | None = None, holders: tuple[str, ...] = ()) -> str:
+             waiting: str | None = None, holders: tuple[str, ...] = (),
+             restored: bool = False) -> str:
     """The hover text of a task: name, state, retries, what it waits for, its error."""
     lines = [name, f"{glyph(state)} {STATES.get(state, STATES['pending'])[2]}"
              + (f" \u00b7 {RETRY_MARK}{retries} retr{'y' if retries == 1 else 'ies'}"
@@ -130,6 +136,8 @@ def tip_text(name: str, state: str, *, error: str | None = None, retries: int = 
     if waiting:
         held = f" (held by {', '.join(holders)})" if holders else ""
         lines.append(f"waiting for {waiting}{held}")
+    if restored and state == "completed":
+        lines.append(f"{RESTORED_MARK} restored from the run journal (not run again)")
     if error:
         lines.append(error if len(error) <= 300 else error[:299] + "\u2026")
     return "\n".join(lines)
@@ -212,7 +220,8 @@ def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, pre
     cluster = {b: f"cluster_{prefix}b{i}" for i, b in enumerate(bundles)}
 
     def declare(g: graphviz.Digraph, t: TaskView) -> None:
-        look = task_look(t.state, runtime_of(t), t.id in on_path, t.retry_count)
+        look = task_look(t.state, runtime_of(t), t.id in on_path, t.retry_count,
+                         restored=t.restored is not None)
         g.node(ids[t.id], label=f"{look.glyph} {short(t.name)} {RESERVE}", id=ids[t.id],
                fillcolor=look.fill, fontcolor=look.font)
 

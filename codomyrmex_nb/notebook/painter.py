@@ -150,9 +150,11 @@ class Painter:
             state = states.get(k, "pending")
             tries = retries.get(k, 0)
             wait = waiting.get(k)
+            restored = k in tracker.restored
             tip = tip_text(names.get(k, k), state, error=errors.get(k), retries=tries,
-                           waiting=wait, holders=tracker.holders(wait) if wait else ())
-            looks[n] = task_look(state, runtimes.get(k), k in crit, tries, tip)
+                           waiting=wait, holders=tracker.holders(wait) if wait else (),
+                           restored=restored)
+            looks[n] = task_look(state, runtimes.get(k), k in crit, tries, tip, restored)
         return looks
 
     def _group_tip(self, key: str, counts: Any) -> str:

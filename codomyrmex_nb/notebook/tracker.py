@@ -85,6 +85,7 @@ class Tracker:
         self._open = False
         #: looks up a task's error message (the view asks the orchestrator); events carry none
         self.error_lookup: Callable[[str], str | None] | None = None
+        self.restored: set[str] = set()  # tasks whose result came back from the journal
 
     def reset(self, snap: Snapshot, grouping: Grouping | None) -> None:
         """Take every state, run time and timing from ``snap``."""
@@ -92,6 +93,7 @@ class Tracker:
         self.names = {t.id: t.name for t in snap.tasks}
         self.runtimes = {t.id: runtime_of(t) for t in snap.tasks}
         self.retries = {t.id: t.retry_count for t in snap.tasks if t.retry_count}
+        self.restored = {t.id for t in snap.tasks if t.restored is not None}
         self.waiting = {t.id: t.blocked_on for t in snap.tasks
                         if t.blocked_on and t.state == "ready"}
         self.claims = {t.id: tuple(k for k, _ in t.resources) for t in snap.tasks if t.resources}
@@ -171,6 +173,7 @@ class Tracker:
             if not self._open and new in UNFINISHED:
                 self._open_run(ev.time)
             self.waiting.pop(tid, None)  # type: ignore[arg-type]
+            self.restored.discard(tid)  # type: ignore[arg-type]
             states[tid] = new  # type: ignore[index]
             counts[old] -= 1
             counts[new] += 1
@@ -189,6 +192,8 @@ class Tracker:
             elif new == "completed" or new == "failed":
                 self.finished_since_snapshot = True
                 self.finished += 1
+                if detail == "restored":
+                    self.restored.add(tid)  # type: ignore[arg-type]
                 if ev.execution_time is not None:
                     self.runtimes[tid] = ev.execution_time  # type: ignore[index]
             if new in ERRORED and self.error_lookup is not None and group_of is None:
