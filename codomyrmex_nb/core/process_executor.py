@@ -261,7 +261,14 @@ class _Worker:
         self.output = os.fdopen(fd, "rb")  # the worker writes, only we read (owner-only file)
         self.process = ctx.Process(target=_serve, args=(child, watch, self._path),
                                    name=f"codo-process-{number}")
-        self.process.start()
+        try:
+            self.process.start()
+        except BaseException:
+            self.output.close()
+            self._unlink()
+            for end in (parent, child, watch, alive):
+                end.close()
+            raise
         child.close()  # so that the parent sees EOF when the child dies
         watch.close()
         self.conn: Connection = parent
