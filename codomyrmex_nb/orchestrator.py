@@ -426,9 +426,11 @@ class TaskOrchestrator:
         from .analysis.frames import stats_frame
         return stats_frame(self)
 
-    def bottlenecks(self):  # noqa: ANN201
+    def bottlenecks(self, top: int = 5, min_seconds: float = 0.01,
+                    executor: str | None = None):  # noqa: ANN201
+        """What slowed the run and the cure for each (see ``analysis.bottlenecks``)."""
         from .analysis.frames import bottlenecks
-        return bottlenecks(self)
+        return bottlenecks(self, top=top, min_seconds=min_seconds, executor=executor)
 
     def timeline(self, ax: Any = None):  # noqa: ANN201
         from .analysis.timeline import timeline

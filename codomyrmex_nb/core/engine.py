@@ -383,6 +383,7 @@ class Engine:
         with self.lock:
             rows = copy_rows(self.sched)
             stats = self.sched.stats(self.max_workers, self._running)
+            stats["executor"] = self.executor_name
             seq, version, running = self.sched.seq, self.sched.structure_version, self._running
         return build_snapshot(rows, stats, version, running, self.max_workers, seq)
 

@@ -311,6 +311,10 @@ _STATS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("wait_dependencies_total", "waited for dependencies", seconds),
     ("wait_resources_total", "waited for resources", seconds),
     ("wait_worker_total", "waited for a worker", seconds),
+    ("cpu_time_total", "CPU time, total", seconds),
+    ("cores_busy", "cores kept busy", lambda v: "" if _missing(v) else f"{float(v):.2f}"),
+    ("peak_memory_max", "peak memory, largest attempt",
+     lambda v: "" if _missing(v) else f"{float(v) / 2**20:.1f} MB"),
     ("is_running", "engine running", _number),
 )
 
@@ -339,9 +343,9 @@ class StatsFrame(_Summarised):
 
 
 class BottlenecksFrame(_Summarised):
-    """``bottlenecks()`` rounded, with the ``detail`` text whole."""
+    """``bottlenecks()`` rounded, with the ``detail`` and ``cure`` texts whole."""
 
-    _left = ("kind", "task", "resource", "detail")
+    _left = ("kind", "task", "resource", "detail", "cure")
 
     _caption = "summary for display; the frame holds seconds and shares as numbers"
 
