@@ -238,11 +238,13 @@ files.nlargest(5, "lines")[["file", "lines", "functions"]].reset_index(drop=True
 }
 """),
         md("""
-`%codo_run` starts the engine and shows the live view; `--wait` also blocks
-until every task has ended.
+`%codo_run` starts the engine and shows the live view; `--side` puts it in a
+JupyterLab side panel that stays in sight while you edit and re-run the cells
+below (elsewhere it shows here, with a note); `--wait` also blocks until every
+task has ended.
 """),
         code("""
-%codo_run --wait --timeout 60
+%codo_run --side --wait --timeout 60
 """),
         code("""
 largest_files
@@ -547,8 +549,7 @@ orchestrator.add_tasks([
     Task(name="render", func=slow, parameters={"seconds": 10}, timeout=0.5),
     Task(name="archive", func=slow, parameters={"seconds": 60}),
 ])
-view = live_view(orchestrator)
-display(view)
+view = live_view(orchestrator, side=True)  # in a side panel: in sight while the cells below run
 orchestrator.start_execution()
 """),
         md("""
