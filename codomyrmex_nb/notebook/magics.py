@@ -168,7 +168,7 @@ class CodoMagics(Magics):
     @argument("--out", metavar="VAR", help="also store the result in the notebook variable VAR "
               "when the task completes")
     @argument("--cache", action="store_true",
-              help="restore the result from the run journal whenever the cell, its options, the "
+              help="restore the result from the run journal whenever the cell's text, the "
               "notebook names it reads and its upstream tasks are as they were in any run that "
               "completed it (without --cache only an unfinished run is resumed); changing "
               "--cache alone re-runs nothing")
