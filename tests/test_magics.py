@@ -1305,3 +1305,18 @@ def test_journal_options_take_a_trailing_comment(ip, journal, capsys, source, ex
         assert list(ip.user_ns["runs"]["status"]) == ["finished"]
     else:
         assert expected in out, out
+
+
+def test_retry_runs_a_restored_task_again(ip, journal, capsys):
+    die_mid_run(ip)
+    task(ip, "a", "40 + 1")
+    task(ip, "b --after a", GATED)
+    ip.user_ns["go"].set()
+    run_all(ip)
+    assert attempts("a") == 0 and orch().get_task("a").result.metadata["restored"] is True
+    capsys.readouterr()
+    ip.run_line_magic("codo_retry", "a  # really compute it")
+    assert "codo_retry: re-queued 'a'" in capsys.readouterr().out
+    ip.run_line_magic("codo_wait", "20")
+    assert (attempts("a"), attempts("b"), result("b")) == (1, 2, 42)
+    assert not orch().get_task("a").result.metadata.get("restored")
