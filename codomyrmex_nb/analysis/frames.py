@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.model import TaskPriority
+from ..core.snapshot import paused_gc
 from ..palette import STATES
 from ._common import as_snapshot, critical_steps
 from .bottlenecks import STR, bottlenecks
@@ -42,30 +43,36 @@ TASK_COLUMNS: dict[str, Any] = {
     "execution_time": "float64", "success": "boolean", "error_type": STR,
     "error_message": STR, "worker": STR, "blocked_on": STR,
     "cpu_time": "float64", "peak_memory": "Int64", "last_line": STR,
+    "restored": "bool",  # its result came back from the run journal (it did not run)
 }
 RESULT_COLUMNS: dict[str, Any] = {
     "id": STR, "name": STR, "state": STATE_DTYPE, "success": "bool", "data": object,
     "execution_time": "float64", "attempts": "int64", "error_type": STR,
-    "error_message": STR, "worker": STR, "completed_at": "datetime",
+    "error_message": STR, "worker": STR, "completed_at": "datetime", "restored": "bool",
 }
 
 
 def _frame(columns: dict[str, Any], rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Build a frame column by column, so every dtype is fixed even with no rows."""
-    data = {}
+    """Build a frame from row dicts, column by column, so every dtype is fixed even with no rows."""
+    return _frame_from_columns(columns, {name: [row[name] for row in rows] for name in columns})
+
+
+def _frame_from_columns(columns: dict[str, Any], data: dict[str, list[Any]]) -> pd.DataFrame:
+    """Build a frame from one list per column (the fast path: no dict per row)."""
+    out = {}
     for name, dtype in columns.items():
-        values = [row[name] for row in rows]
+        values = data[name]
         if dtype == "datetime":
-            seconds = pd.Series([np.nan if v is None else v for v in values], dtype="float64")
-            data[name] = pd.to_datetime(seconds, unit="s", utc=True)
+            seconds = np.array([np.nan if v is None else v for v in values], dtype="float64")
+            out[name] = pd.to_datetime(pd.Series(seconds), unit="s", utc=True)
         elif dtype is object:
             cells = np.empty(len(values), dtype=object)
             for i, value in enumerate(values):  # one by one: lists and dicts stay whole
                 cells[i] = value
-            data[name] = pd.Series(cells, dtype=object)
+            out[name] = pd.Series(cells, dtype=object)
         else:
-            data[name] = pd.Series(values, dtype=dtype)
-    return pd.DataFrame(data, columns=list(columns))
+            out[name] = pd.Series(values, dtype=dtype)
+    return pd.DataFrame(out, columns=list(columns))
 
 
 def tasks_frame(orch: Any) -> pd.DataFrame:
@@ -73,26 +80,44 @@ def tasks_frame(orch: Any) -> pd.DataFrame:
 
     ``wait_dependencies`` runs from (re-)queueing to ready, ``wait_resources``
     and ``wait_worker`` split the time from ready to start between a held
-    resource and a full worker pool.
+    resource and a full worker pool. Built column by column from the snapshot
+    (100,000 tasks in well under a second).
     """
     snap = as_snapshot(orch)
-    names = {v.id: v.name for v in snap.tasks}
-    rows = [{
-        "id": v.id, "name": v.name, "module": v.module, "action": v.action, "tags": list(v.tags),
-        "state": v.state, "priority": v.priority.name.lower(), "priority_value": v.priority.value,
-        "dependencies": [names.get(d, d) for d in v.dependencies],
-        "resources": [f"{key}:{mode}" for key, mode in v.resources],
-        "attempts": len(v.attempts), "retries": v.retry_count,
-        **{ts: getattr(v, ts) for ts in TIMESTAMPS},
-        "wait_dependencies": v.wait_dependencies, "wait_resources": v.wait_resources,
-        "wait_worker": v.wait_worker,
-        "execution_time": np.nan if v.execution_time is None else v.execution_time,
-        "success": v.success, "error_type": v.error_type, "error_message": v.error_message,
-        "worker": v.worker, "blocked_on": v.blocked_on,
-        "cpu_time": np.nan if v.cpu_time is None else v.cpu_time,
-        "peak_memory": v.peak_memory, "last_line": v.last_line,
-    } for v in snap.tasks]
-    return _frame(TASK_COLUMNS, rows)
+    with paused_gc():
+        return _tasks_frame(snap.tasks)
+
+
+def _tasks_frame(views: Any) -> pd.DataFrame:
+    names = {v.id: v.name for v in views}
+    nan = np.nan
+    data: dict[str, list[Any]] = {
+        "id": [v.id for v in views], "name": [v.name for v in views],
+        "module": [v.module for v in views], "action": [v.action for v in views],
+        "tags": [list(v.tags) for v in views], "state": [v.state for v in views],
+        "priority": [_PRIORITY_NAMES[v.priority] for v in views],
+        "priority_value": [v.priority.value for v in views],
+        "dependencies": [[names.get(d, d) for d in v.dependencies] for v in views],
+        "resources": [[f"{key}:{mode}" for key, mode in v.resources] for v in views],
+        "attempts": [len(v.attempts) for v in views],
+        "retries": [v.retry_count for v in views],
+        "wait_dependencies": [v.wait_dependencies for v in views],
+        "wait_resources": [v.wait_resources for v in views],
+        "wait_worker": [v.wait_worker for v in views],
+        "execution_time": [nan if v.execution_time is None else v.execution_time for v in views],
+        "success": [v.success for v in views], "error_type": [v.error_type for v in views],
+        "error_message": [v.error_message for v in views], "worker": [v.worker for v in views],
+        "blocked_on": [v.blocked_on for v in views],
+        "cpu_time": [nan if v.cpu_time is None else v.cpu_time for v in views],
+        "peak_memory": [v.peak_memory for v in views], "last_line": [v.last_line for v in views],
+    }
+    for ts in TIMESTAMPS:
+        data[ts] = [getattr(v, ts) for v in views]
+    data["restored"] = [v.restored is not None for v in views]
+    return _frame_from_columns(TASK_COLUMNS, data)
+
+
+_PRIORITY_NAMES = {p: p.name.lower() for p in TaskPriority}
 
 
 def results_frame(orch: Any) -> pd.DataFrame:
@@ -101,12 +126,17 @@ def results_frame(orch: Any) -> pd.DataFrame:
     ``data`` holds each result as the very object the task returned.
     """
     snap = as_snapshot(orch)
+    with paused_gc():
+        return _results_frame(snap.tasks)
+
+
+def _results_frame(views: Any) -> pd.DataFrame:
     rows = [{
         "id": v.id, "name": v.name, "state": v.state, "success": bool(v.success), "data": v.data,
         "execution_time": v.execution_time, "attempts": len(v.attempts),
         "error_type": v.error_type, "error_message": v.error_message, "worker": v.worker,
-        "completed_at": v.completed_at,
-    } for v in snap.tasks if v.success is not None]
+        "completed_at": v.completed_at, "restored": v.restored is not None,
+    } for v in views if v.success is not None]
     return _frame(RESULT_COLUMNS, rows)
 
 

@@ -34,7 +34,7 @@ from .invoke import Outcome, Run, build_kwargs, format_traceback, wants_upstream
 from .model import TaskStatus
 from .recorder import Recorder
 from .scheduler import Record, Scheduler
-from .snapshot import Snapshot, build_snapshot, copy_rows
+from .snapshot import Snapshot, build_snapshot, copy_rows, paused_gc
 
 log = logging.getLogger(__name__)
 
@@ -380,12 +380,13 @@ class Engine:
 
     def snapshot(self) -> Snapshot:
         """A frozen copy of every task's state at one sequence number (see core.snapshot)."""
-        with self.lock:
+        with paused_gc(), self.lock:
             rows = copy_rows(self.sched)
             stats = self.sched.stats(self.max_workers, self._running)
             stats["executor"] = self.executor_name
             seq, version, running = self.sched.seq, self.sched.structure_version, self._running
-        return build_snapshot(rows, stats, version, running, self.max_workers, seq)
+        with paused_gc():
+            return build_snapshot(rows, stats, version, running, self.max_workers, seq)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
