@@ -1159,6 +1159,9 @@ def test_run_journal_switches_files_turns_it_off_and_on(ip, journal, tmp_path, c
     assert orch().journal_path is None
     ip.run_line_magic("codo_run", "--journal on")
     assert orch().journal_path == str(tmp_path / ".codomyrmex" / "folder.sqlite")
+    capsys.readouterr()
+    ip.run_line_magic("codo_run", "--journal on  # again: nothing changes")
+    assert "journal" not in capsys.readouterr().out
     task(ip, "t", "1")
     run_all(ip)
     flush_journal()

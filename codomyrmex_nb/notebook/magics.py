@@ -45,6 +45,7 @@ from IPython.display import display
 from .. import default as _default
 from ..core import OrchestratorBusyError, TaskStatus
 from ..core.executors import EXECUTORS
+from ..core.recorder import journal_setting
 from ..orchestrator import TaskOrchestrator
 from .cell_define import CellDefinitionError, CellOptions, define_cell_task
 from .display import BottlenecksFrame, ResultsFrame, StatsFrame
@@ -262,13 +263,13 @@ class CodoMagics(Magics):
     def _switch_journal(self, orch: TaskOrchestrator, value: str, fresh: bool) -> str | None:
         """``--journal``: switch files (or turn it on or off), then resume the tasks not
         started yet from the new file (unless ``fresh``); returns what was restored."""
-        word = value.strip().lower()
-        setting: bool | str = True if word == "on" else False if word in _OFF else \
-            str(Path(value).expanduser())
-        current = orch.journal_path
-        if (setting is False and current is None) or (
-                isinstance(setting, str) and current is not None
-                and Path(setting).absolute() == Path(current).absolute()):
+        setting: bool | str = True if value.strip().lower() == "on" else value
+        if isinstance(setting, str) and journal_setting(setting) is not None:
+            setting = str(Path(setting).expanduser())
+        target, current = journal_setting(setting), orch.journal_path
+        if (target is None and current is None) or (
+                target is not None and current is not None
+                and target.absolute() == Path(current).absolute()):
             return None  # already so: re-running the cell changes nothing
         busy = _in_flight(orch)
         if busy:
@@ -563,9 +564,6 @@ def _no_args(name: str, line: str) -> None:
     rest = strip_comment(line).strip()
     if rest:
         raise UsageError(f"%{name} takes no arguments, got {rest!r}")
-
-
-_OFF = ("off", "false", "no", "none", "0")
 
 
 def _in_flight(orch: TaskOrchestrator) -> int:
