@@ -16,8 +16,9 @@ changes on a Task take effect, validated, when that task is next queued by
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .core.engine import Engine
@@ -273,13 +274,29 @@ class TaskOrchestrator:
         from .analysis.history import history_frame
 
         recorder = self._engine.recorder
-        return history_frame([] if recorder is None else recorder.journal.history())
+        if recorder is None:
+            return history_frame([])
+        with self._journal_open(recorder) as journal:
+            journal.flush(5.0)  # the run that just ended reads as ended
+            return history_frame(journal.history())
+
+    @contextlib.contextmanager
+    def _journal_open(self, recorder: Recorder) -> Iterator[Any]:
+        """The journal for a read or a clear; closed again after it if the engine is
+        stopped and it was closed before (no writer thread outlives stop_execution)."""
+        was_open = recorder.is_open
+        try:
+            yield recorder.journal
+        finally:
+            if not was_open and not self._engine.running:
+                recorder.close()
 
     def clear_journal(self) -> None:
         """Forget every run the journal recorded (``%codo_reset --journal``)."""
         recorder = self._engine.recorder
         if recorder is not None:
-            recorder.journal.clear()
+            with self._journal_open(recorder) as journal:
+                journal.clear()
             recorder.resume_from = None
 
     # -- looking up -----------------------------------------------------------------------

@@ -472,7 +472,6 @@ def test_history_lists_runs_newest_first_with_their_statuses(tmp_path):
         gate.set()
         orch.stop_execution()
     runs = orch.history()
-    orch._engine.recorder.close()  # reading reopened the journal (see the xfail below)
     assert list(runs["status"]) == ["stopped", "finished", "finished"]
     assert list(runs["run"]) == sorted(runs["run"], reverse=True)
     assert list(runs["completed"]) == [0, 1, 1] and list(runs["failed"]) == [0, 1, 0]
@@ -576,9 +575,6 @@ def test_resume_restores_a_task_defined_before_it_that_has_not_started(tmp_path)
     assert task.status is S.COMPLETED, summary
 
 
-@pytest.mark.xfail(strict=True, reason="ENGINE BUG: a read after stop_execution() (history()) "
-                   "reopens the journal with its writer thread, which then outlives the engine "
-                   "until the next start/stop or the end of the process")
 def test_reading_the_history_of_a_stopped_orchestrator_leaves_no_writer_thread(tmp_path):
     orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
     orch.create_task("a", func=lambda: 1)
@@ -596,10 +592,6 @@ def test_reading_the_history_of_a_stopped_orchestrator_leaves_no_writer_thread(t
             orch._engine.recorder.close()
 
 
-@pytest.mark.xfail(strict=True, reason="ENGINE BUG: history() reads committed rows only and does "
-                   "not flush first: right after wait_for_completion() the run that just finished "
-                   "reads as 'running' with 0 tasks until the writer's next commit (<= 0.1 s by "
-                   "default; 5 s here, to make it certain)")
 def test_history_right_after_the_run_shows_it_finished(tmp_path):
     from codomyrmex_nb.core.journal import Journal
 

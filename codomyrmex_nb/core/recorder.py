@@ -99,6 +99,11 @@ class Recorder:
     def enabled(self) -> bool:
         return self.journal.enabled
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the journal (and its writer thread) is open now."""
+        return self._journal is not None
+
     def look_for_resume(self) -> RunInfo | None:
         """Resume from the journal's last run if it did not finish (its kernel died)."""
         last = self.journal.last_run() if self.journal.enabled else None

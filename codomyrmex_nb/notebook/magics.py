@@ -249,9 +249,10 @@ class CodoMagics(Magics):
             if summary:
                 print(f"codo_run: {summary}")
         orch.start_execution()
-        if args.side and _side_panel(orch):
+        shown = _side_panel(orch) if args.side else None
+        if shown:
             print("codo_run: the live view is in the side panel")
-        else:
+        elif shown is None:
             view = _live_view(orch)
             if view is not None:
                 display(view)
@@ -630,16 +631,17 @@ def _live_view(orch: TaskOrchestrator) -> Any:
     return live_view(orch)
 
 
-def _side_panel(orch: TaskOrchestrator) -> bool:
-    """Show the live view in the side panel (``live_view(orch, side=True)``); False if unable.
+def _side_panel(orch: TaskOrchestrator) -> bool | None:
+    """Show the live view in the side panel: True if it is there, False if the live view
+    fell back inline by itself (it says why), None if the caller must show it inline.
 
-    ``live_view(side=True)`` shows the view in the panel itself. A live view
-    without that keyword gets a one-line note and the caller shows it inline.
+    ``live_view(side=True)`` shows the view (in the panel, or inline with a note).
+    A live view without that keyword gets a one-line note here.
     """
     try:
         from .live_view import live_view
     except ImportError:
-        return False
+        return None
     try:
         params = inspect.signature(live_view).parameters
     except (TypeError, ValueError):
@@ -647,13 +649,9 @@ def _side_panel(orch: TaskOrchestrator) -> bool:
     side = params.get("side")
     if side is None or side.kind not in (side.POSITIONAL_OR_KEYWORD, side.KEYWORD_ONLY):
         print("codo_run: no side panel in this version of the live view; showing it here")
-        return False
-    try:
-        live_view(orch, side=True)
-    except ImportError as exc:  # the side-panel package is missing
-        print(f"codo_run: no side panel ({exc}); showing the live view here")
-        return False
-    return True
+        return None
+    view = live_view(orch, side=True)  # shows the cell's part itself, or says why not
+    return bool(getattr(view, "side", False))
 
 
 def _logs_text(orch: TaskOrchestrator, name: str, task: Any) -> str:
