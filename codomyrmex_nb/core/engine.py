@@ -66,18 +66,8 @@ class Engine:
     def _listen(self) -> None:
         """Under the lock (or before any thread): who hears the scheduler's transitions."""
         bus, recorder = self.events, self.recorder
-        if recorder is not None and bus.active:
-            record, publish = recorder.on_event, bus.publish
-
-            def both(event: Event) -> None:
-                record(event)
-                publish(event)
-
-            self.sched.listener = both
-        elif recorder is not None:
-            self.sched.listener = recorder.on_event
-        else:
-            self.sched.listener = bus.publish if bus.active else None
+        self.sched.listener = bus.publish if bus.active else None
+        self.sched.recorder = None if recorder is None else recorder.on_transition
 
     def use_recorder(self, recorder: Recorder | None) -> None:
         """Switch journals (while idle); the old one commits and closes."""

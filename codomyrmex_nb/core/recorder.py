@@ -1,6 +1,6 @@
 """Between the scheduler and the journal: runs, fingerprints, results, and restoring them.
 
-The engine hands every transition record to ``on_event`` (under its lock: only
+The scheduler hands every transition record to ``on_transition`` (under the lock: only
 a deque append in the journal) and every completed attempt's value to
 ``prepare_result`` in the worker thread, outside the lock: the fingerprint and
 the serialised bytes are made there, so a later in-place change by a downstream
@@ -39,6 +39,8 @@ from .model import Task, TaskStatus, output_refs
 
 log = logging.getLogger(__name__)
 _S = TaskStatus
+_RUNNING = TaskStatus.RUNNING
+_VALUE = {None: None, **{s: s.value for s in TaskStatus}}  # enum .value is slow per call
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 
 
@@ -117,21 +119,23 @@ class Recorder:
             journal.close()
 
     # -- runs and transitions (under the engine lock) ------------------------------------
-    def on_event(self, event: Any) -> None:
-        """A transition record from the scheduler: queue it (opens a run if none is open)."""
-        if event.seq is None:
-            return
-        if self.run_id is None:
-            self.run_id = self.journal.begin_run()
-            self.worked = False
-            with self._lock:
-                self._code.clear()  # globals may have changed since the last run
-        if event.status is _S.RUNNING:
+    def on_transition(self, seq: int, when: float, task_id: str, name: str, previous: Any,
+                      status: Any, detail: str | None) -> None:
+        """A transition record from the scheduler, under the engine lock: queue it (opens a
+        run if none is open). Plain values, no Event object: this runs for every change."""
+        run_id = self.run_id
+        journal = self._journal
+        if run_id is None or journal is None:
+            journal = self.journal
+            if run_id is None:
+                run_id = self.run_id = journal.begin_run()
+                self.worked = False
+                with self._lock:
+                    self._code.clear()  # globals may have changed since the last run
+        if status is _RUNNING:
             self.worked = True
-        previous, status = event.previous, event.status
-        self.journal.transition(self.run_id, event.seq, event.time, event.task_id, event.name,
-                                None if previous is None else previous.value,
-                                None if status is None else status.value, event.detail)
+        journal.transition(run_id, seq, when, task_id, name, _VALUE[previous], _VALUE[status],
+                           detail)
 
     def end_run(self, status: str) -> None:
         """Close the open run. A run ends "finished" only once a task in it really ran:

@@ -214,7 +214,8 @@ class Scheduler:
         self.counts = dict.fromkeys(S, 0)
         self.unfinished = 0
         self.seq = 0
-        self.listener: Callable[[Event], None] | None = None
+        self.listener: Callable[[Event], None] | None = None  # views: Event objects
+        self.recorder: Callable[..., None] | None = None  # the journal: (seq, time, id, ...)
         self.effects: list[tuple[Any, ...]] = []
         self.resources = ResourceManager()
         self.structure_version = 0
@@ -255,10 +256,14 @@ class Scheduler:
         rec.status = to
         rec.view = None
         self.seq += 1
-        listener = self.listener
-        if listener is not None:
-            listener(Event(kind, rec.id, rec.name, to, frm, detail, self._now(),
-                           execution_time, self.seq))
+        listener, recorder = self.listener, self.recorder
+        if listener is not None or recorder is not None:
+            now = self._now()
+            if recorder is not None:  # the journal takes the record as plain values
+                recorder(self.seq, now, rec.id, rec.name, frm, to, detail)
+            if listener is not None:
+                listener(Event(kind, rec.id, rec.name, to, frm, detail, now,
+                               execution_time, self.seq))
 
     # == defining ==================================================================
     def lookup(self, ref: Any) -> Record | None:
