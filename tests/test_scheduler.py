@@ -89,7 +89,8 @@ def test_an_illegal_transition_is_a_loud_bug():
     sched.define([t("a")])
     rec = sched.lookup("a")
     with pytest.raises(AssertionError, match="cannot go"):
-        sched._move(rec, S.COMPLETED)  # READY -> COMPLETED skips RUNNING
+        sched._move(rec, S.SKIPPED)
+        sched._move(rec, S.RUNNING)  # SKIPPED -> RUNNING: an ended task never starts
 
 
 def test_dependents_wait_for_all_upstream_and_then_become_ready():
