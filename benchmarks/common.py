@@ -84,11 +84,14 @@ class Settings:
     view_rounds: int = 5
     cpu_seconds: float = 1.5  # one CPU-bound task, calibrated
     cpu_rounds: int = 3
+    journal_tasks: int = 10_000
+    journal_rounds: int = 3
 
     @classmethod
     def quick(cls) -> Settings:
         return cls(sizes=(1_000,), seeds=5, memory_tasks=10_000, view_tasks=1_000,
-                   view_rounds=3, cpu_seconds=0.3, cpu_rounds=1)
+                   view_rounds=3, cpu_seconds=0.3, cpu_rounds=1, journal_tasks=2_000,
+                   journal_rounds=1)
 
 
 def engine_source() -> dict[str, object]:

@@ -6,7 +6,8 @@
 
 Parts: overhead (per-task cost against dask and a bare floor), quality
 (makespan against a lower bound), memory (bytes per task), view (throughput
-with the live view), executors (CPU-bound work on each executor). Each part
+with the live view), executors (CPU-bound work on each executor), journal
+(throughput with the run journal on against off). Each part
 is a module with ``run(settings, log) -> dict`` and ``table(result) -> str``.
 Progress goes to stderr, the tables to stdout at the end. A part that fails
 is reported and left out of the files; the exit code is then 1.
@@ -23,6 +24,7 @@ import traceback
 from pathlib import Path
 
 import cpu_executors
+import journal_cost
 import memory
 import overhead
 import quality
@@ -31,7 +33,7 @@ import view_cost
 from common import Settings, environment
 
 PARTS = {"overhead": overhead, "quality": quality, "memory": memory, "view": view_cost,
-         "executors": cpu_executors}
+         "executors": cpu_executors, "journal": journal_cost}
 HERE = Path(__file__).resolve().parent
 
 
@@ -46,7 +48,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="overhead sizes, e.g. 1000,10000")
     for name, kind in (("repeat", int), ("budget", float), ("seeds", int),
                        ("memory-tasks", int), ("view-tasks", int), ("view-rounds", int),
-                       ("cpu-seconds", float), ("cpu-rounds", int)):
+                       ("cpu-seconds", float), ("cpu-rounds", int), ("journal-tasks", int),
+                       ("journal-rounds", int)):
         p.add_argument(f"--{name}", type=kind)
     args = p.parse_args(argv)
     parts = args.only.split(",") if args.only else list(PARTS)

@@ -18,9 +18,10 @@ import psutil
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-PARTS = ("overhead", "quality", "memory", "view", "executors")
+PARTS = ("overhead", "quality", "memory", "view", "executors", "journal")
 TINY = ["--quick", "--sizes", "50", "--repeat", "1", "--seeds", "2", "--memory-tasks", "300",
-        "--view-tasks", "100", "--view-rounds", "1", "--cpu-seconds", "0.05"]
+        "--view-tasks", "100", "--view-rounds", "1", "--cpu-seconds", "0.05",
+        "--journal-tasks", "200", "--journal-rounds", "1"]
 
 
 def _committed() -> dict[str, bytes | None]:
