@@ -235,6 +235,8 @@ class Capture:
     # -- reading ----------------------------------------------------------------------------------
     def text(self) -> str:
         """Everything kept so far, in order; the unfinished last line included."""
+        if not (self._head or self._tail or self._line or self._dropped):
+            return ""  # the common case: the task printed nothing
         with self._mutex:
             parts = list(self._head)
             if self._dropped:
@@ -429,6 +431,10 @@ def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
 
 def _install() -> None:
     global _previous_factory, _original_is_enabled_for
+    if (type(sys.stdout) is StreamRouter and type(sys.stderr) is StreamRouter
+            and logging.Logger.__dict__.get("isEnabledFor") is _is_enabled_for
+            and logging.getLogRecordFactory() is _record_factory):
+        return  # in place already (an engine holds them while it runs)
     for name in ("stdout", "stderr"):
         current = getattr(sys, name)
         if not isinstance(current, StreamRouter):

@@ -60,6 +60,9 @@ class Outcome:
     peak_memory: int | None = None  # bytes, where the executor can measure one attempt
 
 
+_PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple, set})  # never awaitable
+
+
 class Run:
     """An attempt in flight: what to call, where it runs, and how to stop it.
 
@@ -164,7 +167,7 @@ class Run:
                     self.begun = True
                     self._in_user = True
                 value = self.call()
-                if value is not None and inspect.isawaitable(value):
+                if value is not None and type(value) not in _PLAIN and inspect.isawaitable(value):
                     value = self._run_coroutine(value)
                 return Outcome(True, value, started=started, ended=time.perf_counter())
             finally:
