@@ -529,3 +529,23 @@ def test_a_killed_process_leaves_exactly_its_committed_rows(tmp_path):
         assert journal.restorable(run, "fpB") is None
     finally:
         journal.close()
+
+
+OPENER = textwrap.dedent("""
+    import sys
+    from codomyrmex_nb.core.journal import Journal
+    journal = Journal(sys.argv[1], commit_interval=0.0)
+    print(journal.enabled, journal.begin_run(), flush=True)
+    journal.close()
+""")
+
+
+def test_two_processes_creating_one_new_journal_both_get_it(tmp_path):
+    """Two kernels started in one folder at once: neither loses the race for the folder."""
+    for attempt in range(8):
+        path = tmp_path / f"try{attempt}" / ".codomyrmex" / "j.sqlite"
+        procs = [run_python(OPENER, str(path)) for _ in range(2)]
+        outs = [proc.communicate(timeout=60) for proc in procs]
+        for out, err in outs:
+            enabled, run = out.split()
+            assert enabled == "True" and int(run) > 0, err

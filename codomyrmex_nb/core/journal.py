@@ -241,10 +241,16 @@ class Journal:
 
     def _prepare_files(self) -> None:
         folder = self.path.parent
-        created = not folder.exists()
-        if created:
-            folder.mkdir(mode=0o700, parents=True)
-            os.chmod(folder, 0o700)
+        created = False
+        if not folder.exists():
+            try:
+                folder.mkdir(mode=0o700, parents=True)
+                created = True
+            except FileExistsError:  # another process made it just now: use it
+                if not folder.is_dir():
+                    raise
+            if created:
+                os.chmod(folder, 0o700)
         if created or folder.name == FOLDER:
             ignore = folder / ".gitignore"
             if not ignore.exists():
