@@ -55,6 +55,7 @@ from typing import Any, BinaryIO, TextIO
 
 LOG_LEVEL = logging.INFO  # records at this level and above are kept, whatever the loggers say
 LIMIT = 1_000_000  # characters kept per attempt: the first and the last half
+MAX_DISPLAYS = 20  # rich outputs (display(), figures shown) kept per attempt
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
 
@@ -76,7 +77,7 @@ class Capture:
 
     __slots__ = ("level", "limit", "live", "_head", "_head_size", "_tail", "_tail_size",
                  "_line", "_line_size", "_cr", "_dropped", "_dropped_lines", "_mutex", "_thread",
-                 "_outer", "_live_to")
+                 "_outer", "_live_to", "displays")
 
     def __init__(self, *, level: int = LOG_LEVEL, limit: int = LIMIT, live: bool = False) -> None:
         if limit < 2:
@@ -95,6 +96,17 @@ class Capture:
         self._thread: int | None = None
         self._outer: Capture | None = None  # the capture this one interrupts in its thread
         self._live_to: TextIO | None = None
+        self.displays: list[tuple[dict[str, Any], dict[str, Any]]] | None = None  # rich output
+
+    def add_display(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        """Keep one rich output (a ``display()`` mime bundle: a figure, a table) of the
+        attempt; at most ``MAX_DISPLAYS``, the later ones counted in a line of text."""
+        if self.displays is None:
+            self.displays = []
+        if len(self.displays) < MAX_DISPLAYS:
+            self.displays.append((dict(data), dict(metadata or {})))
+        else:
+            self.write(f"[{type(self).__name__}: display output beyond {MAX_DISPLAYS} left out]\n")
 
     # -- lifetime ---------------------------------------------------------------------------
     def start(self) -> Capture:

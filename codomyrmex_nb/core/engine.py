@@ -214,7 +214,8 @@ class Engine:
             run.timer.cancel()
         counted = self.sched.finish(run, outcome.ok, outcome.value, outcome.error,
                                     outcome.traceback, outcome.ended - outcome.started,
-                                    outcome.logs, outcome.cpu_time, outcome.peak_memory)
+                                    outcome.logs, outcome.cpu_time, outcome.peak_memory,
+                                    outcome.displays)
         if counted and prepared is not None and self.recorder is not None:
             self.recorder.record_result(run.rec, prepared)
         self.settle(wake=False)

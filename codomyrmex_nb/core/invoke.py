@@ -58,6 +58,7 @@ class Outcome:
     logs: str | None = None  # what the attempt printed and logged, where captured
     cpu_time: float | None = None  # CPU seconds of the attempt (its thread, or its process)
     peak_memory: int | None = None  # bytes, where the executor can measure one attempt
+    displays: list[Any] | None = None  # (mime bundle, metadata) the attempt displayed
 
 
 _PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple, set})  # never awaitable
@@ -155,6 +156,7 @@ class Run:
             cpu = time.thread_time() - cpu
             logs = box.stop()
         outcome.logs, outcome.cpu_time = logs, cpu
+        outcome.displays = box.displays
         return outcome
 
     def _execute(self) -> Outcome:

@@ -176,6 +176,7 @@ class TaskResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     logs: str | None = field(default=None, repr=False)  # the last attempt's captured output
+    displays: list[Any] | None = field(default=None, repr=False)  # its display() bundles
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in (
@@ -214,7 +215,7 @@ class Attempt:
     """One run of a task: where, when, and how it ended (for timelines and frames)."""
 
     __slots__ = ("number", "worker", "started_at", "ended_at", "outcome", "logs", "cpu_time",
-                 "peak_memory")
+                 "peak_memory", "displays")
 
     def __init__(self, number: int, worker: str | None = None, started_at: float | None = None,
                  ended_at: float | None = None, outcome: str | None = None) -> None:
@@ -225,10 +226,12 @@ class Attempt:
         self.logs: str | None = None  # captured output of this attempt
         self.cpu_time: float | None = None  # CPU seconds, where measured
         self.peak_memory: int | None = None  # bytes, where the executor can tell
+        self.displays: list[Any] | None = None  # (mime bundle, metadata) it displayed
 
     def copy(self) -> Attempt:
         twin = Attempt(self.number, self.worker, self.started_at, self.ended_at, self.outcome)
         twin.logs, twin.cpu_time, twin.peak_memory = self.logs, self.cpu_time, self.peak_memory
+        twin.displays = self.displays
         return twin
 
     def __repr__(self) -> str:

@@ -780,7 +780,8 @@ class Scheduler:
     # == outcomes ===================================================================
     def finish(self, ticket: Any, ok: bool, value: Any = None, error: BaseException | None = None,
                tb: str | None = None, elapsed: float = 0.0, logs: str | None = None,
-               cpu_time: float | None = None, peak_memory: int | None = None) -> bool:
+               cpu_time: float | None = None, peak_memory: int | None = None,
+               displays: list[Any] | None = None) -> bool:
         """The attempt's code returned (or raised). False if it was abandoned or superseded.
 
         What the attempt printed and cost is kept on its ``Attempt`` either way (a
@@ -792,6 +793,7 @@ class Scheduler:
         attempt = ticket.attempt
         if attempt is not None and (logs is not None or cpu_time is not None):
             attempt.logs, attempt.cpu_time, attempt.peak_memory = logs, cpu_time, peak_memory
+            attempt.displays = displays
             rec.view = None
             result = rec.result
             if ticket.abandoned and result is not None and result.logs is None \
@@ -810,7 +812,7 @@ class Scheduler:
         attempt = self._end_attempt(rec, ticket, "completed" if ok else "failed", now)
         if ok:
             rec.result = self._result(rec, True, elapsed, attempt, data=value)
-            rec.result.logs = logs
+            rec.result.logs, rec.result.displays = logs, displays
             self._ended(rec, COMPLETED, now)
             for down in rec.downs:
                 if down.status is PENDING and down.retry_token is None:
@@ -819,7 +821,7 @@ class Scheduler:
                         self._make_ready(down, now)
         else:
             self._failed(rec, error, tb, elapsed, attempt, now)
-            rec.result.logs = logs
+            rec.result.logs, rec.result.displays = logs, displays
         return True
 
     def _end_attempt(self, rec: Record, ticket: Any, outcome: str, now: float) -> Attempt:
