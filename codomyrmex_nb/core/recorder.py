@@ -198,7 +198,14 @@ class Recorder:
                     node.fingerprint = ""
                     with self._lock:
                         self.unhashable[node.name] = str(exc)
+                self._define_row(node)
         return rec.fingerprint or None
+
+    def _define_row(self, rec: Any) -> None:
+        """The task's definition fingerprint in the open run (None: it can never be restored)."""
+        run_id, journal = self.run_id, self._journal
+        if run_id is not None and journal is not None:
+            journal.define(run_id, rec.id, rec.name, rec.fingerprint or None)
 
     # -- attempts and results (worker thread, outside the engine lock) ----------------------
     def before_attempt(self, rec: Any) -> None:
@@ -337,6 +344,7 @@ class Recorder:
         with self._lock:
             blob = self._blobs.pop(rec.id, None)
         if blob is not None and self.run_id is not None:
+            self._define_row(rec)
             self.journal.result(self.run_id, rec.id, rec.name, rec.fingerprint, blob, None,
                                 rec.restored or time.time())
 
