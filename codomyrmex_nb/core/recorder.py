@@ -21,6 +21,7 @@ says why. Restoring unpickles: only trusted journals may be opened.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -40,6 +41,7 @@ from .model import Task, TaskStatus, output_refs
 log = logging.getLogger(__name__)
 _S = TaskStatus
 _RUNNING = TaskStatus.RUNNING
+_SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _VALUE = {None: None, **{s: s.value for s in TaskStatus}}  # enum .value is slow per call
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 
@@ -160,6 +162,18 @@ class Recorder:
         custom = getattr(func, "__codo_fingerprint__", None)
         if callable(custom):
             return task_fingerprint(custom(upstream_names), task.parameters, upstream, upstream=ups)
+        code = self._code_of(task)
+        params = task.parameters
+        if all(type(v) in _SCALARS for v in params.values()):
+            # The common case, plain values: one hash of their exact reprs (no generic walk).
+            key = f"{code};{sorted((str(k), repr(v)) for k, v in params.items())};" \
+                  f"{sorted(upstream)}"
+            return hashlib.sha256(b"codo-fast-1;" + key.encode("utf-8", "surrogatepass")).hexdigest()
+        return task_fingerprint(code, params, upstream, upstream=ups)
+
+    def _code_of(self, task: Task) -> str:
+        """The code part of the fingerprint, computed once per function and run."""
+        func = task.func
         code = None
         if func is not None and not task.cache:
             try:
@@ -174,7 +188,7 @@ class Recorder:
                         self._code[func] = code
                 except TypeError:
                     pass
-        return task_fingerprint(code, task.parameters, upstream, upstream=ups)
+        return code
 
     def fingerprint_of(self, rec: Any) -> str | None:
         """The record's fingerprint, computed once (upstream first); None if unhashable."""
