@@ -31,3 +31,8 @@ def test_core_source_never_mentions_the_notebook_layer():
     for path in Path(core.__file__).parent.glob("*.py"):
         text = path.read_text()
         assert "from ..notebook" not in text and "import IPython" not in text, path
+        # The facade and the analysis sit above core: core never imports them.
+        for above in ("from ..analysis", "from ..orchestrator", "from ..default",
+                      "from .. import"):
+            assert above not in text, (path, above)
+
