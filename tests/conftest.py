@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -51,6 +53,19 @@ def make_orch():
 @pytest.fixture
 def orch(make_orch) -> TaskOrchestrator:
     return make_orch(2)
+
+
+@pytest.fixture(scope="session")
+def kernel_name() -> str:
+    """``python3`` for the kernel tests, installed into this environment if it has none."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix"],
+                       check=True, capture_output=True)
+    return "python3"
 
 
 @pytest.fixture(autouse=True)

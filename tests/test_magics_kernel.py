@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import nbformat
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 
 from codomyrmex_nb.core.executors import EXECUTORS
@@ -53,17 +51,6 @@ CELLS = [
     ("code", "%codo_wait 60"),
     ("code", "%codo_status boom"),
 ]
-
-
-@pytest.fixture(scope="session")
-def kernel_name() -> str:
-    """``python3``, installed into this environment if it has no such kernelspec."""
-    try:
-        KernelSpecManager().get_kernel_spec("python3")
-    except NoSuchKernel:
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix"],
-                       check=True, capture_output=True)
-    return "python3"
 
 
 @pytest.fixture(scope="module")

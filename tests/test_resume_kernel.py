@@ -21,13 +21,11 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import KernelManager
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(300)]
@@ -59,17 +57,6 @@ REPORT = ("import json\nfrom codomyrmex_nb.notebook.magics import current_orches
           "print(json.dumps({t.name: [t.status.value, len(t.attempts), t.result.data,\n"
           "                           bool(t.result.metadata.get('restored'))] for t in tasks}))")
 EXPECTED = {"a": [1, 2, 3], "b": 6, "c": "independent", "slow": 60, "d": [60, "independent"]}
-
-
-@pytest.fixture(scope="session")
-def kernel_name() -> str:
-    """``python3``, installed into this environment if it has no such kernelspec."""
-    try:
-        KernelSpecManager().get_kernel_spec("python3")
-    except NoSuchKernel:
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix"],
-                       check=True, capture_output=True)
-    return "python3"
 
 
 class Kernel:

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import mistune
 import nbformat
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,17 +138,6 @@ def test_the_docs_have_snippets_and_every_skip_says_why(blocks):
 
 
 # -- running them ---------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def kernel_name() -> str:
-    """``python3``, installed into this environment if it has no such kernelspec."""
-    try:
-        KernelSpecManager().get_kernel_spec("python3")
-    except NoSuchKernel:
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix"],
-                       check=True, capture_output=True)
-    return "python3"
-
-
 def run_in_kernel(sources: list[str], folder: Path, kernel_name: str) -> nbformat.NotebookNode:
     """Run ``sources`` as the cells of one notebook; a cell that raises fails the test."""
     nb = nbformat.v4.new_notebook()
