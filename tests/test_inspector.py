@@ -109,3 +109,37 @@ def test_detail_of_an_unknown_task():
     from codomyrmex_nb import TaskOrchestrator
 
     assert "no longer" in detail_html(TaskOrchestrator(max_workers=1).snapshot(), "nope")
+
+
+def test_detail_shows_the_rich_output_a_task_displayed(orch):
+    from codomyrmex_nb.core import capture
+
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+    def draw():
+        box = capture.active()
+        box.add_display({"image/png": png, "text/plain": "<Figure size 640x480 with 1 Axes>"})
+        box.add_display({"text/html": "<table><tr><td>7</td></tr></table>", "text/plain": "frame"})
+        box.add_display({"text/plain": "<b>not html</b>"})
+        box.add_display({"image/svg+xml": "<svg xmlns='http://www.w3.org/2000/svg'/>"})
+        return 1
+
+    task = orch.create_task("draw", func=draw)
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    html = detail_html(orch.snapshot(), task.id, orch.get_task_result(task))
+    section = html.split("display output", 1)[1]
+    assert section.startswith(" (4) <span") and "the first 3 of 4" in section
+    assert f'<img src="data:image/png;base64,{png}"' in section and "max-width:100%" in section
+    assert '<iframe sandbox="" srcdoc="&lt;table&gt;&lt;tr&gt;&lt;td&gt;7' in section
+    assert "&lt;b&gt;not html&lt;/b&gt;" in section and "<b>not html</b>" not in section
+    assert "image/svg+xml" not in section  # the fourth is left out of the panel
+
+
+def test_displays_html_takes_bytes_and_svg():
+    from codomyrmex_nb.notebook.inspector import displays_html
+
+    html = displays_html([({"image/png": b"\x89PNG"}, {}), ({"image/svg+xml": "<svg/>"}, {})])
+    assert 'src="data:image/png;base64,iVBORw=="' in html
+    assert 'src="data:image/svg+xml;base64,PHN2Zy8+"' in html
+    assert displays_html(None) == "" and displays_html([]) == ""

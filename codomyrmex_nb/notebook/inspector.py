@@ -3,14 +3,17 @@
 Pure functions of a ``Snapshot`` and the task's ``TaskResult``: state,
 attempts (worker, start, duration, outcome), waits (for dependencies, for a
 resource and who holds it, for a worker), the result's short repr, its
-captured output and its traceback, user frames first (the engine's own
-frames from ``codomyrmex_nb`` that lead up to the user's code are folded
-away). The Cancel and Retry buttons carry ``data-codo-action`` attributes
-that the view's front end turns into messages back to the kernel.
+captured output, the rich output it displayed (figures, tables: the first
+``MAX_DISPLAYS``, scaled to the panel, see ``displays_html``) and its
+traceback, user frames first (the engine's own frames from ``codomyrmex_nb``
+that lead up to the user's code are folded away). The Cancel and Retry
+buttons carry ``data-codo-action`` attributes that the view's front end turns
+into messages back to the kernel.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import reprlib
@@ -25,6 +28,7 @@ from .tracker import UNFINISHED, clock
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAME = re.compile(r'^  File "([^"]*)", line \d+')
 MAX_OUTPUT = 6000
+MAX_DISPLAYS = 3  # rich outputs shown in the panel (the rest stay on the result)
 _repr = reprlib.Repr()
 _repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxdict = 120, 120, 8, 8
 
@@ -161,6 +165,9 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None) -> str:
     elif task.last_line:
         body.append(f'<div class="codo-sec">last output line</div>'
                     f'<pre class="codo-pre">{escape(task.last_line)}</pre>')
+    shown = displays_html(getattr(result, "displays", None) if result is not None else None)
+    if shown:
+        body.append(shown)
     tb = getattr(result, "traceback", None) if result is not None else None
     if tb and state != "completed":
         text, hidden = user_frames_first(tb)
@@ -170,6 +177,57 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None) -> str:
                     f'<pre class="codo-pre">{escape(text)}</pre>')
     title = f"{chip} <b>{escape(task.name)}</b>{retries}"
     return _panel(title, "".join(body), task)
+
+
+def displays_html(displays: list[Any] | None, limit: int = MAX_DISPLAYS) -> str:
+    """The rich output a task kept (``TaskResult.displays``): its first ``limit``, scaled to fit.
+
+    PNG and JPEG as ``<img>`` data URLs, SVG too (as an image it runs no
+    script and its ids and styles cannot clash with the graph's SVG), HTML in
+    a sandboxed ``<iframe>`` (no scripts; a DataFrame's styles stay inside),
+    anything else as its escaped ``text/plain``.
+    """
+    if not displays:
+        return ""
+    parts = []
+    for bundle in displays[:limit]:
+        data = bundle[0] if isinstance(bundle, tuple | list) else bundle
+        if isinstance(data, dict):
+            parts.append(f'<div class="codo-display" style="margin:2px 0">{_display_one(data)}</div>')
+    more = len(displays) - limit
+    note = (f' <span class="codo-muted">(the first {limit} of {len(displays)}; '
+            f"the others are in <code>result.displays</code>)</span>" if more > 0 else "")
+    head = "display output" if len(displays) == 1 else f"display output ({len(displays)})"
+    return f'<div class="codo-sec">{head}{note}</div>' + "".join(parts)
+
+
+def _display_one(data: dict[str, Any]) -> str:
+    for mime in ("image/png", "image/jpeg", "image/svg+xml"):
+        value = data.get(mime)
+        if value is None:
+            continue
+        if isinstance(value, str) and mime == "image/svg+xml":
+            value = value.encode("utf-8")
+        if isinstance(value, bytes | bytearray):
+            value = base64.b64encode(bytes(value)).decode("ascii")
+        if isinstance(value, str):
+            src = f"data:{mime};base64,{''.join(value.split())}"
+            return (f'<img src="{escape(src)}" alt="{escape(mime)}" '
+                    'style="max-width:100%;height:auto;display:block">')
+    html = data.get("text/html")
+    if isinstance(html, list):  # nbformat splits multi-line strings
+        html = "".join(html)
+    if isinstance(html, str) and html:
+        return (f'<iframe sandbox="" srcdoc="{escape(html)}" title="display output" '
+                'style="width:100%;height:14em;border:1px solid #ddd;background:#fff"></iframe>')
+    text = data.get("text/plain")
+    if isinstance(text, list):
+        text = "".join(text)
+    if not isinstance(text, str):
+        text = f"({', '.join(sorted(data)) or 'empty'}: nothing to show here)"
+    if len(text) > MAX_OUTPUT:
+        text = text[:MAX_OUTPUT] + "\u2026"
+    return f'<pre class="codo-pre">{escape(text)}</pre>'
 
 
 def _attempts(task: TaskView) -> str:

@@ -3,7 +3,9 @@
 Plain text, from one snapshot: a header line (state, attempts, CPU seconds,
 peak memory where measured), then each attempt's captured output under a rule
 that says where it ran, how it ended, how long it took and its CPU seconds,
-then the failure's traceback with the user's frames first (the engine frames
+a line counting the rich output it kept, if any (``display()``, figures shown:
+``notebook.display_capture``; the node inspector shows them), then the
+failure's traceback with the user's frames first (the engine frames
 that lead up to the user's code are folded away, as in the node inspector).
 
 Output is captured when an attempt ends (``core.capture``): a running attempt
@@ -43,7 +45,12 @@ def logs_text(orch: Any, task_ref: str) -> str:
         lines.append(f"(not run: {view.state.replace('_', ' ')})")
     for attempt in view.attempts:
         lines.append(_rule(_attempt_title(attempt, len(view.attempts))))
-        lines.append(_output(attempt))
+        if attempt.displays:  # no "(no output)" above the line that counts rich output
+            if attempt.logs:
+                lines.append(_output(attempt))
+            lines.append(_displays_line(attempt.displays))
+        else:
+            lines.append(_output(attempt))
     if view.error_type and not view.success:
         lines.append(_rule("why it failed"))
         lines.append(_failure(view, result))
@@ -105,6 +112,27 @@ def _output(attempt: Attempt) -> str:
     if attempt.worker is None:
         return "(it never ran)"
     return "(its output was not captured)"
+
+
+def _displays_line(displays: list[Any]) -> str:
+    """One line for the rich output an attempt kept: how many, and of which kinds."""
+    kinds: dict[str, int] = {}
+    for bundle in displays:
+        data = bundle[0] if isinstance(bundle, tuple | list) else bundle
+        kind = _kind(data) if isinstance(data, dict) else "?"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    n = len(displays)
+    what = ", ".join(f"{k} {v}" if v > 1 else k for k, v in kinds.items())
+    return (f"[{n} rich output{'s' * (n != 1)} kept ({what}): "
+            "see the node inspector or the task's result.displays]")
+
+
+def _kind(data: dict[str, Any]) -> str:
+    for mime in ("image/png", "image/jpeg", "image/svg+xml", "text/html", "text/markdown",
+                 "text/latex", "application/json"):
+        if mime in data:
+            return mime
+    return next(iter(data), "empty")
 
 
 def _failure(view: TaskView, result: Any) -> str:

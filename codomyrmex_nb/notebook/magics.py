@@ -47,6 +47,7 @@ from ..core import OrchestratorBusyError, TaskStatus
 from ..core.executors import EXECUTORS
 from ..core.recorder import journal_setting
 from ..orchestrator import TaskOrchestrator
+from . import display_capture
 from .cell_define import CellDefinitionError, CellOptions, define_cell_task
 from .display import BottlenecksFrame, ResultsFrame, StatsFrame
 from .outputs import OutBindings
@@ -689,6 +690,7 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", magics.pre_run_cell)
     ipython.events.register("post_run_cell", magics.post_run_cell)
+    display_capture.install(ipython)  # a task's display() output stays with the task
     _instances[id(ipython)] = magics
 
 
@@ -700,6 +702,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     ipython.events.unregister("pre_run_cell", magics.pre_run_cell)
     ipython.events.unregister("post_run_cell", magics.post_run_cell)
     magics.outs.detach()
+    display_capture.uninstall(ipython)
     for kind, names in CodoMagics.magics.items():
         for name in names:
             ipython.magics_manager.magics[kind].pop(name, None)
