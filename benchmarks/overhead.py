@@ -26,8 +26,11 @@ from codomyrmex_nb import Task, TaskOrchestrator
 DEFINES = ("create_task", "add_tasks")
 
 
-def run_ours(deps: Deps, workers: int, define: str, timeout: float) -> None:
-    orch = TaskOrchestrator(max_workers=workers)
+def run_ours(deps: Deps, workers: int, define: str, timeout: float,
+             journal: bool | None = None) -> None:
+    """Shipped defaults (journal None: as it ships, on); ``journal=False`` is the labelled
+    variant that shows what the run journal costs on no-op tasks."""
+    orch = TaskOrchestrator(max_workers=workers, journal=journal)
     try:
         tasks: list[Task] = []
         if define == "create_task":
@@ -95,7 +98,9 @@ def runners_for(deps: Deps, w: int, settings: Settings) -> dict[str, Callable[[]
     return {"floor": lambda: run_floor(deps, w, noop),
             "dask": lambda: run_dask(deps, w),
             "ours_create_task": lambda: run_ours(deps, w, "create_task", timeout),
-            "ours_add_tasks": lambda: run_ours(deps, w, "add_tasks", timeout)}
+            "ours_add_tasks": lambda: run_ours(deps, w, "add_tasks", timeout),
+            "ours_create_task_journal_off": lambda: run_ours(deps, w, "create_task", timeout,
+                                                             journal=False)}
 
 
 def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
@@ -114,7 +119,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
                     row[f"{key}_repeats"] = plan["repeats"]
                     if "note" in plan:
                         row[f"{key}_note"] = plan["note"]
-                for define in DEFINES:
+                for define in (*DEFINES, "create_task_journal_off"):
                     ours = row[f"ours_{define}_us"]
                     for peer in ("dask", "floor"):
                         theirs = row[f"{peer}_us"]
@@ -146,8 +151,9 @@ def _ratio(value: float | None) -> str:
 
 def table(result: dict) -> str:
     lines = ["| tasks | shape | workers | floor µs | dask µs | ours create_task µs | ours add_tasks µs "
-             "| create/dask | add/dask | create/floor | add/floor |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| create/dask | add/dask | create/floor | add/floor "
+             "| create, journal off µs | create, journal off/dask |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         cells = [f"{r['tasks']:,}", r["shape"], str(r["workers"])]
         for key in ("floor", "dask", "ours_create_task", "ours_add_tasks"):
@@ -155,6 +161,9 @@ def table(result: dict) -> str:
             cells.append(r.get(f"{key}_note", "not run") if value is None else f"{value:.1f}")
         cells += [_ratio(r[k]) for k in ("create_task_vs_dask", "add_tasks_vs_dask",
                                           "create_task_vs_floor", "add_tasks_vs_floor")]
+        off = r.get("ours_create_task_journal_off_us")
+        cells += [r.get("ours_create_task_journal_off_note", "-") if off is None else f"{off:.1f}",
+                  _ratio(r.get("create_task_journal_off_vs_dask"))]
         lines.append("| " + " | ".join(cells) + " |")
     s = result["summary"]
     lines.append("")
