@@ -549,3 +549,27 @@ def test_two_processes_creating_one_new_journal_both_get_it(tmp_path):
         for out, err in outs:
             enabled, run = out.split()
             assert enabled == "True" and int(run) > 0, err
+
+
+def test_a_large_journal_is_opened_without_reading_it_all(tmp_path, monkeypatch):
+    """Above the full-check size only truncation is checked on open; a journal whose latest
+    pages sit in its WAL (a killed kernel) is not mistaken for a truncated one."""
+    from codomyrmex_nb.core import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "FULL_CHECK_BYTES", 1)
+    path = tmp_path / "j.sqlite"
+    first = Journal(path, commit_interval=0.0)
+    run = first.begin_run()
+    first.result(run, "t", "t", "fp", b"x" * 50_000, None, 1.0)
+    assert first.flush(10)
+    again = Journal(path)  # the first one is still open: its pages may be in the WAL
+    assert again.enabled and again.restorable(run, "fp") is not None
+    again.close()
+    first.close()
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fresh = Journal(path)
+    assert fresh.enabled and fresh.last_run() is None and journal_warnings(record)
+    fresh.close()

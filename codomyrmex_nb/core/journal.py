@@ -54,6 +54,7 @@ BUSY_TIMEOUT = 10.0        # seconds SQLite itself waits on a lock held by anoth
 RETRY_BUDGET = 60.0        # seconds the writer keeps retrying a locked database, then drops a batch
 MAX_BLOB = 900 * 2**20     # SQLite refuses blobs over ~1 GB; larger results are recorded as errors
 MAX_BATCH = 50_000         # records held before a commit is forced, whatever the interval
+FULL_CHECK_BYTES = 32 * 2**20  # files up to this size get a full quick_check when opened
 CHUNK = 2**20              # a larger blob is written in chunks, letting other threads run
 
 _SCHEMA = """
@@ -289,9 +290,22 @@ class Journal:
 
     @staticmethod
     def _check(conn: sqlite3.Connection) -> None:
-        rows = conn.execute("PRAGMA quick_check").fetchall()
-        if not rows or rows[0][0] != "ok":
-            raise _Unusable(f"integrity check: {rows[0][0] if rows else 'no answer'}")
+        """Is this a usable journal? A full ``quick_check`` reads the whole file, so it
+        runs only on files up to ``FULL_CHECK_BYTES``; a larger one is checked for
+        truncation (its pages must all be there) and its schema, and deeper damage
+        shows when it is used."""
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        if page_size * pages <= _full_check_bytes():
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+            if not rows or rows[0][0] != "ok":
+                raise _Unusable(f"integrity check: {rows[0][0] if rows else 'no answer'}")
+        else:
+            path = conn.execute("PRAGMA database_list").fetchone()[2]
+            wal = f"{path}-wal"
+            pending = os.path.exists(wal) and os.path.getsize(wal) > 0  # pages still there
+            if path and not pending and os.path.getsize(path) < page_size * pages:
+                raise _Unusable("truncated: the file is shorter than its pages")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise _Unusable(f"written by a newer version (schema {version})")
@@ -776,6 +790,10 @@ class Journal:
                     conn.close()
                 except sqlite3.Error:
                     pass
+
+
+def _full_check_bytes() -> int:
+    return FULL_CHECK_BYTES  # read at each open (tests lower it)
 
 
 def _now() -> float:
