@@ -284,7 +284,7 @@ class Journal:
                     moved += 1
                     continue
                 if _is_busy(exc) and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # ok-sleep: another process holds the file; SQLite has no event
                     continue
                 raise
 
@@ -633,7 +633,7 @@ class Journal:
                     raise
             except Exception as exc:
                 if _is_busy(exc) and time.monotonic() < deadline:
-                    time.sleep(delay)  # another writer holds the file past the busy timeout
+                    time.sleep(delay)  # ok-sleep: another process holds the file past the busy timeout
                     delay = min(delay * 2, 0.5)
                     continue
                 if warn:
