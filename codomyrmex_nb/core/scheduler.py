@@ -93,6 +93,7 @@ S = TaskStatus
 PENDING, READY, RUNNING = S.PENDING, S.READY, S.RUNNING
 COMPLETED, FAILED, CANCELLED, SKIPPED = S.COMPLETED, S.FAILED, S.CANCELLED, S.SKIPPED
 _UNFINISHED = (PENDING, READY, RUNNING)
+_ENDED = frozenset(s for s in S if s.is_terminal)
 _ALLOWED = frozenset({
     (None, PENDING), (PENDING, READY), (READY, RUNNING), (RUNNING, COMPLETED),
     (RUNNING, PENDING), (RUNNING, FAILED), (READY, PENDING), (READY, FAILED), (RUNNING, READY),
@@ -302,79 +303,62 @@ class Scheduler:
                 if down.unmet == 0:
                     self._make_ready(down, now)
 
-    def define_new(self, task: Task, restored: Any = None) -> None:
+    def define_new(self, task: Task) -> None:
         """The common case, ``create_task``: one task just built (so validated), unknown here.
 
         Costs O(its own edges): a task nothing depends on yet cannot close a
-        cycle. Anything unusual (an unknown, ambiguous or foreign dependency,
-        output placeholders, resources) takes the general path, which explains.
+        cycle, so only its dependencies are looked up. Anything unusual (an
+        unknown, ambiguous or foreign dependency, output placeholders,
+        resources) takes the general path, which explains.
         """
+        ups = self._plain_upstream(task)
+        if ups is None:
+            return self.define([task])
+        now = self._now()
+        rec = self._add(task, ups, now)
+        self.structure_version += 1
+        self._settle_all([rec], now)
+
+    def _plain_upstream(self, task: Task) -> list[Record] | None:
+        """The records ``task`` depends on, if every one is a plain, unambiguous reference."""
         records = self.records
         if task._record is not None or task.id in records or task.resources:
-            return self.define([task])
+            return None
         for value in task.parameters.values():
             if isinstance(value, OutputRef | list | tuple | set | dict):
-                return self.define([task])
+                return None
         ups: list[Record] = []
         for spec in task.dependencies:
             if type(spec) is Task:
                 rec = spec._record
                 if rec is None or records.get(rec.id) is not rec:
-                    return self.define([task])
+                    return None
             elif type(spec) is str:
                 rec = records.get(spec)
                 if rec is None:
                     named = self.by_name.get(spec)
                     if named is None or len(named) != 1:
-                        return self.define([task])
+                        return None
                     rec = named[0]
             else:
-                return self.define([task])
+                return None
             ups.append(rec)
-        if len(ups) > 1:
-            ups = list(dict.fromkeys(ups))
+        return list(dict.fromkeys(ups)) if len(ups) > 1 else ups
+
+    def _add(self, task: Task, ups: list[Record], now: float) -> Record:
+        """A new record for ``task``, linked to its upstream records and PENDING."""
         rec = Record(task, next(self._order))
-        records[task.id] = rec
+        self.records[task.id] = rec
         named = self.by_name.get(task.name)
         if named is None:
             self.by_name[task.name] = [rec]
         else:
             named.append(rec)
         task._record = rec
-        now = self._now()
-        rec.queued_at = now
-        if ups:
-            rec.ups = tuple(ups)
-            task.dependencies = [u.id for u in ups]
-            unmet = 0
-            for up in ups:
-                up.downs.append(rec)
-                if up.critical <= 1:
-                    up.critical = 2
-                status = up.status
-                if status is not COMPLETED:
-                    if status.is_terminal:
-                        unmet = -1
-                        blocked = up
-                    elif unmet >= 0:
-                        unmet += 1
-        else:
-            if task.dependencies:
-                task.dependencies = []
-            unmet = 0
-        self._defined_since_pass += 1
-        self.structure_version += 1
+        self._link(rec, ups)
         self._move(rec, PENDING, kind="added")
-        if restored is not None and unmet >= 0:
-            rec.unmet = max(unmet, 0)
-            self.restore(rec, *restored)
-        elif unmet == 0:
-            self._make_ready(rec, now)
-        elif unmet > 0:
-            rec.unmet = unmet
-        else:
-            self._skip(rec, blocked, blocked, now)
-            self._skip_downstream(rec, now)
+        rec.queued_at = now
+        return rec
 
     def define(self, batch: list[Task], restored: dict[str, Any] | None = None) -> None:
         """Add new tasks and re-queue known ones; validated whole first (all or nothing).
@@ -420,14 +404,7 @@ class Scheduler:
         for t in _topological(batch, resolved):
             rec = known[t.id]
             if rec is None:
-                rec = Record(t, next(self._order))
-                self.records[t.id] = rec
-                self.by_name.setdefault(t.name, []).append(rec)
-                t._record = rec
-                self._link(rec, resolved[t.id])
-                self._move(rec, PENDING, kind="added")
-                rec.queued_at = now
-                fresh.append(rec)
+                fresh.append(self._add(t, [self.records[u] for u in resolved[t.id]], now))
             elif rec.status.is_terminal:
                 self._apply_asks(rec)
                 self._relink(rec, resolved[t.id])
@@ -552,13 +529,11 @@ class Scheduler:
             if rec is not None and rec.task is t:
                 t.dependencies = [u.id for u in rec.ups]
 
-    def _link(self, rec: Record, upstream: list[str]) -> None:
-        records = self.records
-        ups = tuple(records[u] for u in upstream)
-        rec.ups = ups
+    def _link(self, rec: Record, ups: list[Record]) -> None:
+        rec.ups = tuple(ups)
         for up in ups:
             up.downs.append(rec)
-        rec.task.dependencies = list(upstream)
+        rec.task.dependencies = [u.id for u in ups]
         # Cheap estimate until the next full pass: a fresh sink, one level up.
         mine = rec.critical
         for up in ups:
@@ -572,7 +547,7 @@ class Scheduler:
             return
         for up in rec.ups:
             up.downs.remove(rec)
-        self._link(rec, upstream)
+        self._link(rec, [self.records[u] for u in upstream])
 
     def _apply_asks(self, rec: Record) -> None:
         """Act on the user's writes to the Task: its definition and a ``retry_count`` request."""
@@ -684,16 +659,18 @@ class Scheduler:
                 rec.unmet = sum(1 for up in rec.ups if up.status is not COMPLETED)
                 self.restore(rec, *restored[rec.id])
                 continue
-            blocked = next((u for u in rec.ups if u.status.is_terminal and u.status is not COMPLETED),
-                           None)
+            unmet, blocked = 0, None
+            for up in rec.ups:
+                status = up.status
+                if status is not COMPLETED:
+                    if status in _ENDED:  # failed, cancelled or skipped: this one cannot run
+                        blocked = up
+                        break
+                    unmet += 1
             if blocked is not None:
                 self._skip(rec, blocked, blocked, now)
                 self._skip_downstream(rec, now)
                 continue
-            unmet = 0
-            for up in rec.ups:
-                if up.status is not COMPLETED:
-                    unmet += 1
             rec.unmet = unmet
             if unmet == 0:
                 self._make_ready(rec, now)
