@@ -111,12 +111,10 @@ class TaskOrchestrator:
             if len({id(t) for t in batch}) != len({t.id for t in batch}):
                 raise ValueError("two different Task objects in the batch share an id")
             batch = list({t.id: t for t in batch}.values())
-        engine = self._engine
         restored = self._restorations(batch)
-        with engine.lock:
-            engine.sched.define(batch, restored)
+        with self._engine.changing() as sched:
+            sched.define(batch, restored)
             self._record_restored(restored)
-            engine.settle()
         return [t.id for t in batch]
 
     def _record_restored(self, restored: dict[str, Any] | None) -> None:
@@ -153,15 +151,13 @@ class TaskOrchestrator:
         task = Task(name, module, action, parameters, dependencies, priority, resources, timeout,
                     max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func,
                     cache)
-        engine = self._engine
         restored = self._restorations([task])
-        with engine.lock:
+        with self._engine.changing() as sched:
             if restored:
-                engine.sched.define([task], restored)
+                sched.define([task], restored)
                 self._record_restored(restored)
             else:
-                engine.sched.define_new(task)  # validated just now by Task(...)
-            engine.settle()
+                sched.define_new(task)  # validated just now by Task(...)
         return task
 
     def redefine(self, task: str | Task, **changes: Any) -> Task:
@@ -176,16 +172,14 @@ class TaskOrchestrator:
         if unknown:
             raise ValueError(f"redefine() cannot change {', '.join(unknown)}; it changes only "
                              f"{', '.join(DEFINITION_FIELDS)}")
-        engine = self._engine
-        with engine.lock:
+        with self._engine.changing() as sched:
             rec = self._record(task)
             current = {f: getattr(rec.task, f) for f in DEFINITION_FIELDS}
             if "dependencies" not in changes:
                 current["dependencies"] = [u.id for u in rec.ups]
             probe = Task(**{**current, **changes}, id=rec.id)  # validates
-            engine.sched.redefine(rec, probe)
-            engine.settle()
-            return rec.task
+            sched.redefine(rec, probe)
+        return rec.task
 
     def register_action(self, module: str, action: str,
                         func: Callable[..., Any] | None = None) -> Callable[..., Any]:
@@ -201,14 +195,11 @@ class TaskOrchestrator:
         The task gets a fresh retry budget; fields changed on its Task take
         effect now (validated first). False if the task is unknown.
         """
-        engine = self._engine
-        with engine.lock:
-            rec = engine.sched.lookup(task)
-            if rec is None:
-                return False
-            engine.sched.requeue(rec, fresh_budget=True)
-            engine.settle()
-            return True
+        with self._engine.changing() as sched:
+            rec = sched.lookup(task)
+            if rec is not None:
+                sched.requeue(rec, fresh_budget=True)
+        return rec is not None
 
     # -- the journal ---------------------------------------------------------------------
     @property
@@ -240,13 +231,12 @@ class TaskOrchestrator:
                        if r.status in (S.PENDING, S.READY) and r.retry_token is None
                        and not r.attempts]
         found = recorder.restorations(waiting, engine.sched.lookup) if waiting else {}
-        with engine.lock:
+        with engine.changing() as sched:
             for task_id, hit in found.items():
-                rec = engine.sched.records.get(task_id)
+                rec = sched.records.get(task_id)
                 if rec is not None and not rec.attempts:
-                    engine.sched.restore(rec, *hit)
+                    sched.restore(rec, *hit)
             self._record_restored(found)
-            engine.settle()
         return self.restored_summary()
 
     def restored_summary(self) -> str | None:
@@ -261,12 +251,11 @@ class TaskOrchestrator:
         if recorder is not None:
             recorder.resume_from = None
             recorder.take_summary()
-        with engine.lock:
-            restored = [r for r in engine.sched.records.values() if r.restored is not None]
+        with engine.changing() as sched:
+            restored = [r for r in sched.records.values() if r.restored is not None]
             for rec in restored:
                 if rec.restored is not None:  # not re-queued already as another's downstream
-                    engine.sched.requeue(rec, fresh_budget=True)
-            engine.settle()
+                    sched.requeue(rec, fresh_budget=True)
         return [r.name for r in restored]
 
     def history(self):  # noqa: ANN201 - pandas is imported lazily
@@ -340,14 +329,10 @@ class TaskOrchestrator:
     # -- cancelling and forgetting ----------------------------------------------------------
     def cancel_task(self, task_id: str | Task) -> bool:
         """Cancel a pending, ready or running task; False if it ended already or is unknown."""
-        engine = self._engine
-        with engine.lock:
-            rec = engine.sched.lookup(task_id)
-            if rec is None:
-                return False
-            done = engine.sched.cancel(rec)
-            engine.settle()
-            return done
+        with self._engine.changing() as sched:
+            rec = sched.lookup(task_id)
+            done = rec is not None and sched.cancel(rec)
+        return done
 
     def remove_task(self, task: str | Task) -> Task:
         """Forget one task (cancelling it first if it has not ended); returns it.
@@ -356,20 +341,16 @@ class TaskOrchestrator:
         it: remove (or redefine) those first. The Task object keeps its last
         state and can be added again.
         """
-        engine = self._engine
-        with engine.lock:
+        with self._engine.changing() as sched:
             rec = self._record(task)
-            engine.sched.remove(rec)
-            engine.settle()
-            return rec.task
+            sched.remove(rec)
+        return rec.task
 
     def reset(self) -> int:
         """Forget every task (cancelling unfinished ones first); returns how many were forgotten."""
-        engine = self._engine
-        with engine.lock:
-            count = engine.sched.reset()
-            engine.settle()
-            return count
+        with self._engine.changing() as sched:
+            count = sched.reset()
+        return count
 
     # -- running --------------------------------------------------------------------------
     @property

@@ -18,11 +18,12 @@ timer) and wakes whoever must act. Views hear about changes through events.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import capture
@@ -100,6 +101,19 @@ class Engine:
         """At dispatch, and again from ``Run.begin`` after a held deadline (a cold start)."""
         run.deadline_gen += 1
         return self.clock.call_later(run.rec.timeout, self._on_deadline, run, run.deadline_gen)
+
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[Scheduler]:
+        """Hold the lock for one change to the scheduler, then carry out what it decided.
+
+        The journal's file is opened first, outside the lock: checking a file and
+        starting its writer never stall the engine.
+        """
+        if self.recorder is not None:
+            self.recorder.ensure_open()
+        with self.lock:
+            yield self.sched
+            self.settle()
 
     def settle(self, wake: bool = True) -> None:
         """After every scheduler call: carry out its effects, wake workers and waiters.
@@ -285,6 +299,8 @@ class Engine:
                 self._shutdown_executor()
                 raise
             self.clock.start()
+            if self.recorder is not None:
+                self.recorder.ensure_open()  # outside the lock, before any worker moves a task
             capture.acquire()  # output hooks stay installed while running: cheaper attempts
             with self.lock:
                 self._running = True

@@ -88,6 +88,7 @@ class Recorder:
         self._code: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._blobs: dict[str, bytes] = {}  # restored task id -> its bytes, to record again
         self._lock = threading.Lock()  # guards the code cache and the lists above
+        self._open_lock = threading.Lock()  # the file is opened once
         if resume is not False:
             self.look_for_resume()
 
@@ -128,7 +129,7 @@ class Recorder:
         run_id = self.run_id
         journal = self._journal
         if run_id is None or journal is None:
-            journal = self.journal
+            journal = self.journal  # opened already by ensure_open, but for a rare race
             if run_id is None:
                 run_id = self.run_id = journal.begin_run()
                 self.worked = False
@@ -138,6 +139,14 @@ class Recorder:
             self.worked = True
         journal.transition(run_id, seq, when, task_id, name, _VALUE[previous], _VALUE[status],
                            detail)
+
+    def ensure_open(self) -> None:
+        """Open the journal file if it is closed: called before the engine's lock is taken
+        for a change, since opening checks the file and starts the writer thread. (A run
+        itself begins with its first transition: no empty runs hide an unfinished one.)"""
+        if self._journal is None:
+            with self._open_lock:
+                self.journal  # noqa: B018 - the property opens it
 
     def end_run(self, status: str) -> None:
         """Close the open run. A run ends "finished" only once a task in it really ran:
