@@ -57,7 +57,6 @@ incrementally (``stats`` is O(running attempts)).
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import itertools
 import math
@@ -67,14 +66,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .definitions import check_capacities, check_cycles, resolve, topological
 from .events import Event
 from .exceptions import (
-    AmbiguousDependencyError,
-    DependencyCycleError,
     ResourceTimeout,
     TaskCancelledError,
     TaskTimeoutError,
-    UnknownDependencyError,
     UpstreamFailedError,
 )
 from .model import (
@@ -85,7 +82,6 @@ from .model import (
     Task,
     TaskResult,
     TaskStatus,
-    output_refs,
 )
 from .resources import ResourceManager, claims_of
 
@@ -385,11 +381,11 @@ class Scheduler:
                 raise ValueError(f"task id {t.id} is already used by {known[t.id].task!r}")
             if not t.is_plain():
                 t.validate()
-        self._check_capacities(batch)
-        resolved = self._resolve(batch)
+        check_capacities(batch, self.resources)
+        resolved = resolve(batch, self.records, self.by_name)
         changed = [t for t in batch if known[t.id] is not None
                    and tuple(u.id for u in known[t.id].ups) != tuple(resolved[t.id])]
-        self._check_cycles(batch, resolved, bool(changed))
+        check_cycles(batch, resolved, self.records, bool(changed))
         for t in changed:
             state = known[t.id].status
             if state is READY or state is RUNNING:
@@ -401,7 +397,7 @@ class Scheduler:
                     self.resources.set_capacity(res.key, res.capacity)
         now = self._now()
         fresh: list[Record] = []
-        for t in _topological(batch, resolved):
+        for t in topological(batch, resolved):
             rec = known[t.id]
             if rec is None:
                 fresh.append(self._add(t, [self.records[u] for u in resolved[t.id]], now))
@@ -419,108 +415,6 @@ class Scheduler:
                 t.dependencies = [u.id for u in rec.ups]
         self.structure_version += 1
         self._settle_all(fresh, now, restored)
-
-    def _check_capacities(self, batch: list[Task]) -> None:
-        declared: dict[str, tuple[int, str]] = {}
-        for t in batch:
-            for res in t.resources:
-                self.resources.check_capacity(res)
-                if res.capacity is None:
-                    continue
-                seen = declared.setdefault(res.key, (res.capacity, t.name))
-                if seen[0] != res.capacity:
-                    raise ValueError(
-                        f"resource {res.key} is declared with capacity {seen[0]} by task "
-                        f"{seen[1]!r} and {res.capacity} by task {t.name!r} in the same batch; "
-                        "declare one capacity")
-
-    def _resolve(self, batch: list[Task]) -> dict[str, list[str]]:
-        """Upstream ids for each task of ``batch``; raises before anything changes."""
-        batch_ids = {t.id: t for t in batch}
-        batch_names: dict[str, list[str]] = {}
-        for t in batch:
-            batch_names.setdefault(t.name, []).append(t.id)
-        resolved: dict[str, list[str]] = {}
-        for task in batch:
-            ids: dict[str, None] = {}
-            refs = [r.task_id for v in task.parameters.values() for r in output_refs(v)] \
-                if task.parameters else ()
-            for spec in itertools.chain(task.dependencies, refs):
-                dep = self._resolve_one(task, spec, batch_ids, batch_names)
-                if dep == task.id:
-                    raise DependencyCycleError([task.name, task.name])
-                ids[dep] = None
-            resolved[task.id] = list(ids)
-        return resolved
-
-    def _resolve_one(self, task: Task, spec: object, batch_ids: dict[str, Task],
-                     batch_names: dict[str, list[str]]) -> str:
-        if isinstance(spec, Task):
-            if spec.id in batch_ids:
-                return spec.id
-            rec = self.records.get(spec.id)
-            if rec is not None and rec.task is spec:
-                return spec.id
-            if spec._record is not None:
-                here = self.by_name.get(spec.name)
-                hint = (f" A task named {spec.name!r} exists here: depend on it by name or id."
-                        if here else "")
-                raise UnknownDependencyError(
-                    task.name, spec.name, None,
-                    detail=f"Task {spec.name!r} (id {spec.id}) belongs to another orchestrator.{hint}")
-            raise UnknownDependencyError(task.name, spec.name)
-        if not isinstance(spec, str):
-            raise ValueError(
-                f"task {task.name!r}: a dependency must be a task id, name or Task, got {spec!r}")
-        if spec in self.records or spec in batch_ids:
-            return spec
-        matches = batch_names.get(spec) or [r.id for r in self.by_name.get(spec, ())]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise AmbiguousDependencyError(task.name, spec, matches)
-        close = difflib.get_close_matches(spec, list(self.by_name) + list(batch_names), n=1) \
-            if len(self.by_name) < 5000 else [n for n in (spec.strip(),) if n in self.by_name]
-        raise UnknownDependencyError(task.name, spec, close[0] if close else None)
-
-    def _check_cycles(self, batch: list[Task], resolved: dict[str, list[str]],
-                      known_changed: bool) -> None:
-        """Depth-first search along upstream edges from the batch; a back edge is a cycle.
-
-        Known tasks outside the batch can only lead back into the batch when a
-        known task of the batch changes its dependencies; otherwise the search
-        stays inside the batch (O(batch edges), not O(graph)).
-        """
-        records = self.records
-
-        def ups(node: str) -> list[str] | tuple[str, ...]:
-            if node in resolved:
-                return resolved[node]
-            if not known_changed:
-                return ()
-            return tuple(u.id for u in records[node].ups)
-
-        state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
-        for root in resolved:
-            if root in state:
-                continue
-            path: list[str] = [root]
-            stack = [iter(ups(root))]
-            state[root] = 1
-            while stack:
-                nxt = next(stack[-1], None)
-                if nxt is None:
-                    state[path.pop()] = 2
-                    stack.pop()
-                elif state.get(nxt) == 1:
-                    cycle = path[path.index(nxt):] + [nxt]
-                    names = {t.id: t.name for t in batch}
-                    raise DependencyCycleError(
-                        [names.get(i) or records[i].name for i in reversed(cycle)])
-                elif nxt not in state:
-                    state[nxt] = 1
-                    path.append(nxt)
-                    stack.append(iter(ups(nxt)))
 
     def _restore_dependencies(self, batch: list[Task]) -> None:
         """A refused re-add leaves each known Task's dependencies as the scheduler has them."""
@@ -572,11 +466,11 @@ class Scheduler:
     def redefine(self, rec: Record, probe: Task) -> None:
         """Give ``rec``'s Task the definition of ``probe`` (a validated copy with the same id),
         re-wire it and re-queue it with everything downstream; raises before changing anything."""
-        resolved = self._resolve([probe])[probe.id]
+        resolved = resolve([probe], self.records, self.by_name)[probe.id]
         for res in probe.resources:
             self.resources.check_capacity(res)
         if resolved != [u.id for u in rec.ups]:
-            self._check_cycles([probe], {probe.id: resolved}, True)
+            check_cycles([probe], {probe.id: resolved}, self.records, True)
         task = rec.task
         for field in DEFINITION_FIELDS:
             setattr(task, field, getattr(probe, field))
@@ -1135,24 +1029,3 @@ class Scheduler:
             "waiting_resources": sum(1 for r in recs if r.waiting is not None and r.waiting.wait_since),
             "running": len([r for r in recs if r.current is not None]),
         }
-
-
-def _topological(batch: list[Task], resolved: dict[str, list[str]]) -> list[Task]:
-    """The batch with every task after its upstream tasks from the same batch."""
-    if len(batch) == 1:
-        return batch
-    by_id = {t.id: t for t in batch}
-    indeg = {t.id: 0 for t in batch}
-    down: dict[str, list[str]] = {}
-    for t in batch:
-        for u in resolved[t.id]:
-            if u in by_id:
-                indeg[t.id] += 1
-                down.setdefault(u, []).append(t.id)
-    order = [t.id for t in batch if indeg[t.id] == 0]
-    for tid in order:  # grows while we walk it
-        for d in down.get(tid, ()):
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                order.append(d)
-    return [by_id[i] for i in order]
