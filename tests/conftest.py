@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -66,6 +67,43 @@ def kernel_name() -> str:
         subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix"],
                        check=True, capture_output=True)
     return "python3"
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """An in-process Dask cluster shared by a module's tests."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=False,
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def make(request, make_orch):
+    """Build orchestrators on the executor of the test's ``kind`` (stopped at teardown)."""
+    def build(max_workers: int = 2) -> TaskOrchestrator:
+        kind = request.node.callspec.params["kind"]
+        extra = {"client": request.getfixturevalue("dask_client")} if kind == "dask" else {}
+        return make_orch(max_workers, executor=kind, **extra)
+    return build
+
+
+@pytest.fixture
+def ipython():
+    """IPython's test shell with the extension loaded; names a test adds are dropped after it."""
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "codomyrmex_nb")
+    reset_default()
+    before = set(shell.user_ns)
+    yield shell
+    reset_default()
+    for name in set(shell.user_ns) - before:
+        shell.user_ns.pop(name, None)
 
 
 @pytest.fixture(autouse=True)

@@ -301,21 +301,6 @@ def test_huge_resource_timeout_from_add_tasks_keeps_the_clock_working(make_orch)
     assert holder.status is S.COMPLETED
 
 
-@pytest.fixture
-def ipython():
-    from IPython.testing import globalipapp
-
-    from codomyrmex_nb.default import reset_default
-
-    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "codomyrmex_nb")
-    reset_default()
-    yield shell
-    reset_default()
-    for name in ("codo_gate", "huge"):
-        shell.user_ns.pop(name, None)
-
-
 def test_huge_timeout_from_the_cell_magic_keeps_the_clock_working(ipython):
     from codomyrmex_nb.notebook.magics import current_orchestrator
 

@@ -142,18 +142,6 @@ def test_each_attempt_keeps_its_own_and_logs_text_counts_them(make_orch):
 
 
 # -- through the orchestrator, in IPython's test shell --------------------------------------------
-@pytest.fixture
-def ipython():
-    from IPython.testing import globalipapp
-
-    from codomyrmex_nb.default import reset_default
-
-    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "codomyrmex_nb")
-    reset_default()
-    yield shell
-    reset_default()
-    shell.user_ns.pop("shown", None)
 
 
 def test_a_task_display_is_kept_on_its_result_in_an_ipython_shell(ipython, capsys):

@@ -99,27 +99,6 @@ def exit_abruptly():
 
 
 # -- fixtures and helpers -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=False,
-                                       dashboard_address=":0", silence_logs=logging.ERROR)
-    client = distributed.Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
-
-
-@pytest.fixture
-def make(request, make_orch):
-    """Build orchestrators on the executor of the test's ``kind`` (stopped at teardown)."""
-    def build(max_workers: int = 2) -> TaskOrchestrator:
-        kind = request.node.callspec.params["kind"]
-        extra = {"client": request.getfixturevalue("dask_client")} if kind == "dask" else {}
-        return make_orch(max_workers, executor=kind, **extra)
-    return build
-
-
 def run_all(orch: TaskOrchestrator, timeout: float = 60) -> bool:
     orch.start_execution()
     return orch.wait_for_completion(timeout)
