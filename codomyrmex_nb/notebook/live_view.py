@@ -438,9 +438,11 @@ class LiveView(anywidget.AnyWidget):
         """At a settled run: bring open static copies up to date; close those whose run ended.
 
         Returns how many copies were updated. Called by the view thread after a
-        settled frame and by the ``post_execute`` hook (main thread).
+        settled frame and by the ``post_execute`` hook (main thread). Only in a
+        kernel: a terminal cannot update an output in place, it would print the
+        copy again under whatever runs now.
         """
-        if not self._copies:
+        if not self._copies or not has_widget_frontend():
             return 0
         from IPython.display import update_display
 
