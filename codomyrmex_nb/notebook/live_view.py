@@ -428,21 +428,23 @@ class LiveView(anywidget.AnyWidget):
         with self._copy_lock:
             run = tracker.run if not self._painter.settled else tracker.run + 1
             copy = _Copy(f"codo-{self._scope}-{uuid.uuid4().hex[:8]}", run, live and self.side)
-            self._copies = [c for c in self._copies if c.open][-20:] + [copy]
+            if has_widget_frontend():  # only a kernel can update it in place later
+                self._copies = [c for c in self._copies if c.open][-20:] + [copy]
             self._copies_frame = self.frames
         display(self._static_bundle(copy), raw=True, display_id=copy.display_id)
-        _shown.add(self)
-        _hook_post_execute()
+        if self._copies:
+            _shown.add(self)
+            _hook_post_execute()
 
     def _update_copies(self, force: bool = False) -> int:
         """At a settled run: bring open static copies up to date; close those whose run ended.
 
         Returns how many copies were updated. Called by the view thread after a
-        settled frame and by the ``post_execute`` hook (main thread). Only in a
-        kernel: a terminal cannot update an output in place, it would print the
-        copy again under whatever runs now.
+        settled frame and by the ``post_execute`` hook (main thread). Copies are
+        kept only in a kernel: a terminal cannot update an output in place, it
+        would print the copy again under whatever runs next.
         """
-        if not self._copies or not has_widget_frontend():
+        if not self._copies:
             return 0
         from IPython.display import update_display
 
