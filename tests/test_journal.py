@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import marshal
 import sqlite3
 import stat
 import subprocess
@@ -98,11 +99,12 @@ def test_round_trip(make_journal):
     assert journal.restorable(run, "fpA") == (b"result-a", 12.0)
     assert journal.restorable(run, "fpB") is None
     assert journal.restorable(run + 1, "fpA") is None
-    with raw(journal.path) as conn:
-        assert conn.execute("SELECT * FROM transitions WHERE seq = 4").fetchone() == \
-            (run, 4, 13.0, "b1", "clean", "running", "failed", "boom")
-        assert conn.execute("SELECT * FROM definitions ORDER BY task_id").fetchall() == \
-            [(run, "a1", "load", "fpA"), (run, "b1", "clean", "fpB")]
+    assert journal.transitions(run)[-1] == (4, 13.0, "b1", "clean", "running", "failed", "boom")
+    assert [row[0] for row in journal.transitions(run)] == [1, 2, 3, 4]
+    assert journal.definitions(run) == [("a1", "load", "fpA"), ("b1", "clean", "fpB")]
+    with Journal(journal.path) as again:  # what another process reads back
+        assert again.transitions(run) == journal.transitions(run)
+        assert again.last_run() == info
 
 
 def test_counts_follow_each_tasks_latest_transition(make_journal):
@@ -116,6 +118,64 @@ def test_counts_follow_each_tasks_latest_transition(make_journal):
     assert journal.flush(10)
     info = journal.last_run()
     assert (info.tasks, info.completed, info.failed, info.status) == (4, 2, 1, "finished")
+
+
+def test_a_run_continued_by_a_reopened_journal_keeps_its_counts(make_journal):
+    journal = make_journal()
+    run = journal.begin_run()
+    journal.transition(run, 1, 1.0, "a", "a", None, "running", None)
+    journal.transition(run, 2, 2.0, "a", "a", "running", "completed", None)
+    journal.transition(run, 3, 3.0, "b", "b", None, "failed", None)
+    journal.close()  # the engine stopped with the run still open (restored tasks only)
+    again = make_journal(path=journal.path)
+    again.transition(run, 4, 4.0, "b", "b", "failed", "completed", None)
+    again.transition(run, 5, 5.0, "c", "c", None, "failed", None)
+    assert again.flush(10)
+    info = again.last_run()
+    assert (info.tasks, info.completed, info.failed, info.last_time) == (3, 2, 1, 5.0)
+    assert [row[0] for row in again.transitions(run)] == [1, 2, 3, 4, 5]
+
+
+V1_SCHEMA = """
+CREATE TABLE runs(run_id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, ended REAL,
+                  status TEXT);
+CREATE TABLE definitions(run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT);
+CREATE TABLE transitions(run_id INTEGER, seq INTEGER, time REAL, task_id TEXT, name TEXT,
+                         previous TEXT, status TEXT, detail TEXT);
+CREATE TABLE results(run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, blob BLOB,
+                     error TEXT, time REAL);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_journal_is_converted_when_opened(tmp_path, make_journal):
+    path = tmp_path / ".codomyrmex" / "old.sqlite"
+    path.parent.mkdir(mode=0o700)
+    with raw(path) as conn:
+        conn.executescript(V1_SCHEMA)
+        conn.execute("INSERT INTO runs VALUES (1, 1.0, 9.0, 'finished')")
+        conn.execute("INSERT INTO runs VALUES (2, 10.0, NULL, 'running')")
+        conn.executemany("INSERT INTO definitions VALUES (?, ?, ?, ?)",
+                         [(2, "a", "a", "fpA"), (2, "z", "z", None)])
+        conn.executemany("INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+            (1, 1, 2.0, "a", "a", "running", "completed", None),
+            (2, 2, 12.0, "a", "a", "running", "completed", None),
+            (2, 1, 11.0, "a", "a", "pending", "running", None),
+            (2, 3, 13.0, "b", "b", "running", "FAILED", "boom")])
+        conn.execute("INSERT INTO results VALUES (2, 'a', 'a', 'fpA', x'01', NULL, 14.0)")
+    journal = make_journal(path=path)
+    first, second = sorted(journal.history(), key=lambda info: info.run_id)
+    assert (first.status, first.tasks, first.completed, first.last_time) == \
+        ("finished", 1, 1, 2.0)
+    assert (second.status, second.tasks, second.completed, second.failed, second.last_time) == \
+        ("running", 3, 1, 1, 14.0)
+    assert [row[0] for row in journal.transitions(2)] == [1, 2, 3]
+    assert journal.definitions(2) == [("a", "a", "fpA"), ("z", "z", None)]
+    assert journal.restorable(2, "fpA") == (b"\x01", 14.0)
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == journal_module.SCHEMA_VERSION
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "transitions" not in tables and "packed" in tables
 
 
 def test_begin_run_is_committed_before_it_returns(make_journal):
@@ -482,8 +542,10 @@ def test_two_processes_writing_one_journal_keep_it_intact(tmp_path):
     with raw(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         for tag, run in zip(("a", "b"), runs, strict=True):
-            assert conn.execute("SELECT count(DISTINCT seq) FROM transitions WHERE run_id = ?",
-                                (run,)).fetchone()[0] == 2000
+            seqs = [row[1] for blob, in conn.execute(
+                "SELECT rows FROM packed WHERE run_id = ? AND kind = 'transitions'", (run,))
+                for row in marshal.loads(blob)]
+            assert sorted(seqs) == list(range(2000))
             rows = conn.execute("SELECT task_id, blob FROM results WHERE run_id = ?",
                                 (run,)).fetchall()
             assert len(rows) == 2000 and {task for task, _ in rows} == \
@@ -491,7 +553,7 @@ def test_two_processes_writing_one_journal_keep_it_intact(tmp_path):
             assert all(blob == (task * 20).encode() for task, blob in rows)
             assert conn.execute("SELECT status FROM runs WHERE run_id = ?",
                                 (run,)).fetchone() == ("finished",)
-        order = [run for (run,) in conn.execute("SELECT run_id FROM transitions ORDER BY rowid")]
+        order = [run for (run,) in conn.execute("SELECT run_id FROM results ORDER BY rowid")]
     switches = sum(1 for before, after in zip(order, order[1:], strict=False) if before != after)
     assert switches >= 2  # the two really wrote at the same time
 
