@@ -43,6 +43,7 @@ code wrote); never open a journal someone sent you.
 from __future__ import annotations
 
 import atexit
+import functools
 import marshal
 import math
 import os
@@ -406,6 +407,13 @@ class Journal:
             if self._idle:
                 self._wake.set()
 
+    def queue_transition(self, row: tuple[Any, ...]) -> None:
+        """``transition`` with its arguments as one tuple: the engine's hot path."""
+        if self.enabled:
+            self._trans_q.append(row)
+            if self._idle:
+                self._wake.set()
+
     def result(self, run_id: int, task_id: str, name: str, fingerprint: str | None,
                blob: bytes | None, error: str | None, time: float) -> None:
         """A completed task's result: ``blob`` is cloudpickle bytes made by the caller, or
@@ -647,10 +655,8 @@ class Journal:
             for sql, rows in batches:
                 if not rows:
                     continue
-                if rows is self._results and any(
-                        row[4] is not None and len(row[4]) > CHUNK for row in rows):
-                    for row in rows:
-                        _insert_result(conn, row)
+                if rows is self._results:
+                    _insert_results(conn, rows)
                 else:
                     conn.executemany(sql, rows)
 
@@ -944,6 +950,28 @@ def _full_check_bytes() -> int:
 
 def _now() -> float:
     return time.time()
+
+
+RESULTS_PER_STATEMENT = 256  # rows bound to one multi-row INSERT (7 parameters each)
+
+
+def _insert_results(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Result rows, many per statement: ``executemany`` steps once per row and the sqlite3
+    module lets go of the GIL at every step, so a commit of ten thousand small results
+    handed the GIL back and forth ten thousand times while the workers wanted it."""
+    small = [row for row in rows if row[4] is None or len(row[4]) <= CHUNK]
+    if len(small) < len(rows):
+        for row in rows:
+            if row[4] is not None and len(row[4]) > CHUNK:
+                _insert_result(conn, row)
+    for start in range(0, len(small), RESULTS_PER_STATEMENT):
+        chunk = small[start:start + RESULTS_PER_STATEMENT]
+        conn.execute(_insert_many(len(chunk)), [value for row in chunk for value in row])
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_many(count: int) -> str:
+    return "INSERT INTO results VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count)
 
 
 def _insert_result(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:

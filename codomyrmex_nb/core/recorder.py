@@ -27,7 +27,6 @@ import os
 import pickle
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -85,7 +84,10 @@ class Recorder:
         self.resume_from: RunInfo | None = None
         self.restored: list[str] = []  # names restored since the last summary
         self.unhashable: dict[str, str] = {}  # task name -> why it can never be restored
-        self._code: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        # function -> its code fingerprint, for this run (cleared when a run begins: globals
+        # may have changed). A plain dict: a weak one cost a microsecond per attempt, and the
+        # tasks hold their functions anyway.
+        self._code: dict[Any, str] = {}
         self._blobs: dict[str, bytes] = {}  # restored task id -> its bytes, to record again
         self._lock = threading.Lock()  # guards the code cache and the lists above
         self._open_lock = threading.Lock()  # the file is opened once
@@ -137,8 +139,8 @@ class Recorder:
                     self._code.clear()  # globals may have changed since the last run
         if status is _RUNNING:
             self.worked = True
-        journal.transition(run_id, seq, when, task_id, name, _VALUE[previous], _VALUE[status],
-                           detail)
+        journal.queue_transition((run_id, seq, when, task_id, name, _VALUE[previous],
+                                  _VALUE[status], detail))
 
     def ensure_open(self) -> None:
         """Open the journal file if it is closed: called before the engine's lock is taken
@@ -168,15 +170,23 @@ class Recorder:
         it reads notebook names whose values may change between cells.
         """
         func = task.func
-        custom = getattr(func, "__codo_fingerprint__", None)
-        if callable(custom):
-            return task_fingerprint(custom(upstream_names), task.parameters, upstream, upstream=ups)
-        code = self._code_of(task)
+        code = None
+        if not task.cache:
+            try:
+                code = self._code.get(func)  # only plain functions are kept there
+            except TypeError:  # an unhashable callable
+                pass
+        if code is None:
+            custom = getattr(func, "__codo_fingerprint__", None)
+            if callable(custom):
+                return task_fingerprint(custom(upstream_names), task.parameters, upstream,
+                                        upstream=ups)
+            code = self._code_of(task)
         params = task.parameters
-        if all(type(v) in _SCALARS for v in params.values()):
+        if not params or all(type(v) in _SCALARS for v in params.values()):
             # The common case, plain values: one hash of their exact reprs (no generic walk).
-            key = f"{code};{sorted((str(k), repr(v)) for k, v in params.items())};" \
-                  f"{sorted(upstream)}"
+            items = sorted((str(k), repr(v)) for k, v in params.items()) if params else []
+            key = f"{code};{items};{sorted(upstream) if len(upstream) > 1 else upstream}"
             return hashlib.sha256(b"codo-fast-1;" + key.encode("utf-8", "surrogatepass")).hexdigest()
         return task_fingerprint(code, params, upstream, upstream=ups)
 
@@ -201,6 +211,8 @@ class Recorder:
 
     def fingerprint_of(self, rec: Any) -> str | None:
         """The record's fingerprint, computed once (upstream first); None if unhashable."""
+        if rec.fingerprint is None and all(u.fingerprint for u in rec.ups):
+            self._fingerprint_one(rec)  # the usual case: its upstream tasks ran before it
         if rec.fingerprint is None:
             stack, order = [rec], []
             while stack:  # upstream records without a fingerprint yet, depth first
@@ -209,20 +221,24 @@ class Recorder:
                     order.append(node)
                     stack.extend(u for u in node.ups if u.fingerprint is None)
             for node in reversed(order):
-                ups = [u.fingerprint or "" for u in node.ups]
-                if "" in ups:
-                    node.fingerprint = ""
-                    continue
-                try:
-                    node.fingerprint = self.fingerprint(
-                        node.task, ups, {u.id: u.fingerprint for u in node.ups},
-                        frozenset(u.name for u in node.ups))
-                except Unhashable as exc:
-                    node.fingerprint = ""
-                    with self._lock:
-                        self.unhashable[node.name] = str(exc)
-                self._define_row(node)
+                if all(u.fingerprint for u in node.ups):
+                    self._fingerprint_one(node)
+                else:
+                    node.fingerprint = ""  # an upstream task is unhashable: so is this one
         return rec.fingerprint or None
+
+    def _fingerprint_one(self, rec: Any) -> None:
+        """Fingerprint one record whose upstream fingerprints are all known."""
+        ups = rec.ups
+        try:
+            rec.fingerprint = self.fingerprint(
+                rec.task, [u.fingerprint for u in ups], {u.id: u.fingerprint for u in ups},
+                frozenset(u.name for u in ups) if ups else frozenset())
+        except Unhashable as exc:
+            rec.fingerprint = ""
+            with self._lock:
+                self.unhashable[rec.name] = str(exc)
+        self._define_row(rec)
 
     def _define_row(self, rec: Any) -> None:
         """The task's definition fingerprint in the open run (None: it can never be restored)."""
