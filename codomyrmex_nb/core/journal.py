@@ -80,7 +80,6 @@ CREATE TABLE IF NOT EXISTS packed(run_id INTEGER, kind TEXT, rows BLOB);
 CREATE TABLE IF NOT EXISTS results(
     run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, blob BLOB, error TEXT, time REAL);
 CREATE INDEX IF NOT EXISTS packed_run ON packed(run_id);
-CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
 CREATE INDEX IF NOT EXISTS results_fingerprint ON results(fingerprint);
 """
 _TABLES = ("packed", "results", "runs")  # what a run is made of (pruning, clearing)
@@ -713,9 +712,13 @@ class Journal:
         for kind, rows in (("definitions", self._defs), ("transitions", self._trans)):
             if not rows:
                 continue
-            by_run: dict[Any, list[tuple[Any, ...]]] = {}
-            for row in rows:
-                by_run.setdefault(row[0], []).append(row)
+            first = rows[0][0]
+            if all(row[0] == first for row in rows):  # the usual case: one run
+                by_run: dict[Any, list[tuple[Any, ...]]] = {first: rows}
+            else:
+                by_run = {}
+                for row in rows:
+                    by_run.setdefault(row[0], []).append(row)
             for run_id, run_rows in by_run.items():
                 blob, run_rows = self._marshal(run_rows)
                 if not run_rows:
@@ -942,6 +945,7 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     conn.executemany(_UPDATE_SUMMARY, [(*s.row(), run_id) for run_id, s in summaries.items()])
     conn.execute("DROP TABLE transitions")
     conn.execute("DROP TABLE definitions")
+    conn.execute("DROP INDEX IF EXISTS results_run")  # lookups go by fingerprint
 
 
 def _full_check_bytes() -> int:
