@@ -152,12 +152,12 @@ class TaskOrchestrator:
                     max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func,
                     cache)
         restored = self._restorations([task])
+        if not restored:
+            self._engine.define_new(task)  # validated just now by Task(...)
+            return task
         with self._engine.changing() as sched:
-            if restored:
-                sched.define([task], restored)
-                self._record_restored(restored)
-            else:
-                sched.define_new(task)  # validated just now by Task(...)
+            sched.define([task], restored)
+            self._record_restored(restored)
         return task
 
     def redefine(self, task: str | Task, **changes: Any) -> Task:

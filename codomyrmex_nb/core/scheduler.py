@@ -80,6 +80,7 @@ from .model import (
     Attempt,
     OutputRef,
     Task,
+    TaskPriority,
     TaskResult,
     TaskStatus,
 )
@@ -89,6 +90,7 @@ S = TaskStatus
 PENDING, READY, RUNNING = S.PENDING, S.READY, S.RUNNING
 COMPLETED, FAILED, CANCELLED, SKIPPED = S.COMPLETED, S.FAILED, S.CANCELLED, S.SKIPPED
 _UNFINISHED = (PENDING, READY, RUNNING)
+_HEAP_PRIO = {p: -p.value for p in TaskPriority}  # an enum's .value is a slow descriptor
 _ENDED = frozenset(s for s in S if s.is_terminal)
 _ALLOWED = frozenset({
     (None, PENDING), (PENDING, READY), (READY, RUNNING), (RUNNING, COMPLETED),
@@ -188,7 +190,7 @@ class Record:
         """Copy the task's (validated) definition: later writes to the Task wait for a re-queue."""
         t = self.task
         self.name = t.name
-        self.prio = -t.priority.value
+        self.prio = _HEAP_PRIO[t.priority]
         self.func, self.module, self.action, self.parameters = t.func, t.module, t.action, t.parameters
         self.timeout = None if t.timeout is None else min(t.timeout, MAX_DELAY)
         self.max_retries, self.retry_delay = t.max_retries, t.retry_delay
