@@ -390,3 +390,32 @@ def test_bad_new_settings_change_nothing():
     with pytest.raises(ValueError, match="unknown executor 'rockets'"):
         get_task_orchestrator(max_workers=3, executor="rockets")
     assert orch.is_running and orch.max_workers == 2 and orch.executor_name == "threads"
+
+
+# -- tiny tasks run one worker at a time, never holding work back -----------------------------
+
+
+def test_after_tiny_tasks_a_blocked_task_does_not_hold_back_the_rest(make_orch):
+    """After a stream of no-op tasks only one worker takes tasks; when that worker's task
+    blocks, another worker must still take the task that unblocks it."""
+    orch = make_orch(max_workers=4)
+    released = threading.Event()
+    for i in range(300):
+        orch.create_task(f"noop{i}", func=lambda: None)
+    blocked = orch.create_task("blocked", func=lambda: released.wait(20))
+    orch.create_task("releaser", func=released.set)
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+    assert blocked.result.data is True  # released, not timed out
+    assert blocked.result.execution_time < 10
+
+
+def test_after_tiny_tasks_four_tasks_can_still_meet_at_a_barrier(make_orch):
+    orch = make_orch(max_workers=4)
+    barrier = threading.Barrier(4, timeout=20)
+    for i in range(300):
+        orch.create_task(f"noop{i}", func=lambda: None)
+    meet = [orch.create_task(f"meet{i}", func=barrier.wait) for i in range(4)]
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+    assert [t.status for t in meet] == [TaskStatus.COMPLETED] * 4
