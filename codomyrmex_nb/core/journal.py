@@ -9,7 +9,10 @@ a handful of commits. Readers (``last_run``, ``restorable``, ``history``,
 ``transitions``, ``definitions``) use a second connection under a lock and see
 committed rows only: a result still queued is not restorable.
 
-**Packed rows.** Results are one row each (they are looked up by fingerprint).
+**Packed rows.** Results are one row each (they are looked up by fingerprint), indexed
+by (run, fingerprint): a new run's entries go at the index's end, where an index on
+the fingerprint alone took its inserts at random places and made every commit
+rewrite pages all over a large file.
 Transitions and definitions are read whole per run, never searched, so each commit
 stores them *packed*: one ``packed`` row per run and kind holding the commit's rows
 as a ``marshal`` blob (format version 4, readable by every Python 3 since 3.4; plain
@@ -80,7 +83,8 @@ CREATE TABLE IF NOT EXISTS packed(run_id INTEGER, kind TEXT, rows BLOB);
 CREATE TABLE IF NOT EXISTS results(
     run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, blob BLOB, error TEXT, time REAL);
 CREATE INDEX IF NOT EXISTS packed_run ON packed(run_id);
-CREATE INDEX IF NOT EXISTS results_fingerprint ON results(fingerprint);
+CREATE INDEX IF NOT EXISTS results_run_fingerprint ON results(run_id, fingerprint);
+DROP INDEX IF EXISTS results_fingerprint;
 """
 _TABLES = ("packed", "results", "runs")  # what a run is made of (pruning, clearing)
 
@@ -500,8 +504,9 @@ class Journal:
         """The committed result blob, and when it was recorded, of a task with this
         fingerprint that completed in run ``run_id`` (None: in any run, newest first)."""
         if run_id is None:
-            sql = ("SELECT blob, time FROM results WHERE fingerprint = ? AND blob IS NOT NULL "
-                   "ORDER BY run_id DESC, rowid DESC LIMIT 1")
+            sql = ("SELECT blob, time FROM results WHERE run_id IN (SELECT run_id FROM runs) "
+                   "AND fingerprint = ? AND blob IS NOT NULL ORDER BY run_id DESC, rowid DESC "
+                   "LIMIT 1")
             args: tuple[Any, ...] = (fingerprint,)
         else:
             sql = ("SELECT blob, time FROM results WHERE fingerprint = ? AND run_id = ? "
@@ -945,7 +950,7 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     conn.executemany(_UPDATE_SUMMARY, [(*s.row(), run_id) for run_id, s in summaries.items()])
     conn.execute("DROP TABLE transitions")
     conn.execute("DROP TABLE definitions")
-    conn.execute("DROP INDEX IF EXISTS results_run")  # lookups go by fingerprint
+    conn.execute("DROP INDEX IF EXISTS results_run")  # lookups go by run and fingerprint
 
 
 def _full_check_bytes() -> int:
