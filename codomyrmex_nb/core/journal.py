@@ -410,6 +410,13 @@ class Journal:
             if self._idle:
                 self._wake.set()
 
+    def queue_definition(self, row: tuple[Any, ...]) -> None:
+        """``define`` with its arguments as one tuple."""
+        if self.enabled:
+            self._defs_q.append(row)
+            if self._idle:
+                self._wake.set()
+
     def queue_transition(self, row: tuple[Any, ...]) -> None:
         """``transition`` with its arguments as one tuple: the engine's hot path."""
         if self.enabled:

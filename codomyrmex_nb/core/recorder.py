@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import cloudpickle
@@ -43,6 +44,7 @@ _RUNNING = TaskStatus.RUNNING
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _VALUE = {None: None, **{s: s.value for s in TaskStatus}}  # enum .value is slow per call
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
+_NO_UPS: Mapping[str, str] = MappingProxyType({})
 
 
 def dumps(value: Any) -> bytes:
@@ -171,7 +173,7 @@ class Recorder:
         """
         func = task.func
         code = None
-        if not task.cache:
+        if not task.cache and func is not None:
             try:
                 code = self._code.get(func)  # only plain functions are kept there
             except TypeError:  # an unhashable callable
@@ -231,9 +233,12 @@ class Recorder:
         """Fingerprint one record whose upstream fingerprints are all known."""
         ups = rec.ups
         try:
-            rec.fingerprint = self.fingerprint(
-                rec.task, [u.fingerprint for u in ups], {u.id: u.fingerprint for u in ups},
-                frozenset(u.name for u in ups) if ups else frozenset())
+            if ups:
+                rec.fingerprint = self.fingerprint(
+                    rec.task, [u.fingerprint for u in ups], {u.id: u.fingerprint for u in ups},
+                    frozenset(u.name for u in ups))
+            else:
+                rec.fingerprint = self.fingerprint(rec.task, [], _NO_UPS)
         except Unhashable as exc:
             rec.fingerprint = ""
             with self._lock:
@@ -244,14 +249,17 @@ class Recorder:
         """The task's definition fingerprint in the open run (None: it can never be restored)."""
         run_id, journal = self.run_id, self._journal
         if run_id is not None and journal is not None:
-            journal.define(run_id, rec.id, rec.name, rec.fingerprint or None)
+            journal.queue_definition((run_id, rec.id, rec.name, rec.fingerprint or None))
 
     # -- attempts and results (worker thread, outside the engine lock) ----------------------
     def before_attempt(self, rec: Any) -> None:
         """Fingerprint the task as it starts: what its body may change (a global it
         appends to) must not change what it is recorded as."""
         try:
-            self.fingerprint_of(rec)
+            if not rec.ups:
+                self._fingerprint_one(rec)  # the commonest case, without the general walk
+            else:
+                self.fingerprint_of(rec)
         except Exception:  # noqa: BLE001 - the journal must never fail a task
             rec.fingerprint = ""
 
