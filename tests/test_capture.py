@@ -626,3 +626,169 @@ def test_a_warning_record_without_handlers_is_kept_once():
     finally:
         root.handlers = saved
     assert text.count("only once") == 1 and "WARNING codo.test: only once" in text
+
+
+def test_a_capture_that_wrote_nothing_gives_empty_text():
+    box = Capture().start()
+    assert box.stop() == "" and box.text() == "" and box.dropped == 0 and box.displays is None
+    assert Capture().text() == ""
+
+
+def test_a_capture_outlives_the_holder_and_the_hooks_go_when_it_ends(notebook_stream):
+    """An attempt still running when its engine stops (a stuck thread) keeps capturing."""
+    with notebook_stream() as (out, _):
+        early = Capture().start()  # before acquire
+        capture.acquire()
+        started, go_on, done = threading.Event(), threading.Event(), threading.Event()
+        result = {}
+
+        def task():
+            with Capture() as box:  # while held
+                started.set()
+                go_on.wait(10)
+                print("after the release")
+            result["text"] = box.text()
+            done.set()
+
+        thread = threading.Thread(target=task)
+        thread.start()
+        assert started.wait(10)
+        capture.release()
+        print("early, after the release")
+        assert isinstance(sys.stdout, StreamRouter)  # two captures still on
+        assert early.stop() == "early, after the release\n"
+        assert isinstance(sys.stdout, StreamRouter)  # the thread's still on
+        go_on.set()
+        assert done.wait(10)
+        thread.join(10)
+        assert result["text"] == "after the release\n"
+        assert sys.stdout is out
+        print("the notebook's")
+    assert out.getvalue() == "the notebook's\n"
+    assert capture._users == 0 and not capture._active
+
+
+def test_captures_stopped_out_of_order_leave_nothing_behind(notebook_stream):
+    with notebook_stream() as (out, _):
+        outer = Capture().start()
+        inner = Capture().start()
+        outer.stop()
+        inner.stop()  # does not bring the stopped outer capture back
+        assert sys.stdout is out
+        print("not captured")
+    assert out.getvalue() == "not captured\n"
+    assert capture.active() is None
+
+
+def test_many_threads_capture_while_holders_come_and_go(notebook_stream):
+    """Every capture keeps its own output and nothing reaches the notebook, whatever the
+    interleaving of captures starting and stopping with ``acquire`` / ``release``."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    failures: list[str] = []
+    try:
+        with notebook_stream() as (out, err):
+            stop = threading.Event()
+
+            def worker(k):
+                for i in range(300):
+                    with Capture() as outer:
+                        print(f"{k}.{i}")
+                        with Capture() as inner:
+                            print("inner")
+                        print("again")
+                    if (outer.text(), inner.text()) != (f"{k}.{i}\nagain\n", "inner\n"):
+                        failures.append(f"{outer.text()!r} {inner.text()!r}")
+
+            def holder():
+                while not stop.is_set():
+                    capture.acquire()
+                    capture.release()
+
+            holding = threading.Thread(target=holder)
+            workers = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+            holding.start()
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join(60)
+            stop.set()
+            holding.join(10)
+            assert sys.stdout is out and sys.stderr is err
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures, failures[:3]
+    assert out.getvalue() == "" and err.getvalue() == ""
+    assert capture._users == 0 and not capture._active
+
+
+def test_threads_writing_the_first_text_at_once_lose_nothing():
+    box = Capture()
+    barrier = threading.Barrier(4)
+
+    def write(k):
+        barrier.wait(10)
+        for i in range(200):
+            box.write(f"{k}:{i}\n")
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(box.text().splitlines()) == sorted(f"{k}:{i}" for k in range(4) for i in range(200))
+
+
+class _Interleaved(dict):
+    """``capture._active`` that runs ``step`` once, just before or just after one change of it:
+    what another thread may do between two steps of a capture starting or stopping."""
+
+    def __init__(self, step, when):
+        super().__init__()
+        self.step, self.when = step, when
+
+    def _around(self, change):
+        step, self.step = self.step, None
+        if step is not None and self.when == "before":
+            step()
+        result = change()
+        if step is not None and self.when == "after":
+            step()
+        return result
+
+    def __setitem__(self, key, value):
+        return self._around(lambda: super(_Interleaved, self).__setitem__(key, value))
+
+    def pop(self, *args):
+        return self._around(lambda: super(_Interleaved, self).pop(*args))
+
+
+def release_elsewhere():
+    thread = threading.Thread(target=capture.release)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "release waited for the capture starting or stopping"
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_release_between_the_steps_of_start_or_stop_leaves_the_hooks_right(
+        notebook_stream, monkeypatch, when):
+    """The interleavings that ``Capture.start`` / ``stop`` reason about (they take no lock
+    while the hooks are held): whatever ``release`` does in between, the capture captures,
+    and the hooks go when neither a holder nor a capture is left."""
+    with notebook_stream() as (out, _):
+        capture.acquire()
+        monkeypatch.setattr(capture, "_active", _Interleaved(release_elsewhere, when))
+        box = Capture().start()  # the holder lets go as this capture registers
+        print("captured")
+        assert box.stop() == "captured\n"
+        assert sys.stdout is out
+        capture.acquire()
+        box = Capture().start()
+        capture._active.step = release_elsewhere  # now as it unregisters
+        print("captured again")
+        assert box.stop() == "captured again\n"
+        assert sys.stdout is out
+        print("the notebook's")
+    assert out.getvalue() == "the notebook's\n"
+    assert capture._users == 0 and not capture._active
