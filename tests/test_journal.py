@@ -4,9 +4,9 @@ two processes at once, and a process killed mid-run."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import signal
-import marshal
 import sqlite3
 import stat
 import subprocess
