@@ -72,6 +72,29 @@ def test_to_dict_from_dict_round_trip():
     assert back.resources[0].capacity == 2
 
 
+def test_a_results_metadata_says_attempts_retries_and_worker_and_keeps_what_is_added(orch):
+    flaky_calls = []
+
+    def flaky():
+        flaky_calls.append(1)
+        if len(flaky_calls) == 1:
+            raise RuntimeError("first try fails")
+        return "ok"
+
+    task = orch.create_task("flaky", func=flaky, max_retries=1)
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    result = task.result
+    assert result.metadata["attempts"] == 2 and result.metadata["retries"] == 1
+    assert result.metadata["worker"].startswith("codo-worker-")
+    result.metadata["note"] = "checked"
+    assert task.result.metadata["note"] == "checked"
+    assert "metadata={" in repr(result) and "'attempts': 2" in repr(result)
+    same = TaskResult(result.task_id, True, "ok", execution_time=result.execution_time,
+                      metadata=dict(result.metadata), logs=result.logs)
+    assert same == result and TaskResult(result.task_id, False) != result
+
+
 def test_status_terminal_flags():
     assert {s for s in TaskStatus if s.is_terminal} == {
         TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED}

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -162,21 +162,68 @@ class TaskResource:
         return cls(**data)
 
 
-@dataclass(slots=True)
 class TaskResult:
-    """The outcome of a task's last attempt; ``exception`` keeps the error whole."""
+    """The outcome of a task's last attempt; ``exception`` keeps the error whole.
 
-    task_id: str
-    success: bool
-    data: Any = None
-    error_message: str | None = None
-    error_type: str | None = None
-    traceback: str | None = None
-    execution_time: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
-    exception: BaseException | None = field(default=None, repr=False, compare=False)
-    logs: str | None = field(default=None, repr=False)  # the last attempt's captured output
-    displays: list[Any] | None = field(default=None, repr=False)  # its display() bundles
+    ``metadata`` (attempts, retries, worker) is built on first read: a dict per
+    result was a tenth of what a finished task held, and most are never read.
+    """
+
+    __slots__ = ("task_id", "success", "data", "error_message", "error_type", "traceback",
+                 "execution_time", "_metadata", "_counts", "exception", "logs", "displays")
+    _FIELDS = ("task_id", "success", "data", "error_message", "error_type", "traceback",
+               "execution_time", "metadata", "exception", "logs", "displays")
+
+    def __init__(self, task_id: str, success: bool, data: Any = None,
+                 error_message: str | None = None, error_type: str | None = None,
+                 traceback: str | None = None, execution_time: float = 0.0,
+                 metadata: dict[str, Any] | None = None, exception: BaseException | None = None,
+                 logs: str | None = None, displays: list[Any] | None = None) -> None:
+        self.task_id, self.success, self.data = task_id, success, data
+        self.error_message, self.error_type, self.traceback = error_message, error_type, traceback
+        self.execution_time = execution_time
+        self._metadata = metadata
+        self._counts: tuple[int, int, str | None] | None = None
+        self.exception = exception  # not compared, not shown
+        self.logs = logs  # the last attempt's captured output (not shown)
+        self.displays = displays  # its display() bundles (not shown)
+
+    @classmethod
+    def of_attempts(cls, task_id: str, success: bool, attempts: int, retries: int,
+                    worker: str | None, **fields: Any) -> TaskResult:
+        """The engine's results: the metadata dict is made only if someone reads it."""
+        result = cls(task_id, success, **fields)
+        result._counts = (attempts, retries, worker)
+        return result
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self._metadata
+        if meta is None:
+            meta = self._metadata = {}
+            if self._counts is not None:
+                attempts, retries, worker = self._counts
+                meta["attempts"], meta["retries"] = attempts, retries
+                if worker is not None:
+                    meta["worker"] = worker
+                self._counts = None
+        return meta
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._metadata, self._counts = value, None
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._FIELDS
+                   if f != "exception")
+
+    __hash__ = None  # type: ignore[assignment] - mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS[:8])
+        return f"TaskResult({shown})"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in (

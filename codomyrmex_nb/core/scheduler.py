@@ -162,7 +162,7 @@ class Record:
         self.unmet = 0
         self.order = order
         self.critical = 1
-        self.attempts: list[Attempt] = []
+        self.attempts: tuple[Attempt, ...] = ()  # a tuple: most tasks run once
         self.current: Any = None  # the ticket of the attempt in flight
         self.waiting: Any = None  # the ticket queued for resources
         self.retry_count = 0
@@ -639,7 +639,7 @@ class Scheduler:
         now = self._now()
         rec.wait_worker += now - rec.runnable_since
         attempt = Attempt(len(rec.attempts) + 1, worker, now)
-        rec.attempts.append(attempt)
+        rec.attempts += (attempt,)
         ticket.attempt = attempt
         rec.current = ticket
         self.running[rec.id] = ticket
@@ -719,15 +719,15 @@ class Scheduler:
     def _result(self, rec: Record, success: bool, elapsed: float, attempt: Attempt | None,
                 data: Any = None, error: BaseException | None = None, tb: str | None = None,
                 error_type: str | None = None, **metadata: Any) -> TaskResult:
-        meta: dict[str, Any] = {"attempts": len(rec.attempts), "retries": rec.retry_count}
-        if attempt is not None:
-            meta["worker"] = attempt.worker
+        result = TaskResult.of_attempts(
+            rec.id, success, len(rec.attempts), rec.retry_count,
+            None if attempt is None else attempt.worker, data=data,
+            error_message=None if error is None else (str(error) or type(error).__name__),
+            error_type=error_type or (None if error is None else type(error).__name__),
+            traceback=tb, execution_time=elapsed, exception=error)
         if metadata:
-            meta.update(metadata)
-        return TaskResult(rec.id, success, data,
-                          None if error is None else (str(error) or type(error).__name__),
-                          error_type or (None if error is None else type(error).__name__),
-                          tb, elapsed, meta, error)
+            result.metadata.update(metadata)
+        return result
 
     def _failed(self, rec: Record, error: BaseException | None, tb: str | None, elapsed: float,
                 attempt: Attempt | None, now: float, error_type: str | None = None,
@@ -782,8 +782,8 @@ class Scheduler:
         self._withdraw(rec)
         now = self._now()
         waited = now - waited_since
-        rec.attempts.append(Attempt(len(rec.attempts) + 1, None, waited_since, now,
-                                    "resource-timeout"))
+        rec.attempts += (Attempt(len(rec.attempts) + 1, None, waited_since, now,
+                                 "resource-timeout"),)
         err = ResourceTimeout(
             f"task {rec.name!r} waited longer than its resource timeout for {key}; "
             "raise TaskResource.timeout or free the resource sooner")
