@@ -14,16 +14,20 @@ next while runnable work remains.
 
 **Tiny tasks run one worker at a time.** Under the GIL, several workers
 taking turns at the lock for bodies of a few microseconds cost more in
-hand-offs than the bodies themselves (10,000 no-op tasks: about 12 µs each
+hand-offs than the bodies themselves (10,000 no-op tasks: about 10 µs each
 on one worker, 25 µs on four). So while the running average of attempt times
-is under ``TINY`` (the time a worker spends per attempt, shipping and capture
-included, averaged as attempts end), only one worker takes
-tasks and the others stay idle. A standby timer keeps that from ever holding
-work back: if no attempt has ended for ``STANDBY`` seconds while work waits,
-the average is raised to that wait (an attempt has lasted that long) and an
-idle worker is woken, and the usual wake-ups follow. The timer is armed only
-while tiny tasks wait, at most once per ``STANDBY``. Deadlines (timeouts, retry delays, resource
-waits) are timers on one clock thread. After every scheduler call the engine
+(the time a worker spends per attempt, shipping and capture included,
+averaged as attempts end) is under ``TINY``, a worker leaves runnable work to
+another worker whose attempt began less than ``STANDBY`` seconds ago: that
+one is cycling through tiny tasks and takes the work next. A worker in a
+longer attempt (a slow task among tiny ones) never holds work back. A
+standby timer covers the one case left, the cycling worker's current task
+turning out long: it looks again ``STANDBY`` seconds later and wakes an idle
+worker unless some attempt began meanwhile. It is armed only while tiny
+tasks wait, at most once per ``STANDBY``.
+
+Deadlines (timeouts, retry delays, resource waits) are timers on one clock
+thread. After every scheduler call the engine
 drains the scheduler's *effects* (interrupt an attempt, arm or cancel a
 timer) and wakes whoever must act. Views hear about changes through events.
 """
@@ -78,7 +82,6 @@ class Engine:
         self._retry_timers: dict[str, TimerHandle] = {}
         self.recorder = recorder  # the run journal's link (None: no journal)
         self._busy = 0  # workers between taking a ticket and recording its outcome
-        self._ended = 0  # attempts recorded so far (the standby timer's sign of progress)
         self._avg_attempt = 1.0  # running average of attempt seconds; starts "long"
         self._standby: TimerHandle | None = None
         self._listen()
@@ -162,30 +165,31 @@ class Engine:
                 self.recorder.end_run("finished")
 
     def _wake_one(self) -> None:
-        """Under the lock, work is runnable: wake an idle worker, unless tasks are tiny and a
-        worker is busy (it takes the work next; the standby timer covers a long attempt)."""
-        if self._busy and self._avg_attempt < TINY:
+        """Under the lock, work is runnable: wake an idle worker, unless a worker cycling
+        through tiny tasks takes it next (see the module docstring)."""
+        if self._someone_cycling():
             self._arm_standby()
         else:
             self._work.notify()
 
+    def _someone_cycling(self) -> bool:
+        """Under the lock: tasks are tiny and some worker's attempt began under STANDBY ago."""
+        if not self._busy or self._avg_attempt >= TINY:
+            return False
+        recent = self.sched.now() - STANDBY
+        return any(ticket.attempt is not None and ticket.attempt.started_at > recent
+                   for ticket in self.sched.running.values())
+
     def _arm_standby(self) -> None:
         if self._standby is None and self._running:
-            self._standby = self.clock.call_later(STANDBY, self._on_standby, self._ended)
+            self._standby = self.clock.call_later(STANDBY, self._on_standby)
 
-    def _on_standby(self, ended_then: int) -> None:
-        """Clock thread: work waited ``STANDBY`` while one worker ran tiny tasks."""
+    def _on_standby(self) -> None:
+        """Clock thread: runnable work was left to a worker cycling through tiny tasks."""
         with self.lock:
             self._standby = None
-            if not (self._running and self._idle and self.sched.runnable()):
-                return
-            if self._ended == ended_then:  # no attempt ended: the busy one is not tiny
-                self._avg_attempt = max(self._avg_attempt, STANDBY)
-                self._work.notify()
-            elif self._busy and self._avg_attempt < TINY:
-                self._arm_standby()  # progress: watch the next stretch
-            else:
-                self._work.notify()
+            if self._running and self._idle and self.sched.runnable():
+                self._wake_one()  # no attempt began meanwhile: a peer joins
 
     def _apply_effects(self) -> None:
         sched = self.sched
@@ -287,7 +291,6 @@ class Engine:
         """Under the lock: the attempt's outcome (``busy_for``: seconds its worker spent on it,
         shipping and capture included, which the tiny-task average follows)."""
         self._busy -= 1
-        self._ended += 1
         self._avg_attempt += (busy_for - self._avg_attempt) * 0.125
         if run.abandoned:
             self._stuck -= 1
@@ -326,8 +329,8 @@ class Engine:
                 if self._idle and sched.runnable():
                     self._work.notify()  # leaving: hand any runnable work to a peer
                 return None
-            if self._busy and self._avg_attempt < TINY and until is None:
-                run = None  # tiny tasks: the busy worker takes this work next (see above)
+            if until is None and self._someone_cycling():
+                run = None  # tiny tasks: the cycling worker takes this work next (see above)
                 if sched.runnable():
                     self._arm_standby()
             else:
