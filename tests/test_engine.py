@@ -36,6 +36,20 @@ def test_priority_then_critical_path_then_submission_order(make_orch):
     assert order[:4] == ["critical", "normal_with_chain", "normal_first", "normal_last"]
 
 
+def test_a_batch_breaks_ties_in_the_order_it_was_submitted(make_orch):
+    """add_tasks makes records upstream first; ties still go by the order of the list."""
+    orch = make_orch(1)
+    order = []
+    up = Task(name="up", func=lambda: order.append("up"))
+    after_up = Task(name="after_up", func=lambda: order.append("after_up"), dependencies=[up])
+    later = Task(name="later", func=lambda: order.append("later"))
+    sink = Task(name="sink", func=lambda: order.append("sink"), dependencies=[up])
+    orch.add_tasks([up, after_up, later, sink])
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert order == ["up", "after_up", "later", "sink"]
+
+
 def test_states_pending_ready_running_completed(orch):
     gate = threading.Event()
     seen = []

@@ -344,9 +344,10 @@ class Scheduler:
             ups.append(rec)
         return list(dict.fromkeys(ups)) if len(ups) > 1 else ups
 
-    def _add(self, task: Task, ups: list[Record], now: float) -> Record:
-        """A new record for ``task``, linked to its upstream records and PENDING."""
-        rec = Record(task, next(self._order))
+    def _add(self, task: Task, ups: list[Record], now: float, order: int | None = None) -> Record:
+        """A new record for ``task``, linked to its upstream records and PENDING; ``order`` is
+        its place in submission order (ties between equally urgent tasks go by it)."""
+        rec = Record(task, next(self._order) if order is None else order)
         self.records[task.id] = rec
         named = self.by_name.get(task.name)
         if named is None:
@@ -400,10 +401,15 @@ class Scheduler:
                     self.resources.set_capacity(res.key, res.capacity)
         now = self._now()
         fresh: list[Record] = []
+        # Records are made upstream first, but numbered in the order they were submitted.
+        base = next(self._order)
+        self._order = itertools.count(base + len(batch))
+        submitted = {t.id: base + i for i, t in enumerate(batch)}
         for t in topological(batch, resolved):
             rec = known[t.id]
             if rec is None:
-                fresh.append(self._add(t, [self.records[u] for u in resolved[t.id]], now))
+                fresh.append(self._add(t, [self.records[u] for u in resolved[t.id]], now,
+                                       submitted[t.id]))
             elif rec.status.is_terminal:
                 self._apply_asks(rec)
                 self._relink(rec, resolved[t.id])
