@@ -27,7 +27,7 @@ from .core.executors import Executor, make_executor
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
 from .core.recorder import Recorder, journal_setting
 from .core.scheduler import Record
-from .core.snapshot import Snapshot
+from .core.snapshot import Snapshot, paused_gc
 
 S = TaskStatus
 
@@ -112,7 +112,7 @@ class TaskOrchestrator:
                 raise ValueError("two different Task objects in the batch share an id")
             batch = list({t.id: t for t in batch}.values())
         restored = self._restorations(batch)
-        with self._engine.changing() as sched:
+        with paused_gc(), self._engine.changing() as sched:  # a big batch: no full collections
             sched.define(batch, restored)
             self._record_restored(restored)
         return [t.id for t in batch]
