@@ -413,3 +413,20 @@ def test_remove_forgets_a_leaf_and_refuses_a_task_others_need():
     assert sched.lookup("b") is None and b.status is S.CANCELLED and sched.unfinished == 1
     assert events[-1].kind == "removed" and sched.lookup("a").downs == []
     assert sched.recount()["counts"] == sched.counts
+
+
+def test_name_index_keeps_every_task_of_a_name_in_order():
+    from codomyrmex_nb.core.definitions import NameIndex
+
+    index, a, b, c = NameIndex(), object(), object(), object()
+    index.add("x", a)
+    assert (index.get("x"), index.one("x"), index.last("x")) == ((a,), a, a)
+    index.add("x", b)
+    index.add("x", c)
+    assert (index.get("x"), index.one("x"), index.last("x")) == ((a, b, c), None, c)
+    index.remove("x", b)
+    index.remove("x", a)
+    assert (index.get("x"), index.one("x")) == ((c,), c)
+    index.remove("x", c)
+    assert "x" not in index and index.get("x") == () and index.last("x") is None
+    assert len(index) == 0 and list(index) == []

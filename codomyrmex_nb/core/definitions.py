@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .exceptions import AmbiguousDependencyError, DependencyCycleError, UnknownDependencyError
@@ -36,7 +36,7 @@ def check_capacities(batch: list[Task], resources: ResourceManager) -> None:
 
 
 def resolve(batch: list[Task], records: Mapping[str, Any],
-            by_name: Mapping[str, list[Any]]) -> dict[str, list[str]]:
+            by_name: NameIndex) -> dict[str, list[str]]:
     """Upstream ids for each task of ``batch``; raises before anything changes."""
     batch_ids = {t.id: t for t in batch}
     batch_names: dict[str, list[str]] = {}
@@ -58,7 +58,7 @@ def resolve(batch: list[Task], records: Mapping[str, Any],
 
 def _resolve_one(task: Task, spec: object, batch_ids: dict[str, Task],
                  batch_names: dict[str, list[str]], records: Mapping[str, Any],
-                 by_name: Mapping[str, list[Any]]) -> str:
+                 by_name: NameIndex) -> str:
     if isinstance(spec, Task):
         if spec.id in batch_ids:
             return spec.id
@@ -124,6 +124,64 @@ def check_cycles(batch: list[Task], resolved: dict[str, list[str]],
                 state[nxt] = 1
                 path.append(nxt)
                 stack.append(iter(ups(nxt)))
+
+
+class NameIndex:
+    """Records by task name. A name held by one task maps to its record itself, not a
+    one-element list: a list per task was one more object for the garbage collector to
+    walk on every full collection (a sixth of what a defined task held)."""
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Any] = {}  # name -> record, or a list of two or more
+
+    def add(self, name: str, rec: Any) -> None:
+        held = self._by_name.get(name)
+        if held is None:
+            self._by_name[name] = rec
+        elif type(held) is list:
+            held.append(rec)
+        else:
+            self._by_name[name] = [held, rec]
+
+    def remove(self, name: str, rec: Any) -> None:
+        held = self._by_name.get(name)
+        if held is rec:
+            del self._by_name[name]
+        elif type(held) is list and rec in held:
+            held.remove(rec)
+            if len(held) == 1:
+                self._by_name[name] = held[0]
+
+    def get(self, name: str, default: Any = ()) -> Any:
+        """Every record of that name, oldest first (``default`` when there is none)."""
+        held = self._by_name.get(name)
+        if held is None:
+            return default
+        return tuple(held) if type(held) is list else (held,)
+
+    def one(self, name: str) -> Any:
+        """The record if exactly one task has that name, else None."""
+        held = self._by_name.get(name)
+        return None if held is None or type(held) is list else held
+
+    def last(self, name: str) -> Any:
+        """The newest record of that name, or None."""
+        held = self._by_name.get(name)
+        return held[-1] if type(held) is list else held
+
+    def clear(self) -> None:
+        self._by_name.clear()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
 
 
 def topological(batch: list[Task], resolved: dict[str, list[str]]) -> list[Task]:

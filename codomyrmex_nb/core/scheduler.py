@@ -66,7 +66,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .definitions import check_capacities, check_cycles, resolve, topological
+from .definitions import NameIndex, check_capacities, check_cycles, resolve, topological
 from .events import Event
 from .exceptions import (
     ResourceTimeout,
@@ -209,7 +209,7 @@ class Scheduler:
     def __init__(self, new_ticket: Callable[[Record], Any] = Ticket,
                  clock: Callable[[], float] = time.time) -> None:
         self.records: dict[str, Record] = {}
-        self.by_name: dict[str, list[Record]] = {}
+        self.by_name = NameIndex()
         self.counts = dict.fromkeys(S, 0)
         self.unfinished = 0
         self.seq = 0
@@ -273,8 +273,7 @@ class Scheduler:
             return rec if rec is not None and self.records.get(rec.id) is rec else None
         rec = self.records.get(ref)
         if rec is None and isinstance(ref, str):
-            named = self.by_name.get(ref)
-            rec = named[-1] if named else None
+            rec = self.by_name.last(ref)
         return rec
 
     def restore(self, rec: Record, value: Any, when: float, source: str,
@@ -335,10 +334,9 @@ class Scheduler:
             elif type(spec) is str:
                 rec = records.get(spec)
                 if rec is None:
-                    named = self.by_name.get(spec)
-                    if named is None or len(named) != 1:
+                    rec = self.by_name.one(spec)
+                    if rec is None:
                         return None
-                    rec = named[0]
             else:
                 return None
             ups.append(rec)
@@ -349,11 +347,7 @@ class Scheduler:
         its place in submission order (ties between equally urgent tasks go by it)."""
         rec = Record(task, next(self._order) if order is None else order)
         self.records[task.id] = rec
-        named = self.by_name.get(task.name)
-        if named is None:
-            self.by_name[task.name] = [rec]
-        else:
-            named.append(rec)
+        self.by_name.add(task.name, rec)
         task._record = rec
         self._link(rec, ups)
         self._move(rec, PENDING, kind="added")
@@ -464,12 +458,8 @@ class Scheduler:
             rec.retry_count = asked["retry_count"]
 
     def _rename(self, rec: Record, name: str) -> None:
-        named = self.by_name.get(rec.name, [])
-        if rec in named:
-            named.remove(rec)
-        if not named:
-            self.by_name.pop(rec.name, None)
-        self.by_name.setdefault(name, []).append(rec)
+        self.by_name.remove(rec.name, rec)
+        self.by_name.add(name, rec)
         rec.name = name
 
     def redefine(self, rec: Record, probe: Task) -> None:
@@ -951,11 +941,7 @@ class Scheduler:
         task._status, task._result, task._retry_count = rec.status, rec.result, rec.retry_count
         task._started_at, task._completed_at = rec.started_at, rec.completed_at
         task._record = None
-        named = self.by_name.get(rec.name, [])
-        if rec in named:
-            named.remove(rec)
-        if not named:
-            self.by_name.pop(rec.name, None)
+        self.by_name.remove(rec.name, rec)
         del self.records[rec.id]
         self.structure_version += 1
         self._move(rec, None, kind="removed")
