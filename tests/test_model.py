@@ -98,3 +98,14 @@ def test_a_results_metadata_says_attempts_retries_and_worker_and_keeps_what_is_a
 def test_status_terminal_flags():
     assert {s for s in TaskStatus if s.is_terminal} == {
         TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED}
+
+
+def test_tags_and_resources_are_lists_the_task_keeps():
+    task = Task(name="t")
+    assert task.tags == [] and task.resources == []
+    task.tags.append("nightly")
+    task.resources.append(TaskResource(ResourceType.DATABASE, "db", "read"))
+    assert task.tags == ["nightly"] and task.resources[0].identifier == "db"
+    assert not task.is_plain()  # resources now need checking when it is added
+    back = Task.from_dict(task.to_dict())
+    assert back.tags == ["nightly"] and back.resources[0].identifier == "db"

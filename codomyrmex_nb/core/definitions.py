@@ -23,7 +23,7 @@ def check_capacities(batch: list[Task], resources: ResourceManager) -> None:
     """Refuse a capacity that contradicts the one in force, or another in the same batch."""
     declared: dict[str, tuple[int, str]] = {}
     for t in batch:
-        for res in t.resources:
+        for res in t._resources or ():
             resources.check_capacity(res)
             if res.capacity is None:
                 continue

@@ -162,6 +162,10 @@ class TaskResource:
         return cls(**data)
 
 
+def _empty_list(value: Any) -> bool:
+    return value is None or (type(value) is list and not value)
+
+
 class TaskResult:
     """The outcome of a task's last attempt; ``exception`` keeps the error whole.
 
@@ -313,8 +317,8 @@ class Task:
     ``add_task``, ``rerun`` or ``orchestrator.redefine``.
     """
 
-    __slots__ = ("name", "module", "action", "parameters", "dependencies", "priority", "resources",
-                 "timeout", "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
+    __slots__ = ("name", "module", "action", "parameters", "dependencies", "priority", "_resources",
+                 "timeout", "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "_tags",
                  "metadata", "func", "cache", "id", "created_at", "_status", "_retry_count",
                  "_result",
                  "_started_at", "_completed_at", "_record", "_asked", "__weakref__")
@@ -334,10 +338,10 @@ class Task:
         self.parameters = {} if parameters is None else parameters
         self.dependencies = [] if dependencies is None else dependencies
         self.priority, self.timeout, self.func, self.cache = priority, timeout, func, cache
-        self.resources = [] if resources is None else resources
+        self._resources = resources  # None until read: most tasks hold no resources
         self.max_retries, self.retry_delay = max_retries, retry_delay
         self.retry_backoff, self.retry_jitter = retry_backoff, retry_jitter
-        self.tags = [] if tags is None else tags
+        self._tags = tags  # None until read, as resources
         self.metadata = {} if metadata is None else metadata
         self.id = f"{_random_bits(64):016x}" if id is None else id
         self.created_at = time.time() if created_at is None else created_at
@@ -348,15 +352,39 @@ class Task:
         if not self.is_plain():
             self.validate()
 
+    # Resources and tags are made on first read: two empty lists per task were a quarter
+    # of the objects every full garbage collection walked, for fields most tasks never set.
+    @property
+    def resources(self) -> list[TaskResource]:
+        held = self._resources
+        if held is None:
+            held = self._resources = []
+        return held
+
+    @resources.setter
+    def resources(self, value: list[TaskResource]) -> None:
+        self._resources = value
+
+    @property
+    def tags(self) -> list[str]:
+        held = self._tags
+        if held is None:
+            held = self._tags = []
+        return held
+
+    @tags.setter
+    def tags(self, value: list[str]) -> None:
+        self._tags = value
+
     def is_plain(self) -> bool:
         """True when every field has a default-like type and value: nothing to check."""
         return (type(self.name) is str and self.name != "" and type(self.module) is str
                 and type(self.action) is str and type(self.parameters) is dict
                 and type(self.dependencies) is list and type(self.priority) is TaskPriority
-                and type(self.resources) is list and not self.resources and self.timeout is None
+                and _empty_list(self._resources) and self.timeout is None
                 and type(self.max_retries) is int and self.max_retries == 0
                 and self.retry_delay == 0.0 and self.retry_backoff == 1.0
-                and self.retry_jitter == 0.0 and type(self.tags) is list and not self.tags
+                and self.retry_jitter == 0.0 and _empty_list(self._tags)
                 and type(self.metadata) is dict and (self.func is None or callable(self.func))
                 and self.cache is False)
 

@@ -195,9 +195,9 @@ class Record:
         self.timeout = None if t.timeout is None else min(t.timeout, MAX_DELAY)
         self.max_retries, self.retry_delay = t.max_retries, t.retry_delay
         self.retry_backoff, self.retry_jitter = t.retry_backoff, t.retry_jitter
-        if t.resources:
-            self.claims = claims_of(t.resources)
-            limits = [r.timeout for r in t.resources if r.timeout is not None]
+        if t._resources:
+            self.claims = claims_of(t._resources)
+            limits = [r.timeout for r in t._resources if r.timeout is not None]
             self.resource_timeout = min(min(limits), MAX_DELAY) if limits else None
         else:
             self.claims, self.resource_timeout = (), None
@@ -320,7 +320,7 @@ class Scheduler:
     def _plain_upstream(self, task: Task) -> list[Record] | None:
         """The records ``task`` depends on, if every one is a plain, unambiguous reference."""
         records = self.records
-        if task._record is not None or task.id in records or task.resources:
+        if task._record is not None or task.id in records or task._resources:
             return None
         for value in task.parameters.values():
             if isinstance(value, OutputRef | list | tuple | set | dict):
@@ -390,7 +390,7 @@ class Scheduler:
                 raise ValueError(f"task {t.name!r} is already {state.value}; cancel it before "
                                  "changing its dependencies (or use rerun/redefine)")
         for t in batch:
-            for res in t.resources:
+            for res in t._resources or ():
                 if res.capacity is not None:
                     self.resources.set_capacity(res.key, res.capacity)
         now = self._now()

@@ -126,7 +126,7 @@ def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
             attempts = (*attempts[:-1], attempts[-1].copy())
         row = (
             rec.id, rec.name, rec.module, rec.action, rec.status, _PRIORITY[rec.prio],
-            tuple(u.id for u in rec.ups), tuple(t.tags), rec.claims,
+            tuple(u.id for u in rec.ups), tuple(t._tags) if t._tags else (), rec.claims,
             rec.retry_token is not None, rec.blocked_on, rec.retry_count, rec.max_retries, attempts,
             t.created_at, rec.queued_at, rec.ready_at, rec.started_at, rec.completed_at,
             rec.wait_dependencies, rec.wait_resources, rec.wait_worker,
