@@ -158,7 +158,7 @@ class Record:
         self.task, self.id, self.name = task, task.id, task.name
         self.status: TaskStatus | None = None
         self.ups: tuple[Record, ...] = ()
-        self.downs: list[Record] = []
+        self.downs: list[Record] | tuple[()] = ()  # a list from the first dependent on
         self.unmet = 0
         self.order = order
         self.critical = 1
@@ -429,7 +429,10 @@ class Scheduler:
     def _link(self, rec: Record, ups: list[Record]) -> None:
         rec.ups = tuple(ups)
         for up in ups:
-            up.downs.append(rec)
+            if up.downs:
+                up.downs.append(rec)
+            else:
+                up.downs = [rec]
         rec.task.dependencies = [u.id for u in ups]
         # Cheap estimate until the next full pass: a fresh sink, one level up.
         mine = rec.critical
