@@ -86,6 +86,7 @@ def test_memory_is_counted_per_task(suite):
     assert memory["tasks"] == 300
     assert positive(memory["pending_bytes_per_task"])
     assert positive(memory["finished_bytes_per_task"])
+    assert positive(memory["stats_ms"]) and positive(memory["tasks_frame_s"])
 
 
 def test_view_reports_every_mode(suite):
