@@ -162,6 +162,21 @@ class TaskResource:
         return cls(**data)
 
 
+def _made_on_read(slot: str) -> property:
+    """A list field stored in ``slot``, None until it is first read (then an empty list)."""
+    def get(self: Any) -> list[Any]:
+        held = getattr(self, slot)
+        if held is None:
+            held = []
+            setattr(self, slot, held)
+        return held
+
+    def put(self: Any, value: list[Any]) -> None:
+        setattr(self, slot, value)
+
+    return property(get, put)
+
+
 def _empty_list(value: Any) -> bool:
     return value is None or (type(value) is list and not value)
 
@@ -354,27 +369,8 @@ class Task:
 
     # Resources and tags are made on first read: two empty lists per task were a quarter
     # of the objects every full garbage collection walked, for fields most tasks never set.
-    @property
-    def resources(self) -> list[TaskResource]:
-        held = self._resources
-        if held is None:
-            held = self._resources = []
-        return held
-
-    @resources.setter
-    def resources(self, value: list[TaskResource]) -> None:
-        self._resources = value
-
-    @property
-    def tags(self) -> list[str]:
-        held = self._tags
-        if held is None:
-            held = self._tags = []
-        return held
-
-    @tags.setter
-    def tags(self, value: list[str]) -> None:
-        self._tags = value
+    resources = _made_on_read("_resources")
+    tags = _made_on_read("_tags")
 
     def is_plain(self) -> bool:
         """True when every field has a default-like type and value: nothing to check."""
