@@ -246,3 +246,12 @@ def test_real_run_four_sleeps_on_four_threads_are_not(make_orch):
     frame = orch.bottlenecks()
     assert kinds(frame, "gil_contention").empty, frame.to_string()
     assert sorted(kinds(frame, "waiting")["task"]) == ["sleep0", "sleep1", "sleep2", "sleep3"]
+
+
+def test_tasks_of_microseconds_are_not_told_to_add_workers():
+    tasks = [view(f"tiny{i}", [(i * 1e-4, i * 1e-4 + 2e-5, 2e-5, "w0")], wait_worker=0.05)
+             for i in range(20)]
+    workers = kinds(bottlenecks(snapshot(*tasks, workers=4), executor="threads"), "worker_wait")
+    assert len(workers) > 0
+    assert "larger tasks" in workers.iloc[0]["cure"] and "more workers (" not in workers.iloc[0]["cure"]
+    assert "all 4 workers were busy" not in workers.iloc[0]["detail"]

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.engine import TINY
 from ..core.model import Attempt
 from ..core.snapshot import Snapshot, TaskView
 from ._common import as_snapshot, critical_steps, waited_on, waiting_now
@@ -329,15 +330,28 @@ def _worker_rows(snap: Snapshot, top: int, min_seconds: float, executor: str,
         cure += ', with executor="processes": on threads, CPU-bound tasks share one core'
     elif executor != "threads":
         cure += f" (up to the cores free for the {executor} executor)"
+    busy = f"{'the only worker was' if n == 1 else f'all {n} workers were'} busy"
+    if _tiny(snap):  # the engine runs them one worker at a time: its own cost is the queue
+        cure = ("these tasks take microseconds each: they wait for the engine's own work "
+                "per task (tens of µs), which more workers would not speed up; make fewer, "
+                "larger tasks (or journal=False for swarms of micro-tasks)")
+        busy = "queued behind other tasks of microseconds"
     rows = []
     for i, view in enumerate(waited[:top]):
-        detail = f"ready, but {'the only worker was' if n == 1 else f'all {n} workers were'} busy"
+        detail = f"ready, but {busy}"
         if i == 0:
             detail += (f"; {len(waited)} task{'s' if len(waited) > 1 else ''} lost "
                        f"{total:.2f} s in total waiting for a worker")
         rows.append(_row("worker_wait", view, view.wait_worker, detail,
                          cure=cure if i == 0 else ""))
     return rows
+
+
+def _tiny(snap: Snapshot) -> bool:
+    """Did the run's attempts take, as a rule, less than the engine's tiny-task bound?"""
+    took = [a.ended_at - a.started_at for v in snap.tasks for a in v.attempts[-1:]
+            if a.ended_at is not None and a.started_at is not None]
+    return bool(took) and float(np.median(took)) < TINY
 
 
 def _retry_rows(snap: Snapshot, top: int) -> list[dict[str, Any]]:
