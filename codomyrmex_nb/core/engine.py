@@ -176,9 +176,8 @@ class Engine:
         """Under the lock: tasks are tiny and some worker's attempt began under STANDBY ago."""
         if not self._busy or self._avg_attempt >= TINY:
             return False
-        recent = self.sched.now() - STANDBY
-        return any(ticket.attempt is not None and ticket.attempt.started_at > recent
-                   for ticket in self.sched.running.values())
+        recent = time.perf_counter() - STANDBY  # monotonic: a wall-clock step cannot fool it
+        return any(run.taken_at > recent for run in self.sched.running.values())
 
     def _arm_standby(self) -> None:
         if self._standby is None and self._running:
@@ -257,7 +256,6 @@ class Engine:
         and returns once every task has ended or that monotonic deadline passed."""
         me = threading.current_thread()
         perf_counter = time.perf_counter
-        taken = 0.0
         run: Run | None = None
         outcome: Outcome | None = None
         prepared: tuple[Any, ...] | None = None
@@ -266,14 +264,13 @@ class Engine:
                 with self.lock:
                     if run is not None:
                         done, run = run, None
-                        self._record(done, outcome, prepared, perf_counter() - taken)
+                        self._record(done, outcome, prepared, perf_counter() - done.taken_at)
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
                         outcome = None
                     run = self._next_run(me, until)
                     if run is None:
                         return
-                taken = perf_counter()
                 outcome = self._execute(run)
                 prepared = None
                 recorder = self.recorder
@@ -339,6 +336,7 @@ class Engine:
                     self._apply_effects()
             if run is not None:
                 sched.start(run, me.name)
+                run.taken_at = time.perf_counter()
                 self._busy += 1
                 if run.on_begin is not None:
                     run.timer = self._arm_deadline(run)

@@ -81,7 +81,7 @@ class Run:
 
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
-                 "wait_since", "on_begin", "begun", "rec", "deadline_gen", "held")
+                 "wait_since", "on_begin", "begun", "rec", "deadline_gen", "held", "taken_at")
 
     def __init__(self, task: Any, rec: Any = None) -> None:
         self.task = task
@@ -104,6 +104,7 @@ class Run:
         self.begun = False
         self.deadline_gen = 0  # which armed deadline is current (a re-armed one supersedes)
         self.held = False
+        self.taken_at = 0.0  # time.perf_counter() when a worker took it (set by the engine)
 
     # -- the gate ------------------------------------------------------------------
     def begin(self) -> bool:

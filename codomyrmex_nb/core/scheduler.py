@@ -220,7 +220,6 @@ class Scheduler:
         self.structure_version = 0
         self.running: dict[str, Any] = {}  # task id -> ticket in flight
         self._new_ticket, self._now = new_ticket, clock
-        self.now = clock  # what attempts are stamped with (the engine compares against it)
         self._order = itertools.count()
         self._tokens = itertools.count()
         self._heap: list[tuple[int, int, int, int, Record]] = []
