@@ -451,3 +451,48 @@ def test_a_slow_task_among_tiny_ones_does_not_hold_them_back(make_orch):
     assert slow.result.data is True
     stalls = sum(1 for a, b in zip(starts, starts[1:], strict=False) if b - a > 0.0015)
     assert stalls < 40, f"{stalls} pauses over 1.5 ms between tiny tasks"
+
+
+def test_which_callables_are_given_their_upstream_results():
+    import functools
+
+    from codomyrmex_nb.core.invoke import _inspect_upstream, wants_upstream
+
+    def plain(upstream): ...
+    def keyword_only(*, upstream=None): ...
+    def positional_only(upstream, /): ...
+    def other(x, *args, **kwargs): ...
+
+    @functools.wraps(plain)
+    def wrapper(*args, **kwargs): ...
+
+    class Box:
+        def method(self, upstream=None): ...
+
+    def bound_first(upstream, x): ...
+
+    cases = [plain, keyword_only, positional_only, other, wrapper, Box().method,
+             lambda upstream: None, lambda i=1: None,
+             functools.partial(plain), functools.partial(bound_first, 1),
+             functools.partial(bound_first, x=2), functools.partial(keyword_only, upstream=3),
+             functools.partial(print, "x")]
+    expected = [True, True, False, False, True, True, True, False,
+                True, False, True, True, False]
+    assert [wants_upstream(c) for c in cases] == expected
+    assert [wants_upstream(c) for c in cases] == expected  # cached answers agree
+    assert [_inspect_upstream(c) for c in cases] == expected
+
+
+def test_tasks_made_from_partials_get_upstream_as_their_functions_say(make_orch):
+    import functools
+
+    orch = make_orch(2)
+
+    def add(offset, upstream=None):
+        return offset + sum(upstream.values()) if upstream else offset
+
+    first = orch.create_task("first", func=functools.partial(add, 1))
+    second = orch.create_task("second", func=functools.partial(add, 10), dependencies=[first])
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert (first.result.data, second.result.data) == (1, 11)

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from codomyrmex_nb import TaskOrchestrator, TaskPriority, TaskStatus
+from codomyrmex_nb import Task, TaskOrchestrator, TaskPriority, TaskStatus
+from codomyrmex_nb.core.fingerprint import Unhashable
 from codomyrmex_nb.core.journal import Journal
 
 S = TaskStatus
@@ -611,3 +612,30 @@ def test_history_right_after_the_run_shows_it_finished(tmp_path):
         assert (runs["status"].iloc[0], runs["completed"].iloc[0]) == ("finished", 1)
     finally:
         orch.stop_execution()
+
+
+def test_tasks_made_from_partials_are_fingerprinted_by_function_and_arguments(tmp_path):
+    import functools
+
+    from codomyrmex_nb.core.recorder import Recorder
+
+    recorder = Recorder(tmp_path / "j.sqlite", resume=False)
+    try:
+        def fp(func, cache=False):
+            return recorder.fingerprint(Task(name="t", func=func, cache=cache), [], {})
+
+        def note(word):
+            return word
+
+        def hold(word):
+            return word * 2
+
+        one, same, other = (functools.partial(note, "a"), functools.partial(note, "a"),
+                            functools.partial(note, "b"))
+        assert fp(one) == fp(same) != fp(other)
+        assert fp(one) == fp(one, cache=True)  # a cached task finds what others recorded
+        assert fp(functools.partial(hold, "a")) != fp(one)  # another function
+        with pytest.raises(Unhashable):
+            fp(functools.partial(note, threading.Lock()))
+    finally:
+        recorder.close()

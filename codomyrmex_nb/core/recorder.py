@@ -21,6 +21,7 @@ says why. Restoring unpickles: only trusted journals may be opened.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -34,7 +35,7 @@ from typing import Any
 
 import cloudpickle
 
-from .fingerprint import Unhashable, code_fingerprint, task_fingerprint
+from .fingerprint import Unhashable, code_fingerprint, task_fingerprint, value_digest
 from .journal import Journal, RunInfo, default_path
 from .model import Task, TaskStatus, output_refs
 
@@ -194,16 +195,26 @@ class Recorder:
 
     def _code_of(self, task: Task) -> str:
         """The code part of the fingerprint, computed once per function and run."""
-        func = task.func
+        return self._code_for(task.func, task.module, task.action, task.cache)
+
+    def _code_for(self, func: Any, module: str, action: str, cache: bool) -> str:
+        """A ``functools.partial`` (a common way to make one task per input) is its
+        function's code fingerprint, computed once, plus its bound arguments: a partial
+        made per task never hit the cache and cost about 0.1 ms a task."""
+        if type(func) is functools.partial:  # the same value, cached or not
+            inner = self._code_for(func.func, module, action, cache)
+            return hashlib.sha256(
+                f"codo-partial-1;{inner};{value_digest(func.args)};"
+                f"{value_digest(func.keywords)}".encode()).hexdigest()
         code = None
-        if func is not None and not task.cache:
+        if func is not None and not cache:
             try:
                 code = self._code.get(func)
             except TypeError:  # unhashable callable
                 code = None
         if code is None:
-            code = code_fingerprint(func, task.module, task.action)
-            if func is not None and not task.cache:
+            code = code_fingerprint(func, module, action)
+            if func is not None and not cache:
                 try:
                     with self._lock:
                         self._code[func] = code
