@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from codomyrmex_nb.core import journal as journal_module
+from codomyrmex_nb.core import journal_tables
 from codomyrmex_nb.core.journal import Journal, JournalWarning, RunInfo, default_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +252,7 @@ def test_a_result_over_the_size_bound_is_recorded_as_an_error(make_journal):
 
 
 def test_large_results_are_written_in_chunks_and_read_back_whole(make_journal, monkeypatch):
-    monkeypatch.setattr(journal_module, "CHUNK", 1000)  # so 10 KB counts as large
+    monkeypatch.setattr(journal_tables, "CHUNK", 1000)  # so 10 KB counts as large
     journal = make_journal()
     run = journal.begin_run()
     big, small = os.urandom(10_500), b"small"

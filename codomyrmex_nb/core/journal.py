@@ -9,19 +9,9 @@ a handful of commits. Readers (``last_run``, ``restorable``, ``history``,
 ``transitions``, ``definitions``) use a second connection under a lock and see
 committed rows only: a result still queued is not restorable.
 
-**Packed rows.** Results are one row each (they are looked up by fingerprint), indexed
-by (run, fingerprint): a new run's entries go at the index's end, where an index on
-the fingerprint alone took its inserts at random places and made every commit
-rewrite pages all over a large file.
-Transitions and definitions are read whole per run, never searched, so each commit
-stores them *packed*: one ``packed`` row per run and kind holding the commit's rows
-as a ``marshal`` blob (format version 4, readable by every Python 3 since 3.4; plain
-ints, floats, strings and None only). One SQLite row per transition cost the
-writer thread about 14 µs per task, with the GIL, on no-op tasks; packed, about
-1 µs. The writer keeps each open run's summary (tasks seen, how many ended
-completed or failed by their latest transition, the last time) in the ``runs``
-row, updated in the same transaction, so reading a run's summary never walks its
-transitions. A version-1 file (one row per transition) is converted when opened.
+**Layout.** How a run sits in the file (results a row each, transitions and
+definitions packed per commit, each run's summary in its ``runs`` row kept by the
+writer, the conversion of a version-1 file) is ``journal_tables.py``.
 
 The file lives in an owner-only folder (0700, with a ``.gitignore`` of ``*`` so
 pickled results never reach git) and is itself 0600. WAL mode where the file system
@@ -46,8 +36,6 @@ code wrote); never open a journal someone sent you.
 from __future__ import annotations
 
 import atexit
-import functools
-import marshal
 import math
 import os
 import re
@@ -62,39 +50,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .journal_tables import (
+    INSERT_PACKED,
+    INSERT_RESULT,
+    RUN_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    TABLES,
+    UPDATE_END,
+    UPDATE_SUMMARY,
+    RunSummary,
+    by_run,
+    insert_result,
+    insert_results,
+    migrate_v1,
+    pack,
+    unpack,
+)
+
 __all__ = ["Journal", "JournalWarning", "RunInfo", "default_path"]
 
-SCHEMA_VERSION = 2
-MARSHAL_VERSION = 4        # packed rows: a format every Python 3 since 3.4 reads
 FOLDER = ".codomyrmex"
 BUSY_TIMEOUT = 10.0        # seconds SQLite itself waits on a lock held by another connection
 RETRY_BUDGET = 60.0        # seconds the writer keeps retrying a locked database, then drops a batch
 MAX_BLOB = 900 * 2**20     # SQLite refuses blobs over ~1 GB; larger results are recorded as errors
 MAX_BATCH = 50_000         # records held before a commit is forced, whatever the interval
 FULL_CHECK_BYTES = 32 * 2**20  # files up to this size get a full quick_check when opened
-CHUNK = 2**20              # a larger blob is written in chunks, letting other threads run
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs(
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, ended REAL, status TEXT,
-    tasks INTEGER NOT NULL DEFAULT 0, completed INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0, last_time REAL);
-CREATE TABLE IF NOT EXISTS packed(run_id INTEGER, kind TEXT, rows BLOB);
-CREATE TABLE IF NOT EXISTS results(
-    run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, blob BLOB, error TEXT, time REAL);
-CREATE INDEX IF NOT EXISTS packed_run ON packed(run_id);
-CREATE INDEX IF NOT EXISTS results_run_fingerprint ON results(run_id, fingerprint);
-DROP INDEX IF EXISTS results_fingerprint;
-"""
-_TABLES = ("packed", "results", "runs")  # what a run is made of (pruning, clearing)
-
-_INSERT_PACKED = "INSERT INTO packed VALUES (?, ?, ?)"
-_UPDATE_SUMMARY = "UPDATE runs SET tasks = ?, completed = ?, failed = ?, last_time = ? " \
-    "WHERE run_id = ?"
-_RUN_COLUMNS = "run_id, started, ended, status, tasks, completed, failed, last_time"
-_INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
-_INSERT_RESULT_SPACE = "INSERT INTO results VALUES (?, ?, ?, ?, zeroblob(?), ?, ?)"
-_UPDATE_END = "UPDATE runs SET ended = ?, status = ? WHERE run_id = ?"
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 
@@ -232,7 +213,7 @@ class Journal:
         self._results: list[tuple[Any, ...]] = []
         self._ends: list[tuple[Any, ...]] = []
         self._open_runs: set[int] = set()
-        self._summaries: dict[int, _Summary] = {}  # run id -> its summary, while it is written
+        self._summaries: dict[int, RunSummary] = {}  # run id -> its summary, while it is written
         self._bad: list[str] = []  # why rows of the batch being packed were dropped
         self._last_vacuum = -math.inf
         self.dropped = 0  # records that could not be written (each drop also warned once)
@@ -353,8 +334,8 @@ class Journal:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("PRAGMA user_version").fetchone()[0] == 1:  # read in the transaction
-                _migrate_v1(conn)
-            for statement in _SCHEMA.split(";"):
+                migrate_v1(conn)
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -398,29 +379,27 @@ class Journal:
         return run_id if ok and isinstance(run_id, int) else 0
 
     def define(self, run_id: int, task_id: str, name: str, fingerprint: str | None) -> None:
-        if self.enabled:
-            self._defs_q.append((run_id, task_id, name, fingerprint))
-            if self._idle:
-                self._wake.set()
+        self.queue_definition((run_id, task_id, name, fingerprint))
 
     def transition(self, run_id: int, seq: int, time: float, task_id: str, name: str,
                    previous: str | None, status: str | None, detail: str | None) -> None:
-        if self.enabled:
-            self._trans_q.append((run_id, seq, time, task_id, name, previous, status, detail))
-            if self._idle:
-                self._wake.set()
+        self.queue_transition((run_id, seq, time, task_id, name, previous, status, detail))
 
     def queue_definition(self, row: tuple[Any, ...]) -> None:
-        """``define`` with its arguments as one tuple."""
+        """``define`` with its arguments as one tuple (the recorder's path)."""
+        self._queue(self._defs_q, row)
+
+    def queue_transition(self, row: tuple[Any, ...]) -> None:
+        """``transition`` with its arguments as one tuple (the engine's hot path: ``_queue``
+        written out, one call less per transition)."""
         if self.enabled:
-            self._defs_q.append(row)
+            self._trans_q.append(row)
             if self._idle:
                 self._wake.set()
 
-    def queue_transition(self, row: tuple[Any, ...]) -> None:
-        """``transition`` with its arguments as one tuple: the engine's hot path."""
+    def _queue(self, queue: deque[tuple[Any, ...]], row: tuple[Any, ...]) -> None:
         if self.enabled:
-            self._trans_q.append(row)
+            queue.append(row)
             if self._idle:
                 self._wake.set()
 
@@ -433,16 +412,11 @@ class Journal:
         if blob is not None and len(blob) > min(self._max_bytes, MAX_BLOB):
             blob, error = None, (f"result of {len(blob)} bytes is larger than the journal's "
                                  f"size bound ({self._max_bytes} bytes)")
-        self._results_q.append((run_id, task_id, name, fingerprint, blob, error, time))
-        if self._idle:
-            self._wake.set()
+        self._queue(self._results_q, (run_id, task_id, name, fingerprint, blob, error, time))
 
     def end_run(self, run_id: int, status: str = "finished", time: float | None = None) -> None:
         """Mark a run ended: ``"finished"`` (every task ended) or ``"stopped"``; queued."""
-        if self.enabled:
-            self._ends_q.append((_now() if time is None else time, status, run_id))
-            if self._idle:
-                self._wake.set()
+        self._queue(self._ends_q, (_now() if time is None else time, status, run_id))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed; False on timeout or when
@@ -486,26 +460,26 @@ class Journal:
 
     def last_run(self) -> RunInfo | None:
         """The most recent run, as committed; None when there is none (or the journal is off)."""
-        runs = self._runs(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY run_id DESC LIMIT 1", ())
+        runs = self._runs(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY run_id DESC LIMIT 1", ())
         return runs[0] if runs else None
 
     def run(self, run_id: int) -> RunInfo | None:
         """One run by id, as committed."""
-        runs = self._runs(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        runs = self._runs(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         return runs[0] if runs else None
 
     def history(self) -> list[RunInfo]:
         """Every run, newest first."""
-        return self._runs(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY run_id DESC", ())
+        return self._runs(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY run_id DESC", ())
 
     def transitions(self, run_id: int) -> list[tuple[Any, ...]]:
         """The run's committed transitions in order:
         ``(seq, time, task_id, name, previous, status, detail)``."""
-        return [row[1:] for row in self._read(lambda c: _unpack(c, run_id, "transitions"), [])]
+        return [row[1:] for row in self._read(lambda c: unpack(c, run_id, "transitions"), [])]
 
     def definitions(self, run_id: int) -> list[tuple[Any, ...]]:
         """The run's committed definitions in order: ``(task_id, name, fingerprint)``."""
-        return [row[1:] for row in self._read(lambda c: _unpack(c, run_id, "definitions"), [])]
+        return [row[1:] for row in self._read(lambda c: unpack(c, run_id, "definitions"), [])]
 
     def restorable(self, run_id: int | None, fingerprint: str) -> tuple[bytes, float] | None:
         """The committed result blob, and when it was recorded, of a task with this
@@ -659,15 +633,15 @@ class Journal:
         than a lock, write them one by one and drop only the ones that fail."""
         ended = list(self._ends)
         packed, summaries = self._pack()
-        batches = [(_INSERT_PACKED, packed), (_INSERT_RESULT, self._results),
-                   (_UPDATE_SUMMARY, summaries), (_UPDATE_END, self._ends)]
+        batches = [(INSERT_PACKED, packed), (INSERT_RESULT, self._results),
+                   (UPDATE_SUMMARY, summaries), (UPDATE_END, self._ends)]
 
         def together(conn: sqlite3.Connection) -> None:
             for sql, rows in batches:
                 if not rows:
                     continue
                 if rows is self._results:
-                    _insert_results(conn, rows)
+                    insert_results(conn, rows)
                 else:
                     conn.executemany(sql, rows)
 
@@ -677,7 +651,7 @@ class Journal:
                 for row in rows:
                     try:
                         if rows is self._results:
-                            _insert_result(conn, row)
+                            insert_result(conn, row)
                         else:
                             conn.execute(sql, row)
                     except (sqlite3.InterfaceError, sqlite3.ProgrammingError,
@@ -720,62 +694,37 @@ class Journal:
         """The batch's definitions and transitions as one packed row per run and kind, and
         the summaries of the runs they touch (rows that cannot be packed go to ``_bad``)."""
         packed: list[tuple[Any, ...]] = []
-        touched: dict[int, _Summary] = {}
+        touched: dict[int, RunSummary] = {}
         for kind, rows in (("definitions", self._defs), ("transitions", self._trans)):
-            if not rows:
-                continue
-            first = rows[0][0]
-            if all(row[0] == first for row in rows):  # the usual case: one run
-                by_run: dict[Any, list[tuple[Any, ...]]] = {first: rows}
-            else:
-                by_run = {}
-                for row in rows:
-                    by_run.setdefault(row[0], []).append(row)
-            for run_id, run_rows in by_run.items():
-                blob, run_rows = self._marshal(run_rows)
+            for run_id, run_rows in by_run(rows).items():
+                blob, run_rows, dropped = pack(run_rows)
+                self._bad.extend(dropped)
                 if not run_rows:
                     continue
                 packed.append((run_id, kind, blob))
-                summary = touched.get(run_id) or self._summary(run_id)
-                touched[run_id] = summary
+                summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
                 if kind == "definitions":
                     summary.define(run_rows)
                 else:
                     summary.follow(run_rows)
         for row in self._results:
-            summary = touched.get(row[0]) or self._summary(row[0])
-            touched[row[0]] = summary
+            summary = touched[row[0]] = touched.get(row[0]) or self._summary(row[0])
             summary.saw(row[6])
         return packed, [(*s.row(), run_id) for run_id, s in touched.items()]
 
-    def _marshal(self, rows: list[tuple[Any, ...]]) -> tuple[bytes, list[tuple[Any, ...]]]:
-        """(blob, rows kept): rows with anything but plain values are dropped alone."""
-        try:
-            return marshal.dumps(rows, MARSHAL_VERSION), rows
-        except ValueError:
-            kept = []
-            for row in rows:
-                try:
-                    marshal.dumps(row, MARSHAL_VERSION)
-                    hash(row[1])  # the task id keys the run's summary
-                    kept.append(row)
-                except (ValueError, TypeError) as exc:
-                    self._bad.append(f"{exc}: {row!r}"[:200])
-            return marshal.dumps(kept, MARSHAL_VERSION), kept
-
-    def _summary(self, run_id: Any) -> _Summary:
+    def _summary(self, run_id: Any) -> RunSummary:
         """The run's summary; for a run this writer has not seen yet, rebuilt from the file
         (a run resumed across an engine stop and start, or begun by another process)."""
         summary = self._summaries.get(run_id)
         if summary is None:
-            summary = self._summaries[run_id] = _Summary()
+            summary = self._summaries[run_id] = RunSummary()
             conn = self._wconn
             if conn is not None and isinstance(run_id, int):
                 row = conn.execute("SELECT last_time FROM runs WHERE run_id = ?",
                                    (run_id,)).fetchone()
                 if row is not None:
-                    summary.define(_unpack(conn, run_id, "definitions"))
-                    summary.follow(_unpack(conn, run_id, "transitions"))
+                    summary.define(unpack(conn, run_id, "definitions"))
+                    summary.follow(unpack(conn, run_id, "transitions"))
                     summary.saw(row[0])
         return summary
 
@@ -790,7 +739,7 @@ class Journal:
 
     def _do_clear(self) -> None:
         def work(conn: sqlite3.Connection) -> None:
-            for table in _TABLES:
+            for table in TABLES:
                 conn.execute(f"DELETE FROM {table}")
 
         ok, _ = self._write(work, "a clear")
@@ -834,7 +783,7 @@ class Journal:
                 continue
 
             def work(conn: sqlite3.Connection, run_id: int = run_id) -> None:
-                for table in _TABLES:
+                for table in TABLES:
                     conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
             ok, _ = self._write(work, "a prune")
@@ -876,129 +825,9 @@ class Journal:
                     pass
 
 
-class _Summary:
-    """A run's summary as the writer folds its rows in: each task's latest status."""
-
-    __slots__ = ("status", "completed", "failed", "last")
-
-    def __init__(self) -> None:
-        self.status: dict[Any, Any] = {}
-        self.completed = self.failed = 0
-        self.last: float | None = None
-
-    def define(self, rows: list[tuple[Any, ...]]) -> None:
-        status = self.status
-        for row in rows:
-            status.setdefault(row[1], None)
-
-    def follow(self, rows: list[tuple[Any, ...]]) -> None:
-        """Transitions in order: (run_id, seq, time, task_id, name, previous, status, detail)."""
-        status, last = self.status, self.last
-        completed = failed = 0
-        for row in rows:
-            new = row[6]
-            old = status.get(row[3])
-            if old == "completed":
-                completed -= 1
-            elif old == "failed":
-                failed -= 1
-            if new == "completed":
-                completed += 1
-            elif new == "failed":
-                failed += 1
-            status[row[3]] = new
-            when = row[2]
-            if when is not None and (last is None or when > last):
-                last = when
-        self.completed += completed
-        self.failed += failed
-        self.last = last
-
-    def saw(self, when: float | None) -> None:
-        if when is not None and (self.last is None or when > self.last):
-            self.last = when
-
-    def row(self) -> tuple[int, int, int, float | None]:
-        return len(self.status), self.completed, self.failed, self.last
-
-
-def _unpack(conn: sqlite3.Connection, run_id: int, kind: str) -> list[tuple[Any, ...]]:
-    """A run's packed rows of one kind, in the order they were written."""
-    rows: list[tuple[Any, ...]] = []
-    for (blob,) in conn.execute("SELECT rows FROM packed WHERE run_id = ? AND kind = ? "
-                                "ORDER BY rowid", (run_id, kind)):
-        rows.extend(marshal.loads(blob))
-    return rows
-
-
-def _migrate_v1(conn: sqlite3.Connection) -> None:
-    """Convert a version-1 journal (one row per transition and definition) in place, inside
-    the caller's transaction: rows are packed per run, summaries computed once."""
-    for column in ("tasks INTEGER NOT NULL DEFAULT 0", "completed INTEGER NOT NULL DEFAULT 0",
-                   "failed INTEGER NOT NULL DEFAULT 0", "last_time REAL"):
-        conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
-    conn.execute("CREATE TABLE IF NOT EXISTS packed(run_id INTEGER, kind TEXT, rows BLOB)")
-    summaries: dict[int, _Summary] = {}
-    for kind, sql in (("definitions", "SELECT run_id, task_id, name, fingerprint FROM "
-                                      "definitions ORDER BY run_id, rowid"),
-                      ("transitions", "SELECT run_id, seq, time, task_id, name, previous, "
-                                      "lower(status), detail FROM transitions "
-                                      "ORDER BY run_id, seq, rowid")):
-        by_run: dict[int, list[tuple[Any, ...]]] = {}
-        for row in conn.execute(sql):
-            by_run.setdefault(row[0], []).append(row)
-        for run_id, rows in by_run.items():
-            conn.execute(_INSERT_PACKED, (run_id, kind, marshal.dumps(rows, MARSHAL_VERSION)))
-            summary = summaries.setdefault(run_id, _Summary())
-            summary.define(rows) if kind == "definitions" else summary.follow(rows)
-    for run_id, last in conn.execute("SELECT run_id, max(time) FROM results GROUP BY run_id"
-                                     ).fetchall():
-        summaries.setdefault(run_id, _Summary()).saw(last)
-    conn.executemany(_UPDATE_SUMMARY, [(*s.row(), run_id) for run_id, s in summaries.items()])
-    conn.execute("DROP TABLE transitions")
-    conn.execute("DROP TABLE definitions")
-    conn.execute("DROP INDEX IF EXISTS results_run")  # lookups go by run and fingerprint
-
-
 def _full_check_bytes() -> int:
     return FULL_CHECK_BYTES  # read at each open (tests lower it)
 
 
 def _now() -> float:
     return time.time()
-
-
-RESULTS_PER_STATEMENT = 256  # rows bound to one multi-row INSERT (7 parameters each)
-
-
-def _insert_results(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Result rows, many per statement: ``executemany`` steps once per row and the sqlite3
-    module lets go of the GIL at every step, so a commit of ten thousand small results
-    handed the GIL back and forth ten thousand times while the workers wanted it."""
-    small = [row for row in rows if row[4] is None or len(row[4]) <= CHUNK]
-    if len(small) < len(rows):
-        for row in rows:
-            if row[4] is not None and len(row[4]) > CHUNK:
-                _insert_result(conn, row)
-    for start in range(0, len(small), RESULTS_PER_STATEMENT):
-        chunk = small[start:start + RESULTS_PER_STATEMENT]
-        conn.execute(_insert_many(len(chunk)), [value for row in chunk for value in row])
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_many(count: int) -> str:
-    return "INSERT INTO results VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count)
-
-
-def _insert_result(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
-    """One result row; a large blob goes in by chunks, each copied without the GIL (binding
-    a 100 MB blob at once would hold every other thread for tens of milliseconds)."""
-    blob = row[4]
-    if blob is None or len(blob) <= CHUNK:
-        conn.execute(_INSERT_RESULT, row)
-        return
-    rowid = conn.execute(_INSERT_RESULT_SPACE, (*row[:4], len(blob), *row[5:])).lastrowid
-    view = memoryview(blob).cast("B")
-    with conn.blobopen("results", "blob", rowid) as target:
-        for offset in range(0, len(view), CHUNK):
-            target.write(view[offset:offset + CHUNK])
