@@ -56,7 +56,7 @@ from .snapshot import Snapshot, build_snapshot, copy_rows, paused_gc
 log = logging.getLogger(__name__)
 
 TINY = 100e-6  # seconds: attempts shorter than this on average run one worker at a time
-STANDBY = 0.002  # seconds without an ended attempt, work waiting, before another worker joins
+STANDBY = 0.002  # seconds: a worker whose attempt began this recently is cycling tiny tasks
 
 
 class Engine:
@@ -131,8 +131,7 @@ class Engine:
         The journal's file is opened first, outside the lock: checking a file and
         starting its writer never stall the engine.
         """
-        if self.recorder is not None:
-            self.recorder.ensure_open()
+        self._open_journal()
         with self.lock:
             yield self.sched
             self.settle()
@@ -140,12 +139,16 @@ class Engine:
     def define_new(self, task: Task) -> None:
         """``changing()`` for ``create_task``'s one new task, without a context manager's
         cost (it is paid once per task defined)."""
-        recorder = self.recorder
-        if recorder is not None and not recorder.is_open:
-            recorder.ensure_open()
+        self._open_journal()
         with self.lock:
             self.sched.define_new(task)
             self.settle()
+
+    def _open_journal(self) -> None:
+        """Before a change, outside the lock: open the journal's file if it is closed."""
+        recorder = self.recorder
+        if recorder is not None and not recorder.is_open:
+            recorder.ensure_open()
 
     def settle(self, wake: bool = True) -> None:
         """After every scheduler call: carry out its effects, wake workers and waiters.
@@ -373,8 +376,7 @@ class Engine:
                 self._shutdown_executor()
                 raise
             self.clock.start()
-            if self.recorder is not None:
-                self.recorder.ensure_open()  # outside the lock, before any worker moves a task
+            self._open_journal()  # before any worker moves a task
             capture.acquire()  # output hooks stay installed while running: cheaper attempts
             with self.lock:
                 self._running = True

@@ -173,12 +173,7 @@ class Recorder:
         it reads notebook names whose values may change between cells.
         """
         func = task.func
-        code = None
-        if not task.cache and func is not None:
-            try:
-                code = self._code.get(func)  # only plain functions are kept there
-            except TypeError:  # an unhashable callable
-                pass
+        code = self._known_code(func, task.cache)  # plain functions only: no custom hook
         if code is None:
             custom = getattr(func, "__codo_fingerprint__", None)
             if callable(custom):
@@ -206,12 +201,7 @@ class Recorder:
             return hashlib.sha256(
                 f"codo-partial-1;{inner};{value_digest(func.args)};"
                 f"{value_digest(func.keywords)}".encode()).hexdigest()
-        code = None
-        if func is not None and not cache:
-            try:
-                code = self._code.get(func)
-            except TypeError:  # unhashable callable
-                code = None
+        code = self._known_code(func, cache)
         if code is None:
             code = code_fingerprint(func, module, action)
             if func is not None and not cache:
@@ -221,6 +211,15 @@ class Recorder:
                 except TypeError:
                     pass
         return code
+
+    def _known_code(self, func: Any, cache: bool) -> str | None:
+        """The code fingerprint already computed for ``func`` in this run, if any."""
+        if func is None or cache:
+            return None
+        try:
+            return self._code.get(func)
+        except TypeError:  # an unhashable callable
+            return None
 
     def fingerprint_of(self, rec: Any) -> str | None:
         """The record's fingerprint, computed once (upstream first); None if unhashable."""
@@ -267,10 +266,7 @@ class Recorder:
         """Fingerprint the task as it starts: what its body may change (a global it
         appends to) must not change what it is recorded as."""
         try:
-            if not rec.ups:
-                self._fingerprint_one(rec)  # the commonest case, without the general walk
-            else:
-                self.fingerprint_of(rec)
+            self.fingerprint_of(rec)
         except Exception:  # noqa: BLE001 - the journal must never fail a task
             rec.fingerprint = ""
 
