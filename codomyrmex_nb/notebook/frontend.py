@@ -111,20 +111,15 @@ function render({ model, el }) {
   };
   dag.addEventListener("click", onDagClick);
   panel.addEventListener("click", onPanelClick);
-  model.on("change:head", drawHead);
-  model.on("change:picture", drawPicture);
-  model.on("change:patch", applyPatch);
-  model.on("change:detail", drawDetail);
-  model.on("change:selected", mark);
+  const listeners = [["change:head", drawHead], ["change:picture", drawPicture],
+                     ["change:patch", applyPatch], ["change:detail", drawDetail],
+                     ["change:selected", mark]];
+  for (const [name, listener] of listeners) model.on(name, listener);
   drawHead();
   drawPicture();
   drawDetail();
   return () => {
-    model.off("change:head", drawHead);
-    model.off("change:picture", drawPicture);
-    model.off("change:patch", applyPatch);
-    model.off("change:detail", drawDetail);
-    model.off("change:selected", mark);
+    for (const [name, listener] of listeners) model.off(name, listener);
     dag.removeEventListener("click", onDagClick);
     panel.removeEventListener("click", onPanelClick);
   };
