@@ -9,7 +9,10 @@ one GIL cannot do. Its dashboard listens on a random local port; its logs are
 kept to errors. Pass any ``LocalCluster`` option to ``DaskExecutor`` to change
 it (``processes=False`` gives one in-process worker with threads: quicker to
 start, no extra processes, and interruptible, see below). The default workers are
-spawned processes, so a script needs the usual ``__main__`` guard, as for ``processes``.
+spawned processes, which run the script's body again before they serve: so a
+script needs the usual ``if __name__ == "__main__":`` guard (``processes`` does
+not), and ``start()`` says so in one line, before starting anything, when it is
+called from a script's unguarded body (``script_guard``).
 
 Start-up happens in ``start()``, never in an attempt, so it is never counted
 against a task's timeout; ``run`` passes ``Run.begin`` (which arms the timeout)
@@ -54,7 +57,7 @@ import threading
 import uuid
 from typing import Any
 
-from . import capture
+from . import capture, script_guard
 from .exceptions import TaskCancelledError, WorkerCrashedError
 from .invoke import Outcome, Run
 from .process_executor import cancelled, dumps_call, error_outcome, failed, pack_error
@@ -116,6 +119,23 @@ def _close_after_failed_start(thing: Any) -> None:
             runner.stop()
 
 
+def _refuse_unguarded_script(options: dict[str, Any]) -> None:
+    """Raise, naming the guard, if spawned Dask workers would re-run this script's body."""
+    if not options.get("processes", True):
+        return
+    import dask
+
+    if dask.config.get("distributed.worker.multiprocessing-method", "spawn") != "spawn":
+        return
+    where = script_guard.unguarded_line()
+    if where is not None:
+        raise RuntimeError(
+            f"{where[0]}, line {where[1]}, starts a local Dask cluster from the script's body, "
+            "which each Dask worker process runs again: put the code that runs tasks under "
+            f"`{script_guard.GUARD}` (or use executor=\"processes\", which needs no guard, "
+            "or DaskExecutor(processes=False))")
+
+
 class _Pending:
     __slots__ = ("future", "key", "done")
 
@@ -163,6 +183,8 @@ class DaskExecutor:
             except ImportError as exc:
                 raise ImportError("the dask executor needs dask.distributed: "
                                   "pip install 'codomyrmex-nb[dask]'") from exc
+            if self._address is None:
+                _refuse_unguarded_script(self.local_cluster_options(max_workers))
             owned: list[Any] = []
             what = "start"
             try:

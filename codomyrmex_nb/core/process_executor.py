@@ -8,7 +8,9 @@ a running attempt can really be stopped (killed; the pool starts another). Why
 daemons (tasks may start processes) and ignore SIGINT (a notebook interrupt hits
 the whole process group). Errors come back whole when they pickle both ways,
 else as a ``RemoteError`` subclass named like the original, so ``error_type``
-still reads e.g. ``ZeroDivisionError``. Scripts need the usual ``__main__`` guard.
+still reads e.g. ``ZeroDivisionError``. Scripts need no ``__main__`` guard: workers
+start without running the parent's main module (``spawn_main``), since every
+call reaches them by value.
 
 What an attempt writes is kept with it, below Python too: a worker's file
 descriptors 1 and 2 point at a file that only its parent reads (created by the
@@ -28,9 +30,8 @@ task after a big one in the same worker reports the small figure. The figure
 includes the interpreter itself (some tens of MB). A crashed or killed
 attempt's CPU seconds are read from the dead worker (``/proc/<pid>/stat``).
 
-Start-up is not the task's time: a new worker says it is ready (after ``spawn``
-has imported the parent's ``__main__``, which in a notebook can take a while)
-before the attempt passes ``Run.begin``, which arms the task's timeout. An
+Start-up is not the task's time: a new worker says it is ready (once it has
+imported this package, which can take a while on a busy machine) before the attempt passes ``Run.begin``, which arms the task's timeout. An
 attempt abandoned before then never reaches a worker.
 
 Workers never outlive the process that started them, even when it dies without
@@ -71,7 +72,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import capture
+from . import capture, spawn_main
 from .exceptions import TaskCancelledError, WorkerCrashedError
 from .invoke import Outcome, Run, format_traceback
 
@@ -260,7 +261,7 @@ class _Worker:
         fd, self._path = tempfile.mkstemp(prefix=f"codo-process-{number}-", suffix=".out")
         self.output = os.fdopen(fd, "rb")  # the worker writes, only we read (owner-only file)
         self.process = ctx.Process(target=_serve, args=(child, watch, self._path),
-                                   name=f"codo-process-{number}")
+                                   name=f"{spawn_main.WORKER_PREFIX}{number}")
         try:
             self.process.start()
         except BaseException:
@@ -336,6 +337,7 @@ class ProcessExecutor:
     name = "processes"
 
     def __init__(self) -> None:
+        spawn_main.install()  # workers never re-run a script's body
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
@@ -409,8 +411,7 @@ class ProcessExecutor:
                 return None
             raise WorkerCrashedError(
                 f"a worker process for task {run.task.name!r} died while starting "
-                f"({worker.death}); in a script, guard the code that runs tasks with "
-                "`if __name__ == '__main__':`")
+                f"({worker.death})")
         return worker
 
     def _checkin(self, run: Run, worker: _Worker, healthy: bool) -> None:
