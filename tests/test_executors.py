@@ -281,15 +281,17 @@ def run_script(tmp_path: Path, source: str, timeout: float = 90) -> dict:
 
 
 def test_processes_worker_start_up_does_not_count_against_the_timeout(tmp_path):
-    # Each spawned worker imports the script as ``__mp_main__``: here that takes 1 s (a
-    # notebook's heavy imports), longer than the task's 0.4 s timeout; the body is instant.
+    # Each spawned worker starts Python and imports this package: here that takes 1 s more (a
+    # ``sitecustomize`` that sleeps in the processes started once CODO_SLOW_START is set, as
+    # on a busy machine), longer than the task's 0.4 s timeout; the body is instant.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, time\nif os.environ.get('CODO_SLOW_START'):\n    time.sleep(1.0)\n")
     result = run_script(tmp_path, """
         import json, os, time
 
-        if __name__ == "__mp_main__":
-            time.sleep(1.0)
-
         if __name__ == "__main__":
+            os.environ["PYTHONPATH"] = os.pathsep.join([os.getcwd(), os.environ["PYTHONPATH"]])
+            os.environ["CODO_SLOW_START"] = "1"  # for the workers started from now on
             from codomyrmex_nb import TaskOrchestrator
 
             o = TaskOrchestrator(max_workers=1, executor="processes")

@@ -397,6 +397,7 @@ def test_side_panel_holds_the_widget_and_the_cell_keeps_the_static_copy(orch, sh
                                                                          monkeypatch):
     pytest.importorskip("sidecar")
     monkeypatch.setattr(live_view_mod, "_cell", lambda: 7)  # inside cell 7 of a notebook
+    monkeypatch.setenv("JPY_SESSION_NAME", "/lab/side.ipynb")  # started by JupyterLab
     view = live_view(orch, side=True)
     try:
         assert view.side and view._sidecar.anchor == "split-right"

@@ -48,6 +48,7 @@ the view inline.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -82,6 +83,21 @@ def has_widget_frontend() -> bool:
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     return getattr(shell, "kernel", None) is not None
+
+
+def has_side_panels() -> bool:
+    """True where a side panel can show: a kernel a Jupyter server started for a notebook.
+
+    JupyterLab (and Notebook 7, both on ``jupyter_server``) tell the kernel its
+    notebook in ``JPY_SESSION_NAME``; nbconvert, nbclient, the classic tools and a
+    terminal do not, and VS Code (``__vsc_ipynb_file__``) has no JupyterLab panels.
+    So there the view says it shows inline rather than claim a panel nobody sees.
+    """
+    if not has_widget_frontend() or not os.environ.get("JPY_SESSION_NAME", "").strip():
+        return False
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return "__vsc_ipynb_file__" not in (getattr(shell, "user_ns", None) or {})
 
 
 @dataclass
@@ -345,6 +361,8 @@ class LiveView(anywidget.AnyWidget):
             from sidecar import Sidecar
         except ImportError:
             return "the `sidecar` package is not installed (pip install sidecar)"
+        if not has_side_panels():
+            return "this front end has none; JupyterLab has them"
         self.hide_side()
         panel = Sidecar(title=SIDE_TITLE, anchor="split-right")
         panel.outputs = ({"output_type": "display_data", "metadata": {},
