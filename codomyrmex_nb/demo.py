@@ -1,33 +1,30 @@
 """``make demo``: the guide's Complete Example, headless, on this project's own source.
 
-The example analyses ``./src``; the demo runs it in a fresh folder whose
-``src`` links to the installed ``codomyrmex_nb`` package, so the analysis is
-real and the chart lands in that folder's ``codo_outputs/``.
+The example analyses ``./src``; the demo analyses the installed ``codomyrmex_nb``
+package instead, so the analysis is real, and leaves nothing behind but the
+chart, in ``./codo_outputs/`` as for any chart: no temporary folder, and no run
+journal (a one-shot run has nothing to resume).
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from . import ResourceType, TaskPriority, TaskResource, get_task_orchestrator
+from . import ResourceType, TaskOrchestrator, TaskPriority, TaskResource
 
 
 def main() -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="codomyrmex-demo-"))
-    (workdir / "src").symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
-    os.chdir(workdir)
-    print(f"analysing {workdir / 'src'} -> {Path(__file__).resolve().parent}\n")
+    package = Path(__file__).resolve().parent
+    print(f"analysing {package}\n")
 
-    orchestrator = get_task_orchestrator(max_workers=4)
+    orchestrator = TaskOrchestrator(max_workers=4, journal=False)
     orchestrator.start_execution()
     setup = orchestrator.create_task(name="setup", module="environment_setup",
                                      action="check_environment", priority=TaskPriority.HIGH)
     analysis = orchestrator.create_task(
         name="analyze", module="static_analysis", action="analyze_code_quality",
-        parameters={"path": "./src"}, dependencies=[setup.id], priority=TaskPriority.NORMAL,
+        parameters={"path": str(package)}, dependencies=[setup.id], priority=TaskPriority.NORMAL,
         resources=[TaskResource(type=ResourceType.CPU, identifier="system_cpu", mode="read")],
         timeout=300)
     chart = orchestrator.create_task(
@@ -54,7 +51,7 @@ def main() -> int:
         print("code quality: " + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                            for k, v in totals.items()))
     if chart.result and chart.result.success:
-        print(f"chart: {chart.result.data['path']}")
+        print(f"chart: {Path(chart.result.data['path']).resolve()}")
     return 0 if completed else 1
 
 

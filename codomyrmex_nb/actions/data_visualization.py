@@ -116,21 +116,58 @@ def _output_path(output_dir: str | os.PathLike[str] | None, title: str) -> Path:
 
 
 def _draw(labels: list[str], values: list[int | float], title: str, path: Path) -> None:
+    """One bar chart; metrics of very different sizes get a panel (an axis) each instead."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(min(max(6.0, 0.6 * len(labels) + 2), 24), 4.8), layout="constrained")
+    if _spread(values):
+        fig = _log_bars(Figure, labels, values, title)
+    else:
+        fig = Figure(figsize=(min(max(6.0, 0.6 * len(labels) + 2), 24), 4.8),
+                     layout="constrained")
+        ax = fig.add_subplot()
+        bars = ax.bar(range(len(values)), values, color="#4c72b0")
+        ax.bar_label(bars, labels=[_fmt(v) for v in values], fontsize=8, padding=2)
+        crowded = len(labels) > 6 or max(map(len, labels)) > 8
+        ax.set_xticks(range(len(labels)), labels, rotation=35 if crowded else 0,
+                      ha="right" if crowded else "center", fontsize=9)
+        ax.set_title(title)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.margins(y=0.1)
     FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=100)
+
+
+SPREAD = 20.0  # above this ratio of largest to smallest non-zero size, one axis flattens bars
+
+
+def _spread(values: list[int | float]) -> bool:
+    """True when one linear axis would reduce the small values to slivers (13,629 lines
+    next to an average of 4.0)."""
+    sizes = [abs(v) for v in values if v and math.isfinite(v)]
+    return len(sizes) > 1 and max(sizes) > SPREAD * min(sizes)
+
+
+def _log_bars(figure: Any, labels: list[str], values: list[int | float], title: str) -> Any:
+    """Horizontal bars on a logarithmic axis, each labelled with its value, top to bottom in
+    the given order. Zero or negative values need ``symlog`` (linear below the smallest size)."""
+    fig = figure(figsize=(7.5, min(max(2.5, 0.42 * len(labels) + 1.2), 24)),
+                 layout="constrained")
     ax = fig.add_subplot()
-    bars = ax.bar(range(len(values)), values, color="#4c72b0")
-    ax.bar_label(bars, labels=[_fmt(v) for v in values], fontsize=8, padding=2)
-    crowded = len(labels) > 6 or max(map(len, labels)) > 8
-    ax.set_xticks(range(len(labels)), labels, rotation=35 if crowded else 0,
-                  ha="right" if crowded else "center", fontsize=9)
+    rows = range(len(values))
+    bars = ax.barh(rows, values, color="#4c72b0")
+    ax.bar_label(bars, labels=[_fmt(v) for v in values], fontsize=8, padding=3)
+    ax.set_yticks(rows, labels, fontsize=9)
+    ax.invert_yaxis()
+    if all(v > 0 for v in values if math.isfinite(v)):
+        ax.set_xscale("log")
+    else:
+        ax.set_xscale("symlog", linthresh=min(abs(v) for v in values if v and math.isfinite(v)))
+    ax.set_xlabel("log scale")
     ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.margins(y=0.1)
-    fig.savefig(path, format="png", dpi=100)
+    ax.margins(x=0.15)
+    return fig
 
 
 def _fmt(value: int | float) -> str:
