@@ -400,7 +400,7 @@ class TaskOrchestrator:
         return self._engine.events.flush(timeout)
 
     def get_execution_stats(self) -> dict[str, Any]:
-        """One consistent snapshot of counts and timings (see DESIGN.md "Stats").
+        """One consistent snapshot of counts and timings.
 
         ``pending`` counts every task not started yet: waiting for dependencies,
         ready (queued for resources or a worker) and waiting to retry; ``ready``

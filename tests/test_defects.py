@@ -1,6 +1,6 @@
 """Regression tests for defects of the engine, run through the public API.
 
-Each test names the contract it guards (DESIGN.md, "Semantics"). Tasks are
+Each test names the contract it guards (the README's "Semantics"). Tasks are
 synchronised with engine events (``subscribe``) and ``threading.Event`` gates;
 a short sleep is used only where a test asserts that something does *not*
 happen. Time bounds are generous (seconds, not milliseconds).

@@ -3,7 +3,7 @@
 The guide's snippets from "Quick Start" through "Step 5" build on each other
 (they share ``orchestrator`` and ``task_id``), so they run in order as one
 script; the "Complete Example" runs as a script of its own. Two readings, both
-stated in DESIGN.md or here: the split ``print(f"`` under "Task Results" is
+stated here: the split ``print(f"`` under "Task Results" is
 read as ``print(f"\\nTask: ...")``, and since the Step 4 snippet uses
 ``TaskStatus`` without importing it, the walk-through starts with the
 Complete Example's import line. Scripts run in a fresh interpreter in a

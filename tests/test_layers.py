@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md: core imports no Jupyter, and heavy libraries load lazily."""
+"""The layering: core imports no Jupyter, and heavy libraries load lazily."""
 
 from __future__ import annotations
 
