@@ -31,8 +31,9 @@ includes the interpreter itself (some tens of MB). A crashed or killed
 attempt's CPU seconds are read from the dead worker (``/proc/<pid>/stat``).
 
 Start-up is not the task's time: a new worker says it is ready (once it has
-imported this package, which can take a while on a busy machine) before the attempt passes ``Run.begin``, which arms the task's timeout. An
-attempt abandoned before then never reaches a worker.
+imported this package, which can take a while on a busy machine) before the
+attempt passes ``Run.begin``, which arms the task's timeout. An attempt
+abandoned before then never reaches a worker.
 
 Workers never outlive the process that started them, even when it dies without
 cleaning up (a kernel killed with SIGKILL, out of memory): ``atexit`` and the
