@@ -267,7 +267,6 @@ def run_script(blocks: list[Block], folder: Path, timeout: float = 240) -> str:
     script.write_text(text, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "CODOMYRMEX_JOURNAL"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env["MPLBACKEND"] = "Agg"
     done = subprocess.run([sys.executable, script.name], cwd=folder, env=env, text=True,
                           capture_output=True, timeout=timeout)
     if done.returncode != 0:
