@@ -310,7 +310,7 @@ class Engine:
             self.recorder.before_attempt(rec)
         try:
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] | None = None
             if rec.parameters or rec.ups or wants_upstream(fn):
                 kwargs = build_kwargs(rec, fn, self.sched.records)
                 run.call = functools.partial(fn, **kwargs) if kwargs else fn
@@ -318,7 +318,7 @@ class Engine:
                 run.call = fn
             outcome = self.executor.run(run)
             if not outcome.ok and outcome.error.__class__ is TypeError:
-                outcome.unbound = binding_failed(outcome.error, fn, kwargs)
+                outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
             return outcome
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()

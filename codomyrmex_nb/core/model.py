@@ -364,7 +364,9 @@ class Task:
 
     ``dependencies`` may hold ids, names or Task objects; once added to an
     orchestrator they are stored as ids. ``output`` is a placeholder for this
-    task's result data, usable in another task's ``parameters``.
+    task's result data, usable in another task's ``parameters``. ``retry_on``
+    (exception classes) limits which failures are retried (``core.retry_on``);
+    ``description`` is free text, as in the original orchestrator.
 
     Once added, the orchestrator's scheduler is the one writer of the task's
     state: ``status``, ``result``, ``retry_count``, ``attempts`` and the
