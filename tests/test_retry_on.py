@@ -21,6 +21,17 @@ class Busy(Exception):
     """A transient error of the test's own (named ``test_retry_on.Busy``)."""
 
 
+class Unpicklable(Exception):
+    """Comes back from a worker process as a ``RemoteError`` named like it (it will not unpickle)."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(f"{code}: {why}")
+
+
+def raise_unpicklable() -> None:
+    raise Unpicklable(7, "busy")
+
+
 def refuse_connection() -> None:
     raise ConnectionError("connection refused")
 
@@ -92,6 +103,27 @@ class TestEveryExecutor:
         run(o)
         assert len(plain.attempts) == 3 and len(listed.attempts) == 2
         assert "not_retried" not in plain.result.metadata
+
+
+def test_an_error_that_comes_back_as_a_remote_error_matches_its_class_by_name(make_orch):
+    o = make_orch(1, executor="processes")
+    task = o.create_task("t", func=raise_unpicklable, max_retries=1, retry_on=(Unpicklable,))
+    run(o)
+    assert task.result.error_type == "Unpicklable" and not isinstance(task.result.exception,
+                                                                       Unpicklable)
+    assert len(task.attempts) == 2
+
+
+def test_a_class_redefined_since_still_matches(make_orch):
+    redefined = type("Busy", (Exception,), {"__module__": Busy.__module__})  # a cell run again
+
+    def busy() -> None:
+        raise redefined("try later")
+
+    o = make_orch(1)
+    task = o.create_task("t", func=busy, max_retries=1, retry_on=(Busy,))
+    run(o)
+    assert len(task.attempts) == 2
 
 
 def test_the_failed_event_says_why_it_was_not_retried(make_orch):

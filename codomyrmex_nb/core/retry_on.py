@@ -13,7 +13,8 @@ a busy service), not when the call itself is wrong. So:
 Timeouts count as ``TimeoutError`` (``TaskTimeoutError``, ``ResourceTimeout``)
 and a dead worker process as ``WorkerCrashedError`` (a ``RuntimeError``). An
 error that came back from a worker process as a ``RemoteError`` (it did not
-unpickle) matches a ``retry_on`` class of the same name.
+unpickle) matches a ``retry_on`` class of the same module and name, as does a
+class redefined since (a notebook cell that defines it was run again).
 
 ``retry_on`` may name classes as strings (``"ConnectionError"``,
 ``"mypkg.errors.Busy"``): a builtin by its name, anything else by
@@ -104,10 +105,8 @@ def not_retried(retry_on: RetryOn | None, error: BaseException | None, unbound: 
     if retry_on is None or error is None or isinstance(error, retry_on):
         return None
     kind = type(error)
-    from .process_executor import RemoteError  # here: it imports this module's importers
-
-    if issubclass(kind, RemoteError) and any(c.__name__ == kind.__name__ for c in retry_on):
-        return None
+    wanted = {(c.__module__, c.__qualname__) for c in retry_on}
+    if any((base.__module__, base.__qualname__) in wanted for base in kind.__mro__):
+        return None  # the same class by name: redefined in a notebook, or a RemoteError
     names = ", ".join(c.__name__ for c in retry_on) or "nothing"
     return f"{kind.__name__} is not in retry_on ({names})"
-
