@@ -149,6 +149,11 @@ def test_the_originals_task_dict_loads():
     assert again.to_dict() == task.to_dict()
 
 
+def test_task_resource_takes_the_originals_positional_order():
+    res = TaskResource(ResourceType.DATABASE, "main_db", "write", 30)
+    assert (res.mode, res.timeout, res.capacity) == ("write", 30.0, None)
+
+
 def test_create_task_takes_a_description(orch):
     task = orch.create_task("t", func=lambda: 1, description="one")
     assert task.description == "one"

@@ -126,14 +126,15 @@ class TaskResource:
 
     ``read`` holds are shared; ``write`` takes one slot of the resource's
     ``capacity`` (default 1) and excludes readers; ``exclusive`` takes the whole
-    resource. ``timeout`` bounds how long a task waits to acquire it.
+    resource. ``timeout`` bounds how long a task waits to acquire it. The fields
+    come in the original orchestrator's order (``capacity``, ours, comes last).
     """
 
     type: ResourceType
     identifier: str
     mode: str = "read"
-    capacity: int | None = None
     timeout: float | None = None
+    capacity: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", ResourceType.coerce(self.type))
