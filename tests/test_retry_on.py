@@ -63,7 +63,7 @@ def run(orch) -> None:
     assert orch.wait_for_completion(60) is False  # these runs always leave a failed task
 
 
-@pytest.mark.parametrize("kind", ["threads", "processes", "dask"])
+@pytest.mark.parametrize("kind", ["threads", "processes", "dask", "sync"])
 class TestEveryExecutor:
     def test_only_the_listed_exceptions_are_retried(self, make, kind):
         o = make()
