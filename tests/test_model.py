@@ -46,7 +46,7 @@ def test_resources_must_be_task_resources():
 
 def test_guide_placeholder_task_gets_a_name():
     task = Task(..., priority=TaskPriority.CRITICAL)  # as written in the guide's snippets
-    assert task.name.startswith("task-") and task.priority is TaskPriority.CRITICAL
+    assert task.name == task.id and task.priority is TaskPriority.CRITICAL
 
 
 def test_can_retry_follows_retry_count():
@@ -63,7 +63,8 @@ def test_to_dict_from_dict_round_trip():
                 resources=[TaskResource(ResourceType.DATABASE, "db", "write", capacity=2, timeout=3)],
                 timeout=10, max_retries=2, retry_delay=0.5, tags=["x"], metadata={"k": "v"})
     task.status = TaskStatus.COMPLETED
-    task.result = TaskResult(task.id, True, data={"n": 1}, execution_time=0.25, metadata={"w": 1})
+    task.result = TaskResult(True, data={"n": 1}, execution_time=0.25, metadata={"w": 1},
+                             task_id=task.id)
     data = task.to_dict()
     back = Task.from_dict(data)
     assert back.to_dict() == data
@@ -90,9 +91,9 @@ def test_a_results_metadata_says_attempts_retries_and_worker_and_keeps_what_is_a
     result.metadata["note"] = "checked"
     assert task.result.metadata["note"] == "checked"
     assert "metadata={" in repr(result) and "'attempts': 2" in repr(result)
-    same = TaskResult(result.task_id, True, "ok", execution_time=result.execution_time,
+    same = TaskResult(True, "ok", execution_time=result.execution_time, task_id=result.task_id,
                       metadata=dict(result.metadata), logs=result.logs)
-    assert same == result and TaskResult(result.task_id, False) != result
+    assert same == result and TaskResult(False, task_id=result.task_id) != result
 
 
 def test_status_terminal_flags():

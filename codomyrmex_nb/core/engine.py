@@ -47,7 +47,7 @@ from .actions import ActionRegistry
 from .clock import Clock, TimerHandle
 from .events import Event, EventBus
 from .executors import Executor, ThreadExecutor
-from .invoke import Outcome, Run, build_kwargs, format_traceback, wants_upstream
+from .invoke import Outcome, Run, binding_failed, build_kwargs, format_traceback, wants_upstream
 from .model import Task, TaskStatus
 from .recorder import Recorder
 from .scheduler import Record, Scheduler
@@ -299,7 +299,7 @@ class Engine:
         counted = self.sched.finish(run, outcome.ok, outcome.value, outcome.error,
                                     outcome.traceback, outcome.ended - outcome.started,
                                     outcome.logs, outcome.cpu_time, outcome.peak_memory,
-                                    outcome.displays)
+                                    outcome.displays, outcome.unbound)
         if counted and prepared is not None and self.recorder is not None:
             self.recorder.record_result(run.rec, prepared)
         self.settle(wake=False)
@@ -310,12 +310,16 @@ class Engine:
             self.recorder.before_attempt(rec)
         try:
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
+            kwargs: dict[str, Any] | None = None
             if rec.parameters or rec.ups or wants_upstream(fn):
                 kwargs = build_kwargs(rec, fn, self.sched.records)
                 run.call = functools.partial(fn, **kwargs) if kwargs else fn
             else:
                 run.call = fn
-            return self.executor.run(run)
+            outcome = self.executor.run(run)
+            if not outcome.ok and outcome.error.__class__ is TypeError:
+                outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
+            return outcome
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()
             return Outcome(False, None, exc, format_traceback(exc), now, now)

@@ -61,6 +61,7 @@ class Outcome:
     cpu_time: float | None = None  # CPU seconds of the attempt (its thread, or its process)
     peak_memory: int | None = None  # bytes, where the executor can measure one attempt
     displays: list[Any] | None = None  # (mime bundle, metadata) the attempt displayed
+    unbound: bool = False  # a TypeError binding the call: a definition error, never retried
 
 
 _PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple, set})  # never awaitable
@@ -312,3 +313,25 @@ def build_kwargs(rec: Any, fn: Callable[..., Any], records: Mapping[str, Any]) -
             upstream[key] = up.result.data if up.result is not None else None
         params["upstream"] = upstream
     return params
+
+
+def binding_failed(error: BaseException | None, fn: Callable[..., Any],
+                   kwargs: Mapping[str, Any]) -> bool:
+    """Was ``error`` raised binding ``fn(**kwargs)`` (wrong or missing arguments), not by its body?
+
+    Asked only of a failed attempt whose error is exactly a ``TypeError``, so it
+    costs nothing on the way to a result. The answer comes from the signature,
+    not from where the error was raised, so it holds for an attempt that ran in
+    another process (its traceback stays there) and for decorated functions
+    (``inspect.signature`` follows ``__wrapped__``). A callable without a
+    signature (some builtins) keeps the normal rule.
+    """
+    if type(error) is not TypeError:
+        return False
+    try:
+        inspect.signature(fn).bind(**kwargs)
+    except TypeError:
+        return True
+    except ValueError:  # no signature to bind against
+        return False
+    return False

@@ -14,8 +14,11 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Any
+
+from .retry_on import check_retry_on, retry_on_names
 
 
 class TaskStatus(Enum):
@@ -123,14 +126,15 @@ class TaskResource:
 
     ``read`` holds are shared; ``write`` takes one slot of the resource's
     ``capacity`` (default 1) and excludes readers; ``exclusive`` takes the whole
-    resource. ``timeout`` bounds how long a task waits to acquire it.
+    resource. ``timeout`` bounds how long a task waits to acquire it. The fields
+    come in the original orchestrator's order (``capacity``, ours, comes last).
     """
 
     type: ResourceType
     identifier: str
     mode: str = "read"
-    capacity: int | None = None
     timeout: float | None = None
+    capacity: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", ResourceType.coerce(self.type))
@@ -184,23 +188,35 @@ def _empty_list(value: Any) -> bool:
 class TaskResult:
     """The outcome of a task's last attempt; ``exception`` keeps the error whole.
 
+    Built as the original orchestrator's dataclass was: ``TaskResult(success,
+    data, error_message, error_type, execution_time, memory_usage, metadata)``
+    in that order; ``task_id`` and this project's extras are keyword-only.
     ``metadata`` (attempts, retries, worker) is built on first read: a dict per
     result was a tenth of what a finished task held, and most are never read.
     """
 
     __slots__ = ("task_id", "success", "data", "error_message", "error_type", "traceback",
-                 "execution_time", "_metadata", "_counts", "exception", "logs", "displays")
+                 "execution_time", "memory_usage", "_metadata", "_counts", "exception", "logs",
+                 "displays")
     _FIELDS = ("task_id", "success", "data", "error_message", "error_type", "traceback",
-               "execution_time", "metadata", "exception", "logs", "displays")
+               "execution_time", "memory_usage", "metadata", "exception", "logs", "displays")
+    #: ``to_dict``: the original's keys, always, in its order; then ours, where they are set.
+    _ORIGINAL_KEYS = ("success", "data", "error_message", "error_type", "execution_time",
+                      "memory_usage", "metadata")
+    _EXTRA_KEYS = ("task_id", "traceback", "logs")
 
-    def __init__(self, task_id: str, success: bool, data: Any = None,
-                 error_message: str | None = None, error_type: str | None = None,
-                 traceback: str | None = None, execution_time: float = 0.0,
-                 metadata: dict[str, Any] | None = None, exception: BaseException | None = None,
-                 logs: str | None = None, displays: list[Any] | None = None) -> None:
+    def __init__(self, success: bool, data: Any = None, error_message: str | None = None,
+                 error_type: str | None = None, execution_time: float = 0.0,
+                 memory_usage: float = 0.0, metadata: dict[str, Any] | None = None, *,
+                 task_id: str | None = None, traceback: str | None = None,
+                 exception: BaseException | None = None, logs: str | None = None,
+                 displays: list[Any] | None = None) -> None:
+        if success.__class__ is str:  # TaskResult(task_id, success, ...): this class before
+            raise TypeError(f"TaskResult takes success first (TaskResult(success, data, ...)), "
+                            f"got {success!r}; pass the id as TaskResult(..., task_id={success!r})")
         self.task_id, self.success, self.data = task_id, success, data
         self.error_message, self.error_type, self.traceback = error_message, error_type, traceback
-        self.execution_time = execution_time
+        self.execution_time, self.memory_usage = execution_time, memory_usage
         self._metadata = metadata
         self._counts: tuple[int, int, str | None] | None = None
         self.exception = exception  # not compared, not shown
@@ -211,9 +227,14 @@ class TaskResult:
     def of_attempts(cls, task_id: str, success: bool, attempts: int, retries: int,
                     worker: str | None, **fields: Any) -> TaskResult:
         """The engine's results: the metadata dict is made only if someone reads it."""
-        result = cls(task_id, success, **fields)
+        result = cls(success, task_id=task_id, **fields)
         result._counts = (attempts, retries, worker)
         return result
+
+    def __setstate__(self, state: Any) -> None:
+        """Unpickle, results pickled before ``memory_usage`` existed included."""
+        self.memory_usage = 0.0
+        _set_slots(self, state)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -241,17 +262,40 @@ class TaskResult:
     __hash__ = None  # type: ignore[assignment] - mutable, as the dataclass it replaces
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS[:8])
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in _RESULT_SHOWN)
         return f"TaskResult({shown})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (
-            "task_id", "success", "data", "error_message", "error_type", "traceback",
-            "execution_time", "metadata", "logs")}
+        """The original's seven keys, then ``task_id``, ``traceback`` and ``logs`` when set.
+
+        So a result built as the original's users build it gives exactly the
+        original's dict, and ``from_dict(to_dict(r)) == r`` (``exception`` and
+        ``displays``, live objects, are not carried).
+        """
+        data = {k: getattr(self, k) for k in self._ORIGINAL_KEYS}
+        data["metadata"] = dict(data["metadata"])  # a copy, as the dataclass's asdict made
+        for key in self._EXTRA_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskResult:
+        """Ours or the original's ``to_dict()``; an unknown key is a ``TypeError``."""
         return cls(**data)
+
+
+_RESULT_SHOWN = ("task_id", "success", "data", "error_message", "error_type", "traceback",
+                 "execution_time", "metadata")
+
+
+def _set_slots(obj: Any, state: Any) -> None:
+    """Restore pickled slot values (``(None, slots)`` or a plain dict)."""
+    if isinstance(state, tuple):
+        state = {**(state[0] or {}), **(state[1] or {})}
+    for key, value in (state or {}).items():
+        setattr(obj, key, value)
 
 
 @dataclass(frozen=True)
@@ -308,7 +352,7 @@ class Attempt:
 #: A task's definition (what ``orchestrator.redefine`` may change); the rest is state.
 DEFINITION_FIELDS = ("name", "module", "action", "parameters", "dependencies", "priority",
                      "resources", "timeout", "max_retries", "retry_delay", "retry_backoff",
-                     "retry_jitter", "tags", "metadata", "func", "cache")
+                     "retry_jitter", "tags", "metadata", "func", "cache", "retry_on", "description")
 _SERIALISED = ("id", "name", "module", "action", "parameters", "dependencies", "timeout",
                "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
                "metadata", "retry_count", "created_at", "started_at", "completed_at")
@@ -321,7 +365,9 @@ class Task:
 
     ``dependencies`` may hold ids, names or Task objects; once added to an
     orchestrator they are stored as ids. ``output`` is a placeholder for this
-    task's result data, usable in another task's ``parameters``.
+    task's result data, usable in another task's ``parameters``. ``retry_on``
+    (exception classes) limits which failures are retried (``core.retry_on``);
+    ``description`` is free text, as in the original orchestrator.
 
     Once added, the orchestrator's scheduler is the one writer of the task's
     state: ``status``, ``result``, ``retry_count``, ``attempts`` and the
@@ -335,7 +381,7 @@ class Task:
     __slots__ = ("name", "module", "action", "parameters", "dependencies", "priority", "_resources",
                  "timeout", "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "_tags",
                  "metadata", "func", "cache", "id", "created_at", "_status", "_retry_count",
-                 "_result",
+                 "_result", "retry_on", "description",
                  "_started_at", "_completed_at", "_record", "_asked", "__weakref__")
 
     def __init__(self, name: Any = "", module: str = "", action: str = "",
@@ -348,8 +394,11 @@ class Task:
                  cache: bool = False, id: str | None = None, status: TaskStatus = TaskStatus.PENDING,  # noqa: A002
                  retry_count: int = 0, result: TaskResult | None = None,
                  created_at: float | None = None, started_at: float | None = None,
-                 completed_at: float | None = None) -> None:
+                 completed_at: float | None = None, *,
+                 retry_on: Any = None, description: str = "") -> None:
         self.name, self.module, self.action = name, module, action
+        self.retry_on = retry_on  # None: every failure is retried (see core.retry_on)
+        self.description = description
         self.parameters = {} if parameters is None else parameters
         self.dependencies = [] if dependencies is None else dependencies
         self.priority, self.timeout, self.func, self.cache = priority, timeout, func, cache
@@ -382,13 +431,17 @@ class Task:
                 and self.retry_delay == 0.0 and self.retry_backoff == 1.0
                 and self.retry_jitter == 0.0 and _empty_list(self._tags)
                 and type(self.metadata) is dict and (self.func is None or callable(self.func))
-                and self.cache is False)
+                and self.cache is False and self.retry_on is None
+                and type(self.description) is str)
 
     def validate(self) -> None:
         """Check and normalise every definition field; raises ``ValueError`` naming the bad one."""
         if self.name is Ellipsis or self.name is None or self.name == "":
-            # The guide's snippets write Task(..., priority=...): a placeholder name.
-            self.name = f"task-{self.id[:8]}"
+            # Unnamed (the guide writes Task(..., priority=...)): named as the original
+            # orchestrator named it, ``module.action``, else by its id.
+            module, action = self.module, self.action
+            self.name = f"{module}.{action}" if module and action and isinstance(module, str) \
+                and isinstance(action, str) else self.id
         if not isinstance(self.name, str):
             raise ValueError(f"task name must be a string, got {self.name!r}")
         for attr in ("module", "action"):
@@ -428,6 +481,9 @@ class Task:
             raise ValueError(f"func must be callable, got {self.func!r}")
         if not isinstance(self.cache, bool):
             raise ValueError(f"cache must be True or False, got {self.cache!r}")
+        self.retry_on = check_retry_on(self.retry_on)
+        if not isinstance(self.description, str):
+            raise ValueError(f"task description must be a string, got {self.description!r}")
 
     # -- state: the scheduler's record decides once the task is added ------------------
     @property
@@ -544,13 +600,20 @@ class Task:
     def __repr__(self) -> str:
         return f"Task(name={self.name!r}, status={self.status.value}, id={self.id[:8]})"
 
+    def __setstate__(self, state: Any) -> None:
+        """Unpickle, tasks pickled before ``retry_on`` and ``description`` existed included."""
+        self.retry_on, self.description = None, ""
+        _set_slots(self, state)
+
     # -- serialisation ----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in _SERIALISED}
         data["dependencies"] = [d.id if isinstance(d, Task) else d for d in self.dependencies]
         data["parameters"] = {k: ({"__output_of__": v.task_id} if isinstance(v, OutputRef) else v)
                               for k, v in self.parameters.items()}
-        data["priority"] = self.priority.name
+        data["priority"] = self.priority.value  # a number, as the original's to_dict gave
+        data["description"] = self.description
+        data["retry_on"] = retry_on_names(self.retry_on)
         data["status"] = self.status.value
         data["resources"] = [r.to_dict() for r in self.resources]
         result = self.result
@@ -559,7 +622,11 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
+        """Ours or the original orchestrator's ``to_dict()`` (priority a number or a name,
+        times as seconds or ISO strings, exception names in ``retry_on``)."""
         data = dict(data)
+        for key in ("created_at", "started_at", "completed_at"):
+            data[key] = _seconds(data.get(key))
         result = data.pop("result", None)
         status = data.pop("status", "pending")
         params = {k: (OutputRef(v["__output_of__"], v["__output_of__"])
@@ -568,3 +635,13 @@ class Task:
         resources = [TaskResource.from_dict(r) for r in data.pop("resources", [])]
         return cls(parameters=params, resources=resources, status=TaskStatus(status),
                    result=TaskResult.from_dict(result) if result else None, **data)
+
+
+def _seconds(value: Any) -> Any:
+    """A time as epoch seconds: the original's dicts hold ISO strings (or datetimes)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"bad time {value!r}: use epoch seconds or an ISO 8601 string") from None
+    return value.timestamp() if isinstance(value, datetime) else value

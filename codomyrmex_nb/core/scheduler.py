@@ -20,7 +20,7 @@ States and transitions (``_ALLOWED``; anything else is a bug and raises)::
     READY ----start-----> RUNNING          a worker took it (resources granted)
     RUNNING --finish----> COMPLETED
     RUNNING --fail------> PENDING "retry"  retries left: waits retry_delay, then READY
-                       \\-> FAILED          no retries left
+                       \\-> FAILED          no retries left, or "not retried: <why>"
     READY ----fail------> PENDING | FAILED  a resource wait timed out (counts as an attempt)
     RUNNING --stop------> READY "interrupted"   the engine stopped; runs again on start
     PENDING|READY|RUNNING --cancel--> CANCELLED
@@ -46,8 +46,13 @@ then: a task never has two bodies running.
 
 Retries: attempt ``n`` (1-based) that fails is retried while ``retry_count <
 max_retries`` after ``min(MAX_DELAY, retry_delay * retry_backoff ** (n - 1)
-+ uniform(0, retry_jitter))`` seconds. A late event (a finish, retry-due or
-deadline for a superseded attempt or token) changes nothing.
++ uniform(0, retry_jitter))`` seconds, unless waiting cannot help
+(``retry_on.not_retried``): a ``TypeError`` binding the call to the function
+(a definition error) is never retried, and with ``retry_on`` set only failures
+that are instances of those classes are. Such a failure ends FAILED at once,
+its event detail and ``result.metadata["not_retried"]`` saying why. A late
+event (a finish, retry-due or deadline for a superseded attempt or token)
+changes nothing.
 
 Costs: defining a task costs O(its own edges) (a cycle can only close when a
 *known* task's dependencies change, so only then is the graph searched);
@@ -85,6 +90,7 @@ from .model import (
     TaskStatus,
 )
 from .resources import ResourceManager, claims_of
+from .retry_on import not_retried
 
 S = TaskStatus
 PENDING, READY, RUNNING = S.PENDING, S.READY, S.RUNNING
@@ -143,7 +149,7 @@ class Record:
         "task", "id", "name", "status", "ups", "downs", "unmet", "order", "critical", "prio",
         # the definition in force (read from the Task when it is queued)
         "func", "module", "action", "parameters", "timeout", "max_retries", "retry_delay",
-        "retry_backoff", "retry_jitter", "claims", "resource_timeout",
+        "retry_backoff", "retry_jitter", "retry_on", "claims", "resource_timeout",
         # state
         "attempts", "current", "waiting", "retry_count", "retry_token", "retry_at", "result",
         "queued_at", "ready_at", "runnable_since", "started_at", "completed_at",
@@ -195,6 +201,7 @@ class Record:
         self.timeout = None if t.timeout is None else min(t.timeout, MAX_DELAY)
         self.max_retries, self.retry_delay = t.max_retries, t.retry_delay
         self.retry_backoff, self.retry_jitter = t.retry_backoff, t.retry_jitter
+        self.retry_on = t.retry_on
         if t._resources:
             self.claims = claims_of(t._resources)
             limits = [r.timeout for r in t._resources if r.timeout is not None]
@@ -289,7 +296,7 @@ class Scheduler:
         now = self._now()
         rec.restored = when
         rec.fingerprint = fingerprint
-        rec.result = TaskResult(rec.id, True, value, execution_time=0.0,
+        rec.result = TaskResult(True, value, task_id=rec.id, execution_time=0.0,
                                 metadata={"attempts": 0, "retries": 0, "restored": True,
                                           "restored_from": source, "recorded_at": when})
         rec.completed_at = self.last_end = now
@@ -653,8 +660,10 @@ class Scheduler:
     def finish(self, ticket: Any, ok: bool, value: Any = None, error: BaseException | None = None,
                tb: str | None = None, elapsed: float = 0.0, logs: str | None = None,
                cpu_time: float | None = None, peak_memory: int | None = None,
-               displays: list[Any] | None = None) -> bool:
+               displays: list[Any] | None = None, unbound: bool = False) -> bool:
         """The attempt's code returned (or raised). False if it was abandoned or superseded.
+
+        ``unbound``: the error is a ``TypeError`` binding the call (never retried).
 
         What the attempt printed and cost is kept on its ``Attempt`` either way (a
         timed-out body's last lines explain the timeout); the result of an
@@ -692,7 +701,7 @@ class Scheduler:
                     if down.unmet == 0:
                         self._make_ready(down, now)
         else:
-            self._failed(rec, error, tb, elapsed, attempt, now)
+            self._failed(rec, error, tb, elapsed, attempt, now, unbound=unbound)
             rec.result.logs, rec.result.displays = logs, displays
         return True
 
@@ -705,7 +714,8 @@ class Scheduler:
         del self.running[rec.id]
         return attempt
 
-    def _ended(self, rec: Record, status: TaskStatus, now: float) -> None:
+    def _ended(self, rec: Record, status: TaskStatus, now: float,
+               detail: str | None = None) -> None:
         rec.completed_at = self.last_end = now
         result = rec.result
         took = None
@@ -713,7 +723,8 @@ class Scheduler:
             took = rec.counted_time = result.execution_time
             self.run_time_total += took
             self.run_time_n += 1
-        self._move(rec, status, execution_time=None if result is None else result.execution_time)
+        self._move(rec, status, detail,
+                   execution_time=None if result is None else result.execution_time)
 
     def _result(self, rec: Record, success: bool, elapsed: float, attempt: Attempt | None,
                 data: Any = None, error: BaseException | None = None, tb: str | None = None,
@@ -730,21 +741,26 @@ class Scheduler:
 
     def _failed(self, rec: Record, error: BaseException | None, tb: str | None, elapsed: float,
                 attempt: Attempt | None, now: float, error_type: str | None = None,
-                final: TaskStatus = FAILED) -> None:
+                final: TaskStatus = FAILED, unbound: bool = False) -> None:
         rec.result = self._result(rec, False, elapsed, attempt, error=error, tb=tb,
                                   error_type=error_type)
+        detail = None
         if final is FAILED and rec.retry_count < rec.max_retries:
-            rec.retry_count += 1
-            self.retries += 1
-            delay = retry_delay(rec.retry_delay, rec.retry_backoff, rec.retry_jitter,
-                                rec.retry_count)
-            rec.retry_at = now + delay
-            token = rec.retry_token = next(self._tokens)
-            self.waiting_retry += 1
-            self._move(rec, PENDING, "retry")
-            self.effects.append(("retry", rec, token, delay))
-            return
-        self._ended(rec, final, now)
+            why = not_retried(rec.retry_on, error, unbound)
+            if why is None:
+                rec.retry_count += 1
+                self.retries += 1
+                delay = retry_delay(rec.retry_delay, rec.retry_backoff, rec.retry_jitter,
+                                    rec.retry_count)
+                rec.retry_at = now + delay
+                token = rec.retry_token = next(self._tokens)
+                self.waiting_retry += 1
+                self._move(rec, PENDING, "retry")
+                self.effects.append(("retry", rec, token, delay))
+                return
+            rec.result.metadata["not_retried"] = why  # retries are left, but waiting cannot help
+            detail = f"not retried: {why}"
+        self._ended(rec, final, now, detail)
         self._skip_downstream(rec, now)
 
     def retry_due(self, rec: Record, token: int) -> None:

@@ -43,6 +43,7 @@ from typing import Any
 
 from ..core import DependencyCycleError, ResourceType, Task, TaskPriority, TaskResource, TaskStatus
 from ..core.model import RESOURCE_MODES
+from ..core.retry_on import check_retry_on
 from ..orchestrator import TaskOrchestrator
 from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
 
@@ -68,6 +69,7 @@ class CellOptions:
     tags: list[str] = field(default_factory=list)
     out: str | None = None
     cache: bool = False
+    retry_on: list[str] = field(default_factory=list)  # exception names (notebook or builtins)
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ def fingerprint(source: str, opts: CellOptions) -> str:
     key = {"source": source.rstrip(), "after": opts.after, "priority": opts.priority,
            "timeout": opts.timeout, "retries": opts.retries, "retry_delay": opts.retry_delay,
            "resources": opts.resources, "tags": opts.tags}
+    if opts.retry_on:  # only when given: cells written before --retry-on keep their fingerprint
+        key["retry_on"] = opts.retry_on
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -140,7 +144,8 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
     existing = orch.get_task(name)
     previous = _renamed_from(orch, cell_id, name, existing)
     deps = _resolve_after(orch, name, opts.after, existing or previous, previous)
-    probe = _build(name, opts, deps, CellFunction(cell, namespace), fingerprint(source, opts), cell_id)
+    probe = _build(name, opts, deps, CellFunction(cell, namespace), fingerprint(source, opts), cell_id,
+                   _retry_on(name, opts.retry_on, namespace))
     if previous is not None and existing is None:
         done = _rename(orch, previous, probe, deps)
     else:
@@ -166,8 +171,18 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
     return done
 
 
+def _retry_on(name: str, names: list[str], namespace: Mapping[str, Any]) -> Any:
+    """``--retry-on`` names as exception classes, looked up in the notebook, then builtins."""
+    if not names:
+        return None
+    try:
+        return check_retry_on(names, namespace)
+    except ValueError as exc:
+        raise CellDefinitionError(f"task {name!r}: --retry-on: {exc}") from None
+
+
 def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp: str,
-           cell_id: str | None = None) -> Task:
+           cell_id: str | None = None, retry_on: Any = None) -> Task:
     resources = [parse_resource(r) for r in opts.resources]
     metadata: dict[str, Any] = {META_KEY: fp}
     if cell_id:
@@ -176,7 +191,8 @@ def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp:
         return Task(name=name, func=fn, dependencies=[d.id for d in deps],
                     priority=parse_priority(opts.priority), timeout=opts.timeout,
                     max_retries=opts.retries, retry_delay=opts.retry_delay, resources=resources,
-                    tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache))
+                    tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache),
+                    retry_on=retry_on)
     except ValueError as exc:
         raise CellDefinitionError(f"task {name!r}: {exc}") from None
 
@@ -300,7 +316,7 @@ def _redefine(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task],
 
 
 _REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags",
-             "cache")
+             "cache", "retry_on")
 
 
 def _downstream_names(orch: TaskOrchestrator, task: Task) -> list[str]:

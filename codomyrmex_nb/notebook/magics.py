@@ -55,8 +55,8 @@ from .text_status import dag_text, status_table, summary_line, task_detail
 
 S = TaskStatus
 _TASK_USAGE = ("%%codo_task NAME [--after TASK [TASK ...]] [--priority P] [--timeout S]\n"
-               "                 [--retries N] [--retry-delay S] [--resource TYPE:ID[:MODE]]...\n"
-               "                 [--tag T]... [--out VAR] [--cache]")
+               "                 [--retries N] [--retry-delay S] [--retry-on EXC[,EXC]]...\n"
+               "                 [--resource TYPE:ID[:MODE]]... [--tag T]... [--out VAR] [--cache]")
 
 
 def current_orchestrator() -> TaskOrchestrator:
@@ -163,6 +163,9 @@ class CodoMagics(Magics):
     @argument("--retries", type=int, default=0, metavar="N", help="retry a failure up to N times")
     @argument("--retry-delay", type=float, default=0.0, metavar="S",
               help="seconds between retries")
+    @argument("--retry-on", action="append", default=[], metavar="EXC[,EXC]",
+              help="retry only these exceptions (notebook or builtin class names, "
+              "comma-separated or repeated); others fail at once")
     @argument("--resource", action="append", default=[], metavar="TYPE:ID[:MODE]",
               help="hold a resource while running; MODE read (default), write or exclusive; "
               "repeat for several")
@@ -193,7 +196,9 @@ class CodoMagics(Magics):
         opts = CellOptions(after=args.after, priority=args.priority, timeout=args.timeout,
                            retries=args.retries, retry_delay=args.retry_delay,
                            resources=args.resource, tags=args.tag, out=args.out,
-                           cache=args.cache)
+                           cache=args.cache,
+                           retry_on=[n.strip() for v in args.retry_on for n in v.split(",")
+                                     if n.strip()])
         orch = self.orchestrator()
         try:
             done = define_cell_task(orch, args.name, cell, opts, self.shell.user_ns, line.strip(),
