@@ -92,8 +92,8 @@ class Recorder:
         self.last_run_id: int | None = None  # the open run, else the last one this recorder had
         self.worked = False  # a task of the open run reached a worker
         self.resume_from: RunInfo | None = None  # the newest run resumed from, if any
-        self.resume_runs: tuple[int, ...] = ()  # every run resumed from (one process's)
-        self.resume_note: str | None = None  # why nothing is resumed, when a run is open
+        self.resume_runs: tuple[int, ...] = ()  # every run resumed from (of dead processes)
+        self.resume_note: str | None = None  # why nothing is resumed (a live process's run)
         self.restored: list[str] = []  # names restored since the last summary
         self.unhashable: dict[str, str] = {}  # task name -> why it can never be restored
         # function -> its code fingerprint, for this run (cleared when a run begins: globals
