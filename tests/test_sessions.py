@@ -369,6 +369,28 @@ def test_a_process_is_alive_by_its_pid_and_start_time():
     assert not is_alive(sleeper.pid, born)
 
 
+@pytest.mark.parametrize("way", ["psutil", "pid only"])
+def test_without_proc_psutil_or_the_pid_alone_tells(monkeypatch, way):
+    if way == "psutil":
+        pytest.importorskip("psutil")
+    else:
+        monkeypatch.setattr(sessions, "_psutil", lambda: None)
+    monkeypatch.setattr(sessions, "_has_proc", lambda: False)
+    monkeypatch.setattr(sessions, "_proc_stat", lambda pid: None)
+    pid, started = sessions.current()
+    assert is_alive(pid, started) and not is_alive(pid, started - 3600)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        born = sessions.start_time(sleeper.pid)  # psutil's, or None
+        assert is_alive(sleeper.pid, born if born is not None else time.time())
+        if way == "psutil":
+            assert not is_alive(sleeper.pid, born - 3600)
+    finally:
+        sleeper.kill()
+        sleeper.wait(10)
+    assert not is_alive(sleeper.pid, born if born is not None else time.time())
+
+
 def info(run_id: int, status: str, pid: int | None, started: float | None) -> RunInfo:
     return RunInfo(run_id, float(run_id), None, status, 1, 1, 0, None, pid, started)
 

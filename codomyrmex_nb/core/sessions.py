@@ -5,11 +5,11 @@ is reused; with its start time it names one process). The runs of one process fo
 a *session*. Resume (``resume_source``) restores from every run of each session
 whose process is gone and whose last run did not finish (the kernel or the script
 died mid-work, or exited with work left), newer than the last session that ended
-cleanly: a script killed in its second stage gets its first stage back too. A session whose process still runs (this
-process, the same notebook open in a second kernel, the same script started twice)
-is never resumed from, and its open runs are never pruned (``journal.py``). A run
-of an older journal, without a process, is a session of its own (as before: only
-the last run, if it did not finish).
+cleanly: a script killed in its second stage gets its first stage back too. A
+session whose process still runs (this process, the same notebook open in a second
+kernel, the same script started twice) is never resumed from, and its open runs are
+never pruned (``journal.py``). A run of an older journal, without a process, is a
+session of its own.
 
 The start time: on Linux ``/proc/<pid>/stat`` (clock ticks since boot, plus the boot
 time of ``/proc/stat``); elsewhere ``psutil`` when it is importable (it is not
@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Resume", "current", "is_alive", "resume_source"]
+__all__ = ["Resume", "current", "is_alive", "resume_source", "start_time"]
 
 TOLERANCE = 2.0  # seconds: the boot time Linux reports may move by a second
 _IMPORTED = (os.getpid(), time.time())  # the portable fallback for this process's start
@@ -73,7 +73,7 @@ def is_alive(pid: int | None, started: float | None) -> bool:
     me, my_start = current()
     if pid == me:
         return started is None or abs(started - my_start) <= TOLERANCE
-    if os.path.isdir("/proc/self"):
+    if _has_proc():
         proc = _proc_stat(pid)
         if proc is None or proc[0] in (b"Z", b"X"):  # gone, or a zombie not reaped yet
             return False
@@ -90,6 +90,10 @@ def is_alive(pid: int | None, started: float | None) -> bool:
         except Exception:  # noqa: BLE001 - access denied: it exists
             return True
     return _exists(pid)
+
+
+def _has_proc() -> bool:
+    return os.path.isdir("/proc/self")
 
 
 def _proc_stat(pid: int) -> tuple[bytes, float] | None:
@@ -120,14 +124,19 @@ def _boot_time() -> float | None:
     return _boot
 
 
+_NO_PSUTIL = False  # an import of psutil failed once: not tried again
+
+
 def _psutil() -> Any:
     """psutil if it is installed (optional), else None."""
+    global _NO_PSUTIL
     module = sys.modules.get("psutil")
-    if module is not None:
+    if module is not None or _NO_PSUTIL:
         return module
     try:
         import psutil
     except ImportError:
+        _NO_PSUTIL = True
         return None
     return psutil
 
