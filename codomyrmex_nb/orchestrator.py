@@ -44,9 +44,10 @@ class TaskOrchestrator:
                  journal: bool | str | os.PathLike | None = None,
                  resume: bool | None = None) -> None:
         """``journal``: None (``$CODOMYRMEX_JOURNAL``, else ``./.codomyrmex/``, one file
-        per notebook), False or "off", True, or a file path. ``resume``: None or True
-        restore, at definition, tasks that completed in the journal's last run if that
-        run did not finish (its kernel died); False recomputes everything."""
+        per script or notebook), False or "off", True, or a file path. ``resume``: None
+        or True restore, at definition, tasks that completed in any run of the last
+        process (kernel or script) that died with its last run unfinished; never from a
+        process that still runs. False recomputes everything."""
         workers = default_workers() if max_workers is None else max_workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
@@ -210,6 +211,13 @@ class TaskOrchestrator:
         recorder = self._engine.recorder
         return None if recorder is None else str(recorder.path)
 
+    @property
+    def journal_run(self) -> int | None:
+        """The journal's number of the open run, else of this orchestrator's last one (as
+        ``history()`` and ``%codo_history`` number runs); None before any or without."""
+        recorder = self._engine.recorder
+        return None if recorder is None else recorder.last_run_id
+
     def use_journal(self, journal: bool | str | os.PathLike | None = True,
                     resume: bool | None = None) -> str | None:
         """Switch this orchestrator's journal (a path, True for the default, False for none)."""
@@ -218,7 +226,8 @@ class TaskOrchestrator:
         return self.journal_path
 
     def resume(self) -> str | None:
-        """Restore tasks that completed in the journal's last run, if it did not finish.
+        """Restore tasks that completed in the runs of the last process that died with
+        its last run unfinished (never a live process's).
 
         Applies to tasks defined from now on (re-run the notebook's cells) and to
         tasks defined already that have not started. Returns one line saying what

@@ -4,6 +4,7 @@ two processes at once, and a process killed mid-run."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import marshal
 import os
 import signal
@@ -14,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -53,12 +55,37 @@ def raw(path: Path) -> sqlite3.Connection:
 
 
 def test_default_path_one_per_notebook_else_one_per_folder(tmp_path):
+    kernel = types.ModuleType("__main__")  # a kernel's or a REPL's: no file, no spec
     env = {"JPY_SESSION_NAME": "/home/me/work/My Analysis (v2).ipynb"}
-    assert default_path(tmp_path, env) == tmp_path / ".codomyrmex" / "My_Analysis_v2.sqlite"
-    assert default_path(tmp_path, {}) == tmp_path / ".codomyrmex" / "folder.sqlite"
-    assert default_path(tmp_path, {"JPY_SESSION_NAME": "..."}).name == "folder.sqlite"
-    assert default_path(tmp_path, {"JPY_SESSION_NAME": "C:\\nb\\a.ipynb"}).name == "a.sqlite"
-    assert default_path(None, {}).parent == Path(os.getcwd()) / ".codomyrmex"
+    assert default_path(tmp_path, env, kernel) == \
+        tmp_path / ".codomyrmex" / "My_Analysis_v2.sqlite"
+    assert default_path(tmp_path, {}, kernel) == tmp_path / ".codomyrmex" / "folder.sqlite"
+    assert default_path(tmp_path, {"JPY_SESSION_NAME": "..."}, kernel).name == "folder.sqlite"
+    assert default_path(tmp_path, {"JPY_SESSION_NAME": "C:\\nb\\a.ipynb"}, kernel).name == \
+        "a.sqlite"
+    assert default_path(None, {}, kernel).parent == Path(os.getcwd()) / ".codomyrmex"
+
+
+def test_default_path_of_a_script_is_named_after_the_script(tmp_path):
+    script = types.ModuleType("__main__")
+    script.__file__ = "/home/me/work/train model.py"
+    assert default_path(tmp_path, {}, script).name == "train_model.sqlite"
+    # a script started from a notebook (!python train.py) inherits JPY_SESSION_NAME
+    assert default_path(tmp_path, {"JPY_SESSION_NAME": "nb.ipynb"}, script).name == \
+        "train_model.sqlite"
+    module = types.ModuleType("__main__")  # python -m tools.train, python -m tools
+    module.__file__ = "/home/me/work/tools/train.py"
+    module.__spec__ = importlib.machinery.ModuleSpec("tools.train", None)
+    assert default_path(tmp_path, {}, module).name == "tools.train.sqlite"
+    module.__spec__ = importlib.machinery.ModuleSpec("tools.__main__", None)
+    assert default_path(tmp_path, {}, module).name == "tools.sqlite"
+    stdin = types.ModuleType("__main__")  # python - < script.py
+    stdin.__file__ = "<stdin>"
+    assert default_path(tmp_path, {}, stdin).name == "folder.sqlite"
+    launcher = types.ModuleType("__main__")  # a kernel before IPython takes __main__ over
+    launcher.__file__ = "/venv/lib/site-packages/ipykernel_launcher.py"
+    assert default_path(tmp_path, {"JPY_SESSION_NAME": "nb.ipynb"}, launcher).name == \
+        "nb.sqlite"
 
 
 def test_folder_owner_only_with_gitignore_and_file_0600(make_journal, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import sqlite3
 import sys
 import threading
 import types
@@ -1097,7 +1098,9 @@ GATED = "import time\nwhile not go.is_set():\n    time.sleep(0.005)\na + 1"
 
 def die_mid_run(ip) -> None:
     """'a' completes and is committed, 'b' waits for the gate; then the 'kernel' goes away
-    (the default orchestrator is dropped: its run is left unfinished in the journal)."""
+    (the default orchestrator is dropped: its run is left unfinished in the journal, and
+    its runs are made to look written by another process, gone: this one's own runs are
+    never resumed from)."""
     ip.user_ns["go"] = threading.Event()
     task(ip, "a", "40 + 1")
     task(ip, "b --after a", GATED)
@@ -1105,7 +1108,12 @@ def die_mid_run(ip) -> None:
     assert orch().wait_for_completion(0.5) is False  # b waits for the gate
     assert orch().get_task("a").status is S.COMPLETED
     flush_journal()
+    path = orch()._engine.recorder.path
     reset_default()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE runs SET pstarted = pstarted - 3600")  # same pid, another start
+    conn.close()
 
 
 def test_a_cell_restored_from_an_unfinished_run_says_so_and_codo_run_says_from_when(
@@ -1150,7 +1158,10 @@ def test_run_fresh_reruns_what_was_restored_and_resumes_no_more(ip, journal, cap
     assert "nothing was restored from the journal; every task runs" in capsys.readouterr().out
 
 
-def test_run_journal_switches_files_turns_it_off_and_on(ip, journal, tmp_path, capsys):
+def test_run_journal_switches_files_turns_it_off_and_on(ip, journal, tmp_path, capsys,
+                                                      monkeypatch):
+    # a kernel's __main__ (IPython's user module) names no script; pytest's would
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     other = tmp_path / "other.sqlite"
     ip.run_cell(f"%codo_run --journal {other}  # a file of its own")
     assert f"codo_run: journal {other}" in capsys.readouterr().out

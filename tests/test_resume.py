@@ -245,6 +245,17 @@ def committed_results(path: Path, run: str = "max") -> set[str]:
     return {name for (name,) in rows}
 
 
+def as_if_dead(path: Path) -> None:
+    """Make the journal's runs look written by a process that is gone: the same pid with
+    another start time is another process (pid reuse)."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute("UPDATE runs SET pstarted = pstarted - 3600")
+    finally:
+        conn.close()
+
+
 def copy_journal(source: Path, target: Path) -> None:
     """A copy of a journal no process has open (the file and its WAL)."""
     for suffix in ("", "-wal"):
@@ -570,6 +581,7 @@ def test_resume_restores_a_task_defined_before_it_that_has_not_started(tmp_path)
     time.sleep(0.3)
     orch.stop_execution()  # first completed (and committed), second interrupted: "stopped"
     gate.set()
+    as_if_dead(tmp_path / "old.sqlite")  # this process's runs are never resumed from
     again = TaskOrchestrator(2, journal=tmp_path / "other.sqlite")
     task = again.create_task("first", func=first)
     assert task.status is S.READY  # the engine is stopped: ready, not started

@@ -34,11 +34,13 @@ timer) and wakes whoever must act. Views hear about changes through events.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,6 +59,19 @@ log = logging.getLogger(__name__)
 
 TINY = 100e-6  # seconds: attempts shorter than this on average run one worker at a time
 STANDBY = 0.002  # seconds: a worker whose attempt began this recently is cycling tiny tasks
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register  # after journal.py's own: runs before the journals close
+def _end_runs_at_exit() -> None:
+    """A clean exit ends each open run (one that only restored results too), so the next
+    process does not take it for a crash; a killed process never gets here. No lock: a
+    worker may hold it, and exiting must not hang."""
+    for engine in list(_engines):
+        recorder = engine.recorder
+        if recorder is not None and recorder.run_id is not None:
+            recorder.end_run("stopped" if engine.sched.unfinished else "finished", final=True)
 
 
 class Engine:
@@ -81,6 +96,7 @@ class Engine:
         self._worker_seq = 0
         self._retry_timers: dict[str, TimerHandle] = {}
         self.recorder = recorder  # the run journal's link (None: no journal)
+        _engines.add(self)
         self._busy = 0  # workers between taking a ticket and recording its outcome
         self._avg_attempt = 1.0  # running average of attempt seconds; starts "long"
         self._standby: TimerHandle | None = None
@@ -97,7 +113,7 @@ class Engine:
         with self.lock:
             old, self.recorder = self.recorder, recorder
             if old is not None:
-                old.end_run("stopped" if self.sched.unfinished else "finished")
+                old.end_run("stopped" if self.sched.unfinished else "finished", final=True)
             self._listen()
         if old is not None:
             old.close()
@@ -400,7 +416,8 @@ class Engine:
                 self.sched.stop()
                 self.settle()
                 if self.recorder is not None:
-                    self.recorder.end_run("stopped" if self.sched.unfinished else "finished")
+                    self.recorder.end_run("stopped" if self.sched.unfinished else "finished",
+                                          final=True)
                 self._work.notify_all()
                 self._changed.notify_all()
                 workers = [w for w in self._workers if w is not me]

@@ -21,9 +21,10 @@ one-line warning; a corrupted or truncated file is moved aside to
 ``<name>.corrupt-<timestamp>`` (never deleted) and a fresh journal started. Nothing
 here raises into the caller. Two processes may write one journal at once (busy
 timeout, retries on ``database is locked``). When the file outgrows ``max_bytes``
-the oldest runs are pruned (never the newest run nor one this journal has open; a
-run another process still has open is not known here and may go) and the file is
-vacuumed now and then (at most every ``vacuum_interval`` seconds).
+the oldest runs are pruned (never the newest run, one this journal has open, nor an
+open run of a process that still runs: ``sessions.py``) and the file is vacuumed now
+and then (at most every ``vacuum_interval`` seconds). Each run records the process
+that wrote it (pid and start time).
 
 ``result`` rows are for completed tasks only: ``restorable`` returns the newest
 committed blob recorded for a fingerprint (in one run, or in any).
@@ -40,12 +41,13 @@ import math
 import os
 import re
 import sqlite3
+import sys
 import threading
 import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ from typing import Any
 from .journal_tables import (
     INSERT_PACKED,
     INSERT_RESULT,
+    INSERT_RUN,
     RUN_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -60,6 +63,7 @@ from .journal_tables import (
     UPDATE_END,
     UPDATE_SUMMARY,
     RunSummary,
+    add_process_columns,
     by_run,
     insert_result,
     insert_results,
@@ -67,6 +71,8 @@ from .journal_tables import (
     pack,
     unpack,
 )
+from .sessions import current as this_process
+from .sessions import is_alive
 
 __all__ = ["Journal", "JournalWarning", "RunInfo", "default_path"]
 
@@ -76,6 +82,7 @@ RETRY_BUDGET = 60.0        # seconds the writer keeps retrying a locked database
 MAX_BLOB = 900 * 2**20     # SQLite refuses blobs over ~1 GB; larger results are recorded as errors
 MAX_BATCH = 50_000         # records held before a commit is forced, whatever the interval
 FULL_CHECK_BYTES = 32 * 2**20  # files up to this size get a full quick_check when opened
+_MAX_IDS = 900             # run ids bound to one query (older SQLite allows 999 parameters)
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 
@@ -94,14 +101,35 @@ def _sanitise(stem: str) -> str:
 
 
 def default_path(cwd: str | os.PathLike | None = None,
-                 environ: Mapping[str, str] = os.environ) -> Path:
-    """``<cwd>/.codomyrmex/<name>.sqlite``: one journal per notebook when the kernel knows
-    its notebook (``JPY_SESSION_NAME``, a path: its file stem, sanitised), else one per
-    folder (``folder.sqlite``)."""
+                 environ: Mapping[str, str] = os.environ, main: Any = None) -> Path:
+    """``<cwd>/.codomyrmex/<name>.sqlite``, named after what runs: a script
+    (``python train.py``: ``train``; ``python -m pkg.tool``: ``pkg.tool``), else the
+    notebook when the kernel knows it (``JPY_SESSION_NAME``, a path: its file stem),
+    else ``folder`` (``python -c``, a plain REPL, a kernel that does not know its
+    notebook). The script comes first: a script started from a notebook
+    (``!python train.py``) inherits its variable. ``main``: the ``__main__`` module."""
     folder = Path(os.getcwd() if cwd is None else cwd) / FOLDER
-    session = (environ.get("JPY_SESSION_NAME") or "").strip()
-    name = _sanitise(Path(session.replace("\\", "/")).stem) if session else ""
+    name = _sanitise(_script_name(sys.modules.get("__main__") if main is None else main))
+    if not name:
+        session = (environ.get("JPY_SESSION_NAME") or "").strip()
+        name = _sanitise(Path(session.replace("\\", "/")).stem) if session else ""
     return folder / f"{name or 'folder'}.sqlite"
+
+
+_NOT_SCRIPTS = {"ipykernel_launcher", "ipykernel", "__main__"}
+
+
+def _script_name(main: Any) -> str:
+    """The running script's name from ``__main__`` ("" in a REPL, ``-c`` or a kernel,
+    whose ``__main__`` has neither a file nor a module spec)."""
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str) and name:  # python -m pkg.tool (pkg/__main__.py: pkg)
+        name = name.removesuffix(".__main__")
+    else:
+        file = getattr(main, "__file__", None)
+        name = Path(file).stem if isinstance(file, str) and not file.startswith("<") else ""
+    return "" if name in _NOT_SCRIPTS else name
 
 
 @dataclass(frozen=True)
@@ -111,7 +139,8 @@ class RunInfo:
     ``status`` is ``"running"`` (also a run whose kernel died), ``"finished"`` or
     ``"stopped"``; ``tasks`` counts tasks defined or seen, ``completed`` / ``failed``
     those whose latest transition is to that state; ``last_time`` is the latest
-    transition or result time recorded (the run's last sign of life).
+    transition or result time recorded (the run's last sign of life); ``pid`` and
+    ``process_started`` name the process that wrote it (None in older journals).
     """
 
     run_id: int
@@ -122,6 +151,8 @@ class RunInfo:
     completed: int
     failed: int
     last_time: float | None = None
+    pid: int | None = None
+    process_started: float | None = None
 
 
 def _is_corruption(exc: BaseException) -> bool:
@@ -338,6 +369,7 @@ class Journal:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            add_process_columns(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -481,22 +513,33 @@ class Journal:
         """The run's committed definitions in order: ``(task_id, name, fingerprint)``."""
         return [row[1:] for row in self._read(lambda c: unpack(c, run_id, "definitions"), [])]
 
-    def restorable(self, run_id: int | None, fingerprint: str) -> tuple[bytes, float] | None:
+    def restorable(self, run_id: int | Sequence[int] | None,
+                   fingerprint: str) -> tuple[bytes, float] | None:
         """The committed result blob, and when it was recorded, of a task with this
-        fingerprint that completed in run ``run_id`` (None: in any run, newest first)."""
+        fingerprint that completed in run ``run_id`` (several: in any of them, newest
+        first; None: in any run, newest first)."""
         if run_id is None:
-            sql = ("SELECT blob, time FROM results WHERE run_id IN (SELECT run_id FROM runs) "
-                   "AND fingerprint = ? AND blob IS NOT NULL ORDER BY run_id DESC, rowid DESC "
-                   "LIMIT 1")
-            args: tuple[Any, ...] = (fingerprint,)
-        else:
-            sql = ("SELECT blob, time FROM results WHERE fingerprint = ? AND run_id = ? "
-                   "AND blob IS NOT NULL ORDER BY rowid DESC LIMIT 1")
-            args = (fingerprint, run_id)
+            statements = [("SELECT blob, time FROM results WHERE run_id IN (SELECT run_id "
+                           "FROM runs) AND fingerprint = ? AND blob IS NOT NULL "
+                           "ORDER BY run_id DESC, rowid DESC LIMIT 1", (fingerprint,))]
+        elif isinstance(run_id, int):
+            statements = [("SELECT blob, time FROM results WHERE fingerprint = ? AND run_id = ? "
+                           "AND blob IS NOT NULL ORDER BY rowid DESC LIMIT 1",
+                           (fingerprint, run_id))]
+        else:  # a session's runs, newest first, a bounded number per query
+            ids = sorted({int(r) for r in run_id}, reverse=True)
+            chunks = [ids[at:at + _MAX_IDS] for at in range(0, len(ids), _MAX_IDS)]
+            statements = [("SELECT blob, time FROM results WHERE fingerprint = ? AND run_id IN "
+                           f"({', '.join('?' * len(chunk))}) AND blob IS NOT NULL "
+                           "ORDER BY run_id DESC, rowid DESC LIMIT 1", (fingerprint, *chunk))
+                          for chunk in chunks]
 
         def query(conn: sqlite3.Connection) -> tuple[bytes, float] | None:
-            row = conn.execute(sql, args).fetchone()
-            return (bytes(row[0]), row[1]) if row else None
+            for sql, args in statements:
+                row = conn.execute(sql, args).fetchone()
+                if row:
+                    return bytes(row[0]), row[1]
+            return None
 
         return self._read(query, None)
 
@@ -729,9 +772,9 @@ class Journal:
         return summary
 
     def _do_begin(self) -> int:
+        pid, started = this_process()
         ok, run_id = self._write(lambda conn: conn.execute(
-            "INSERT INTO runs(started, ended, status) VALUES (?, NULL, 'running')",
-            (_now(),)).lastrowid, "a new run")
+            INSERT_RUN, (_now(), pid, started)).lastrowid, "a new run")
         if not ok:
             raise RuntimeError("could not record a new run")
         self._open_runs.add(run_id)
@@ -772,7 +815,7 @@ class Journal:
         conn = self._wconn
         assert conn is not None
         rows = conn.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()
-        protected = set(self._open_runs)
+        protected = set(self._open_runs) | _open_elsewhere(conn)
         if rows:
             protected.add(rows[-1][0])
         used, free = self._used_bytes()
@@ -823,6 +866,14 @@ class Journal:
                     conn.close()
                 except sqlite3.Error:
                     pass
+
+
+def _open_elsewhere(conn: sqlite3.Connection) -> set[int]:
+    """Open runs whose process still runs (another kernel, the same script twice)."""
+    open_runs = conn.execute("SELECT run_id, pid, pstarted FROM runs WHERE ended IS NULL "
+                             "AND pid IS NOT NULL").fetchall()
+    alive = {key: is_alive(*key) for key in {(pid, started) for _, pid, started in open_runs}}
+    return {run_id for run_id, pid, started in open_runs if alive[(pid, started)]}
 
 
 def _full_check_bytes() -> int:

@@ -39,7 +39,7 @@ TABLES = ("packed", "results", "runs")  # what a run is made of (pruning, cleari
 INSERT_PACKED = "INSERT INTO packed VALUES (?, ?, ?)"
 UPDATE_SUMMARY = "UPDATE runs SET tasks = ?, completed = ?, failed = ?, last_time = ? " \
     "WHERE run_id = ?"
-RUN_COLUMNS = "run_id, started, ended, status, tasks, completed, failed, last_time"
+RUN_COLUMNS = "run_id, started, ended, status, tasks, completed, failed, last_time, pid, pstarted"
 INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_RESULT_SPACE = "INSERT INTO results VALUES (?, ?, ?, ?, zeroblob(?), ?, ?)"
 UPDATE_END = "UPDATE runs SET ended = ?, status = ? WHERE run_id = ?"
@@ -89,6 +89,20 @@ class RunSummary:
 
     def row(self) -> tuple[int, int, int, float | None]:
         return len(self.status), self.completed, self.failed, self.last
+
+
+# Which process wrote a run (``sessions.py``): its pid and start time. Added to a file
+# made before these columns existed when it is opened (older rows: NULL, no process).
+RUN_PROCESS_COLUMNS = ("pid INTEGER", "pstarted REAL")
+INSERT_RUN = "INSERT INTO runs(started, ended, status, pid, pstarted) VALUES (?, NULL, 'running', ?, ?)"
+
+
+def add_process_columns(conn: sqlite3.Connection) -> None:
+    """Add the runs' process columns where they are missing (inside the caller's transaction)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for column in RUN_PROCESS_COLUMNS:
+        if column.split()[0] not in present:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
 
 
 def unpack(conn: sqlite3.Connection, run_id: int, kind: str) -> list[tuple[Any, ...]]:

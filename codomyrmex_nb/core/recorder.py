@@ -8,11 +8,15 @@ task cannot alter what was saved and a big result never stalls the engine.
 
 A *run* opens at the first transition after the previous run ended and closes
 as ``"finished"`` when every task has ended (``"stopped"`` when the engine
-stops with work left). A run still ``"running"`` in the journal when a new
-orchestrator opens it is one whose kernel died: ``resume`` then restores, at
-definition, each task whose fingerprint matches a task that completed in it
-(its result row committed). Tasks that opt into caching (``cache=True``) are
-restored from any run. Fingerprints (``fingerprint.py``) hash the task's code,
+stops with work left). A run in which tasks were only restored stays open while
+the engine runs (a crash then keeps them resumable) and ends when the engine
+stops or the process exits cleanly. When a new orchestrator opens the journal,
+``sessions.resume_source`` picks the runs of the processes that are gone and
+whose last run did not finish (a kernel or script died): ``resume`` then
+restores, at definition, each task whose fingerprint matches a task that
+completed in any of them (its result row committed); a live process's runs are
+never resumed from. Tasks that opt into caching (``cache=True``) are restored
+from any run. Fingerprints (``fingerprint.py``) hash the task's code,
 parameters, upstream fingerprints and, for a notebook cell, what the cell reads
 (``__codo_fingerprint__`` on the task's callable). A task whose fingerprint
 cannot be made (a lock as a parameter) is never restorable; ``unhashable``
@@ -28,6 +32,7 @@ import os
 import pickle
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -36,8 +41,9 @@ from typing import Any
 import cloudpickle
 
 from .fingerprint import Unhashable, code_fingerprint, task_fingerprint, value_digest
-from .journal import Journal, RunInfo, default_path
+from .journal import Journal, JournalWarning, RunInfo, default_path
 from .model import Task, TaskStatus, output_refs
+from .sessions import resume_source
 
 log = logging.getLogger(__name__)
 _S = TaskStatus
@@ -83,8 +89,11 @@ class Recorder:
         self.path = path
         self._journal: Journal | None = None
         self.run_id: int | None = None
+        self.last_run_id: int | None = None  # the open run, else the last one this recorder had
         self.worked = False  # a task of the open run reached a worker
-        self.resume_from: RunInfo | None = None
+        self.resume_from: RunInfo | None = None  # the newest run resumed from, if any
+        self.resume_runs: tuple[int, ...] = ()  # every run resumed from (of dead processes)
+        self.resume_note: str | None = None  # why nothing is resumed (a live process's run)
         self.restored: list[str] = []  # names restored since the last summary
         self.unhashable: dict[str, str] = {}  # task name -> why it can never be restored
         # function -> its code fingerprint, for this run (cleared when a run begins: globals
@@ -115,10 +124,26 @@ class Recorder:
         return self._journal is not None
 
     def look_for_resume(self) -> RunInfo | None:
-        """Resume from the journal's last run if it did not finish (its kernel died)."""
-        last = self.journal.last_run() if self.journal.enabled else None
-        self.resume_from = last if last is not None and last.status != "finished" else None
+        """Resume from every run of the processes that died (or exited) with their last
+        run unfinished since the last clean end; never from a process that still runs
+        (one line says so)."""
+        found = resume_source(self.journal.history() if self.journal.enabled else [],
+                              self.path.name)
+        self.resume_from = found.runs[-1] if found.runs else None
+        self.resume_runs = tuple(run.run_id for run in found.runs)
+        if found.note is not None and found.note != self.resume_note:
+            warnings.warn(found.note, JournalWarning, stacklevel=2)
+        self.resume_note = found.note
         return self.resume_from
+
+    def origin(self) -> str:
+        """What was resumed from, for messages: "the unfinished run of <when>" (and how
+        many earlier runs, of its process or of processes that died before it)."""
+        if self.resume_from is None:
+            return "the cache"
+        earlier = len(self.resume_runs) - 1
+        more = f" and {earlier} earlier run{'s' * (earlier != 1)}" if earlier > 0 else ""
+        return f"the unfinished run of {_when(self.resume_from.started)}{more}"
 
     def close(self) -> None:
         """Commit what is queued and stop the writer thread (the engine stopped)."""
@@ -136,7 +161,7 @@ class Recorder:
         if run_id is None or journal is None:
             journal = self.journal  # opened already by ensure_open, but for a rare race
             if run_id is None:
-                run_id = self.run_id = journal.begin_run()
+                run_id = self.run_id = self.last_run_id = journal.begin_run()
                 self.worked = False
                 with self._lock:
                     self._code.clear()  # globals may have changed since the last run
@@ -153,10 +178,11 @@ class Recorder:
             with self._open_lock:
                 self.journal  # noqa: B018 - the property opens it
 
-    def end_run(self, status: str) -> None:
-        """Close the open run. A run ends "finished" only once a task in it really ran:
-        tasks restored at definition leave it open, so a crash right after keeps them."""
-        if status == "finished" and not self.worked:
+    def end_run(self, status: str, final: bool = False) -> None:
+        """Close the open run. While the engine runs, a run ends "finished" only once a
+        task in it really ran: tasks restored at definition leave it open, so a crash
+        right after keeps them. ``final`` (the engine stops, the process exits): it ends."""
+        if status == "finished" and not self.worked and not final:
             return
         if self.run_id is not None:
             self.journal.end_run(self.run_id, status)
@@ -375,8 +401,8 @@ class Recorder:
     def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:
         hit, source = None, ""
         if self.resume_from is not None:
-            hit = self.journal.restorable(self.resume_from.run_id, fp)
-            source = f"the unfinished run of {_when(self.resume_from.started)}"
+            hit = self.journal.restorable(self.resume_runs, fp)
+            source = self.origin()
         if hit is None and task.cache:
             hit, source = self.journal.restorable(None, fp), "the cache"
         if hit is None:
@@ -410,9 +436,7 @@ class Recorder:
             return None
         shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more"
                                                          if len(names) > 5 else "")
-        origin = (f"the unfinished run of {_when(self.resume_from.started)}"
-                  if self.resume_from is not None else "the cache")
-        return (f"restored {len(names)} finished task{'s' * (len(names) != 1)} from {origin} "
+        return (f"restored {len(names)} finished task{'s' * (len(names) != 1)} from {self.origin()} "
                 f"({shown}); --fresh (or orchestrator.rerun) recomputes")
 
 

@@ -146,6 +146,7 @@ class LiveView(anywidget.AnyWidget):
         self._sync = threading.Lock()    # one thread at a time sends trait updates
         self._painter = Painter(scope, threshold, max_groups, full_interval)
         self._painter.tracker.error_lookup = self._error_of
+        self._painter.tracker.run_number = lambda: orchestrator.journal_run
         self._svg_cache: tuple[int, str] | None = None
         self._copies: list[_Copy] = []
         self._copies_frame = -1   # the frame the static copies show

@@ -85,6 +85,8 @@ class Tracker:
         self._open = False
         #: looks up a task's error message (the view asks the orchestrator); events carry none
         self.error_lookup: Callable[[str], str | None] | None = None
+        #: the journal's number of the current run (as %codo_history numbers runs), if any
+        self.run_number: Callable[[], int | None] | None = None
         self.restored: set[str] = set()  # tasks whose result came back from the journal
 
     def reset(self, snap: Snapshot, grouping: Grouping | None) -> None:
@@ -245,12 +247,15 @@ class Tracker:
         return self.finished / elapsed if elapsed > 0 else 0.0
 
     def run_label(self) -> str:
-        """``run 2 · started 12:03:04``: which run the view shows."""
+        """``run 2 · started 12:03:04``: which run the view shows, numbered as the journal
+        (``%codo_history``) numbers it; without a journal, counted by this view."""
         if not self.run:
             return "no run yet"
+        number = self.run_number() if self.run_number is not None else None
+        number = number or self.run
         if self.started is None:
-            return f"run {self.run} \u00b7 not started"
-        return f"run {self.run} \u00b7 started {clock(self.started)}"
+            return f"run {number} \u00b7 not started"
+        return f"run {number} \u00b7 started {clock(self.started)}"
 
     def summary(self) -> str:
         """One line: done / total, counts by state, run, elapsed, throughput."""
