@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from codomyrmex_nb.analysis.preview_frame import PreviewFrame
 from codomyrmex_nb.notebook.display import (
     BottlenecksFrame,
     ResultsFrame,
@@ -96,9 +97,9 @@ def test_results_summary():
 def test_summarised_frames_stay_dataframes_and_derive_plain_ones():
     frame = ResultsFrame(_results())
     assert isinstance(frame, pd.DataFrame)
-    for derived in (frame[["name"]], frame.copy(), frame.head(1), frame.set_index("name"),
-                    frame.to_pandas()):
-        assert type(derived) is pd.DataFrame
+    for derived in (frame[["name"]], frame.copy(), frame.head(1), frame.set_index("name")):
+        assert type(derived) is PreviewFrame  # pandas' display, result objects bounded
+    assert type(frame.to_pandas()) is pd.DataFrame
     again = pickle.loads(pickle.dumps(frame))
     assert type(again) is ResultsFrame and list(again["name"]) == ["load", "boom"]
 

@@ -18,7 +18,9 @@ differs. Each is returned as a thin ``pandas.DataFrame`` subclass whose
 Anything derived from one of them (``results[["name", "state"]]``,
 ``results.set_index("name")``, ``stats.T``, ``copy()``) is a plain DataFrame
 again and displays as pandas does: the summary is only for the frame as the
-magic returned it. ``summarize(value)`` is the one-line result summary.
+magic returned it (one derived from ``ResultsFrame`` is a ``PreviewFrame``, as
+``results_frame()`` is: its result objects display as bounded previews).
+``summarize(value)`` is the one-line result summary.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.preview_frame import PreviewFrame
 from ..core.preview import safe_preview, safe_previews
 
 _WIDTH = 60  # characters of a result summary or an error message
@@ -258,6 +261,10 @@ def unique_labels(names: list[str], ids: list[str]) -> list[str]:
 
 class ResultsFrame(_Summarised):
     """``results_frame()`` displayed by name, with each result summarised and the id last."""
+
+    @property
+    def _constructor(self) -> Callable[..., pd.DataFrame]:
+        return PreviewFrame  # a derived frame displays its result objects bounded too
 
     _left = ("state", "result", "worker", "last line")
 
