@@ -51,7 +51,8 @@ def test_summarize_survives_a_broken_repr():
         def __repr__(self):
             raise RuntimeError("no")
 
-    assert summarize(Broken()).startswith("<Broken ")
+    assert summarize(Broken()) == "<repr of Broken failed: RuntimeError: no>"
+    assert summarize([Broken()]).startswith("[<Broken instance at")  # an item: a placeholder
 
 
 @pytest.mark.parametrize(("value", "expected"), [

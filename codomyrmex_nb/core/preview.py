@@ -17,9 +17,11 @@ A hung render cannot be killed from outside. The helper thread is a daemon,
 and it is sent an exception (``PyThreadState_SetAsyncExc``), which ends a
 Python-level loop at once; a call blocked in C (``time.sleep(60)``, a lock)
 ends when that call returns. Until then the thread is left behind: better than
-a hung kernel. While ``MAX_STUCK`` such threads are still alive, values that
-need a thread are not rendered at all (``<X: not shown ...>``), so a broken
-class cannot pile threads up.
+a hung kernel. While it lives, other values of the same class are not tried
+again (``<repr of X not tried: an earlier one still hangs>``, at once), so a
+broken class neither piles threads up nor costs 0.2 s a display; and while
+``MAX_STUCK`` classes have such a thread, no value that needs a thread is
+rendered at all (``<X: not shown ...>``).
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ from typing import Any
 LIMIT = 200  # characters of a preview
 TIMEOUT = 0.2  # seconds one value may take
 TOTAL = 1.0  # seconds all the values of one call may take
-MAX_STUCK = 4  # abandoned helper threads still alive before no new one starts
+MAX_STUCK = 8  # classes with an abandoned helper thread still alive before no new one starts
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 _CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
 _CHECKED = 200  # items looked at to call a container safe to show directly
-_stuck: list[threading.Thread] = []
+_stuck: dict[type, threading.Thread] = {}  # the class whose render hung -> the thread it hangs on
 _names = itertools.count(1)
 
 
@@ -116,9 +118,12 @@ def safe_previews(values: Sequence[Any], limit: int = LIMIT, *,
     """Each value as ``safe_preview`` does, all of them within about ``total`` seconds."""
     out: list[str | None] = [None] * len(values)
     slow: list[int] = []
+    stuck = _stuck_alive()
     for i, value in enumerate(values):
         if runs_no_user_code(value):
             out[i] = _one_line(_render_here(render, value), limit)
+        elif type(value) in stuck:
+            out[i] = f"<repr of {kind_of(value)} not tried: an earlier one still hangs>"
         else:
             slow.append(i)
     deadline = min(time.monotonic() + total, deadline or math.inf)
@@ -127,7 +132,7 @@ def safe_previews(values: Sequence[Any], limit: int = LIMIT, *,
             for i in slow:
                 out[i] = f"<{kind_of(values[i])}: not shown, previews ran out of time>"
             break
-        if _stuck_alive() >= MAX_STUCK:
+        if len(_stuck_alive()) >= MAX_STUCK:
             for i in slow:
                 out[i] = f"<{kind_of(values[i])}: not shown, {MAX_STUCK} earlier previews still run>"
             break
@@ -195,24 +200,26 @@ def _render_on_thread(values: Sequence[Any], todo: list[int], render: Callable[[
     if not left:
         return []
     stop.set()
-    _interrupt(thread)
     hung = left.pop(0)
+    _interrupt(thread, type(values[hung]))
     out[hung] = f"<repr of {kind_of(values[hung])} took too long>"
     return left
 
 
-def _interrupt(thread: threading.Thread) -> None:
+def _interrupt(thread: threading.Thread, kind: type) -> None:
     """Raise ``_Abandoned`` in the helper thread (ends a Python loop); keep it if it lives on."""
     ident = thread.ident
     if ident is not None and thread.is_alive():
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
                                                    ctypes.py_object(_Abandoned))
-        _stuck.append(thread)
+        _stuck[kind] = thread
 
 
-def _stuck_alive() -> int:
-    _stuck[:] = [t for t in _stuck if t.is_alive()]
-    return len(_stuck)
+def _stuck_alive() -> dict[type, threading.Thread]:
+    """The classes whose abandoned render still runs (the ended ones are forgotten)."""
+    for kind in [k for k, t in _stuck.items() if not t.is_alive()]:
+        _stuck.pop(kind, None)
+    return _stuck
 
 
 def _one_line(text: str, limit: int) -> str:

@@ -44,8 +44,22 @@ _NOTE = "summary for display; the frame holds every column, result objects in 'd
 
 
 # -- one value in one line ----------------------------------------------------------------
+class _Short(reprlib.Repr):
+    """reprlib's sizes; a failing ``__repr__`` of the result itself is reported (by
+    ``core.preview``: ``<repr of X failed: ...>``), one of an item inside is a placeholder."""
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        if level < self.maxlevel:
+            return super().repr_instance(x, level)
+        text = repr(x)
+        if len(text) > self.maxother:
+            head = max(0, (self.maxother - 3) // 2)
+            text = text[:head] + "..." + text[len(text) - (self.maxother - 3 - head):]
+        return text
+
+
 def _short_repr() -> reprlib.Repr:
-    short = reprlib.Repr()
+    short = _Short()
     short.maxstring = short.maxother = _WIDTH
     short.maxlist = short.maxtuple = short.maxset = short.maxfrozenset = short.maxdict = 4
     short.maxlevel = 2
@@ -67,10 +81,7 @@ def _plural(count: int, word: str) -> str:
 
 
 def _safe_repr(value: Any) -> str:
-    try:
-        return _SHORT.repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not break the table
-        return f"<{type(value).__name__} (repr failed)>"
+    return _SHORT.repr(value)  # only called through core.preview, which reports a failure
 
 
 def summarize(value: Any, width: int = _WIDTH) -> str:
