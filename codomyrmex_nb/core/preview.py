@@ -118,14 +118,12 @@ def safe_previews(values: Sequence[Any], limit: int = LIMIT, *,
     """Each value as ``safe_preview`` does, all of them within about ``total`` seconds."""
     out: list[str | None] = [None] * len(values)
     slow: list[int] = []
-    stuck = _stuck_alive()
     for i, value in enumerate(values):
         if runs_no_user_code(value):
             out[i] = _one_line(_render_here(render, value), limit)
-        elif type(value) in stuck:
-            out[i] = f"<repr of {kind_of(value)} not tried: an earlier one still hangs>"
         else:
             slow.append(i)
+    slow = _skip_stuck(values, slow, out)
     deadline = min(time.monotonic() + total, deadline or math.inf)
     while slow:
         if time.monotonic() >= deadline:
@@ -136,8 +134,23 @@ def safe_previews(values: Sequence[Any], limit: int = LIMIT, *,
             for i in slow:
                 out[i] = f"<{kind_of(values[i])}: not shown, {MAX_STUCK} earlier previews still run>"
             break
-        slow = _render_on_thread(values, slow, render, limit, out, timeout, deadline)
+        slow = _skip_stuck(values, _render_on_thread(values, slow, render, limit, out, timeout,
+                                                     deadline), out)
     return [text if text is not None else "" for text in out]
+
+
+def _skip_stuck(values: Sequence[Any], todo: list[int], out: list[str | None]) -> list[int]:
+    """``todo`` without the values of a class whose render hangs now (noted at once)."""
+    stuck = _stuck_alive()
+    if not stuck:
+        return todo
+    left = []
+    for i in todo:
+        if type(values[i]) in stuck:
+            out[i] = f"<repr of {kind_of(values[i])} not tried: an earlier one still hangs>"
+        else:
+            left.append(i)
+    return left
 
 
 def _render_here(render: Callable[[Any], str], value: Any) -> str:
@@ -217,7 +230,7 @@ def _interrupt(thread: threading.Thread, kind: type) -> None:
 
 def _stuck_alive() -> dict[type, threading.Thread]:
     """The classes whose abandoned render still runs (the ended ones are forgotten)."""
-    for kind in [k for k, t in _stuck.items() if not t.is_alive()]:
+    for kind in [k for k, t in list(_stuck.items()) if not t.is_alive()]:
         _stuck.pop(kind, None)
     return _stuck
 
