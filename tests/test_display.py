@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from codomyrmex_nb.analysis.preview_frame import PreviewFrame
 from codomyrmex_nb.notebook.display import (
     BottlenecksFrame,
     ResultsFrame,
@@ -50,7 +51,8 @@ def test_summarize_survives_a_broken_repr():
         def __repr__(self):
             raise RuntimeError("no")
 
-    assert summarize(Broken()).startswith("<Broken ")
+    assert summarize(Broken()) == "<repr of Broken failed: RuntimeError: no>"
+    assert summarize([Broken()]).startswith("[<Broken instance at")  # an item: a placeholder
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -96,9 +98,9 @@ def test_results_summary():
 def test_summarised_frames_stay_dataframes_and_derive_plain_ones():
     frame = ResultsFrame(_results())
     assert isinstance(frame, pd.DataFrame)
-    for derived in (frame[["name"]], frame.copy(), frame.head(1), frame.set_index("name"),
-                    frame.to_pandas()):
-        assert type(derived) is pd.DataFrame
+    for derived in (frame[["name"]], frame.copy(), frame.head(1), frame.set_index("name")):
+        assert type(derived) is PreviewFrame  # pandas' display, result objects bounded
+    assert type(frame.to_pandas()) is pd.DataFrame
     again = pickle.loads(pickle.dumps(frame))
     assert type(again) is ResultsFrame and list(again["name"]) == ["load", "boom"]
 

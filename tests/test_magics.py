@@ -20,6 +20,7 @@ from IPython.core.error import UsageError
 from IPython.testing import globalipapp
 
 from codomyrmex_nb import TaskPriority, TaskStatus
+from codomyrmex_nb.analysis.preview_frame import PreviewFrame
 from codomyrmex_nb.default import get_task_orchestrator, reset_default
 from codomyrmex_nb.notebook.cell_tasks import CellFunction, compile_cell
 from codomyrmex_nb.notebook.display import BottlenecksFrame, ResultsFrame, StatsFrame
@@ -809,8 +810,8 @@ def test_frames_derived_from_results_display_as_plain_pandas(ip):
     run_all(ip)
     results = ip.run_line_magic("codo_results", "")
     part = results[["name", "state", "execution_time"]]
-    assert type(part) is pd.DataFrame
-    assert shown(ip, part)[0] == repr(part)
+    assert type(part) is PreviewFrame  # pandas' display; result objects are shown bounded
+    assert shown(ip, part)[0] == repr(part) == repr(pd.DataFrame(part))
 
 
 def test_stats_are_shown_vertically_rounded_with_units(ip):

@@ -26,6 +26,7 @@ from ..core.snapshot import paused_gc
 from ..palette import STATES
 from ._common import as_snapshot, critical_steps
 from .bottlenecks import STR, bottlenecks
+from .preview_frame import PreviewFrame
 
 __all__ = ["bottlenecks", "results_frame", "stats_frame", "tasks_frame",
            "TASK_COLUMNS", "RESULT_COLUMNS"]
@@ -123,7 +124,9 @@ _PRIORITY_NAMES = {p: p.name.lower() for p in TaskPriority}
 def results_frame(orch: Any) -> pd.DataFrame:
     """One row per task that has a result (completed, failed, cancelled or skipped).
 
-    ``data`` holds each result as the very object the task returned.
+    ``data`` holds each result as the very object the task returned; the frame
+    (a ``PreviewFrame``) displays each as a preview bounded in time and size,
+    so a result whose ``__repr__`` hangs or raises cannot break the table.
     """
     snap = as_snapshot(orch)
     with paused_gc():
@@ -137,7 +140,7 @@ def _results_frame(views: Any) -> pd.DataFrame:
         "error_type": v.error_type, "error_message": v.error_message, "worker": v.worker,
         "completed_at": v.completed_at, "restored": v.restored is not None,
     } for v in views if v.success is not None]
-    return _frame(RESULT_COLUMNS, rows)
+    return PreviewFrame(_frame(RESULT_COLUMNS, rows))
 
 
 def stats_frame(orch: Any) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from .names import check_task_name
 from .retry_on import check_retry_on, retry_on_names
 
 
@@ -423,7 +424,8 @@ class Task:
 
     def is_plain(self) -> bool:
         """True when every field has a default-like type and value: nothing to check."""
-        return (type(self.name) is str and self.name != "" and type(self.module) is str
+        return (type(self.name) is str and self.name != "" and self.name.isprintable()
+                and type(self.module) is str
                 and type(self.action) is str and type(self.parameters) is dict
                 and type(self.dependencies) is list and type(self.priority) is TaskPriority
                 and _empty_list(self._resources) and self.timeout is None
@@ -444,6 +446,7 @@ class Task:
                 and isinstance(action, str) else self.id
         if not isinstance(self.name, str):
             raise ValueError(f"task name must be a string, got {self.name!r}")
+        check_task_name(self.name)
         for attr in ("module", "action"):
             if not isinstance(getattr(self, attr), str):
                 raise ValueError(f"task {attr} must be a string, got {getattr(self, attr)!r}")

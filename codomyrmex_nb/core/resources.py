@@ -64,6 +64,14 @@ class ResourceManager:
         """Drop declared pools (the tasks that declared them were forgotten)."""
         self._capacity.clear()
 
+    def forget_capacity(self, key: str) -> None:
+        """Drop one declared pool (its last user was removed): it may be declared anew."""
+        self._capacity.pop(key, None)
+
+    def declared(self, key: str) -> bool:
+        """Whether a task declared a capacity for ``key`` (else it is 1)."""
+        return key in self._capacity
+
     def capacity(self, key: str) -> int:
         return self._capacity.get(key, 1)
 

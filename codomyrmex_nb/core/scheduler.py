@@ -460,7 +460,10 @@ class Scheduler:
         task = rec.task
         if task.name != rec.name:
             self._rename(rec, task.name)
+        claimed = rec.claims
         rec.read_definition()
+        if claimed and claimed != rec.claims:
+            self._free_pools(claimed)
         asked, task._asked = task._asked, None
         if asked and "retry_count" in asked:
             self.retries += asked["retry_count"] - rec.retry_count
@@ -476,7 +479,8 @@ class Scheduler:
         re-wire it and re-queue it with everything downstream; raises before changing anything."""
         resolved = resolve([probe], self.records, self.by_name)[probe.id]
         for res in probe.resources:
-            self.resources.check_capacity(res)
+            if self._pool_used(res.key, besides=rec):  # its only user may resize a pool
+                self.resources.check_capacity(res)
         if resolved != [u.id for u in rec.ups]:
             check_cycles([probe], {probe.id: resolved}, self.records, True)
         task = rec.task
@@ -961,8 +965,22 @@ class Scheduler:
         task._record = None
         self.by_name.remove(rec.name, rec)
         del self.records[rec.id]
+        self._free_pools(rec.claims)
         self.structure_version += 1
         self._move(rec, None, kind="removed")
+
+    def _free_pools(self, claims: tuple[tuple[str, str], ...]) -> None:
+        """Forget the declared capacity of each of these keys no task claims any more: the
+        pool's last user went (removed or redefined), so it may be declared with another size."""
+        for key, _ in claims:
+            if self.resources.declared(key) and not self._pool_used(key):
+                self.resources.forget_capacity(key)
+
+    def _pool_used(self, key: str, besides: Record | None = None) -> bool:
+        """Whether a task (other than ``besides``) claims ``key``. A scan, but only on the
+        rare paths that change a declared pool (removing or redefining one of its users)."""
+        return any(r is not besides and any(k == key for k, _ in r.claims)
+                   for r in self.records.values() if r.claims)
 
     # == the critical path ==========================================================
     def _critical_pass(self) -> None:

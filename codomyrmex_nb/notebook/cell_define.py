@@ -43,6 +43,7 @@ from typing import Any
 
 from ..core import DependencyCycleError, ResourceType, Task, TaskPriority, TaskResource, TaskStatus
 from ..core.model import RESOURCE_MODES
+from ..core.names import check_task_name
 from ..core.retry_on import check_retry_on
 from ..orchestrator import TaskOrchestrator
 from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
@@ -137,6 +138,10 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
     """
     if not name or not name.strip():
         raise CellDefinitionError("%%codo_task needs a task name: %%codo_task NAME [options]")
+    try:
+        check_task_name(name)
+    except ValueError as exc:
+        raise CellDefinitionError(str(exc)) from None
     try:
         cell = compile_cell(name, source, header)
     except CellSyntaxError as exc:

@@ -18,7 +18,9 @@ differs. Each is returned as a thin ``pandas.DataFrame`` subclass whose
 Anything derived from one of them (``results[["name", "state"]]``,
 ``results.set_index("name")``, ``stats.T``, ``copy()``) is a plain DataFrame
 again and displays as pandas does: the summary is only for the frame as the
-magic returned it. ``summarize(value)`` is the one-line result summary.
+magic returned it (one derived from ``ResultsFrame`` is a ``PreviewFrame``, as
+``results_frame()`` is: its result objects display as bounded previews).
+``summarize(value)`` is the one-line result summary.
 """
 
 from __future__ import annotations
@@ -28,18 +30,36 @@ import numbers
 import reprlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..analysis.preview_frame import PreviewFrame
+from ..core.preview import safe_preview, safe_previews
 
 _WIDTH = 60  # characters of a result summary or an error message
 _NOTE = "summary for display; the frame holds every column, result objects in 'data'"
 
 
 # -- one value in one line ----------------------------------------------------------------
+class _Short(reprlib.Repr):
+    """reprlib's sizes; a failing ``__repr__`` of the result itself is reported (by
+    ``core.preview``: ``<repr of X failed: ...>``), one of an item inside is a placeholder."""
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        if level < self.maxlevel:
+            return super().repr_instance(x, level)
+        text = repr(x)
+        if len(text) > self.maxother:
+            head = max(0, (self.maxother - 3) // 2)
+            text = text[:head] + "..." + text[len(text) - (self.maxother - 3 - head):]
+        return text
+
+
 def _short_repr() -> reprlib.Repr:
-    short = reprlib.Repr()
+    short = _Short()
     short.maxstring = short.maxother = _WIDTH
     short.maxlist = short.maxtuple = short.maxset = short.maxfrozenset = short.maxdict = 4
     short.maxlevel = 2
@@ -61,10 +81,7 @@ def _plural(count: int, word: str) -> str:
 
 
 def _safe_repr(value: Any) -> str:
-    try:
-        return _SHORT.repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not break the table
-        return f"<{type(value).__name__} (repr failed)>"
+    return _SHORT.repr(value)  # only called through core.preview, which reports a failure
 
 
 def summarize(value: Any, width: int = _WIDTH) -> str:
@@ -72,7 +89,19 @@ def summarize(value: Any, width: int = _WIDTH) -> str:
 
     ``DataFrame 100×3 (region, sales, month)``, ``ndarray (3, 4) float64``,
     ``list of 3: [1, 2, 3]``, ``0.18`` (numpy scalars as plain numbers).
+    Bounded in time and size (``core.preview``): a ``__repr__`` that hangs,
+    raises or returns megabytes gives a short note, never a stalled table.
     """
+    return safe_preview(value, width, render=partial(_summarize, width=width))
+
+
+def summaries(values: list[Any], width: int = _WIDTH) -> list[str]:
+    """``summarize`` for many values, all of them within about a second."""
+    return safe_previews(values, width, render=partial(_summarize, width=width))
+
+
+def _summarize(value: Any, width: int) -> str:
+    """``summarize`` unbounded: runs the value's own code, so only through ``core.preview``."""
     if value is None:
         return "None"
     name = type(value).__name__
@@ -170,13 +199,17 @@ def _number(value: Any) -> str:
     return _text(value)
 
 
+def _cells(values: Any) -> list[str]:
+    """Any other column's values, shortened (each one bounded, as ``summarize``)."""
+    return safe_previews(list(values), _WIDTH, render=_cell)
+
+
 def _cell(value: Any) -> str:
-    """Any other column's value, shortened."""
     if isinstance(value, str):
         return _clip(value)
     if isinstance(value, bool | np.bool_ | numbers.Real):
         return _number(value)
-    return "" if _missing(value) else summarize(value)
+    return "" if _missing(value) else _summarize(value, _WIDTH)
 
 
 # -- the frame subclasses -------------------------------------------------------------------
@@ -240,6 +273,10 @@ def unique_labels(names: list[str], ids: list[str]) -> list[str]:
 class ResultsFrame(_Summarised):
     """``results_frame()`` displayed by name, with each result summarised and the id last."""
 
+    @property
+    def _constructor(self) -> Callable[..., pd.DataFrame]:
+        return PreviewFrame  # a derived frame displays its result objects bounded too
+
     _left = ("state", "result", "worker", "last line")
 
     # (column of the frame, heading shown, formatter); columns the frame lacks are left out
@@ -261,7 +298,7 @@ class ResultsFrame(_Summarised):
         out: dict[str, list[str]] = {}
         if "state" in frame:
             out["state"] = [_text(v) for v in frame["state"]]
-        out["result"] = [self._result(row) for _, row in frame.iterrows()]
+        out["result"] = self._results(frame)
         shown = {"id", "name", "data", "success", "error_type", "error_message", "state"}
         for column, heading, fmt in self.COLUMNS:
             if column in frame and column not in shown:
@@ -269,20 +306,30 @@ class ResultsFrame(_Summarised):
                 shown.add(column)
         for column in frame.columns:  # columns added later: shown, shortened
             if column not in shown:
-                out[str(column)] = [_cell(v) for v in frame[column]]
+                out[str(column)] = _cells(frame[column])
         if "id" in frame:
             out["id"] = ids
         index = pd.Index(unique_labels(names, ids), name="name")
         return pd.DataFrame(out, index=index)
 
     @staticmethod
-    def _result(row: pd.Series) -> str:
-        success = row.get("success")
-        if not _missing(row.get("error_type")) or (not _missing(success) and not bool(success)):
-            kind = _text(row.get("error_type"))
-            message = _text(row.get("error_message"))
-            return _clip(f"{kind}: {message}" if message else kind or "no result")
-        return summarize(row.get("data"))
+    def _results(frame: pd.DataFrame) -> list[str]:
+        """Each row's error in one line, or its result summarised (all of them bounded)."""
+        empty = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+        out: list[str] = []
+        shown: list[Any] = []  # the results to summarise, in one bounded batch
+        for kind, message, success, data in zip(
+                frame.get("error_type", empty), frame.get("error_message", empty),
+                frame.get("success", empty), frame.get("data", empty), strict=True):
+            if not _missing(kind) or (not _missing(success) and not bool(success)):
+                kind, message = _text(kind), _text(message)
+                out.append(_clip(f"{kind}: {message}" if message else kind or "no result"))
+            else:
+                out.append("")
+                shown.append((len(out) - 1, data))
+        for (i, _), text in zip(shown, summaries([d for _, d in shown]), strict=True):
+            out[i] = text
+        return out
 
 
 # (statistic, label, formatter), the headline first; statistics not listed follow, as numbers

@@ -16,10 +16,10 @@ from __future__ import annotations
 import base64
 import os
 import re
-import reprlib
 from html import escape
 from typing import Any
 
+from ..core.preview import safe_preview
 from ..core.snapshot import Snapshot, TaskView
 from ..palette import STATES, fill, font_colour, glyph
 from .drawing import RETRY_MARK, runtime_text
@@ -29,8 +29,6 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAME = re.compile(r'^  File "([^"]*)", line \d+')
 MAX_OUTPUT = 6000
 MAX_DISPLAYS = 3  # rich outputs shown in the panel (the rest stay on the result)
-_repr = reprlib.Repr()
-_repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxdict = 120, 120, 8, 8
 
 
 def user_frames_first(traceback: str, package_dir: str = PACKAGE_DIR) -> tuple[str, int]:
@@ -78,20 +76,12 @@ def _is_engine(path: str, package_dir: str) -> bool:
 
 
 def short_repr(value: Any) -> str:
-    """A one-line summary of a result: type and shape for arrays and frames, else a short repr."""
-    if value is None:
-        return "None"
-    shape = getattr(value, "shape", None)
-    kind = type(value).__name__
-    if isinstance(shape, tuple) and not isinstance(value, type):
-        dims = "\u00d7".join(str(s) for s in shape)
-        return f"{kind} {dims}"
-    try:
-        text = _repr.repr(value)
-    except Exception as exc:  # a broken __repr__ must not break the panel
-        text = f"<{kind}: repr failed: {exc!r}>"
-    text = " ".join(text.split())
-    return text if len(text) <= 200 else text[:199] + "\u2026"
+    """A one-line summary of a result: type and shape for arrays and frames, else a short repr.
+
+    Bounded in time and size (``core.preview``): a ``__repr__`` that raises,
+    hangs or returns megabytes shows a short note instead of stalling the panel.
+    """
+    return safe_preview(value, 200)
 
 
 def _seconds(value: float | None) -> str:
