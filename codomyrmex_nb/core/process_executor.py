@@ -19,6 +19,13 @@ unbuffered, as do C's ``stdout`` and the attempt's log records
 ``printf``, warnings and logging land there in the order they happened, and
 when the worker dies mid-attempt (a segfault, a kill) the parent still reads
 every line written before it, plus ``faulthandler``'s dump of the Python stack.
+Threads the task starts write to the same file while it runs (their Python-level
+writes and log records; see ``capture``); a thread that outlives its task writes
+to the worker's own stdout / stderr from then on (the ones it inherited from the
+parent: a terminal, or in Jupyter the notebook, as ipykernel forwards them),
+never into the next attempt's output. Only what such a thread writes below
+Python (``os.write(1, ...)``, C's ``printf``) still lands in the file of
+whichever attempt runs then: descriptors cannot be told apart by thread.
 The parent tidies the text as ``capture`` does (redraws collapsed, head and
 tail of ``capture.LIMIT`` kept). Each attempt also reports its CPU seconds (the
 worker process's, including children it waited for: ``os.times``) and, on
