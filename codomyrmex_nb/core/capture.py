@@ -9,9 +9,8 @@ cell it picks. So ``Capture`` works per *thread*:
 - **Streams.** While any capture is active, ``sys.stdout`` and ``sys.stderr``
   are thread-aware proxies (``StreamRouter``). A write from a thread that has an
   active capture (its own, or the one of the task that started it) goes into
-  that capture; every other write goes to the stream
-  that was there before (ipykernel's ``OutStream``, a terminal, pytest's
-  capture), unchanged. Every other attribute (``flush``, ``fileno``,
+  that capture; every other write goes to the stream that was there before
+  (ipykernel's ``OutStream``, a terminal, pytest's capture), unchanged. Every other attribute (``flush``, ``fileno``,
   ``set_parent``, ``encoding``, ...) is the wrapped stream's. When the last
   capture ends, the streams are put back (unless someone has replaced them in
   the meantime: then the proxy stays and passes everything through; see
@@ -36,7 +35,6 @@ cell it picks. So ``Capture`` works per *thread*:
   their last state, as a terminal shows them. Each capture keeps at most
   ``limit`` characters (``LIMIT``, one million, by default): the first and
   the last half, with a line saying how much was dropped in between.
-
 - **A task's own threads.** A ``threading.Thread`` started (``start()``,
   also in a subclass or a ``Timer``) by a capturing thread, or by a thread it
   started, belongs to that capture: its writes and log records go into it for
@@ -46,8 +44,9 @@ cell it picks. So ``Capture`` works per *thread*:
   process worker: its own inherited stdout/stderr, never the next attempt's
   output). The hook is ``Thread.start``, replaced only while the other hooks
   are in place; it costs a dictionary lookup per thread started. Threads
-  started otherwise (``_thread.start_new_thread``, threads that existed
-  before, such as a pool's workers made earlier) are not attributed.
+  started otherwise (``_thread.start_new_thread``) or before (a pool's
+  workers made by another task) are not attributed: a thread belongs to the
+  task that started it, whatever later runs on it.
 
 Output written below Python (``os.write(1, ...)``, C libraries) cannot be
 told apart by thread; the ``processes`` executor catches that too (it
@@ -66,7 +65,10 @@ process (``_routers``: one per stream it wraps, reused at each install, so
 there are as many as streams were ever wrapped, usually two), and each holds
 the stream it wraps, so neither side of a swap is ever freed by us. The
 routers still come out of ``sys.stdout`` / ``sys.stderr`` when no capture and
-no holder is left: the notebook's writes then cost nothing extra.
+no holder is left: the notebook's writes then cost nothing extra, and code
+that compares ``sys.stdout`` with what it set finds it unchanged. (One router
+installed for good would cost every write of the notebook a Python call, and
+would still have to be put back in front of a stream set after it.)
 """
 
 from __future__ import annotations
