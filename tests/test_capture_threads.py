@@ -12,6 +12,7 @@ Task functions live at module level so that worker processes can import them.
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import os
@@ -22,6 +23,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -345,3 +347,20 @@ def test_a_thread_belongs_to_the_capture_active_where_it_is_started():
     late.join(10)
     assert seen == [box, box, None]
     assert not capture._owners and "run" not in vars(inside)  # nothing kept behind
+
+
+def test_what_the_capture_puts_in_sys_stdout_is_never_freed_and_is_reused():
+    """The root of the crash: a router taken out of ``sys.stdout`` must stay alive (a thread
+    may be inside ``print()`` with it), and the next install reuses it: no growth."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
+    try:
+        with capture.Capture():
+            routers = weakref.ref(sys.stdout), weakref.ref(sys.stderr)
+        gc.collect()
+        assert routers[0]() is not None and routers[1]() is not None
+        for _ in range(50):
+            with capture.Capture():
+                assert (sys.stdout, sys.stderr) == (routers[0](), routers[1]())
+    finally:
+        sys.stdout, sys.stderr = saved

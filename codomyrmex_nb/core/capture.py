@@ -341,8 +341,9 @@ class _Kept:
 class Forward(Capture):
     """A capture that keeps nothing: every write goes straight on to ``sink``.
 
-    A process worker uses it for the log records of an attempt, so that they
-    land in its output file in order with everything else, and survive a crash.
+    A process worker uses it for what an attempt (and the threads it starts)
+    prints and logs, so that it lands in the worker's output file in order with
+    what is written below Python, and survives a crash.
     """
 
     __slots__ = ("sink",)
