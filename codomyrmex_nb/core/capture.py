@@ -8,12 +8,13 @@ cell it picks. So ``Capture`` works per *thread*:
 
 - **Streams.** While any capture is active, ``sys.stdout`` and ``sys.stderr``
   are thread-aware proxies (``StreamRouter``). A write from a thread that has an
-  active capture goes into that capture; every other write goes to the stream
-  that was there before (ipykernel's ``OutStream``, a terminal, pytest's
-  capture), unchanged. Every other attribute (``flush``, ``fileno``,
+  active capture (its own, or the one of the task that started it) goes into
+  that capture; every other write goes to the stream that was there before
+  (ipykernel's ``OutStream``, a terminal, pytest's capture), unchanged. Every other attribute (``flush``, ``fileno``,
   ``set_parent``, ``encoding``, ...) is the wrapped stream's. When the last
   capture ends, the streams are put back (unless someone has replaced them in
-  the meantime: then the proxy stays and passes everything through).
+  the meantime: then the proxy stays and passes everything through; see
+  "Nothing installed is ever freed" below).
   ``warnings`` arrive here too: ``showwarning`` writes to ``sys.stderr``.
 - **Log records.** A record made in a capturing thread at the capture's level
   (``LOG_LEVEL``, INFO, by default) or above is formatted into the capture,
@@ -34,14 +35,40 @@ cell it picks. So ``Capture`` works per *thread*:
   their last state, as a terminal shows them. Each capture keeps at most
   ``limit`` characters (``LIMIT``, one million, by default): the first and
   the last half, with a line saying how much was dropped in between.
+- **A task's own threads.** A ``threading.Thread`` started (``start()``,
+  also in a subclass or a ``Timer``) by a capturing thread, or by a thread it
+  started, belongs to that capture: its writes and log records go into it for
+  as long as the capture is active. Once the capture has ended (the attempt
+  returned), they belong to no capture: they go to the stream that was there
+  before (the notebook, a terminal), or where ``send_leftovers`` says (a
+  process worker: its own inherited stdout/stderr, never the next attempt's
+  output). The hook is ``Thread.start``, replaced only while the other hooks
+  are in place; it costs a dictionary lookup per thread started. Threads
+  started otherwise (``_thread.start_new_thread``) or before (a pool's
+  workers made by another task) are not attributed: a thread belongs to the
+  task that started it, whatever later runs on it.
 
-Only the capturing thread is captured: threads a task starts itself write to
-the notebook as before, and output written below Python (``os.write(1, ...)``,
-C libraries) cannot be told apart by thread; the ``processes`` executor
-catches that too (it redirects a worker's file descriptors, see
-``process_executor``). ``live=True`` is the opt-in to also pass the output on
+Output written below Python (``os.write(1, ...)``, C libraries) cannot be
+told apart by thread; the ``processes`` executor catches that too (it
+redirects a worker's file descriptors, see ``process_executor``), so there
+such output from a thread that outlived its task lands in whichever attempt
+the worker runs then. ``live=True`` is the opt-in to also pass the output on
 as it is written (to the enclosing capture, or to the stream that was there
 before); by default nothing a task writes reaches any cell.
+
+**Nothing installed is ever freed.** CPython 3.11's ``print()`` (and
+``input()``, ``PySys_WriteStdout``, the thread excepthook) *borrows*
+``sys.stdout``: a thread inside ``print()`` while another replaces the stream
+uses freed memory if the replaced object is gone (a segfault; fixed only in
+3.12.10 / 3.13.3, gh-130163). So every router stays alive for the life of the
+process (``_routers``: one per stream it wraps, reused at each install, so
+there are as many as streams were ever wrapped, usually two), and each holds
+the stream it wraps, so neither side of a swap is ever freed by us. The
+routers still come out of ``sys.stdout`` / ``sys.stderr`` when no capture and
+no holder is left: the notebook's writes then cost nothing extra, and code
+that compares ``sys.stdout`` with what it set finds it unchanged. (One router
+installed for good would cost every write of the notebook a Python call, and
+would still have to be put back in front of a stream set after it.)
 """
 
 from __future__ import annotations
@@ -51,6 +78,7 @@ import logging
 import os
 import sys
 import threading
+import weakref
 from typing import Any, BinaryIO, TextIO
 
 LOG_LEVEL = logging.INFO  # records at this level and above are kept, whatever the loggers say
@@ -61,6 +89,8 @@ LOG_DATE_FORMAT = "%H:%M:%S"
 
 _get_ident = threading.get_ident
 _active: dict[int, Capture] = {}  # thread ident -> its innermost active capture
+_owners: dict[int, weakref.ref[Capture]] = {}  # a task's own thread -> the capture it started in
+_leftovers: dict[str, TextIO | None] = {"stdout": None, "stderr": None}  # see send_leftovers
 _lock = threading.Lock()  # guards installing and removing the hooks
 _users = 0  # holders (``acquire``); the hooks stay while there is one or a capture is active
 _installed = False  # the hooks are in place and no one is deciding to remove them (see _settle)
@@ -77,7 +107,8 @@ class Capture:
     output on as it comes.
     """
 
-    __slots__ = ("level", "limit", "live", "_kept", "_thread", "_outer", "displays")
+    __slots__ = ("level", "limit", "live", "_kept", "_thread", "_outer", "displays",
+                 "__weakref__")
 
     def __init__(self, *, level: int = LOG_LEVEL, limit: int = LIMIT, live: bool = False) -> None:
         if limit < 2:
@@ -310,8 +341,9 @@ class _Kept:
 class Forward(Capture):
     """A capture that keeps nothing: every write goes straight on to ``sink``.
 
-    A process worker uses it for the log records of an attempt, so that they
-    land in its output file in order with everything else, and survive a crash.
+    A process worker uses it for what an attempt (and the threads it starts)
+    prints and logs, so that it lands in the worker's output file in order with
+    what is written below Python, and survives a crash.
     """
 
     __slots__ = ("sink",)
@@ -386,6 +418,41 @@ def active(thread_id: int | None = None) -> Capture | None:
     return _active.get(_get_ident() if thread_id is None else thread_id)
 
 
+def current() -> Capture | None:
+    """The capture this thread's writes go to: its own, or the active one of the task
+    whose thread started it (see "A task's own threads" above)."""
+    ident = _get_ident()
+    box = _active.get(ident)
+    if box is None and _owners:
+        box = _inherited(_owners.get(ident))
+    return box
+
+
+def send_leftovers(stdout: TextIO | None, stderr: TextIO | None) -> None:
+    """Where a task's own threads write once their task has ended (None: the stream that
+    was there before, as for any other thread).
+
+    A process worker sends them to its own inherited stdout / stderr, so that they
+    never land in the output file of the attempt it runs next. The streams are kept
+    for the life of the process (a thread may be writing to one).
+    """
+    _kept_alive.extend(s for s in (stdout, stderr) if s is not None)
+    _leftovers.update(stdout=stdout, stderr=stderr)
+
+
+def _inherited(ref: weakref.ref[Capture] | None) -> Capture | None:
+    """The active capture a task's thread belongs to (``ref``: the one it started in), if any.
+
+    When that capture has ended, the one it interrupted in the starting thread, if that
+    one is still on (a capture nested in the attempt's); at most a few levels."""
+    box = None if ref is None else ref()
+    for _ in range(8):
+        if box is None or box._thread is not None:
+            return box
+        box = box._outer
+    return None
+
+
 # -- the stream proxies -------------------------------------------------------------------------
 class StreamRouter:
     """Stands in for ``sys.stdout`` / ``sys.stderr``: capturing threads write to their capture.
@@ -411,7 +478,16 @@ class StreamRouter:
         return self._route
 
     def _route(self, text: str) -> int:
-        capture = _active.get(_get_ident())
+        ident = _get_ident()
+        capture = _active.get(ident)
+        if capture is None and _owners:
+            ref = _owners.get(ident)
+            if ref is not None:  # a thread a task started
+                capture = _inherited(ref)
+                if capture is None:  # its task has ended: the leftovers' stream, if set
+                    leftover = _leftovers[self._name]
+                    if leftover is not None:
+                        return leftover.write(text)
         if capture is not None:
             return capture.write(text, self._stream)
         hook, inside = self._hook, self._inside
@@ -430,7 +506,7 @@ class StreamRouter:
             self._route(line)
 
     def flush(self) -> None:
-        if self._stream is not None and _active.get(_get_ident()) is None:
+        if self._stream is not None and current() is None:
             self._stream.flush()
 
     def __getattr__(self, name: str) -> Any:
@@ -447,13 +523,64 @@ class StreamRouter:
         return f"<thread-aware {self._name} around {self._stream!r}>"
 
 
+# -- a task's own threads ------------------------------------------------------------------------
+_original_thread_start: Any = threading.Thread.start  # the one replaced at install
+
+
+def _thread_start(self: threading.Thread) -> None:
+    """``Thread.start`` while the hooks are in place: a thread started by a task's thread
+    belongs to that task's capture (``_owners``), from its first instruction on."""
+    box = current()
+    if box is None:
+        return _original_thread_start(self)
+    ref = weakref.ref(box)  # weak: a thread that outlives its task does not keep the text
+    run = self.run
+
+    def run_owned() -> None:
+        ident = _get_ident()
+        _owners[ident] = ref
+        try:
+            run()
+        finally:
+            _owners.pop(ident, None)
+            if self.__dict__.get("run") is run_owned:
+                del self.__dict__["run"]  # the thread object no longer refers to itself
+
+    try:
+        self.run = run_owned  # type: ignore[method-assign]  # the instance's, looked up once
+    except (AttributeError, TypeError):  # a read-only run: the thread is not attributed
+        return _original_thread_start(self)
+    try:
+        return _original_thread_start(self)
+    except BaseException:
+        if self.__dict__.get("run") is run_owned:  # started twice, or no thread to be had
+            del self.__dict__["run"]
+        raise
+
+
 # -- installing and removing the hooks (under _lock) ------------------------------------------
 _original_is_enabled_for: Any = logging.Logger.isEnabledFor  # the one replaced at install
 _previous_factory: Any = None
+_routers: dict[tuple[str, int], StreamRouter] = {}  # every router made, never freed (see above)
+_kept_alive: list[Any] = []  # streams given to send_leftovers, never freed either
+
+
+def _router_for(stream: TextIO | None, name: str) -> StreamRouter:
+    """The router around ``stream``: made once, then kept (and reused) for the process's life.
+
+    The router holds ``stream``, so its ``id`` cannot be reused while the entry exists."""
+    key = (name, id(stream))
+    router = _routers.get(key)
+    if router is None:
+        router = _routers[key] = StreamRouter(stream, name)
+    return router
 
 
 def _is_enabled_for(self: logging.Logger, level: int) -> bool:
-    capture = _active.get(_get_ident())
+    ident = _get_ident()
+    capture = _active.get(ident)
+    if capture is None and _owners:
+        capture = _inherited(_owners.get(ident))
     if capture is not None and level >= capture.level and self.manager.disable < level:
         return True
     return _original_is_enabled_for(self, level)
@@ -461,7 +588,7 @@ def _is_enabled_for(self: logging.Logger, level: int) -> bool:
 
 def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record = (_previous_factory or logging.LogRecord)(*args, **kwargs)
-    capture = _active.get(_get_ident())
+    capture = current()
     level = record.levelno
     if capture is None or not isinstance(level, int) or level < capture.level or record.name is None:
         return record
@@ -484,14 +611,19 @@ def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
 
 
 def _install() -> None:
-    global _previous_factory, _original_is_enabled_for, _installed
+    global _previous_factory, _original_is_enabled_for, _original_thread_start, _installed
     if not (type(sys.stdout) is StreamRouter and type(sys.stderr) is StreamRouter
             and logging.Logger.__dict__.get("isEnabledFor") is _is_enabled_for
-            and logging.getLogRecordFactory() is _record_factory):  # else in place already
+            and logging.getLogRecordFactory() is _record_factory
+            and threading.Thread.__dict__.get("start") is _thread_start):  # else in place already
         for name in ("stdout", "stderr"):
-            current = getattr(sys, name)
-            if not isinstance(current, StreamRouter):
-                setattr(sys, name, StreamRouter(current, name))
+            stream = getattr(sys, name)
+            if not isinstance(stream, StreamRouter):
+                setattr(sys, name, _router_for(stream, name))  # ``stream``: kept by its router
+        if threading.Thread.__dict__.get("start") is not _thread_start:
+            _original_thread_start = threading.Thread.__dict__.get("start",
+                                                                   _original_thread_start)
+            threading.Thread.start = _thread_start  # type: ignore[method-assign]
         if logging.Logger.__dict__.get("isEnabledFor") is not _is_enabled_for:
             _original_is_enabled_for = logging.Logger.__dict__.get("isEnabledFor",
                                                                    _original_is_enabled_for)
@@ -518,9 +650,11 @@ def _settle() -> None:
 def _uninstall() -> None:
     global _previous_factory
     for name in ("stdout", "stderr"):
-        current = getattr(sys, name)
-        if isinstance(current, StreamRouter):  # else replaced since: leave the new one alone
-            setattr(sys, name, current.wrapped)
+        stream = getattr(sys, name)
+        if isinstance(stream, StreamRouter):  # else replaced since: leave the new one alone
+            setattr(sys, name, stream.wrapped)  # the router lives on in _routers
+    if threading.Thread.__dict__.get("start") is _thread_start:
+        threading.Thread.start = _original_thread_start  # type: ignore[method-assign]
     if logging.Logger.__dict__.get("isEnabledFor") is _is_enabled_for:
         logging.Logger.isEnabledFor = _original_is_enabled_for  # type: ignore[method-assign]
     if logging.getLogRecordFactory() is _record_factory:

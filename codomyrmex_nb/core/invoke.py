@@ -10,9 +10,10 @@ an event loop of their own in the worker thread; they are interrupted by
 cancelling their asyncio task, which also wakes an ``await asyncio.sleep``.
 
 ``Run.execute`` also records what the attempt cost and said: everything its
-thread prints, warns or logs goes into ``Outcome.logs`` (``capture.Capture``,
-per thread, so the notebook's own output and other tasks are untouched), and
-the thread's CPU seconds (``time.thread_time``) into ``Outcome.cpu_time``.
+thread (and the threads it starts, while it runs) prints, warns or logs goes
+into ``Outcome.logs`` (``capture.Capture``, per thread, so the notebook's own
+output and other tasks are untouched), and the thread's CPU seconds
+(``time.thread_time``) into ``Outcome.cpu_time``.
 """
 
 from __future__ import annotations
@@ -143,10 +144,11 @@ class Run:
                 limit: int | None = None) -> Outcome:
         """Run ``self.call`` in this thread; never raises.
 
-        What the attempt prints, warns and logs (from this thread) is captured
-        into ``Outcome.logs`` (see ``capture``: ``level`` and ``limit`` default to
-        ``capture.LOG_LEVEL`` and ``capture.LIMIT``; ``live`` also passes it on as
-        it comes), and the CPU seconds of this thread into ``Outcome.cpu_time``.
+        What the attempt prints, warns and logs (from this thread, and from the
+        threads it starts until it returns) is captured into ``Outcome.logs``
+        (see ``capture``: ``level`` and ``limit`` default to ``capture.LOG_LEVEL``
+        and ``capture.LIMIT``; ``live`` also passes it on as it comes), and the
+        CPU seconds of this thread into ``Outcome.cpu_time``.
         Memory is one heap shared by every thread: ``peak_memory`` stays None.
         """
         self.thread_id = threading.get_ident()

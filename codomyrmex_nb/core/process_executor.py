@@ -21,6 +21,13 @@ unbuffered, as do C's ``stdout`` and the attempt's log records
 ``printf``, warnings and logging land there in the order they happened, and
 when the worker dies mid-attempt (a segfault, a kill) the parent still reads
 every line written before it, plus ``faulthandler``'s dump of the Python stack.
+Threads the task starts write to the same file while it runs (their Python-level
+writes and log records; see ``capture``); a thread that outlives its task writes
+to the worker's own stdout / stderr from then on (the ones it inherited from the
+parent: a terminal, or in Jupyter the notebook, as ipykernel forwards them),
+never into the next attempt's output. Only what such a thread writes below
+Python (``os.write(1, ...)``, C's ``printf``) still lands in the file of
+whichever attempt runs then: descriptors cannot be told apart by thread.
 The parent tidies the text as ``capture`` does (redraws collapsed, head and
 tail of ``capture.LIMIT`` kept). Each attempt also reports its CPU seconds (the
 worker process's, including children it waited for: ``os.times``) and, on
@@ -136,17 +143,29 @@ def cancelled(run: Run) -> Outcome:  # the engine has recorded the failure alrea
 
 
 class _Output:
-    """In a worker: where its output goes (a file the parent reads) and what an attempt costs."""
+    """In a worker: where its output goes (a file the parent reads) and what an attempt costs.
+
+    The capture hooks stay installed for the worker's life (``capture.acquire``): an
+    attempt's thread, and the threads it starts while it runs, write to the file
+    through ``capture.Forward``; once the attempt has ended, those threads write to
+    the worker's own stdout / stderr, the ones it inherited (``capture.send_leftovers``),
+    never into the file of the next attempt.
+    """
 
     def __init__(self, path: str) -> None:
+        inherited = [_dup(1), _dup(2)]  # before fds 1 and 2 point at the file
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
         sys.stdout = _unbuffered(1)
         sys.stderr = _unbuffered(2)
+        self.sink = sys.stderr  # the attempt's file: fds 1 and 2 are one open file
         _unbuffer_c_stdout()
         faulthandler.enable(sys.stderr)  # a crash's Python stack is part of the output
+        capture.send_leftovers(*(open(os.devnull, "w") if fd is None
+                                 else _unbuffered(fd) for fd in inherited))
+        capture.acquire()  # never released: the routers stay while leftover threads may write
         self.measures_peak = _reset_peak()
 
     def begin(self) -> tuple[float, ...]:
@@ -164,6 +183,14 @@ class _Output:
         now = os.times()
         cpu = sum(now[i] - before[i] for i in range(4))  # user, system, and children's
         return cpu, (_peak_memory() if self.measures_peak else None)
+
+
+def _dup(fd: int) -> int | None:
+    """A copy of ``fd`` (not inherited by the task's processes); None if it is not open."""
+    try:
+        return os.dup(fd)
+    except OSError:
+        return None
 
 
 def _unbuffered(fd: int) -> io.TextIOWrapper:
@@ -211,7 +238,8 @@ def _process_cpu(pid: int) -> float | None:
 def _attempt(message: bytes, output: _Output | None) -> bytes:
     blob, level = pickle.loads(message)
     clock = output.begin() if output is not None else None
-    tap = capture.Forward(sys.stderr, level=level).start()  # log records, into the same file
+    # what this thread and the threads it starts print and log, into the same file
+    tap = capture.Forward(output.sink if output is not None else sys.stderr, level=level).start()
     started = time.perf_counter()
     try:
         value = cloudpickle.loads(blob)()
