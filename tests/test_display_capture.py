@@ -141,6 +141,25 @@ def test_each_attempt_keeps_its_own_and_logs_text_counts_them(make_orch):
     assert lines[-1].startswith("[2 rich outputs kept (image/png, text/html): ")
 
 
+def test_a_display_from_a_thread_the_task_started_is_kept_with_the_task(shell, make_orch):
+    """A task's own helper thread displays while the task runs: kept, never published."""
+    pub = shell.display_pub
+
+    def fan_out():
+        t = threading.Thread(target=lambda: pub.publish({"text/plain": "from my thread"}))
+        t.start()
+        t.join(10)
+        return "done"
+
+    orch = make_orch(1)
+    orch.create_task("helper_thread", func=fan_out)
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+    assert orch.get_task_result("helper_thread").displays == [({"text/plain": "from my thread"},
+                                                               {})]
+    assert pub.published == []
+
+
 # -- through the orchestrator, in IPython's test shell --------------------------------------------
 
 

@@ -5,8 +5,9 @@ same for rich output. ``install(shell)`` (called when the IPython extension
 loads) puts a router in front of the shell's ``display_pub.publish`` and
 ``display_pub.clear_output``:
 
-- a ``publish`` from a thread with an active capture (``capture.active()``: a
-  task's attempt on an engine worker thread) is kept on that capture
+- a ``publish`` from a thread whose writes a capture takes (``capture.current()``: a
+  task's attempt on an engine worker thread, or a thread that task started while it
+  runs) is kept on that capture
   (``Capture.add_display``) and is *not* published, so it never lands in
   whichever cell happens to be running; it comes back with the result as
   ``TaskResult.displays`` (and ``Attempt.displays``), a list of
@@ -34,8 +35,8 @@ the same time, or while cells draw, should use figures pyplot does not track
 
 Not covered: the ``processes`` and ``dask`` executors (a worker process has no
 shell: ``display()`` there prints the text form, which is captured as text),
-threads a task starts itself (their displays go to the notebook, as their
-prints do), and a shell whose ``display_pub`` is swapped after install (as
+threads a task started once that task has ended (their displays go to the
+notebook, as their prints do), and a shell whose ``display_pub`` is swapped after install (as
 ``%%capture`` does for the length of its cell).
 """
 
@@ -62,7 +63,7 @@ class _Router:
         self.original = getattr(publisher, name)  # what other threads' calls go to
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        box = capture.active()
+        box = capture.current()
         if box is None:
             return self.original(*args, **kwargs)
         if self.name == "publish":
