@@ -44,6 +44,7 @@ TASK_COLUMNS: dict[str, Any] = {
     "error_message": STR, "worker": STR, "blocked_on": STR,
     "cpu_time": "float64", "peak_memory": "Int64", "last_line": STR,
     "restored": "bool",  # its result came back from the run journal (it did not run)
+    "trigger_rule": STR,  # when it runs given how its upstream ended (all_success: default)
 }
 RESULT_COLUMNS: dict[str, Any] = {
     "id": STR, "name": STR, "state": STATE_DTYPE, "success": "bool", "data": object,
@@ -114,6 +115,7 @@ def _tasks_frame(views: Any) -> pd.DataFrame:
     for ts in TIMESTAMPS:
         data[ts] = [getattr(v, ts) for v in views]
     data["restored"] = [v.restored is not None for v in views]
+    data["trigger_rule"] = [v.trigger_rule for v in views]
     return _frame_from_columns(TASK_COLUMNS, data)
 
 

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from .trigger_rules import DEFAULT as DEFAULT_RULE
+from .trigger_rules import check_rule
+
 
 class TaskStatus(Enum):
     """Lifecycle: PENDING -> READY -> RUNNING -> COMPLETED | FAILED, plus CANCELLED, SKIPPED."""
@@ -308,10 +311,11 @@ class Attempt:
 #: A task's definition (what ``orchestrator.redefine`` may change); the rest is state.
 DEFINITION_FIELDS = ("name", "module", "action", "parameters", "dependencies", "priority",
                      "resources", "timeout", "max_retries", "retry_delay", "retry_backoff",
-                     "retry_jitter", "tags", "metadata", "func", "cache")
+                     "retry_jitter", "tags", "metadata", "func", "cache", "trigger_rule")
 _SERIALISED = ("id", "name", "module", "action", "parameters", "dependencies", "timeout",
                "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
-               "metadata", "retry_count", "created_at", "started_at", "completed_at")
+               "metadata", "retry_count", "created_at", "started_at", "completed_at",
+               "trigger_rule")
 _NO_ATTEMPTS: tuple[Attempt, ...] = ()
 _S = TaskStatus
 
@@ -336,7 +340,8 @@ class Task:
                  "timeout", "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "_tags",
                  "metadata", "func", "cache", "id", "created_at", "_status", "_retry_count",
                  "_result",
-                 "_started_at", "_completed_at", "_record", "_asked", "__weakref__")
+                 "_started_at", "_completed_at", "_record", "_asked", "trigger_rule",
+                 "__weakref__")
 
     def __init__(self, name: Any = "", module: str = "", action: str = "",
                  parameters: dict[str, Any] | None = None, dependencies: Any = None,
@@ -348,8 +353,9 @@ class Task:
                  cache: bool = False, id: str | None = None, status: TaskStatus = TaskStatus.PENDING,  # noqa: A002
                  retry_count: int = 0, result: TaskResult | None = None,
                  created_at: float | None = None, started_at: float | None = None,
-                 completed_at: float | None = None) -> None:
+                 completed_at: float | None = None, trigger_rule: str = DEFAULT_RULE) -> None:
         self.name, self.module, self.action = name, module, action
+        self.trigger_rule = trigger_rule  # when it runs, given how its upstream ended
         self.parameters = {} if parameters is None else parameters
         self.dependencies = [] if dependencies is None else dependencies
         self.priority, self.timeout, self.func, self.cache = priority, timeout, func, cache
@@ -382,7 +388,7 @@ class Task:
                 and self.retry_delay == 0.0 and self.retry_backoff == 1.0
                 and self.retry_jitter == 0.0 and _empty_list(self._tags)
                 and type(self.metadata) is dict and (self.func is None or callable(self.func))
-                and self.cache is False)
+                and self.cache is False and self.trigger_rule is DEFAULT_RULE)
 
     def validate(self) -> None:
         """Check and normalise every definition field; raises ``ValueError`` naming the bad one."""
@@ -428,6 +434,8 @@ class Task:
             raise ValueError(f"func must be callable, got {self.func!r}")
         if not isinstance(self.cache, bool):
             raise ValueError(f"cache must be True or False, got {self.cache!r}")
+        rule = check_rule(self.trigger_rule)
+        self.trigger_rule = DEFAULT_RULE if rule == DEFAULT_RULE else rule
 
     # -- state: the scheduler's record decides once the task is added ------------------
     @property

@@ -43,6 +43,8 @@ from typing import Any
 
 from ..core import DependencyCycleError, ResourceType, Task, TaskPriority, TaskResource, TaskStatus
 from ..core.model import RESOURCE_MODES
+from ..core.trigger_rules import DEFAULT as DEFAULT_RULE
+from ..core.trigger_rules import check_rule
 from ..orchestrator import TaskOrchestrator
 from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
 
@@ -68,6 +70,7 @@ class CellOptions:
     tags: list[str] = field(default_factory=list)
     out: str | None = None
     cache: bool = False
+    trigger: str | None = None  # a trigger rule (None: all_success)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,20 @@ def fingerprint(source: str, opts: CellOptions) -> str:
     key = {"source": source.rstrip(), "after": opts.after, "priority": opts.priority,
            "timeout": opts.timeout, "retries": opts.retries, "retry_delay": opts.retry_delay,
            "resources": opts.resources, "tags": opts.tags}
+    rule = _rule_name(opts.trigger)
+    if rule != DEFAULT_RULE:  # only then: cells without a rule keep their fingerprint
+        key["trigger"] = rule
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _rule_name(text: str | None) -> str:
+    """The rule ``--trigger`` names (a bad name as written: ``_build`` explains it)."""
+    if text is None:
+        return DEFAULT_RULE
+    try:
+        return check_rule(text)
+    except ValueError:
+        return text
 
 
 def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellOptions,
@@ -176,7 +192,8 @@ def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp:
         return Task(name=name, func=fn, dependencies=[d.id for d in deps],
                     priority=parse_priority(opts.priority), timeout=opts.timeout,
                     max_retries=opts.retries, retry_delay=opts.retry_delay, resources=resources,
-                    tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache))
+                    tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache),
+                    trigger_rule=opts.trigger or DEFAULT_RULE)
     except ValueError as exc:
         raise CellDefinitionError(f"task {name!r}: {exc}") from None
 
@@ -300,7 +317,7 @@ def _redefine(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task],
 
 
 _REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags",
-             "cache")
+             "cache", "trigger_rule")
 
 
 def _downstream_names(orch: TaskOrchestrator, task: Task) -> list[str]:
