@@ -220,6 +220,7 @@ def test_upstream_failed_and_not_needed_stay_apart(orch):
     orch.start_execution()
     assert orch.wait_for_completion(10) is False
     frame = orch.tasks_frame().set_index("name")
+    assert plain.result.error_type == "UpstreamFailedError"
     assert frame.loc["plain", "state"] == "upstream_failed"
     assert frame.loc["strict", "state"] == "upstream_failed"
     assert isinstance(strict.result.exception, UpstreamFailedError)
@@ -337,7 +338,7 @@ def test_a_rule_task_is_restored_only_when_its_upstream_tasks_completed(tmp_path
     (tmp_path / "ready").write_text("")
     second = make_orch(2, journal=path)
     src, again = define(second)
-    assert src.status is S.PENDING  # it failed last time: nothing to restore
+    assert src.status is S.READY  # it failed last time: nothing to restore
     assert again.status is S.PENDING  # recorded after a failure: it waits for extract again
     second.start_execution()
     assert second.wait_for_completion(10) is True
@@ -362,3 +363,132 @@ def test_a_rule_task_waits_while_its_rule_is_undecided():
     sched.start(second, "w")
     sched.finish(second, True, 2)
     assert c.status is S.READY
+
+
+def test_a_rule_task_defined_with_a_restored_upstream_in_one_batch_counts_it_once():
+    sched = Scheduler()
+    a = Task(name="a", func=print)
+    c = Task(name="c", func=print, dependencies=[a], trigger_rule="one_success")
+    sched.define([a, c], restored={a.id: (1, 0.0, "the cache")})
+    assert a.status is S.COMPLETED and c.status is S.READY
+    assert sched.lookup("c").tally == [1, 0, 0, 0]
+
+
+def test_a_rerun_counts_a_rule_tasks_upstream_afresh():
+    # u -> x (default, also after f which failed) -> r (one_failed): re-running u skips x at
+    # once, which r must count on top of nothing stale from the first run.
+    sched = Scheduler()
+    u, f = Task(name="u", func=print), Task(name="f", func=print)
+    x = Task(name="x", func=print, dependencies=[u, f])
+    r = Task(name="r", func=print, dependencies=[x], trigger_rule="all_skipped")
+    sched.define([u, f, x, r])
+    while (ticket := sched.next_ticket()) is not None:
+        sched.start(ticket, "w")
+        sched.finish(ticket, ticket.rec.name != "f", 1, None if ticket.rec.name != "f"
+                     else RuntimeError("f"))
+    assert x.status is S.SKIPPED and r.status is S.SKIPPED  # x upstream_failed: not all skipped
+    sched.requeue(sched.lookup("u"))
+    assert x.status is S.SKIPPED and r.status is S.SKIPPED
+    assert sched.lookup("r").tally == [0, 0, 1, 0]
+
+
+# -- cells: --trigger, NoResult in the cell, %codo_wait ----------------------------------------
+@pytest.fixture(scope="module")
+def shell():
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "codomyrmex_nb")
+    return shell
+
+
+@pytest.fixture
+def ip(shell):
+    from codomyrmex_nb.default import reset_default
+
+    reset_default()
+    yield shell
+    reset_default()
+    for name in ("seen", "kind"):
+        shell.user_ns.pop(name, None)
+
+
+def cell_orch():
+    from codomyrmex_nb.notebook.magics import current_orchestrator
+
+    return current_orchestrator()
+
+
+def test_a_cell_with_trigger_all_done_sees_a_no_result_by_name(ip, capsys):
+    ip.run_cell_magic("codo_task", "extract", "raise ValueError('bad row')")
+    ip.run_cell_magic("codo_task", "ok", "41 + 1")
+    ip.run_cell_magic("codo_task", "cleanup --after extract ok --trigger all_done",
+                      "from codomyrmex_nb import NoResult\n"
+                      "(isinstance(extract, NoResult), bool(extract), extract.state, "
+                      "extract.error, ok, upstream['extract'] == extract)")
+    ip.run_line_magic("codo_run", "--wait --timeout 20")
+    orch = cell_orch()
+    assert orch.get_task("cleanup").result.data == (True, False, "failed", "bad row", 42, True)
+    assert orch.get_task("cleanup").trigger_rule == "all_done"
+    out = capsys.readouterr().out
+    assert "'extract' failed" in out
+
+
+def test_codo_wait_says_an_alert_was_not_needed(ip, capsys):
+    ip.run_cell_magic("codo_task", "load", "1")
+    ip.run_cell_magic("codo_task", "alert --after load --trigger one_failed", "'sent'")
+    ip.run_line_magic("codo_run", "--wait --timeout 20")
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("codo_wait: 1 task completed in ")
+    assert out[-1].endswith("; 'alert' not needed (a trigger rule did not fire)")
+    assert cell_orch().wait_for_completion(1) is True
+
+
+def test_a_bad_trigger_is_a_one_line_error_with_a_close_match(ip):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match=r"%%codo_task: task 'x': unknown trigger rule "
+                       r"'al_done' \(did you mean 'all_done'\?\): use one of all_success"):
+        ip.run_cell_magic("codo_task", "x --trigger al_done", "1")
+    assert cell_orch().get_task("x") is None  # nothing half-defined
+
+
+def test_changing_trigger_redefines_the_cell_and_no_trigger_keeps_old_fingerprints(ip, capsys):
+    from codomyrmex_nb.notebook.cell_define import CellOptions, fingerprint
+
+    assert fingerprint("1", CellOptions()) == fingerprint("1", CellOptions(trigger="all_success"))
+    assert fingerprint("1", CellOptions()) != fingerprint("1", CellOptions(trigger="all_done"))
+    ip.run_cell_magic("codo_task", "a", "1")
+    ip.run_cell_magic("codo_task", "b --after a", "a + 1")
+    ip.run_cell_magic("codo_task", "b --after a --trigger all_done", "a + 1")
+    assert "changed" in capsys.readouterr().out.splitlines()[-1]
+    assert cell_orch().get_task("b").trigger_rule == "all_done"
+
+
+# -- the live view ---------------------------------------------------------------------------------
+def test_the_view_marks_a_task_whose_rule_is_not_the_default(orch):
+    import re
+
+    from codomyrmex_nb.notebook.painter import Painter
+
+    gate = threading.Event()
+    a = orch.create_task("extract", func=lambda: gate.wait(10))
+    orch.create_task("load", func=lambda: 1, dependencies=[a])
+    orch.create_task("cleanup", func=lambda: 1, dependencies=[a], trigger_rule="all_done")
+    painter = Painter("cv", 200, 40, 1.0)
+    painter.paint([], orch.snapshot(), orch.snapshot)
+    texts = re.findall(r"<text[^>]*>(.*?)</text>", painter.standalone())
+    assert "\u2691 all_done" in texts  # a line under the cleanup's name
+    assert not any("all_success" in t for t in texts)  # the default is not marked
+    tips = {look.tip.split("\n")[0]: look.tip for look in painter.looks().values()}
+    assert "\u2691 trigger rule all_done: runs when every upstream task ended" in tips["cleanup"]
+    assert "trigger rule" not in tips["load"]
+    orch.start_execution()
+    gate.set()
+    orch.wait_for_completion(10)
+    orch.flush_events(5)
+    events = []
+    frame = painter.paint(events, None, orch.snapshot)  # a patch: the rule line stays as drawn
+    assert frame is not None
+    svg = painter.template.render(painter.looks(), css=True)
+    assert "\u2691 all_done" in re.findall(r"<text[^>]*>(.*?)</text>", svg)

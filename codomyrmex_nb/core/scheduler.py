@@ -446,6 +446,7 @@ class Scheduler:
             elif rec.status is PENDING and rec.retry_token is None:
                 self._apply_asks(rec)
                 self._relink(rec, resolved[t.id])
+                rec.tally = None  # counted afresh when settled
                 self.structure_version += 1
                 fresh.append(rec)
             else:
@@ -555,6 +556,7 @@ class Scheduler:
             rec.wait_dependencies = rec.wait_resources = rec.wait_worker = 0.0
             rec.wait_by_resource = None
             rec.restored = None
+            rec.tally = None  # a rule task counts its upstream afresh when settled
             rec.queued_at = now
             self._move(rec, PENDING, "requeued")
         return chain
@@ -630,8 +632,11 @@ class Scheduler:
 
     def _rule_step(self, rec: Record, outcome: int, now: float) -> bool:
         """One more upstream task of the PENDING rule task ``rec`` ended; True if that
-        decided it can never run (it is SKIPPED: the caller skips onwards)."""
+        decided it can never run (it is SKIPPED: the caller skips onwards). A task not
+        settled yet (defined or re-queued in the batch being settled) counts when it is."""
         tally = rec.tally
+        if tally is None:
+            return False
         tally[outcome] += 1
         verdict = decide(rec.rule, len(rec.ups), *tally)
         if verdict is WAIT:
