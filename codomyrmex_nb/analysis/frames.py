@@ -6,6 +6,10 @@ comparisons work), timestamps are timezone-aware UTC datetimes, durations are
 float seconds, and lists (tags, dependencies, resources) and result data stay
 Python objects. An empty orchestrator gives empty frames with the same columns.
 
+A skipped task's ``state`` says why: ``upstream_failed`` (a task above it failed)
+or ``skipped`` (not needed: its trigger rule did not fire, ``error_type``
+``NotNeededError``); ``trigger_rule`` is each task's rule (``all_success`` by default).
+
 What a task cost: ``cpu_time`` is the CPU seconds of all its attempts (each
 attempt's own thread on threads and Dask, its worker process on processes);
 ``peak_memory`` the largest attempt's peak resident bytes where the executor

@@ -16,7 +16,7 @@ The engine calls every method under its one lock.
 States and transitions (``_ALLOWED``; anything else is a bug and raises)::
 
     (new) ----define----> PENDING
-    PENDING --ready-----> READY            every upstream task COMPLETED
+    PENDING --ready-----> READY            every upstream task COMPLETED (or its trigger rule fired)
     READY ----start-----> RUNNING          a worker took it (resources granted)
     RUNNING --finish----> COMPLETED
     RUNNING --fail------> PENDING "retry"  retries left: waits retry_delay, then READY
@@ -25,6 +25,7 @@ States and transitions (``_ALLOWED``; anything else is a bug and raises)::
     RUNNING --stop------> READY "interrupted"   the engine stopped; runs again on start
     PENDING|READY|RUNNING --cancel--> CANCELLED
     PENDING|READY --skip-----------> SKIPPED   an upstream task ended without success
+                                               (or the task's trigger rule can no longer hold)
     any ------requeue---> PENDING "requeued"   rerun / re-add / redefine: it and its downstream
     any ------reset-----> (forgotten)
 
@@ -32,6 +33,19 @@ Every path ends in a terminal state: a task that ends without success skips
 every pending task downstream of it, and a (re-)queued task whose upstream
 already failed is skipped when it is settled (in topological order, so its
 own dependents are skipped too).
+
+Trigger rules (``trigger_rules``): a task whose rule is not the default
+``all_success`` keeps a tally of how its upstream tasks ended (success, failed
+or cancelled, upstream failed, not needed), counted when it is settled and
+bumped where a default task's ``unmet`` drops or where it would be skipped; the
+rule then fires (READY), waits, or can never hold (SKIPPED, its result saying
+*upstream failed* or *not needed*; its dependents are then decided in turn). It
+fires only once every upstream task ended, but for ``one_*`` rules, which may
+fire earlier; a rule task that fired ignores later upstream outcomes. A task
+skipped as not needed counts as skipped (not upstream failed) for the rules
+downstream, and a default task after it is not needed either. Default tasks pay
+one attribute test per edge for this. A rule task is restored from the journal
+only once every upstream task completed.
 
 Priority: among READY tasks the highest ``priority`` dispatches first, then the
 longest remaining critical path (tasks still downstream, counting itself;
