@@ -492,3 +492,24 @@ def test_the_view_marks_a_task_whose_rule_is_not_the_default(orch):
     assert frame is not None
     svg = painter.template.render(painter.looks(), css=True)
     assert "\u2691 all_done" in re.findall(r"<text[^>]*>(.*?)</text>", svg)
+
+
+def test_the_live_mirror_tells_not_needed_from_upstream_failed_by_the_events(orch):
+    from codomyrmex_nb.notebook.tracker import Tracker
+
+    bad = orch.create_task("bad", func=boom)
+    after = orch.create_task("after", func=lambda: 1, dependencies=[bad])
+    good = orch.create_task("good", func=lambda: 1)
+    alert = orch.create_task("alert", func=lambda: 1, dependencies=[good],
+                             trigger_rule="one_failed")
+    tracker = Tracker()
+    tracker.reset(orch.snapshot(), None)
+    events = []
+    orch.subscribe(events.append)
+    orch.start_execution()
+    orch.wait_for_completion(10)
+    orch.flush_events(5)
+    tracker.apply(events)  # no snapshot: from the events alone
+    assert tracker.states[after.id] == "upstream_failed"
+    assert tracker.states[alert.id] == "skipped"
+    assert "\u2298 not needed 1" in tracker.summary()

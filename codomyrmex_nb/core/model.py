@@ -325,7 +325,9 @@ class Task:
 
     ``dependencies`` may hold ids, names or Task objects; once added to an
     orchestrator they are stored as ids. ``output`` is a placeholder for this
-    task's result data, usable in another task's ``parameters``.
+    task's result data, usable in another task's ``parameters``. ``trigger_rule``
+    says when it runs given how its upstream tasks ended (Airflow's names, see
+    ``trigger_rules``; ``all_success`` by default).
 
     Once added, the orchestrator's scheduler is the one writer of the task's
     state: ``status``, ``result``, ``retry_count``, ``attempts`` and the
