@@ -426,6 +426,9 @@ def test_a_cell_with_trigger_all_done_sees_a_no_result_by_name(ip, capsys):
                       "from codomyrmex_nb import NoResult\n"
                       "(isinstance(extract, NoResult), bool(extract), extract.state, "
                       "extract.error, ok, upstream['extract'] == extract)")
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "codo_task 'cleanup': defined, waits for 'extract', 'ok' (trigger rule all_done: runs "
+        "when every upstream task ended, however it ended) (engine stopped: %codo_run starts it)")
     ip.run_line_magic("codo_run", "--wait --timeout 20")
     orch = cell_orch()
     assert orch.get_task("cleanup").result.data == (True, False, "failed", "bad row", 42, True)
@@ -513,3 +516,19 @@ def test_the_live_mirror_tells_not_needed_from_upstream_failed_by_the_events(orc
     assert tracker.states[after.id] == "upstream_failed"
     assert tracker.states[alert.id] == "skipped"
     assert "\u2298 not needed 1" in tracker.summary()
+
+
+def describe(upstream):
+    return {name: repr(value) for name, value in sorted(upstream.items())}
+
+
+@pytest.mark.parametrize("executor", ["processes", "sync"])
+def test_a_no_result_reaches_a_task_on_every_executor(make_orch, executor):
+    orch = make_orch(2, executor=executor)
+    bad = orch.create_task("bad", func=boom)
+    report = orch.create_task("report", func=describe, dependencies=[bad],
+                              trigger_rule="all_done")
+    orch.start_execution()
+    orch.wait_for_completion(60)
+    assert report.status is S.COMPLETED
+    assert report.result.data == {"bad": "NoResult('bad', state='failed', error='bad row')"}

@@ -44,7 +44,7 @@ from typing import Any
 from ..core import DependencyCycleError, ResourceType, Task, TaskPriority, TaskResource, TaskStatus
 from ..core.model import RESOURCE_MODES
 from ..core.trigger_rules import DEFAULT as DEFAULT_RULE
-from ..core.trigger_rules import check_rule
+from ..core.trigger_rules import MEANING, check_rule
 from ..orchestrator import TaskOrchestrator
 from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
 
@@ -337,6 +337,8 @@ def _names(names: Any) -> str:
 
 def _defined_line(orch: TaskOrchestrator, task: Task, deps: list[Task]) -> str:
     waits = f"waits for {_names(d.name for d in deps)}" if deps else "no dependencies"
+    if task.trigger_rule != DEFAULT_RULE:
+        waits += f" (trigger rule {task.trigger_rule}: runs when {MEANING[task.trigger_rule]})"
     return f"codo_task {task.name!r}: defined, {waits}"
 
 
