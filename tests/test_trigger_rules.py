@@ -532,3 +532,18 @@ def test_a_no_result_reaches_a_task_on_every_executor(make_orch, executor):
     orch.wait_for_completion(60)
     assert report.status is S.COMPLETED
     assert report.result.data == {"bad": "NoResult('bad', state='failed', error='bad row')"}
+
+
+def test_the_inspector_names_the_rule_and_why_a_task_was_not_needed(orch):
+    from codomyrmex_nb.notebook.inspector import detail_html
+
+    good = orch.create_task("good", func=lambda: 1)
+    alert = orch.create_task("alert", func=lambda: 1, dependencies=[good],
+                             trigger_rule="one_failed")
+    orch.start_execution()
+    orch.wait_for_completion(10)
+    html = detail_html(orch.snapshot(), alert.id, alert.result)
+    assert "<th>trigger rule</th><td>\u2691 <b>one_failed</b>: runs when one upstream" in html
+    assert "\u2298 not needed</span>" in html
+    assert "NotNeededError</b>: not needed: trigger rule one_failed did not fire" in html
+    assert "trigger rule" not in detail_html(orch.snapshot(), good.id, good.result)
