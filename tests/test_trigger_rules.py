@@ -547,3 +547,39 @@ def test_the_inspector_names_the_rule_and_why_a_task_was_not_needed(orch):
     assert "\u2298 not needed</span>" in html
     assert "NotNeededError</b>: not needed: trigger rule one_failed did not fire" in html
     assert "trigger rule" not in detail_html(orch.snapshot(), good.id, good.result)
+
+
+@pytest.mark.parametrize("combo", [("success", "failed"), ("success", "skipped"),
+                                   ("upstream_failed", "skipped"), ("success", "success"),
+                                   ("skipped", "skipped"), ("failed", "upstream_failed")])
+def test_every_rule_on_real_upstream_outcomes_matches_the_table(make_orch, combo):
+    orch = make_orch(4)
+    ok = orch.create_task("ok", func=lambda: 1)
+    makers = {
+        "success": lambda i: orch.create_task(f"s{i}", func=lambda: 1),
+        "failed": lambda i: orch.create_task(f"f{i}", func=boom),
+        "upstream_failed": lambda i: orch.create_task(
+            f"u{i}", func=lambda: 1, dependencies=[orch.create_task(f"uf{i}", func=boom)]),
+        "skipped": lambda i: orch.create_task(f"k{i}", func=lambda: 1, dependencies=[ok],
+                                              trigger_rule="one_failed"),
+    }
+    ups = [makers[kind](i) for i, kind in enumerate(combo)]
+    tasks = {rule: orch.create_task(f"r_{rule}", func=lambda upstream: sorted(upstream),
+                                    dependencies=ups, trigger_rule=rule) for rule in tr.RULES}
+    orch.start_execution()
+    orch.wait_for_completion(20)
+    for up, kind in zip(ups, combo, strict=True):  # the upstream tasks ended as intended
+        assert orch.tasks_frame().set_index("id").loc[up.id, "state"] == (
+            "completed" if kind == "success" else kind)
+    for rule, task in tasks.items():
+        if FIRES[rule](combo):
+            assert task.status is S.COMPLETED, (rule, combo, task.result)
+            assert task.result.data == sorted(u.name for u in ups)
+        else:
+            kinds = {KIND.get(rule, lambda o: NN)(combo)}
+            if rule == "all_success" and "skipped" in combo:  # decided by the first to end,
+                kinds = {NN, KIND[rule](combo)}  # as in Airflow: not needed, or upstream failed
+            assert task.status is S.SKIPPED, (rule, combo)
+            assert task.result.error_type in {"NotNeededError" if k == NN
+                                              else "UpstreamFailedError" for k in kinds}, (rule,
+                                                                                          combo)
