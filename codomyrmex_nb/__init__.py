@@ -6,9 +6,12 @@ magics; nothing here imports IPython until then.
 """
 
 from .core import (
+    TRIGGER_RULES,
     AmbiguousDependencyError,
     DependencyCycleError,
     Event,
+    NoResult,
+    NotNeededError,
     OrchestratorBusyError,
     ResourceTimeout,
     ResourceType,
@@ -29,8 +32,9 @@ from .orchestrator import TaskOrchestrator
 __version__ = "0.1.0"
 
 __all__ = [
-    "AmbiguousDependencyError", "DependencyCycleError", "Event", "OrchestratorBusyError",
-    "ResourceTimeout", "ResourceType", "Task", "TaskCancelledError", "TaskOrchestrator",
+    "AmbiguousDependencyError", "DependencyCycleError", "Event", "NoResult", "NotNeededError",
+    "OrchestratorBusyError", "ResourceTimeout", "ResourceType", "TRIGGER_RULES", "Task",
+    "TaskCancelledError", "TaskOrchestrator",
     "TaskPriority", "TaskResource", "TaskResult", "TaskStatus", "TaskTimeoutError",
     "UnknownDependencyError", "UpstreamFailedError", "get_task_orchestrator", "live_view",
     "register_action",

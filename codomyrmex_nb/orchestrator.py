@@ -144,16 +144,22 @@ class TaskOrchestrator:
                     retry_jitter: float = 0.0, tags: list[str] | None = None,
                     metadata: dict[str, Any] | None = None,
                     func: Callable[..., Any] | None = None, cache: bool = False, *,
-                    retry_on: Any = None, description: str = "") -> Task:
+                    retry_on: Any = None, description: str = "",
+                    trigger_rule: str = "all_success") -> Task:
         """Build a task and add it; returns the Task (its ``id`` names it later).
 
         ``cache=True``: when the journal holds a completed result for the same
         fingerprint (code, parameters, upstream), it is restored instead of run.
         ``retry_on``: the exception classes worth retrying (others fail at once).
+        ``trigger_rule``: when it runs given how its upstream tasks ended, by Airflow's
+        names (``all_success`` default, ``all_done`` for a cleanup, ``one_failed`` for
+        an alert...; see ``core.trigger_rules``). An upstream task without a result is
+        passed as a ``NoResult`` saying why.
         """
         task = Task(name, module, action, parameters, dependencies, priority, resources, timeout,
                     max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func,
-                    cache, retry_on=retry_on, description=description)
+                    cache, retry_on=retry_on, description=description,
+                    trigger_rule=trigger_rule)
         restored = self._restorations([task])
         if not restored:
             self._engine.define_new(task)  # validated just now by Task(...)
@@ -387,6 +393,9 @@ class TaskOrchestrator:
 
     def wait_for_completion(self, timeout: float | None = None) -> bool:
         """Wait until every task has ended; True if none failed or was skipped.
+
+        A task skipped as *not needed* (its trigger rule did not fire: an alert
+        with nothing to report) is not a failure and does not make it False.
 
         Returns False when ``timeout`` passes first. A notebook interrupt
         (KeyboardInterrupt) ends the wait at once; the tasks keep running.

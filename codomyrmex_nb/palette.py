@@ -19,7 +19,7 @@ STATES: dict[str, tuple[str, str, str]] = {
     "failed": ("#ff0000", "\u2717", "failed"),            # red, cross
     "up_for_retry": ("#ffd700", "\u21bb", "up for retry"),  # gold, clockwise arrow
     "cancelled": ("#ffc0cb", "\u2298", "cancelled"),      # pink, circled slash
-    "skipped": ("#ffc0cb", "\u2298", "skipped"),          # pink, circled slash
+    "skipped": ("#ffc0cb", "\u2298", "not needed"),       # pink, circled slash (a rule did not fire)
     "upstream_failed": ("#ffa500", "\u26a0", "upstream failed"),  # orange, warning sign
 }
 

@@ -15,7 +15,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from codomyrmex_nb import DependencyCycleError, ResourceType, Task, TaskResource, TaskStatus
 from codomyrmex_nb.core.model import MAX_DELAY
-from codomyrmex_nb.core.scheduler import Scheduler, retry_delay
+from codomyrmex_nb.core.scheduler import Scheduler, _outcome, retry_delay
+from codomyrmex_nb.core.trigger_rules import FIRE, RULES, WAIT, decide
 
 S = TaskStatus
 
@@ -245,8 +246,18 @@ SOLE = TaskResource(ResourceType.DATABASE, "db", "write")
 SHARED = TaskResource(ResourceType.DATABASE, "db", "read")
 
 
+def rule_verdict(rec) -> str:
+    """What the record's trigger rule says of its upstream tasks as they are now."""
+    tally = [0, 0, 0, 0]
+    for up in rec.ups:
+        if up.status.is_terminal:
+            tally[_outcome(up)] += 1
+    return decide(rec.rule or "all_success", len(rec.ups), *tally)
+
+
 class SchedulerWalk(RuleBasedStateMachine):
-    """Random define / dispatch / finish / fail / deadline / cancel / rerun / remove / stop / reset."""
+    """Random define / dispatch / finish / fail / deadline / cancel / rerun / remove / stop / reset,
+    with random trigger rules."""
 
     @initialize()
     def setup(self) -> None:
@@ -264,12 +275,14 @@ class SchedulerWalk(RuleBasedStateMachine):
         return due
 
     @rule(deps=st.lists(st.integers(0, 50), max_size=3), retries=st.integers(0, 2),
-          res=st.sampled_from([None, SOLE, SHARED]), batch=st.booleans())
-    def define(self, deps, retries, res, batch) -> None:
+          res=st.sampled_from([None, SOLE, SHARED]), batch=st.booleans(),
+          trigger=st.sampled_from(["all_success", *RULES]))
+    def define(self, deps, retries, res, batch, trigger) -> None:
         known = [self.tasks[i % len(self.tasks)] for i in deps] if self.tasks else []
         self.n += 1
         task = Task(name=f"t{self.n}", func=lambda: None, dependencies=known,
-                    max_retries=retries, timeout=1.0, resources=[res] if res else [])
+                    max_retries=retries, timeout=1.0, resources=[res] if res else [],
+                    trigger_rule=trigger)
         new = [task]
         if batch:
             self.n += 1
@@ -281,6 +294,7 @@ class SchedulerWalk(RuleBasedStateMachine):
     def dispatch(self) -> None:
         ticket = self.sched.next_ticket()
         if ticket is not None:
+            assert rule_verdict(ticket.rec) == FIRE, ticket.rec.name  # never before its rule
             self.sched.start(ticket, "w")
             self.in_flight.append(ticket)
 
@@ -370,7 +384,11 @@ class SchedulerWalk(RuleBasedStateMachine):
     @invariant()
     def nothing_waits_for_ever(self) -> None:
         for rec in self.sched.records.values():
-            if rec.status is S.PENDING and rec.retry_token is None:
+            if rec.status is S.PENDING and rec.retry_token is None and rec.rule is not None:
+                assert rule_verdict(rec) == WAIT, (rec.name, rec.rule)  # decided at once
+                assert rec.tally == [sum(u.status.is_terminal and _outcome(u) == i
+                                         for u in rec.ups) for i in range(4)]
+            elif rec.status is S.PENDING and rec.retry_token is None:
                 assert all(u.status in (S.PENDING, S.READY, S.RUNNING, S.COMPLETED) for u in rec.ups)
                 assert rec.unmet == sum(u.status is not S.COMPLETED for u in rec.ups) > 0
 

@@ -6,6 +6,10 @@ comparisons work), timestamps are timezone-aware UTC datetimes, durations are
 float seconds, and lists (tags, dependencies, resources) and result data stay
 Python objects. An empty orchestrator gives empty frames with the same columns.
 
+A skipped task's ``state`` says why: ``upstream_failed`` (a task above it failed)
+or ``skipped`` (not needed: its trigger rule did not fire, ``error_type``
+``NotNeededError``); ``trigger_rule`` is each task's rule (``all_success`` by default).
+
 What a task cost: ``cpu_time`` is the CPU seconds of all its attempts (each
 attempt's own thread on threads and Dask, its worker process on processes);
 ``peak_memory`` the largest attempt's peak resident bytes where the executor
@@ -45,6 +49,7 @@ TASK_COLUMNS: dict[str, Any] = {
     "error_message": STR, "worker": STR, "blocked_on": STR,
     "cpu_time": "float64", "peak_memory": "Int64", "last_line": STR,
     "restored": "bool",  # its result came back from the run journal (it did not run)
+    "trigger_rule": STR,  # when it runs given how its upstream ended (all_success: default)
 }
 RESULT_COLUMNS: dict[str, Any] = {
     "id": STR, "name": STR, "state": STATE_DTYPE, "success": "bool", "data": object,
@@ -115,6 +120,7 @@ def _tasks_frame(views: Any) -> pd.DataFrame:
     for ts in TIMESTAMPS:
         data[ts] = [getattr(v, ts) for v in views]
     data["restored"] = [v.restored is not None for v in views]
+    data["trigger_rule"] = [v.trigger_rule for v in views]
     return _frame_from_columns(TASK_COLUMNS, data)
 
 

@@ -9,6 +9,7 @@ from .events import Event
 from .exceptions import (
     AmbiguousDependencyError,
     DependencyCycleError,
+    NotNeededError,
     OrchestratorBusyError,
     ResourceTimeout,
     TaskCancelledError,
@@ -17,10 +18,13 @@ from .exceptions import (
     UpstreamFailedError,
 )
 from .model import ResourceType, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
+from .trigger_rules import RULES as TRIGGER_RULES
+from .trigger_rules import NoResult
 
 __all__ = [
-    "AmbiguousDependencyError", "DependencyCycleError", "Event", "OrchestratorBusyError",
-    "ResourceTimeout", "ResourceType", "Task", "TaskCancelledError",
+    "AmbiguousDependencyError", "DependencyCycleError", "Event", "NoResult", "NotNeededError",
+    "OrchestratorBusyError", "ResourceTimeout", "ResourceType", "TRIGGER_RULES", "Task",
+    "TaskCancelledError",
     "TaskPriority", "TaskResource", "TaskResult", "TaskStatus", "TaskTimeoutError",
     "UnknownDependencyError", "UpstreamFailedError", "register_action",
 ]

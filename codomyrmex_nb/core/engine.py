@@ -446,7 +446,8 @@ class Engine:
             self.events.publish(Event("engine", detail=what))
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until every task has ended; True if none failed or was skipped."""
+        """Wait until every task has ended; True if none failed or was skipped (tasks not
+        needed, whose trigger rule did not fire, do not count)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         sched = self.sched
         if self._inline and self._running:
@@ -468,7 +469,9 @@ class Engine:
                 waits = [w for w in (remaining, step, threading.TIMEOUT_MAX) if w is not None]
                 self._changed.wait(min(waits))
             counts = sched.counts
-            return counts[TaskStatus.FAILED] == 0 and counts[TaskStatus.SKIPPED] == 0
+            skipped = counts[TaskStatus.SKIPPED]  # not needed (a rule did not fire) is no failure
+            return counts[TaskStatus.FAILED] == 0 and (
+                skipped == 0 or skipped == len(sched.not_needed()))
 
     # -- observing ----------------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:

@@ -66,5 +66,10 @@ class UpstreamFailedError(RuntimeError):
     """A dependency failed, was cancelled or was skipped, so this task was skipped."""
 
 
+class NotNeededError(RuntimeError):
+    """The task's trigger rule did not fire (or a task upstream of it was not needed), so it
+    was skipped: not a failure of the run (an alert that had nothing to report)."""
+
+
 class WorkerCrashedError(RuntimeError):
     """The process or Dask worker running the attempt died."""

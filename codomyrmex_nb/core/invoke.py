@@ -33,7 +33,8 @@ from typing import Any
 
 from . import capture
 from .capture import Capture
-from .model import OutputRef, output_refs
+from .model import OutputRef, TaskStatus, output_refs
+from .trigger_rules import NoResult
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
@@ -283,12 +284,35 @@ def _inspect_upstream(fn: Callable[..., Any]) -> bool:
     return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
 
 
+_COMPLETED, _SKIPPED = TaskStatus.COMPLETED, TaskStatus.SKIPPED
+
+
+def upstream_value(up: Any) -> Any:
+    """What a task sees of upstream record ``up``: its result data once it completed, else a
+    ``NoResult`` saying why there is none (only a task with a trigger rule runs then)."""
+    status = up.status
+    result = up.result
+    if status is _COMPLETED and result is not None:
+        return result.data
+    if status is _SKIPPED:
+        state = "skipped" if result is not None and result.error_type == "NotNeededError" \
+            else "upstream_failed"
+    elif status is TaskStatus.PENDING and up.retry_token is not None:
+        state = "up_for_retry"
+    else:
+        state = "removed" if status is None else status.value
+    error = result.error_message if result is not None and status is not None \
+        and status.is_terminal else None
+    return NoResult(up.name, state, error)
+
+
 def resolve_value(value: Any, records: Mapping[str, Any]) -> Any:
-    """Replace ``task.output`` placeholders by that task's result data."""
+    """Replace ``task.output`` placeholders by that task's result data (or a ``NoResult``)."""
     if isinstance(value, OutputRef):
         upstream = records.get(value.task_id)
-        result = None if upstream is None else upstream.result
-        return result.data if result is not None else None
+        if upstream is None:
+            return NoResult(value.task_name, "removed", None)
+        return upstream_value(upstream)
     if isinstance(value, list | tuple | set):
         return type(value)(resolve_value(v, records) for v in value)
     if isinstance(value, dict):
@@ -301,7 +325,9 @@ def build_kwargs(rec: Any, fn: Callable[..., Any], records: Mapping[str, Any]) -
 
     ``rec`` is the scheduler's record (its ``parameters`` and ``ups``); upstream
     results are read without the engine lock: a completed upstream task cannot
-    change while this one runs (re-running it abandons this attempt first).
+    change while this one runs (re-running it abandons this attempt first). An
+    upstream task without a result (a trigger rule let this one run after a
+    failure, or before the others ended) is passed as a ``NoResult``.
     """
     params = rec.parameters
     if params and any(True for v in params.values() for _ in output_refs(v)):
@@ -312,7 +338,7 @@ def build_kwargs(rec: Any, fn: Callable[..., Any], records: Mapping[str, Any]) -
         upstream: dict[str, Any] = {}
         for up in rec.ups:
             key = up.name if up.name not in upstream else up.id
-            upstream[key] = up.result.data if up.result is not None else None
+            upstream[key] = upstream_value(up)
         params["upstream"] = upstream
     return params
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from .names import check_task_name
 from .retry_on import check_retry_on, retry_on_names
+from .trigger_rules import DEFAULT as DEFAULT_RULE
+from .trigger_rules import check_rule
 
 
 class TaskStatus(Enum):
@@ -353,10 +355,12 @@ class Attempt:
 #: A task's definition (what ``orchestrator.redefine`` may change); the rest is state.
 DEFINITION_FIELDS = ("name", "module", "action", "parameters", "dependencies", "priority",
                      "resources", "timeout", "max_retries", "retry_delay", "retry_backoff",
-                     "retry_jitter", "tags", "metadata", "func", "cache", "retry_on", "description")
+                     "retry_jitter", "tags", "metadata", "func", "cache", "retry_on", "description",
+                     "trigger_rule")
 _SERIALISED = ("id", "name", "module", "action", "parameters", "dependencies", "timeout",
                "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
-               "metadata", "retry_count", "created_at", "started_at", "completed_at")
+               "metadata", "retry_count", "created_at", "started_at", "completed_at",
+               "trigger_rule")
 _NO_ATTEMPTS: tuple[Attempt, ...] = ()
 _S = TaskStatus
 
@@ -369,6 +373,8 @@ class Task:
     task's result data, usable in another task's ``parameters``. ``retry_on``
     (exception classes) limits which failures are retried (``core.retry_on``);
     ``description`` is free text, as in the original orchestrator.
+    ``trigger_rule`` says when it runs given how its upstream tasks ended (Airflow's
+    names, see ``trigger_rules``; ``all_success`` by default).
 
     Once added, the orchestrator's scheduler is the one writer of the task's
     state: ``status``, ``result``, ``retry_count``, ``attempts`` and the
@@ -383,7 +389,8 @@ class Task:
                  "timeout", "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "_tags",
                  "metadata", "func", "cache", "id", "created_at", "_status", "_retry_count",
                  "_result", "retry_on", "description",
-                 "_started_at", "_completed_at", "_record", "_asked", "__weakref__")
+                 "_started_at", "_completed_at", "_record", "_asked", "trigger_rule",
+                 "__weakref__")
 
     def __init__(self, name: Any = "", module: str = "", action: str = "",
                  parameters: dict[str, Any] | None = None, dependencies: Any = None,
@@ -396,10 +403,12 @@ class Task:
                  retry_count: int = 0, result: TaskResult | None = None,
                  created_at: float | None = None, started_at: float | None = None,
                  completed_at: float | None = None, *,
-                 retry_on: Any = None, description: str = "") -> None:
+                 retry_on: Any = None, description: str = "",
+                 trigger_rule: str = DEFAULT_RULE) -> None:
         self.name, self.module, self.action = name, module, action
         self.retry_on = retry_on  # None: every failure is retried (see core.retry_on)
         self.description = description
+        self.trigger_rule = trigger_rule  # when it runs, given how its upstream ended
         self.parameters = {} if parameters is None else parameters
         self.dependencies = [] if dependencies is None else dependencies
         self.priority, self.timeout, self.func, self.cache = priority, timeout, func, cache
@@ -434,7 +443,8 @@ class Task:
                 and self.retry_jitter == 0.0 and _empty_list(self._tags)
                 and type(self.metadata) is dict and (self.func is None or callable(self.func))
                 and self.cache is False and self.retry_on is None
-                and type(self.description) is str)
+                and type(self.description) is str
+                and self.trigger_rule is DEFAULT_RULE)
 
     def validate(self) -> None:
         """Check and normalise every definition field; raises ``ValueError`` naming the bad one."""
@@ -487,6 +497,8 @@ class Task:
         self.retry_on = check_retry_on(self.retry_on)
         if not isinstance(self.description, str):
             raise ValueError(f"task description must be a string, got {self.description!r}")
+        rule = check_rule(self.trigger_rule)
+        self.trigger_rule = DEFAULT_RULE if rule == DEFAULT_RULE else rule
 
     # -- state: the scheduler's record decides once the task is added ------------------
     @property

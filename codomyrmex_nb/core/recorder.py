@@ -44,6 +44,7 @@ from .fingerprint import Unhashable, code_fingerprint, task_fingerprint, value_d
 from .journal import Journal, JournalWarning, RunInfo, default_path
 from .model import Task, TaskStatus, output_refs
 from .sessions import resume_source
+from .trigger_rules import DEFAULT as DEFAULT_RULE
 
 log = logging.getLogger(__name__)
 _S = TaskStatus
@@ -196,16 +197,22 @@ class Recorder:
         Raises ``Unhashable`` (with the reason) when a parameter or the code's
         closure cannot be hashed. A callable with ``__codo_fingerprint__`` (a
         notebook cell) says itself what it computes; it is never cached, since
-        it reads notebook names whose values may change between cells.
+        it reads notebook names whose values may change between cells. A trigger
+        rule other than the default counts too (so no existing fingerprint changes).
         """
         func = task.func
         code = self._known_code(func, task.cache)  # plain functions only: no custom hook
+        rule = task.trigger_rule  # part of the definition; the default adds nothing
         if code is None:
             custom = getattr(func, "__codo_fingerprint__", None)
             if callable(custom):
-                return task_fingerprint(custom(upstream_names), task.parameters, upstream,
-                                        upstream=ups)
+                code = custom(upstream_names)
+                if rule is not DEFAULT_RULE:
+                    code = f"{code};trigger_rule={rule}"
+                return task_fingerprint(code, task.parameters, upstream, upstream=ups)
             code = self._code_of(task)
+        if rule is not DEFAULT_RULE:
+            code = f"{code};trigger_rule={rule}"
         params = task.parameters
         if not params or all(type(v) in _SCALARS for v in params.values()):
             # The common case, plain values: one hash of their exact reprs (no generic walk).
@@ -347,6 +354,9 @@ class Recorder:
                     waiting.append(task)
                     continue
                 fps[task.id] = fp = None if ups is None else self._task_fp(task, ups, names_of)
+                if fp is not None and task.trigger_rule is not DEFAULT_RULE \
+                        and not _all_completed(ups, found, in_batch, lookup):
+                    continue  # its recorded result may have been computed after a failure
                 if fp is not None:
                     hit = self._lookup_result(task, fp)
                     if hit is not None:
@@ -438,6 +448,20 @@ class Recorder:
                                                          if len(names) > 5 else "")
         return (f"restored {len(names)} finished task{'s' * (len(names) != 1)} from {self.origin()} "
                 f"({shown}); --fresh (or orchestrator.rerun) recomputes")
+
+
+def _all_completed(ups: list[tuple[str, str]], found: Mapping[str, Any],
+                   in_batch: Mapping[str, Task], lookup: Callable[[Any], Any]) -> bool:
+    """Every upstream task of a rule task is restored in this batch or completed already."""
+    for dep_id, _ in ups:
+        if dep_id in in_batch:
+            if dep_id not in found:
+                return False
+        else:
+            rec = lookup(dep_id)
+            if rec is None or rec.status is not TaskStatus.COMPLETED:
+                return False
+    return True
 
 
 def _when(stamp: float) -> str:

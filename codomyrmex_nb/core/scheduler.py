@@ -16,7 +16,7 @@ The engine calls every method under its one lock.
 States and transitions (``_ALLOWED``; anything else is a bug and raises)::
 
     (new) ----define----> PENDING
-    PENDING --ready-----> READY            every upstream task COMPLETED
+    PENDING --ready-----> READY            every upstream task COMPLETED (or its trigger rule fired)
     READY ----start-----> RUNNING          a worker took it (resources granted)
     RUNNING --finish----> COMPLETED
     RUNNING --fail------> PENDING "retry"  retries left: waits retry_delay, then READY
@@ -25,6 +25,7 @@ States and transitions (``_ALLOWED``; anything else is a bug and raises)::
     RUNNING --stop------> READY "interrupted"   the engine stopped; runs again on start
     PENDING|READY|RUNNING --cancel--> CANCELLED
     PENDING|READY --skip-----------> SKIPPED   an upstream task ended without success
+                                               (or the task's trigger rule can no longer hold)
     any ------requeue---> PENDING "requeued"   rerun / re-add / redefine: it and its downstream
     any ------reset-----> (forgotten)
 
@@ -32,6 +33,19 @@ Every path ends in a terminal state: a task that ends without success skips
 every pending task downstream of it, and a (re-)queued task whose upstream
 already failed is skipped when it is settled (in topological order, so its
 own dependents are skipped too).
+
+Trigger rules (``trigger_rules``): a task whose rule is not the default
+``all_success`` keeps a tally of how its upstream tasks ended (success, failed
+or cancelled, upstream failed, not needed), counted when it is settled and
+bumped where a default task's ``unmet`` drops or where it would be skipped; the
+rule then fires (READY), waits, or can never hold (SKIPPED, its result saying
+*upstream failed* or *not needed*; its dependents are then decided in turn). It
+fires only once every upstream task ended, but for ``one_*`` rules, which may
+fire earlier; a rule task that fired ignores later upstream outcomes. A task
+skipped as not needed counts as skipped (not upstream failed) for the rules
+downstream, and a default task after it is not needed either. Default tasks pay
+one attribute test per edge for this. A rule task is restored from the journal
+only once every upstream task completed.
 
 Priority: among READY tasks the highest ``priority`` dispatches first, then the
 longest remaining critical path (tasks still downstream, counting itself;
@@ -74,6 +88,7 @@ from typing import Any
 from .definitions import NameIndex, check_capacities, check_cycles, resolve, topological
 from .events import Event
 from .exceptions import (
+    NotNeededError,
     ResourceTimeout,
     TaskCancelledError,
     TaskTimeoutError,
@@ -91,6 +106,8 @@ from .model import (
 )
 from .resources import ResourceManager, claims_of
 from .retry_on import not_retried
+from .trigger_rules import DEFAULT as DEFAULT_RULE
+from .trigger_rules import FIRE, NOT_NEEDED, WAIT, decide, reason
 
 S = TaskStatus
 PENDING, READY, RUNNING = S.PENDING, S.READY, S.RUNNING
@@ -108,6 +125,26 @@ _ALLOWED = frozenset({
 })
 _VERB = {FAILED: "failed", CANCELLED: "was cancelled", SKIPPED: "was skipped",
          COMPLETED: "completed"}
+NOT_NEEDED_TYPE = "NotNeededError"  # the error type of a task skipped as not needed
+# A rule task's tally: how each ended upstream task counts (trigger_rules' indices).
+_SUCCESS, _FAILED, _UP_FAILED, _SKIPPED = 0, 1, 2, 3
+
+
+def is_not_needed(rec: Record) -> bool:
+    """Skipped because a trigger rule did not fire (Airflow's ``skipped``), not because an
+    upstream task failed (``upstream_failed``)."""
+    result = rec.result
+    return rec.status is SKIPPED and result is not None and result.error_type == NOT_NEEDED_TYPE
+
+
+def _outcome(rec: Record) -> int:
+    """How an ended upstream task counts for a trigger rule."""
+    status = rec.status
+    if status is COMPLETED:
+        return _SUCCESS
+    if status is SKIPPED:
+        return _SKIPPED if is_not_needed(rec) else _UP_FAILED
+    return _FAILED  # failed or cancelled
 
 
 def retry_delay(retry_delay: float, backoff: float, jitter: float, attempt: int,
@@ -150,6 +187,8 @@ class Record:
         # the definition in force (read from the Task when it is queued)
         "func", "module", "action", "parameters", "timeout", "max_retries", "retry_delay",
         "retry_backoff", "retry_jitter", "retry_on", "claims", "resource_timeout",
+        "rule",  # its trigger rule; None for the default (all_success: ``unmet`` counts)
+        "tally",  # a rule task's upstream outcomes so far: [success, failed, up_failed, skipped]
         # state
         "attempts", "current", "waiting", "retry_count", "retry_token", "retry_at", "result",
         "queued_at", "ready_at", "runnable_since", "started_at", "completed_at",
@@ -190,6 +229,7 @@ class Record:
         self.view: Any = None
         self.fingerprint: str | None = None
         self.restored: float | None = None
+        self.tally: list[int] | None = None
         self.read_definition()
 
     def read_definition(self) -> None:
@@ -202,6 +242,8 @@ class Record:
         self.max_retries, self.retry_delay = t.max_retries, t.retry_delay
         self.retry_backoff, self.retry_jitter = t.retry_backoff, t.retry_jitter
         self.retry_on = t.retry_on
+        rule = t.trigger_rule
+        self.rule = None if rule is DEFAULT_RULE else rule
         if t._resources:
             self.claims = claims_of(t._resources)
             limits = [r.timeout for r in t._resources if r.timeout is not None]
@@ -288,7 +330,11 @@ class Scheduler:
 
         Only at definition (or when a resume is asked for a task not started yet):
         the task never reaches a worker. ``source`` says from where, for the result.
+        A task with a trigger rule is restored only once every upstream task completed:
+        its recorded result may have been computed after a failure.
         """
+        if rec.rule is not None and any(up.status is not COMPLETED for up in rec.ups):
+            return
         if rec.status is READY and not rec.attempts:
             self._withdraw(rec)  # queued but never started: it need not run at all
         elif rec.status is not PENDING or rec.retry_token is not None:
@@ -302,10 +348,14 @@ class Scheduler:
         rec.completed_at = self.last_end = now
         self._move(rec, COMPLETED, "restored", execution_time=0.0)
         for down in rec.downs:
-            if down.status is PENDING and down.retry_token is None and down.unmet > 0:
-                down.unmet -= 1
-                if down.unmet == 0:
-                    self._make_ready(down, now)
+            if down.status is PENDING and down.retry_token is None:
+                if down.rule is None:
+                    if down.unmet > 0:
+                        down.unmet -= 1
+                        if down.unmet == 0:
+                            self._make_ready(down, now)
+                elif self._rule_step(down, _SUCCESS, now):
+                    self._skip_downstream(down, now)
 
     def define_new(self, task: Task) -> None:
         """The common case, ``create_task``: one task just built (so validated), unknown here.
@@ -417,6 +467,7 @@ class Scheduler:
             elif rec.status is PENDING and rec.retry_token is None:
                 self._apply_asks(rec)
                 self._relink(rec, resolved[t.id])
+                rec.tally = None  # counted afresh when settled
                 self.structure_version += 1
                 fresh.append(rec)
             else:
@@ -530,6 +581,7 @@ class Scheduler:
             rec.wait_dependencies = rec.wait_resources = rec.wait_worker = 0.0
             rec.wait_by_resource = None
             rec.restored = None
+            rec.tally = None  # a rule task counts its upstream afresh when settled
             rec.queued_at = now
             self._move(rec, PENDING, "requeued")
         return chain
@@ -564,15 +616,23 @@ class Scheduler:
             if restored and rec.id in restored:
                 rec.unmet = sum(1 for up in rec.ups if up.status is not COMPLETED)
                 self.restore(rec, *restored[rec.id])
+                if rec.status is not PENDING:
+                    continue
+            if rec.rule is not None:
+                self._settle_rule(rec, now)
                 continue
-            unmet, blocked = 0, None
+            unmet, blocked, unneeded = 0, None, None
             for up in rec.ups:
                 status = up.status
                 if status is not COMPLETED:
                     if status in _ENDED:  # failed, cancelled or skipped: this one cannot run
+                        if status is SKIPPED and is_not_needed(up):
+                            unneeded = unneeded or up  # a failure, if any, is the cause
+                            continue
                         blocked = up
                         break
                     unmet += 1
+            blocked = blocked or unneeded
             if blocked is not None:
                 self._skip(rec, blocked, blocked, now)
                 self._skip_downstream(rec, now)
@@ -580,6 +640,67 @@ class Scheduler:
             rec.unmet = unmet
             if unmet == 0:
                 self._make_ready(rec, now)
+
+    # == trigger rules (tasks whose rule is not all_success; see trigger_rules) ===========
+    def _settle_rule(self, rec: Record, now: float) -> None:
+        """Count how a (re-)queued rule task's upstream tasks ended so far, and decide."""
+        tally = rec.tally = [0, 0, 0, 0]
+        for up in rec.ups:
+            if up.status in _ENDED:
+                tally[_outcome(up)] += 1
+        verdict = decide(rec.rule, len(rec.ups), *tally)
+        if verdict is FIRE:
+            self._make_ready(rec, now)
+        elif verdict is not WAIT:
+            self._rule_skip(rec, verdict, now)
+            self._skip_downstream(rec, now)
+
+    def _rule_step(self, rec: Record, outcome: int, now: float) -> bool:
+        """One more upstream task of the PENDING rule task ``rec`` ended; True if that
+        decided it can never run (it is SKIPPED: the caller skips onwards). A task not
+        settled yet (defined or re-queued in the batch being settled) counts when it is."""
+        tally = rec.tally
+        if tally is None:
+            return False
+        tally[outcome] += 1
+        verdict = decide(rec.rule, len(rec.ups), *tally)
+        if verdict is WAIT:
+            return False
+        if verdict is FIRE:
+            self._make_ready(rec, now)
+            return False
+        self._rule_skip(rec, verdict, now)
+        return True
+
+    def _rule_skip(self, rec: Record, verdict: str, now: float) -> None:
+        """PENDING -> SKIPPED: ``rec``'s rule can no longer hold; the result says why, and
+        whether it was not needed or its upstream failed."""
+        self._withdraw(rec)
+        ended = [u for u in rec.ups if u.status in _ENDED and u.status is not COMPLETED]
+        if verdict is NOT_NEEDED:
+            msg = reason(rec.rule, verdict, len(rec.ups), *rec.tally)
+            error: BaseException = NotNeededError(msg)
+            kind, cause = NOT_NEEDED_TYPE, None
+        else:
+            failed = [u for u in ended if not is_not_needed(u)]
+            first = failed[0] if failed else None
+            msg = reason(rec.rule, verdict, len(rec.ups), *rec.tally,
+                         names=", ".join(repr(u.name) for u in failed))
+            error, kind = UpstreamFailedError(msg), "UpstreamFailedError"
+            cause = None if first is None else (
+                first.result.metadata.get("root_cause", first.name)
+                if first.status is SKIPPED and first.result is not None else first.name)
+        rec.result = self._result(rec, False, 0.0, None, error=error, error_type=kind,
+                                  skipped_because=[u.name for u in ended], root_cause=cause,
+                                  trigger_rule=rec.rule)
+        self._ended(rec, SKIPPED, now, msg)
+
+    def not_needed(self) -> list[Record]:
+        """Tasks skipped as not needed (a trigger rule that did not fire, or a task upstream
+        of them not needed): not failures, so a run with only these ended well."""
+        if not self.counts[SKIPPED]:
+            return []
+        return [r for r in self.records.values() if is_not_needed(r)]
 
     # == readiness and dispatch ===================================================
     def _make_ready(self, rec: Record, now: float, detail: str | None = None) -> None:
@@ -701,9 +822,12 @@ class Scheduler:
             self._ended(rec, COMPLETED, now)
             for down in rec.downs:
                 if down.status is PENDING and down.retry_token is None:
-                    down.unmet -= 1
-                    if down.unmet == 0:
-                        self._make_ready(down, now)
+                    if down.rule is None:
+                        down.unmet -= 1
+                        if down.unmet == 0:
+                            self._make_ready(down, now)
+                    elif self._rule_step(down, _SUCCESS, now):
+                        self._skip_downstream(down, now)
         else:
             self._failed(rec, error, tb, elapsed, attempt, now, unbound=unbound)
             rec.result.logs, rec.result.displays = logs, displays
@@ -863,17 +987,28 @@ class Scheduler:
                 self._release(ticket)
 
     def _skip_downstream(self, root: Record, now: float) -> None:
-        """Skip every pending task downstream of ``root``, which ended without success."""
+        """``root`` ended without success: skip every pending task downstream of it, but for
+        tasks whose trigger rule may still fire (or fires now: a cleanup ``all_done``)."""
         stack = [root]
         while stack:
             node = stack.pop()
             for down in node.downs:
-                if down.status is PENDING or down.status is READY:
-                    self._skip(down, node, root, now)
+                if down.rule is None:
+                    if down.status is PENDING or down.status is READY:
+                        self._skip(down, node, root, now)
+                        stack.append(down)
+                elif down.status is PENDING and down.retry_token is None \
+                        and self._rule_step(down, _outcome(node), now):
                     stack.append(down)
 
     def _skip(self, rec: Record, blocked: Record, root: Record, now: float) -> None:
         self._withdraw(rec)
+        if is_not_needed(blocked):  # Airflow's all_success after a skipped upstream: skipped
+            msg = f"not needed: upstream task {blocked.name!r} was not needed"
+            rec.result = self._result(rec, False, 0.0, None, error=NotNeededError(msg),
+                                      error_type=NOT_NEEDED_TYPE, skipped_because=[blocked.name])
+            self._ended(rec, SKIPPED, now, msg)
+            return
         msg = f"skipped because upstream task {blocked.name!r} {_VERB[blocked.status]}"
         cause = root
         if blocked.status is SKIPPED and blocked.result is not None:
@@ -885,7 +1020,7 @@ class Scheduler:
         rec.result = self._result(rec, False, 0.0, None, error=UpstreamFailedError(msg),
                                   error_type="UpstreamFailedError",
                                   skipped_because=[blocked.name], root_cause=cause_name)
-        self._ended(rec, SKIPPED, now)
+        self._ended(rec, SKIPPED, now, f"upstream failed: {cause_name!r}")
 
     def stop(self) -> None:
         """The engine stops: running attempts are abandoned and their tasks go back to READY."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .model import Attempt, TaskPriority, TaskStatus
+from .trigger_rules import DEFAULT as DEFAULT_RULE
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -60,10 +61,13 @@ class TaskView(NamedTuple):
     peak_memory: int | None = None  # the largest attempt's peak bytes, where measured
     last_line: str | None = None  # the last line the last attempt printed or logged
     restored: float | None = None  # when its result was recorded, if it came from the journal
+    trigger_rule: str = DEFAULT_RULE  # when it runs, given how its upstream tasks ended
 
     @property
     def state(self) -> str:
-        """The display state: the status, or ``up_for_retry`` / ``upstream_failed`` refinements."""
+        """The display state: the status, or ``up_for_retry`` / ``upstream_failed`` refinements
+        (a SKIPPED task is ``upstream_failed``, or ``skipped`` when it was not needed: its
+        trigger rule did not fire)."""
         if self.waiting_retry:
             return "up_for_retry"
         if self.status is TaskStatus.SKIPPED:
@@ -135,7 +139,7 @@ def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
             None if r is None else r.error_message,
             attempts[-1].worker if attempts else None,
             tuple(rec.wait_by_resource.items()) if rec.wait_by_resource else (),
-            *_costs(attempts), rec.restored)
+            *_costs(attempts), rec.restored, rec.rule or DEFAULT_RULE)
         if rec.status in _ENDED:
             row = rec.view = make(TaskView, row)
         append(row)

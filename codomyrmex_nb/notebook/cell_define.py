@@ -45,6 +45,8 @@ from ..core import DependencyCycleError, ResourceType, Task, TaskPriority, TaskR
 from ..core.model import RESOURCE_MODES
 from ..core.names import check_task_name
 from ..core.retry_on import check_retry_on
+from ..core.trigger_rules import DEFAULT as DEFAULT_RULE
+from ..core.trigger_rules import MEANING, check_rule
 from ..orchestrator import TaskOrchestrator
 from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
 
@@ -71,6 +73,7 @@ class CellOptions:
     out: str | None = None
     cache: bool = False
     retry_on: list[str] = field(default_factory=list)  # exception names (notebook or builtins)
+    trigger: str | None = None  # a trigger rule (None: all_success)
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,20 @@ def fingerprint(source: str, opts: CellOptions) -> str:
            "resources": opts.resources, "tags": opts.tags}
     if opts.retry_on:  # only when given: cells written before --retry-on keep their fingerprint
         key["retry_on"] = opts.retry_on
+    rule = _rule_name(opts.trigger)
+    if rule != DEFAULT_RULE:  # only then: cells without a rule keep their fingerprint
+        key["trigger"] = rule
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _rule_name(text: str | None) -> str:
+    """The rule ``--trigger`` names (a bad name as written: ``_build`` explains it)."""
+    if text is None:
+        return DEFAULT_RULE
+    try:
+        return check_rule(text)
+    except ValueError:
+        return text
 
 
 def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellOptions,
@@ -197,7 +213,7 @@ def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp:
                     priority=parse_priority(opts.priority), timeout=opts.timeout,
                     max_retries=opts.retries, retry_delay=opts.retry_delay, resources=resources,
                     tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache),
-                    retry_on=retry_on)
+                    retry_on=retry_on, trigger_rule=opts.trigger or DEFAULT_RULE)
     except ValueError as exc:
         raise CellDefinitionError(f"task {name!r}: {exc}") from None
 
@@ -321,7 +337,7 @@ def _redefine(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task],
 
 
 _REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags",
-             "cache", "retry_on")
+             "cache", "retry_on", "trigger_rule")
 
 
 def _downstream_names(orch: TaskOrchestrator, task: Task) -> list[str]:
@@ -341,6 +357,8 @@ def _names(names: Any) -> str:
 
 def _defined_line(orch: TaskOrchestrator, task: Task, deps: list[Task]) -> str:
     waits = f"waits for {_names(d.name for d in deps)}" if deps else "no dependencies"
+    if task.trigger_rule != DEFAULT_RULE:
+        waits += f" (trigger rule {task.trigger_rule}: runs when {MEANING[task.trigger_rule]})"
     return f"codo_task {task.name!r}: defined, {waits}"
 
 

@@ -36,6 +36,8 @@ from typing import NamedTuple
 import graphviz
 
 from ..core.snapshot import Snapshot, TaskView, run_seconds, topological_order
+from ..core.trigger_rules import DEFAULT as DEFAULT_RULE
+from ..core.trigger_rules import MEANING
 from ..palette import EDGE, STATES, fill, font_colour, glyph
 from .grouping import Grouping, count_states, counts_line, dominant, group_tasks
 
@@ -49,6 +51,7 @@ FIGURE_SPACE = "\u2007"  # as wide as a digit: reserves room for a run time
 RESERVE = FIGURE_SPACE * 6
 RETRY_MARK = "\u21bb"  # ↻
 RESTORED_MARK = "\u2913"  # ⤓ its result came back from the run journal
+RULE_MARK = "\u2691"  # ⚑ a trigger rule other than all_success, on a line under the name
 BUNDLE_MIN = 10    # interchangeable tasks from which a rank is wrapped into a grid
 BUNDLE_ROWS = 16   # at most this many rows in such a grid
 MAX_LOCKS = 12     # lock nodes drawn at most (the most shared keys)
@@ -82,6 +85,7 @@ class Drawing:
     lock_nodes: dict[str, str] = field(default_factory=dict)         # node id -> resource key
     bundles: tuple[tuple[str, ...], ...] = ()                        # task ids wrapped in grids
     titles: dict[str, str] = field(default_factory=dict)  # hover text of edges, locks, grids
+    rules: dict[str, str] = field(default_factory=dict)  # task id -> trigger rule, if not default
 
 
 def runtime_text(seconds: float | None) -> str:
@@ -128,8 +132,9 @@ def runtime_of(task: TaskView) -> float | None:
 
 def tip_text(name: str, state: str, *, error: str | None = None, retries: int = 0,
              waiting: str | None = None, holders: tuple[str, ...] = (),
-             restored: bool = False) -> str:
-    """The hover text of a task: name, state, retries, what it waits for, its error."""
+             restored: bool = False, rule: str | None = None) -> str:
+    """The hover text of a task: name, state, retries, what it waits for, its trigger rule
+    (when not the default), its error."""
     lines = [name, f"{glyph(state)} {STATES.get(state, STATES['pending'])[2]}"
              + (f" \u00b7 {RETRY_MARK}{retries} retr{'y' if retries == 1 else 'ies'}"
                 if retries else "")]
@@ -138,6 +143,8 @@ def tip_text(name: str, state: str, *, error: str | None = None, retries: int = 
         lines.append(f"waiting for {waiting}{held}")
     if restored and state == "completed":
         lines.append(f"{RESTORED_MARK} restored from the run journal (not run again)")
+    if rule:
+        lines.append(f"{RULE_MARK} trigger rule {rule}: runs when {MEANING.get(rule, rule)}")
     if error:
         lines.append(error if len(error) <= 300 else error[:299] + "\u2026")
     return "\n".join(lines)
@@ -222,8 +229,10 @@ def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, pre
     def declare(g: graphviz.Digraph, t: TaskView) -> None:
         look = task_look(t.state, runtime_of(t), t.id in on_path, t.retry_count,
                          restored=t.restored is not None)
-        g.node(ids[t.id], label=f"{look.glyph} {short(t.name)} {RESERVE}", id=ids[t.id],
-               fillcolor=look.fill, fontcolor=look.font)
+        label = f"{look.glyph} {short(t.name)} {RESERVE}"
+        if t.trigger_rule != DEFAULT_RULE:  # marked: this one may run after a failure
+            label += f"\n{RULE_MARK} {t.trigger_rule}"
+        g.node(ids[t.id], label=label, id=ids[t.id], fillcolor=look.fill, fontcolor=look.font)
 
     # Components bottom-up in dot's packing: declare them in reverse submission order (a lock
     # node joins its claimants into one component, laid out top-down in declaration order).
@@ -271,8 +280,9 @@ def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, pre
         titles[cluster[bundle]] = (f"{len(bundle)} tasks with the same upstream and downstream "
                                    f"tasks: {names[bundle[0]]} \u2026 {names[bundle[-1]]}")
     locks, lock_nodes = _locks(graph, tasks, ids, prefix, titles)
+    rules = {t.id: t.trigger_rule for t in tasks if t.trigger_rule != DEFAULT_RULE}
     return Drawing(graph, {v: k for k, v in ids.items()}, edges, None, snapshot.structure_version,
-                   locks, lock_nodes, tuple(bundles), titles)
+                   locks, lock_nodes, tuple(bundles), titles, rules)
 
 
 def _components(tasks: tuple[TaskView, ...], by_id: dict[str, TaskView],

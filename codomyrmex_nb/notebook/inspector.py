@@ -21,8 +21,10 @@ from typing import Any
 
 from ..core.preview import safe_preview
 from ..core.snapshot import Snapshot, TaskView
+from ..core.trigger_rules import DEFAULT as DEFAULT_RULE
+from ..core.trigger_rules import MEANING
 from ..palette import STATES, fill, font_colour, glyph
-from .drawing import RETRY_MARK, runtime_text
+from .drawing import RETRY_MARK, RULE_MARK, runtime_text
 from .tracker import UNFINISHED, clock
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,6 +108,9 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None) -> str:
     ups = [tasks[d] for d in task.dependencies if d in tasks]
     if ups:
         rows.append(("after", ", ".join(f"{glyph(u.state)} {escape(u.name)}" for u in ups)))
+    if task.trigger_rule != DEFAULT_RULE:
+        rows.append(("trigger rule", f"{RULE_MARK} <b>{escape(task.trigger_rule)}</b>: runs when "
+                     f"{escape(MEANING.get(task.trigger_rule, ''))}"))
     if task.resources:
         rows.append(("resources", ", ".join(escape(f"{k} ({m})") for k, m in task.resources)))
     if task.blocked_on and state == "ready":

@@ -170,6 +170,11 @@ class CodoMagics(Magics):
               help="hold a resource while running; MODE read (default), write or exclusive; "
               "repeat for several")
     @argument("--tag", action="append", default=[], metavar="T", help="a tag; repeatable")
+    @argument("--trigger", metavar="RULE",
+              help="when to run, given how the --after tasks ended (Airflow's trigger rules): "
+              "all_success (default), all_done (a cleanup), one_failed (an alert), none_failed, "
+              "one_success, ... An upstream task without a result is bound to a NoResult "
+              "saying why")
     @argument("--out", metavar="VAR", help="also store the result in the notebook variable VAR "
               "when the task completes")
     @argument("--cache", action="store_true",
@@ -196,7 +201,7 @@ class CodoMagics(Magics):
         opts = CellOptions(after=args.after, priority=args.priority, timeout=args.timeout,
                            retries=args.retries, retry_delay=args.retry_delay,
                            resources=args.resource, tags=args.tag, out=args.out,
-                           cache=args.cache,
+                           cache=args.cache, trigger=args.trigger,
                            retry_on=[n.strip() for v in args.retry_on for n in v.split(",")
                                      if n.strip()])
         orch = self.orchestrator()
@@ -620,12 +625,17 @@ def _wait_line(orch: TaskOrchestrator, timeout: float | None) -> str:
         return "codo_wait: no tasks"
     if stats["pending"] or stats["running"]:
         return f"codo_wait: gave up after {timeout or 0:g}s: {summary_line(snap)}"
-    bad = [v for v in snap.tasks if v.status in (S.FAILED, S.SKIPPED, S.CANCELLED)]
+    unneeded = [v.name for v in snap.tasks if v.state == "skipped"]  # a rule did not fire
+    bad = [v for v in snap.tasks if v.status in (S.FAILED, S.SKIPPED, S.CANCELLED)
+           and v.state != "skipped"]
+    note = f"; {_some(unneeded)} not needed (a trigger rule did not fire)" if unneeded else ""
     if not bad:
-        return f"codo_wait: all {len(snap.tasks)} tasks completed in {stats['makespan']:.1f}s"
+        done = len(snap.tasks) - len(unneeded)
+        head = f"all {done} tasks" if not unneeded else f"{done} task{'s' * (done != 1)}"
+        return f"codo_wait: {head} completed in {stats['makespan']:.1f}s{note}"
     shown = ", ".join(f"{v.name!r} {v.state.replace('_', ' ')}" for v in bad[:5])
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-    return f"codo_wait: done, but {shown}{more} (%codo_status for details)"
+    return f"codo_wait: done, but {shown}{more} (%codo_status for details){note}"
 
 
 def _live_view(orch: TaskOrchestrator) -> Any:

@@ -144,6 +144,7 @@ class Painter:
         retries, waiting, errors, names = (tracker.retries, tracker.waiting, tracker.errors,
                                            tracker.names)
         pairs = tracker.critical_pairs
+        rules = drawing.rules
         self.hot = {e for e, ps in drawing.edges.items() if any(p in pairs for p in ps)}
         looks = {}
         for n, k in drawing.nodes.items():
@@ -153,7 +154,7 @@ class Painter:
             restored = k in tracker.restored
             tip = tip_text(names.get(k, k), state, error=errors.get(k), retries=tries,
                            waiting=wait, holders=tracker.holders(wait) if wait else (),
-                           restored=restored)
+                           restored=restored, rule=rules.get(k))
             looks[n] = task_look(state, runtimes.get(k), k in crit, tries, tip, restored)
         return looks
 

@@ -147,6 +147,7 @@ def _cut_node(gid: str, body: str, parts: list[str], holes: list[Hole]) -> None:
         holes.append((len(parts), gid, "border"))
         parts.append("")
         pos = shape.end()
+    task = False  # a task's node: lines after the first (its trigger rule) never change
     for line, text in enumerate(_TEXT.finditer(body, pos)):
         parts.append(body[pos:text.start()] + f"<text {text.group(1)}")
         holes.append((len(parts), gid, "font"))
@@ -158,6 +159,7 @@ def _cut_node(gid: str, body: str, parts: list[str], holes: list[Hole]) -> None:
             holes.append((len(parts), gid, "glyph"))
             parts.append(head)
             if rest.endswith(FIGURE_SPACE) and " " in rest:  # a task: name, then its suffix
+                task = True
                 name, _ = rest.rsplit(" ", 1)
                 parts.append(f" {name} ")
                 holes.append((len(parts), gid, "suffix"))
@@ -165,7 +167,7 @@ def _cut_node(gid: str, body: str, parts: list[str], holes: list[Hole]) -> None:
                 parts.append("</text>")
             else:
                 parts.append(f" {rest}</text>")
-        elif line == 1:
+        elif line == 1 and not task:
             parts.append(">")
             holes.append((len(parts), gid, "line2"))
             parts.append(content)

@@ -32,6 +32,7 @@ UNFINISHED = ("pending", "ready", "running", "up_for_retry")
 STRUCTURAL = ("added", "removed")
 ERRORED = ("failed", "upstream_failed", "cancelled", "skipped")
 WAITING_FOR = "waiting for "
+NOT_NEEDED = "not needed"  # how the detail of a task skipped as not needed starts
 # Statuses whose display state needs no look at the event's detail.
 _SHOWN_AS = {s: s.value for s in TaskStatus if s not in (TaskStatus.PENDING, TaskStatus.SKIPPED)}
 
@@ -41,8 +42,9 @@ def display_state(event: Event) -> str:
     status = event.status
     if status is TaskStatus.PENDING and event.detail == "retry":
         return "up_for_retry"
-    if status is TaskStatus.SKIPPED:
-        return "upstream_failed"  # the engine skips a task only when an upstream one ended badly
+    if status is TaskStatus.SKIPPED:  # the detail says why: a failure above, or not needed
+        detail = event.detail
+        return "skipped" if detail and detail.startswith(NOT_NEEDED) else "upstream_failed"
     return status.value if status is not None else "pending"
 
 
