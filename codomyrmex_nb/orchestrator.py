@@ -142,15 +142,18 @@ class TaskOrchestrator:
                     max_retries: int = 0, retry_delay: float = 0.0, retry_backoff: float = 1.0,
                     retry_jitter: float = 0.0, tags: list[str] | None = None,
                     metadata: dict[str, Any] | None = None,
-                    func: Callable[..., Any] | None = None, cache: bool = False) -> Task:
+                    func: Callable[..., Any] | None = None, cache: bool = False,
+                    watch: list[str] | None = None) -> Task:
         """Build a task and add it; returns the Task (its ``id`` names it later).
 
         ``cache=True``: when the journal holds a completed result for the same
         fingerprint (code, parameters, upstream), it is restored instead of run.
+        ``watch``: files (by content) and ``"env:NAME"`` variables (by value) the
+        task reads that its code cannot show; they count in its fingerprint.
         """
         task = Task(name, module, action, parameters, dependencies, priority, resources, timeout,
                     max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func,
-                    cache)
+                    cache, watch=watch)
         restored = self._restorations([task])
         if not restored:
             self._engine.define_new(task)  # validated just now by Task(...)

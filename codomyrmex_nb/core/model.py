@@ -10,6 +10,7 @@ callables and exception objects.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -162,6 +163,22 @@ class TaskResource:
         return cls(**data)
 
 
+def check_watch(value: Any) -> list[str]:
+    """A task's ``watch`` list, checked: file paths and ``env:NAME`` variables whose
+    content or value its fingerprint includes (``core/watch.py``)."""
+    if isinstance(value, str | os.PathLike):
+        value = [value]
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise ValueError(f"watch must be a list of file paths or 'env:NAME' strings, got {value!r}")
+    specs = []
+    for item in value:
+        spec = os.fspath(item) if isinstance(item, os.PathLike) else item
+        if not isinstance(spec, str) or not spec.strip() or spec.strip() == "env:":
+            raise ValueError(f"watch entries must be a file path or 'env:NAME', got {item!r}")
+        specs.append(spec)
+    return specs
+
+
 def _made_on_read(slot: str) -> property:
     """A list field stored in ``slot``, None until it is first read (then an empty list)."""
     def get(self: Any) -> list[Any]:
@@ -308,10 +325,10 @@ class Attempt:
 #: A task's definition (what ``orchestrator.redefine`` may change); the rest is state.
 DEFINITION_FIELDS = ("name", "module", "action", "parameters", "dependencies", "priority",
                      "resources", "timeout", "max_retries", "retry_delay", "retry_backoff",
-                     "retry_jitter", "tags", "metadata", "func", "cache")
+                     "retry_jitter", "tags", "metadata", "func", "cache", "watch")
 _SERIALISED = ("id", "name", "module", "action", "parameters", "dependencies", "timeout",
                "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
-               "metadata", "retry_count", "created_at", "started_at", "completed_at")
+               "metadata", "retry_count", "created_at", "started_at", "completed_at", "watch")
 _NO_ATTEMPTS: tuple[Attempt, ...] = ()
 _S = TaskStatus
 
@@ -335,7 +352,7 @@ class Task:
     __slots__ = ("name", "module", "action", "parameters", "dependencies", "priority", "_resources",
                  "timeout", "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "_tags",
                  "metadata", "func", "cache", "id", "created_at", "_status", "_retry_count",
-                 "_result",
+                 "_result", "_watch",
                  "_started_at", "_completed_at", "_record", "_asked", "__weakref__")
 
     def __init__(self, name: Any = "", module: str = "", action: str = "",
@@ -348,7 +365,7 @@ class Task:
                  cache: bool = False, id: str | None = None, status: TaskStatus = TaskStatus.PENDING,  # noqa: A002
                  retry_count: int = 0, result: TaskResult | None = None,
                  created_at: float | None = None, started_at: float | None = None,
-                 completed_at: float | None = None) -> None:
+                 completed_at: float | None = None, watch: list[str] | None = None) -> None:
         self.name, self.module, self.action = name, module, action
         self.parameters = {} if parameters is None else parameters
         self.dependencies = [] if dependencies is None else dependencies
@@ -357,6 +374,7 @@ class Task:
         self.max_retries, self.retry_delay = max_retries, retry_delay
         self.retry_backoff, self.retry_jitter = retry_backoff, retry_jitter
         self._tags = tags  # None until read, as resources
+        self._watch = watch  # files and "env:NAME" variables in the fingerprint (core/watch.py)
         self.metadata = {} if metadata is None else metadata
         self.id = f"{_random_bits(64):016x}" if id is None else id
         self.created_at = time.time() if created_at is None else created_at
@@ -371,6 +389,7 @@ class Task:
     # of the objects every full garbage collection walked, for fields most tasks never set.
     resources = _made_on_read("_resources")
     tags = _made_on_read("_tags")
+    watch = _made_on_read("_watch")
 
     def is_plain(self) -> bool:
         """True when every field has a default-like type and value: nothing to check."""
@@ -382,7 +401,7 @@ class Task:
                 and self.retry_delay == 0.0 and self.retry_backoff == 1.0
                 and self.retry_jitter == 0.0 and _empty_list(self._tags)
                 and type(self.metadata) is dict and (self.func is None or callable(self.func))
-                and self.cache is False)
+                and self.cache is False and _empty_list(self._watch))
 
     def validate(self) -> None:
         """Check and normalise every definition field; raises ``ValueError`` naming the bad one."""
@@ -428,6 +447,7 @@ class Task:
             raise ValueError(f"func must be callable, got {self.func!r}")
         if not isinstance(self.cache, bool):
             raise ValueError(f"cache must be True or False, got {self.cache!r}")
+        self._watch = check_watch(self._watch) if self._watch else None
 
     # -- state: the scheduler's record decides once the task is added ------------------
     @property

@@ -13,8 +13,9 @@ orchestrator opens it is one whose kernel died: ``resume`` then restores, at
 definition, each task whose fingerprint matches a task that completed in it
 (its result row committed). Tasks that opt into caching (``cache=True``) are
 restored from any run. Fingerprints (``fingerprint.py``) hash the task's code,
-parameters, upstream fingerprints and, for a notebook cell, what the cell reads
-(``__codo_fingerprint__`` on the task's callable). A task whose fingerprint
+parameters, upstream fingerprints, the files and variables it ``watch``es and, for
+a notebook cell, what the cell reads (``__codo_fingerprint__`` on the task's callable);
+a ``module``/``action`` task by the code of the function it resolves to. A task whose fingerprint
 cannot be made (a lock as a parameter) is never restorable; ``unhashable``
 says why. Restoring unpickles: only trusted journals may be opened.
 """
@@ -28,6 +29,7 @@ import os
 import pickle
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -35,9 +37,16 @@ from typing import Any
 
 import cloudpickle
 
-from .fingerprint import Unhashable, code_fingerprint, task_fingerprint, value_digest
-from .journal import Journal, RunInfo, default_path
+from .fingerprint import (
+    Unhashable,
+    code_fingerprint_reads,
+    new_memo,
+    task_fingerprint,
+    value_digest,
+)
+from .journal import Journal, JournalWarning, RunInfo, default_path
 from .model import Task, TaskStatus, output_refs
+from .watch import watch_digest
 
 log = logging.getLogger(__name__)
 _S = TaskStatus
@@ -46,6 +55,7 @@ _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _VALUE = {None: None, **{s: s.value for s in TaskStatus}}  # enum .value is slow per call
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
+_WARNED: set[str] = set()  # reasons a cache=True task was said not restorable (said once)
 
 
 def dumps(value: Any) -> bytes:
@@ -93,6 +103,9 @@ class Recorder:
         self._code: dict[Any, str] = {}
         self._blobs: dict[str, bytes] = {}  # restored task id -> its bytes, to record again
         self._lock = threading.Lock()  # guards the code cache and the lists above
+        # module + action -> the action's function (the engine's registry), so that an
+        # action is fingerprinted by its code, not only its names
+        self.resolve: Callable[[str, str], Any] | None = None
         self._open_lock = threading.Lock()  # the file is opened once
         if resume is not False:
             self.look_for_resume()
@@ -164,7 +177,7 @@ class Recorder:
 
     # -- fingerprints (outside the engine lock) ----------------------------------------------
     def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str],
-                    upstream_names: frozenset[str] = frozenset()) -> str:
+                    upstream_names: frozenset[str] = frozenset(), memo: object = None) -> str:
         """The task's fingerprint from its definition and its upstream fingerprints.
 
         Raises ``Unhashable`` (with the reason) when a parameter or the code's
@@ -173,13 +186,21 @@ class Recorder:
         it reads notebook names whose values may change between cells.
         """
         func = task.func
-        code = self._known_code(func, task.cache)  # plain functions only: no custom hook
+        if func is None and task.module and task.action:  # by its code, not kept per run
+            code = self._code_for(self._action(task.module, task.action), task.module,
+                                  task.action, True, memo)
+        else:
+            code = self._known_code(func, task.cache)  # plain functions only: no custom hook
         if code is None:
             custom = getattr(func, "__codo_fingerprint__", None)
             if callable(custom):
-                return task_fingerprint(custom(upstream_names), task.parameters, upstream,
-                                        upstream=ups)
-            code = self._code_of(task)
+                code = custom(upstream_names)
+                if task._watch:
+                    code = f"{code};watch:{watch_digest(task._watch)}"
+                return task_fingerprint(code, task.parameters, upstream, upstream=ups)
+            code = self._code_for(func, task.module, task.action, task.cache, memo)
+        if task._watch:  # declared inputs: files' contents, variables' values, read now
+            code = f"{code};watch:{watch_digest(task._watch)}"
         params = task.parameters
         if not params or all(type(v) in _SCALARS for v in params.values()):
             # The common case, plain values: one hash of their exact reprs (no generic walk).
@@ -188,23 +209,34 @@ class Recorder:
             return hashlib.sha256(b"codo-fast-1;" + key.encode("utf-8", "surrogatepass")).hexdigest()
         return task_fingerprint(code, params, upstream, upstream=ups)
 
-    def _code_of(self, task: Task) -> str:
-        """The code part of the fingerprint, computed once per function and run."""
-        return self._code_for(task.func, task.module, task.action, task.cache)
+    def _action(self, module: str, action: str) -> Any:
+        """The function a ``module``/``action`` task runs (None if it does not resolve:
+        the task will fail, and its names alone are its code)."""
+        resolve = self.resolve
+        if resolve is None:
+            return None
+        try:
+            return resolve(module, action)
+        except Exception:  # noqa: BLE001 - the attempt reports it
+            return None
 
-    def _code_for(self, func: Any, module: str, action: str, cache: bool) -> str:
+    def _code_for(self, func: Any, module: str, action: str, cache: bool,
+                  memo: object = None) -> str:
         """A ``functools.partial`` (a common way to make one task per input) is its
         function's code fingerprint, computed once, plus its bound arguments: a partial
-        made per task never hit the cache and cost about 0.1 ms a task."""
+        made per task never hit the cache and cost about 0.1 ms a task. A function's code
+        fingerprint is kept for the run unless it read data (a global list, a module's
+        value): that one is made again at each attempt's start (``memo``: shared by the
+        tasks of one definition batch)."""
         if type(func) is functools.partial:  # the same value, cached or not
-            inner = self._code_for(func.func, module, action, cache)
+            inner = self._code_for(func.func, module, action, cache, memo)
             return hashlib.sha256(
                 f"codo-partial-1;{inner};{value_digest(func.args)};"
                 f"{value_digest(func.keywords)}".encode()).hexdigest()
         code = self._known_code(func, cache)
         if code is None:
-            code = code_fingerprint(func, module, action)
-            if func is not None and not cache:
+            code, reads_data = code_fingerprint_reads(func, module, action, memo=memo)
+            if func is not None and not cache and not reads_data:
                 try:
                     with self._lock:
                         self._code[func] = code
@@ -313,6 +345,7 @@ class Recorder:
         names_of: dict[str, str] = {}  # upstream task id -> its name
         found: dict[str, Any] = {}
         pending = list(batch)
+        memo = new_memo()  # one moment: a value many tasks read is hashed once
         while pending:
             waiting = []
             for task in pending:
@@ -320,7 +353,8 @@ class Recorder:
                 if ups is _LATER:
                     waiting.append(task)
                     continue
-                fps[task.id] = fp = None if ups is None else self._task_fp(task, ups, names_of)
+                fps[task.id] = fp = None if ups is None else self._task_fp(task, ups, names_of,
+                                                                          memo)
                 if fp is not None:
                     hit = self._lookup_result(task, fp)
                     if hit is not None:
@@ -363,13 +397,19 @@ class Recorder:
         return ups
 
     def _task_fp(self, task: Task, ups: list[tuple[str, str]],
-                 names_of: Mapping[str, str]) -> str | None:
+                 names_of: Mapping[str, str], memo: object = None) -> str | None:
         try:
             return self.fingerprint(task, [fp for _, fp in ups], dict(ups),
-                                    frozenset(names_of[i] for i, _ in ups))
+                                    frozenset(names_of[i] for i, _ in ups), memo)
         except Unhashable as exc:
             with self._lock:
                 self.unhashable[task.name] = str(exc)
+                first = task.cache and str(exc) not in _WARNED
+                if first and len(_WARNED) < 10_000:
+                    _WARNED.add(str(exc))
+            if first:  # one line per reason and process, however many tasks share it
+                warnings.warn(f"cache=True task {task.name!r} cannot be restored: {exc}",
+                              JournalWarning, stacklevel=5)
             return None
 
     def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:
