@@ -454,6 +454,8 @@ def _feed_reached(h: Any, value: Any, ctx: _Ctx, what: str) -> None:
         if type(value) in (str, bytes):
             _charge(ctx, len(value))
         _feed(sub, value, ctx)
+        if ctx.deadline is not None and outer is None and time.perf_counter() > ctx.deadline:
+            raise TooCostly(f"it takes over {BUDGET_SECONDS * 1000:.0f} ms to hash")
         h.update(sub.digest())
     except TooCostly as exc:
         if outer is not None or code:
@@ -570,6 +572,8 @@ def _feed_arrays(h: Any, value: Any, ctx: _Ctx) -> bool:
         if not isinstance(value, pd.Index):
             _feed(h, list(value.index.names), ctx)
             _feed(h, str(value.index.dtype), ctx)
+        if ctx.deadline is not None:
+            _pandas_budget(pd, value, ctx)
         try:
             hashed = pd.util.hash_pandas_object(value, index=True)
             h.update(memoryview(hashed.to_numpy() if hasattr(hashed, "to_numpy") else hashed))
@@ -585,6 +589,7 @@ def _feed_arrays(h: Any, value: Any, ctx: _Ctx) -> bool:
             if value.dtype.hasobject:
                 _feed(h, value.ravel().tolist(), ctx)
             else:
+                _charge(ctx, value.nbytes)  # refused before the work, by its size
                 h.update(memoryview(np.ascontiguousarray(value)).cast("B"))
             return True
         if isinstance(value, np.generic):
@@ -596,6 +601,27 @@ def _feed_arrays(h: Any, value: Any, ctx: _Ctx) -> bool:
                 h.update(value.tobytes())
             return True
     return False
+
+
+_SAMPLE_ROWS = 10_000
+
+
+def _pandas_budget(pd: Any, value: Any, ctx: _Ctx) -> None:
+    """Refuse, before the work, a frame over the byte budget or whose hashing would take
+    longer than the time left: the time of a sample of its rows, scaled."""
+    usage = value.memory_usage(deep=False) if isinstance(value, pd.Index) else \
+        value.memory_usage(index=True, deep=False)
+    _charge(ctx, int(getattr(usage, "sum", lambda: usage)()))
+    rows = len(value)
+    if rows > 5 * _SAMPLE_ROWS and ctx.deadline is not None:
+        began = time.perf_counter()
+        try:
+            pd.util.hash_pandas_object(value[:_SAMPLE_ROWS], index=True)
+        except (TypeError, ValueError):
+            return  # cells hash_pandas_object refuses: the general walk, under its checks
+        expected = (time.perf_counter() - began) * rows / _SAMPLE_ROWS
+        if began + expected > ctx.deadline:
+            raise TooCostly(f"it would take about {expected * 1000:.0f} ms to hash")
 
 
 def _feed_reduced(h: Any, value: Any, ctx: _Ctx) -> None:
