@@ -358,3 +358,63 @@ def test_the_same_fingerprint_for_the_same_reached_values(project):
     assert code_fingerprint(project.flow.via_module) == one
     project.flow.BIG.append(1)
     assert code_fingerprint(project.flow.via_module) == one  # it does not read BIG
+
+
+# -- the same fingerprints guard resume after a crash -------------------------------------------------
+
+CRASHING = r'''
+import os, signal, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from codomyrmex_nb import TaskOrchestrator, TaskStatus
+
+
+def hang():
+    time.sleep(600)
+
+
+orch = TaskOrchestrator(2)  # the journal from $CODOMYRMEX_JOURNAL
+task = orch.create_task("compute", module="{module}", action="compute")
+orch.create_task("hang", func=hang)  # keeps the run open: it never finishes
+orch.start_execution()
+deadline = time.monotonic() + 60
+while task.status is not TaskStatus.COMPLETED and time.monotonic() < deadline:
+    time.sleep(0.01)
+orch._engine.recorder.journal.flush()
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_result_of_a_buggy_action_is_not_resumed_once_the_action_is_fixed(tmp_path, fixed):
+    import signal
+    import subprocess
+
+    module = f"buggy_action_{next(_ids)}"
+    action = tmp_path / f"{module}.py"
+    action.write_text("def compute():\n    return 2 + 2 + 1  # the bug\n")
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHING.replace("{module}", module))
+    journal = tmp_path / "j.sqlite"
+    env = {**os.environ, "CODOMYRMEX_JOURNAL": str(journal),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    if fixed:
+        action.write_text("def compute():\n    return 2 + 2  # fixed\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        orch = TaskOrchestrator(2, journal=journal)
+        assert orch._engine.recorder.resume_from is not None  # the crashed run
+        task = orch.create_task("compute", module=module, action="compute")
+        restored = task.status is S.COMPLETED
+        orch.start_execution()
+        assert orch.wait_for_completion(30)
+        orch.stop_execution()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(module, None)
+    assert restored is not fixed
+    assert task.result.data == (4 if fixed else 5)
