@@ -64,6 +64,10 @@ MAX_DEPTH = 200  # nesting levels before a value is declared unhashable
 BUDGET_SECONDS = 0.05
 BUDGET_BYTES = 64 * 2**20
 _FAST_LEN = 256  # sequences and dicts at least this long try the marshal fast path
+#: The budget's clock: the hashing thread's CPU time, so that a busy machine (another
+#: process, the task's own threads) never makes a value "too slow" that is not.
+_clock = time.thread_time
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 _sha256 = hashlib.sha256
 
@@ -206,7 +210,7 @@ def _by_reference(obj: Any) -> bool:
 
 class _Ctx:
     __slots__ = ("upstream", "include_globals", "memo", "keep", "active", "depth", "deadline",
-                 "spent", "reads_data")
+                 "spent", "reads_data", "ticks")
 
     def __init__(self, upstream: Mapping[str, str] | None, include_globals: bool = True) -> None:
         self.upstream = upstream
@@ -218,6 +222,7 @@ class _Ctx:
         self.deadline: float | None = None  # while hashing a value the code reads: its budget
         self.spent = 0                      # bytes hashed of that value so far
         self.reads_data = False             # a value (not code) the code reads was hashed
+        self.ticks = 0                      # composites hashed: the clock is read every 64
 
 
 def _charge(ctx: _Ctx, nbytes: int) -> None:
@@ -270,7 +275,8 @@ def _feed(h: Any, value: object, ctx: _Ctx) -> None:
                 return
             if ctx.depth >= MAX_DEPTH:
                 raise Unhashable(f"a {_type_name(value)} nested more than {MAX_DEPTH} levels deep")
-            if ctx.deadline is not None and time.perf_counter() > ctx.deadline:
+            ctx.ticks += 1
+            if ctx.deadline is not None and not ctx.ticks & 63 and _clock() > ctx.deadline:
                 raise TooCostly(f"it takes over {BUDGET_SECONDS * 1000:.0f} ms to hash")
             ctx.active.add(key)
             ctx.depth += 1
@@ -446,15 +452,16 @@ def _feed_reached(h: Any, value: Any, ctx: _Ctx, what: str) -> None:
     if not code:
         ctx.reads_data = True
     outer = ctx.deadline
-    if not code and outer is None:
+    timed = not code and outer is None and type(value) not in _PLAIN
+    if timed:  # (a number or a string cannot be slow: its size is charged instead)
         warm()
-        ctx.deadline, ctx.spent = time.perf_counter() + BUDGET_SECONDS, 0
+        ctx.deadline, ctx.spent = _clock() + BUDGET_SECONDS, 0
     sub = _sha256()
     try:
-        if type(value) in (str, bytes):
-            _charge(ctx, len(value))
+        if type(value) in (str, bytes) and len(value) > BUDGET_BYTES:
+            raise TooCostly(f"it is over {BUDGET_BYTES >> 20} MB to hash")
         _feed(sub, value, ctx)
-        if ctx.deadline is not None and outer is None and time.perf_counter() > ctx.deadline:
+        if timed and _clock() > ctx.deadline:
             raise TooCostly(f"it takes over {BUDGET_SECONDS * 1000:.0f} ms to hash")
         h.update(sub.digest())
     except TooCostly as exc:
@@ -479,6 +486,7 @@ def _feed_module(h: Any, module: types.ModuleType, ctx: _Ctx,
     global. Without chains (the module itself is passed around), its whole namespace
     counts; the modules it imports count by name there (never the whole world)."""
     h.update(b"user-module:")
+    ctx.reads_data = True  # its attributes may be rebound at any time: not kept for a run
     name = module.__name__
     _str(h, name)
     label = what or name
@@ -614,12 +622,12 @@ def _pandas_budget(pd: Any, value: Any, ctx: _Ctx) -> None:
     _charge(ctx, int(getattr(usage, "sum", lambda: usage)()))
     rows = len(value)
     if rows > 5 * _SAMPLE_ROWS and ctx.deadline is not None:
-        began = time.perf_counter()
+        began = _clock()
         try:
             pd.util.hash_pandas_object(value[:_SAMPLE_ROWS], index=True)
         except (TypeError, ValueError):
             return  # cells hash_pandas_object refuses: the general walk, under its checks
-        expected = (time.perf_counter() - began) * rows / _SAMPLE_ROWS
+        expected = (_clock() - began) * rows / _SAMPLE_ROWS
         if began + expected > ctx.deadline:
             raise TooCostly(f"it would take about {expected * 1000:.0f} ms to hash")
 

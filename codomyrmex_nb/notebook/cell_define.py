@@ -68,6 +68,7 @@ class CellOptions:
     tags: list[str] = field(default_factory=list)
     out: str | None = None
     cache: bool = False
+    watch: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,14 @@ def parse_resource(spec: str) -> TaskResource:
 
 def fingerprint(source: str, opts: CellOptions) -> str:
     """What decides whether a cell changed: its text and every option but ``--out`` and
-    ``--cache`` (neither changes what the cell computes)."""
+    ``--cache`` (neither changes what the cell computes). ``--watch`` counts: a new
+    declared input re-runs the cell (the watched contents count in the journal's
+    fingerprint, not here: an unchanged cell keeps its result, as for the names it reads)."""
     key = {"source": source.rstrip(), "after": opts.after, "priority": opts.priority,
            "timeout": opts.timeout, "retries": opts.retries, "retry_delay": opts.retry_delay,
            "resources": opts.resources, "tags": opts.tags}
+    if opts.watch:  # only when given: cells without it keep the fingerprint they had
+        key["watch"] = sorted(opts.watch)
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -176,7 +181,8 @@ def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp:
         return Task(name=name, func=fn, dependencies=[d.id for d in deps],
                     priority=parse_priority(opts.priority), timeout=opts.timeout,
                     max_retries=opts.retries, retry_delay=opts.retry_delay, resources=resources,
-                    tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache))
+                    tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache),
+                    watch=list(opts.watch) or None)
     except ValueError as exc:
         raise CellDefinitionError(f"task {name!r}: {exc}") from None
 
@@ -300,7 +306,7 @@ def _redefine(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task],
 
 
 _REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags",
-             "cache")
+             "cache", "watch")
 
 
 def _downstream_names(orch: TaskOrchestrator, task: Task) -> list[str]:

@@ -56,7 +56,7 @@ from .text_status import dag_text, status_table, summary_line, task_detail
 S = TaskStatus
 _TASK_USAGE = ("%%codo_task NAME [--after TASK [TASK ...]] [--priority P] [--timeout S]\n"
                "                 [--retries N] [--retry-delay S] [--resource TYPE:ID[:MODE]]...\n"
-               "                 [--tag T]... [--out VAR] [--cache]")
+               "                 [--tag T]... [--out VAR] [--cache] [--watch PATH|env:NAME]...")
 
 
 def current_orchestrator() -> TaskOrchestrator:
@@ -174,6 +174,10 @@ class CodoMagics(Magics):
               "notebook names it reads and its upstream tasks are as they were in any run that "
               "completed it (without --cache only an unfinished run is resumed); changing "
               "--cache alone re-runs nothing")
+    @argument("--watch", action="append", default=[], metavar="PATH|env:NAME",
+              help="a file (by its content) or environment variable (by its value) the cell "
+              "reads: it counts in the fingerprint that decides what the journal restores; "
+              "repeatable")
     @line_cell_magic
     def codo_task(self, line: str, cell: str | None = None) -> None:
         """Define a task whose body is this cell; its last expression is the task's result.
@@ -193,7 +197,7 @@ class CodoMagics(Magics):
         opts = CellOptions(after=args.after, priority=args.priority, timeout=args.timeout,
                            retries=args.retries, retry_delay=args.retry_delay,
                            resources=args.resource, tags=args.tag, out=args.out,
-                           cache=args.cache)
+                           cache=args.cache, watch=args.watch)
         orch = self.orchestrator()
         try:
             done = define_cell_task(orch, args.name, cell, opts, self.shell.user_ns, line.strip(),
