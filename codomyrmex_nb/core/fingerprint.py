@@ -79,7 +79,8 @@ class Unhashable(Exception):
 
 class TooCostly(Unhashable):
     """A value the code reads is too big or too slow to hash (over ``BUDGET_SECONDS`` or
-    ``BUDGET_BYTES``): never counted by type, the task is not restorable."""
+    ``BUDGET_BYTES``), or changed while it was hashed: never counted by type, the task
+    is not restorable."""
 
 
 # -- code objects ---------------------------------------------------------------------
@@ -473,6 +474,10 @@ def _feed_reached(h: Any, value: Any, ctx: _Ctx, what: str) -> None:
     except Unhashable:  # a lock, a connection: by its type (the outside world)
         h.update(b"opaque-global:")
         _str(h, _type_name(value))
+    except RuntimeError as exc:  # another thread changed it under the walk (or too deep)
+        why = "it is nested too deep" if isinstance(exc, RecursionError) else \
+            f"it changed while it was hashed ({exc})"
+        raise TooCostly(f"{what}: {why}") from None
     finally:
         ctx.deadline = outer
 
