@@ -52,7 +52,7 @@ from enum import Enum
 from typing import Any
 
 from .model import OutputRef
-from .reach import attribute_paths, distribution, is_editable, warm
+from .reach import attribute_paths, distribution, is_editable, metadata_seconds
 
 __all__ = ["TooCostly", "Unhashable", "code_fingerprint", "code_fingerprint_reads",
            "new_memo", "task_fingerprint", "value_digest"]
@@ -64,9 +64,15 @@ MAX_DEPTH = 200  # nesting levels before a value is declared unhashable
 BUDGET_SECONDS = 0.05
 BUDGET_BYTES = 64 * 2**20
 _FAST_LEN = 256  # sequences and dicts at least this long try the marshal fast path
-#: The budget's clock: the hashing thread's CPU time, so that a busy machine (another
-#: process, the task's own threads) never makes a value "too slow" that is not.
-_clock = time.thread_time
+
+
+def _clock() -> float:
+    """The budget's clock: the hashing thread's CPU time, so that a busy machine (another
+    process, the task's own threads) never makes a value "too slow" that is not, less the
+    one-time reads of package metadata (``reach``), which belong to no value."""
+    return time.thread_time() - metadata_seconds()
+
+
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 _sha256 = hashlib.sha256
@@ -195,9 +201,7 @@ def _is_library_module(name: str | None) -> bool:
 def _library_version(name: str | None) -> str:
     """``dist==version`` of an installed package's module ("" for the standard library,
     whose version is the interpreter's, already in every fingerprint)."""
-    if not name:
-        return ""
-    return distribution(name.partition(".")[0]) or ""
+    return distribution(name.partition(".")[0]) or "" if name else ""
 
 
 def _by_reference(obj: Any) -> bool:
@@ -455,7 +459,6 @@ def _feed_reached(h: Any, value: Any, ctx: _Ctx, what: str) -> None:
     outer = ctx.deadline
     timed = not code and outer is None and type(value) not in _PLAIN
     if timed:  # (a number or a string cannot be slow: its size is charged instead)
-        warm()
         ctx.deadline, ctx.spent = _clock() + BUDGET_SECONDS, 0
     sub = _sha256()
     try:
