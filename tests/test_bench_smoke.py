@@ -116,7 +116,8 @@ def test_executors_ran_and_left_no_process(suite):
 def test_fingerprint_reports_the_cost_per_task_of_each_run(suite):
     fingerprint = suite[0]["fingerprint"]
     assert (fingerprint["tasks"], fingerprint["list_size"]) == (30, 100_000)
-    for key in ("off_us_per_task", "first_us_per_task", "cached_us_per_task", "fingerprint_us"):
+    for key in ("off_us_per_task", "first_us_per_task", "cached_us_per_task", "fingerprint_us",
+                "off_cpu_us_per_task", "first_cpu_us_per_task", "cached_cpu_us_per_task"):
         assert positive(fingerprint[key])
 
 
