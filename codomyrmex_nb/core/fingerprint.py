@@ -315,10 +315,12 @@ def _sorted_digests(items: Iterable[object], ctx: _Ctx) -> list[bytes]:
 
 def _feed_marshal(h: Any, value: Any, ctx: _Ctx) -> bool:
     """A long list, tuple or dict of plain data in one C call: ``marshal`` (format 2: no
-    back-references, so the bytes depend on the values only) writes ints, floats, strings,
-    bytes and containers of them exactly, at about 20 ns an item; it refuses anything
-    else (an object, a subclass), which then takes the general walk. A dict is marshalled
-    as its sorted items, so insertion order does not count."""
+    back-references and no interning flag, so the bytes depend on the values only) writes
+    ints, floats, strings, bytes and containers of them exactly, at about 15 ns an item;
+    it refuses anything else (an object, a subclass), which then takes the general walk.
+    A dict is marshalled as its sorted items, so insertion order does not count. (A set
+    nested in such a list is written in iteration order: across kernels that can only
+    miss the cache, never match a different value: marshal's bytes decode to the value.)"""
     _charge(ctx, 8 * len(value))
     try:
         data = marshal.dumps(sorted(value.items()) if type(value) is dict else value, 2)
@@ -331,13 +333,11 @@ def _feed_marshal(h: Any, value: Any, ctx: _Ctx) -> bool:
 
 
 def _feed_composite(h: Any, value: Any, t: type, ctx: _Ctx) -> None:
-    if (t is tuple or t is list) and not (len(value) >= _FAST_LEN
-                                          and _feed_marshal(h, value, ctx)):
-        h.update(b"(%d:" % len(value) if t is tuple else b"[%d:" % len(value))
-        for item in value:
-            _feed(h, item, ctx)
-    elif t is tuple or t is list:
-        pass  # marshalled
+    if t is tuple or t is list:
+        if len(value) < _FAST_LEN or not _feed_marshal(h, value, ctx):
+            h.update(b"(%d:" % len(value) if t is tuple else b"[%d:" % len(value))
+            for item in value:
+                _feed(h, item, ctx)
     elif t is dict:
         if not (len(value) >= _FAST_LEN and _feed_marshal(h, value, ctx)):
             _feed_items(h, b"{", value.items(), ctx, ordered=False)
