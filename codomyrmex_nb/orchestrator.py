@@ -142,7 +142,7 @@ class TaskOrchestrator:
                     max_retries: int = 0, retry_delay: float = 0.0, retry_backoff: float = 1.0,
                     retry_jitter: float = 0.0, tags: list[str] | None = None,
                     metadata: dict[str, Any] | None = None,
-                    func: Callable[..., Any] | None = None, cache: bool = False,
+                    func: Callable[..., Any] | None = None, cache: bool = False, *,
                     watch: list[str] | None = None) -> Task:
         """Build a task and add it; returns the Task (its ``id`` names it later).
 

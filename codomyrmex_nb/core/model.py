@@ -365,7 +365,8 @@ class Task:
                  cache: bool = False, id: str | None = None, status: TaskStatus = TaskStatus.PENDING,  # noqa: A002
                  retry_count: int = 0, result: TaskResult | None = None,
                  created_at: float | None = None, started_at: float | None = None,
-                 completed_at: float | None = None, watch: list[str] | None = None) -> None:
+                 completed_at: float | None = None, *,
+                 watch: list[str] | None = None) -> None:
         self.name, self.module, self.action = name, module, action
         self.parameters = {} if parameters is None else parameters
         self.dependencies = [] if dependencies is None else dependencies
