@@ -55,7 +55,7 @@ _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _VALUE = {None: None, **{s: s.value for s in TaskStatus}}  # enum .value is slow per call
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
-_WARNED: set[str] = set()  # reasons a cache=True task was said not restorable (said once)
+_WARNED: set[str] = set()  # reasons a task was said not restorable (each said once)
 
 
 def dumps(value: Any) -> bytes:
@@ -404,11 +404,13 @@ class Recorder:
         except Unhashable as exc:
             with self._lock:
                 self.unhashable[task.name] = str(exc)
-                first = task.cache and str(exc) not in _WARNED
+                expected = task.cache or self.resume_from is not None  # a restore was hoped for
+                first = expected and str(exc) not in _WARNED
                 if first and len(_WARNED) < 10_000:
                     _WARNED.add(str(exc))
             if first:  # one line per reason and process, however many tasks share it
-                warnings.warn(f"cache=True task {task.name!r} cannot be restored: {exc}",
+                kind = "cache=True task" if task.cache else "task"
+                warnings.warn(f"{kind} {task.name!r} cannot be restored: {exc}",
                               JournalWarning, stacklevel=5)
             return None
 
