@@ -86,12 +86,14 @@ class Settings:
     cpu_rounds: int = 3
     journal_tasks: int = 10_000
     journal_rounds: int = 3
+    fingerprint_tasks: int = 1_000
+    fingerprint_rounds: int = 3
 
     @classmethod
     def quick(cls) -> Settings:
         return cls(sizes=(1_000,), seeds=5, memory_tasks=10_000, view_tasks=1_000,
                    view_rounds=3, cpu_seconds=0.3, cpu_rounds=1, journal_tasks=2_000,
-                   journal_rounds=1)
+                   journal_rounds=1, fingerprint_rounds=1)
 
 
 def engine_source() -> dict[str, object]:

@@ -7,7 +7,8 @@
 Parts: overhead (per-task cost against dask and a bare floor), quality
 (makespan against a lower bound), memory (bytes per task), view (throughput
 with the live view), executors (CPU-bound work on each executor), journal
-(throughput with the run journal on against off). Each part
+(throughput with the run journal on against off), fingerprint (cache=True tasks
+whose fingerprints hash module attributes and a big global list). Each part
 is a module with ``run(settings, log) -> dict`` and ``table(result) -> str``.
 Progress goes to stderr, the tables to stdout at the end. A part that fails
 is reported and left out of the files; the exit code is then 1.
@@ -24,6 +25,7 @@ import traceback
 from pathlib import Path
 
 import cpu_executors
+import fingerprint_cost
 import journal_cost
 import memory
 import overhead
@@ -33,7 +35,7 @@ import view_cost
 from common import Settings, environment
 
 PARTS = {"overhead": overhead, "quality": quality, "memory": memory, "view": view_cost,
-         "executors": cpu_executors, "journal": journal_cost}
+         "executors": cpu_executors, "journal": journal_cost, "fingerprint": fingerprint_cost}
 HERE = Path(__file__).resolve().parent
 
 
@@ -49,7 +51,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     for name, kind in (("repeat", int), ("budget", float), ("seeds", int),
                        ("memory-tasks", int), ("view-tasks", int), ("view-rounds", int),
                        ("cpu-seconds", float), ("cpu-rounds", int), ("journal-tasks", int),
-                       ("journal-rounds", int)):
+                       ("journal-rounds", int), ("fingerprint-tasks", int),
+                       ("fingerprint-rounds", int)):
         p.add_argument(f"--{name}", type=kind)
     args = p.parse_args(argv)
     parts = args.only.split(",") if args.only else list(PARTS)

@@ -145,7 +145,8 @@ class TaskOrchestrator:
                     metadata: dict[str, Any] | None = None,
                     func: Callable[..., Any] | None = None, cache: bool = False, *,
                     retry_on: Any = None, description: str = "",
-                    trigger_rule: str = "all_success") -> Task:
+                    trigger_rule: str = "all_success",
+                    watch: list[str] | None = None) -> Task:
         """Build a task and add it; returns the Task (its ``id`` names it later).
 
         ``cache=True``: when the journal holds a completed result for the same
@@ -155,11 +156,13 @@ class TaskOrchestrator:
         names (``all_success`` default, ``all_done`` for a cleanup, ``one_failed`` for
         an alert...; see ``core.trigger_rules``). An upstream task without a result is
         passed as a ``NoResult`` saying why.
+        ``watch``: files (by content) and ``"env:NAME"`` variables (by value) the
+        task reads that its code cannot show; they count in its fingerprint.
         """
         task = Task(name, module, action, parameters, dependencies, priority, resources, timeout,
                     max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func,
                     cache, retry_on=retry_on, description=description,
-                    trigger_rule=trigger_rule)
+                    trigger_rule=trigger_rule, watch=watch)
         restored = self._restorations([task])
         if not restored:
             self._engine.define_new(task)  # validated just now by Task(...)

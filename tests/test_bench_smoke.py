@@ -18,10 +18,11 @@ import psutil
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-PARTS = ("overhead", "quality", "memory", "view", "executors", "journal")
+PARTS = ("overhead", "quality", "memory", "view", "executors", "journal", "fingerprint")
 TINY = ["--quick", "--sizes", "50", "--repeat", "1", "--seeds", "2", "--memory-tasks", "300",
         "--view-tasks", "100", "--view-rounds", "1", "--cpu-seconds", "0.05",
-        "--journal-tasks", "200", "--journal-rounds", "1"]
+        "--journal-tasks", "200", "--journal-rounds", "1", "--fingerprint-tasks", "30",
+        "--fingerprint-rounds", "1"]
 
 
 def _committed() -> dict[str, bytes | None]:
@@ -110,6 +111,14 @@ def test_executors_ran_and_left_no_process(suite):
     assert executors["cluster_left_running"] == []
     assert not [p for p in executors["cluster_pids"] if psutil.pid_exists(p)
                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_fingerprint_reports_the_cost_per_task_of_each_run(suite):
+    fingerprint = suite[0]["fingerprint"]
+    assert (fingerprint["tasks"], fingerprint["list_size"]) == (30, 100_000)
+    for key in ("off_us_per_task", "first_us_per_task", "cached_us_per_task", "fingerprint_us",
+                "off_cpu_us_per_task", "first_cpu_us_per_task", "cached_cpu_us_per_task"):
+        assert positive(fingerprint[key])
 
 
 def test_readme_tables_between_markers_and_prose_kept(suite):

@@ -175,14 +175,14 @@ def test_changes_when_a_global_it_reads_changes():
     assert fp(namespace["work"]) != before
 
 
-def test_constant_and_helper_globals_count_but_data_globals_only_by_type():
+def test_globals_count_by_content_helpers_by_code_and_the_unhashable_by_type():
     namespace = define("""
         import functools
         COLUMNS = ["a", "b"]
 
         class Exploding:
             def __reduce_ex__(self, protocol):
-                raise AssertionError("a data global must not be walked")
+                raise AssertionError("cannot be hashed")
 
         BIG = list(range(1_000_000))
         MODEL = Exploding()
@@ -195,16 +195,19 @@ def test_constant_and_helper_globals_count_but_data_globals_only_by_type():
             return [lookup(c) for c in COLUMNS], len(BIG), MODEL
     """)
     before = fp(namespace["work"])
-    namespace["BIG"].append(1)  # data globals are not hashed (pass data as parameters)
+    namespace["BIG"].append(1)  # a big global counts by its content, in-place changes too
+    changed = fp(namespace["work"])
+    assert changed != before
+    namespace["BIG"].pop()
     assert fp(namespace["work"]) == before
-    namespace["COLUMNS"] = ["a", "c"]  # a small constant is
+    namespace["COLUMNS"] = ["a", "c"]
     assert fp(namespace["work"]) != before
     namespace["COLUMNS"] = ["a", "b"]
     exec("@functools.lru_cache\ndef lookup(key):\n    return key * 3\n", namespace)
     current = fp(namespace["work"])
     assert current != before  # a redefined (wrapped) helper counts
-    namespace["BIG"] = dict.fromkeys(range(1000))  # another type of data
-    assert fp(namespace["work"]) != current
+    namespace["MODEL"] = namespace["Exploding"]()  # unhashable: by its type, as before
+    assert fp(namespace["work"]) == current
 
 
 def test_an_unhashable_global_counts_by_its_type_only():

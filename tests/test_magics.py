@@ -1304,6 +1304,67 @@ def test_adding_cache_after_a_finished_run_restores_that_runs_result(ip, journal
     assert orch().get_task("load").status is S.COMPLETED
 
 
+def test_watch_puts_a_files_content_into_what_the_cache_restores(ip, journal, tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("1,2,3")
+    cell = 'sum(int(v) for v in open("data.csv").read().split(","))'
+
+    def new_kernel_run(options: str = "--cache --watch data.csv --watch env:CODO_TEST_W") -> int:
+        flush_journal()
+        reset_default()
+        task(ip, f"total {options}", cell)
+        run_all(ip)
+        return attempts("total")
+
+    task(ip, "total --cache --watch data.csv --watch env:CODO_TEST_W", cell)
+    assert orch().get_task("total").watch == ["data.csv", "env:CODO_TEST_W"]
+    run_all(ip)
+    assert (attempts("total"), result("total")) == (1, 6)
+    assert new_kernel_run() == 0  # unchanged: restored
+    data.write_text("1,2,4")
+    assert new_kernel_run() == 1 and result("total") == 7  # the file changed: it runs
+    assert new_kernel_run() == 0 and result("total") == 7
+    assert new_kernel_run("--cache") == 1  # without the watch it is another fingerprint
+
+
+def test_changing_watch_reruns_the_cell(ip, capsys):
+    task(ip, "a", "1")
+    run_all(ip)
+    capsys.readouterr()
+    task(ip, "a --watch data.csv", "1")
+    assert "codo_task 'a': changed; re-running it" in capsys.readouterr().out
+    assert orch().get_task("a").watch == ["data.csv"]
+
+
+def test_a_cached_cell_sees_a_change_in_a_user_module_it_reads(ip, journal, tmp_path):
+    import importlib
+    import sys
+
+    helper = tmp_path / "cell_helper_mod.py"
+    helper.write_text("def g(x):\n    return x + 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        ip.user_ns["cell_helper_mod"] = importlib.import_module("cell_helper_mod")
+        task(ip, "g --cache", "cell_helper_mod.g(1)")
+        run_all(ip)
+        flush_journal()
+        reset_default()
+        task(ip, "g --cache", "cell_helper_mod.g(1)")
+        assert attempts("g") == 0  # unchanged: restored
+        helper.write_text("def g(x):\n    return x + 2\n")
+        sys.modules.pop("cell_helper_mod")
+        importlib.invalidate_caches()
+        ip.user_ns["cell_helper_mod"] = importlib.import_module("cell_helper_mod")
+        flush_journal()
+        reset_default()
+        task(ip, "g --cache", "cell_helper_mod.g(1)")
+        run_all(ip)
+        assert (attempts("g"), result("g")) == (1, 3)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cell_helper_mod", None)
+
+
 @pytest.mark.parametrize(("source", "expected"), [
     ("%codo_run --fresh  # recompute", "codo_run: --fresh: nothing was restored"),
     ("%codo_run --journal off  # none", "codo_run: journal off"),

@@ -107,6 +107,8 @@ class Engine:
         bus, recorder = self.events, self.recorder
         self.sched.listener = bus.publish if bus.active else None
         self.sched.recorder = None if recorder is None else recorder.on_transition
+        if recorder is not None:
+            recorder.resolve = self.actions.resolve  # actions are fingerprinted by their code
 
     def use_recorder(self, recorder: Recorder | None) -> None:
         """Switch journals (while idle); the old one commits and closes."""

@@ -9,23 +9,29 @@ digest in any interpreter of the same Python version: nothing depends on ``id()`
 ``code_fingerprint`` hashes a function by value: its qualified name and module, its
 code object (bytecode, constants including nested code, names, argument counts;
 cached per code object, no file I/O), its defaults, its closure values and, for
-functions of user code (``__main__``, a notebook, a module outside the standard
-library and site-packages), the globals its code names that are code (helper
-functions, recursively; classes; modules by name) or small constants (numbers,
-short strings, enum members, small containers of those: a threshold, a column
-list). Other globals (a DataFrame, a model, a lock) count by their type only, so a
-fingerprint never walks big data it was not given: data that should count is passed
-as a parameter (or, for a cell, as a name it reads, via ``extra``). Functions and
-classes of installed libraries are hashed by name. A parameter, closure value or
-``extra`` value that cannot be hashed raises ``Unhashable``: that task is never
-restorable.
+functions of user code, what the code reads: its globals and, on a user module it
+names, the attributes its bytecode loads (``helper.g``, ``helper.K``; ``reach.py``).
+User code is ``__main__``, a notebook, and any module outside the standard library
+and site-packages, or installed editable. What is read counts by value: functions
+and classes by their code (recursively, each once: a visited set), data by content
+(a long list or dict of plain values through ``marshal``, pandas and numpy through
+their own hashes). Reading a value that would take over ``BUDGET_SECONDS`` or
+``BUDGET_BYTES`` to hash raises ``TooCostly`` naming it: the task is then not
+restorable, never restored on a partial view. A global that cannot be hashed at all
+(a lock, a connection) counts by its type, as the outside world. Installed packages
+(their modules, functions and classes) count by name and distribution version; the
+standard library by name (the interpreter's version is in every fingerprint). A
+parameter, closure value or ``extra`` value that cannot be hashed raises
+``Unhashable``: that task is never restorable. Parameters are hashed whole, without
+a budget: they were given on purpose.
 
 ``value_digest`` handles primitives, containers (dicts and sets in a stable order),
 pandas objects (``hash_pandas_object``, only when pandas is already imported),
-numpy arrays, functions, classes, ``task.output`` placeholders (as "the output of
-the task with this fingerprint", since task ids differ between kernels), and any
-other object through its pickle reduction (``__reduce_ex__``), hashed with the same
-stable rules; cloudpickle bytes are the last resort.
+numpy arrays, functions, classes, user modules (their namespace), ``task.output``
+placeholders (as "the output of the task with this fingerprint", since task ids
+differ between kernels), and any other object through its pickle reduction
+(``__reduce_ex__``), hashed with the same stable rules; cloudpickle bytes are the
+last resort.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import marshal
 import os
 import sys
 import sysconfig
+import time
 import types
 import weakref
 from collections import OrderedDict
@@ -44,11 +52,28 @@ from enum import Enum
 from typing import Any
 
 from .model import OutputRef
+from .reach import attribute_paths, distribution, is_editable, metadata_seconds
 
-__all__ = ["Unhashable", "code_fingerprint", "task_fingerprint", "value_digest"]
+__all__ = ["TooCostly", "Unhashable", "code_fingerprint", "code_fingerprint_reads",
+           "new_memo", "task_fingerprint", "value_digest"]
 
 _PREFIX = b"codomyrmex-fingerprint-1;py%d.%d;" % sys.version_info[:2]
 MAX_DEPTH = 200  # nesting levels before a value is declared unhashable
+#: What hashing one value the code reads (a global, a module attribute) may cost; beyond
+#: either, the task is not restorable (``TooCostly``) rather than cached on a partial view.
+BUDGET_SECONDS = 0.05
+BUDGET_BYTES = 64 * 2**20
+_FAST_LEN = 256  # sequences and dicts at least this long try the marshal fast path
+
+
+def _clock() -> float:
+    """The budget's clock: the hashing thread's CPU time, so that a busy machine (another
+    process, the task's own threads) never makes a value "too slow" that is not, less the
+    one-time reads of package metadata (``reach``), which belong to no value."""
+    return time.thread_time() - metadata_seconds()
+
+
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 _sha256 = hashlib.sha256
 
@@ -56,6 +81,12 @@ _sha256 = hashlib.sha256
 class Unhashable(Exception):
     """A value the fingerprint cannot take (the message names it and why); the task
     is then never restorable."""
+
+
+class TooCostly(Unhashable):
+    """A value the code reads is too big or too slow to hash (over ``BUDGET_SECONDS`` or
+    ``BUDGET_BYTES``), or changed while it was hashed: never counted by type, the task
+    is not restorable."""
 
 
 # -- code objects ---------------------------------------------------------------------
@@ -114,29 +145,35 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
 
 
 @functools.cache
-def _library_dirs() -> tuple[str, ...]:
-    dirs: set[str] = set()
+def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(standard library folders, site-packages folders), each ending with a separator."""
+    stdlib: set[str] = set()
+    site_dirs: set[str] = set()
     schemes = [sysconfig.get_paths(),
                sysconfig.get_paths(vars={"base": sys.base_prefix,
                                          "platbase": sys.base_exec_prefix})]
     for paths in schemes:
-        for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        for key, into in (("stdlib", stdlib), ("platstdlib", stdlib), ("purelib", site_dirs),
+                          ("platlib", site_dirs)):
             if paths.get(key):
-                dirs.add(os.path.realpath(paths[key]))
+                into.add(os.path.realpath(paths[key]))
     try:
         import site
-        dirs.update(os.path.realpath(p) for p in site.getsitepackages())
-        dirs.add(os.path.realpath(site.getusersitepackages()))
+        site_dirs.update(os.path.realpath(p) for p in site.getsitepackages())
+        site_dirs.add(os.path.realpath(site.getusersitepackages()))
     except (AttributeError, OSError):  # some embedded interpreters lack these
         pass
-    return tuple(d.rstrip(os.sep) + os.sep for d in dirs)
+    return (tuple(d.rstrip(os.sep) + os.sep for d in stdlib),
+            tuple(d.rstrip(os.sep) + os.sep for d in site_dirs))
 
 
 _library_modules: dict[str, bool] = {}
 
 
 def _is_library_module(name: str | None) -> bool:
-    """True for the standard library, built-in modules and installed packages."""
+    """True for the standard library, built-in modules and installed packages; False for
+    user code: ``__main__``, a notebook, a module outside those folders, or one whose
+    distribution is installed editable (decided by file location, then metadata)."""
     if not name or name == "__main__":
         return False
     known = _library_modules.get(name)
@@ -147,13 +184,24 @@ def _is_library_module(name: str | None) -> bool:
         return False  # not imported (a dynamic module): user code, and not remembered
     file = getattr(module, "__file__", None)
     if file:
-        answer = os.path.realpath(file).startswith(_library_dirs())
+        real = os.path.realpath(file)
+        stdlib, site_dirs = _library_dirs()
+        if real.startswith(site_dirs):  # (inside the standard library's folder, often)
+            answer = not is_editable(name.partition(".")[0])
+        else:
+            answer = real.startswith(stdlib)
     else:
         origin = getattr(getattr(module, "__spec__", None), "origin", None)
         answer = name in sys.builtin_module_names or origin in ("built-in", "frozen")
     if len(_library_modules) < 10_000:
         _library_modules[name] = answer
     return answer
+
+
+def _library_version(name: str | None) -> str:
+    """``dist==version`` of an installed package's module ("" for the standard library,
+    whose version is the interpreter's, already in every fingerprint)."""
+    return distribution(name.partition(".")[0]) or "" if name else ""
 
 
 def _by_reference(obj: Any) -> bool:
@@ -166,7 +214,8 @@ def _by_reference(obj: Any) -> bool:
 
 
 class _Ctx:
-    __slots__ = ("upstream", "include_globals", "memo", "keep", "active", "depth")
+    __slots__ = ("upstream", "include_globals", "memo", "keep", "active", "depth", "deadline",
+                 "spent", "reads_data", "ticks")
 
     def __init__(self, upstream: Mapping[str, str] | None, include_globals: bool = True) -> None:
         self.upstream = upstream
@@ -175,6 +224,18 @@ class _Ctx:
         self.keep: list[object] = []      # keeps those ids valid for the call
         self.active: set[int] = set()     # composites being hashed (a repeat is a cycle)
         self.depth = 0
+        self.deadline: float | None = None  # while hashing a value the code reads: its budget
+        self.spent = 0                      # bytes hashed of that value so far
+        self.reads_data = False             # a value (not code) the code reads was hashed
+        self.ticks = 0                      # composites hashed: the clock is read every 64
+
+
+def _charge(ctx: _Ctx, nbytes: int) -> None:
+    """Count ``nbytes`` against the budget of the value being read (if any)."""
+    if ctx.deadline is not None:
+        ctx.spent += nbytes
+        if ctx.spent > BUDGET_BYTES:
+            raise TooCostly(f"it is over {BUDGET_BYTES >> 20} MB to hash")
 
 
 def _str(h: Any, text: str) -> None:
@@ -206,9 +267,10 @@ def _feed(h: Any, value: object, ctx: _Ctx) -> None:
         h.update(b"c%s,%s;" % (value.real.hex().encode(), value.imag.hex().encode()))
     elif value is Ellipsis:
         h.update(b"...;")
-    elif t is types.ModuleType:
+    elif t is types.ModuleType and _is_library_module(value.__name__):
         h.update(b"M")
         _str(h, value.__name__)
+        _str(h, _library_version(value.__name__))
     else:
         key = id(value)
         digest = ctx.memo.get(key)
@@ -218,6 +280,9 @@ def _feed(h: Any, value: object, ctx: _Ctx) -> None:
                 return
             if ctx.depth >= MAX_DEPTH:
                 raise Unhashable(f"a {_type_name(value)} nested more than {MAX_DEPTH} levels deep")
+            ctx.ticks += 1
+            if ctx.deadline is not None and not ctx.ticks & 63 and _clock() > ctx.deadline:
+                raise TooCostly(f"it takes over {BUDGET_SECONDS * 1000:.0f} ms to hash")
             ctx.active.add(key)
             ctx.depth += 1
             try:
@@ -248,19 +313,43 @@ def _sorted_digests(items: Iterable[object], ctx: _Ctx) -> list[bytes]:
     return out
 
 
+def _feed_marshal(h: Any, value: Any, ctx: _Ctx) -> bool:
+    """A long list, tuple or dict of plain data in one C call: ``marshal`` (format 2: no
+    back-references and no interning flag, so the bytes depend on the values only) writes
+    ints, floats, strings, bytes and containers of them exactly, at about 15 ns an item;
+    it refuses anything else (an object, a subclass), which then takes the general walk.
+    A dict is marshalled as its sorted items, so insertion order does not count. (A set
+    nested in such a list is written in iteration order: across kernels that can only
+    miss the cache, never match a different value: marshal's bytes decode to the value.)"""
+    _charge(ctx, 8 * len(value))
+    try:
+        data = marshal.dumps(sorted(value.items()) if type(value) is dict else value, 2)
+    except (ValueError, TypeError):  # an object marshal cannot write, keys that do not sort
+        return False
+    _charge(ctx, len(data))
+    h.update(b"marshal%d:" % len(data))
+    h.update(data)
+    return True
+
+
 def _feed_composite(h: Any, value: Any, t: type, ctx: _Ctx) -> None:
     if t is tuple or t is list:
-        h.update(b"(%d:" % len(value) if t is tuple else b"[%d:" % len(value))
-        for item in value:
-            _feed(h, item, ctx)
+        if len(value) < _FAST_LEN or not _feed_marshal(h, value, ctx):
+            h.update(b"(%d:" % len(value) if t is tuple else b"[%d:" % len(value))
+            for item in value:
+                _feed(h, item, ctx)
     elif t is dict:
-        _feed_items(h, b"{", value.items(), ctx, ordered=False)
+        if not (len(value) >= _FAST_LEN and _feed_marshal(h, value, ctx)):
+            _feed_items(h, b"{", value.items(), ctx, ordered=False)
+    elif t is types.ModuleType:
+        _feed_module(h, value, ctx)
     elif t is set or t is frozenset:
         h.update(b"<%d:" % len(value) if t is set else b"f<%d:" % len(value))
         for digest in _sorted_digests(value, ctx):
             h.update(digest)
     elif t is bytearray or t is memoryview:
         data = bytes(value)
+        _charge(ctx, len(data))
         h.update(b"B%d:" % len(data))
         h.update(data)
     elif isinstance(value, OutputRef):
@@ -321,6 +410,7 @@ def _feed_function(h: Any, func: types.FunctionType, ctx: _Ctx, root: bool = Fal
     h.update(b"function:")
     _str(h, _name(func))
     if not root and _by_reference(func):
+        _str(h, _library_version(func.__module__))
         return
     code = func.__code__
     h.update(_code_digest(code))
@@ -328,7 +418,7 @@ def _feed_function(h: Any, func: types.FunctionType, ctx: _Ctx, root: bool = Fal
         _feed(h, func.__defaults__, ctx)
         _feed(h, func.__kwdefaults__, ctx)
     except Unhashable as exc:
-        raise Unhashable(f"a default of {func.__qualname__}: {exc}") from None
+        raise type(exc)(f"a default of {func.__qualname__}: {exc}") from None
     for name, cell in zip(code.co_freevars, func.__closure__ or (), strict=False):
         _str(h, name)
         try:
@@ -339,59 +429,121 @@ def _feed_function(h: Any, func: types.FunctionType, ctx: _Ctx, root: bool = Fal
         try:
             _feed(h, contents, ctx)
         except Unhashable as exc:
-            raise Unhashable(f"{func.__qualname__} closes over {name!r}: {exc}") from None
+            raise type(exc)(f"{func.__qualname__} closes over {name!r}: {exc}") from None
     if ctx.include_globals and not _is_library_module(func.__module__):
         namespace = func.__globals__
+        paths = attribute_paths(code)
         for name in _global_names(code):
             if name not in namespace:
                 continue  # a builtin, an attribute name, or not defined yet
             value = namespace[name]
             _str(h, name)
-            wrapped = getattr(value, "__wrapped__", None)  # functools.wraps, lru_cache
-            if callable(wrapped) and callable(value):
-                value = wrapped
-            if not (_is_code(value) or _is_small_constant(value)):
-                h.update(b"data-global:")  # data is hashed when passed as a parameter
-                _str(h, _type_name(value))
-                continue
-            sub = _sha256()
-            try:
-                _feed(sub, value, ctx)
-                h.update(sub.digest())
-            except Unhashable:  # a lock, a connection: by its type (the outside world)
-                h.update(b"opaque-global:")
-                _str(h, _type_name(value))
+            chains = paths.get(name)
+            if (type(value) is types.ModuleType and chains and () not in chains
+                    and not _is_library_module(value.__name__)):
+                _feed_module(h, value, ctx, chains, f"{func.__qualname__} reads {name}")
+            else:  # a module used whole goes through _feed: memoised, cycles seen
+                _feed_reached(h, value, ctx, f"global {name!r} read by {func.__qualname__}")
+
+
+def _feed_reached(h: Any, value: Any, ctx: _Ctx, what: str) -> None:
+    """A value user code reads (a global, a module's attribute): code by its code, data by
+    its content within the budget. One that cannot be hashed at all (a lock, a connection)
+    counts by its type, as the outside world; one over the budget raises ``TooCostly``."""
+    wrapped = getattr(value, "__wrapped__", None)  # functools.wraps, lru_cache
+    if callable(wrapped) and callable(value):
+        value = wrapped
+    code = _is_code(value)
+    if not code:
+        ctx.reads_data = True
+    outer = ctx.deadline
+    timed = not code and outer is None and type(value) not in _PLAIN
+    if timed:  # (a number or a string cannot be slow: its size is charged instead)
+        ctx.deadline, ctx.spent = _clock() + BUDGET_SECONDS, 0
+    sub = _sha256()
+    try:
+        if type(value) in (str, bytes) and len(value) > BUDGET_BYTES:
+            raise TooCostly(f"it is over {BUDGET_BYTES >> 20} MB to hash")
+        _feed(sub, value, ctx)
+        if timed and _clock() > ctx.deadline:
+            raise TooCostly(f"it takes over {BUDGET_SECONDS * 1000:.0f} ms to hash")
+        h.update(sub.digest())
+    except TooCostly as exc:
+        if outer is not None or code:
+            raise
+        raise TooCostly(f"{what}: {exc} (the budget is {BUDGET_SECONDS * 1000:.0f} ms and "
+                        f"{BUDGET_BYTES >> 20} MB); pass it as a parameter or watch= its "
+                        "source") from None
+    except Unhashable:  # a lock, a connection: by its type (the outside world)
+        h.update(b"opaque-global:")
+        _str(h, _type_name(value))
+    except RuntimeError as exc:  # another thread changed it under the walk (or too deep)
+        why = "it is nested too deep" if isinstance(exc, RecursionError) else \
+            f"it changed while it was hashed ({exc})"
+        raise TooCostly(f"{what}: {why}") from None
+    finally:
+        ctx.deadline = outer
+
+
+def _feed_module(h: Any, module: types.ModuleType, ctx: _Ctx,
+                 chains: Iterable[tuple[str, ...]] | None = None, what: str = "") -> None:
+    """A user module (not installed: the user's own code): what the code reaches in it.
+
+    ``chains`` are the attribute chains the code loads on it (``helper.g``,
+    ``pkg.sub.K``): each is followed through user modules and its value hashed like a
+    global. Without chains (the module itself is passed around), its whole namespace
+    counts; the modules it imports count by name there (never the whole world)."""
+    h.update(b"user-module:")
+    ctx.reads_data = True  # its attributes may be rebound at any time: not kept for a run
+    name = module.__name__
+    _str(h, name)
+    label = what or name
+    if chains:
+        for chain in sorted(chains):
+            target: Any = module
+            followed = 0
+            for attr in chain:
+                if type(target) is not types.ModuleType or _is_library_module(target.__name__):
+                    break
+                _str(h, attr)
+                target = getattr(target, attr, _MISSING)
+                followed += 1
+            if target is _MISSING:
+                h.update(b"missing;")
+            elif type(target) is types.ModuleType:
+                _feed(h, target, ctx)  # a library module, or a user module used whole
+            else:
+                _feed_reached(h, target, ctx, f"{label}.{'.'.join(chain[:followed])}")
+        return
+    if not ctx.include_globals:
+        return
+    for attr, value in sorted(vars(module).items()):
+        if attr.startswith("__") and attr.endswith("__"):
+            continue
+        _str(h, attr)
+        if type(value) is types.ModuleType:
+            h.update(b"M")
+            _str(h, value.__name__)
+            if _is_library_module(value.__name__):
+                _str(h, _library_version(value.__name__))
+        else:
+            _feed_reached(h, value, ctx, f"{label}.{attr}")
+
+
+_MISSING = object()
 
 
 _CODE_TYPES = (types.FunctionType, types.MethodType, types.BuiltinFunctionType,
                types.ModuleType, functools.partial, type)
-_SCALARS = frozenset({type(None), bool, int, float, complex})
-
-
 def _is_code(value: object) -> bool:
     return isinstance(value, _CODE_TYPES)
-
-
-def _is_small_constant(value: object, depth: int = 0) -> bool:
-    """Numbers, short strings, enum members and small containers of those: cheap to hash,
-    and the kind of global (a threshold, a column list) that changes what code does."""
-    t = type(value)
-    if t in _SCALARS or isinstance(value, Enum):
-        return True
-    if t is str or t is bytes:
-        return len(value) <= 10_000
-    if depth < 3 and t in (tuple, list, set, frozenset) and len(value) <= 256:
-        return all(_is_small_constant(item, depth + 1) for item in value)
-    if depth < 3 and t is dict and len(value) <= 256:
-        return all(_is_small_constant(k, depth + 1) and _is_small_constant(v, depth + 1)
-                   for k, v in value.items())
-    return False
 
 
 def _feed_class(h: Any, cls: type, ctx: _Ctx) -> None:
     h.update(b"class:")
     _str(h, _name(cls))
     if _by_reference(cls):
+        _str(h, _library_version(cls.__module__))
         return
     for base in cls.__bases__:
         if base is not object:
@@ -412,6 +564,8 @@ def _feed_class(h: Any, cls: type, ctx: _Ctx) -> None:
             try:
                 _feed(sub, attr, ctx)
                 h.update(sub.digest())
+            except TooCostly:
+                raise
             except Unhashable:
                 h.update(b"opaque:")
                 _str(h, _type_name(attr))
@@ -434,6 +588,8 @@ def _feed_arrays(h: Any, value: Any, ctx: _Ctx) -> bool:
         if not isinstance(value, pd.Index):
             _feed(h, list(value.index.names), ctx)
             _feed(h, str(value.index.dtype), ctx)
+        if ctx.deadline is not None:
+            _pandas_budget(pd, value, ctx)
         try:
             hashed = pd.util.hash_pandas_object(value, index=True)
             h.update(memoryview(hashed.to_numpy() if hasattr(hashed, "to_numpy") else hashed))
@@ -449,6 +605,7 @@ def _feed_arrays(h: Any, value: Any, ctx: _Ctx) -> bool:
             if value.dtype.hasobject:
                 _feed(h, value.ravel().tolist(), ctx)
             else:
+                _charge(ctx, value.nbytes)  # refused before the work, by its size
                 h.update(memoryview(np.ascontiguousarray(value)).cast("B"))
             return True
         if isinstance(value, np.generic):
@@ -460,6 +617,27 @@ def _feed_arrays(h: Any, value: Any, ctx: _Ctx) -> bool:
                 h.update(value.tobytes())
             return True
     return False
+
+
+_SAMPLE_ROWS = 10_000
+
+
+def _pandas_budget(pd: Any, value: Any, ctx: _Ctx) -> None:
+    """Refuse, before the work, a frame over the byte budget or whose hashing would take
+    longer than the time left: the time of a sample of its rows, scaled."""
+    usage = value.memory_usage(deep=False) if isinstance(value, pd.Index) else \
+        value.memory_usage(index=True, deep=False)
+    _charge(ctx, int(getattr(usage, "sum", lambda: usage)()))
+    rows = len(value)
+    if rows > 5 * _SAMPLE_ROWS and ctx.deadline is not None:
+        began = _clock()
+        try:
+            pd.util.hash_pandas_object(value[:_SAMPLE_ROWS], index=True)
+        except (TypeError, ValueError):
+            return  # cells hash_pandas_object refuses: the general walk, under its checks
+        expected = (_clock() - began) * rows / _SAMPLE_ROWS
+        if began + expected > ctx.deadline:
+            raise TooCostly(f"it would take about {expected * 1000:.0f} ms to hash")
 
 
 def _feed_reduced(h: Any, value: Any, ctx: _Ctx) -> None:
@@ -516,19 +694,40 @@ def value_digest(value: object, upstream: Mapping[str, str] | None = None) -> st
 def code_fingerprint(func: Callable[..., Any] | None, module: str | None = None,
                      action: str | None = None, *, include_globals: bool = True) -> str:
     """The code part of a fingerprint: ``module``/``action`` names and, when given,
-    ``func`` by value (name, code, defaults, closure values and, for user code, the
-    globals it reads unless ``include_globals`` is False). Raises ``Unhashable``."""
+    ``func`` by value (name, code, defaults, closure values and, for user code, what it
+    reads: globals, the attributes it loads on user modules, recursively, unless
+    ``include_globals`` is False). Raises ``Unhashable`` (``TooCostly`` for a value
+    over the budget)."""
+    return code_fingerprint_reads(func, module, action, include_globals=include_globals)[0]
+
+
+def new_memo() -> object:
+    """A memo for ``code_fingerprint_reads`` calls made at one moment (a batch of
+    definitions): a value several functions read is hashed once for them all."""
+    return _Ctx(None)
+
+
+def code_fingerprint_reads(func: Callable[..., Any] | None, module: str | None = None,
+                           action: str | None = None, *, include_globals: bool = True,
+                           memo: object = None) -> tuple[str, bool]:
+    """``code_fingerprint`` and whether it read data (a value, not code): such a
+    fingerprint holds at the moment it was made only, never for a whole run."""
     h = _sha256(_PREFIX + b"code;")
     _str(h, module or "")
     _str(h, action or "")
-    if func is not None:
-        ctx = _Ctx(None, include_globals)
-        if type(func) is types.FunctionType:
-            ctx.active.add(id(func))  # a recursive function names itself: a cycle
+    if func is None:
+        return h.hexdigest(), False
+    ctx = memo if isinstance(memo, _Ctx) and include_globals else _Ctx(None, include_globals)
+    ctx.active.clear()
+    if type(func) is types.FunctionType:
+        ctx.active.add(id(func))  # a recursive function names itself: a cycle
+        try:
             _feed_function(h, func, ctx, root=True)
-        else:
-            _feed(h, func, ctx)
-    return h.hexdigest()
+        finally:
+            ctx.active.discard(id(func))
+    else:
+        _feed(h, func, ctx)
+    return h.hexdigest(), ctx.reads_data
 
 
 def task_fingerprint(code: str, parameters: Mapping[str, object],

@@ -10,6 +10,7 @@ callables and exception objects.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -167,6 +168,22 @@ class TaskResource:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskResource:
         return cls(**data)
+
+
+def check_watch(value: Any) -> list[str]:
+    """A task's ``watch`` list, checked: file paths and ``env:NAME`` variables whose
+    content or value its fingerprint includes (``core/watch.py``)."""
+    if isinstance(value, str | os.PathLike):
+        value = [value]
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise ValueError(f"watch must be a list of file paths or 'env:NAME' strings, got {value!r}")
+    specs = []
+    for item in value:
+        spec = os.fspath(item) if isinstance(item, os.PathLike) else item
+        if not isinstance(spec, str) or not spec.strip() or spec.strip() == "env:":
+            raise ValueError(f"watch entries must be a file path or 'env:NAME', got {item!r}")
+        specs.append(spec)
+    return specs
 
 
 def _made_on_read(slot: str) -> property:
@@ -356,11 +373,11 @@ class Attempt:
 DEFINITION_FIELDS = ("name", "module", "action", "parameters", "dependencies", "priority",
                      "resources", "timeout", "max_retries", "retry_delay", "retry_backoff",
                      "retry_jitter", "tags", "metadata", "func", "cache", "retry_on", "description",
-                     "trigger_rule")
+                     "trigger_rule", "watch")
 _SERIALISED = ("id", "name", "module", "action", "parameters", "dependencies", "timeout",
                "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
                "metadata", "retry_count", "created_at", "started_at", "completed_at",
-               "trigger_rule")
+               "trigger_rule", "watch")
 _NO_ATTEMPTS: tuple[Attempt, ...] = ()
 _S = TaskStatus
 
@@ -388,7 +405,7 @@ class Task:
     __slots__ = ("name", "module", "action", "parameters", "dependencies", "priority", "_resources",
                  "timeout", "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "_tags",
                  "metadata", "func", "cache", "id", "created_at", "_status", "_retry_count",
-                 "_result", "retry_on", "description",
+                 "_result", "retry_on", "description", "_watch",
                  "_started_at", "_completed_at", "_record", "_asked", "trigger_rule",
                  "__weakref__")
 
@@ -404,7 +421,7 @@ class Task:
                  created_at: float | None = None, started_at: float | None = None,
                  completed_at: float | None = None, *,
                  retry_on: Any = None, description: str = "",
-                 trigger_rule: str = DEFAULT_RULE) -> None:
+                 trigger_rule: str = DEFAULT_RULE, watch: list[str] | None = None) -> None:
         self.name, self.module, self.action = name, module, action
         self.retry_on = retry_on  # None: every failure is retried (see core.retry_on)
         self.description = description
@@ -416,6 +433,7 @@ class Task:
         self.max_retries, self.retry_delay = max_retries, retry_delay
         self.retry_backoff, self.retry_jitter = retry_backoff, retry_jitter
         self._tags = tags  # None until read, as resources
+        self._watch = watch  # files and "env:NAME" variables in the fingerprint (core/watch.py)
         self.metadata = {} if metadata is None else metadata
         self.id = f"{_random_bits(64):016x}" if id is None else id
         self.created_at = time.time() if created_at is None else created_at
@@ -430,6 +448,7 @@ class Task:
     # of the objects every full garbage collection walked, for fields most tasks never set.
     resources = _made_on_read("_resources")
     tags = _made_on_read("_tags")
+    watch = _made_on_read("_watch")
 
     def is_plain(self) -> bool:
         """True when every field has a default-like type and value: nothing to check."""
@@ -444,7 +463,7 @@ class Task:
                 and type(self.metadata) is dict and (self.func is None or callable(self.func))
                 and self.cache is False and self.retry_on is None
                 and type(self.description) is str
-                and self.trigger_rule is DEFAULT_RULE)
+                and self.trigger_rule is DEFAULT_RULE and _empty_list(self._watch))
 
     def validate(self) -> None:
         """Check and normalise every definition field; raises ``ValueError`` naming the bad one."""
@@ -499,6 +518,7 @@ class Task:
             raise ValueError(f"task description must be a string, got {self.description!r}")
         rule = check_rule(self.trigger_rule)
         self.trigger_rule = DEFAULT_RULE if rule == DEFAULT_RULE else rule
+        self._watch = check_watch(self._watch) if self._watch else None
 
     # -- state: the scheduler's record decides once the task is added ------------------
     @property

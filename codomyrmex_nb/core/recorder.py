@@ -17,8 +17,9 @@ restores, at definition, each task whose fingerprint matches a task that
 completed in any of them (its result row committed); a live process's runs are
 never resumed from. Tasks that opt into caching (``cache=True``) are restored
 from any run. Fingerprints (``fingerprint.py``) hash the task's code,
-parameters, upstream fingerprints and, for a notebook cell, what the cell reads
-(``__codo_fingerprint__`` on the task's callable). A task whose fingerprint
+parameters, upstream fingerprints, the files and variables it ``watch``es and, for
+a notebook cell, what the cell reads (``__codo_fingerprint__`` on the task's callable);
+a ``module``/``action`` task by the code of the function it resolves to. A task whose fingerprint
 cannot be made (a lock as a parameter) is never restorable; ``unhashable``
 says why. Restoring unpickles: only trusted journals may be opened.
 """
@@ -40,11 +41,18 @@ from typing import Any
 
 import cloudpickle
 
-from .fingerprint import Unhashable, code_fingerprint, task_fingerprint, value_digest
+from .fingerprint import (
+    Unhashable,
+    code_fingerprint_reads,
+    new_memo,
+    task_fingerprint,
+    value_digest,
+)
 from .journal import Journal, JournalWarning, RunInfo, default_path
 from .model import Task, TaskStatus, output_refs
 from .sessions import resume_source
 from .trigger_rules import DEFAULT as DEFAULT_RULE
+from .watch import watch_digest
 
 log = logging.getLogger(__name__)
 _S = TaskStatus
@@ -53,6 +61,7 @@ _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _VALUE = {None: None, **{s: s.value for s in TaskStatus}}  # enum .value is slow per call
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
+_WARNED: set[str] = set()  # reasons a task was said not restorable (each said once)
 
 
 def dumps(value: Any) -> bytes:
@@ -103,6 +112,9 @@ class Recorder:
         self._code: dict[Any, str] = {}
         self._blobs: dict[str, bytes] = {}  # restored task id -> its bytes, to record again
         self._lock = threading.Lock()  # guards the code cache and the lists above
+        # module + action -> the action's function (the engine's registry), so that an
+        # action is fingerprinted by its code, not only its names
+        self.resolve: Callable[[str, str], Any] | None = None
         self._open_lock = threading.Lock()  # the file is opened once
         if resume is not False:
             self.look_for_resume()
@@ -191,7 +203,7 @@ class Recorder:
 
     # -- fingerprints (outside the engine lock) ----------------------------------------------
     def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str],
-                    upstream_names: frozenset[str] = frozenset()) -> str:
+                    upstream_names: frozenset[str] = frozenset(), memo: object = None) -> str:
         """The task's fingerprint from its definition and its upstream fingerprints.
 
         Raises ``Unhashable`` (with the reason) when a parameter or the code's
@@ -201,7 +213,11 @@ class Recorder:
         rule other than the default counts too (so no existing fingerprint changes).
         """
         func = task.func
-        code = self._known_code(func, task.cache)  # plain functions only: no custom hook
+        if func is None and task.module and task.action:  # by its code, not kept per run
+            code = self._code_for(self._action(task.module, task.action), task.module,
+                                  task.action, True, memo)
+        else:
+            code = self._known_code(func, task.cache)  # plain functions only: no custom hook
         rule = task.trigger_rule  # part of the definition; the default adds nothing
         if code is None:
             custom = getattr(func, "__codo_fingerprint__", None)
@@ -209,10 +225,14 @@ class Recorder:
                 code = custom(upstream_names)
                 if rule is not DEFAULT_RULE:
                     code = f"{code};trigger_rule={rule}"
+                if task._watch:
+                    code = f"{code};watch:{watch_digest(task._watch)}"
                 return task_fingerprint(code, task.parameters, upstream, upstream=ups)
-            code = self._code_of(task)
+            code = self._code_for(func, task.module, task.action, task.cache, memo)
         if rule is not DEFAULT_RULE:
             code = f"{code};trigger_rule={rule}"
+        if task._watch:  # declared inputs: files' contents, variables' values, read now
+            code = f"{code};watch:{watch_digest(task._watch)}"
         params = task.parameters
         if not params or all(type(v) in _SCALARS for v in params.values()):
             # The common case, plain values: one hash of their exact reprs (no generic walk).
@@ -221,23 +241,34 @@ class Recorder:
             return hashlib.sha256(b"codo-fast-1;" + key.encode("utf-8", "surrogatepass")).hexdigest()
         return task_fingerprint(code, params, upstream, upstream=ups)
 
-    def _code_of(self, task: Task) -> str:
-        """The code part of the fingerprint, computed once per function and run."""
-        return self._code_for(task.func, task.module, task.action, task.cache)
+    def _action(self, module: str, action: str) -> Any:
+        """The function a ``module``/``action`` task runs (None if it does not resolve:
+        the task will fail, and its names alone are its code)."""
+        resolve = self.resolve
+        if resolve is None:
+            return None
+        try:
+            return resolve(module, action)
+        except Exception:  # noqa: BLE001 - the attempt reports it
+            return None
 
-    def _code_for(self, func: Any, module: str, action: str, cache: bool) -> str:
+    def _code_for(self, func: Any, module: str, action: str, cache: bool,
+                  memo: object = None) -> str:
         """A ``functools.partial`` (a common way to make one task per input) is its
         function's code fingerprint, computed once, plus its bound arguments: a partial
-        made per task never hit the cache and cost about 0.1 ms a task."""
+        made per task never hit the cache and cost about 0.1 ms a task. A function's code
+        fingerprint is kept for the run unless it read data (a global list, a module's
+        value): that one is made again at each attempt's start (``memo``: shared by the
+        tasks of one definition batch)."""
         if type(func) is functools.partial:  # the same value, cached or not
-            inner = self._code_for(func.func, module, action, cache)
+            inner = self._code_for(func.func, module, action, cache, memo)
             return hashlib.sha256(
                 f"codo-partial-1;{inner};{value_digest(func.args)};"
                 f"{value_digest(func.keywords)}".encode()).hexdigest()
         code = self._known_code(func, cache)
         if code is None:
-            code = code_fingerprint(func, module, action)
-            if func is not None and not cache:
+            code, reads_data = code_fingerprint_reads(func, module, action, memo=memo)
+            if func is not None and not cache and not reads_data:
                 try:
                     with self._lock:
                         self._code[func] = code
@@ -346,6 +377,7 @@ class Recorder:
         names_of: dict[str, str] = {}  # upstream task id -> its name
         found: dict[str, Any] = {}
         pending = list(batch)
+        memo = new_memo()  # one moment: a value many tasks read is hashed once
         while pending:
             waiting = []
             for task in pending:
@@ -353,7 +385,8 @@ class Recorder:
                 if ups is _LATER:
                     waiting.append(task)
                     continue
-                fps[task.id] = fp = None if ups is None else self._task_fp(task, ups, names_of)
+                fps[task.id] = fp = None if ups is None else self._task_fp(task, ups, names_of,
+                                                                          memo)
                 if fp is not None and task.trigger_rule is not DEFAULT_RULE \
                         and not _all_completed(ups, found, in_batch, lookup):
                     continue  # its recorded result may have been computed after a failure
@@ -399,13 +432,21 @@ class Recorder:
         return ups
 
     def _task_fp(self, task: Task, ups: list[tuple[str, str]],
-                 names_of: Mapping[str, str]) -> str | None:
+                 names_of: Mapping[str, str], memo: object = None) -> str | None:
         try:
             return self.fingerprint(task, [fp for _, fp in ups], dict(ups),
-                                    frozenset(names_of[i] for i, _ in ups))
+                                    frozenset(names_of[i] for i, _ in ups), memo)
         except Unhashable as exc:
             with self._lock:
                 self.unhashable[task.name] = str(exc)
+                expected = task.cache or self.resume_from is not None  # a restore was hoped for
+                first = expected and str(exc) not in _WARNED
+                if first and len(_WARNED) < 10_000:
+                    _WARNED.add(str(exc))
+            if first:  # one line per reason and process, however many tasks share it
+                kind = "cache=True task" if task.cache else "task"
+                warnings.warn(f"{kind} {task.name!r} cannot be restored: {exc}",
+                              JournalWarning, stacklevel=5)
             return None
 
     def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:

@@ -74,6 +74,7 @@ class CellOptions:
     cache: bool = False
     retry_on: list[str] = field(default_factory=list)  # exception names (notebook or builtins)
     trigger: str | None = None  # a trigger rule (None: all_success)
+    watch: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ def parse_resource(spec: str) -> TaskResource:
 
 def fingerprint(source: str, opts: CellOptions) -> str:
     """What decides whether a cell changed: its text and every option but ``--out`` and
-    ``--cache`` (neither changes what the cell computes)."""
+    ``--cache`` (neither changes what the cell computes). ``--watch`` counts: a new
+    declared input re-runs the cell (the watched contents count in the journal's
+    fingerprint, not here: an unchanged cell keeps its result, as for the names it reads)."""
     key = {"source": source.rstrip(), "after": opts.after, "priority": opts.priority,
            "timeout": opts.timeout, "retries": opts.retries, "retry_delay": opts.retry_delay,
            "resources": opts.resources, "tags": opts.tags}
@@ -131,6 +134,8 @@ def fingerprint(source: str, opts: CellOptions) -> str:
     rule = _rule_name(opts.trigger)
     if rule != DEFAULT_RULE:  # only then: cells without a rule keep their fingerprint
         key["trigger"] = rule
+    if opts.watch:  # only when given: cells without it keep the fingerprint they had
+        key["watch"] = sorted(opts.watch)
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -213,7 +218,8 @@ def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp:
                     priority=parse_priority(opts.priority), timeout=opts.timeout,
                     max_retries=opts.retries, retry_delay=opts.retry_delay, resources=resources,
                     tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache),
-                    retry_on=retry_on, trigger_rule=opts.trigger or DEFAULT_RULE)
+                    retry_on=retry_on, trigger_rule=opts.trigger or DEFAULT_RULE,
+                    watch=list(opts.watch) or None)
     except ValueError as exc:
         raise CellDefinitionError(f"task {name!r}: {exc}") from None
 
@@ -337,7 +343,7 @@ def _redefine(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task],
 
 
 _REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags",
-             "cache", "retry_on", "trigger_rule")
+             "cache", "retry_on", "trigger_rule", "watch")
 
 
 def _downstream_names(orch: TaskOrchestrator, task: Task) -> list[str]:

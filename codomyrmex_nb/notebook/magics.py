@@ -56,7 +56,8 @@ from .text_status import dag_text, status_table, summary_line, task_detail
 S = TaskStatus
 _TASK_USAGE = ("%%codo_task NAME [--after TASK [TASK ...]] [--priority P] [--timeout S]\n"
                "                 [--retries N] [--retry-delay S] [--retry-on EXC[,EXC]]...\n"
-               "                 [--resource TYPE:ID[:MODE]]... [--tag T]... [--out VAR] [--cache]")
+               "                 [--resource TYPE:ID[:MODE]]... [--tag T]... [--out VAR] [--cache]\n"
+               "                 [--watch PATH|env:NAME]...")
 
 
 def current_orchestrator() -> TaskOrchestrator:
@@ -182,6 +183,10 @@ class CodoMagics(Magics):
               "notebook names it reads and its upstream tasks are as they were in any run that "
               "completed it (without --cache only an unfinished run is resumed); changing "
               "--cache alone re-runs nothing")
+    @argument("--watch", action="append", default=[], metavar="PATH|env:NAME",
+              help="a file (by its content) or environment variable (by its value) the cell "
+              "reads: it counts in the fingerprint that decides what the journal restores; "
+              "repeatable")
     @line_cell_magic
     def codo_task(self, line: str, cell: str | None = None) -> None:
         """Define a task whose body is this cell; its last expression is the task's result.
@@ -201,7 +206,7 @@ class CodoMagics(Magics):
         opts = CellOptions(after=args.after, priority=args.priority, timeout=args.timeout,
                            retries=args.retries, retry_delay=args.retry_delay,
                            resources=args.resource, tags=args.tag, out=args.out,
-                           cache=args.cache, trigger=args.trigger,
+                           cache=args.cache, trigger=args.trigger, watch=args.watch,
                            retry_on=[n.strip() for v in args.retry_on for n in v.split(",")
                                      if n.strip()])
         orch = self.orchestrator()

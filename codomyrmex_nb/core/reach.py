@@ -1,0 +1,126 @@
+"""What a function reaches beyond its own code, for its fingerprint.
+
+``attribute_paths``: the attribute chains its bytecode loads on each global name
+(``helper.g`` -> ``{"helper": {("g",)}}``; a bare use of the name is the empty
+chain), cached per code object like the code digest. ``distribution`` names the
+installed distribution (and its version) that provides a top-level package, so an
+installed package counts by what is installed rather than by its code;
+``is_editable`` tells a package installed in editable mode (its code is the user's
+own, being worked on). Both ask ``importlib.metadata`` once per process and package:
+first under the package's own name (well under a millisecond), and only when no
+distribution has that name (``yaml`` is PyYAML's) through the full table of
+installed packages (``packages_distributions``, about 0.1 s, read once).
+``metadata_seconds`` is the CPU time those one-time look-ups took, which the
+fingerprint's hashing budget does not count.
+"""
+
+from __future__ import annotations
+
+import dis
+import functools
+import importlib.metadata as metadata
+import json
+import sys
+import time
+import types
+import weakref
+from typing import Any
+
+__all__ = ["attribute_paths", "distribution", "is_editable", "metadata_seconds"]
+
+_LOADS_NAME = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_LOADS_ATTR = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+_paths_cache: weakref.WeakKeyDictionary[types.CodeType, dict[str, frozenset[tuple[str, ...]]]] = \
+    weakref.WeakKeyDictionary()
+_STDLIB = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
+_spent = [0.0]  # CPU seconds spent reading metadata (one-time costs)
+
+
+def attribute_paths(code: types.CodeType) -> dict[str, frozenset[tuple[str, ...]]]:
+    """Global name -> the attribute chains loaded on it, in ``code`` and the code nested in it."""
+    try:
+        return _paths_cache[code]
+    except KeyError:
+        pass
+    found: dict[str, set[tuple[str, ...]]] = {}
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+        ops = [(i.opname, i.argval) for i in dis.get_instructions(co)]
+        for at, (op, name) in enumerate(ops):
+            if op not in _LOADS_NAME:
+                continue
+            chain = []
+            for next_op, attr in ops[at + 1:]:
+                if next_op not in _LOADS_ATTR:
+                    break
+                chain.append(attr)
+            found.setdefault(name, set()).add(tuple(chain))
+    result = {name: frozenset(chains) for name, chains in found.items()}
+    _paths_cache[code] = result
+    return result
+
+
+def metadata_seconds() -> float:
+    """CPU seconds this process spent in the look-ups below (each is made once)."""
+    return _spent[0]
+
+
+def _timed(func: Any) -> Any:
+    @functools.wraps(func)
+    def wrapper(top_level: str) -> Any:
+        began = time.thread_time()
+        try:
+            return func(top_level)
+        finally:
+            _spent[0] += time.thread_time() - began
+    return functools.cache(wrapper)
+
+
+@functools.cache
+def _packages() -> dict[str, list[str]]:
+    try:
+        return metadata.packages_distributions()
+    except Exception:  # noqa: BLE001 - broken metadata: modules then count by name only
+        return {}
+
+
+def _find(top_level: str) -> metadata.Distribution | None:
+    if top_level in _STDLIB:
+        return None
+    try:
+        return metadata.distribution(top_level)
+    except Exception:  # noqa: BLE001 - not a distribution's name: look it up in the table
+        pass
+    names = _packages().get(top_level)
+    try:
+        return metadata.distribution(names[0]) if names else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@_timed
+def distribution(top_level: str) -> str | None:
+    """``name==version`` of the distribution providing the top-level package, else None
+    (the standard library, or a module no installed distribution claims)."""
+    dist = _find(top_level)
+    if dist is None:
+        return None
+    try:
+        return f"{dist.metadata['Name']}=={dist.version}"
+    except Exception:  # noqa: BLE001 - metadata without a name or version
+        return None
+
+
+@_timed
+def is_editable(top_level: str) -> bool:
+    """True when the package's distribution is installed editable (``pip install -e``)."""
+    dist = _find(top_level)
+    if dist is None:
+        return False
+    try:
+        text = dist.read_text("direct_url.json")
+        return bool(text and json.loads(text).get("dir_info", {}).get("editable"))
+    except Exception:  # noqa: BLE001 - no or unreadable direct_url.json: not editable
+        return False
