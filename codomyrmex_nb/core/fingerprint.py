@@ -37,12 +37,14 @@ last resort.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import io
 import marshal
 import os
 import sys
 import sysconfig
+import threading
 import time
 import types
 import weakref
@@ -69,8 +71,28 @@ _FAST_LEN = 256  # sequences and dicts at least this long try the marshal fast p
 def _clock() -> float:
     """The budget's clock: the hashing thread's CPU time, so that a busy machine (another
     process, the task's own threads) never makes a value "too slow" that is not, less the
-    one-time reads of package metadata (``reach``), which belong to no value."""
-    return time.thread_time() - metadata_seconds()
+    one-time reads of package metadata (``reach``) and the garbage collections this thread
+    ran (a full one in a big process takes 100 ms), which belong to no value."""
+    return time.thread_time() - metadata_seconds() - _gc_spent.get(_get_ident(), 0.0)
+
+
+_get_ident = threading.get_ident
+_gc_began: dict[int, float] = {}  # thread -> CPU time when its running collection began
+_gc_spent: dict[int, float] = {}  # thread -> CPU seconds it spent collecting garbage
+
+
+def _gc_clock(phase: str, info: dict) -> None:
+    """``gc.callbacks`` hook: count each thread's collection time (runs in that thread)."""
+    ident = _get_ident()
+    if phase == "start":
+        _gc_began[ident] = time.thread_time()
+    else:
+        began = _gc_began.pop(ident, None)
+        if began is not None:
+            _gc_spent[ident] = _gc_spent.get(ident, 0.0) + time.thread_time() - began
+
+
+gc.callbacks.append(_gc_clock)
 
 
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
@@ -318,12 +340,16 @@ def _feed_marshal(h: Any, value: Any, ctx: _Ctx) -> bool:
     back-references and no interning flag, so the bytes depend on the values only) writes
     ints, floats, strings, bytes and containers of them exactly, at about 15 ns an item;
     it refuses anything else (an object, a subclass), which then takes the general walk.
-    A dict is marshalled as its sorted items, so insertion order does not count. (A set
+    A dict is marshalled as its sorted keys and their values, so insertion order does not
+    count (and no tuple per item is made: allocations trigger garbage collections). (A set
     nested in such a list is written in iteration order: across kernels that can only
     miss the cache, never match a different value: marshal's bytes decode to the value.)"""
     _charge(ctx, 8 * len(value))
     try:
-        data = marshal.dumps(sorted(value.items()) if type(value) is dict else value, 2)
+        if type(value) is dict:
+            keys = sorted(value)
+            value = (keys, [value[k] for k in keys])
+        data = marshal.dumps(value, 2)
     except (ValueError, TypeError):  # an object marshal cannot write, keys that do not sort
         return False
     _charge(ctx, len(data))
