@@ -64,12 +64,13 @@ def dumps(value: Any) -> bytes:
         return cloudpickle.dumps(value)
 
 
-def pickled_at_least(value: Any, depth: int = 0) -> int:
+def pickled_at_least(value: Any, depth: int = 0, seen: set[int] | None = None) -> int:
     """A cheap lower bound of the bytes pickling ``value`` makes (0 when it cannot tell):
     a result too large for the journal is refused before pickling doubles its memory.
     Bytes and strings by length, numpy arrays and pandas numeric columns by ``nbytes``
     (an object column or array: a byte an item), lists, tuples and dicts by their first
-    items, a few levels deep; no copy and no walk of big data."""
+    items, a few levels deep, each object once (pickle stores a repeat as a reference);
+    no copy and no walk of big data."""
     kind = type(value)
     if kind in _SCALARS:
         return len(value) if kind is bytes or kind is str else 0
@@ -78,8 +79,13 @@ def pickled_at_least(value: Any, depth: int = 0) -> int:
     if kind is list or kind is tuple or kind is dict:
         if depth >= 3:
             return 0
-        items = islice(value.values() if kind is dict else value, 64)
-        return sum(pickled_at_least(item, depth + 1) for item in items)
+        seen = set() if seen is None else seen
+        total = 0
+        for item in islice(value.values() if kind is dict else value, 64):
+            if id(item) not in seen:
+                seen.add(id(item))
+                total += pickled_at_least(item, depth + 1, seen)
+        return total
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.ndarray):
         return int(value.size if value.dtype.hasobject else value.nbytes)
