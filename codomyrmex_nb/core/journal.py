@@ -586,11 +586,11 @@ class Journal:
         """``restorable`` with the blob's MAC (to record it again without hashing it
         twice). A blob that does not verify is never returned: the next older one may
         serve; one line per file and reason says why it was skipped."""
-        in_run = "" if run_id is None else "AND r.run_id = ? "
-        sql = ("SELECT r.blob, r.time, r.mac, r.name, runs.key_id FROM results AS r "
-               f"JOIN runs ON runs.run_id = r.run_id WHERE r.fingerprint = ? {in_run}"
-               "AND r.blob IS NOT NULL ORDER BY r.run_id DESC, r.rowid DESC")
-        args = (fingerprint,) if run_id is None else (fingerprint, run_id)
+        runs = "IN (SELECT run_id FROM runs)" if run_id is None else "= ?"  # index searches
+        sql = ("SELECT r.blob, r.time, r.mac, r.name, (SELECT key_id FROM runs WHERE "
+               f"runs.run_id = r.run_id) FROM results AS r WHERE r.run_id {runs} AND "
+               "r.fingerprint = ? AND r.blob IS NOT NULL ORDER BY r.run_id DESC, r.rowid DESC")
+        args = (fingerprint,) if run_id is None else (run_id, fingerprint)
         skipped: dict[str, Any] = {}  # why -> the task named in the first such row
 
         def query(conn: sqlite3.Connection) -> tuple[bytes, float, bytes] | None:

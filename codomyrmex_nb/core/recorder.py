@@ -332,7 +332,10 @@ class Recorder:
         fp = self.fingerprint_of(rec)
         if fp is None:
             return None, None, "the task's definition cannot be fingerprinted", None
-        journal = self.journal
+        journal = self._journal  # never reopened from a worker: that is the engine's to do
+        signer = journal.signer if journal is not None and journal.enabled else None
+        if signer is None:
+            return fp, None, "the journal is closed or off", None
         limit = journal.blob_limit
         size = pickled_at_least(value)
         if size > limit:  # refused before pickling: no second copy, no seconds spent
@@ -343,8 +346,7 @@ class Recorder:
             return fp, None, f"{type(exc).__name__}: {exc}", None
         if len(blob) > limit:
             return fp, None, journal.too_large(len(blob)), None
-        signer = journal.signer
-        return fp, blob, None, None if signer is None else signer.result(fp, blob)
+        return fp, blob, None, signer.result(fp, blob)
 
     def record_result(self, rec: Any, prepared: Prepared) -> None:
         if self.run_id is None:
