@@ -309,8 +309,8 @@ class Journal:
     def _load_signer(self, key: bytes | None) -> None:
         """The user's key (made on first use); this process's own if it cannot be kept."""
         if key is None:
-            self.key_file = key_path()
             try:
+                self.key_file = key_path()
                 key = load_key(self.key_file)
             except KeyUnavailable as exc:
                 _warn(f"run journal {self.path.name}: {exc}; signing with a key of this "

@@ -45,7 +45,8 @@ class KeyUnavailable(OSError):
 
 
 def key_path(environ: Mapping[str, str] = os.environ) -> Path:
-    """Where the key lives: ``$CODOMYRMEX_JOURNAL_KEY_FILE``, else the user's config folder."""
+    """Where the key lives: ``$CODOMYRMEX_JOURNAL_KEY_FILE``, else the user's config folder
+    (``KeyUnavailable`` when there is no home folder to find it in)."""
     chosen = (environ.get(KEY_ENV) or "").strip()
     if chosen:
         return Path(chosen).expanduser()
@@ -53,6 +54,8 @@ def key_path(environ: Mapping[str, str] = os.environ) -> Path:
     if not base or not os.path.isabs(base):
         appdata = environ.get("APPDATA") if os.name == "nt" else None
         base = appdata or os.path.join(os.path.expanduser("~"), ".config")
+    if not os.path.isabs(base):  # no home folder: never a key inside the project
+        raise KeyUnavailable(f"no home folder to keep the journal key in; set {KEY_ENV}")
     return Path(base) / "codomyrmex-nb" / "journal.key"
 
 
@@ -63,11 +66,15 @@ def load_key(path: Path | None = None) -> bytes:
         return _read(path)
     except FileNotFoundError:
         pass
+    except KeyUnavailable:
+        raise
     except OSError as exc:
         raise KeyUnavailable(f"cannot read the journal key {path} ({exc.strerror or exc})") \
             from exc
     try:
         return _create(path)
+    except KeyUnavailable:
+        raise
     except OSError as exc:
         raise KeyUnavailable(f"cannot create the journal key {path} ({exc.strerror or exc})") \
             from exc
