@@ -136,10 +136,13 @@ def test_a_flipped_bit_or_a_blob_moved_to_another_fingerprint_is_never_read(tmp_
         second = journal.begin_run()
         journal.result(second, "t", "t", "fp", b"new value", None, 2.0)
         journal.result(second, "u", "u", "fpU", b"value of u", None, 2.0)
+        journal.result(second, "w", "w", "fpW", os.urandom(10_000), None, 2.0)  # a long one
         journal.transition(second, 1, 2.0, "t", "t", None, "completed", None)
+        assert journal.flush(10) and journal.restorable(None, "fpW") is not None
         journal.end_run(second)
         assert journal.flush(10)
     flip_a_bit(path, "results", "blob", "run_id = ? AND fingerprint = 'fp'", second)
+    flip_a_bit(path, "results", "blob", "fingerprint = 'fpW'")
     stored(path, "UPDATE results SET fingerprint = 'fpV' WHERE fingerprint = 'fpU'")
     flip_a_bit(path, "packed", "rows", "run_id = ? AND kind = 'transitions'", second)
     with warnings.catch_warnings(record=True) as record:
@@ -148,6 +151,7 @@ def test_a_flipped_bit_or_a_blob_moved_to_another_fingerprint_is_never_read(tmp_
             assert journal.restorable(second, "fp") is None
             assert journal.restorable(None, "fp") == (b"old value", 1.0)  # the older one serves
             assert journal.restorable(None, "fpV") is None
+            assert journal.restorable(None, "fpW") is None
             assert journal.transitions(second) == []
     messages = journal_warnings(record)
     assert len(messages) == 1, messages  # one line per file and reason

@@ -236,6 +236,8 @@ class Journal:
         self.dropped = 0  # records that could not be written (each drop also warned once)
         self.signer: Signer | None = None  # MACs under the user's key (None while off)
         self.key_file: Path | None = None  # where that key lives (None: given, or this process's)
+        # the largest result stored, in bytes (over it: recorded as an error)
+        self.blob_limit = min(self._max_bytes, MAX_BLOB)
 
         try:
             self._prepare_files()
@@ -477,11 +479,6 @@ class Journal:
                 mac = self.signer.result(fingerprint or "", blob)  # type: ignore[union-attr]
         self._queue(self._results_q,
                     (run_id, task_id, name, fingerprint, blob, error, time, mac))
-
-    @property
-    def blob_limit(self) -> int:
-        """The largest result stored, in bytes (over it: recorded as an error)."""
-        return min(self._max_bytes, MAX_BLOB)
 
     def too_large(self, size: int) -> str:
         """Why a result of ``size`` bytes is not stored."""

@@ -343,10 +343,11 @@ class Recorder:
         signer = journal.signer if journal is not None and journal.enabled else None
         if signer is None:
             return fp, None, "the journal is closed or off", None
-        limit = journal.blob_limit
-        size = pickled_at_least(value)
-        if size > limit:  # refused before pickling: no second copy, no seconds spent
-            return fp, None, journal.too_large(size), None
+        limit = journal.blob_limit  # type: ignore[union-attr]
+        if type(value) not in _NO_SIZE:
+            size = pickled_at_least(value)
+            if size > limit:  # refused before pickling: no second copy, no seconds spent
+                return fp, None, journal.too_large(size), None  # type: ignore[union-attr]
         try:
             blob = dumps(value)
         except Exception as exc:  # noqa: BLE001 - recorded as such, the run goes on
