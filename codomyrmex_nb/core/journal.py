@@ -35,8 +35,8 @@ pickling when it can tell its size).
 
 **Signed.** Result blobs are cloudpickle bytes, and unpickling can run arbitrary
 code; packed rows are ``marshal`` bytes, unsafe on crafted data. So every blob carries
-a MAC under the user's key (``signing.py``: keyed BLAKE2b, the key in the user's
-config folder or ``$CODOMYRMEX_JOURNAL_KEY_FILE``), bound to its fingerprint (a
+a MAC under the user's key (``signing.py``: keyed BLAKE2b, HMAC-SHA256 on blobs of
+4 KB or more; the key in the user's config folder or ``$CODOMYRMEX_JOURNAL_KEY_FILE``), bound to its fingerprint (a
 result) or its run and kind (a packed row), and each run records its key's id.
 Nothing is read back before its MAC verifies; what does not verify is skipped (its
 task runs again) with one line per file and reason: written before signing (a
