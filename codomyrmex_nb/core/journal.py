@@ -834,8 +834,8 @@ class Journal:
                 self._bad.extend(dropped)
                 if not run_rows:
                     continue
-                packed.append((run_id, kind, blob, self.signer.packed(  # type: ignore[union-attr]
-                    run_id, kind, blob)))
+                mac = self.signer.packed(run_id, kind, blob)  # type: ignore[union-attr]
+                packed.append((run_id, kind, blob, mac))  # one MAC per run and kind per commit
                 summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
                 if kind == "definitions":
                     summary.define(run_rows)

@@ -84,8 +84,8 @@ def pickled_at_least(value: Any, depth: int = 0, seen: set[int] | None = None) -
             return 0
         total = 0
         for item in islice(value.values() if kind is dict else value, 16):
-            kind = type(item)
-            if kind in _NO_SIZE or (kind in _FLAT and len(item) < 4096):
+            item_kind = type(item)
+            if item_kind in _NO_SIZE or (item_kind in _FLAT and len(item) < 4096):
                 continue  # too small to matter: not even worth remembering
             if seen is None:
                 seen = {id(value)}
@@ -100,8 +100,8 @@ def pickled_at_least(value: Any, depth: int = 0, seen: set[int] | None = None) -
     if pd is not None and isinstance(value, pd.DataFrame | pd.Series):
         if isinstance(value, pd.Series):
             return int(value.memory_usage(index=False)) if _numeric(value.dtype) else len(value)
-        usage = value.memory_usage(index=False)
-        return int(sum(n if _numeric(t) else len(value) for n, t in zip(usage, value.dtypes, strict=True)))
+        usage = zip(value.memory_usage(index=False), value.dtypes, strict=True)
+        return int(sum(n if _numeric(dtype) else len(value) for n, dtype in usage))
     return 0
 
 
@@ -340,14 +340,13 @@ class Recorder:
         if fp is None:
             return None, None, "the task's definition cannot be fingerprinted", None
         journal = self._journal  # never reopened from a worker: that is the engine's to do
-        signer = journal.signer if journal is not None and journal.enabled else None
-        if signer is None:
+        if journal is None or not journal.enabled or journal.signer is None:
             return fp, None, "the journal is closed or off", None
-        limit = journal.blob_limit  # type: ignore[union-attr]
+        signer, limit = journal.signer, journal.blob_limit
         if type(value) not in _NO_SIZE:
             size = pickled_at_least(value)
             if size > limit:  # refused before pickling: no second copy, no seconds spent
-                return fp, None, journal.too_large(size), None  # type: ignore[union-attr]
+                return fp, None, journal.too_large(size), None
         try:
             blob = dumps(value)
         except Exception as exc:  # noqa: BLE001 - recorded as such, the run goes on
