@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -366,3 +367,22 @@ def test_a_journal_written_before_signing_keeps_its_history_and_restores_nothing
         assert journal.restorable(None, fp) is not None  # the new run's result, signed
         [(version,)] = stored(path, "PRAGMA user_version")
         assert version == journal_tables.SCHEMA_VERSION
+
+
+def test_results_are_signed_in_the_worker_that_pickled_them(tmp_path, monkeypatch):
+    calls, given = [], []
+    real_mac, real_result = Signer.result, Journal.result
+    monkeypatch.setattr(Signer, "result", lambda self, fp, blob: calls.append(
+        threading.current_thread().name) or real_mac(self, fp, blob))
+    monkeypatch.setattr(Journal, "result", lambda self, *args: given.append(args[-1]) or
+                        real_result(self, *args))
+    orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
+    try:
+        for i in range(20):
+            orch.create_task(f"t{i}", func=answer, parameters={"x": i})
+        orch.start_execution()
+        assert orch.wait_for_completion(30)
+    finally:
+        orch.stop_execution()
+    assert len(calls) == 20 and all(name.startswith("codo-worker") for name in calls)
+    assert len(given) == 20 and all(isinstance(mac, bytes) for mac in given)  # made already
