@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 import pytest
@@ -19,6 +20,10 @@ ENGINE_THREAD_PREFIXES = ("codo-",)
 # Tests share one working folder: a journal there would let one test's unfinished run
 # restore another test's tasks. Journal tests turn it on with their own file.
 os.environ["CODOMYRMEX_JOURNAL"] = "off"
+# The journal's signing key: one for the whole session (subprocesses and kernels inherit
+# it), never the user's own in ~/.config.
+os.environ["CODOMYRMEX_JOURNAL_KEY_FILE"] = os.path.join(
+    tempfile.mkdtemp(prefix="codo-test-key-"), "journal.key")
 
 
 def wait_until_status(orch, task, status, timeout=10.0) -> bool:

@@ -462,7 +462,8 @@ def test_an_open_run_of_a_live_process_is_never_pruned(tmp_path):
         with conn:
             other = conn.execute("INSERT INTO runs(started, status, pid, pstarted) VALUES "
                                  "(1.0, 'running', ?, ?)", (sleeper.pid, born)).lastrowid
-            conn.execute("INSERT INTO results VALUES (?, 't', 't', 'other', ?, NULL, 1.0)",
+            conn.execute("INSERT INTO results(run_id, task_id, name, fingerprint, blob, error, "
+                         "time) VALUES (?, 't', 't', 'other', ?, NULL, 1.0)",
                          (other, os.urandom(60_000)))
         conn.close()
         for n in range(8):

@@ -14,7 +14,10 @@ definitions packed per commit, each run's summary in its ``runs`` row kept by th
 writer, the conversion of a version-1 file) is ``journal_tables.py``.
 
 The file lives in an owner-only folder (0700, with a ``.gitignore`` of ``*`` so
-pickled results never reach git) and is itself 0600. WAL mode where the file system
+pickled results never reach git) and is itself 0600; an existing folder or file
+(``-wal``/``-shm`` too) that others could read is tightened when opened. A journal at
+a custom path inside a git work tree gets its own rule in ``.git/info/exclude``
+(``git_ignore.py``), or one line says it is not ignored. WAL mode where the file system
 allows it, else the rollback journal and a one-line warning. An unwritable folder
 turns the journal off (``enabled`` is False, every method a cheap no-op) with a
 one-line warning; a corrupted or truncated file is moved aside to
@@ -27,11 +30,20 @@ and then (at most every ``vacuum_interval`` seconds). Each run records the proce
 that wrote it (pid and start time).
 
 ``result`` rows are for completed tasks only: ``restorable`` returns the newest
-committed blob recorded for a fingerprint (in one run, or in any).
+committed blob recorded for a fingerprint (in one run, or in any) whose MAC verifies.
+A result over ``blob_limit`` is recorded as an error (the recorder refuses it before
+pickling when it can tell its size).
 
-Security: result blobs are cloudpickle bytes and restoring a result unpickles it,
-which can run arbitrary code. Only open journals that you trust (ones your own
-code wrote); never open a journal someone sent you.
+**Signed.** Result blobs are cloudpickle bytes, and unpickling can run arbitrary
+code; packed rows are ``marshal`` bytes, unsafe on crafted data. So every blob carries
+a MAC under the user's key (``signing.py``: keyed BLAKE2b, HMAC-SHA256 on blobs of
+4 KB or more; the key in the user's config folder or ``$CODOMYRMEX_JOURNAL_KEY_FILE``), bound to its fingerprint (a
+result) or its run and kind (a packed row), and each run records its key's id.
+Nothing is read back before its MAC verifies; what does not verify is skipped (its
+task runs again) with one line per file and reason: written before signing (a
+version-1 or 2 file, converted: its history stays, nothing of it is restored),
+signed with another key (the key file was replaced, or the file comes from
+elsewhere), or damaged (bit rot, or altered).
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ import math
 import os
 import re
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -52,6 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .git_ignore import ignore_in_git
 from .journal_tables import (
     INSERT_PACKED,
     INSERT_RESULT,
@@ -67,12 +81,14 @@ from .journal_tables import (
     by_run,
     insert_result,
     insert_results,
+    migrate_unsigned,
     migrate_v1,
     pack,
     unpack,
 )
 from .sessions import current as this_process
 from .sessions import is_alive
+from .signing import KEY_ENV, KeyUnavailable, Signer, key_path, load_key, process_key
 
 __all__ = ["Journal", "JournalWarning", "RunInfo", "default_path"]
 
@@ -215,7 +231,8 @@ class Journal:
     path: Path
 
     def __init__(self, path: str | os.PathLike, *, max_bytes: int = 256 * 2**20,
-                 commit_interval: float = 0.1, vacuum_interval: float = 300.0) -> None:
+                 commit_interval: float = 0.1, vacuum_interval: float = 300.0,
+                 key: bytes | None = None) -> None:
         self.path = Path(path).absolute()
         self.enabled = False
         self.mode: str | None = None  # "wal" or the fallback journal mode
@@ -248,6 +265,10 @@ class Journal:
         self._bad: list[str] = []  # why rows of the batch being packed were dropped
         self._last_vacuum = -math.inf
         self.dropped = 0  # records that could not be written (each drop also warned once)
+        self.signer: Signer | None = None  # MACs under the user's key (None while off)
+        self.key_file: Path | None = None  # where that key lives (None: given, or this process's)
+        # the largest result stored, in bytes (over it: recorded as an error)
+        self.blob_limit = min(self._max_bytes, MAX_BLOB)
 
         try:
             self._prepare_files()
@@ -255,6 +276,7 @@ class Journal:
             _warn(f"run journal off: cannot write {self.path.parent} "
                   f"({exc.strerror or exc}); results will not survive a restart")
             return
+        self._load_signer(key)
         try:
             self._wconn = self._open_writer()
             self._rconn = _connect(self.path)
@@ -284,19 +306,51 @@ class Journal:
                     raise
             if created:
                 os.chmod(folder, 0o700)
+        elif folder.name == FOLDER:
+            self._owner_only(folder, 0o700)
         if created or folder.name == FOLDER:
             ignore = folder / ".gitignore"
             if not ignore.exists():
                 ignore.write_text("*\n")
+        else:  # a custom path: its own rule if it lies in a git work tree
+            message = ignore_in_git(self.path)
+            if message:
+                self._warn_once("git", message)
         existed = self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         if not existed:
             os.chmod(self.path, 0o600)
+        for side in ("", "-wal", "-shm", "-journal"):  # made wider by hand, or by an old version
+            self._owner_only(Path(f"{self.path}{side}"), 0o600)
         probe = folder / f".{self.path.name}.probe-{os.getpid()}-{threading.get_ident()}"
         fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)  # WAL needs new files
         os.close(fd)
         os.unlink(probe)
+
+    def _owner_only(self, path: Path, mode: int) -> None:
+        """Tighten a file or folder of the journal's that others could read."""
+        try:
+            if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
+                os.chmod(path, mode)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._warn_once(f"mode-{path}", f"run journal {self.path.name}: could not make "
+                            f"{path} owner-only ({exc.strerror or exc})")
+
+    def _load_signer(self, key: bytes | None) -> None:
+        """The user's key (made on first use); this process's own if it cannot be kept."""
+        if key is None:
+            try:
+                self.key_file = key_path()
+                key = load_key(self.key_file)
+            except KeyUnavailable as exc:
+                _warn(f"run journal {self.path.name}: {exc}; signing with a key of this "
+                      f"process only, so no other process can restore its results (set "
+                      f"{KEY_ENV} to a file you can write)")
+                key, self.key_file = process_key(), None
+        self.signer = Signer(key)
 
     def _open_writer(self) -> sqlite3.Connection:
         deadline = time.monotonic() + RETRY_BUDGET
@@ -363,9 +417,13 @@ class Journal:
             conn.execute(f"PRAGMA journal_size_limit = {16 * 2**20}")  # after a big result
         self.mode = mode
         conn.execute("BEGIN IMMEDIATE")
+        unsigned = 0
         try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 1:  # read in the transaction
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # in the transaction
+            if version == 1:
                 migrate_v1(conn)
+            if version < SCHEMA_VERSION:  # written before signing: never read back
+                unsigned = migrate_unsigned(conn)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -376,6 +434,8 @@ class Journal:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if unsigned:
+            self._untrusted("unsigned")
 
     def _move_aside(self, reason: str) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -436,15 +496,26 @@ class Journal:
                 self._wake.set()
 
     def result(self, run_id: int, task_id: str, name: str, fingerprint: str | None,
-               blob: bytes | None, error: str | None, time: float) -> None:
+               blob: bytes | None, error: str | None, time: float,
+               mac: bytes | None = None) -> None:
         """A completed task's result: ``blob`` is cloudpickle bytes made by the caller, or
-        None with ``error`` saying why it could not be serialised (never restorable)."""
+        None with ``error`` saying why it could not be serialised (never restorable).
+        ``mac`` is ``signer.result(fingerprint, blob)``, made by the caller where the
+        blob was made (the worker thread); made here when not given."""
         if not self.enabled:
             return
-        if blob is not None and len(blob) > min(self._max_bytes, MAX_BLOB):
-            blob, error = None, (f"result of {len(blob)} bytes is larger than the journal's "
-                                 f"size bound ({self._max_bytes} bytes)")
-        self._queue(self._results_q, (run_id, task_id, name, fingerprint, blob, error, time))
+        if blob is not None:
+            if len(blob) > self.blob_limit:
+                blob, error, mac = None, self.too_large(len(blob)), None
+            elif mac is None:
+                mac = self.signer.result(fingerprint or "", blob)  # type: ignore[union-attr]
+        self._queue(self._results_q,
+                    (run_id, task_id, name, fingerprint, blob, error, time, mac))
+
+    def too_large(self, size: int) -> str:
+        """Why a result of ``size`` bytes is not stored."""
+        return (f"result of {size} bytes is larger than the journal's size bound "
+                f"({self._max_bytes} bytes)")
 
     def end_run(self, run_id: int, status: str = "finished", time: float | None = None) -> None:
         """Mark a run ended: ``"finished"`` (every task ended) or ``"stopped"``; queued."""
@@ -507,41 +578,104 @@ class Journal:
     def transitions(self, run_id: int) -> list[tuple[Any, ...]]:
         """The run's committed transitions in order:
         ``(seq, time, task_id, name, previous, status, detail)``."""
-        return [row[1:] for row in self._read(lambda c: unpack(c, run_id, "transitions"), [])]
+        return [row[1:] for row in self._unpacked(run_id, "transitions")]
 
     def definitions(self, run_id: int) -> list[tuple[Any, ...]]:
         """The run's committed definitions in order: ``(task_id, name, fingerprint)``."""
-        return [row[1:] for row in self._read(lambda c: unpack(c, run_id, "definitions"), [])]
+        return [row[1:] for row in self._unpacked(run_id, "definitions")]
+
+    def _unpacked(self, run_id: int, kind: str) -> list[tuple[Any, ...]]:
+        """A run's packed rows of one kind whose MACs verify (one line if some do not)."""
+        def query(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], str | None]:
+            run = conn.execute("SELECT key_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                return [], None
+            why = self._distrust(run[0])
+            if why is not None:
+                held = conn.execute("SELECT 1 FROM packed WHERE run_id = ? AND kind = ? LIMIT 1",
+                                    (run_id, kind)).fetchone()
+                return [], why if held else None
+            rows, skipped = unpack(conn, run_id, kind, self.signer)  # type: ignore[arg-type]
+            return rows, "damaged" if skipped else None
+
+        rows, why = self._read(query, ([], None))
+        if why is not None:
+            self._untrusted(why, f"a packed row of run {run_id}'s {kind}")
+        return rows
 
     def restorable(self, run_id: int | Sequence[int] | None,
                    fingerprint: str) -> tuple[bytes, float] | None:
         """The committed result blob, and when it was recorded, of a task with this
         fingerprint that completed in run ``run_id`` (several: in any of them, newest
-        first; None: in any run, newest first)."""
-        if run_id is None:
-            statements = [("SELECT blob, time FROM results WHERE run_id IN (SELECT run_id "
-                           "FROM runs) AND fingerprint = ? AND blob IS NOT NULL "
-                           "ORDER BY run_id DESC, rowid DESC LIMIT 1", (fingerprint,))]
+        first; None: in any run, newest first); only a blob whose MAC verifies (see
+        ``restorable_signed``)."""
+        hit = self.restorable_signed(run_id, fingerprint)
+        return None if hit is None else (hit[0], hit[1])
+
+    def restorable_signed(self, run_id: int | Sequence[int] | None,
+                          fingerprint: str) -> tuple[bytes, float, bytes] | None:
+        """``restorable`` with the blob's MAC (to record it again without hashing it
+        twice). A blob that does not verify is never returned: the next older one may
+        serve; one line per file and reason says why it was skipped."""
+        columns = ("SELECT r.blob, r.time, r.mac, r.name, (SELECT key_id FROM runs WHERE "
+                   "runs.run_id = r.run_id) FROM results AS r WHERE ")
+        newest = " AND r.blob IS NOT NULL ORDER BY r.run_id DESC, r.rowid DESC"
+        if run_id is None:  # index searches, run by run
+            statements = [(columns + "r.run_id IN (SELECT run_id FROM runs) AND "
+                           "r.fingerprint = ?" + newest, (fingerprint,))]
         elif isinstance(run_id, int):
-            statements = [("SELECT blob, time FROM results WHERE fingerprint = ? AND run_id = ? "
-                           "AND blob IS NOT NULL ORDER BY rowid DESC LIMIT 1",
-                           (fingerprint, run_id))]
+            statements = [(columns + "r.run_id = ? AND r.fingerprint = ?" + newest,
+                           (run_id, fingerprint))]
         else:  # a session's runs, newest first, a bounded number per query
             ids = sorted({int(r) for r in run_id}, reverse=True)
             chunks = [ids[at:at + _MAX_IDS] for at in range(0, len(ids), _MAX_IDS)]
-            statements = [("SELECT blob, time FROM results WHERE fingerprint = ? AND run_id IN "
-                           f"({', '.join('?' * len(chunk))}) AND blob IS NOT NULL "
-                           "ORDER BY run_id DESC, rowid DESC LIMIT 1", (fingerprint, *chunk))
+            statements = [(columns + f"r.run_id IN ({', '.join('?' * len(chunk))}) AND "
+                           "r.fingerprint = ?" + newest, (*chunk, fingerprint))
                           for chunk in chunks]
+        skipped: dict[str, Any] = {}  # why -> the task named in the first such row
 
-        def query(conn: sqlite3.Connection) -> tuple[bytes, float] | None:
+        def query(conn: sqlite3.Connection) -> tuple[bytes, float, bytes] | None:
+            signer = self.signer
+            assert signer is not None
             for sql, args in statements:
-                row = conn.execute(sql, args).fetchone()
-                if row:
-                    return bytes(row[0]), row[1]
+                cursor = conn.execute(sql, args)
+                try:
+                    for blob, when, mac, name, key_id in cursor:
+                        why = self._distrust(key_id)
+                        if why is None and signer.result_ok(fingerprint, blob, mac):
+                            return bytes(blob), when, bytes(mac)
+                        skipped.setdefault(why or "damaged", name)
+                finally:
+                    cursor.close()
             return None
 
-        return self._read(query, None)
+        hit = self._read(query, None)
+        for why, name in skipped.items():
+            shown = repr(str(name))[:60]
+            self._untrusted(why, f"the stored result of task {shown}")
+        return hit
+    def _distrust(self, key_id: str | None) -> str | None:
+        """Why the rows of a run written under ``key_id`` are never read back (or None)."""
+        if key_id is None:
+            return "unsigned"
+        signer = self.signer
+        return None if signer is not None and key_id == signer.key_id else "foreign"
+
+    def _untrusted(self, why: str, what: str = "a stored blob") -> None:
+        """One line per file and reason: blobs skipped unread, and why."""
+        if why == "unsigned":
+            text = (f"run journal {self.path} was written before journals were signed: "
+                    "nothing is restored from its earlier runs (their history is kept)")
+        elif why == "foreign":
+            key = self.key_file or "this process's own key"
+            text = (f"run journal {self.path} was signed with another key than {key} (that "
+                    "key file is new, or the journal comes from elsewhere): nothing is "
+                    "restored from those runs, their tasks run again")
+        else:
+            text = (f"run journal {self.path}: {what} does not verify (damaged on disk, or "
+                    "altered): it is not read back" +
+                    (", the task runs again" if "result" in what else ""))
+        self._warn_once(f"untrusted-{why}", text)
 
     def _runs(self, sql: str, args: tuple[Any, ...]) -> list[RunInfo]:
         """Runs with their summaries, kept by the writer in the runs rows themselves."""
@@ -744,7 +878,8 @@ class Journal:
                 self._bad.extend(dropped)
                 if not run_rows:
                     continue
-                packed.append((run_id, kind, blob))
+                mac = self.signer.packed(run_id, kind, blob)  # type: ignore[union-attr]
+                packed.append((run_id, kind, blob, mac))  # one MAC per run and kind per commit
                 summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
                 if kind == "definitions":
                     summary.define(run_rows)
@@ -766,15 +901,16 @@ class Journal:
                 row = conn.execute("SELECT last_time FROM runs WHERE run_id = ?",
                                    (run_id,)).fetchone()
                 if row is not None:
-                    summary.define(unpack(conn, run_id, "definitions"))
-                    summary.follow(unpack(conn, run_id, "transitions"))
+                    summary.define(unpack(conn, run_id, "definitions", self.signer)[0])
+                    summary.follow(unpack(conn, run_id, "transitions", self.signer)[0])
                     summary.saw(row[0])
         return summary
 
     def _do_begin(self) -> int:
         pid, started = this_process()
+        key_id = self.signer.key_id  # type: ignore[union-attr]
         ok, run_id = self._write(lambda conn: conn.execute(
-            INSERT_RUN, (_now(), pid, started)).lastrowid, "a new run")
+            INSERT_RUN, (_now(), pid, started, key_id)).lastrowid, "a new run")
         if not ok:
             raise RuntimeError("could not record a new run")
         self._open_runs.add(run_id)

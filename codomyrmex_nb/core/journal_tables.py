@@ -9,6 +9,12 @@ Python 3 since 3.4; plain ints, floats, strings and None only). A run's summary
 (tasks seen, how many ended completed or failed by their latest transition, the
 last time) is kept in its ``runs`` row as the writer folds its rows in
 (``RunSummary``). ``migrate_v1`` converts a version-1 file (a row per transition).
+
+**Signed (version 3).** Every result and packed row carries a MAC (``signing.py``) in
+its ``mac`` column and each run the id of the key it was written with (``key_id``);
+``unpack`` unmarshals only rows whose MAC verifies. ``migrate_unsigned`` brings a file
+written before signing (version 1 or 2) to this layout: its old rows keep no MAC and
+are never read back (their runs' summaries stay, for the history).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import marshal
 import sqlite3
 from typing import Any
 
-SCHEMA_VERSION = 2
+from .signing import Signer
+
+SCHEMA_VERSION = 3         # 3: signed blobs (mac columns, runs.key_id)
 MARSHAL_VERSION = 4        # packed rows: a format every Python 3 since 3.4 reads
 CHUNK = 2**20              # a larger blob is written in chunks, letting other threads run
 
@@ -26,22 +34,25 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs(
     run_id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, ended REAL, status TEXT,
     tasks INTEGER NOT NULL DEFAULT 0, completed INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0, last_time REAL);
-CREATE TABLE IF NOT EXISTS packed(run_id INTEGER, kind TEXT, rows BLOB);
+    failed INTEGER NOT NULL DEFAULT 0, last_time REAL,
+    key_id TEXT);
+CREATE TABLE IF NOT EXISTS packed(run_id INTEGER, kind TEXT, rows BLOB,
+    mac BLOB);
 CREATE TABLE IF NOT EXISTS results(
-    run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, blob BLOB, error TEXT, time REAL);
+    run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, blob BLOB, error TEXT, time REAL,
+    mac BLOB);
 CREATE INDEX IF NOT EXISTS packed_run ON packed(run_id);
 CREATE INDEX IF NOT EXISTS results_run_fingerprint ON results(run_id, fingerprint);
 DROP INDEX IF EXISTS results_fingerprint;
 """
 TABLES = ("packed", "results", "runs")  # what a run is made of (pruning, clearing)
 
-INSERT_PACKED = "INSERT INTO packed VALUES (?, ?, ?)"
+INSERT_PACKED = "INSERT INTO packed VALUES (?, ?, ?, ?)"
 UPDATE_SUMMARY = "UPDATE runs SET tasks = ?, completed = ?, failed = ?, last_time = ? " \
     "WHERE run_id = ?"
 RUN_COLUMNS = "run_id, started, ended, status, tasks, completed, failed, last_time, pid, pstarted"
-INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
-_INSERT_RESULT_SPACE = "INSERT INTO results VALUES (?, ?, ?, ?, zeroblob(?), ?, ?)"
+INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RESULT_SPACE = "INSERT INTO results VALUES (?, ?, ?, ?, zeroblob(?), ?, ?, ?)"
 UPDATE_END = "UPDATE runs SET ended = ?, status = ? WHERE run_id = ?"
 
 
@@ -94,7 +105,8 @@ class RunSummary:
 # Which process wrote a run (``sessions.py``): its pid and start time. Added to a file
 # made before these columns existed when it is opened (older rows: NULL, no process).
 RUN_PROCESS_COLUMNS = ("pid INTEGER", "pstarted REAL")
-INSERT_RUN = "INSERT INTO runs(started, ended, status, pid, pstarted) VALUES (?, NULL, 'running', ?, ?)"
+INSERT_RUN = "INSERT INTO runs(started, ended, status, pid, pstarted, key_id) " \
+    "VALUES (?, NULL, 'running', ?, ?, ?)"
 
 
 def add_process_columns(conn: sqlite3.Connection) -> None:
@@ -105,13 +117,19 @@ def add_process_columns(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
 
 
-def unpack(conn: sqlite3.Connection, run_id: int, kind: str) -> list[tuple[Any, ...]]:
-    """A run's packed rows of one kind, in the order they were written."""
+def unpack(conn: sqlite3.Connection, run_id: int, kind: str,
+           signer: Signer) -> tuple[list[tuple[Any, ...]], int]:
+    """A run's packed rows of one kind, in the order they were written, and how many
+    packed blobs were skipped because their MAC does not verify (never unmarshalled)."""
     rows: list[tuple[Any, ...]] = []
-    for (blob,) in conn.execute("SELECT rows FROM packed WHERE run_id = ? AND kind = ? "
-                                "ORDER BY rowid", (run_id, kind)):
-        rows.extend(marshal.loads(blob))
-    return rows
+    skipped = 0
+    for blob, mac in conn.execute("SELECT rows, mac FROM packed WHERE run_id = ? AND kind = ? "
+                                  "ORDER BY rowid", (run_id, kind)):
+        if signer.packed_ok(run_id, kind, blob, mac):
+            rows.extend(marshal.loads(blob))
+        else:
+            skipped += 1
+    return rows, skipped
 
 
 def migrate_v1(conn: sqlite3.Connection) -> None:
@@ -128,7 +146,8 @@ def migrate_v1(conn: sqlite3.Connection) -> None:
                                       "lower(status), detail FROM transitions "
                                       "ORDER BY run_id, seq, rowid")):
         for run_id, rows in by_run(conn.execute(sql).fetchall()).items():
-            conn.execute(INSERT_PACKED, (run_id, kind, marshal.dumps(rows, MARSHAL_VERSION)))
+            conn.execute("INSERT INTO packed(run_id, kind, rows) VALUES (?, ?, ?)",
+                         (run_id, kind, marshal.dumps(rows, MARSHAL_VERSION)))
             summary = summaries.setdefault(run_id, RunSummary())
             summary.define(rows) if kind == "definitions" else summary.follow(rows)
     for run_id, last in conn.execute("SELECT run_id, max(time) FROM results GROUP BY run_id"
@@ -140,7 +159,22 @@ def migrate_v1(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX IF EXISTS results_run")  # lookups go by run and fingerprint
 
 
-RESULTS_PER_STATEMENT = 256  # rows bound to one multi-row INSERT (7 parameters each)
+def migrate_unsigned(conn: sqlite3.Connection) -> int:
+    """Bring a journal written before signing (version 1, converted first, or 2) to the
+    signed layout, inside the caller's transaction; returns how many runs it holds. Its
+    rows get no MAC: they were not written under this user's key, so nothing in them is
+    ever unpickled or unmarshalled again (the runs' summaries stay, for the history)."""
+    for table, column in (("runs", "key_id TEXT"), ("packed", "mac BLOB"),
+                          ("results", "mac BLOB")):
+        names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if names and column.split()[0] not in names:  # a missing table: SCHEMA makes it
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+        return 0
+    return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+
+RESULTS_PER_STATEMENT = 256  # rows bound to one multi-row INSERT (8 parameters each)
 
 
 def insert_results(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -159,7 +193,7 @@ def insert_results(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> Non
 
 @functools.lru_cache(maxsize=8)
 def _insert_many(count: int) -> str:
-    return "INSERT INTO results VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count)
+    return "INSERT INTO results VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * count)
 
 
 def insert_result(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:

@@ -2,9 +2,12 @@
 
 The scheduler hands every transition record to ``on_transition`` (under the lock: only
 a deque append in the journal) and every completed attempt's value to
-``prepare_result`` in the worker thread, outside the lock: the fingerprint and
-the serialised bytes are made there, so a later in-place change by a downstream
-task cannot alter what was saved and a big result never stalls the engine.
+``prepare_result`` in the worker thread, outside the lock: the fingerprint, the
+serialised bytes and their MAC (``signing.py``) are made there, so a later in-place
+change by a downstream task cannot alter what was saved and a big result never
+stalls the engine. A result whose size alone (bytes, strings, numpy arrays, pandas
+numeric columns, a few levels of containers of those) is over the journal's bound is
+refused before it is pickled.
 
 A *run* opens at the first transition after the previous run ended and closes
 as ``"finished"`` when every task has ended (``"stopped"`` when the engine
@@ -21,7 +24,9 @@ parameters, upstream fingerprints, the files and variables it ``watch``es and, f
 a notebook cell, what the cell reads (``__codo_fingerprint__`` on the task's callable);
 a ``module``/``action`` task by the code of the function it resolves to. A task whose fingerprint
 cannot be made (a lock as a parameter) is never restorable; ``unhashable``
-says why. Restoring unpickles: only trusted journals may be opened.
+says why. Restoring unpickles, so only a blob whose MAC verifies under the user's key
+is ever unpickled (``Journal.restorable_signed``): one from a journal written before
+signing, with another key, or damaged is skipped with one line, and its task runs.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ import hashlib
 import logging
 import os
 import pickle
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -62,6 +69,9 @@ _VALUE = {None: None, **{s: s.value for s in TaskStatus}}  # enum .value is slow
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
 _WARNED: set[str] = set()  # reasons a task was said not restorable (each said once)
+_NO_SIZE = frozenset({int, float, bool, complex, type(None)})  # a few bytes at most
+_FLAT = frozenset({bytes, str, bytearray})  # pickled at least at their length
+Prepared = tuple[str | None, bytes | None, str | None, bytes | None]  # fp, blob, error, MAC
 
 
 def dumps(value: Any) -> bytes:
@@ -70,6 +80,50 @@ def dumps(value: Any) -> bytes:
         return pickle.dumps(value, protocol=5)
     except Exception:  # noqa: BLE001 - lambdas, notebook classes: cloudpickle knows them
         return cloudpickle.dumps(value)
+
+
+def pickled_at_least(value: Any, depth: int = 0, seen: set[int] | None = None) -> int:
+    """A cheap lower bound of the bytes pickling ``value`` makes (0 when it cannot tell):
+    a result too large for the journal is refused before pickling doubles its memory.
+    Bytes and strings by length, numpy arrays and pandas numeric columns by ``nbytes``
+    (an object column or array: a byte an item), the first 16 items of lists, tuples
+    and dicts, a few levels deep, each object once (pickle stores a repeat as a
+    reference), short strings and bytes inside them not counted; no copy and no walk of
+    big data (well under a microsecond on small results)."""
+    kind = type(value)
+    if kind in _FLAT:
+        return len(value)
+    if kind in _NO_SIZE:
+        return 0
+    if kind is list or kind is tuple or kind is dict:
+        if depth >= 3 or not value:
+            return 0
+        total = 0
+        for item in islice(value.values() if kind is dict else value, 16):
+            item_kind = type(item)
+            if item_kind in _NO_SIZE or (item_kind in _FLAT and len(item) < 4096):
+                continue  # too small to matter: not even worth remembering
+            if seen is None:
+                seen = {id(value)}
+            if id(item) not in seen:
+                seen.add(id(item))
+                total += pickled_at_least(item, depth + 1, seen)
+        return total
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        return int(value.size if value.dtype.hasobject else value.nbytes)
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(value, pd.DataFrame | pd.Series):
+        if isinstance(value, pd.Series):
+            return int(value.memory_usage(index=False)) if _numeric(value.dtype) else len(value)
+        usage = zip(value.memory_usage(index=False), value.dtypes, strict=True)
+        return int(sum(n if _numeric(dtype) else len(value) for n, dtype in usage))
+    return 0
+
+
+def _numeric(dtype: Any) -> bool:
+    """Stored as plain numbers (pickled at their size), not objects."""
+    return getattr(dtype, "kind", "O") in "biufcmM"
 
 
 def journal_setting(value: Any = None, environ: Mapping[str, str] = os.environ) -> Path | None:
@@ -110,7 +164,8 @@ class Recorder:
         # may have changed). A plain dict: a weak one cost a microsecond per attempt, and the
         # tasks hold their functions anyway.
         self._code: dict[Any, str] = {}
-        self._blobs: dict[str, bytes] = {}  # restored task id -> its bytes, to record again
+        # restored task id -> (its bytes, fingerprint, MAC), to record again
+        self._blobs: dict[str, tuple[bytes, str, bytes]] = {}
         self._lock = threading.Lock()  # guards the code cache and the lists above
         # module + action -> the action's function (the engine's registry), so that an
         # action is fingerprinted by its code, not only its names
@@ -334,30 +389,41 @@ class Recorder:
         except Exception:  # noqa: BLE001 - the journal must never fail a task
             rec.fingerprint = ""
 
-    def prepare_result(self, rec: Any, value: Any) -> tuple[str | None, bytes | None, str | None]:
-        """(fingerprint, bytes, error): what the journal keeps of a completed attempt.
+    def prepare_result(self, rec: Any, value: Any) -> Prepared:
+        """(fingerprint, bytes, error, MAC): what the journal keeps of a completed attempt.
 
         Never raises: whatever goes wrong is recorded as the reason it cannot be restored.
         """
         try:
             return self._prepare(rec, value)
         except Exception as exc:  # noqa: BLE001 - the journal must never fail a task
-            return None, None, f"{type(exc).__name__}: {exc}"
+            return None, None, f"{type(exc).__name__}: {exc}", None
 
-    def _prepare(self, rec: Any, value: Any) -> tuple[str | None, bytes | None, str | None]:
+    def _prepare(self, rec: Any, value: Any) -> Prepared:
         fp = self.fingerprint_of(rec)
         if fp is None:
-            return None, None, "the task's definition cannot be fingerprinted"
+            return None, None, "the task's definition cannot be fingerprinted", None
+        journal = self._journal  # never reopened from a worker: that is the engine's to do
+        if journal is None or not journal.enabled or journal.signer is None:
+            return fp, None, "the journal is closed or off", None
+        signer, limit = journal.signer, journal.blob_limit
+        if type(value) not in _NO_SIZE:
+            size = pickled_at_least(value)
+            if size > limit:  # refused before pickling: no second copy, no seconds spent
+                return fp, None, journal.too_large(size), None
         try:
-            return fp, dumps(value), None
+            blob = dumps(value)
         except Exception as exc:  # noqa: BLE001 - recorded as such, the run goes on
-            return fp, None, f"{type(exc).__name__}: {exc}"
+            return fp, None, f"{type(exc).__name__}: {exc}", None
+        if len(blob) > limit:
+            return fp, None, journal.too_large(len(blob)), None
+        return fp, blob, None, signer.result(fp, blob)
 
-    def record_result(self, rec: Any, prepared: tuple[str | None, bytes | None, str | None]) -> None:
+    def record_result(self, rec: Any, prepared: Prepared) -> None:
         if self.run_id is None:
             return
-        fp, blob, error = prepared
-        self.journal.result(self.run_id, rec.id, rec.name, fp, blob, error, time.time())
+        fp, blob, error, mac = prepared
+        self.journal.result(self.run_id, rec.id, rec.name, fp, blob, error, time.time(), mac)
 
     # -- restoring (outside the engine lock) -------------------------------------------------
     def restorations(self, batch: list[Task], lookup: Callable[[Any], Any]) -> dict[str, Any]:
@@ -452,13 +518,13 @@ class Recorder:
     def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:
         hit, source = None, ""
         if self.resume_from is not None:
-            hit = self.journal.restorable(self.resume_runs, fp)
+            hit = self.journal.restorable_signed(self.resume_runs, fp)
             source = self.origin()
         if hit is None and task.cache:
-            hit, source = self.journal.restorable(None, fp), "the cache"
+            hit, source = self.journal.restorable_signed(None, fp), "the cache"
         if hit is None:
             return None
-        blob, when = hit
+        blob, when, mac = hit  # its MAC verified: written by this user's key, for this fp
         try:
             value = pickle.loads(blob)
         except Exception as exc:  # noqa: BLE001 - it runs instead
@@ -466,18 +532,20 @@ class Recorder:
             return None
         with self._lock:
             self.restored.append(task.name)
-            self._blobs[task.id] = blob  # recorded again in this run (see record_restored)
+            self._blobs[task.id] = (blob, fp, mac)  # recorded again in this run (record_restored)
         return value, when, source
 
     def record_restored(self, rec: Any) -> None:
         """Under the engine lock, once ``rec`` was restored: record its result in the open
         run too, so that a second crash still finds it."""
         with self._lock:
-            blob = self._blobs.pop(rec.id, None)
-        if blob is not None and self.run_id is not None:
+            kept = self._blobs.pop(rec.id, None)
+        if kept is not None and self.run_id is not None:
+            blob, fp, mac = kept
             self._define_row(rec)
             self.journal.result(self.run_id, rec.id, rec.name, rec.fingerprint, blob, None,
-                                rec.restored or time.time())
+                                rec.restored or time.time(),
+                                mac if fp == rec.fingerprint else None)
 
     def take_summary(self) -> str | None:
         """One line on what was restored since the last call (None if nothing)."""
