@@ -15,6 +15,7 @@ is a file of the test's own, given explicitly.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -417,11 +418,18 @@ def test_a_100_mb_result_does_not_stall_the_engine(tmp_path):
     big_started: list[float] = []
     big_done = threading.Event()
 
+    feeding = threading.Event()  # set until the big blob is committed: the stream goes on
+    feeding.set()
+    more = itertools.count()
+
     def on_event(event):
         if event.name == "big" and event.status is S.RUNNING:
             big_started.append(time.perf_counter())
         if event.name == "big" and event.status is S.COMPLETED:
             big_done.set()
+        if (event.name or "").startswith(("tiny", "more")) and event.status is S.COMPLETED \
+                and feeding.is_set():  # however slow the machine, the stream outlasts the write
+            orch.create_task(f"more{next(more)}", func=tiny)
 
     def big():  # its closure (pd, np) can be fingerprinted: its result is restorable
         return pd.DataFrame(np.ones((100 * 2**20 // 80, 10)))  # 100 MB of float64
@@ -444,6 +452,7 @@ def test_a_100_mb_result_does_not_stall_the_engine(tmp_path):
         committed = time.perf_counter()
         began = big_started[0]
         streaming = bool(orch.get_execution_stats()["pending"])
+        feeding.clear()
         orch.wait_for_completion(120)
     finally:
         orch.stop_execution()
