@@ -30,8 +30,8 @@ _AGE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd])\s*$", re.I)
 
 
 def parse_age(text: str | float | int) -> float:
-    """Seconds from an age such as ``"30d"``, ``"12h"``, ``"90m"`` or ``"45s"`` (a
-    number alone is seconds). A unit is asked for in text: ``"30"`` is ambiguous."""
+    """Seconds from an age such as ``"30d"``, ``"12h"``, ``"90m"`` or ``"45s"``; an int
+    or float is seconds. Text needs its unit: ``"30"`` alone is ambiguous."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         if text < 0 or text != text:
             raise ValueError(f"an age must be >= 0, got {text!r}")
