@@ -24,10 +24,12 @@ one-line warning; a corrupted or truncated file is moved aside to
 ``<name>.corrupt-<timestamp>`` (never deleted) and a fresh journal started. Nothing
 here raises into the caller. Two processes may write one journal at once (busy
 timeout, retries on ``database is locked``). When the file outgrows ``max_bytes``
-the oldest runs are pruned (never the newest run, one this journal has open, nor an
-open run of a process that still runs: ``sessions.py``) and the file is vacuumed now
-and then (at most every ``vacuum_interval`` seconds). Each run records the process
-that wrote it (pid and start time).
+the oldest runs are pruned (never the newest run, nor one ``journal_upkeep`` keeps: an
+open run, a run of another process that still runs (``sessions.py``), a run holding a
+``pinned`` result) and the free pages are given back to the file system now and then
+(at most every ``vacuum_interval`` seconds). ``info``, ``prune`` and ``clear_cache``
+(``%codo_journal``, ``journal_upkeep.py``) remove the same way, on the writer thread.
+Each run records the process that wrote it (pid and start time).
 
 ``result`` rows are for completed tasks only: ``restorable`` returns the newest
 committed blob recorded for a fingerprint (in one run, or in any) whose MAC verifies.
@@ -997,7 +999,7 @@ class Journal:
         the newest run, nor one ``journal_upkeep.kept_runs`` keeps)."""
         conn = self._wconn
         assert conn is not None
-        runs = runs_space(conn)
+        runs = runs_space(conn, space=False)
         protected = kept_runs(runs, self._open_runs, self.pinned)
         if runs:
             protected.setdefault(runs[0].run_id, KEPT_NEWEST)
@@ -1056,7 +1058,7 @@ class Journal:
         assert conn is not None
         before = sum(size_on_disk(self.path))
         removal = Removal("clear-cache", dry_run, before=before, after=before)
-        kept = kept_runs(runs_space(conn), self._open_runs, ())
+        kept = kept_runs(runs_space(conn, space=False), self._open_runs, ())
         pinned = self.pinned.copy()
         sql = "SELECT rowid, run_id, fingerprint, length(blob) FROM results " \
               "WHERE blob IS NOT NULL"

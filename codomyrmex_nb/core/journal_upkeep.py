@@ -220,9 +220,14 @@ _RUNS_SPACE = (
     "r.last_time, r.pid, r.pstarted FROM runs AS r ORDER BY r.run_id DESC")
 
 
-def runs_space(conn: Any) -> list[RunSpace]:
-    """Every run with its space, newest first (``length`` reads no blob's content)."""
-    return [RunSpace(*row) for row in conn.execute(_RUNS_SPACE)]
+_RUNS_ONLY = ("SELECT run_id, started, ended, status, tasks, 0, 0, 0, last_time, pid, pstarted "
+              "FROM runs ORDER BY run_id DESC")
+
+
+def runs_space(conn: Any, space: bool = True) -> list[RunSpace]:
+    """Every run with its space, newest first (``length`` reads no blob's content);
+    ``space=False``: the runs alone, their space 0 (the size bound's cheap look)."""
+    return [RunSpace(*row) for row in conn.execute(_RUNS_SPACE if space else _RUNS_ONLY)]
 
 
 def read_info(conn: Any, path: str | os.PathLike, enabled: bool = True) -> JournalInfo:
