@@ -1048,7 +1048,7 @@ class Journal:
         removal.results = sum(run.results for run in chosen)
         removal.freed = sum(run.result_bytes + run.history_bytes for run in chosen)
         if not dry_run:
-            removal.error = self._vacuum() if chosen else None
+            removal.note = self._vacuum() if chosen else None
             removal.after = sum(size_on_disk(self.path))
         return removal
 
@@ -1083,7 +1083,7 @@ class Journal:
             removal.results = len(chosen)
         removal.freed = sum(size for _, size in chosen)
         if not dry_run:
-            removal.error = self._vacuum() if chosen else None
+            removal.note = self._vacuum() if chosen else None
             removal.after = sum(size_on_disk(self.path))
         return removal
 
@@ -1152,7 +1152,7 @@ class Journal:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:  # another process reading or writing: next time
             self._warn_once("vacuum", f"run journal {self.path.name}: vacuum skipped ({exc})")
-            return f"removed, but the file could not shrink now ({exc})"
+            return f"the file could not shrink now ({exc})"
         return None
 
     # -- helpers ------------------------------------------------------------------------------

@@ -163,7 +163,9 @@ class Removal:
     ``kept`` run id -> why a run that matched was kept, ``pinned`` how many matching
     results were kept because they back results dropped from memory; ``before``/``after`` the size
     on disk (db + wal; ``after`` equals ``before`` in a dry run); ``error`` when the
-    removal failed (then nothing was removed)."""
+    removal failed (then nothing was removed); ``note`` when it was done but the file
+    could not shrink yet (another process held it: the next removal or size check
+    gives the space back)."""
 
     what: str
     dry_run: bool = False
@@ -175,6 +177,7 @@ class Removal:
     before: int = 0
     after: int = 0
     error: str | None = None
+    note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,8 +206,10 @@ class Removal:
         if self.dry_run:
             return (f"{self.what} --dry-run: would remove {what}, freeing about "
                     f"{megabytes(self.freed)}; nothing removed{kept}")
+        note = f"; {self.note}" if self.note else ""
         return (f"{self.what}: removed {what} ({megabytes(self.freed)} of data); the file "
-                f"went from {megabytes(self.before)} to {megabytes(self.after)} on disk{kept}")
+                f"went from {megabytes(self.before)} to {megabytes(self.after)} on disk"
+                f"{kept}{note}")
 
 
 def _ids(ids: list[int]) -> str:
