@@ -24,6 +24,7 @@ from typing import Any
 from .core.engine import Engine
 from .core.events import Event
 from .core.executors import Executor, make_executor
+from .core.journal_upkeep import JournalInfo, Removal
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
 from .core.recorder import Recorder, journal_setting
 from .core.scheduler import Record
@@ -307,6 +308,39 @@ class TaskOrchestrator:
             with self._journal_open(recorder) as journal:
                 journal.clear()
             recorder.resume_from = None
+
+    def journal_info(self) -> JournalInfo | None:
+        """What the journal holds (``%codo_journal``): the file, its size on disk (db +
+        wal), its runs and the space each takes; ``.frame()`` one row per run. None when
+        this orchestrator keeps no journal."""
+        recorder = self._engine.recorder
+        if recorder is None:
+            return None
+        with self._journal_open(recorder) as journal:
+            journal.flush(5.0)
+            return journal.info()
+
+    def prune_journal(self, keep_runs: int | None = None, older_than: str | float | None = None,
+                      dry_run: bool = False) -> Removal | None:
+        """Remove old runs and shrink the file (``%codo_journal --prune``): those outside
+        the ``keep_runs`` newest and older than ``older_than`` (``"30d"``); see
+        ``Journal.prune``. Allowed while tasks run: the current run stays. None when
+        this orchestrator keeps no journal; bad options: ``ValueError``."""
+        recorder = self._engine.recorder
+        if recorder is None:
+            return None
+        with self._journal_open(recorder) as journal:
+            return journal.prune(keep_runs, older_than, dry_run)
+
+    def clear_journal_cache(self, name: str | None = None,
+                            dry_run: bool = False) -> Removal | None:
+        """Remove the journal's cached results (of tasks named ``name``, else all) and
+        shrink the file (``%codo_journal --clear-cache``); runs and history stay."""
+        recorder = self._engine.recorder
+        if recorder is None:
+            return None
+        with self._journal_open(recorder) as journal:
+            return journal.clear_cache(name, dry_run)
 
     # -- looking up -----------------------------------------------------------------------
     def _record(self, ref: str | Task) -> Record:

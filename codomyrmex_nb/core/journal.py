@@ -24,10 +24,12 @@ one-line warning; a corrupted or truncated file is moved aside to
 ``<name>.corrupt-<timestamp>`` (never deleted) and a fresh journal started. Nothing
 here raises into the caller. Two processes may write one journal at once (busy
 timeout, retries on ``database is locked``). When the file outgrows ``max_bytes``
-the oldest runs are pruned (never the newest run, one this journal has open, nor an
-open run of a process that still runs: ``sessions.py``) and the file is vacuumed now
-and then (at most every ``vacuum_interval`` seconds). Each run records the process
-that wrote it (pid and start time).
+the oldest runs are pruned (never the newest run, nor one ``journal_upkeep`` keeps: an
+open run, a run of another process that still runs (``sessions.py``), a run holding a
+``pinned`` result) and the free pages are given back to the file system now and then
+(at most every ``vacuum_interval`` seconds). ``info``, ``prune`` and ``clear_cache``
+(``%codo_journal``, ``journal_upkeep.py``) remove the same way, on the writer thread.
+Each run records the process that wrote it (pid and start time).
 
 ``result`` rows are for completed tasks only: ``restorable`` returns the newest
 committed blob recorded for a fingerprint (in one run, or in any) whose MAC verifies.
@@ -86,8 +88,18 @@ from .journal_tables import (
     pack,
     unpack,
 )
+from .journal_upkeep import (
+    KEPT_NEWEST,
+    JournalInfo,
+    Removal,
+    kept_runs,
+    parse_age,
+    read_info,
+    runs_space,
+    runs_to_prune,
+    size_on_disk,
+)
 from .sessions import current as this_process
-from .sessions import is_alive
 from .signing import KEY_ENV, KeyUnavailable, Signer, key_path, load_key, process_key
 
 __all__ = ["Journal", "JournalWarning", "RunInfo", "default_path"]
@@ -265,6 +277,7 @@ class Journal:
         self._bad: list[str] = []  # why rows of the batch being packed were dropped
         self._last_vacuum = -math.inf
         self.dropped = 0  # records that could not be written (each drop also warned once)
+        self.pinned: set[tuple[int, str]] = set()
         self.signer: Signer | None = None  # MACs under the user's key (None while off)
         self.key_file: Path | None = None  # where that key lives (None: given, or this process's)
         # the largest result stored, in bytes (over it: recorded as an error)
@@ -402,6 +415,8 @@ class Journal:
                 raise _Unusable("not a codomyrmex journal")
 
     def _setup(self, conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:  # new: before any table
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a prune shrinks the file
         try:
             mode = _enable_wal(conn).lower()
         except sqlite3.OperationalError as exc:
@@ -533,6 +548,44 @@ class Journal:
         """Drop every run (``%codo_reset --journal``); synchronous."""
         if self.enabled:
             self._call(self._do_clear)
+
+    # -- upkeep (journal_upkeep.py; ``%codo_journal``) ---------------------------------
+
+    def info(self) -> JournalInfo:
+        """The file, its size on disk (db + wal), its runs and the space each takes, as
+        committed (``flush`` first for what is still queued)."""
+        off = JournalInfo(str(self.path), False)
+        return self._read(lambda conn: read_info(conn, self.path), off) if self.enabled else off
+
+    def prune(self, keep_runs: int | None = None, older_than: str | float | None = None,
+              dry_run: bool = False) -> Removal:
+        """Remove the runs outside the ``keep_runs`` newest and last heard of more than
+        ``older_than`` ago (``"30d"``, ``"12h"``, seconds; each option given must let a run
+        go), then shrink the file. Never a run open here, of another process that still
+        runs, or holding a pinned result (``Removal.kept`` says which and why).
+        ``dry_run``: what would go, nothing removed. Bad options: ``ValueError``."""
+        if keep_runs is None and older_than is None:
+            raise ValueError("prune needs keep_runs=N and/or older_than=AGE (e.g. '30d')")
+        if keep_runs is not None and (isinstance(keep_runs, bool) or
+                                      not isinstance(keep_runs, int) or keep_runs < 0):
+            raise ValueError(f"keep_runs must be a whole number >= 0, got {keep_runs!r}")
+        age = None if older_than is None else parse_age(older_than)
+        return self._upkeep("prune", dry_run, lambda: self._do_prune(keep_runs, age, dry_run))
+
+    def clear_cache(self, name: str | None = None, dry_run: bool = False) -> Removal:
+        """Remove cached results (of the tasks named ``name``, else all), then shrink the
+        file; the runs and their history stay. Never a pinned result nor one of a run open
+        here or of another process that still runs. ``dry_run``: nothing removed."""
+        return self._upkeep("clear-cache", dry_run, lambda: self._do_clear_cache(name, dry_run))
+
+    def _upkeep(self, what: str, dry_run: bool, action: Callable[[], Removal]) -> Removal:
+        """Run a removal on the writer thread, after what is queued is committed."""
+        if not self.enabled:
+            return Removal(what, dry_run, error="the run journal is off")
+        ok, removal = self._call(action)
+        if not ok or not isinstance(removal, Removal):
+            return Removal(what, dry_run, error="the journal's writer did not answer")
+        return removal
 
     def close(self) -> None:
         """Flush, stop the writer thread and close the connections (idempotent)."""
@@ -917,12 +970,7 @@ class Journal:
         return int(run_id)
 
     def _do_clear(self) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            for table in TABLES:
-                conn.execute(f"DELETE FROM {table}")
-
-        ok, _ = self._write(work, "a clear")
-        if not ok:
+        if self._remove(everything=True) is None:
             raise RuntimeError("could not clear the journal")
         self._open_runs.clear()
         self._summaries.clear()
@@ -947,26 +995,21 @@ class Journal:
             self._vacuum()
 
     def _prune(self) -> tuple[int, int]:
-        """Drop the oldest runs until the live data is back under ~80% of the bound."""
+        """Drop the oldest runs until the live data is back under ~80% of the bound (never
+        the newest run, nor one ``journal_upkeep.kept_runs`` keeps)."""
         conn = self._wconn
         assert conn is not None
-        rows = conn.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()
-        protected = set(self._open_runs) | _open_elsewhere(conn)
-        if rows:
-            protected.add(rows[-1][0])
+        runs = runs_space(conn, space=False)
+        protected = kept_runs(runs, self._open_runs, self.pinned)
+        if runs:
+            protected.setdefault(runs[0].run_id, KEPT_NEWEST)
         used, free = self._used_bytes()
-        for (run_id,) in rows:
+        for run in reversed(runs):
             if used <= self._max_bytes * 0.8:
                 break
-            if run_id in protected:
+            if run.run_id in protected:
                 continue
-
-            def work(conn: sqlite3.Connection, run_id: int = run_id) -> None:
-                for table in TABLES:
-                    conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-
-            ok, _ = self._write(work, "a prune")
-            if not ok:
+            if self._remove([run.run_id]) is None:
                 break
             used, free = self._used_bytes()
         if used > self._max_bytes:
@@ -975,16 +1018,142 @@ class Journal:
                             f"{self._max_bytes / 2**20:.1f} MB, in runs it must keep")
         return used, free
 
-    def _vacuum(self) -> None:
+    def _do_prune(self, keep_runs: int | None, older_than: float | None,
+                  dry_run: bool) -> Removal:
+        """``prune`` on the writer thread: plan, remove, shrink the file."""
+        conn = self._wconn
+        assert conn is not None
+        before = sum(size_on_disk(self.path))
+        removal = Removal("prune", dry_run, before=before, after=before)
+        runs = runs_space(conn)
+        kept = kept_runs(runs, self._open_runs, self.pinned)
+        chosen = []
+        for run in runs_to_prune(runs, keep_runs, older_than, _now()):
+            if run.run_id in kept:
+                removal.kept[run.run_id] = kept[run.run_id]
+            else:
+                chosen.append(run)
+        if not dry_run and chosen:
+            removed = self._remove([run.run_id for run in chosen])
+            if removed is None:
+                removal.error = "the file stayed locked; try again"
+                return removal
+            gone = set(removed[0])
+            for run in chosen:
+                if run.run_id not in gone:  # pinned since it was planned
+                    removal.kept[run.run_id] = kept_runs([run], (), self.pinned).get(
+                        run.run_id, "in use")
+            chosen = [run for run in chosen if run.run_id in gone]
+        removal.runs = [run.run_id for run in chosen]
+        removal.results = sum(run.results for run in chosen)
+        removal.freed = sum(run.result_bytes + run.history_bytes for run in chosen)
+        if not dry_run:
+            removal.note = self._vacuum() if chosen else None
+            removal.after = sum(size_on_disk(self.path))
+        return removal
+
+    def _do_clear_cache(self, name: str | None, dry_run: bool) -> Removal:
+        """``clear_cache`` on the writer thread: plan, remove, shrink the file."""
+        conn = self._wconn
+        assert conn is not None
+        before = sum(size_on_disk(self.path))
+        removal = Removal("clear-cache", dry_run, before=before, after=before)
+        kept = kept_runs(runs_space(conn, space=False), self._open_runs, ())
+        pinned = self.pinned.copy()
+        sql = "SELECT rowid, run_id, fingerprint, length(blob) FROM results " \
+              "WHERE blob IS NOT NULL"
+        rows = conn.execute(sql + (" AND name = ?" if name is not None else ""),
+                            () if name is None else (name,)).fetchall()
+        chosen = []
+        for rowid, run_id, fingerprint, size in rows:
+            if run_id in kept:
+                removal.kept[run_id] = kept[run_id]
+            elif (run_id, fingerprint) in pinned:
+                removal.pinned += 1
+            else:
+                chosen.append((rowid, size))
+        if not dry_run and chosen:
+            removed = self._remove(results=[rowid for rowid, _ in chosen])
+            if removed is None:
+                removal.error = "the file stayed locked; try again"
+                return removal
+            removal.pinned += len(chosen) - removed[1]  # pinned since it was planned
+            removal.results = removed[1]
+        else:
+            removal.results = len(chosen)
+        removal.freed = sum(size for _, size in chosen)
+        if not dry_run:
+            removal.note = self._vacuum() if chosen else None
+            removal.after = sum(size_on_disk(self.path))
+        return removal
+
+    def _remove(self, runs: Sequence[int] = (), results: Sequence[int] = (),
+                everything: bool = False) -> tuple[list[int], int] | None:
+        """The one removal (prune, cache clear, clear, the size bound), on the writer
+        connection in one transaction: ``runs`` whole, result rows by rowid, or
+        ``everything``. A run holding a key of ``pinned`` is never removed, nor a
+        pinned result row, as ``pinned`` is when the transaction runs (a result this
+        process dropped from memory and will read back). Returns (runs removed, result
+        rows removed), None when the file stayed locked (nothing removed)."""
+        def work(conn: sqlite3.Connection) -> tuple[list[int], int]:
+            pinned = self.pinned.copy()  # another thread may add to it meanwhile
+            held = {run_id for run_id, _ in pinned}
+            if everything and not pinned:
+                for table in TABLES:
+                    conn.execute(f"DELETE FROM {table}")
+                return [], 0
+            ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")] \
+                if everything else runs
+            gone = [run_id for run_id in ids if run_id not in held]
+            for at in range(0, len(gone), _MAX_IDS):
+                chunk = gone[at:at + _MAX_IDS]
+                marks = ", ".join("?" * len(chunk))
+                for table in TABLES:
+                    conn.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk)
+            count = 0
+            rowids = [row[0] for row in conn.execute("SELECT rowid FROM results")] \
+                if everything else list(results)
+            for at in range(0, len(rowids), _MAX_IDS):
+                chunk = rowids[at:at + _MAX_IDS]
+                marks = ", ".join("?" * len(chunk))
+                doomed = [rowid for rowid, run_id, fingerprint in conn.execute(
+                    f"SELECT rowid, run_id, fingerprint FROM results WHERE rowid IN ({marks})",
+                    chunk) if (run_id, fingerprint) not in pinned]
+                if doomed:
+                    conn.execute(f"DELETE FROM results WHERE rowid IN "
+                                 f"({', '.join('?' * len(doomed))})", doomed)
+                count += len(doomed)
+            return gone, count
+
+        ok, removed = self._write(work, "a prune")
+        if not ok:
+            return None
+        for run_id in removed[0]:
+            self._summaries.pop(run_id, None)
+        return removed
+
+    def _vacuum(self) -> str | None:
+        """Give the free pages back to the file system: the incremental vacuum run to
+        completion (each step of the pragma frees one page; ``execute`` steps it once),
+        then the WAL checkpointed and truncated. A file made before journals were
+        created with ``auto_vacuum=INCREMENTAL`` is converted here, the first time
+        anything is removed from it, by one ``VACUUM`` (not when opened: that rewrites
+        the whole file, and a file never pruned has no need). Returns why it failed."""
         conn = self._wconn
         assert conn is not None
         self._last_vacuum = time.monotonic()
         try:
-            conn.execute("VACUUM")
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute("VACUUM")
+            else:  # executescript steps the pragma until done (execute steps it once)
+                conn.executescript("PRAGMA incremental_vacuum;")
             if self.mode == "wal":
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:  # another process reading: next time
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:  # another process reading or writing: next time
             self._warn_once("vacuum", f"run journal {self.path.name}: vacuum skipped ({exc})")
+            return f"the file could not shrink now ({exc})"
+        return None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -1002,14 +1171,6 @@ class Journal:
                     conn.close()
                 except sqlite3.Error:
                     pass
-
-
-def _open_elsewhere(conn: sqlite3.Connection) -> set[int]:
-    """Open runs whose process still runs (another kernel, the same script twice)."""
-    open_runs = conn.execute("SELECT run_id, pid, pstarted FROM runs WHERE ended IS NULL "
-                             "AND pid IS NOT NULL").fetchall()
-    alive = {key: is_alive(*key) for key in {(pid, started) for _, pid, started in open_runs}}
-    return {run_id for run_id, pid, started in open_runs if alive[(pid, started)]}
 
 
 def _full_check_bytes() -> int:

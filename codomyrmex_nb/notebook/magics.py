@@ -17,8 +17,9 @@ The run journal (``core.journal``, "Nothing lost"): ``%%codo_task`` says when it
 task came back from the journal instead of being defined to run; ``%codo_run``
 prints one line on what was restored since the last ``%codo_run`` and from when,
 ``--fresh`` re-runs those tasks, ``--journal PATH|on|off`` switches journals
-(refused while tasks are in flight); ``%codo_history`` returns the past runs and
-``%codo_reset --journal`` forgets them. ``--cache`` is a task setting, not part of
+(refused while tasks are in flight); ``%codo_history`` returns the past runs,
+``%codo_reset --journal`` forgets them and ``%codo_journal`` shows the file and
+its space, and prunes it (``core.journal_upkeep``). ``--cache`` is a task setting, not part of
 the cell's text: changing it alone keeps the task (see ``cell_define``).
 
 The cell id. JupyterLab (and other front ends) send each execute request with
@@ -45,6 +46,7 @@ from IPython.display import display
 from .. import default as _default
 from ..core import OrchestratorBusyError, TaskStatus
 from ..core.executors import EXECUTORS
+from ..core.journal_upkeep import parse_age
 from ..core.recorder import journal_setting
 from ..orchestrator import TaskOrchestrator
 from . import display_capture
@@ -521,6 +523,70 @@ class CodoMagics(Magics):
         if orch.journal_path is None:
             print("codo_history: the run journal is off (%codo_run --journal on turns it on)")
         return orch.history()
+
+    @_plain_help
+    @magic_arguments()
+    @argument("--prune", action="store_true",
+              help="remove old runs (with --keep-runs and/or --older-than; a run goes when "
+              "every option given lets it go), then shrink the file")
+    @argument("--keep-runs", type=int, metavar="N", help="with --prune: keep the N newest runs")
+    @argument("--older-than", metavar="AGE", help="with --prune: remove runs last heard of more "
+              "than AGE ago: a number and a unit s, m, h or d (30d, 12h)")
+    @argument("--clear-cache", nargs="?", const="", metavar="NAME",
+              help="remove cached results (of the task NAME, else all), then shrink the file; "
+              "runs and their history stay")
+    @argument("--dry-run", action="store_true",
+              help="with --prune or --clear-cache: say what would go and the space it would "
+              "free; remove nothing")
+    @line_magic
+    def codo_journal(self, line: str) -> Any:
+        """The run journal: its file, size on disk, runs and the space each takes.
+
+        info = %codo_journal keeps one row per run (started, status, tasks, cached
+        results and their bytes, history bytes); a line above it gives the totals.
+        Never removed: the current run, runs of another process that still runs,
+        and results dropped from memory that will be read back from the journal.
+        """
+        args = _parse(self.codo_journal, line)
+        usage = (" (usage: %codo_journal [--prune [--keep-runs N] [--older-than AGE] | "
+                 "--clear-cache [NAME]] [--dry-run])")
+        clearing = args.clear_cache is not None
+        if (args.keep_runs is not None or args.older_than is not None) and not args.prune:
+            raise UsageError("%codo_journal: --keep-runs and --older-than go with --prune" + usage)
+        if args.prune and clearing:
+            raise UsageError("%codo_journal: give --prune or --clear-cache, not both" + usage)
+        if args.prune and args.keep_runs is None and args.older_than is None:
+            raise UsageError("%codo_journal: --prune needs --keep-runs N and/or --older-than "
+                             "AGE" + usage)
+        if args.dry_run and not (args.prune or clearing):
+            raise UsageError("%codo_journal: --dry-run goes with --prune or --clear-cache" + usage)
+        if args.keep_runs is not None and args.keep_runs < 0:
+            raise UsageError(f"%codo_journal: --keep-runs must be >= 0, got {args.keep_runs}")
+        if args.older_than is not None:
+            try:
+                parse_age(args.older_than)
+            except ValueError as exc:
+                raise UsageError(f"%codo_journal: --older-than: {exc}") from None
+        orch = self.orchestrator()
+        if orch.journal_path is None:
+            print("codo_journal: the run journal is off (%codo_run --journal on turns it on)")
+            return None
+        removal = None
+        if args.prune:
+            removal = orch.prune_journal(args.keep_runs, args.older_than, args.dry_run)
+        elif clearing:
+            removal = orch.clear_journal_cache(args.clear_cache or None, args.dry_run)
+        if removal is not None:
+            if clearing and args.clear_cache and not removal.results and not removal.kept \
+                    and not removal.pinned and removal.error is None:
+                print(f"codo_journal: no cached result of a task named {args.clear_cache!r}")
+            else:
+                print(f"codo_journal --{removal.summary()}")  # --prune: removed ...
+        info = orch.journal_info()
+        if info is None:
+            return None
+        print(f"codo_journal: {info.summary()}")
+        return info.frame()
 
     @_plain_help
     @magic_arguments()

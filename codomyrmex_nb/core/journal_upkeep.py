@@ -1,0 +1,298 @@
+"""Journal upkeep: what the file holds and the space it takes, and what a prune removes.
+
+``Journal.info``, ``Journal.prune`` and ``Journal.clear_cache`` (``%codo_journal``)
+read and plan here; ``journal.py`` runs the removal itself on its writer thread (one
+removal function, shared with the size bound) and gives the space back to the file
+system. Pure functions of a connection and plain values, so each is easy to test.
+
+What is never removed, whatever is asked: a run open in this process (the current
+run, even while tasks run), every run of *another* process that still runs (its
+results may have been dropped from its memory, to be read back), and any run or
+result row holding a key of ``Journal.pinned`` (a result this process dropped from
+memory and will read back). Ended runs of this process may go: what it may still
+read back is pinned.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .sessions import current, is_alive
+
+__all__ = ["JournalInfo", "Removal", "RunSpace", "parse_age"]
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_AGE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd])\s*$", re.I)
+
+
+def parse_age(text: str | float | int) -> float:
+    """Seconds from an age such as ``"30d"``, ``"12h"``, ``"90m"`` or ``"45s"``; an int
+    or float is seconds. Text needs its unit: ``"30"`` alone is ambiguous."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0 or text != text:
+            raise ValueError(f"an age must be >= 0, got {text!r}")
+        return float(text)
+    match = _AGE.match(str(text))
+    if match is None:
+        raise ValueError(f"age {text!r} not understood: give a number and a unit "
+                         "s, m, h or d, e.g. 30d or 12h")
+    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def size_on_disk(path: str | os.PathLike) -> tuple[int, int]:
+    """(bytes of the file, bytes of its ``-wal``), 0 for one that is not there."""
+    sizes = []
+    for name in (os.fspath(path), f"{os.fspath(path)}-wal"):
+        try:
+            sizes.append(os.path.getsize(name))
+        except OSError:
+            sizes.append(0)
+    return sizes[0], sizes[1]
+
+
+def megabytes(count: float) -> str:
+    """``12.3 MB`` (``0.4 KB`` below a tenth of a megabyte, so small files read too)."""
+    if count < 0.1 * 2**20:
+        return f"{count / 2**10:.1f} KB"
+    return f"{count / 2**20:.1f} MB"
+
+
+@dataclass(frozen=True)
+class RunSpace:
+    """One run and the space it takes: ``results`` cached results (rows with a value)
+    taking ``result_bytes``, its packed history taking ``history_bytes``."""
+
+    run_id: int
+    started: float | None
+    ended: float | None
+    status: str | None
+    tasks: int
+    results: int
+    result_bytes: int
+    history_bytes: int
+    last_time: float | None = None
+    pid: int | None = None
+    process_started: float | None = None
+
+    @property
+    def last_sign(self) -> float | None:
+        """When the run was last heard of (its end, else its last record, else its start)."""
+        for when in (self.ended, self.last_time, self.started):
+            if when is not None:
+                return when
+        return None
+
+
+@dataclass(frozen=True)
+class JournalInfo:
+    """What a journal holds: its file and size on disk (the database and its ``-wal``),
+    ``free_bytes`` of pages empty inside it, its runs (newest first) and their space.
+    ``frame()`` is the runs as a DataFrame; ``as_dict()`` the totals as plain values."""
+
+    path: str
+    enabled: bool
+    db_bytes: int = 0
+    wal_bytes: int = 0
+    free_bytes: int = 0
+    auto_vacuum: str = "none"
+    runs: tuple[RunSpace, ...] = ()
+
+    @property
+    def size_on_disk(self) -> int:
+        return self.db_bytes + self.wal_bytes
+
+    @property
+    def results(self) -> int:
+        return sum(run.results for run in self.runs)
+
+    @property
+    def result_bytes(self) -> int:
+        return sum(run.result_bytes for run in self.runs)
+
+    @property
+    def history_bytes(self) -> int:
+        return sum(run.history_bytes for run in self.runs)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The totals (no per-run rows): path, sizes in bytes, counts."""
+        return {"path": self.path, "enabled": self.enabled, "size_on_disk": self.size_on_disk,
+                "db_bytes": self.db_bytes, "wal_bytes": self.wal_bytes,
+                "free_bytes": self.free_bytes, "auto_vacuum": self.auto_vacuum,
+                "runs": len(self.runs), "results": self.results,
+                "result_bytes": self.result_bytes, "history_bytes": self.history_bytes}
+
+    def frame(self):  # noqa: ANN201 - pandas is imported lazily
+        """One row per run, newest first: started (UTC), status, tasks, cached results and
+        the bytes they take, the bytes of its history."""
+        import pandas as pd
+
+        columns = ["run", "started", "status", "tasks", "results", "result_bytes",
+                   "history_bytes"]
+        frame = pd.DataFrame([{"run": r.run_id, "started": r.started, "status": r.status,
+                               "tasks": r.tasks, "results": r.results,
+                               "result_bytes": r.result_bytes,
+                               "history_bytes": r.history_bytes} for r in self.runs],
+                             columns=columns)
+        frame["started"] = pd.to_datetime(frame["started"].astype("float64"), unit="s",
+                                          utc=True)
+        for column in columns[3:]:
+            frame[column] = frame[column].astype("int64")
+        return frame
+
+    def summary(self) -> str:
+        """One line: the file, its size on disk, runs, cached results and their space."""
+        if not self.enabled:
+            return f"the run journal {self.path} is off"
+        wal = f" + wal {megabytes(self.wal_bytes)}" if self.wal_bytes else ""
+        free = f", {megabytes(self.free_bytes)} free inside" if self.free_bytes else ""
+        runs = len(self.runs)
+        return (f"{self.path}: {megabytes(self.size_on_disk)} on disk "
+                f"(db {megabytes(self.db_bytes)}{wal}{free}); {runs} run{'s' * (runs != 1)}, "
+                f"{self.results} cached result{'s' * (self.results != 1)} "
+                f"({megabytes(self.result_bytes)}), history {megabytes(self.history_bytes)}")
+
+
+@dataclass
+class Removal:
+    """What a prune or cache clear removed (or, ``dry_run``, would remove): ``runs``
+    removed whole, ``results`` cached result rows, ``freed`` their bytes of data;
+    ``kept`` run id -> why a run that matched was kept, ``pinned`` how many matching
+    results were kept because they back results dropped from memory; ``before``/``after`` the size
+    on disk (db + wal; ``after`` equals ``before`` in a dry run); ``error`` when the
+    removal failed (then nothing was removed); ``note`` when it was done but the file
+    could not shrink yet (another process held it: the next removal or size check
+    gives the space back)."""
+
+    what: str
+    dry_run: bool = False
+    runs: list[int] = field(default_factory=list)
+    results: int = 0
+    freed: int = 0
+    kept: dict[int, str] = field(default_factory=dict)
+    pinned: int = 0
+    before: int = 0
+    after: int = 0
+    error: str | None = None
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line on what went (or would go) and the space it frees."""
+        if self.error is not None:
+            return f"{self.what}: could not remove anything ({self.error})"
+        parts = []
+        if self.runs:
+            parts.append(f"{len(self.runs)} run{'s' * (len(self.runs) != 1)} "
+                         f"({_ids(self.runs)})")
+        if self.results or not self.runs:
+            parts.append(f"{self.results} cached result{'s' * (self.results != 1)}")
+        what = " with ".join(parts) if self.runs and self.results else " and ".join(parts)
+        kept = ""
+        if self.kept:
+            reasons: dict[str, list[int]] = {}
+            for run_id, why in sorted(self.kept.items()):
+                reasons.setdefault(why, []).append(run_id)
+            kept = "; kept " + "; ".join(f"run{'s' * (len(ids) != 1)} {_ids(ids)} ({why})"
+                                         for why, ids in reasons.items())
+        if self.pinned:
+            kept += (f"; kept {self.pinned} result{'s' * (self.pinned != 1)} dropped from "
+                     "memory (read back from here)")
+        if self.dry_run:
+            return (f"{self.what} --dry-run: would remove {what}, freeing about "
+                    f"{megabytes(self.freed)}; nothing removed{kept}")
+        note = f"; {self.note}" if self.note else ""
+        return (f"{self.what}: removed {what} ({megabytes(self.freed)} of data); the file "
+                f"went from {megabytes(self.before)} to {megabytes(self.after)} on disk"
+                f"{kept}{note}")
+
+
+def _ids(ids: list[int]) -> str:
+    shown = ", ".join(str(i) for i in sorted(ids)[:8])
+    return shown + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+
+
+_RUNS_SPACE = (
+    "SELECT r.run_id, r.started, r.ended, r.status, r.tasks, "
+    "(SELECT count(*) FROM results WHERE run_id = r.run_id AND blob IS NOT NULL), "
+    "(SELECT coalesce(sum(length(blob)), 0) FROM results WHERE run_id = r.run_id), "
+    "(SELECT coalesce(sum(length(rows)), 0) FROM packed WHERE run_id = r.run_id), "
+    "r.last_time, r.pid, r.pstarted FROM runs AS r ORDER BY r.run_id DESC")
+
+
+_RUNS_ONLY = ("SELECT run_id, started, ended, status, tasks, 0, 0, 0, last_time, pid, pstarted "
+              "FROM runs ORDER BY run_id DESC")
+
+
+def runs_space(conn: Any, space: bool = True) -> list[RunSpace]:
+    """Every run with its space, newest first (``length`` reads no blob's content);
+    ``space=False``: the runs alone, their space 0 (the size bound's cheap look)."""
+    return [RunSpace(*row) for row in conn.execute(_RUNS_SPACE if space else _RUNS_ONLY)]
+
+
+def read_info(conn: Any, path: str | os.PathLike, enabled: bool = True) -> JournalInfo:
+    """The journal's ``JournalInfo``, read on ``conn`` (sizes on disk as they are now)."""
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0] * page
+    mode = {0: "none", 1: "full", 2: "incremental"}.get(
+        conn.execute("PRAGMA auto_vacuum").fetchone()[0], "none")
+    runs = tuple(runs_space(conn))
+    db, wal = size_on_disk(path)
+    return JournalInfo(str(path), enabled, db, wal, free, mode, runs)
+
+
+KEPT_OPEN = "open in this process"
+KEPT_ALIVE = "its process still runs"
+KEPT_PINNED = "holds results dropped from memory"
+KEPT_NEWEST = "the newest run"
+
+
+def kept_runs(runs: Iterable[RunSpace], open_runs: Collection[int],
+              pinned: Collection[tuple[int, str]]) -> dict[int, str]:
+    """Run id -> why it must stay: open here, written by another process that still
+    runs, or holding a pinned result. Liveness is asked once per process."""
+    me = current()
+    pinned_runs = {run_id for run_id, _ in pinned}
+    alive: dict[tuple[int, float | None], bool] = {}
+    kept: dict[int, str] = {}
+    for run in runs:
+        if run.run_id in open_runs:
+            kept[run.run_id] = KEPT_OPEN
+            continue
+        if run.pid is not None:
+            key = (run.pid, run.process_started)
+            if key not in alive:
+                alive[key] = is_alive(*key)
+            if alive[key]:
+                this = run.pid == me[0]
+                if not this:
+                    kept[run.run_id] = KEPT_ALIVE
+                    continue
+                if run.ended is None:  # an open run of this process (another journal's)
+                    kept[run.run_id] = KEPT_OPEN
+                    continue
+        if run.run_id in pinned_runs:
+            kept[run.run_id] = KEPT_PINNED
+    return kept
+
+
+def runs_to_prune(runs: list[RunSpace], keep_runs: int | None, older_than: float | None,
+                  now: float) -> list[RunSpace]:
+    """The runs a prune asks for, oldest first: outside the ``keep_runs`` newest *and*
+    last heard of more than ``older_than`` seconds ago (each option given must let a run
+    go). ``runs`` newest first, as ``runs_space`` gives them."""
+    chosen = []
+    for index, run in enumerate(runs):
+        if keep_runs is not None and index < keep_runs:
+            continue
+        if older_than is not None:
+            last = run.last_sign
+            if last is not None and last > now - older_than:
+                continue
+        chosen.append(run)
+    return chosen[::-1]
