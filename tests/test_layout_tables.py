@@ -5,11 +5,18 @@ dtypes and display."""
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
 
 from codomyrmex_nb import Task, TaskOrchestrator
+from codomyrmex_nb.notebook import drawing as drawing_mod
 from codomyrmex_nb.notebook.drawing import build_drawing
+from codomyrmex_nb.notebook.frontend import CSS, ESM
+from codomyrmex_nb.notebook.painter import Painter
+from codomyrmex_nb.notebook.tracker import Tracker
+from codomyrmex_nb.palette import CRITICAL, DARK, theme_css
 
 
 def noop() -> None:
@@ -92,3 +99,101 @@ def test_each_rank_lists_its_tasks_in_definition_order(make):
     assert columns_out_of_order(tasks, pos) == []
     loads = [t.name for t in tasks if t.name.startswith(("load_", "work_"))]
     assert len({pos[n][0] for n in loads}) == 1  # the first layer is one column
+
+
+# -- the critical path: visible in a grid and in groups, and said only when drawn -------------
+def node_body(svg: str, node_id: str) -> str:
+    match = re.search(rf'<g id="{node_id}" class="node[^"]*">(.*?)</g>', svg, re.S)
+    assert match is not None, f"no node {node_id} in the SVG"
+    return match.group(1)
+
+
+def outlined_blue(svg: str, node_id: str) -> bool:
+    return f'stroke="{CRITICAL[0]}"' in node_body(svg, node_id)
+
+
+def fan_run(orch, width: int = 30, slow: int = 7) -> None:
+    """source -> width workers (``work_<slow>`` takes 0.2 s) -> sink, run to the end."""
+    orch.create_task("source", func=noop)
+    for i in range(width):
+        orch.create_task(f"work_{i}", func=(lambda: time.sleep(0.2)) if i == slow else noop,
+                         dependencies=["source"])
+    orch.create_task("sink", func=noop, dependencies=[f"work_{i}" for i in range(width)])
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+
+
+def painted(orch, threshold: int = 200) -> Painter:
+    painter = Painter("cv", threshold, 40, 1.0)
+    painter.paint([], orch.snapshot(), orch.snapshot)
+    return painter
+
+
+@pytest.mark.needs_dot
+def test_the_critical_member_of_a_fan_out_grid_is_outlined_in_blue(orch):
+    fan_run(orch)
+    painter = painted(orch)
+    assert painter.drawing.bundles  # the 30 workers are wrapped into a grid
+    svg = painter.standalone()
+    node = {orch.get_task(t).name: n for n, t in painter.drawing.nodes.items()}
+    blue = [name for name, n in node.items() if outlined_blue(svg, n)]
+    assert blue == ["source", "work_7", "sink"]
+    assert "critical path in blue" in painter.header()
+
+
+@pytest.mark.needs_dot
+def test_a_grouped_drawing_marks_the_groups_and_names_the_tasks_on_the_critical_path(orch):
+    fan_run(orch, width=40)
+    painter = painted(orch, threshold=20)  # 42 tasks above 20: drawn as groups
+    grouping = painter.grouping
+    assert grouping is not None and set(grouping.members) == {"source", "work", "sink"}
+    svg = painter.standalone()
+    node = {key: n for n, key in painter.drawing.nodes.items()}
+    assert all(outlined_blue(svg, node[key]) for key in ("source", "work", "sink"))
+    looks = painter.looks()
+    assert "on the critical path: work_7" in looks[node["work"]].tip
+    assert painter.hot == set(painter.drawing.edges)  # source -> work -> sink, both blue
+    assert f'stroke="{CRITICAL[0]}"' in re.sub(r'<g id="cvn\d+" class="node.*?</g>', "", svg,
+                                               flags=re.S)
+    head = painter.header()
+    assert "3 groups of 42 tasks" in head and "groups on the critical path in blue" in head
+
+
+@pytest.mark.needs_dot
+def test_the_caption_says_blue_only_when_something_is_blue(orch, monkeypatch):
+    orch.create_task("solo", func=noop)  # a one-task path: no edge to colour
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    painter = painted(orch)
+    svg, head = painter.standalone(), painter.header()
+    assert "critical path in blue" in head
+    assert outlined_blue(svg, next(iter(painter.drawing.nodes)))
+    # without dot there is no drawing, and no caption about its colours
+    monkeypatch.setattr(drawing_mod, "dot_available", lambda: False)
+    blind = painted(orch)
+    assert "apt install graphviz" in blind.static_html()
+    assert "blue" not in blind.header()
+
+
+# -- the header's chips follow the theme ---------------------------------------------------------
+def test_header_chips_take_the_theme_colours(orch):
+    orch.create_task("ok", func=noop)
+    orch.create_task("bad", func=lambda: 1 / 0)
+    orch.start_execution()
+    assert orch.wait_for_completion(10) is not None
+    tracker = Tracker()
+    tracker.reset(orch.snapshot(), None)
+    head = tracker.header_html()
+    chips = re.findall(r'<span style="(background:[^"]*)" title=', head)
+    assert len(chips) == 2
+    for chip in chips:  # colours through the theme's variables, light fallbacks only
+        assert re.fullmatch(r"background:var\(--codo-[a-z-]+,#[0-9a-f]{6}\);"
+                            r"color:var\(--codo-[a-z-]+-text,#[0-9a-f]{6}\);.*", chip), chip
+    # the dark theme defines those variables on the scope's element ...
+    css = theme_css("cv")
+    dark = re.search(r'body\[data-jp-theme-light="false"\] \.cv\{([^}]*)\}', css).group(1)
+    assert f"--codo-completed:{DARK['completed'][0]}" in dark
+    assert f"--codo-failed-text:{DARK['failed'][1]}" in dark
+    # ... which the live widget carries, header included (it sits outside the drawing's div)
+    assert re.search(r'el\.classList\.add\([^)]*"codo-live-" \+ scope, scope\)', ESM)
+    assert "--jp-ui-font-color1" in CSS and "--jp-layout-color1" in CSS

@@ -117,10 +117,11 @@ def task_look(state: str, runtime: float | None = None, critical: bool = False,
                 suffix_text(state, runtime, retries, restored), critical, state, tip)
 
 
-def group_look(counts: dict[str, int], tip: str = "") -> Look:
+def group_look(counts: dict[str, int], tip: str = "", critical: bool = False) -> Look:
+    """A group's node; ``critical`` when one of its tasks is on the critical path."""
     state = dominant(counts)
-    return Look(fill(state), font_colour(state), glyph(state), counts_line(counts), False, state,
-                tip)
+    return Look(fill(state), font_colour(state), glyph(state), counts_line(counts), critical,
+                state, tip)
 
 
 def short(name: str) -> str:
