@@ -8,9 +8,11 @@ import json
 import re
 import time
 
+import pandas as pd
 import pytest
 
 from codomyrmex_nb import Task, TaskOrchestrator
+from codomyrmex_nb.analysis.frames import TASK_COLUMNS
 from codomyrmex_nb.notebook import drawing as drawing_mod
 from codomyrmex_nb.notebook.drawing import build_drawing
 from codomyrmex_nb.notebook.frontend import CSS, ESM
@@ -197,3 +199,57 @@ def test_header_chips_take_the_theme_colours(orch):
     # ... which the live widget carries, header included (it sits outside the drawing's div)
     assert re.search(r'el\.classList\.add\([^)]*"codo-live-" \+ scope, scope\)', ESM)
     assert "--jp-ui-font-color1" in CSS and "--jp-layout-color1" in CSS
+
+
+# -- tasks_frame(): numeric columns, name first, a display without empty columns ----------------
+SECONDS_COLUMNS = ("wait_dependencies", "wait_resources", "wait_worker", "execution_time",
+                   "cpu_time")
+LIST_COLUMNS = ("tags", "dependencies", "resources")
+
+
+def mixed_run(orch) -> None:
+    """One task completes, one fails, one is never run (its upstream failed)."""
+    orch.create_task("good", func=lambda: 1)
+    orch.create_task("bad", func=lambda: 1 / 0)
+    orch.create_task("after", func=noop, dependencies=["bad"])
+    orch.start_execution()
+    orch.wait_for_completion(10)
+
+
+def test_tasks_frame_columns_are_typed_with_name_first(orch):
+    mixed_run(orch)
+    frame = orch.tasks_frame()
+    assert list(frame.columns[:2]) == ["name", "id"]
+    for column in SECONDS_COLUMNS:  # missing times are NaN, never None in an object column
+        assert frame[column].dtype == "float64", column
+    for column in ("attempts", "retries", "priority_value"):
+        assert pd.api.types.is_integer_dtype(frame[column].dtype), column
+    assert str(frame["peak_memory"].dtype) == "Int64"
+    objects = [c for c in frame.columns if frame[c].dtype == object]
+    assert sorted(objects) == sorted(LIST_COLUMNS)  # only the list columns hold objects
+    rows = frame.set_index("name")
+    assert rows.loc["after", "attempts"] == 0 and pd.isna(rows.loc["after", "started_at"])
+    assert pd.isna(rows.loc["after", "cpu_time"])  # never measured: NaN
+
+
+def test_tasks_frame_display_hides_empty_columns_and_shows_units(orch):
+    mixed_run(orch)
+    frame = orch.tasks_frame()
+    html = frame._repr_html_()
+    headings = re.findall(r"<th>([^<]*)</th>", html.split("</thead>")[0])
+    for empty in ("module", "action", "tags", "resources", "blocked_on", "last_line"):
+        assert empty not in headings, empty  # empty in every row: left out ...
+        assert empty in frame.columns  # ... of the display only
+    assert "empty in every row, not shown: module, action, tags" in html
+    for shown in ("name", "state", "execution_time", "error_type", "wait_worker"):
+        assert shown in headings
+    assert headings.index("name") < headings.index("state")
+    cells = re.findall(r"<td>([^<]*)</td>", html)
+    assert "ZeroDivisionError" in cells
+    assert any(re.fullmatch(r"[\d.]+ (µs|ms|s)", c) for c in cells)  # times with their unit
+    text = repr(frame)
+    assert "module" not in text.splitlines()[0] and re.search(r"\d (µs|ms|s)\b", text)
+    # the data stays whole, and a derived frame displays as pandas does
+    assert frame.shape[1] == len(TASK_COLUMNS)
+    derived = frame[["name", "module"]]
+    assert type(derived) is pd.DataFrame and "module" in derived._repr_html_()

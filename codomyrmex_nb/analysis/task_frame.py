@@ -1,0 +1,109 @@
+"""``tasks_frame()``'s notebook display: the columns that say something, with units.
+
+The frame holds every column, always (a fixed schema: code that reads
+``frame["wait_resources"]`` works whether or not a task waited). Shown in a
+notebook, three dozen columns of which half are empty on a plain run bury
+what matters, and bare floats hide whether they are seconds or bytes. So
+``TasksFrame`` (like ``%codo_stats``'s ``StatsFrame``) displays a summary:
+columns empty in every row are left out and named in a caption, times read
+``1.23 s`` / ``45 ms``, memory ``12.3 MB``, timestamps local wall-clock
+time. Only the display differs: the data, its dtypes and every frame derived
+from it (``frame[...]``, ``set_index``, ``copy()``) are plain pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+#: columns holding seconds, shown with their unit
+SECONDS = ("wait_dependencies", "wait_resources", "wait_worker", "execution_time", "cpu_time")
+BYTES = ("peak_memory",)
+_CAPTION = "summary for display; the frame holds all {n} columns"
+
+
+def _empty(value: Any) -> bool:
+    if isinstance(value, list | tuple | set | dict | str):
+        return len(value) == 0
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def empty_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns missing or empty ('' or []) in every row; none when there are no rows."""
+    if frame.empty:
+        return []
+    return [str(c) for c in frame.columns if all(_empty(v) for v in frame[c])]
+
+
+def _wall_clock(value: Any) -> str:
+    if _empty(value):
+        return ""
+    return pd.Timestamp(value).to_pydatetime(warn=False).astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+def _formatters() -> dict[str, Callable[[Any], str]]:
+    from ..notebook.display import _bytes, seconds  # the units %codo_stats shows
+
+    out: dict[str, Callable[[Any], str]] = dict.fromkeys(SECONDS, seconds)
+    out.update(dict.fromkeys(BYTES, _bytes))
+    return out
+
+
+class TasksFrame(pd.DataFrame):
+    """``tasks_frame()``: a plain DataFrame but for its display (see the module)."""
+
+    @property
+    def _constructor(self) -> Callable[..., pd.DataFrame]:
+        return pd.DataFrame  # a derived frame shows every column it has, as pandas does
+
+    def hidden(self) -> list[str]:
+        """The columns the display leaves out: empty in every row."""
+        return empty_columns(pd.DataFrame(self))
+
+    def summary(self) -> pd.DataFrame:
+        """What the display shows: the non-empty columns, times and memory with units."""
+        frame = pd.DataFrame(self)
+        hidden = set(self.hidden())
+        formatters = _formatters()
+        out: dict[str, Any] = {}
+        for column in frame.columns:
+            if column in hidden:
+                continue
+            values = frame[column]
+            if column in formatters:
+                out[column] = [formatters[column](v) for v in values]
+            elif isinstance(values.dtype, pd.DatetimeTZDtype):
+                out[column] = [_wall_clock(v) for v in values]
+            else:
+                out[column] = values.astype(object).where(values.notna(), "")
+        return pd.DataFrame(out, index=frame.index)
+
+    def caption(self) -> str:
+        hidden = self.hidden()
+        text = _CAPTION.format(n=len(self.columns))
+        if hidden:
+            text += f"; empty in every row, not shown: {', '.join(hidden)}"
+        return text + "; timestamps in local wall-clock time"
+
+    def _repr_html_(self) -> str | None:
+        with pd.option_context("display.max_columns", None, "display.show_dimensions", False):
+            table = self.summary()._repr_html_() or ""
+        return f"{table}<p style='font-size:smaller;opacity:.7'>{self.caption()}</p>"
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.max_columns", None, "display.width", 1000,
+                               "display.show_dimensions", False):
+            table = self.summary().to_string()
+        return f"{table}\n({self.caption()})"
+
+    def to_pandas(self) -> pd.DataFrame:
+        """This frame as a plain DataFrame (displayed in full, as pandas does)."""
+        return pd.DataFrame(self)
+
+
+__all__ = ["TasksFrame", "empty_columns"]
