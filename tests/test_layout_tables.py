@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -253,3 +254,39 @@ def test_tasks_frame_display_hides_empty_columns_and_shows_units(orch):
     assert frame.shape[1] == len(TASK_COLUMNS)
     derived = frame[["name", "module"]]
     assert type(derived) is pd.DataFrame and "module" in derived._repr_html_()
+
+
+# -- tour notebook 04 says what its failure recipe does --------------------------------------------
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def cell_text(cell) -> str:
+    return "".join(out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+                   for out in cell.get("outputs", []))
+
+
+@pytest.mark.kernel
+def test_notebook_04_describes_what_its_failure_recipe_does(kernel_name):
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+
+    path = NOTEBOOKS / "04_failures_retries_cancel.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cells = nb.cells
+    recipe = next(i for i, c in enumerate(cells) if "task.can_retry()" in c.source)
+    text = cells[recipe - 1].source
+    assert text.startswith("### Handle task failures")
+    assert "only reports them" not in text  # what it said before: the recipe re-queues them
+    assert "re-queues both" in text and "fails again" in text
+    NotebookClient(nb, kernel_name=kernel_name, timeout=120,
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    reported = cell_text(nb.cells[recipe])
+    assert "Task render failed" in reported and "Task parse failed" in reported
+    after = {line.split()[0]: line.split()[1:] for line in cell_text(nb.cells[recipe + 1])
+             .splitlines()}
+    # as the text says: both re-queued, both failed again the same way, report skipped again
+    assert after["render"] == ["failed", "attempts=2"]
+    assert after["parse"] == ["failed", "attempts=2"]
+    assert after["report"][0] == "skipped"
+    final = cell_text(nb.cells[recipe + 3])  # after the fix: rerun(parse), then the table
+    assert re.search(r"parse\s+completed", final) and re.search(r"report\s+completed", final)
