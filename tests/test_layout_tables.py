@@ -290,3 +290,14 @@ def test_notebook_04_describes_what_its_failure_recipe_does(kernel_name):
     assert after["report"][0] == "skipped"
     final = cell_text(nb.cells[recipe + 3])  # after the fix: rerun(parse), then the table
     assert re.search(r"parse\s+completed", final) and re.search(r"report\s+completed", final)
+
+
+def test_a_long_tasks_frame_displays_a_few_rows_and_says_how_many(orch):
+    orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(500)])
+    frame = orch.tasks_frame()
+    text = repr(frame)
+    assert len(text.splitlines()) <= pd.get_option("display.min_rows") + 4  # as pandas: head, tail
+    assert "t0 " in text and "t499" in text and "500 rows" in text
+    html = frame._repr_html_()
+    assert html.count("<tr>") <= pd.get_option("display.min_rows") + 3
+    assert len(frame) == 500  # the data is whole

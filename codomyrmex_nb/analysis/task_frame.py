@@ -37,7 +37,18 @@ def empty_columns(frame: pd.DataFrame) -> list[str]:
     """Columns missing or empty ('' or []) in every row; none when there are no rows."""
     if frame.empty:
         return []
-    return [str(c) for c in frame.columns if all(_empty(v) for v in frame[c])]
+    out = []
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == object:  # lists (tags, dependencies, resources): one by one
+            empty = all(_empty(v) for v in values)
+        elif pd.api.types.is_string_dtype(values.dtype):
+            empty = bool((values.isna() | (values == "")).all())
+        else:
+            empty = bool(values.isna().all())
+        if empty:
+            out.append(str(column))
+    return out
 
 
 def _wall_clock(value: Any) -> str:
@@ -46,11 +57,13 @@ def _wall_clock(value: Any) -> str:
     return pd.Timestamp(value).to_pydatetime(warn=False).astimezone().strftime("%H:%M:%S.%f")[:-3]
 
 
-def _formatters() -> dict[str, Callable[[Any], str]]:
+def _formatters(frame: pd.DataFrame) -> dict[str, Callable[[Any], str]]:
     from ..notebook.display import _bytes, seconds  # the units %codo_stats shows
 
-    out: dict[str, Callable[[Any], str]] = dict.fromkeys(SECONDS, seconds)
-    out.update(dict.fromkeys(BYTES, _bytes))
+    out: dict[str, Callable[[Any], str]] = {c: seconds for c in SECONDS if c in frame}
+    out.update({c: _bytes for c in BYTES if c in frame})
+    out.update({str(c): _wall_clock for c in frame.columns
+                if isinstance(frame[c].dtype, pd.DatetimeTZDtype)})
     return out
 
 
@@ -65,40 +78,34 @@ class TasksFrame(pd.DataFrame):
         """The columns the display leaves out: empty in every row."""
         return empty_columns(pd.DataFrame(self))
 
-    def summary(self) -> pd.DataFrame:
-        """What the display shows: the non-empty columns, times and memory with units."""
+    def _shown(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The columns to show and how: units through formatters, which pandas applies only
+        to the rows it displays (a 100,000-row frame shows its first and last few)."""
         frame = pd.DataFrame(self)
-        hidden = set(self.hidden())
-        formatters = _formatters()
-        out: dict[str, Any] = {}
-        for column in frame.columns:
-            if column in hidden:
-                continue
-            values = frame[column]
-            if column in formatters:
-                out[column] = [formatters[column](v) for v in values]
-            elif isinstance(values.dtype, pd.DatetimeTZDtype):
-                out[column] = [_wall_clock(v) for v in values]
-            else:
-                out[column] = values.astype(object).where(values.notna(), "")
-        return pd.DataFrame(out, index=frame.index)
+        shown = frame.drop(columns=self.hidden())
+        limit = pd.get_option("display.max_rows")
+        if limit and len(shown) > limit:  # as pandas: a long frame shows min_rows of them
+            limit = pd.get_option("display.min_rows") or limit
+        options = {"formatters": _formatters(shown), "na_rep": "", "max_rows": limit,
+                   "max_cols": None, "show_dimensions": False}
+        return shown, options
 
     def caption(self) -> str:
         hidden = self.hidden()
-        text = _CAPTION.format(n=len(self.columns))
+        text = _CAPTION.format(n=len(self.columns)) + f" and {len(self):,} rows"
         if hidden:
             text += f"; empty in every row, not shown: {', '.join(hidden)}"
         return text + "; timestamps in local wall-clock time"
 
     def _repr_html_(self) -> str | None:
-        with pd.option_context("display.max_columns", None, "display.show_dimensions", False):
-            table = self.summary()._repr_html_() or ""
+        shown, options = self._shown()
+        table = shown.to_html(notebook=True, **options)
         return f"{table}<p style='font-size:smaller;opacity:.7'>{self.caption()}</p>"
 
     def __repr__(self) -> str:
-        with pd.option_context("display.max_columns", None, "display.width", 1000,
-                               "display.show_dimensions", False):
-            table = self.summary().to_string()
+        shown, options = self._shown()
+        with pd.option_context("display.width", 1000):
+            table = shown.to_string(line_width=None, **options)
         return f"{table}\n({self.caption()})"
 
     def to_pandas(self) -> pd.DataFrame:
