@@ -111,6 +111,7 @@ def theme_css(scope: str, standalone: bool = False) -> str:
         # the label follows its node's fill (a patched node gets its own rules, by id)
         rules.append(f'{sel} g.node:has(> [fill="{colour}"]) text{{fill:{font_var(state)}}}')
     rules.append(f'{sel} g.node > [stroke="{NODE_STROKE[0]}"]{{stroke:var(--codo-stroke)}}')
+    rules.append(f'{sel} g.node > [stroke="{CRITICAL[0]}"]{{stroke:var(--codo-critical)}}')
     for name, pair in (("edge", EDGE), ("critical", CRITICAL), ("waiting", WAITING),
                        ("holding", HOLDING)):
         rules.append(f'{sel} g.edge [stroke="{pair[0]}"]{{stroke:var(--codo-{name})}}')

@@ -623,12 +623,14 @@ for name in ("fetch", "parse", "report", "render", "archive"):
         md("""
 ### Handle task failures
 
-The guide's recipe re-queues a failed task that still has retries left
-(`can_retry()`). Here both failures used up their budget (they had none), so it
-only reports them. After fixing the cause, `rerun` (beyond the guide; in a
-notebook, `%codo_retry NAME`) runs a task again, with everything downstream of
-it and a fresh retry budget. Here `parse` gets a real action, and `report` runs
-after it.
+The guide's recipe reports each failed task and re-queues it when `can_retry()`
+says so. A task that has *ended* failed (or cancelled) has spent its automatic
+retries, and `can_retry()` then means "a manual retry is allowed": it is `True`
+for both failures here, `render` and `parse`. So the recipe re-queues both, with
+a fresh retry budget, but changes nothing about them: each fails again the same
+way (`render` times out once more, `parse` still asks for an action that does
+not exist, and `report` is skipped again). The cell after it waits and shows
+their second attempt.
 """),
         code("""
 # Check for failed tasks
@@ -645,6 +647,18 @@ for task in failed_tasks:
             task.status = TaskStatus.PENDING
             task.retry_count = 0
             orchestrator.add_task(task)
+"""),
+        code("""
+orchestrator.wait_for_completion(timeout=60)  # the re-queued tasks end again
+for name in ("render", "parse", "report"):
+    task = orchestrator.get_task(name)
+    print(f"{name:7} {task.status.value:10} attempts={len(task.attempts)}")
+"""),
+        md("""
+Running a task again only helps once its cause is fixed. `rerun` (beyond the
+guide; in a notebook, `%codo_retry NAME`) runs a task again, with everything
+downstream of it and a fresh retry budget. Here `parse` gets a real action, and
+`report` runs after it; `render` keeps its two failed attempts.
 """),
         code("""
 parse = orchestrator.get_task("parse")

@@ -31,6 +31,7 @@ from ..palette import STATES
 from ._common import as_snapshot, critical_steps
 from .bottlenecks import STR, bottlenecks
 from .preview_frame import PreviewFrame
+from .task_frame import TasksFrame
 
 __all__ = ["bottlenecks", "results_frame", "stats_frame", "tasks_frame",
            "TASK_COLUMNS", "RESULT_COLUMNS"]
@@ -40,7 +41,7 @@ PRIORITY_DTYPE = pd.CategoricalDtype([p.name.lower() for p in TaskPriority], ord
 TIMESTAMPS = ("created_at", "queued_at", "ready_at", "started_at", "completed_at")
 
 TASK_COLUMNS: dict[str, Any] = {
-    "id": STR, "name": STR, "module": STR, "action": STR, "tags": object,
+    "name": STR, "id": STR, "module": STR, "action": STR, "tags": object,
     "state": STATE_DTYPE, "priority": PRIORITY_DTYPE, "priority_value": "int64",
     "dependencies": object, "resources": object, "attempts": "int64", "retries": "int64",
     **dict.fromkeys(TIMESTAMPS, "datetime"),
@@ -84,6 +85,10 @@ def _frame_from_columns(columns: dict[str, Any], data: dict[str, list[Any]]) -> 
 def tasks_frame(orch: Any) -> pd.DataFrame:
     """One row per task (in the order added): what it is, when it ran and what it waited for.
 
+    ``name`` first; times are float seconds (NaN until known), counts integers. In a
+    notebook the frame (a ``TasksFrame``) displays without its columns that are empty in
+    every row and with units; the data itself is whole.
+
     ``wait_dependencies`` runs from (re-)queueing to ready, ``wait_resources``
     and ``wait_worker`` split the time from ready to start between a held
     resource and a full worker pool. Built column by column from the snapshot
@@ -121,7 +126,7 @@ def _tasks_frame(views: Any) -> pd.DataFrame:
         data[ts] = [getattr(v, ts) for v in views]
     data["restored"] = [v.restored is not None for v in views]
     data["trigger_rule"] = [v.trigger_rule for v in views]
-    return _frame_from_columns(TASK_COLUMNS, data)
+    return TasksFrame(_frame_from_columns(TASK_COLUMNS, data))
 
 
 _PRIORITY_NAMES = {p: p.name.lower() for p in TaskPriority}

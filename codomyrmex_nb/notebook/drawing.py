@@ -28,6 +28,7 @@ it is ``provisional`` while any task is unfinished (drawn dashed).
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 from dataclasses import dataclass, field
@@ -116,10 +117,11 @@ def task_look(state: str, runtime: float | None = None, critical: bool = False,
                 suffix_text(state, runtime, retries, restored), critical, state, tip)
 
 
-def group_look(counts: dict[str, int], tip: str = "") -> Look:
+def group_look(counts: dict[str, int], tip: str = "", critical: bool = False) -> Look:
+    """A group's node; ``critical`` when one of its tasks is on the critical path."""
     state = dominant(counts)
-    return Look(fill(state), font_colour(state), glyph(state), counts_line(counts), False, state,
-                tip)
+    return Look(fill(state), font_colour(state), glyph(state), counts_line(counts), critical,
+                state, tip)
 
 
 def short(name: str) -> str:
@@ -244,6 +246,7 @@ def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, pre
                 declare(graph, by_id[tid])
             elif bundle[0] == tid:
                 _declare_bundle(graph, bundle, cluster[bundle], ids, by_id, declare)
+    _keep_rank_order(graph, tasks, by_id, bundle_of, ids)
     edges: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def add_edge(up_node: str, down_node: str, pairs: tuple[tuple[str, str], ...],
@@ -283,6 +286,44 @@ def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, pre
     rules = {t.id: t.trigger_rule for t in tasks if t.trigger_rule != DEFAULT_RULE}
     return Drawing(graph, {v: k for k, v in ids.items()}, edges, None, snapshot.structure_version,
                    locks, lock_nodes, tuple(bundles), titles, rules)
+
+
+def _ranks(tasks: tuple[TaskView, ...], by_id: dict[str, TaskView],
+           bundle_of: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Each task's layer: one past its furthest upstream (a grid spans as many layers as it
+    has columns)."""
+    rank: dict[str, int] = {}
+    for tid in topological_order(by_id):
+        rank[tid] = max((rank[d] + _span(bundle_of.get(d)) for d in by_id[tid].dependencies
+                         if d in rank), default=0)
+    return rank
+
+
+def _span(bundle: tuple[str, ...] | None) -> int:
+    return 1 if bundle is None else _grid_shape(len(bundle))[1]
+
+
+def _keep_rank_order(graph: graphviz.Digraph, tasks: tuple[TaskView, ...],
+                     by_id: dict[str, TaskView], bundle_of: dict[str, tuple[str, ...]],
+                     ids: dict[str, str]) -> None:
+    """Pin each layer's tasks top to bottom in definition order.
+
+    ``dot`` orders a rank by its crossing minimisation, which shuffles look-alike tasks
+    (``load_4`` ... ``load_15``, ``load_0``, ...). A ``rank=same`` group per layer chained
+    by invisible edges (no SVG element) fixes the order; grids keep their own.
+    """
+    rank = _ranks(tasks, by_id, bundle_of)
+    layers: dict[int, list[str]] = {}
+    for t in tasks:
+        if t.id not in bundle_of:
+            layers.setdefault(rank[t.id], []).append(ids[t.id])
+    for members in layers.values():
+        if len(members) < 2:
+            continue
+        with graph.subgraph() as layer:
+            layer.attr(rank="same")
+            for up, down in itertools.pairwise(members):
+                layer.edge(up, down, style="invis")
 
 
 def _components(tasks: tuple[TaskView, ...], by_id: dict[str, TaskView],

@@ -28,7 +28,8 @@ function escapeHtml(text) {
 
 function render({ model, el }) {
   const scope = model.get("scope");
-  el.classList.add("codo-view", "codo-live-" + scope);
+  // The scope's class carries its theme's colours (--codo-*), for the header's chips too.
+  el.classList.add("codo-view", "codo-live-" + scope, scope);
   const head = document.createElement("div");
   head.className = "codo-headbox";
   const wrap = document.createElement("div");

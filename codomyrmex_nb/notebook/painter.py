@@ -84,7 +84,8 @@ class Painter:
         grouped = self.grouping is not None
         if tracker.unfinished:
             self._settled = False
-        refresh = not grouped and ((not self._settled and tracker.unfinished == 0) or (
+        # Grouped, one snapshot when the run settles (its final critical path), none between.
+        refresh = (not self._settled and tracker.unfinished == 0) or (not grouped and (
             tracker.finished_since_snapshot
             and time.monotonic() - self._last_full >= self.full_interval))
         if snapshot is None and refresh:
@@ -113,7 +114,8 @@ class Painter:
         return self._settled
 
     def header(self) -> str:
-        return self.tracker.header_html(self.group_note() or self.critical_note())
+        return self.tracker.header_html(" · ".join(filter(None, (self.group_note(),
+                                                                 self.critical_note()))))
 
     def relayout(self, snapshot: Snapshot) -> None:
         """The one place ``dot`` runs: a new structure (tasks added, re-queued, removed)."""
@@ -137,9 +139,7 @@ class Painter:
         if drawing is None:
             return {}
         if drawing.grouping is not None:
-            counts = tracker.group_counts
-            return {n: group_look(counts.get(k, {}), self._group_tip(k, counts.get(k, {})))
-                    for n, k in drawing.nodes.items()}
+            return self._group_looks()
         states, runtimes, crit = tracker.states, tracker.runtimes, tracker.critical
         retries, waiting, errors, names = (tracker.retries, tracker.waiting, tracker.errors,
                                            tracker.names)
@@ -158,9 +158,34 @@ class Painter:
             looks[n] = task_look(state, runtimes.get(k), k in crit, tries, tip, restored)
         return looks
 
-    def _group_tip(self, key: str, counts: Any) -> str:
-        size = len(self.grouping.members.get(key, ())) if self.grouping else 0
-        return f"group {key}: {size} tasks\n{counts_line(counts)}"
+    def _group_looks(self) -> dict[str, Look]:
+        """Grouped: a group holding a task of the critical path is outlined in blue, and so is
+        an edge between two groups the path goes through; the hover names those tasks."""
+        tracker, drawing = self.tracker, self.drawing
+        assert drawing is not None and drawing.grouping is not None
+        of, counts = drawing.grouping.of, tracker.group_counts
+        on_path: dict[str, list[str]] = {}
+        for tid in tracker.critical:
+            if tid in of:
+                on_path.setdefault(of[tid], []).append(tid)
+        pairs = {(of[a], of[b]) for a, b in tracker.critical_pairs
+                 if a in of and b in of and of[a] != of[b]}
+        self.hot = {e for e, ps in drawing.edges.items() if any(p in pairs for p in ps)}
+        return {n: group_look(counts.get(k, {}), self._group_tip(k, counts.get(k, {}),
+                                                                 on_path.get(k, ())),
+                              critical=k in on_path)
+                for n, k in drawing.nodes.items()}
+
+    def _group_tip(self, key: str, counts: Any, critical: Any = ()) -> str:
+        grouping = self.grouping
+        size = len(grouping.members.get(key, ())) if grouping else 0
+        tip = f"group {key}: {size} tasks\n{counts_line(counts)}"
+        if critical and grouping is not None:
+            order = {tid: i for i, tid in enumerate(grouping.members.get(key, ()))}
+            names = [self.tracker.names.get(t, t) for t in sorted(critical, key=order.get)]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            tip += f"\non the critical path: {shown}"
+        return tip
 
     def lock_states(self) -> dict[str, str]:
         drawing, tracker = self.drawing, self.tracker
@@ -225,11 +250,18 @@ class Painter:
                                     lock_states=self.lock_states())
 
     def critical_note(self) -> str:
-        if not self.tracker.critical or self.grouping is not None:
+        """Says "blue" only when the drawing shows something in blue: a node outlined (task or
+        group on the critical path) or an edge of the path."""
+        tracker, drawing = self.tracker, self.drawing
+        if self.template is None or drawing is None or not tracker.critical:
             return ""
+        keys = set(drawing.nodes.values())
+        if not any((tracker.group_of or {}).get(t, t) in keys for t in tracker.critical):
+            return ""
+        what = "groups on the critical path" if self.grouping is not None else "critical path"
         if self.tracker.provisional:
-            return "critical path (blue): provisional, dashed until the run ends"
-        return "critical path in blue"
+            return f"{what} (blue): provisional, dashed until the run ends"
+        return f"{what} in blue"
 
     def group_note(self) -> str:
         grouping = self.grouping

@@ -123,10 +123,12 @@ def _retitle(chunk: str, titles: Mapping[str, str]) -> str:
 
 
 def _border(critical: bool, provisional: bool) -> str:
+    """A node's outline: a task (or group) on the critical path is outlined in its blue, so
+    the path shows even where no edge leads to it (a grid member, a one-task path)."""
     if not critical:
         return f'stroke="{NODE_STROKE[0]}"'
     dash = ' stroke-dasharray="5,2"' if provisional else ""
-    return f'stroke="{NODE_STROKE[0]}" stroke-width="2.5"{dash}'
+    return f'stroke="{CRITICAL[0]}" stroke-width="2.5"{dash}'
 
 
 def _cut_node(gid: str, body: str, parts: list[str], holes: list[Hole]) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from ..core.events import Event
 from ..core.model import TaskStatus
 from ..core.snapshot import Snapshot
-from ..palette import STATES, fill, font_colour, glyph
+from ..palette import STATES, fill, fill_var, font_var, glyph
 from .drawing import critical_estimate, runtime_of
 from .grouping import SHOWN, Grouping
 
@@ -103,10 +103,7 @@ class Tracker:
         self.claims = {t.id: tuple(k for k, _ in t.resources) for t in snap.tasks if t.resources}
         self.errors = {t.id: t.error_message for t in snap.tasks
                        if t.error_message and t.state in ERRORED}
-        if grouping is None:
-            path, self.provisional = critical_estimate(snap)
-        else:
-            path, self.provisional = [], False
+        path, self.provisional = critical_estimate(snap)  # grouped too: groups show it
         self.critical, self.critical_pairs = set(path), set(zip(path, path[1:], strict=False))
         self.counts = Counter(self.states.values())
         self.group_of = None if grouping is None else grouping.of
@@ -275,7 +272,7 @@ class Tracker:
                f'margin-right:8px;overflow:hidden"><span style="display:block;height:100%;'
                f'width:{100 * self.done / total:.1f}%;background:{bar_colour}"></span></span>')
         chips = "".join(
-            f'<span style="background:{fill(s)};color:{font_colour(s)};border-radius:3px;'
+            f'<span style="background:{fill_var(s)};color:{font_var(s)};border-radius:3px;'
             f'padding:0 5px;margin-right:4px" title="{STATES[s][2]}">{glyph(s)} {self.counts[s]}'
             "</span>" for s in SHOWN if self.counts[s])
         muted = "color:var(--jp-ui-font-color2,#666)"
