@@ -213,6 +213,15 @@ class Capture:
         kept = self._kept
         return "" if kept is None else kept.text()
 
+    def peek(self, limit: int | None = None) -> str:
+        """What the attempt has written so far, while it runs: at most the last ``limit``
+        characters (all with None). Safe from any thread and cheap: it copies only what
+        it returns, under the capture's own small lock (never an engine lock)."""
+        kept = self._kept
+        if kept is None:
+            return ""
+        return kept.text() if limit is None else kept.last(limit)
+
     @property
     def dropped(self) -> int:
         """Characters dropped between the kept head and tail."""
@@ -326,6 +335,23 @@ class _Kept:
                 self.dropped += extra
                 self.dropped_lines += first[:extra].count("\n")
 
+    def last(self, limit: int) -> str:
+        """The last ``limit`` characters of ``text()``, copying no more than that."""
+        parts: list[str] = []
+        size = 0
+        with self.mutex:
+            note = []
+            if self.dropped:  # as ``text`` writes it: on a line of its own
+                cut = "\n" if self.head and not self.head[-1].endswith("\n") else ""
+                note = [cut + dropped_note(self.dropped, self.dropped_lines, self.limit)]
+            for piece in _backwards(self.line, self.tail, note, self.head):
+                parts.append(piece)
+                size += len(piece)
+                if size >= limit:
+                    break
+        text = "".join(reversed(parts))
+        return text[-limit:] if limit > 0 else ""
+
     def text(self) -> str:
         with self.mutex:
             parts = list(self.head)
@@ -336,6 +362,12 @@ class _Kept:
             parts.extend(self.tail)
             parts.extend(self.line)
         return "".join(parts)
+
+
+def _backwards(*runs: Any) -> Any:
+    """The pieces of several sequences, last sequence piece first (``last``'s walk)."""
+    for run in runs:
+        yield from reversed(run)
 
 
 class Forward(Capture):
