@@ -405,11 +405,11 @@ class ProcessExecutor:
         worker = self._checkout(run)
         if worker is None:
             return cancelled(run)
+        worker.clear_output()  # a peek (once begun) never shows the worker's last attempt
         if not run.begin():  # abandoned while a worker was found or started: run nothing
             self._checkin(run, worker, True)
             return cancelled(run)
         cpu_before = worker.cpu()
-        worker.clear_output()  # a peek before the worker empties it never shows the last attempt
         reply = worker.request(message)
         logs = worker.read_output()
         if reply is None:  # it died: read what it used before it is reaped

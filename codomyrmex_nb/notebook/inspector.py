@@ -33,6 +33,7 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAME = re.compile(r'^  File "([^"]*)", line \d+')
 MAX_OUTPUT = 6000
 MAX_DISPLAYS = 3  # rich outputs shown in the panel (the rest stay on the result)
+UNWINDING = ("cancelled", "timeout", "interrupted")  # attempts abandoned while they ran
 
 
 def user_frames_first(traceback: str, package_dir: str = PACKAGE_DIR) -> tuple[str, int]:
@@ -176,6 +177,10 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None,
         body.append(_so_far(so_far))
     elif logs or (current is not None and current.logs):
         body.append(_output("output", logs or current.logs))  # a cancelled attempt's too
+    elif current is not None and current.outcome in UNWINDING and current.logs is None \
+            and current.cpu_time is None:
+        body.append('<div class="codo-sec">output</div><p class="codo-muted">what it printed '
+                    "shows here once its code has returned from the interrupt</p>")
     elif task.last_line:
         body.append(f'<div class="codo-sec">last output line</div>'
                     f'<pre class="codo-pre">{escape(task.last_line)}</pre>')
