@@ -594,6 +594,7 @@ def _check_running_task(lab, page) -> None:
         "([sel, t]) => parseFloat(document.querySelector(sel).textContent) >= t + 1.0",
         arg=[".codo-view .codo-headbox .codo-elapsed", first], timeout=MINUTE)
     assert "running for" in node.locator("title").text_content()
+    assert re.fullmatch(r"\d+s", node.locator("tspan.s").text_content().strip())  # ▶ chatty 3s
 
     # A click: the inspector's running time ticks and its output grows while the task runs.
     node.click()
