@@ -48,6 +48,11 @@ cell it picks. So ``Capture`` works per *thread*:
   workers made by another task) are not attributed: a thread belongs to the
   task that started it, whatever later runs on it.
 
+- **Reading while it runs.** ``Capture.peek(limit)`` returns the last ``limit``
+  characters kept so far, from any thread, under the capture's own lock (held
+  only to copy that much): the node inspector and ``%codo_logs`` show a running
+  attempt's output with it (``core.peek``), never under the engine lock.
+
 Output written below Python (``os.write(1, ...)``, C libraries) cannot be
 told apart by thread; the ``processes`` executor catches that too (it
 redirects a worker's file descriptors, see ``process_executor``), so there

@@ -20,7 +20,14 @@ sleep-polling), takes the batch and draws one frame:
   ``full_interval`` s) run times are due: one snapshot, the whole SVG again.
   (The drawing logic lives in ``painter``; this module is the threading.)
 
-Thread lifetime: the thread starts with the first event; after the engine's
+While the inspector of a running task is open, the same thread also wakes at
+most every ``PEEK_EVERY`` (0.5) s (a deadline on the same condition, only
+while such a panel is open) to read that task's output so far without the
+engine lock (``core.peek``) and resend the panel if the output grew. Running
+times tick in the browser from the start times in ``ticks`` (no kernel
+traffic); each reply to a click bumps ``answer`` so the panel always redraws.
+
+Thread lifetime: the thread starts with the first event (or when such a panel opens); after the engine's
 "stopped" event it draws a final frame and exits (the next event starts it
 again); ``close()`` unsubscribes, wakes and joins it. So no view thread
 outlives ``close()`` or ``stop_execution()``. Widget traits are set from the
