@@ -27,9 +27,9 @@ engine lock (``core.peek``) and resend the panel if the output grew. Running
 times tick in the browser from the start times in ``ticks`` (no kernel
 traffic); each reply to a click bumps ``answer`` so the panel always redraws.
 
-Thread lifetime: the thread starts with the first event (or when such a panel opens); after the engine's
-"stopped" event it draws a final frame and exits (the next event starts it
-again); ``close()`` unsubscribes, wakes and joins it. So no view thread
+Thread lifetime: the thread starts with the first event (or when such a panel
+opens); after the engine's "stopped" event it draws a final frame and exits
+(the next event starts it again); ``close()`` unsubscribes, wakes and joins it. So no view thread
 outlives ``close()`` or ``stop_execution()``. Widget traits are set from the
 view thread: with ipykernel >= 7.0.1 comm messages from any thread reach
 the front end (tests/test_live_view_kernel.py checks it in a real kernel).
