@@ -26,6 +26,7 @@ from .core.events import Event
 from .core.executors import Executor, make_executor
 from .core.journal_upkeep import JournalInfo, Removal
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
+from .core.peek import TAIL, OutputSoFar, output_so_far
 from .core.recorder import Recorder, journal_setting
 from .core.scheduler import Record
 from .core.snapshot import Snapshot, paused_gc
@@ -360,6 +361,11 @@ class TaskOrchestrator:
         with self._engine.lock:
             rec = self._engine.sched.lookup(task_id)
             return None if rec is None else rec.result
+
+    def output_so_far(self, task_id: str, limit: int = TAIL) -> OutputSoFar | None:
+        """What the running attempt of task ``task_id`` (an id) has printed so far, or None
+        if it is not running. Never takes the engine lock (see ``core.peek``)."""
+        return output_so_far(self._engine, task_id, limit)
 
     def list_tasks(self, status: TaskStatus | str | None = None) -> list[Task]:
         """Tasks in the order they were added, optionally only those in ``status``."""

@@ -199,6 +199,27 @@ view
 ]
 
 
+# A task that prints a line every 0.1 s for a minute, the live view inline, the run started;
+# the kernel is idle while the task runs (clicks are answered at once).
+RUNNING_CELLS = [
+    """
+import time
+from codomyrmex_nb import TaskOrchestrator, live_view
+
+orch = TaskOrchestrator(max_workers=2)
+
+def chatty():
+    for i in range(600):
+        print(f"chatty line {i}", flush=True)
+        time.sleep(0.1)
+
+orch.create_task("chatty", func=chatty)
+live_view(orch)
+""",
+    "orch.start_execution()",
+]
+
+
 def readme_notebook_cells() -> list[str]:
     """The ```python blocks of the README's "## In a notebook" section, as written."""
     text = README.read_text(encoding="utf-8")
@@ -238,6 +259,7 @@ def _lab_root(base: Path) -> Path:
     shutil.copy(NOTEBOOK, root / "notebooks" / NOTEBOOK.name)
     _write_notebook(root / "notebooks" / "side_panel.ipynb", SIDE_CELLS)
     _write_notebook(root / "notebooks" / "readme_example.ipynb", readme_notebook_cells())
+    _write_notebook(root / "notebooks" / "running_task.ipynb", RUNNING_CELLS)
     shutil.copytree(ROOT / "codomyrmex_nb", root / "codomyrmex_nb",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return root
@@ -537,6 +559,79 @@ def _check_side_panel(lab, page) -> None:
     page.screenshot(path=str(ARTIFACTS / "side-panel.png"))
     if os.environ.get("CODO_UPDATE_SCREENSHOT") == "1":
         shutil.copy(ARTIFACTS / "side-panel.png", SIDE_PICTURE)
+
+
+# -- a running task: its time ticks, its output shows, a second click refreshes -----------
+def test_running_task_inspector_ticks_shows_output_and_a_second_click_refreshes(lab, browser):
+    page = _new_page(browser, width=1280, height=720)
+    try:
+        _check_running_task(lab, page)
+    except BaseException:
+        _artifacts_on_failure(lab, page, "running-task")
+        raise
+    finally:
+        _shutdown_kernels(lab[0], lab[1])
+
+
+def _line_number(text: str) -> int:
+    found = re.findall(r"chatty line (\d+)", text)
+    return int(found[-1]) if found else -1
+
+
+def _check_running_task(lab, page) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    _open_notebook(page, lab, "running_task.ipynb")
+    _run_all_cells(page)
+    _wait_for_names(page, LIVE, ["chatty"])
+    _fills_are(page, LIVE, {"chatty": RUNNING})
+    page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
+    node = page.locator(LIVE, has=page.locator("title", has_text="chatty"))
+    head = page.locator(".codo-view .codo-headbox .codo-elapsed").first
+
+    # The header's elapsed time and the node's hover text count on in the browser.
+    first = float(head.text_content().split()[0])
+    page.wait_for_function(
+        "([sel, t]) => parseFloat(document.querySelector(sel).textContent) >= t + 1.0",
+        arg=[".codo-view .codo-headbox .codo-elapsed", first], timeout=MINUTE)
+    assert "running for" in node.locator("title").text_content()
+    assert re.fullmatch(r"\d+s", node.locator("tspan.s").text_content().strip())  # ▶ chatty 3s
+
+    # A click: the inspector's running time ticks and its output grows while the task runs.
+    node.click()
+    inspector = page.locator(".codo-view .codo-inspect")
+    tick = inspector.locator(".codo-tick")
+    tick.wait_for(timeout=MINUTE)
+    output = inspector.locator("pre.codo-tail")
+    output.wait_for(timeout=MINUTE)
+    seconds = tick.text_content()
+    page.wait_for_function("([sel, s]) => document.querySelector(sel).textContent !== s",
+                           arg=[".codo-view .codo-inspect .codo-tick", seconds], timeout=MINUTE)
+    line = _line_number(output.text_content())
+    assert line >= 0, output.text_content()
+    page.wait_for_function(
+        "([sel, n]) => { const m = [...document.querySelector(sel).textContent"
+        ".matchAll(/chatty line (\\d+)/g)]; return m.length && +m[m.length - 1][1] >= n + 5; }",
+        arg=[".codo-view .codo-inspect pre.codo-tail", line], timeout=MINUTE)
+    # long output opens at its end
+    assert output.evaluate("pre => pre.scrollHeight - pre.scrollTop - pre.clientHeight < 8")
+    page.screenshot(path=str(ARTIFACTS / "running-task-inspector.png"))
+
+    # A second click on the selected node: the details stay, refreshed, with their Cancel.
+    node.click()
+    cancel = inspector.locator("button", has_text="Cancel")
+    cancel.wait_for(timeout=MINUTE)
+    assert "details follow" not in inspector.text_content()
+    page.wait_for_function(  # the kernel's answer has come and the panel still has Cancel
+        "sel => { const b = [...document.querySelectorAll(sel)].find("
+        "x => x.textContent === 'Cancel'); return b && !b.disabled; }",
+        arg=".codo-view .codo-inspect button", timeout=MINUTE)
+    assert cancel.is_enabled()
+
+    # Cancel: the cancelled task's details keep what it printed.
+    cancel.click()
+    _fills_are(page, LIVE, {"chatty": _rgb(fill("cancelled"))})
+    inspector.locator(".codo-pre", has_text="chatty line").first.wait_for(timeout=MINUTE)
+    assert "output so far" not in inspector.text_content()
 
 
 # -- the README example: saved, reopened ---------------------------------------------------

@@ -48,6 +48,11 @@ cell it picks. So ``Capture`` works per *thread*:
   workers made by another task) are not attributed: a thread belongs to the
   task that started it, whatever later runs on it.
 
+- **Reading while it runs.** ``Capture.peek(limit)`` returns the last ``limit``
+  characters kept so far, from any thread, under the capture's own lock (held
+  only to copy that much): the node inspector and ``%codo_logs`` show a running
+  attempt's output with it (``core.peek``), never under the engine lock.
+
 Output written below Python (``os.write(1, ...)``, C libraries) cannot be
 told apart by thread; the ``processes`` executor catches that too (it
 redirects a worker's file descriptors, see ``process_executor``), so there
@@ -213,6 +218,15 @@ class Capture:
         kept = self._kept
         return "" if kept is None else kept.text()
 
+    def peek(self, limit: int | None = None) -> str:
+        """What the attempt has written so far, while it runs: at most the last ``limit``
+        characters (all with None). Safe from any thread and cheap: it copies only what
+        it returns, under the capture's own small lock (never an engine lock)."""
+        kept = self._kept
+        if kept is None:
+            return ""
+        return kept.text() if limit is None else kept.last(limit)
+
     @property
     def dropped(self) -> int:
         """Characters dropped between the kept head and tail."""
@@ -326,6 +340,23 @@ class _Kept:
                 self.dropped += extra
                 self.dropped_lines += first[:extra].count("\n")
 
+    def last(self, limit: int) -> str:
+        """The last ``limit`` characters of ``text()``, copying no more than that."""
+        parts: list[str] = []
+        size = 0
+        with self.mutex:
+            note = []
+            if self.dropped:  # as ``text`` writes it: on a line of its own
+                cut = "\n" if self.head and not self.head[-1].endswith("\n") else ""
+                note = [cut + dropped_note(self.dropped, self.dropped_lines, self.limit)]
+            for piece in _backwards(self.line, self.tail, note, self.head):
+                parts.append(piece)
+                size += len(piece)
+                if size >= limit:
+                    break
+        text = "".join(reversed(parts))
+        return text[-limit:] if limit > 0 else ""
+
     def text(self) -> str:
         with self.mutex:
             parts = list(self.head)
@@ -336,6 +367,12 @@ class _Kept:
             parts.extend(self.tail)
             parts.extend(self.line)
         return "".join(parts)
+
+
+def _backwards(*runs: Any) -> Any:
+    """The pieces of several sequences, last sequence piece first (``last``'s walk)."""
+    for run in runs:
+        yield from reversed(run)
 
 
 class Forward(Capture):

@@ -13,6 +13,8 @@ Kinds:
                  is ``"retry"`` while it waits to retry, ``"requeued"`` when it
                  was queued again; terminal events carry ``execution_time``
 - ``"removed"``  a task was forgotten (``reset``)
+- ``"output"``   an abandoned (cancelled, timed-out) attempt's captured output has
+                 arrived, after its status event (no ``seq``: no state changed)
 - ``"engine"``   the engine started or stopped (``detail``)
 """
 

@@ -3,7 +3,8 @@
 An executor has one blocking method, ``run(run) -> Outcome``, called from an
 engine worker thread (at most ``max_workers`` at once), and ``interrupt(run,
 reason)`` called from any thread to stop an attempt in flight. The engine
-treats every executor alike.
+treats every executor alike. An executor may also offer ``peek(run, limit)``:
+what a running attempt has printed so far (``core.peek``); Dask has none.
 
 - ``threads`` runs the attempt in the worker thread itself (no hand-off); what
   it prints and logs is captured per attempt (``invoke.Run.execute``).
@@ -49,6 +50,11 @@ class ThreadExecutor:
 
     def interrupt(self, run: Run, reason: str) -> bool:
         return run.interrupt(reason)
+
+    def peek(self, run: Run, limit: int) -> str | None:
+        """What the attempt has printed so far (its last ``limit`` characters)."""
+        box = run.box
+        return "" if box is None else box.peek(limit)
 
     def shutdown(self) -> None:
         pass

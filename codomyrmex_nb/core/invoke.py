@@ -86,7 +86,8 @@ class Run:
 
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
-                 "wait_since", "on_begin", "begun", "rec", "deadline_gen", "held", "taken_at")
+                 "wait_since", "on_begin", "begun", "rec", "deadline_gen", "held", "taken_at",
+                 "box")
 
     def __init__(self, task: Any, rec: Any = None) -> None:
         self.task = task
@@ -110,6 +111,7 @@ class Run:
         self.deadline_gen = 0  # which armed deadline is current (a re-armed one supersedes)
         self.held = False
         self.taken_at = 0.0  # time.perf_counter() when a worker took it (set by the engine)
+        self.box: Capture | None = None  # the attempt's capture while it runs here (``peek``)
 
     # -- the gate ------------------------------------------------------------------
     def begin(self) -> bool:
@@ -156,6 +158,7 @@ class Run:
         box = Capture(level=capture.LOG_LEVEL if level is None else level,
                       limit=capture.LIMIT if limit is None else limit, live=live)
         box.start()
+        self.box = box  # an inspector may read it while the attempt runs (Capture.peek)
         cpu = time.thread_time()
         try:
             outcome = self._execute()

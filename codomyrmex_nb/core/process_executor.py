@@ -329,6 +329,28 @@ class _Worker:
         except (OSError, ValueError):
             return None
 
+    def clear_output(self) -> None:
+        """Empty the output file (our descriptor is mkstemp's, opened for writing too)."""
+        with contextlib.suppress(OSError, ValueError):
+            os.ftruncate(self.output.fileno(), 0)
+
+    def peek(self, limit: int) -> str | None:
+        """The last ``limit`` characters the current attempt has written so far, tidied.
+
+        ``os.pread``: the file's offset, which ``read_output`` moves, is left alone, so
+        this may run in any thread while the attempt runs. None if it cannot be read."""
+        try:
+            fd = self.output.fileno()
+            size = os.fstat(fd).st_size
+            start = max(0, size - 4 * limit)  # UTF-8: up to 4 bytes a character
+            raw = os.pread(fd, size - start, start)
+        except (OSError, ValueError):
+            return None
+        text = capture.tidy(raw.decode("utf-8", "replace"), max(2, 8 * limit))
+        if start and "\n" in text:
+            text = text.split("\n", 1)[1]  # a line cut by the window is left out
+        return text[-limit:]
+
     def cpu(self) -> float | None:
         """CPU seconds the process has used so far (readable until it is reaped)."""
         return _process_cpu(self.process.pid) if self.process.pid is not None else None
@@ -383,6 +405,7 @@ class ProcessExecutor:
         worker = self._checkout(run)
         if worker is None:
             return cancelled(run)
+        worker.clear_output()  # a peek (once begun) never shows the worker's last attempt
         if not run.begin():  # abandoned while a worker was found or started: run nothing
             self._checkin(run, worker, True)
             return cancelled(run)
@@ -454,6 +477,14 @@ class ProcessExecutor:
                 self._idle.append(worker)
         if not keep:
             worker.close(graceful=healthy and not worker.killed)
+
+    def peek(self, run: Run, limit: int) -> str | None:
+        """What the attempt has written to its worker's output file so far (its tail)."""
+        worker = run.handle
+        if not isinstance(worker, _Worker) or not run.begun:
+            return ""  # not yet shipped to a worker: nothing written
+        text = worker.peek(limit)
+        return text if run.handle is worker else None  # the worker moved on meanwhile
 
     def interrupt(self, run: Run, reason: str) -> bool:
         """Kill the attempt's process (does not block); ``run`` then returns at once."""

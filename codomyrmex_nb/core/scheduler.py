@@ -805,6 +805,9 @@ class Scheduler:
             if ticket.abandoned and result is not None and result.logs is None \
                     and rec.attempts and rec.attempts[-1] is attempt:
                 result.logs = logs
+            if ticket.abandoned and self.listener is not None:  # a cancelled attempt's output
+                self.listener(Event("output", rec.id, rec.name, rec.status, rec.status,
+                                    "output", self._now()))  # arrived: an open inspector shows it
         if ticket.abandoned:
             rec.unwinding -= 1
             if rec.parked and not rec.unwinding:

@@ -6,11 +6,21 @@ The kernel decides everything; the browser only draws what it is sent:
 - ``picture``: the whole drawing (HTML: a ``<style>`` and the SVG), sent after a layout;
 - ``patch``: ``{"css", "tips", "texts"}`` since that picture: a ``<style>`` block that
   recolours changed nodes in place, and their new hover texts and suffixes by id;
-- ``detail``: the inspector panel for the clicked node ('' when closed).
+- ``detail``: the inspector panel for the clicked node ('' when closed);
+- ``answer``: counts the kernel's replies to clicks: each one redraws the panel, also
+  when its details did not change (a second click on the selected node);
+- ``ticks``: ``{"now", "run", "nodes"}``, start times (``time.time()``) the browser keeps
+  counting from, twice a second, with no kernel traffic: the header's elapsed time while
+  the run is open, each running node's time (its suffix and hover text), and every
+  ``data-codo-since`` element of the panel (a running task's time). The browser's clock
+  is corrected by the kernel's ``now`` at each update (kernel and browser may differ).
 
 A click on a node sends ``{"kind": "select", "node": id}``; the panel's buttons
 send ``cancel``, ``retry`` or ``close``. Until the kernel answers (it reads
-messages between cells) the panel shows the node's hover text at once.
+messages between cells) the panel shows the node's hover text at once; a click
+on the node whose details are open keeps them while the kernel refreshes them.
+Output sections (``pre.codo-tail``) open at their end and stay there as they
+grow, unless the reader has scrolled up in them.
 While the widget is on the page it also hides the static copy of the same
 view that the kernel displayed for saved notebooks (``codo-static-<scope>``).
 """
@@ -19,6 +29,14 @@ from __future__ import annotations
 
 ESM = r"""
 const FIGURE_SPACES = "\u2007".repeat(6);
+const TICK_MS = 500;
+
+// Running time as the node suffixes and the panel write it: 7s, 1m05s, 12m03s.
+function tickText(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+}
 
 function escapeHtml(text) {
   const span = document.createElement("span");
@@ -50,18 +68,57 @@ function render({ model, el }) {
   wrap.append(dag, panel);
   el.append(pageStyle, patchStyle, head, wrap);
 
-  const drawHead = () => { head.innerHTML = model.get("head"); };
+  let skew = 0;  // browser clock minus kernel clock, seconds
+  let timer = null;
+  const now = () => Date.now() / 1000 - skew;
+  const tick = () => {
+    const t = model.get("ticks") || {};
+    const nodes = t.nodes || {};
+    const since = panel.querySelectorAll("[data-codo-since]");
+    if (t.run != null) {
+      const elapsed = head.querySelector(".codo-elapsed");
+      if (elapsed) elapsed.textContent = `${Math.max(0, now() - t.run).toFixed(1)} s`;
+    }
+    for (const node of dag.querySelectorAll("g.node")) {
+      const start = nodes[node.id];
+      const title = node.querySelector(":scope > title");
+      const suffix = node.querySelector("tspan.s");
+      for (const [el, key] of [[title, "codoBase"], [suffix, "codoBase"]]) {
+        if (!el) continue;
+        if (start == null) {
+          if (key in el.dataset) { el.textContent = el.dataset[key]; delete el.dataset[key]; }
+          continue;
+        }
+        if (!(key in el.dataset)) el.dataset[key] = el.textContent;
+        const base = el.dataset[key];
+        const text = tickText(now() - start);
+        el.textContent = el === title ? `${base}\nrunning for ${text}`
+          : (base.trim() ? `${base.trim()} ${text}` : text);
+      }
+    }
+    for (const el of since) el.textContent = tickText(now() - Number(el.dataset.codoSince));
+    const busy = t.run != null || Object.keys(nodes).length > 0 || since.length > 0;
+    if (busy && timer === null) timer = setInterval(tick, TICK_MS);
+    if (!busy && timer !== null) { clearInterval(timer); timer = null; }
+  };
+  const onTicks = () => {
+    const t = model.get("ticks") || {};
+    if (typeof t.now === "number") skew = Date.now() / 1000 - t.now;
+    tick();
+  };
+  const drawHead = () => { head.innerHTML = model.get("head"); tick(); };
   const applyPatch = () => {
     const p = model.get("patch") || {};
     patchStyle.textContent = p.css || "";
     for (const [id, text] of Object.entries(p.tips || {})) {
       const title = dag.querySelector(`[id="${id}"] > title`);
-      if (title) title.textContent = text;
+      if (title) { title.textContent = text; delete title.dataset.codoBase; }
     }
     for (const [id, text] of Object.entries(p.texts || {})) {
       const suffix = dag.querySelector(`[id="${id}"] tspan.s`);
-      if (suffix) suffix.textContent = text || FIGURE_SPACES;
+      if (suffix) { suffix.textContent = text || FIGURE_SPACES; delete suffix.dataset.codoBase; }
     }
+    tick();
   };
   const drawPicture = () => { dag.innerHTML = model.get("picture"); applyPatch(); mark(); };
   const mark = () => {
@@ -74,14 +131,29 @@ function render({ model, el }) {
   };
   const drawDetail = () => {
     const html = model.get("detail");
+    // A refresh keeps where the reader was: the panel's scroll, and each output section at
+    // its end unless scrolled up in it (long output opens at its tail).
+    const top = panel.scrollTop;
+    const kept = [...panel.querySelectorAll("pre.codo-tail")].map(
+      (pre) => pre.scrollHeight - pre.scrollTop - pre.clientHeight > 4 ? pre.scrollTop : null);
     panel.innerHTML = html;
     panel.style.display = html ? "" : "none";
+    panel.querySelectorAll("pre.codo-tail").forEach((pre, i) => {
+      pre.scrollTop = kept[i] != null ? kept[i] : pre.scrollHeight;
+    });
+    panel.scrollTop = top;
     mark();
+    tick();
   };
 
   const onDagClick = (event) => {
     const node = event.target.closest("g.node");
     if (!node || node.classList.contains("lock") || !dag.contains(node)) return;
+    if (node.id === model.get("selected") && model.get("detail")) {
+      drawDetail();  // its details stay (buttons too) while the kernel refreshes them
+      model.send({ kind: "select", node: node.id });
+      return;
+    }
     const title = node.querySelector("title");
     panel.style.display = "";
     panel.innerHTML =
@@ -114,12 +186,15 @@ function render({ model, el }) {
   panel.addEventListener("click", onPanelClick);
   const listeners = [["change:head", drawHead], ["change:picture", drawPicture],
                      ["change:patch", applyPatch], ["change:detail", drawDetail],
-                     ["change:selected", mark]];
+                     ["change:selected", mark], ["change:answer", drawDetail],
+                     ["change:ticks", onTicks]];
   for (const [name, listener] of listeners) model.on(name, listener);
   drawHead();
   drawPicture();
   drawDetail();
+  tick();
   return () => {
+    if (timer !== null) clearInterval(timer);
     for (const [name, listener] of listeners) model.off(name, listener);
     dag.removeEventListener("click", onDagClick);
     panel.removeEventListener("click", onPanelClick);

@@ -16,9 +16,11 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time
 from html import escape
 from typing import Any
 
+from ..core.peek import OutputSoFar
 from ..core.preview import safe_preview
 from ..core.snapshot import Snapshot, TaskView
 from ..core.trigger_rules import DEFAULT as DEFAULT_RULE
@@ -31,6 +33,7 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAME = re.compile(r'^  File "([^"]*)", line \d+')
 MAX_OUTPUT = 6000
 MAX_DISPLAYS = 3  # rich outputs shown in the panel (the rest stay on the result)
+UNWINDING = ("cancelled", "timeout", "interrupted")  # attempts abandoned while they ran
 
 
 def user_frames_first(traceback: str, package_dir: str = PACKAGE_DIR) -> tuple[str, int]:
@@ -90,8 +93,19 @@ def _seconds(value: float | None) -> str:
     return "" if value is None else (runtime_text(value) or "0.00s")
 
 
-def detail_html(snapshot: Snapshot, task_id: str, result: Any = None) -> str:
-    """The panel for ``task_id`` (its ``TaskResult`` as ``result``, if any)."""
+def ticking(since: float, now: float | None = None) -> str:
+    """Seconds since ``since`` (``time.time()``) as text the browser keeps counting up:
+    the front end updates every ``data-codo-since`` element once a second, no kernel
+    traffic (``frontend``)."""
+    seconds = max(0.0, (time.time() if now is None else now) - since)
+    return (f'<span class="codo-tick" data-codo-since="{since:.3f}">'
+            f"{runtime_text(seconds) or '0.00s'}</span>")
+
+
+def detail_html(snapshot: Snapshot, task_id: str, result: Any = None,
+                so_far: OutputSoFar | None = None) -> str:
+    """The panel for ``task_id`` (its ``TaskResult`` as ``result``, if any; ``so_far``: the
+    running attempt's output so far, ``core.peek``)."""
     tasks = snapshot.by_id()
     task = tasks.get(task_id)
     if task is None:
@@ -130,7 +144,12 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None) -> str:
         waits[1] += f" ({escape(by_key)})"
     if any(waits):
         rows.append(("waited for", "; ".join(w for w in waits if w)))
-    if task.started_at is not None:
+    current = task.attempts[-1] if task.attempts else None
+    since = (so_far.started_at if so_far is not None and so_far.started_at is not None
+             else current.started_at if current is not None else None)
+    if state == "running" and since is not None:
+        rows.append(("running", f"since {clock(since)} ({ticking(since, snapshot.time)})"))
+    elif task.started_at is not None:
         ran = (f"{clock(task.started_at)}" + (f" \u2192 {clock(task.completed_at)}"
                                               if task.completed_at else " \u2192 now"))
         rows.append(("ran", ran + (f" ({_seconds(task.execution_time)})"
@@ -154,9 +173,14 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None) -> str:
         body.append(f'<div class="codo-sec">error</div><div class="codo-error">'
                     f"<b>{escape(kind)}</b>: {escape(message)}</div>")
     logs = getattr(result, "logs", None) if result is not None else None
-    if logs:
-        tail = logs if len(logs) <= MAX_OUTPUT else "\u2026" + logs[-MAX_OUTPUT:]
-        body.append(f'<div class="codo-sec">output</div><pre class="codo-pre">{escape(tail)}</pre>')
+    if state == "running":
+        body.append(_so_far(so_far))
+    elif logs or (current is not None and current.logs):
+        body.append(_output("output", logs or current.logs))  # a cancelled attempt's too
+    elif current is not None and current.outcome in UNWINDING and current.logs is None \
+            and current.cpu_time is None:
+        body.append('<div class="codo-sec">output</div><p class="codo-muted">what it printed '
+                    "shows here once its code has returned from the interrupt</p>")
     elif task.last_line:
         body.append(f'<div class="codo-sec">last output line</div>'
                     f'<pre class="codo-pre">{escape(task.last_line)}</pre>')
@@ -172,6 +196,27 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None) -> str:
                     f'<pre class="codo-pre">{escape(text)}</pre>')
     title = f"{chip} <b>{escape(task.name)}</b>{retries}"
     return _panel(title, "".join(body), task)
+
+
+def _output(title: str, text: str) -> str:
+    """A section of output; long output keeps its tail and the panel opens it at its end."""
+    tail = text if len(text) <= MAX_OUTPUT else "\u2026" + text[-MAX_OUTPUT:]
+    return (f'<div class="codo-sec">{title}</div>'
+            f'<pre class="codo-pre codo-tail">{escape(tail)}</pre>')
+
+
+def _so_far(so_far: OutputSoFar | None) -> str:
+    """The running attempt's output so far (its tail), or why there is none to show."""
+    if so_far is None:
+        return ""
+    title = f"output so far (attempt {so_far.attempt})" if so_far.attempt > 1 else \
+        "output so far"
+    if so_far.text is None:
+        return (f'<div class="codo-sec">{title}</div>'
+                f'<p class="codo-muted">{escape(so_far.note)}</p>')
+    if not so_far.text:
+        return f'<div class="codo-sec">{title}</div><p class="codo-muted">nothing printed yet</p>'
+    return _output(title, so_far.text)
 
 
 def displays_html(displays: list[Any] | None, limit: int = MAX_DISPLAYS) -> str:

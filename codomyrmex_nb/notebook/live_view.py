@@ -20,9 +20,16 @@ sleep-polling), takes the batch and draws one frame:
   ``full_interval`` s) run times are due: one snapshot, the whole SVG again.
   (The drawing logic lives in ``painter``; this module is the threading.)
 
-Thread lifetime: the thread starts with the first event; after the engine's
-"stopped" event it draws a final frame and exits (the next event starts it
-again); ``close()`` unsubscribes, wakes and joins it. So no view thread
+While the inspector of a running task is open, the same thread also wakes at
+most every ``PEEK_EVERY`` (0.5) s (a deadline on the same condition, only
+while such a panel is open) to read that task's output so far without the
+engine lock (``core.peek``) and resend the panel if the output grew. Running
+times tick in the browser from the start times in ``ticks`` (no kernel
+traffic); each reply to a click bumps ``answer`` so the panel always redraws.
+
+Thread lifetime: the thread starts with the first event (or when such a panel
+opens); after the engine's "stopped" event it draws a final frame and exits
+(the next event starts it again); ``close()`` unsubscribes, wakes and joins it. So no view thread
 outlives ``close()`` or ``stop_execution()``. Widget traits are set from the
 view thread: with ipykernel >= 7.0.1 comm messages from any thread reach
 the front end (tests/test_live_view_kernel.py checks it in a real kernel).
@@ -74,6 +81,7 @@ log = logging.getLogger(__name__)
 _views: weakref.WeakKeyDictionary[TaskOrchestrator, LiveView] = weakref.WeakKeyDictionary()
 _shown: weakref.WeakSet[LiveView] = weakref.WeakSet()  # views with static copies to keep current
 _hooked: set[int] = set()  # shells with our post_execute hook
+PEEK_EVERY = 0.5  # seconds: how often an open inspector reads its running task's output
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 SIDE_TITLE = "codomyrmex DAG"
 
@@ -121,6 +129,8 @@ class LiveView(anywidget.AnyWidget):
     patch = traitlets.Dict().tag(sync=True)
     detail = traitlets.Unicode("").tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
+    ticks = traitlets.Dict().tag(sync=True)  # start times the browser counts from (Painter.ticks)
+    answer = traitlets.Int(0).tag(sync=True)  # one more per reply to a click: the panel redraws
 
     def __init__(self, orchestrator: TaskOrchestrator, *, threshold: int = drawing_mod.DEFAULT_THRESHOLD,
                  interval: float = 0.25, full_interval: float = 5.0, max_groups: int = 40) -> None:
@@ -152,6 +162,10 @@ class LiveView(anywidget.AnyWidget):
         self._copies_frame = -1   # the frame the static copies show
         self._copy_lock = threading.Lock()
         self._selected_task: str | None = None
+        # The open inspector of a running task: (task, snapshot, result, output shown); the
+        # view thread reads that task's output again at most every PEEK_EVERY seconds.
+        self._inspected: tuple[str, Snapshot, Any, str | None] | None = None
+        self._peeked_at = 0.0
         self._sidecar: Any = None
         self._shown_in_cell: int | None = None
         self.on_msg(self._on_front_end_message)
@@ -176,18 +190,32 @@ class LiveView(anywidget.AnyWidget):
                 return
             stop = event.kind == "engine" and event.detail == "stopped"
             self._stopping = self._stopping or stop
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"codo-view-{self._scope}",
-                                                 daemon=True)
-                self._thread.start()
+            self._start_thread()
             if not self._dirty or stop:
                 self._dirty = True
                 self._wake.notify()
 
+    def _start_thread(self) -> None:
+        """Under the mutex: the view thread, if none runs (and the view is open)."""
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._run, name=f"codo-view-{self._scope}",
+                                            daemon=True)
+            self._thread.start()
+
     def _run(self) -> None:
         while True:
+            peek = False
             with self._mutex:
-                self._wake.wait_for(lambda: self._dirty or self._closed)
+                while not (self._dirty or self._closed):
+                    due = self._peek_due()  # an open inspector of a running task: its output
+                    if due is not None and due <= 0:
+                        peek = True
+                        break
+                    self._wake.wait(due)  # a deadline (or none), cut short by a notify
+            if peek:
+                self._refresh_inspector()
+                continue
+            with self._mutex:
                 delay = self._next_at - time.monotonic()
                 if delay > 0 and not self._closed:  # throttle: a deadline, cut short by stop/close
                     self._wake.wait_for(lambda: self._closed or self._stopping, delay)
@@ -223,12 +251,14 @@ class LiveView(anywidget.AnyWidget):
             snapshot = take()
         with self._state:
             frame = painter.paint(events, snapshot, take)
+            ticks = painter.ticks()
         selected = self._selected_task
         detail = None
         if selected is not None and any(e.task_id == selected or is_structural(e)
                                         for e in events):
             detail = self._detail(selected)
         with self._sync, self.hold_sync():
+            self.ticks = ticks
             self.head = frame.head
             if frame.patch is not None:
                 self.patch = frame.patch
@@ -275,22 +305,69 @@ class LiveView(anywidget.AnyWidget):
         """Open the details of ``task`` (an id, or a group key when grouped) beside the DAG;
         None closes them. What a click on a node does."""
         self._selected_task = task
+        if task is None:
+            self._inspected = None
         detail = self._detail(task) if task is not None else ""
         node = self._painter.node_of(task) if task is not None else None
         with self._sync, self.hold_sync():
             self.detail = detail
             self.selected = node or ""
+            self.answer += 1  # a click on the node already shown still redraws its panel
 
     def _detail(self, task: str) -> str:
         grouping = self._painter.grouping
         if grouping is not None and task in grouping.members:
             return self._group_detail(task)
+        self._peeked_at = time.monotonic()
+        so_far = self.orchestrator.output_so_far(task)
         result = self.orchestrator.get_task_result(task)
-        html = detail_html(self.orchestrator.snapshot(), task, result)
+        snapshot = self.orchestrator.snapshot()
+        html = detail_html(snapshot, task, result, so_far)
+        if so_far is not None:
+            with self._mutex:
+                self._inspected = (task, snapshot, result, so_far.text)
+                self._start_thread()  # it reads the output again while the task runs
+                self._wake.notify()
+        elif self._inspected is not None and self._inspected[0] == task:
+            self._inspected = None
         if not self.orchestrator.is_running:
             html += ('<p class="codo-muted">The engine is stopped: a retried task waits for '
                      "<code>%codo_run</code> (or <code>start_execution()</code>).</p>")
         return html
+
+    def _peek_due(self) -> float | None:
+        """Under the mutex: seconds until the open inspector's output is read again (None:
+        no inspector of a running task is open)."""
+        if self._inspected is None or self._inspected[0] != self._selected_task:
+            return None
+        return max(0.0, self._peeked_at + PEEK_EVERY - time.monotonic())
+
+    def _refresh_inspector(self) -> None:
+        """View thread: the open inspector's task is running; show its new output, if any.
+
+        Reads the task's output without the engine lock (``core.peek``) and redraws
+        the panel from the snapshot of its last full redraw: its status events redraw it
+        whole (``_frame``), so that snapshot is current in all but the output."""
+        inspected = self._inspected
+        self._peeked_at = time.monotonic()
+        if inspected is None:
+            return
+        task, snapshot, result, shown = inspected
+        try:
+            so_far = self.orchestrator.output_so_far(task)
+            html = None if so_far is None or so_far.text == shown else \
+                detail_html(snapshot, task, result, so_far)
+        except Exception:  # the panel must never take the view thread down
+            log.exception("live view: reading a running task's output failed")
+            so_far = html = None
+        with self._sync, self.hold_sync():
+            if self._inspected is not inspected:
+                return  # a newer redraw (a click, an event) came first
+            if so_far is None:  # it ended: its status event redraws the panel
+                self._inspected = None
+            elif html is not None:
+                self._inspected = (task, snapshot, result, so_far.text)
+                self.detail = html
 
     def _group_detail(self, key: str) -> str:
         from html import escape

@@ -8,8 +8,10 @@ a line counting the rich output it kept, if any (``display()``, figures shown:
 failure's traceback with the user's frames first (the engine frames
 that lead up to the user's code are folded away, as in the node inspector).
 
-Output is captured when an attempt ends (``core.capture``): a running attempt
-shows none yet. ``logs_text`` raises ``KeyError`` for an unknown task (naming a
+Output is kept with an attempt when it ends (``core.capture``); a running
+attempt shows what it has printed so far (``core.peek``: read without the
+engine lock; on Dask, where output comes back with the result, a line says so).
+``logs_text`` raises ``KeyError`` for an unknown task (naming a
 close match when there is one) and ``ValueError`` for a name two tasks share.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from ..core import capture
 from ..core.model import Attempt
 from ..core.snapshot import Snapshot, TaskView
 from .inspector import user_frames_first
@@ -40,12 +43,17 @@ def logs_text(orch: Any, task_ref: str) -> str:
     result = None
     if not isinstance(orch, Snapshot) and hasattr(orch, "get_task_result"):
         result = orch.get_task_result(view.id)
+    so_far = None
+    if view.state == "running" and hasattr(orch, "output_so_far"):
+        so_far = orch.output_so_far(view.id, capture.LIMIT)
     lines = [_header(view)]
     if not view.attempts:
         lines.append(f"(not run: {view.state.replace('_', ' ')})")
     for attempt in view.attempts:
         lines.append(_rule(_attempt_title(attempt, len(view.attempts))))
-        if attempt.displays:  # no "(no output)" above the line that counts rich output
+        if attempt.outcome is None and so_far is not None and so_far.attempt == attempt.number:
+            lines.append(_so_far(so_far))
+        elif attempt.displays:  # no "(no output)" above the line that counts rich output
             if attempt.logs:
                 lines.append(_output(attempt))
             lines.append(_displays_line(attempt.displays))
@@ -112,6 +120,15 @@ def _output(attempt: Attempt) -> str:
     if attempt.worker is None:
         return "(it never ran)"
     return "(its output was not captured)"
+
+
+def _so_far(so_far: Any) -> str:
+    """A running attempt's output so far (``core.peek.OutputSoFar``)."""
+    if so_far.text is None:
+        return f"(running: {so_far.note})"
+    if not so_far.text:
+        return "(running: nothing printed yet)"
+    return so_far.text.rstrip("\n") + "\n(running: its output so far)"
 
 
 def _displays_line(displays: list[Any]) -> str:

@@ -393,7 +393,7 @@ class CodoMagics(Magics):
     @argument("name", metavar="NAME", help="the task whose captured output to print")
     @line_magic
     def codo_logs(self, line: str) -> None:
-        """Print what a task printed or logged (its last attempt's captured output)."""
+        """Print what a task printed or logged, attempt by attempt (a running one: so far)."""
         args = _parse(self.codo_logs, line)
         orch = self.orchestrator()
         task = _find(orch, args.name, "codo_logs")

@@ -117,6 +117,21 @@ class Painter:
         return self.tracker.header_html(" · ".join(filter(None, (self.group_note(),
                                                                  self.critical_note()))))
 
+    def ticks(self) -> dict[str, Any]:
+        """What the browser keeps counting while tasks run, with no kernel traffic: the
+        run's start (the header's elapsed time; None once it has ended) and each running
+        node's attempt start (its suffix and hover text), all ``time.time()``, with the
+        kernel's clock now (``frontend`` corrects the browser's clock by it)."""
+        tracker = self.tracker
+        run = tracker.started if tracker.unfinished and tracker.ended is None else None
+        nodes = {}
+        if self.grouping is None:
+            for tid, since in tracker.running_since.items():
+                node = self._key_to_node.get(tid)
+                if node is not None:
+                    nodes[node] = since
+        return {"now": time.time(), "run": run, "nodes": nodes}
+
     def relayout(self, snapshot: Snapshot) -> None:
         """The one place ``dot`` runs: a new structure (tasks added, re-queued, removed)."""
         drawing = drawing_mod.build_drawing(snapshot, threshold=self.threshold, prefix=self.scope,

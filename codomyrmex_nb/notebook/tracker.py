@@ -90,6 +90,7 @@ class Tracker:
         #: the journal's number of the current run (as %codo_history numbers runs), if any
         self.run_number: Callable[[], int | None] | None = None
         self.restored: set[str] = set()  # tasks whose result came back from the journal
+        self.running_since: dict[str, float] = {}  # running task id -> its attempt's start
 
     def reset(self, snap: Snapshot, grouping: Grouping | None) -> None:
         """Take every state, run time and timing from ``snap``."""
@@ -98,6 +99,8 @@ class Tracker:
         self.runtimes = {t.id: runtime_of(t) for t in snap.tasks}
         self.retries = {t.id: t.retry_count for t in snap.tasks if t.retry_count}
         self.restored = {t.id for t in snap.tasks if t.restored is not None}
+        self.running_since = {t.id: t.attempts[-1].started_at or snap.time for t in snap.tasks
+                              if t.state == "running" and t.attempts}
         self.waiting = {t.id: t.blocked_on for t in snap.tasks
                         if t.blocked_on and t.state == "ready"}
         self.claims = {t.id: tuple(k for k, _ in t.resources) for t in snap.tasks if t.resources}
@@ -185,7 +188,10 @@ class Tracker:
                 group[old] -= 1
                 group[new] += 1
                 changed.add(group_of[tid])  # type: ignore[index]
+            if old == "running":
+                self.running_since.pop(tid, None)  # type: ignore[arg-type]
             if new == "running":
+                self.running_since[tid] = ev.time  # type: ignore[index]
                 if self.started is None:
                     self.started = ev.time
             elif new == "up_for_retry":
@@ -280,4 +286,5 @@ class Tracker:
         return (f'<div class="codo-head" style="font-family:sans-serif;font-size:12px;'
                 f'line-height:1.8">{bar}<b>{self.done}/{self.total}</b> done &nbsp;{chips}'
                 f'<span style="{muted}">{self.run_label()}</span> · elapsed '
-                f"{self.elapsed():.1f} s · {self.throughput():.1f} tasks/s{extra}</div>")
+                f'<span class="codo-elapsed">{self.elapsed():.1f} s</span> · '
+                f"{self.throughput():.1f} tasks/s{extra}</div>")
