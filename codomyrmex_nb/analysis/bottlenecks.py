@@ -36,6 +36,7 @@ attempts measured their memory, which only processes do.
 
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ import pandas as pd
 from ..core.engine import TINY
 from ..core.model import Attempt
 from ..core.snapshot import Snapshot, TaskView
-from ._common import as_snapshot, critical_steps, waited_on, waiting_now
+from ._common import as_snapshot, attempt_end, critical_steps, wait_windows, waited_on, waiting_now
 
 KINDS = ("critical_path", "gil_contention", "waiting", "resource_wait", "worker_wait", "retries")
 COLUMNS = ("kind", "task", "resource", "seconds", "share", "detail", "cure")
@@ -85,7 +86,7 @@ def bottlenecks(orch: Any, top: int = 5, min_seconds: float = 0.01,
     frame["seconds"] = frame["seconds"].astype("float64")
     frame["share"] = frame["share"].astype("float64")
     off_path = frame["kind"] != "critical_path"
-    frame.loc[off_path, "share"] = (frame.loc[off_path, "seconds"] / makespan
+    frame.loc[off_path, "share"] = ((frame.loc[off_path, "seconds"] / makespan).clip(0.0, 1.0)
                                     if makespan > 0 else np.nan)
     return frame
 
@@ -230,7 +231,8 @@ class _CpuFindings:
             if cpu < WAITING_RATIO * wall and wall - cpu >= least:
                 waiting.append((wall - cpu, wall, cpu, runs[0].view))
         waiting.sort(key=lambda item: item[0], reverse=True)
-        queued = sum(v.wait_worker for v in snap.tasks if v.wait_worker >= self.min_seconds)
+        pool = FullPool(snap)  # only a wait for a full pool is one more workers would cure
+        queued = sum(pool.seconds(v) for v in snap.tasks if v.wait_worker >= self.min_seconds)
         if queued >= max(10 * self.min_seconds, 0.05 * makespan):
             cure = (f"more workers (max_workers > {snap.max_workers}): a waiting task holds a "
                     f"worker but no core, and tasks queued {queued:.2f} s for a worker")
@@ -319,10 +321,51 @@ def _resource_rows(snap: Snapshot, top: int, min_seconds: float) -> list[dict[st
     return rows
 
 
+class FullPool:
+    """When every worker was busy, from the attempts that ran on workers.
+
+    ``seconds(view)`` is how much of the task's waits (ready, not running) fell
+    in such times: only then would more workers have started it sooner; a wait
+    beside a free worker is the engine's own dispatch. A cumulative sum over
+    the attempts' starts and ends answers each window in O(log n).
+    """
+
+    def __init__(self, snap: Snapshot) -> None:
+        steps = sorted((t, step) for view in snap.tasks for a in view.attempts
+                       if a.worker is not None and a.started_at is not None
+                       for t, step in ((a.started_at, 1), (attempt_end(a, snap.time), -1)))
+        self.snap, self.times, self.full_from, self.total = snap, [], [], []
+        running, total, last, full = 0, 0.0, None, False
+        for t, step in steps:
+            if last is not None and full:
+                total += t - last
+            running += step
+            last, full = t, running >= snap.max_workers
+            self.times.append(t)
+            self.full_from.append(full)
+            self.total.append(total)
+
+    def _upto(self, t: float) -> float:
+        i = bisect.bisect_right(self.times, t) - 1
+        if i < 0:
+            return 0.0
+        return self.total[i] + (t - self.times[i] if self.full_from[i] else 0.0)
+
+    def seconds(self, view: TaskView) -> float:
+        return sum(max(0.0, self._upto(w1) - self._upto(w0))
+                   for w0, w1 in wait_windows(view, self.snap.time))
+
+
 def _worker_rows(snap: Snapshot, top: int, min_seconds: float, executor: str,
                  gil: bool) -> list[dict[str, Any]]:
-    waited = sorted((v for v in snap.tasks if v.wait_worker >= min_seconds),
-                    key=lambda v: v.wait_worker, reverse=True)
+    """Tasks that waited for a worker while every worker was busy (only those: a wait
+    beside a free worker is not cured by more workers). Tasks of microseconds are the
+    exception: the engine runs them itself, one at a time, and says so."""
+    tiny = _tiny(snap)
+    pool = FullPool(snap)
+    waited = sorted((v for v in snap.tasks if v.wait_worker >= min_seconds and (
+        tiny or pool.seconds(v) >= 0.5 * v.wait_worker)),
+        key=lambda v: v.wait_worker, reverse=True)
     total = sum(v.wait_worker for v in waited)
     n = snap.max_workers
     cure = f"more workers (max_workers > {n})"
@@ -331,7 +374,7 @@ def _worker_rows(snap: Snapshot, top: int, min_seconds: float, executor: str,
     elif executor != "threads":
         cure += f" (up to the cores free for the {executor} executor)"
     busy = f"{'the only worker was' if n == 1 else f'all {n} workers were'} busy"
-    if _tiny(snap):  # the engine runs them one worker at a time: its own cost is the queue
+    if tiny:  # the engine runs them one worker at a time: its own cost is the queue
         cure = ("these tasks take microseconds each: they wait for the engine's own work "
                 "per task (tens of µs), which more workers would not speed up; make fewer, "
                 "larger tasks (or journal=False for swarms of micro-tasks)")

@@ -402,6 +402,7 @@ class Engine:
             capture.acquire()  # output hooks stay installed while running: cheaper attempts
             with self.lock:
                 self._running = True
+                self.sched.started()  # waits count from now, not from when tasks were defined
                 self._standby = None  # the clock dropped any timer when it stopped
                 if not self._inline:
                     for _ in range(self.max_workers - (len(self._workers) - self._stuck)):

@@ -1022,6 +1022,30 @@ class Scheduler:
                                   skipped_because=[blocked.name], root_cause=cause_name)
         self._ended(rec, SKIPPED, now, f"upstream failed: {cause_name!r}")
 
+    def started(self) -> None:
+        """The engine starts: waits count from now for the tasks it could not run before.
+
+        A task defined while the engine was stopped did not wait for anything the
+        engine could have done: its queue time moves to now (its dependency wait
+        then runs from now to its last upstream's end), a task already ready is
+        ready from now (no dependency wait), and a task waiting for a worker or a
+        retry waits from now. ``created_at`` keeps when it was defined.
+        """
+        now = self._now()
+        for rec in self.records.values():
+            if rec.status is not PENDING and rec.status is not READY:
+                continue
+            if rec.runnable_since < now:
+                rec.runnable_since = now
+            if rec.started_at is not None:
+                continue
+            if rec.ready_at is None:
+                if rec.queued_at is None or rec.queued_at < now:
+                    rec.queued_at = now
+            elif rec.ready_at < now:
+                rec.queued_at = rec.ready_at = now
+                rec.wait_dependencies = 0.0
+
     def stop(self) -> None:
         """The engine stops: running attempts are abandoned and their tasks go back to READY."""
         now = self._now()
