@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import capture
+from . import capture, frame_names
 from .actions import ActionRegistry
 from .clock import Clock, TimerHandle
 from .events import Event, EventBus
@@ -335,12 +335,14 @@ class Engine:
             else:
                 run.call = fn
             outcome = self.executor.run(run)
-            if not outcome.ok and outcome.error.__class__ is TypeError:
-                outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
+            if not outcome.ok:
+                if outcome.error.__class__ is TypeError:
+                    outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
+                outcome.traceback = frame_names.rename(outcome.traceback)  # "Cell In[5]"
             return outcome
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()
-            return Outcome(False, None, exc, format_traceback(exc), now, now)
+            return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), now, now)
 
     def _next_run(self, me: threading.Thread, until: float | None = None) -> Run | None:
         """Under the lock: the next attempt for worker ``me``, or None when it should exit."""
