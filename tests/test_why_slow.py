@@ -255,3 +255,4 @@ def test_tasks_of_microseconds_are_not_told_to_add_workers():
     assert len(workers) > 0
     assert "larger tasks" in workers.iloc[0]["cure"] and "more workers (" not in workers.iloc[0]["cure"]
     assert "all 4 workers were busy" not in workers.iloc[0]["detail"]
+    assert workers["share"].between(0.0, 1.0).all()  # 50 ms waits in a 2 ms run: at most 100 %

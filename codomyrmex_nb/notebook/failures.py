@@ -67,6 +67,7 @@ class NameErrorHint:
     def __init__(self, shell: Any, lookup: Callable[[str], str | None]) -> None:
         self.shell, self.lookup = shell, lookup
         self.before: tuple[tuple[type[BaseException], ...], Any] | None = None
+        self.mine: Any = None  # our handler as IPython wrapped it (to tell if it is still in place)
         self.active = False
 
     def install(self) -> None:
