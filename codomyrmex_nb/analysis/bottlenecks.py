@@ -9,7 +9,10 @@ One row per finding, grouped by ``kind``; ``cure`` says what to change:
   the whole while, whose CPU/wall ratios add up to about one core (four
   pure-Python loops on four threads get about 0.25 each): only one thread runs
   Python at a time. ``seconds`` is the time each spent runnable but not
-  running (wall minus CPU). Cure: ``executor="processes"``.
+  running (wall minus CPU). Cure: ``executor="processes"``. On a machine busy
+  with other work they get less than one core between them; on Linux each
+  attempt's run-queue wait (``Attempt.run_delay``) still tells the GIL (the
+  threads slept) from a lack of cores (they queued for one).
 - ``waiting``: tasks that used little CPU for their run time (CPU/wall under
   0.2) and waited at least 5 % of the makespan: they waited on I/O, a sleep, a lock or a subprocess (or for a core,
   on a machine busy with other work). ``seconds`` is
@@ -122,6 +125,7 @@ class _Run:
     start: float
     end: float
     cpu: float
+    delay: float | None = None  # seconds its thread waited for a core (``core.run_queue``)
 
     @property
     def wall(self) -> float:
@@ -190,7 +194,7 @@ class _CpuFindings:
     @classmethod
     def of(cls, snap: Snapshot, executor: str, min_seconds: float) -> _CpuFindings:
         shortest = max(MIN_RUN, min_seconds)
-        runs = [_Run(v, a, a.started_at, a.ended_at, a.cpu_time) for v in snap.tasks
+        runs = [_Run(v, a, a.started_at, a.ended_at, a.cpu_time, a.run_delay) for v in snap.tasks
                 for a in v.attempts if a.cpu_time is not None and a.worker is not None
                 and a.started_at is not None and a.ended_at is not None
                 and a.ended_at - a.started_at >= shortest]
@@ -256,7 +260,9 @@ def contention(runs: list[_Run]) -> list[_Group]:
     that ran mostly together (summed wall over span >= 1.5) and used about one
     core between them (``ONE_CORE``) fought over the GIL. Less than that and
     the process was short of CPU itself (a busy machine): processes would not
-    help, and the runs are reported as waiting. (Four CPU loops on
+    help, and the runs are reported as waiting, unless the threads' run-queue
+    figures show they mostly slept rather than waited for a core
+    (``off_the_run_queue``): then it is the GIL on a busy machine. (Four CPU loops on
     four threads: CPU/wall about 0.25 each, concurrency 4, one core in all.
     Four sleeps: idle. One loop beside three sleeps: only one busy run.)
     """
@@ -277,9 +283,22 @@ def contention(runs: list[_Run]) -> list[_Group]:
         if len(group) < 2 or span <= 0:
             continue
         cores = sum(r.cpu for r in group) / span
-        if sum(r.wall for r in group) / span >= 1.5 and ONE_CORE[0] <= cores <= ONE_CORE[1]:
+        if sum(r.wall for r in group) / span >= 1.5 and cores <= ONE_CORE[1] and (
+                cores >= ONE_CORE[0] or off_the_run_queue(group)):
             found.append(_Group(group, span, cores))
     return found
+
+
+def off_the_run_queue(runs: list[_Run]) -> bool:
+    """Did these threads spend most of the time they did not run asleep, not waiting for a
+    core? A thread waiting for the GIL sleeps; one the machine has no core for waits on
+    the run queue. So even on a busy machine (under ``ONE_CORE[0]`` cores between them)
+    busy threads that mostly slept were held back by the GIL. Unknown (no run-queue
+    figure: not Linux, or another executor): False."""
+    if any(r.delay is None for r in runs):
+        return False
+    idle = sum(max(0.0, r.wall - r.cpu) for r in runs)
+    return idle > 0 and sum(r.delay for r in runs) <= 0.5 * idle  # type: ignore[misc]
 
 
 # -- waits, the critical path and retries ----------------------------------------------------------
@@ -330,7 +349,9 @@ class FullPool:
     the attempts' starts and ends answers each window in O(log n).
     """
 
-    def __init__(self, snap: Snapshot) -> None:
+    def __init__(self, snap: Snapshot, need: int | None = None) -> None:
+        """``need``: how many busy workers make the pool full (all of them by default)."""
+        need = snap.max_workers if need is None else need
         steps = sorted((t, step) for view in snap.tasks for a in view.attempts
                        if a.worker is not None and a.started_at is not None
                        for t, step in ((a.started_at, 1), (attempt_end(a, snap.time), -1)))
@@ -340,7 +361,7 @@ class FullPool:
             if last is not None and full:
                 total += t - last
             running += step
-            last, full = t, running >= snap.max_workers
+            last, full = t, running >= need
             self.times.append(t)
             self.full_from.append(full)
             self.total.append(total)
@@ -360,11 +381,12 @@ def _worker_rows(snap: Snapshot, top: int, min_seconds: float, executor: str,
                  gil: bool) -> list[dict[str, Any]]:
     """Tasks that waited for a worker while every worker was busy (only those: a wait
     beside a free worker is not cured by more workers). Tasks of microseconds are the
-    exception: the engine runs them itself, one at a time, and says so."""
+    exception: the engine runs them one at a time, so a wait while any other task ran
+    was a queue behind them, and the row says so (with its own cure)."""
     tiny = _tiny(snap)
-    pool = FullPool(snap)
+    pool = FullPool(snap, 1 if tiny else None)  # tiny tasks: queued behind others at all
     waited = sorted((v for v in snap.tasks if v.wait_worker >= min_seconds and (
-        tiny or pool.seconds(v) >= 0.5 * v.wait_worker)),
+        pool.seconds(v) > 0 if tiny else pool.seconds(v) >= 0.5 * v.wait_worker)),
         key=lambda v: v.wait_worker, reverse=True)
     total = sum(v.wait_worker for v in waited)
     n = snap.max_workers

@@ -317,7 +317,7 @@ class Engine:
         counted = self.sched.finish(run, outcome.ok, outcome.value, outcome.error,
                                     outcome.traceback, outcome.ended - outcome.started,
                                     outcome.logs, outcome.cpu_time, outcome.peak_memory,
-                                    outcome.displays, outcome.unbound)
+                                    outcome.displays, outcome.unbound, outcome.run_delay)
         if counted and prepared is not None and self.recorder is not None:
             self.recorder.record_result(run.rec, prepared)
         self.settle(wake=False)

@@ -785,7 +785,8 @@ class Scheduler:
     def finish(self, ticket: Any, ok: bool, value: Any = None, error: BaseException | None = None,
                tb: str | None = None, elapsed: float = 0.0, logs: str | None = None,
                cpu_time: float | None = None, peak_memory: int | None = None,
-               displays: list[Any] | None = None, unbound: bool = False) -> bool:
+               displays: list[Any] | None = None, unbound: bool = False,
+               run_delay: float | None = None) -> bool:
         """The attempt's code returned (or raised). False if it was abandoned or superseded.
 
         ``unbound``: the error is a ``TypeError`` binding the call (never retried).
@@ -799,7 +800,7 @@ class Scheduler:
         attempt = ticket.attempt
         if attempt is not None and (logs is not None or cpu_time is not None):
             attempt.logs, attempt.cpu_time, attempt.peak_memory = logs, cpu_time, peak_memory
-            attempt.displays = displays
+            attempt.displays, attempt.run_delay = displays, run_delay
             rec.view = None
             result = rec.result
             if ticket.abandoned and result is not None and result.logs is None \
