@@ -70,7 +70,7 @@ def test_svg_has_one_node_per_task_and_colours_follow_states(orch, views):
     assert node_fill(svg, node_of(view, "ok")) == fill("completed")
     assert node_fill(svg, node_of(view, "bad")) == fill("failed")
     assert node_fill(svg, node_of(view, "after_bad")) == fill("upstream_failed")
-    assert "3/3 done" in view.summary() and ok.id in view._painter.tracker.states
+    assert "1/3 done · 1 failed (" in view.summary() and ok.id in view._painter.tracker.states
 
 
 @pytest.mark.needs_dot

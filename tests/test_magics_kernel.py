@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 import nbformat
@@ -140,9 +141,9 @@ def test_nothing_half_defined_and_async_cells_work(notebook):
 
 
 def test_a_failing_task_keeps_the_cells_line_numbers(notebook):
-    assert "codo_wait: done, but 'boom' failed" in text(notebook.cells[18])
+    assert "boom: ValueError: 1 \u2014 %codo_logs boom" in text(notebook.cells[18])
     status = text(notebook.cells[19])
-    assert 'File "<codo_task boom>", line 4, in <module>' in status
+    assert re.search(r"  Cell In\[\d+\], line 4, in <module>", status), status
     assert "raise ValueError(x)" in status and "ValueError: 1" in status
 
 

@@ -434,7 +434,7 @@ def test_a_cell_with_trigger_all_done_sees_a_no_result_by_name(ip, capsys):
     assert orch.get_task("cleanup").result.data == (True, False, "failed", "bad row", 42, True)
     assert orch.get_task("cleanup").trigger_rule == "all_done"
     out = capsys.readouterr().out
-    assert "'extract' failed" in out
+    assert "extract: ValueError: bad row \u2014 %codo_logs extract" in out
 
 
 def test_codo_wait_says_an_alert_was_not_needed(ip, capsys):

@@ -7,6 +7,7 @@ threads are flagged as GIL contention, four sleeps are not (they are waiting).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -140,6 +141,43 @@ def test_a_process_short_of_cpu_is_not_called_gil_bound():
     assert "too busy" in kinds(frame, "waiting").iloc[0]["detail"]
 
 
+def loops_on_a_busy_machine(run_delay):
+    """Four loops that got a third of a core between them; each waited ``run_delay`` s on the
+    run queue (for a core) of its 2.75 s not running."""
+    tasks = [view(f"loop{i}", [(0.0, 3.0, 0.25, f"w{i}")]) for i in range(4)]
+    for task in tasks:
+        task.attempts[0].run_delay = run_delay
+    return tasks
+
+
+def test_threads_that_slept_on_a_busy_machine_are_gil_contention():
+    # they mostly slept (waiting for the GIL), not queued for a core: the GIL, busy machine or not
+    frame = bottlenecks(snapshot(*loops_on_a_busy_machine(0.4)), executor="threads")
+    gil = kinds(frame, "gil_contention")
+    assert sorted(gil["task"]) == ["loop0", "loop1", "loop2", "loop3"], frame.to_string()
+    assert "0.33 cores" in gil.iloc[0]["detail"]
+
+
+def test_threads_that_queued_for_a_core_are_a_busy_machine():
+    frame = bottlenecks(snapshot(*loops_on_a_busy_machine(2.6)), executor="threads")
+    assert kinds(frame, "gil_contention").empty
+    assert "too busy" in kinds(frame, "waiting").iloc[0]["detail"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="run-queue figures: Linux only")
+def test_thread_attempts_measure_their_wait_for_a_core(make_orch):
+    orch = make_orch(1)
+    orch.create_task("long", func=lambda: python_loop(calibrated_loop(0.1)))
+    orch.create_task("short", func=lambda: 1)
+    orch.start_execution()
+    assert orch.wait_for_completion(60)
+    views = {v.name: v for v in orch.snapshot().tasks}
+    long_attempt = views["long"].attempts[0]
+    assert isinstance(long_attempt.run_delay, float)
+    assert 0.0 <= long_attempt.run_delay <= long_attempt.ended_at - long_attempt.started_at + 0.05
+    assert views["short"].attempts[0].run_delay is None  # too short to be worth a read
+
+
 def test_threads_that_released_the_gil_are_not_contention():
     # numpy-like work: four threads each kept a core busy (four cores in all)
     tasks = [view(f"np{i}", [(0.0, 1.0, 0.95, f"w{i}")]) for i in range(4)]
@@ -255,3 +293,4 @@ def test_tasks_of_microseconds_are_not_told_to_add_workers():
     assert len(workers) > 0
     assert "larger tasks" in workers.iloc[0]["cure"] and "more workers (" not in workers.iloc[0]["cure"]
     assert "all 4 workers were busy" not in workers.iloc[0]["detail"]
+    assert workers["share"].between(0.0, 1.0).all()  # 50 ms waits in a 2 ms run: at most 100 %

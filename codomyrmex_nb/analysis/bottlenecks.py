@@ -9,7 +9,10 @@ One row per finding, grouped by ``kind``; ``cure`` says what to change:
   the whole while, whose CPU/wall ratios add up to about one core (four
   pure-Python loops on four threads get about 0.25 each): only one thread runs
   Python at a time. ``seconds`` is the time each spent runnable but not
-  running (wall minus CPU). Cure: ``executor="processes"``.
+  running (wall minus CPU). Cure: ``executor="processes"``. On a machine busy
+  with other work they get less than one core between them; on Linux each
+  attempt's run-queue wait (``Attempt.run_delay``) still tells the GIL (the
+  threads slept) from a lack of cores (they queued for one).
 - ``waiting``: tasks that used little CPU for their run time (CPU/wall under
   0.2) and waited at least 5 % of the makespan: they waited on I/O, a sleep, a lock or a subprocess (or for a core,
   on a machine busy with other work). ``seconds`` is
@@ -36,6 +39,7 @@ attempts measured their memory, which only processes do.
 
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +50,7 @@ import pandas as pd
 from ..core.engine import TINY
 from ..core.model import Attempt
 from ..core.snapshot import Snapshot, TaskView
-from ._common import as_snapshot, critical_steps, waited_on, waiting_now
+from ._common import as_snapshot, attempt_end, critical_steps, wait_windows, waited_on, waiting_now
 
 KINDS = ("critical_path", "gil_contention", "waiting", "resource_wait", "worker_wait", "retries")
 COLUMNS = ("kind", "task", "resource", "seconds", "share", "detail", "cure")
@@ -85,7 +89,7 @@ def bottlenecks(orch: Any, top: int = 5, min_seconds: float = 0.01,
     frame["seconds"] = frame["seconds"].astype("float64")
     frame["share"] = frame["share"].astype("float64")
     off_path = frame["kind"] != "critical_path"
-    frame.loc[off_path, "share"] = (frame.loc[off_path, "seconds"] / makespan
+    frame.loc[off_path, "share"] = ((frame.loc[off_path, "seconds"] / makespan).clip(0.0, 1.0)
                                     if makespan > 0 else np.nan)
     return frame
 
@@ -121,6 +125,7 @@ class _Run:
     start: float
     end: float
     cpu: float
+    delay: float | None = None  # seconds its thread waited for a core (``core.run_queue``)
 
     @property
     def wall(self) -> float:
@@ -189,7 +194,7 @@ class _CpuFindings:
     @classmethod
     def of(cls, snap: Snapshot, executor: str, min_seconds: float) -> _CpuFindings:
         shortest = max(MIN_RUN, min_seconds)
-        runs = [_Run(v, a, a.started_at, a.ended_at, a.cpu_time) for v in snap.tasks
+        runs = [_Run(v, a, a.started_at, a.ended_at, a.cpu_time, a.run_delay) for v in snap.tasks
                 for a in v.attempts if a.cpu_time is not None and a.worker is not None
                 and a.started_at is not None and a.ended_at is not None
                 and a.ended_at - a.started_at >= shortest]
@@ -230,7 +235,8 @@ class _CpuFindings:
             if cpu < WAITING_RATIO * wall and wall - cpu >= least:
                 waiting.append((wall - cpu, wall, cpu, runs[0].view))
         waiting.sort(key=lambda item: item[0], reverse=True)
-        queued = sum(v.wait_worker for v in snap.tasks if v.wait_worker >= self.min_seconds)
+        pool = FullPool(snap)  # only a wait for a full pool is one more workers would cure
+        queued = sum(pool.seconds(v) for v in snap.tasks if v.wait_worker >= self.min_seconds)
         if queued >= max(10 * self.min_seconds, 0.05 * makespan):
             cure = (f"more workers (max_workers > {snap.max_workers}): a waiting task holds a "
                     f"worker but no core, and tasks queued {queued:.2f} s for a worker")
@@ -254,7 +260,9 @@ def contention(runs: list[_Run]) -> list[_Group]:
     that ran mostly together (summed wall over span >= 1.5) and used about one
     core between them (``ONE_CORE``) fought over the GIL. Less than that and
     the process was short of CPU itself (a busy machine): processes would not
-    help, and the runs are reported as waiting. (Four CPU loops on
+    help, and the runs are reported as waiting, unless the threads' run-queue
+    figures show they mostly slept rather than waited for a core
+    (``off_the_run_queue``): then it is the GIL on a busy machine. (Four CPU loops on
     four threads: CPU/wall about 0.25 each, concurrency 4, one core in all.
     Four sleeps: idle. One loop beside three sleeps: only one busy run.)
     """
@@ -275,9 +283,22 @@ def contention(runs: list[_Run]) -> list[_Group]:
         if len(group) < 2 or span <= 0:
             continue
         cores = sum(r.cpu for r in group) / span
-        if sum(r.wall for r in group) / span >= 1.5 and ONE_CORE[0] <= cores <= ONE_CORE[1]:
+        if sum(r.wall for r in group) / span >= 1.5 and cores <= ONE_CORE[1] and (
+                cores >= ONE_CORE[0] or off_the_run_queue(group)):
             found.append(_Group(group, span, cores))
     return found
+
+
+def off_the_run_queue(runs: list[_Run]) -> bool:
+    """Did these threads spend most of the time they did not run asleep, not waiting for a
+    core? A thread waiting for the GIL sleeps; one the machine has no core for waits on
+    the run queue. So even on a busy machine (under ``ONE_CORE[0]`` cores between them)
+    busy threads that mostly slept were held back by the GIL. Unknown (no run-queue
+    figure: not Linux, or another executor): False."""
+    if any(r.delay is None for r in runs):
+        return False
+    idle = sum(max(0.0, r.wall - r.cpu) for r in runs)
+    return idle > 0 and sum(r.delay for r in runs) <= 0.5 * idle  # type: ignore[misc]
 
 
 # -- waits, the critical path and retries ----------------------------------------------------------
@@ -319,10 +340,54 @@ def _resource_rows(snap: Snapshot, top: int, min_seconds: float) -> list[dict[st
     return rows
 
 
+class FullPool:
+    """When every worker was busy, from the attempts that ran on workers.
+
+    ``seconds(view)`` is how much of the task's waits (ready, not running) fell
+    in such times: only then would more workers have started it sooner; a wait
+    beside a free worker is the engine's own dispatch. A cumulative sum over
+    the attempts' starts and ends answers each window in O(log n).
+    """
+
+    def __init__(self, snap: Snapshot, need: int | None = None) -> None:
+        """``need``: how many busy workers make the pool full (all of them by default)."""
+        need = snap.max_workers if need is None else need
+        steps = sorted((t, step) for view in snap.tasks for a in view.attempts
+                       if a.worker is not None and a.started_at is not None
+                       for t, step in ((a.started_at, 1), (attempt_end(a, snap.time), -1)))
+        self.snap, self.times, self.full_from, self.total = snap, [], [], []
+        running, total, last, full = 0, 0.0, None, False
+        for t, step in steps:
+            if last is not None and full:
+                total += t - last
+            running += step
+            last, full = t, running >= need
+            self.times.append(t)
+            self.full_from.append(full)
+            self.total.append(total)
+
+    def _upto(self, t: float) -> float:
+        i = bisect.bisect_right(self.times, t) - 1
+        if i < 0:
+            return 0.0
+        return self.total[i] + (t - self.times[i] if self.full_from[i] else 0.0)
+
+    def seconds(self, view: TaskView) -> float:
+        return sum(max(0.0, self._upto(w1) - self._upto(w0))
+                   for w0, w1 in wait_windows(view, self.snap.time))
+
+
 def _worker_rows(snap: Snapshot, top: int, min_seconds: float, executor: str,
                  gil: bool) -> list[dict[str, Any]]:
-    waited = sorted((v for v in snap.tasks if v.wait_worker >= min_seconds),
-                    key=lambda v: v.wait_worker, reverse=True)
+    """Tasks that waited for a worker while every worker was busy (only those: a wait
+    beside a free worker is not cured by more workers). Tasks of microseconds are the
+    exception: the engine runs them one at a time, so a wait while any other task ran
+    was a queue behind them, and the row says so (with its own cure)."""
+    tiny = _tiny(snap)
+    pool = FullPool(snap, 1 if tiny else None)  # tiny tasks: queued behind others at all
+    waited = sorted((v for v in snap.tasks if v.wait_worker >= min_seconds and (
+        pool.seconds(v) > 0 if tiny else pool.seconds(v) >= 0.5 * v.wait_worker)),
+        key=lambda v: v.wait_worker, reverse=True)
     total = sum(v.wait_worker for v in waited)
     n = snap.max_workers
     cure = f"more workers (max_workers > {n})"
@@ -331,7 +396,7 @@ def _worker_rows(snap: Snapshot, top: int, min_seconds: float, executor: str,
     elif executor != "threads":
         cure += f" (up to the cores free for the {executor} executor)"
     busy = f"{'the only worker was' if n == 1 else f'all {n} workers were'} busy"
-    if _tiny(snap):  # the engine runs them one worker at a time: its own cost is the queue
+    if tiny:  # the engine runs them one worker at a time: its own cost is the queue
         cure = ("these tasks take microseconds each: they wait for the engine's own work "
                 "per task (tens of µs), which more workers would not speed up; make fewer, "
                 "larger tasks (or journal=False for swarms of micro-tasks)")

@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import capture
+from . import capture, frame_names
 from .actions import ActionRegistry
 from .clock import Clock, TimerHandle
 from .events import Event, EventBus
@@ -317,7 +317,7 @@ class Engine:
         counted = self.sched.finish(run, outcome.ok, outcome.value, outcome.error,
                                     outcome.traceback, outcome.ended - outcome.started,
                                     outcome.logs, outcome.cpu_time, outcome.peak_memory,
-                                    outcome.displays, outcome.unbound)
+                                    outcome.displays, outcome.unbound, outcome.run_delay)
         if counted and prepared is not None and self.recorder is not None:
             self.recorder.record_result(run.rec, prepared)
         self.settle(wake=False)
@@ -335,12 +335,14 @@ class Engine:
             else:
                 run.call = fn
             outcome = self.executor.run(run)
-            if not outcome.ok and outcome.error.__class__ is TypeError:
-                outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
+            if not outcome.ok:
+                if outcome.error.__class__ is TypeError:
+                    outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
+                outcome.traceback = frame_names.rename(outcome.traceback)  # "Cell In[5]"
             return outcome
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()
-            return Outcome(False, None, exc, format_traceback(exc), now, now)
+            return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), now, now)
 
     def _next_run(self, me: threading.Thread, until: float | None = None) -> Run | None:
         """Under the lock: the next attempt for worker ``me``, or None when it should exit."""
@@ -402,6 +404,7 @@ class Engine:
             capture.acquire()  # output hooks stay installed while running: cheaper attempts
             with self.lock:
                 self._running = True
+                self.sched.started()  # waits count from now, not from when tasks were defined
                 self._standby = None  # the clock dropped any timer when it stopped
                 if not self._inline:
                     for _ in range(self.max_workers - (len(self._workers) - self._stuck)):

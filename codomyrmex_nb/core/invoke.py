@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import FunctionType
 from typing import Any
 
-from . import capture
+from . import capture, run_queue
 from .capture import Capture
 from .model import OutputRef, TaskStatus, output_refs
 from .trigger_rules import NoResult
@@ -64,6 +64,7 @@ class Outcome:
     peak_memory: int | None = None  # bytes, where the executor can measure one attempt
     displays: list[Any] | None = None  # (mime bundle, metadata) the attempt displayed
     unbound: bool = False  # a TypeError binding the call: a definition error, never retried
+    run_delay: float | None = None  # seconds its thread waited for a core (``run_queue``)
 
 
 _PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple, set})  # never awaitable
@@ -167,6 +168,8 @@ class Run:
             logs = box.stop()
         outcome.logs, outcome.cpu_time = logs, cpu
         outcome.displays = box.displays
+        if outcome.ended - outcome.started >= run_queue.WORTH:
+            outcome.run_delay = run_queue.since_last()  # the GIL, or a busy machine?
         return outcome
 
     def _execute(self) -> Outcome:

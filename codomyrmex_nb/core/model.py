@@ -345,7 +345,7 @@ class Attempt:
     """One run of a task: where, when, and how it ended (for timelines and frames)."""
 
     __slots__ = ("number", "worker", "started_at", "ended_at", "outcome", "logs", "cpu_time",
-                 "peak_memory", "displays")
+                 "peak_memory", "displays", "run_delay")
 
     def __init__(self, number: int, worker: str | None = None, started_at: float | None = None,
                  ended_at: float | None = None, outcome: str | None = None) -> None:
@@ -357,11 +357,12 @@ class Attempt:
         self.cpu_time: float | None = None  # CPU seconds, where measured
         self.peak_memory: int | None = None  # bytes, where the executor can tell
         self.displays: list[Any] | None = None  # (mime bundle, metadata) it displayed
+        self.run_delay: float | None = None  # seconds its thread waited for a core, where measured
 
     def copy(self) -> Attempt:
         twin = Attempt(self.number, self.worker, self.started_at, self.ended_at, self.outcome)
         twin.logs, twin.cpu_time, twin.peak_memory = self.logs, self.cpu_time, self.peak_memory
-        twin.displays = self.displays
+        twin.displays, twin.run_delay = self.displays, self.run_delay
         return twin
 
     def __repr__(self) -> str:

@@ -785,7 +785,8 @@ class Scheduler:
     def finish(self, ticket: Any, ok: bool, value: Any = None, error: BaseException | None = None,
                tb: str | None = None, elapsed: float = 0.0, logs: str | None = None,
                cpu_time: float | None = None, peak_memory: int | None = None,
-               displays: list[Any] | None = None, unbound: bool = False) -> bool:
+               displays: list[Any] | None = None, unbound: bool = False,
+               run_delay: float | None = None) -> bool:
         """The attempt's code returned (or raised). False if it was abandoned or superseded.
 
         ``unbound``: the error is a ``TypeError`` binding the call (never retried).
@@ -799,7 +800,7 @@ class Scheduler:
         attempt = ticket.attempt
         if attempt is not None and (logs is not None or cpu_time is not None):
             attempt.logs, attempt.cpu_time, attempt.peak_memory = logs, cpu_time, peak_memory
-            attempt.displays = displays
+            attempt.displays, attempt.run_delay = displays, run_delay
             rec.view = None
             result = rec.result
             if ticket.abandoned and result is not None and result.logs is None \
@@ -1024,6 +1025,30 @@ class Scheduler:
                                   error_type="UpstreamFailedError",
                                   skipped_because=[blocked.name], root_cause=cause_name)
         self._ended(rec, SKIPPED, now, f"upstream failed: {cause_name!r}")
+
+    def started(self) -> None:
+        """The engine starts: waits count from now for the tasks it could not run before.
+
+        A task defined while the engine was stopped did not wait for anything the
+        engine could have done: its queue time moves to now (its dependency wait
+        then runs from now to its last upstream's end), a task already ready is
+        ready from now (no dependency wait), and a task waiting for a worker or a
+        retry waits from now. ``created_at`` keeps when it was defined.
+        """
+        now = self._now()
+        for rec in self.records.values():
+            if rec.status is not PENDING and rec.status is not READY:
+                continue
+            if rec.runnable_since < now:
+                rec.runnable_since = now
+            if rec.started_at is not None:
+                continue
+            if rec.ready_at is None:
+                if rec.queued_at is None or rec.queued_at < now:
+                    rec.queued_at = now
+            elif rec.ready_at < now:
+                rec.queued_at = rec.ready_at = now
+                rec.wait_dependencies = 0.0
 
     def stop(self) -> None:
         """The engine stops: running attempts are abandoned and their tasks go back to READY."""

@@ -170,10 +170,17 @@ def run_seconds(view: TaskView, now: float) -> float:
     """Measured seconds a task kept its chain busy: its first attempt's start to its end (or now).
 
     Retries and their delays count (downstream tasks waited through them); a
-    task that never started (pending, skipped, cancelled early) counts 0.
+    task that never started (pending, skipped, cancelled early) counts 0. A task
+    that ended after one attempt counts its ``execution_time``, the figure every
+    frame shows as its run time (the attempt's span adds the engine's own
+    dispatch, a fraction of a millisecond on threads).
     """
     if view.started_at is None:
         return 0.0
+    if (view.execution_time is not None and len(view.attempts) == 1
+            and view.completed_at is not None
+            and view.status in (TaskStatus.COMPLETED, TaskStatus.FAILED)):
+        return max(0.0, view.execution_time)
     end = view.completed_at if view.completed_at is not None else now  # running or retrying
     return max(0.0, end - view.started_at)
 

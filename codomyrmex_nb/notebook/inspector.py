@@ -30,7 +30,7 @@ from .drawing import RETRY_MARK, RULE_MARK, runtime_text
 from .tracker import UNFINISHED, clock
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_FRAME = re.compile(r'^  File "([^"]*)", line \d+')
+_FRAME = re.compile(r'^  (?:File ")?((?<=")[^"]*|Cell In\[\d+\])"?, line \d+')  # or IPython's cells
 MAX_OUTPUT = 6000
 MAX_DISPLAYS = 3  # rich outputs shown in the panel (the rest stay on the result)
 UNWINDING = ("cancelled", "timeout", "interrupted")  # attempts abandoned while they ran

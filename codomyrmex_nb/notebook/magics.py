@@ -52,6 +52,7 @@ from ..orchestrator import TaskOrchestrator
 from . import display_capture
 from .cell_define import CellDefinitionError, CellOptions, define_cell_task
 from .display import BottlenecksFrame, ResultsFrame, StatsFrame
+from .failures import CellNames, NameErrorHint, failure_lines, name_error_line
 from .outputs import OutBindings
 from .text_status import dag_text, status_table, summary_line, task_detail
 
@@ -127,6 +128,15 @@ class CodoMagics(Magics):
         super().__init__(shell)
         self.outs = OutBindings(shell.user_ns)
         self._cell: tuple[str | None, str] | None = None  # (cell id, source) of the running cell
+        self.cells = CellNames(shell)  # task tracebacks say "Cell In[5]"
+        self.name_errors = NameErrorHint(shell, self._name_error_line)
+
+    def _name_error_line(self, name: str) -> str | None:
+        """The line added to a NameError for a task's name or ``--out`` variable."""
+        orch = self.outs.orchestrator  # never creates one for a NameError
+        if orch is None:
+            return None
+        return name_error_line(orch, name, self.outs.task_of)
 
     def orchestrator(self) -> TaskOrchestrator:
         orch = current_orchestrator()
@@ -136,10 +146,12 @@ class CodoMagics(Magics):
     def pre_run_cell(self, info: Any = None) -> None:
         """Before each cell: note its id and make every completed ``--out`` result visible."""
         self._cell = (getattr(info, "cell_id", None), getattr(info, "raw_cell", "") or "")
+        self.cells.running(info)
         self.outs.sync()
 
     def post_run_cell(self, result: Any = None) -> None:
         self._cell = None
+        self.cells.number = None
 
     def cell_id(self) -> str | None:
         """The id of the notebook cell running now, if it is a ``%%codo_task`` cell."""
@@ -218,6 +230,7 @@ class CodoMagics(Magics):
         except CellDefinitionError as exc:
             raise UsageError(f"%%codo_task: {exc}") from None
         before = self.outs.bind(done.task.id, args.out)
+        self.cells.defined(done.task.name)
         message = done.message
         source = _restored_from(done.task) if done.action == "defined" else None
         if source:
@@ -635,6 +648,10 @@ class CodoMagics(Magics):
             except RuntimeError:  # the engine was stopped meanwhile: report below
                 pass
             unfinished = _unfinished(orch)
+            lines = [] if unfinished else failure_lines(orch.snapshot())
+            if lines:  # this cell waited for the run: it says what failed, once
+                print("\n".join([f"codo_results: the run ended with "
+                                  f"{_failed_count(orch.snapshot())}:"] + lines))
         self.outs.sync()
         frame = ResultsFrame(orch.results_frame())
         if unfinished:
@@ -704,9 +721,20 @@ def _wait_line(orch: TaskOrchestrator, timeout: float | None) -> str:
         done = len(snap.tasks) - len(unneeded)
         head = f"all {done} tasks" if not unneeded else f"{done} task{'s' * (done != 1)}"
         return f"codo_wait: {head} completed in {stats['makespan']:.1f}s{note}"
-    shown = ", ".join(f"{v.name!r} {v.state.replace('_', ' ')}" for v in bad[:5])
-    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-    return f"codo_wait: done, but {shown}{more} (%codo_status for details){note}"
+    completed = stats["completed"]
+    head = (f"codo_wait: done in {stats['makespan']:.1f}s, {completed} completed, but "
+            f"{_failed_count(snap)}{note}:")
+    return "\n".join([head] + failure_lines(snap))
+
+
+def _failed_count(snap: Any) -> str:
+    """``1 failed, 2 upstream failed`` (the states that are failures, with their counts)."""
+    counts: dict[str, int] = {}
+    for view in snap.tasks:
+        if view.state in ("failed", "cancelled", "upstream_failed"):
+            counts[view.state] = counts.get(view.state, 0) + 1
+    return ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in
+                     ("failed", "cancelled", "upstream_failed") if s in counts)
 
 
 def _live_view(orch: TaskOrchestrator) -> Any:
@@ -777,6 +805,8 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.events.register("pre_run_cell", magics.pre_run_cell)
     ipython.events.register("post_run_cell", magics.post_run_cell)
     display_capture.install(ipython)  # a task's display() output stays with the task
+    magics.cells.install()
+    magics.name_errors.install()
     _instances[id(ipython)] = magics
 
 
@@ -789,6 +819,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     ipython.events.unregister("post_run_cell", magics.post_run_cell)
     magics.outs.detach()
     display_capture.uninstall(ipython)
+    magics.cells.uninstall()
+    magics.name_errors.uninstall()
     for kind, names in CodoMagics.magics.items():
         for name in names:
             ipython.magics_manager.magics[kind].pop(name, None)

@@ -68,6 +68,16 @@ class OutBindings:
         with self._lock:
             return self._vars.get(task_id)
 
+    @property
+    def orchestrator(self) -> TaskOrchestrator | None:
+        """The orchestrator listened to (the one the magics use), if any yet."""
+        return self._orch
+
+    def task_of(self, var: str) -> str | None:
+        """The id of the task that feeds the notebook variable ``var``, if one does."""
+        with self._lock:
+            return next((tid for tid, name in self._vars.items() if name == var), None)
+
     def _on_event(self, event: Event) -> None:
         if event.kind == "removed" and event.task_id is not None:
             with self._lock:

@@ -15,15 +15,18 @@ _ORDER = ("running", "up_for_retry", "ready", "pending", "completed", "failed",
 
 
 def summary_line(snap: Snapshot) -> str:
-    """``3/5 done · 1 running, 1 pending · 2.1s · engine running``."""
+    """``3/5 done · 1 failed · 1 running · 2.1s · engine running``: done counts the tasks that
+    ended well (completed, or not needed), failed ones are counted apart."""
     counts: dict[str, int] = {}
     for view in snap.tasks:
         counts[view.state] = counts.get(view.state, 0) + 1
-    done = sum(1 for v in snap.tasks if v.status.is_terminal)
-    parts = [f"{counts[s]} {s.replace('_', ' ')}" for s in _ORDER if counts.get(s)]
+    done = counts.get("completed", 0) + counts.get("skipped", 0)  # ended well
+    failed = f" · {counts['failed']} failed" if counts.get("failed") else ""
+    parts = [f"{counts[s]} {s.replace('_', ' ')}" for s in _ORDER
+             if counts.get(s) and not (failed and s == "failed")]
     elapsed = snap.stats.get("makespan", 0.0)
     engine = "engine running" if snap.running else "engine stopped"
-    return (f"{done}/{len(snap.tasks)} done · {', '.join(parts) or 'no tasks'} · "
+    return (f"{done}/{len(snap.tasks)} done{failed} · {', '.join(parts) or 'no tasks'} · "
             f"{elapsed:.1f}s · {engine}")
 
 

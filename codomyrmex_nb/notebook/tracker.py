@@ -239,7 +239,16 @@ class Tracker:
 
     @property
     def done(self) -> int:
-        return self.total - self.unfinished
+        """Tasks that ended well: completed, or not needed (failures are counted apart)."""
+        return self.counts["completed"] + self.counts["skipped"]
+
+    @property
+    def failed(self) -> int:
+        return self.counts["failed"]
+
+    def failed_text(self) -> str:
+        """`` · 1 failed`` after "done" in the header, or nothing."""
+        return f" \u00b7 {self.failed} failed" if self.failed else ""
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds of the current run: its first start to its end (or now); idle time excluded."""
@@ -265,7 +274,8 @@ class Tracker:
     def summary(self) -> str:
         """One line: done / total, counts by state, run, elapsed, throughput."""
         parts = [f"{glyph(s)} {STATES[s][2]} {self.counts[s]}" for s in SHOWN if self.counts[s]]
-        return (f"{self.done}/{self.total} done ({', '.join(parts) or 'no tasks'}) · "
+        return (f"{self.done}/{self.total} done{self.failed_text()} "
+                f"({', '.join(parts) or 'no tasks'}) · "
                 f"{self.run_label()} · elapsed {self.elapsed():.1f} s · "
                 f"{self.throughput():.1f} tasks/s")
 
@@ -276,7 +286,8 @@ class Tracker:
         bar = (f'<span class="codo-bar" style="display:inline-block;width:160px;height:8px;'
                f"border-radius:4px;background:var(--jp-layout-color3,#ddd);vertical-align:middle;"
                f'margin-right:8px;overflow:hidden"><span style="display:block;height:100%;'
-               f'width:{100 * self.done / total:.1f}%;background:{bar_colour}"></span></span>')
+               f'width:{100 * (self.total - self.unfinished) / total:.1f}%;'
+               f'background:{bar_colour}"></span></span>')
         chips = "".join(
             f'<span style="background:{fill_var(s)};color:{font_var(s)};border-radius:3px;'
             f'padding:0 5px;margin-right:4px" title="{STATES[s][2]}">{glyph(s)} {self.counts[s]}'
@@ -284,7 +295,8 @@ class Tracker:
         muted = "color:var(--jp-ui-font-color2,#666)"
         extra = f' <span style="{muted}">· {note}</span>' if note else ""
         return (f'<div class="codo-head" style="font-family:sans-serif;font-size:12px;'
-                f'line-height:1.8">{bar}<b>{self.done}/{self.total}</b> done &nbsp;{chips}'
+                f'line-height:1.8">{bar}<b>{self.done}/{self.total}</b> done{self.failed_text()} '
+                f'&nbsp;{chips}'
                 f'<span style="{muted}">{self.run_label()}</span> · elapsed '
                 f'<span class="codo-elapsed">{self.elapsed():.1f} s</span> · '
                 f"{self.throughput():.1f} tasks/s{extra}</div>")

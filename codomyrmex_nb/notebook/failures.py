@@ -1,0 +1,190 @@
+"""Failures said once, clearly: for the cells that wait, for a NameError, in tracebacks.
+
+- ``failure_lines``: one line per failed or cancelled task,
+  ``boom: ZeroDivisionError: division by zero — %codo_logs boom``, at most ten,
+  then ``and N more``; the cell that waited for the run prints them
+  (``%codo_wait``, ``%codo_run --wait``, ``%codo_results`` when it waited).
+  Tasks skipped because of them are counted, not listed: the root cause is
+  the failed task.
+- ``NameErrorHint``: a ``NameError`` in a later cell for a task's name or its
+  ``--out`` variable gets one added line (an exception note, so the normal
+  traceback is shown whole above it) with that task's state and error, as the
+  ``NoResult`` a downstream task would see. Installed with IPython's
+  ``set_custom_exc``, chained with a handler already there, removed on
+  ``%unload_ext``.
+- ``CellNames``: tracebacks of tasks defined in a cell say ``Cell In[5], line 3``
+  like IPython's own (``shell.compile.format_code_name``), and so do those of
+  ``%%codo_task`` cells (the cell's execution count when it defined the task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..core import frame_names
+from ..core.snapshot import Snapshot, TaskView
+from ..core.trigger_rules import NoResult
+from .cell_tasks import cell_filename
+
+LIMIT = 10
+_LISTED = ("failed", "cancelled")
+
+
+def failure_line(view: TaskView) -> str:
+    """``boom: ZeroDivisionError: division by zero — %codo_logs boom``."""
+    message = (view.error_message or "").strip().splitlines()
+    what = view.error_type or view.state
+    if message:
+        what += f": {message[0][:200]}"
+    return f"{view.name}: {what} \u2014 %codo_logs {view.name}"
+
+
+def failure_lines(snap: Snapshot, limit: int = LIMIT) -> list[str]:
+    """One line per failed or cancelled task (definition order), at most ``limit``."""
+    bad = [v for v in snap.tasks if v.state in _LISTED]
+    lines = [failure_line(v) for v in bad[:limit]]
+    if len(bad) > limit:
+        lines.append(f"and {len(bad) - limit} more (%codo_status lists every task)")
+    return lines
+
+
+def no_result(view: TaskView) -> NoResult:
+    """What a downstream task would see for this task: its state and error."""
+    return NoResult(view.name, view.state, view.error_message)
+
+
+# -- a NameError for a task's name or --out variable -------------------------------------------------
+class NameErrorHint:
+    """Adds one line to a ``NameError`` for a task's name or ``--out`` variable.
+
+    ``lookup(name)`` gives the line, or None when the name has nothing to do
+    with a task. The handler before ours (``shell.custom_exceptions`` /
+    ``shell.CustomTB``) still gets the exceptions it asked for, NameError
+    included; otherwise the normal traceback is shown.
+    """
+
+    def __init__(self, shell: Any, lookup: Callable[[str], str | None]) -> None:
+        self.shell, self.lookup = shell, lookup
+        self.before: tuple[tuple[type[BaseException], ...], Any] | None = None
+        self.mine: Any = None  # our handler as IPython wrapped it (to tell if it is still in place)
+        self.active = False
+
+    def install(self) -> None:
+        shell = self.shell
+        if not hasattr(shell, "set_custom_exc") or self.active:
+            return
+        kinds = tuple(getattr(shell, "custom_exceptions", ()) or ())
+        self.before = (kinds, getattr(shell, "CustomTB", None))
+        shell.set_custom_exc(kinds + (() if _covers(kinds, NameError) else (NameError,)),
+                             self._handle)
+        self.mine = shell.CustomTB
+        self.active = True
+
+    def uninstall(self) -> None:
+        """Put the handler before ours back (if another was installed since, ours passes through)."""
+        if not self.active:
+            return
+        self.active = False
+        shell = self.shell
+        if self.before is not None and getattr(shell, "CustomTB", None) is self.mine:
+            shell.custom_exceptions, shell.CustomTB = self.before
+            self.before = None
+
+    def _handle(self, shell: Any, etype: type[BaseException], value: BaseException, tb: Any,
+                tb_offset: int | None = None) -> Any:
+        if self.active and isinstance(value, NameError):
+            self._note(value)
+        kinds, handler = self.before if self.before is not None else ((), None)
+        if handler is not None and kinds and issubclass(etype, kinds):
+            return handler(etype, value, tb, tb_offset=tb_offset)
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        return None
+
+    def _note(self, error: NameError) -> None:
+        name = getattr(error, "name", None)
+        if not isinstance(name, str):
+            return
+        try:
+            line = self.lookup(name)
+        except Exception:  # noqa: BLE001 - a hint never hides the error itself
+            line = None
+        if line and line not in getattr(error, "__notes__", ()):
+            error.add_note(line)
+
+
+def _covers(kinds: tuple[type[BaseException], ...], kind: type[BaseException]) -> bool:
+    return any(issubclass(kind, k) for k in kinds)
+
+
+def name_error_line(orch: Any, name: str, task_of_variable: Callable[[str], str | None]) -> str | None:
+    """The added line for a NameError on ``name``: a task's ``--out`` variable or its name."""
+    snap = orch.snapshot()
+    views = snap.by_id()
+    task_id = task_of_variable(name)
+    if task_id is not None and task_id in views:
+        view = views[task_id]
+        if view.state == "completed":
+            return (f"{name} is the --out variable of task {view.name!r}, which completed: "
+                    "run this cell again (the variable is set before each cell)")
+        return (f"{name} is the --out variable of task {view.name!r}, which has no result: "
+                f"{no_result(view)!r}{_logs_hint(view)}")
+    view = next((v for v in snap.tasks if v.name == name), None)
+    if view is None:
+        return None
+    if view.state == "completed":
+        return (f"{name!r} is a task, not a notebook variable; it completed: "
+                f"%%codo_task {name} --out VAR stores its result in VAR (or results = "
+                "%codo_results)")
+    return f"{name!r} is a task, not a notebook variable: {no_result(view)!r}{_logs_hint(view)}"
+
+
+def _logs_hint(view: TaskView) -> str:
+    if view.state in _LISTED:
+        return f" \u2014 %codo_logs {view.name}"
+    if not view.status.is_terminal:
+        return " (not ended yet: %codo_wait)"
+    return ""
+
+
+# -- "Cell In[5]" in task tracebacks ----------------------------------------------------------------
+class CellNames:
+    """Names the files of notebook cells in task tracebacks as IPython does."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.cells: dict[str, int] = {}  # "<codo_task NAME>" -> the cell's execution count
+        self.number: int | None = None  # the running cell's In[N]
+
+    def running(self, info: Any) -> None:
+        """Before a cell runs (``pre_run_cell``): note its number. IPython has already counted
+        it by then when it stores history, so In[N] is one less than ``execution_count``."""
+        count = getattr(self.shell, "execution_count", None)
+        if isinstance(count, int):
+            stored = getattr(info, "store_history", False) and not getattr(info, "silent", False)
+            self.number = count - 1 if stored else count
+
+    def install(self) -> None:
+        frame_names.add_namer(self.label)
+
+    def uninstall(self) -> None:
+        frame_names.remove_namer(self.label)
+
+    def defined(self, task_name: str) -> None:
+        """The running cell defined ``task_name`` (a ``%%codo_task`` cell): name it so."""
+        count = self.number if self.number is not None else getattr(
+            self.shell, "execution_count", None)
+        if isinstance(count, int):
+            self.cells[cell_filename(task_name)] = count
+
+    def label(self, filename: str) -> str | None:
+        count = self.cells.get(filename)
+        if count is not None:
+            return f"Cell In[{count}]"
+        compiler = getattr(self.shell, "compile", None)
+        format_name = getattr(compiler, "format_code_name", None)
+        named = format_name(filename) if callable(format_name) else None
+        if named:
+            label, name = named
+            return f"{label} {name}"
+        return None
