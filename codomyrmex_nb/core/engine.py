@@ -50,6 +50,8 @@ from .clock import Clock, TimerHandle
 from .events import Event, EventBus
 from .executors import Executor, ThreadExecutor
 from .invoke import Outcome, Run, binding_failed, build_kwargs, format_traceback, wants_upstream
+from .memory_budget import MIN_SIZE, Entry, MemoryBudget, ResultUnavailable, estimate, load_spill
+from .memory_budget import spill as spill_to_file
 from .model import Task, TaskStatus
 from .recorder import Recorder
 from .scheduler import Record, Scheduler
@@ -61,6 +63,14 @@ TINY = 100e-6  # seconds: attempts shorter than this on average run one worker a
 STANDBY = 0.002  # seconds: a worker whose attempt began this recently is cycling tiny tasks
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_budgets: weakref.WeakSet[MemoryBudget] = weakref.WeakSet()
+
+
+@atexit.register
+def _remove_spill_files() -> None:
+    """Spill files are this process's own: none outlives it."""
+    for budget in list(_budgets):
+        budget.close()
 
 
 @atexit.register  # after journal.py's own: runs before the journals close
@@ -100,6 +110,7 @@ class Engine:
         self._busy = 0  # workers between taking a ticket and recording its outcome
         self._avg_attempt = 1.0  # running average of attempt seconds; starts "long"
         self._standby: TimerHandle | None = None
+        self.budget: MemoryBudget | None = None  # the memory budget for results (None: none)
         self._listen()
 
     def _listen(self) -> None:
@@ -109,6 +120,10 @@ class Engine:
         self.sched.recorder = None if recorder is None else recorder.on_transition
         if recorder is not None:
             recorder.resolve = self.actions.resolve  # actions are fingerprinted by their code
+            budget = self.budget
+            recorder.on_commit = None if budget is None else budget.committed
+            if recorder._journal is not None:
+                recorder._journal.on_commit = recorder.on_commit
 
     def use_recorder(self, recorder: Recorder | None) -> None:
         """Switch journals (while idle); the old one commits and closes."""
@@ -119,6 +134,116 @@ class Engine:
             self._listen()
         if old is not None:
             old.close()
+
+    # -- the memory budget --------------------------------------------------------------------
+    def use_budget(self, limit: int | None) -> None:
+        """Set the memory budget for results (bytes; None: no budget, every result stays)."""
+        budget = self.budget
+        if budget is not None:
+            budget.set_limit(limit)
+            return
+        if limit is None:
+            return
+        sched = self.sched
+        budget = MemoryBudget(limit, self._read_back, journal_on=self._journal_on,
+                              hurry=self._hurry, pin=self._pin, unpin=self._unpin,
+                              alive=lambda rec: sched.records.get(rec.id) is rec)
+        with self.lock:
+            self.budget = budget
+            self._listen()
+        _budgets.add(budget)
+
+    def _journal_on(self) -> bool:
+        recorder = self.recorder
+        journal = None if recorder is None else recorder._journal
+        return recorder is not None and (journal is None or journal.enabled)
+
+    def _hurry(self) -> None:
+        recorder = self.recorder
+        journal = None if recorder is None else recorder._journal
+        if journal is not None:
+            journal.commit_soon()
+
+    def _pin(self, key: tuple[int, str]) -> None:
+        if self.recorder is not None:
+            self.recorder.pinned.add(key)
+
+    def _unpin(self, key: tuple[int, str]) -> None:
+        if self.recorder is not None:
+            self.recorder.pinned.discard(key)
+
+    def _measure(self, run: Run, value: Any, prepared: tuple[Any, ...] | None) -> Any:
+        """Worker thread, no lock: (size, spill file, MAC) of a result the budget will hold
+        (None below ``MIN_SIZE``). A result the journal refused as too large is spilled to
+        a signed file of its own, so that it can be dropped too."""
+        size = estimate(value)
+        if size < MIN_SIZE:
+            return None
+        recorder = self.recorder
+        journal = None if recorder is None else recorder._journal
+        if prepared is None or prepared[1] is not None or not prepared[0] or journal is None \
+                or not journal.enabled or journal.signer is None \
+                or "larger than the journal" not in (prepared[2] or ""):
+            return size, None, None
+        try:
+            path, mac = spill_to_file(recorder.path.with_name(f"{recorder.path.stem}.spill"),
+                                      run.rec.id, value, prepared[0], journal.signer)
+        except Exception as exc:  # noqa: BLE001 - it stays in memory
+            log.warning("could not spill %r's result to a file (%s); it stays in memory",
+                        run.rec.name, exc)
+            return size, None, None
+        return size, path, (mac, journal.signer)
+
+    def _hold(self, rec: Record, held: Any, fp: str | None, stored: bool) -> None:
+        """Under the lock: register a stored result with the budget."""
+        size, path, signed = held
+        recorder = self.recorder
+        run_id = None if recorder is None else recorder.run_id
+        self.budget.add(rec, rec.result, size, run_id, fp,  # type: ignore[union-attr]
+                        stored and run_id is not None, path, None if signed is None else signed[0],
+                        (recorder, None if signed is None else signed[1]))
+
+    def hold_restored(self, rec: Record) -> None:
+        """Under the lock: a result restored from the journal (and recorded again)."""
+        if self.budget is not None and rec.result is not None:
+            size = estimate(rec.result._data)
+            if size >= MIN_SIZE:
+                self._hold(rec, (size, None, None), rec.fingerprint, True)
+
+    def _read_back(self, entry: Entry) -> Any:
+        """The budget's loader: a dropped result from its spill file or the journal (any
+        thread, no lock held; a stopped engine's journal is opened for the read)."""
+        name = entry.rec.name
+        recorder, signer = entry.source
+        if entry.spill is not None:
+            return load_spill(entry, signer, name)
+        fix = f"rerun the task (orchestrator.rerun({name!r}))"
+        if recorder is None or entry.run_id is None or not entry.fp:
+            raise ResultUnavailable(f"task {name!r}: its result was dropped from memory and "
+                                    f"no journal holds it; {fix}")
+        why = "no stored copy verifies"
+        try:
+            if recorder.is_open:
+                try:
+                    return recorder.read_back(entry.run_id, entry.fp)
+                except LookupError:
+                    if recorder.is_open:
+                        raise
+            with self._lifecycle:  # stopped: open the journal for this read, close it after
+                opened = not recorder.is_open
+                try:
+                    recorder.ensure_open()
+                    return recorder.read_back(entry.run_id, entry.fp)
+                finally:
+                    if opened and (not self._running or recorder is not self.recorder):
+                        recorder.close()
+        except LookupError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - unpickling: said below
+            why = f"{type(exc).__name__}: {exc}"
+        raise ResultUnavailable(f"task {name!r}: its result was dropped from memory and "
+                                f"cannot be read back from the journal {recorder.path} "
+                                f"({why}); {fix}")
 
     def use_executor(self, executor: Executor, name: str | None = None) -> None:
         """Switch executors (while stopped); ``inline`` marks the sync executor."""
@@ -280,23 +405,32 @@ class Engine:
         run: Run | None = None
         outcome: Outcome | None = None
         prepared: tuple[Any, ...] | None = None
+        held: Any = None
         try:
             while True:
                 with self.lock:
                     if run is not None:
                         done, run = run, None
-                        self._record(done, outcome, prepared, perf_counter() - done.taken_at)
+                        self._record(done, outcome, prepared, perf_counter() - done.taken_at,
+                                     held)
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
-                        outcome = None
+                        outcome = prepared = held = None  # the blob is queued: let it go
                     run = self._next_run(me, until)
                     if run is None:
                         return
+                budget = self.budget
+                if budget is not None and budget.over():
+                    budget.pause()  # results wait for the journal: let it catch up first
                 outcome = self._execute(run)
                 prepared = None
                 recorder = self.recorder
                 if recorder is not None and outcome.ok and not run.abandoned:
                     prepared = recorder.prepare_result(run.rec, outcome.value)  # no lock held
+                held = None
+                if self.budget is not None and outcome.ok and not run.abandoned \
+                        and self.budget.limit is not None:
+                    held = self._measure(run, outcome.value, prepared)
         finally:
             with self.lock:
                 if run is not None:  # taken but never recorded (this thread is being torn down)
@@ -305,7 +439,7 @@ class Engine:
                 self._changed.notify_all()
 
     def _record(self, run: Run, outcome: Outcome, prepared: tuple[Any, ...] | None,
-                busy_for: float) -> None:
+                busy_for: float, held: Any = None) -> None:
         """Under the lock: the attempt's outcome (``busy_for``: seconds its worker spent on it,
         shipping and capture included, which the tiny-task average follows)."""
         self._busy -= 1
@@ -320,6 +454,9 @@ class Engine:
                                     outcome.displays, outcome.unbound)
         if counted and prepared is not None and self.recorder is not None:
             self.recorder.record_result(run.rec, prepared)
+        if counted and held is not None and self.budget is not None:
+            self._hold(run.rec, held, None if prepared is None else prepared[0],
+                       prepared is not None and prepared[1] is not None)
         self.settle(wake=False)
 
     def _execute(self, run: Run) -> Outcome:

@@ -269,6 +269,11 @@ class Journal:
         self.key_file: Path | None = None  # where that key lives (None: given, or this process's)
         # the largest result stored, in bytes (over it: recorded as an error)
         self.blob_limit = min(self._max_bytes, MAX_BLOB)
+        self.pinned: set[tuple[int, str]] = set()
+        # (run id, task id, fingerprint) of result rows just committed, told from the writer
+        # before the size bound is checked (the memory budget pins what it may read back)
+        self.on_commit: Callable[[list[tuple[Any, ...]]], None] | None = None
+        self._soon = False  # commit what is queued now (the memory budget waits for it)
 
         try:
             self._prepare_files()
@@ -521,6 +526,13 @@ class Journal:
         """Mark a run ended: ``"finished"`` (every task ended) or ``"stopped"``; queued."""
         self._queue(self._ends_q, (_now() if time is None else time, status, run_id))
 
+    def commit_soon(self) -> None:
+        """Commit what is queued without waiting for the commit interval (results over
+        the memory budget can be dropped once their rows are committed)."""
+        if self.enabled:
+            self._soon = True
+            self._wake.set()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed; False on timeout or when
         some of it could not be written. True at once when the journal is off."""
@@ -738,8 +750,8 @@ class Journal:
                 pending += self._drain()
                 if pending:
                     wait = last_commit + interval - time.monotonic()
-                    if wait <= 0 or pending >= MAX_BATCH:
-                        pending = 0
+                    if wait <= 0 or pending >= MAX_BATCH or self._soon:
+                        pending, self._soon = 0, False
                         self._commit()
                         last_commit = time.monotonic()
                     else:  # let the burst pile up; only a sync request wakes us early
@@ -855,6 +867,9 @@ class Journal:
                 self._warn_once("bad-record", f"run journal {self.path.name}: dropped "
                                 f"{len(bad)} record(s) it could not store ({bad[0]})")
                 return False
+            hook = self.on_commit
+            if hook is not None and self._results:
+                hook([(row[0], row[1], row[3]) for row in self._results if row[4] is not None])
         finally:
             for rows in (self._defs, self._trans, self._results, self._ends):
                 rows.clear()
@@ -952,6 +967,8 @@ class Journal:
         assert conn is not None
         rows = conn.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()
         protected = set(self._open_runs) | _open_elsewhere(conn)
+        kept = {run_id for run_id, _ in frozenset(self.pinned)}  # this process may read them back
+        protected |= kept
         if rows:
             protected.add(rows[-1][0])
         used, free = self._used_bytes()
@@ -970,9 +987,10 @@ class Journal:
                 break
             used, free = self._used_bytes()
         if used > self._max_bytes:
+            why = " (results dropped from memory are read back from them)" if kept else ""
             self._warn_once("over-bound", f"run journal {self.path.name} holds "
                             f"{used / 2**20:.1f} MB, over its bound of "
-                            f"{self._max_bytes / 2**20:.1f} MB, in runs it must keep")
+                            f"{self._max_bytes / 2**20:.1f} MB, in runs it must keep{why}")
         return used, free
 
     def _vacuum(self) -> None:
