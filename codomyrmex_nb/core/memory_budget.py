@@ -308,7 +308,8 @@ class MemoryBudget:
         entry.dropped, entry.ref = False, None
         if not entry.gone:
             self.held += entry.size
-            self._lru[entry] = None
+            self._lru.pop(entry, None)
+            self._lru[entry] = None  # the most recently used now
 
     def forget(self, entry: Entry) -> None:
         """The result's data was replaced by hand: it leaves the budget."""
