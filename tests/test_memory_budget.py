@@ -405,7 +405,7 @@ def test_a_tampered_spill_file_is_never_unpickled(make_orch, tmp_path, small_jou
 
 def test_spill_files_are_removed_when_their_result_is_forgotten(make_orch, tmp_path,
                                                                  small_journal):
-    orch = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=100 * MB)
+    orch = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=10 * MB)
     orch.create_task("h", func=functools.partial(_huge, 1))
     orch.start_execution()
     assert orch.wait_for_completion(60)

@@ -175,16 +175,20 @@ class Engine:
     def _measure(self, run: Run, value: Any, prepared: tuple[Any, ...] | None) -> Any:
         """Worker thread, no lock: (size, spill file, MAC) of a result the budget will hold
         (None below ``MIN_SIZE``). A result the journal refused as too large is spilled to
-        a signed file of its own, so that it can be dropped too."""
+        a signed file of its own, so that it can be dropped too, when the budget may well
+        want that: it is an eighth of the budget or more, or it takes the results over it
+        (pickling a large result costs time and disk: not for nothing)."""
         size = estimate(value)
         if size < MIN_SIZE:
             return None
         recorder = self.recorder
         journal = None if recorder is None else recorder._journal
+        budget, limit = self.budget, self.budget.limit if self.budget is not None else None
         if prepared is None or prepared[1] is not None or not prepared[0] or journal is None \
-                or not journal.enabled or journal.signer is None \
-                or "larger than the journal" not in (prepared[2] or ""):
-            return size, None, None
+                or not journal.enabled or journal.signer is None or limit is None \
+                or "larger than the journal" not in (prepared[2] or "") \
+                or (size * 8 < limit and budget.held + budget.pending + size <= limit):
+            return size, None, None  # spilled only if the budget may well want it dropped
         try:
             path, mac = spill_to_file(recorder.path.with_name(f"{recorder.path.stem}.spill"),
                                       run.rec.id, value, prepared[0], journal.signer)
