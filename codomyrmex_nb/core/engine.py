@@ -424,8 +424,8 @@ class Engine:
                     if run is None:
                         return
                 budget = self.budget
-                if budget is not None and budget.over():
-                    budget.pause()  # results wait for the journal: let it catch up first
+                if budget is not None and budget.over():  # results wait for the journal:
+                    budget.pause(functools.partial(self._go_on, run))  # let it catch up
                 outcome = self._execute(run)
                 prepared = None
                 recorder = self.recorder
@@ -441,6 +441,10 @@ class Engine:
                     self._busy -= 1
                 self._workers.discard(me)
                 self._changed.notify_all()
+
+    def _go_on(self, run: Run) -> bool:
+        """A worker paused for the journal: is its attempt still wanted?"""
+        return self._running and not run.abandoned
 
     def _record(self, run: Run, outcome: Outcome, prepared: tuple[Any, ...] | None,
                 busy_for: float, held: Any = None) -> None:
@@ -564,6 +568,8 @@ class Engine:
                 self._work.notify_all()
                 self._changed.notify_all()
                 workers = [w for w in self._workers if w is not me]
+            if self.budget is not None:
+                self.budget.wake()  # a worker paused for the journal goes on (and ends)
             deadline = time.monotonic() + min(max(0.0, timeout), threading.TIMEOUT_MAX / 2)
             try:
                 for thread in workers:

@@ -214,6 +214,9 @@ class MemoryBudget:
             if spill is not None:
                 entry.committed = True
             elif stored and run_id is not None:
+                before = self._waiting.get((run_id, rec.id))
+                if before is not None:  # the task ran again before its row was committed
+                    self.pending -= before.size
                 self._waiting[(run_id, rec.id)] = entry
                 self.pending += size
             self._evict()
@@ -243,17 +246,23 @@ class MemoryBudget:
         return limit is not None and self.held + self.pending > limit \
             and bool(self._waiting) and not self._stalled
 
-    def pause(self, timeout: float = 10.0) -> None:
+    def pause(self, go_on: Callable[[], bool] = lambda: True, timeout: float = 2.0) -> None:
         """A worker, before its next task, while ``over()``: wait for the journal to commit
         (then results can be dropped), as Dask pauses a worker near its memory limit.
-        Woken by each commit; a pause that sees none in ``timeout`` seconds (the journal
+        Woken by each commit and by ``wake`` (the engine stops: ``go_on`` turns False); a
+        pause that sees no commit in ``timeout`` seconds (the journal cannot keep up, or
         cannot write) stops pausing until one comes."""
         with self._lock:
-            while self.over():
+            while self.over() and go_on():
                 if self.hurry is not None:
                     self.hurry()
                 if not self._commits.wait(timeout):
                     self._stalled = True
+
+    def wake(self) -> None:
+        """End every pause now (the engine stops)."""
+        with self._lock:
+            self._commits.notify_all()
 
     def set_limit(self, limit: int | None) -> None:
         with self._lock:

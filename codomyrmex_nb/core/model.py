@@ -259,7 +259,8 @@ class TaskResult:
 
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         """Pickled (and copied) with its data read back if dropped, never with the budget."""
-        state = {k: getattr(self, k) for k in self.__slots__ if k not in ("_data", "_entry")}
+        state = {k: getattr(self, k) for k in self.__slots__
+                 if k not in ("_data", "_entry") and hasattr(self, k)}
         state["data"] = self.read_data()
         return None, state
 
