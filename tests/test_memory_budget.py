@@ -464,3 +464,27 @@ def test_results_the_budget_may_read_back_are_pinned_in_the_journal(make_orch, t
         assert (run, fp) in pinned
     with sqlite3.connect(tmp_path / "j.sqlite") as conn:
         assert conn.execute("SELECT COUNT(*) FROM results WHERE blob IS NOT NULL").fetchone()[0] >= 3
+
+
+def test_spill_files_do_not_outlive_the_process(tmp_path):
+    script = tmp_path / "spill.py"
+    script.write_text(textwrap.dedent(f"""
+        import functools
+        import numpy as np
+        from codomyrmex_nb import TaskOrchestrator
+        from codomyrmex_nb.core import recorder
+        from codomyrmex_nb.core.journal import Journal
+        recorder.Journal = functools.partial(Journal, max_bytes=2**20)
+        orch = TaskOrchestrator(1, journal={str(tmp_path / "j.sqlite")!r}, memory_limit="3MiB")
+        for i in range(3):
+            orch.create_task(f"h{{i}}", func=functools.partial(np.full, 2**18, float(i)))
+        orch.start_execution()
+        assert orch.wait_for_completion(60)
+        import pathlib
+        print(len(list(pathlib.Path({str(tmp_path / "j.spill")!r}).glob("*.pkl"))))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) == 3  # spilled while it ran
+    assert list((tmp_path / "j.spill").glob("*.pkl")) == []  # and gone once it exited

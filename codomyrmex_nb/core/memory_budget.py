@@ -402,17 +402,11 @@ class MemoryBudget:
                     "dropped": sum(1 for e in self._lru if e.dropped),
                     "drops": self.drops, "read_backs": self.read_backs}
 
-    def spill_files(self) -> list[Path]:
-        with self._lock:
-            return [e.spill for e in self._lru if e.spill is not None]
-
     def close(self) -> None:
-        """Remove this budget's spill files (the process ends or the budget goes)."""
+        """Remove this budget's spill files (the process ends: nothing reads them again)."""
         with self._lock:
             for entry in self._lru:
-                if entry.spill is not None and not entry.dropped:
-                    _unlink(entry.spill)
-                    entry.spill = None
+                _unlink(entry.spill)
 
 
 def _weakable(value: Any) -> bool:
