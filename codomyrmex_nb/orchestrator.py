@@ -151,8 +151,8 @@ class TaskOrchestrator:
             for task_id in restored:
                 rec = engine.sched.records.get(task_id)
                 if rec is not None and rec.restored is not None:
+                    engine.hold_restored(rec)  # before its row is queued
                     engine.recorder.record_restored(rec)
-                    engine.hold_restored(rec)
 
     def _restorations(self, batch: list[Task]) -> dict[str, Any] | None:
         """Results the journal gives back for new tasks of ``batch`` (outside the lock)."""

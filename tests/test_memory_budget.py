@@ -178,7 +178,7 @@ def _add(budget: MemoryBudget, name: str, value, size: int = 100, committed: boo
     rec.result = TaskResult(True, value, task_id=name)
     budget.add(rec, rec.result, size, run_id=1, fp=f"fp-{name}", stored=True)
     if committed:
-        budget.committed([(1, name, f"fp-{name}")])
+        budget.committed([(1, name, name, f"fp-{name}", b"blob")])
     return rec
 
 
@@ -209,7 +209,7 @@ def test_an_uncommitted_result_is_never_dropped():
     first = _add(budget, "first", "F", committed=False)
     _add(budget, "second", "S", committed=False)
     assert first.result._data == "F" and budget.held == 200
-    budget.committed([(1, "first", "fp-first")])
+    budget.committed([(1, "first", "first", "fp-first", b"blob")])
     assert first.result._data is DROPPED and budget.held == 100
 
 

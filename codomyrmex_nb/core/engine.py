@@ -460,11 +460,11 @@ class Engine:
                                     outcome.traceback, outcome.ended - outcome.started,
                                     outcome.logs, outcome.cpu_time, outcome.peak_memory,
                                     outcome.displays, outcome.unbound)
+        if counted and held is not None and self.budget is not None:  # before its row is
+            self._hold(run.rec, held, None if prepared is None else prepared[0],  # queued: the
+                       prepared is not None and prepared[1] is not None)  # commit may be quick
         if counted and prepared is not None and self.recorder is not None:
             self.recorder.record_result(run.rec, prepared)
-        if counted and held is not None and self.budget is not None:
-            self._hold(run.rec, held, None if prepared is None else prepared[0],
-                       prepared is not None and prepared[1] is not None)
         self.settle(wake=False)
 
     def _execute(self, run: Run) -> Outcome:

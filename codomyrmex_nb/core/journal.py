@@ -270,8 +270,9 @@ class Journal:
         # the largest result stored, in bytes (over it: recorded as an error)
         self.blob_limit = min(self._max_bytes, MAX_BLOB)
         self.pinned: set[tuple[int, str]] = set()
-        # (run id, task id, fingerprint) of result rows just committed, told from the writer
-        # before the size bound is checked (the memory budget pins what it may read back)
+        # result rows just committed, as ``result`` queued them (run id, task id, name,
+        # fingerprint, blob, ...), told from the writer before the size bound is checked
+        # (the memory budget pins what it may read back)
         self.on_commit: Callable[[list[tuple[Any, ...]]], None] | None = None
         self._soon = False  # commit what is queued now (the memory budget waits for it)
 
@@ -869,7 +870,7 @@ class Journal:
                 return False
             hook = self.on_commit
             if hook is not None and self._results:
-                hook([(row[0], row[1], row[3]) for row in self._results if row[4] is not None])
+                hook(self._results)
         finally:
             for rows in (self._defs, self._trans, self._results, self._ends):
                 rows.clear()

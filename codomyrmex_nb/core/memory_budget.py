@@ -222,13 +222,17 @@ class MemoryBudget:
             self._evict()
         return entry
 
-    def committed(self, rows: list[tuple[Any, str, str | None]]) -> None:
-        """The journal committed these result rows ``(run id, task id, fingerprint)`` (its
-        writer thread, before it checks its size bound: the pins are in place by then)."""
+    def committed(self, rows: list[tuple[Any, ...]]) -> None:
+        """The journal committed these result rows ``(run id, task id, name, fingerprint,
+        blob, ...)`` (its writer thread, before it checks its size bound: the pins are in
+        place by then). Results are registered before their rows are queued."""
+        if not self._waiting:  # no lock: nothing of ours can be in this commit
+            return
         with self._lock:
             waiting = self._waiting
-            for run_id, task_id, fp in rows:
-                entry = waiting.pop((run_id, task_id), None)
+            for row in rows:
+                run_id, task_id, fp = row[0], row[1], row[3]
+                entry = waiting.pop((run_id, task_id), None) if row[4] is not None else None
                 if entry is not None:
                     self.pending -= entry.size
                 if entry is not None and entry.fp == fp and not entry.gone:
