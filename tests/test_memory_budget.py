@@ -488,3 +488,20 @@ def test_spill_files_do_not_outlive_the_process(tmp_path):
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) == 3  # spilled while it ran
     assert list((tmp_path / "j.spill").glob("*.pkl")) == []  # and gone once it exited
+
+
+def test_clearing_the_journal_keeps_the_runs_of_results_it_may_read_back(make_orch, tmp_path):
+    orch = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=300_000)
+    tasks = _chain(orch, 4)
+    orch.start_execution()
+    assert orch.wait_for_completion(60)
+    orch.stop_execution()
+    old = TaskOrchestrator(1, journal=tmp_path / "j.sqlite", memory_limit=None)
+    old.create_task("other", func=lambda: 1)
+    old.start_execution()
+    assert old.wait_for_completion(30)
+    old.stop_execution()
+    assert len(orch.history()) == 2
+    orch.clear_journal()
+    assert len(orch.history()) == 1  # the other run went; ours holds dropped results
+    assert [t.result.data[1] for t in tasks] == [0, 1, 2, 3]

@@ -543,7 +543,8 @@ class Journal:
         return ok
 
     def clear(self) -> None:
-        """Drop every run (``%codo_reset --journal``); synchronous."""
+        """Drop every run (``%codo_reset --journal``) but those holding results this
+        process may still read back (``pinned``); synchronous."""
         if self.enabled:
             self._call(self._do_clear)
 
@@ -933,9 +934,12 @@ class Journal:
         return int(run_id)
 
     def _do_clear(self) -> None:
+        kept = sorted({int(run_id) for run_id, _ in frozenset(self.pinned)})  # read back later
+        keep = f" WHERE run_id NOT IN ({', '.join(map(str, kept))})" if kept else ""
+
         def work(conn: sqlite3.Connection) -> None:
             for table in TABLES:
-                conn.execute(f"DELETE FROM {table}")
+                conn.execute(f"DELETE FROM {table}{keep}")
 
         ok, _ = self._write(work, "a clear")
         if not ok:
