@@ -420,12 +420,14 @@ class Engine:
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
                         outcome = prepared = held = None  # the blob is queued: let it go
-                    run = self._next_run(me, until)
-                    if run is None:
-                        return
-                budget = self.budget
-                if budget is not None and budget.over():  # results wait for the journal:
-                    budget.pause(functools.partial(self._go_on, run))  # let it catch up
+                    budget = self.budget
+                    if budget is None or not budget.over() or not self._running:
+                        run = self._next_run(me, until)
+                        if run is None:
+                            return
+                if run is None:  # results wait for their journal commit: let it catch up
+                    budget.pause(self._go_on)  # before taking a task (no timeout runs meanwhile)
+                    continue
                 outcome = self._execute(run)
                 prepared = None
                 recorder = self.recorder
@@ -442,9 +444,9 @@ class Engine:
                 self._workers.discard(me)
                 self._changed.notify_all()
 
-    def _go_on(self, run: Run) -> bool:
-        """A worker paused for the journal: is its attempt still wanted?"""
-        return self._running and not run.abandoned
+    def _go_on(self) -> bool:
+        """A worker paused for the journal: may it go on pausing (the engine runs)?"""
+        return self._running
 
     def _record(self, run: Run, outcome: Outcome, prepared: tuple[Any, ...] | None,
                 busy_for: float, held: Any = None) -> None:
