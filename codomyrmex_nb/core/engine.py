@@ -50,10 +50,10 @@ from .clock import Clock, TimerHandle
 from .events import Event, EventBus
 from .executors import Executor, ThreadExecutor
 from .invoke import Outcome, Run, binding_failed, build_kwargs, format_traceback, wants_upstream
-from .memory_budget import MIN_SIZE, Entry, MemoryBudget, ResultUnavailable, estimate, load_spill
-from .memory_budget import spill as spill_to_file
+from .memory_budget import MemoryBudget
 from .model import Task, TaskStatus
 from .recorder import Recorder
+from .result_store import ResultStore
 from .scheduler import Record, Scheduler
 from .snapshot import Snapshot, build_snapshot, copy_rows, paused_gc
 
@@ -63,14 +63,6 @@ TINY = 100e-6  # seconds: attempts shorter than this on average run one worker a
 STANDBY = 0.002  # seconds: a worker whose attempt began this recently is cycling tiny tasks
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
-_budgets: weakref.WeakSet[MemoryBudget] = weakref.WeakSet()
-
-
-@atexit.register
-def _remove_spill_files() -> None:
-    """Spill files are this process's own: none outlives it."""
-    for budget in list(_budgets):
-        budget.close()
 
 
 @atexit.register  # after journal.py's own: runs before the journals close
@@ -111,6 +103,7 @@ class Engine:
         self._avg_attempt = 1.0  # running average of attempt seconds; starts "long"
         self._standby: TimerHandle | None = None
         self.budget: MemoryBudget | None = None  # the memory budget for results (None: none)
+        self._store = ResultStore(self)  # its link to the journal, spill files and this lock
         self._listen()
 
     def _listen(self) -> None:
@@ -138,116 +131,18 @@ class Engine:
     # -- the memory budget --------------------------------------------------------------------
     def use_budget(self, limit: int | None) -> None:
         """Set the memory budget for results (bytes; None: no budget, every result stays)."""
-        budget = self.budget
-        if budget is not None:
-            budget.set_limit(limit)
-            return
-        if limit is None:
-            return
-        sched = self.sched
-        budget = MemoryBudget(limit, self._read_back, journal_on=self._journal_on,
-                              hurry=self._hurry, pin=self._pin, unpin=self._unpin,
-                              alive=lambda rec: sched.records.get(rec.id) is rec)
-        with self.lock:
-            self.budget = budget
-            self._listen()
-        _budgets.add(budget)
-
-    def _journal_on(self) -> bool:
-        recorder = self.recorder
-        journal = None if recorder is None else recorder._journal
-        return recorder is not None and (journal is None or journal.enabled)
-
-    def _hurry(self) -> None:
-        recorder = self.recorder
-        journal = None if recorder is None else recorder._journal
-        if journal is not None:
-            journal.commit_soon()
-
-    def _pin(self, key: tuple[int, str]) -> None:
-        if self.recorder is not None:
-            self.recorder.pinned.add(key)
-
-    def _unpin(self, key: tuple[int, str]) -> None:
-        if self.recorder is not None:
-            self.recorder.pinned.discard(key)
-
-    def _measure(self, run: Run, value: Any, prepared: tuple[Any, ...] | None) -> Any:
-        """Worker thread, no lock: (size, spill file, MAC) of a result the budget will hold
-        (None below ``MIN_SIZE``). A result the journal refused as too large is spilled to
-        a signed file of its own, so that it can be dropped too, when the budget may well
-        want that: it is an eighth of the budget or more, or it takes the results over it
-        (pickling a large result costs time and disk: not for nothing)."""
-        size = estimate(value)
-        if size < MIN_SIZE:
-            return None
-        recorder = self.recorder
-        journal = None if recorder is None else recorder._journal
-        budget, limit = self.budget, self.budget.limit if self.budget is not None else None
-        if prepared is None or prepared[1] is not None or not prepared[0] or journal is None \
-                or not journal.enabled or journal.signer is None or limit is None \
-                or "larger than the journal" not in (prepared[2] or "") \
-                or (size * 8 < limit and budget.held + budget.pending + size <= limit):
-            return size, None, None  # spilled only if the budget may well want it dropped
-        try:
-            path, mac = spill_to_file(recorder.path.with_name(f"{recorder.path.stem}.spill"),
-                                      run.rec.id, value, prepared[0], journal.signer)
-        except Exception as exc:  # noqa: BLE001 - it stays in memory
-            log.warning("could not spill %r's result to a file (%s); it stays in memory",
-                        run.rec.name, exc)
-            return size, None, None
-        return size, path, (mac, journal.signer)
-
-    def _hold(self, rec: Record, held: Any, fp: str | None, stored: bool) -> None:
-        """Under the lock: register a stored result with the budget."""
-        size, path, signed = held
-        recorder = self.recorder
-        run_id = None if recorder is None else recorder.run_id
-        self.budget.add(rec, rec.result, size, run_id, fp,  # type: ignore[union-attr]
-                        stored and run_id is not None, path, None if signed is None else signed[0],
-                        (recorder, None if signed is None else signed[1]))
+        if self.budget is not None:
+            self.budget.set_limit(limit)
+        elif limit is not None:
+            budget = self._store.make_budget(limit)
+            with self.lock:
+                self.budget = budget
+                self._listen()
 
     def hold_restored(self, rec: Record) -> None:
         """Under the lock: a result restored from the journal (and recorded again)."""
-        if self.budget is not None and rec.result is not None:
-            size = estimate(rec.result._data)
-            if size >= MIN_SIZE:
-                self._hold(rec, (size, None, None), rec.fingerprint, True)
-
-    def _read_back(self, entry: Entry) -> Any:
-        """The budget's loader: a dropped result from its spill file or the journal (any
-        thread, no lock held; a stopped engine's journal is opened for the read)."""
-        name = entry.rec.name
-        recorder, signer = entry.source
-        if entry.spill is not None:
-            return load_spill(entry, signer, name)
-        fix = f"rerun the task (orchestrator.rerun({name!r}))"
-        if recorder is None or entry.run_id is None or not entry.fp:
-            raise ResultUnavailable(f"task {name!r}: its result was dropped from memory and "
-                                    f"no journal holds it; {fix}")
-        why = "no stored copy verifies"
-        try:
-            if recorder.is_open:
-                try:
-                    return recorder.read_back(entry.run_id, entry.fp)
-                except LookupError:
-                    if recorder.is_open:
-                        raise
-            with self._lifecycle:  # stopped: open the journal for this read, close it after
-                opened = not recorder.is_open
-                try:
-                    recorder.ensure_open()
-                    return recorder.read_back(entry.run_id, entry.fp)
-                finally:
-                    if opened and (not self._running or recorder is not self.recorder):
-                        recorder.close()
-        except LookupError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - unpickling: said below
-            why = f"{type(exc).__name__}: {exc}"
-        raise ResultUnavailable(f"task {name!r}: its result was dropped from memory and "
-                                f"cannot be read back from the journal {recorder.path} "
-                                f"({why}); {fix}")
+        if self.budget is not None:
+            self._store.hold_restored(rec)
 
     def use_executor(self, executor: Executor, name: str | None = None) -> None:
         """Switch executors (while stopped); ``inline`` marks the sync executor."""
@@ -436,7 +331,7 @@ class Engine:
                 held = None
                 if self.budget is not None and outcome.ok and not run.abandoned \
                         and self.budget.limit is not None:
-                    held = self._measure(run, outcome.value, prepared)
+                    held = self._store.measure(run.rec, outcome.value, prepared)
         finally:
             with self.lock:
                 if run is not None:  # taken but never recorded (this thread is being torn down)
@@ -463,8 +358,7 @@ class Engine:
                                     outcome.logs, outcome.cpu_time, outcome.peak_memory,
                                     outcome.displays, outcome.unbound)
         if counted and held is not None and self.budget is not None:  # before its row is
-            self._hold(run.rec, held, None if prepared is None else prepared[0],  # queued: the
-                       prepared is not None and prepared[1] is not None)  # commit may be quick
+            self._store.hold(run.rec, held, prepared)  # queued: the commit may be quick
         if counted and prepared is not None and self.recorder is not None:
             self.recorder.record_result(run.rec, prepared)
         self.settle(wake=False)
