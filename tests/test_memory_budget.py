@@ -505,3 +505,22 @@ def test_clearing_the_journal_keeps_the_runs_of_results_it_may_read_back(make_or
     orch.clear_journal()
     assert len(orch.history()) == 1  # the other run went; ours holds dropped results
     assert [t.result.data[1] for t in tasks] == [0, 1, 2, 3]
+
+
+def _cached_big() -> np.ndarray:
+    return np.full(MIN_SIZE // 2, 5.0)  # 256 KB
+
+
+def test_a_result_restored_from_the_cache_is_under_the_budget_too(make_orch, tmp_path):
+    first = make_orch(1, journal=tmp_path / "j.sqlite")
+    first.create_task("cached", func=_cached_big, cache=True)
+    first.start_execution()
+    assert first.wait_for_completion(30)
+    first.stop_execution()
+    again = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=100_000)
+    task = again.create_task("cached", func=_cached_big, cache=True)
+    assert task.status is TaskStatus.COMPLETED and task.result.metadata["restored"]
+    again.start_execution()
+    again._engine.recorder.journal.flush(5)  # its row, recorded again in this run
+    assert task.result._data is DROPPED  # over the budget once committed
+    assert task.result.data[0] == 5.0
