@@ -20,6 +20,15 @@ a value that cannot be weakly referenced (list, dict, int, str, tuple, bytes) an
 handed out is never dropped. Without a journal nothing is dropped, and one line
 says so the first time the budget is exceeded.
 
+While the results, with the pickled copies that wait for their commit, are over the
+limit, workers pause before their next task until the journal commits (``pause``,
+as Dask pauses a worker near its limit): a chain of large results cannot outrun
+the disk. Every result committed while registered is *pinned* (``pin``): this process
+may read it back, so the journal's size bound keeps its run (``Journal.pinned``), and
+so does clearing the journal; a result that leaves the budget still in RAM is unpinned.
+Results that one task recorded twice in one run under one fingerprint share a row:
+the newest committed one is read back.
+
 The default is ``DEFAULT`` (a quarter of physical RAM): a notebook's kernel then
 keeps room for the data a task works on while finished results wait on disk.
 """
@@ -198,6 +207,7 @@ class MemoryBudget:
         self._warned = False
         self._commits = threading.Condition(self._lock)  # a commit came in (pause waits on it)
         self._stalled = False  # a pause ran out without a commit: do not pause again till one
+        self._files: set[Path] = set()  # spill files not removed yet (all go at exit)
 
     # -- registering (under the engine lock: only bookkeeping) ---------------------------
     def add(self, rec: Any, result: Any, size: int, run_id: int | None = None,
@@ -213,6 +223,7 @@ class MemoryBudget:
             self.held += size
             if spill is not None:
                 entry.committed = True
+                self._files.add(spill)
             elif stored and run_id is not None:
                 before = self._waiting.get((run_id, rec.id))
                 if before is not None:  # the task ran again before its row was committed
@@ -348,8 +359,10 @@ class MemoryBudget:
         if not entry.dropped:
             self.held -= entry.size
             entry.result._entry = None  # holds its value again: plain from now on
-            _unlink(entry.spill)
-            entry.spill = None
+            if entry.spill is not None:
+                _unlink(entry.spill)
+                self._files.discard(entry.spill)
+                entry.spill = None
         if entry.committed and entry.spill is None and entry.fp and self.unpin is not None \
                 and not entry.dropped:
             self.unpin((entry.run_id, entry.fp))
@@ -409,8 +422,9 @@ class MemoryBudget:
     def close(self) -> None:
         """Remove this budget's spill files (the process ends: nothing reads them again)."""
         with self._lock:
-            for entry in self._lru:
-                _unlink(entry.spill)
+            for path in self._files:
+                _unlink(path)
+            self._files.clear()
 
 
 def _weakable(value: Any) -> bool:
