@@ -129,7 +129,7 @@ def _pipeline_table(run: dict | None) -> list[str]:
     rows = ["", f"The memory budget: a chain of {run['tasks']} tasks each returning "
             f"{run['mb']} MB ({run['tasks'] * run['mb']:,} MB of results), peak RSS above "
             "the process's RSS before the run (its own process; the journal on disk):", "",
-            "| memory_limit | peak RSS above start | time | results dropped | read back |",
+            "| memory_limit | peak RSS above start | time | results dropped | read back to check them |",
             "|---|---:|---:|---:|---:|"]
     for key, label in (("with_budget", f"{run['budget_mb']} MiB"), ("without", "none")):
         side = run[key]

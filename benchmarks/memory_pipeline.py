@@ -5,8 +5,9 @@
 A chain of TASKS tasks, each reading its upstream array and returning a new one of
 MB megabytes, on two workers with the journal in JOURNAL. Prints one JSON line: the
 peak RSS above the RSS before the run (Linux ``VmHWM``, reset first; elsewhere
-``ru_maxrss``, from process start), seconds, the budget's counters, and whether
-every result reads back equal to what was computed.
+``ru_maxrss``, from process start), seconds, the budget's counters at the end of
+the run, and whether every result reads back equal to what was computed (and how
+many of them were read back from the journal for that).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def main(journal: str, tasks: int, mb: int, limit: str) -> dict:
     equal = all(bool((d := orch.get_task_result(t.name).data)[0] == i and d[1] == i
                      and d.nbytes == mb * 2**20) for i, t in enumerate(chain))
     return {"ok": ok, "peak_above_mb": (peak - (before or 0)) / 2**20, "seconds": seconds,
-            "exact_peak": exact, "all_equal": equal, **stats}
+            "exact_peak": exact, "all_equal": equal, **stats,
+            "read_backs": orch.memory_stats()["read_backs"]}  # checking every result
 
 
 if __name__ == "__main__":
