@@ -871,7 +871,10 @@ class Journal:
                 return False
             hook = self.on_commit
             if hook is not None and self._results:
-                hook(self._results)
+                try:
+                    hook(self._results)
+                except Exception as exc:  # noqa: BLE001 - never stops the journal
+                    self._warn_once("on-commit", f"run journal {self.path.name}: {exc}")
         finally:
             for rows in (self._defs, self._trans, self._results, self._ends):
                 rows.clear()
