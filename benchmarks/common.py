@@ -80,6 +80,9 @@ class Settings:
     seeds: int = 20           # random DAGs of the schedule-quality part
     dag_tasks: tuple[int, int] = (30, 60)
     memory_tasks: int = 100_000
+    pipeline_tasks: int = 30  # the memory budget's pipeline: a chain of large results
+    pipeline_mb: int = 30
+    pipeline_budget_mb: int = 200
     view_tasks: int = 5_000
     view_rounds: int = 5
     cpu_seconds: float = 1.5  # one CPU-bound task, calibrated

@@ -5,7 +5,8 @@
     python benchmarks/run.py --only quality   # one part (comma-separated for several)
 
 Parts: overhead (per-task cost against dask and a bare floor), quality
-(makespan against a lower bound), memory (bytes per task), view (throughput
+(makespan against a lower bound), memory (bytes per task; peak RSS of a
+pipeline of large results with and without a memory budget), view (throughput
 with the live view), executors (CPU-bound work on each executor), journal
 (throughput with the run journal on against off), fingerprint (cache=True tasks
 whose fingerprints hash module attributes and a big global list). Each part
@@ -49,7 +50,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=lambda s: tuple(int(x) for x in s.split(",")),
                    help="overhead sizes, e.g. 1000,10000")
     for name, kind in (("repeat", int), ("budget", float), ("seeds", int),
-                       ("memory-tasks", int), ("view-tasks", int), ("view-rounds", int),
+                       ("memory-tasks", int), ("pipeline-tasks", int), ("pipeline-mb", int),
+                       ("pipeline-budget-mb", int), ("view-tasks", int), ("view-rounds", int),
                        ("cpu-seconds", float), ("cpu-rounds", int), ("journal-tasks", int),
                        ("journal-rounds", int), ("fingerprint-tasks", int),
                        ("fingerprint-rounds", int)):

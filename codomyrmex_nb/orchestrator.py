@@ -25,6 +25,8 @@ from .core.engine import Engine
 from .core.events import Event
 from .core.executors import Executor, make_executor
 from .core.journal_upkeep import JournalInfo, Removal
+from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
+from .core.memory_budget import parse_limit
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
 from .core.peek import TAIL, OutputSoFar, output_so_far
 from .core.recorder import Recorder, journal_setting
@@ -44,12 +46,15 @@ class TaskOrchestrator:
     def __init__(self, max_workers: int | None = None, executor: str | Executor = "threads",
                  client: Any = None, address: str | None = None, *,
                  journal: bool | str | os.PathLike | None = None,
-                 resume: bool | None = None) -> None:
+                 resume: bool | None = None, memory_limit: int | str | None = DEFAULT_LIMIT) -> None:
         """``journal``: None (``$CODOMYRMEX_JOURNAL``, else ``./.codomyrmex/``, one file
         per script or notebook), False or "off", True, or a file path. ``resume``: None
         or True restore, at definition, tasks that completed in any run of the last
         process (kernel or script) that died with its last run unfinished; never from a
-        process that still runs. False recomputes everything."""
+        process that still runs. False recomputes everything. ``memory_limit``: how much
+        RAM finished results may hold before the least recently used ones the journal
+        holds are dropped and read back when asked for (bytes, "4GB", a share of RAM
+        such as "25%", the default; None or 0: no budget); see ``core/memory_budget.py``."""
         workers = default_workers() if max_workers is None else max_workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
@@ -57,8 +62,29 @@ class TaskOrchestrator:
         built = make_executor(executor, client=client, address=address) \
             if isinstance(executor, str) else executor
         recorder = Recorder(path, resume) if path is not None else None
+        limit = parse_limit(memory_limit)  # checked before anything starts
         self._engine = Engine(workers, built, executor if isinstance(executor, str) else None,
                               recorder)
+        self._engine.use_budget(limit)
+
+    @property
+    def memory_limit(self) -> int | None:
+        """Bytes finished results may hold in RAM (None: no budget); settable as in
+        the constructor ("4GB", "25%", None)."""
+        budget = self._engine.budget
+        return None if budget is None else budget.limit
+
+    @memory_limit.setter
+    def memory_limit(self, value: int | str | None) -> None:
+        self._engine.use_budget(parse_limit(value))
+
+    def memory_stats(self) -> dict[str, Any]:
+        """The memory budget: its limit, bytes held, results held and dropped, read backs."""
+        budget = self._engine.budget
+        if budget is None:
+            return {"limit": None, "held": 0, "results": 0, "dropped": 0, "drops": 0,
+                    "read_backs": 0}
+        return budget.stats()
 
     def __repr__(self) -> str:
         engine = self._engine
@@ -127,6 +153,7 @@ class TaskOrchestrator:
             for task_id in restored:
                 rec = engine.sched.records.get(task_id)
                 if rec is not None and rec.restored is not None:
+                    engine.hold_restored(rec)  # before its row is queued
                     engine.recorder.record_restored(rec)
 
     def _restorations(self, batch: list[Task]) -> dict[str, Any] | None:

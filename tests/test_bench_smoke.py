@@ -20,6 +20,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 PARTS = ("overhead", "quality", "memory", "view", "executors", "journal", "fingerprint")
 TINY = ["--quick", "--sizes", "50", "--repeat", "1", "--seeds", "2", "--memory-tasks", "300",
+        "--pipeline-tasks", "4", "--pipeline-mb", "1", "--pipeline-budget-mb", "2",
         "--view-tasks", "100", "--view-rounds", "1", "--cpu-seconds", "0.05",
         "--journal-tasks", "200", "--journal-rounds", "1", "--fingerprint-tasks", "30",
         "--fingerprint-rounds", "1"]
@@ -88,6 +89,17 @@ def test_memory_is_counted_per_task(suite):
     assert positive(memory["pending_bytes_per_task"])
     assert positive(memory["finished_bytes_per_task"])
     assert positive(memory["stats_ms"]) and positive(memory["tasks_frame_s"])
+
+
+def test_memory_measures_the_pipeline_with_and_without_a_budget(suite):
+    results, readme, _ = suite
+    run = results["memory"]["pipeline"]
+    assert (run["tasks"], run["mb"], run["budget_mb"]) == (4, 1, 2)
+    for side in ("with_budget", "without"):
+        assert run[side]["ok"] and run[side]["all_equal"]
+        assert positive(run[side]["peak_above_mb"]) and positive(run[side]["seconds"])
+    assert run["with_budget"]["drops"] >= 1 and run["without"]["drops"] == 0
+    assert "| 2 MiB |" in readme and "| none |" in readme
 
 
 def test_view_reports_every_mode(suite):

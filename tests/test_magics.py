@@ -1402,3 +1402,17 @@ def test_retry_runs_a_restored_task_again(ip, journal, capsys):
     ip.run_line_magic("codo_wait", "20")
     assert (attempts("a"), attempts("b"), result("b")) == (1, 2, 42)
     assert not orch().get_task("a").result.metadata.get("restored")
+
+
+# -- the memory budget ------------------------------------------------------------------------
+def test_codo_run_memory_limit_sets_the_budget_and_refuses_a_bad_size(ip, capsys):
+    task(ip, "load", "1")
+    ip.run_line_magic("codo_run", "--memory-limit 500MB --wait")
+    assert orch().memory_limit == 500 * 1000**2
+    assert "memory budget 477 MB for results" in capsys.readouterr().out
+    ip.run_line_magic("codo_run", "--memory-limit off --wait")
+    assert orch().memory_limit is None
+    assert "no memory budget" in capsys.readouterr().out
+    with pytest.raises(UsageError, match=r"--memory-limit: memory_limit 'lots' is not a size"):
+        ip.run_line_magic("codo_run", "--memory-limit lots --workers 3")
+    assert orch().memory_limit is None and orch().max_workers != 3  # nothing half-applied

@@ -50,8 +50,10 @@ from .clock import Clock, TimerHandle
 from .events import Event, EventBus
 from .executors import Executor, ThreadExecutor
 from .invoke import Outcome, Run, binding_failed, build_kwargs, format_traceback, wants_upstream
+from .memory_budget import MemoryBudget
 from .model import Task, TaskStatus
 from .recorder import Recorder
+from .result_store import ResultStore
 from .scheduler import Record, Scheduler
 from .snapshot import Snapshot, build_snapshot, copy_rows, paused_gc
 
@@ -100,6 +102,8 @@ class Engine:
         self._busy = 0  # workers between taking a ticket and recording its outcome
         self._avg_attempt = 1.0  # running average of attempt seconds; starts "long"
         self._standby: TimerHandle | None = None
+        self.budget: MemoryBudget | None = None  # the memory budget for results (None: none)
+        self._store = ResultStore(self)  # its link to the journal, spill files and this lock
         self._listen()
 
     def _listen(self) -> None:
@@ -109,6 +113,10 @@ class Engine:
         self.sched.recorder = None if recorder is None else recorder.on_transition
         if recorder is not None:
             recorder.resolve = self.actions.resolve  # actions are fingerprinted by their code
+            budget = self.budget
+            recorder.on_commit = None if budget is None else budget.committed
+            if recorder._journal is not None:
+                recorder._journal.on_commit = recorder.on_commit
 
     def use_recorder(self, recorder: Recorder | None) -> None:
         """Switch journals (while idle); the old one commits and closes."""
@@ -119,6 +127,22 @@ class Engine:
             self._listen()
         if old is not None:
             old.close()
+
+    # -- the memory budget --------------------------------------------------------------------
+    def use_budget(self, limit: int | None) -> None:
+        """Set the memory budget for results (bytes; None: no budget, every result stays)."""
+        if self.budget is not None:
+            self.budget.set_limit(limit)
+        elif limit is not None:
+            budget = self._store.make_budget(limit)
+            with self.lock:
+                self.budget = budget
+                self._listen()
+
+    def hold_restored(self, rec: Record) -> None:
+        """Under the lock: a result restored from the journal (and recorded again)."""
+        if self.budget is not None:
+            self._store.hold_restored(rec)
 
     def use_executor(self, executor: Executor, name: str | None = None) -> None:
         """Switch executors (while stopped); ``inline`` marks the sync executor."""
@@ -280,23 +304,34 @@ class Engine:
         run: Run | None = None
         outcome: Outcome | None = None
         prepared: tuple[Any, ...] | None = None
+        held: Any = None
         try:
             while True:
                 with self.lock:
                     if run is not None:
                         done, run = run, None
-                        self._record(done, outcome, prepared, perf_counter() - done.taken_at)
+                        self._record(done, outcome, prepared, perf_counter() - done.taken_at,
+                                     held)
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
-                        outcome = None
-                    run = self._next_run(me, until)
-                    if run is None:
-                        return
+                        outcome = prepared = held = None  # the blob is queued: let it go
+                    budget = self.budget
+                    if budget is None or not budget.over() or not self._running:
+                        run = self._next_run(me, until)
+                        if run is None:
+                            return
+                if run is None:  # results wait for their journal commit: let it catch up
+                    budget.pause(self._go_on)  # before taking a task (no timeout runs meanwhile)
+                    continue
                 outcome = self._execute(run)
                 prepared = None
                 recorder = self.recorder
                 if recorder is not None and outcome.ok and not run.abandoned:
                     prepared = recorder.prepare_result(run.rec, outcome.value)  # no lock held
+                held = None
+                if self.budget is not None and outcome.ok and not run.abandoned \
+                        and self.budget.limit is not None:
+                    held = self._store.measure(run.rec, outcome.value, prepared)
         finally:
             with self.lock:
                 if run is not None:  # taken but never recorded (this thread is being torn down)
@@ -304,8 +339,12 @@ class Engine:
                 self._workers.discard(me)
                 self._changed.notify_all()
 
+    def _go_on(self) -> bool:
+        """A worker paused for the journal: may it go on pausing (the engine runs)?"""
+        return self._running
+
     def _record(self, run: Run, outcome: Outcome, prepared: tuple[Any, ...] | None,
-                busy_for: float) -> None:
+                busy_for: float, held: Any = None) -> None:
         """Under the lock: the attempt's outcome (``busy_for``: seconds its worker spent on it,
         shipping and capture included, which the tiny-task average follows)."""
         self._busy -= 1
@@ -318,6 +357,8 @@ class Engine:
                                     outcome.traceback, outcome.ended - outcome.started,
                                     outcome.logs, outcome.cpu_time, outcome.peak_memory,
                                     outcome.displays, outcome.unbound, outcome.run_delay)
+        if counted and held is not None and self.budget is not None:  # before its row is
+            self._store.hold(run.rec, held, prepared)  # queued: the commit may be quick
         if counted and prepared is not None and self.recorder is not None:
             self.recorder.record_result(run.rec, prepared)
         self.settle(wake=False)
@@ -426,6 +467,8 @@ class Engine:
                 self._work.notify_all()
                 self._changed.notify_all()
                 workers = [w for w in self._workers if w is not me]
+            if self.budget is not None:
+                self.budget.wake()  # a worker paused for the journal goes on (and ends)
             deadline = time.monotonic() + min(max(0.0, timeout), threading.TIMEOUT_MAX / 2)
             try:
                 for thread in workers:

@@ -299,7 +299,7 @@ def upstream_value(up: Any) -> Any:
     status = up.status
     result = up.result
     if status is _COMPLETED and result is not None:
-        return result.data
+        return result.read_data()  # read back if the memory budget dropped it
     if status is _SKIPPED:
         state = "skipped" if result is not None and result.error_type == "NotNeededError" \
             else "upstream_failed"

@@ -90,6 +90,7 @@ from .journal_tables import (
 )
 from .journal_upkeep import (
     KEPT_NEWEST,
+    KEPT_PINNED,
     JournalInfo,
     Removal,
     kept_runs,
@@ -282,6 +283,12 @@ class Journal:
         self.key_file: Path | None = None  # where that key lives (None: given, or this process's)
         # the largest result stored, in bytes (over it: recorded as an error)
         self.blob_limit = min(self._max_bytes, MAX_BLOB)
+        self.pinned: set[tuple[int, str]] = set()
+        # result rows just committed, as ``result`` queued them (run id, task id, name,
+        # fingerprint, blob, ...), told from the writer before the size bound is checked
+        # (the memory budget pins what it may read back)
+        self.on_commit: Callable[[list[tuple[Any, ...]]], None] | None = None
+        self._soon = False  # commit what is queued now (the memory budget waits for it)
 
         try:
             self._prepare_files()
@@ -536,6 +543,13 @@ class Journal:
         """Mark a run ended: ``"finished"`` (every task ended) or ``"stopped"``; queued."""
         self._queue(self._ends_q, (_now() if time is None else time, status, run_id))
 
+    def commit_soon(self) -> None:
+        """Commit what is queued without waiting for the commit interval (results over
+        the memory budget can be dropped once their rows are committed)."""
+        if self.enabled:
+            self._soon = True
+            self._wake.set()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed; False on timeout or when
         some of it could not be written. True at once when the journal is off."""
@@ -545,7 +559,8 @@ class Journal:
         return ok
 
     def clear(self) -> None:
-        """Drop every run (``%codo_reset --journal``); synchronous."""
+        """Drop every run (``%codo_reset --journal``) but those holding results this
+        process may still read back (``pinned``); synchronous."""
         if self.enabled:
             self._call(self._do_clear)
 
@@ -791,8 +806,8 @@ class Journal:
                 pending += self._drain()
                 if pending:
                     wait = last_commit + interval - time.monotonic()
-                    if wait <= 0 or pending >= MAX_BATCH:
-                        pending = 0
+                    if wait <= 0 or pending >= MAX_BATCH or self._soon:
+                        pending, self._soon = 0, False
                         self._commit()
                         last_commit = time.monotonic()
                     else:  # let the burst pile up; only a sync request wakes us early
@@ -908,6 +923,12 @@ class Journal:
                 self._warn_once("bad-record", f"run journal {self.path.name}: dropped "
                                 f"{len(bad)} record(s) it could not store ({bad[0]})")
                 return False
+            hook = self.on_commit
+            if hook is not None and self._results:
+                try:
+                    hook(self._results)
+                except Exception as exc:  # noqa: BLE001 - never stops the journal
+                    self._warn_once("on-commit", f"run journal {self.path.name}: {exc}")
         finally:
             for rows in (self._defs, self._trans, self._results, self._ends):
                 rows.clear()
@@ -1013,9 +1034,11 @@ class Journal:
                 break
             used, free = self._used_bytes()
         if used > self._max_bytes:
+            pinned = KEPT_PINNED in protected.values()
+            why = " (results dropped from memory are read back from them)" if pinned else ""
             self._warn_once("over-bound", f"run journal {self.path.name} holds "
                             f"{used / 2**20:.1f} MB, over its bound of "
-                            f"{self._max_bytes / 2**20:.1f} MB, in runs it must keep")
+                            f"{self._max_bytes / 2**20:.1f} MB, in runs it must keep{why}")
         return used, free
 
     def _do_prune(self, keep_runs: int | None, older_than: float | None,

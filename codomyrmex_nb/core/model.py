@@ -215,9 +215,9 @@ class TaskResult:
     result was a tenth of what a finished task held, and most are never read.
     """
 
-    __slots__ = ("task_id", "success", "data", "error_message", "error_type", "traceback",
+    __slots__ = ("task_id", "success", "_data", "error_message", "error_type", "traceback",
                  "execution_time", "memory_usage", "_metadata", "_counts", "exception", "logs",
-                 "displays")
+                 "displays", "_entry")
     _FIELDS = ("task_id", "success", "data", "error_message", "error_type", "traceback",
                "execution_time", "memory_usage", "metadata", "exception", "logs", "displays")
     #: ``to_dict``: the original's keys, always, in its order; then ours, where they are set.
@@ -234,7 +234,8 @@ class TaskResult:
         if success.__class__ is str:  # TaskResult(task_id, success, ...): this class before
             raise TypeError(f"TaskResult takes success first (TaskResult(success, data, ...)), "
                             f"got {success!r}; pass the id as TaskResult(..., task_id={success!r})")
-        self.task_id, self.success, self.data = task_id, success, data
+        self.task_id, self.success, self._data = task_id, success, data
+        self._entry: Any = None  # the memory budget's entry (core/memory_budget.py), if any
         self.error_message, self.error_type, self.traceback = error_message, error_type, traceback
         self.execution_time, self.memory_usage = execution_time, memory_usage
         self._metadata = metadata
@@ -253,8 +254,42 @@ class TaskResult:
 
     def __setstate__(self, state: Any) -> None:
         """Unpickle, results pickled before ``memory_usage`` existed included."""
-        self.memory_usage = 0.0
+        self.memory_usage, self._entry = 0.0, None
         _set_slots(self, state)
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        """Pickled (and copied) with its data read back if dropped, never with the budget."""
+        state = {k: getattr(self, k) for k in self.__slots__
+                 if k not in ("_data", "_entry") and hasattr(self, k)}
+        state["data"] = self.read_data()
+        return None, state
+
+    @property
+    def data(self) -> Any:
+        """The task's return value. Under a memory budget (``core/memory_budget.py``) a
+        large one may have been dropped from RAM: it is read back from the journal here,
+        and counts as handed to user code (kept while user code holds it)."""
+        entry = self._entry
+        return self._data if entry is None else entry.read(self, True)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        entry = self._entry
+        if entry is not None:
+            self._entry = None
+            entry.forget()
+        self._data = value
+
+    def read_data(self) -> Any:
+        """``data`` for the engine's own readers (a downstream task's upstream value): read
+        back if dropped, but not counted as handed to user code."""
+        entry = self._entry
+        return self._data if entry is None else entry.read(self, False)
+
+    def snapshot_data(self) -> Any:
+        """Under the engine lock: the value, or a ``LazyData`` for a budgeted result (a
+        snapshot must neither read back under the lock nor keep a dropped value alive)."""
+        return self._data if self._entry is None else LazyData(self)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -304,6 +339,29 @@ class TaskResult:
     def from_dict(cls, data: dict[str, Any]) -> TaskResult:
         """Ours or the original's ``to_dict()``; an unknown key is a ``TypeError``."""
         return cls(**data)
+
+
+#: ``TaskResult._data`` of a result dropped from RAM by the memory budget.
+DROPPED: Any = type("Dropped", (), {"__repr__": lambda self: "<dropped>", "__slots__": ()})()
+
+
+class LazyData:
+    """A snapshot's ``data`` of a budgeted result: read (back) when the view is read."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: TaskResult) -> None:
+        self.result = result
+
+    def get(self) -> Any:
+        return self.result.data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _same, (self.get(),)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 _RESULT_SHOWN = ("task_id", "success", "data", "error_message", "error_type", "traceback",

@@ -82,6 +82,16 @@ def dumps(value: Any) -> bytes:
         return cloudpickle.dumps(value)
 
 
+def dumps_to(value: Any, file: Any) -> None:
+    """``dumps`` straight into a file (a result spilled by the memory budget)."""
+    try:
+        pickle.dump(value, file, protocol=5)
+    except Exception:  # noqa: BLE001 - as dumps: cloudpickle knows the rest
+        file.seek(0)
+        file.truncate()
+        cloudpickle.dump(value, file)
+
+
 def pickled_at_least(value: Any, depth: int = 0, seen: set[int] | None = None) -> int:
     """A cheap lower bound of the bytes pickling ``value`` makes (0 when it cannot tell):
     a result too large for the journal is refused before pickling doubles its memory.
@@ -171,6 +181,10 @@ class Recorder:
         # action is fingerprinted by its code, not only its names
         self.resolve: Callable[[str, str], Any] | None = None
         self._open_lock = threading.Lock()  # the file is opened once
+        # (run id, fingerprint) of results the memory budget may read back: every journal
+        # this recorder opens keeps them through its size bound (Journal.pinned)
+        self.pinned: set[tuple[int, str]] = set()
+        self.on_commit: Callable[[list[tuple[Any, ...]]], None] | None = None  # the budget's
         if resume is not False:
             self.look_for_resume()
 
@@ -179,7 +193,9 @@ class Recorder:
         """The open journal (opened on first use, again after ``close``)."""
         journal = self._journal
         if journal is None:
-            journal = self._journal = Journal(self.path)
+            journal = Journal(self.path)
+            journal.pinned, journal.on_commit = self.pinned, self.on_commit
+            self._journal = journal
         return journal
 
     @property
@@ -546,6 +562,15 @@ class Recorder:
             self.journal.result(self.run_id, rec.id, rec.name, rec.fingerprint, blob, None,
                                 rec.restored or time.time(),
                                 mac if fp == rec.fingerprint else None)
+
+    def read_back(self, run_id: int, fp: str) -> Any:
+        """A result this process recorded in run ``run_id``, read back through the verified
+        path (``restorable_signed``; raises ``LookupError`` when no row verifies)."""
+        journal = self._journal
+        hit = None if journal is None else journal.restorable_signed(run_id, fp)
+        if hit is None:
+            raise LookupError(f"no result row of run {run_id} with that fingerprint verifies")
+        return pickle.loads(hit[0])
 
     def take_summary(self) -> str | None:
         """One line on what was restored since the last call (None if nothing)."""

@@ -35,6 +35,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["KEY_ENV", "KeyUnavailable", "Signer", "key_path", "load_key", "process_key"]
 
@@ -160,6 +161,16 @@ class Signer:
         mac = (self._result if len(blob) < SHORT else self._result_long).copy()
         mac.update((fingerprint + "\0").encode())
         mac.update(blob)
+        return mac.digest()
+
+    def result_file(self, fingerprint: str, file: BinaryIO, chunk: int = 2**20) -> bytes:
+        """``result`` of a file's bytes from its current position, read in chunks (a
+        result spilled to a file of its own is never whole in memory twice)."""
+        size = os.fstat(file.fileno()).st_size - file.tell()
+        mac = (self._result if size < SHORT else self._result_long).copy()
+        mac.update((fingerprint + "\0").encode())
+        while block := file.read(chunk):
+            mac.update(block)
         return mac.digest()
 
     def packed(self, run_id: int, kind: str, blob: bytes | memoryview) -> bytes:

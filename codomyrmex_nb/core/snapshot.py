@@ -18,14 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .model import Attempt, TaskPriority, TaskStatus
+from .model import Attempt, LazyData, TaskPriority, TaskStatus
 from .trigger_rules import DEFAULT as DEFAULT_RULE
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
 
 
-class TaskView(NamedTuple):
+class _TaskViewFields(NamedTuple):
     """One task as the snapshot saw it (a named tuple: built from the copied row for free)."""
 
     id: str
@@ -62,6 +62,23 @@ class TaskView(NamedTuple):
     last_line: str | None = None  # the last line the last attempt printed or logged
     restored: float | None = None  # when its result was recorded, if it came from the journal
     trigger_rule: str = DEFAULT_RULE  # when it runs, given how its upstream tasks ended
+
+
+_DATA = _TaskViewFields._fields.index("data")
+
+
+class TaskView(_TaskViewFields):
+    """One task as the snapshot saw it (a named tuple: built from the copied row for free).
+
+    ``data`` of a result under the memory budget is read when the view is read (back
+    from the journal if it was dropped): a snapshot never keeps a dropped value alive."""
+
+    __slots__ = ()
+
+    @property
+    def data(self) -> Any:
+        value = tuple.__getitem__(self, _DATA)
+        return value.get() if value.__class__ is LazyData else value
 
     @property
     def state(self) -> str:
@@ -135,7 +152,7 @@ def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
             t.created_at, rec.queued_at, rec.ready_at, rec.started_at, rec.completed_at,
             rec.wait_dependencies, rec.wait_resources, rec.wait_worker,
             None if r is None else r.execution_time, None if r is None else r.success,
-            None if r is None else r.data, None if r is None else r.error_type,
+            None if r is None else r.snapshot_data(), None if r is None else r.error_type,
             None if r is None else r.error_message,
             attempts[-1].worker if attempts else None,
             tuple(rec.wait_by_resource.items()) if rec.wait_by_resource else (),

@@ -47,6 +47,7 @@ from .. import default as _default
 from ..core import OrchestratorBusyError, TaskStatus
 from ..core.executors import EXECUTORS
 from ..core.journal_upkeep import parse_age
+from ..core.memory_budget import parse_limit
 from ..core.recorder import journal_setting
 from ..orchestrator import TaskOrchestrator
 from . import display_capture
@@ -254,6 +255,10 @@ class CodoMagics(Magics):
     @argument("--journal", metavar="PATH", help="keep the run journal in the file PATH from now "
               "on ('on': the default place, ./.codomyrmex/; 'off': no journal); refused while "
               "tasks are in flight")
+    @argument("--memory-limit", metavar="SIZE", dest="memory_limit",
+              help="how much RAM finished results may hold before the least recently used "
+              "ones the journal holds are dropped and read back when asked for: bytes, "
+              "4GB, 500MB, a share of RAM such as 25%% (the default), or off")
     @line_magic
     def codo_run(self, line: str) -> None:
         """Start the engine and show the live view (a text status without one).
@@ -262,7 +267,16 @@ class CodoMagics(Magics):
         run, after the kernel died, or the cache of --cache tasks) and from when.
         """
         args = _parse(self.codo_run, line)
+        if args.memory_limit is not None:  # checked before anything changes
+            try:
+                limit = parse_limit(args.memory_limit)
+            except ValueError as exc:
+                raise UsageError(f"%codo_run: --memory-limit: {exc}") from None
         orch = self._configure(args.workers, args.executor)
+        if args.memory_limit is not None:
+            orch.memory_limit = limit
+            print("codo_run: no memory budget: every result stays in memory" if limit is None
+                  else f"codo_run: memory budget {limit / 2**20:,.0f} MB for results")
         summary = None
         if args.journal is not None:
             summary = self._switch_journal(orch, args.journal, args.fresh)
