@@ -524,3 +524,29 @@ def test_a_result_restored_from_the_cache_is_under_the_budget_too(make_orch, tmp
     again._engine.recorder.journal.flush(5)  # its row, recorded again in this run
     assert task.result._data is DROPPED  # over the budget once committed
     assert task.result.data[0] == 5.0
+
+
+def test_pruning_by_hand_removes_runs_whose_results_are_still_in_ram(make_orch, tmp_path):
+    """A run whose results this process still holds in RAM (none dropped) is pruned when
+    the user asks; those results then stay in RAM for good. A run holding a dropped result
+    is kept, and its result still reads back."""
+    held = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit="1GB")  # nothing dropped
+    kept = _chain(held, 2)
+    held.start_execution()
+    assert held.wait_for_completion(60)
+    held._engine.recorder.journal.flush(5)
+    assert held.memory_stats()["dropped"] == 0 and held._engine.recorder.pinned
+    other = TaskOrchestrator(1, journal=tmp_path / "j.sqlite", memory_limit=None)
+    other.create_task("newer", func=lambda: 1)
+    other.start_execution()
+    assert other.wait_for_completion(30)
+    other.stop_execution()
+    dry = held.prune_journal(keep_runs=1, dry_run=True)
+    assert dry.runs == [held.journal_run] and held._engine.recorder.pinned  # nothing given up
+    removal = held.prune_journal(keep_runs=1)
+    assert removal.runs == [held.journal_run], removal
+    assert not held._engine.recorder.pinned
+    held.memory_limit = 1  # over the budget now: but nothing could be read back
+    assert held.memory_stats()["dropped"] == 0
+    assert [t.result.data[1] for t in kept] == [0, 1]
+    held.stop_execution()

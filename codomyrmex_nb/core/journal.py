@@ -288,6 +288,10 @@ class Journal:
         # fingerprint, blob, ...), told from the writer before the size bound is checked
         # (the memory budget pins what it may read back)
         self.on_commit: Callable[[list[tuple[Any, ...]]], None] | None = None
+        # asked before an explicit removal (prune, clear-cache, clear): the memory budget
+        # gives up the pins of results it still holds in RAM (they will not be dropped
+        # now), so that what the user removes goes; it returns those keys (dry run: would)
+        self.on_upkeep: Callable[[bool], set[tuple[int, str]]] | None = None
         self._soon = False  # commit what is queued now (the memory budget waits for it)
 
         try:
@@ -990,7 +994,14 @@ class Journal:
         self._open_runs.add(run_id)
         return int(run_id)
 
+    def _released(self, dry_run: bool) -> set[tuple[int, str]]:
+        """Pins of results still in RAM, which an explicit removal may take: given up
+        (kept in RAM for good from now on), or in a dry run only named."""
+        hook = self.on_upkeep
+        return set() if hook is None else hook(dry_run)
+
     def _do_clear(self) -> None:
+        self._released(False)
         if self._remove(everything=True) is None:
             raise RuntimeError("could not clear the journal")
         self._open_runs.clear()
@@ -1049,7 +1060,7 @@ class Journal:
         before = sum(size_on_disk(self.path))
         removal = Removal("prune", dry_run, before=before, after=before)
         runs = runs_space(conn)
-        kept = kept_runs(runs, self._open_runs, self.pinned)
+        kept = kept_runs(runs, self._open_runs, self.pinned - self._released(dry_run))
         chosen = []
         for run in runs_to_prune(runs, keep_runs, older_than, _now()):
             if run.run_id in kept:
@@ -1082,7 +1093,7 @@ class Journal:
         before = sum(size_on_disk(self.path))
         removal = Removal("clear-cache", dry_run, before=before, after=before)
         kept = kept_runs(runs_space(conn, space=False), self._open_runs, ())
-        pinned = self.pinned.copy()
+        pinned = self.pinned - self._released(dry_run)
         sql = "SELECT rowid, run_id, fingerprint, length(blob) FROM results " \
               "WHERE blob IS NOT NULL"
         rows = conn.execute(sql + (" AND name = ?" if name is not None else ""),

@@ -26,6 +26,9 @@ as Dask pauses a worker near its limit): a chain of large results cannot outrun
 the disk. Every result committed while registered is *pinned* (``pin``): this process
 may read it back, so the journal's size bound keeps its run (``Journal.pinned``), and
 so does clearing the journal; a result that leaves the budget still in RAM is unpinned.
+An explicit removal (``%codo_journal --prune`` / ``--clear-cache``, a clear) first takes
+back the pins of results still in RAM (``release``): what the user removes goes, and
+those results stay in RAM for good; only dropped results keep their runs.
 Results that one task recorded twice in one run under one fingerprint share a row:
 the newest committed one is read back.
 
@@ -366,6 +369,24 @@ class MemoryBudget:
         if entry.committed and entry.spill is None and entry.fp and self.unpin is not None \
                 and not entry.dropped:
             self.unpin((entry.run_id, entry.fp))
+
+    def release(self, dry_run: bool = False) -> set[tuple[int, str]]:
+        """Before the user removes runs or cached results (``%codo_journal --prune``,
+        ``--clear-cache``, a clear): the pins of results still held in RAM are given up,
+        so that what the user removes goes, and those results are not dropped from now
+        on (nothing could read them back). Dropped results keep their pins. Returns the
+        keys given up (``dry_run``: the keys that would be, nothing changed)."""
+        keys: set[tuple[int, str]] = set()
+        with self._lock:
+            for entry in self._lru:
+                if entry.committed and not entry.dropped and entry.spill is None \
+                        and entry.fp and entry.run_id is not None:
+                    keys.add((entry.run_id, entry.fp))
+                    if not dry_run:
+                        entry.committed = False
+                        if self.unpin is not None:
+                            self.unpin((entry.run_id, entry.fp))
+        return keys
 
     def _evict(self) -> None:
         limit = self.limit

@@ -185,6 +185,7 @@ class Recorder:
         # this recorder opens keeps them through its size bound (Journal.pinned)
         self.pinned: set[tuple[int, str]] = set()
         self.on_commit: Callable[[list[tuple[Any, ...]]], None] | None = None  # the budget's
+        self.on_upkeep: Callable[[bool], set[tuple[int, str]]] | None = None  # its release
         if resume is not False:
             self.look_for_resume()
 
@@ -195,6 +196,7 @@ class Recorder:
         if journal is None:
             journal = Journal(self.path)
             journal.pinned, journal.on_commit = self.pinned, self.on_commit
+            journal.on_upkeep = self.on_upkeep
             self._journal = journal
         return journal
 
