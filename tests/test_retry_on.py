@@ -134,6 +134,7 @@ def test_the_failed_event_says_why_it_was_not_retried(make_orch):
     o.create_task("unbound", func=needs_x, max_retries=2)
     o.create_task("spent", func=reject_value, max_retries=1)
     run(o)
+    assert o.flush_events(10)  # events reach subscribers on their own thread
     failed = {name: detail for name, status, detail in details if status is S.FAILED}
     assert failed["other"] == "not retried: ValueError is not in retry_on (ConnectionError)"
     assert failed["unbound"].startswith("not retried: TypeError binding the call")
