@@ -286,3 +286,15 @@ def test_a_pools_only_user_may_resize_it_or_drop_it(orch):
     orch.redefine(only, resources=[])
     orch.remove_task(other)
     orch.create_task("anew", func=lambda: 1, resources=pool(1))  # nobody used it: accepted
+
+
+@pytest.mark.parametrize("kind", ["hangs", "loops", "raises", "huge"])
+def test_printing_a_task_result_is_bounded_in_time_and_size(broken, kind):
+    """``print(task.result)`` / a notebook showing it: the data's repr is a bounded preview."""
+    from codomyrmex_nb import TaskResult
+
+    text, took = timed(repr, TaskResult(True, broken[kind]()))
+    assert took < 2.0 and len(text) < 2_000, (took, len(text))
+    assert text.startswith("TaskResult(task_id=None, success=True, data=")
+    if kind != "huge":
+        assert f"<repr of {broken[kind].__name__}" in text

@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any
 
 from .names import check_task_name
+from .preview import safe_preview as _preview
 from .retry_on import check_retry_on, retry_on_names
 from .trigger_rules import DEFAULT as DEFAULT_RULE
 from .trigger_rules import check_rule
@@ -317,7 +318,14 @@ class TaskResult:
     __hash__ = None  # type: ignore[assignment] - mutable, as the dataclass it replaces
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in _RESULT_SHOWN)
+        """Cheap and bounded: the data is shown as ``core.preview`` shows it (one line, at
+        most 1,000 characters, within about 0.2 s), so a result whose ``__repr__`` hangs
+        or raises cannot hang ``print(result)`` or a notebook displaying it."""
+        data = self._data  # a result dropped by the memory budget is not read back for it
+        data = "<dropped from memory: read back on access>" if data is DROPPED else \
+            _preview(data, _REPR_LIMIT)
+        shown = ", ".join(f"{f}={data}" if f == "data" else f"{f}={getattr(self, f)!r}"
+                          for f in _RESULT_SHOWN)
         return f"TaskResult({shown})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -364,6 +372,7 @@ def _same(value: Any) -> Any:
     return value
 
 
+_REPR_LIMIT = 1000  # characters of a result's data in its repr
 _RESULT_SHOWN = ("task_id", "success", "data", "error_message", "error_type", "traceback",
                  "execution_time", "metadata")
 
