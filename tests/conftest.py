@@ -86,6 +86,29 @@ def dask_client():
     cluster.close()
 
 
+def view_threads() -> list[threading.Thread]:
+    """The live views' threads still running."""
+    return [t for t in threading.enumerate() if t.name.startswith("codo-view")]
+
+
+@pytest.fixture
+def views():
+    """Build live views; each is closed at teardown and must leave no thread behind."""
+    from codomyrmex_nb.notebook.live_view import LiveView
+
+    made: list[LiveView] = []
+
+    def make(orch, **options) -> LiveView:
+        view = LiveView(orch, **options)
+        made.append(view)
+        return view
+
+    yield make
+    for view in made:
+        view.close()
+    assert view_threads() == []
+
+
 @pytest.fixture
 def make(request, make_orch):
     """Build orchestrators on the executor of the test's ``kind`` (stopped at teardown)."""

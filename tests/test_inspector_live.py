@@ -7,31 +7,12 @@ import threading
 import time
 
 import pytest
-from conftest import wait_until_status
+from conftest import view_threads, wait_until_status
 
 from codomyrmex_nb import TaskStatus as S
 from codomyrmex_nb.core.capture import Capture
 from codomyrmex_nb.notebook.live_view import LiveView
 from codomyrmex_nb.notebook.logs_view import logs_text
-
-
-def view_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("codo-view")]
-
-
-@pytest.fixture
-def views():
-    made: list[LiveView] = []
-
-    def make(orch, **options) -> LiveView:
-        view = LiveView(orch, **options)
-        made.append(view)
-        return view
-
-    yield make
-    for view in made:
-        view.close()
-    assert view_threads() == []
 
 
 def talker(printed: threading.Event, gate: threading.Event, lines: tuple[str, ...] = ("one",),
@@ -394,14 +375,21 @@ def test_the_front_end_redraws_the_panel_on_each_answer_and_keeps_it_on_a_second
     assert 'node.id === model.get("selected") && model.get("detail")' in ESM
 
 
-def test_no_view_thread_outlives_close_while_an_inspector_watches(orch, views):
-    printed, gate = threading.Event(), threading.Event()
+def inspect_a_talker(orch, views, gate: threading.Event) -> LiveView:
+    """A view whose inspector is on a running ``talker`` that has printed (held until ``gate``)."""
+    printed = threading.Event()
     task = orch.create_task("w", func=talker, parameters={"printed": printed, "gate": gate})
     view = views(orch, interval=0.01)
     orch.start_execution()
+    assert printed.wait(30)
+    view.select(task.id)
+    return view
+
+
+def test_no_view_thread_outlives_close_while_an_inspector_watches(orch, views):
+    gate = threading.Event()
     try:
-        assert printed.wait(30)
-        view.select(task.id)
+        view = inspect_a_talker(orch, views, gate)
         assert view.thread is not None  # it reads the output again while the task runs
         view.close()
         assert view_threads() == []
@@ -410,14 +398,9 @@ def test_no_view_thread_outlives_close_while_an_inspector_watches(orch, views):
 
 
 def test_the_inspector_thread_ends_with_stop_execution(orch, views):
-    printed, gate = threading.Event(), threading.Event()
-    task = orch.create_task("w", func=talker, parameters={"printed": printed, "gate": gate})
-    view = views(orch, interval=0.01)
-    orch.start_execution()
+    gate = threading.Event()
     try:
-        assert printed.wait(30)
-        view.select(task.id)
-        thread = view.thread
+        thread = inspect_a_talker(orch, views, gate).thread
         assert thread is not None
         gate.set()
         orch.stop_execution()

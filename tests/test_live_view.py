@@ -6,6 +6,7 @@ import re
 import threading
 
 import pytest
+from conftest import view_threads
 
 from codomyrmex_nb import Task, live_view
 from codomyrmex_nb.notebook import drawing
@@ -24,10 +25,6 @@ def boom() -> None:
     raise ValueError("boom")
 
 
-def view_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("codo-view")]
-
-
 def node_fill(svg: str, node_id: str) -> str:
     body = re.search(rf'<g id="{node_id}" class="node">(.*?)</g>', svg, re.S)
     assert body is not None, f"no node {node_id}"
@@ -37,21 +34,6 @@ def node_fill(svg: str, node_id: str) -> str:
 def node_of(view: LiveView, name: str) -> str:
     by_id = {t.id: t.name for t in view.orchestrator.snapshot().tasks}
     return next(n for n, tid in view._painter.drawing.nodes.items() if by_id[tid] == name)
-
-
-@pytest.fixture
-def views():
-    made: list[LiveView] = []
-
-    def make(orch, **options) -> LiveView:
-        view = LiveView(orch, **options)
-        made.append(view)
-        return view
-
-    yield make
-    for view in made:
-        view.close()
-    assert view_threads() == []
 
 
 @pytest.mark.needs_dot
