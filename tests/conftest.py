@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable
 
 import pytest
 
@@ -117,6 +118,26 @@ def make(request, make_orch):
         extra = {"client": request.getfixturevalue("dask_client")} if kind == "dask" else {}
         return make_orch(max_workers, executor=kind, **extra)
     return build
+
+
+@pytest.fixture(scope="session")
+def shell():
+    """IPython's global test shell with the extension loaded."""
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.get_ipython()  # module attribute: the shell once started
+    shell.run_line_magic("load_ext", "codomyrmex_nb")
+    return shell
+
+
+def fresh_ip(shell, names: Iterable[str]):
+    """For an ``ip`` fixture: ``shell`` between two resets of the default orchestrator; the
+    user names in ``names`` are dropped after the test."""
+    reset_default()
+    yield shell
+    reset_default()
+    for name in names:
+        shell.user_ns.pop(name, None)
 
 
 @pytest.fixture

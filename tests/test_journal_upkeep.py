@@ -15,13 +15,12 @@ import warnings
 
 import pandas as pd
 import pytest
+from conftest import fresh_ip
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
 
 from codomyrmex_nb.core import sessions
 from codomyrmex_nb.core.journal import Journal, JournalWarning
 from codomyrmex_nb.core.journal_upkeep import parse_age, size_on_disk
-from codomyrmex_nb.default import reset_default
 from codomyrmex_nb.notebook.magics import current_orchestrator
 
 MB = 2**20
@@ -391,14 +390,10 @@ def _task(name: str):
 
 
 @pytest.fixture
-def ip(tmp_path):
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "codomyrmex_nb")
-    reset_default()
-    current_orchestrator().use_journal(tmp_path / "j.sqlite")
-    yield shell
-    reset_default()
-    shell.user_ns.pop("info", None)
+def ip(shell, tmp_path):
+    for ip in fresh_ip(shell, ("info",)):
+        current_orchestrator().use_journal(tmp_path / "j.sqlite")
+        yield ip
 
 
 @pytest.mark.parametrize(("line", "expected"), [

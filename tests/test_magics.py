@@ -15,9 +15,8 @@ import types
 
 import pandas as pd
 import pytest
-from conftest import wait_until_status
+from conftest import fresh_ip, wait_until_status
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
 
 from codomyrmex_nb import TaskPriority, TaskStatus
 from codomyrmex_nb.analysis.preview_frame import PreviewFrame
@@ -32,21 +31,9 @@ OUR_NAMES = ("factor", "later", "doubled", "result_var", "other_var", "x", "y", 
              "results", "stats", "view", "gate", "report", "started", "go", "runs", "limit")
 
 
-@pytest.fixture(scope="session")
-def shell():
-    """IPython's global test shell."""
-    shell = globalipapp.get_ipython()  # module attribute: the shell once started
-    shell.run_line_magic("load_ext", "codomyrmex_nb")
-    return shell
-
-
 @pytest.fixture
 def ip(shell):
-    reset_default()
-    yield shell
-    reset_default()
-    for name in OUR_NAMES:
-        shell.user_ns.pop(name, None)
+    yield from fresh_ip(shell, OUR_NAMES)
 
 
 def task(ip, line: str, cell: str) -> None:

@@ -14,7 +14,7 @@ import pickle
 import threading
 
 import pytest
-from conftest import wait_until_status
+from conftest import fresh_ip, wait_until_status
 
 from codomyrmex_nb import NoResult, NotNeededError, Task, TaskStatus, UpstreamFailedError
 from codomyrmex_nb.core import trigger_rules as tr
@@ -393,24 +393,9 @@ def test_a_rerun_counts_a_rule_tasks_upstream_afresh():
 
 
 # -- cells: --trigger, NoResult in the cell, %codo_wait ----------------------------------------
-@pytest.fixture(scope="module")
-def shell():
-    from IPython.testing import globalipapp
-
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "codomyrmex_nb")
-    return shell
-
-
 @pytest.fixture
 def ip(shell):
-    from codomyrmex_nb.default import reset_default
-
-    reset_default()
-    yield shell
-    reset_default()
-    for name in ("seen", "kind"):
-        shell.user_ns.pop(name, None)
+    yield from fresh_ip(shell, ("seen", "kind"))
 
 
 def cell_orch():
