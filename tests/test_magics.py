@@ -48,6 +48,13 @@ def attempts(name: str) -> int:
     return len(orch().get_task(name).attempts)
 
 
+def redefine(ip, capsys, line: str, cell: str) -> str:
+    """Run ``%%codo_task line`` again; what it printed (and only that)."""
+    capsys.readouterr()
+    task(ip, line, cell)
+    return capsys.readouterr().out
+
+
 def run_all(ip, timeout: float = 20) -> None:
     ip.run_line_magic("codo_run", f"--wait --timeout {timeout}")
 
@@ -183,9 +190,8 @@ def test_out_is_not_pushed_again_over_the_users_own_assignment(ip):
 def test_changing_only_out_retargets_without_running(ip, capsys):
     task(ip, "v --out result_var", "'value'")
     run_all(ip)
-    capsys.readouterr()
-    task(ip, "v --out other_var", "'value'")
-    assert "unchanged" in capsys.readouterr().out
+    out = redefine(ip, capsys, "v --out other_var", "'value'")
+    assert "unchanged" in out
     assert ip.user_ns["other_var"] == "value"
     assert attempts("v") == 1
 
@@ -194,9 +200,8 @@ def test_changing_only_out_retargets_without_running(ip, capsys):
 def test_unchanged_cell_keeps_the_result_and_runs_nothing(ip, capsys):
     three_tasks(ip)
     run_all(ip)
-    capsys.readouterr()
-    task(ip, "load", "data = [1, 2, 3]\ndata")
-    assert capsys.readouterr().out.strip() == "codo_task 'load': unchanged, keeping its result"
+    out = redefine(ip, capsys, "load", "data = [1, 2, 3]\ndata")
+    assert out.strip() == "codo_task 'load': unchanged, keeping its result"
     ip.run_line_magic("codo_wait", "5")
     assert [attempts(n) for n in ("load", "double", "other")] == [1, 1, 1]
     assert orch().get_task("load").status is S.COMPLETED
@@ -206,9 +211,8 @@ def test_changed_cell_reruns_it_and_its_downstream_only(ip, capsys):
     three_tasks(ip)
     run_all(ip)
     load_id = orch().get_task("load").id
-    capsys.readouterr()
-    task(ip, "load", "[10, 20]")
-    assert capsys.readouterr().out.strip() == (
+    out = redefine(ip, capsys, "load", "[10, 20]")
+    assert out.strip() == (
         "codo_task 'load': changed; re-running it and 1 downstream ('double')")
     ip.run_line_magic("codo_wait", "20")
     assert [attempts(n) for n in ("load", "double", "other")] == [2, 2, 1]
@@ -229,9 +233,9 @@ def test_changed_options_also_rerun(ip):
 def test_new_dependencies_rewire_the_task(ip, capsys):
     three_tasks(ip)
     run_all(ip)
-    capsys.readouterr()
-    task(ip, "double --after load other --out doubled", "[other] + [x * 2 for x in load]")
-    assert "now after 'load', 'other'" in capsys.readouterr().out
+    out = redefine(ip, capsys, "double --after load other --out doubled",
+                   "[other] + [x * 2 for x in load]")
+    assert "now after 'load', 'other'" in out
     ip.run_line_magic("codo_wait", "20")
     assert ip.user_ns["doubled"] == ["independent", 2, 4, 6]
     assert [d.name for d in orch().dependencies_of("double")] == ["load", "other"]
@@ -271,9 +275,8 @@ def test_unchanged_failed_cell_runs_again(ip, capsys):
     run_all(ip)
     assert orch().get_task("div").status is S.FAILED
     ip.user_ns["factor"] = 4
-    capsys.readouterr()
-    task(ip, "div", "1 / factor")
-    assert "unchanged but failed last time; queued again" in capsys.readouterr().out
+    out = redefine(ip, capsys, "div", "1 / factor")
+    assert "unchanged but failed last time; queued again" in out
     ip.run_line_magic("codo_wait", "20")
     assert result("div") == 0.25
 
@@ -1320,9 +1323,8 @@ def test_watch_puts_a_files_content_into_what_the_cache_restores(ip, journal, tm
 def test_changing_watch_reruns_the_cell(ip, capsys):
     task(ip, "a", "1")
     run_all(ip)
-    capsys.readouterr()
-    task(ip, "a --watch data.csv", "1")
-    assert "codo_task 'a': changed; re-running it" in capsys.readouterr().out
+    out = redefine(ip, capsys, "a --watch data.csv", "1")
+    assert "codo_task 'a': changed; re-running it" in out
     assert orch().get_task("a").watch == ["data.csv"]
 
 
