@@ -5,7 +5,8 @@
   then ``and N more``; the cell that waited for the run prints them
   (``%codo_wait``, ``%codo_run --wait``, ``%codo_results`` when it waited).
   Tasks skipped because of them are counted, not listed: the root cause is
-  the failed task.
+  the failed task. ``wait_line`` is the line above them (or the whole
+  answer when all went well or the wait gave up).
 - ``NameErrorHint``: a ``NameError`` in a later cell for a task's name or its
   ``--out`` variable gets one added line (an exception note, so the normal
   traceback is shown whole above it) with that task's state and error, as the
@@ -22,10 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..core import TaskStatus as S
 from ..core import frame_names
 from ..core.snapshot import Snapshot, TaskView
 from ..core.trigger_rules import NoResult
 from .cell_tasks import cell_filename
+from .text_status import summary_line
 
 LIMIT = 10
 _LISTED = ("failed", "cancelled")
@@ -47,6 +50,44 @@ def failure_lines(snap: Snapshot, limit: int = LIMIT) -> list[str]:
     if len(bad) > limit:
         lines.append(f"and {len(bad) - limit} more (%codo_status lists every task)")
     return lines
+
+
+def wait_line(snap: Snapshot, timeout: float | None) -> str:
+    """What ``%codo_wait`` says once the wait is over: all done, gave up, or the failures."""
+    stats = snap.stats
+    if not snap.tasks:
+        return "codo_wait: no tasks"
+    if stats["pending"] or stats["running"]:
+        return f"codo_wait: gave up after {timeout or 0:g}s: {summary_line(snap)}"
+    unneeded = [v.name for v in snap.tasks if v.state == "skipped"]  # a rule did not fire
+    bad = [v for v in snap.tasks if v.status in (S.FAILED, S.SKIPPED, S.CANCELLED)
+           and v.state != "skipped"]
+    note = (f"; {some_names(unneeded)} not needed (a trigger rule did not fire)"
+            if unneeded else "")
+    if not bad:
+        done = len(snap.tasks) - len(unneeded)
+        head = f"all {done} tasks" if not unneeded else f"{done} task{'s' * (done != 1)}"
+        return f"codo_wait: {head} completed in {stats['makespan']:.1f}s{note}"
+    completed = stats["completed"]
+    head = (f"codo_wait: done in {stats['makespan']:.1f}s, {completed} completed, but "
+            f"{failed_count(snap)}{note}:")
+    return "\n".join([head] + failure_lines(snap))
+
+
+def failed_count(snap: Snapshot) -> str:
+    """``1 failed, 2 upstream failed`` (the states that are failures, with their counts)."""
+    counts: dict[str, int] = {}
+    for view in snap.tasks:
+        if view.state in ("failed", "cancelled", "upstream_failed"):
+            counts[view.state] = counts.get(view.state, 0) + 1
+    return ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in
+                     ("failed", "cancelled", "upstream_failed") if s in counts)
+
+
+def some_names(names: list[str], limit: int = 5) -> str:
+    """``'a', 'b' and 3 more``."""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def no_result(view: TaskView) -> NoResult:

@@ -53,9 +53,17 @@ from ..orchestrator import TaskOrchestrator
 from . import display_capture
 from .cell_define import CellDefinitionError, CellOptions, define_cell_task
 from .display import BottlenecksFrame, ResultsFrame, StatsFrame
-from .failures import CellNames, NameErrorHint, failure_lines, name_error_line
+from .failures import (
+    CellNames,
+    NameErrorHint,
+    failed_count,
+    failure_lines,
+    name_error_line,
+    some_names,
+    wait_line,
+)
 from .outputs import OutBindings
-from .text_status import dag_text, status_table, summary_line, task_detail
+from .text_status import dag_text, status_table, task_detail
 
 S = TaskStatus
 _TASK_USAGE = ("%%codo_task NAME [--after TASK [TASK ...]] [--priority P] [--timeout S]\n"
@@ -284,7 +292,7 @@ class CodoMagics(Magics):
             rerun = orch.fresh()
             if rerun:
                 print(f"codo_run: --fresh: re-running {_tasks(len(rerun))} restored from the "
-                      f"journal ({_some(rerun)}) and {'its' if len(rerun) == 1 else 'their'} "
+                      f"journal ({some_names(rerun)}) and {'its' if len(rerun) == 1 else 'their'} "
                       "downstream")
             else:
                 print("codo_run: --fresh: nothing was restored from the journal; "
@@ -361,7 +369,7 @@ class CodoMagics(Magics):
         except RuntimeError as exc:  # tasks waiting but the engine is stopped
             raise UsageError(f"{exc} (%codo_run)") from None
         self.outs.sync()
-        print(_wait_line(orch, timeout))
+        print(wait_line(orch.snapshot(), timeout))
 
     # -- acting on tasks ----------------------------------------------------------------------
     @_plain_help
@@ -665,7 +673,7 @@ class CodoMagics(Magics):
             lines = [] if unfinished else failure_lines(orch.snapshot())
             if lines:  # this cell waited for the run: it says what failed, once
                 print("\n".join([f"codo_results: the run ended with "
-                                  f"{_failed_count(orch.snapshot())}:"] + lines))
+                                  f"{failed_count(orch.snapshot())}:"] + lines))
         self.outs.sync()
         frame = ResultsFrame(orch.results_frame())
         if unfinished:
@@ -696,11 +704,6 @@ def _restored_from(task: Any) -> str | None:
     return str(metadata.get("restored_from") or "the run journal")
 
 
-def _some(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 def _unfinished(orch: TaskOrchestrator) -> int:
     return sum(1 for task in orch.list_tasks() if not task.status.is_terminal)
 
@@ -718,37 +721,6 @@ def _find(orch: TaskOrchestrator, name: str, magic: str) -> Any:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UsageError(f"%{magic}: no task named {name!r}{hint}")
     return task
-
-
-def _wait_line(orch: TaskOrchestrator, timeout: float | None) -> str:
-    snap = orch.snapshot()
-    stats = snap.stats
-    if not snap.tasks:
-        return "codo_wait: no tasks"
-    if stats["pending"] or stats["running"]:
-        return f"codo_wait: gave up after {timeout or 0:g}s: {summary_line(snap)}"
-    unneeded = [v.name for v in snap.tasks if v.state == "skipped"]  # a rule did not fire
-    bad = [v for v in snap.tasks if v.status in (S.FAILED, S.SKIPPED, S.CANCELLED)
-           and v.state != "skipped"]
-    note = f"; {_some(unneeded)} not needed (a trigger rule did not fire)" if unneeded else ""
-    if not bad:
-        done = len(snap.tasks) - len(unneeded)
-        head = f"all {done} tasks" if not unneeded else f"{done} task{'s' * (done != 1)}"
-        return f"codo_wait: {head} completed in {stats['makespan']:.1f}s{note}"
-    completed = stats["completed"]
-    head = (f"codo_wait: done in {stats['makespan']:.1f}s, {completed} completed, but "
-            f"{_failed_count(snap)}{note}:")
-    return "\n".join([head] + failure_lines(snap))
-
-
-def _failed_count(snap: Any) -> str:
-    """``1 failed, 2 upstream failed`` (the states that are failures, with their counts)."""
-    counts: dict[str, int] = {}
-    for view in snap.tasks:
-        if view.state in ("failed", "cancelled", "upstream_failed"):
-            counts[view.state] = counts.get(view.state, 0) + 1
-    return ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in
-                     ("failed", "cancelled", "upstream_failed") if s in counts)
 
 
 def _live_view(orch: TaskOrchestrator) -> Any:
