@@ -46,11 +46,10 @@ from IPython.display import display
 from .. import default as _default
 from ..core import OrchestratorBusyError, TaskStatus
 from ..core.executors import EXECUTORS
-from ..core.journal_upkeep import parse_age
 from ..core.memory_budget import parse_limit
 from ..core.recorder import journal_setting
 from ..orchestrator import TaskOrchestrator
-from . import display_capture
+from . import display_capture, journal_magic
 from .cell_define import CellDefinitionError, CellOptions, define_cell_task
 from .display import BottlenecksFrame, ResultsFrame, StatsFrame
 from .failures import (
@@ -582,46 +581,7 @@ class CodoMagics(Magics):
         Never removed: the current run, runs of another process that still runs,
         and results dropped from memory that will be read back from the journal.
         """
-        args = _parse(self.codo_journal, line)
-        usage = (" (usage: %codo_journal [--prune [--keep-runs N] [--older-than AGE] | "
-                 "--clear-cache [NAME]] [--dry-run])")
-        clearing = args.clear_cache is not None
-        if (args.keep_runs is not None or args.older_than is not None) and not args.prune:
-            raise UsageError("%codo_journal: --keep-runs and --older-than go with --prune" + usage)
-        if args.prune and clearing:
-            raise UsageError("%codo_journal: give --prune or --clear-cache, not both" + usage)
-        if args.prune and args.keep_runs is None and args.older_than is None:
-            raise UsageError("%codo_journal: --prune needs --keep-runs N and/or --older-than "
-                             "AGE" + usage)
-        if args.dry_run and not (args.prune or clearing):
-            raise UsageError("%codo_journal: --dry-run goes with --prune or --clear-cache" + usage)
-        if args.keep_runs is not None and args.keep_runs < 0:
-            raise UsageError(f"%codo_journal: --keep-runs must be >= 0, got {args.keep_runs}")
-        if args.older_than is not None:
-            try:
-                parse_age(args.older_than)
-            except ValueError as exc:
-                raise UsageError(f"%codo_journal: --older-than: {exc}") from None
-        orch = self.orchestrator()
-        if orch.journal_path is None:
-            print("codo_journal: the run journal is off (%codo_run --journal on turns it on)")
-            return None
-        removal = None
-        if args.prune:
-            removal = orch.prune_journal(args.keep_runs, args.older_than, args.dry_run)
-        elif clearing:
-            removal = orch.clear_journal_cache(args.clear_cache or None, args.dry_run)
-        if removal is not None:
-            if clearing and args.clear_cache and not removal.results and not removal.kept \
-                    and not removal.pinned and removal.error is None:
-                print(f"codo_journal: no cached result of a task named {args.clear_cache!r}")
-            else:
-                print(f"codo_journal --{removal.summary()}")  # --prune: removed ...
-        info = orch.journal_info()
-        if info is None:
-            return None
-        print(f"codo_journal: {info.summary()}")
-        return info.frame()
+        return journal_magic.run(self.orchestrator, _parse(self.codo_journal, line))
 
     @_plain_help
     @magic_arguments()
