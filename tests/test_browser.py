@@ -28,6 +28,7 @@ README's pictures. Every wait is on a condition, with generous timeouts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -403,6 +404,18 @@ def _artifacts_on_failure(lab, page, name: str):
     shutil.copy(lab[2], ARTIFACTS / "jupyterlab.log")
 
 
+@contextlib.contextmanager
+def _kept_on_failure(lab, page, name: str):
+    """A failure inside keeps its screenshot and the server's log; the kernels end either way."""
+    try:
+        yield
+    except BaseException:
+        _artifacts_on_failure(lab, page, name)
+        raise
+    finally:
+        _shutdown_kernels(lab[0], lab[1])
+
+
 def _open_notebook(page, lab, name: str) -> None:
     """Open ``notebooks/<name>`` and wait until its kernel is idle and the page knows it."""
     base_url, token = lab[0], lab[1]
@@ -510,13 +523,8 @@ def _check_quickstart(lab, page) -> None:
 # -- the side panel: Run All keeps the DAG in sight; a click shows a failure -----------------
 def test_side_panel_stays_in_sight_and_a_click_shows_the_failure(lab, browser):
     page = _new_page(browser, width=1280, height=720)
-    try:
+    with _kept_on_failure(lab, page, "side-panel"):
         _check_side_panel(lab, page)
-    except BaseException:
-        _artifacts_on_failure(lab, page, "side-panel")
-        raise
-    finally:
-        _shutdown_kernels(lab[0], lab[1])
 
 
 def _check_side_panel(lab, page) -> None:
@@ -565,13 +573,8 @@ def _check_side_panel(lab, page) -> None:
 # -- a running task: its time ticks, its output shows, a second click refreshes -----------
 def test_running_task_inspector_ticks_shows_output_and_a_second_click_refreshes(lab, browser):
     page = _new_page(browser, width=1280, height=720)
-    try:
+    with _kept_on_failure(lab, page, "running-task"):
         _check_running_task(lab, page)
-    except BaseException:
-        _artifacts_on_failure(lab, page, "running-task")
-        raise
-    finally:
-        _shutdown_kernels(lab[0], lab[1])
 
 
 def _line_number(text: str) -> int:
@@ -638,13 +641,8 @@ def _check_running_task(lab, page) -> None:
 # -- the README example: saved, reopened ---------------------------------------------------
 def test_readme_example_saved_and_reopened_shows_the_final_dag(lab, browser):
     page = _new_page(browser)
-    try:
+    with _kept_on_failure(lab, page, "readme-reopened"):
         _check_saved_and_reopened(lab, page, browser)
-    except BaseException:
-        _artifacts_on_failure(lab, page, "readme-reopened")
-        raise
-    finally:
-        _shutdown_kernels(lab[0], lab[1])
 
 
 def _check_saved_and_reopened(lab, page, browser) -> None:
