@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from .summary_frame import SummaryFrame, captioned_html, captioned_text
+
 #: columns holding seconds, shown with their unit
 SECONDS = ("wait_dependencies", "wait_resources", "wait_worker", "execution_time", "cpu_time")
 BYTES = ("peak_memory",)
@@ -67,12 +69,8 @@ def _formatters(frame: pd.DataFrame) -> dict[str, Callable[[Any], str]]:
     return out
 
 
-class TasksFrame(pd.DataFrame):
+class TasksFrame(SummaryFrame):
     """``tasks_frame()``: a plain DataFrame but for its display (see the module)."""
-
-    @property
-    def _constructor(self) -> Callable[..., pd.DataFrame]:
-        return pd.DataFrame  # a derived frame shows every column it has, as pandas does
 
     def hidden(self) -> list[str]:
         """The columns the display leaves out: empty in every row."""
@@ -100,17 +98,13 @@ class TasksFrame(pd.DataFrame):
     def _repr_html_(self) -> str | None:
         shown, options = self._shown()
         table = shown.to_html(notebook=True, **options)
-        return f"{table}<p style='font-size:smaller;opacity:.7'>{self.caption()}</p>"
+        return captioned_html(table, self.caption())
 
     def __repr__(self) -> str:
         shown, options = self._shown()
         with pd.option_context("display.width", 1000):
             table = shown.to_string(line_width=None, **options)
-        return f"{table}\n({self.caption()})"
-
-    def to_pandas(self) -> pd.DataFrame:
-        """This frame as a plain DataFrame (displayed in full, as pandas does)."""
-        return pd.DataFrame(self)
+        return captioned_text(table, self.caption())
 
 
 __all__ = ["TasksFrame", "empty_columns"]

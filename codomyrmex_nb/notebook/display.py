@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.preview_frame import PreviewFrame
+from ..analysis.summary_frame import SummaryFrame, captioned_html, captioned_text
 from ..core.preview import safe_preview, safe_previews
 
 _WIDTH = 60  # characters of a result summary or an error message
@@ -213,12 +214,8 @@ def _cell(value: Any) -> str:
 
 
 # -- the frame subclasses -------------------------------------------------------------------
-class _Summarised(pd.DataFrame):
-    """A DataFrame that displays a summary of itself; derived frames are plain DataFrames."""
-
-    @property
-    def _constructor(self) -> Callable[..., pd.DataFrame]:
-        return pd.DataFrame
+class _Summarised(SummaryFrame):
+    """A frame that displays ``summary()`` (see ``analysis.summary_frame``)."""
 
     def summary(self) -> pd.DataFrame:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -232,7 +229,7 @@ class _Summarised(pd.DataFrame):
     def _repr_html_(self) -> str | None:
         with pd.option_context(*self._options()):
             table = self.summary()._repr_html_() or ""
-        return f"{table}<p style='font-size:smaller;opacity:.7'>{self._caption}</p>"
+        return captioned_html(table, self._caption)
 
     _left: tuple[str, ...] = ()  # text columns aligned left in the plain-text table
 
@@ -245,11 +242,7 @@ class _Summarised(pd.DataFrame):
                 formatters[column] = lambda v, w=width: v.ljust(w)
         with pd.option_context(*self._options(), "display.width", 1000):
             table = summary.to_string(formatters=formatters)
-        return f"{table}\n({self._caption})"
-
-    def to_pandas(self) -> pd.DataFrame:
-        """This frame as a plain DataFrame (displayed in full, as pandas does)."""
-        return pd.DataFrame(self)
+        return captioned_text(table, self._caption)
 
 
 def unique_labels(names: list[str], ids: list[str]) -> list[str]:
