@@ -9,10 +9,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
 from codomyrmex_nb import TaskOrchestrator
+from codomyrmex_nb.core.journal import Journal
 from codomyrmex_nb.default import reset_default
 
 ENGINE_THREAD_PREFIXES = ("codo-",)
@@ -54,6 +56,23 @@ def make_orch():
     yield make
     for orch in made:
         orch.stop_execution()
+
+
+@pytest.fixture
+def make_journal(tmp_path):
+    """Build journals (in ``tmp_path`` unless given a path); each is closed at teardown
+    and must leave no writer thread behind."""
+    made: list[Journal] = []
+
+    def make(path: Path | None = None, **kwargs) -> Journal:
+        journal = Journal(path or tmp_path / ".codomyrmex" / "j.sqlite", **kwargs)
+        made.append(journal)
+        return journal
+
+    yield make
+    for journal in made:
+        journal.close()
+    assert not [t for t in threading.enumerate() if t.name == "codo-journal-writer"]
 
 
 @pytest.fixture

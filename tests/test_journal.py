@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import types
 import warnings
@@ -26,21 +25,6 @@ from codomyrmex_nb.core import journal_tables
 from codomyrmex_nb.core.journal import Journal, JournalWarning, RunInfo, default_path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def make_journal(tmp_path):
-    made: list[Journal] = []
-
-    def make(path: Path | None = None, **kwargs) -> Journal:
-        journal = Journal(path or tmp_path / ".codomyrmex" / "j.sqlite", **kwargs)
-        made.append(journal)
-        return journal
-
-    yield make
-    for journal in made:
-        journal.close()
-    assert not [t for t in threading.enumerate() if t.name == "codo-journal-writer"]
 
 
 def journal_warnings(record) -> list[str]:

@@ -28,21 +28,6 @@ MB = 2**20
 DAY = 86400.0
 
 
-@pytest.fixture
-def make_journal(tmp_path):
-    made: list[Journal] = []
-
-    def make(**kwargs) -> Journal:
-        journal = Journal(tmp_path / ".codomyrmex" / "j.sqlite", **kwargs)
-        made.append(journal)
-        return journal
-
-    yield make
-    for journal in made:
-        journal.close()
-    assert not [t for t in threading.enumerate() if t.name == "codo-journal-writer"]
-
-
 def add_run(journal: Journal, n: int, size: int = 100_000, ended: float | None = None,
             name: str = "t", end: bool = True) -> int:
     """A run with one task and one result of ``size`` random bytes (fingerprint fp<n>)."""
