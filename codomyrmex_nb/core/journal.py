@@ -278,12 +278,13 @@ class Journal:
         self._bad: list[str] = []  # why rows of the batch being packed were dropped
         self._last_vacuum = -math.inf
         self.dropped = 0  # records that could not be written (each drop also warned once)
+        # (run id, fingerprint) of results this process dropped from memory and will read
+        # back: their rows and runs are never removed (see journal_upkeep)
         self.pinned: set[tuple[int, str]] = set()
         self.signer: Signer | None = None  # MACs under the user's key (None while off)
         self.key_file: Path | None = None  # where that key lives (None: given, or this process's)
         # the largest result stored, in bytes (over it: recorded as an error)
         self.blob_limit = min(self._max_bytes, MAX_BLOB)
-        self.pinned: set[tuple[int, str]] = set()
         # result rows just committed, as ``result`` queued them (run id, task id, name,
         # fingerprint, blob, ...), told from the writer before the size bound is checked
         # (the memory budget pins what it may read back)
