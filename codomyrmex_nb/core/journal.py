@@ -1082,10 +1082,7 @@ class Journal:
         removal.runs = [run.run_id for run in chosen]
         removal.results = sum(run.results for run in chosen)
         removal.freed = sum(run.result_bytes + run.history_bytes for run in chosen)
-        if not dry_run:
-            removal.note = self._vacuum() if chosen else None
-            removal.after = sum(size_on_disk(self.path))
-        return removal
+        return self._shrunk(removal, bool(chosen))
 
     def _do_clear_cache(self, name: str | None, dry_run: bool) -> Removal:
         """``clear_cache`` on the writer thread: plan, remove, shrink the file."""
@@ -1117,8 +1114,13 @@ class Journal:
         else:
             removal.results = len(chosen)
         removal.freed = sum(size for _, size in chosen)
-        if not dry_run:
-            removal.note = self._vacuum() if chosen else None
+        return self._shrunk(removal, bool(chosen))
+
+    def _shrunk(self, removal: Removal, removed: bool) -> Removal:
+        """A removal done (not a dry run): the space given back if anything went, and the
+        size on disk after it."""
+        if not removal.dry_run:
+            removal.note = self._vacuum() if removed else None
             removal.after = sum(size_on_disk(self.path))
         return removal
 
