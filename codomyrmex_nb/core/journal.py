@@ -94,6 +94,7 @@ from .journal_upkeep import (
     JournalInfo,
     Removal,
     kept_runs,
+    page_space,
     parse_age,
     read_info,
     runs_space,
@@ -1011,16 +1012,10 @@ class Journal:
 
     # -- size bound ---------------------------------------------------------------------------
 
-    def _used_bytes(self) -> tuple[int, int]:
+    def _bound_size(self) -> None:
         conn = self._wconn
         assert conn is not None
-        page = conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * page, free * page
-
-    def _bound_size(self) -> None:
-        used, free = self._used_bytes()
+        used, free = page_space(conn)
         if used > self._max_bytes:
             used, free = self._prune()
         if free > self._max_bytes // 4 and \
@@ -1036,7 +1031,7 @@ class Journal:
         protected = kept_runs(runs, self._open_runs, self.pinned)
         if runs:
             protected.setdefault(runs[0].run_id, KEPT_NEWEST)
-        used, free = self._used_bytes()
+        used, free = page_space(conn)
         for run in reversed(runs):
             if used <= self._max_bytes * 0.8:
                 break
@@ -1044,7 +1039,7 @@ class Journal:
                 continue
             if self._remove([run.run_id]) is None:
                 break
-            used, free = self._used_bytes()
+            used, free = page_space(conn)
         if used > self._max_bytes:
             pinned = KEPT_PINNED in protected.values()
             why = " (results dropped from memory are read back from them)" if pinned else ""

@@ -235,10 +235,17 @@ def runs_space(conn: Any, space: bool = True) -> list[RunSpace]:
     return [RunSpace(*row) for row in conn.execute(_RUNS_SPACE if space else _RUNS_ONLY)]
 
 
+def page_space(conn: Any) -> tuple[int, int]:
+    """(bytes of the pages in use, bytes of the free pages) inside the database file."""
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return (pages - free) * page, free * page
+
+
 def read_info(conn: Any, path: str | os.PathLike, enabled: bool = True) -> JournalInfo:
     """The journal's ``JournalInfo``, read on ``conn`` (sizes on disk as they are now)."""
-    page = conn.execute("PRAGMA page_size").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0] * page
+    free = page_space(conn)[1]
     mode = {0: "none", 1: "full", 2: "incremental"}.get(
         conn.execute("PRAGMA auto_vacuum").fetchone()[0], "none")
     runs = tuple(runs_space(conn))
