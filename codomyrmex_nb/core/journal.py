@@ -1017,21 +1017,21 @@ class Journal:
         assert conn is not None
         used, free = page_space(conn)
         if used > self._max_bytes:
-            used, free = self._prune()
+            used, free = self._prune(used, free)
         if free > self._max_bytes // 4 and \
                 time.monotonic() - self._last_vacuum >= self._vacuum_interval:
             self._vacuum()
 
-    def _prune(self) -> tuple[int, int]:
-        """Drop the oldest runs until the live data is back under ~80% of the bound (never
-        the newest run, nor one ``journal_upkeep.kept_runs`` keeps)."""
+    def _prune(self, used: int, free: int) -> tuple[int, int]:
+        """Drop the oldest runs until the live data (``used`` bytes, ``free`` in empty
+        pages, as counted by the caller) is back under ~80% of the bound (never the newest
+        run, nor one ``journal_upkeep.kept_runs`` keeps); returns them as they are after."""
         conn = self._wconn
         assert conn is not None
         runs = runs_space(conn, space=False)
         protected = kept_runs(runs, self._open_runs, self.pinned)
         if runs:
             protected.setdefault(runs[0].run_id, KEPT_NEWEST)
-        used, free = page_space(conn)
         for run in reversed(runs):
             if used <= self._max_bytes * 0.8:
                 break
