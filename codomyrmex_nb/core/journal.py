@@ -882,7 +882,6 @@ class Journal:
     def _commit(self) -> bool:
         """Write every buffered record in one transaction; if that fails for a reason other
         than a lock, write them one by one and drop only the ones that fail."""
-        ended = list(self._ends)
         packed, summaries = self._pack()
         batches = [(INSERT_PACKED, packed), (INSERT_RESULT, self._results),
                    (UPDATE_SUMMARY, summaries), (UPDATE_END, self._ends)]
@@ -936,11 +935,11 @@ class Journal:
                 except Exception as exc:  # noqa: BLE001 - never stops the journal
                     self._warn_once("on-commit", f"run journal {self.path.name}: {exc}")
         finally:
+            for _, _, run_id in self._ends:
+                self._summaries.pop(run_id, None)
             for rows in (self._defs, self._trans, self._results, self._ends):
                 rows.clear()
             self._bad = []
-            for _, _, run_id in ended:
-                self._summaries.pop(run_id, None)
         try:
             self._bound_size()
         except sqlite3.Error as exc:
