@@ -62,7 +62,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -702,10 +702,8 @@ class Journal:
                            (run_id, fingerprint))]
         else:  # a session's runs, newest first, a bounded number per query
             ids = sorted({int(r) for r in run_id}, reverse=True)
-            chunks = [ids[at:at + _MAX_IDS] for at in range(0, len(ids), _MAX_IDS)]
-            statements = [(columns + f"r.run_id IN ({', '.join('?' * len(chunk))}) AND "
-                           "r.fingerprint = ?" + newest, (*chunk, fingerprint))
-                          for chunk in chunks]
+            statements = [(columns + f"r.run_id IN ({marks}) AND r.fingerprint = ?" + newest,
+                           (*chunk, fingerprint)) for chunk, marks in _in_chunks(ids)]
         skipped: dict[str, Any] = {}  # why -> the task named in the first such row
 
         def query(conn: sqlite3.Connection) -> tuple[bytes, float, bytes] | None:
@@ -1136,17 +1134,13 @@ class Journal:
             ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")] \
                 if everything else runs
             gone = [run_id for run_id in ids if run_id not in held]
-            for at in range(0, len(gone), _MAX_IDS):
-                chunk = gone[at:at + _MAX_IDS]
-                marks = ", ".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(gone):
                 for table in TABLES:
                     conn.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk)
             count = 0
             rowids = [row[0] for row in conn.execute("SELECT rowid FROM results")] \
                 if everything else list(results)
-            for at in range(0, len(rowids), _MAX_IDS):
-                chunk = rowids[at:at + _MAX_IDS]
-                marks = ", ".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(rowids):
                 doomed = [rowid for rowid, run_id, fingerprint in conn.execute(
                     f"SELECT rowid, run_id, fingerprint FROM results WHERE rowid IN ({marks})",
                     chunk) if (run_id, fingerprint) not in pinned]
@@ -1202,6 +1196,13 @@ class Journal:
                     conn.close()
                 except sqlite3.Error:
                     pass
+
+
+def _in_chunks(ids: Sequence[int]) -> Iterator[tuple[Sequence[int], str]]:
+    """``ids`` a bounded number at a time, each chunk with its ``?, ?, ...`` placeholders."""
+    for at in range(0, len(ids), _MAX_IDS):
+        chunk = ids[at:at + _MAX_IDS]
+        yield chunk, ", ".join("?" * len(chunk))
 
 
 def _full_check_bytes() -> int:
