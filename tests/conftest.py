@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,11 @@ def wait_until_status(orch, task, status, timeout=10.0) -> bool:
         return task.status is status or reached.wait(timeout)
     finally:
         unsubscribe()
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain connection to a journal's file, as another program would open it."""
+    return sqlite3.connect(str(path), timeout=10)
 
 
 def engine_threads() -> list[threading.Thread]:

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import raw
 
 from codomyrmex_nb.core import journal as journal_module
 from codomyrmex_nb.core import journal_tables
@@ -29,10 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def journal_warnings(record) -> list[str]:
     return [str(w.message) for w in record if issubclass(w.category, JournalWarning)]
-
-
-def raw(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(str(path), timeout=10)
 
 
 # -- paths and permissions --------------------------------------------------------------
