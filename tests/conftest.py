@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
 from codomyrmex_nb import TaskOrchestrator
+from codomyrmex_nb.core.journal import Journal
 from codomyrmex_nb.default import reset_default
 
 ENGINE_THREAD_PREFIXES = ("codo-",)
@@ -38,6 +41,11 @@ def wait_until_status(orch, task, status, timeout=10.0) -> bool:
         unsubscribe()
 
 
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain connection to a journal's file, as another program would open it."""
+    return sqlite3.connect(str(path), timeout=10)
+
+
 def engine_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(ENGINE_THREAD_PREFIXES)]
 
@@ -55,6 +63,23 @@ def make_orch():
     yield make
     for orch in made:
         orch.stop_execution()
+
+
+@pytest.fixture
+def make_journal(tmp_path):
+    """Build journals (in ``tmp_path`` unless given a path); each is closed at teardown
+    and must leave no writer thread behind."""
+    made: list[Journal] = []
+
+    def make(path: Path | None = None, **kwargs) -> Journal:
+        journal = Journal(path or tmp_path / ".codomyrmex" / "j.sqlite", **kwargs)
+        made.append(journal)
+        return journal
+
+    yield make
+    for journal in made:
+        journal.close()
+    assert not [t for t in threading.enumerate() if t.name == "codo-journal-writer"]
 
 
 @pytest.fixture

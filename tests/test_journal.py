@@ -13,13 +13,13 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import types
 import warnings
 from pathlib import Path
 
 import pytest
+from conftest import raw
 
 from codomyrmex_nb.core import journal as journal_module
 from codomyrmex_nb.core import journal_tables
@@ -28,27 +28,8 @@ from codomyrmex_nb.core.journal import Journal, JournalWarning, RunInfo, default
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def make_journal(tmp_path):
-    made: list[Journal] = []
-
-    def make(path: Path | None = None, **kwargs) -> Journal:
-        journal = Journal(path or tmp_path / ".codomyrmex" / "j.sqlite", **kwargs)
-        made.append(journal)
-        return journal
-
-    yield make
-    for journal in made:
-        journal.close()
-    assert not [t for t in threading.enumerate() if t.name == "codo-journal-writer"]
-
-
 def journal_warnings(record) -> list[str]:
     return [str(w.message) for w in record if issubclass(w.category, JournalWarning)]
-
-
-def raw(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(str(path), timeout=10)
 
 
 # -- paths and permissions --------------------------------------------------------------

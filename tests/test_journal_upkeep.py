@@ -15,7 +15,7 @@ import warnings
 
 import pandas as pd
 import pytest
-from conftest import fresh_ip
+from conftest import fresh_ip, raw
 from IPython.core.error import UsageError
 
 from codomyrmex_nb.core import sessions
@@ -25,21 +25,6 @@ from codomyrmex_nb.notebook.magics import current_orchestrator
 
 MB = 2**20
 DAY = 86400.0
-
-
-@pytest.fixture
-def make_journal(tmp_path):
-    made: list[Journal] = []
-
-    def make(**kwargs) -> Journal:
-        journal = Journal(tmp_path / ".codomyrmex" / "j.sqlite", **kwargs)
-        made.append(journal)
-        return journal
-
-    yield make
-    for journal in made:
-        journal.close()
-    assert not [t for t in threading.enumerate() if t.name == "codo-journal-writer"]
 
 
 def add_run(journal: Journal, n: int, size: int = 100_000, ended: float | None = None,
@@ -57,10 +42,6 @@ def add_run(journal: Journal, n: int, size: int = 100_000, ended: float | None =
 
 def on_disk(journal: Journal) -> int:
     return sum(size_on_disk(journal.path))
-
-
-def raw(journal: Journal) -> sqlite3.Connection:
-    return sqlite3.connect(str(journal.path), timeout=10)
 
 
 # -- what the journal holds ----------------------------------------------------------------
@@ -209,7 +190,7 @@ def test_the_file_shrinks_on_disk_after_a_prune(make_journal):
     after = on_disk(journal)
     assert removal.runs == runs[:5] and (removal.before, removal.after) == (before, after)
     assert after < 2 * MB and before - after > 4 * MB
-    with raw(journal) as conn:  # run to completion (one step frees one page), WAL truncated
+    with raw(journal.path) as conn:  # run to completion (one step frees one page), WAL truncated
         assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
     assert os.path.getsize(f"{journal.path}-wal") == 0
     assert journal.restorable(runs[-1], "fp5")  # what stayed is intact
@@ -227,7 +208,7 @@ def test_the_file_shrinks_after_clearing_the_cache(make_journal):
 
 def test_new_journals_use_incremental_auto_vacuum(make_journal):
     journal = make_journal()
-    with raw(journal) as conn:
+    with raw(journal.path) as conn:
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
 
 
@@ -241,11 +222,11 @@ def test_an_old_file_without_auto_vacuum_is_converted_when_first_pruned(make_jou
     conn.close()
     journal = make_journal()
     runs = [add_run(journal, n, size=MB) for n in range(4)]
-    with raw(journal) as conn:  # opening does not rewrite the file
+    with raw(journal.path) as conn:  # opening does not rewrite the file
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
     before = on_disk(journal)
     assert journal.prune(keep_runs=1).runs == runs[:3]
-    with raw(journal) as conn:
+    with raw(journal.path) as conn:
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
     assert on_disk(journal) < before - 2 * MB
     add_run(journal, 9, size=MB)  # from now on the incremental vacuum frees the space
@@ -260,7 +241,7 @@ def test_the_size_bound_prunes_the_same_way_and_shrinks_the_file(make_journal):
     runs = [add_run(journal, n, size=MB // 2) for n in range(12)]
     kept = [r.run_id for r in journal.history()]
     assert len(kept) < 12 and kept[0] == runs[-1]
-    with raw(journal) as conn:
+    with raw(journal.path) as conn:
         assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
     assert on_disk(journal) < 4 * MB
 
@@ -311,7 +292,7 @@ def test_runs_of_another_live_process_are_never_removed(make_journal):
     try:
         born = sessions.start_time(sleeper.pid)
         add_run(journal, 0)
-        with raw(journal) as conn:  # another process's runs: one ended, one open
+        with raw(journal.path) as conn:  # another process's runs: one ended, one open
             ids = [conn.execute("INSERT INTO runs(started, ended, status, pid, pstarted) VALUES "
                                 "(1.0, ?, ?, ?, ?)", (end, status, sleeper.pid, born)).lastrowid
                    for end, status in ((2.0, "finished"), (None, "running"))]

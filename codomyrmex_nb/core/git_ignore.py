@@ -30,7 +30,8 @@ def ignore_in_git(path: Path) -> str | None:
     if tree is None:
         return None
     rel = path.relative_to(tree).as_posix()
-    rules = [f"/{_escape(rel)}", f"/{_escape(rel)}-*", f"/{_escape(rel)}.corrupt-*"]
+    rule = f"/{_escape(rel)}"
+    rules = [rule, f"{rule}-*", f"{rule}.corrupt-*"]
     try:
         exclude = _git_dir(tree) / "info" / "exclude"
         text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""

@@ -62,7 +62,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,7 @@ from .journal_upkeep import (
     JournalInfo,
     Removal,
     kept_runs,
+    page_space,
     parse_age,
     read_info,
     runs_space,
@@ -278,12 +279,13 @@ class Journal:
         self._bad: list[str] = []  # why rows of the batch being packed were dropped
         self._last_vacuum = -math.inf
         self.dropped = 0  # records that could not be written (each drop also warned once)
+        # (run id, fingerprint) of results this process dropped from memory and will read
+        # back: their rows and runs are never removed (see journal_upkeep)
         self.pinned: set[tuple[int, str]] = set()
         self.signer: Signer | None = None  # MACs under the user's key (None while off)
         self.key_file: Path | None = None  # where that key lives (None: given, or this process's)
         # the largest result stored, in bytes (over it: recorded as an error)
         self.blob_limit = min(self._max_bytes, MAX_BLOB)
-        self.pinned: set[tuple[int, str]] = set()
         # result rows just committed, as ``result`` queued them (run id, task id, name,
         # fingerprint, blob, ...), told from the writer before the size bound is checked
         # (the memory budget pins what it may read back)
@@ -700,10 +702,8 @@ class Journal:
                            (run_id, fingerprint))]
         else:  # a session's runs, newest first, a bounded number per query
             ids = sorted({int(r) for r in run_id}, reverse=True)
-            chunks = [ids[at:at + _MAX_IDS] for at in range(0, len(ids), _MAX_IDS)]
-            statements = [(columns + f"r.run_id IN ({', '.join('?' * len(chunk))}) AND "
-                           "r.fingerprint = ?" + newest, (*chunk, fingerprint))
-                          for chunk in chunks]
+            statements = [(columns + f"r.run_id IN ({marks}) AND r.fingerprint = ?" + newest,
+                           (*chunk, fingerprint)) for chunk, marks in _in_chunks(ids)]
         skipped: dict[str, Any] = {}  # why -> the task named in the first such row
 
         def query(conn: sqlite3.Connection) -> tuple[bytes, float, bytes] | None:
@@ -880,7 +880,6 @@ class Journal:
     def _commit(self) -> bool:
         """Write every buffered record in one transaction; if that fails for a reason other
         than a lock, write them one by one and drop only the ones that fail."""
-        ended = list(self._ends)
         packed, summaries = self._pack()
         batches = [(INSERT_PACKED, packed), (INSERT_RESULT, self._results),
                    (UPDATE_SUMMARY, summaries), (UPDATE_END, self._ends)]
@@ -934,11 +933,11 @@ class Journal:
                 except Exception as exc:  # noqa: BLE001 - never stops the journal
                     self._warn_once("on-commit", f"run journal {self.path.name}: {exc}")
         finally:
+            for _, _, run_id in self._ends:
+                self._summaries.pop(run_id, None)
             for rows in (self._defs, self._trans, self._results, self._ends):
                 rows.clear()
             self._bad = []
-            for _, _, run_id in ended:
-                self._summaries.pop(run_id, None)
         try:
             self._bound_size()
         except sqlite3.Error as exc:
@@ -1010,32 +1009,26 @@ class Journal:
 
     # -- size bound ---------------------------------------------------------------------------
 
-    def _used_bytes(self) -> tuple[int, int]:
+    def _bound_size(self) -> None:
         conn = self._wconn
         assert conn is not None
-        page = conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * page, free * page
-
-    def _bound_size(self) -> None:
-        used, free = self._used_bytes()
+        used, free = page_space(conn)
         if used > self._max_bytes:
-            used, free = self._prune()
+            used, free = self._prune(used, free)
         if free > self._max_bytes // 4 and \
                 time.monotonic() - self._last_vacuum >= self._vacuum_interval:
             self._vacuum()
 
-    def _prune(self) -> tuple[int, int]:
-        """Drop the oldest runs until the live data is back under ~80% of the bound (never
-        the newest run, nor one ``journal_upkeep.kept_runs`` keeps)."""
+    def _prune(self, used: int, free: int) -> tuple[int, int]:
+        """Drop the oldest runs until the live data (``used`` bytes, ``free`` in empty
+        pages, as counted by the caller) is back under ~80% of the bound (never the newest
+        run, nor one ``journal_upkeep.kept_runs`` keeps); returns them as they are after."""
         conn = self._wconn
         assert conn is not None
         runs = runs_space(conn, space=False)
         protected = kept_runs(runs, self._open_runs, self.pinned)
         if runs:
             protected.setdefault(runs[0].run_id, KEPT_NEWEST)
-        used, free = self._used_bytes()
         for run in reversed(runs):
             if used <= self._max_bytes * 0.8:
                 break
@@ -1043,7 +1036,7 @@ class Journal:
                 continue
             if self._remove([run.run_id]) is None:
                 break
-            used, free = self._used_bytes()
+            used, free = page_space(conn)
         if used > self._max_bytes:
             pinned = KEPT_PINNED in protected.values()
             why = " (results dropped from memory are read back from them)" if pinned else ""
@@ -1081,10 +1074,7 @@ class Journal:
         removal.runs = [run.run_id for run in chosen]
         removal.results = sum(run.results for run in chosen)
         removal.freed = sum(run.result_bytes + run.history_bytes for run in chosen)
-        if not dry_run:
-            removal.note = self._vacuum() if chosen else None
-            removal.after = sum(size_on_disk(self.path))
-        return removal
+        return self._shrunk(removal, bool(chosen))
 
     def _do_clear_cache(self, name: str | None, dry_run: bool) -> Removal:
         """``clear_cache`` on the writer thread: plan, remove, shrink the file."""
@@ -1116,8 +1106,13 @@ class Journal:
         else:
             removal.results = len(chosen)
         removal.freed = sum(size for _, size in chosen)
-        if not dry_run:
-            removal.note = self._vacuum() if chosen else None
+        return self._shrunk(removal, bool(chosen))
+
+    def _shrunk(self, removal: Removal, removed: bool) -> Removal:
+        """A removal done (not a dry run): the space given back if anything went, and the
+        size on disk after it."""
+        if not removal.dry_run:
+            removal.note = self._vacuum() if removed else None
             removal.after = sum(size_on_disk(self.path))
         return removal
 
@@ -1139,17 +1134,13 @@ class Journal:
             ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")] \
                 if everything else runs
             gone = [run_id for run_id in ids if run_id not in held]
-            for at in range(0, len(gone), _MAX_IDS):
-                chunk = gone[at:at + _MAX_IDS]
-                marks = ", ".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(gone):
                 for table in TABLES:
                     conn.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk)
             count = 0
             rowids = [row[0] for row in conn.execute("SELECT rowid FROM results")] \
                 if everything else list(results)
-            for at in range(0, len(rowids), _MAX_IDS):
-                chunk = rowids[at:at + _MAX_IDS]
-                marks = ", ".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(rowids):
                 doomed = [rowid for rowid, run_id, fingerprint in conn.execute(
                     f"SELECT rowid, run_id, fingerprint FROM results WHERE rowid IN ({marks})",
                     chunk) if (run_id, fingerprint) not in pinned]
@@ -1205,6 +1196,13 @@ class Journal:
                     conn.close()
                 except sqlite3.Error:
                     pass
+
+
+def _in_chunks(ids: Sequence[int]) -> Iterator[tuple[Sequence[int], str]]:
+    """``ids`` a bounded number at a time, each chunk with its ``?, ?, ...`` placeholders."""
+    for at in range(0, len(ids), _MAX_IDS):
+        chunk = ids[at:at + _MAX_IDS]
+        yield chunk, ", ".join("?" * len(chunk))
 
 
 def _full_check_bytes() -> int:

@@ -111,10 +111,16 @@ INSERT_RUN = "INSERT INTO runs(started, ended, status, pid, pstarted, key_id) " 
 
 def add_process_columns(conn: sqlite3.Connection) -> None:
     """Add the runs' process columns where they are missing (inside the caller's transaction)."""
-    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-    for column in RUN_PROCESS_COLUMNS:
-        if column.split()[0] not in present:
-            conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    _add_columns(conn, "runs", RUN_PROCESS_COLUMNS)
+
+
+def _add_columns(conn: sqlite3.Connection, table: str, columns: tuple[str, ...]) -> None:
+    """Add those of ``columns`` (``"name TYPE"``) that ``table`` lacks, inside the caller's
+    transaction; none to a table not there (``SCHEMA`` makes it whole)."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for column in columns:
+        if present and column.split()[0] not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
 def unpack(conn: sqlite3.Connection, run_id: int, kind: str,
@@ -135,9 +141,9 @@ def unpack(conn: sqlite3.Connection, run_id: int, kind: str,
 def migrate_v1(conn: sqlite3.Connection) -> None:
     """Convert a version-1 journal (one row per transition and definition) in place, inside
     the caller's transaction: rows are packed per run, summaries computed once."""
-    for column in ("tasks INTEGER NOT NULL DEFAULT 0", "completed INTEGER NOT NULL DEFAULT 0",
-                   "failed INTEGER NOT NULL DEFAULT 0", "last_time REAL"):
-        conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    _add_columns(conn, "runs", ("tasks INTEGER NOT NULL DEFAULT 0",
+                                "completed INTEGER NOT NULL DEFAULT 0",
+                                "failed INTEGER NOT NULL DEFAULT 0", "last_time REAL"))
     conn.execute("CREATE TABLE IF NOT EXISTS packed(run_id INTEGER, kind TEXT, rows BLOB)")
     summaries: dict[int, RunSummary] = {}
     for kind, sql in (("definitions", "SELECT run_id, task_id, name, fingerprint FROM "
@@ -166,9 +172,7 @@ def migrate_unsigned(conn: sqlite3.Connection) -> int:
     ever unpickled or unmarshalled again (the runs' summaries stay, for the history)."""
     for table, column in (("runs", "key_id TEXT"), ("packed", "mac BLOB"),
                           ("results", "mac BLOB")):
-        names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if names and column.split()[0] not in names:  # a missing table: SCHEMA makes it
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        _add_columns(conn, table, (column,))
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
         return 0
     return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])

@@ -235,10 +235,17 @@ def runs_space(conn: Any, space: bool = True) -> list[RunSpace]:
     return [RunSpace(*row) for row in conn.execute(_RUNS_SPACE if space else _RUNS_ONLY)]
 
 
+def page_space(conn: Any) -> tuple[int, int]:
+    """(bytes of the pages in use, bytes of the free pages) inside the database file."""
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return (pages - free) * page, free * page
+
+
 def read_info(conn: Any, path: str | os.PathLike, enabled: bool = True) -> JournalInfo:
     """The journal's ``JournalInfo``, read on ``conn`` (sizes on disk as they are now)."""
-    page = conn.execute("PRAGMA page_size").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0] * page
+    free = page_space(conn)[1]
     mode = {0: "none", 1: "full", 2: "incremental"}.get(
         conn.execute("PRAGMA auto_vacuum").fetchone()[0], "none")
     runs = tuple(runs_space(conn))
@@ -256,27 +263,22 @@ def kept_runs(runs: Iterable[RunSpace], open_runs: Collection[int],
               pinned: Collection[tuple[int, str]]) -> dict[int, str]:
     """Run id -> why it must stay: open here, written by another process that still
     runs, or holding a pinned result. Liveness is asked once per process."""
-    me = current()
+    me = current()[0]
     pinned_runs = {run_id for run_id, _ in pinned}
     alive: dict[tuple[int, float | None], bool] = {}
     kept: dict[int, str] = {}
     for run in runs:
-        if run.run_id in open_runs:
-            kept[run.run_id] = KEPT_OPEN
-            continue
-        if run.pid is not None:
+        live = False
+        if run.pid is not None and run.run_id not in open_runs:
             key = (run.pid, run.process_started)
             if key not in alive:
                 alive[key] = is_alive(*key)
-            if alive[key]:
-                this = run.pid == me[0]
-                if not this:
-                    kept[run.run_id] = KEPT_ALIVE
-                    continue
-                if run.ended is None:  # an open run of this process (another journal's)
-                    kept[run.run_id] = KEPT_OPEN
-                    continue
-        if run.run_id in pinned_runs:
+            live = alive[key]
+        if run.run_id in open_runs or (live and run.pid == me and run.ended is None):
+            kept[run.run_id] = KEPT_OPEN  # (the latter: open in another journal here)
+        elif live and run.pid != me:
+            kept[run.run_id] = KEPT_ALIVE
+        elif run.run_id in pinned_runs:
             kept[run.run_id] = KEPT_PINNED
     return kept
 

@@ -116,10 +116,7 @@ def _create(path: Path) -> bytes:
     temp = folder / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(key)
-            file.flush()
-            os.fsync(file.fileno())
+        _write_durably(fd, key)
         try:
             os.link(temp, path)  # atomic, and never replaces a key another process made
         except FileExistsError:
@@ -129,16 +126,21 @@ def _create(path: Path) -> bytes:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 return _read(path)
-            with os.fdopen(fd, "wb") as file:
-                file.write(key)
-                file.flush()
-                os.fsync(file.fileno())
+            _write_durably(fd, key)
         return key
     finally:
         try:
             os.unlink(temp)
         except OSError:
             pass
+
+
+def _write_durably(fd: int, data: bytes) -> None:
+    """Write ``data`` to the open file ``fd``, on disk before it is closed."""
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 class Signer:
