@@ -305,11 +305,17 @@ def _chain(orch: TaskOrchestrator, n: int) -> list[Task]:
     return tasks
 
 
-def test_dropped_results_come_back_everywhere_they_are_asked_for(make_orch, tmp_path):
-    orch = make_orch(2, journal=tmp_path / "j.sqlite", memory_limit=600_000)
-    tasks = _chain(orch, 8)
+def _run_chain(orch: TaskOrchestrator, n: int) -> list[Task]:
+    """``_chain`` run to its end."""
+    tasks = _chain(orch, n)
     orch.start_execution()
     assert orch.wait_for_completion(60)
+    return tasks
+
+
+def test_dropped_results_come_back_everywhere_they_are_asked_for(make_orch, tmp_path):
+    orch = make_orch(2, journal=tmp_path / "j.sqlite", memory_limit=600_000)
+    tasks = _run_chain(orch, 8)
     orch.stop_execution()
     stats = orch.memory_stats()
     assert stats["dropped"] >= 4 and stats["held"] <= 600_000
@@ -343,9 +349,7 @@ def test_without_a_journal_nothing_is_dropped_and_one_line_says_so(make_orch):
     orch = make_orch(2, journal=False, memory_limit=300_000)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tasks = _chain(orch, 6)
-        orch.start_execution()
-        assert orch.wait_for_completion(60)
+        tasks = _run_chain(orch, 6)
     lines = [str(w.message) for w in caught if issubclass(w.category, MemoryBudgetWarning)]
     assert len(lines) == 1 and "no journal" in lines[0] and "nothing is dropped" in lines[0]
     assert orch.memory_stats()["dropped"] == 0
@@ -354,9 +358,7 @@ def test_without_a_journal_nothing_is_dropped_and_one_line_says_so(make_orch):
 
 def test_no_budget_keeps_every_result(make_orch, tmp_path):
     orch = make_orch(2, journal=tmp_path / "j.sqlite", memory_limit=None)
-    tasks = _chain(orch, 4)
-    orch.start_execution()
-    assert orch.wait_for_completion(60)
+    tasks = _run_chain(orch, 4)
     assert all(t.result._entry is None for t in tasks)
 
 
@@ -451,9 +453,7 @@ def test_the_size_bound_never_prunes_a_pinned_result(tmp_path):
 
 def test_results_the_budget_may_read_back_are_pinned_in_the_journal(make_orch, tmp_path):
     orch = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=300_000)
-    tasks = _chain(orch, 3)
-    orch.start_execution()
-    assert orch.wait_for_completion(60)
+    tasks = _run_chain(orch, 3)
     recorder = orch._engine.recorder
     recorder.journal.flush(5)
     run = orch.journal_run
@@ -492,9 +492,7 @@ def test_spill_files_do_not_outlive_the_process(tmp_path):
 
 def test_clearing_the_journal_keeps_the_runs_of_results_it_may_read_back(make_orch, tmp_path):
     orch = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=300_000)
-    tasks = _chain(orch, 4)
-    orch.start_execution()
-    assert orch.wait_for_completion(60)
+    tasks = _run_chain(orch, 4)
     orch.stop_execution()
     old = TaskOrchestrator(1, journal=tmp_path / "j.sqlite", memory_limit=None)
     old.create_task("other", func=lambda: 1)

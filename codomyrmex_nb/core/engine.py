@@ -326,14 +326,12 @@ class Engine:
                     budget.pause(self._go_on)  # before taking a task (no timeout runs meanwhile)
                     continue
                 outcome = self._execute(run)
-                prepared = None
-                recorder = self.recorder
-                if recorder is not None and outcome.ok and not run.abandoned:
-                    prepared = recorder.prepare_result(run.rec, outcome.value)  # no lock held
-                held = None
-                if self.budget is not None and outcome.ok and not run.abandoned \
-                        and self.budget.limit is not None:
-                    held = self._store.measure(run.rec, outcome.value, prepared)
+                if outcome.ok and not run.abandoned:  # a result to keep: readied with no lock held
+                    recorder, budget = self.recorder, self.budget
+                    if recorder is not None:
+                        prepared = recorder.prepare_result(run.rec, outcome.value)
+                    if budget is not None and budget.limit is not None:
+                        held = self._store.measure(run.rec, outcome.value, prepared)
         finally:
             with self.lock:
                 if run is not None:  # taken but never recorded (this thread is being torn down)

@@ -168,7 +168,7 @@ class Entry:
         self.gone = False  # no longer the task's result: out of the accounting
         self.source: Any = (None, None)  # what the loader reads it back from (the engine's)
 
-    def read(self, result: Any, handed: bool) -> Any:
+    def read(self, handed: bool) -> Any:
         """The value (read back if dropped); ``handed``: user code gets it."""
         return self.budget.read(self, handed)
 

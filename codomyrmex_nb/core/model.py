@@ -271,7 +271,7 @@ class TaskResult:
         large one may have been dropped from RAM: it is read back from the journal here,
         and counts as handed to user code (kept while user code holds it)."""
         entry = self._entry
-        return self._data if entry is None else entry.read(self, True)
+        return self._data if entry is None else entry.read(True)
 
     @data.setter
     def data(self, value: Any) -> None:
@@ -285,7 +285,7 @@ class TaskResult:
         """``data`` for the engine's own readers (a downstream task's upstream value): read
         back if dropped, but not counted as handed to user code."""
         entry = self._entry
-        return self._data if entry is None else entry.read(self, False)
+        return self._data if entry is None else entry.read(False)
 
     def snapshot_data(self) -> Any:
         """Under the engine lock: the value, or a ``LazyData`` for a budgeted result (a

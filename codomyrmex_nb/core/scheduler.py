@@ -347,6 +347,13 @@ class Scheduler:
                                           "restored_from": source, "recorded_at": when})
         rec.completed_at = self.last_end = now
         self._move(rec, COMPLETED, "restored", execution_time=0.0)
+        self._completed_upstream(rec, now)
+
+    def _completed_upstream(self, rec: Record, now: float) -> None:
+        """``rec`` just completed (ran or restored): each pending dependent has one unmet
+        upstream task fewer (ready at none), or counts a success for its trigger rule. A
+        dependent not settled yet (later in the batch a restore is settling) counts when it is:
+        its ``unmet`` may still be 0, its tally None."""
         for down in rec.downs:
             if down.status is PENDING and down.retry_token is None:
                 if down.rule is None:
@@ -824,14 +831,7 @@ class Scheduler:
             rec.result = self._result(rec, True, elapsed, attempt, data=value)
             rec.result.logs, rec.result.displays = logs, displays
             self._ended(rec, COMPLETED, now)
-            for down in rec.downs:
-                if down.status is PENDING and down.retry_token is None:
-                    if down.rule is None:
-                        down.unmet -= 1
-                        if down.unmet == 0:
-                            self._make_ready(down, now)
-                    elif self._rule_step(down, _SUCCESS, now):
-                        self._skip_downstream(down, now)
+            self._completed_upstream(rec, now)
         else:
             self._failed(rec, error, tb, elapsed, attempt, now, unbound=unbound)
             rec.result.logs, rec.result.displays = logs, displays

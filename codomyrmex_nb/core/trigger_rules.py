@@ -87,8 +87,16 @@ def decide(rule: str, total: int, success: int, failed: int, upstream_failed: in
         if skipped:
             return NOT_NEEDED
         return FIRE if success == total else WAIT
-    if rule == "all_done" or rule == "always":
-        return FIRE if done else WAIT
+    vetoes = {  # rules that fire once every upstream task ended, unless an outcome rules them out
+        "all_done": (0, None), "always": (0, None),
+        "none_failed": (bad, UPSTREAM_FAILED),
+        "all_failed": (success + skipped, NOT_NEEDED),
+        "all_skipped": (success + bad, NOT_NEEDED),
+        "none_skipped": (skipped, NOT_NEEDED),
+    }
+    if rule in vetoes:
+        ruled_out, verdict = vetoes[rule]
+        return verdict if ruled_out else (FIRE if done else WAIT)
     if rule == "one_failed":
         return FIRE if bad else (NOT_NEEDED if done else WAIT)
     if rule == "one_success":
@@ -99,26 +107,10 @@ def decide(rule: str, total: int, success: int, failed: int, upstream_failed: in
         return NOT_NEEDED if skipped == total else UPSTREAM_FAILED
     if rule == "one_done":
         return FIRE if success or failed else (NOT_NEEDED if done else WAIT)
-    if rule == "none_failed":
-        if bad:
-            return UPSTREAM_FAILED
-        return FIRE if done else WAIT
     if rule == "none_failed_min_one_success":
         if bad:
             return UPSTREAM_FAILED
         if skipped == total:
-            return NOT_NEEDED
-        return FIRE if done else WAIT
-    if rule == "all_failed":
-        if success or skipped:
-            return NOT_NEEDED
-        return FIRE if done else WAIT
-    if rule == "all_skipped":
-        if success or bad:
-            return NOT_NEEDED
-        return FIRE if done else WAIT
-    if rule == "none_skipped":
-        if skipped:
             return NOT_NEEDED
         return FIRE if done else WAIT
     if rule == "all_done_min_one_success":
