@@ -164,3 +164,17 @@ def test_tasks_pickled_before_the_new_fields_still_load():
     del task.retry_on, task.description  # as pickled by the class that had no such fields
     back = pickle.loads(pickle.dumps(task))
     assert (back.name, back.max_retries, back.retry_on, back.description) == ("t", 2, None, "")
+
+
+def test_a_task_pickled_before_the_newer_fields_unpickles_with_their_defaults():
+    """A task pickled by an earlier version (a journal, a saved object) lacks the slots
+    added since: ``retry_on``, ``description``, ``trigger_rule``, ``watch``."""
+    task = Task(name="old", func=print)
+    cls, args, (_, slots) = task.__reduce_ex__(2)[:3]
+    for newer in ("retry_on", "description", "trigger_rule", "_watch"):
+        slots.pop(newer, None)
+    old = args[0].__new__(args[0]) if cls.__name__ == "__newobj__" else cls(*args)
+    old.__setstate__((None, slots))
+    assert old.retry_on is None and old.description == ""
+    assert old.trigger_rule == "all_success" and old.watch == []
+    assert old.to_dict()["trigger_rule"] == "all_success"

@@ -704,8 +704,10 @@ class Task:
         return f"Task(name={self.name!r}, status={self.status.value}, id={self.id[:8]})"
 
     def __setstate__(self, state: Any) -> None:
-        """Unpickle, tasks pickled before ``retry_on`` and ``description`` existed included."""
+        """Unpickle, tasks pickled before ``retry_on``, ``description``, ``trigger_rule``
+        and ``watch`` existed included (the defaults of fields their state lacks)."""
         self.retry_on, self.description = None, ""
+        self.trigger_rule, self._watch = DEFAULT_RULE, None
         _set_slots(self, state)
 
     # -- serialisation ----------------------------------------------------------
