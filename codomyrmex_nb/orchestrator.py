@@ -32,6 +32,7 @@ from .core.peek import TAIL, OutputSoFar, output_so_far
 from .core.recorder import Recorder, journal_setting
 from .core.scheduler import Record
 from .core.snapshot import Snapshot, paused_gc
+from .core.trigger_rules import DEFAULT as DEFAULT_RULE
 
 S = TaskStatus
 
@@ -174,7 +175,7 @@ class TaskOrchestrator:
                     metadata: dict[str, Any] | None = None,
                     func: Callable[..., Any] | None = None, cache: bool = False, *,
                     retry_on: Any = None, description: str = "",
-                    trigger_rule: str = "all_success",
+                    trigger_rule: str = DEFAULT_RULE,
                     watch: list[str] | None = None) -> Task:
         """Build a task and add it; returns the Task (its ``id`` names it later).
 
