@@ -345,10 +345,7 @@ class _Kept:
         parts: list[str] = []
         size = 0
         with self.mutex:
-            note = []
-            if self.dropped:  # as ``text`` writes it: on a line of its own
-                cut = "\n" if self.head and not self.head[-1].endswith("\n") else ""
-                note = [cut + dropped_note(self.dropped, self.dropped_lines, self.limit)]
+            note = [self._note()] if self.dropped else []
             for piece in _backwards(self.line, self.tail, note, self.head):
                 parts.append(piece)
                 size += len(piece)
@@ -357,13 +354,17 @@ class _Kept:
         text = "".join(reversed(parts))
         return text[-limit:] if limit > 0 else ""
 
+    def _note(self) -> str:
+        """The dropped-part note on a line of its own, as ``text`` and ``last`` show it
+        (under ``mutex``)."""
+        cut = "\n" if self.head and not self.head[-1].endswith("\n") else ""
+        return cut + dropped_note(self.dropped, self.dropped_lines, self.limit)
+
     def text(self) -> str:
         with self.mutex:
             parts = list(self.head)
             if self.dropped:
-                if parts and not parts[-1].endswith("\n"):
-                    parts.append("\n")
-                parts.append(dropped_note(self.dropped, self.dropped_lines, self.limit))
+                parts.append(self._note())
             parts.extend(self.tail)
             parts.extend(self.line)
         return "".join(parts)

@@ -556,11 +556,11 @@ def _feed_module(h: Any, module: types.ModuleType, ctx: _Ctx,
             _feed_reached(h, value, ctx, f"{label}.{attr}")
 
 
-_MISSING = object()
-
-
+_MISSING = object()  # an attribute the code loads that the module lacks (``_feed_module``)
 _CODE_TYPES = (types.FunctionType, types.MethodType, types.BuiltinFunctionType,
                types.ModuleType, functools.partial, type)
+
+
 def _is_code(value: object) -> bool:
     return isinstance(value, _CODE_TYPES)
 

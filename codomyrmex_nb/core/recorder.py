@@ -291,21 +291,13 @@ class Recorder:
                                   task.action, True, memo)
         else:
             code = self._known_code(func, task.cache)  # plain functions only: no custom hook
-        rule = task.trigger_rule  # part of the definition; the default adds nothing
         if code is None:
             custom = getattr(func, "__codo_fingerprint__", None)
             if callable(custom):
-                code = custom(upstream_names)
-                if rule is not DEFAULT_RULE:
-                    code = f"{code};trigger_rule={rule}"
-                if task._watch:
-                    code = f"{code};watch:{watch_digest(task._watch)}"
-                return task_fingerprint(code, task.parameters, upstream, upstream=ups)
+                return task_fingerprint(_with_inputs(custom(upstream_names), task),
+                                        task.parameters, upstream, upstream=ups)
             code = self._code_for(func, task.module, task.action, task.cache, memo)
-        if rule is not DEFAULT_RULE:
-            code = f"{code};trigger_rule={rule}"
-        if task._watch:  # declared inputs: files' contents, variables' values, read now
-            code = f"{code};watch:{watch_digest(task._watch)}"
+        code = _with_inputs(code, task)
         params = task.parameters
         if not params or all(type(v) in _SCALARS for v in params.values()):
             # The common case, plain values: one hash of their exact reprs (no generic walk).
@@ -584,6 +576,17 @@ class Recorder:
                                                          if len(names) > 5 else "")
         return (f"restored {len(names)} finished task{'s' * (len(names) != 1)} from {self.origin()} "
                 f"({shown}); --fresh (or orchestrator.rerun) recomputes")
+
+
+def _with_inputs(code: str, task: Task) -> str:
+    """``code`` plus what else defines the task: a trigger rule other than the default (so
+    no existing fingerprint changes) and the files and variables it ``watch``es, read now."""
+    rule = task.trigger_rule
+    if rule is not DEFAULT_RULE:
+        code = f"{code};trigger_rule={rule}"
+    if task._watch:
+        code = f"{code};watch:{watch_digest(task._watch)}"
+    return code
 
 
 def _all_completed(ups: list[tuple[str, str]], found: Mapping[str, Any],
