@@ -114,11 +114,8 @@ class Engine:
         if recorder is not None:
             recorder.resolve = self.actions.resolve  # actions are fingerprinted by their code
             budget = self.budget
-            recorder.on_commit = None if budget is None else budget.committed
-            recorder.on_upkeep = None if budget is None else budget.release
-            if recorder._journal is not None:
-                recorder._journal.on_commit = recorder.on_commit
-                recorder._journal.on_upkeep = recorder.on_upkeep
+            recorder.use_hooks(None if budget is None else budget.committed,
+                               None if budget is None else budget.release)
 
     def use_recorder(self, recorder: Recorder | None) -> None:
         """Switch journals (while idle); the old one commits and closes."""

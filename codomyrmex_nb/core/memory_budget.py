@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import DROPPED, TaskStatus
+from .recorder import pickled_at_least  # containers: a few levels, each object once
 
 __all__ = ["DEFAULT", "MIN_SIZE", "MemoryBudget", "MemoryBudgetWarning", "ResultUnavailable",
            "estimate", "parse_limit", "physical_memory"]
@@ -141,7 +142,6 @@ def estimate(value: Any) -> int:
     if pd is not None and isinstance(value, pd.DataFrame | pd.Series):
         usage = value.memory_usage(deep=False)
         return int(usage.sum() if hasattr(usage, "sum") else usage)
-    from .recorder import pickled_at_least  # containers: a few levels, each object once
     try:
         return max(sys.getsizeof(value), pickled_at_least(value))
     except Exception:  # noqa: BLE001 - an odd __sizeof__: count nothing

@@ -189,14 +189,22 @@ class Recorder:
         if resume is not False:
             self.look_for_resume()
 
+    def use_hooks(self, on_commit: Callable[[list[tuple[Any, ...]]], None] | None,
+                  on_upkeep: Callable[[bool], set[tuple[int, str]]] | None) -> None:
+        """The memory budget's hooks: on this recorder and on its journal, open or not."""
+        self.on_commit, self.on_upkeep = on_commit, on_upkeep
+        journal = self._journal
+        if journal is not None:
+            journal.on_commit, journal.on_upkeep = on_commit, on_upkeep
+
     @property
     def journal(self) -> Journal:
         """The open journal (opened on first use, again after ``close``)."""
         journal = self._journal
         if journal is None:
             journal = Journal(self.path)
-            journal.pinned, journal.on_commit = self.pinned, self.on_commit
-            journal.on_upkeep = self.on_upkeep
+            journal.pinned = self.pinned
+            journal.on_commit, journal.on_upkeep = self.on_commit, self.on_upkeep
             self._journal = journal
         return journal
 
