@@ -555,9 +555,7 @@ def test_two_processes_writing_one_journal_keep_it_intact(tmp_path):
     with raw(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         for tag, run in zip(("a", "b"), runs, strict=True):
-            seqs = [row[1] for blob, in conn.execute(
-                "SELECT rows FROM packed WHERE run_id = ? AND kind = 'transitions'", (run,))
-                for row in marshal.loads(blob)]
+            seqs = [row[1] for row in stored_transitions(conn, run)]
             assert sorted(seqs) == list(range(2000))
             rows = conn.execute("SELECT task_id, blob FROM results WHERE run_id = ?",
                                 (run,)).fetchall()
@@ -569,6 +567,17 @@ def test_two_processes_writing_one_journal_keep_it_intact(tmp_path):
         order = [run for (run,) in conn.execute("SELECT run_id FROM results ORDER BY rowid")]
     switches = sum(1 for before, after in zip(order, order[1:], strict=False) if before != after)
     assert switches >= 2  # the two really wrote at the same time
+
+
+def stored_transitions(conn: sqlite3.Connection, run: int) -> list[tuple]:
+    """A run's transition rows as stored (version-3 rows and "tasks" columns), unverified."""
+    rows = []
+    for kind, blob in conn.execute("SELECT kind, rows FROM packed WHERE run_id = ? AND kind "
+                                   "IN ('transitions', 'tasks') ORDER BY rowid", (run,)):
+        data = marshal.loads(blob)
+        rows.extend(journal_tables.task_rows(run, data, "transitions") if kind == "tasks"
+                    else data)
+    return rows
 
 
 KILLED = textwrap.dedent("""

@@ -145,7 +145,7 @@ def test_a_flipped_bit_or_a_blob_moved_to_another_fingerprint_is_never_read(tmp_
     flip_a_bit(path, "results", "blob", "run_id = ? AND fingerprint = 'fp'", second)
     flip_a_bit(path, "results", "blob", "fingerprint = 'fpW'")
     stored(path, "UPDATE results SET fingerprint = 'fpV' WHERE fingerprint = 'fpU'")
-    flip_a_bit(path, "packed", "rows", "run_id = ? AND kind = 'transitions'", second)
+    flip_a_bit(path, "packed", "rows", "run_id = ? AND kind = 'tasks'", second)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         with Journal(path) as journal:

@@ -75,7 +75,9 @@ from .journal_tables import (
     RUN_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
+    SIGNED_SINCE,
     TABLES,
+    TASKS,
     UPDATE_END,
     UPDATE_SUMMARY,
     RunSummary,
@@ -86,6 +88,8 @@ from .journal_tables import (
     migrate_unsigned,
     migrate_v1,
     pack,
+    pack_tasks,
+    plain_statuses,
     unpack,
 )
 from .journal_upkeep import (
@@ -264,6 +268,7 @@ class Journal:
         self._defs_q: deque[tuple[Any, ...]] = deque()
         self._trans_q: deque[tuple[Any, ...]] = deque()
         self._results_q: deque[tuple[Any, ...]] = deque()
+        self._small_q: deque[tuple[Any, ...]] = deque()  # small results, packed (journal_tables)
         self._sync_q: deque[tuple[Any, ...]] = deque()  # (action, event, box)
         self._idle = False  # the writer waits for a first record: wake it
         self._wake = threading.Event()
@@ -273,6 +278,7 @@ class Journal:
         self._defs: list[tuple[Any, ...]] = []
         self._trans: list[tuple[Any, ...]] = []
         self._results: list[tuple[Any, ...]] = []
+        self._small: list[tuple[Any, ...]] = []
         self._ends: list[tuple[Any, ...]] = []
         self._open_runs: set[int] = set()
         self._summaries: dict[int, RunSummary] = {}  # run id -> its summary, while it is written
@@ -450,7 +456,7 @@ class Journal:
             version = conn.execute("PRAGMA user_version").fetchone()[0]  # in the transaction
             if version == 1:
                 migrate_v1(conn)
-            if version < SCHEMA_VERSION:  # written before signing: never read back
+            if version < SIGNED_SINCE:  # written before signing: never read back
                 unsigned = migrate_unsigned(conn)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -539,6 +545,16 @@ class Journal:
                 mac = self.signer.result(fingerprint or "", blob)  # type: ignore[union-attr]
         self._queue(self._results_q,
                     (run_id, task_id, name, fingerprint, blob, error, time, mac))
+
+    def small_result(self, run_id: int, task_id: str, name: str, fingerprint: str | None,
+                     value: Any, time: float) -> None:
+        """A completed task's small result (``journal_tables.is_small``: None, a number, a
+        short string or bytes), stored as itself in its run's packed row of the commit,
+        covered by that row's MAC: no pickle, no row and no MAC of its own."""
+        if self.enabled:
+            self._small_q.append((run_id, task_id, name, fingerprint, value, time))
+            if self._idle:
+                self._wake.set()
 
     def too_large(self, size: int) -> str:
         """Why a result of ``size`` bytes is not stored."""
@@ -782,7 +798,7 @@ class Journal:
     def _writer(self) -> None:
         interval = self._interval
         wake, sync = self._wake, self._sync_q
-        sources = (self._ends_q, self._defs_q, self._trans_q, self._results_q)
+        sources = (self._ends_q, self._defs_q, self._trans_q, self._results_q, self._small_q)
         pending = 0
         last_commit = -math.inf
         while True:
@@ -832,7 +848,7 @@ class Journal:
         moved = 0
         for source, target in ((self._ends_q, self._ends), (self._defs_q, self._defs),
                                (self._trans_q, self._trans),
-                               (self._results_q, self._results)):
+                               (self._results_q, self._results), (self._small_q, self._small)):
             count = len(source)
             if count:
                 pop = source.popleft
@@ -935,7 +951,7 @@ class Journal:
         finally:
             for _, _, run_id in self._ends:
                 self._summaries.pop(run_id, None)
-            for rows in (self._defs, self._trans, self._results, self._ends):
+            for rows in (self._defs, self._trans, self._results, self._small, self._ends):
                 rows.clear()
             self._bad = []
         try:
@@ -945,27 +961,57 @@ class Journal:
         return True
 
     def _pack(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """The batch's definitions and transitions as one packed row per run and kind, and
-        the summaries of the runs they touch (rows that cannot be packed go to ``_bad``)."""
+        """The batch's transitions, definitions and small results as one ``"tasks"`` row
+        per run (``pack_tasks``), and the summaries of the runs they touch. A run's rows
+        that do not fit the columns are packed the version-3 way, one row per kind (rows
+        that cannot be packed at all go to ``_bad``)."""
         packed: list[tuple[Any, ...]] = []
         touched: dict[int, RunSummary] = {}
-        for kind, rows in (("definitions", self._defs), ("transitions", self._trans)):
-            for run_id, run_rows in by_run(rows).items():
-                blob, run_rows, dropped = pack(run_rows)
-                self._bad.extend(dropped)
-                if not run_rows:
-                    continue
-                mac = self.signer.packed(run_id, kind, blob)  # type: ignore[union-attr]
-                packed.append((run_id, kind, blob, mac))  # one MAC per run and kind per commit
-                summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
-                if kind == "definitions":
-                    summary.define(run_rows)
-                else:
-                    summary.follow(run_rows)
+        signer = self.signer
+        assert signer is not None
+        trans, defs, small = by_run(self._trans), by_run(self._defs), by_run(self._small)
+        for run_id in {**trans, **defs, **small}:
+            summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
+            run_trans, run_defs = trans.get(run_id, []), defs.get(run_id, [])
+            run_small = small.get(run_id, [])
+            try:
+                blob, (ids, statuses, last), defined = pack_tasks(run_trans, run_defs,
+                                                                  run_small)
+            except (TypeError, ValueError, KeyError, OverflowError):
+                blob = None
+            if blob is None:
+                self._pack_rows(run_id, run_trans, run_defs, run_small, packed, summary)
+            else:  # one MAC per run per commit
+                packed.append((run_id, TASKS, blob, signer.packed(run_id, TASKS, blob)))
+                summary.define_columns(defined)
+                summary.follow_columns(ids, statuses, last)
+            if run_small:
+                summary.saw(max(row[5] for row in run_small))
         for row in self._results:
             summary = touched[row[0]] = touched.get(row[0]) or self._summary(row[0])
             summary.saw(row[6])
         return packed, [(*s.row(), run_id) for run_id, s in touched.items()]
+
+    def _pack_rows(self, run_id: int, transitions: list[tuple[Any, ...]],
+                   definitions: list[tuple[Any, ...]], small: list[tuple[Any, ...]],
+                   packed: list[tuple[Any, ...]], summary: RunSummary) -> None:
+        """The version-3 way, for rows the columns cannot hold: a row per kind."""
+        signer = self.signer
+        assert signer is not None
+        for kind, rows in (("definitions", definitions),
+                           ("transitions", plain_statuses(transitions))):
+            blob, rows, dropped = pack(rows)
+            self._bad.extend(dropped)
+            if rows:
+                packed.append((run_id, kind, blob, signer.packed(run_id, kind, blob)))
+                summary.define(rows) if kind == "definitions" else summary.follow(rows)
+        if small:
+            try:
+                blob = pack_tasks([], [], small)[0]
+            except (TypeError, ValueError, KeyError, OverflowError) as exc:
+                self._bad.append(f"{exc}: {small[0]!r}"[:200])
+                return
+            packed.append((run_id, TASKS, blob, signer.packed(run_id, TASKS, blob)))
 
     def _summary(self, run_id: Any) -> RunSummary:
         """The run's summary; for a run this writer has not seen yet, rebuilt from the file

@@ -15,6 +15,21 @@ its ``mac`` column and each run the id of the key it was written with (``key_id`
 ``unpack`` unmarshals only rows whose MAC verifies. ``migrate_unsigned`` brings a file
 written before signing (version 1 or 2) to this layout: its old rows keep no MAC and
 are never read back (their runs' summaries stay, for the history).
+
+**Columns (version 4).** Since version 4 a commit stores one ``packed`` row per run of
+kind ``"tasks"`` (``pack_tasks``): its transitions, definitions and small results as
+columns, not rows. Sequence numbers and times are arrays of machine numbers (``array``,
+little-endian), statuses a byte each, task ids and names ``marshal``'s shared
+references: no tuple per transition is built, marshalled or folded into the summary in
+Python (the summary folds the columns with C-level dict and ``Counter`` calls). Reading
+back rebuilds exactly the rows ``transitions`` and ``definitions`` gave before. A
+*small result* (``SMALL_TYPES``: None, a bool, a number, a string or bytes of at most
+``SMALL_MAX`` characters) is stored in that row as the value itself, with its task,
+fingerprint and time: no pickle, no row of its own, no result MAC (the packed row's MAC
+covers it; nothing in it is unmarshalled before that MAC verifies). A batch the columns
+cannot hold (a status outside ``STATUSES``, a time that is not a number) is written the
+version-3 way, one ``"transitions"`` / ``"definitions"`` row each, which every reader
+still reads: a version-3 file needs no conversion.
 """
 
 from __future__ import annotations
@@ -22,11 +37,17 @@ from __future__ import annotations
 import functools
 import marshal
 import sqlite3
+import sys
+from array import array
+from collections import Counter
+from itertools import repeat
 from typing import Any
 
+from .model import TaskStatus
 from .signing import Signer
 
-SCHEMA_VERSION = 3         # 3: signed blobs (mac columns, runs.key_id)
+SCHEMA_VERSION = 4         # 3: signed blobs (mac columns, runs.key_id); 4: "tasks" columns
+SIGNED_SINCE = 3           # files of an older version were written before signing
 MARSHAL_VERSION = 4        # packed rows: a format every Python 3 since 3.4 reads
 CHUNK = 2**20              # a larger blob is written in chunks, letting other threads run
 
@@ -48,6 +69,16 @@ DROP INDEX IF EXISTS results_fingerprint;
 TABLES = ("packed", "results", "runs")  # what a run is made of (pruning, clearing)
 
 INSERT_PACKED = "INSERT INTO packed VALUES (?, ?, ?, ?)"
+TASKS = "tasks"            # the packed kind of version 4: transitions, definitions, small results
+LAYOUT = 1                 # the first item of a "tasks" blob: how its columns are laid out
+# Status codes of the "tasks" columns (a byte each): fixed for good, append only.
+STATUSES = (None, "pending", "ready", "running", "completed", "failed", "cancelled", "skipped")
+_CODE: dict[Any, int] = {**{s: i for i, s in enumerate(STATUSES)},
+                         **{s: STATUSES.index(s.value) for s in TaskStatus}}
+_NAME: dict[Any, Any] = {**{s: s for s in STATUSES}, **{s: s.value for s in TaskStatus}}
+SMALL_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+SMALL_MAX = 256            # characters of a small string or bytes; bytes of a small int
+_SWAP = sys.byteorder != "little"  # the columns are little-endian whatever the machine
 UPDATE_SUMMARY = "UPDATE runs SET tasks = ?, completed = ?, failed = ?, last_time = ? " \
     "WHERE run_id = ?"
 RUN_COLUMNS = "run_id, started, ended, status, tasks, completed, failed, last_time, pid, pstarted"
@@ -94,6 +125,22 @@ class RunSummary:
         self.failed += failed
         self.last = last
 
+    def define_columns(self, ids: tuple[Any, ...]) -> None:
+        status = self.status
+        status.update(dict.fromkeys(set(ids) - status.keys()))
+
+    def follow_columns(self, ids: tuple[Any, ...], statuses: Any, last: float | None) -> None:
+        """``follow`` on columns (task ids, their new status names, the latest time), at C
+        speed: the counts move by what the touched tasks' latest status was and is."""
+        status = self.status
+        touched = dict.fromkeys(ids)
+        before = Counter(map(status.get, touched))
+        status.update(zip(ids, statuses, strict=False))
+        after = Counter(map(status.get, touched))
+        self.completed += after["completed"] - before["completed"]
+        self.failed += after["failed"] - before["failed"]
+        self.saw(last)
+
     def saw(self, when: float | None) -> None:
         if when is not None and (self.last is None or when > self.last):
             self.last = when
@@ -125,17 +172,102 @@ def _add_columns(conn: sqlite3.Connection, table: str, columns: tuple[str, ...])
 
 def unpack(conn: sqlite3.Connection, run_id: int, kind: str,
            signer: Signer) -> tuple[list[tuple[Any, ...]], int]:
-    """A run's packed rows of one kind, in the order they were written, and how many
-    packed blobs were skipped because their MAC does not verify (never unmarshalled)."""
+    """A run's rows of one kind (``"transitions"``, ``"definitions"``, or ``"results"``:
+    its small results), in the order they were written, each starting with the run id,
+    from version-3 rows of that kind and ``"tasks"`` columns alike; and how many packed
+    blobs were skipped because their MAC does not verify (never unmarshalled)."""
     rows: list[tuple[Any, ...]] = []
     skipped = 0
-    for blob, mac in conn.execute("SELECT rows, mac FROM packed WHERE run_id = ? AND kind = ? "
-                                  "ORDER BY rowid", (run_id, kind)):
-        if signer.packed_ok(run_id, kind, blob, mac):
-            rows.extend(marshal.loads(blob))
-        else:
+    for stored, blob, mac in conn.execute(
+            "SELECT kind, rows, mac FROM packed WHERE run_id = ? AND kind IN (?, ?) "
+            "ORDER BY rowid", (run_id, kind, TASKS)):
+        if not signer.packed_ok(run_id, stored, blob, mac):
             skipped += 1
+        elif stored == TASKS:
+            rows.extend(task_rows(run_id, marshal.loads(blob), kind))
+        else:
+            rows.extend(marshal.loads(blob))
     return rows, skipped
+
+
+def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, ...]],
+               small: list[tuple[Any, ...]]) -> tuple[bytes, tuple[Any, ...], tuple[Any, ...]]:
+    """One run's rows of a commit as a ``"tasks"`` blob, with the columns the summary
+    folds: (blob, (task ids, status names, latest time) of the transitions, definition
+    task ids). Raises (TypeError, ValueError, KeyError, OverflowError) when the rows
+    do not fit the columns; the caller then writes them the version-3 way."""
+    if transitions:
+        _, seqs, times, ids, names, previous, statuses, details = zip(*transitions, strict=False)
+        seq_col, time_col = array("q", seqs), array("d", times)
+        prev_col = bytes(map(_CODE.__getitem__, previous))
+        status_col = bytes(map(_CODE.__getitem__, statuses))
+        hash(ids)  # every task id keys the run's summary
+        if details.count(None) == len(details):
+            details = None
+        last: float | None = max(time_col)
+        folded = (ids, tuple(map(_NAME.__getitem__, statuses)), last)
+    else:
+        seq_col, time_col, ids, names, prev_col, status_col, details = \
+            array("q"), array("d"), (), (), b"", b"", None
+        folded = ((), (), None)
+    d_ids = d_names = d_fps = ()
+    if definitions:
+        _, d_ids, d_names, d_fps = zip(*definitions, strict=False)
+        hash(d_ids)
+    r_ids = r_names = r_fps = r_values = ()
+    r_times = array("d")
+    if small:
+        _, r_ids, r_names, r_fps, r_values, times_ = zip(*small, strict=False)
+        r_times = array("d", times_)
+    columns = (LAYOUT, _bytes(seq_col), _bytes(time_col), ids, names, prev_col, status_col,
+               details, d_ids, d_names, d_fps, r_ids, r_names, r_fps, r_values,
+               _bytes(r_times))
+    return marshal.dumps(columns, MARSHAL_VERSION), folded, d_ids
+
+
+def _bytes(column: array) -> bytes:
+    if _SWAP:
+        column.byteswap()
+    return column.tobytes()
+
+
+def _numbers(kind: str, data: bytes) -> array:
+    column = array(kind)
+    column.frombytes(data)
+    if _SWAP:
+        column.byteswap()
+    return column
+
+
+def task_rows(run_id: int, columns: tuple[Any, ...], kind: str) -> list[tuple[Any, ...]]:
+    """The rows of one kind (as ``unpack`` gives them) that a ``"tasks"`` blob holds."""
+    if not columns or columns[0] != LAYOUT:
+        return []  # a layout of a later version: not ours to read
+    (_, seqs, times, ids, names, previous, statuses, details, d_ids, d_names, d_fps,
+     r_ids, r_names, r_fps, r_values, r_times) = columns
+    run = repeat(run_id)
+    if kind == "transitions":
+        status = STATUSES.__getitem__
+        return list(zip(run, _numbers("q", seqs), _numbers("d", times), ids, names,
+                        map(status, previous), map(status, statuses),
+                        repeat(None) if details is None else details, strict=False))
+    if kind == "definitions":
+        return list(zip(run, d_ids, d_names, d_fps, strict=False))
+    if kind == "results":  # (run, task id, name, fingerprint, value, time)
+        return list(zip(run, r_ids, r_names, r_fps, r_values, _numbers("d", r_times), strict=False))
+    return []
+
+
+def is_small(value: Any) -> bool:
+    """Whether a result is stored in its run's packed row, as itself (``SMALL_TYPES``)."""
+    kind = type(value)
+    if kind not in SMALL_TYPES:
+        return False
+    if kind is str or kind is bytes:
+        return len(value) <= SMALL_MAX
+    if kind is int:
+        return value.bit_length() <= SMALL_MAX * 8
+    return True
 
 
 def migrate_v1(conn: sqlite3.Connection) -> None:
@@ -223,6 +355,20 @@ def by_run(rows: list[tuple[Any, ...]]) -> dict[Any, list[tuple[Any, ...]]]:
     for row in rows:
         grouped.setdefault(row[0], []).append(row)
     return grouped
+
+
+def plain_statuses(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Transition rows with their statuses as names (producers may queue TaskStatus
+    members), for the version-3 rows; a status of no known kind is kept as it is."""
+    plain = []
+    for row in rows:
+        previous, status = row[5], row[6]
+        try:
+            previous, status = _NAME.get(previous, previous), _NAME.get(status, status)
+        except TypeError:  # unhashable: pack() drops the row and says why
+            pass
+        plain.append((*row[:5], previous, status, *row[7:]))
+    return plain
 
 
 def pack(rows: list[tuple[Any, ...]]) -> tuple[bytes, list[tuple[Any, ...]], list[str]]:
