@@ -657,3 +657,121 @@ def test_a_large_journal_is_opened_without_reading_it_all(tmp_path, monkeypatch)
         fresh = Journal(path)
     assert fresh.enabled and fresh.last_run() is None and journal_warnings(record)
     fresh.close()
+
+
+# -- format 4: columns and small results ------------------------------------------------------------
+
+
+def test_transitions_come_back_exactly_from_the_columns_or_the_old_rows(make_journal):
+    journal = make_journal()
+    run = journal.begin_run()
+    from codomyrmex_nb.core.model import TaskStatus as S  # the engine queues its members
+    journal.transition(run, 5, 20.5, "a", "load", None, S.PENDING, None)
+    journal.transition(run, 7, 21, "a", "load", S.PENDING, S.READY, "why")
+    assert journal.flush(10)
+    journal.transition(run, 9, None, "b", "b", None, "a status of another kind", None)
+    assert journal.flush(10)  # no time, an unknown status: written as version-3 rows
+    assert journal.transitions(run) == [(5, 20.5, "a", "load", None, "pending", None),
+                                        (7, 21.0, "a", "load", "pending", "ready", "why"),
+                                        (9, None, "b", "b", None, "a status of another kind",
+                                         None)]
+    with raw(journal.path) as conn:
+        kinds = [kind for (kind,) in conn.execute("SELECT kind FROM packed ORDER BY rowid")]
+    assert kinds == ["tasks", "transitions"]
+    assert journal.last_run().tasks == 2 and journal.last_run().last_time == 21.0
+
+
+def test_a_small_result_lives_in_its_runs_packed_row_and_is_restorable(make_journal):
+    journal = make_journal()
+    first = journal.begin_run()
+    journal.small_result(first, "t", "t", "fp", 41, 1.0)
+    journal.result(first, "u", "u", "fpU", b"pickled", None, 1.0)
+    journal.end_run(first)
+    second = journal.begin_run()
+    journal.small_result(second, "t", "t", "fp", None, 2.0)  # None is a result too
+    journal.small_result(second, "s", "s", "fpS", "short text", 2.0)
+    assert journal.flush(10)
+    with raw(journal.path) as conn:
+        assert conn.execute("SELECT name FROM results").fetchall() == [("u",)]
+    assert journal.restorable_signed(None, "fp") == (None, 2.0, journal_module.SMALL)
+    assert journal.restorable_signed(first, "fp") == (41, 1.0, journal_module.SMALL)
+    assert journal.restorable(second, "fpS") == (__import__("pickle").dumps("short text", 5), 2.0)
+    assert journal.restorable([first, second], "fpU") == (b"pickled", 1.0)
+    assert journal.restorable(second, "fpU") is None
+    journal.result(second, "t", "t", "fp", b"newer, pickled", None, 3.0)  # the newer one wins
+    assert journal.flush(10)
+    assert journal.restorable(None, "fp") == (b"newer, pickled", 3.0)
+    assert journal.last_run().last_time == 3.0
+
+
+def test_only_none_numbers_and_short_text_are_small():
+    small = journal_tables.is_small
+    assert all(small(v) for v in (None, True, 7, 2**100, 1.5, 1j, "x" * 256, b"y" * 256))
+    assert not any(small(v) for v in ("x" * 257, b"y" * 257, 2**5000, [1], (1,), {"a": 1},
+                                      bytearray(b"z"), type("Int", (int,), {})(3)))
+
+
+def small_answer(x):
+    return None if x == 0 else x * 2 if x < 3 else f"text {x}"
+
+
+def run_small_answers(path: Path, cache: bool = True) -> list:
+    from codomyrmex_nb import TaskOrchestrator
+
+    orch = TaskOrchestrator(1, journal=path)
+    try:
+        tasks = [orch.create_task(f"t{x}", func=small_answer, parameters={"x": x}, cache=cache)
+                 for x in range(5)]
+        orch.start_execution()
+        assert orch.wait_for_completion(30)
+    finally:
+        orch.stop_execution()
+    return tasks
+
+
+def test_small_results_of_a_run_are_restored_from_its_packed_row(tmp_path, monkeypatch):
+    from codomyrmex_nb.core import signing
+
+    path = tmp_path / "j.sqlite"
+    made = []
+    real = signing.Signer.result
+    monkeypatch.setattr(signing.Signer, "result", lambda self, fp, blob: made.append(fp)
+                        or real(self, fp, blob))
+    first = run_small_answers(path)
+    assert [t.result.data for t in first] == [None, 2, 4, "text 3", "text 4"]
+    assert made == []  # not pickled, not signed one by one: the packed row's MAC covers them
+    with raw(path) as conn:
+        assert conn.execute("SELECT count(*) FROM results").fetchone() == (0,)
+    again = run_small_answers(path)
+    assert [t.result.data for t in again] == [None, 2, 4, "text 3", "text 4"]
+    assert all(t.result.metadata.get("restored") for t in again)
+    assert all(len(t.attempts) == 0 for t in again)
+
+
+def test_a_damaged_packed_row_restores_no_small_result_and_is_never_unmarshalled(tmp_path,
+                                                                                monkeypatch):
+    path = tmp_path / "j.sqlite"
+    run_small_answers(path)
+    damaged = []
+    with raw(path) as conn:
+        for rowid, blob in conn.execute("SELECT rowid, rows FROM packed WHERE kind = 'tasks'"
+                                        ).fetchall():
+            flipped = bytearray(blob)
+            flipped[len(flipped) // 2] ^= 1
+            damaged.append(bytes(flipped))
+            conn.execute("UPDATE packed SET rows = ? WHERE rowid = ?", (damaged[-1], rowid))
+        conn.commit()
+    loads = []
+    monkeypatch.setattr(journal_tables.marshal, "loads",
+                        lambda data, real=journal_tables.marshal.loads: loads.append(data)
+                        or real(data))
+    monkeypatch.setattr(journal_module.marshal, "loads",
+                        lambda data, real=journal_module.marshal.loads: loads.append(data)
+                        or real(data))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        again = run_small_answers(path)
+    assert damaged and not any(blob in loads for blob in damaged)
+    assert [t.result.data for t in again] == [None, 2, 4, "text 3", "text 4"]
+    assert not any(t.result.metadata.get("restored") for t in again)  # they ran again
+    assert any("does not verify" in m for m in journal_warnings(record))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import marshal
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from codomyrmex_nb import Task, TaskOrchestrator, TaskPriority, TaskStatus
+from codomyrmex_nb.core import journal_tables
 from codomyrmex_nb.core.fingerprint import Unhashable
 from codomyrmex_nb.core.journal import Journal
 
@@ -239,11 +241,22 @@ def committed_results(path: Path, run: str = "max") -> set[str]:
     """Read the journal read-only: task names with a committed result blob in its last run."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT name FROM results WHERE blob IS NOT NULL AND run_id = "
-                            "(SELECT max(run_id) FROM runs)").fetchall()
+        [(last,)] = conn.execute("SELECT max(run_id) FROM runs").fetchall()
+        rows = stored_results(conn)
     finally:
         conn.close()
-    return {name for (name,) in rows}
+    return {name for run, name, _, value, error in rows if run == last and error is None}
+
+
+def stored_results(conn: sqlite3.Connection) -> list[tuple]:
+    """Every result the file holds, unverified: (run, name, fingerprint, blob or small value,
+    error); a small result lives in its run's packed "tasks" row (journal format 4)."""
+    rows = list(conn.execute("SELECT run_id, name, fingerprint, blob, error FROM results"))
+    for run, blob in conn.execute("SELECT run_id, rows FROM packed WHERE kind = 'tasks' "
+                                  "ORDER BY rowid"):
+        rows += [(run, name, fp, value, None) for _, _, name, fp, value, _ in
+                 journal_tables.task_rows(run, marshal.loads(blob), "results")]
+    return rows
 
 
 def as_if_dead(path: Path) -> None:
@@ -394,8 +407,7 @@ def test_an_unpicklable_result_is_recorded_as_such_and_the_run_goes_on(tmp_path)
         assert lock.status is S.COMPLETED and after.result.data == "lock"
         assert orch._engine.recorder.journal.flush(10)
         conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-        rows = dict(((n, (b, e)) for n, b, e in conn.execute(
-            "SELECT name, blob, error FROM results")))
+        rows = {n: (b, e) for _, n, _, b, e in stored_results(conn)}
         conn.close()
         blob, error = rows["lock"]
         assert blob is None and "pickle" in error.lower()
@@ -548,8 +560,8 @@ def test_two_thousand_short_tasks_are_all_recorded(tmp_path):
         orch.stop_execution()
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        results = conn.execute("SELECT count(*), count(DISTINCT name) FROM results "
-                               "WHERE blob IS NOT NULL").fetchone()
+        names = [name for _, name, _, _, error in stored_results(conn) if error is None]
+        results = (len(names), len(set(names)))
         runs = conn.execute("SELECT status, tasks, completed FROM runs").fetchall()
     finally:
         conn.close()

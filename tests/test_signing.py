@@ -231,7 +231,8 @@ def fingerprint_of_answer(folder: Path) -> str:
     orch.start_execution()
     assert orch.wait_for_completion(30)
     orch.stop_execution()
-    [(fp,)] = stored(folder / "probe.sqlite", "SELECT fingerprint FROM results")
+    with Journal(folder / "probe.sqlite") as journal:
+        [(_, _, fp)] = journal.definitions(journal.last_run().run_id)
     return fp
 
 
@@ -371,6 +372,10 @@ def test_a_journal_written_before_signing_keeps_its_history_and_restores_nothing
         assert version == journal_tables.SCHEMA_VERSION
 
 
+def listed(x):
+    return [x * 2]  # not a small result: pickled and signed
+
+
 def test_results_are_signed_in_the_worker_that_pickled_them(tmp_path, monkeypatch):
     calls, given = [], []
     real_mac, real_result = Signer.result, Journal.result
@@ -381,7 +386,7 @@ def test_results_are_signed_in_the_worker_that_pickled_them(tmp_path, monkeypatc
     orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
     try:
         for i in range(20):
-            orch.create_task(f"t{i}", func=answer, parameters={"x": i})
+            orch.create_task(f"t{i}", func=listed, parameters={"x": i})
         orch.start_execution()
         assert orch.wait_for_completion(30)
     finally:

@@ -51,8 +51,10 @@ elsewhere), or damaged (bit rot, or altered).
 from __future__ import annotations
 
 import atexit
+import marshal
 import math
 import os
+import pickle
 import re
 import sqlite3
 import stat
@@ -64,6 +66,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,7 @@ from .journal_tables import (
     pack,
     pack_tasks,
     plain_statuses,
+    task_rows,
     unpack,
 )
 from .journal_upkeep import (
@@ -108,7 +112,7 @@ from .journal_upkeep import (
 from .sessions import current as this_process
 from .signing import KEY_ENV, KeyUnavailable, Signer, key_path, load_key, process_key
 
-__all__ = ["Journal", "JournalWarning", "RunInfo", "default_path"]
+__all__ = ["SMALL", "Journal", "JournalWarning", "RunInfo", "default_path"]
 
 FOLDER = ".codomyrmex"
 BUSY_TIMEOUT = 10.0        # seconds SQLite itself waits on a lock held by another connection
@@ -119,6 +123,7 @@ FULL_CHECK_BYTES = 32 * 2**20  # files up to this size get a full quick_check wh
 _MAX_IDS = 900             # run ids bound to one query (older SQLite allows 999 parameters)
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+SMALL = "small"  # restorable_signed's third item for a small result (the value, not bytes)
 
 
 class JournalWarning(UserWarning):
@@ -284,6 +289,11 @@ class Journal:
         self._summaries: dict[int, RunSummary] = {}  # run id -> its summary, while it is written
         self._bad: list[str] = []  # why rows of the batch being packed were dropped
         self._last_vacuum = -math.inf
+        # fingerprint -> [(run, packed rowid, value, time)] of small results (reader side)
+        self._small_index: dict[str, list[tuple[Any, ...]]] = {}
+        self._small_seen = 0  # the last packed rowid indexed
+        self._small_version: int | None = None  # PRAGMA data_version when last indexed
+        self._small_untrusted: dict[str, int] = {}  # why packed rows were skipped -> a run
         self.dropped = 0  # records that could not be written (each drop also warned once)
         # (run id, fingerprint) of results this process dropped from memory and will read
         # back: their rows and runs are never removed (see journal_upkeep)
@@ -585,6 +595,9 @@ class Journal:
         process may still read back (``pinned``); synchronous."""
         if self.enabled:
             self._call(self._do_clear)
+            with self._rlock:  # row ids start again: index the small results afresh
+                self._small_index, self._small_seen = {}, 0
+                self._small_untrusted.clear()
 
     # -- upkeep (journal_upkeep.py; ``%codo_journal``) ---------------------------------
 
@@ -700,15 +713,19 @@ class Journal:
         first; None: in any run, newest first); only a blob whose MAC verifies (see
         ``restorable_signed``)."""
         hit = self.restorable_signed(run_id, fingerprint)
+        if hit is not None and hit[2] is SMALL:  # stored as itself: its bytes, as for the rest
+            return pickle.dumps(hit[0], protocol=5), hit[1]
         return None if hit is None else (hit[0], hit[1])
 
     def restorable_signed(self, run_id: int | Sequence[int] | None,
-                          fingerprint: str) -> tuple[bytes, float, bytes] | None:
+                          fingerprint: str) -> tuple[Any, float, Any] | None:
         """``restorable`` with the blob's MAC (to record it again without hashing it
         twice). A blob that does not verify is never returned: the next older one may
-        serve; one line per file and reason says why it was skipped."""
+        serve; one line per file and reason says why it was skipped. A small result
+        (stored as itself in a packed row whose MAC verified) comes back as
+        ``(value, time, SMALL)``; the newer of the two kinds wins (by run, then time)."""
         columns = ("SELECT r.blob, r.time, r.mac, r.name, (SELECT key_id FROM runs WHERE "
-                   "runs.run_id = r.run_id) FROM results AS r WHERE ")
+                   "runs.run_id = r.run_id), r.run_id FROM results AS r WHERE ")
         newest = " AND r.blob IS NOT NULL ORDER BY r.run_id DESC, r.rowid DESC"
         if run_id is None:  # index searches, run by run
             statements = [(columns + "r.run_id IN (SELECT run_id FROM runs) AND "
@@ -722,26 +739,82 @@ class Journal:
                            (*chunk, fingerprint)) for chunk, marks in _in_chunks(ids)]
         skipped: dict[str, Any] = {}  # why -> the task named in the first such row
 
-        def query(conn: sqlite3.Connection) -> tuple[bytes, float, bytes] | None:
+        def query(conn: sqlite3.Connection) -> tuple[Any, float, Any] | None:
             signer = self.signer
             assert signer is not None
+            small = self._small_hit(conn, run_id, fingerprint)
             for sql, args in statements:
                 cursor = conn.execute(sql, args)
                 try:
-                    for blob, when, mac, name, key_id in cursor:
+                    for blob, when, mac, name, key_id, run in cursor:
+                        if small is not None and (small[0], small[2]) >= (run, when):
+                            return small[1], small[2], SMALL
                         why = self._distrust(key_id)
                         if why is None and signer.result_ok(fingerprint, blob, mac):
                             return bytes(blob), when, bytes(mac)
                         skipped.setdefault(why or "damaged", name)
                 finally:
                     cursor.close()
-            return None
+            return None if small is None else (small[1], small[2], SMALL)
 
         hit = self._read(query, None)
+        if hit is None:  # a skipped packed row may have held it
+            for why, run in self._small_untrusted.items():
+                skipped.setdefault(why, f"packed in run {run}")
         for why, name in skipped.items():
             shown = repr(str(name))[:60]
             self._untrusted(why, f"the stored result of task {shown}")
         return hit
+    def _small_hit(self, conn: sqlite3.Connection, run_id: int | Sequence[int] | None,
+                   fingerprint: str) -> tuple[int, Any, float] | None:
+        """The newest small result (run, value, time) of this fingerprint in the runs asked
+        for, from the committed ``"tasks"`` rows. They are read once each, as a lookup
+        first needs them (only a resume or a ``cache=True`` task looks), and only once
+        their run's key and the row's MAC verify; they stay indexed by fingerprint while
+        the journal is open (``_small_index``; rows committed since are read as the file
+        changes, a run pruned since is never returned)."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._small_version:
+            self._small_version = version
+            self._index_small(conn)
+        entries = self._small_index.get(fingerprint)
+        if not entries:
+            return None
+        if run_id is None:
+            wanted = None
+        else:
+            wanted = {run_id} if isinstance(run_id, int) else {int(r) for r in run_id}
+        best = None
+        for entry in entries:  # (run, rowid, value, time); newest: highest run, then rowid
+            if (wanted is None or entry[0] in wanted) and (best is None or entry[:2] > best[:2]):
+                if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (entry[0],)).fetchone():
+                    best = entry
+        return None if best is None else (best[0], best[2], best[3])
+
+    def _index_small(self, conn: sqlite3.Connection) -> None:
+        """Index the small results of ``"tasks"`` rows committed since the last look."""
+        top = conn.execute("SELECT max(rowid) FROM packed").fetchone()[0] or 0
+        if top < self._small_seen:  # rows were removed and their ids may come again
+            self._small_index, self._small_seen = {}, 0
+            self._small_untrusted.clear()
+        signer = self.signer
+        assert signer is not None
+        keys = dict(conn.execute("SELECT run_id, key_id FROM runs"))
+        index = self._small_index
+        for rowid, run, blob, mac in conn.execute(
+                "SELECT rowid, run_id, rows, mac FROM packed WHERE rowid > ? AND kind = ? "
+                "ORDER BY rowid", (self._small_seen, TASKS)):
+            self._small_seen = rowid
+            why = self._distrust(keys.get(run))
+            if why is None and not signer.packed_ok(run, TASKS, blob, mac):
+                why = "damaged"
+            if why is not None:
+                self._small_untrusted.setdefault(why, run)  # said when a lookup then misses
+                continue
+            for _, _, _, fp, value, when in task_rows(run, marshal.loads(blob), "results"):
+                if fp is not None:
+                    index.setdefault(fp, []).append((run, rowid, value, when))
+
     def _distrust(self, key_id: str | None) -> str | None:
         """Why the rows of a run written under ``key_id`` are never read back (or None)."""
         if key_id is None:
@@ -850,9 +923,8 @@ class Journal:
                                (self._trans_q, self._trans),
                                (self._results_q, self._results), (self._small_q, self._small)):
             count = len(source)
-            if count:
-                pop = source.popleft
-                target.extend([pop() for _ in range(count)])
+            if count:  # popleft called from C, no Python frame per row
+                target.extend(islice(iter(source.popleft, None), count))
                 moved += count
         if self._ends:
             self._open_runs.difference_update(row[2] for row in self._ends)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import marshal
+import operator
 import sqlite3
 import sys
 from array import array
@@ -78,6 +79,7 @@ _CODE: dict[Any, int] = {**{s: i for i, s in enumerate(STATUSES)},
 _NAME: dict[Any, Any] = {**{s: s for s in STATUSES}, **{s: s.value for s in TaskStatus}}
 SMALL_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
 SMALL_MAX = 256            # characters of a small string or bytes; bytes of a small int
+_COMPLETED, _FAILED = STATUSES.index("completed"), STATUSES.index("failed")
 _SWAP = sys.byteorder != "little"  # the columns are little-endian whatever the machine
 UPDATE_SUMMARY = "UPDATE runs SET tasks = ?, completed = ?, failed = ?, last_time = ? " \
     "WHERE run_id = ?"
@@ -129,16 +131,18 @@ class RunSummary:
         status = self.status
         status.update(dict.fromkeys(set(ids) - status.keys()))
 
-    def follow_columns(self, ids: tuple[Any, ...], statuses: Any, last: float | None) -> None:
-        """``follow`` on columns (task ids, their new status names, the latest time), at C
-        speed: the counts move by what the touched tasks' latest status was and is."""
+    def follow_columns(self, ids: tuple[Any, ...], codes: bytes, last: float | None) -> None:
+        """``follow`` on columns (task ids, their new status codes, the latest time), at C
+        speed: the counts move by what the touched tasks' latest status was and is (a
+        code, or a name where version-3 rows set it)."""
         status = self.status
         touched = dict.fromkeys(ids)
         before = Counter(map(status.get, touched))
-        status.update(zip(ids, statuses, strict=False))
+        status.update(zip(ids, codes, strict=False))
         after = Counter(map(status.get, touched))
-        self.completed += after["completed"] - before["completed"]
-        self.failed += after["failed"] - before["failed"]
+        self.completed += after[_COMPLETED] + after["completed"] \
+            - before[_COMPLETED] - before["completed"]
+        self.failed += after[_FAILED] + after["failed"] - before[_FAILED] - before["failed"]
         self.saw(last)
 
     def saw(self, when: float | None) -> None:
@@ -193,7 +197,7 @@ def unpack(conn: sqlite3.Connection, run_id: int, kind: str,
 def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, ...]],
                small: list[tuple[Any, ...]]) -> tuple[bytes, tuple[Any, ...], tuple[Any, ...]]:
     """One run's rows of a commit as a ``"tasks"`` blob, with the columns the summary
-    folds: (blob, (task ids, status names, latest time) of the transitions, definition
+    folds: (blob, (task ids, status codes, latest time) of the transitions, definition
     task ids). Raises (TypeError, ValueError, KeyError, OverflowError) when the rows
     do not fit the columns; the caller then writes them the version-3 way."""
     if transitions:
@@ -204,12 +208,11 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
         hash(ids)  # every task id keys the run's summary
         if details.count(None) == len(details):
             details = None
-        last: float | None = max(time_col)
-        folded = (ids, tuple(map(_NAME.__getitem__, statuses)), last)
+        folded = (ids, status_col, max(times))
     else:
         seq_col, time_col, ids, names, prev_col, status_col, details = \
             array("q"), array("d"), (), (), b"", b"", None
-        folded = ((), (), None)
+        folded = ((), b"", None)
     d_ids = d_names = d_fps = ()
     if definitions:
         _, d_ids, d_names, d_fps = zip(*definitions, strict=False)
@@ -348,13 +351,18 @@ def insert_result(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
 
 def by_run(rows: list[tuple[Any, ...]]) -> dict[Any, list[tuple[Any, ...]]]:
     """Rows (each starting with its run id) grouped by run, in order."""
-    first = rows[0][0] if rows else None
-    if all(row[0] == first for row in rows):  # the usual case: one run, no copying
-        return {first: rows} if rows else {}
+    if not rows:
+        return {}
+    first = rows[0][0]
+    if set(map(_RUN, rows)) == {first}:  # the usual case: one run, no copying (C speed)
+        return {first: rows}
     grouped: dict[Any, list[tuple[Any, ...]]] = {}
     for row in rows:
         grouped.setdefault(row[0], []).append(row)
     return grouped
+
+
+_RUN = operator.itemgetter(0)
 
 
 def plain_statuses(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

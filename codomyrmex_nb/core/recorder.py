@@ -55,7 +55,8 @@ from .fingerprint import (
     task_fingerprint,
     value_digest,
 )
-from .journal import Journal, JournalWarning, RunInfo, default_path
+from .journal import SMALL, Journal, JournalWarning, RunInfo, default_path
+from .journal_tables import is_small
 from .model import Task, TaskStatus, output_refs
 from .sessions import resume_source
 from .trigger_rules import DEFAULT as DEFAULT_RULE
@@ -65,7 +66,6 @@ log = logging.getLogger(__name__)
 _S = TaskStatus
 _RUNNING = TaskStatus.RUNNING
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
-_VALUE = {None: None, **{s: s.value for s in TaskStatus}}  # enum .value is slow per call
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
 _WARNED: set[str] = set()  # reasons a task was said not restorable (each said once)
@@ -174,8 +174,9 @@ class Recorder:
         # may have changed). A plain dict: a weak one cost a microsecond per attempt, and the
         # tasks hold their functions anyway.
         self._code: dict[Any, str] = {}
-        # restored task id -> (its bytes, fingerprint, MAC), to record again
-        self._blobs: dict[str, tuple[bytes, str, bytes]] = {}
+        # restored task id -> (its bytes, fingerprint, MAC), to record again (a small
+        # result: the value itself and SMALL for the MAC)
+        self._blobs: dict[str, tuple[Any, str, Any]] = {}
         self._lock = threading.Lock()  # guards the code cache and the lists above
         # module + action -> the action's function (the engine's registry), so that an
         # action is fingerprinted by its code, not only its names
@@ -261,8 +262,8 @@ class Recorder:
                     self._code.clear()  # globals may have changed since the last run
         if status is _RUNNING:
             self.worked = True
-        journal.queue_transition((run_id, seq, when, task_id, name, _VALUE[previous],
-                                  _VALUE[status], detail))
+        # the statuses as they come (TaskStatus members): the writer codes them a byte each
+        journal.queue_transition((run_id, seq, when, task_id, name, previous, status, detail))
 
     def ensure_open(self) -> None:
         """Open the journal file if it is closed: called before the engine's lock is taken
@@ -408,7 +409,9 @@ class Recorder:
             rec.fingerprint = ""
 
     def prepare_result(self, rec: Any, value: Any) -> Prepared:
-        """(fingerprint, bytes, error, MAC): what the journal keeps of a completed attempt.
+        """(fingerprint, bytes, error, MAC): what the journal keeps of a completed attempt;
+        for a small result (``journal_tables.is_small``) (fingerprint, the value, None,
+        ``SMALL``): neither pickled nor signed here, its run's packed row holds it.
 
         Never raises: whatever goes wrong is recorded as the reason it cannot be restored.
         """
@@ -424,6 +427,8 @@ class Recorder:
         journal = self._journal  # never reopened from a worker: that is the engine's to do
         if journal is None or not journal.enabled or journal.signer is None:
             return fp, None, "the journal is closed or off", None
+        if is_small(value):
+            return fp, value, None, SMALL
         signer, limit = journal.signer, journal.blob_limit
         if type(value) not in _NO_SIZE:
             size = pickled_at_least(value)
@@ -441,7 +446,10 @@ class Recorder:
         if self.run_id is None:
             return
         fp, blob, error, mac = prepared
-        self.journal.result(self.run_id, rec.id, rec.name, fp, blob, error, time.time(), mac)
+        if mac is SMALL:
+            self.journal.small_result(self.run_id, rec.id, rec.name, fp, blob, time.time())
+        else:
+            self.journal.result(self.run_id, rec.id, rec.name, fp, blob, error, time.time(), mac)
 
     # -- restoring (outside the engine lock) -------------------------------------------------
     def restorations(self, batch: list[Task], lookup: Callable[[Any], Any]) -> dict[str, Any]:
@@ -544,7 +552,7 @@ class Recorder:
             return None
         blob, when, mac = hit  # its MAC verified: written by this user's key, for this fp
         try:
-            value = pickle.loads(blob)
+            value = blob if mac is SMALL else pickle.loads(blob)  # small: the value itself
         except Exception as exc:  # noqa: BLE001 - it runs instead
             log.warning("could not restore %r from the journal (%s); running it", task.name, exc)
             return None
@@ -561,6 +569,10 @@ class Recorder:
         if kept is not None and self.run_id is not None:
             blob, fp, mac = kept
             self._define_row(rec)
+            if mac is SMALL:  # the value itself, packed again
+                self.journal.small_result(self.run_id, rec.id, rec.name, rec.fingerprint, blob,
+                                          rec.restored or time.time())
+                return
             self.journal.result(self.run_id, rec.id, rec.name, rec.fingerprint, blob, None,
                                 rec.restored or time.time(),
                                 mac if fp == rec.fingerprint else None)
