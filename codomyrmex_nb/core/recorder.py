@@ -262,8 +262,12 @@ class Recorder:
                     self._code.clear()  # globals may have changed since the last run
         if status is _RUNNING:
             self.worked = True
-        # the statuses as they come (TaskStatus members): the writer codes them a byte each
-        journal.queue_transition((run_id, seq, when, task_id, name, previous, status, detail))
+        # Journal.queue_transition written out (four times a task): the statuses as they
+        # come (TaskStatus members), the writer codes them a byte each
+        if journal.enabled:
+            journal._trans_q.append((run_id, seq, when, task_id, name, previous, status, detail))
+            if journal._idle:
+                journal._wake.set()
 
     def ensure_open(self) -> None:
         """Open the journal file if it is closed: called before the engine's lock is taken
@@ -298,8 +302,13 @@ class Recorder:
         if func is None and task.module and task.action:  # by its code, not kept per run
             code = self._code_for(self._action(task.module, task.action), task.module,
                                   task.action, True, memo)
+        elif func is None or task.cache:  # _known_code, written out: once a task
+            code = None
         else:
-            code = self._known_code(func, task.cache)  # plain functions only: no custom hook
+            try:
+                code = self._code.get(func)  # plain functions only: no custom hook
+            except TypeError:  # an unhashable callable
+                code = None
         if code is None:
             custom = getattr(func, "__codo_fingerprint__", None)
             if callable(custom):
@@ -308,9 +317,10 @@ class Recorder:
             code = self._code_for(func, task.module, task.action, task.cache, memo)
         code = _with_inputs(code, task)
         params = task.parameters
-        if not params or all(type(v) in _SCALARS for v in params.values()):
+        if not params or all(map(_SCALARS.__contains__, map(type, params.values()))):
             # The common case, plain values: one hash of their exact reprs (no generic walk).
-            items = sorted((str(k), repr(v)) for k, v in params.items()) if params else []
+            items = sorted(zip(map(str, params), map(repr, params.values()), strict=True)) \
+                if params else []
             key = f"{code};{items};{sorted(upstream) if len(upstream) > 1 else upstream}"
             return hashlib.sha256(b"codo-fast-1;" + key.encode("utf-8", "surrogatepass")).hexdigest()
         return task_fingerprint(code, params, upstream, upstream=ups)
@@ -361,7 +371,7 @@ class Recorder:
 
     def fingerprint_of(self, rec: Any) -> str | None:
         """The record's fingerprint, computed once (upstream first); None if unhashable."""
-        if rec.fingerprint is None and all(u.fingerprint for u in rec.ups):
+        if rec.fingerprint is None and (not rec.ups or all(u.fingerprint for u in rec.ups)):
             self._fingerprint_one(rec)  # the usual case: its upstream tasks ran before it
         if rec.fingerprint is None:
             stack, order = [rec], []
@@ -396,8 +406,10 @@ class Recorder:
     def _define_row(self, rec: Any) -> None:
         """The task's definition fingerprint in the open run (None: it can never be restored)."""
         run_id, journal = self.run_id, self._journal
-        if run_id is not None and journal is not None:
-            journal.queue_definition((run_id, rec.id, rec.name, rec.fingerprint or None))
+        if run_id is not None and journal is not None and journal.enabled:
+            journal._defs_q.append((run_id, rec.id, rec.name, rec.fingerprint or None))
+            if journal._idle:  # Journal.queue_definition written out (once a task)
+                journal._wake.set()
 
     # -- attempts and results (worker thread, outside the engine lock) ----------------------
     def before_attempt(self, rec: Any) -> None:
@@ -446,10 +458,11 @@ class Recorder:
         if self.run_id is None:
             return
         fp, blob, error, mac = prepared
+        journal = self._journal or self.journal
         if mac is SMALL:
-            self.journal.small_result(self.run_id, rec.id, rec.name, fp, blob, time.time())
+            journal.small_result(self.run_id, rec.id, rec.name, fp, blob, time.time())
         else:
-            self.journal.result(self.run_id, rec.id, rec.name, fp, blob, error, time.time(), mac)
+            journal.result(self.run_id, rec.id, rec.name, fp, blob, error, time.time(), mac)
 
     # -- restoring (outside the engine lock) -------------------------------------------------
     def restorations(self, batch: list[Task], lookup: Callable[[Any], Any]) -> dict[str, Any]:
