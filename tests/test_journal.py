@@ -667,18 +667,22 @@ def test_transitions_come_back_exactly_from_the_columns_or_the_old_rows(make_jou
     run = journal.begin_run()
     from codomyrmex_nb.core.model import TaskStatus as S  # the engine queues its members
     journal.transition(run, 5, 20.5, "a", "load", None, S.PENDING, None)
-    journal.transition(run, 7, 21, "a", "load", S.PENDING, S.READY, "why")
+    journal.transition(run, 7, 21, "a", "load", S.PENDING, S.COMPLETED, "why")
     assert journal.flush(10)
+    assert (journal.last_run().completed, journal.last_run().failed) == (1, 0)
     journal.transition(run, 9, None, "b", "b", None, "a status of another kind", None)
+    journal.transition(run, 10, None, "a", "load", "completed", "failed", None)
     assert journal.flush(10)  # no time, an unknown status: written as version-3 rows
     assert journal.transitions(run) == [(5, 20.5, "a", "load", None, "pending", None),
-                                        (7, 21.0, "a", "load", "pending", "ready", "why"),
+                                        (7, 21.0, "a", "load", "pending", "completed", "why"),
                                         (9, None, "b", "b", None, "a status of another kind",
-                                         None)]
+                                         None),
+                                        (10, None, "a", "load", "completed", "failed", None)]
     with raw(journal.path) as conn:
         kinds = [kind for (kind,) in conn.execute("SELECT kind FROM packed ORDER BY rowid")]
     assert kinds == ["tasks", "transitions"]
-    assert journal.last_run().tasks == 2 and journal.last_run().last_time == 21.0
+    info = journal.last_run()
+    assert (info.tasks, info.completed, info.failed, info.last_time) == (2, 0, 1, 21.0)
 
 
 def test_a_small_result_lives_in_its_runs_packed_row_and_is_restorable(make_journal):

@@ -9,9 +9,10 @@ a handful of commits. Readers (``last_run``, ``restorable``, ``history``,
 ``transitions``, ``definitions``) use a second connection under a lock and see
 committed rows only: a result still queued is not restorable.
 
-**Layout.** How a run sits in the file (results a row each, transitions and
-definitions packed per commit, each run's summary in its ``runs`` row kept by the
-writer, the conversion of a version-1 file) is ``journal_tables.py``.
+**Layout.** How a run sits in the file (results a row each, but a small one packed
+with its run's transitions and definitions, as columns, one row per run and commit;
+each run's summary in its ``runs`` row kept by the writer, the conversion of a
+version-1 file) is ``journal_tables.py``.
 
 The file lives in an owner-only folder (0700, with a ``.gitignore`` of ``*`` so
 pickled results never reach git) and is itself 0600; an existing folder or file
@@ -32,7 +33,8 @@ open run, a run of another process that still runs (``sessions.py``), a run hold
 Each run records the process that wrote it (pid and start time).
 
 ``result`` rows are for completed tasks only: ``restorable`` returns the newest
-committed blob recorded for a fingerprint (in one run, or in any) whose MAC verifies.
+committed blob recorded for a fingerprint (in one run, or in any) whose MAC verifies,
+a ``small_result`` too (pickled for the caller).
 A result over ``blob_limit`` is recorded as an error (the recorder refuses it before
 pickling when it can tell its size).
 

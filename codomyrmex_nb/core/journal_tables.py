@@ -111,9 +111,9 @@ class RunSummary:
         for row in rows:
             new = row[6]
             old = status.get(row[3])
-            if old == "completed":
+            if old == "completed" or old == _COMPLETED:  # a name, or a code (follow_columns)
                 completed -= 1
-            elif old == "failed":
+            elif old == "failed" or old == _FAILED:
                 failed -= 1
             if new == "completed":
                 completed += 1
