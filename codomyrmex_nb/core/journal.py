@@ -55,6 +55,7 @@ from __future__ import annotations
 import atexit
 import marshal
 import math
+import operator
 import os
 import pickle
 import re
@@ -126,6 +127,7 @@ _MAX_IDS = 900             # run ids bound to one query (older SQLite allows 999
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 SMALL = "small"  # restorable_signed's third item for a small result (the value, not bytes)
+_TIME_OF_SMALL = operator.itemgetter(5)  # a queued small result's time
 
 
 class JournalWarning(UserWarning):
@@ -1060,7 +1062,7 @@ class Journal:
                 summary.define_columns(defined)
                 summary.follow_columns(ids, statuses, last)
             if run_small:
-                summary.saw(max(row[5] for row in run_small))
+                summary.saw(max(map(_TIME_OF_SMALL, run_small)))
         for row in self._results:
             summary = touched[row[0]] = touched.get(row[0]) or self._summary(row[0])
             summary.saw(row[6])
