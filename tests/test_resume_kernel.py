@@ -17,6 +17,7 @@ the log again) and every other task runs once; ``%codo_run`` says what it restor
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import random
 import signal
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import pytest
 from jupyter_client.manager import KernelManager
+
+from codomyrmex_nb.core import journal_tables
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(300)]
 
@@ -109,6 +112,11 @@ def committed(journal: Path) -> set[str]:
     try:
         rows = conn.execute("SELECT name FROM results WHERE blob IS NOT NULL AND run_id = "
                             "(SELECT max(run_id) FROM runs)").fetchall()
+        # a small result lives in its run's packed "tasks" row (journal format 4)
+        for run, blob in conn.execute("SELECT run_id, rows FROM packed WHERE kind = 'tasks' "
+                                      "AND run_id = (SELECT max(run_id) FROM runs)"):
+            rows += [(name,) for _, _, name, _, _, _ in
+                     journal_tables.task_rows(run, marshal.loads(blob), "results")]
     except sqlite3.OperationalError:  # the schema is not there yet
         return set()
     finally:
