@@ -779,3 +779,47 @@ def test_a_damaged_packed_row_restores_no_small_result_and_is_never_unmarshalled
     assert [t.result.data for t in again] == [None, 2, 4, "text 3", "text 4"]
     assert not any(t.result.metadata.get("restored") for t in again)  # they ran again
     assert any("does not verify" in m for m in journal_warnings(record))
+
+
+def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_per_row(
+        tmp_path, monkeypatch):
+    """The rows a run queues hold plain values only (statuses as codes), so the garbage
+    collector stops tracking them at its first look, and packing a commit takes its
+    columns without an object per row (zip(*rows) made one per row, alive while it ran):
+    the collector's generations do not fill up with the journal's rows."""
+    import gc
+
+    from codomyrmex_nb import TaskOrchestrator
+
+    seen, peaks = [], []
+    real = journal_tables.pack_tasks
+
+    def watched(transitions, definitions, small):
+        seen.extend(transitions + definitions + small)
+        before = len(gc.get_objects(0))
+        gc.callbacks.append(lambda phase, info: peaks.append(len(gc.get_objects(0)) - before)
+                            if phase == "start" else None)
+        try:
+            old = gc.get_threshold()
+            gc.set_threshold(1)  # look at the young objects at every allocation
+            try:
+                return real(transitions, definitions, small)
+            finally:
+                gc.set_threshold(*old)
+        finally:
+            gc.callbacks.pop()
+
+    monkeypatch.setattr(journal_module, "pack_tasks", watched)
+    orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
+    try:
+        tasks = [orch.create_task(f"t{i}", func=small_answer, parameters={"x": i})
+                 for i in range(300)]
+        orch.start_execution()
+        assert orch.wait_for_completion(30)
+    finally:
+        orch.stop_execution()
+    assert [t.result.data for t in tasks[:4]] == [None, 2, 4, "text 3"]
+    assert len(seen) >= 300 * 6
+    gc.collect()
+    assert not any(gc.is_tracked(row) for row in seen)
+    assert peaks and max(peaks) < 100  # not one object per row while packing

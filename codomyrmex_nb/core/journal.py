@@ -96,6 +96,7 @@ from .journal_tables import (
     pack,
     pack_tasks,
     plain_statuses,
+    status_code,
     task_rows,
     unpack,
 )
@@ -523,7 +524,10 @@ class Journal:
 
     def transition(self, run_id: int, seq: int, time: float, task_id: str, name: str,
                    previous: str | None, status: str | None, detail: str | None) -> None:
-        self.queue_transition((run_id, seq, time, task_id, name, previous, status, detail))
+        """Queue a transition; statuses are names or ``TaskStatus`` members (queued as
+        their codes, as the recorder queues them; any other status goes as it is)."""
+        self.queue_transition((run_id, seq, time, task_id, name, status_code(previous),
+                               status_code(status), detail))
 
     def queue_definition(self, row: tuple[Any, ...]) -> None:
         """``define`` with its arguments as one tuple (the recorder's path)."""

@@ -76,9 +76,11 @@ LAYOUT = 1                 # the first item of a "tasks" blob: how its columns a
 STATUSES = (None, "pending", "ready", "running", "completed", "failed", "cancelled", "skipped")
 _CODE: dict[Any, int] = {**{s: i for i, s in enumerate(STATUSES)},
                          **{s: STATUSES.index(s.value) for s in TaskStatus}}
-_NAME: dict[Any, Any] = {**{s: s for s in STATUSES}, **{s: s.value for s in TaskStatus}}
+_NAME: dict[Any, Any] = {**{s: s for s in STATUSES}, **{s: s.value for s in TaskStatus},
+                         **dict(enumerate(STATUSES))}  # a code (as queued) -> its name
 SMALL_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
 SMALL_MAX = 256            # characters of a small string or bytes; bytes of a small int
+_CODES = bytes(range(len(STATUSES)))
 _COMPLETED, _FAILED = STATUSES.index("completed"), STATUSES.index("failed")
 _SWAP = sys.byteorder != "little"  # the columns are little-endian whatever the machine
 UPDATE_SUMMARY = "UPDATE runs SET tasks = ?, completed = ?, failed = ?, last_time = ? " \
@@ -200,32 +202,47 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
     folds: (blob, (task ids, status codes, latest time) of the transitions, definition
     task ids). Raises (TypeError, ValueError, KeyError, OverflowError) when the rows
     do not fit the columns; the caller then writes them the version-3 way."""
+    # Each column is taken by its own pass at C speed: ``zip(*rows)`` would make an
+    # iterator object per row, tens of thousands of objects the garbage collector counts
+    # and, alive while it runs, carries into its older generations.
     if transitions:
-        _, seqs, times, ids, names, previous, statuses, details = zip(*transitions, strict=False)
-        seq_col, time_col = array("q", seqs), array("d", times)
-        prev_col = bytes(map(_CODE.__getitem__, previous))
-        status_col = bytes(map(_CODE.__getitem__, statuses))
+        ids, names = tuple(map(_T_ID, transitions)), tuple(map(_T_NAME, transitions))
+        times = array("d", map(_T_TIME, transitions))
+        seq_col = array("q", map(_T_SEQ, transitions))
+        prev_col = bytes(map(_T_PREV, transitions))  # codes, as queued
+        status_col = bytes(map(_T_STATUS, transitions))
+        if prev_col.translate(None, _CODES) or status_col.translate(None, _CODES):
+            raise ValueError("a status code out of range")
         hash(ids)  # every task id keys the run's summary
+        details = tuple(map(_T_DETAIL, transitions))
         if details.count(None) == len(details):
             details = None
         folded = (ids, status_col, max(times))
+        time_col = times
     else:
         seq_col, time_col, ids, names, prev_col, status_col, details = \
             array("q"), array("d"), (), (), b"", b"", None
         folded = ((), b"", None)
     d_ids = d_names = d_fps = ()
     if definitions:
-        _, d_ids, d_names, d_fps = zip(*definitions, strict=False)
+        d_ids, d_names, d_fps = (tuple(map(get, definitions)) for get in _DEF_COLUMNS)
         hash(d_ids)
     r_ids = r_names = r_fps = r_values = ()
     r_times = array("d")
     if small:
-        _, r_ids, r_names, r_fps, r_values, times_ = zip(*small, strict=False)
-        r_times = array("d", times_)
+        r_ids, r_names, r_fps, r_values = (tuple(map(get, small)) for get in _SMALL_COLUMNS)
+        r_times = array("d", map(_S_TIME, small))
     columns = (LAYOUT, _bytes(seq_col), _bytes(time_col), ids, names, prev_col, status_col,
                details, d_ids, d_names, d_fps, r_ids, r_names, r_fps, r_values,
                _bytes(r_times))
     return marshal.dumps(columns, MARSHAL_VERSION), folded, d_ids
+
+
+_T_SEQ, _T_TIME, _T_ID, _T_NAME, _T_PREV, _T_STATUS, _T_DETAIL = (
+    operator.itemgetter(i) for i in range(1, 8))
+_DEF_COLUMNS = tuple(operator.itemgetter(i) for i in range(1, 4))
+_SMALL_COLUMNS = tuple(operator.itemgetter(i) for i in range(1, 5))
+_S_TIME = operator.itemgetter(5)
 
 
 def _bytes(column: array) -> bytes:
@@ -365,9 +382,18 @@ def by_run(rows: list[tuple[Any, ...]]) -> dict[Any, list[tuple[Any, ...]]]:
 _RUN = operator.itemgetter(0)
 
 
+def status_code(status: Any) -> Any:
+    """A status (a name, a ``TaskStatus`` member or None) as the byte code the queues carry
+    (``STATUSES``); any other status as it is (its batch is written the version-3 way)."""
+    try:
+        return _CODE.get(status, status)
+    except TypeError:  # unhashable: pack() drops the row and says why
+        return status
+
+
 def plain_statuses(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Transition rows with their statuses as names (producers may queue TaskStatus
-    members), for the version-3 rows; a status of no known kind is kept as it is."""
+    """Transition rows with their statuses as names (the queues carry codes), for the
+    version-3 rows; a status of no known kind is kept as it is."""
     plain = []
     for row in rows:
         previous, status = row[5], row[6]

@@ -56,7 +56,7 @@ from .fingerprint import (
     value_digest,
 )
 from .journal import SMALL, Journal, JournalWarning, RunInfo, default_path
-from .journal_tables import is_small
+from .journal_tables import _CODE, is_small
 from .model import Task, TaskStatus, output_refs
 from .sessions import resume_source
 from .trigger_rules import DEFAULT as DEFAULT_RULE
@@ -262,10 +262,13 @@ class Recorder:
                     self._code.clear()  # globals may have changed since the last run
         if status is _RUNNING:
             self.worked = True
-        # Journal.queue_transition written out (four times a task): the statuses as they
-        # come (TaskStatus members), the writer codes them a byte each
+        # Journal.queue_transition written out (four times a task), the statuses as their
+        # byte codes: a tuple of plain values only, which the garbage collector stops
+        # tracking at its first look (a TaskStatus member kept it tracked until the commit,
+        # and the queued tuples then made the engine's full collections more frequent)
         if journal.enabled:
-            journal._trans_q.append((run_id, seq, when, task_id, name, previous, status, detail))
+            journal._trans_q.append((run_id, seq, when, task_id, name, _CODE[previous],
+                                     _CODE[status], detail))
             if journal._idle:
                 journal._wake.set()
 
