@@ -362,6 +362,30 @@ def test_no_budget_keeps_every_result(make_orch, tmp_path):
     assert all(t.result._entry is None for t in tasks)
 
 
+def _small(value):
+    return value
+
+
+def test_small_results_packed_in_the_journal_are_never_dropped(make_orch, tmp_path):
+    """A small result lives in its run's packed journal row, not a result row of its own;
+    the budget never drops one (the largest is far under MIN_SIZE), so it is never
+    read back from there, while a large result next to it is dropped as usual."""
+    from codomyrmex_nb.core.journal_tables import SMALL_MAX, is_small
+
+    values = [None, 7, 2**(SMALL_MAX * 8) - 1, 1.5, "x" * SMALL_MAX, b"y" * SMALL_MAX]
+    assert all(is_small(v) and estimate(v) < MIN_SIZE for v in values)
+    orch = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=300_000)
+    small = [orch.create_task(f"s{i}", func=functools.partial(_small, v))
+             for i, v in enumerate(values)]
+    big = [orch.create_task(f"o{i}", func=functools.partial(_big, i)) for i in range(4)]
+    orch.start_execution()
+    assert orch.wait_for_completion(60)
+    orch._engine.recorder.journal.flush(5)
+    assert big[0].result._data is DROPPED and orch.memory_stats()["dropped"] >= 1
+    assert all(t.result._entry is None and t.result._data is not DROPPED for t in small)
+    assert [t.result.data for t in small] == values
+
+
 # -- spill files: results over the journal's per-result cap -------------------------------------
 @pytest.fixture
 def small_journal(monkeypatch):

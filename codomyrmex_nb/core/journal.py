@@ -96,9 +96,11 @@ from .journal_tables import (
     pack,
     pack_tasks,
     plain_statuses,
+    small_space,
     status_code,
     task_rows,
     unpack,
+    without_small,
 )
 from .journal_upkeep import (
     KEPT_NEWEST,
@@ -613,7 +615,10 @@ class Journal:
         """The file, its size on disk (db + wal), its runs and the space each takes, as
         committed (``flush`` first for what is still queued)."""
         off = JournalInfo(str(self.path), False)
-        return self._read(lambda conn: read_info(conn, self.path), off) if self.enabled else off
+        if not self.enabled:
+            return off
+        return self._read(lambda conn: read_info(conn, self.path, small=self._small_space(conn)),
+                          off)
 
     def prune(self, keep_runs: int | None = None, older_than: str | float | None = None,
               dry_run: bool = False) -> Removal:
@@ -774,13 +779,14 @@ class Journal:
             self._untrusted(why, f"the stored result of task {shown}")
         return hit
     def _small_hit(self, conn: sqlite3.Connection, run_id: int | Sequence[int] | None,
-                   fingerprint: str) -> tuple[int, Any, float] | None:
+                   fingerprint: str, fresh: bool = False) -> tuple[int, Any, float] | None:
         """The newest small result (run, value, time) of this fingerprint in the runs asked
         for, from the committed ``"tasks"`` rows. They are read once each, as a lookup
         first needs them (only a resume or a ``cache=True`` task looks), and only once
         their run's key and the row's MAC verify; they stay indexed by fingerprint while
         the journal is open (``_small_index``; rows committed since are read as the file
-        changes, a run pruned since is never returned)."""
+        changes; a row pruned or rewritten since, by any process, is never returned: its
+        MAC is checked again, and the index read anew if it changed)."""
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self._small_version:
             self._small_version = version
@@ -793,10 +799,15 @@ class Journal:
         else:
             wanted = {run_id} if isinstance(run_id, int) else {int(r) for r in run_id}
         best = None
-        for entry in entries:  # (run, rowid, value, time); newest: highest run, then rowid
+        for entry in entries:  # (run, rowid, value, time, mac); newest: highest run, then rowid
             if (wanted is None or entry[0] in wanted) and (best is None or entry[:2] > best[:2]):
-                if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (entry[0],)).fetchone():
+                if conn.execute("SELECT 1 FROM packed WHERE rowid = ? AND mac = ?",
+                                (entry[1], entry[4])).fetchone():
                     best = entry
+                elif not fresh:  # its row is gone or was rewritten (a cache clear): read anew
+                    self._small_index, self._small_seen = {}, 0
+                    self._index_small(conn)
+                    return self._small_hit(conn, run_id, fingerprint, fresh=True)
         return None if best is None else (best[0], best[2], best[3])
 
     def _index_small(self, conn: sqlite3.Connection) -> None:
@@ -805,23 +816,44 @@ class Journal:
         if top < self._small_seen:  # rows were removed and their ids may come again
             self._small_index, self._small_seen = {}, 0
             self._small_untrusted.clear()
+        index = self._small_index
+        for rowid, run, _, mac, columns in self._verified_tasks(conn, self._small_seen):
+            self._small_seen = rowid
+            if columns is None:
+                continue
+            for _, _, _, fp, value, when in task_rows(run, columns, "results"):
+                if fp is not None:
+                    index.setdefault(fp, []).append((run, rowid, value, when, mac))
+
+    def _verified_tasks(self, conn: sqlite3.Connection, after: int = 0
+                        ) -> Iterator[tuple[int, int, bytes, bytes, tuple[Any, ...] | None]]:
+        """(rowid, run, blob, mac, columns) of the ``"tasks"`` rows after ``after``, in
+        order; columns None for a row whose run's key or MAC does not verify (then never
+        unmarshalled), with why in ``_small_untrusted``."""
         signer = self.signer
         assert signer is not None
         keys = dict(conn.execute("SELECT run_id, key_id FROM runs"))
-        index = self._small_index
         for rowid, run, blob, mac in conn.execute(
                 "SELECT rowid, run_id, rows, mac FROM packed WHERE rowid > ? AND kind = ? "
-                "ORDER BY rowid", (self._small_seen, TASKS)):
-            self._small_seen = rowid
+                "ORDER BY rowid", (after, TASKS)).fetchall():
             why = self._distrust(keys.get(run))
             if why is None and not signer.packed_ok(run, TASKS, blob, mac):
                 why = "damaged"
             if why is not None:
                 self._small_untrusted.setdefault(why, run)  # said when a lookup then misses
-                continue
-            for _, _, _, fp, value, when in task_rows(run, marshal.loads(blob), "results"):
-                if fp is not None:
-                    index.setdefault(fp, []).append((run, rowid, value, when))
+                yield rowid, run, blob, mac, None
+            else:
+                yield rowid, run, blob, mac, marshal.loads(blob)
+
+    def _small_space(self, conn: sqlite3.Connection) -> dict[int, tuple[int, int]]:
+        """Run id -> (small results held in its verified packed rows, their bytes)."""
+        space: dict[int, tuple[int, int]] = {}
+        for _, run, _, _, columns in self._verified_tasks(conn):
+            count, size = small_space(columns) if columns is not None else (0, 0)
+            if count:
+                before = space.get(run, (0, 0))
+                space[run] = (before[0] + count, before[1] + size)
+        return space
 
     def _distrust(self, key_id: str | None) -> str | None:
         """Why the rows of a run written under ``key_id`` are never read back (or None)."""
@@ -1178,7 +1210,7 @@ class Journal:
         assert conn is not None
         before = sum(size_on_disk(self.path))
         removal = Removal("prune", dry_run, before=before, after=before)
-        runs = runs_space(conn)
+        runs = runs_space(conn, small=self._small_space(conn))
         kept = kept_runs(runs, self._open_runs, self.pinned - self._released(dry_run))
         chosen = []
         for run in runs_to_prune(runs, keep_runs, older_than, _now()):
@@ -1222,6 +1254,7 @@ class Journal:
                 removal.pinned += 1
             else:
                 chosen.append((rowid, size))
+        rewritten = self._small_to_clear(conn, name, kept, pinned, removal)
         if not dry_run and chosen:
             removed = self._remove(results=[rowid for rowid, _ in chosen])
             if removed is None:
@@ -1232,7 +1265,52 @@ class Journal:
         else:
             removal.results = len(chosen)
         removal.freed = sum(size for _, size in chosen)
-        return self._shrunk(removal, bool(chosen))
+        if rewritten:
+            removal.results += sum(count for *_, count, _ in rewritten)
+            removal.freed += sum(freed for *_, freed in rewritten)
+            if not dry_run and not self._rewrite_packed(rewritten):
+                removal.error = "the file stayed locked; try again"
+                return removal
+        return self._shrunk(removal, bool(chosen or rewritten))
+
+    def _small_to_clear(self, conn: sqlite3.Connection, name: str | None,
+                        kept: Mapping[int, str], pinned: set[tuple[int, str]],
+                        removal: Removal) -> list[tuple[int, bytes, bytes, bytes, int, int]]:
+        """The small results a cache clear removes: (rowid, old MAC, new blob, its MAC,
+        how many went, bytes freed) per packed row to rewrite, its transitions and
+        definitions kept. Only rows that verify are rewritten (and signed again); a row
+        that does not is never read back anyway. Small results are never dropped from
+        RAM (they are under ``memory_budget.MIN_SIZE``), so none is pinned, but the
+        check is the same as for a result row."""
+        signer = self.signer
+        assert signer is not None
+        plan = []
+        for rowid, run, blob, mac, columns in self._verified_tasks(conn):
+            if columns is None:
+                continue
+            if run in kept:
+                if without_small(columns, name, lambda fp: False)[1]:  # some would go
+                    removal.kept[run] = kept[run]
+                continue
+            new, count = without_small(columns, name, lambda fp, run=run: (run, fp) in pinned)
+            if new is not None:
+                plan.append((rowid, mac, new, signer.packed(run, TASKS, new), count,
+                             len(blob) - len(new)))
+        return plan
+
+    def _rewrite_packed(self, plan: list[tuple[int, bytes, bytes, bytes, int, int]]) -> bool:
+        """Write the rewritten packed rows of ``_small_to_clear`` in one transaction (a row
+        changed since it was planned is left as it is); readers index them anew."""
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany("UPDATE packed SET rows = ?, mac = ? WHERE rowid = ? AND mac = ?",
+                             [(new, new_mac, rowid, mac) for rowid, mac, new, new_mac, _, _
+                              in plan])
+
+        ok, _ = self._write(work, "a cache clear")
+        if ok:
+            with self._rlock:  # this process's index: read anew at the next lookup
+                self._small_index, self._small_seen = {}, 0
+        return ok
 
     def _shrunk(self, removal: Removal, removed: bool) -> Removal:
         """A removal done (not a dry run): the space given back if anything went, and the

@@ -41,6 +41,7 @@ import sqlite3
 import sys
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from itertools import repeat
 from typing import Any
 
@@ -276,6 +277,34 @@ def task_rows(run_id: int, columns: tuple[Any, ...], kind: str) -> list[tuple[An
     if kind == "results":  # (run, task id, name, fingerprint, value, time)
         return list(zip(run, r_ids, r_names, r_fps, r_values, _numbers("d", r_times), strict=False))
     return []
+
+
+_SMALL_AT = 11  # where a "tasks" blob's small-result columns start (LAYOUT 1)
+
+
+def small_space(columns: tuple[Any, ...]) -> tuple[int, int]:
+    """(how many small results a ``"tasks"`` blob holds, the bytes they take in it)."""
+    if not columns or columns[0] != LAYOUT or not columns[_SMALL_AT]:
+        return 0, 0
+    return len(columns[_SMALL_AT]), len(marshal.dumps(columns[_SMALL_AT:], MARSHAL_VERSION))
+
+
+def without_small(columns: tuple[Any, ...], name: str | None,
+                  keep: Callable[[Any], bool]) -> tuple[bytes | None, int]:
+    """A ``"tasks"`` blob's columns with its small results of task ``name`` (None: all)
+    removed, unless ``keep(fingerprint)``; (the new blob, how many went), the blob None
+    when none went. Its transitions and definitions stay as they are."""
+    if not columns or columns[0] != LAYOUT or not columns[_SMALL_AT]:
+        return None, 0
+    r_ids, r_names, r_fps, r_values, r_times = columns[_SMALL_AT:]
+    times = _numbers("d", r_times)
+    stay = [i for i, (task, fp) in enumerate(zip(r_names, r_fps, strict=True))
+            if (name is not None and task != name) or keep(fp)]
+    if len(stay) == len(r_ids):
+        return None, 0
+    kept = tuple(tuple(column[i] for i in stay) for column in (r_ids, r_names, r_fps, r_values))
+    rest = (*columns[:_SMALL_AT], *kept, _bytes(array("d", (times[i] for i in stay))))
+    return marshal.dumps(rest, MARSHAL_VERSION), len(r_ids) - len(stay)
 
 
 def is_small(value: Any) -> bool:

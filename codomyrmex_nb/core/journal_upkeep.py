@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .sessions import current, is_alive
@@ -229,10 +229,20 @@ _RUNS_ONLY = ("SELECT run_id, started, ended, status, tasks, 0, 0, 0, last_time,
               "FROM runs ORDER BY run_id DESC")
 
 
-def runs_space(conn: Any, space: bool = True) -> list[RunSpace]:
+def runs_space(conn: Any, space: bool = True,
+               small: Mapping[int, tuple[int, int]] | None = None) -> list[RunSpace]:
     """Every run with its space, newest first (``length`` reads no blob's content);
-    ``space=False``: the runs alone, their space 0 (the size bound's cheap look)."""
-    return [RunSpace(*row) for row in conn.execute(_RUNS_SPACE if space else _RUNS_ONLY)]
+    ``space=False``: the runs alone, their space 0 (the size bound's cheap look).
+    ``small``: run id -> (small results, their bytes) held in its packed rows (journal
+    format 4), counted as cached results and their space rather than as history."""
+    runs = [RunSpace(*row) for row in conn.execute(_RUNS_SPACE if space else _RUNS_ONLY)]
+    if not small:
+        return runs
+    return [run if run.run_id not in small else
+            replace(run, results=run.results + small[run.run_id][0],
+                    result_bytes=run.result_bytes + small[run.run_id][1],
+                    history_bytes=max(0, run.history_bytes - small[run.run_id][1]))
+            for run in runs]
 
 
 def page_space(conn: Any) -> tuple[int, int]:
@@ -243,12 +253,14 @@ def page_space(conn: Any) -> tuple[int, int]:
     return (pages - free) * page, free * page
 
 
-def read_info(conn: Any, path: str | os.PathLike, enabled: bool = True) -> JournalInfo:
-    """The journal's ``JournalInfo``, read on ``conn`` (sizes on disk as they are now)."""
+def read_info(conn: Any, path: str | os.PathLike, enabled: bool = True,
+              small: Mapping[int, tuple[int, int]] | None = None) -> JournalInfo:
+    """The journal's ``JournalInfo``, read on ``conn`` (sizes on disk as they are now;
+    ``small`` as for ``runs_space``)."""
     free = page_space(conn)[1]
     mode = {0: "none", 1: "full", 2: "incremental"}.get(
         conn.execute("PRAGMA auto_vacuum").fetchone()[0], "none")
-    runs = tuple(runs_space(conn))
+    runs = tuple(runs_space(conn, small=small))
     db, wal = size_on_disk(path)
     return JournalInfo(str(path), enabled, db, wal, free, mode, runs)
 

@@ -30,7 +30,10 @@ An explicit removal (``%codo_journal --prune`` / ``--clear-cache``, a clear) fir
 back the pins of results still in RAM (``release``): what the user removes goes, and
 those results stay in RAM for good; only dropped results keep their runs.
 Results that one task recorded twice in one run under one fingerprint share a row:
-the newest committed one is read back.
+the newest committed one is read back. A small result (``journal_tables.is_small``:
+None, a number, a string or bytes of up to 256) is stored in its run's packed journal
+row, not a result row; it is never registered here (it is far under ``MIN_SIZE``), so
+it stays in RAM and is never read back, pinned or spilled.
 
 The default is ``DEFAULT`` (a quarter of physical RAM): a notebook's kernel then
 keeps room for the data a task works on while finished results wait on disk.

@@ -595,12 +595,14 @@ class Recorder:
 
     def read_back(self, run_id: int, fp: str) -> Any:
         """A result this process recorded in run ``run_id``, read back through the verified
-        path (``restorable_signed``; raises ``LookupError`` when no row verifies)."""
+        path (``restorable_signed``; raises ``LookupError`` when no row verifies). The
+        memory budget never drops a small result (it is under ``memory_budget.MIN_SIZE``),
+        but one found here (its packed row newer) comes back as itself."""
         journal = self._journal
         hit = None if journal is None else journal.restorable_signed(run_id, fp)
         if hit is None:
             raise LookupError(f"no result row of run {run_id} with that fingerprint verifies")
-        return pickle.loads(hit[0])
+        return hit[0] if hit[2] is SMALL else pickle.loads(hit[0])
 
     def take_summary(self) -> str | None:
         """One line on what was restored since the last call (None if nothing)."""
