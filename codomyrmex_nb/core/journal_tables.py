@@ -139,10 +139,10 @@ class RunSummary:
         speed: the counts move by what the touched tasks' latest status was and is (a
         code, or a name where version-3 rows set it)."""
         status = self.status
-        touched = dict.fromkeys(ids)
-        before = Counter(map(status.get, touched))
-        status.update(zip(ids, codes, strict=False))
-        after = Counter(map(status.get, touched))
+        latest = dict(zip(ids, codes, strict=False))  # each touched task's latest code
+        before = Counter(map(status.get, latest))
+        status.update(latest)
+        after = Counter(latest.values())
         self.completed += after[_COMPLETED] + after["completed"] \
             - before[_COMPLETED] - before["completed"]
         self.failed += after[_FAILED] + after["failed"] - before[_FAILED] - before["failed"]

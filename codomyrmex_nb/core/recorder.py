@@ -70,6 +70,7 @@ _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
 _WARNED: set[str] = set()  # reasons a task was said not restorable (each said once)
 _NO_SIZE = frozenset({int, float, bool, complex, type(None)})  # a few bytes at most
+_TRIVIAL = frozenset({float, bool, complex, type(None)})  # small results whatever their value
 _FLAT = frozenset({bytes, str, bytearray})  # pickled at least at their length
 Prepared = tuple[str | None, bytes | None, str | None, bytes | None]  # fp, blob, error, MAC
 
@@ -404,7 +405,11 @@ class Recorder:
             rec.fingerprint = ""
             with self._lock:
                 self.unhashable[rec.name] = str(exc)
-        self._define_row(rec)
+        run_id, journal = self.run_id, self._journal  # _define_row written out (once a task)
+        if run_id is not None and journal is not None and journal.enabled:
+            journal._defs_q.append((run_id, rec.id, rec.name, rec.fingerprint or None))
+            if journal._idle:
+                journal._wake.set()
 
     def _define_row(self, rec: Any) -> None:
         """The task's definition fingerprint in the open run (None: it can never be restored)."""
@@ -419,7 +424,10 @@ class Recorder:
         """Fingerprint the task as it starts: what its body may change (a global it
         appends to) must not change what it is recorded as."""
         try:
-            self.fingerprint_of(rec)
+            if rec.fingerprint is None and not rec.ups:  # fingerprint_of, one call less
+                self._fingerprint_one(rec)
+            else:
+                self.fingerprint_of(rec)
         except Exception:  # noqa: BLE001 - the journal must never fail a task
             rec.fingerprint = ""
 
@@ -431,6 +439,11 @@ class Recorder:
         Never raises: whatever goes wrong is recorded as the reason it cannot be restored.
         """
         try:
+            fp = rec.fingerprint
+            if fp and type(value) in _TRIVIAL:  # the usual small result, in one call
+                journal = self._journal
+                if journal is not None and journal.enabled and journal.signer is not None:
+                    return fp, value, None, SMALL
             return self._prepare(rec, value)
         except Exception as exc:  # noqa: BLE001 - the journal must never fail a task
             return None, None, f"{type(exc).__name__}: {exc}", None
@@ -462,8 +475,11 @@ class Recorder:
             return
         fp, blob, error, mac = prepared
         journal = self._journal or self.journal
-        if mac is SMALL:
-            journal.small_result(self.run_id, rec.id, rec.name, fp, blob, time.time())
+        if mac is SMALL:  # Journal.small_result written out (once a task)
+            if journal.enabled:
+                journal._small_q.append((self.run_id, rec.id, rec.name, fp, blob, time.time()))
+                if journal._idle:
+                    journal._wake.set()
         else:
             journal.result(self.run_id, rec.id, rec.name, fp, blob, error, time.time(), mac)
 
