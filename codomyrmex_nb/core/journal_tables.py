@@ -131,8 +131,11 @@ class RunSummary:
         self.last = last
 
     def define_columns(self, ids: tuple[Any, ...]) -> None:
+        """The commit's defined tasks, added with no status where not seen yet. The
+        difference is taken with the dict itself, which walks this commit's ids; one
+        with its keys view walked every task of the run, at every commit."""
         status = self.status
-        status.update(dict.fromkeys(set(ids) - status.keys()))
+        status.update(dict.fromkeys(set(ids).difference(status)))
 
     def follow_columns(self, ids: tuple[Any, ...], codes: bytes, last: float | None) -> None:
         """``follow`` on columns (task ids, their new status codes, the latest time), at C
