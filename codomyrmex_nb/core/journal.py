@@ -541,13 +541,20 @@ class Journal:
         if self.enabled:
             self._trans_q.append(row)
             if self._idle:
-                self._wake.set()
+                self._rouse()
+
+    def _rouse(self) -> None:
+        """Wake the idle writer for a first record: once per idle spell, by whichever
+        producer finds it idle first (every producer setting the event until the writer
+        ran cost a lock and a notify for most rows of a burst)."""
+        self._idle = False
+        self._wake.set()
 
     def _queue(self, queue: deque[tuple[Any, ...]], row: tuple[Any, ...]) -> None:
         if self.enabled:
             queue.append(row)
             if self._idle:
-                self._wake.set()
+                self._rouse()
 
     def result(self, run_id: int, task_id: str, name: str, fingerprint: str | None,
                blob: bytes | None, error: str | None, time: float,
@@ -574,7 +581,7 @@ class Journal:
         if self.enabled:
             self._small_q.append((run_id, task_id, name, fingerprint, value, time))
             if self._idle:
-                self._wake.set()
+                self._rouse()
 
     def too_large(self, size: int) -> str:
         """Why a result of ``size`` bytes is not stored."""

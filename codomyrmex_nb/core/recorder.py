@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
@@ -271,7 +271,7 @@ class Recorder:
             journal._trans_q.append((run_id, seq, when, task_id, name, _CODE[previous],
                                      _CODE[status], detail))
             if journal._idle:
-                journal._wake.set()
+                journal._rouse()
 
     def ensure_open(self) -> None:
         """Open the journal file if it is closed: called before the engine's lock is taken
@@ -293,7 +293,8 @@ class Recorder:
 
     # -- fingerprints (outside the engine lock) ----------------------------------------------
     def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str],
-                    upstream_names: frozenset[str] = frozenset(), memo: object = None) -> str:
+                    upstream_names: frozenset[str] = frozenset(), memo: object = None,
+                    records: Sequence[Any] = ()) -> str:
         """The task's fingerprint from its definition and its upstream fingerprints.
 
         Raises ``Unhashable`` (with the reason) when a parameter or the code's
@@ -301,6 +302,8 @@ class Recorder:
         notebook cell) says itself what it computes; it is never cached, since
         it reads notebook names whose values may change between cells. A trigger
         rule other than the default counts too (so no existing fingerprint changes).
+        ``records``: the upstream records, from which ``ups`` and ``upstream_names``
+        are made only when needed (the usual plain-parameter path needs neither).
         """
         func = task.func
         if func is None and task.module and task.action:  # by its code, not kept per run
@@ -316,6 +319,8 @@ class Recorder:
         if code is None:
             custom = getattr(func, "__codo_fingerprint__", None)
             if callable(custom):
+                if records:
+                    ups, upstream_names = _upstream_of(records)
                 return task_fingerprint(_with_inputs(custom(upstream_names), task),
                                         task.parameters, upstream, upstream=ups)
             code = self._code_for(func, task.module, task.action, task.cache, memo)
@@ -327,7 +332,8 @@ class Recorder:
                 if params else []
             key = f"{code};{items};{sorted(upstream) if len(upstream) > 1 else upstream}"
             return hashlib.sha256(b"codo-fast-1;" + key.encode("utf-8", "surrogatepass")).hexdigest()
-        return task_fingerprint(code, params, upstream, upstream=ups)
+        return task_fingerprint(code, params, upstream,
+                                upstream=_upstream_of(records)[0] if records else ups)
 
     def _action(self, module: str, action: str) -> Any:
         """The function a ``module``/``action`` task runs (None if it does not resolve:
@@ -375,8 +381,12 @@ class Recorder:
 
     def fingerprint_of(self, rec: Any) -> str | None:
         """The record's fingerprint, computed once (upstream first); None if unhashable."""
-        if rec.fingerprint is None and (not rec.ups or all(u.fingerprint for u in rec.ups)):
-            self._fingerprint_one(rec)  # the usual case: its upstream tasks ran before it
+        if rec.fingerprint is None:
+            for up in rec.ups:
+                if not up.fingerprint:
+                    break
+            else:  # the usual case: its upstream tasks ran before it
+                self._fingerprint_one(rec)
         if rec.fingerprint is None:
             stack, order = [rec], []
             while stack:  # upstream records without a fingerprint yet, depth first
@@ -395,10 +405,9 @@ class Recorder:
         """Fingerprint one record whose upstream fingerprints are all known."""
         ups = rec.ups
         try:
-            if ups:
-                rec.fingerprint = self.fingerprint(
-                    rec.task, [u.fingerprint for u in ups], {u.id: u.fingerprint for u in ups},
-                    frozenset(u.name for u in ups))
+            if ups:  # their ids and names are gathered only where needed (records=)
+                rec.fingerprint = self.fingerprint(rec.task, [u.fingerprint for u in ups],
+                                                   _NO_UPS, records=ups)
             else:
                 rec.fingerprint = self.fingerprint(rec.task, [], _NO_UPS)
         except Unhashable as exc:
@@ -409,7 +418,7 @@ class Recorder:
         if run_id is not None and journal is not None and journal.enabled:
             journal._defs_q.append((run_id, rec.id, rec.name, rec.fingerprint or None))
             if journal._idle:
-                journal._wake.set()
+                journal._rouse()
 
     def _define_row(self, rec: Any) -> None:
         """The task's definition fingerprint in the open run (None: it can never be restored)."""
@@ -417,7 +426,7 @@ class Recorder:
         if run_id is not None and journal is not None and journal.enabled:
             journal._defs_q.append((run_id, rec.id, rec.name, rec.fingerprint or None))
             if journal._idle:  # Journal.queue_definition written out (once a task)
-                journal._wake.set()
+                journal._rouse()
 
     # -- attempts and results (worker thread, outside the engine lock) ----------------------
     def before_attempt(self, rec: Any) -> None:
@@ -479,7 +488,7 @@ class Recorder:
             if journal.enabled:
                 journal._small_q.append((self.run_id, rec.id, rec.name, fp, blob, time.time()))
                 if journal._idle:
-                    journal._wake.set()
+                    journal._rouse()
         else:
             journal.result(self.run_id, rec.id, rec.name, fp, blob, error, time.time(), mac)
 
@@ -630,6 +639,11 @@ class Recorder:
                                                          if len(names) > 5 else "")
         return (f"restored {len(names)} finished task{'s' * (len(names) != 1)} from {self.origin()} "
                 f"({shown}); --fresh (or orchestrator.rerun) recomputes")
+
+
+def _upstream_of(records: Sequence[Any]) -> tuple[dict[str, str], frozenset[str]]:
+    """(upstream id -> fingerprint, upstream names) of upstream records."""
+    return {u.id: u.fingerprint for u in records}, frozenset(u.name for u in records)
 
 
 def _with_inputs(code: str, task: Task) -> str:
