@@ -823,3 +823,25 @@ def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_p
     gc.collect()
     assert not any(gc.is_tracked(row) for row in seen)
     assert peaks and max(peaks) < 100  # not one object per row while packing
+
+
+def test_a_commits_definitions_cost_the_same_late_in_a_long_run():
+    """Folding a commit's definitions walks that commit's task ids, not every task the run
+    has seen (which made a long run's commits slower and slower)."""
+    import timeit
+
+    ids = tuple(f"new{i}" for i in range(200))
+
+    def cost(seen: int) -> float:
+        summary = journal_tables.RunSummary()
+        summary.status = {f"t{i}": 4 for i in range(seen)}
+
+        def fold():
+            summary.define_columns(ids)
+            for task in ids:
+                del summary.status[task]
+
+        return min(timeit.repeat(fold, number=5, repeat=5))
+
+    early, late = cost(1_000), cost(300_000)
+    assert late < 5 * early + 0.002, (early, late)
