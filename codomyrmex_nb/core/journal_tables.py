@@ -38,6 +38,7 @@ import functools
 import marshal
 import operator
 import sqlite3
+import struct
 import sys
 from array import array
 from collections import Counter
@@ -211,8 +212,8 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
     # and, alive while it runs, carries into its older generations.
     if transitions:
         ids, names = tuple(map(_T_ID, transitions)), tuple(map(_T_NAME, transitions))
-        times = array("d", map(_T_TIME, transitions))
-        seq_col = array("q", map(_T_SEQ, transitions))
+        times = tuple(map(_T_TIME, transitions))
+        seq_col, time_col = _little("q", tuple(map(_T_SEQ, transitions))), _little("d", times)
         prev_col = bytes(map(_T_PREV, transitions))  # codes, as queued
         status_col = bytes(map(_T_STATUS, transitions))
         if prev_col.translate(None, _CODES) or status_col.translate(None, _CODES):
@@ -222,23 +223,21 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
         if details.count(None) == len(details):
             details = None
         folded = (ids, status_col, max(times))
-        time_col = times
     else:
         seq_col, time_col, ids, names, prev_col, status_col, details = \
-            array("q"), array("d"), (), (), b"", b"", None
+            b"", b"", (), (), b"", b"", None
         folded = ((), b"", None)
     d_ids = d_names = d_fps = ()
     if definitions:
         d_ids, d_names, d_fps = (tuple(map(get, definitions)) for get in _DEF_COLUMNS)
         hash(d_ids)
     r_ids = r_names = r_fps = r_values = ()
-    r_times = array("d")
+    r_times = b""
     if small:
         r_ids, r_names, r_fps, r_values = (tuple(map(get, small)) for get in _SMALL_COLUMNS)
-        r_times = array("d", map(_S_TIME, small))
-    columns = (LAYOUT, _bytes(seq_col), _bytes(time_col), ids, names, prev_col, status_col,
-               details, d_ids, d_names, d_fps, r_ids, r_names, r_fps, r_values,
-               _bytes(r_times))
+        r_times = _little("d", tuple(map(_S_TIME, small)))
+    columns = (LAYOUT, seq_col, time_col, ids, names, prev_col, status_col,
+               details, d_ids, d_names, d_fps, r_ids, r_names, r_fps, r_values, r_times)
     return marshal.dumps(columns, MARSHAL_VERSION), folded, d_ids
 
 
@@ -249,10 +248,13 @@ _SMALL_COLUMNS = tuple(operator.itemgetter(i) for i in range(1, 5))
 _S_TIME = operator.itemgetter(5)
 
 
-def _bytes(column: array) -> bytes:
-    if _SWAP:
-        column.byteswap()
-    return column.tobytes()
+def _little(kind: str, values: tuple[Any, ...]) -> bytes:
+    """Numbers as a little-endian column (``struct`` takes them in one call; ``array``
+    parsed each one on its own)."""
+    try:
+        return struct.pack(f"<{len(values)}{kind}", *values)
+    except struct.error as exc:  # a value of another kind: the caller's TypeError
+        raise TypeError(str(exc)) from None
 
 
 def _numbers(kind: str, data: bytes) -> array:
@@ -306,7 +308,7 @@ def without_small(columns: tuple[Any, ...], name: str | None,
     if len(stay) == len(r_ids):
         return None, 0
     kept = tuple(tuple(column[i] for i in stay) for column in (r_ids, r_names, r_fps, r_values))
-    rest = (*columns[:_SMALL_AT], *kept, _bytes(array("d", (times[i] for i in stay))))
+    rest = (*columns[:_SMALL_AT], *kept, _little("d", tuple(times[i] for i in stay)))
     return marshal.dumps(rest, MARSHAL_VERSION), len(r_ids) - len(stay)
 
 

@@ -324,7 +324,8 @@ class Recorder:
                 return task_fingerprint(_with_inputs(custom(upstream_names), task),
                                         task.parameters, upstream, upstream=ups)
             code = self._code_for(func, task.module, task.action, task.cache, memo)
-        code = _with_inputs(code, task)
+        if task._watch or task.trigger_rule is not DEFAULT_RULE:  # else nothing to add
+            code = _with_inputs(code, task)
         params = task.parameters
         if not params or all(map(_SCALARS.__contains__, map(type, params.values()))):
             # The common case, plain values: one hash of their exact reprs (no generic walk).
