@@ -2,7 +2,7 @@
 
 One ``Journal`` per file. Recording calls (``define``, ``transition``, ``result``,
 ``end_run``) only append a tuple to a deque (no lock; the writer is woken only when it
-sits idle); one writer thread (a daemon, its own connection) sleeps through a burst,
+sits idle, by the first record of a burst: ``_rouse``); one writer thread (a daemon, its own connection) sleeps through a burst,
 then drains the deques and commits them in one transaction, at most
 ``commit_interval`` seconds after a record was queued: ten thousand transitions are
 a handful of commits. Readers (``last_run``, ``restorable``, ``history``,
@@ -34,7 +34,9 @@ Each run records the process that wrote it (pid and start time).
 
 ``result`` rows are for completed tasks only: ``restorable`` returns the newest
 committed blob recorded for a fingerprint (in one run, or in any) whose MAC verifies,
-a ``small_result`` too (pickled for the caller).
+a ``small_result`` too (pickled for the caller; found through an index of verified
+packed rows whose hits are re-checked against the file, so one removed or rewritten
+since, by a cache clear or a prune in any process, is never served).
 A result over ``blob_limit`` is recorded as an error (the recorder refuses it before
 pickling when it can tell its size).
 

@@ -18,10 +18,13 @@ are never read back (their runs' summaries stay, for the history).
 
 **Columns (version 4).** Since version 4 a commit stores one ``packed`` row per run of
 kind ``"tasks"`` (``pack_tasks``): its transitions, definitions and small results as
-columns, not rows. Sequence numbers and times are arrays of machine numbers (``array``,
-little-endian), statuses a byte each, task ids and names ``marshal``'s shared
-references: no tuple per transition is built, marshalled or folded into the summary in
-Python (the summary folds the columns with C-level dict and ``Counter`` calls). Reading
+columns, not rows. Sequence numbers and times are little-endian machine numbers (packed
+with ``struct``), statuses a byte each (``STATUSES`` codes; the engine queues the codes,
+so a queued row holds plain values only and the garbage collector stops tracking it),
+task ids and names ``marshal``'s shared references: each column is taken by one C-level
+pass over the queued rows, and no row is marshalled or folded into the summary in
+Python (the summary folds each touched task's latest code with C-level dict and
+``Counter`` calls, walking the commit's rows, never the whole run's). Reading
 back rebuilds exactly the rows ``transitions`` and ``definitions`` gave before. A
 *small result* (``SMALL_TYPES``: None, a bool, a number, a string or bytes of at most
 ``SMALL_MAX`` characters) is stored in that row as the value itself, with its task,
@@ -29,7 +32,8 @@ fingerprint and time: no pickle, no row of its own, no result MAC (the packed ro
 covers it; nothing in it is unmarshalled before that MAC verifies). A batch the columns
 cannot hold (a status outside ``STATUSES``, a time that is not a number) is written the
 version-3 way, one ``"transitions"`` / ``"definitions"`` row each, which every reader
-still reads: a version-3 file needs no conversion.
+still reads: a version-3 file needs no conversion. A cache clear removes small results
+by rewriting their (verified) row without them, signed again (``without_small``).
 """
 
 from __future__ import annotations
