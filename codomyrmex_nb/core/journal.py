@@ -1264,8 +1264,8 @@ class Journal:
             else:
                 chosen.append((rowid, size))
         rewritten = self._small_to_clear(conn, name, kept, pinned, removal)
-        if not dry_run and chosen:
-            removed = self._remove(results=[rowid for rowid, _ in chosen])
+        if not dry_run and (chosen or rewritten):  # one transaction: all of it or nothing
+            removed = self._remove(results=[rowid for rowid, _ in chosen], rewrite=rewritten)
             if removed is None:
                 removal.error = "the file stayed locked; try again"
                 return removal
@@ -1277,9 +1277,6 @@ class Journal:
         if rewritten:
             removal.results += sum(count for *_, count, _ in rewritten)
             removal.freed += sum(freed for *_, freed in rewritten)
-            if not dry_run and not self._rewrite_packed(rewritten):
-                removal.error = "the file stayed locked; try again"
-                return removal
         return self._shrunk(removal, bool(chosen or rewritten))
 
     def _small_to_clear(self, conn: sqlite3.Connection, name: str | None,
@@ -1307,20 +1304,6 @@ class Journal:
                              len(blob) - len(new)))
         return plan
 
-    def _rewrite_packed(self, plan: list[tuple[int, bytes, bytes, bytes, int, int]]) -> bool:
-        """Write the rewritten packed rows of ``_small_to_clear`` in one transaction (a row
-        changed since it was planned is left as it is); readers index them anew."""
-        def work(conn: sqlite3.Connection) -> None:
-            conn.executemany("UPDATE packed SET rows = ?, mac = ? WHERE rowid = ? AND mac = ?",
-                             [(new, new_mac, rowid, mac) for rowid, mac, new, new_mac, _, _
-                              in plan])
-
-        ok, _ = self._write(work, "a cache clear")
-        if ok:
-            with self._rlock:  # this process's index: read anew at the next lookup
-                self._small_index, self._small_seen = {}, 0
-        return ok
-
     def _shrunk(self, removal: Removal, removed: bool) -> Removal:
         """A removal done (not a dry run): the space given back if anything went, and the
         size on disk after it."""
@@ -1330,14 +1313,21 @@ class Journal:
         return removal
 
     def _remove(self, runs: Sequence[int] = (), results: Sequence[int] = (),
-                everything: bool = False) -> tuple[list[int], int] | None:
+                everything: bool = False,
+                rewrite: Sequence[tuple[Any, ...]] = ()) -> tuple[list[int], int] | None:
         """The one removal (prune, cache clear, clear, the size bound), on the writer
         connection in one transaction: ``runs`` whole, result rows by rowid, or
-        ``everything``. A run holding a key of ``pinned`` is never removed, nor a
+        ``everything``; ``rewrite``: packed rows written again without their small
+        results (``_small_to_clear``; a row changed since it was planned stays as it
+        is). A run holding a key of ``pinned`` is never removed, nor a
         pinned result row, as ``pinned`` is when the transaction runs (a result this
         process dropped from memory and will read back). Returns (runs removed, result
         rows removed), None when the file stayed locked (nothing removed)."""
         def work(conn: sqlite3.Connection) -> tuple[list[int], int]:
+            if rewrite:
+                conn.executemany("UPDATE packed SET rows = ?, mac = ? WHERE rowid = ? AND "
+                                 "mac = ?", [(new, new_mac, rowid, mac) for rowid, mac, new,
+                                             new_mac, _, _ in rewrite])
             pinned = self.pinned.copy()  # another thread may add to it meanwhile
             held = {run_id for run_id, _ in pinned}
             if everything and not pinned:
@@ -1366,6 +1356,9 @@ class Journal:
         ok, removed = self._write(work, "a prune")
         if not ok:
             return None
+        if rewrite:
+            with self._rlock:  # this process's index of small results: read anew
+                self._small_index, self._small_seen = {}, 0
         for run_id in removed[0]:
             self._summaries.pop(run_id, None)
         return removed
