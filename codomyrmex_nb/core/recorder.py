@@ -382,12 +382,8 @@ class Recorder:
 
     def fingerprint_of(self, rec: Any) -> str | None:
         """The record's fingerprint, computed once (upstream first); None if unhashable."""
-        if rec.fingerprint is None:
-            for up in rec.ups:
-                if not up.fingerprint:
-                    break
-            else:  # the usual case: its upstream tasks ran before it
-                self._fingerprint_one(rec)
+        if rec.fingerprint is None and all(u.fingerprint for u in rec.ups):
+            self._fingerprint_one(rec)  # the usual case: its upstream tasks ran before it
         if rec.fingerprint is None:
             stack, order = [rec], []
             while stack:  # upstream records without a fingerprint yet, depth first
