@@ -697,8 +697,8 @@ def test_a_small_result_lives_in_its_runs_packed_row_and_is_restorable(make_jour
     assert journal.flush(10)
     with raw(journal.path) as conn:
         assert conn.execute("SELECT name FROM results").fetchall() == [("u",)]
-    assert journal.restorable_signed(None, "fp") == (None, 2.0, journal_module.SMALL)
-    assert journal.restorable_signed(first, "fp") == (41, 1.0, journal_module.SMALL)
+    assert journal.restorable_hit(None, "fp") == (None, 2.0, journal_module.SMALL)
+    assert journal.restorable_hit(first, "fp") == (41, 1.0, journal_module.SMALL)
     assert journal.restorable(second, "fpS") == (__import__("pickle").dumps("short text", 5), 2.0)
     assert journal.restorable([first, second], "fpU") == (b"pickled", 1.0)
     assert journal.restorable(second, "fpU") is None
@@ -845,3 +845,21 @@ def test_a_commits_definitions_cost_the_same_late_in_a_long_run():
 
     early, late = cost(1_000), cost(300_000)
     assert late < 5 * early + 0.002, (early, late)
+
+
+def test_restorable_signed_gives_pickled_bytes_for_small_results_too(make_journal):
+    """Callers that unpickle what restorable_signed gives (as before small results were
+    packed) get the value back, even small bytes that happen to be a pickle themselves;
+    restorable_hit gives the value itself."""
+    import pickle
+
+    journal = make_journal()
+    run = journal.begin_run()
+    inner = pickle.dumps({"a": 1})  # small bytes that are a pickle: must stay bytes
+    journal.small_result(run, "b", "b", "fpB", inner, 1.0)
+    journal.small_result(run, "n", "n", "fpN", None, 1.0)
+    assert journal.flush(10)
+    blob, when, mac = journal.restorable_signed(run, "fpB")
+    assert pickle.loads(blob) == inner and when == 1.0 and mac is None
+    assert pickle.loads(journal.restorable_signed(None, "fpN")[0]) is None
+    assert journal.restorable_hit(run, "fpB") == (inner, 1.0, journal_module.SMALL)

@@ -465,13 +465,13 @@ def test_small_results_are_counted_cleared_by_name_and_dry_run_says_so(make_jour
         assert info[big].results == 1
         dry = journal.clear_cache("load", dry_run=True)
         assert (dry.results, dry.dry_run) == (1, True) and dry.freed > 0
-        assert journal.restorable_signed(None, "fp-load")[0] == 7  # nothing removed
+        assert journal.restorable_hit(None, "fp-load")[0] == 7  # nothing removed
         removal = journal.clear_cache("load")
         assert (removal.results, removal.freed) == (dry.results, dry.freed)
         assert journal.restorable(None, "fp-load") is None
         assert other.restorable(None, "fp-load") is None  # its index follows the file
-        assert journal.restorable_signed(None, "fp-train")[0] == "short text"
-        assert other.restorable_signed(None, "fp-train")[0] == "short text"
+        assert journal.restorable_hit(None, "fp-train")[0] == "short text"
+        assert other.restorable_hit(None, "fp-train")[0] == "short text"
         assert (journal.transitions(run), journal.definitions(run)) == history  # kept
         assert journal.clear_cache().results == 2  # the other small one and the big one
         assert journal.restorable(None, "fp-train") is None
@@ -492,7 +492,7 @@ def test_small_results_of_a_live_processs_run_are_kept(make_journal):
     assert journal.flush(10)
     removal = journal.clear_cache()
     assert removal.results == 0 and removal.kept == {run: "open in this process"}
-    assert journal.restorable_signed(None, "fp-t")[:1] == (None,)
+    assert journal.restorable_hit(None, "fp-t")[:1] == (None,)
     journal.end_run(run)
     assert journal.flush(10)
     assert journal.clear_cache().results == 1
@@ -505,4 +505,4 @@ def test_a_prune_counts_the_small_results_of_the_runs_it_removes(make_journal):
     dry = journal.prune(keep_runs=1, dry_run=True)
     assert (dry.runs, dry.results) == (runs[:1], 2)
     assert journal.prune(keep_runs=1).results == 2
-    assert journal.restorable_signed(None, "fp-load")[0] == 7  # the newer run's, kept
+    assert journal.restorable_hit(None, "fp-load")[0] == 7  # the newer run's, kept

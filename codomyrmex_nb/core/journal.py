@@ -131,7 +131,7 @@ FULL_CHECK_BYTES = 32 * 2**20  # files up to this size get a full quick_check wh
 _MAX_IDS = 900             # run ids bound to one query (older SQLite allows 999 parameters)
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
-SMALL = "small"  # restorable_signed's third item for a small result (the value, not bytes)
+SMALL = "small"  # restorable_hit's third item for a small result (the value, not bytes)
 _TIME_OF_SMALL = operator.itemgetter(5)  # a queued small result's time
 
 
@@ -733,19 +733,27 @@ class Journal:
         """The committed result blob, and when it was recorded, of a task with this
         fingerprint that completed in run ``run_id`` (several: in any of them, newest
         first; None: in any run, newest first); only a blob whose MAC verifies (see
-        ``restorable_signed``)."""
+        ``restorable_hit``)."""
         hit = self.restorable_signed(run_id, fingerprint)
-        if hit is not None and hit[2] is SMALL:  # stored as itself: its bytes, as for the rest
-            return pickle.dumps(hit[0], protocol=5), hit[1]
         return None if hit is None else (hit[0], hit[1])
 
     def restorable_signed(self, run_id: int | Sequence[int] | None,
-                          fingerprint: str) -> tuple[Any, float, Any] | None:
+                          fingerprint: str) -> tuple[bytes, float, bytes | None] | None:
         """``restorable`` with the blob's MAC (to record it again without hashing it
-        twice). A blob that does not verify is never returned: the next older one may
-        serve; one line per file and reason says why it was skipped. A small result
-        (stored as itself in a packed row whose MAC verified) comes back as
-        ``(value, time, SMALL)``; the newer of the two kinds wins (by run, then time)."""
+        twice): pickled bytes whatever the kind, as before small results were packed
+        (a small one is pickled here, its MAC None: its packed row's covers it)."""
+        hit = self.restorable_hit(run_id, fingerprint)
+        if hit is not None and hit[2] is SMALL:  # stored as itself: its bytes, as for the rest
+            return pickle.dumps(hit[0], protocol=5), hit[1], None
+        return hit
+
+    def restorable_hit(self, run_id: int | Sequence[int] | None,
+                       fingerprint: str) -> tuple[Any, float, Any] | None:
+        """``restorable_signed``, but a small result (stored as itself in a packed row
+        whose MAC verified) comes back as ``(value, time, SMALL)``, neither pickled nor
+        unpickled. A blob that does not verify is never returned: the next older one may
+        serve; one line per file and reason says why it was skipped. The newer of the
+        two kinds wins (by run, then time)."""
         columns = ("SELECT r.blob, r.time, r.mac, r.name, (SELECT key_id FROM runs WHERE "
                    "runs.run_id = r.run_id), r.run_id FROM results AS r WHERE ")
         newest = " AND r.blob IS NOT NULL ORDER BY r.run_id DESC, r.rowid DESC"

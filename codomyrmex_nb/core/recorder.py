@@ -582,10 +582,10 @@ class Recorder:
     def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:
         hit, source = None, ""
         if self.resume_from is not None:
-            hit = self.journal.restorable_signed(self.resume_runs, fp)
+            hit = self.journal.restorable_hit(self.resume_runs, fp)
             source = self.origin()
         if hit is None and task.cache:
-            hit, source = self.journal.restorable_signed(None, fp), "the cache"
+            hit, source = self.journal.restorable_hit(None, fp), "the cache"
         if hit is None:
             return None
         blob, when, mac = hit  # its MAC verified: written by this user's key, for this fp
@@ -617,11 +617,11 @@ class Recorder:
 
     def read_back(self, run_id: int, fp: str) -> Any:
         """A result this process recorded in run ``run_id``, read back through the verified
-        path (``restorable_signed``; raises ``LookupError`` when no row verifies). The
+        path (``restorable_hit``; raises ``LookupError`` when no row verifies). The
         memory budget never drops a small result (it is under ``memory_budget.MIN_SIZE``),
         but one found here (its packed row newer) comes back as itself."""
         journal = self._journal
-        hit = None if journal is None else journal.restorable_signed(run_id, fp)
+        hit = None if journal is None else journal.restorable_hit(run_id, fp)
         if hit is None:
             raise LookupError(f"no result row of run {run_id} with that fingerprint verifies")
         return hit[0] if hit[2] is SMALL else pickle.loads(hit[0])
