@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import capture, frame_names
+from . import capture, frame_names, waiting
 from .actions import ActionRegistry
 from .clock import Clock, TimerHandle
 from .events import Event, EventBus
@@ -502,8 +502,13 @@ class Engine:
         # The main thread wakes at least every 0.1 s: an interrupt from
         # _thread.interrupt_main() does not wake a blocked lock by itself.
         step = 0.1 if threading.current_thread() is threading.main_thread() else None
-        with self._changed:
+        # A poke (core.waiting: the notebook layer has clicks for this thread to answer)
+        # wakes the wait; the chore runs outside the engine lock, then the wait goes on.
+        with waiting.watch(self._wake_waiters) as chores, self._changed:
             while sched.unfinished:
+                if chores.due():
+                    chores.run(holding=self.lock)
+                    continue
                 if not self._running:
                     raise RuntimeError(
                         f"{sched.unfinished} tasks are waiting but the engine is not running: "
@@ -517,6 +522,10 @@ class Engine:
             skipped = counts[TaskStatus.SKIPPED]  # not needed (a rule did not fire) is no failure
             return counts[TaskStatus.FAILED] == 0 and (
                 skipped == 0 or skipped == len(sched.not_needed()))
+
+    def _wake_waiters(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     # -- observing ----------------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:

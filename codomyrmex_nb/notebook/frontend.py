@@ -16,7 +16,8 @@ The kernel decides everything; the browser only draws what it is sent:
   is corrected by the kernel's ``now`` at each update (kernel and browser may differ).
 
 A click on a node sends ``{"kind": "select", "node": id}``; the panel's buttons
-send ``cancel``, ``retry`` or ``close``. Until the kernel answers (it reads
+send ``cancel``, ``retry`` or ``close``; each message carries a unique ``token``
+(``busy_clicks``: a click a wait answered early is not answered twice). Until the kernel answers (it reads
 messages between cells) the panel shows the node's hover text at once; a click
 on the node whose details are open keeps them while the kernel refreshes them.
 Output sections (``pre.codo-tail``) open at their end and stay there as they
@@ -44,7 +45,12 @@ function escapeHtml(text) {
   return span.innerHTML;
 }
 
+// Each click carries a token: a wait that answered it early drops the copy that follows.
+let sent = 0;
+const pageToken = Math.random().toString(36).slice(2);
+
 function render({ model, el }) {
+  const send = (message) => model.send({ ...message, token: `${pageToken}-${++sent}` });
   const scope = model.get("scope");
   // The scope's class carries its theme's colours (--codo-*), for the header's chips too.
   el.classList.add("codo-view", "codo-live-" + scope, scope);
@@ -151,7 +157,7 @@ function render({ model, el }) {
     if (!node || node.classList.contains("lock") || !dag.contains(node)) return;
     if (node.id === model.get("selected") && model.get("detail")) {
       drawDetail();  // its details stay (buttons too) while the kernel refreshes them
-      model.send({ kind: "select", node: node.id });
+      send({ kind: "select", node: node.id });
       return;
     }
     const title = node.querySelector("title");
@@ -165,13 +171,13 @@ function render({ model, el }) {
       old.classList.remove("codo-selected");
     }
     node.classList.add("codo-selected");
-    model.send({ kind: "select", node: node.id });
+    send({ kind: "select", node: node.id });
   };
   const onPanelClick = (event) => {
     const button = event.target.closest("[data-codo-action]");
     if (!button || button.disabled) return;
     const kind = button.dataset.codoAction;
-    model.send({ kind, task: button.dataset.codoTask || "" });
+    send({ kind, task: button.dataset.codoTask || "" });
     if (kind === "close") {
       panel.innerHTML = "";
       panel.style.display = "none";

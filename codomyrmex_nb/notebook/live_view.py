@@ -71,6 +71,7 @@ import traitlets
 from ..core.events import Event
 from ..core.snapshot import Snapshot
 from ..orchestrator import TaskOrchestrator
+from . import busy_clicks
 from . import drawing as drawing_mod
 from .frontend import CSS, ESM
 from .inspector import detail_html
@@ -169,6 +170,8 @@ class LiveView(anywidget.AnyWidget):
         self._sidecar: Any = None
         self._shown_in_cell: int | None = None
         self.on_msg(self._on_front_end_message)
+        if self.comm is not None:  # clicks answered while the main shell is busy
+            busy_clicks.route(self.comm, self._act)
         self._unsubscribe = orchestrator.subscribe(self._on_event)
         self._frame([], snapshot=orchestrator.snapshot())
 
@@ -278,8 +281,11 @@ class LiveView(anywidget.AnyWidget):
 
     # -- clicks -------------------------------------------------------------------------------
     def _on_front_end_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict):
-            return
+        if isinstance(content, dict) and busy_clicks.claim(content):
+            self._act(content)
+
+    def _act(self, content: dict[str, Any]) -> None:
+        """Answer one click (on whichever shell received it: see ``busy_clicks``)."""
         kind = content.get("kind")
         try:
             if kind == "select":
