@@ -17,9 +17,10 @@ The kernel decides everything; the browser only draws what it is sent:
 
 A click on a node sends ``{"kind": "select", "node": id}``; the panel's buttons
 send ``cancel``, ``retry`` or ``close``; each message carries a unique ``token``
-(``busy_clicks``: a click a wait answered early is not answered twice). Until the kernel answers (it reads
-messages between cells) the panel shows the node's hover text at once; a click
-on the node whose details are open keeps them while the kernel refreshes them.
+(``busy_clicks``: a click a wait answered early is not answered twice). Until the
+kernel answers (at once on a subshell, else when the main shell is free or in our
+wait) the panel shows the node's hover text; a click on the node whose details are
+open keeps them while the kernel refreshes them.
 Output sections (``pre.codo-tail``) open at their end and stay there as they
 grow, unless the reader has scrolled up in them.
 While the widget is on the page it also hides the static copy of the same

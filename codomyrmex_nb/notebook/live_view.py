@@ -2,7 +2,9 @@
 
 An anywidget (``frontend``): the browser draws what the kernel sends and
 reports clicks; a click on a node opens its details beside the drawing
-(``inspector``), with Cancel and Retry for that task.
+(``inspector``), with Cancel and Retry for that task. Clicks are answered while
+a cell keeps the main shell busy (``busy_clicks``: on a kernel subshell, or by
+our own waits).
 
 One update path. The event callback (on the engine's event dispatcher thread)
 only appends the event to a deque and, on the first event since the last
