@@ -62,7 +62,8 @@ def route(comm: Any, handler: Handler) -> None:
             log.debug("live view: routing a click failed", exc_info=True)
         return default
 
-    comm._reply_subshell_for = reply_subshell_for  # ipykernel >= 7.4 calls it; others route by header
+    # ipykernel >= 7.4 asks this; earlier ones route by the message's header, as we do.
+    comm._reply_subshell_for = reply_subshell_for
     waiting.set_chore(_answer_early)
 
 
