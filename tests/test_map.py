@@ -438,3 +438,225 @@ def test_the_expansion_is_journaled_before_items_run(tmp_path):
         journal.close()
     fps = [defined.get(f"{task_id}[{i}]") for i in range(3)]
     assert all(fps) and len(set(fps)) == 3
+
+
+# -- the state machine: maps, chains, cancels and failures on the pure scheduler ------------------
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule  # noqa: E402
+
+from codomyrmex_nb import Task  # noqa: E402
+from codomyrmex_nb.core.scheduler import Scheduler  # noqa: E402
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class MapWalk(RuleBasedStateMachine):
+    """Random plain and mapped tasks (over literals, plain tasks, or other maps: chained),
+    dispatched, finished, failed, timed out, cancelled (whole or by item), re-run (whole or
+    only failed items) and stopped."""
+
+    @initialize()
+    def setup(self) -> None:
+        self.clock = _Clock()
+        self.sched = Scheduler(clock=self.clock)
+        self.sched.listener = lambda e: None
+        self.tasks: list[Task] = []
+        self.in_flight: list = []
+        self.n = 0
+
+    def _rec(self, i: int):
+        return self.sched.lookup(self.tasks[i % len(self.tasks)])
+
+    @rule(size=st.integers(0, 4), retries=st.integers(0, 1), kind=st.sampled_from(
+        ["plain", "literal", "over_task", "over_map"]), tolerate=st.integers(0, 2),
+        parallel=st.sampled_from([None, 1, 2]), pick=st.integers(0, 100),
+        trigger=st.sampled_from(["all_success", "all_done"]))
+    def define(self, size, retries, kind, tolerate, parallel, pick, trigger) -> None:
+        self.n += 1
+        name = f"t{self.n}"
+        maps = [t for t in self.tasks if t.map is not None and self.sched.lookup(t)]
+        plains = [t for t in self.tasks if t.map is None and self.sched.lookup(t)]
+        if kind == "plain" or (kind == "over_task" and not plains) \
+                or (kind == "over_map" and not maps):
+            deps = [self.tasks[pick % len(self.tasks)]] if self.tasks and pick % 3 == 0 else []
+            task = Task(name=name, func=lambda: None, dependencies=deps, max_retries=retries,
+                        timeout=1.0, trigger_rule=trigger, parameters={"size": size})
+        elif kind == "literal":
+            task = Task(name=name, func=lambda item: item, map=list(range(size)),
+                        max_retries=retries, timeout=1.0, tolerate=tolerate,
+                        max_parallel=parallel)
+        else:
+            source = (plains if kind == "over_task" else maps)[pick % len(plains if kind ==
+                                                                          "over_task" else maps)]
+            task = Task(name=name, func=lambda item: item, map=source.name, max_retries=retries,
+                        timeout=1.0, tolerate=tolerate, max_parallel=parallel)
+        self.sched.define([task])
+        self.tasks.append(task)
+
+    def _value_of(self, rec):
+        """What a finished attempt returns: a plain task a list of its size, an item 1."""
+        if rec.parent is not None:
+            return 1
+        return list(range(rec.parameters.get("size", 0)))
+
+    def _plan(self, rec):
+        spec = rec.mapping.spec
+        sources, labels = [], []
+        for name, ref in spec.bindings.items():
+            if isinstance(ref, list):
+                sources.append(ref)
+                labels.append(name)
+            else:
+                up = next(u for u in rec.ups if u.name == ref)
+                assert up.status is S.COMPLETED, "a map expanded before its source completed"
+                sources.append(up.result.data)
+                labels.append(up.name)
+        return expand(tuple(spec.bindings), sources, labels, spec.mode)
+
+    @rule()
+    def dispatch(self) -> None:
+        ticket = self.sched.next_ticket()
+        if ticket is None:
+            return
+        rec = ticket.rec
+        assert all(t.rec is not rec for t in self.in_flight), f"{rec.name} runs twice at once"
+        if rec.parent is None and rec.rule is None:
+            for up in rec.ups:  # a collect step never runs before its map's last item ended
+                assert up.status is S.COMPLETED, (rec.name, up.name, up.status)
+                if up.mapping is not None:
+                    assert all(i is None or i.status.is_terminal for i in up.mapping.items)
+        if rec.parent is not None and rec.parent.mapping.source is not None:
+            src = rec.parent.mapping.source.mapping.items[rec.index]
+            assert src is not None and src.status is S.COMPLETED  # chained: item after item
+        self.sched.start(ticket, "w")
+        self.in_flight.append(ticket)
+
+    @precondition(lambda self: self.in_flight)
+    @rule(i=st.integers(0, 10), ok=st.booleans())
+    def thread_returns(self, i, ok) -> None:
+        ticket = self.in_flight.pop(i % len(self.in_flight))
+        self.clock.now += 0.01
+        rec = ticket.rec
+        if rec.mapping is not None and not ticket.abandoned and rec.current is ticket:
+            self.sched.finish(ticket, True, self._plan(rec))
+        else:
+            self.sched.finish(ticket, ok, self._value_of(rec), None if ok else RuntimeError("x"))
+
+    @precondition(lambda self: self.in_flight)
+    @rule(i=st.integers(0, 10))
+    def deadline(self, i) -> None:
+        self.sched.deadline(self.in_flight[i % len(self.in_flight)])
+
+    @rule()
+    def retry_due(self) -> None:
+        due = [e for e in self.sched.effects if e[0] == "retry"]
+        self.sched.effects = [e for e in self.sched.effects if e[0] != "retry"]
+        for _, rec, token, _ in due:
+            self.sched.retry_due(rec, token)
+
+    @precondition(lambda self: self.tasks)
+    @rule(i=st.integers(0, 100))
+    def cancel(self, i) -> None:
+        rec = self._rec(i)
+        if rec is not None:
+            self.sched.cancel(rec)
+
+    def _maps(self, expanded: bool, ended: bool) -> list:
+        return [r for r in self.sched.records.values() if r.mapping is not None
+                and r.mapping.expanded == expanded and r.status.is_terminal == ended]
+
+    @precondition(lambda self: self._maps(True, False))
+    @rule(i=st.integers(0, 100), index=st.integers(0, 4))
+    def cancel_item(self, i, index) -> None:
+        maps = self._maps(True, False)
+        rec = maps[i % len(maps)]
+        if rec.mapping.n:
+            self.sched.cancel_item(rec, index % rec.mapping.n)
+
+    @precondition(lambda self: self.tasks)
+    @rule(i=st.integers(0, 100))
+    def rerun(self, i) -> None:
+        rec = self._rec(i)
+        if rec is not None:
+            self.sched.requeue(rec, fresh_budget=True)
+
+    @precondition(lambda self: self._maps(True, True))
+    @rule(i=st.integers(0, 100))
+    def rerun_failed_items(self, i) -> None:
+        maps = self._maps(True, True)
+        rec = maps[i % len(maps)]
+        m = rec.mapping
+        if any(d.mapping is not None and d.mapping.source is rec
+               for d in self.sched.descendants(rec)):
+            with pytest.raises(ValueError, match="item by item"):
+                self.sched.rerun_items(rec, [])
+            return
+        bad = [j for j, it in enumerate(m.items) if it is not None
+               and it.status in (S.FAILED, S.CANCELLED)]
+        self.sched.rerun_items(rec, bad)
+
+    @rule()
+    def stop(self) -> None:
+        self.sched.stop()
+
+    @invariant()
+    def books_balance(self) -> None:
+        sched = self.sched
+        again = sched.recount()
+        assert again["counts"] == sched.counts
+        assert again["unfinished"] == sched.unfinished
+        assert again["retries"] == sched.retries
+        assert again["waiting_retry"] == sched.waiting_retry
+        assert again["running"] == len(sched.running)
+        for rec in sched.records.values():
+            m = rec.mapping
+            if m is None or not m.items:
+                continue
+            made = [i for i in m.items if i is not None]
+            assert sum(m.counts.values()) == len(made)
+            assert m.live == sum(not i.status.is_terminal for i in made)
+            if rec.status.is_terminal:
+                assert m.live == 0, (rec.name, rec.status)  # no item outlives its map
+
+    def teardown(self) -> None:
+        """Every task and item ends once the threads return and retries fire."""
+        sched = self.sched
+        for ticket in self.in_flight:
+            rec = ticket.rec
+            if rec.mapping is not None and rec.current is ticket:
+                sched.finish(ticket, True, self._plan(rec))
+            else:
+                sched.finish(ticket, True, self._value_of(rec))
+        for _ in range(3000):
+            due = [e for e in sched.effects if e[0] == "retry"]
+            sched.effects = [e for e in sched.effects if e[0] != "retry"]
+            for _, rec, token, _ in due:
+                sched.retry_due(rec, token)
+            ticket = sched.next_ticket()
+            if ticket is None and not due:
+                break
+            if ticket is not None:
+                sched.start(ticket, "w")
+                rec = ticket.rec
+                if rec.mapping is not None:
+                    sched.finish(ticket, True, self._plan(rec))
+                else:
+                    sched.finish(ticket, True, self._value_of(rec))
+        assert sched.unfinished == 0, {r.name: r.status for r in sched.records.values()}
+        for rec in sched.records.values():
+            if rec.mapping is not None and rec.mapping.items:
+                assert all(i is None or i.status.is_terminal for i in rec.mapping.items)
+
+
+MapWalk.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+test_map_walk = MapWalk.TestCase

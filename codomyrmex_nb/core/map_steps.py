@@ -292,6 +292,12 @@ class MapSteps:
                 if down.status is S.RUNNING and down.mapping.finished():
                     self._map_done(down, now)
 
+    def _forget_items(self, rec: Any) -> None:
+        """The map's items are about to be dropped (re-queued, removed): their retries no
+        longer count in the totals."""
+        m = rec.mapping
+        self.retries -= sum(i.retry_count for i in m.items if i is not None)
+
     def _cancel_item(self, item: Any, err: BaseException) -> None:
         now = self._now()
         ticket, attempt, elapsed = item.current, None, 0.0
@@ -346,10 +352,12 @@ class MapSteps:
         self._move(rec, S.PENDING, "requeued")
         self._move(rec, S.READY, "requeued items")
         self._move(rec, S.RUNNING, f"{len(indices)} items again")
-        if m.can_dispatch():
-            self._push_map(rec)
         self.structure_version += 1
-        self._settle_all(fresh, now)
+        self._settle_all(fresh, now)  # they wait for the map again
+        if m.finished():  # nothing failed: it ends again at once, and its dependents run
+            self._map_done(rec, now)
+        elif m.can_dispatch():
+            self._push_map(rec)
 
 
 def item_binding(item: Any) -> dict[str, Any]:

@@ -626,6 +626,7 @@ class Scheduler(MapSteps):
             if rec.mapping is not None:
                 self._close_map(rec, "interrupted")
                 self._withdraw(rec)
+                self._forget_items(rec)
                 rec.mapping.reset()
             if status is RUNNING and rec.current is not None:
                 self._abandon(rec.current, "interrupted")
@@ -1195,6 +1196,8 @@ class Scheduler(MapSteps):
             self.run_time_total -= rec.counted_time
             self.run_time_n -= 1
         self.retries -= rec.retry_count
+        if rec.mapping is not None:
+            self._forget_items(rec)
         task = rec.task
         task._status, task._result, task._retry_count = rec.status, rec.result, rec.retry_count
         task._started_at, task._completed_at = rec.started_at, rec.completed_at
@@ -1281,12 +1284,15 @@ class Scheduler(MapSteps):
 
     def recount(self) -> dict[str, Any]:
         """The incremental figures recomputed from the records (tests compare the two)."""
-        recs = list(self.records.values())
+        tasks = list(self.records.values())
         counts = dict.fromkeys(S, 0)
-        for r in recs:
+        for r in tasks:
             counts[r.status] += 1
-        timed = [r.result.execution_time for r in recs if r.result is not None and r.attempts
+        timed = [r.result.execution_time for r in tasks if r.result is not None and r.attempts
                  and r.status in (COMPLETED, FAILED)]
+        items = [i for r in tasks if r.mapping is not None for i in r.mapping.items
+                 if i is not None]
+        recs = tasks + items  # retries, waits and attempts in flight count items too
         return {
             "counts": counts,
             "unfinished": sum(counts[s] for s in _UNFINISHED),
