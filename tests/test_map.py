@@ -655,3 +655,18 @@ MapWalk.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 test_map_walk = MapWalk.TestCase
+
+
+def test_item_results_dropped_by_the_memory_budget_are_read_back_for_the_collect_step(tmp_path):
+    orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite", memory_limit="4MB")
+    try:
+        orch.create_task("blobs", func=lambda item: bytes([item]) * 2_000_000, map=list(range(8)))
+        orch.create_task("sizes", func=lambda upstream: [(len(b), b[0]) for b in upstream["blobs"]],
+                         dependencies=["blobs"])
+        assert run(orch, timeout=60)
+        items = orch._engine.sched.lookup("blobs").mapping.items
+        assert sum(i.result._entry is not None and i.result._entry.dropped for i in items) >= 4
+        assert orch.get_task_result("sizes").data == [(2_000_000, i) for i in range(8)]
+        assert orch.get_task_result("blobs", map_index=5).data[:1] == b"\x05"
+    finally:
+        orch.stop_execution()

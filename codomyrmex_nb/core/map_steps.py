@@ -39,7 +39,7 @@ class MapSteps:
     """Mixed into ``Scheduler``: everything that concerns items."""
 
     # -- finding ---------------------------------------------------------------------------
-    def _known(self, rec: Any) -> bool:
+    def known(self, rec: Any) -> bool:
         """Is ``rec`` (a task or an item) still the scheduler's?"""
         parent = rec.parent
         if parent is None:
@@ -203,18 +203,18 @@ class MapSteps:
     def map_result(self, rec: Any) -> MapResult:
         """The mapped record's items as they stand."""
         m = rec.mapping
-        by_index: dict[int, Any] = {}
+        done: list[tuple[int, Any]] = []
         failed: dict[int, Any] = {}
         for i, item in enumerate(m.items):
             if item is None:
                 continue
             status = item.status
             if status is _ENDED_OK:
-                by_index[i] = item.result.read_data()
+                done.append((i, item.result))  # read (back) on first use, not under the lock
             elif status is S.FAILED or status is S.CANCELLED:
                 res = item.result
                 failed[i] = (res.exception or res.error_message) if res is not None else status.value
-        return MapResult(by_index, failed, [m.state_of(i) for i in range(m.n)], rec.name)
+        return MapResult(None, failed, [m.state_of(i) for i in range(m.n)], rec.name, done)
 
     def _map_done(self, rec: Any, now: float) -> None:
         """Every item ended: the record completes (failures within ``tolerate``) or fails."""

@@ -259,29 +259,53 @@ class MapResult(Sequence[Any]):
     """What a task downstream of a mapped task receives: the successful items' values in
     ``map_index`` order. ``by_index`` maps each successful ``map_index`` to its value
     (positions shift after a tolerated failure), ``failed`` maps ``map_index`` to the
-    exception (or its message), ``states`` lists every item's final state."""
+    exception (or its message), ``states`` lists every item's final state.
 
-    __slots__ = ("_values", "by_index", "failed", "states", "task")
+    Built under the engine lock from the items' results without reading them: a result the
+    memory budget dropped is read back on first use, by whoever uses it (``results`` holds
+    ``(map_index, TaskResult)`` pairs until then).
+    """
 
-    def __init__(self, by_index: dict[int, Any], failed: dict[int, Any], states: list[str],
-                 task: str = "") -> None:
-        self.by_index, self.failed, self.states, self.task = by_index, failed, states, task
-        self._values = list(by_index.values())
+    __slots__ = ("_values", "_by_index", "_results", "failed", "states", "task")
+
+    def __init__(self, by_index: dict[int, Any] | None, failed: dict[int, Any],
+                 states: list[str], task: str = "",
+                 results: list[tuple[int, Any]] | None = None) -> None:
+        self.failed, self.states, self.task = failed, states, task
+        self._by_index = by_index
+        self._results = results
+        self._values: list[Any] | None = None if by_index is None else list(by_index.values())
+
+    @property
+    def by_index(self) -> dict[int, Any]:
+        if self._by_index is None:
+            self._by_index = {i: r.read_data() for i, r in self._results or ()}
+            self._results = None
+        return self._by_index
+
+    @property
+    def _list(self) -> list[Any]:
+        values = self._values
+        if values is None:
+            values = self._values = list(self.by_index.values())
+        return values
 
     def __len__(self) -> int:
-        return len(self._values)
+        if self._values is None and self._results is not None:
+            return len(self._results)
+        return len(self._list)
 
     def __getitem__(self, index: Any) -> Any:
-        return self._values[index]
+        return self._list[index]
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._values)
+        return iter(self._list)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, MapResult):
             return self.by_index == other.by_index and self.failed.keys() == other.failed.keys()
         if isinstance(other, list | tuple):
-            return self._values == list(other)
+            return self._list == list(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -289,8 +313,9 @@ class MapResult(Sequence[Any]):
     def __repr__(self) -> str:
         n = len(self.states)
         failed = f", {len(self.failed)} failed" if self.failed else ""
-        shown = ", ".join(repr(v) for v in self._values[:5]) + (", ..." if len(self) > 5 else "")
-        return f"MapResult([{shown}], {len(self)} of {n} items{failed})"
+        values = self._list
+        shown = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        return f"MapResult([{shown}], {len(values)} of {n} items{failed})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return MapResult, (self.by_index, self.failed, self.states, self.task)

@@ -177,7 +177,8 @@ class Entry:
 
     def consumed(self) -> bool:
         """An intermediate result every dependent has used (they all ended)."""
-        downs = self.rec.downs
+        rec = self.rec
+        downs = rec.downs if rec.parent is None else rec.parent.downs  # an item: its map's
         return bool(downs) and all(d.status in _TERMINAL for d in list(downs))
 
 

@@ -967,7 +967,7 @@ class Scheduler(MapSteps):
 
     def retry_due(self, rec: Record, token: int) -> None:
         """A retry delay ran out; a stale token (cancelled, re-queued) changes nothing."""
-        if rec.retry_token != token or rec.status is not PENDING or not self._known(rec):
+        if rec.retry_token != token or rec.status is not PENDING or not self.known(rec):
             return
         self._clear_retry(rec)
         self._make_ready(rec, self._now(), "retry due")
