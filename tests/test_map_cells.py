@@ -8,10 +8,12 @@ from __future__ import annotations
 import pickle
 import sqlite3
 
+import nbformat
 import pandas as pd
 import pytest
 from conftest import fresh_ip
 from IPython.core.error import UsageError
+from nbclient import NotebookClient
 
 from codomyrmex_nb import TaskStatus
 from codomyrmex_nb.core.invoke import takes_map_index
@@ -290,3 +292,35 @@ def test_a_plain_cell_becomes_mapped_and_back(ip, capsys):
     task(ip, "square", "[n * n for n in numbers] + [0]")
     run_all(ip)
     assert result("square") == [1, 4, 0] and orch().get_task("square").map is None
+
+
+# -- a real kernel -----------------------------------------------------------------------------
+@pytest.mark.kernel
+def test_mapped_cells_in_a_real_kernel(kernel_name, tmp_path):
+    """What a notebook user sees: the defined line, the MapResult downstream and in --out, an
+    async mapped cell that reads map_index, and a changed notebook list re-running the map."""
+    show = ("from codomyrmex_nb.notebook.magics import current_orchestrator as o\n"
+            "print(list(squares), o().get_task('total').result.data, "
+            "list(o().get_task('shifted').result.data))")
+    cells = ["%load_ext codomyrmex_nb",
+             "numbers = [1, 2, 3]",
+             "%%codo_task square --map numbers --out squares\nitem * item",
+             "%%codo_task total --after square\n(sum(square), type(square).__name__)",
+             "%%codo_task shifted --map numbers\nimport asyncio\nawait asyncio.sleep(0)\n"
+             "item + map_index",
+             "%codo_run --wait --timeout 60\n" + show,
+             "numbers[1] = 5",
+             "%%codo_task square --map numbers --out squares\nitem * item",
+             "%codo_wait 60\n" + show]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, kernel_name=kernel_name, timeout=120,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    def out(i: int) -> str:
+        return "".join(o.get("text", "") for o in nb.cells[i].outputs if o.output_type == "stream")
+
+    assert out(2).startswith("codo_task 'square': defined, runs once per item of the list "
+                             "'numbers' (3 items), no dependencies")
+    assert out(5).rstrip().endswith("[1, 4, 9] (14, 'MapResult') [1, 3, 5]")
+    assert out(7).startswith("codo_task 'square': changed; re-running it and 1 downstream")
+    assert out(8).rstrip().endswith("[1, 25, 9] (35, 'MapResult') [1, 3, 5]")
