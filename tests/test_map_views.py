@@ -311,3 +311,16 @@ def test_bottlenecks_name_items_of_a_map_on_the_critical_path_and_retried_items(
     retries = report[report["kind"] == "retries"]
     assert "work[1]" in retries["task"].tolist()
     assert isinstance(report, pd.DataFrame)
+
+
+def test_status_table_shows_a_maps_item_counts(orch):
+    from codomyrmex_nb.notebook.text_status import status_table
+
+    mapped(orch)
+    assert "square" in status_table(orch.snapshot()) and "\u00d7?" in status_table(
+        orch.snapshot())
+    run(orch)
+    line = next(x for x in status_table(orch.snapshot()).splitlines() if "square" in x)
+    assert "\u00d75 \u27134 \u27171" in line
+    plain = next(x for x in status_table(orch.snapshot()).splitlines() if "plain" in x)
+    assert "\u00d7" not in plain

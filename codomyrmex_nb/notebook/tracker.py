@@ -231,9 +231,12 @@ class Tracker:
         """An item changed state: move its map's counts (never raises on an unknown id)."""
         tid = ev.task_id or ""
         cut = tid.rfind("[")
-        tally = self.tallies.get(tid[:cut]) if cut > 0 else None
-        if tally is None or not tally:  # a task this mirror does not know, or not expanded
-            self.stale_maps = self.stale_maps or (tally is not None or tid[:cut] in self.states)
+        if cut <= 0:
+            return
+        parent = tid[:cut]
+        tally = self.tallies.get(parent)
+        if not tally:  # a task this mirror does not know (or not a map), or not expanded
+            self.stale_maps = self.stale_maps or tally is not None
             return
         old = ev.previous.value if ev.previous is not None else "pending"
         new = ev.status.value if ev.status is not None else "removed"
@@ -242,7 +245,6 @@ class Tracker:
             return
         tally[old] -= 1
         tally[new] += 1
-        parent = tid[:cut]
         self.changed.add(parent if self.group_of is None else self.group_of.get(parent, parent))
 
     # -- who holds what ------------------------------------------------------------------
