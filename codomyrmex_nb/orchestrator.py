@@ -24,6 +24,7 @@ from typing import Any
 from .core.engine import Engine
 from .core.events import Event
 from .core.executors import Executor, make_executor
+from .core.item_views import ItemView, copy_items
 from .core.journal_upkeep import JournalInfo, Removal
 from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
 from .core.memory_budget import parse_limit
@@ -445,6 +446,19 @@ class TaskOrchestrator:
         bad = ("failed", "cancelled")
         return sorted(rows, key=lambda r: (r["state"] not in bad, r["map_index"]))
 
+    def item_views(self, task: str | Task | None = None,
+                   map_index: int | None = None) -> list[ItemView]:
+        """Frozen copies of the items of ``task`` (every mapped task when None), in
+        ``map_index`` order; only item ``map_index`` when given (see ``core.item_views``)."""
+        with self._engine.lock:
+            recs = (self._engine.sched.records.values() if task is None else
+                    [self._record(task)])
+            if task is not None and recs[0].mapping is None:
+                raise ValueError(f"task {recs[0].name!r} is not mapped")
+            if task is not None and map_index is not None:
+                self._item(recs[0], map_index)  # out of range, not expanded: ValueError
+            return copy_items(recs, map_index)
+
     def output_so_far(self, task_id: str, limit: int = TAIL) -> OutputSoFar | None:
         """What the running attempt of task ``task_id`` (an id) has printed so far, or None
         if it is not running. Never takes the engine lock (see ``core.peek``)."""
@@ -565,9 +579,10 @@ class TaskOrchestrator:
         return self._engine.stats()
 
     # -- DataFrames and pictures (pandas / matplotlib imported on first use) -----------------
-    def tasks_frame(self):  # noqa: ANN201 - pandas is imported lazily
+    def tasks_frame(self, items: bool = False):  # noqa: ANN201 - pandas is imported lazily
+        """One row per task; ``items=True``: one row per item of the mapped tasks."""
         from .analysis.frames import tasks_frame
-        return tasks_frame(self)
+        return tasks_frame(self, items=items)
 
     def results_frame(self):  # noqa: ANN201
         from .analysis.frames import results_frame

@@ -438,14 +438,30 @@ class CodoMagics(Magics):
 
     @_plain_help
     @magic_arguments()
-    @argument("name", metavar="NAME", help="the task whose captured output to print")
+    @argument("name", metavar="NAME", help="the task whose captured output to print "
+              "(NAME[7]: item 7 of a mapped task)")
+    @argument("--map-index", type=int, default=None, metavar="I",
+              help="item I of the mapped task NAME (as NAME[I])")
     @line_magic
     def codo_logs(self, line: str) -> None:
         """Print what a task printed or logged, attempt by attempt (a running one: so far)."""
+        from ..core.item_views import parse_item_ref
+
         args = _parse(self.codo_logs, line)
         orch = self.orchestrator()
-        task = _find(orch, args.name, "codo_logs")
-        print(_logs_text(orch, args.name, task))
+        name, index = args.name, args.map_index
+        if index is None and orch.get_task(name) is None:
+            name, index = parse_item_ref(name)
+        task = _find(orch, name, "codo_logs")
+        if index is None:
+            print(_logs_text(orch, args.name, task))
+            return
+        from .logs_view import logs_text  # items: only the logs view knows them
+
+        try:
+            print(logs_text(orch, f"{task.id}[{index}]"))
+        except (KeyError, ValueError) as exc:
+            raise UsageError(f"%codo_logs: {exc.args[0] if exc.args else exc}") from None
 
     @_plain_help
     @magic_arguments()
