@@ -596,6 +596,10 @@ class MapWalk(RuleBasedStateMachine):
             return
         bad = [j for j, it in enumerate(m.items) if it is not None
                and it.status in (S.FAILED, S.CANCELLED)]
+        if m.source is not None and m.source.status is not S.COMPLETED:
+            with pytest.raises(ValueError, match="did not complete"):
+                self.sched.rerun_items(rec, bad)
+            return
         self.sched.rerun_items(rec, bad)
 
     @rule()

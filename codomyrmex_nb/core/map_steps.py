@@ -151,6 +151,8 @@ class MapSteps:
             m.ready.popleft()
         if m.ready:
             index = m.ready.popleft()
+        elif m.source is not None:  # chained: only items whose source item completed
+            return None
         else:
             m.advance()
             if m.next >= m.n:
@@ -326,6 +328,13 @@ class MapSteps:
     def rerun_items(self, rec: Any, indices: list[int]) -> None:
         """Run these items of an ended map again (and everything downstream of the map)."""
         m = rec.mapping
+        source = m.source
+        if source is not None:  # chained: an item runs again only after its source item
+            if source.status is not S.COMPLETED:
+                raise ValueError(f"{rec.name!r} follows {source.name!r} item by item, and "
+                                 f"{source.name!r} did not complete; rerun {source.name!r}")
+            done = source.mapping.items
+            indices = [i for i in indices if done[i] is not None and done[i].status is _ENDED_OK]
         now = self._now()
         chain = self.descendants(rec)
         for down in chain:
