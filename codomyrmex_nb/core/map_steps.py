@@ -99,7 +99,8 @@ class MapSteps:
         m.source, m.n = source, sm.n
         m.items = [None] * m.n
         m.counts = dict.fromkeys(S, 0)
-        sm.chained.append(rec)
+        if rec not in sm.chained:
+            sm.chained.append(rec)
         rec.ready_at = rec.started_at = now
         rec.wait_dependencies = now - (rec.queued_at or now)
         rec.runnable_since = now
@@ -152,10 +153,14 @@ class MapSteps:
         if m.ready:
             index = m.ready.popleft()
         elif m.source is not None:  # chained: only items whose source item completed
+            if m.finished():  # what was queued had been cancelled meanwhile: it is over
+                self._map_done(rec, self._now())
             return None
         else:
             m.advance()
             if m.next >= m.n:
+                if m.finished():
+                    self._map_done(rec, self._now())
                 return None
             index = m.next
             m.next += 1
@@ -299,6 +304,9 @@ class MapSteps:
         longer count in the totals."""
         m = rec.mapping
         self.retries -= sum(i.retry_count for i in m.items if i is not None)
+        source = m.source
+        if source is not None and source.mapping is not None and rec in source.mapping.chained:
+            source.mapping.chained.remove(rec)  # its source no longer feeds it
 
     def _cancel_item(self, item: Any, err: BaseException) -> None:
         now = self._now()
