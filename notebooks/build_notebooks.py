@@ -1,4 +1,4 @@
-"""Write the notebook tour (``01_quickstart.ipynb`` ... ``05_performance_analysis.ipynb``).
+"""Write the notebook tour (``01_quickstart.ipynb`` ... ``06_map.ipynb``).
 
 The notebooks are generated from this file so that a review reads plain
 Python, and they are committed without outputs. Edit here, then run::
@@ -29,6 +29,8 @@ TOUR = [
     ("04_failures_retries_cancel", "waiting, monitoring, failures, retries, timeouts, cancelling"),
     ("05_performance_analysis", "statistics, result frames, task output, bottlenecks, the "
      "timeline, and the GIL"),
+    ("06_map", "one cell run once per item: a grid search, a fan-out over files with a bad "
+     "one tolerated, a cleanup that runs after a failure"),
 ]
 
 
@@ -944,12 +946,149 @@ for orch in (on_threads, on_processes):
     ]
 
 
+# -- 06 ---------------------------------------------------------------------------------------
+def mapping() -> list[nbformat.NotebookNode]:
+    return [
+        md("""
+# 06 · Map: one cell, run once per item
+
+`%%codo_task NAME --map SOURCE` runs the cell once per item of a list: a notebook
+variable, or the result of an upstream task, known only when that task ends. Each run
+sees its item as `item` (or the name given in `--map x=SOURCE`) and its position as
+`map_index`. A cell `--after` it receives a `MapResult`: the items' values in
+`map_index` order. Every item has its own state, attempts, retries, timeout and logs;
+the live view draws the whole map as one node with its counts.
+"""),
+        code("""
+%load_ext codomyrmex_nb
+%codo_reset
+"""),
+        md("""
+## A grid search in two cells
+
+The grid is two notebook lists, crossed with `--map-mode product` (the last varies
+fastest): 4 × 3 = 12 runs, at most 4 at once. The training is a stand-in, a smooth
+score whose best is at rate 0.1 and depth 4.
+"""),
+        code("""
+learning_rates = [0.01, 0.03, 0.1, 0.3]
+depths = [2, 4, 8]
+"""),
+        code("""
+%%codo_task fit --map rate=learning_rates --map depth=depths --map-mode product --max-parallel 4
+import math
+
+score = 1 - (math.log10(rate) + 1) ** 2 / 4 - (depth - 4) ** 2 / 50
+{"rate": rate, "depth": depth, "score": round(score, 4)}
+"""),
+        code("""
+%%codo_task best --after fit --out best_model
+max(fit, key=lambda row: row["score"])   # fit is a MapResult of 12 dicts
+"""),
+        code("""
+%codo_run --wait --timeout 60
+"""),
+        code("""
+assert best_model == {"rate": 0.1, "depth": 4, "score": 1.0}, best_model
+best_model
+"""),
+        md("""
+The lists are part of the cell: change `learning_rates` and run the `fit` cell again,
+and the task is defined anew. With `--cache` (and the run journal on, the default
+outside tests) only the items whose content changed run; the others come back from
+the journal. An item is known by its content, not its position, unless the body
+reads `map_index`.
+
+## A fan-out over files, one bad file tolerated
+
+`make_files` writes a few small files into a fresh temporary folder, one of them not
+JSON; `find_files` lists them. `read_file` maps over that list, a result known only
+when `find_files` ends. `--tolerate 1` lets the map complete with one failed item:
+the `MapResult` then holds the successful values, `.by_index` maps each successful
+`map_index` to its value, and `.failed` the others to their exception.
+"""),
+        code("""
+%%codo_task make_files --out folder
+import json
+import pathlib
+import tempfile
+
+where = pathlib.Path(tempfile.mkdtemp(prefix="codo-map-"))
+for i in range(5):
+    (where / f"part{i}.json").write_text(json.dumps({"values": list(range(i, i + 5))}))
+(where / "part5.json").write_text("{not json")   # the bad file
+where
+"""),
+        code("""
+%%codo_task find_files --after make_files
+sorted(make_files.glob("*.json"))
+"""),
+        code("""
+%%codo_task read_file --map find_files --tolerate 1 --timeout 10
+import json
+
+sum(json.loads(item.read_text())["values"])
+"""),
+        code("""
+%%codo_task combine --after read_file
+{"files read": len(read_file), "total": sum(read_file),
+ "failed": {i: type(e).__name__ for i, e in read_file.failed.items()}}
+"""),
+        md("""
+## A cleanup that runs after a failure
+
+`check` is a strict quality gate: it fails because a file was bad. A task after it
+would be skipped, but `cleanup` has `--trigger all_done`: it runs once every task it
+waits for has ended, however it ended (Airflow's trigger rules; the live view marks it
+`⚑ all_done`). The run ends with one failure, said once by the cell that waits.
+"""),
+        code("""
+%%codo_task check --after read_file
+assert not read_file.failed, f"{len(read_file.failed)} bad file(s)"
+"""),
+        code("""
+%%codo_task cleanup --after make_files combine check --trigger all_done
+import shutil
+
+shutil.rmtree(make_files)
+f"removed {make_files.name}"
+"""),
+        code("""
+%codo_wait 60
+"""),
+        code("""
+from codomyrmex_nb import get_task_orchestrator
+
+orch = get_task_orchestrator()
+states = {t.name: t.status.value for t in orch.list_tasks()}
+assert states["read_file"] == "completed" and states["check"] == "failed", states
+assert states["cleanup"] == "completed" and not folder.exists(), states
+orch.get_task_result("combine").data
+"""),
+        md("""
+`map_items` lists the items of a mapped task, failures first: what the live view
+shows when you click the map's node. `get_task_result("read_file", map_index=5)` is
+one item's result, with its error and logs.
+"""),
+        code("""
+import pandas as pd
+
+pd.DataFrame(orch.map_items("read_file"))[["map_index", "state", "attempts", "error"]]
+"""),
+        code("""
+orch.stop_execution()
+"""),
+        tour_footer("06_map"),
+    ]
+
+
 NOTEBOOKS = {
     "01_quickstart": quickstart,
     "02_cell_magics": cell_magics,
     "03_resources_and_priorities": resources_and_priorities,
     "04_failures_retries_cancel": failures,
     "05_performance_analysis": performance,
+    "06_map": mapping,
 }
 
 

@@ -38,7 +38,7 @@ def test_post_build_installs_the_package():
 
 def test_tour_notebooks_exist():
     for name in ("01_quickstart", "02_cell_magics", "03_resources_and_priorities",
-                 "04_failures_retries_cancel", "05_performance_analysis"):
+                 "04_failures_retries_cancel", "05_performance_analysis", "06_map"):
         assert (ROOT / "notebooks" / f"{name}.ipynb").is_file(), name
 
 

@@ -49,13 +49,25 @@ from .actions import ActionRegistry
 from .clock import Clock, TimerHandle
 from .events import Event, EventBus
 from .executors import Executor, ThreadExecutor
-from .invoke import Outcome, Run, binding_failed, build_kwargs, format_traceback, wants_upstream
+from .invoke import (
+    Outcome,
+    Run,
+    binding_failed,
+    build_kwargs,
+    format_traceback,
+    takes_map_index,
+    upstream_value,
+    wants_upstream,
+)
+from .map_steps import item_binding, source_record
+from .mapping import INDEX, expand
 from .memory_budget import MemoryBudget
 from .model import Task, TaskStatus
 from .recorder import Recorder
 from .result_store import ResultStore
 from .scheduler import Record, Scheduler
 from .snapshot import Snapshot, build_snapshot, copy_rows, paused_gc
+from .trigger_rules import NoResult
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +335,8 @@ class Engine:
                     budget.pause(self._go_on)  # before taking a task (no timeout runs meanwhile)
                     continue
                 outcome = self._execute(run)
-                if outcome.ok and not run.abandoned:  # a result to keep: readied with no lock held
+                if outcome.ok and not run.abandoned and run.rec.mapping is None:
+                    # a result to keep (not a map's expansion): readied with no lock held
                     recorder, budget = self.recorder, self.budget
                     if recorder is not None:
                         prepared = recorder.prepare_result(run.rec, outcome.value)
@@ -354,6 +367,8 @@ class Engine:
                                     outcome.traceback, outcome.ended - outcome.started,
                                     outcome.logs, outcome.cpu_time, outcome.peak_memory,
                                     outcome.displays, outcome.unbound, outcome.run_delay)
+        if counted and outcome.restored is not None:
+            self.sched.item_restored(run.rec, *outcome.restored)
         if counted and held is not None and self.budget is not None:  # before its row is
             self._store.hold(run.rec, held, prepared)  # queued: the commit may be quick
         if counted and prepared is not None and self.recorder is not None:
@@ -362,13 +377,25 @@ class Engine:
 
     def _execute(self, run: Run) -> Outcome:
         rec = run.rec
-        if self.recorder is not None and rec.fingerprint is None:
-            self.recorder.before_attempt(rec)
+        if rec.mapping is not None:  # a mapped task's first step: read its sources
+            return self._expand(rec)
+        binding = None
         try:
+            if rec.parent is not None:
+                binding = item_binding(rec)
+                restored = self._item_from_journal(rec, binding)
+                if restored is not None:
+                    return restored
+            elif self.recorder is not None and rec.fingerprint is None:
+                self.recorder.before_attempt(rec)
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
             kwargs: dict[str, Any] | None = None
-            if rec.parameters or rec.ups or wants_upstream(fn):
+            if rec.parameters or rec.ups or binding or wants_upstream(fn):
                 kwargs = build_kwargs(rec, fn, self.sched.records)
+                if binding is not None:
+                    kwargs.update(binding)
+                    if takes_map_index(fn):
+                        kwargs[INDEX] = rec.index
                 run.call = functools.partial(fn, **kwargs) if kwargs else fn
             else:
                 run.call = fn
@@ -381,6 +408,47 @@ class Engine:
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()
             return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), now, now)
+
+    def _expand(self, rec: Record) -> Outcome:
+        """Read a mapped task's sources into its items (``mapping.expand``), in this worker:
+        an iterator is read once, and a source that cannot be mapped over fails the task with
+        what to do (never retried: waiting cannot change it)."""
+        started = time.perf_counter()
+        try:
+            spec = rec.mapping.spec
+            sources, labels = [], []
+            for name, ref in spec.bindings.items():
+                if isinstance(ref, list):
+                    sources.append(ref)
+                    labels.append(name)
+                    continue
+                up = source_record(rec, ref)
+                value = upstream_value(up)
+                if isinstance(value, NoResult):
+                    raise ValueError(f"cannot map over {up.name!r}: it has no result ({value.state})")
+                sources.append(value)
+                labels.append(up.name)
+            plan = expand(tuple(spec.bindings), sources, labels, spec.mode)
+            if self.recorder is not None:
+                self.recorder.expanded(rec, plan)
+            return Outcome(True, plan, started=started, ended=time.perf_counter())
+        except Exception as exc:  # noqa: BLE001 - the mapped task fails, whole, with the reason
+            now = time.perf_counter()
+            return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), started,
+                           now)
+
+    def _item_from_journal(self, rec: Record, binding: dict[str, Any]) -> Outcome | None:
+        """Fingerprint an item as it starts; its result if the journal holds it (resume or
+        ``cache``): the item then completes without running."""
+        recorder = self.recorder
+        if recorder is None:
+            return None
+        hit = recorder.item_started(rec, binding)
+        if hit is None:
+            return None
+        now = time.perf_counter()
+        value, when, source = hit
+        return Outcome(True, value, started=now, ended=now, restored=(when, source))
 
     def _next_run(self, me: threading.Thread, until: float | None = None) -> Run | None:
         """Under the lock: the next attempt for worker ``me``, or None when it should exit."""

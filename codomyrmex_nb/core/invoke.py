@@ -65,6 +65,7 @@ class Outcome:
     displays: list[Any] | None = None  # (mime bundle, metadata) the attempt displayed
     unbound: bool = False  # a TypeError binding the call: a definition error, never retried
     run_delay: float | None = None  # seconds its thread waited for a core (``run_queue``)
+    restored: Any = None  # (when, source): an item's result came back from the journal
 
 
 _PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple, set})  # never awaitable
@@ -281,13 +282,22 @@ def wants_upstream(fn: Callable[..., Any]) -> bool:
     return answer
 
 
-def _inspect_upstream(fn: Callable[..., Any]) -> bool:
+def _inspect_upstream(fn: Callable[..., Any], name: str = "upstream") -> bool:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    p = params.get("upstream")
+    p = params.get(name)
     return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+
+
+def takes_map_index(fn: Callable[..., Any]) -> bool:
+    """Does ``fn`` name a ``map_index`` parameter (an item then gets its index)?"""
+    if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
+        code = fn.__code__
+        return "map_index" in code.co_varnames[code.co_posonlyargcount:
+                                                 code.co_argcount + code.co_kwonlyargcount]
+    return _inspect_upstream(fn, "map_index")
 
 
 _COMPLETED, _SKIPPED = TaskStatus.COMPLETED, TaskStatus.SKIPPED

@@ -71,10 +71,12 @@ import anywidget
 import traitlets
 
 from ..core.events import Event
+from ..core.mapping import is_item_id
 from ..core.snapshot import Snapshot
 from ..orchestrator import TaskOrchestrator
 from . import busy_clicks
 from . import drawing as drawing_mod
+from . import map_panel
 from .frontend import CSS, ESM
 from .inspector import detail_html
 from .painter import Painter
@@ -294,11 +296,13 @@ class LiveView(anywidget.AnyWidget):
                 self.select(self._task_of(str(content.get("node", ""))))
             elif kind == "close":
                 self.select(None)
+            elif kind == "item":  # a mapped task's item in its panel, or back to the task
+                self.select(str(content.get("task", "")) or None)
             elif kind in ("cancel", "retry"):
                 task = str(content.get("task", "")) or self._selected_task
                 if task:
                     if kind == "cancel":
-                        self.orchestrator.cancel_task(task)
+                        map_panel.cancel(self.orchestrator, task)
                     else:
                         self.orchestrator.rerun(task)
                     self.select(task)
@@ -316,7 +320,7 @@ class LiveView(anywidget.AnyWidget):
         if task is None:
             self._inspected = None
         detail = self._detail(task) if task is not None else ""
-        node = self._painter.node_of(task) if task is not None else None
+        node = self._painter.node_of(map_panel.task_of(task)) if task is not None else None
         with self._sync, self.hold_sync():
             self.detail = detail
             self.selected = node or ""
@@ -326,11 +330,14 @@ class LiveView(anywidget.AnyWidget):
         grouping = self._painter.grouping
         if grouping is not None and task in grouping.members:
             return self._group_detail(task)
+        if is_item_id(task):
+            return map_panel.item_detail(self.orchestrator, task)
         self._peeked_at = time.monotonic()
         so_far = self.orchestrator.output_so_far(task)
         result = self.orchestrator.get_task_result(task)
         snapshot = self.orchestrator.snapshot()
-        html = detail_html(snapshot, task, result, so_far)
+        html = detail_html(snapshot, task, result, so_far) + map_panel.task_items(
+            self.orchestrator, task)
         if so_far is not None:
             with self._mutex:
                 self._inspected = (task, snapshot, result, so_far.text)
