@@ -74,9 +74,8 @@ from ..core.events import Event
 from ..core.mapping import is_item_id
 from ..core.snapshot import Snapshot
 from ..orchestrator import TaskOrchestrator
-from . import busy_clicks
+from . import busy_clicks, map_panel
 from . import drawing as drawing_mod
-from . import map_panel
 from .frontend import CSS, ESM
 from .inspector import detail_html
 from .painter import Painter
