@@ -291,7 +291,7 @@ class MapSteps:
         err = TaskCancelledError(f"task {rec.name!r} was {why}")
         for item in m.items:
             if item is not None and not item.status.is_terminal:
-                self._cancel_item(item, err)
+                self._cancel_now(item, err)
         now = self._now()
         for down in m.chained:
             if not down.mapping.source_ended:
@@ -308,17 +308,6 @@ class MapSteps:
         if source is not None and source.mapping is not None and rec in source.mapping.chained:
             source.mapping.chained.remove(rec)  # its source no longer feeds it
 
-    def _cancel_item(self, item: Any, err: BaseException) -> None:
-        now = self._now()
-        ticket, attempt, elapsed = item.current, None, 0.0
-        if ticket is not None:
-            attempt = ticket.attempt
-            elapsed = now - attempt.started_at
-            self._abandon(ticket, "cancelled")
-        else:
-            self._withdraw(item)
-        self._failed(item, err, None, elapsed, attempt, now, "CancelledError", final=S.CANCELLED)
-
     def cancel_item(self, rec: Any, index: int) -> bool:
         """Cancel one item (made now if it was not dispatched yet); False if it ended."""
         item = self.item(rec, index)
@@ -328,7 +317,7 @@ class MapSteps:
             item = self._make_item(rec, index)
         if item.status.is_terminal:
             return False
-        self._cancel_item(item, TaskCancelledError(f"item {item.name!r} was cancelled"))
+        self._cancel_now(item, TaskCancelledError(f"item {item.name!r} was cancelled"))
         if rec.mapping.finished() and rec.status is S.RUNNING:
             self._map_done(rec, self._now())
         return True

@@ -1021,7 +1021,11 @@ class Scheduler(MapSteps):
             return False
         if rec.mapping is not None:
             self._close_map(rec)  # its items first: cancelled, the undispatched never run
-        err = TaskCancelledError(f"task {rec.name!r} was cancelled")
+        self._cancel_now(rec, TaskCancelledError(f"task {rec.name!r} was cancelled"))
+        return True
+
+    def _cancel_now(self, rec: Record, err: BaseException) -> None:
+        """An unfinished task or item ends CANCELLED now (a running attempt is abandoned)."""
         now = self._now()
         ticket, attempt, elapsed = rec.current, None, 0.0
         if ticket is not None:
@@ -1031,7 +1035,6 @@ class Scheduler(MapSteps):
         else:
             self._withdraw(rec)
         self._failed(rec, err, None, elapsed, attempt, now, "CancelledError", final=CANCELLED)
-        return True
 
     def _abandon(self, ticket: Any, why: str) -> None:
         """Give up on a running attempt; its resources stay held until its thread returns."""
