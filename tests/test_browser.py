@@ -63,8 +63,9 @@ SIDE_TASKS = ("prepare", "load_0", "load_1", "load_2", "flaky", "report")
 README_TASKS = ("load", "clean", "by_region")
 MINUTE = 60_000  # playwright timeouts are in milliseconds
 LIVE = ".codo-view svg g.node"           # nodes of a live view (the widget)
-SIDE = ".jupyterlab-sidecar .codo-view"  # a live view in a JupyterLab side panel
+SIDE = ".codo-side-panel .codo-view"    # a live view in its notebook's side panel
 STATIC = ".codo-static"                  # the static copy a saved notebook keeps
+PNG_OUTPUT = ".jp-OutputArea-output[data-mime-type='image/png']"  # the copy's picture
 
 
 def _rgb(hex_colour: str) -> str:
@@ -93,7 +94,7 @@ selector => {
       const seen = codo.samples[name] || (codo.samples[name] = []);
       if (seen[seen.length - 1] !== colour) seen.push(colour);
     }
-    const side = document.querySelector('.jupyterlab-sidecar .codo-view svg');
+    const side = document.querySelector('.codo-side-panel .codo-view svg');
     const scroller = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
     const scrolled = scroller !== null && scroller.scrollTop > 300;
     let inSight = false;
@@ -105,7 +106,7 @@ selector => {
     if (scrolled) codo.scrolled += 1;
     if (inSight) codo.sideInSight += 1;
     if (scrolled && inSight) {
-      const running = [...document.querySelectorAll('.jupyterlab-sidecar ' + 'svg g.node')]
+      const running = [...document.querySelectorAll('.codo-side-panel ' + 'svg g.node')]
           .filter(n => getComputedStyle(n.querySelector('path')).fill === window.__codoRunning)
           .map(n => n.querySelector('title').textContent.split('\\n')[0]);
       if (running.length) codo.both.push(running);
@@ -478,15 +479,17 @@ def _check_quickstart(lab, page) -> None:
     page.evaluate(SAMPLER, LIVE)
     _run_all_cells(page)
 
-    # The DAG SVG appears in the live view, with every task of the example.
-    _wait_for_names(page, LIVE, TASKS)
+    # The DAG SVG appears in the live view, in the side panel (%codo_run --side), with every
+    # task of the example; the cell says so once it is there.
+    _wait_for_names(page, f"{SIDE} svg g.node", TASKS)
+    page.locator(".codo-where", has_text="The live DAG is in the side panel").wait_for(
+        state="attached", timeout=MINUTE)
 
     # Some node is drawn in the running colour while the engine works (fetch_sources takes
     # 2.5 s), and later every node is green.
     page.wait_for_function("running => Object.values(window.__codo.samples)"
                            ".some(seen => seen.includes(running))", arg=RUNNING,
                            timeout=3 * MINUTE)
-    _scroll_to_live_view(page)
     page.screenshot(path=str(ARTIFACTS / "quickstart-running.png"))
     _fills_are(page, LIVE, {name: COMPLETED for name in TASKS})
     page.wait_for_function(  # ... and the sampler has seen it too (it reads every 50 ms)
@@ -513,8 +516,7 @@ def _check_quickstart(lab, page) -> None:
     page.locator(".jp-OutputArea-output:has(table)").last.evaluate(
         "out => out.scrollIntoView({block: 'end'})")
     page.screenshot(path=str(ARTIFACTS / "quickstart-finished.png"))  # the stats table
-    picture = ARTIFACTS / "live-dag.png"
-    _scroll_to_live_view(page)
+    picture = ARTIFACTS / "live-dag.png"  # the side panel stays in sight: no scrolling
     page.screenshot(path=str(picture))
     if os.environ.get("CODO_UPDATE_SCREENSHOT") == "1":
         shutil.copy(picture, README_PICTURE)
@@ -550,9 +552,12 @@ def _check_side_panel(lab, page) -> None:
     side_head = page.locator(f"{SIDE} .codo-headbox")
     n = len(SIDE_TASKS)  # 'flaky' failed: counted apart from the done ones
     assert f"{n - 1}/{n} done · 1 failed" in side_head.text_content(), side_head.text_content()
-    # The cell keeps only a pointer to the panel (and a static copy for saved notebooks).
-    assert page.locator(f"{STATIC} .codo-static-note").first.text_content().startswith(
-        "The live DAG is in the side panel")
+    # The cell keeps one line pointing to the panel, written by the front end once the panel
+    # is there (and a hidden static copy for saved notebooks).
+    where = page.locator(".codo-where")
+    assert where.count() == 1
+    assert where.first.text_content().startswith("The live DAG is in the side panel")
+    assert not page.locator(STATIC).first.is_visible()
 
     # Hover text names the task and its error; a click opens its details beside the drawing.
     flaky = page.locator(f"{SIDE} svg g.node", has=page.locator("title", has_text="flaky"))
@@ -568,6 +573,50 @@ def _check_side_panel(lab, page) -> None:
     page.screenshot(path=str(ARTIFACTS / "side-panel.png"))
     if os.environ.get("CODO_UPDATE_SCREENSHOT") == "1":
         shutil.copy(ARTIFACTS / "side-panel.png", SIDE_PICTURE)
+
+    # The panel is as wide as its drawing needs (not half the screen), the notebook narrows
+    # beside it, and the drawing is in no scroll box of its own.
+    sizes = page.evaluate(SIDE_SIZES)
+    assert sizes["panel"] <= max(300, sizes["drawing"] + 40), sizes
+    assert sizes["panel"] < 0.45 * sizes["notebook"], sizes
+    assert sizes["cells_right"] <= sizes["panel_left"] + 1, sizes
+    assert sizes["dag_hidden"] <= 1, sizes
+
+    # Another notebook in front: the first one's DAG is not beside it; back again, it is.
+    _open_second_notebook(page, "readme_example.ipynb")
+    page.locator(".codo-side-panel").wait_for(state="hidden", timeout=MINUTE)
+    assert not page.locator(f"{SIDE} svg").first.is_visible()
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="side_panel.ipynb").click()
+    page.locator(".codo-side-panel").wait_for(state="visible", timeout=MINUTE)
+    assert page.locator(f"{SIDE} svg").first.is_visible()
+
+
+# The side panel's width, the drawing's natural width, the notebook's, and how much of the
+# drawing is hidden in a scroll box of its own (its scroll height beyond its height).
+SIDE_SIZES = """
+() => {
+  const panel = document.querySelector('.codo-side-panel');
+  const nb = panel.parentElement;
+  const dag = panel.querySelector('.codo-dag');
+  const box = panel.getBoundingClientRect();
+  return {panel: box.width, panel_left: box.left,
+          drawing: dag.querySelector('svg').width.baseVal.value,
+          notebook: nb.getBoundingClientRect().width,
+          cells_right: nb.querySelector('.jp-NotebookPanel-notebook').getBoundingClientRect().right,
+          dag_hidden: dag.scrollHeight - dag.clientHeight};
+}
+"""
+
+
+def _open_second_notebook(page, name: str) -> None:
+    """Open ``notebooks/<name>`` beside the current one, from the file browser."""
+    page.keyboard.press("Control+b")  # the file browser again
+    item = page.locator(".jp-DirListing-item", has_text=name)
+    item.wait_for(timeout=MINUTE)
+    item.dblclick()
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text=name).wait_for(
+        timeout=MINUTE)
+    page.keyboard.press("Control+b")
 
 
 # -- a running task: its time ticks, its output shows, a second click refreshes -----------
@@ -638,6 +687,36 @@ def _check_running_task(lab, page) -> None:
     assert "output so far" not in inspector.text_content()
 
 
+# -- a kernel restart: the view says it lost its kernel ------------------------------------
+def test_a_view_that_lost_its_kernel_says_so_and_shows_nothing_running(lab, browser):
+    page = _new_page(browser, width=1280, height=720)
+    with _kept_on_failure(lab, page, "kernel-lost"):
+        _open_notebook(page, lab, "running_task.ipynb")
+        _run_all_cells(page)
+        _wait_for_names(page, LIVE, ["chatty"])
+        _fills_are(page, LIVE, {"chatty": RUNNING})
+        page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
+        (kernel,) = _api(lab[0], lab[1], "/api/kernels")  # type: ignore[misc]
+        _api(lab[0], lab[1], f"/api/kernels/{kernel['id']}/restart", "POST")
+        note = page.locator(".codo-view .codo-lost-note")
+        note.wait_for(state="visible", timeout=MINUTE)
+        assert "lost its kernel" in note.text_content()
+        view = page.locator(".codo-view").first
+        assert view.evaluate("v => getComputedStyle(v.querySelector('.codo-dag')).filter")\
+            .startswith("grayscale")
+        # Nothing counts on as if the task still ran.
+        elapsed = page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content()
+        suffix = page.locator(LIVE, has=page.locator("title", has_text="chatty")).locator(
+            "tspan.s").text_content()
+        page.wait_for_timeout(1500)
+        assert page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content() \
+            == elapsed
+        assert page.locator(LIVE, has=page.locator("title", has_text="chatty")).locator(
+            "tspan.s").text_content() == suffix
+        assert "running for" not in page.locator(LIVE).first.locator("title").text_content()
+        page.screenshot(path=str(ARTIFACTS / "kernel-lost.png"))
+
+
 # -- the README example: saved, reopened ---------------------------------------------------
 def test_readme_example_saved_and_reopened_shows_the_final_dag(lab, browser):
     page = _new_page(browser)
@@ -680,6 +759,9 @@ def _check_saved_and_reopened(lab, page, browser) -> None:
     for dead in ("Loading widget", "Error displaying widget"):  # the dead widget steps aside
         shown = again.locator(f".jp-OutputArea-output:has-text('{dead}')")
         assert shown.count() == 0 or not shown.first.is_visible(), dead
+    # Trusted, the inline SVG shows (it follows the theme); its PNG twin steps aside.
+    png = again.locator(PNG_OUTPUT)
+    assert png.count() >= 1 and not png.first.is_visible()
     again.screenshot(path=str(ARTIFACTS / "readme-reopened.png"))
 
     # In JupyterLab's dark theme the DAG follows: dark shades on no white background.
@@ -696,6 +778,30 @@ def _check_saved_and_reopened(lab, page, browser) -> None:
     finally:
         _theme(again, "JupyterLab Light")
         again.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
+
+    # Someone else opens a copy (not trusted: its signature does not match). JupyterLab strips
+    # the copy's <style> and inline SVG; the DAG still shows, as a picture, and the summary
+    # as one clean line, with no claim about a side panel.
+    _shutdown_kernels(lab[0], lab[1])
+    again.close()
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["copied_by"] = "someone else"
+    nbformat.write(nb, path.with_name("readme_untrusted.ipynb"))
+    other = _new_page(browser)
+    _open_notebook(other, lab, "readme_untrusted.ipynb")
+    picture = other.locator(PNG_OUTPUT + " img").last
+    picture.wait_for(timeout=MINUTE)
+    picture.scroll_into_view_if_needed()
+    assert picture.is_visible()
+    assert picture.evaluate("img => img.complete && img.naturalWidth > 100 && img.naturalHeight > 20")
+    line = other.locator(".jp-OutputArea-output[data-mime-type='text/html']",
+                         has_text="3/3 done").last
+    text = line.inner_text().strip()
+    assert text.startswith("3/3 done") and "\n" not in text, text
+    assert "by_region" not in text  # no node labels run on from a stripped SVG
+    outputs = " ".join(other.locator(".jp-OutputArea-output").all_inner_texts())
+    assert "side panel" not in outputs, outputs
+    other.screenshot(path=str(ARTIFACTS / "readme-untrusted.png"))
 
 
 def _theme(page, name: str) -> None:
