@@ -425,7 +425,7 @@ def test_the_copy_survives_a_sanitiser_as_a_line_and_a_picture(orch, views, show
     html = static["text/html"]
     # The rich part (header chips and the SVG, whose labels would run on as text) is hidden
     # unless the copy's own style (trusted pages, nbconvert) shows it; the plain line is not.
-    rich = re.search(r'<div class="codo-rich" hidden>', html)
+    rich = re.search(r'<div class="codo-rich" hidden style="display:none">', html)
     assert rich is not None and "<svg" in html[rich.end():]
     plain = re.search(r'<div class="codo-plain">([^<]*)</div>', html)
     assert plain is not None and plain.start() < rich.start()

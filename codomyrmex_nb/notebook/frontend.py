@@ -233,6 +233,7 @@ function render({ model, el }) {
       inline("the output never reached the page");
       return;
     }
+    watchKernel();
     const found = notebookOf(el);
     if (!found.panel) { inline(found.why); return; }
     const nb = found.panel;
@@ -250,8 +251,24 @@ function render({ model, el }) {
     model.send({ kind: "placed", where: "side" });
   };
   // -- a view that lost its kernel says so --------------------------------------------------
+  // ipywidgets marks a view whose comm died; a restart from the notebook's menu shows only in
+  // the notebook's own kernel status (its toolbar's execution indicator), so watch that too.
+  let kernelGone = false;
+  let kernelWatch = null;
+  const watchKernel = () => {
+    const nb = el.closest(".jp-NotebookPanel");
+    const status = nb && nb.querySelector(".jp-Notebook-ExecutionIndicator");
+    if (!status || kernelWatch) return;
+    kernelWatch = new MutationObserver(() => {
+      if (["restarting", "autorestarting", "dead"].includes(status.dataset.status)) {
+        kernelGone = true;
+        onLive();
+      }
+    });
+    kernelWatch.observe(status, { attributes: true, attributeFilter: ["data-status"] });
+  };
   const onLive = () => {
-    const gone = el.classList.contains("jupyter-widgets-disconnected");
+    const gone = kernelGone || el.classList.contains("jupyter-widgets-disconnected");
     if (gone === box.classList.contains("codo-lost")) return;
     box.classList.toggle("codo-lost", gone);
     if (gone && timer !== null) { clearInterval(timer); timer = null; }
@@ -315,9 +332,16 @@ function render({ model, el }) {
   drawDetail();
   tick();
   place();
+  let waits = 0;  // inline: watch the kernel once the output is on the page
+  const watchWhenShown = () => {
+    if (el.isConnected) watchKernel();
+    else if (++waits < 300) requestAnimationFrame(watchWhenShown);
+  };
+  watchWhenShown();
   onLive();
   return () => {
     watcher.disconnect();
+    if (kernelWatch) kernelWatch.disconnect();
     leaveSide();
     if (timer !== null) clearInterval(timer);
     for (const [name, listener] of listeners) model.off(name, listener);

@@ -4,8 +4,9 @@ The live view displays, under the widget, two outputs with display ids that the
 kernel updates in place:
 
 - the copy: HTML (the header and the inline SVG, themed, for a trusted page and
-  nbconvert) and a one-line text summary. The rich part sits in a ``hidden``
-  element that only the copy's own ``<style>`` reveals, so where a sanitiser
+  nbconvert) and a one-line text summary. The rich part sits in an element
+  hidden twice (``hidden``, and an inline ``display:none``, which JupyterLab's
+  sanitiser keeps) that only the copy's own ``<style>`` reveals, so where a sanitiser
   strips styles and SVG (an untrusted notebook in JupyterLab or Notebook 7, GitHub)
   what is left is the clean summary line, not a run-on line of node labels;
 - the picture: a PNG drawn by graphviz, which every renderer shows, trusted or
@@ -81,7 +82,7 @@ def bundles(painter: Painter, display_id: str, picture: bool = True
     note = painter.note
     line = f"{note}\n{summary}" if note else summary
     # Trusted (and nbconvert): the rich part shows, the plain line and the PNG output after this
-    # one step aside. Sanitised: the style is gone, so ``hidden`` keeps the rich part out.
+    # one step aside. Sanitised: the style is gone, and the rich part stays hidden.
     # The output of a widget that does not render (a reopened notebook: "Loading widget...",
     # "model not found") is hidden in favour of this copy.
     dead = (".jp-OutputArea-child:has(> .jp-OutputArea-output:not([data-mime-type]))"
@@ -93,7 +94,8 @@ def bundles(painter: Painter, display_id: str, picture: bool = True
              f"{{display:none}}{dead}")
     html = (f'<div class="codo-static codo-static-{scope}" data-codo-copy="{display_id}">'
             f'<style>{style}</style><div class="codo-plain">{escape(summary)}</div>'
-            f'<div class="codo-rich" hidden>{painter.static_html()}</div></div>')
+            f'<div class="codo-rich" hidden style="display:none">{painter.static_html()}'
+            "</div></div>")
     copy = {"text/html": html, "text/plain": line}
     shot: dict[str, Any] = {"text/plain": summary}
     if picture:
