@@ -346,16 +346,27 @@ def _stop(proc: subprocess.Popen, base_url: str, token: str) -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A running JupyterLab: yields (base URL, token, log path, root); shut down afterwards."""
+    yield from _server(tmp_path_factory, "jupyterlab",
+                       "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory):
+    """A running Jupyter Notebook 7 (the same folders as ``lab``): yields the same tuple."""
+    pytest.importorskip("notebook", minversion="7")
+    yield from _server(tmp_path_factory, "notebook")
+
+
+def _server(tmp_path_factory, module: str, *options: str):
     _require_programs()
-    base = tmp_path_factory.mktemp("lab")
+    base = tmp_path_factory.mktemp(module)
     root, env = _lab_root(base), _lab_env(base)
     port, token = _free_port(), secrets.token_hex(16)
     log = base / "jupyterlab.log"
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
+    cmd = [sys.executable, "-m", module, "--no-browser",
            "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *options]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     base_url = f"http://127.0.0.1:{port}"
@@ -617,6 +628,32 @@ def _open_second_notebook(page, name: str) -> None:
     page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text=name).wait_for(
         timeout=MINUTE)
     page.keyboard.press("Control+b")
+
+
+# -- Notebook 7: the side panel is there, or the view is inline and live, never a false claim ----
+def test_notebook7_side_panel_or_inline_live_view_never_a_frozen_copy(notebook7, browser):
+    page = _new_page(browser, width=1280, height=720)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    with _kept_on_failure(notebook7, page, "notebook7-side"):
+        base_url, token = notebook7[0], notebook7[1]
+        page.goto(f"{base_url}/notebooks/notebooks/side_panel.ipynb?token={token}")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
+        page.wait_for_function(KERNEL_READY, arg=token, polling=250, timeout=3 * MINUTE)
+        _run_all_cells(page)
+        # The live DAG (the widget, not a static copy) shows every task and recolours to the end.
+        _wait_for_names(page, LIVE, SIDE_TASKS)
+        final = {name: COMPLETED for name in SIDE_TASKS} | {"flaky": FAILED}
+        _fills_are(page, LIVE, final)
+        page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
+        where = page.locator(".codo-where").first.text_content()
+        if where.startswith("The live DAG is in the side panel"):  # claimed: it is there
+            assert page.locator(f"{SIDE} svg").first.is_visible()
+        else:  # no panel: inline and live, with one line saying why
+            assert where.startswith("No side panel here (") and page.locator(
+                f".jp-OutputArea-output {LIVE}").first.is_visible(), where
+        assert not any("Could not create a view" in text for text in console), console
+        page.screenshot(path=str(ARTIFACTS / "notebook7-side.png"))
 
 
 # -- a running task: its time ticks, its output shows, a second click refreshes -----------

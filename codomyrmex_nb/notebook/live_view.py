@@ -588,6 +588,11 @@ def _settle_copies() -> None:
         if view._closed or not any(c.open for c in view._copies):
             continue
         try:
+            stats = view.orchestrator.get_execution_stats()
+            if stats.get("pending", 0) or stats.get("running", 0):
+                if view._copies_due():  # a copy whose tasks ended while others still run
+                    view._update_copies()
+                continue
             view.orchestrator.flush_events(5.0)  # the run's last events reach the view ...
             view._hurry()                         # ... which draws its final frame now
             view.flush(5.0)
