@@ -11,12 +11,21 @@ show it). The tests check that
 
 - quickstart, Run All: the live DAG appears, recolours while the engine runs and
   ends green; the stats table renders and no cell failed;
-- ``live_view(orch, side=True)``, Run All: the DAG sits in a JupyterLab side panel
+- quickstart uses ``%codo_run --side``: the DAG is in the side panel, the cell says so;
+- ``live_view(orch, side=True)``, Run All: the DAG sits in the notebook's side panel
   that stays in sight (and recolours) while Run All scrolls the notebook to its
-  end; a click on the failed node shows its error message and captured output;
+  end; a click on the failed node shows its error message and captured output; the
+  panel is as wide as its drawing needs, the notebook narrows beside it, no scroll box
+  holds the drawing, and the panel goes and comes back with its notebook's tab;
+- the same in Notebook 7: the panel shows there, or the view is inline and live with
+  one line saying why (never a claim with no panel);
+- a kernel restarted from the menu: the view says it lost its kernel, and nothing
+  counts on as if a task still ran;
 - the README example, Run All, saved, the kernel shut down and the notebook
   opened again: the saved output shows the final coloured DAG and "3/3 done"
-  (not the first frame), and in the dark theme dark shades on no white box;
+  (not the first frame), and in the dark theme dark shades on no white box; a copy
+  someone else opens (untrusted: no styles, no inline SVG) shows the DAG as a PNG
+  picture and the summary as one clean line;
 - ``jupyter nbconvert --execute --to html`` of the README example: the HTML shows
   the final coloured DAG and summary.
 
