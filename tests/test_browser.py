@@ -610,6 +610,16 @@ def _check_side_panel(lab, page) -> None:
     page.locator(".codo-side-panel").wait_for(state="visible", timeout=MINUTE)
     assert page.locator(f"{SIDE} svg").first.is_visible()
 
+    # The same view where no side panel can be (an output view outside the notebook): inline,
+    # live, with one line saying why; the notebook's panel stays.
+    page.locator(".codo-where").first.click(button="right")
+    page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Create New View for Cell Output'))"
+                 ).click()
+    linked = page.locator(".jp-LinkedOutputView")
+    linked.locator(".codo-where", has_text="No side panel here (").wait_for(timeout=MINUTE)
+    assert linked.locator(".codo-view svg g.node").first.is_visible()
+    assert "inline" in linked.locator(".codo-where").first.text_content()
+
 
 # The side panel's width, the drawing's natural width, the notebook's, and how much of the
 # drawing is hidden in a scroll box of its own (its scroll height beyond its height).
@@ -649,7 +659,18 @@ def test_notebook7_side_panel_or_inline_live_view_never_a_frozen_copy(notebook7,
         page.goto(f"{base_url}/notebooks/notebooks/side_panel.ipynb?token={token}")
         page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
         page.wait_for_function(KERNEL_READY, arg=token, polling=250, timeout=3 * MINUTE)
-        _run_all_cells(page)
+        page.wait_for_function(  # the page knows too: a Run All sent earlier can be lost
+            "() => document.querySelector('.jp-Notebook-ExecutionIndicator')"
+            "?.dataset.status === 'idle'", timeout=3 * MINUTE)
+        for attempt in range(3):  # a Run All sent while the page still settles can be lost
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            try:
+                page.wait_for_function(FIRST_CELL_STARTED, timeout=20_000)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
         # The live DAG (the widget, not a static copy) shows every task and recolours to the end.
         _wait_for_names(page, LIVE, SIDE_TASKS)
         final = {name: COMPLETED for name in SIDE_TASKS} | {"flaky": FAILED}

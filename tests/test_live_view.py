@@ -486,6 +486,12 @@ def test_side_is_claimed_only_once_the_front_end_confirms_it(orch, shown, monkey
         assert not view.side
         view._on_front_end_message(view, {"kind": "placed", "where": "side"}, [])
         assert view.side
+        # Another view of it where there is no panel (an output view) takes nothing away.
+        view._on_front_end_message(view, {"kind": "placed", "where": "inline", "why": "x"}, [])
+        assert view.side
+        view._on_front_end_message(view, {"kind": "placed", "where": "left"}, [])
+        assert not view.side
+        view._on_front_end_message(view, {"kind": "placed", "where": "side"}, [])
         monkeypatch.setattr(live_view_mod, "_cell", lambda: 8)
         view._ipython_display_()  # a later cell (%codo_dag) gets its own widget and copy
         assert len(shown) == 6

@@ -30,9 +30,10 @@ right edge of its notebook (an element inside JupyterLab's or Notebook 7's
 sight while the notebook scrolls, hides with its notebook when another one is
 shown, and takes the width its drawing needs (at most half the notebook). The
 cell keeps one line pointing to it, written only once the panel is there, and
-the kernel is told (``{"kind": "placed", "where": "side"}``). Where the output
-is not inside such a notebook panel (another front end, an output view), the
-view stays inline and live with one line saying why (``where: "inline"``).
+the kernel is told (``{"kind": "placed", "where": "side"}``, and ``"left"`` when
+it leaves). Where the output is not inside such a notebook panel (another front
+end, an output view), the view stays inline and live with one line saying why
+(``where: "inline"``).
 No scroll box of its own holds the drawing: inline the notebook scrolls, in the
 panel the panel does.
 
@@ -208,6 +209,7 @@ function render({ model, el }) {
     if (!side) return;
     const { panel: nb, holder } = side;
     side = null;
+    model.send({ kind: "placed", where: "left" });
     if (box.parentElement === holder) box.remove();
     if (holder.__codoOwner === release) {
       holder.remove();
@@ -223,7 +225,7 @@ function render({ model, el }) {
     leaveSide();
     if (box.parentElement !== el) el.append(box);
     say(why ? `No side panel here (${why}): the live view shows inline.` : "");
-    model.send({ kind: "placed", where: "inline", why: why || "" });
+    if (why) model.send({ kind: "placed", where: "inline", why });
   };
   const place = () => {
     if (!model.get("panel")) { if (side || box.parentElement !== el) inline(""); return; }

@@ -161,7 +161,7 @@ class LiveView(anywidget.AnyWidget):
         # view thread reads that task's output again at most every PEEK_EVERY seconds.
         self._inspected: tuple[str, Snapshot, Any, str | None] | None = None
         self._peeked_at = 0.0
-        self._where: str | None = None  # where the front end says it shows the view
+        self._sides = 0  # views the front end says are in a side panel now
         self._shown_in_cell: int | None = None
         self.on_msg(self._on_front_end_message)
         self._unsubscribe = orchestrator.subscribe(self._on_event)
@@ -281,8 +281,9 @@ class LiveView(anywidget.AnyWidget):
                 self.select(self._task_of(str(content.get("node", ""))))
             elif kind == "close":
                 self.select(None)
-            elif kind == "placed":
-                self._where = str(content.get("where", "")) or None
+            elif kind == "placed":  # a view is in a side panel, left it, or could not have one
+                where = content.get("where")
+                self._sides = max(0, self._sides + (where == "side") - (where == "left"))
             elif kind in ("cancel", "retry"):
                 task = str(content.get("task", "")) or self._selected_task
                 if task:
@@ -427,7 +428,7 @@ class LiveView(anywidget.AnyWidget):
     @property
     def side(self) -> bool:
         """True once the front end has said the view shows in its side panel."""
-        return self.panel and self._where == "side"
+        return self.panel and self._sides > 0
 
     def show_side(self) -> str | None:
         """Ask the front end to show the view in a side panel beside its notebook; None if
@@ -442,7 +443,7 @@ class LiveView(anywidget.AnyWidget):
     def hide_side(self) -> None:
         """Back inline (the view itself stays open)."""
         self.panel = False
-        self._where = None
+        self._sides = 0
 
     def close(self, timeout: float = 5.0) -> None:
         """Unsubscribe, stop the view thread (joined) and close the widget; idempotent."""
