@@ -74,11 +74,10 @@ from ..core.events import Event
 from ..core.snapshot import Snapshot
 from ..orchestrator import TaskOrchestrator
 from . import drawing as drawing_mod
-from . import static_copy
 from .frontend import CSS, ESM
 from .inspector import detail_html
 from .painter import Painter
-from .static_copy import Copy
+from .static_copy import PICTURE_META, Copy, all_ended, copy_bundles, fingerprint, paint, subset
 from .tracker import UNFINISHED as UNFINISHED_STATES
 from .tracker import is_structural
 
@@ -492,7 +491,7 @@ class LiveView(anywidget.AnyWidget):
         painter = Painter(self._scope, self._threshold, self._max_groups, 0.0)
         painter.tracker.run_number = self._painter.tracker.run_number
         painter.tracker.error_lookup = self._error_of
-        return static_copy.bundles(static_copy.paint(snapshot, painter), display_id)
+        return copy_bundles(paint(snapshot, painter), display_id)
 
     def _ipython_display_(self) -> None:
         """The widget and the cell's static copy and picture, kept current."""
@@ -505,11 +504,11 @@ class LiveView(anywidget.AnyWidget):
         snapshot = self.orchestrator.snapshot()
         ids = frozenset(t.id for t in snapshot.tasks)
         copy = Copy(f"codo-{self._scope}-{uuid.uuid4().hex[:8]}", ids or None,
-                    shown=static_copy.fingerprint(snapshot))
+                    shown=fingerprint(snapshot))
         html, picture = self._copy_bundles(snapshot, copy.display_id)
         display(html, raw=True, display_id=copy.display_id)
         if has_widget_frontend():  # only a kernel can update it in place later
-            display(picture, raw=True, metadata=static_copy.PICTURE_META,
+            display(picture, raw=True, metadata=PICTURE_META,
                     display_id=copy.picture_id)
             with self._copy_lock:
                 self._copies = self._copies[-49:] + [copy]
@@ -549,21 +548,21 @@ class LiveView(anywidget.AnyWidget):
         with self._copy_lock:
             for copy in [c for c in self._copies if c.open]:
                 if copy.tasks is None:  # shown before any task: it takes the first run's
-                    if not snapshot.tasks or not static_copy.settled(snapshot):
+                    if not snapshot.tasks or not all_ended(snapshot):
                         continue
                     copy.tasks = frozenset(t.id for t in snapshot.tasks)
-                part = static_copy.subset(snapshot, copy.tasks)
-                if not static_copy.settled(part):
+                part = subset(snapshot, copy.tasks)
+                if not all_ended(part):
                     continue
                 copy.open = False
-                mark = static_copy.fingerprint(part)
+                mark = fingerprint(part)
                 if mark == copy.shown:
                     continue
                 copy.shown = mark
                 try:
                     html, picture = self._copy_bundles(part, copy.display_id)
                     update_display(html, raw=True, display_id=copy.display_id)
-                    update_display(picture, raw=True, metadata=static_copy.PICTURE_META,
+                    update_display(picture, raw=True, metadata=PICTURE_META,
                                    display_id=copy.picture_id)
                     redrawn += 1
                 except Exception:  # no shell any more (the kernel is going away)

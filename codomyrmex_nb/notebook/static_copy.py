@@ -58,7 +58,7 @@ def subset(snapshot: Snapshot, tasks: frozenset[str] | None) -> Snapshot:
     return dataclasses.replace(snapshot, tasks=tuple(t for t in snapshot.tasks if t.id in tasks))
 
 
-def settled(snapshot: Snapshot) -> bool:
+def all_ended(snapshot: Snapshot) -> bool:
     """Every task of ``snapshot`` has ended (a copy of it is final for now)."""
     return not any(t.state in UNFINISHED for t in snapshot.tasks)
 
@@ -74,8 +74,7 @@ def paint(snapshot: Snapshot, painter: Painter) -> Painter:
     return painter
 
 
-def bundles(painter: Painter, display_id: str, picture: bool = True
-            ) -> tuple[dict[str, Any], dict[str, Any]]:
+def copy_bundles(painter: Painter, display_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The copy's bundle and the picture's bundle, from a painted ``painter``."""
     scope = painter.scope
     summary = painter.tracker.summary()
@@ -98,10 +97,9 @@ def bundles(painter: Painter, display_id: str, picture: bool = True
             "</div></div>")
     copy = {"text/html": html, "text/plain": line}
     shot: dict[str, Any] = {"text/plain": summary}
-    if picture:
-        png = png_of(painter)
-        if png is not None:
-            shot["image/png"] = png
+    png = png_of(painter)
+    if png is not None:
+        shot["image/png"] = png
     return copy, shot
 
 
