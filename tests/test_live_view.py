@@ -431,8 +431,13 @@ def test_the_copy_survives_a_sanitiser_as_a_line_and_a_picture(orch, views, show
     assert plain is not None and plain.start() < rich.start()
     assert plain.group(1).startswith("0/3 done") and "\n" not in plain.group(1)
     assert "side panel" not in html  # no claim a sanitiser would leave standing
-    assert base64.b64decode(picture["image/png"]).startswith(b"\x89PNG")
-    assert picture["text/plain"].startswith("0/3 done")
+    assert picture["text/plain"].startswith("0/3 done")  # no dot run while the cell runs
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    live_view_mod._settle_copies()
+    final = _updates(shown, shown[2][2])[-1]  # the picture, once its tasks have ended
+    assert base64.b64decode(final["image/png"]).startswith(b"\x89PNG")
+    assert final["text/plain"].startswith("3/3 done")
 
 
 def test_no_scroll_box_of_its_own_holds_the_drawing(orch, views):

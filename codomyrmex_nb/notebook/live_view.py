@@ -501,11 +501,13 @@ class LiveView(anywidget.AnyWidget):
             return  # ``live_view(side=...)`` showed it in this cell already
         if not self._closed and has_widget_frontend():
             display(self._widget_bundle(), raw=True)
-        snapshot = self.orchestrator.snapshot()
-        ids = frozenset(t.id for t in snapshot.tasks)
-        copy = Copy(f"codo-{self._scope}-{uuid.uuid4().hex[:8]}", ids or None,
-                    shown=fingerprint(snapshot))
-        html, picture = self._copy_bundles(snapshot, copy.display_id)
+        ids = frozenset(t.id for t in self.orchestrator.snapshot().tasks)
+        copy = Copy(f"codo-{self._scope}-{uuid.uuid4().hex[:8]}", ids or None)
+        # The cell's first frame from the view's own drawing: no ``dot`` while the cell runs.
+        # Its PNG comes with the copy's first update (when its tasks have ended, at the
+        # latest at the end of this cell if they already have).
+        with self._state:
+            html, picture = copy_bundles(self._painter, copy.display_id, png=False)
         display(html, raw=True, display_id=copy.display_id)
         if has_widget_frontend():  # only a kernel can update it in place later
             display(picture, raw=True, metadata=PICTURE_META,

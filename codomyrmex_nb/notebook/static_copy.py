@@ -74,8 +74,10 @@ def paint(snapshot: Snapshot, painter: Painter) -> Painter:
     return painter
 
 
-def copy_bundles(painter: Painter, display_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The copy's bundle and the picture's bundle, from a painted ``painter``."""
+def copy_bundles(painter: Painter, display_id: str, png: bool = True
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The copy's bundle and the picture's bundle, from a painted ``painter`` (without the
+    PNG when ``png`` is false: ``dot`` is not run)."""
     scope = painter.scope
     summary = painter.tracker.summary()
     note = painter.note
@@ -97,9 +99,9 @@ def copy_bundles(painter: Painter, display_id: str) -> tuple[dict[str, Any], dic
             "</div></div>")
     copy = {"text/html": html, "text/plain": line}
     shot: dict[str, Any] = {"text/plain": summary}
-    png = png_of(painter)
-    if png is not None:
-        shot["image/png"] = png
+    picture = png_of(painter) if png else None
+    if picture is not None:
+        shot["image/png"] = picture
     return copy, shot
 
 
