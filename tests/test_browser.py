@@ -594,6 +594,13 @@ def _check_side_panel(lab, page) -> None:
     if os.environ.get("CODO_UPDATE_SCREENSHOT") == "1":
         shutil.copy(ARTIFACTS / "side-panel.png", SIDE_PICTURE)
 
+    # A Retry clicked in this view: the cell's static copy (closed when the run ended) follows
+    # the run it starts, and is redrawn in place when the retried task has ended again.
+    page.evaluate("() => document.querySelectorAll('.codo-static').forEach(c => c.__old = 1)")
+    inspector.locator("button", has_text="Retry").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.codo-static')].some(c => !c.__old)", timeout=MINUTE)
+
     # The panel is as wide as its drawing needs (not half the screen), the notebook narrows
     # beside it, and the drawing is in no scroll box of its own.
     sizes = page.evaluate(SIDE_SIZES)
