@@ -61,24 +61,24 @@ def quickstart() -> list[nbformat.NotebookNode]:
 
 The guide's *Complete Example* (`TASK_ORCHESTRATION_GUIDE.md`): check the
 environment, analyse code, chart the result, with dependencies, priorities and a
-resource. The engine runs in background threads; the **live view** below shows
-the DAG and recolours each task as it moves from queued (grey) to running (light
-green) to success (green); each node also carries a glyph (▶ running, ✓ done,
-✗ failed ...), so colour is never the only cue.
+resource. The engine runs in background threads; the **live view** shows the
+DAG in a side panel beside this notebook and recolours each task as it moves
+from queued (grey) to running (light green) to success (green); each node also
+carries a glyph (▶ running, ✓ done, ✗ failed ...), so colour is never the only
+cue.
 
 Run everything with **Run ▸ Run All Cells**.
 """),
         md("""
 ## Quick Start
 
-Get the process-wide orchestrator, start its engine and show the live view.
-The view is a widget: it stays where it is and redraws itself as events arrive,
-even while another cell is busy.
+Load the magics and get the process-wide orchestrator (the one `%codo_run`
+starts).
 """),
         code("""
+%load_ext codomyrmex_nb
 from codomyrmex_nb import (
     get_task_orchestrator,
-    live_view,
     Task,
     TaskPriority,
     TaskResource,
@@ -90,9 +90,6 @@ import threading
 # Initialize orchestrator
 orchestrator = get_task_orchestrator(max_workers=4)
 orchestrator.reset()  # forget tasks of an earlier run of this notebook
-orchestrator.start_execution()
-
-live_view(orchestrator)
 """),
         md("""
 ## Complete Example
@@ -100,10 +97,8 @@ live_view(orchestrator)
 As in the guide, with two changes: the analysed path is this repository's own
 package (`../codomyrmex_nb`), and one task that is not in the guide,
 `fetch_sources`, stands in for slow work (a clone, a download): it just waits
-2.5 seconds, so there is time to watch it run in the view above. `analyze`
-waits for it as well as for `setup`.
-
-The cell blocks in `wait_for_completion` while the view keeps updating.
+2.5 seconds, so there is time to watch it run. `analyze` waits for it as well
+as for `setup`. First the task chain:
 """),
         code("""
 # Create task chain
@@ -142,7 +137,21 @@ visualization_task = orchestrator.create_task(
     dependencies=[analysis_task.id],
     priority=TaskPriority.NORMAL
 )
+"""),
+        md("""
+`%codo_run --side` starts the engine and shows the live view in a side panel
+at the right of this notebook: it stays in sight while Run All scrolls down,
+it goes away when you switch to another notebook and comes back with this one,
+and it is as wide as its drawing needs. The cell says "in the side panel" once
+the panel is there; a front end without one shows the view here, live, with a
+line saying why. Click a node for its details (Cancel, Retry).
 
+The next cell blocks in `wait_for_completion` while the view keeps updating.
+"""),
+        code("""
+%codo_run --side
+"""),
+        code("""
 # Wait for completion
 completed = orchestrator.wait_for_completion(timeout=600)
 
@@ -185,9 +194,11 @@ the time tasks spent waiting. Transposed here so that it reads top to bottom.
 orchestrator.stats_frame().T.rename(columns={0: "value"})
 """),
         md("""
-The same run with `%%codo_task` cells and `%codo_run` (which shows this same
-view) is the next notebook. `live_view(orchestrator).svg` is the current drawing
-as a standalone SVG, if you want to save it.
+The same run with `%%codo_task` cells is the next notebook. A saved copy of this
+notebook keeps, under the `%codo_run` cell, the final DAG as a picture and a
+one-line summary (also where the notebook is not trusted, and on GitHub).
+`live_view(orchestrator).svg` is the current drawing as a standalone SVG, if you
+want to save it.
 """),
         tour_footer("01_quickstart"),
     ]
@@ -241,9 +252,9 @@ files.nlargest(5, "lines")[["file", "lines", "functions"]].reset_index(drop=True
 """),
         md("""
 `%codo_run` starts the engine and shows the live view; `--side` puts it in a
-JupyterLab side panel that stays in sight while you edit and re-run the cells
-below (elsewhere it shows here, with a note); `--wait` also blocks until every
-task has ended.
+side panel beside this notebook that stays in sight while you edit and re-run the
+cells below (where the front end has none, it shows here, with a line saying
+why); `--wait` also blocks until every task has ended.
 """),
         code("""
 %codo_run --side --wait --timeout 60

@@ -315,10 +315,10 @@ class CodoMagics(Magics):
             if summary:
                 print(f"codo_run: {summary}")
         orch.start_execution()
+        # With --side the view shows itself, and only its front end may say "in the side
+        # panel": it does once the panel is there (or shows the view inline and says why).
         shown = _side_panel(orch) if args.side else None
-        if shown:
-            print("codo_run: the live view is in the side panel")
-        elif shown is None:
+        if shown is None:
             view = _live_view(orch)
             if view is not None:
                 display(view)
@@ -723,8 +723,9 @@ def _live_view(orch: TaskOrchestrator) -> Any:
 
 
 def _side_panel(orch: TaskOrchestrator) -> bool | None:
-    """Show the live view in the side panel: True if it is there, False if the live view
-    fell back inline by itself (it says why), None if the caller must show it inline.
+    """Show the live view in the side panel: True if the front end has said it is there
+    already, False if the live view showed itself (it moves into the panel or says why it
+    stays inline), None if the caller must show it inline.
 
     ``live_view(side=True)`` shows the view (in the panel, or inline with a note).
     A live view without that keyword gets a one-line note here.

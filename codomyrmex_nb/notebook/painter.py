@@ -273,12 +273,14 @@ class Painter:
 
     def static_html(self) -> str:
         """Summary line and drawing as plain HTML (no widget, no script): what a saved notebook,
-        nbconvert and GitHub show."""
+        nbconvert and GitHub show. The drawing is never in a scroll box of its own (its
+        bottom rows, often the critical path, would hide there): only wide ones scroll
+        sideways."""
         body = (self._render_static() if self.template is not None else
                 f'<div style="color:#c00">{self.note}</div>')
         return (f"<style>{theme_css(self.scope)}</style>"
                 f'<div class="{self.scope}">{self.header()}'
-                f'<div style="overflow:auto;max-height:75vh">{body}</div></div>')
+                f'<div style="overflow-x:auto;overflow-y:hidden">{body}</div></div>')
 
     def _render_static(self) -> str:
         assert self.template is not None
