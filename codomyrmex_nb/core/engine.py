@@ -390,12 +390,17 @@ class Engine:
                 self.recorder.before_attempt(rec)
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
             kwargs: dict[str, Any] | None = None
-            if rec.parameters or rec.ups or binding or wants_upstream(fn):
-                kwargs = build_kwargs(rec, fn, self.sched.records)
-                if binding is not None:
+            if binding is not None:  # an item: its own dict, made for this attempt
+                if rec.parameters or rec.ups or wants_upstream(fn):
+                    kwargs = build_kwargs(rec, fn, self.sched.records)
                     kwargs.update(binding)
-                    if takes_map_index(fn):
-                        kwargs[INDEX] = rec.index
+                else:
+                    kwargs = binding
+                if takes_map_index(fn):
+                    kwargs[INDEX] = rec.index
+                run.call = functools.partial(fn, **kwargs) if kwargs else fn
+            elif rec.parameters or rec.ups or wants_upstream(fn):
+                kwargs = build_kwargs(rec, fn, self.sched.records)
                 run.call = functools.partial(fn, **kwargs) if kwargs else fn
             else:
                 run.call = fn

@@ -21,6 +21,7 @@ Everything here runs under the engine lock, like the rest of the scheduler.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from .exceptions import TaskCancelledError, UpstreamFailedError
@@ -136,7 +137,6 @@ class MapSteps:
             depth += 1
             source = source.mapping.source
         token = rec.heap_token = next(self._tokens)
-        import heapq
         heapq.heappush(self._heap, (rec.prio, -(rec.critical + 1_000_000 * depth), rec.order,
                                     token, rec))
         self._ready_live += 1
@@ -163,9 +163,8 @@ class MapSteps:
         return item
 
     def _make_item(self, rec: Any, index: int) -> Any:
-        from .scheduler import ItemRecord  # the record class lives beside ``Record``
         m = rec.mapping
-        item = ItemRecord(rec, index, rec.order)
+        item = self.item_record(rec, index, rec.order)
         m.items[index] = item
         m.live += 1
         now = self._now()
