@@ -1,19 +1,24 @@
 """What a map holds and costs per item (issue 18: "a map of 100,000 items holds under 300
-bytes per pending item").
+bytes per pending item"; items "may be handed to a worker in batches, as long as per-item
+timeout, cancel and logs work in the configuration that is benchmarked").
 
 The memory bound is asserted at 20,000 items with the shipped defaults (journal on,
 so every item's fingerprint is made and its definition journaled at expansion): the
 map is expanded and its first item runs while the others wait (``max_parallel=1``).
-The list mapped over is the caller's and is not counted.
+The list mapped over is the caller's and is not counted. Then the benchmarked
+configuration (threads, tiny items, so a worker takes several at once): each item
+keeps its own logs, an item waiting in a worker's batch can be cancelled and never
+runs, and a timeout still stops one slow item among tiny ones.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
 import tracemalloc
 
-from codomyrmex_nb import TaskOrchestrator
+from codomyrmex_nb import TaskOrchestrator, TaskStatus
 
 _BEGAN, _GATE = threading.Event(), threading.Event()  # globals, so items stay fingerprinted
 
@@ -50,3 +55,99 @@ def test_a_pending_item_holds_under_300_bytes(tmp_path):
     orch.stop_execution()
     assert per_item < 300, f"{per_item:.0f} bytes per pending item"
     assert list(orch.get_task_result("held").data) == items
+
+
+# -- tiny items go to a worker in batches: logs, cancel and timeouts still per item ------
+
+_RAN: list[int] = []
+_BLOCKER = 500
+
+
+def printing(item: int) -> int:
+    print(f"item {item}")
+    return item
+
+
+def one_blocks(item: int) -> int:
+    _RAN.append(item)
+    if item == _BLOCKER:
+        _BEGAN.set()
+        _GATE.wait(60)
+    return item
+
+
+def one_sleeps(item: int) -> int:
+    if item == 300:
+        time.sleep(5)
+    return item
+
+
+def _most_running(orch: TaskOrchestrator) -> list[int]:
+    """Follows item events; the list's one value is the most items RUNNING at once."""
+    running: set[str] = set()
+    most = [0]
+
+    def on_event(event) -> None:
+        if event.kind != "item":
+            return
+        if event.status is TaskStatus.RUNNING:
+            running.add(event.task_id)
+        else:
+            running.discard(event.task_id)
+        most[0] = max(most[0], len(running))
+
+    orch.subscribe(on_event)
+    return most
+
+
+def test_tiny_items_are_batched_and_each_keeps_its_own_logs(tmp_path):
+    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
+    most = _most_running(orch)
+    orch.create_task("m", func=printing, map=list(range(2000)))
+    orch.start_execution()
+    assert orch.wait_for_completion(60)
+    orch.stop_execution()
+    assert most[0] > 1  # one worker, several items RUNNING: taken as a batch
+    for i in (0, 150, 1000, 1999):
+        result = orch.get_task_result("m", map_index=i)
+        assert result.success and result.data == i
+        assert result.logs.strip() == f"item {i}"
+    assert list(orch.get_task_result("m").data) == list(range(2000))
+
+
+def test_an_item_waiting_in_a_batch_can_be_cancelled_and_never_runs(tmp_path):
+    _RAN.clear()
+    _BEGAN.clear()
+    _GATE.clear()
+    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
+    try:
+        orch.create_task("m", func=one_blocks, map=list(range(2000)), tolerate=1)
+        orch.start_execution()
+        assert _BEGAN.wait(60)
+        waiting = [d["map_index"] for d in orch.map_items("m")
+                   if d["state"] == "running" and d["map_index"] != _BLOCKER]
+        assert waiting, "no item was taken in a batch with the blocked one"
+        target = waiting[-1]
+        assert orch.cancel_task("m", map_index=target)
+    finally:
+        _GATE.set()
+    assert orch.wait_for_completion(60)
+    orch.stop_execution()
+    states = {d["map_index"]: d["state"] for d in orch.map_items("m")}
+    assert states[target] == "cancelled" and target not in _RAN
+    assert sorted(_RAN) == [i for i in range(2000) if i != target]
+    assert list(orch.get_task_result("m").data) == [i for i in range(2000) if i != target]
+
+
+def test_a_timeout_holds_for_an_item_among_tiny_ones(tmp_path):
+    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
+    orch.create_task("m", func=one_sleeps, map=list(range(600)), timeout=0.5, tolerate=1)
+    began = time.monotonic()
+    orch.start_execution()
+    assert orch.wait_for_completion(60)
+    took = time.monotonic() - began
+    orch.stop_execution()
+    assert took < 4
+    failed = orch.get_task_result("m", map_index=300)
+    assert not failed.success and failed.error_type == "TimeoutError"
+    assert list(orch.get_task_result("m").data) == [i for i in range(600) if i != 300]

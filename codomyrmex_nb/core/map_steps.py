@@ -162,6 +162,22 @@ class MapSteps:
             self._push_map(rec)
         return item
 
+    def take_item(self, rec: Any) -> Any:
+        """Under the lock: a ticket for mapped record ``rec``'s next item while its cursor is
+        still the best ready entry (no granted ticket, nothing of higher priority), else None.
+        A worker takes the items of a tiny-item map this way, several at once."""
+        heap = self._heap
+        if self._granted or not heap:
+            return None
+        entry = heap[0]
+        if entry[4] is not rec or entry[3] != rec.heap_token:
+            return None
+        heapq.heappop(heap)
+        rec.heap_token = -1
+        self._ready_live -= 1
+        item = self._take_item(rec)  # pushes the cursor back while more may go
+        return None if item is None else self._new_ticket(item)
+
     def _make_item(self, rec: Any, index: int) -> Any:
         m = rec.mapping
         item = self.item_record(rec, index, rec.order)
