@@ -60,7 +60,8 @@ def test_a_pending_item_holds_under_300_bytes(tmp_path):
 # -- tiny items go to a worker in batches: logs, cancel and timeouts still per item ------
 
 _RAN: list[int] = []
-_BLOCKER = 500
+_BLOCKED: list[int] = []  # the item that blocks: from 500 on, the first with the next in its batch
+_ORCH: list[TaskOrchestrator] = []
 
 
 def printing(item: int) -> int:
@@ -68,12 +69,35 @@ def printing(item: int) -> int:
     return item
 
 
+def _next_is_running(item: int) -> bool:
+    """Is item ``item + 1`` RUNNING (taken in this item's batch)? Read without the lock: a
+    glance as cheap as a tiny item, so the items stay tiny and batched."""
+    state = _ORCH[0]._engine.sched.lookup("m").mapping
+    following = state.items[item + 1]
+    return following is not None and following.status is TaskStatus.RUNNING
+
+
 def one_blocks(item: int) -> int:
     _RAN.append(item)
-    if item == _BLOCKER:
+    if not _BLOCKED and 500 <= item < 1999 and _next_is_running(item):
+        _BLOCKED.append(item)
         _BEGAN.set()
         _GATE.wait(60)
     return item
+
+
+def _blocking_map(tmp_path, workers: int, **options) -> TaskOrchestrator:
+    """A map of 2,000 tiny items, one of which blocks while items after it wait in its batch."""
+    _RAN.clear()
+    _BLOCKED.clear()
+    _BEGAN.clear()
+    _GATE.clear()
+    orch = TaskOrchestrator(max_workers=workers, journal=tmp_path / "j.sqlite")
+    _ORCH[:] = [orch]
+    orch.create_task("m", func=one_blocks, map=list(range(2000)), **options)
+    orch.start_execution()
+    assert _BEGAN.wait(60)
+    return orch
 
 
 def one_sleeps(item: int) -> int:
@@ -116,17 +140,11 @@ def test_tiny_items_are_batched_and_each_keeps_its_own_logs(tmp_path):
 
 
 def test_an_item_waiting_in_a_batch_can_be_cancelled_and_never_runs(tmp_path):
-    _RAN.clear()
-    _BEGAN.clear()
-    _GATE.clear()
-    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
+    orch = _blocking_map(tmp_path, 1, tolerate=1)
     try:
-        orch.create_task("m", func=one_blocks, map=list(range(2000)), tolerate=1)
-        orch.start_execution()
-        assert _BEGAN.wait(60)
         waiting = [d["map_index"] for d in orch.map_items("m")
-                   if d["state"] == "running" and d["map_index"] != _BLOCKER]
-        assert waiting, "no item was taken in a batch with the blocked one"
+                   if d["state"] == "running" and d["map_index"] > _BLOCKED[0]]
+        assert waiting, "no item waits in a batch behind the blocked one"
         target = waiting[-1]
         assert orch.cancel_task("m", map_index=target)
     finally:
@@ -151,3 +169,24 @@ def test_a_timeout_holds_for_an_item_among_tiny_ones(tmp_path):
     failed = orch.get_task_result("m", map_index=300)
     assert not failed.success and failed.error_type == "TimeoutError"
     assert list(orch.get_task_result("m").data) == [i for i in range(600) if i != 300]
+
+
+def _workers() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("codo-worker")]
+
+
+def test_cancelling_a_map_whose_items_wait_in_batches_spawns_no_crowd_of_threads(tmp_path):
+    orch = _blocking_map(tmp_path, 2)
+    try:
+        assert sum(d["state"] == "running" for d in orch.map_items("m")) > 2  # batched
+        assert orch.cancel_task("m")
+        # the blocked item's worker gets a replacement; items that never began need none
+        assert len(_workers()) <= 3
+    finally:
+        _GATE.set()
+    assert orch.wait_for_completion(60)
+    orch.stop_execution()
+    assert _workers() == []
+    states = [d["state"] for d in orch.map_items("m")]
+    assert set(states) <= {"completed", "cancelled"} and states.count("cancelled") >= 1000
+    assert orch.get_task_result("m").error_type == "CancelledError"

@@ -288,6 +288,8 @@ class Engine:
                 self.executor.interrupt(run, why)
             except Exception:
                 log.exception("could not interrupt %r", run.task)
+        if self.executor.__class__ is ThreadExecutor and not run.in_user_code:
+            return  # not in its code (waiting in a batch, or returned): its thread comes back
         if self._running and not self._inline and len(self._workers) - self._stuck < self.max_workers:
             self._spawn_worker()  # keep max_workers free while the old thread unwinds
 
