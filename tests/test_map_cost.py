@@ -17,6 +17,7 @@ import gc
 import threading
 import time
 import tracemalloc
+from collections import Counter
 
 from codomyrmex_nb import TaskOrchestrator, TaskStatus
 
@@ -190,3 +191,16 @@ def test_cancelling_a_map_whose_items_wait_in_batches_spawns_no_crowd_of_threads
     states = [d["state"] for d in orch.map_items("m")]
     assert set(states) <= {"completed", "cancelled"} and states.count("cancelled") >= 1000
     assert orch.get_task_result("m").error_type == "CancelledError"
+
+
+def test_a_stop_while_items_wait_in_a_batch_runs_no_finished_item_again(tmp_path):
+    orch = _blocking_map(tmp_path, 1)
+    blocked = _BLOCKED[0]
+    threading.Timer(0.3, _GATE.set).start()  # the blocked item returns as the stop waits
+    orch.stop_execution()
+    orch.start_execution()
+    assert orch.wait_for_completion(60)
+    orch.stop_execution()
+    twice = {item for item, count in Counter(_RAN).items() if count > 1}
+    assert twice <= {blocked}  # only the interrupted item ran again
+    assert list(orch.get_task_result("m").data) == list(range(2000))

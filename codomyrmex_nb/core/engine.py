@@ -30,9 +30,10 @@ tasks wait, at most once per ``STANDBY``.
 item of a mapped task takes up to ``BATCH`` of its next items in the same
 critical section (each made READY and started through the scheduler's one
 transition function, as one at a time), runs them one after another, each
-with its own capture, and records them all under one lock. An item waiting in
-a batch can be cancelled: its attempt is abandoned and never begins. Items
-with a timeout or resources, and other executors, go one at a time.
+with its own capture, and records each as it ends (a stop or a cancel never
+drops more than the one item running). An item waiting in a batch can be
+cancelled: its attempt is abandoned and never begins. Items with a timeout or
+resources, and other executors, go one at a time.
 
 Deadlines (timeouts, retry delays, resource waits) are timers on one clock
 thread. After every scheduler call the engine
@@ -349,6 +350,7 @@ class Engine:
                     budget.pause(self._go_on)  # before taking a task (no timeout runs meanwhile)
                     continue
                 batch = len(runs) > 1
+                last = runs[-1]
                 for run in runs:
                     if batch:  # its items begin one by one: each its own time
                         run.taken_at = perf_counter()
@@ -361,8 +363,14 @@ class Engine:
                             prepared = recorder.prepare_result(run.rec, outcome.value)
                         if budget is not None and budget.limit is not None:
                             held = self._store.measure(run.rec, outcome.value, prepared)
-                    done.append((run, outcome, prepared,
-                                 perf_counter() - run.taken_at if batch else None, held))
+                    if run is last:  # recorded as the next ticket is taken
+                        done.append((run, outcome, prepared,
+                                     perf_counter() - run.taken_at if batch else None, held))
+                        continue
+                    busy_for = perf_counter() - run.taken_at
+                    with self.lock:  # each item is recorded as it ends: a stop or cancel
+                        unrecorded -= 1  # meanwhile drops no finished item's result
+                        self._record(run, outcome, prepared, busy_for, held)
         finally:
             with self.lock:
                 self._busy -= unrecorded  # taken but never recorded (the thread is torn down)
