@@ -351,7 +351,7 @@ class Engine:
                     continue
                 batch = len(runs) > 1
                 last = runs[-1]
-                for run in runs:
+                for k, run in enumerate(runs):
                     if batch:  # its items begin one by one: each its own time
                         run.taken_at = perf_counter()
                     outcome = self._execute(run)
@@ -371,6 +371,7 @@ class Engine:
                     with self.lock:  # each item is recorded as it ends: a stop or cancel
                         unrecorded -= 1  # meanwhile drops no finished item's result
                         self._record(run, outcome, prepared, busy_for, held)
+                        self.sched.begin_now(runs[k + 1])
         finally:
             with self.lock:
                 self._busy -= unrecorded  # taken but never recorded (the thread is torn down)

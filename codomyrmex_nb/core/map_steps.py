@@ -178,6 +178,17 @@ class MapSteps:
         item = self._take_item(rec)  # pushes the cursor back while more may go
         return None if item is None else self._new_ticket(item)
 
+    def begin_now(self, ticket: Any) -> None:
+        """Under the lock: an item taken in a batch begins now, after the items before it;
+        its attempt starts (and its wait for a worker ends) now, not when it was taken."""
+        if ticket.abandoned:
+            return
+        now = self._now()
+        item, attempt = ticket.rec, ticket.attempt
+        item.wait_worker += now - attempt.started_at
+        item.started_at = attempt.started_at = now
+        item.view = None
+
     def _make_item(self, rec: Any, index: int) -> Any:
         m = rec.mapping
         item = self.item_record(rec, index, rec.order)
