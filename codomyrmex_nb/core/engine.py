@@ -26,6 +26,15 @@ turning out long: it looks again ``STANDBY`` seconds later and wakes an idle
 worker unless some attempt began meanwhile. It is armed only while tiny
 tasks wait, at most once per ``STANDBY``.
 
+**Tiny items go in batches.** While attempts are tiny, a worker that takes an
+item of a mapped task takes up to ``BATCH`` of its next items in the same
+critical section (each made READY and started through the scheduler's one
+transition function, as one at a time), runs them one after another, each
+with its own capture, and records each as it ends (a stop or a cancel never
+drops more than the one item running). An item waiting in a batch can be
+cancelled: its attempt is abandoned and never begins. Items with a timeout or
+resources, and other executors, go one at a time.
+
 Deadlines (timeouts, retry delays, resource waits) are timers on one clock
 thread. After every scheduler call the engine
 drains the scheduler's *effects* (interrupt an attempt, arm or cancel a
@@ -73,6 +82,7 @@ log = logging.getLogger(__name__)
 
 TINY = 100e-6  # seconds: attempts shorter than this on average run one worker at a time
 STANDBY = 0.002  # seconds: a worker whose attempt began this recently is cycling tiny tasks
+BATCH = 16  # items of a map of tiny items a worker takes at once (one lock, one heap pop)
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -279,6 +289,8 @@ class Engine:
                 self.executor.interrupt(run, why)
             except Exception:
                 log.exception("could not interrupt %r", run.task)
+        if self.executor.__class__ is ThreadExecutor and not run.in_user_code:
+            return  # not in its code (waiting in a batch, or returned): its thread comes back
         if self._running and not self._inline and len(self._workers) - self._stuck < self.max_workers:
             self._spawn_worker()  # keep max_workers free while the old thread unwinds
 
@@ -312,42 +324,79 @@ class Engine:
         and returns once every task has ended or that monotonic deadline passed."""
         me = threading.current_thread()
         perf_counter = time.perf_counter
-        run: Run | None = None
-        outcome: Outcome | None = None
-        prepared: tuple[Any, ...] | None = None
-        held: Any = None
+        runs: list[Run] = []  # taken under the lock: one ticket, or a batch of tiny items
+        done: list[tuple[Run, Outcome, Any, float | None, Any]] = []  # ran, not recorded yet
+        unrecorded = 0  # of ``runs``
         try:
             while True:
                 with self.lock:
-                    if run is not None:
-                        done, run = run, None
-                        self._record(done, outcome, prepared, perf_counter() - done.taken_at,
-                                     held)
+                    for run, outcome, prepared, busy_for, held in done:
+                        unrecorded -= 1
+                        if busy_for is None:  # one ticket: from taking it until now
+                            busy_for = perf_counter() - run.taken_at
+                        self._record(run, outcome, prepared, busy_for, held)
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
-                        outcome = prepared = held = None  # the blob is queued: let it go
+                    done.clear()  # the blobs are queued: let them go
+                    runs = []
                     budget = self.budget
                     if budget is None or not budget.over() or not self._running:
                         run = self._next_run(me, until)
                         if run is None:
                             return
-                if run is None:  # results wait for their journal commit: let it catch up
+                        runs = self._batch(run, me) if until is None else [run]
+                        unrecorded = len(runs)
+                if not runs:  # results wait for their journal commit: let it catch up
                     budget.pause(self._go_on)  # before taking a task (no timeout runs meanwhile)
                     continue
-                outcome = self._execute(run)
-                if outcome.ok and not run.abandoned and run.rec.mapping is None:
-                    # a result to keep (not a map's expansion): readied with no lock held
-                    recorder, budget = self.recorder, self.budget
-                    if recorder is not None:
-                        prepared = recorder.prepare_result(run.rec, outcome.value)
-                    if budget is not None and budget.limit is not None:
-                        held = self._store.measure(run.rec, outcome.value, prepared)
+                batch = len(runs) > 1
+                last = runs[-1]
+                for k, run in enumerate(runs):
+                    if batch:  # its items begin one by one: each its own time
+                        run.taken_at = perf_counter()
+                    outcome = self._execute(run)
+                    prepared = held = None
+                    if outcome.ok and not run.abandoned and run.rec.mapping is None:
+                        # a result to keep (not a map's expansion): readied with no lock held
+                        recorder, budget = self.recorder, self.budget
+                        if recorder is not None:
+                            prepared = recorder.prepare_result(run.rec, outcome.value)
+                        if budget is not None and budget.limit is not None:
+                            held = self._store.measure(run.rec, outcome.value, prepared)
+                    if run is last:  # recorded as the next ticket is taken
+                        done.append((run, outcome, prepared,
+                                     perf_counter() - run.taken_at if batch else None, held))
+                        continue
+                    busy_for = perf_counter() - run.taken_at
+                    with self.lock:  # each item is recorded as it ends: a stop or cancel
+                        unrecorded -= 1  # meanwhile drops no finished item's result
+                        self._record(run, outcome, prepared, busy_for, held)
+                        self.sched.begin_now(runs[k + 1])
         finally:
             with self.lock:
-                if run is not None:  # taken but never recorded (this thread is being torn down)
-                    self._busy -= 1
+                self._busy -= unrecorded  # taken but never recorded (the thread is torn down)
                 self._workers.discard(me)
                 self._changed.notify_all()
+
+    def _batch(self, run: Run, me: threading.Thread) -> list[Run]:
+        """Under the lock, ``run`` just taken: with more items of the same map, if its items
+        are tiny (``BATCH``). Items with a timeout or resources, and other executors than
+        threads, go one at a time: a deadline is armed as an attempt is taken."""
+        rec = run.rec
+        parent = rec.parent
+        if parent is None or self._avg_attempt >= TINY or rec.timeout is not None or rec.claims \
+                or self.executor.__class__ is not ThreadExecutor:
+            return [run]
+        runs = [run]
+        sched = self.sched
+        while len(runs) < BATCH:
+            more = sched.take_item(parent)
+            if more is None:
+                break
+            sched.start(more, me.name)
+            self._busy += 1
+            runs.append(more)
+        return runs
 
     def _go_on(self) -> bool:
         """A worker paused for the journal: may it go on pausing (the engine runs)?"""
@@ -390,12 +439,17 @@ class Engine:
                 self.recorder.before_attempt(rec)
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
             kwargs: dict[str, Any] | None = None
-            if rec.parameters or rec.ups or binding or wants_upstream(fn):
-                kwargs = build_kwargs(rec, fn, self.sched.records)
-                if binding is not None:
+            if binding is not None:  # an item: its own dict, made for this attempt
+                if rec.parameters or rec.ups or wants_upstream(fn):
+                    kwargs = build_kwargs(rec, fn, self.sched.records)
                     kwargs.update(binding)
-                    if takes_map_index(fn):
-                        kwargs[INDEX] = rec.index
+                else:
+                    kwargs = binding
+                if takes_map_index(fn):
+                    kwargs[INDEX] = rec.index
+                run.call = functools.partial(fn, **kwargs) if kwargs else fn
+            elif rec.parameters or rec.ups or wants_upstream(fn):
+                kwargs = build_kwargs(rec, fn, self.sched.records)
                 run.call = functools.partial(fn, **kwargs) if kwargs else fn
             else:
                 run.call = fn

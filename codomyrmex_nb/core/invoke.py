@@ -116,6 +116,11 @@ class Run:
         self.box: Capture | None = None  # the attempt's capture while it runs here (``peek``)
 
     # -- the gate ------------------------------------------------------------------
+    @property
+    def in_user_code(self) -> bool:
+        """Is its user code running in its thread now (begun, not returned)?"""
+        return self._in_user
+
     def begin(self) -> bool:
         """User code is about to start: False (start nothing) if the attempt was abandoned."""
         with self._lock:

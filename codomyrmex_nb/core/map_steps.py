@@ -21,6 +21,7 @@ Everything here runs under the engine lock, like the rest of the scheduler.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from .exceptions import TaskCancelledError, UpstreamFailedError
@@ -137,7 +138,6 @@ class MapSteps:
             depth += 1
             source = source.mapping.source
         token = rec.heap_token = next(self._tokens)
-        import heapq
         heapq.heappush(self._heap, (rec.prio, -(rec.critical + 1_000_000 * depth), rec.order,
                                     token, rec))
         self._ready_live += 1
@@ -169,10 +169,36 @@ class MapSteps:
             self._push_map(rec)
         return item
 
+    def take_item(self, rec: Any) -> Any:
+        """Under the lock: a ticket for mapped record ``rec``'s next item while its cursor is
+        still the best ready entry (no granted ticket, nothing of higher priority), else None.
+        A worker takes the items of a tiny-item map this way, several at once."""
+        heap = self._heap
+        if self._granted or not heap:
+            return None
+        entry = heap[0]
+        if entry[4] is not rec or entry[3] != rec.heap_token:
+            return None
+        heapq.heappop(heap)
+        rec.heap_token = -1
+        self._ready_live -= 1
+        item = self._take_item(rec)  # pushes the cursor back while more may go
+        return None if item is None else self._new_ticket(item)
+
+    def begin_now(self, ticket: Any) -> None:
+        """Under the lock: an item taken in a batch begins now, after the items before it;
+        its attempt starts (and its wait for a worker ends) now, not when it was taken."""
+        if ticket.abandoned:
+            return
+        now = self._now()
+        item, attempt = ticket.rec, ticket.attempt
+        item.wait_worker += now - attempt.started_at
+        item.started_at = attempt.started_at = now
+        item.view = None
+
     def _make_item(self, rec: Any, index: int) -> Any:
-        from .scheduler import ItemRecord  # the record class lives beside ``Record``
         m = rec.mapping
-        item = ItemRecord(rec, index, rec.order)
+        item = self.item_record(rec, index, rec.order)
         m.items[index] = item
         m.live += 1
         now = self._now()

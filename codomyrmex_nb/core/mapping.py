@@ -30,6 +30,7 @@ Decisions (where the issue is silent):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections import deque
@@ -189,6 +190,8 @@ class Plan:
                 values.append(column[at])
             values.reverse()
             return dict(zip(self.names, values, strict=True))
+        if len(self.columns) == 1:  # one source (most maps): no zip
+            return {self.names[0]: self.columns[0][index]}
         return {name: column[index] for name, column in zip(self.names, self.columns, strict=True)}
 
 
@@ -232,17 +235,24 @@ def is_item_id(task_id: str) -> bool:
 def item_fingerprint(base: str, binding: Mapping[str, Any], index: int | None) -> str:
     """An item's fingerprint: the map's base and the item's content (its index only when the
     function reads ``map_index``), so inserting an item invalidates no other."""
-    from .fingerprint import value_digest  # fingerprint imports model, which imports us
     parts = [base]
     for name, value in binding.items():
         kind = type(value)
         if kind is int or kind is str or kind is float or kind is bool or value is None:
             parts.append(f"{name}={kind.__name__}:{value!r}")  # plain values: their repr
         else:
-            parts.append(f"{name}#{value_digest(value)}")
+            parts.append(f"{name}#{_value_digest()(value)}")
     if index is not None:
         parts.append(f"map_index={index}")
     return hashlib.sha256(";".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@functools.cache
+def _value_digest() -> Any:
+    """``fingerprint.value_digest``, imported once (fingerprint imports model, which imports
+    us; an import statement per item cost as much as the item's hash)."""
+    from .fingerprint import value_digest
+    return value_digest
 
 
 def combined_fingerprint(base: str, item_fps: Iterable[str | None]) -> str:

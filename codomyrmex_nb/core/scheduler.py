@@ -276,8 +276,13 @@ class ItemRecord(Record):
         self.status = None
         self.ups, self.downs, self.unmet = parent.ups, (), 0
         self.order, self.critical, self.prio = order, parent.critical, parent.prio
-        for field in _ITEM_COPIED:
-            setattr(self, field, getattr(parent, field))
+        # the mapped record's definition in force (written out: one item is made per dispatch)
+        self.func, self.module, self.action = parent.func, parent.module, parent.action
+        self.parameters, self.timeout = parent.parameters, parent.timeout
+        self.max_retries, self.retry_delay = parent.max_retries, parent.retry_delay
+        self.retry_backoff, self.retry_jitter = parent.retry_backoff, parent.retry_jitter
+        self.retry_on, self.claims = parent.retry_on, parent.claims
+        self.resource_timeout = parent.resource_timeout
         self.rule = self.tally = None
         self.attempts = ()
         self.current = self.waiting = self.retry_token = self.retry_at = self.result = None
@@ -293,12 +298,10 @@ class ItemRecord(Record):
         """An item keeps the definition its mapped record had when it was made."""
 
 
-_ITEM_COPIED = ("func", "module", "action", "parameters", "timeout", "max_retries", "retry_delay",
-                "retry_backoff", "retry_jitter", "retry_on", "claims", "resource_timeout")
-
-
 class Scheduler(MapSteps):
     """Records, readiness, dispatch order, resources, retries and counts of one orchestrator."""
+
+    item_record = ItemRecord  # what ``MapSteps`` makes an item of (it cannot import us)
 
     def __init__(self, new_ticket: Callable[[Record], Any] = Ticket,
                  clock: Callable[[], float] = time.time) -> None:
