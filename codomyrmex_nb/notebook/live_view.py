@@ -78,6 +78,7 @@ from ..core.snapshot import Snapshot
 from ..orchestrator import TaskOrchestrator
 from . import busy_clicks, map_panel
 from . import drawing as drawing_mod
+from .failures import name_cells
 from .frontend import CSS, ESM
 from .inspector import detail_html
 from .painter import Painter
@@ -657,6 +658,8 @@ def live_view(orchestrator: TaskOrchestrator | None = None, *, side: bool | None
         from ..default import current_orchestrator
 
         orchestrator = current_orchestrator()
+    ipython = sys.modules.get("IPython")
+    name_cells(ipython.get_ipython() if ipython is not None else None)  # "Cell In[5]"
     view = _views.get(orchestrator)
     if view is None or view._closed or options:
         if view is not None and not view._closed:

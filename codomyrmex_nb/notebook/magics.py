@@ -59,6 +59,7 @@ from .failures import (
     failure_lines,
     name_error_line,
     some_names,
+    unname_cells,
     wait_line,
 )
 from .outputs import OutBindings
@@ -797,6 +798,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics.outs.detach()
     display_capture.uninstall(ipython)
     magics.cells.uninstall()
+    unname_cells(ipython)
     magics.name_errors.uninstall()
     for kind, names in CodoMagics.magics.items():
         for name in names:
