@@ -91,12 +91,14 @@ class Settings:
     journal_rounds: int = 3
     fingerprint_tasks: int = 1_000
     fingerprint_rounds: int = 3
+    map_items: int = 100_000  # the map part: one mapped task against dask, same count
+    map_rounds: int = 3
 
     @classmethod
     def quick(cls) -> Settings:
         return cls(sizes=(1_000,), seeds=5, memory_tasks=10_000, view_tasks=1_000,
                    view_rounds=3, cpu_seconds=0.3, cpu_rounds=1, journal_tasks=2_000,
-                   journal_rounds=1, fingerprint_rounds=1)
+                   journal_rounds=1, fingerprint_rounds=1, map_items=10_000, map_rounds=1)
 
 
 def engine_source() -> dict[str, object]:

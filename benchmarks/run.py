@@ -9,7 +9,8 @@ Parts: overhead (per-task cost against dask and a bare floor), quality
 pipeline of large results with and without a memory budget), view (throughput
 with the live view), executors (CPU-bound work on each executor), journal
 (throughput with the run journal on against off), fingerprint (cache=True tasks
-whose fingerprints hash module attributes and a big global list). Each part
+whose fingerprints hash module attributes and a big global list), map (100,000
+no-op items of one mapped task against dask; bytes per pending item). Each part
 is a module with ``run(settings, log) -> dict`` and ``table(result) -> str``.
 Progress goes to stderr, the tables to stdout at the end. A part that fails
 is reported and left out of the files; the exit code is then 1.
@@ -28,6 +29,7 @@ from pathlib import Path
 import cpu_executors
 import fingerprint_cost
 import journal_cost
+import map_cost
 import memory
 import overhead
 import quality
@@ -36,7 +38,8 @@ import view_cost
 from common import Settings, environment
 
 PARTS = {"overhead": overhead, "quality": quality, "memory": memory, "view": view_cost,
-         "executors": cpu_executors, "journal": journal_cost, "fingerprint": fingerprint_cost}
+         "executors": cpu_executors, "journal": journal_cost, "fingerprint": fingerprint_cost,
+         "map": map_cost}
 HERE = Path(__file__).resolve().parent
 
 
@@ -54,7 +57,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                        ("pipeline-budget-mb", int), ("view-tasks", int), ("view-rounds", int),
                        ("cpu-seconds", float), ("cpu-rounds", int), ("journal-tasks", int),
                        ("journal-rounds", int), ("fingerprint-tasks", int),
-                       ("fingerprint-rounds", int)):
+                       ("fingerprint-rounds", int), ("map-items", int), ("map-rounds", int)):
         p.add_argument(f"--{name}", type=kind)
     args = p.parse_args(argv)
     parts = args.only.split(",") if args.only else list(PARTS)

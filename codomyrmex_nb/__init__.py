@@ -26,13 +26,14 @@ from .core import (
     UpstreamFailedError,
     register_action,
 )
+from .core.mapping import MapResult
 from .default import get_task_orchestrator
 from .orchestrator import TaskOrchestrator
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AmbiguousDependencyError", "DependencyCycleError", "Event", "NoResult", "NotNeededError",
+    "AmbiguousDependencyError", "DependencyCycleError", "Event", "MapResult", "NoResult", "NotNeededError",
     "OrchestratorBusyError", "ResourceTimeout", "ResourceType", "TRIGGER_RULES", "Task",
     "TaskCancelledError", "TaskOrchestrator",
     "TaskPriority", "TaskResource", "TaskResult", "TaskStatus", "TaskTimeoutError",

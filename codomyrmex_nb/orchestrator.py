@@ -24,6 +24,7 @@ from typing import Any
 from .core.engine import Engine
 from .core.events import Event
 from .core.executors import Executor, make_executor
+from .core.item_views import ItemView, copy_items
 from .core.journal_upkeep import JournalInfo, Removal
 from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
 from .core.memory_budget import parse_limit
@@ -176,7 +177,9 @@ class TaskOrchestrator:
                     func: Callable[..., Any] | None = None, cache: bool = False, *,
                     retry_on: Any = None, description: str = "",
                     trigger_rule: str = DEFAULT_RULE,
-                    watch: list[str] | None = None) -> Task:
+                    watch: list[str] | None = None, map: Any = None,  # noqa: A002
+                    map_mode: str = "zip", tolerate: int | str = 0,
+                    max_parallel: int | None = None) -> Task:
         """Build a task and add it; returns the Task (its ``id`` names it later).
 
         ``cache=True``: when the journal holds a completed result for the same
@@ -188,11 +191,18 @@ class TaskOrchestrator:
         passed as a ``NoResult`` saying why.
         ``watch``: files (by content) and ``"env:NAME"`` variables (by value) the
         task reads that its code cannot show; they count in its fingerprint.
+        ``map``: run once per item of an upstream task's result (``map="numbers"``, the item
+        passed as ``item``), of a literal list, or of several zipped (``map={"x": "xs",
+        "y": [1, 2]}``; ``map_mode="product"`` crosses them). Each item has its own
+        attempts, retries, timeout and logs; ``tolerate`` failed items (a count or
+        ``"10%"``) and run at most ``max_parallel`` at once. Tasks downstream receive a
+        ``MapResult`` (see ``core.mapping``).
         """
         task = Task(name, module, action, parameters, dependencies, priority, resources, timeout,
                     max_retries, retry_delay, retry_backoff, retry_jitter, tags, metadata, func,
                     cache, retry_on=retry_on, description=description,
-                    trigger_rule=trigger_rule, watch=watch)
+                    trigger_rule=trigger_rule, watch=watch, map=map, map_mode=map_mode,
+                    tolerate=tolerate, max_parallel=max_parallel)
         restored = self._restorations([task])
         if not restored:
             self._engine.define_new(task)  # validated just now by Task(...)
@@ -231,17 +241,32 @@ class TaskOrchestrator:
             return fn
         return decorate(func) if func is not None else decorate
 
-    def rerun(self, task: str | Task) -> bool:
+    def rerun(self, task: str | Task, only: str | None = None) -> bool:
         """Re-queue a task and everything downstream, interrupting any of them that runs.
 
         The task gets a fresh retry budget; fields changed on its Task take
         effect now (validated first). False if the task is unknown.
+        ``only="failed"``: of an ended mapped task, run again just the items that failed
+        or were cancelled (and everything downstream); the others keep their results.
         """
+        if only not in (None, "failed"):
+            raise ValueError(f"rerun(only=...) takes 'failed' (or nothing), got {only!r}")
         with self._engine.changing() as sched:
             rec = sched.lookup(task)
-            if rec is not None:
+            if rec is None:
+                return False
+            if only is None:
                 sched.requeue(rec, fresh_budget=True)
-        return rec is not None
+                return True
+            m = rec.mapping
+            if m is None or not rec.status.is_terminal or not m.expanded:
+                raise ValueError(f"rerun({rec.name!r}, only='failed') needs a mapped task that "
+                                 "ended; rerun the task whole instead")
+            failed = [i for i, item in enumerate(m.items) if item is not None
+                      and item.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)]
+            failed += [i for i in range(m.n) if m.items[i] is None and m.source is None]
+            sched.rerun_items(rec, sorted(failed))
+        return True
 
     # -- the journal ---------------------------------------------------------------------
     @property
@@ -385,10 +410,54 @@ class TaskOrchestrator:
             rec = self._engine.sched.lookup(task_id)
             return None if rec is None else rec.task
 
-    def get_task_result(self, task_id: str | Task) -> TaskResult | None:
+    def get_task_result(self, task_id: str | Task, map_index: int | None = None
+                        ) -> TaskResult | None:
+        """The task's result (None until it ended); ``map_index``: one item's, of a mapped task
+        (None until that item ended)."""
         with self._engine.lock:
             rec = self._engine.sched.lookup(task_id)
-            return None if rec is None else rec.result
+            if rec is None or map_index is None:
+                return None if rec is None else rec.result
+            item = self._item(rec, map_index)
+            return None if item is None else item.result
+
+    def _item(self, rec: Record, map_index: int) -> Any:
+        try:
+            return self._engine.sched.item(rec, map_index)
+        except LookupError as exc:
+            raise ValueError(str(exc)) from None
+
+    def map_items(self, task: str | Task) -> list[dict[str, Any]]:
+        """One dict per item of a mapped task (``map_index``, ``state``, ``attempts``, ``error``,
+        ``execution_time``), failures first: what the live view lists on a click."""
+        with self._engine.lock:
+            rec = self._record(task)
+            m = rec.mapping
+            if m is None:
+                raise ValueError(f"task {rec.name!r} is not mapped")
+            rows = []
+            for i in range(m.n):
+                item = m.items[i] if i < len(m.items) else None
+                result = None if item is None else item.result
+                rows.append({"map_index": i, "name": f"{rec.name}[{i}]", "state": m.state_of(i),
+                             "attempts": 0 if item is None else len(item.attempts),
+                             "error": None if result is None else result.error_message,
+                             "execution_time": None if result is None else result.execution_time})
+        bad = ("failed", "cancelled")
+        return sorted(rows, key=lambda r: (r["state"] not in bad, r["map_index"]))
+
+    def item_views(self, task: str | Task | None = None,
+                   map_index: int | None = None) -> list[ItemView]:
+        """Frozen copies of the items of ``task`` (every mapped task when None), in
+        ``map_index`` order; only item ``map_index`` when given (see ``core.item_views``)."""
+        with self._engine.lock:
+            recs = (self._engine.sched.records.values() if task is None else
+                    [self._record(task)])
+            if task is not None and recs[0].mapping is None:
+                raise ValueError(f"task {recs[0].name!r} is not mapped")
+            if task is not None and map_index is not None:
+                self._item(recs[0], map_index)  # out of range, not expanded: ValueError
+            return copy_items(recs, map_index)
 
     def output_so_far(self, task_id: str, limit: int = TAIL) -> OutputSoFar | None:
         """What the running attempt of task ``task_id`` (an id) has printed so far, or None
@@ -415,10 +484,17 @@ class TaskOrchestrator:
             return [] if rec is None else [r.task for r in self._engine.sched.descendants(rec)]
 
     # -- cancelling and forgetting ----------------------------------------------------------
-    def cancel_task(self, task_id: str | Task) -> bool:
-        """Cancel a pending, ready or running task; False if it ended already or is unknown."""
+    def cancel_task(self, task_id: str | Task, map_index: int | None = None) -> bool:
+        """Cancel a pending, ready or running task; False if it ended already or is unknown.
+        ``map_index``: cancel only that item of a mapped task (it counts as failed for the
+        task's ``tolerate``)."""
         with self._engine.changing() as sched:
             rec = sched.lookup(task_id)
+            if rec is not None and map_index is not None:
+                try:
+                    return sched.cancel_item(rec, map_index)
+                except LookupError as exc:
+                    raise ValueError(str(exc)) from None
             done = rec is not None and sched.cancel(rec)
         return done
 
@@ -503,9 +579,10 @@ class TaskOrchestrator:
         return self._engine.stats()
 
     # -- DataFrames and pictures (pandas / matplotlib imported on first use) -----------------
-    def tasks_frame(self):  # noqa: ANN201 - pandas is imported lazily
+    def tasks_frame(self, items: bool = False):  # noqa: ANN201 - pandas is imported lazily
+        """One row per task; ``items=True``: one row per item of the mapped tasks."""
         from .analysis.frames import tasks_frame
-        return tasks_frame(self)
+        return tasks_frame(self, items=items)
 
     def results_frame(self):  # noqa: ANN201
         from .analysis.frames import results_frame

@@ -1,4 +1,4 @@
-"""Write the notebook tour (``01_quickstart.ipynb`` ... ``05_performance_analysis.ipynb``).
+"""Write the notebook tour (``01_quickstart.ipynb`` ... ``06_map.ipynb``).
 
 The notebooks are generated from this file so that a review reads plain
 Python, and they are committed without outputs. Edit here, then run::
@@ -29,6 +29,8 @@ TOUR = [
     ("04_failures_retries_cancel", "waiting, monitoring, failures, retries, timeouts, cancelling"),
     ("05_performance_analysis", "statistics, result frames, task output, bottlenecks, the "
      "timeline, and the GIL"),
+    ("06_map", "one cell run once per item: a grid search, a fan-out over files with a bad "
+     "one tolerated, a cleanup that runs after a failure"),
 ]
 
 
@@ -59,24 +61,24 @@ def quickstart() -> list[nbformat.NotebookNode]:
 
 The guide's *Complete Example* (`TASK_ORCHESTRATION_GUIDE.md`): check the
 environment, analyse code, chart the result, with dependencies, priorities and a
-resource. The engine runs in background threads; the **live view** below shows
-the DAG and recolours each task as it moves from queued (grey) to running (light
-green) to success (green); each node also carries a glyph (▶ running, ✓ done,
-✗ failed ...), so colour is never the only cue.
+resource. The engine runs in background threads; the **live view** shows the
+DAG in a side panel beside this notebook and recolours each task as it moves
+from queued (grey) to running (light green) to success (green); each node also
+carries a glyph (▶ running, ✓ done, ✗ failed ...), so colour is never the only
+cue.
 
 Run everything with **Run ▸ Run All Cells**.
 """),
         md("""
 ## Quick Start
 
-Get the process-wide orchestrator, start its engine and show the live view.
-The view is a widget: it stays where it is and redraws itself as events arrive,
-even while another cell is busy.
+Load the magics and get the process-wide orchestrator (the one `%codo_run`
+starts).
 """),
         code("""
+%load_ext codomyrmex_nb
 from codomyrmex_nb import (
     get_task_orchestrator,
-    live_view,
     Task,
     TaskPriority,
     TaskResource,
@@ -88,9 +90,6 @@ import threading
 # Initialize orchestrator
 orchestrator = get_task_orchestrator(max_workers=4)
 orchestrator.reset()  # forget tasks of an earlier run of this notebook
-orchestrator.start_execution()
-
-live_view(orchestrator)
 """),
         md("""
 ## Complete Example
@@ -98,10 +97,8 @@ live_view(orchestrator)
 As in the guide, with two changes: the analysed path is this repository's own
 package (`../codomyrmex_nb`), and one task that is not in the guide,
 `fetch_sources`, stands in for slow work (a clone, a download): it just waits
-2.5 seconds, so there is time to watch it run in the view above. `analyze`
-waits for it as well as for `setup`.
-
-The cell blocks in `wait_for_completion` while the view keeps updating.
+2.5 seconds, so there is time to watch it run. `analyze` waits for it as well
+as for `setup`. First the task chain:
 """),
         code("""
 # Create task chain
@@ -140,7 +137,21 @@ visualization_task = orchestrator.create_task(
     dependencies=[analysis_task.id],
     priority=TaskPriority.NORMAL
 )
+"""),
+        md("""
+`%codo_run --side` starts the engine and shows the live view in a side panel
+at the right of this notebook: it stays in sight while Run All scrolls down,
+it goes away when you switch to another notebook and comes back with this one,
+and it is as wide as its drawing needs. The cell says "in the side panel" once
+the panel is there; a front end without one shows the view here, live, with a
+line saying why. Click a node for its details (Cancel, Retry).
 
+The next cell blocks in `wait_for_completion` while the view keeps updating.
+"""),
+        code("""
+%codo_run --side
+"""),
+        code("""
 # Wait for completion
 completed = orchestrator.wait_for_completion(timeout=600)
 
@@ -183,9 +194,11 @@ the time tasks spent waiting. Transposed here so that it reads top to bottom.
 orchestrator.stats_frame().T.rename(columns={0: "value"})
 """),
         md("""
-The same run with `%%codo_task` cells and `%codo_run` (which shows this same
-view) is the next notebook. `live_view(orchestrator).svg` is the current drawing
-as a standalone SVG, if you want to save it.
+The same run with `%%codo_task` cells is the next notebook. A saved copy of this
+notebook keeps, under the `%codo_run` cell, the final DAG as a picture and a
+one-line summary (also where the notebook is not trusted, and on GitHub).
+`live_view(orchestrator).svg` is the current drawing as a standalone SVG, if you
+want to save it.
 """),
         tour_footer("01_quickstart"),
     ]
@@ -239,9 +252,9 @@ files.nlargest(5, "lines")[["file", "lines", "functions"]].reset_index(drop=True
 """),
         md("""
 `%codo_run` starts the engine and shows the live view; `--side` puts it in a
-JupyterLab side panel that stays in sight while you edit and re-run the cells
-below (elsewhere it shows here, with a note); `--wait` also blocks until every
-task has ended.
+side panel beside this notebook that stays in sight while you edit and re-run the
+cells below (where the front end has none, it shows here, with a line saying
+why); `--wait` also blocks until every task has ended.
 """),
         code("""
 %codo_run --side --wait --timeout 60
@@ -944,12 +957,149 @@ for orch in (on_threads, on_processes):
     ]
 
 
+# -- 06 ---------------------------------------------------------------------------------------
+def mapping() -> list[nbformat.NotebookNode]:
+    return [
+        md("""
+# 06 · Map: one cell, run once per item
+
+`%%codo_task NAME --map SOURCE` runs the cell once per item of a list: a notebook
+variable, or the result of an upstream task, known only when that task ends. Each run
+sees its item as `item` (or the name given in `--map x=SOURCE`) and its position as
+`map_index`. A cell `--after` it receives a `MapResult`: the items' values in
+`map_index` order. Every item has its own state, attempts, retries, timeout and logs;
+the live view draws the whole map as one node with its counts.
+"""),
+        code("""
+%load_ext codomyrmex_nb
+%codo_reset
+"""),
+        md("""
+## A grid search in two cells
+
+The grid is two notebook lists, crossed with `--map-mode product` (the last varies
+fastest): 4 × 3 = 12 runs, at most 4 at once. The training is a stand-in, a smooth
+score whose best is at rate 0.1 and depth 4.
+"""),
+        code("""
+learning_rates = [0.01, 0.03, 0.1, 0.3]
+depths = [2, 4, 8]
+"""),
+        code("""
+%%codo_task fit --map rate=learning_rates --map depth=depths --map-mode product --max-parallel 4
+import math
+
+score = 1 - (math.log10(rate) + 1) ** 2 / 4 - (depth - 4) ** 2 / 50
+{"rate": rate, "depth": depth, "score": round(score, 4)}
+"""),
+        code("""
+%%codo_task best --after fit --out best_model
+max(fit, key=lambda row: row["score"])   # fit is a MapResult of 12 dicts
+"""),
+        code("""
+%codo_run --wait --timeout 60
+"""),
+        code("""
+assert best_model == {"rate": 0.1, "depth": 4, "score": 1.0}, best_model
+best_model
+"""),
+        md("""
+The lists are part of the cell: change `learning_rates` and run the `fit` cell again,
+and the task is defined anew. With `--cache` (and the run journal on, the default
+outside tests) only the items whose content changed run; the others come back from
+the journal. An item is known by its content, not its position, unless the body
+reads `map_index`.
+
+## A fan-out over files, one bad file tolerated
+
+`make_files` writes a few small files into a fresh temporary folder, one of them not
+JSON; `find_files` lists them. `read_file` maps over that list, a result known only
+when `find_files` ends. `--tolerate 1` lets the map complete with one failed item:
+the `MapResult` then holds the successful values, `.by_index` maps each successful
+`map_index` to its value, and `.failed` the others to their exception.
+"""),
+        code("""
+%%codo_task make_files --out folder
+import json
+import pathlib
+import tempfile
+
+where = pathlib.Path(tempfile.mkdtemp(prefix="codo-map-"))
+for i in range(5):
+    (where / f"part{i}.json").write_text(json.dumps({"values": list(range(i, i + 5))}))
+(where / "part5.json").write_text("{not json")   # the bad file
+where
+"""),
+        code("""
+%%codo_task find_files --after make_files
+sorted(make_files.glob("*.json"))
+"""),
+        code("""
+%%codo_task read_file --map find_files --tolerate 1 --timeout 10
+import json
+
+sum(json.loads(item.read_text())["values"])
+"""),
+        code("""
+%%codo_task combine --after read_file
+{"files read": len(read_file), "total": sum(read_file),
+ "failed": {i: type(e).__name__ for i, e in read_file.failed.items()}}
+"""),
+        md("""
+## A cleanup that runs after a failure
+
+`check` is a strict quality gate: it fails because a file was bad. A task after it
+would be skipped, but `cleanup` has `--trigger all_done`: it runs once every task it
+waits for has ended, however it ended (Airflow's trigger rules; the live view marks it
+`⚑ all_done`). The run ends with one failure, said once by the cell that waits.
+"""),
+        code("""
+%%codo_task check --after read_file
+assert not read_file.failed, f"{len(read_file.failed)} bad file(s)"
+"""),
+        code("""
+%%codo_task cleanup --after make_files combine check --trigger all_done
+import shutil
+
+shutil.rmtree(make_files)
+f"removed {make_files.name}"
+"""),
+        code("""
+%codo_wait 60
+"""),
+        code("""
+from codomyrmex_nb import get_task_orchestrator
+
+orch = get_task_orchestrator()
+states = {t.name: t.status.value for t in orch.list_tasks()}
+assert states["read_file"] == "completed" and states["check"] == "failed", states
+assert states["cleanup"] == "completed" and not folder.exists(), states
+orch.get_task_result("combine").data
+"""),
+        md("""
+`map_items` lists the items of a mapped task, failures first: what the live view
+shows when you click the map's node. `get_task_result("read_file", map_index=5)` is
+one item's result, with its error and logs.
+"""),
+        code("""
+import pandas as pd
+
+pd.DataFrame(orch.map_items("read_file"))[["map_index", "state", "attempts", "error"]]
+"""),
+        code("""
+orch.stop_execution()
+"""),
+        tour_footer("06_map"),
+    ]
+
+
 NOTEBOOKS = {
     "01_quickstart": quickstart,
     "02_cell_magics": cell_magics,
     "03_resources_and_priorities": resources_and_priorities,
     "04_failures_retries_cancel": failures,
     "05_performance_analysis": performance,
+    "06_map": mapping,
 }
 
 

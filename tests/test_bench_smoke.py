@@ -18,12 +18,12 @@ import psutil
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-PARTS = ("overhead", "quality", "memory", "view", "executors", "journal", "fingerprint")
+PARTS = ("overhead", "quality", "memory", "view", "executors", "journal", "fingerprint", "map")
 TINY = ["--quick", "--sizes", "50", "--repeat", "1", "--seeds", "2", "--memory-tasks", "300",
         "--pipeline-tasks", "4", "--pipeline-mb", "1", "--pipeline-budget-mb", "2",
         "--view-tasks", "100", "--view-rounds", "1", "--cpu-seconds", "0.05",
         "--journal-tasks", "200", "--journal-rounds", "1", "--fingerprint-tasks", "30",
-        "--fingerprint-rounds", "1"]
+        "--fingerprint-rounds", "1", "--map-items", "300", "--map-rounds", "1"]
 
 
 def _committed() -> dict[str, bytes | None]:
@@ -131,6 +131,18 @@ def test_fingerprint_reports_the_cost_per_task_of_each_run(suite):
     for key in ("off_us_per_task", "first_us_per_task", "cached_us_per_task", "fingerprint_us",
                 "off_cpu_us_per_task", "first_cpu_us_per_task", "cached_cpu_us_per_task"):
         assert positive(fingerprint[key])
+
+
+def test_map_times_every_side_and_counts_pending_items(suite):
+    results, readme, _ = suite
+    mapped = results["map"]
+    assert (mapped["items"], mapped["rounds"]) == (300, 1)
+    for side in ("dask", "map", "map_journal_off", "plain"):
+        assert positive(mapped[f"{side}_us"]) and positive(mapped[f"{side}_cpu_us"])
+    for side in ("map", "map_journal_off", "plain"):
+        assert positive(mapped[f"{side}_vs_dask"]) and positive(mapped[f"{side}_cpu_vs_dask"])
+    assert positive(mapped["pending_bytes_per_item"])
+    assert "one mapped task (shipped defaults)" in readme
 
 
 def test_readme_tables_between_markers_and_prose_kept(suite):

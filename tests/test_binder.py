@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,5 +38,24 @@ def test_post_build_installs_the_package():
 
 def test_tour_notebooks_exist():
     for name in ("01_quickstart", "02_cell_magics", "03_resources_and_priorities",
-                 "04_failures_retries_cancel", "05_performance_analysis"):
+                 "04_failures_retries_cancel", "05_performance_analysis", "06_map"):
         assert (ROOT / "notebooks" / f"{name}.ipynb").is_file(), name
+
+
+def _minimum(lines: list[str], name: str) -> tuple[int, ...]:
+    for line in lines:
+        found = re.fullmatch(rf"{name}\s*>=\s*([\d.]+)", line.strip())
+        if found:
+            return tuple(int(part) for part in found.group(1).split("."))
+    raise AssertionError(f"no minimum version for {name}")
+
+
+def test_front_end_and_kernel_answer_clicks_while_a_cell_is_busy():
+    """JupyterLab >= 4.4 sends widget messages to kernel subshells; ipykernel >= 7.4 runs them
+    there and asks each comm where its messages go (notebook.busy_clicks)."""
+    binder = _lines(BINDER / "requirements.txt")
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        extra = tomllib.load(file)["project"]["optional-dependencies"]["test"]
+    for lines in (binder, extra):
+        assert _minimum(lines, "jupyterlab") >= (4, 4)
+        assert _minimum(lines, "ipykernel") >= (7, 4)

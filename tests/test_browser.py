@@ -11,12 +11,21 @@ show it). The tests check that
 
 - quickstart, Run All: the live DAG appears, recolours while the engine runs and
   ends green; the stats table renders and no cell failed;
-- ``live_view(orch, side=True)``, Run All: the DAG sits in a JupyterLab side panel
+- quickstart uses ``%codo_run --side``: the DAG is in the side panel, the cell says so;
+- ``live_view(orch, side=True)``, Run All: the DAG sits in the notebook's side panel
   that stays in sight (and recolours) while Run All scrolls the notebook to its
-  end; a click on the failed node shows its error message and captured output;
+  end; a click on the failed node shows its error message and captured output; the
+  panel is as wide as its drawing needs, the notebook narrows beside it, no scroll box
+  holds the drawing, and the panel goes and comes back with its notebook's tab;
+- the same in Notebook 7: the panel shows there, or the view is inline and live with
+  one line saying why (never a claim with no panel);
+- a kernel restarted from the menu: the view says it lost its kernel, and nothing
+  counts on as if a task still ran;
 - the README example, Run All, saved, the kernel shut down and the notebook
   opened again: the saved output shows the final coloured DAG and "3/3 done"
-  (not the first frame), and in the dark theme dark shades on no white box;
+  (not the first frame), and in the dark theme dark shades on no white box; a copy
+  someone else opens (untrusted: no styles, no inline SVG) shows the DAG as a PNG
+  picture and the summary as one clean line;
 - ``jupyter nbconvert --execute --to html`` of the README example: the HTML shows
   the final coloured DAG and summary.
 
@@ -63,8 +72,9 @@ SIDE_TASKS = ("prepare", "load_0", "load_1", "load_2", "flaky", "report")
 README_TASKS = ("load", "clean", "by_region")
 MINUTE = 60_000  # playwright timeouts are in milliseconds
 LIVE = ".codo-view svg g.node"           # nodes of a live view (the widget)
-SIDE = ".jupyterlab-sidecar .codo-view"  # a live view in a JupyterLab side panel
+SIDE = ".codo-side-panel .codo-view"    # a live view in its notebook's side panel
 STATIC = ".codo-static"                  # the static copy a saved notebook keeps
+PNG_OUTPUT = ".jp-OutputArea-output[data-mime-type='image/png']"  # the copy's picture
 
 
 def _rgb(hex_colour: str) -> str:
@@ -93,7 +103,7 @@ selector => {
       const seen = codo.samples[name] || (codo.samples[name] = []);
       if (seen[seen.length - 1] !== colour) seen.push(colour);
     }
-    const side = document.querySelector('.jupyterlab-sidecar .codo-view svg');
+    const side = document.querySelector('.codo-side-panel .codo-view svg');
     const scroller = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
     const scrolled = scroller !== null && scroller.scrollTop > 300;
     let inSight = false;
@@ -105,7 +115,7 @@ selector => {
     if (scrolled) codo.scrolled += 1;
     if (inSight) codo.sideInSight += 1;
     if (scrolled && inSight) {
-      const running = [...document.querySelectorAll('.jupyterlab-sidecar ' + 'svg g.node')]
+      const running = [...document.querySelectorAll('.codo-side-panel ' + 'svg g.node')]
           .filter(n => getComputedStyle(n.querySelector('path')).fill === window.__codoRunning)
           .map(n => n.querySelector('title').textContent.split('\\n')[0]);
       if (running.length) codo.both.push(running);
@@ -345,16 +355,27 @@ def _stop(proc: subprocess.Popen, base_url: str, token: str) -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A running JupyterLab: yields (base URL, token, log path, root); shut down afterwards."""
+    yield from _server(tmp_path_factory, "jupyterlab",
+                       "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory):
+    """A running Jupyter Notebook 7 (the same folders as ``lab``): yields the same tuple."""
+    pytest.importorskip("notebook", minversion="7")
+    yield from _server(tmp_path_factory, "notebook")
+
+
+def _server(tmp_path_factory, module: str, *options: str):
     _require_programs()
-    base = tmp_path_factory.mktemp("lab")
+    base = tmp_path_factory.mktemp(module)
     root, env = _lab_root(base), _lab_env(base)
     port, token = _free_port(), secrets.token_hex(16)
     log = base / "jupyterlab.log"
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
+    cmd = [sys.executable, "-m", module, "--no-browser",
            "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *options]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     base_url = f"http://127.0.0.1:{port}"
@@ -478,15 +499,17 @@ def _check_quickstart(lab, page) -> None:
     page.evaluate(SAMPLER, LIVE)
     _run_all_cells(page)
 
-    # The DAG SVG appears in the live view, with every task of the example.
-    _wait_for_names(page, LIVE, TASKS)
+    # The DAG SVG appears in the live view, in the side panel (%codo_run --side), with every
+    # task of the example; the cell says so once it is there.
+    _wait_for_names(page, f"{SIDE} svg g.node", TASKS)
+    page.locator(".codo-where", has_text="The live DAG is in the side panel").wait_for(
+        state="attached", timeout=MINUTE)
 
     # Some node is drawn in the running colour while the engine works (fetch_sources takes
     # 2.5 s), and later every node is green.
     page.wait_for_function("running => Object.values(window.__codo.samples)"
                            ".some(seen => seen.includes(running))", arg=RUNNING,
                            timeout=3 * MINUTE)
-    _scroll_to_live_view(page)
     page.screenshot(path=str(ARTIFACTS / "quickstart-running.png"))
     _fills_are(page, LIVE, {name: COMPLETED for name in TASKS})
     page.wait_for_function(  # ... and the sampler has seen it too (it reads every 50 ms)
@@ -513,8 +536,7 @@ def _check_quickstart(lab, page) -> None:
     page.locator(".jp-OutputArea-output:has(table)").last.evaluate(
         "out => out.scrollIntoView({block: 'end'})")
     page.screenshot(path=str(ARTIFACTS / "quickstart-finished.png"))  # the stats table
-    picture = ARTIFACTS / "live-dag.png"
-    _scroll_to_live_view(page)
+    picture = ARTIFACTS / "live-dag.png"  # the side panel stays in sight: no scrolling
     page.screenshot(path=str(picture))
     if os.environ.get("CODO_UPDATE_SCREENSHOT") == "1":
         shutil.copy(picture, README_PICTURE)
@@ -550,9 +572,12 @@ def _check_side_panel(lab, page) -> None:
     side_head = page.locator(f"{SIDE} .codo-headbox")
     n = len(SIDE_TASKS)  # 'flaky' failed: counted apart from the done ones
     assert f"{n - 1}/{n} done · 1 failed" in side_head.text_content(), side_head.text_content()
-    # The cell keeps only a pointer to the panel (and a static copy for saved notebooks).
-    assert page.locator(f"{STATIC} .codo-static-note").first.text_content().startswith(
-        "The live DAG is in the side panel")
+    # The cell keeps one line pointing to the panel, written by the front end once the panel
+    # is there (and a hidden static copy for saved notebooks).
+    where = page.locator(".codo-where")
+    assert where.count() == 1
+    assert where.first.text_content().startswith("The live DAG is in the side panel")
+    assert not page.locator(STATIC).first.is_visible()
 
     # Hover text names the task and its error; a click opens its details beside the drawing.
     flaky = page.locator(f"{SIDE} svg g.node", has=page.locator("title", has_text="flaky"))
@@ -568,6 +593,104 @@ def _check_side_panel(lab, page) -> None:
     page.screenshot(path=str(ARTIFACTS / "side-panel.png"))
     if os.environ.get("CODO_UPDATE_SCREENSHOT") == "1":
         shutil.copy(ARTIFACTS / "side-panel.png", SIDE_PICTURE)
+
+    # A Retry clicked in this view: the cell's static copy (closed when the run ended) follows
+    # the run it starts, and is redrawn in place when the retried task has ended again.
+    page.evaluate("() => document.querySelectorAll('.codo-static').forEach(c => c.__old = 1)")
+    inspector.locator("button", has_text="Retry").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.codo-static')].some(c => !c.__old)", timeout=MINUTE)
+
+    # The panel is as wide as its drawing needs (not half the screen), the notebook narrows
+    # beside it, and the drawing is in no scroll box of its own.
+    sizes = page.evaluate(SIDE_SIZES)
+    assert sizes["panel"] <= max(300, sizes["drawing"] + 40), sizes
+    assert sizes["panel"] < 0.45 * sizes["notebook"], sizes
+    assert sizes["cells_right"] <= sizes["panel_left"] + 1, sizes
+    assert sizes["dag_hidden"] <= 1, sizes
+
+    # Another notebook in front: the first one's DAG is not beside it; back again, it is.
+    _open_second_notebook(page, "readme_example.ipynb")
+    page.locator(".codo-side-panel").wait_for(state="hidden", timeout=MINUTE)
+    assert not page.locator(f"{SIDE} svg").first.is_visible()
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="side_panel.ipynb").click()
+    page.locator(".codo-side-panel").wait_for(state="visible", timeout=MINUTE)
+    assert page.locator(f"{SIDE} svg").first.is_visible()
+
+    # The same view where no side panel can be (an output view outside the notebook): inline,
+    # live, with one line saying why; the notebook's panel stays.
+    page.locator(".codo-where").first.click(button="right")
+    page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Create New View for Cell Output'))"
+                 ).click()
+    linked = page.locator(".jp-LinkedOutputView")
+    linked.locator(".codo-where", has_text="No side panel here (").wait_for(timeout=MINUTE)
+    assert linked.locator(".codo-view svg g.node").first.is_visible()
+    assert "inline" in linked.locator(".codo-where").first.text_content()
+
+
+# The side panel's width, the drawing's natural width, the notebook's, and how much of the
+# drawing is hidden in a scroll box of its own (its scroll height beyond its height).
+SIDE_SIZES = """
+() => {
+  const panel = document.querySelector('.codo-side-panel');
+  const nb = panel.parentElement;
+  const dag = panel.querySelector('.codo-dag');
+  const box = panel.getBoundingClientRect();
+  return {panel: box.width, panel_left: box.left,
+          drawing: dag.querySelector('svg').width.baseVal.value,
+          notebook: nb.getBoundingClientRect().width,
+          cells_right: nb.querySelector('.jp-NotebookPanel-notebook').getBoundingClientRect().right,
+          dag_hidden: dag.scrollHeight - dag.clientHeight};
+}
+"""
+
+
+def _open_second_notebook(page, name: str) -> None:
+    """Open ``notebooks/<name>`` beside the current one, from the file browser."""
+    page.keyboard.press("Control+b")  # the file browser again
+    item = page.locator(".jp-DirListing-item", has_text=name)
+    item.wait_for(timeout=MINUTE)
+    item.dblclick()
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text=name).wait_for(
+        timeout=MINUTE)
+    page.keyboard.press("Control+b")
+
+
+# -- Notebook 7: the side panel is there, or the view is inline and live, never a false claim ----
+def test_notebook7_side_panel_or_inline_live_view_never_a_frozen_copy(notebook7, browser):
+    page = _new_page(browser, width=1280, height=720)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    with _kept_on_failure(notebook7, page, "notebook7-side"):
+        base_url, token = notebook7[0], notebook7[1]
+        page.goto(f"{base_url}/notebooks/notebooks/side_panel.ipynb?token={token}")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
+        page.wait_for_function(KERNEL_READY, arg=token, polling=250, timeout=3 * MINUTE)
+        page.wait_for_function(  # the page knows too: a Run All sent earlier can be lost
+            "() => document.querySelector('.jp-Notebook-ExecutionIndicator')"
+            "?.dataset.status === 'idle'", timeout=3 * MINUTE)
+        for attempt in range(3):  # a Run All sent while the page still settles can be lost
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            try:
+                page.wait_for_function(FIRST_CELL_STARTED, timeout=20_000)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+        # The live DAG (the widget, not a static copy) shows every task and recolours to the end.
+        _wait_for_names(page, LIVE, SIDE_TASKS)
+        final = {name: COMPLETED for name in SIDE_TASKS} | {"flaky": FAILED}
+        _fills_are(page, LIVE, final)
+        page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
+        where = page.locator(".codo-where").first.text_content()
+        if where.startswith("The live DAG is in the side panel"):  # claimed: it is there
+            assert page.locator(f"{SIDE} svg").first.is_visible()
+        else:  # no panel: inline and live, with one line saying why
+            assert where.startswith("No side panel here (") and page.locator(
+                f".jp-OutputArea-output {LIVE}").first.is_visible(), where
+        assert not any("Could not create a view" in text for text in console), console
+        page.screenshot(path=str(ARTIFACTS / "notebook7-side.png"))
 
 
 # -- a running task: its time ticks, its output shows, a second click refreshes -----------
@@ -638,6 +761,37 @@ def _check_running_task(lab, page) -> None:
     assert "output so far" not in inspector.text_content()
 
 
+# -- a kernel restart: the view says it lost its kernel ------------------------------------
+def test_a_view_that_lost_its_kernel_says_so_and_shows_nothing_running(lab, browser):
+    page = _new_page(browser, width=1280, height=720)
+    with _kept_on_failure(lab, page, "kernel-lost"):
+        _open_notebook(page, lab, "running_task.ipynb")
+        _run_all_cells(page)
+        _wait_for_names(page, LIVE, ["chatty"])
+        _fills_are(page, LIVE, {"chatty": RUNNING})
+        page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
+        page.get_by_role("menuitem", name="Kernel", exact=True).click()
+        page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Restart Kernel…'))").click()
+        page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart"
+        note = page.locator(".codo-view .codo-lost-note")
+        note.wait_for(state="visible", timeout=MINUTE)
+        assert "lost its kernel" in note.text_content()
+        view = page.locator(".codo-view").first
+        assert view.evaluate("v => getComputedStyle(v.querySelector('.codo-dag')).filter")\
+            .startswith("grayscale")
+        # Nothing counts on as if the task still ran.
+        elapsed = page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content()
+        suffix = page.locator(LIVE, has=page.locator("title", has_text="chatty")).locator(
+            "tspan.s").text_content()
+        page.wait_for_timeout(1500)
+        assert page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content() \
+            == elapsed
+        assert page.locator(LIVE, has=page.locator("title", has_text="chatty")).locator(
+            "tspan.s").text_content() == suffix
+        assert "running for" not in page.locator(LIVE).first.locator("title").text_content()
+        page.screenshot(path=str(ARTIFACTS / "kernel-lost.png"))
+
+
 # -- the README example: saved, reopened ---------------------------------------------------
 def test_readme_example_saved_and_reopened_shows_the_final_dag(lab, browser):
     page = _new_page(browser)
@@ -680,6 +834,9 @@ def _check_saved_and_reopened(lab, page, browser) -> None:
     for dead in ("Loading widget", "Error displaying widget"):  # the dead widget steps aside
         shown = again.locator(f".jp-OutputArea-output:has-text('{dead}')")
         assert shown.count() == 0 or not shown.first.is_visible(), dead
+    # Trusted, the inline SVG shows (it follows the theme); its PNG twin steps aside.
+    png = again.locator(PNG_OUTPUT)
+    assert png.count() >= 1 and not png.first.is_visible()
     again.screenshot(path=str(ARTIFACTS / "readme-reopened.png"))
 
     # In JupyterLab's dark theme the DAG follows: dark shades on no white background.
@@ -696,6 +853,30 @@ def _check_saved_and_reopened(lab, page, browser) -> None:
     finally:
         _theme(again, "JupyterLab Light")
         again.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
+
+    # Someone else opens a copy (not trusted: its signature does not match). JupyterLab strips
+    # the copy's <style> and inline SVG; the DAG still shows, as a picture, and the summary
+    # as one clean line, with no claim about a side panel.
+    _shutdown_kernels(lab[0], lab[1])
+    again.close()
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["copied_by"] = "someone else"
+    nbformat.write(nb, path.with_name("readme_untrusted.ipynb"))
+    other = _new_page(browser)
+    _open_notebook(other, lab, "readme_untrusted.ipynb")
+    picture = other.locator(PNG_OUTPUT + " img").last
+    picture.wait_for(timeout=MINUTE)
+    picture.scroll_into_view_if_needed()
+    assert picture.is_visible()
+    assert picture.evaluate("img => img.complete && img.naturalWidth > 100 && img.naturalHeight > 20")
+    line = other.locator(".jp-OutputArea-output[data-mime-type='text/html']",
+                         has_text="3/3 done").last
+    text = line.inner_text().strip()
+    assert text.startswith("3/3 done") and "\n" not in text, text
+    assert "by_region" not in text  # no node labels run on from a stripped SVG
+    outputs = " ".join(other.locator(".jp-OutputArea-output").all_inner_texts())
+    assert "side panel" not in outputs, outputs
+    other.screenshot(path=str(ARTIFACTS / "readme-untrusted.png"))
 
 
 def _theme(page, name: str) -> None:

@@ -141,6 +141,25 @@ def test_a_function_task_defined_in_a_cell_says_cell_in(ipython, capsys):
     assert "ipython-input" not in tb and "ipykernel_" not in tb
 
 
+def test_a_live_view_names_cells_without_the_magics(ipython, capsys):
+    """The Python API in a notebook (no %load_ext): a live view shown there names the cells."""
+    ipython.run_line_magic("unload_ext", "codomyrmex_nb")
+    try:
+        ipython.run_cell("def halve():\n    return 1 / 0\n", store_history=True)
+        number = ipython.execution_count - 1
+        ipython.run_cell("from codomyrmex_nb import TaskOrchestrator, live_view\n"
+                         "_o = TaskOrchestrator(1, journal=False)\n"
+                         "_o.create_task('halve', func=halve)\n_v = live_view(_o)\n"
+                         "_o.start_execution()\n_o.wait_for_completion(20)\n", store_history=True)
+        orch = ipython.user_ns["_o"]
+        tb = orch.get_task("halve").result.traceback
+        assert f"  Cell In[{number}], line 2, in halve" in tb, tb
+        orch.stop_execution()
+        ipython.user_ns["_v"].close()
+    finally:
+        ipython.run_line_magic("load_ext", "codomyrmex_nb")
+
+
 def test_a_codo_task_cell_traceback_says_cell_in(ipython, capsys):
     ipython.run_cell("%%codo_task failing\ny = 2\n\nraise ValueError(y)", store_history=True)
     number = ipython.execution_count - 1

@@ -198,7 +198,7 @@ def test_header_chips_take_the_theme_colours(orch):
     assert f"--codo-completed:{DARK['completed'][0]}" in dark
     assert f"--codo-failed-text:{DARK['failed'][1]}" in dark
     # ... which the live widget carries, header included (it sits outside the drawing's div)
-    assert re.search(r'el\.classList\.add\([^)]*"codo-live-" \+ scope, scope\)', ESM)
+    assert re.search(r'box\.classList\.add\([^)]*"codo-live-" \+ scope, scope\)', ESM)
     assert "--jp-ui-font-color1" in CSS and "--jp-layout-color1" in CSS
 
 

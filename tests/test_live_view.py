@@ -329,26 +329,124 @@ def shown(monkeypatch):
     return calls
 
 
+def _updates(shown: list, display_id: str) -> list[dict]:
+    return [data for kind, data, did in shown if kind == "update" and did == display_id]
+
+
 @pytest.mark.needs_dot
 def test_the_static_copy_is_updated_when_the_run_settles(orch, views, shown):
     orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(3)])
     view = views(orch, interval=0.01)
     view._ipython_display_()
-    (kind, widget, _), (_, static, display_id) = shown
-    assert WIDGET_MIME in widget and display_id is not None
-    assert "0/3 done" in static["text/plain"] and "codo-inline" in static["text/html"]
+    (kind, widget, _), (_, static, display_id), (_, picture, picture_id) = shown
+    assert WIDGET_MIME in widget and display_id is not None and picture_id is not None
+    assert "0/3 done" in static["text/plain"] and "codo-static" in static["text/html"]
     orch.start_execution()
     assert orch.wait_for_completion(30) and view.flush(30)
-    updates = [c for c in shown if c[0] == "update"]
-    assert updates and updates[-1][2] == display_id
-    final = updates[-1][1]
+    updates = _updates(shown, display_id)
+    assert updates
+    final = updates[-1]
     assert "3/3 done" in final["text/plain"] and "<b>3/3</b> done" in final["text/html"]
-    assert final["image/svg+xml"].count(f'<path fill="{fill("completed")}"') == 3
+    assert final["text/html"].count(f'<path fill="{fill("completed")}"') == 3
+    assert _updates(shown, picture_id)[-1]["image/png"]  # the picture follows too
     # That copy showed run 1; a later run leaves it as it was (the widget shows run 2).
-    count = len(updates)
+    count = len([c for c in shown if c[0] == "update"])
     orch.create_task("later", func=noop)
     assert orch.wait_for_completion(30) and view.flush(30)
+    live_view_mod._settle_copies()
     assert len([c for c in shown if c[0] == "update"]) == count
+
+
+@pytest.mark.needs_dot
+def test_a_copy_shows_the_tasks_of_its_cell_not_those_defined_later(orch, views, shown):
+    """A fast Run All: a later cell adds a task before this cell's run has ended."""
+    gate = threading.Event()
+    orch.add_tasks([Task(name="first", func=lambda: gate.wait(30)),
+                    Task(name="second", func=noop, dependencies=["first"])])
+    view = views(orch, interval=0.01)
+    view._ipython_display_()
+    display_id = shown[1][2]
+    orch.start_execution()
+    orch.create_task("defined_later", func=noop)  # five cells later, while "first" still runs
+    gate.set()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    live_view_mod._settle_copies()
+    final = _updates(shown, display_id)[-1]
+    assert "2/2 done" in final["text/plain"], final["text/plain"]
+    assert "defined_later" not in final["text/html"]
+    assert "3/3 done" in view.summary()  # the widget shows every task
+
+
+@pytest.mark.needs_dot
+def test_a_retry_from_its_own_widget_brings_the_copy_up_to_date(orch, views, shown):
+    flaky = {"fail": True}
+
+    def sometimes():
+        if flaky["fail"]:
+            raise ValueError("not yet")
+
+    orch.add_tasks([Task(name="ok", func=noop), Task(name="sometimes", func=sometimes)])
+    view = views(orch, interval=0.01)
+    view._ipython_display_()
+    display_id = shown[1][2]
+    orch.start_execution()
+    orch.wait_for_completion(30)  # False: one failed
+    assert view.flush(30)
+    live_view_mod._settle_copies()
+    assert "1/2 done · 1 failed" in _updates(shown, display_id)[-1]["text/plain"]
+    # A run started elsewhere (another cell) leaves the copy alone ...
+    flaky["fail"] = False
+    task = next(t.id for t in orch.snapshot().tasks if t.name == "sometimes")
+    count = len(_updates(shown, display_id))
+    orch.rerun(task)
+    assert orch.wait_for_completion(30) and view.flush(30)
+    live_view_mod._settle_copies()
+    assert len(_updates(shown, display_id)) == count
+    # ... a Retry clicked in its own widget (the front end names the copy) is followed.
+    flaky["fail"] = True
+    orch.rerun(task)
+    orch.wait_for_completion(30)
+    flaky["fail"] = False
+    view._on_front_end_message(view, {"kind": "retry", "task": task, "copy": display_id}, [])
+    assert orch.wait_for_completion(30) and view.flush(30)
+    live_view_mod._settle_copies()
+    assert "2/2 done" in _updates(shown, display_id)[-1]["text/plain"]
+
+
+@pytest.mark.needs_dot
+def test_the_copy_survives_a_sanitiser_as_a_line_and_a_picture(orch, views, shown):
+    """Untrusted notebooks and GitHub drop <style> and inline SVG: what is left must read well."""
+    import base64
+
+    orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(3)])
+    view = views(orch, interval=0.01)
+    view._ipython_display_()
+    (_, _, _), (_, static, _), (_, picture, _) = shown
+    html = static["text/html"]
+    # The rich part (header chips and the SVG, whose labels would run on as text) is hidden
+    # unless the copy's own style (trusted pages, nbconvert) shows it; the plain line is not.
+    rich = re.search(r'<div class="codo-rich" hidden style="display:none">', html)
+    assert rich is not None and "<svg" in html[rich.end():]
+    plain = re.search(r'<div class="codo-plain">([^<]*)</div>', html)
+    assert plain is not None and plain.start() < rich.start()
+    assert plain.group(1).startswith("0/3 done") and "\n" not in plain.group(1)
+    assert "side panel" not in html  # no claim a sanitiser would leave standing
+    assert picture["text/plain"].startswith("0/3 done")  # no dot run while the cell runs
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    live_view_mod._settle_copies()
+    final = _updates(shown, shown[2][2])[-1]  # the picture, once its tasks have ended
+    assert base64.b64decode(final["image/png"]).startswith(b"\x89PNG")
+    assert final["text/plain"].startswith("3/3 done")
+
+
+def test_no_scroll_box_of_its_own_holds_the_drawing(orch, views):
+    view = views(orch)
+    assert "max-height" not in view.static_html()
+    from codomyrmex_nb.notebook.frontend import CSS
+
+    dag_rule = re.search(r"\.codo-view \.codo-dag \{([^}]*)\}", CSS).group(1)
+    assert "max-height" not in dag_rule and "overflow-y: hidden" in dag_rule
 
 
 @pytest.mark.needs_dot
@@ -370,55 +468,41 @@ def test_side_without_a_front_end_falls_back_inline_with_a_note(orch, capsys):
         out = capsys.readouterr().out  # the note, then (where IPython runs) the inline copy
         assert out.splitlines()[0] == ("codomyrmex: no side panel (no widget front end here); "
                                        "the live view shows inline.")
-        assert not view.side
+        assert not view.side and not view.panel
     finally:
         view.close()
 
 
-def test_side_panel_holds_the_widget_and_the_cell_keeps_the_static_copy(orch, shown,
-                                                                         monkeypatch):
-    pytest.importorskip("sidecar")
+def test_side_is_claimed_only_once_the_front_end_confirms_it(orch, shown, monkeypatch):
     monkeypatch.setattr(live_view_mod, "_cell", lambda: 7)  # inside cell 7 of a notebook
-    monkeypatch.setenv("JPY_SESSION_NAME", "/lab/side.ipynb")  # started by JupyterLab
+    monkeypatch.setenv("JPY_SESSION_NAME", "/lab/side.ipynb")  # started by a Jupyter server
     view = live_view(orch, side=True)
     try:
-        assert view.side and view._sidecar.anchor == "split-right"
-        (panel_output,) = view._sidecar.outputs
-        assert WIDGET_MIME in panel_output["data"]
-        (_, static, display_id), = shown  # no widget in the cell: it lives in the panel
-        assert display_id and "codo-side" in static["text/html"]
-        assert "The live DAG is in the side panel" in static["text/html"]
+        # The cell gets the widget (it moves itself into the panel) and the static copy; the
+        # front end is asked for the panel, but nothing claims it is there yet.
+        assert view.panel and not view.side
+        assert WIDGET_MIME in shown[0][1] and "codo-static" in shown[1][1]["text/html"]
+        assert "side panel" not in shown[1][1]["text/html"]
         view._ipython_display_()  # the cell's value, or %codo_run displaying it: nothing more
-        assert len(shown) == 1
+        assert len(shown) == 3
+        # A front end without a panel (Notebook 7's sidecar failed here) shows it inline:
+        view._on_front_end_message(view, {"kind": "placed", "where": "inline",
+                                          "why": "no notebook panel"}, [])
+        assert not view.side
+        view._on_front_end_message(view, {"kind": "placed", "where": "side"}, [])
+        assert view.side
+        # Another view of it where there is no panel (an output view) takes nothing away.
+        view._on_front_end_message(view, {"kind": "placed", "where": "inline", "why": "x"}, [])
+        assert view.side
+        view._on_front_end_message(view, {"kind": "placed", "where": "left"}, [])
+        assert not view.side
+        view._on_front_end_message(view, {"kind": "placed", "where": "side"}, [])
         monkeypatch.setattr(live_view_mod, "_cell", lambda: 8)
-        view._ipython_display_()  # a later cell (%codo_dag) gets its own static copy
-        assert len(shown) == 2 and "codo-side" in shown[1][1]["text/html"]
-        panel = view._sidecar
+        view._ipython_display_()  # a later cell (%codo_dag) gets its own widget and copy
+        assert len(shown) == 6
         assert live_view(orch) is view and view.side  # plain calls keep the panel
         live_view(orch, side=False)
-        assert not view.side and panel.comm is None  # closed
-    finally:
-        view.close()
-
-
-def test_side_without_the_package_shows_the_view_inline_in_the_cell(orch, shown, monkeypatch,
-                                                                    capsys):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_sidecar(name, *args, **kwargs):
-        if name == "sidecar":
-            raise ImportError("No module named 'sidecar'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_sidecar)
-    monkeypatch.setattr(live_view_mod, "_cell", lambda: 3)
-    view = live_view(orch, side=True)
-    try:
-        assert "no side panel (the `sidecar` package is not installed" in capsys.readouterr().out
-        assert not view.side
-        assert WIDGET_MIME in shown[0][1] and "codo-inline" in shown[1][1]["text/html"]
+        assert not view.side and not view.panel
     finally:
         view.close()
 

@@ -219,7 +219,8 @@ def test_codo_run_side_under_nbclient_says_it_shows_the_view_inline(tmp_path, ke
     assert "no side panel" in out and "shows inline" in out, out
     assert "is in the side panel" not in out
     shown = [o for o in nb.cells[-1].outputs if o.output_type == "display_data"]
-    assert any("codo-inline" in o["data"].get("text/html", "") for o in shown)
+    assert any("codo-static" in o["data"].get("text/html", "") for o in shown)
+    assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in shown)
 
 
 def _bar_sizes(figure) -> list[float]:

@@ -21,6 +21,25 @@ def as_snapshot(source: Any) -> Snapshot:
     return snapshot()
 
 
+def item_views(source: Any) -> list[Any]:
+    """The items of every mapped task (``core.item_views``), or none from a bare snapshot."""
+    copy = getattr(source, "item_views", None)
+    return [] if copy is None or isinstance(source, Snapshot) else copy()
+
+
+def item_attempts(items: list[Any], limit: int) -> tuple[list[tuple[Any, Attempt]], int]:
+    """(item, attempt) pairs of the items' started attempts, the ``limit`` longest kept in
+    start order; and how many were left out."""
+    pairs = [(v, a) for v in items for a in v.attempts if a.started_at is not None]
+    if len(pairs) <= limit:
+        return pairs, 0
+    now = max(attempt_end(a, a.started_at) for _, a in pairs)
+    kept = sorted(pairs, key=lambda p: attempt_end(p[1], now) - p[1].started_at,
+                  reverse=True)[:limit]
+    kept.sort(key=lambda p: p[1].started_at)
+    return kept, len(pairs) - limit
+
+
 def critical_steps(snap: Snapshot) -> list[tuple[TaskView, float]]:
     """The critical path as (task, measured seconds) pairs; empty until a task started.
 

@@ -35,12 +35,19 @@ cancelled Dask attempt, say) are left out of the CPU findings. GIL contention
 is looked for only on the ``threads`` executor: the orchestrator says which one
 it uses; for a bare snapshot pass ``executor=``, else threads is assumed unless
 attempts measured their memory, which only processes do.
+
+Mapped tasks: a map on the critical path weighs its whole span (expansion to its
+last item's end) and its row names its item count, failures and longest item;
+items that took more than one attempt are ``retries`` rows of their own
+(``square[7]``). The CPU, resource and worker findings read tasks only (from an
+orchestrator, items are read too; from a bare snapshot they are not known).
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +57,15 @@ import pandas as pd
 from ..core.engine import TINY
 from ..core.model import Attempt
 from ..core.snapshot import Snapshot, TaskView
-from ._common import as_snapshot, attempt_end, critical_steps, wait_windows, waited_on, waiting_now
+from ._common import (
+    as_snapshot,
+    attempt_end,
+    critical_steps,
+    item_views,
+    wait_windows,
+    waited_on,
+    waiting_now,
+)
 
 KINDS = ("critical_path", "gil_contention", "waiting", "resource_wait", "worker_wait", "retries")
 COLUMNS = ("kind", "task", "resource", "seconds", "share", "detail", "cure")
@@ -78,10 +93,11 @@ def bottlenecks(orch: Any, top: int = 5, min_seconds: float = 0.01,
             or _guess_executor(snap)
     makespan = float(snap.stats.get("makespan") or 0.0)
     cpu = _CpuFindings.of(snap, executor, min_seconds)
-    rows = (_critical_rows(snap) + cpu.gil_rows(top) + cpu.waiting_rows(snap, top)
+    items = item_views(orch)
+    rows = (_critical_rows(snap, items) + cpu.gil_rows(top) + cpu.waiting_rows(snap, top)
             + _resource_rows(snap, top, min_seconds)
             + _worker_rows(snap, top, min_seconds, executor, bool(cpu.gil))
-            + _retry_rows(snap, top))
+            + _retry_rows(snap, top, items))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["kind"] = frame["kind"].astype(pd.CategoricalDtype(list(KINDS)))
     for col in ("task", "resource", "detail", "cure"):
@@ -302,13 +318,15 @@ def off_the_run_queue(runs: list[_Run]) -> bool:
 
 
 # -- waits, the critical path and retries ----------------------------------------------------------
-def _critical_rows(snap: Snapshot) -> list[dict[str, Any]]:
+def _critical_rows(snap: Snapshot, items: Sequence[Any] = ()) -> list[dict[str, Any]]:
     steps = critical_steps(snap)
     length = sum(seconds for _, seconds in steps)
     rows = []
     for i, (view, seconds) in enumerate(steps, 1):
         detail = f"step {i} of {len(steps)}"
-        if not view.attempts:
+        if view.map_tally is not None:  # a map: its time is its items'
+            detail += ", " + _map_detail(view, [v for v in items if v.task_id == view.id])
+        elif not view.attempts:
             detail += f", not run ({view.state})"
         elif len(view.attempts) > 1:
             detail += f", {len(view.attempts)} attempts"
@@ -320,6 +338,18 @@ def _critical_rows(snap: Snapshot) -> list[dict[str, Any]]:
         rows.append(_row("critical_path", view, seconds, detail,
                          share=seconds / length if length > 0 else np.nan, cure=cure))
     return rows
+
+
+def _map_detail(view: TaskView, items: list[Any]) -> str:
+    """``100 items (2 failed), longest square[7] 1.20 s``: a mapped task on the path."""
+    tally = view.map_tally or {}
+    bad = tally.get("failed", 0) + tally.get("cancelled", 0)
+    text = f"{sum(tally.values())} items" + (f" ({bad} failed or cancelled)" if bad else "")
+    ran = [(v.execution_time, v) for v in items if v.execution_time is not None]
+    if ran:
+        seconds, longest = max(ran, key=lambda pair: pair[0])
+        text += f", longest {longest.name} {seconds:.2f} s"
+    return text
 
 
 def _resource_rows(snap: Snapshot, top: int, min_seconds: float) -> list[dict[str, Any]]:
@@ -419,9 +449,10 @@ def _tiny(snap: Snapshot) -> bool:
     return bool(took) and float(np.median(took)) < TINY
 
 
-def _retry_rows(snap: Snapshot, top: int) -> list[dict[str, Any]]:
+def _retry_rows(snap: Snapshot, top: int, items: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Tasks and items (``square[7]``) that took more than one attempt, longest first."""
     retried = []
-    for view in snap.tasks:
+    for view in (*snap.tasks, *items):
         starts = [a.started_at for a in view.attempts if a.started_at is not None]
         if len(view.attempts) > 1 and starts:
             retried.append((starts[-1] - starts[0], view))

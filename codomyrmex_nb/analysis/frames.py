@@ -16,6 +16,13 @@ attempt's own thread on threads and Dask, its worker process on processes);
 can measure one attempt (processes on Linux; a nullable integer, missing on
 threads and Dask, where tasks share one heap); ``last_line`` the last line the
 task's latest attempt printed or logged (``result.logs`` has it all).
+
+Mapped tasks (``create_task(..., map=...)``): ``tasks_frame()`` keeps one row per
+task, with ``items`` (how many), ``items_ok`` (completed) and ``items_failed``
+(failed or cancelled: what counts against ``tolerate``), nullable integers that are
+missing (<NA>) for a plain task; the mapped task's ``attempts`` are its own (the
+expansion), its items' are in ``tasks_frame(items=True)``: one row per item, with
+its task, ``map_index``, state, attempts, times, CPU seconds and error.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from .preview_frame import PreviewFrame
 from .task_frame import TasksFrame
 
 __all__ = ["bottlenecks", "results_frame", "stats_frame", "tasks_frame",
-           "TASK_COLUMNS", "RESULT_COLUMNS"]
+           "TASK_COLUMNS", "RESULT_COLUMNS", "ITEM_COLUMNS"]
 
 STATE_DTYPE = pd.CategoricalDtype(list(STATES))
 PRIORITY_DTYPE = pd.CategoricalDtype([p.name.lower() for p in TaskPriority], ordered=True)
@@ -51,7 +58,17 @@ TASK_COLUMNS: dict[str, Any] = {
     "cpu_time": "float64", "peak_memory": "Int64", "last_line": STR,
     "restored": "bool",  # its result came back from the run journal (it did not run)
     "trigger_rule": STR,  # when it runs given how its upstream ended (all_success: default)
+    "items": "Int64", "items_ok": "Int64", "items_failed": "Int64",  # mapped tasks only
 }
+ITEM_COLUMNS: dict[str, Any] = {
+    "task": STR, "map_index": "int64", "name": STR, "id": STR, "task_id": STR,
+    "state": STATE_DTYPE, "attempts": "int64", "retries": "int64",
+    "queued_at": "datetime", "started_at": "datetime", "completed_at": "datetime",
+    "execution_time": "float64", "cpu_time": "float64", "wait_resources": "float64",
+    "wait_worker": "float64", "success": "boolean", "error_type": STR, "error_message": STR,
+    "worker": STR, "peak_memory": "Int64", "restored": "bool",
+}
+_BAD_ITEMS = ("failed", "cancelled")
 RESULT_COLUMNS: dict[str, Any] = {
     "id": STR, "name": STR, "state": STATE_DTYPE, "success": "bool", "data": object,
     "execution_time": "float64", "attempts": "int64", "error_type": STR,
@@ -82,8 +99,10 @@ def _frame_from_columns(columns: dict[str, Any], data: dict[str, list[Any]]) -> 
     return pd.DataFrame(out, columns=list(columns))
 
 
-def tasks_frame(orch: Any) -> pd.DataFrame:
+def tasks_frame(orch: Any, items: bool = False) -> pd.DataFrame:
     """One row per task (in the order added): what it is, when it ran and what it waited for.
+
+    ``items=True``: one row per item of every mapped task instead (``items_frame``).
 
     ``name`` first; times are float seconds (NaN until known), counts integers. In a
     notebook the frame (a ``TasksFrame``) displays without its columns that are empty in
@@ -94,9 +113,50 @@ def tasks_frame(orch: Any) -> pd.DataFrame:
     resource and a full worker pool. Built column by column from the snapshot
     (100,000 tasks in well under a second).
     """
+    if items:
+        return items_frame(orch)
     snap = as_snapshot(orch)
     with paused_gc():
         return _tasks_frame(snap.tasks)
+
+
+def items_frame(orch: Any) -> pd.DataFrame:
+    """One row per item of every mapped task (tasks in the order added, items by
+    ``map_index``); an item never dispatched is ``pending`` (or ``cancelled`` /
+    ``skipped`` once its map closed) with no attempts."""
+    copy = getattr(orch, "item_views", None)
+    if copy is None:
+        raise TypeError("tasks_frame(items=True) reads the items from the orchestrator, not a "
+                        "snapshot: pass the TaskOrchestrator")
+    with paused_gc():
+        views = copy()
+        nan = np.nan
+        data: dict[str, list[Any]] = {
+            "task": [v.task for v in views], "map_index": [v.map_index for v in views],
+            "name": [v.name for v in views], "id": [v.id for v in views],
+            "task_id": [v.task_id for v in views], "state": [v.state for v in views],
+            "attempts": [len(v.attempts) for v in views],
+            "retries": [v.retry_count for v in views],
+            "execution_time": [nan if v.execution_time is None else v.execution_time
+                               for v in views],
+            "cpu_time": [nan if v.cpu_time is None else v.cpu_time for v in views],
+            "wait_resources": [v.wait_resources for v in views],
+            "wait_worker": [v.wait_worker for v in views],
+            "success": [v.success for v in views], "error_type": [v.error_type for v in views],
+            "error_message": [v.error_message for v in views],
+            "worker": [v.worker for v in views], "peak_memory": [v.peak_memory for v in views],
+            "restored": [v.restored is not None for v in views],
+        }
+        for ts in ("queued_at", "started_at", "completed_at"):
+            data[ts] = [getattr(v, ts) for v in views]
+        return TasksFrame(_frame_from_columns(ITEM_COLUMNS, data))
+
+
+def _item_counts(tally: dict[str, int] | None) -> tuple[Any, Any, Any]:
+    if tally is None:
+        return None, None, None
+    return (sum(tally.values()), tally.get("completed", 0),
+            sum(tally.get(s, 0) for s in _BAD_ITEMS))
 
 
 def _tasks_frame(views: Any) -> pd.DataFrame:
@@ -126,6 +186,9 @@ def _tasks_frame(views: Any) -> pd.DataFrame:
         data[ts] = [getattr(v, ts) for v in views]
     data["restored"] = [v.restored is not None for v in views]
     data["trigger_rule"] = [v.trigger_rule for v in views]
+    counts = [_item_counts(v.map_tally) for v in views]
+    for i, column in enumerate(("items", "items_ok", "items_failed")):
+        data[column] = [c[i] for c in counts]
     return TasksFrame(_frame_from_columns(TASK_COLUMNS, data))
 
 

@@ -20,6 +20,12 @@ Every bar is a ``Rectangle`` with ``gid="attempt:<task id>:<n>"`` (see
 ``attempt_bars``), so tests and users can find them. Only
 ``matplotlib.figure.Figure`` is used, never pyplot: the figure does not join
 pyplot's global state and displays inline through ``_repr_png_``.
+
+Mapped tasks: each item's attempts are bars in the lanes of the workers that ran
+them, labelled ``square[7]`` (``gid="attempt:<task id>[7]:<n>"``), outlined when
+their task is on the critical path; the mapped task's own bar is its expansion.
+Above ``MAX_ITEM_BARS`` item attempts only the longest are drawn and the title
+says how many were left out (a figure of 100,000 bars says nothing more).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from matplotlib.text import Text
 from ..core.model import Attempt
 from ..core.snapshot import Snapshot, TaskView
 from ..palette import fill, font_colour, glyph
-from ._common import as_snapshot, attempt_end, critical_steps
+from ._common import as_snapshot, attempt_end, critical_steps, item_attempts, item_views
 
 BAR_GID = "attempt"
 BAR_HEIGHT = 0.56
@@ -64,6 +70,7 @@ CPU_GID = "cpu"
 SHORT_GID = "short"
 CPU_STRIP = (0.0, 0.0, 0.0, 0.38)  # the strip along a bar's bottom: CPU/wall
 CPU_STRIP_HEIGHT = 0.22  # of the bar's height
+MAX_ITEM_BARS = 2000  # item attempts drawn at most (the longest)
 
 
 class TimelineFigure(Figure):
@@ -82,7 +89,10 @@ def timeline(orch: Any, ax: Axes | None = None) -> Figure:
     new figure sized to the number of workers is made.
     """
     snap = as_snapshot(orch)
-    bars = [(v, a) for v in snap.tasks for a in v.attempts if a.started_at is not None]
+    bars: list[tuple[Any, Attempt]] = [(v, a) for v in snap.tasks for a in v.attempts
+                                       if a.started_at is not None]
+    items, left_out = item_attempts(item_views(orch), MAX_ITEM_BARS)
+    bars += items
     lanes = _lanes(bars)
     if ax is None:
         fig = TimelineFigure(figsize=(10, 1.9 + 0.62 * max(1, len(lanes))), layout="constrained")
@@ -104,7 +114,8 @@ def timeline(orch: Any, ax: Axes | None = None) -> Figure:
     drawn = {"cpu": False, "short": False}
     for view, attempt in bars:
         y = lanes[attempt.worker]
-        for what in _draw_bar(ax, view, attempt, y, t0, snap.time, view.id in critical, span):
+        on_path = getattr(view, "task_id", view.id) in critical  # an item: its task's
+        for what in _draw_bar(ax, view, attempt, y, t0, snap.time, on_path, span):
             drawn[what] = True
         since = _ready_for(view, attempt)
         if since is not None and attempt.worker is not None \
@@ -119,7 +130,7 @@ def timeline(orch: Any, ax: Axes | None = None) -> Figure:
             colour, style, _ = WAITS[kind]
             ax.add_collection(LineCollection(segments, colors=colour, linewidths=1.2,
                                              linestyles=style, gid=f"{kind}-waits", zorder=1))
-    _style_axes(ax, snap, lanes, bars, t0, t1, sum(seconds for _, seconds in steps))
+    _style_axes(ax, snap, lanes, bars, t0, t1, sum(seconds for _, seconds in steps), left_out)
     _legend(ax, bars, waits, critical, drawn)
     return ax.figure
 
@@ -230,7 +241,7 @@ class _BarLabel(Text):
 
 def _style_axes(ax: Axes, snap: Snapshot, lanes: dict[str | None, int],
                 bars: list[tuple[TaskView, Attempt]], t0: float, t1: float,
-                critical_seconds: float) -> None:
+                critical_seconds: float, left_out: int = 0) -> None:
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels([NO_WORKER if w is None else w.removeprefix("codo-").replace("-", " ")
                         for w in lanes])
@@ -241,12 +252,14 @@ def _style_axes(ax: Axes, snap: Snapshot, lanes: dict[str | None, int],
     ax.set_axisbelow(True)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    tasks = len({v.id for v, _ in bars})
+    tasks = len({getattr(v, "task_id", v.id) for v, _ in bars})
     title = (f"{len(bars)} attempt{'s' * (len(bars) != 1)} of {tasks} task{'s' * (tasks != 1)} "
              f"on {snap.max_workers} worker{'s' * (snap.max_workers != 1)}, "
              f"makespan {snap.stats.get('makespan', t1 - t0):.2f} s")
     if critical_seconds > 0:
         title += f"; critical path {critical_seconds:.2f} s"
+    if left_out:
+        title += f"\n{left_out:,} shorter item attempts not drawn (tasks_frame(items=True))"
     ax.set_title(title, loc="left", fontsize=10.5)
 
 

@@ -26,6 +26,15 @@ turning out long: it looks again ``STANDBY`` seconds later and wakes an idle
 worker unless some attempt began meanwhile. It is armed only while tiny
 tasks wait, at most once per ``STANDBY``.
 
+**Tiny items go in batches.** While attempts are tiny, a worker that takes an
+item of a mapped task takes up to ``BATCH`` of its next items in the same
+critical section (each made READY and started through the scheduler's one
+transition function, as one at a time), runs them one after another, each
+with its own capture, and records each as it ends (a stop or a cancel never
+drops more than the one item running). An item waiting in a batch can be
+cancelled: its attempt is abandoned and never begins. Items with a timeout or
+resources, and other executors, go one at a time.
+
 Deadlines (timeouts, retry delays, resource waits) are timers on one clock
 thread. After every scheduler call the engine
 drains the scheduler's *effects* (interrupt an attempt, arm or cancel a
@@ -44,23 +53,36 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import capture, frame_names
+from . import capture, frame_names, waiting
 from .actions import ActionRegistry
 from .clock import Clock, TimerHandle
 from .events import Event, EventBus
 from .executors import Executor, ThreadExecutor
-from .invoke import Outcome, Run, binding_failed, build_kwargs, format_traceback, wants_upstream
+from .invoke import (
+    Outcome,
+    Run,
+    binding_failed,
+    build_kwargs,
+    format_traceback,
+    takes_map_index,
+    upstream_value,
+    wants_upstream,
+)
+from .map_steps import item_binding, source_record
+from .mapping import INDEX, expand
 from .memory_budget import MemoryBudget
 from .model import Task, TaskStatus
 from .recorder import Recorder
 from .result_store import ResultStore
 from .scheduler import Record, Scheduler
 from .snapshot import Snapshot, build_snapshot, copy_rows, paused_gc
+from .trigger_rules import NoResult
 
 log = logging.getLogger(__name__)
 
 TINY = 100e-6  # seconds: attempts shorter than this on average run one worker at a time
 STANDBY = 0.002  # seconds: a worker whose attempt began this recently is cycling tiny tasks
+BATCH = 16  # items of a map of tiny items a worker takes at once (one lock, one heap pop)
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -267,6 +289,8 @@ class Engine:
                 self.executor.interrupt(run, why)
             except Exception:
                 log.exception("could not interrupt %r", run.task)
+        if self.executor.__class__ is ThreadExecutor and not run.in_user_code:
+            return  # not in its code (waiting in a batch, or returned): its thread comes back
         if self._running and not self._inline and len(self._workers) - self._stuck < self.max_workers:
             self._spawn_worker()  # keep max_workers free while the old thread unwinds
 
@@ -300,41 +324,79 @@ class Engine:
         and returns once every task has ended or that monotonic deadline passed."""
         me = threading.current_thread()
         perf_counter = time.perf_counter
-        run: Run | None = None
-        outcome: Outcome | None = None
-        prepared: tuple[Any, ...] | None = None
-        held: Any = None
+        runs: list[Run] = []  # taken under the lock: one ticket, or a batch of tiny items
+        done: list[tuple[Run, Outcome, Any, float | None, Any]] = []  # ran, not recorded yet
+        unrecorded = 0  # of ``runs``
         try:
             while True:
                 with self.lock:
-                    if run is not None:
-                        done, run = run, None
-                        self._record(done, outcome, prepared, perf_counter() - done.taken_at,
-                                     held)
+                    for run, outcome, prepared, busy_for, held in done:
+                        unrecorded -= 1
+                        if busy_for is None:  # one ticket: from taking it until now
+                            busy_for = perf_counter() - run.taken_at
+                        self._record(run, outcome, prepared, busy_for, held)
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
-                        outcome = prepared = held = None  # the blob is queued: let it go
+                    done.clear()  # the blobs are queued: let them go
+                    runs = []
                     budget = self.budget
                     if budget is None or not budget.over() or not self._running:
                         run = self._next_run(me, until)
                         if run is None:
                             return
-                if run is None:  # results wait for their journal commit: let it catch up
+                        runs = self._batch(run, me) if until is None else [run]
+                        unrecorded = len(runs)
+                if not runs:  # results wait for their journal commit: let it catch up
                     budget.pause(self._go_on)  # before taking a task (no timeout runs meanwhile)
                     continue
-                outcome = self._execute(run)
-                if outcome.ok and not run.abandoned:  # a result to keep: readied with no lock held
-                    recorder, budget = self.recorder, self.budget
-                    if recorder is not None:
-                        prepared = recorder.prepare_result(run.rec, outcome.value)
-                    if budget is not None and budget.limit is not None:
-                        held = self._store.measure(run.rec, outcome.value, prepared)
+                batch = len(runs) > 1
+                last = runs[-1]
+                for k, run in enumerate(runs):
+                    if batch:  # its items begin one by one: each its own time
+                        run.taken_at = perf_counter()
+                    outcome = self._execute(run)
+                    prepared = held = None
+                    if outcome.ok and not run.abandoned and run.rec.mapping is None:
+                        # a result to keep (not a map's expansion): readied with no lock held
+                        recorder, budget = self.recorder, self.budget
+                        if recorder is not None:
+                            prepared = recorder.prepare_result(run.rec, outcome.value)
+                        if budget is not None and budget.limit is not None:
+                            held = self._store.measure(run.rec, outcome.value, prepared)
+                    if run is last:  # recorded as the next ticket is taken
+                        done.append((run, outcome, prepared,
+                                     perf_counter() - run.taken_at if batch else None, held))
+                        continue
+                    busy_for = perf_counter() - run.taken_at
+                    with self.lock:  # each item is recorded as it ends: a stop or cancel
+                        unrecorded -= 1  # meanwhile drops no finished item's result
+                        self._record(run, outcome, prepared, busy_for, held)
+                        self.sched.begin_now(runs[k + 1])
         finally:
             with self.lock:
-                if run is not None:  # taken but never recorded (this thread is being torn down)
-                    self._busy -= 1
+                self._busy -= unrecorded  # taken but never recorded (the thread is torn down)
                 self._workers.discard(me)
                 self._changed.notify_all()
+
+    def _batch(self, run: Run, me: threading.Thread) -> list[Run]:
+        """Under the lock, ``run`` just taken: with more items of the same map, if its items
+        are tiny (``BATCH``). Items with a timeout or resources, and other executors than
+        threads, go one at a time: a deadline is armed as an attempt is taken."""
+        rec = run.rec
+        parent = rec.parent
+        if parent is None or self._avg_attempt >= TINY or rec.timeout is not None or rec.claims \
+                or self.executor.__class__ is not ThreadExecutor:
+            return [run]
+        runs = [run]
+        sched = self.sched
+        while len(runs) < BATCH:
+            more = sched.take_item(parent)
+            if more is None:
+                break
+            sched.start(more, me.name)
+            self._busy += 1
+            runs.append(more)
+        return runs
 
     def _go_on(self) -> bool:
         """A worker paused for the journal: may it go on pausing (the engine runs)?"""
@@ -354,6 +416,8 @@ class Engine:
                                     outcome.traceback, outcome.ended - outcome.started,
                                     outcome.logs, outcome.cpu_time, outcome.peak_memory,
                                     outcome.displays, outcome.unbound, outcome.run_delay)
+        if counted and outcome.restored is not None:
+            self.sched.item_restored(run.rec, *outcome.restored)
         if counted and held is not None and self.budget is not None:  # before its row is
             self._store.hold(run.rec, held, prepared)  # queued: the commit may be quick
         if counted and prepared is not None and self.recorder is not None:
@@ -362,12 +426,29 @@ class Engine:
 
     def _execute(self, run: Run) -> Outcome:
         rec = run.rec
-        if self.recorder is not None and rec.fingerprint is None:
-            self.recorder.before_attempt(rec)
+        if rec.mapping is not None:  # a mapped task's first step: read its sources
+            return self._expand(rec)
+        binding = None
         try:
+            if rec.parent is not None:
+                binding = item_binding(rec)
+                restored = self._item_from_journal(rec, binding)
+                if restored is not None:
+                    return restored
+            elif self.recorder is not None and rec.fingerprint is None:
+                self.recorder.before_attempt(rec)
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
             kwargs: dict[str, Any] | None = None
-            if rec.parameters or rec.ups or wants_upstream(fn):
+            if binding is not None:  # an item: its own dict, made for this attempt
+                if rec.parameters or rec.ups or wants_upstream(fn):
+                    kwargs = build_kwargs(rec, fn, self.sched.records)
+                    kwargs.update(binding)
+                else:
+                    kwargs = binding
+                if takes_map_index(fn):
+                    kwargs[INDEX] = rec.index
+                run.call = functools.partial(fn, **kwargs) if kwargs else fn
+            elif rec.parameters or rec.ups or wants_upstream(fn):
                 kwargs = build_kwargs(rec, fn, self.sched.records)
                 run.call = functools.partial(fn, **kwargs) if kwargs else fn
             else:
@@ -381,6 +462,47 @@ class Engine:
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()
             return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), now, now)
+
+    def _expand(self, rec: Record) -> Outcome:
+        """Read a mapped task's sources into its items (``mapping.expand``), in this worker:
+        an iterator is read once, and a source that cannot be mapped over fails the task with
+        what to do (never retried: waiting cannot change it)."""
+        started = time.perf_counter()
+        try:
+            spec = rec.mapping.spec
+            sources, labels = [], []
+            for name, ref in spec.bindings.items():
+                if isinstance(ref, list):
+                    sources.append(ref)
+                    labels.append(name)
+                    continue
+                up = source_record(rec, ref)
+                value = upstream_value(up)
+                if isinstance(value, NoResult):
+                    raise ValueError(f"cannot map over {up.name!r}: it has no result ({value.state})")
+                sources.append(value)
+                labels.append(up.name)
+            plan = expand(tuple(spec.bindings), sources, labels, spec.mode)
+            if self.recorder is not None:
+                self.recorder.expanded(rec, plan)
+            return Outcome(True, plan, started=started, ended=time.perf_counter())
+        except Exception as exc:  # noqa: BLE001 - the mapped task fails, whole, with the reason
+            now = time.perf_counter()
+            return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), started,
+                           now)
+
+    def _item_from_journal(self, rec: Record, binding: dict[str, Any]) -> Outcome | None:
+        """Fingerprint an item as it starts; its result if the journal holds it (resume or
+        ``cache``): the item then completes without running."""
+        recorder = self.recorder
+        if recorder is None:
+            return None
+        hit = recorder.item_started(rec, binding)
+        if hit is None:
+            return None
+        now = time.perf_counter()
+        value, when, source = hit
+        return Outcome(True, value, started=now, ended=now, restored=(when, source))
 
     def _next_run(self, me: threading.Thread, until: float | None = None) -> Run | None:
         """Under the lock: the next attempt for worker ``me``, or None when it should exit."""
@@ -502,8 +624,13 @@ class Engine:
         # The main thread wakes at least every 0.1 s: an interrupt from
         # _thread.interrupt_main() does not wake a blocked lock by itself.
         step = 0.1 if threading.current_thread() is threading.main_thread() else None
-        with self._changed:
+        # A poke (core.waiting: the notebook layer has clicks for this thread to answer)
+        # wakes the wait; the chore runs outside the engine lock, then the wait goes on.
+        with waiting.watch(self._wake_waiters) as chores, self._changed:
             while sched.unfinished:
+                if chores.due():
+                    chores.run(holding=self.lock)
+                    continue
                 if not self._running:
                     raise RuntimeError(
                         f"{sched.unfinished} tasks are waiting but the engine is not running: "
@@ -517,6 +644,10 @@ class Engine:
             skipped = counts[TaskStatus.SKIPPED]  # not needed (a rule did not fire) is no failure
             return counts[TaskStatus.FAILED] == 0 and (
                 skipped == 0 or skipped == len(sched.not_needed()))
+
+    def _wake_waiters(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     # -- observing ----------------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:

@@ -65,6 +65,7 @@ class Outcome:
     displays: list[Any] | None = None  # (mime bundle, metadata) the attempt displayed
     unbound: bool = False  # a TypeError binding the call: a definition error, never retried
     run_delay: float | None = None  # seconds its thread waited for a core (``run_queue``)
+    restored: Any = None  # (when, source): an item's result came back from the journal
 
 
 _PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple, set})  # never awaitable
@@ -115,6 +116,11 @@ class Run:
         self.box: Capture | None = None  # the attempt's capture while it runs here (``peek``)
 
     # -- the gate ------------------------------------------------------------------
+    @property
+    def in_user_code(self) -> bool:
+        """Is its user code running in its thread now (begun, not returned)?"""
+        return self._in_user
+
     def begin(self) -> bool:
         """User code is about to start: False (start nothing) if the attempt was abandoned."""
         with self._lock:
@@ -281,13 +287,22 @@ def wants_upstream(fn: Callable[..., Any]) -> bool:
     return answer
 
 
-def _inspect_upstream(fn: Callable[..., Any]) -> bool:
+def _inspect_upstream(fn: Callable[..., Any], name: str = "upstream") -> bool:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    p = params.get("upstream")
+    p = params.get(name)
     return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+
+
+def takes_map_index(fn: Callable[..., Any]) -> bool:
+    """Does ``fn`` name a ``map_index`` parameter (an item then gets its index)?"""
+    if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
+        code = fn.__code__
+        return "map_index" in code.co_varnames[code.co_posonlyargcount:
+                                                 code.co_argcount + code.co_kwonlyargcount]
+    return _inspect_upstream(fn, "map_index")
 
 
 _COMPLETED, _SKIPPED = TaskStatus.COMPLETED, TaskStatus.SKIPPED

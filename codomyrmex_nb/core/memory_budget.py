@@ -180,7 +180,9 @@ class Entry:
 
     def consumed(self) -> bool:
         """An intermediate result every dependent has used (they all ended)."""
-        downs = self.rec.downs
+        rec = self.rec
+        parent = getattr(rec, "parent", None)  # an item: its map's dependents
+        downs = rec.downs if parent is None else parent.downs
         return bool(downs) and all(d.status in _TERMINAL for d in list(downs))
 
 

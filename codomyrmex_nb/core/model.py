@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from .mapping import MapSpec, check_spec
 from .names import check_task_name
 from .preview import safe_preview as _preview
 from .retry_on import check_retry_on, retry_on_names
@@ -441,7 +442,7 @@ class Attempt:
 DEFINITION_FIELDS = ("name", "module", "action", "parameters", "dependencies", "priority",
                      "resources", "timeout", "max_retries", "retry_delay", "retry_backoff",
                      "retry_jitter", "tags", "metadata", "func", "cache", "retry_on", "description",
-                     "trigger_rule", "watch")
+                     "trigger_rule", "watch", "map")
 _SERIALISED = ("id", "name", "module", "action", "parameters", "dependencies", "timeout",
                "max_retries", "retry_delay", "retry_backoff", "retry_jitter", "tags",
                "metadata", "retry_count", "created_at", "started_at", "completed_at",
@@ -475,7 +476,7 @@ class Task:
                  "metadata", "func", "cache", "id", "created_at", "_status", "_retry_count",
                  "_result", "retry_on", "description", "_watch",
                  "_started_at", "_completed_at", "_record", "_asked", "trigger_rule",
-                 "__weakref__")
+                 "_map", "__weakref__")
 
     def __init__(self, name: Any = "", module: str = "", action: str = "",
                  parameters: dict[str, Any] | None = None, dependencies: Any = None,
@@ -489,7 +490,9 @@ class Task:
                  created_at: float | None = None, started_at: float | None = None,
                  completed_at: float | None = None, *,
                  retry_on: Any = None, description: str = "",
-                 trigger_rule: str = DEFAULT_RULE, watch: list[str] | None = None) -> None:
+                 trigger_rule: str = DEFAULT_RULE, watch: list[str] | None = None,
+                 map: Any = None, map_mode: str = "zip", tolerate: Any = 0,  # noqa: A002
+                 max_parallel: int | None = None) -> None:
         self.name, self.module, self.action = name, module, action
         self.retry_on = retry_on  # None: every failure is retried (see core.retry_on)
         self.description = description
@@ -509,6 +512,11 @@ class Task:
         self._started_at, self._completed_at = started_at, completed_at
         self._record: Any = None  # the scheduler's record while an orchestrator knows the task
         self._asked: dict[str, Any] | None = None  # state writes waiting for add_task/rerun
+        # mapped: run once per item of its sources (core/mapping.py); checked here, whole
+        self._map = map if isinstance(map, MapSpec) else check_spec(map, map_mode, tolerate,
+                                                                    max_parallel)
+        if self._map is not None:
+            self._add_map_sources()
         if not self.is_plain():
             self.validate()
 
@@ -517,6 +525,26 @@ class Task:
     resources = _made_on_read("_resources")
     tags = _made_on_read("_tags")
     watch = _made_on_read("_watch")
+
+    @property
+    def map(self) -> MapSpec | None:
+        """How the task is mapped (``core.mapping.MapSpec``), or None for a plain task."""
+        return self._map
+
+    @map.setter
+    def map(self, value: Any) -> None:
+        self._map = value if value is None or isinstance(value, MapSpec) else check_spec(value)
+        if self._map is not None:
+            self._add_map_sources()
+
+    def _add_map_sources(self) -> None:
+        """A task mapped over another task's result depends on it."""
+        deps = self.dependencies
+        if not isinstance(deps, list):
+            return  # validate() explains
+        for source in self._map.sources():
+            if not any(d is source or (type(d) is str and d == source) for d in deps):
+                deps.append(source)
 
     def is_plain(self) -> bool:
         """True when every field has a default-like type and value: nothing to check."""
@@ -531,7 +559,8 @@ class Task:
                 and type(self.metadata) is dict and (self.func is None or callable(self.func))
                 and self.cache is False and self.retry_on is None
                 and type(self.description) is str
-                and self.trigger_rule is DEFAULT_RULE and _empty_list(self._watch))
+                and self.trigger_rule is DEFAULT_RULE and _empty_list(self._watch)
+                and self._map is None)
 
     def validate(self) -> None:
         """Check and normalise every definition field; raises ``ValueError`` naming the bad one."""
@@ -707,7 +736,7 @@ class Task:
         """Unpickle, tasks pickled before ``retry_on``, ``description``, ``trigger_rule``
         and ``watch`` existed included (the defaults of fields their state lacks)."""
         self.retry_on, self.description = None, ""
-        self.trigger_rule, self._watch = DEFAULT_RULE, None
+        self.trigger_rule, self._watch, self._map = DEFAULT_RULE, None, None
         _set_slots(self, state)
 
     # -- serialisation ----------------------------------------------------------

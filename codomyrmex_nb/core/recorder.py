@@ -55,8 +55,11 @@ from .fingerprint import (
     task_fingerprint,
     value_digest,
 )
+from .invoke import takes_map_index
 from .journal import SMALL, Journal, JournalWarning, RunInfo, default_path
 from .journal_tables import _CODE, is_small
+from .map_steps import source_record
+from .mapping import item_fingerprint, item_id
 from .model import Task, TaskStatus, output_refs
 from .sessions import resume_source
 from .trigger_rules import DEFAULT as DEFAULT_RULE
@@ -381,13 +384,18 @@ class Recorder:
             return None
 
     def fingerprint_of(self, rec: Any) -> str | None:
-        """The record's fingerprint, computed once (upstream first); None if unhashable."""
+        """The record's fingerprint, computed once (upstream first); None if unhashable, or
+        not known yet: a mapped task's is known once it ended, an item's as it starts."""
+        if rec.parent is not None or rec.mapping is not None:
+            return rec.fingerprint or None
         if rec.fingerprint is None and all(u.fingerprint for u in rec.ups):
             self._fingerprint_one(rec)  # the usual case: its upstream tasks ran before it
         if rec.fingerprint is None:
             stack, order = [rec], []
             while stack:  # upstream records without a fingerprint yet, depth first
                 node = stack.pop()
+                if node.fingerprint is None and node.mapping is not None:
+                    return None  # a map upstream has not ended: not known yet (not sticky)
                 if node.fingerprint is None and node not in order:
                     order.append(node)
                     stack.extend(u for u in node.ups if u.fingerprint is None)
@@ -424,6 +432,87 @@ class Recorder:
             journal._defs_q.append((run_id, rec.id, rec.name, rec.fingerprint or None))
             if journal._idle:  # Journal.queue_definition written out (once a task)
                 journal._rouse()
+
+    # -- mapped tasks (worker thread, outside the engine lock) -------------------------------
+    def _map_base(self, rec: Any) -> str | None:
+        """A mapped task's fingerprint without its mapped sources (the items carry those)."""
+        spec = rec.mapping.spec
+        sources = {source_record(rec, ref) for ref in spec.sources()}
+        ups = [u for u in rec.ups if u not in sources]
+        fps = [self.fingerprint_of(u) for u in ups]
+        if any(fp is None for fp in fps):
+            return None
+        try:
+            code = self.fingerprint(rec.task, fps, {u.id: fp for u, fp in zip(ups, fps, strict=True)},
+                                    frozenset(u.name for u in ups))
+        except Unhashable as exc:
+            with self._lock:
+                self.unhashable[rec.name] = str(exc)
+            return None
+        return hashlib.sha256(f"codo-map-base-1;{code};{spec.mode};{sorted(spec.bindings)}"
+                              .encode()).hexdigest()
+
+    def expanded(self, rec: Any, plan: Any) -> None:
+        """A mapped task's items are known: fingerprint each and journal the expansion (one
+        definition row per item) before any item runs. Never raises."""
+        m = rec.mapping
+        try:
+            m.base_fp = base = self._map_base(rec)
+            if base is None:
+                return
+            fn = rec.func
+            by_index = fn is not None and takes_map_index(fn)
+            fps = []
+            for i in range(plan.n):
+                try:
+                    fps.append(item_fingerprint(base, plan.binding(i), i if by_index else None))
+                except Unhashable:
+                    fps.append("")
+            m.fps = fps
+            run_id, journal = self.run_id, self._journal
+            if run_id is not None and journal is not None:
+                name = rec.name
+                for i, fp in enumerate(fps):
+                    journal.queue_definition((run_id, item_id(rec.id, i), f"{name}[{i}]",
+                                              fp or None))
+        except Exception:  # noqa: BLE001 - the journal must never fail a task
+            log.debug("could not fingerprint the items of %r", rec.name, exc_info=True)
+
+    def item_started(self, item: Any, binding: Any) -> tuple[Any, float, str] | None:
+        """Fingerprint an item as it starts; its recorded result when resuming or caching."""
+        try:
+            if item.fingerprint is None:
+                item.fingerprint = self._item_fp(item, binding)
+            fp = item.fingerprint
+            if not fp or not self.journal.enabled:
+                return None
+            hit, source = None, ""
+            if self.resume_from is not None:
+                hit, source = self.journal.restorable_signed(self.resume_runs, fp), self.origin()
+            if hit is None and item.task.cache:
+                hit, source = self.journal.restorable_signed(None, fp), "the cache"
+            if hit is None:
+                return None
+            blob, when, _mac = hit  # its MAC verified
+            return pickle.loads(blob), when, source
+        except Exception:  # noqa: BLE001 - the item runs instead
+            log.debug("could not restore item %r", item.name, exc_info=True)
+            return None
+
+    def _item_fp(self, item: Any, binding: Any) -> str:
+        m = item.parent.mapping
+        if m.fps is not None:
+            return m.fps[item.index]
+        if m.base_fp is None:  # chained: no expansion step made it
+            m.base_fp = self._map_base(item.parent) or ""
+        if not m.base_fp:
+            return ""
+        fn = item.func
+        index = item.index if fn is not None and takes_map_index(fn) else None
+        try:
+            return item_fingerprint(m.base_fp, binding, index)
+        except Unhashable:
+            return ""
 
     # -- attempts and results (worker thread, outside the engine lock) ----------------------
     def before_attempt(self, rec: Any) -> None:
@@ -515,8 +604,8 @@ class Recorder:
                 if ups is _LATER:
                     waiting.append(task)
                     continue
-                fps[task.id] = fp = None if ups is None else self._task_fp(task, ups, names_of,
-                                                                          memo)
+                fps[task.id] = fp = None if ups is None or task._map is not None \
+                    else self._task_fp(task, ups, names_of, memo)  # a map: item by item
                 if fp is not None and task.trigger_rule is not DEFAULT_RULE \
                         and not _all_completed(ups, found, in_batch, lookup):
                     continue  # its recorded result may have been computed after a failure

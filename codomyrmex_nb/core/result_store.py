@@ -42,10 +42,9 @@ class ResultStore:
         self.engine = engine
 
     def make_budget(self, limit: int) -> MemoryBudget:
-        records = self.engine.sched.records
         budget = MemoryBudget(limit, self.read_back, journal_on=self.journal_on,
                               hurry=self.hurry, pin=self.pin, unpin=self.unpin,
-                              alive=lambda rec: records.get(rec.id) is rec)
+                              alive=self.engine.sched.known)  # tasks and map items
         _budgets.add(budget)
         return budget
 

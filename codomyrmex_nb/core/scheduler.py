@@ -94,6 +94,8 @@ from .exceptions import (
     TaskTimeoutError,
     UpstreamFailedError,
 )
+from .map_steps import MapSteps
+from .mapping import MapState, item_id
 from .model import (
     DEFINITION_FIELDS,
     MAX_DELAY,
@@ -120,7 +122,7 @@ _ALLOWED = frozenset({
     (RUNNING, PENDING), (RUNNING, FAILED), (READY, PENDING), (READY, FAILED), (RUNNING, READY),
     (PENDING, CANCELLED), (READY, CANCELLED), (RUNNING, CANCELLED),
     (PENDING, SKIPPED), (READY, SKIPPED), (READY, READY), (PENDING, COMPLETED),
-    (READY, COMPLETED),
+    (READY, COMPLETED), (None, READY),  # an item is made READY when dispatched
     *((s, PENDING) for s in S), *((s, None) for s in S),
 })
 _VERB = {FAILED: "failed", CANCELLED: "was cancelled", SKIPPED: "was skipped",
@@ -197,6 +199,8 @@ class Record:
         "view",  # the snapshot row of an ended task, kept until it changes again
         "fingerprint",  # what the task computes (journal); None until known, "" if unhashable
         "restored",  # when its result came back from the journal (a time), else None
+        "parent",  # an item's mapped record (None for a task)
+        "mapping",  # a mapped task's items (``mapping.MapState``), else None
     )
 
     def __init__(self, task: Task, order: int) -> None:
@@ -230,6 +234,8 @@ class Record:
         self.fingerprint: str | None = None
         self.restored: float | None = None
         self.tally: list[int] | None = None
+        self.parent: Record | None = None
+        self.mapping: MapState | None = None
         self.read_definition()
 
     def read_definition(self) -> None:
@@ -244,6 +250,11 @@ class Record:
         self.retry_on = t.retry_on
         rule = t.trigger_rule
         self.rule = None if rule is DEFAULT_RULE else rule
+        spec = t._map
+        if spec is None:
+            self.mapping = None
+        elif self.mapping is None or self.mapping.spec is not spec:
+            self.mapping = MapState(spec)
         if t._resources:
             self.claims = claims_of(t._resources)
             limits = [r.timeout for r in t._resources if r.timeout is not None]
@@ -252,8 +263,45 @@ class Record:
             self.claims, self.resource_timeout = (), None
 
 
-class Scheduler:
+class ItemRecord(Record):
+    """One item of a mapped task: made when it is dispatched (``map_steps``), with the
+    definition of its mapped record; not in ``Scheduler.records``, not in the task counts."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, parent: Record, index: int, order: int) -> None:  # noqa: PLW0231
+        self.parent, self.index, self.mapping = parent, index, None
+        self.task = parent.task
+        self.id, self.name = item_id(parent.id, index), f"{parent.name}[{index}]"
+        self.status = None
+        self.ups, self.downs, self.unmet = parent.ups, (), 0
+        self.order, self.critical, self.prio = order, parent.critical, parent.prio
+        # the mapped record's definition in force (written out: one item is made per dispatch)
+        self.func, self.module, self.action = parent.func, parent.module, parent.action
+        self.parameters, self.timeout = parent.parameters, parent.timeout
+        self.max_retries, self.retry_delay = parent.max_retries, parent.retry_delay
+        self.retry_backoff, self.retry_jitter = parent.retry_backoff, parent.retry_jitter
+        self.retry_on, self.claims = parent.retry_on, parent.claims
+        self.resource_timeout = parent.resource_timeout
+        self.rule = self.tally = None
+        self.attempts = ()
+        self.current = self.waiting = self.retry_token = self.retry_at = self.result = None
+        self.queued_at = self.ready_at = self.started_at = self.completed_at = None
+        self.runnable_since = 0.0
+        self.wait_dependencies = self.wait_resources = self.wait_worker = 0.0
+        self.retry_count, self.heap_token, self.unwinding = 0, -1, 0
+        self.blocked_on = self.wait_by_resource = self.counted_time = None
+        self.parked = False
+        self.view = self.fingerprint = self.restored = None
+
+    def read_definition(self) -> None:
+        """An item keeps the definition its mapped record had when it was made."""
+
+
+class Scheduler(MapSteps):
     """Records, readiness, dispatch order, resources, retries and counts of one orchestrator."""
+
+    item_record = ItemRecord  # what ``MapSteps`` makes an item of (it cannot import us)
 
     def __init__(self, new_ticket: Callable[[Record], Any] = Ticket,
                  clock: Callable[[], float] = time.time) -> None:
@@ -292,15 +340,18 @@ class Scheduler:
         frm = rec.status
         if (frm, to) not in _ALLOWED:
             raise AssertionError(f"scheduler bug: {rec.name!r} cannot go {frm} -> {to}")
-        counts = self.counts
+        parent = rec.parent
+        counts = self.counts if parent is None else parent.mapping.counts
         if frm is not None:
             counts[frm] -= 1
-            if frm is PENDING or frm is READY or frm is RUNNING:
+            if parent is None and (frm is PENDING or frm is READY or frm is RUNNING):
                 self.unfinished -= 1
         if to is not None:
             counts[to] += 1
-            if to is PENDING or to is READY or to is RUNNING:
+            if parent is None and (to is PENDING or to is READY or to is RUNNING):
                 self.unfinished += 1
+        if parent is not None and kind == "status":
+            kind = "item"
         rec.status = to
         rec.view = None
         self.seq += 1
@@ -569,10 +620,18 @@ class Scheduler:
         self._settle_all(chain, now)
 
     def _requeue_chain(self, root: Record, now: float) -> list[Record]:
-        chain = self.descendants(root, include_self=True)
+        return self._requeue_recs(self.descendants(root, include_self=True), now, root)
+
+    def _requeue_recs(self, chain: list[Record], now: float,
+                      root: Record | None = None) -> list[Record]:
         for rec in chain:
             status = rec.status
-            if status is RUNNING:
+            if rec.mapping is not None:
+                self._close_map(rec, "interrupted")
+                self._withdraw(rec)
+                self._forget_items(rec)
+                rec.mapping.reset()
+            if status is RUNNING and rec.current is not None:
                 self._abandon(rec.current, "interrupted")
             elif not status.is_terminal:
                 self._withdraw(rec)
@@ -588,6 +647,7 @@ class Scheduler:
             rec.wait_dependencies = rec.wait_resources = rec.wait_worker = 0.0
             rec.wait_by_resource = None
             rec.restored = None
+            rec.fingerprint = None  # made again as it starts: its upstream may have changed
             rec.tally = None  # a rule task counts its upstream afresh when settled
             rec.queued_at = now
             self._move(rec, PENDING, "requeued")
@@ -647,6 +707,8 @@ class Scheduler:
             rec.unmet = unmet
             if unmet == 0:
                 self._make_ready(rec, now)
+            elif rec.mapping is not None:
+                self._try_chain(rec, now)
 
     # == trigger rules (tasks whose rule is not all_success; see trigger_rules) ===========
     def _settle_rule(self, rec: Record, now: float) -> None:
@@ -751,7 +813,11 @@ class Scheduler:
             rec.heap_token = -1
             self._ready_live -= 1
             if rec.status is not READY:
-                continue
+                if rec.mapping is None or rec.status is not RUNNING:
+                    continue
+                rec = self._take_item(rec)  # a mapped task's next item
+                if rec is None:
+                    continue
             ticket = self._new_ticket(rec)
             if not rec.claims:
                 return ticket
@@ -826,6 +892,10 @@ class Scheduler:
         if rec.current is not ticket:
             return False
         now = self._now()
+        if ok and rec.mapping is not None:  # a mapped task's items are known: they run now
+            self._end_attempt(rec, ticket, "expanded", now)
+            self._expanded(rec, value, now)
+            return True
         attempt = self._end_attempt(rec, ticket, "completed" if ok else "failed", now)
         if ok:
             rec.result = self._result(rec, True, elapsed, attempt, data=value)
@@ -850,13 +920,16 @@ class Scheduler:
                detail: str | None = None) -> None:
         rec.completed_at = self.last_end = now
         result = rec.result
-        took = None
-        if result is not None and rec.attempts and (status is COMPLETED or status is FAILED):
+        parent = rec.parent
+        if parent is None and result is not None and rec.attempts \
+                and (status is COMPLETED or status is FAILED):
             took = rec.counted_time = result.execution_time
             self.run_time_total += took
             self.run_time_n += 1
         self._move(rec, status, detail,
                    execution_time=None if result is None else result.execution_time)
+        if parent is not None:
+            self._item_ended(rec, now)
 
     def _result(self, rec: Record, success: bool, elapsed: float, attempt: Attempt | None,
                 data: Any = None, error: BaseException | None = None, tb: str | None = None,
@@ -877,7 +950,7 @@ class Scheduler:
         rec.result = self._result(rec, False, elapsed, attempt, error=error, tb=tb,
                                   error_type=error_type)
         detail = None
-        if final is FAILED and rec.retry_count < rec.max_retries:
+        if final is FAILED and rec.retry_count < rec.max_retries and rec.mapping is None:
             why = not_retried(rec.retry_on, error, unbound)
             if why is None:
                 rec.retry_count += 1
@@ -897,7 +970,7 @@ class Scheduler:
 
     def retry_due(self, rec: Record, token: int) -> None:
         """A retry delay ran out; a stale token (cancelled, re-queued) changes nothing."""
-        if rec.retry_token != token or rec.status is not PENDING or self.records.get(rec.id) is not rec:
+        if rec.retry_token != token or rec.status is not PENDING or not self.known(rec):
             return
         self._clear_retry(rec)
         self._make_ready(rec, self._now(), "retry due")
@@ -949,7 +1022,13 @@ class Scheduler:
         """Cancel a pending, ready or running task (dependents are skipped); False if it ended."""
         if rec.status.is_terminal:
             return False
-        err = TaskCancelledError(f"task {rec.name!r} was cancelled")
+        if rec.mapping is not None:
+            self._close_map(rec)  # its items first: cancelled, the undispatched never run
+        self._cancel_now(rec, TaskCancelledError(f"task {rec.name!r} was cancelled"))
+        return True
+
+    def _cancel_now(self, rec: Record, err: BaseException) -> None:
+        """An unfinished task or item ends CANCELLED now (a running attempt is abandoned)."""
         now = self._now()
         ticket, attempt, elapsed = rec.current, None, 0.0
         if ticket is not None:
@@ -959,7 +1038,6 @@ class Scheduler:
         else:
             self._withdraw(rec)
         self._failed(rec, err, None, elapsed, attempt, now, "CancelledError", final=CANCELLED)
-        return True
 
     def _abandon(self, ticket: Any, why: str) -> None:
         """Give up on a running attempt; its resources stay held until its thread returns."""
@@ -978,6 +1056,8 @@ class Scheduler:
         if rec.heap_token >= 0:
             rec.heap_token = -1
             self._ready_live -= 1
+            if rec.mapping is not None:
+                rec.mapping.in_heap = False
         ticket = rec.waiting
         if ticket is not None:
             rec.waiting = None
@@ -1122,6 +1202,8 @@ class Scheduler:
             self.run_time_total -= rec.counted_time
             self.run_time_n -= 1
         self.retries -= rec.retry_count
+        if rec.mapping is not None:
+            self._forget_items(rec)
         task = rec.task
         task._status, task._result, task._retry_count = rec.status, rec.result, rec.retry_count
         task._started_at, task._completed_at = rec.started_at, rec.completed_at
@@ -1208,12 +1290,15 @@ class Scheduler:
 
     def recount(self) -> dict[str, Any]:
         """The incremental figures recomputed from the records (tests compare the two)."""
-        recs = list(self.records.values())
+        tasks = list(self.records.values())
         counts = dict.fromkeys(S, 0)
-        for r in recs:
+        for r in tasks:
             counts[r.status] += 1
-        timed = [r.result.execution_time for r in recs if r.result is not None and r.attempts
+        timed = [r.result.execution_time for r in tasks if r.result is not None and r.attempts
                  and r.status in (COMPLETED, FAILED)]
+        items = [i for r in tasks if r.mapping is not None for i in r.mapping.items
+                 if i is not None]
+        recs = tasks + items  # retries, waits and attempts in flight count items too
         return {
             "counts": counts,
             "unfinished": sum(counts[s] for s in _UNFINISHED),

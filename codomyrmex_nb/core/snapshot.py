@@ -62,6 +62,7 @@ class _TaskViewFields(NamedTuple):
     last_line: str | None = None  # the last line the last attempt printed or logged
     restored: float | None = None  # when its result was recorded, if it came from the journal
     trigger_rule: str = DEFAULT_RULE  # when it runs, given how its upstream tasks ended
+    map_tally: dict[str, int] | None = None  # a mapped task's items by state (pending included)
 
 
 _DATA = _TaskViewFields._fields.index("data")
@@ -156,7 +157,8 @@ def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
             None if r is None else r.error_message,
             attempts[-1].worker if attempts else None,
             tuple(rec.wait_by_resource.items()) if rec.wait_by_resource else (),
-            *_costs(attempts), rec.restored, rec.rule or DEFAULT_RULE)
+            *_costs(attempts), rec.restored, rec.rule or DEFAULT_RULE,
+            None if rec.mapping is None else rec.mapping.tally())
         if rec.status in _ENDED:
             row = rec.view = make(TaskView, row)
         append(row)

@@ -42,12 +42,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import DependencyCycleError, ResourceType, Task, TaskPriority, TaskResource, TaskStatus
+from ..core.mapping import check_tolerate
 from ..core.model import RESOURCE_MODES
 from ..core.names import check_task_name
 from ..core.retry_on import check_retry_on
 from ..core.trigger_rules import DEFAULT as DEFAULT_RULE
 from ..core.trigger_rules import MEANING, check_rule
 from ..orchestrator import TaskOrchestrator
+from .cell_map import (
+    MAP_ONLY,
+    MappedCellFunction,
+    MapSourceError,
+    MapSources,
+    parse_map,
+    resolve_sources,
+)
 from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
 
 S = TaskStatus
@@ -75,6 +84,10 @@ class CellOptions:
     retry_on: list[str] = field(default_factory=list)  # exception names (notebook or builtins)
     trigger: str | None = None  # a trigger rule (None: all_success)
     watch: list[str] = field(default_factory=list)
+    map: list[str] = field(default_factory=list)  # "SOURCE" or "PARAM=SOURCE" (cell_map)
+    map_mode: str | None = None  # zip (None) or product
+    tolerate: str | None = None  # "N" items or "P%"
+    max_parallel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,11 +134,12 @@ def parse_resource(spec: str) -> TaskResource:
         raise CellDefinitionError(f"bad --resource {spec!r}: {exc}") from None
 
 
-def fingerprint(source: str, opts: CellOptions) -> str:
+def fingerprint(source: str, opts: CellOptions, mapped: MapSources | None = None) -> str:
     """What decides whether a cell changed: its text and every option but ``--out`` and
     ``--cache`` (neither changes what the cell computes). ``--watch`` counts: a new
     declared input re-runs the cell (the watched contents count in the journal's
-    fingerprint, not here: an unchanged cell keeps its result, as for the names it reads)."""
+    fingerprint, not here: an unchanged cell keeps its result, as for the names it reads).
+    A ``--map`` counts with the content of the notebook lists it maps over (``cell_map``)."""
     key = {"source": source.rstrip(), "after": opts.after, "priority": opts.priority,
            "timeout": opts.timeout, "retries": opts.retries, "retry_delay": opts.retry_delay,
            "resources": opts.resources, "tags": opts.tags}
@@ -136,6 +150,8 @@ def fingerprint(source: str, opts: CellOptions) -> str:
         key["trigger"] = rule
     if opts.watch:  # only when given: cells without it keep the fingerprint they had
         key["watch"] = sorted(opts.watch)
+    if mapped is not None:  # only when mapped: other cells keep their fingerprint
+        key["map"] = [mapped.key, opts.map_mode or "zip", opts.tolerate, opts.max_parallel]
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -170,8 +186,13 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
     existing = orch.get_task(name)
     previous = _renamed_from(orch, cell_id, name, existing)
     deps = _resolve_after(orch, name, opts.after, existing or previous, previous)
-    probe = _build(name, opts, deps, CellFunction(cell, namespace), fingerprint(source, opts), cell_id,
-                   _retry_on(name, opts.retry_on, namespace))
+    mapped = _map_sources(orch, name, opts, namespace)
+    fn = CellFunction(cell, namespace)
+    if mapped is not None:
+        deps += [t for t in mapped.tasks if t not in deps]
+        fn = MappedCellFunction(cell, namespace, tuple(mapped.bindings))
+    probe = _build(name, opts, deps, fn, fingerprint(source, opts, mapped), cell_id,
+                   _retry_on(name, opts.retry_on, namespace), mapped)
     if previous is not None and existing is None:
         done = _rename(orch, previous, probe, deps)
     else:
@@ -182,7 +203,7 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
                 orch.add_task(probe)
             except ValueError as exc:
                 raise CellDefinitionError(f"task {name!r}: {exc}") from None
-            done = Definition(probe, "defined", _defined_line(orch, probe, deps))
+            done = Definition(probe, "defined", _defined_line(orch, probe, deps, mapped))
         elif existing.metadata.get(META_KEY) == probe.metadata[META_KEY]:
             done = _keep(orch, existing, opts.cache)
         else:
@@ -207,8 +228,34 @@ def _retry_on(name: str, names: list[str], namespace: Mapping[str, Any]) -> Any:
         raise CellDefinitionError(f"task {name!r}: --retry-on: {exc}") from None
 
 
+def _map_sources(orch: TaskOrchestrator, name: str, opts: CellOptions,
+                 namespace: Mapping[str, Any]) -> MapSources | None:
+    """The ``--map`` sources resolved (None: not mapped); map-only options need one."""
+    if not opts.map:
+        given = [flag for flag, value in zip(MAP_ONLY, (opts.tolerate, opts.max_parallel,
+                                                        opts.map_mode), strict=True)
+                 if value is not None]
+        if given:
+            raise CellDefinitionError(f"task {name!r}: {', '.join(given)} apply to mapped cells "
+                                      "only: add --map SOURCE or drop them")
+        return None
+    try:
+        check_tolerate(opts.tolerate)
+    except ValueError:
+        raise CellDefinitionError(f"task {name!r}: bad --tolerate {opts.tolerate!r}: give a "
+                                  "count of items (2) or a share (10%)") from None
+    if opts.max_parallel is not None and opts.max_parallel < 1:
+        raise CellDefinitionError(f"task {name!r}: --max-parallel must be a whole number >= 1, "
+                                  f"got {opts.max_parallel}")
+    try:
+        return resolve_sources(orch, name, parse_map(opts.map), namespace)
+    except MapSourceError as exc:
+        raise CellDefinitionError(f"task {name!r}: {exc}") from None
+
+
 def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp: str,
-           cell_id: str | None = None, retry_on: Any = None) -> Task:
+           cell_id: str | None = None, retry_on: Any = None,
+           mapped: MapSources | None = None) -> Task:
     resources = [parse_resource(r) for r in opts.resources]
     metadata: dict[str, Any] = {META_KEY: fp}
     if cell_id:
@@ -219,9 +266,17 @@ def _build(name: str, opts: CellOptions, deps: list[Task], fn: CellFunction, fp:
                     max_retries=opts.retries, retry_delay=opts.retry_delay, resources=resources,
                     tags=list(opts.tags), metadata=metadata, cache=bool(opts.cache),
                     retry_on=retry_on, trigger_rule=opts.trigger or DEFAULT_RULE,
-                    watch=list(opts.watch) or None)
+                    watch=list(opts.watch) or None, **_map_args(opts, mapped))
     except ValueError as exc:
         raise CellDefinitionError(f"task {name!r}: {exc}") from None
+
+
+def _map_args(opts: CellOptions, mapped: MapSources | None) -> dict[str, Any]:
+    if mapped is None:
+        return {}
+    return {"map": mapped.bindings, "map_mode": opts.map_mode or "zip",
+            "tolerate": opts.tolerate if opts.tolerate is not None else 0,
+            "max_parallel": opts.max_parallel}
 
 
 def _renamed_from(orch: TaskOrchestrator, cell_id: str | None, name: str,
@@ -343,7 +398,7 @@ def _redefine(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task],
 
 
 _REPLACED = ("func", "priority", "timeout", "max_retries", "retry_delay", "resources", "tags",
-             "cache", "retry_on", "trigger_rule", "watch")
+             "cache", "retry_on", "trigger_rule", "watch", "map")
 
 
 def _downstream_names(orch: TaskOrchestrator, task: Task) -> list[str]:
@@ -361,8 +416,11 @@ def _names(names: Any) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def _defined_line(orch: TaskOrchestrator, task: Task, deps: list[Task]) -> str:
+def _defined_line(orch: TaskOrchestrator, task: Task, deps: list[Task],
+                  mapped: MapSources | None = None) -> str:
     waits = f"waits for {_names(d.name for d in deps)}" if deps else "no dependencies"
+    if mapped is not None:
+        waits = f"{mapped.described()}, {waits}"
     if task.trigger_rule != DEFAULT_RULE:
         waits += f" (trigger rule {task.trigger_rule}: runs when {MEANING[task.trigger_rule]})"
     return f"codo_task {task.name!r}: defined, {waits}"

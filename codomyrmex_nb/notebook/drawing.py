@@ -40,6 +40,7 @@ from ..core.snapshot import Snapshot, TaskView, run_seconds, topological_order
 from ..core.trigger_rules import DEFAULT as DEFAULT_RULE
 from ..core.trigger_rules import MEANING
 from ..palette import EDGE, STATES, fill, font_colour, glyph
+from . import map_node
 from .grouping import Grouping, count_states, counts_line, dominant, group_tasks
 
 DEFAULT_THRESHOLD = 200
@@ -73,6 +74,7 @@ class Look(NamedTuple):
     critical: bool = False
     state: str = "pending"
     tip: str = ""            # the hover text (the node's SVG <title>)
+    bar: tuple[str, ...] = ()  # a mapped task's bar: the state of each cell (``map_node``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class Drawing:
     bundles: tuple[tuple[str, ...], ...] = ()                        # task ids wrapped in grids
     titles: dict[str, str] = field(default_factory=dict)  # hover text of edges, locks, grids
     rules: dict[str, str] = field(default_factory=dict)  # task id -> trigger rule, if not default
+    maps: dict[str, int] = field(default_factory=dict)  # mapped task id -> items known at layout
 
 
 def runtime_text(seconds: float | None) -> str:
@@ -232,6 +235,10 @@ def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, pre
         look = task_look(t.state, runtime_of(t), t.id in on_path, t.retry_count,
                          restored=t.restored is not None)
         label = f"{look.glyph} {short(t.name)} {RESERVE}"
+        if t.map_tally is not None:  # one node per map: counts in the suffix, a bar below
+            label = (f"{look.glyph} {short(t.name)} "
+                     f"{FIGURE_SPACE * map_node.reserve(map_node.total(t.map_tally))}"
+                     f"\n{map_node.BAR_TEXT}")
         if t.trigger_rule != DEFAULT_RULE:  # marked: this one may run after a failure
             label += f"\n{RULE_MARK} {t.trigger_rule}"
         g.node(ids[t.id], label=label, id=ids[t.id], fillcolor=look.fill, fontcolor=look.font)
@@ -284,8 +291,9 @@ def build_drawing(snapshot: Snapshot, *, threshold: int = DEFAULT_THRESHOLD, pre
                                    f"tasks: {names[bundle[0]]} \u2026 {names[bundle[-1]]}")
     locks, lock_nodes = _locks(graph, tasks, ids, prefix, titles)
     rules = {t.id: t.trigger_rule for t in tasks if t.trigger_rule != DEFAULT_RULE}
+    maps = {t.id: map_node.total(t.map_tally) for t in tasks if t.map_tally is not None}
     return Drawing(graph, {v: k for k, v in ids.items()}, edges, None, snapshot.structure_version,
-                   locks, lock_nodes, tuple(bundles), titles, rules)
+                   locks, lock_nodes, tuple(bundles), titles, rules, maps)
 
 
 def _ranks(tasks: tuple[TaskView, ...], by_id: dict[str, TaskView],

@@ -229,3 +229,21 @@ class CellNames:
             label, name = named
             return f"{label} {name}"
         return None
+
+
+_named: dict[int, CellNames] = {}  # shells whose cells are named without the magics loaded
+
+
+def name_cells(shell: Any) -> None:
+    """Tracebacks of tasks defined in ``shell``'s cells say ``Cell In[5]`` once a live view is
+    shown there, magics loaded or not (the Python API in a notebook)."""
+    if shell is not None and id(shell) not in _named:
+        names = _named[id(shell)] = CellNames(shell)
+        names.install()
+
+
+def unname_cells(shell: Any) -> None:
+    """``%unload_ext``: the names a live view installed go too."""
+    names = _named.pop(id(shell), None)
+    if names is not None:
+        names.uninstall()

@@ -16,13 +16,32 @@ The kernel decides everything; the browser only draws what it is sent:
   is corrected by the kernel's ``now`` at each update (kernel and browser may differ).
 
 A click on a node sends ``{"kind": "select", "node": id}``; the panel's buttons
-send ``cancel``, ``retry`` or ``close``. Until the kernel answers (it reads
-messages between cells) the panel shows the node's hover text at once; a click
-on the node whose details are open keeps them while the kernel refreshes them.
+send ``cancel``, ``retry`` or ``close``; each message carries a unique ``token``
+(``busy_clicks``: a click a wait answered early is not answered twice). Until the
+kernel answers (at once on a subshell, else when the main shell is free or in our
+wait) the panel shows the node's hover text; a click on the node whose details are
+open keeps them while the kernel refreshes them.
 Output sections (``pre.codo-tail``) open at their end and stay there as they
 grow, unless the reader has scrolled up in them.
-While the widget is on the page it also hides the static copy of the same
-view that the kernel displayed for saved notebooks (``codo-static-<scope>``).
+While the widget is on the page it also hides the static copy (and its picture)
+of the same view that the kernel displayed for saved notebooks (``codo-static-<scope>``).
+
+The side panel (``panel`` true): the view moves into a panel of its own at the
+right edge of its notebook (an element inside JupyterLab's or Notebook 7's
+``.jp-NotebookPanel``, which narrows the notebook beside it), so it stays in
+sight while the notebook scrolls, hides with its notebook when another one is
+shown, and takes the width its drawing needs (at most half the notebook). The
+cell keeps one line pointing to it, written only once the panel is there, and
+the kernel is told (``{"kind": "placed", "where": "side"}``, and ``"left"`` when
+it leaves). Where the output is not inside such a notebook panel (another front
+end, an output view), the view stays inline and live with one line saying why
+(``where: "inline"``).
+No scroll box of its own holds the drawing: inline the notebook scrolls, in the
+panel the panel does.
+
+When the widget loses its kernel (a restart: ipywidgets marks the view
+``jupyter-widgets-disconnected``), the view says so, stops counting running
+times, greys the drawing and drops Cancel/Retry: nothing is "running" any more.
 """
 
 from __future__ import annotations
@@ -44,10 +63,38 @@ function escapeHtml(text) {
   return span.innerHTML;
 }
 
+// Each click carries a token: a wait that answered it early drops the copy that follows.
+let sent = 0;
+const pageToken = Math.random().toString(36).slice(2);
+
+const MIN_SIDE = 300;   // px: the side panel is never narrower ...
+const MAX_SIDE = 0.5;   // ... nor wider than this share of its notebook
+const LOST = "This view lost its kernel (restarted or shut down): what it shows is as of " +
+  "then, and nothing runs any more. Run the cells again for a live view.";
+
+// The notebook panel the output is in (JupyterLab and Notebook 7), or why there is none.
+function notebookOf(el) {
+  const panel = el.closest(".jp-NotebookPanel");
+  const notebook = panel && panel.querySelector(":scope > .jp-NotebookPanel-notebook");
+  if (panel && notebook) return { panel, notebook };
+  return { why: el.closest(".jp-OutputArea") ? "this output is not inside a notebook"
+    : "this front end has no notebook panel to put it beside" };
+}
+
 function render({ model, el }) {
+  const send = (message) => model.send({ ...message, token: `${pageToken}-${++sent}` });
   const scope = model.get("scope");
-  // The scope's class carries its theme's colours (--codo-*), for the header's chips too.
-  el.classList.add("codo-view", "codo-live-" + scope, scope);
+  // ``el`` stays in the cell; ``box`` (header, drawing, inspector) sits in it or in the side
+  // panel. The scope's class carries its theme's colours (--codo-*), for the chips too.
+  el.classList.add("codo-host", "codo-live-" + scope);
+  const box = document.createElement("div");
+  box.classList.add("codo-view", "codo-live-" + scope, scope);
+  const where = document.createElement("div");
+  where.className = "codo-where codo-muted";
+  where.style.display = "none";
+  const lost = document.createElement("div");
+  lost.className = "codo-lost-note";
+  lost.textContent = LOST;
   const head = document.createElement("div");
   head.className = "codo-headbox";
   const wrap = document.createElement("div");
@@ -59,19 +106,19 @@ function render({ model, el }) {
   panel.style.display = "none";
   const patchStyle = document.createElement("style");
   const pageStyle = document.createElement("style");
-  // While this live view is on the page, its static copies step aside.
+  // While this live view is on the page, its static copies (and their pictures) step aside.
   pageStyle.textContent =
-    `.jp-OutputArea-child:has(.codo-static-${scope}.codo-inline){display:none}` +
-    `div.codo-static.codo-static-${scope}.codo-inline{display:none}` +
-    `div.codo-static.codo-static-${scope} .codo-static-body{display:none}` +
-    `div.codo-static.codo-static-${scope} .codo-static-note{display:block}`;
+    `.jp-OutputArea-child:has(.codo-static-${scope}){display:none}` +
+    `div.codo-static.codo-static-${scope}{display:none}`;
   wrap.append(dag, panel);
-  el.append(pageStyle, patchStyle, head, wrap);
+  box.append(pageStyle, patchStyle, lost, head, wrap);
+  el.append(where, box);
 
   let skew = 0;  // browser clock minus kernel clock, seconds
   let timer = null;
   const now = () => Date.now() / 1000 - skew;
   const tick = () => {
+    if (box.classList.contains("codo-lost")) return;
     const t = model.get("ticks") || {};
     const nodes = t.nodes || {};
     const since = panel.querySelectorAll("[data-codo-since]");
@@ -97,7 +144,8 @@ function render({ model, el }) {
       }
     }
     for (const el of since) el.textContent = tickText(now() - Number(el.dataset.codoSince));
-    const busy = t.run != null || Object.keys(nodes).length > 0 || since.length > 0;
+    const busy = !box.classList.contains("codo-lost")
+      && (t.run != null || Object.keys(nodes).length > 0 || since.length > 0);
     if (busy && timer === null) timer = setInterval(tick, TICK_MS);
     if (!busy && timer !== null) { clearInterval(timer); timer = null; }
   };
@@ -120,7 +168,12 @@ function render({ model, el }) {
     }
     tick();
   };
-  const drawPicture = () => { dag.innerHTML = model.get("picture"); applyPatch(); mark(); };
+  const drawPicture = () => {
+    dag.innerHTML = model.get("picture");
+    applyPatch();
+    mark();
+    fit();
+  };
   const mark = () => {
     for (const old of dag.querySelectorAll("g.node.codo-selected")) {
       old.classList.remove("codo-selected");
@@ -146,12 +199,103 @@ function render({ model, el }) {
     tick();
   };
 
+  // -- where the view shows: inline, or in the side panel of its notebook ---------------------
+  let side = null;  // {panel, notebook, holder} while in the side panel
+  let tries = 0;
+  const say = (text) => { where.textContent = text; where.style.display = text ? "" : "none"; };
+  const fit = () => {
+    if (!side) return;
+    const svg = dag.querySelector("svg");
+    const need = (svg ? svg.width.baseVal.value : 0) + 28;
+    const most = Math.max(MIN_SIDE, side.panel.clientWidth * MAX_SIDE);
+    const width = Math.round(Math.min(most, Math.max(MIN_SIDE, need)));
+    side.panel.style.setProperty("--codo-side-width", `${width}px`);
+    side.panel.style.setProperty("--codo-side-top", `${side.notebook.offsetTop}px`);
+  };
+  const leaveSide = () => {
+    if (!side) return;
+    const { panel: nb, holder } = side;
+    side = null;
+    send({ kind: "placed", where: "left" });
+    if (box.parentElement === holder) box.remove();
+    if (holder.__codoOwner === release) {
+      holder.remove();
+      nb.classList.remove("codo-with-side");
+      nb.style.removeProperty("--codo-side-width");
+    }
+  };
+  const release = () => {  // another view takes the panel: this cell says so
+    leaveSide();
+    say("A later cell shows this live DAG in the side panel \u2192");
+  };
+  const inline = (why) => {
+    leaveSide();
+    if (box.parentElement !== el) el.append(box);
+    say(why ? `No side panel here (${why}): the live view shows inline.` : "");
+    if (why) send({ kind: "placed", where: "inline", why });
+  };
+  const place = () => {
+    if (!model.get("panel")) { if (side || box.parentElement !== el) inline(""); return; }
+    if (side) return;
+    if (!el.isConnected) {  // rendered before the output is on the page: wait a little
+      if (++tries < 300) { requestAnimationFrame(place); return; }
+      inline("the output never reached the page");
+      return;
+    }
+    watchKernel();
+    const found = notebookOf(el);
+    if (!found.panel) { inline(found.why); return; }
+    const nb = found.panel;
+    let holder = nb.querySelector(":scope > .codo-side-panel");
+    if (holder && holder.__codoOwner) holder.__codoOwner();  // the latest view takes the panel
+    holder = document.createElement("div");
+    holder.className = "codo-side-panel";
+    nb.append(holder);
+    nb.classList.add("codo-with-side");
+    holder.__codoOwner = release;
+    side = { panel: nb, notebook: found.notebook, holder };
+    holder.append(box);
+    fit();
+    say("The live DAG is in the side panel \u2192");
+    send({ kind: "placed", where: "side" });
+  };
+  // -- a view that lost its kernel says so --------------------------------------------------
+  // ipywidgets marks a view whose comm died; a restart from the notebook's menu shows only in
+  // the notebook's own kernel status (its toolbar's execution indicator), so watch that too.
+  let kernelGone = false;
+  let kernelWatch = null;
+  const watchKernel = () => {
+    const nb = el.closest(".jp-NotebookPanel");
+    const status = nb && nb.querySelector(".jp-Notebook-ExecutionIndicator");
+    if (!status || kernelWatch) return;
+    kernelWatch = new MutationObserver(() => {
+      if (["restarting", "autorestarting", "dead"].includes(status.dataset.status)) {
+        kernelGone = true;
+        onLive();
+      }
+    });
+    kernelWatch.observe(status, { attributes: true, attributeFilter: ["data-status"] });
+  };
+  const onLive = () => {
+    const gone = kernelGone || el.classList.contains("jupyter-widgets-disconnected");
+    if (gone === box.classList.contains("codo-lost")) return;
+    box.classList.toggle("codo-lost", gone);
+    if (gone && timer !== null) { clearInterval(timer); timer = null; }
+    if (gone) {
+      for (const node of box.querySelectorAll("[data-codo-base]")) {
+        node.textContent = node.dataset.codoBase;
+      }
+    }
+  };
+  const watcher = new MutationObserver(onLive);
+  watcher.observe(el, { attributes: true, attributeFilter: ["class"] });
+
   const onDagClick = (event) => {
     const node = event.target.closest("g.node");
     if (!node || node.classList.contains("lock") || !dag.contains(node)) return;
     if (node.id === model.get("selected") && model.get("detail")) {
       drawDetail();  // its details stay (buttons too) while the kernel refreshes them
-      model.send({ kind: "select", node: node.id });
+      send({ kind: "select", node: node.id });
       return;
     }
     const title = node.querySelector("title");
@@ -165,13 +309,16 @@ function render({ model, el }) {
       old.classList.remove("codo-selected");
     }
     node.classList.add("codo-selected");
-    model.send({ kind: "select", node: node.id });
+    send({ kind: "select", node: node.id });
   };
   const onPanelClick = (event) => {
     const button = event.target.closest("[data-codo-action]");
     if (!button || button.disabled) return;
     const kind = button.dataset.codoAction;
-    model.send({ kind, task: button.dataset.codoTask || "" });
+    // The static copy in this widget's cell follows the run a Cancel or Retry starts.
+    const area = el.closest(".jp-OutputArea");
+    const copy = area && area.querySelector(`.codo-static-${scope}[data-codo-copy]`);
+    send({ kind, task: button.dataset.codoTask || "", copy: copy ? copy.dataset.codoCopy : "" });
     if (kind === "close") {
       panel.innerHTML = "";
       panel.style.display = "none";
@@ -187,13 +334,24 @@ function render({ model, el }) {
   const listeners = [["change:head", drawHead], ["change:picture", drawPicture],
                      ["change:patch", applyPatch], ["change:detail", drawDetail],
                      ["change:selected", mark], ["change:answer", drawDetail],
-                     ["change:ticks", onTicks]];
+                     ["change:ticks", onTicks], ["change:panel", place]];
   for (const [name, listener] of listeners) model.on(name, listener);
   drawHead();
   drawPicture();
   drawDetail();
   tick();
+  place();
+  let waits = 0;  // inline: watch the kernel once the output is on the page
+  const watchWhenShown = () => {
+    if (el.isConnected) watchKernel();
+    else if (++waits < 300) requestAnimationFrame(watchWhenShown);
+  };
+  watchWhenShown();
+  onLive();
   return () => {
+    watcher.disconnect();
+    if (kernelWatch) kernelWatch.disconnect();
+    leaveSide();
     if (timer !== null) clearInterval(timer);
     for (const [name, listener] of listeners) model.off(name, listener);
     dag.removeEventListener("click", onDagClick);
@@ -208,7 +366,23 @@ CSS = """
 .codo-view { font-family: var(--jp-ui-font-family, sans-serif);
   color: var(--jp-ui-font-color1, inherit); padding: 2px 4px; }
 .codo-view .codo-wrap { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
-.codo-view .codo-dag { flex: 1 1 320px; min-width: 0; overflow: auto; max-height: 75vh; }
+.codo-view .codo-dag { flex: 1 1 320px; min-width: 0; overflow-x: auto; overflow-y: hidden; }
+.codo-where { font-size: 12px; padding: 2px 4px; }
+.codo-lost-note { display: none; }
+.codo-view.codo-lost .codo-lost-note { display: block; font-size: 12px; padding: 4px 6px;
+  margin-bottom: 4px; border-radius: 3px; color: var(--jp-warn-color0, #8a5a00);
+  background: var(--jp-warn-color3, #fff3cd); }
+.codo-view.codo-lost .codo-dag { filter: grayscale(1); opacity: 0.55; }
+.codo-view.codo-lost [data-codo-action="cancel"],
+.codo-view.codo-lost [data-codo-action="retry"] { display: none; }
+.jp-NotebookPanel.codo-with-side > .jp-NotebookPanel-notebook {
+  width: calc(100% - var(--codo-side-width, 300px)) !important; }
+.codo-side-panel { position: absolute; right: 0; top: var(--codo-side-top, 0px); bottom: 0;
+  width: var(--codo-side-width, 300px); box-sizing: border-box; overflow: auto; z-index: 3;
+  border-left: 1px solid var(--jp-border-color2, #ccc); background: var(--jp-layout-color1, #fff); }
+.codo-side-panel .codo-view .codo-dag { flex-basis: 100%; overflow: visible; }
+.codo-side-panel .codo-view .codo-dag svg { max-width: 100%; height: auto; }
+.codo-side-panel .codo-view .codo-inspect { flex: 1 1 100%; max-height: none; }
 .codo-view .codo-dag g.node:not(.lock) { cursor: pointer; }
 .codo-view .codo-dag g.node.codo-selected > path { stroke: var(--jp-brand-color1, #1976d2);
   stroke-width: 3px; }

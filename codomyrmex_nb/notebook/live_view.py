@@ -2,7 +2,9 @@
 
 An anywidget (``frontend``): the browser draws what the kernel sends and
 reports clicks; a click on a node opens its details beside the drawing
-(``inspector``), with Cancel and Retry for that task.
+(``inspector``), with Cancel and Retry for that task. Clicks are answered while
+a cell keeps the main shell busy (``busy_clicks``: on a kernel subshell, or by
+our own waits).
 
 One update path. The event callback (on the engine's event dispatcher thread)
 only appends the event to a deque and, on the first event since the last
@@ -35,21 +37,24 @@ view thread: with ipykernel >= 7.0.1 comm messages from any thread reach
 the front end (tests/test_live_view_kernel.py checks it in a real kernel).
 
 What outlives the widget. Displaying the view (``display(view)``, a cell's
-value, ``%codo_run``) shows the widget and, as a second output with a
-display id, a static copy (the summary line and the drawing as plain HTML
-and SVG, no script). The widget hides that copy while it is on the page. When
-a run settles, the copy is updated in place (``update_display``), by the view
+value, ``%codo_run``) shows the widget and, as outputs with display ids, the
+cell's static copy and its PNG picture (``static_copy``: what a saved, an
+untrusted or a GitHub-rendered notebook shows). The widget hides them while it
+is on the page. A copy shows the tasks that existed when its cell ran and is
+updated in place (``update_display``) once they have all ended: by the view
 thread and, so that ``nbconvert --execute`` records it too, at the end of the
-cell in which it settled (an IPython ``post_execute`` hook); after the run it
-was displayed for, a copy is left as it is. So a saved notebook, nbconvert's
-HTML and GitHub show each cell's final DAG and "done/total" summary.
+cell (an IPython ``post_execute`` hook). Then it is closed: runs started from
+other cells leave it as it was, a Cancel or Retry clicked in its own widget
+(the front end names the copy beside it) opens it again.
 
-``live_view(side=True)`` shows the widget in a JupyterLab side panel (the
-``sidecar`` package) that stays in sight while Run All scrolls the notebook,
-and puts in the running cell only the static copy and a one-line pointer to
-the panel (displaying the view again in that cell adds nothing; in a later
-cell it shows the same). Without a panel it prints a one-line note and shows
-the view inline.
+``live_view(side=True)`` asks the front end to show the view in a side panel
+beside its notebook (``frontend``: the widget's own code, no extension), so
+that it stays in sight while Run All scrolls the notebook. The cell then says
+"in the side panel" only once the panel is there; a front end without one
+shows the view inline, live, with one line saying why, and tells the kernel
+(``side`` is True only once the front end has confirmed the panel). Where no
+front end can have one (nbconvert, a terminal, VS Code) the kernel prints that
+line itself and shows the view inline.
 """
 
 from __future__ import annotations
@@ -62,19 +67,23 @@ import time
 import uuid
 import weakref
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import anywidget
 import traitlets
 
 from ..core.events import Event
+from ..core.mapping import is_item_id
 from ..core.snapshot import Snapshot
 from ..orchestrator import TaskOrchestrator
+from . import busy_clicks, map_panel
 from . import drawing as drawing_mod
+from .failures import name_cells
 from .frontend import CSS, ESM
 from .inspector import detail_html
 from .painter import Painter
+from .static_copy import PICTURE_META, Copy, all_ended, copy_bundles, fingerprint, paint, subset
+from .tracker import UNFINISHED as UNFINISHED_STATES
 from .tracker import is_structural
 
 log = logging.getLogger(__name__)
@@ -83,7 +92,6 @@ _shown: weakref.WeakSet[LiveView] = weakref.WeakSet()  # views with static copie
 _hooked: set[int] = set()  # shells with our post_execute hook
 PEEK_EVERY = 0.5  # seconds: how often an open inspector reads its running task's output
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-SIDE_TITLE = "codomyrmex DAG"
 
 
 def has_widget_frontend() -> bool:
@@ -108,16 +116,6 @@ def has_side_panels() -> bool:
     return "__vsc_ipynb_file__" not in (getattr(shell, "user_ns", None) or {})
 
 
-@dataclass
-class _Copy:
-    """One static copy in a notebook: its display id and the run it shows."""
-
-    display_id: str
-    run: int
-    side: bool
-    open: bool = True
-
-
 class LiveView(anywidget.AnyWidget):
     """Progress header and DAG of one orchestrator, redrawn from its events."""
 
@@ -131,6 +129,7 @@ class LiveView(anywidget.AnyWidget):
     selected = traitlets.Unicode("").tag(sync=True)
     ticks = traitlets.Dict().tag(sync=True)  # start times the browser counts from (Painter.ticks)
     answer = traitlets.Int(0).tag(sync=True)  # one more per reply to a click: the panel redraws
+    panel = traitlets.Bool(False).tag(sync=True)  # asked for: the view in a side panel
 
     def __init__(self, orchestrator: TaskOrchestrator, *, threshold: int = drawing_mod.DEFAULT_THRESHOLD,
                  interval: float = 0.25, full_interval: float = 5.0, max_groups: int = 40) -> None:
@@ -158,17 +157,19 @@ class LiveView(anywidget.AnyWidget):
         self._painter.tracker.error_lookup = self._error_of
         self._painter.tracker.run_number = lambda: orchestrator.journal_run
         self._svg_cache: tuple[int, str] | None = None
-        self._copies: list[_Copy] = []
-        self._copies_frame = -1   # the frame the static copies show
+        self._copies: list[Copy] = []
         self._copy_lock = threading.Lock()
+        self._threshold, self._max_groups = threshold, max_groups
         self._selected_task: str | None = None
         # The open inspector of a running task: (task, snapshot, result, output shown); the
         # view thread reads that task's output again at most every PEEK_EVERY seconds.
         self._inspected: tuple[str, Snapshot, Any, str | None] | None = None
         self._peeked_at = 0.0
-        self._sidecar: Any = None
+        self._sides = 0  # views the front end says are in a side panel now
         self._shown_in_cell: int | None = None
         self.on_msg(self._on_front_end_message)
+        if self.comm is not None:  # clicks answered while the main shell is busy
+            busy_clicks.route(self.comm, self._act)
         self._unsubscribe = orchestrator.subscribe(self._on_event)
         self._frame([], snapshot=orchestrator.snapshot())
 
@@ -228,7 +229,7 @@ class LiveView(anywidget.AnyWidget):
             began = time.monotonic()
             try:
                 self._frame(events, final=final)
-                if self._painter.settled:
+                if self._copies_due():
                     self._update_copies()
             except Exception:  # a broken frame must not kill the view; the engine never notices
                 log.exception("live view: drawing a frame failed")
@@ -278,19 +279,28 @@ class LiveView(anywidget.AnyWidget):
 
     # -- clicks -------------------------------------------------------------------------------
     def _on_front_end_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict):
-            return
+        if isinstance(content, dict) and busy_clicks.claim(content):
+            self._act(content)
+
+    def _act(self, content: dict[str, Any]) -> None:
+        """Answer one click (on whichever shell received it: see ``busy_clicks``)."""
         kind = content.get("kind")
         try:
             if kind == "select":
                 self.select(self._task_of(str(content.get("node", ""))))
             elif kind == "close":
                 self.select(None)
+            elif kind == "item":  # a mapped task's item in its panel, or back to the task
+                self.select(str(content.get("task", "")) or None)
+            elif kind == "placed":  # a view is in a side panel, left it, or could not have one
+                where = content.get("where")
+                self._sides = max(0, self._sides + (where == "side") - (where == "left"))
             elif kind in ("cancel", "retry"):
                 task = str(content.get("task", "")) or self._selected_task
                 if task:
+                    self._reopen(content.get("copy"))
                     if kind == "cancel":
-                        self.orchestrator.cancel_task(task)
+                        map_panel.cancel(self.orchestrator, task)
                     else:
                         self.orchestrator.rerun(task)
                     self.select(task)
@@ -308,7 +318,7 @@ class LiveView(anywidget.AnyWidget):
         if task is None:
             self._inspected = None
         detail = self._detail(task) if task is not None else ""
-        node = self._painter.node_of(task) if task is not None else None
+        node = self._painter.node_of(map_panel.task_of(task)) if task is not None else None
         with self._sync, self.hold_sync():
             self.detail = detail
             self.selected = node or ""
@@ -318,11 +328,14 @@ class LiveView(anywidget.AnyWidget):
         grouping = self._painter.grouping
         if grouping is not None and task in grouping.members:
             return self._group_detail(task)
+        if is_item_id(task):
+            return map_panel.item_detail(self.orchestrator, task)
         self._peeked_at = time.monotonic()
         so_far = self.orchestrator.output_so_far(task)
         result = self.orchestrator.get_task_result(task)
         snapshot = self.orchestrator.snapshot()
-        html = detail_html(snapshot, task, result, so_far)
+        html = detail_html(snapshot, task, result, so_far) + map_panel.task_items(
+            self.orchestrator, task)
         if so_far is not None:
             with self._mutex:
                 self._inspected = (task, snapshot, result, so_far.text)
@@ -428,31 +441,23 @@ class LiveView(anywidget.AnyWidget):
 
     @property
     def side(self) -> bool:
-        """True while the view is shown in a JupyterLab side panel."""
-        return self._sidecar is not None
+        """True once the front end has said the view shows in its side panel."""
+        return self.panel and self._sides > 0
 
     def show_side(self) -> str | None:
-        """Show the view in a JupyterLab side panel; None on success, else why it cannot."""
+        """Ask the front end to show the view in a side panel beside its notebook; None if
+        it may (it confirms, or falls back inline and says why), else why it cannot."""
         if not has_widget_frontend():
             return "no widget front end here"
-        try:
-            from sidecar import Sidecar
-        except ImportError:
-            return "the `sidecar` package is not installed (pip install sidecar)"
         if not has_side_panels():
-            return "this front end has none; JupyterLab has them"
-        self.hide_side()
-        panel = Sidecar(title=SIDE_TITLE, anchor="split-right")
-        panel.outputs = ({"output_type": "display_data", "metadata": {},
-                          "data": self._widget_bundle()},)
-        self._sidecar = panel
+            return "this front end has none; JupyterLab and Notebook 7 have them"
+        self.panel = True
         return None
 
     def hide_side(self) -> None:
-        """Close the side panel (the view itself stays open)."""
-        panel, self._sidecar = self._sidecar, None
-        if panel is not None:
-            panel.close()
+        """Back inline (the view itself stays open)."""
+        self.panel = False
+        self._sides = 0
 
     def close(self, timeout: float = 5.0) -> None:
         """Unsubscribe, stop the view thread (joined) and close the widget; idempotent."""
@@ -468,7 +473,6 @@ class LiveView(anywidget.AnyWidget):
             _shown.discard(self)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        self.hide_side()
         super().close()
 
     def __repr__(self) -> str:
@@ -483,82 +487,104 @@ class LiveView(anywidget.AnyWidget):
         data["text/plain"] = "codomyrmex live view (the static copy below keeps its last frame)"
         return data
 
-    def _static_bundle(self, copy: _Copy | None = None) -> dict[str, Any]:
-        """The static copy: HTML (summary and drawing), SVG and text; nothing needs a kernel."""
+    def _static_bundle(self) -> dict[str, Any]:
+        """The drawing as HTML, SVG and text (``_repr_mimebundle_``: no widget, no kernel)."""
         with self._state:
             html = self._painter.static_html()
             note = self._painter.note
             summary = self._painter.tracker.summary()
-        scope = self._scope
-        mode = "codo-side" if copy is not None and copy.side else "codo-inline"
-        # While the live widget is on the page it hides this copy (or, for a side panel, shows
-        # the pointer instead); the output of a widget that does not render (a reopened
-        # notebook: "Loading widget...", "model not found") is hidden in favour of this copy.
-        dead = (".jp-OutputArea-child:has(> .jp-OutputArea-output:not([data-mime-type]))"
-                f":not(:has(.codo-live-{scope})):has(+ .jp-OutputArea-child .codo-static-{scope})"
-                "{display:none}")
-        style = f".codo-static-{scope} .codo-static-note{{display:none}}{dead}"
-        pointer = ('<div class="codo-static-note" style="font-family:sans-serif;font-size:12px;'
-                   'color:var(--jp-ui-font-color2,#666)">The live DAG is in the side panel '
-                   f"\u2192 ({SIDE_TITLE}).</div>")
-        bundle: dict[str, Any] = {
-            "text/html": (f'<div class="codo-static codo-static-{scope} {mode}"><style>{style}'
-                          f'</style>{pointer}<div class="codo-static-body">{html}</div></div>'),
-            "text/plain": f"{note}\n{summary}" if note else summary,
-        }
+        bundle: dict[str, Any] = {"text/html": html,
+                                  "text/plain": f"{note}\n{summary}" if note else summary}
         svg = self.svg
         if svg:
             bundle["image/svg+xml"] = svg
         return bundle
 
+    def _copy_bundles(self, snapshot: Snapshot, display_id: str
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A copy's two bundles (``static_copy``), drawn by a painter of its own."""
+        painter = Painter(self._scope, self._threshold, self._max_groups, 0.0)
+        painter.tracker.run_number = self._painter.tracker.run_number
+        painter.tracker.error_lookup = self._error_of
+        return copy_bundles(paint(snapshot, painter), display_id)
+
     def _ipython_display_(self) -> None:
-        """The widget (unless it is in the side panel) and a static copy kept current."""
+        """The widget and the cell's static copy and picture, kept current."""
         from IPython.display import display
 
         if self._shown_in_cell is not None and self._shown_in_cell == _cell():
             return  # ``live_view(side=...)`` showed it in this cell already
-        live = not self._closed and has_widget_frontend()
-        if live and not self.side:
+        if not self._closed and has_widget_frontend():
             display(self._widget_bundle(), raw=True)
-        tracker = self._painter.tracker
-        with self._copy_lock:
-            run = tracker.run if not self._painter.settled else tracker.run + 1
-            copy = _Copy(f"codo-{self._scope}-{uuid.uuid4().hex[:8]}", run, live and self.side)
-            if has_widget_frontend():  # only a kernel can update it in place later
-                self._copies = [c for c in self._copies if c.open][-20:] + [copy]
-            self._copies_frame = self.frames
-        display(self._static_bundle(copy), raw=True, display_id=copy.display_id)
-        if self._copies:
+        ids = frozenset(t.id for t in self.orchestrator.snapshot().tasks)
+        copy = Copy(f"codo-{self._scope}-{uuid.uuid4().hex[:8]}", ids or None)
+        # The cell's first frame from the view's own drawing: no ``dot`` while the cell runs.
+        # Its PNG comes with the copy's first update (when its tasks have ended, at the
+        # latest at the end of this cell if they already have).
+        with self._state:
+            html, picture = copy_bundles(self._painter, copy.display_id, png=False)
+        display(html, raw=True, display_id=copy.display_id)
+        if has_widget_frontend():  # only a kernel can update it in place later
+            display(picture, raw=True, metadata=PICTURE_META,
+                    display_id=copy.picture_id)
+            with self._copy_lock:
+                self._copies = self._copies[-49:] + [copy]
             _shown.add(self)
             _hook_post_execute()
 
-    def _update_copies(self, force: bool = False) -> int:
-        """At a settled run: bring open static copies up to date; close those whose run ended.
+    def _copies_due(self) -> bool:
+        """View thread, cheap: might an open copy's tasks all have ended by now?"""
+        copies = [c for c in self._copies if c.open]
+        if not copies:
+            return False
+        states = self._painter.tracker.states
+        return any(self._painter.settled if c.tasks is None else
+                   not any(states.get(t) in UNFINISHED_STATES for t in c.tasks) for c in copies)
 
-        Returns how many copies were updated. Called by the view thread after a
-        settled frame and by the ``post_execute`` hook (main thread). Copies are
-        kept only in a kernel: a terminal cannot update an output in place, it
-        would print the copy again under whatever runs next.
+    def _reopen(self, display_id: Any) -> None:
+        """A Cancel or Retry clicked in a widget: its copy follows the run it starts (the
+        newest copy when the front end did not say which)."""
+        with self._copy_lock:
+            mine = [c for c in self._copies if c.display_id == display_id] or self._copies[-1:]
+            for copy in mine:
+                copy.open = True
+
+    def _update_copies(self) -> int:
+        """Bring each open copy whose tasks have all ended up to date, then close it.
+
+        Returns how many copies were redrawn. Called by the view thread after a frame
+        and by the ``post_execute`` hook (main thread). Copies are kept only in a
+        kernel: a terminal cannot update an output in place.
         """
-        if not self._copies:
+        if not any(c.open for c in self._copies):
             return 0
         from IPython.display import update_display
 
+        snapshot = self.orchestrator.snapshot()
+        redrawn = 0
         with self._copy_lock:
-            if not self._painter.settled or (self._copies_frame == self.frames and not force):
-                return 0
-            self._copies_frame = self.frames
-            run = self._painter.tracker.run
-            due = [c for c in self._copies if c.open]
-            for copy in due:
+            for copy in [c for c in self._copies if c.open]:
+                if copy.tasks is None:  # shown before any task: it takes the first run's
+                    if not snapshot.tasks or not all_ended(snapshot):
+                        continue
+                    copy.tasks = frozenset(t.id for t in snapshot.tasks)
+                part = subset(snapshot, copy.tasks)
+                if not all_ended(part):
+                    continue
+                copy.open = False
+                mark = fingerprint(part)
+                if mark == copy.shown:
+                    continue
+                copy.shown = mark
                 try:
-                    update_display(self._static_bundle(copy), raw=True, display_id=copy.display_id)
+                    html, picture = self._copy_bundles(part, copy.display_id)
+                    update_display(html, raw=True, display_id=copy.display_id)
+                    update_display(picture, raw=True, metadata=PICTURE_META,
+                                   display_id=copy.picture_id)
+                    redrawn += 1
                 except Exception:  # no shell any more (the kernel is going away)
                     log.debug("live view: updating a static copy failed", exc_info=True)
-                if run >= copy.run:
-                    copy.open = False
-            self._copies = [c for c in self._copies if c.open]
-            return len(due)
+        return redrawn
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """Widget where a front end can show one; always the static HTML, SVG (if dot) and text."""
@@ -576,11 +602,13 @@ def _settle_copies() -> None:
     """``post_execute``: a run that ended during this cell has its static copies updated now,
     while the cell's messages are still recorded (nbconvert stops listening after the last)."""
     for view in list(_shown):
-        if not view._copies or view._closed:
+        if view._closed or not any(c.open for c in view._copies):
             continue
         try:
             stats = view.orchestrator.get_execution_stats()
             if stats.get("pending", 0) or stats.get("running", 0):
+                if view._copies_due():  # a copy whose tasks ended while others still run
+                    view._update_copies()
                 continue
             view.orchestrator.flush_events(5.0)  # the run's last events reach the view ...
             view._hurry()                         # ... which draws its final frame now
@@ -616,11 +644,12 @@ def live_view(orchestrator: TaskOrchestrator | None = None, *, side: bool | None
 
     Calls without options return the same open view, so ``%codo_run`` and
     ``%codo_dag`` show one widget rather than piling up subscriptions.
-    ``side=True`` shows it in a JupyterLab side panel (the ``sidecar``
-    package) that stays visible while cells run, and shows the cell's part at
-    once: the static copy a saved notebook keeps, with a pointer to the panel.
-    Where there is no such panel it prints a one-line note and shows the view
-    inline. ``side=False`` closes the panel.
+    ``side=True`` asks the front end to show it in a side panel beside the
+    notebook, in sight while cells run (the cell says so once it is there; a
+    front end without one shows it inline with a line saying why), and shows
+    the cell's part at once: the widget, the static copy and its picture.
+    Where no front end can have a panel it prints a one-line note and shows the
+    view inline. ``side=False`` puts it back inline.
     Options: ``threshold`` (tasks above which the drawing groups them, 200),
     ``interval`` (seconds between frames, 0.25), ``full_interval`` (seconds
     between whole redraws that refresh run times, 5), ``max_groups`` (40).
@@ -629,6 +658,8 @@ def live_view(orchestrator: TaskOrchestrator | None = None, *, side: bool | None
         from ..default import current_orchestrator
 
         orchestrator = current_orchestrator()
+    ipython = sys.modules.get("IPython")
+    name_cells(ipython.get_ipython() if ipython is not None else None)  # "Cell In[5]"
     view = _views.get(orchestrator)
     if view is None or view._closed or options:
         if view is not None and not view._closed:
@@ -639,9 +670,9 @@ def live_view(orchestrator: TaskOrchestrator | None = None, *, side: bool | None
         why = view.show_side()
         if why is not None:
             print(f"codomyrmex: no side panel ({why}); the live view shows inline.")
-        # The cell's part right away (the static copy and a pointer to the panel, or the inline
-        # view), whether or not the caller displays the view: displaying it again in this
-        # same cell adds nothing.
+        # The cell's part right away (the widget, which moves itself into the panel and leaves
+        # a pointer, and the static copy), whether or not the caller displays the view:
+        # displaying it again in this same cell adds nothing.
         cell = _cell()
         if cell is not None:
             view._ipython_display_()

@@ -11,7 +11,8 @@ that lead up to the user's code are folded away, as in the node inspector).
 Output is kept with an attempt when it ends (``core.capture``); a running
 attempt shows what it has printed so far (``core.peek``: read without the
 engine lock; on Dask, where output comes back with the result, a line says so).
-``logs_text`` raises ``KeyError`` for an unknown task (naming a
+``square[7]`` names item 7 of the mapped task ``square`` (its attempts, output and
+traceback, as for a task). ``logs_text`` raises ``KeyError`` for an unknown task (naming a
 close match when there is one) and ``ValueError`` for a name two tasks share.
 """
 
@@ -21,6 +22,7 @@ import difflib
 from typing import Any
 
 from ..core import capture
+from ..core.item_views import parse_item_ref
 from ..core.model import Attempt
 from ..core.snapshot import Snapshot, TaskView
 from .inspector import user_frames_first
@@ -39,10 +41,15 @@ def logs_text(orch: Any, task_ref: str) -> str:
     the traceback, which lives on the task's result).
     """
     snap = orch if isinstance(orch, Snapshot) else orch.snapshot()
-    view = _find(orch, snap, task_ref)
-    result = None
-    if not isinstance(orch, Snapshot) and hasattr(orch, "get_task_result"):
-        result = orch.get_task_result(view.id)
+    head, index = parse_item_ref(task_ref)
+    if index is not None and hasattr(orch, "item_views") and \
+            not any(v.name == task_ref or v.id == task_ref for v in snap.tasks):
+        view, result = _item(orch, _find(orch, snap, head), index)
+    else:
+        view = _find(orch, snap, task_ref)
+        result = None
+        if not isinstance(orch, Snapshot) and hasattr(orch, "get_task_result"):
+            result = orch.get_task_result(view.id)
     so_far = None
     if view.state == "running" and hasattr(orch, "output_so_far"):
         so_far = orch.output_so_far(view.id, capture.LIMIT)
@@ -63,6 +70,14 @@ def logs_text(orch: Any, task_ref: str) -> str:
         lines.append(_rule("why it failed"))
         lines.append(_failure(view, result))
     return "\n".join(lines)
+
+
+def _item(orch: Any, task: TaskView, index: int) -> tuple[Any, Any]:
+    """Item ``index`` of mapped task ``task`` (an ``ItemView``) and its result."""
+    if task.map_tally is None:
+        raise ValueError(f"task {task.name!r} is not mapped; drop [{index}]")
+    (view,) = orch.item_views(task.id, index)  # ValueError: out of range, not expanded
+    return view, orch.get_task_result(task.id, map_index=index)
 
 
 def _find(orch: Any, snap: Snapshot, ref: str) -> TaskView:

@@ -59,6 +59,7 @@ from .failures import (
     failure_lines,
     name_error_line,
     some_names,
+    unname_cells,
     wait_line,
 )
 from .outputs import OutBindings
@@ -68,7 +69,8 @@ S = TaskStatus
 _TASK_USAGE = ("%%codo_task NAME [--after TASK [TASK ...]] [--priority P] [--timeout S]\n"
                "                 [--retries N] [--retry-delay S] [--retry-on EXC[,EXC]]...\n"
                "                 [--resource TYPE:ID[:MODE]]... [--tag T]... [--out VAR] [--cache]\n"
-               "                 [--watch PATH|env:NAME]...")
+               "                 [--watch PATH|env:NAME]... [--map [PARAM=]SOURCE]...\n"
+               "                 [--map-mode zip|product] [--max-parallel N] [--tolerate N|P%%]")
 
 
 def current_orchestrator() -> TaskOrchestrator:
@@ -209,6 +211,17 @@ class CodoMagics(Magics):
               help="a file (by its content) or environment variable (by its value) the cell "
               "reads: it counts in the fingerprint that decides what the journal restores; "
               "repeatable")
+    @argument("--map", action="append", default=[], metavar="[PARAM=]SOURCE",
+              help="run the cell once per item of SOURCE (a task's result, or a notebook "
+              "list), bound as 'item' (or PARAM) with its position as 'map_index'; repeat to "
+              "bind several, zipped; --after tasks then get a MapResult")
+    @argument("--map-mode", choices=("zip", "product"), default=None,
+              help="with several --map: zip them (default) or cross them (product)")
+    @argument("--max-parallel", type=int, default=None, metavar="N",
+              help="with --map: run at most N items at once")
+    @argument("--tolerate", metavar="N|P%", default=None,
+              help="with --map: the task still completes with up to N failed items (or P%% "
+              "of them); its MapResult holds the successful ones")
     @line_cell_magic
     def codo_task(self, line: str, cell: str | None = None) -> None:
         """Define a task whose body is this cell; its last expression is the task's result.
@@ -229,6 +242,8 @@ class CodoMagics(Magics):
                            retries=args.retries, retry_delay=args.retry_delay,
                            resources=args.resource, tags=args.tag, out=args.out,
                            cache=args.cache, trigger=args.trigger, watch=args.watch,
+                           map=args.map, map_mode=args.map_mode, tolerate=args.tolerate,
+                           max_parallel=args.max_parallel,
                            retry_on=[n.strip() for v in args.retry_on for n in v.split(",")
                                      if n.strip()])
         orch = self.orchestrator()
@@ -301,10 +316,10 @@ class CodoMagics(Magics):
             if summary:
                 print(f"codo_run: {summary}")
         orch.start_execution()
+        # With --side the view shows itself, and only its front end may say "in the side
+        # panel": it does once the panel is there (or shows the view inline and says why).
         shown = _side_panel(orch) if args.side else None
-        if shown:
-            print("codo_run: the live view is in the side panel")
-        elif shown is None:
+        if shown is None:
             view = _live_view(orch)
             if view is not None:
                 display(view)
@@ -424,14 +439,30 @@ class CodoMagics(Magics):
 
     @_plain_help
     @magic_arguments()
-    @argument("name", metavar="NAME", help="the task whose captured output to print")
+    @argument("name", metavar="NAME", help="the task whose captured output to print "
+              "(NAME[7]: item 7 of a mapped task)")
+    @argument("--map-index", type=int, default=None, metavar="I",
+              help="item I of the mapped task NAME (as NAME[I])")
     @line_magic
     def codo_logs(self, line: str) -> None:
         """Print what a task printed or logged, attempt by attempt (a running one: so far)."""
+        from ..core.item_views import parse_item_ref
+
         args = _parse(self.codo_logs, line)
         orch = self.orchestrator()
-        task = _find(orch, args.name, "codo_logs")
-        print(_logs_text(orch, args.name, task))
+        name, index = args.name, args.map_index
+        if index is None and orch.get_task(name) is None:
+            name, index = parse_item_ref(name)
+        task = _find(orch, name, "codo_logs")
+        if index is None:
+            print(_logs_text(orch, args.name, task))
+            return
+        from .logs_view import logs_text  # items: only the logs view knows them
+
+        try:
+            print(logs_text(orch, f"{task.id}[{index}]"))
+        except (KeyError, ValueError) as exc:
+            raise UsageError(f"%codo_logs: {exc.args[0] if exc.args else exc}") from None
 
     @_plain_help
     @magic_arguments()
@@ -693,8 +724,9 @@ def _live_view(orch: TaskOrchestrator) -> Any:
 
 
 def _side_panel(orch: TaskOrchestrator) -> bool | None:
-    """Show the live view in the side panel: True if it is there, False if the live view
-    fell back inline by itself (it says why), None if the caller must show it inline.
+    """Show the live view in the side panel: True if the front end has said it is there
+    already, False if the live view showed itself (it moves into the panel or says why it
+    stays inline), None if the caller must show it inline.
 
     ``live_view(side=True)`` shows the view (in the panel, or inline with a note).
     A live view without that keyword gets a one-line note here.
@@ -766,6 +798,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics.outs.detach()
     display_capture.uninstall(ipython)
     magics.cells.uninstall()
+    unname_cells(ipython)
     magics.name_errors.uninstall()
     for kind, names in CodoMagics.magics.items():
         for name in names:

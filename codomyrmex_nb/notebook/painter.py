@@ -21,10 +21,13 @@ from typing import Any, NamedTuple
 from ..core.events import Event
 from ..core.snapshot import Snapshot
 from . import drawing as drawing_mod
+from . import map_node
 from .drawing import INSTALL_HINT, DotMissing, Drawing, Look, group_look, task_look, tip_text
 from .grouping import Grouping, counts_line
 from .svg_patch import Template, base_style, lock_frame, style_frame, theme_css
-from .tracker import Tracker, is_structural
+from .tracker import ERRORED, Tracker, is_structural
+
+ENDED = (*ERRORED, "completed")
 
 XML_PROLOG = '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
 
@@ -85,7 +88,8 @@ class Painter:
         if tracker.unfinished:
             self._settled = False
         # Grouped, one snapshot when the run settles (its final critical path), none between.
-        refresh = (not self._settled and tracker.unfinished == 0) or (not grouped and (
+        refresh = tracker.stale_maps or (not self._settled and tracker.unfinished == 0) or (
+            not grouped and (
             tracker.finished_since_snapshot
             and time.monotonic() - self._last_full >= self.full_interval))
         if snapshot is None and refresh:
@@ -126,8 +130,9 @@ class Painter:
         run = tracker.started if tracker.unfinished and tracker.ended is None else None
         nodes = {}
         if self.grouping is None:
+            maps = self.drawing.maps if self.drawing is not None else {}
             for tid, since in tracker.running_since.items():
-                node = self._key_to_node.get(tid)
+                node = None if tid in maps else self._key_to_node.get(tid)  # counts, no clock
                 if node is not None:
                     nodes[node] = since
         return {"now": time.time(), "run": run, "nodes": nodes}
@@ -159,7 +164,7 @@ class Painter:
         retries, waiting, errors, names = (tracker.retries, tracker.waiting, tracker.errors,
                                            tracker.names)
         pairs = tracker.critical_pairs
-        rules = drawing.rules
+        rules, maps = drawing.rules, drawing.maps
         self.hot = {e for e, ps in drawing.edges.items() if any(p in pairs for p in ps)}
         looks = {}
         for n, k in drawing.nodes.items():
@@ -170,8 +175,19 @@ class Painter:
             tip = tip_text(names.get(k, k), state, error=errors.get(k), retries=tries,
                            waiting=wait, holders=tracker.holders(wait) if wait else (),
                            restored=restored, rule=rules.get(k))
-            looks[n] = task_look(state, runtimes.get(k), k in crit, tries, tip, restored)
+            look = task_look(state, runtimes.get(k), k in crit, tries, tip, restored)
+            if k in maps:
+                look = self._map_look(k, look)
+            looks[n] = look
         return looks
+
+    def _map_look(self, task_id: str, look: Look) -> Look:
+        """A mapped task's node: its items' counts as the suffix, their bar, and both in the
+        hover text (``map_node``)."""
+        tally = self.tracker.tallies.get(task_id)
+        known = tally if tally or look.state in ENDED else None
+        return look._replace(line2=map_node.suffix(known), bar=map_node.cells(known),
+                             tip=f"{look.tip}\n{map_node.tip(known)}")
 
     def _group_looks(self) -> dict[str, Look]:
         """Grouped: a group holding a task of the critical path is outlined in blue, and so is
@@ -216,7 +232,9 @@ class Painter:
         self._baked, self._baked_locks = looks, locks
         svg = self.template.render(looks, self.hot, css=self.grouping is None,
                                    provisional=self.tracker.provisional, lock_states=locks)
-        return f"<style>{base_style(self.scope)}</style><div class=\"{self.scope}\">{svg}</div>"
+        bars = map_node.bar_css({n: look.bar for n, look in looks.items() if look.bar})
+        return (f"<style>{base_style(self.scope)}\n{bars}</style>"
+                f'<div class="{self.scope}">{svg}</div>')
 
     def patch(self, looks: dict[str, Look]) -> dict[str, Any]:
         """What changed since the last whole SVG: CSS (colours, glyphs, lock edges) and texts."""
@@ -234,7 +252,10 @@ class Painter:
                 texts[node] = look.line2
         locks = {eid: state for eid, state in self.lock_states().items()
                  if self._baked_locks.get(eid, "") != state}
-        css = "\n".join(filter(None, (style_frame(repaint), lock_frame(locks))))
+        bars = {node: look.bar for node, look in looks.items()
+                if look.bar and (node not in baked or baked[node].bar != look.bar)}
+        css = "\n".join(filter(None, (style_frame(repaint), lock_frame(locks),
+                                       map_node.bar_css(bars))))
         return {"css": css, "tips": tips, "texts": texts}
 
     def style_rules(self, looks: dict[str, Look]) -> str:
@@ -252,12 +273,14 @@ class Painter:
 
     def static_html(self) -> str:
         """Summary line and drawing as plain HTML (no widget, no script): what a saved notebook,
-        nbconvert and GitHub show."""
+        nbconvert and GitHub show. The drawing is never in a scroll box of its own (its
+        bottom rows, often the critical path, would hide there): only wide ones scroll
+        sideways."""
         body = (self._render_static() if self.template is not None else
                 f'<div style="color:#c00">{self.note}</div>')
         return (f"<style>{theme_css(self.scope)}</style>"
                 f'<div class="{self.scope}">{self.header()}'
-                f'<div style="overflow:auto;max-height:75vh">{body}</div></div>')
+                f'<div style="overflow-x:auto;overflow-y:hidden">{body}</div></div>')
 
     def _render_static(self) -> str:
         assert self.template is not None

@@ -25,6 +25,7 @@ from html import escape
 
 from ..palette import CRITICAL, EDGE, HOLDING, NODE_STROKE, STATES, WAITING, fill_var, font_var
 from ..palette import theme_css as _theme_css
+from . import map_node
 from .drawing import FIGURE_SPACE, RESERVE, Look
 
 _GROUP = re.compile(r'<g id="([^"]+)" class="(node|edge)">(.*?)</g>', re.S)
@@ -103,6 +104,8 @@ class Template:
                 out[index] = glyph_tspans(look.glyph) if css else look.glyph
             elif field == "tip":
                 out[index] = escape(look.tip, quote=False)
+            elif field == "bar":
+                out[index] = map_node.bar_svg(look.bar)
             elif field == "suffix":
                 text = escape(look.line2, quote=False) or RESERVE
                 out[index] = f'<tspan class="s">{text}</tspan>' if css else text
@@ -172,6 +175,11 @@ def _cut_node(gid: str, body: str, parts: list[str], holes: list[Hole]) -> None:
         elif line == 1 and not task:
             parts.append(">")
             holes.append((len(parts), gid, "line2"))
+            parts.append(content)
+            parts.append("</text>")
+        elif task and content == map_node.BAR_TEXT:  # a mapped task's bar
+            parts.append(">")
+            holes.append((len(parts), gid, "bar"))
             parts.append(content)
             parts.append("</text>")
         else:

@@ -45,6 +45,10 @@ def _task_line(view: TaskView, width: int) -> str:
     took = "" if view.execution_time is None or not view.attempts else f"{view.execution_time:.2f}s"
     line = (f"  {glyph(view.state)} {view.name:<{width}}  {view.state:<15} "
             f"{len(view.attempts):>2} att  {took:>8}")
+    if view.map_tally is not None:  # a mapped task: its items' counts, as its node shows them
+        from .map_node import suffix
+
+        line += "  " + suffix(view.map_tally or (None if not view.status.is_terminal else {}))
     if view.error_message and view.status.is_terminal and not view.success:
         message = view.error_message.splitlines()[0] if view.error_message else ""
         line += f"  {view.error_type}: {message[:80]}"

@@ -13,6 +13,12 @@ for KEY`` events) and who holds it, error messages. It also counts runs: a
 run opens when work appears after everything had ended (``%codo_run``, a
 ``rerun``, tasks added) and settles when every task has ended again; the
 header's elapsed time and throughput are those of the current run only.
+
+A mapped task's items are not tasks here (the header counts tasks): their
+``item`` events move the task's counts by state (``tallies``), which its node
+shows as a bar and counts. An item event whose task is unknown or was not
+expanded at the last snapshot changes nothing but asks for a snapshot
+(``stale_maps``), which brings the new counts.
 """
 
 from __future__ import annotations
@@ -91,6 +97,9 @@ class Tracker:
         self.run_number: Callable[[], int | None] | None = None
         self.restored: set[str] = set()  # tasks whose result came back from the journal
         self.running_since: dict[str, float] = {}  # running task id -> its attempt's start
+        #: mapped task id -> its items by state (``map_tally``), kept current by item events
+        self.tallies: dict[str, Counter[str]] = {}
+        self.stale_maps = False  # an item event came for a map this mirror has no counts of
 
     def reset(self, snap: Snapshot, grouping: Grouping | None) -> None:
         """Take every state, run time and timing from ``snap``."""
@@ -106,6 +115,8 @@ class Tracker:
         self.claims = {t.id: tuple(k for k, _ in t.resources) for t in snap.tasks if t.resources}
         self.errors = {t.id: t.error_message for t in snap.tasks
                        if t.error_message and t.state in ERRORED}
+        self.tallies = {t.id: Counter(t.map_tally) for t in snap.tasks if t.map_tally is not None}
+        self.stale_maps = False
         path, self.provisional = critical_estimate(snap)  # grouped too: groups show it
         self.critical, self.critical_pairs = set(path), set(zip(path, path[1:], strict=False))
         self.counts = Counter(self.states.values())
@@ -162,6 +173,8 @@ class Tracker:
         changed, last = self.changed, None
         for ev in events:
             if ev.kind != "status" or (ev.seq is not None and ev.seq <= since):
+                if ev.kind == "item" and (ev.seq is None or ev.seq > since):
+                    self._item(ev)
                 continue
             tid = ev.task_id
             old = states.get(tid)  # type: ignore[arg-type]
@@ -213,6 +226,26 @@ class Tracker:
         elif self._open:
             self._open = False
             self.ended = last or time.time()
+
+    def _item(self, ev: Event) -> None:
+        """An item changed state: move its map's counts (never raises on an unknown id)."""
+        tid = ev.task_id or ""
+        cut = tid.rfind("[")
+        if cut <= 0:
+            return
+        parent = tid[:cut]
+        tally = self.tallies.get(parent)
+        if not tally:  # a task this mirror does not know (or not a map), or not expanded
+            self.stale_maps = self.stale_maps or tally is not None
+            return
+        old = ev.previous.value if ev.previous is not None else "pending"
+        new = ev.status.value if ev.status is not None else "removed"
+        if tally[old] <= 0:  # counts from before this event's map was re-expanded
+            self.stale_maps = True
+            return
+        tally[old] -= 1
+        tally[new] += 1
+        self.changed.add(parent if self.group_of is None else self.group_of.get(parent, parent))
 
     # -- who holds what ------------------------------------------------------------------
     def holders(self, key: str) -> tuple[str, ...]:

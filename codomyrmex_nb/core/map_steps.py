@@ -1,0 +1,413 @@
+"""The scheduler's steps for mapped tasks (a mixin of ``Scheduler``; see ``mapping``).
+
+A mapped record runs in three phases, each a transition of the record itself:
+
+1. **expand** (READY -> RUNNING on a worker, like an attempt): the worker reads the
+   sources and returns a ``mapping.Plan``; ``_expanded`` installs it and the
+   record stays RUNNING while its items run. A *chained* map (mapped over a mapped
+   task) skips this: it starts when its source expanded and takes item *i* as soon
+   as the source's item *i* completed.
+2. **items**: the record sits in the ready heap as a *cursor* while it has items to
+   hand out; ``next_ticket`` pops it and ``_take_item`` makes the next item's light
+   record (None -> READY), pushing the cursor back if more may go. From then on an
+   item is a record like any other for dispatch, resources, timeouts, retries and
+   cancel; its transitions count in the map's own counts, not the task counts.
+3. **collect**: when the last item ended, the record ends COMPLETED with a
+   ``MapResult`` (failures within ``tolerate``) or FAILED (its result data still
+   the ``MapResult``), and its dependents are readied or skipped as for any task.
+
+Everything here runs under the engine lock, like the rest of the scheduler.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+from .exceptions import TaskCancelledError, UpstreamFailedError
+from .mapping import MapResult, Plan, combined_fingerprint
+from .model import TaskStatus
+
+S = TaskStatus
+_ENDED_OK = S.COMPLETED
+
+
+class MapItemsFailed(Exception):
+    """More items of a mapped task failed than it tolerates."""
+
+
+class MapSteps:
+    """Mixed into ``Scheduler``: everything that concerns items."""
+
+    # -- finding ---------------------------------------------------------------------------
+    def known(self, rec: Any) -> bool:
+        """Is ``rec`` (a task or an item) still the scheduler's?"""
+        parent = rec.parent
+        if parent is None:
+            return self.records.get(rec.id) is rec
+        items = parent.mapping.items
+        return self.records.get(parent.id) is parent and rec.index < len(items) \
+            and items[rec.index] is rec
+
+    def item(self, rec: Any, index: int) -> Any:
+        """Item ``index`` of mapped record ``rec`` (made now if not dispatched yet, so it can
+        be cancelled); raises ``LookupError`` with the reason."""
+        m = rec.mapping
+        if m is None:
+            raise LookupError(f"task {rec.name!r} is not mapped; drop map_index")
+        if not m.expanded:
+            raise LookupError(f"task {rec.name!r} has not expanded yet (its items are known once "
+                              "its sources completed)")
+        if not 0 <= index < m.n:
+            raise LookupError(f"task {rec.name!r} has {m.n} items; map_index {index} is out of "
+                              "range")
+        return m.items[index]
+
+    # -- phase 1: expansion ----------------------------------------------------------------
+    def _expanded(self, rec: Any, plan: Plan, now: float) -> None:
+        """The worker read the sources: install the items and let them run."""
+        m = rec.mapping
+        m.plan, m.n = plan, plan.n
+        m.items = [None] * plan.n
+        m.counts = dict.fromkeys(S, 0)
+        self._map_started(rec, now)
+
+    def _map_started(self, rec: Any, now: float) -> None:
+        m = rec.mapping
+        for down in rec.downs:  # maps chained on this one start now, item by item
+            if down.mapping is not None and down.status is S.PENDING and self._chains_on(down, rec):
+                self._start_chained(down, rec, now)
+        if m.finished():
+            self._map_done(rec, now)
+        elif m.can_dispatch():
+            self._push_map(rec)
+
+    def _chains_on(self, down: Any, source: Any) -> bool:
+        """``down`` is mapped over ``source``'s items alone, and every other upstream task of
+        it completed: it can take item *i* as soon as the source's item *i* completed."""
+        if down.rule is not None or down.retry_token is not None:
+            return False
+        spec = down.mapping.spec
+        if len(spec.bindings) != 1:
+            return False
+        (ref,) = spec.bindings.values()
+        if isinstance(ref, list) or source_record(down, ref) is not source:
+            return False
+        return all(up is source or up.status is S.COMPLETED for up in down.ups)
+
+    def _start_chained(self, rec: Any, source: Any, now: float) -> None:
+        m, sm = rec.mapping, source.mapping
+        m.source, m.n = source, sm.n
+        m.items = [None] * m.n
+        m.counts = dict.fromkeys(S, 0)
+        if rec not in sm.chained:
+            sm.chained.append(rec)
+        rec.ready_at = rec.started_at = now
+        rec.wait_dependencies = now - (rec.queued_at or now)
+        rec.runnable_since = now
+        self._move(rec, S.READY, "chained")
+        self._move(rec, S.RUNNING, f"{m.n} items, item by item after {source.name!r}")
+        for i, item in enumerate(sm.items):  # items of the source that completed already
+            if item is not None and item.status is _ENDED_OK:
+                m.ready.append(i)
+        if sm.closing or source.status.is_terminal:
+            m.source_ended = True
+        self._map_started(rec, now)
+
+    def _try_chain(self, rec: Any, now: float) -> None:
+        """A mapped record just settled, waiting: chain it on its source if that map runs."""
+        (ref,) = rec.mapping.spec.bindings.values() if len(rec.mapping.spec.bindings) == 1 \
+            else (None,)
+        source = None if ref is None or isinstance(ref, list) else source_record(rec, ref)
+        if source is not None and source.mapping is not None and source.status is S.RUNNING \
+                and source.mapping.expanded and not source.mapping.closing \
+                and self._chains_on(rec, source):
+            self._start_chained(rec, source, now)
+
+    # -- phase 2: items -----------------------------------------------------------------------
+    def _push_map(self, rec: Any) -> None:
+        """Queue the mapped record as a cursor on its items (once). A chained map goes ahead
+        of its source among equals, so its items follow theirs depth first."""
+        m = rec.mapping
+        if m.in_heap:
+            return
+        m.in_heap = True
+        depth = 0
+        source = m.source
+        while source is not None:
+            depth += 1
+            source = source.mapping.source
+        token = rec.heap_token = next(self._tokens)
+        heapq.heappush(self._heap, (rec.prio, -(rec.critical + 1_000_000 * depth), rec.order,
+                                    token, rec))
+        self._ready_live += 1
+
+    def _take_item(self, rec: Any) -> Any:
+        """Under ``next_ticket``: make the mapped record's next item READY (None if none)."""
+        m = rec.mapping
+        m.in_heap = False
+        if not m.can_dispatch() or m.closing:
+            return None
+        while m.ready and m.items[m.ready[0]] is not None:  # cancelled by index already
+            m.ready.popleft()
+        if m.ready:
+            index = m.ready.popleft()
+        elif m.source is not None:  # chained: only items whose source item completed
+            if m.finished():  # what was queued had been cancelled meanwhile: it is over
+                self._map_done(rec, self._now())
+            return None
+        else:
+            m.advance()
+            if m.next >= m.n:
+                if m.finished():
+                    self._map_done(rec, self._now())
+                return None
+            index = m.next
+            m.next += 1
+        item = self._make_item(rec, index)
+        if m.can_dispatch():
+            self._push_map(rec)
+        return item
+
+    def take_item(self, rec: Any) -> Any:
+        """Under the lock: a ticket for mapped record ``rec``'s next item while its cursor is
+        still the best ready entry (no granted ticket, nothing of higher priority), else None.
+        A worker takes the items of a tiny-item map this way, several at once."""
+        heap = self._heap
+        if self._granted or not heap:
+            return None
+        entry = heap[0]
+        if entry[4] is not rec or entry[3] != rec.heap_token:
+            return None
+        heapq.heappop(heap)
+        rec.heap_token = -1
+        self._ready_live -= 1
+        item = self._take_item(rec)  # pushes the cursor back while more may go
+        return None if item is None else self._new_ticket(item)
+
+    def begin_now(self, ticket: Any) -> None:
+        """Under the lock: an item taken in a batch begins now, after the items before it;
+        its attempt starts (and its wait for a worker ends) now, not when it was taken."""
+        if ticket.abandoned:
+            return
+        now = self._now()
+        item, attempt = ticket.rec, ticket.attempt
+        item.wait_worker += now - attempt.started_at
+        item.started_at = attempt.started_at = now
+        item.view = None
+
+    def _make_item(self, rec: Any, index: int) -> Any:
+        m = rec.mapping
+        item = self.item_record(rec, index, rec.order)
+        m.items[index] = item
+        m.live += 1
+        now = self._now()
+        item.queued_at = item.ready_at = item.runnable_since = now
+        self._move(item, S.READY)
+        return item
+
+    def _item_ended(self, item: Any, now: float) -> None:
+        """An item reached a terminal state: chained items follow, the map may be done."""
+        rec = item.parent
+        m = rec.mapping
+        m.live -= 1
+        m.advance()
+        ok = item.status is _ENDED_OK
+        for down in m.chained:
+            dm = down.mapping
+            if ok and not dm.closing and dm.items[item.index] is None:
+                dm.ready.append(item.index)
+                if dm.can_dispatch():
+                    self._push_map(down)
+        if m.closing:
+            return
+        if m.finished():
+            self._map_done(rec, now)
+        elif m.can_dispatch():
+            self._push_map(rec)
+
+    def item_restored(self, item: Any, when: float, source: str) -> None:
+        """The item just completed with a result read back from the journal, not run."""
+        item.restored = when
+        if item.result is not None:
+            item.result.metadata.update(restored=True, restored_from=source, recorded_at=when)
+
+    # -- phase 3: collect -------------------------------------------------------------------
+    def map_result(self, rec: Any) -> MapResult:
+        """The mapped record's items as they stand."""
+        m = rec.mapping
+        done: list[tuple[int, Any]] = []
+        failed: dict[int, Any] = {}
+        for i, item in enumerate(m.items):
+            if item is None:
+                continue
+            status = item.status
+            if status is _ENDED_OK:
+                done.append((i, item.result))  # read (back) on first use, not under the lock
+            elif status is S.FAILED or status is S.CANCELLED:
+                res = item.result
+                failed[i] = (res.exception or res.error_message) if res is not None else status.value
+        return MapResult(None, failed, [m.state_of(i) for i in range(m.n)], rec.name, done)
+
+    def _map_done(self, rec: Any, now: float) -> None:
+        """Every item ended: the record completes (failures within ``tolerate``) or fails."""
+        m = rec.mapping
+        result = self.map_result(rec)
+        m.source_ended = True
+        bad = len(result.failed)
+        allowed = m.spec.allowed_failures(m.n)
+        source = m.source
+        upstream_bad = source is not None and source.status is not S.COMPLETED
+        elapsed = now - (rec.started_at or now)
+        if bad <= allowed and not upstream_bad:
+            rec.fingerprint = self._map_fingerprint(rec)
+            rec.result = self._result(rec, True, elapsed, None, data=result,
+                                      items=m.n, items_failed=bad)
+            self._ended(rec, S.COMPLETED, now, f"{len(result)} of {m.n} items")
+            self._source_over(rec, now)
+            self._completed_upstream(rec, now)
+            return
+        if upstream_bad:
+            error: BaseException = UpstreamFailedError(
+                f"mapped task {rec.name!r} stopped: the map it follows, {source.name!r}, "
+                f"{source.status.value}")
+            kind = "UpstreamFailedError"
+        else:
+            first = min(result.failed)
+            error = MapItemsFailed(
+                f"{bad} of {m.n} items of {rec.name!r} failed (tolerated: {allowed}); first: "
+                f"[{first}] {result.failed[first]!r}. Their details: "
+                f"get_task_result({rec.name!r}, map_index={first}); tolerate more with "
+                "tolerate=N or '10%'")
+            kind = "MapItemsFailed"
+        rec.result = self._result(rec, False, elapsed, None, data=result, error=error,
+                                  error_type=kind, items=m.n, items_failed=bad)
+        self._ended(rec, S.FAILED, now, f"{bad} of {m.n} items failed")
+        self._skip_downstream(rec, now)
+        self._source_over(rec, now)
+
+    def _map_fingerprint(self, rec: Any) -> str | None:
+        """What tasks downstream see of the map: its items' fingerprints, in order (None while
+        the journal gave them none)."""
+        m = rec.mapping
+        if m.base_fp is None:
+            return None
+        return combined_fingerprint(m.base_fp, (None if i is None else i.fingerprint
+                                                for i in m.items))
+
+    def _source_over(self, rec: Any, now: float) -> None:
+        """``rec`` (a map) ended without completing: maps chained on it get no more items."""
+        for down in rec.mapping.chained:
+            dm = down.mapping
+            if not dm.source_ended:
+                dm.source_ended = True
+                if dm.finished() and down.status is S.RUNNING:
+                    self._map_done(down, now)
+
+    # -- cancelling and re-queueing ------------------------------------------------------------
+    def _close_map(self, rec: Any, why: str = "cancelled") -> None:
+        """Stop a mapped record's items: those in flight are cancelled (``why``) and the
+        undispatched never run. The record's own state is the caller's to change."""
+        m = rec.mapping
+        if m.closing or not m.items:
+            m.closing = True
+            return
+        m.closing = True
+        m.ready.clear()
+        err = TaskCancelledError(f"task {rec.name!r} was {why}")
+        for item in m.items:
+            if item is not None and not item.status.is_terminal:
+                self._cancel_now(item, err)
+        now = self._now()
+        for down in m.chained:
+            if not down.mapping.source_ended:
+                down.mapping.source_ended = True
+                if down.status is S.RUNNING and down.mapping.finished():
+                    self._map_done(down, now)
+
+    def _forget_items(self, rec: Any) -> None:
+        """The map's items are about to be dropped (re-queued, removed): their retries no
+        longer count in the totals."""
+        m = rec.mapping
+        self.retries -= sum(i.retry_count for i in m.items if i is not None)
+        source = m.source
+        if source is not None and source.mapping is not None and rec in source.mapping.chained:
+            source.mapping.chained.remove(rec)  # its source no longer feeds it
+
+    def cancel_item(self, rec: Any, index: int) -> bool:
+        """Cancel one item (made now if it was not dispatched yet); False if it ended."""
+        item = self.item(rec, index)
+        if item is None:
+            if rec.status.is_terminal or rec.mapping.closing:
+                return False
+            item = self._make_item(rec, index)
+        if item.status.is_terminal:
+            return False
+        self._cancel_now(item, TaskCancelledError(f"item {item.name!r} was cancelled"))
+        if rec.mapping.finished() and rec.status is S.RUNNING:
+            self._map_done(rec, self._now())
+        return True
+
+    def rerun_items(self, rec: Any, indices: list[int]) -> None:
+        """Run these items of an ended map again (and everything downstream of the map)."""
+        m = rec.mapping
+        source = m.source
+        if source is not None:  # chained: an item runs again only after its source item
+            if source.status is not S.COMPLETED:
+                raise ValueError(f"{rec.name!r} follows {source.name!r} item by item, and "
+                                 f"{source.name!r} did not complete; rerun {source.name!r}")
+            done = source.mapping.items
+            indices = [i for i in indices if done[i] is not None and done[i].status is _ENDED_OK]
+        now = self._now()
+        chain = self.descendants(rec)
+        for down in chain:
+            if down.mapping is not None and down.mapping.source is rec:
+                raise ValueError(f"{down.name!r} is mapped item by item over {rec.name!r}; rerun "
+                                 f"{rec.name!r} whole (rerun({rec.name!r}))")
+        fresh = self._requeue_recs(chain, now)
+        for i in indices:
+            item = m.items[i]
+            if item is not None:
+                m.counts[item.status] -= 1
+                m.items[i] = None
+                self.retries -= item.retry_count
+            m.ready.append(i)
+        m.closing = m.in_heap = False
+        m.next = m.n
+        if rec.counted_time is not None:
+            self.run_time_total -= rec.counted_time
+            self.run_time_n -= 1
+            rec.counted_time = None
+        rec.result = None
+        rec.completed_at = None
+        rec.fingerprint = None
+        self._move(rec, S.PENDING, "requeued")
+        self._move(rec, S.READY, "requeued items")
+        self._move(rec, S.RUNNING, f"{len(indices)} items again")
+        self.structure_version += 1
+        self._settle_all(fresh, now)  # they wait for the map again
+        if m.finished():  # nothing failed: it ends again at once, and its dependents run
+            self._map_done(rec, now)
+        elif m.can_dispatch():
+            self._push_map(rec)
+
+
+def item_binding(item: Any) -> dict[str, Any]:
+    """The keyword values of one item, read in its worker (outside the engine lock: a chained
+    item's source item completed and cannot change while this one runs)."""
+    m = item.parent.mapping
+    if m.source is not None:
+        (name,) = m.spec.bindings
+        return {name: m.source.mapping.items[item.index].result.read_data()}
+    return m.plan.binding(item.index)
+
+
+def source_record(rec: Any, ref: Any) -> Any:
+    """The upstream record a map binding names (a Task, an id or a name) among ``rec.ups``."""
+    for up in rec.ups:
+        if up.task is ref or up.id == ref:
+            return up
+    for up in reversed(rec.ups):
+        if up.name == ref:
+            return up
+    return None

@@ -1,0 +1,407 @@
+"""Map: one task run once per item of a list, an upstream result, or several of them.
+
+A mapped task (``create_task(..., map="numbers")``) is one record in the scheduler
+with a ``MapState``; its items are *light records* (``ItemRecord``) made only when
+an item is dispatched, so a pending item costs a slot in a list (and its value,
+which its source holds anyway). This module holds the pure parts: the definition
+(``MapSpec``, checked when the task is built), the expansion of the sources into
+items (``expand``, run by a worker outside the engine lock: an iterator is read
+once there, and a bad source fails the task with a message saying what to do),
+the per-map bookkeeping (``MapState``) and what a downstream task receives
+(``MapResult``). The scheduler moves items through its one transition function.
+
+Decisions (where the issue is silent):
+
+- ``map="name"`` (or a Task) binds the keyword ``item``; ``map=[...]`` is a literal
+  list bound to ``item``; ``map={"x": ..., "y": ...}`` binds several, zipped (equal
+  lengths) or crossed (``map_mode="product"``, the last parameter varies fastest).
+- A dict source is mapped over its ``(key, value)`` pairs; a string, bytes or a
+  DataFrame is refused (the message names what to map over instead).
+- An upstream ``MapResult`` is mapped over its successful values in ``map_index``
+  order, unless the map is *chained* (the source is itself mapped and this task has
+  no other mapped source): then item *i* runs as soon as the source's item *i*
+  completed, and an item whose source item did not complete is ``skipped`` and does
+  not count against ``tolerate`` (the source map already counted it).
+- ``tolerate``: a count (``2``) or a share (``"10%"`` of the items, rounded down).
+  Items that failed or were cancelled count; the map then completes with the
+  successful values. Above it the map fails, and its result still holds the
+  ``MapResult`` (``get_task_result(name).data``) so partial results are never lost.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+MODES = ("zip", "product")
+ITEM = "item"  # the keyword a single source binds
+INDEX = "map_index"  # passed where the function takes it (bound in a cell)
+_SEP = "["  # item ids are "<task id>[<index>]": never in a task id (hex) or a name's id
+
+
+class MapSpec:
+    """A mapped task's definition: which parameters take which source, and how.
+
+    ``bindings`` maps a parameter name to a task reference (name, id or Task) or a
+    literal list; ``tolerate`` is (count or None, share or None).
+    """
+
+    __slots__ = ("bindings", "mode", "tolerate", "max_parallel")
+
+    def __init__(self, bindings: dict[str, Any], mode: str = "zip",
+                 tolerate: tuple[int | None, float | None] = (0, None),
+                 max_parallel: int | None = None) -> None:
+        self.bindings, self.mode = bindings, mode
+        self.tolerate, self.max_parallel = tolerate, max_parallel
+
+    def sources(self) -> list[Any]:
+        """The task references among the bindings (they are dependencies of the task)."""
+        return [v for v in self.bindings.values() if not isinstance(v, list)]
+
+    def allowed_failures(self, n: int) -> int:
+        count, share = self.tolerate
+        if share is not None:
+            return math.floor(share * n + 1e-9)
+        return count or 0
+
+    def __repr__(self) -> str:
+        shown = {k: (f"[{len(v)} items]" if isinstance(v, list) else v)
+                 for k, v in self.bindings.items()}
+        return f"MapSpec({shown}, mode={self.mode!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MapSpec):
+            return NotImplemented
+        return (self.bindings, self.mode, self.tolerate, self.max_parallel) == \
+            (other.bindings, other.mode, other.tolerate, other.max_parallel)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _is_ref(value: Any) -> bool:
+    from .model import Task
+    return isinstance(value, str | Task)
+
+
+def _literal(name: str, value: Any) -> list[Any]:
+    problem = refused(value)
+    if problem is not None:
+        raise ValueError(f"map: {name!r} {problem}")
+    if isinstance(value, Mapping):
+        return list(value.items())
+    try:
+        return list(value)
+    except TypeError:
+        raise ValueError(f"map: {name!r} must be a task name, a Task or a list of items, got "
+                         f"{type(value).__name__}; wrap one value in a list: [value]") from None
+
+
+def check_spec(map: Any, map_mode: str = "zip", tolerate: Any = 0,  # noqa: A002
+               max_parallel: Any = None) -> MapSpec | None:
+    """The checked ``MapSpec`` of ``create_task``'s map arguments (None: not mapped).
+
+    Raises ``ValueError`` naming the bad argument and the fix; nothing is kept.
+    """
+    if map is None:
+        if map_mode != "zip" or tolerate not in (0, None) or max_parallel is not None:
+            raise ValueError("map_mode, tolerate and max_parallel apply to mapped tasks only; "
+                             "add map=<source> or drop them")
+        return None
+    if isinstance(map, Mapping) and not _is_ref(map):
+        if not map:
+            raise ValueError("map={} binds nothing; give {'param': source}")
+        bindings: dict[str, Any] = {}
+        for key, value in map.items():
+            if not isinstance(key, str) or not key.isidentifier() or key == "upstream":
+                raise ValueError(f"map: {key!r} must be a parameter name (an identifier, "
+                                 "not 'upstream')")
+            bindings[key] = value if _is_ref(value) else _literal(key, value)
+    elif _is_ref(map):
+        bindings = {ITEM: map}
+    else:
+        bindings = {ITEM: _literal(ITEM, map)}
+    if map_mode not in MODES:
+        raise ValueError(f"map_mode must be 'zip' or 'product', got {map_mode!r}")
+    return MapSpec(bindings, map_mode, check_tolerate(tolerate),
+                   _check_parallel(max_parallel))
+
+
+def check_tolerate(value: Any) -> tuple[int | None, float | None]:
+    """``2`` (items) or ``"10%"`` (of the items) -> (count, share)."""
+    if value is None:
+        return 0, None
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            share = float(value.strip()[:-1]) / 100
+        except ValueError:
+            share = -1.0
+        if not 0 <= share <= 1:
+            raise ValueError(f"tolerate must be a count or a share such as '10%', got {value!r}")
+        return None, share
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"tolerate must be a count >= 0 or a share such as '10%', got {value!r}")
+    return value, None
+
+
+def _check_parallel(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_parallel must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def refused(value: Any) -> str | None:
+    """Why ``value`` cannot be mapped over (None: it can)."""
+    kind = type(value)
+    module = getattr(kind, "__module__", "") or ""
+    if module.startswith("pandas") and kind.__name__ == "DataFrame":
+        return ("is a DataFrame: map over df.itertuples(), df.to_dict('records') or a column "
+                "(df['col'])")
+    if isinstance(value, str | bytes | bytearray):
+        return f"is a {kind.__name__}, one value, not a list of items: wrap it as [value]"
+    return None
+
+
+class Plan:
+    """The items of one expansion: a column of values per bound parameter."""
+
+    __slots__ = ("names", "columns", "mode", "n")
+
+    def __init__(self, names: tuple[str, ...], columns: list[Sequence[Any]], mode: str) -> None:
+        self.names, self.columns, self.mode = names, columns, mode
+        self.n = math.prod(len(c) for c in columns) if mode == "product" else \
+            (len(columns[0]) if columns else 0)
+
+    def binding(self, index: int) -> dict[str, Any]:
+        """The keyword values of item ``index``."""
+        if self.mode == "product":
+            values = []
+            for column in reversed(self.columns):
+                index, at = divmod(index, len(column))
+                values.append(column[at])
+            values.reverse()
+            return dict(zip(self.names, values, strict=True))
+        if len(self.columns) == 1:  # one source (most maps): no zip
+            return {self.names[0]: self.columns[0][index]}
+        return {name: column[index] for name, column in zip(self.names, self.columns, strict=True)}
+
+
+def as_items(name: str, value: Any) -> list[Any]:
+    """An upstream result as a list of items (an iterator is read once); raises
+    ``ValueError`` for what cannot be mapped over."""
+    if isinstance(value, MapResult):
+        return list(value)
+    problem = refused(value)
+    if problem is not None:
+        raise ValueError(f"cannot map over {name!r}: it {problem}")
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, list):
+        return value
+    if isinstance(value, Iterable):
+        return list(value)
+    raise ValueError(f"cannot map over {name!r}: its result is a {type(value).__name__}, not a "
+                     "list, tuple, range, set or other iterable; return a list of items")
+
+
+def expand(names: tuple[str, ...], sources: list[Any], labels: list[str], mode: str) -> Plan:
+    """Items from each bound source (already read: literal lists or upstream results)."""
+    columns = [as_items(label, src) for label, src in zip(labels, sources, strict=True)]
+    if mode == "zip" and len({len(c) for c in columns}) > 1:
+        lengths = ", ".join(f"{label!r} has {len(c)}" for label, c in zip(labels, columns,
+                                                                           strict=True))
+        raise ValueError(f"map_mode='zip' needs sources of equal length: {lengths}; shorten one "
+                         "or use map_mode='product'")
+    return Plan(names, columns, mode)
+
+
+def item_id(task_id: str, index: int) -> str:
+    return f"{task_id}{_SEP}{index}]"
+
+
+def is_item_id(task_id: str) -> bool:
+    return _SEP in task_id
+
+
+def item_fingerprint(base: str, binding: Mapping[str, Any], index: int | None) -> str:
+    """An item's fingerprint: the map's base and the item's content (its index only when the
+    function reads ``map_index``), so inserting an item invalidates no other."""
+    parts = [base]
+    for name, value in binding.items():
+        kind = type(value)
+        if kind is int or kind is str or kind is float or kind is bool or value is None:
+            parts.append(f"{name}={kind.__name__}:{value!r}")  # plain values: their repr
+        else:
+            parts.append(f"{name}#{_value_digest()(value)}")
+    if index is not None:
+        parts.append(f"map_index={index}")
+    return hashlib.sha256(";".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@functools.cache
+def _value_digest() -> Any:
+    """``fingerprint.value_digest``, imported once (fingerprint imports model, which imports
+    us; an import statement per item cost as much as the item's hash)."""
+    from .fingerprint import value_digest
+    return value_digest
+
+
+def combined_fingerprint(base: str, item_fps: Iterable[str | None]) -> str:
+    """A finished map's fingerprint for tasks downstream: its items', in order."""
+    h = hashlib.sha256(b"codo-map-1;" + base.encode())
+    for fp in item_fps:
+        if not fp:
+            return ""
+        h.update(fp.encode())
+    return h.hexdigest()
+
+
+class MapResult(Sequence[Any]):
+    """What a task downstream of a mapped task receives: the successful items' values in
+    ``map_index`` order. ``by_index`` maps each successful ``map_index`` to its value
+    (positions shift after a tolerated failure), ``failed`` maps ``map_index`` to the
+    exception (or its message), ``states`` lists every item's final state.
+
+    Built under the engine lock from the items' results without reading them: a result the
+    memory budget dropped is read back on first use, by whoever uses it (``results`` holds
+    ``(map_index, TaskResult)`` pairs until then).
+    """
+
+    __slots__ = ("_values", "_by_index", "_results", "failed", "states", "task")
+
+    def __init__(self, by_index: dict[int, Any] | None, failed: dict[int, Any],
+                 states: list[str], task: str = "",
+                 results: list[tuple[int, Any]] | None = None) -> None:
+        self.failed, self.states, self.task = failed, states, task
+        self._by_index = by_index
+        self._results = results
+        self._values: list[Any] | None = None if by_index is None else list(by_index.values())
+
+    @property
+    def by_index(self) -> dict[int, Any]:
+        if self._by_index is None:
+            self._by_index = {i: r.read_data() for i, r in self._results or ()}
+            self._results = None
+        return self._by_index
+
+    @property
+    def _list(self) -> list[Any]:
+        values = self._values
+        if values is None:
+            values = self._values = list(self.by_index.values())
+        return values
+
+    def __len__(self) -> int:
+        if self._values is None and self._results is not None:
+            return len(self._results)
+        return len(self._list)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._list[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._list)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MapResult):
+            return self.by_index == other.by_index and self.failed.keys() == other.failed.keys()
+        if isinstance(other, list | tuple):
+            return self._list == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        n = len(self.states)
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        values = self._list
+        shown = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        return f"MapResult([{shown}], {len(values)} of {n} items{failed})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return MapResult, (self.by_index, self.failed, self.states, self.task)
+
+
+class MapState:
+    """One mapped record's items while it runs and after (scheduler-owned)."""
+
+    __slots__ = ("spec", "plan", "n", "next", "ready", "items", "live", "counts", "source",
+                 "chained", "source_ended", "closing", "base_fp", "in_heap", "fps")
+
+    def __init__(self, spec: MapSpec) -> None:
+        self.spec = spec
+        self.reset()
+
+    def reset(self) -> None:
+        self.plan: Plan | None = None
+        self.n = 0
+        self.next = 0  # the next fresh index (not chained)
+        self.ready: deque[int] = deque()  # indices to dispatch first (chained, rerun)
+        self.items: list[Any] = []
+        self.live = 0  # items made and not ended
+        self.counts: dict[Any, int] = {}
+        self.source: Any = None  # the mapped record this one is chained on
+        self.chained: list[Any] = []  # mapped records chained on this one
+        self.source_ended = False
+        self.closing = False
+        self.base_fp: str | None = None  # the fingerprint of all but its items (journal)
+        self.fps: list[str] | None = None  # item fingerprints made at expansion (journal)
+        self.in_heap = False
+
+    @property
+    def expanded(self) -> bool:
+        return self.plan is not None or self.source is not None
+
+    def advance(self) -> None:
+        """Move the fresh-item cursor past items made out of turn (cancelled by index)."""
+        items, n = self.items, self.n
+        while self.next < n and items[self.next] is not None:
+            self.next += 1
+
+    def fresh_left(self) -> bool:
+        return bool(self.ready) or (self.source is None and self.next < self.n)
+
+    def can_dispatch(self) -> bool:
+        limit = self.spec.max_parallel
+        return self.fresh_left() and (limit is None or self.live < limit)
+
+    def finished(self) -> bool:
+        """Every item ended (chained: and the source map ended, so none will come)."""
+        if self.live or self.ready:
+            return False
+        return self.source_ended if self.source is not None else self.next >= self.n
+
+    def state_of(self, index: int) -> str:
+        rec = self.items[index] if index < len(self.items) else None
+        if rec is not None:
+            return rec.status.value if rec.status is not None else "removed"
+        return self._unmade_state()
+
+    def _unmade_state(self) -> str:
+        """The state of an item never dispatched."""
+        if self.source is not None:
+            return "skipped" if self.source_ended or self.closing else "pending"
+        return "cancelled" if self.closing else "pending"
+
+    def tally(self) -> dict[str, int]:
+        """Items by state (pending ones included), for views and frames."""
+        out: dict[str, int] = {}
+        made = 0
+        for status, count in self.counts.items():
+            if count:
+                out[status.value] = out.get(status.value, 0) + count
+                made += count
+        rest = self.n - made
+        if rest > 0:
+            key = self._unmade_state()
+            out[key] = out.get(key, 0) + rest
+        return out
