@@ -158,14 +158,18 @@ if __name__ == "__main__":
         restored = [t.name for t in orch.list_tasks() if t.status is TaskStatus.COMPLETED]
         summary = orch.restored_summary()
         orch.start_execution()
+        began = time.monotonic()
         ok = orch.wait_for_completion(60)
         if mode == "finish-rerun":
             orch.rerun("count")
             orch.wait_for_completion(60)
+        waited = time.monotonic() - began
         out = {"ok": ok, "restored_at_definition": restored, "summary": summary,
-               "results": {t.name: jsonable(t.result.data) for t in orch.list_tasks()},
+               "results": {t.name: jsonable(t.result.data) if t.result is not None else
+                           f"<no result: {t.status.value} after {waited:.1f} s>"
+                           for t in orch.list_tasks()},
                "restored": sorted(t.name for t in orch.list_tasks()
-                                  if t.result.metadata.get("restored")),
+                                  if t.result is not None and t.result.metadata.get("restored")),
                "attempts": {t.name: len(t.attempts) for t in orch.list_tasks()}}
         orch.stop_execution()
         out["history"] = [[int(r), s] for r, s in zip(orch.history()["run"],
