@@ -26,12 +26,14 @@ show it). The tests check that
   (not the first frame), and in the dark theme dark shades on no white box; a copy
   someone else opens (untrusted: no styles, no inline SVG) shows the DAG as a PNG
   picture and the summary as one clean line;
+- a mapped task of 20 items, one failed: one node with its counts and bar; a click
+  lists the items, the failed one first, and a click on it shows its own error;
 - ``jupyter nbconvert --execute --to html`` of the README example: the HTML shows
   the final coloured DAG and summary.
 
 Screenshots go to ``test-artifacts/``; with ``CODO_UPDATE_SCREENSHOT=1`` the
 finished quickstart DAG and the side panel with a failed node's details are
-also copied to ``notebooks/img/`` (``live-dag.png``, ``side-panel.png``), the
+also copied to ``notebooks/img/`` (``live-dag.png``, ``side-panel.png``, ``map-node.png``), the
 README's pictures. Every wait is on a condition, with generous timeouts.
 """
 
@@ -230,6 +232,28 @@ live_view(orch)
     "orch.start_execution()",
 ]
 
+MAP_CELLS = [
+    """
+import time
+from codomyrmex_nb import TaskOrchestrator, live_view
+
+orch = TaskOrchestrator(max_workers=2)
+
+def measure(item):
+    time.sleep(0.05)
+    if item == 3:
+        raise ValueError(f"bad item {item}")
+    return item
+
+orch.create_task("numbers", func=lambda: list(range(20)))
+orch.create_task("measure", func=measure, map="numbers", tolerate=1)
+orch.create_task("total", func=lambda upstream: sum(upstream["measure"]),
+                 dependencies=["measure"])
+live_view(orch)
+""",
+    "orch.start_execution()\nassert orch.wait_for_completion(60)",
+]
+
 
 def readme_notebook_cells() -> list[str]:
     """The ```python blocks of the README's "## In a notebook" section, as written."""
@@ -271,6 +295,7 @@ def _lab_root(base: Path) -> Path:
     _write_notebook(root / "notebooks" / "side_panel.ipynb", SIDE_CELLS)
     _write_notebook(root / "notebooks" / "readme_example.ipynb", readme_notebook_cells())
     _write_notebook(root / "notebooks" / "running_task.ipynb", RUNNING_CELLS)
+    _write_notebook(root / "notebooks" / "map_view.ipynb", MAP_CELLS)
     shutil.copytree(ROOT / "codomyrmex_nb", root / "codomyrmex_nb",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return root
@@ -694,6 +719,43 @@ def test_notebook7_side_panel_or_inline_live_view_never_a_frozen_copy(notebook7,
 
 
 # -- a running task: its time ticks, its output shows, a second click refreshes -----------
+def test_a_mapped_task_is_one_node_with_counts_and_its_items_open_from_a_click(lab, browser):
+    page = _new_page(browser, width=1280, height=720)
+    with _kept_on_failure(lab, page, "map-view"):
+        _check_map_view(lab, page)
+
+
+def _check_map_view(lab, page) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    _open_notebook(page, lab, "map_view.ipynb")
+    _run_all_cells(page)
+    page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
+    _no_failed_cells(page)
+    _wait_for_names(page, LIVE, ["numbers", "measure", "total"])
+    node = page.locator(LIVE, has=page.locator("title", has_text="measure"))
+    page.wait_for_function(  # one node for 20 items, its counts drawn in the browser
+        "sel => [...document.querySelectorAll(sel)].some(n => /measure\\s+\u00d720\\s+"
+        "\u271319\\s+\u27171/.test(n.textContent.replace(/\\s+/g, ' ')))",
+        arg=LIVE, timeout=MINUTE)
+    assert page.locator(LIVE).count() == 3  # never a node per item
+    page.screenshot(path=str(ARTIFACTS / "map-node.png"))
+
+    # A click lists the items, the failed one first; a click on it shows its own error.
+    node.click()
+    inspector = page.locator(".codo-view .codo-inspect")
+    items = inspector.locator("button.codo-item")
+    items.first.wait_for(timeout=MINUTE)
+    assert "measure[3]" in items.first.text_content(), items.first.text_content()
+    assert items.count() == 20
+    items.first.click()
+    inspector.locator(".codo-error", has_text="bad item 3").first.wait_for(timeout=MINUTE)
+    picture = ARTIFACTS / "map-item.png"
+    page.locator(".jp-OutputArea-output:has(.codo-view svg g.node)").first.screenshot(
+        path=str(picture))
+    if os.environ.get("CODO_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(picture, ROOT / "notebooks" / "img" / "map-node.png")
+
+
 def test_running_task_inspector_ticks_shows_output_and_a_second_click_refreshes(lab, browser):
     page = _new_page(browser, width=1280, height=720)
     with _kept_on_failure(lab, page, "running-task"):

@@ -27,7 +27,7 @@ BAR_TEXT = CELL * CELLS  # the placeholder line ``svg_patch`` cuts into a hole
 ORDER = ("completed", "failed", "cancelled", "skipped", "upstream_failed", "running",
          "up_for_retry", "ready", "pending")
 IN_SUFFIX = ("completed", "failed", "cancelled", "skipped", "running")
-CELL_STROKE = 'stroke="#505050" stroke-width="0.4"'  # seen on a node of the same colour
+CELL_STROKE = 'stroke="#ffffff" stroke-width="0.9"'  # cells seen on a node of their colour
 
 
 def total(tally: Mapping[str, int] | None) -> int:
