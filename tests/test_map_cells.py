@@ -324,3 +324,22 @@ def test_mapped_cells_in_a_real_kernel(kernel_name, tmp_path):
     assert out(5).rstrip().endswith("[1, 4, 9] (14, 'MapResult') [1, 3, 5]")
     assert out(7).startswith("codo_task 'square': changed; re-running it and 1 downstream")
     assert out(8).rstrip().endswith("[1, 25, 9] (35, 'MapResult') [1, 3, 5]")
+
+
+def test_without_cache_a_changed_list_reruns_only_its_changed_items_in_the_same_kernel(
+        ip, journal, capsys):
+    ip.user_ns["numbers"] = [1, 2, 3, 4]
+    task(ip, "square --map numbers", "item * item")
+    task(ip, "total --after square", "sum(square)")
+    run_all(ip)
+    assert ran("square") == [0, 1, 2, 3] and result("total") == 30
+    ip.user_ns["numbers"] = [1, 2, 5, 4]
+    assert "changed; re-running it" in said(ip, capsys, "square --map numbers", "item * item")
+    run_all(ip)
+    assert ran("square") == [2]  # the others kept their results from the definition before
+    assert list(result("square")) == [1, 4, 25, 16] and result("total") == 46
+    kept = orch().get_task_result("square", map_index=0).metadata
+    assert kept["restored"] and kept["restored_from"] == "its definition before this one"
+    task(ip, "square --map numbers", "item * item + 1")  # the code changed: every item runs
+    run_all(ip)
+    assert ran("square") == [0, 1, 2, 3] and list(result("square")) == [2, 5, 26, 17]

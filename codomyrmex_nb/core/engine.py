@@ -498,6 +498,11 @@ class Engine:
         if recorder is None:
             return None
         hit = recorder.item_started(rec, binding)
+        reuse = rec.parent.mapping.reuse
+        if hit is None and reuse and rec.fingerprint in reuse:  # unchanged since redefined
+            kept = reuse[rec.fingerprint]
+            hit = kept.read_data(), kept.metadata.get("recorded_at") or time.time(), \
+                "its definition before this one"
         if hit is None:
             return None
         now = time.perf_counter()

@@ -325,6 +325,15 @@ class MapSteps:
                 if down.status is S.RUNNING and down.mapping.finished():
                     self._map_done(down, now)
 
+    def _reusable_items(self, rec: Any) -> dict[str, Any]:
+        """Before a mapped task is redefined (a cell run again after its list changed): its
+        completed items' results by fingerprint. An item of the new definition with the same
+        fingerprint (the same code, parameters and content) takes that result instead of
+        running; fingerprints are made only with the journal on."""
+        m = rec.mapping
+        return {i.fingerprint: i.result for i in m.items if i is not None
+                and i.status is _ENDED_OK and i.fingerprint and i.result is not None}
+
     def _forget_items(self, rec: Any) -> None:
         """The map's items are about to be dropped (re-queued, removed): their retries no
         longer count in the totals."""

@@ -599,7 +599,10 @@ class Scheduler(MapSteps):
         for res in task.resources:
             if res.capacity is not None:
                 self.resources.set_capacity(res.key, res.capacity)
+        reuse = self._reusable_items(rec) if rec.mapping is not None else None
         self.requeue(rec, fresh_budget=True)
+        if reuse:  # a changed list: the items whose content and code did not change are kept
+            rec.mapping.reuse = reuse
 
     # == re-queueing ================================================================
     def requeue(self, rec: Record, fresh_budget: bool = False) -> None:
