@@ -91,13 +91,11 @@ def _literal(name: str, value: Any) -> list[Any]:
     problem = refused(value)
     if problem is not None:
         raise ValueError(f"map: {name!r} {problem}")
-    if isinstance(value, Mapping):
-        return list(value.items())
-    try:
-        return list(value)
-    except TypeError:
+    items = items_of(value)
+    if items is None:
         raise ValueError(f"map: {name!r} must be a task name, a Task or a list of items, got "
-                         f"{type(value).__name__}; wrap one value in a list: [value]") from None
+                         f"{type(value).__name__}; wrap one value in a list: [value]")
+    return items
 
 
 def check_spec(map: Any, map_mode: str = "zip", tolerate: Any = 0,  # noqa: A002
@@ -195,22 +193,28 @@ class Plan:
         return {name: column[index] for name, column in zip(self.names, self.columns, strict=True)}
 
 
+def items_of(value: Any) -> list[Any] | None:
+    """``value``'s items as a new list (a mapping's ``(key, value)`` pairs, a ``MapResult``'s
+    values, any other iterable read once), or None when it is not iterable. What
+    ``refused`` names is the caller's to refuse first."""
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, Iterable):
+        return list(value)
+    return None
+
+
 def as_items(name: str, value: Any) -> list[Any]:
     """An upstream result as a list of items (an iterator is read once); raises
     ``ValueError`` for what cannot be mapped over."""
-    if isinstance(value, MapResult):
-        return list(value)
-    problem = refused(value)
+    problem = None if isinstance(value, MapResult) else refused(value)
     if problem is not None:
         raise ValueError(f"cannot map over {name!r}: it {problem}")
-    if isinstance(value, Mapping):
-        return list(value.items())
-    if isinstance(value, list):
-        return value
-    if isinstance(value, Iterable):
-        return list(value)
-    raise ValueError(f"cannot map over {name!r}: its result is a {type(value).__name__}, not a "
-                     "list, tuple, range, set or other iterable; return a list of items")
+    items = items_of(value)
+    if items is None:
+        raise ValueError(f"cannot map over {name!r}: its result is a {type(value).__name__}, "
+                         "not a list, tuple, range, set or other iterable; return a list of items")
+    return items
 
 
 def expand(names: tuple[str, ...], sources: list[Any], labels: list[str], mode: str) -> Plan:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.fingerprint import Unhashable, value_digest
-from ..core.mapping import INDEX, ITEM, refused
+from ..core.mapping import INDEX, ITEM, items_of, refused
 from ..orchestrator import TaskOrchestrator
 from .cell_tasks import CellFunction, compile_cell
 
@@ -103,19 +103,16 @@ def resolve_sources(orch: TaskOrchestrator, name: str, pairs: list[tuple[str, st
 
 
 def _as_list(source: str, value: Any) -> list[Any]:
+    """A copy: appending to the notebook's list later changes nothing here."""
     problem = refused(value)
     if problem is not None:
         raise MapSourceError(f"--map {source!r}: the notebook variable {problem}")
-    if isinstance(value, Mapping):
-        return list(value.items())
-    if isinstance(value, list):
-        return list(value)  # a copy: appending to the notebook's list later changes nothing here
-    try:
-        return list(value)
-    except TypeError:
+    items = items_of(value)
+    if items is None:
         raise MapSourceError(
             f"--map {source!r}: the notebook variable is a {type(value).__name__}, not a list "
-            f"of items; set {source} = [...] (or name a task)") from None
+            f"of items; set {source} = [...] (or name a task)")
+    return items
 
 
 def _digest(items: list[Any]) -> str:
