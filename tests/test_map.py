@@ -442,6 +442,7 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule  # noqa: E402
 
 from codomyrmex_nb import Task  # noqa: E402
+from codomyrmex_nb.core.map_steps import plan_of  # noqa: E402
 from codomyrmex_nb.core.scheduler import Scheduler  # noqa: E402
 
 
@@ -503,18 +504,10 @@ class MapWalk(RuleBasedStateMachine):
         return list(range(rec.parameters.get("size", 0)))
 
     def _plan(self, rec):
-        spec = rec.mapping.spec
-        sources, labels = [], []
-        for name, ref in spec.bindings.items():
-            if isinstance(ref, list):
-                sources.append(ref)
-                labels.append(name)
-            else:
-                up = next(u for u in rec.ups if u.name == ref)
-                assert up.status is S.COMPLETED, "a map expanded before its source completed"
-                sources.append(up.result.data)
-                labels.append(up.name)
-        return expand(tuple(spec.bindings), sources, labels, spec.mode)
+        def value_of(up):
+            assert up.status is S.COMPLETED, "a map expanded before its source completed"
+            return up.result.data
+        return plan_of(rec, value_of)
 
     @rule()
     def dispatch(self) -> None:

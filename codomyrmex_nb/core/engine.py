@@ -68,8 +68,8 @@ from .invoke import (
     upstream_value,
     wants_upstream,
 )
-from .map_steps import item_binding, source_record
-from .mapping import INDEX, expand
+from .map_steps import item_binding, plan_of
+from .mapping import INDEX
 from .memory_budget import MemoryBudget
 from .model import Task, TaskStatus
 from .recorder import Recorder
@@ -432,7 +432,7 @@ class Engine:
         try:
             if rec.parent is not None:
                 binding = item_binding(rec)
-                restored = self._item_from_journal(rec, binding)
+                restored = self._item_kept(rec, binding)
                 if restored is not None:
                     return restored
             elif self.recorder is not None and rec.fingerprint is None:
@@ -469,20 +469,7 @@ class Engine:
         what to do (never retried: waiting cannot change it)."""
         started = time.perf_counter()
         try:
-            spec = rec.mapping.spec
-            sources, labels = [], []
-            for name, ref in spec.bindings.items():
-                if isinstance(ref, list):
-                    sources.append(ref)
-                    labels.append(name)
-                    continue
-                up = source_record(rec, ref)
-                value = upstream_value(up)
-                if isinstance(value, NoResult):
-                    raise ValueError(f"cannot map over {up.name!r}: it has no result ({value.state})")
-                sources.append(value)
-                labels.append(up.name)
-            plan = expand(tuple(spec.bindings), sources, labels, spec.mode)
+            plan = plan_of(rec, _mapped_value)
             if self.recorder is not None:
                 self.recorder.expanded(rec, plan)
             return Outcome(True, plan, started=started, ended=time.perf_counter())
@@ -491,9 +478,10 @@ class Engine:
             return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), started,
                            now)
 
-    def _item_from_journal(self, rec: Record, binding: dict[str, Any]) -> Outcome | None:
+    def _item_kept(self, rec: Record, binding: dict[str, Any]) -> Outcome | None:
         """Fingerprint an item as it starts; its result if the journal holds it (resume or
-        ``cache``): the item then completes without running."""
+        ``cache``) or its map's definition before this one had it: the item then completes
+        without running."""
         recorder = self.recorder
         if recorder is None:
             return None
@@ -681,3 +669,10 @@ class Engine:
         with self.lock:
             return self.sched.stats(self.max_workers, self._running)
 
+
+def _mapped_value(up: Record) -> Any:
+    """An upstream result a map expands over; a ``NoResult`` cannot be mapped over."""
+    value = upstream_value(up)
+    if isinstance(value, NoResult):
+        raise ValueError(f"cannot map over {up.name!r}: it has no result ({value.state})")
+    return value

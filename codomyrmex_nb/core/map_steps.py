@@ -22,10 +22,11 @@ Everything here runs under the engine lock, like the rest of the scheduler.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from typing import Any
 
 from .exceptions import TaskCancelledError, UpstreamFailedError
-from .mapping import MapResult, Plan, combined_fingerprint
+from .mapping import MapResult, Plan, combined_fingerprint, expand
 from .model import TaskStatus
 
 S = TaskStatus
@@ -409,6 +410,22 @@ def item_binding(item: Any) -> dict[str, Any]:
         (name,) = m.spec.bindings
         return {name: m.source.mapping.items[item.index].result.read_data()}
     return m.plan.binding(item.index)
+
+
+def plan_of(rec: Any, value_of: Callable[[Any], Any]) -> Plan:
+    """The items of mapped record ``rec``: its literal lists, and ``value_of(up)`` for each
+    upstream record it maps over (the engine reads the upstream result there)."""
+    spec = rec.mapping.spec
+    sources, labels = [], []
+    for name, ref in spec.bindings.items():
+        if isinstance(ref, list):
+            sources.append(ref)
+            labels.append(name)
+        else:
+            up = source_record(rec, ref)
+            sources.append(value_of(up))
+            labels.append(up.name)
+    return expand(tuple(spec.bindings), sources, labels, spec.mode)
 
 
 def source_record(rec: Any, ref: Any) -> Any:
