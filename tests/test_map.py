@@ -8,9 +8,14 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from codomyrmex_nb import MapResult, NoResult, TaskOrchestrator, TaskStatus
+from codomyrmex_nb import MapResult, NoResult, Task, TaskOrchestrator, TaskStatus
+from codomyrmex_nb.core.map_steps import plan_of
 from codomyrmex_nb.core.mapping import check_spec, expand
+from codomyrmex_nb.core.scheduler import Scheduler
 
 S = TaskStatus
 
@@ -437,13 +442,6 @@ def test_the_expansion_is_journaled_before_items_run(tmp_path):
 
 # -- the state machine: maps, chains, cancels and failures on the pure scheduler ------------------
 
-from hypothesis import HealthCheck, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule  # noqa: E402
-
-from codomyrmex_nb import Task  # noqa: E402
-from codomyrmex_nb.core.map_steps import plan_of  # noqa: E402
-from codomyrmex_nb.core.scheduler import Scheduler  # noqa: E402
 
 
 class _Clock:
