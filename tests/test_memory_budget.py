@@ -159,6 +159,7 @@ class Rec:
         self.downs: list[Rec] = []
         self.status = TaskStatus.COMPLETED
         self.result: TaskResult | None = None
+        self.parent: Rec | None = None  # an item's mapped record
 
 
 class Weakable:

@@ -181,8 +181,7 @@ class Entry:
     def consumed(self) -> bool:
         """An intermediate result every dependent has used (they all ended)."""
         rec = self.rec
-        parent = getattr(rec, "parent", None)  # an item: its map's dependents
-        downs = rec.downs if parent is None else parent.downs
+        downs = rec.downs if rec.parent is None else rec.parent.downs  # an item: its map's
         return bool(downs) and all(d.status in _TERMINAL for d in list(downs))
 
 
