@@ -486,15 +486,11 @@ class Recorder:
             fp = item.fingerprint
             if not fp or not self.journal.enabled:
                 return None
-            hit, source = None, ""
-            if self.resume_from is not None:
-                hit, source = self.journal.restorable_signed(self.resume_runs, fp), self.origin()
-            if hit is None and item.task.cache:
-                hit, source = self.journal.restorable_signed(None, fp), "the cache"
-            if hit is None:
+            found = self._find(fp, item.task.cache)
+            if found is None:
                 return None
-            blob, when, _mac = hit  # its MAC verified
-            return pickle.loads(blob), when, source
+            value, when, source, _blob, _mac = found
+            return value, when, source
         except Exception:  # noqa: BLE001 - the item runs instead
             log.debug("could not restore item %r", item.name, exc_info=True)
             return None
@@ -668,21 +664,31 @@ class Recorder:
                               JournalWarning, stacklevel=5)
             return None
 
-    def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:
+    def _find(self, fp: str, cache: bool) -> tuple[Any, float, str, Any, Any] | None:
+        """(value, when, source, blob, MAC) of the result recorded for ``fp`` in the runs
+        being resumed, else (``cache``) in any run; None if none verifies. Raises what
+        unpickling raises."""
         hit, source = None, ""
         if self.resume_from is not None:
             hit = self.journal.restorable_hit(self.resume_runs, fp)
             source = self.origin()
-        if hit is None and task.cache:
+        if hit is None and cache:
             hit, source = self.journal.restorable_hit(None, fp), "the cache"
         if hit is None:
             return None
         blob, when, mac = hit  # its MAC verified: written by this user's key, for this fp
+        value = blob if mac is SMALL else pickle.loads(blob)  # small: the value itself
+        return value, when, source, blob, mac
+
+    def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:
         try:
-            value = blob if mac is SMALL else pickle.loads(blob)  # small: the value itself
+            found = self._find(fp, task.cache)
         except Exception as exc:  # noqa: BLE001 - it runs instead
             log.warning("could not restore %r from the journal (%s); running it", task.name, exc)
             return None
+        if found is None:
+            return None
+        value, when, source, blob, mac = found
         with self._lock:
             self.restored.append(task.name)
             self._blobs[task.id] = (blob, fp, mac)  # recorded again in this run (record_restored)
