@@ -262,10 +262,7 @@ class TaskOrchestrator:
             if m is None or not rec.status.is_terminal or not m.expanded:
                 raise ValueError(f"rerun({rec.name!r}, only='failed') needs a mapped task that "
                                  "ended; rerun the task whole instead")
-            failed = [i for i, item in enumerate(m.items) if item is not None
-                      and item.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)]
-            failed += [i for i in range(m.n) if m.items[i] is None and m.source is None]
-            sched.rerun_items(rec, sorted(failed))
+            sched.rerun_items(rec, sched.unsuccessful_items(rec))
         return True
 
     # -- the journal ---------------------------------------------------------------------

@@ -358,6 +358,14 @@ class MapSteps:
             self._map_done(rec, self._now())
         return True
 
+    def unsuccessful_items(self, rec: Any) -> list[int]:
+        """The items of an ended map that did not complete: failed, cancelled, or never
+        dispatched (a chained map's undispatched ones had no source item to follow)."""
+        m = rec.mapping
+        return [i for i, item in enumerate(m.items)
+                if (item is None and m.source is None)
+                or (item is not None and item.status in (S.FAILED, S.CANCELLED))]
+
     def rerun_items(self, rec: Any, indices: list[int]) -> None:
         """Run these items of an ended map again (and everything downstream of the map)."""
         m = rec.mapping
