@@ -98,7 +98,7 @@ class MapSteps:
 
     def _start_chained(self, rec: Any, source: Any, now: float) -> None:
         m, sm = rec.mapping, source.mapping
-        m.source, m.n = source, sm.n
+        m.source, m.n, m.depth = source, sm.n, sm.depth + 1
         m.items = [None] * m.n
         m.counts = dict.fromkeys(S, 0)
         if rec not in sm.chained:
@@ -133,14 +133,8 @@ class MapSteps:
         if m.in_heap:
             return
         m.in_heap = True
-        depth = 0
-        source = m.source
-        while source is not None:
-            depth += 1
-            source = source.mapping.source
         token = rec.heap_token = next(self._tokens)
-        heapq.heappush(self._heap, (rec.prio, -(rec.critical + 1_000_000 * depth), rec.order,
-                                    token, rec))
+        heapq.heappush(self._heap, (rec.prio, urgency(rec), rec.order, token, rec))
         self._ready_live += 1
 
     def _take_item(self, rec: Any) -> Any:
@@ -408,6 +402,16 @@ class MapSteps:
             self._map_done(rec, now)
         elif m.can_dispatch():
             self._push_map(rec)
+
+
+def urgency(rec: Any) -> int:
+    """A ready record's second heap key (lower goes first): its critical path, and a chained
+    map ahead of the maps it follows, so items run depth first."""
+    m = rec.mapping
+    return -(rec.critical + (CHAINED * m.depth if m is not None else 0))
+
+
+CHAINED = 1_000_000  # a map one step further down a chain outranks any critical path
 
 
 def item_binding(item: Any) -> dict[str, Any]:

@@ -339,7 +339,8 @@ class MapState:
     """One mapped record's items while it runs and after (scheduler-owned)."""
 
     __slots__ = ("spec", "plan", "n", "next", "ready", "items", "live", "counts", "source",
-                 "chained", "source_ended", "closing", "base_fp", "in_heap", "fps", "reuse")
+                 "chained", "source_ended", "closing", "base_fp", "in_heap", "fps", "reuse",
+                 "depth")
 
     def __init__(self, spec: MapSpec) -> None:
         self.spec = spec
@@ -354,6 +355,7 @@ class MapState:
         self.live = 0  # items made and not ended
         self.counts: dict[Any, int] = {}
         self.source: Any = None  # the mapped record this one is chained on
+        self.depth = 0  # maps it follows item by item (its items go ahead of theirs)
         self.chained: list[Any] = []  # mapped records chained on this one
         self.source_ended = False
         self.closing = False

@@ -94,7 +94,7 @@ from .exceptions import (
     TaskTimeoutError,
     UpstreamFailedError,
 )
-from .map_steps import MapSteps
+from .map_steps import MapSteps, urgency
 from .mapping import MapState, item_id
 from .model import (
     DEFINITION_FIELDS,
@@ -1253,8 +1253,8 @@ class Scheduler(MapSteps):
                     pending_downs[up] -= 1
                     if pending_downs[up] == 0:
                         stack.append(up)
-        entries = [(p, -r.critical, o, tok, r) for p, _, o, tok, r in self._heap
-                   if r.heap_token == tok]
+        entries = [(p, urgency(r), o, tok, r) for p, _, o, tok, r in self._heap
+                   if r.heap_token == tok]  # a chained map's cursor keeps its place
         heapq.heapify(entries)
         self._heap = entries
 
