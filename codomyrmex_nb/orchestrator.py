@@ -203,7 +203,9 @@ class TaskOrchestrator:
                     cache, retry_on=retry_on, description=description,
                     trigger_rule=trigger_rule, watch=watch, map=map, map_mode=map_mode,
                     tolerate=tolerate, max_parallel=max_parallel)
-        restored = self._restorations([task])
+        recorder = self._engine.recorder  # _restorations' first test, for one task
+        restored = None if recorder is None or (recorder.resume_from is None and not task.cache) \
+            else self._restorations([task])
         if not restored:
             self._engine.define_new(task)  # validated just now by Task(...)
             return task

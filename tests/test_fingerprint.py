@@ -442,3 +442,33 @@ def test_a_closure_over_a_lock_is_unhashable():
 
     with pytest.raises(Unhashable, match="closes over 'lock'"):
         fp(guarded)
+
+
+def _scaled(x, factor=2):
+    return x * factor
+
+
+def test_the_one_call_fingerprint_at_attempt_start_equals_the_general_one(tmp_path):
+    """Tasks after the first of a function take ``Recorder._plain_fingerprint``; what it
+    gives must be what the general path gives, or cache and resume would miss."""
+    from codomyrmex_nb import TaskOrchestrator
+
+    orch = TaskOrchestrator(1, journal=tmp_path / "j.sqlite")
+    try:
+        a = orch.create_task("a", func=_scaled, parameters={"x": 1})
+        b = orch.create_task("b", func=_scaled, parameters={"x": "ab", "factor": 3},
+                             dependencies=[a])
+        c = orch.create_task("c", func=_scaled, parameters={"x": 3}, dependencies=[a, b])
+        d = orch.create_task("d", func=_scaled, parameters={"x": True, "factor": 2.5})
+        orch.start_execution()
+        assert orch.wait_for_completion(30)
+    finally:
+        orch.stop_execution()
+    recorder, records = orch._engine.recorder, orch._engine.sched.records
+    for task in (b, c, d):
+        rec = records[task.id]
+        assert recorder._plain_fingerprint(rec, task, task.func) == rec.fingerprint  # one call
+        ups = [u.fingerprint for u in rec.ups]
+        general = recorder.fingerprint(task, ups, {u.id: u.fingerprint for u in rec.ups},
+                                       frozenset(u.name for u in rec.ups))
+        assert rec.fingerprint == general and len(general) == 64

@@ -109,7 +109,9 @@ def test_round_trip(make_journal):
     assert journal.restorable(run, "fpB") is None
     assert journal.restorable(run + 1, "fpA") is None
     assert journal.transitions(run)[-1] == (4, 13.0, "b1", "clean", "running", "failed", "boom")
-    assert [row[0] for row in journal.transitions(run)] == [1, 2, 3, 4]
+    # one commit window: each task's latest move, from the state it had before the window
+    assert journal.transitions(run)[0] == (3, 12.0, "a1", "load", None, "completed", None)
+    assert [row[0] for row in journal.transitions(run)] == [3, 4]
     assert journal.definitions(run) == [("a1", "load", "fpA"), ("b1", "clean", "fpB")]
     with Journal(journal.path) as again:  # what another process reads back
         assert again.transitions(run) == journal.transitions(run)
@@ -142,7 +144,7 @@ def test_a_run_continued_by_a_reopened_journal_keeps_its_counts(make_journal):
     assert again.flush(10)
     info = again.last_run()
     assert (info.tasks, info.completed, info.failed, info.last_time) == (3, 2, 1, 5.0)
-    assert [row[0] for row in again.transitions(run)] == [1, 2, 3, 4, 5]
+    assert [row[0] for row in again.transitions(run)] == [2, 3, 4, 5]  # "a": its latest
 
 
 V1_SCHEMA = """
@@ -667,6 +669,7 @@ def test_transitions_come_back_exactly_from_the_columns_or_the_old_rows(make_jou
     run = journal.begin_run()
     from codomyrmex_nb.core.model import TaskStatus as S  # the engine queues its members
     journal.transition(run, 5, 20.5, "a", "load", None, S.PENDING, None)
+    assert journal.flush(10)
     journal.transition(run, 7, 21, "a", "load", S.PENDING, S.COMPLETED, "why")
     assert journal.flush(10)
     assert (journal.last_run().completed, journal.last_run().failed) == (1, 0)
@@ -680,7 +683,7 @@ def test_transitions_come_back_exactly_from_the_columns_or_the_old_rows(make_jou
                                         (10, None, "a", "load", "completed", "failed", None)]
     with raw(journal.path) as conn:
         kinds = [kind for (kind,) in conn.execute("SELECT kind FROM packed ORDER BY rowid")]
-    assert kinds == ["tasks", "transitions"]
+    assert kinds == ["tasks", "tasks", "transitions"]
     info = journal.last_run()
     assert (info.tasks, info.completed, info.failed, info.last_time) == (2, 0, 1, 21.0)
 
@@ -819,7 +822,7 @@ def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_p
     finally:
         orch.stop_execution()
     assert [t.result.data for t in tasks[:4]] == [None, 2, 4, "text 3"]
-    assert len(seen) >= 300 * 6
+    assert len(seen) >= 300 * 3  # per task: a definition, its result, its latest move(s)
     gc.collect()
     assert not any(gc.is_tracked(row) for row in seen)
     assert peaks and max(peaks) < 100  # not one object per row while packing
@@ -863,3 +866,38 @@ def test_restorable_signed_gives_pickled_bytes_for_small_results_too(make_journa
     assert pickle.loads(blob) == inner and when == 1.0 and mac is None
     assert pickle.loads(journal.restorable_signed(None, "fpN")[0]) is None
     assert journal.restorable_hit(run, "fpB") == (inner, 1.0, journal_module.SMALL)
+
+
+def test_a_commit_window_stores_each_tasks_latest_move_from_where_it_was():
+    """Four moves of a no-op task in one commit window are stored as one: the history, the
+    counts and resume read only where each task got to."""
+    rows = [(1, 1, 1.0, "a", "a", 0, 1, None), (1, 2, 2.0, "b", "b", 0, 1, None),
+            (1, 3, 3.0, "a", "a", 1, 3, None), (1, 4, 4.0, "b", "b", 1, 5, "boom"),
+            (1, 5, 5.0, "a", "a", 3, 4, None)]
+    assert journal_tables.latest_per_task(rows) == [(1, 4, 4.0, "b", "b", 0, 5, "boom"),
+                                                    (1, 5, 5.0, "a", "a", 0, 4, None)]
+    once = rows[:2]
+    assert journal_tables.latest_per_task(once) is once  # nothing to fold: as it came
+
+
+def test_an_engine_run_journals_one_row_per_task_per_commit_window(tmp_path):
+    from codomyrmex_nb import TaskOrchestrator
+    from codomyrmex_nb.core.journal import Journal
+
+    orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
+    try:
+        first = orch.create_task("first", func=small_answer, parameters={"x": 1})
+        orch.create_task("second", func=small_answer, parameters={"x": 2}, dependencies=[first])
+        orch.start_execution()
+        assert orch.wait_for_completion(30)
+    finally:
+        orch.stop_execution()
+    with Journal(tmp_path / "j.sqlite") as journal:
+        run = journal.last_run()
+        rows = journal.transitions(run.run_id)
+    latest = {}
+    for _seq, _when, _id, name, _prev, status, _detail in rows:
+        latest[name] = status
+    assert latest == {"first": "completed", "second": "completed"}
+    assert len(rows) <= 4  # at most a window for the definitions and one for the run
+    assert (run.tasks, run.completed, run.failed) == (2, 2, 0)

@@ -132,7 +132,7 @@ class Engine:
         """Under the lock (or before any thread): who hears the scheduler's transitions."""
         bus, recorder = self.events, self.recorder
         self.sched.listener = bus.publish if bus.active else None
-        self.sched.recorder = None if recorder is None else recorder.on_transition
+        self.sched.recorder = recorder
         if recorder is not None:
             recorder.resolve = self.actions.resolve  # actions are fingerprinted by their code
             budget = self.budget
@@ -202,7 +202,9 @@ class Engine:
     def define_new(self, task: Task) -> None:
         """``changing()`` for ``create_task``'s one new task, without a context manager's
         cost (it is paid once per task defined)."""
-        self._open_journal()
+        recorder = self.recorder  # _open_journal written out: a run open means it is open
+        if recorder is not None and recorder.sink is None and not recorder.is_open:
+            recorder.ensure_open()
         with self.lock:
             self.sched.define_new(task)
             self.settle()

@@ -93,6 +93,7 @@ from .journal_tables import (
     by_run,
     insert_result,
     insert_results,
+    latest_per_task,
     migrate_unsigned,
     migrate_v1,
     pack,
@@ -1101,7 +1102,8 @@ class Journal:
         trans, defs, small = by_run(self._trans), by_run(self._defs), by_run(self._small)
         for run_id in {**trans, **defs, **small}:
             summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
-            run_trans, run_defs = trans.get(run_id, []), defs.get(run_id, [])
+            run_trans = latest_per_task(trans.get(run_id, []))
+            run_defs = defs.get(run_id, [])
             run_small = small.get(run_id, [])
             try:
                 blob, (ids, statuses, last), defined = pack_tasks(run_trans, run_defs,

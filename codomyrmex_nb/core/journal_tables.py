@@ -245,6 +245,29 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
     return marshal.dumps(columns, MARSHAL_VERSION), folded, d_ids
 
 
+def latest_per_task(transitions: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """One run's transitions of one commit window, one per task: its latest, with the
+    state it had before the window as its previous state, in the order of their latest
+    sequence numbers. A no-op task moves four times in a window; the history, the
+    summary and resume read only where each task got to, so the journal stores that
+    (a detail given on an earlier move of the window is not kept)."""
+    if len(transitions) < 2:
+        return transitions
+    ids = list(map(_T_ID, transitions))
+    last = dict(zip(ids, range(len(ids)), strict=True))  # later moves overwrite: the latest
+    if len(last) == len(ids):
+        return transitions
+    first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1), strict=True))
+    kept = []
+    for i in sorted(last.values()):
+        row = transitions[i]
+        j = first[row[3]]
+        if j != i and transitions[j][5] != row[5]:
+            row = (*row[:5], transitions[j][5], *row[6:])
+        kept.append(row)
+    return kept
+
+
 _T_SEQ, _T_TIME, _T_ID, _T_NAME, _T_PREV, _T_STATUS, _T_DETAIL = (
     operator.itemgetter(i) for i in range(1, 8))
 _DEF_COLUMNS = tuple(operator.itemgetter(i) for i in range(1, 4))

@@ -169,6 +169,9 @@ class Recorder:
         self.run_id: int | None = None
         self.last_run_id: int | None = None  # the open run, else the last one this recorder had
         self.worked = False  # a task of the open run reached a worker
+        # the journal while a run is open in it and it is on, else None: the scheduler
+        # queues each move on it directly (Scheduler._move); on_transition opens a run
+        self.sink: Journal | None = None
         self.resume_from: RunInfo | None = None  # the newest run resumed from, if any
         self.resume_runs: tuple[int, ...] = ()  # every run resumed from (of dead processes)
         self.resume_note: str | None = None  # why nothing is resumed (a live process's run)
@@ -247,6 +250,7 @@ class Recorder:
     def close(self) -> None:
         """Commit what is queued and stop the writer thread (the engine stopped)."""
         journal, self._journal = self._journal, None
+        self.sink = None
         if journal is not None:
             journal.close()
 
@@ -266,11 +270,12 @@ class Recorder:
                     self._code.clear()  # globals may have changed since the last run
         if status is _RUNNING:
             self.worked = True
-        # Journal.queue_transition written out (four times a task), the statuses as their
-        # byte codes: a tuple of plain values only, which the garbage collector stops
-        # tracking at its first look (a TaskStatus member kept it tracked until the commit,
-        # and the queued tuples then made the engine's full collections more frequent)
+        # Journal.queue_transition written out, the statuses as their byte codes: a tuple
+        # of plain values only, which the garbage collector stops tracking at its first
+        # look (a TaskStatus member kept it tracked until the commit, and the queued
+        # tuples then made the engine's full collections more frequent)
         if journal.enabled:
+            self.sink = journal  # the scheduler queues the run's next moves itself
             journal._trans_q.append((run_id, seq, when, task_id, name, _CODE[previous],
                                      _CODE[status], detail))
             if journal._idle:
@@ -291,6 +296,7 @@ class Recorder:
         if status == "finished" and not self.worked and not final:
             return
         if self.run_id is not None:
+            self.sink = None
             self.journal.end_run(self.run_id, status)
             self.run_id = None
 
@@ -515,12 +521,57 @@ class Recorder:
         """Fingerprint the task as it starts: what its body may change (a global it
         appends to) must not change what it is recorded as."""
         try:
-            if rec.fingerprint is None and not rec.ups:  # fingerprint_of, one call less
-                self._fingerprint_one(rec)
-            else:
+            fp = None
+            task = rec.task
+            func = task.func
+            if rec.fingerprint is None and func is not None and not task.cache \
+                    and not task._watch and task.trigger_rule is DEFAULT_RULE:
+                fp = self._plain_fingerprint(rec, task, func)
+            if fp is None:
                 self.fingerprint_of(rec)
+                return
+            rec.fingerprint = fp
+            run_id, journal = self.run_id, self._journal  # _define_row written out
+            if run_id is not None and journal is not None and journal.enabled:
+                journal._defs_q.append((run_id, rec.id, rec.name, fp))
+                if journal._idle:
+                    journal._rouse()
         except Exception:  # noqa: BLE001 - the journal must never fail a task
             rec.fingerprint = ""
+
+    def _plain_fingerprint(self, rec: Any, task: Task, func: Any) -> str | None:
+        """``fingerprint`` in one call for the usual task as it starts (``before_attempt``
+        checked its function, cache, watch and rule): a function whose code fingerprint this
+        run knows, plain parameters, every upstream fingerprint known. None for any other
+        (the general path decides; both give the same fingerprint)."""
+        try:
+            code = self._code.get(func)
+        except TypeError:  # an unhashable callable
+            return None
+        if code is None or rec.parent is not None or rec.mapping is not None:
+            return None
+        ups = rec.ups
+        if not ups:
+            upstream = "[]"
+        elif len(ups) == 1:  # repr([fp]) written out: a fingerprint is hex, quoted as is
+            up = ups[0].fingerprint
+            if not up or not up.isalnum():
+                return None
+            upstream = f"['{up}']"
+        else:
+            fps = [u.fingerprint for u in ups]
+            if not all(fps):
+                return None
+            upstream = repr(sorted(fps))
+        params = task.parameters
+        if params:
+            if not all(map(_SCALARS.__contains__, map(type, params.values()))):
+                return None
+            items = repr(sorted(zip(map(str, params), map(repr, params.values()), strict=True)))
+        else:
+            items = "[]"
+        return hashlib.sha256(f"codo-fast-1;{code};{items};{upstream}".encode(
+            "utf-8", "surrogatepass")).hexdigest()
 
     def prepare_result(self, rec: Any, value: Any) -> Prepared:
         """(fingerprint, bytes, error, MAC): what the journal keeps of a completed attempt;

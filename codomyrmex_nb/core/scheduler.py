@@ -94,6 +94,7 @@ from .exceptions import (
     TaskTimeoutError,
     UpstreamFailedError,
 )
+from .journal_tables import _CODE
 from .map_steps import MapSteps, urgency
 from .mapping import MapState, item_id
 from .model import (
@@ -311,7 +312,7 @@ class Scheduler(MapSteps):
         self.unfinished = 0
         self.seq = 0
         self.listener: Callable[[Event], None] | None = None  # views: Event objects
-        self.recorder: Callable[..., None] | None = None  # the journal: (seq, time, id, ...)
+        self.recorder: Any = None  # the journal's ``Recorder``: each move goes onto its queue
         self.effects: list[tuple[Any, ...]] = []
         self.resources = ResourceManager()
         self.structure_version = 0
@@ -358,8 +359,17 @@ class Scheduler(MapSteps):
         listener, recorder = self.listener, self.recorder
         if listener is not None or recorder is not None:
             now = self._now()
-            if recorder is not None:  # the journal takes the record as plain values
-                recorder(self.seq, now, rec.id, rec.name, frm, to, detail)
+            if recorder is not None:  # the journal takes the move as plain values
+                sink = recorder.sink  # the journal of the open run, else None
+                if sink is None:  # no run open yet: this move opens one
+                    recorder.on_transition(self.seq, now, rec.id, rec.name, frm, to, detail)
+                else:  # Recorder.on_transition written out: four times a task
+                    if to is RUNNING:
+                        recorder.worked = True
+                    sink._trans_q.append((recorder.run_id, self.seq, now, rec.id, rec.name,
+                                          _CODE[frm], _CODE[to], detail))
+                    if sink._idle:
+                        sink._rouse()
             if listener is not None:
                 listener(Event(kind, rec.id, rec.name, to, frm, detail, now,
                                execution_time, self.seq))
