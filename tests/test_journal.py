@@ -108,8 +108,8 @@ def test_round_trip(make_journal):
     assert journal.restorable(run, "fpA") == (b"result-a", 12.0)
     assert journal.restorable(run, "fpB") is None
     assert journal.restorable(run + 1, "fpA") is None
-    assert journal.transitions(run)[-1] == (4, 13.0, "b1", "clean", "running", "failed", "boom")
     # one commit window: each task's latest move, from the state it had before the window
+    assert journal.transitions(run)[-1] == (4, 13.0, "b1", "clean", None, "failed", "boom")
     assert journal.transitions(run)[0] == (3, 12.0, "a1", "load", None, "completed", None)
     assert [row[0] for row in journal.transitions(run)] == [3, 4]
     assert journal.definitions(run) == [("a1", "load", "fpA"), ("b1", "clean", "fpB")]
@@ -797,7 +797,7 @@ def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_p
     seen, peaks = [], []
     real = journal_tables.pack_tasks
 
-    def watched(transitions, definitions, small):
+    def watched(transitions, definitions, small, previous=None):
         seen.extend(transitions + definitions + small)
         before = len(gc.get_objects(0))
         gc.callbacks.append(lambda phase, info: peaks.append(len(gc.get_objects(0)) - before)
@@ -806,7 +806,7 @@ def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_p
             old = gc.get_threshold()
             gc.set_threshold(1)  # look at the young objects at every allocation
             try:
-                return real(transitions, definitions, small)
+                return real(transitions, definitions, small, previous)
             finally:
                 gc.set_threshold(*old)
         finally:
@@ -874,10 +874,13 @@ def test_a_commit_window_stores_each_tasks_latest_move_from_where_it_was():
     rows = [(1, 1, 1.0, "a", "a", 0, 1, None), (1, 2, 2.0, "b", "b", 0, 1, None),
             (1, 3, 3.0, "a", "a", 1, 3, None), (1, 4, 4.0, "b", "b", 1, 5, "boom"),
             (1, 5, 5.0, "a", "a", 3, 4, None)]
-    assert journal_tables.latest_per_task(rows) == [(1, 4, 4.0, "b", "b", 0, 5, "boom"),
-                                                    (1, 5, 5.0, "a", "a", 0, 4, None)]
+    kept, folded = journal_tables.latest_per_task(rows)
+    assert folded and kept == [(1, 4, 4.0, "b", "b", 1, 5, "boom"), (1, 5, 5.0, "a", "a", 3, 4, None)]
+    summary = journal_tables.RunSummary()
+    summary.follow_columns(("a",), bytes([1]), 0.5)  # the last commit left "a" pending
+    assert summary.previous(kept) == bytes([0, 1])  # "b" unseen: no state before
     once = rows[:2]
-    assert journal_tables.latest_per_task(once) is once  # nothing to fold: as it came
+    assert journal_tables.latest_per_task(once) == (once, False)  # nothing to fold
 
 
 def test_an_engine_run_journals_one_row_per_task_per_commit_window(tmp_path):

@@ -1102,12 +1102,13 @@ class Journal:
         trans, defs, small = by_run(self._trans), by_run(self._defs), by_run(self._small)
         for run_id in {**trans, **defs, **small}:
             summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
-            run_trans = latest_per_task(trans.get(run_id, []))
+            run_trans, folded = latest_per_task(trans.get(run_id, []))
             run_defs = defs.get(run_id, [])
             run_small = small.get(run_id, [])
-            try:
+            try:  # a folded task's previous state: where the last commit left it
+                previous = summary.previous(run_trans) if folded else None
                 blob, (ids, statuses, last), defined = pack_tasks(run_trans, run_defs,
-                                                                  run_small)
+                                                                  run_small, previous)
             except (TypeError, ValueError, KeyError, OverflowError):
                 blob = None
             if blob is None:
