@@ -57,7 +57,7 @@ from .fingerprint import (
 )
 from .invoke import takes_map_index
 from .journal import SMALL, Journal, JournalWarning, RunInfo, default_path
-from .journal_tables import _CODE, is_small
+from .journal_tables import _CODE, SMALL_MAX, is_small
 from .map_steps import source_record
 from .mapping import item_fingerprint, item_id
 from .model import Task, TaskStatus, output_refs
@@ -75,6 +75,8 @@ _WARNED: set[str] = set()  # reasons a task was said not restorable (each said o
 _NO_SIZE = frozenset({int, float, bool, complex, type(None)})  # a few bytes at most
 _TRIVIAL = frozenset({float, bool, complex, type(None)})  # small results whatever their value
 _FLAT = frozenset({bytes, str, bytearray})  # pickled at least at their length
+_FLAT_SMALL = frozenset({bytes, str})  # small up to SMALL_MAX characters (is_small)
+_SMALL_BITS = SMALL_MAX * 8
 Prepared = tuple[str | None, bytes | None, str | None, bytes | None]  # fp, blob, error, MAC
 
 
@@ -582,10 +584,13 @@ class Recorder:
         """
         try:
             fp = rec.fingerprint
-            if fp and type(value) in _TRIVIAL:  # the usual small result, in one call
-                journal = self._journal
-                if journal is not None and journal.enabled and journal.signer is not None:
-                    return fp, value, None, SMALL
+            if fp:  # the usual small result (``is_small`` written out), in one call
+                kind = type(value)
+                if kind in _TRIVIAL or (kind is int and value.bit_length() <= _SMALL_BITS) \
+                        or (kind in _FLAT_SMALL and len(value) <= SMALL_MAX):
+                    journal = self._journal
+                    if journal is not None and journal.enabled and journal.signer is not None:
+                        return fp, value, None, SMALL
             return self._prepare(rec, value)
         except Exception as exc:  # noqa: BLE001 - the journal must never fail a task
             return None, None, f"{type(exc).__name__}: {exc}", None
