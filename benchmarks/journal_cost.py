@@ -10,6 +10,7 @@ nothing to hide the bookkeeping behind). Runs alternate off / on.
 
 from __future__ import annotations
 
+import gc
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ def noop_task(i: int) -> int:
 
 
 def _run(n: int, func: Callable[[int], int], journal: Path | bool) -> float:
+    gc.collect()  # as every part: no run pays for the previous run's garbage
     orch = TaskOrchestrator(max_workers=4, journal=journal)
     began = time.perf_counter()
     for i in range(n):
