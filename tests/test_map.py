@@ -665,3 +665,21 @@ def test_item_results_dropped_by_the_memory_budget_are_read_back_for_the_collect
         assert orch.get_task_result("blobs", map_index=5).data[:1] == b"\x05"
     finally:
         orch.stop_execution()
+
+
+def test_fingerprints_made_at_expansion_in_one_loop_equal_each_items_own():
+    """``item_fingerprints`` takes the usual map (one list of plain values) in one loop; each
+    fingerprint must be what ``item_fingerprint`` gives that item, or resume would miss."""
+    from codomyrmex_nb.core.mapping import item_fingerprint, item_fingerprints
+
+    values = [1, "a", 2.5, True, None, {"k": [1, 2]}, (3, 4), "é\ud800"]
+    for plan, by_index in ((expand(("x",), [values], ["x"], "zip"), False),
+                           (expand(("x",), [values], ["x"], "zip"), True),
+                           (expand(("x", "y"), [[1, 2], ["p", None]], ["x", "y"], "product"),
+                            False)):
+        assert item_fingerprints("base", plan, by_index) == [
+            item_fingerprint("base", plan.binding(i), i if by_index else None)
+            for i in range(plan.n)]
+    unhashable = expand(("x",), [[1, threading.Lock()]], ["x"], "zip")
+    fps = item_fingerprints("base", unhashable, False)
+    assert fps[0] == item_fingerprint("base", {"x": 1}, None) and fps[1] == ""

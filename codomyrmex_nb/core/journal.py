@@ -538,6 +538,13 @@ class Journal:
         """``define`` with its arguments as one tuple (the recorder's path)."""
         self._queue(self._defs_q, row)
 
+    def queue_definitions(self, rows: list[tuple[Any, ...]]) -> None:
+        """``queue_definition`` for many rows at once (a map's items, as it expands)."""
+        if self.enabled and rows:
+            self._defs_q.extend(rows)
+            if self._idle:
+                self._rouse()
+
     def queue_transition(self, row: tuple[Any, ...]) -> None:
         """``transition`` with its arguments as one tuple (the engine's hot path: ``_queue``
         written out, one call less per transition)."""

@@ -251,6 +251,38 @@ def item_fingerprint(base: str, binding: Mapping[str, Any], index: int | None) -
     return hashlib.sha256(";".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def item_fingerprints(base: str, plan: Plan, by_index: bool) -> list[str]:
+    """Every item's ``item_fingerprint`` ("" for an unhashable one), made at expansion. A
+    map over one list of plain values (the usual map) takes them in one loop, without a
+    binding dict per item; the strings are the same."""
+    sha256 = hashlib.sha256
+    if plan.mode != "product" and len(plan.columns) == 1 and not by_index:
+        prefix = f"{base};{plan.names[0]}"
+        fps = []
+        for value in plan.columns[0]:
+            kind = type(value)
+            if kind is int or kind is str or kind is float or kind is bool or value is None:
+                key = f"{prefix}={kind.__name__}:{value!r}"
+                fps.append(sha256(key.encode("utf-8", "surrogatepass")).hexdigest())
+            else:
+                fps.append(_one(base, {plan.names[0]: value}, None))
+        return fps
+    return [_one(base, plan.binding(i), i if by_index else None) for i in range(plan.n)]
+
+
+def _one(base: str, binding: Mapping[str, Any], index: int | None) -> str:
+    try:
+        return item_fingerprint(base, binding, index)
+    except _unhashable():
+        return ""
+
+
+@functools.cache
+def _unhashable() -> type[Exception]:
+    from .fingerprint import Unhashable  # imported once: fingerprint imports us (via model)
+    return Unhashable
+
+
 @functools.cache
 def _value_digest() -> Any:
     """``fingerprint.value_digest``, imported once (fingerprint imports model, which imports

@@ -59,7 +59,7 @@ from .invoke import takes_map_index
 from .journal import SMALL, Journal, JournalWarning, RunInfo, default_path
 from .journal_tables import _CODE, SMALL_MAX, is_small
 from .map_steps import source_record
-from .mapping import item_fingerprint, item_id
+from .mapping import item_fingerprint, item_fingerprints, item_id
 from .model import Task, TaskStatus, output_refs
 from .sessions import resume_source
 from .trigger_rules import DEFAULT as DEFAULT_RULE
@@ -469,20 +469,12 @@ class Recorder:
             if base is None:
                 return
             fn = rec.func
-            by_index = fn is not None and takes_map_index(fn)
-            fps = []
-            for i in range(plan.n):
-                try:
-                    fps.append(item_fingerprint(base, plan.binding(i), i if by_index else None))
-                except Unhashable:
-                    fps.append("")
-            m.fps = fps
+            m.fps = fps = item_fingerprints(base, plan, fn is not None and takes_map_index(fn))
             run_id, journal = self.run_id, self._journal
             if run_id is not None and journal is not None:
                 name = rec.name
-                for i, fp in enumerate(fps):
-                    journal.queue_definition((run_id, item_id(rec.id, i), f"{name}[{i}]",
-                                              fp or None))
+                journal.queue_definitions([(run_id, item_id(rec.id, i), f"{name}[{i}]", fp or None)
+                                           for i, fp in enumerate(fps)])
         except Exception:  # noqa: BLE001 - the journal must never fail a task
             log.debug("could not fingerprint the items of %r", rec.name, exc_info=True)
 
@@ -492,9 +484,10 @@ class Recorder:
             if item.fingerprint is None:
                 item.fingerprint = self._item_fp(item, binding)
             fp = item.fingerprint
-            if not fp or not self.journal.enabled:
-                return None
-            found = self._find(fp, item.task.cache)
+            cache = item.task.cache
+            if not fp or (self.resume_from is None and not cache) or not self.journal.enabled:
+                return None  # nothing to look for (_find's own first tests, one call less)
+            found = self._find(fp, cache)
             if found is None:
                 return None
             value, when, source, _blob, _mac = found
