@@ -135,6 +135,7 @@ class Engine:
         self.sched.recorder = recorder
         if recorder is not None:
             recorder.resolve = self.actions.resolve  # actions are fingerprinted by their code
+            recorder.engine_lock = self.lock  # the journal reads moved records under it
             budget = self.budget
             recorder.use_hooks(None if budget is None else budget.committed,
                                None if budget is None else budget.release)

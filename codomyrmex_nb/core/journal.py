@@ -285,6 +285,11 @@ class Journal:
         self._results_q: deque[tuple[Any, ...]] = deque()
         self._small_q: deque[tuple[Any, ...]] = deque()  # small results, packed (journal_tables)
         self._sync_q: deque[tuple[Any, ...]] = deque()  # (action, event, box)
+        # The engine's records that moved since the last commit (a reference per move): at
+        # each commit ``collect`` (the recorder's, under the engine's lock) turns them into
+        # one transition row each, their latest move (``Recorder.collect``)
+        self._touched: deque[Any] = deque()
+        self.collect: Callable[[], list[tuple[Any, ...]]] | None = None
         self._idle = False  # the writer waits for a first record: wake it
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -537,6 +542,13 @@ class Journal:
     def queue_definition(self, row: tuple[Any, ...]) -> None:
         """``define`` with its arguments as one tuple (the recorder's path)."""
         self._queue(self._defs_q, row)
+
+    def queue_transitions(self, rows: list[tuple[Any, ...]]) -> None:
+        """``queue_transition`` for many rows at once (a run's last moves, as it ends)."""
+        if self.enabled and rows:
+            self._trans_q.extend(rows)
+            if self._idle:
+                self._rouse()
 
     def queue_definitions(self, rows: list[tuple[Any, ...]]) -> None:
         """``queue_definition`` for many rows at once (a map's items, as it expands)."""
@@ -936,7 +948,8 @@ class Journal:
     def _writer(self) -> None:
         interval = self._interval
         wake, sync = self._wake, self._sync_q
-        sources = (self._ends_q, self._defs_q, self._trans_q, self._results_q, self._small_q)
+        sources = (self._ends_q, self._defs_q, self._trans_q, self._results_q, self._small_q,
+                   self._touched)
         pending = 0
         last_commit = -math.inf
         while True:
@@ -993,6 +1006,8 @@ class Journal:
                 moved += count
         if self._ends:
             self._open_runs.difference_update(row[2] for row in self._ends)
+        if self._touched:  # collected as the commit begins, once (_commit)
+            moved += 1
         return moved
 
     def _stop(self) -> None:
@@ -1033,6 +1048,9 @@ class Journal:
     def _commit(self) -> bool:
         """Write every buffered record in one transaction; if that fails for a reason other
         than a lock, write them one by one and drop only the ones that fail."""
+        collect = self.collect
+        if self._touched and collect is not None:
+            self._trans.extend(collect())  # after the rows queued before: the latest wins
         packed, summaries = self._pack()
         batches = [(INSERT_PACKED, packed), (INSERT_RESULT, self._results),
                    (UPDATE_SUMMARY, summaries), (UPDATE_END, self._ends)]
@@ -1109,11 +1127,11 @@ class Journal:
         trans, defs, small = by_run(self._trans), by_run(self._defs), by_run(self._small)
         for run_id in {**trans, **defs, **small}:
             summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
-            run_trans, folded = latest_per_task(trans.get(run_id, []))
+            run_trans, _ = latest_per_task(trans.get(run_id, []))
             run_defs = defs.get(run_id, [])
             run_small = small.get(run_id, [])
-            try:  # a folded task's previous state: where the last commit left it
-                previous = summary.previous(run_trans) if folded else None
+            try:  # each task's previous state: where the last commit left it
+                previous = summary.previous(run_trans) if run_trans else None
                 blob, (ids, statuses, last), defined = pack_tasks(run_trans, run_defs,
                                                                   run_small, previous)
             except (TypeError, ValueError, KeyError, OverflowError):

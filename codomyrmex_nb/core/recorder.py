@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import operator
 import os
 import pickle
 import sys
@@ -68,6 +69,8 @@ from .watch import watch_digest
 log = logging.getLogger(__name__)
 _S = TaskStatus
 _RUNNING = TaskStatus.RUNNING
+COLLECT_WAIT = 0.2  # seconds the writer waits for the engine's lock to read moved records
+_SEQ_OF = operator.itemgetter(1)
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
@@ -174,6 +177,7 @@ class Recorder:
         # the journal while a run is open in it and it is on, else None: the scheduler
         # queues each move on it directly (Scheduler._move); on_transition opens a run
         self.sink: Journal | None = None
+        self.engine_lock: Any = None  # the engine's lock: collect reads records under it
         self.resume_from: RunInfo | None = None  # the newest run resumed from, if any
         self.resume_runs: tuple[int, ...] = ()  # every run resumed from (of dead processes)
         self.resume_note: str | None = None  # why nothing is resumed (a live process's run)
@@ -214,6 +218,7 @@ class Recorder:
         if journal is None:
             journal = Journal(self.path)
             journal.pinned = self.pinned
+            journal.collect = self.collect
             journal.on_commit, journal.on_upkeep = self.on_commit, self.on_upkeep
             self._journal = journal
         return journal
@@ -299,8 +304,46 @@ class Recorder:
             return
         if self.run_id is not None:
             self.sink = None
-            self.journal.end_run(self.run_id, status)
+            journal = self.journal
+            rows = self._snapshot()  # the run's last moves, under the engine's lock here
+            if rows:
+                journal.queue_transitions(rows)
+            journal.end_run(self.run_id, status)
             self.run_id = None
+
+    def collect(self) -> list[tuple[Any, ...]]:
+        """The journal's writer, as a commit begins: one transition row per record that
+        moved since the last (its latest move), read under the engine's lock so that no
+        move is half seen. A lock held for long (a stop waiting on this writer) leaves
+        them for the next commit."""
+        lock = self.engine_lock
+        if lock is None:
+            return self._snapshot()
+        if not lock.acquire(timeout=COLLECT_WAIT):
+            return []
+        try:
+            return self._snapshot()
+        finally:
+            lock.release()
+
+    def _snapshot(self) -> list[tuple[Any, ...]]:
+        """The touched records as transition rows of the open run, in the order of their
+        latest moves (their previous state is the journal's to fill: ``RunSummary``)."""
+        journal, run_id = self._journal, self.run_id
+        if journal is None:
+            return []
+        touched = journal._touched
+        count = len(touched)
+        if not count:
+            return []
+        records = dict.fromkeys(islice(iter(touched.popleft, None), count))  # once each
+        if run_id is None:  # no open run (end_run collected its moves): nothing to add
+            return []
+        code = _CODE
+        rows = [(run_id, r.jseq, r.jtime, r.id, r.name, 0, code[r.status], r.jdetail)
+                for r in records]
+        rows.sort(key=_SEQ_OF)
+        return rows
 
     # -- fingerprints (outside the engine lock) ----------------------------------------------
     def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str],
@@ -548,9 +591,9 @@ class Recorder:
         ups = rec.ups
         if not ups:
             upstream = "[]"
-        elif len(ups) == 1:  # repr([fp]) written out: a fingerprint is hex, quoted as is
-            up = ups[0].fingerprint
-            if not up or not up.isalnum():
+        elif len(ups) == 1:  # repr([fp]) written out: a fingerprint is a hex digest, which
+            up = ups[0].fingerprint  # repr quotes as it is (isascii: O(1), isalnum per char)
+            if not up or not up.isascii():
                 return None
             upstream = f"['{up}']"
         else:

@@ -94,7 +94,6 @@ from .exceptions import (
     TaskTimeoutError,
     UpstreamFailedError,
 )
-from .journal_tables import _CODE
 from .map_steps import MapSteps, urgency
 from .mapping import MapState, item_id
 from .model import (
@@ -202,6 +201,9 @@ class Record:
         "restored",  # when its result came back from the journal (a time), else None
         "parent",  # an item's mapped record (None for a task)
         "mapping",  # a mapped task's items (``mapping.MapState``), else None
+        # its latest move, as the journal reads it at its next commit (Recorder.collect):
+        # sequence number, time, detail; set by every move while a journal records
+        "jseq", "jtime", "jdetail",
     )
 
     def __init__(self, task: Task, order: int) -> None:
@@ -359,15 +361,15 @@ class Scheduler(MapSteps):
         listener, recorder = self.listener, self.recorder
         if listener is not None or recorder is not None:
             now = self._now()
-            if recorder is not None:  # the journal takes the move as plain values
+            if recorder is not None:  # the journal reads the record's latest move
+                rec.jseq, rec.jtime, rec.jdetail = self.seq, now, detail
                 sink = recorder.sink  # the journal of the open run, else None
                 if sink is None:  # no run open yet: this move opens one
                     recorder.on_transition(self.seq, now, rec.id, rec.name, frm, to, detail)
-                else:  # Recorder.on_transition written out: four times a task
+                else:  # four times a task: one reference onto a deque, no row made here
                     if to is RUNNING:
                         recorder.worked = True
-                    sink._trans_q.append((recorder.run_id, self.seq, now, rec.id, rec.name,
-                                          _CODE[frm], _CODE[to], detail))
+                    sink._touched.append(rec)
                     if sink._idle:
                         sink._rouse()
             if listener is not None:
