@@ -904,3 +904,36 @@ def test_an_engine_run_journals_one_row_per_task_per_commit_window(tmp_path):
     assert latest == {"first": "completed", "second": "completed"}
     assert len(rows) <= 4  # at most a window for the definitions and one for the run
     assert (run.tasks, run.completed, run.failed) == (2, 2, 0)
+
+
+def test_a_commit_while_the_engine_runs_holds_each_tasks_latest_move_and_small_result(tmp_path):
+    """The writer reads moved records under the engine's lock as it commits: a task that
+    completed is stored completed with its small result, one still running as running."""
+    import threading
+
+    from codomyrmex_nb import TaskOrchestrator
+
+    gate, began = threading.Event(), threading.Event()
+
+    def held() -> str:
+        began.set()
+        gate.wait(30)
+        return "late"
+
+    orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
+    try:
+        done = orch.create_task("done", func=small_answer, parameters={"x": 2})
+        orch.create_task("held", func=held, dependencies=[done])  # starts once "done" ended
+        orch.start_execution()
+        assert began.wait(30)
+        recorder = orch._engine.recorder
+        journal = recorder.journal
+        assert journal.flush(10)
+        run = recorder.run_id
+        latest = {name: status for _s, _t, _i, name, _p, status, _d in journal.transitions(run)}
+        assert latest == {"done": "completed", "held": "running"}
+        fp = orch._engine.sched.records[done.id].fingerprint
+        assert journal.restorable_hit(run, fp)[0] == 4
+    finally:
+        gate.set()
+        orch.stop_execution()

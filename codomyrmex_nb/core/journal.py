@@ -289,7 +289,8 @@ class Journal:
         # each commit ``collect`` (the recorder's, under the engine's lock) turns them into
         # one transition row each, their latest move (``Recorder.collect``)
         self._touched: deque[Any] = deque()
-        self.collect: Callable[[], list[tuple[Any, ...]]] | None = None
+        self.collect: Callable[[], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] \
+            | None = None
         self._idle = False  # the writer waits for a first record: wake it
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -1050,7 +1051,9 @@ class Journal:
         than a lock, write them one by one and drop only the ones that fail."""
         collect = self.collect
         if self._touched and collect is not None:
-            self._trans.extend(collect())  # after the rows queued before: the latest wins
+            moves, small = collect()
+            self._trans.extend(moves)  # after the rows queued before: the latest wins
+            self._small.extend(small)
         packed, summaries = self._pack()
         batches = [(INSERT_PACKED, packed), (INSERT_RESULT, self._results),
                    (UPDATE_SUMMARY, summaries), (UPDATE_END, self._ends)]

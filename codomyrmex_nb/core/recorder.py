@@ -305,45 +305,53 @@ class Recorder:
         if self.run_id is not None:
             self.sink = None
             journal = self.journal
-            rows = self._snapshot()  # the run's last moves, under the engine's lock here
-            if rows:
-                journal.queue_transitions(rows)
+            moves, small = self._snapshot()  # the run's last moves, under the engine's lock
+            journal.queue_transitions(moves)
+            for row in small:
+                journal.small_result(*row)
             journal.end_run(self.run_id, status)
             self.run_id = None
 
-    def collect(self) -> list[tuple[Any, ...]]:
+    def collect(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """The journal's writer, as a commit begins: one transition row per record that
-        moved since the last (its latest move), read under the engine's lock so that no
-        move is half seen. A lock held for long (a stop waiting on this writer) leaves
-        them for the next commit."""
+        moved since the last (its latest move) and the small results they completed with,
+        read under the engine's lock so that no move is half seen. A lock held for long (a
+        stop waiting on this writer) leaves them for the next commit."""
         lock = self.engine_lock
         if lock is None:
             return self._snapshot()
         if not lock.acquire(timeout=COLLECT_WAIT):
-            return []
+            return [], []
         try:
             return self._snapshot()
         finally:
             lock.release()
 
-    def _snapshot(self) -> list[tuple[Any, ...]]:
+    def _snapshot(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """The touched records as transition rows of the open run, in the order of their
-        latest moves (their previous state is the journal's to fill: ``RunSummary``)."""
+        latest moves (their previous state is the journal's to fill: ``RunSummary``), and
+        their small results as ``Journal.small_result`` rows (timed by that latest move)."""
         journal, run_id = self._journal, self.run_id
         if journal is None:
-            return []
+            return [], []
         touched = journal._touched
         count = len(touched)
         if not count:
-            return []
+            return [], []
         records = dict.fromkeys(islice(iter(touched.popleft, None), count))  # once each
         if run_id is None:  # no open run (end_run collected its moves): nothing to add
-            return []
+            return [], []
         code = _CODE
-        rows = [(run_id, r.jseq, r.jtime, r.id, r.name, 0, code[r.status], r.jdetail)
-                for r in records]
-        rows.sort(key=_SEQ_OF)
-        return rows
+        moves = [(run_id, r.jseq, r.jtime, r.id, r.name, 0, code[r.status], r.jdetail)
+                 for r in records]
+        moves.sort(key=_SEQ_OF)
+        small = []
+        for r in records:
+            prepared = r.jsmall
+            if prepared is not None:
+                r.jsmall = None
+                small.append((run_id, r.id, r.name, prepared[0], prepared[1], r.jtime))
+        return moves, small
 
     # -- fingerprints (outside the engine lock) ----------------------------------------------
     def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str],
@@ -657,8 +665,13 @@ class Recorder:
         if self.run_id is None:
             return
         fp, blob, error, mac = prepared
+        sink = self.sink
+        if mac is SMALL and sink is not None:  # read with the record's latest move (collect)
+            rec.jsmall = prepared
+            sink._touched.append(rec)
+            return
         journal = self._journal or self.journal
-        if mac is SMALL:  # Journal.small_result written out (once a task)
+        if mac is SMALL:  # Journal.small_result written out
             if journal.enabled:
                 journal._small_q.append((self.run_id, rec.id, rec.name, fp, blob, time.time()))
                 if journal._idle:

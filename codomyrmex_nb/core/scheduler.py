@@ -204,6 +204,7 @@ class Record:
         # its latest move, as the journal reads it at its next commit (Recorder.collect):
         # sequence number, time, detail; set by every move while a journal records
         "jseq", "jtime", "jdetail",
+        "jsmall",  # its small result (``Recorder.prepare_result``) until the journal reads it
     )
 
     def __init__(self, task: Task, order: int) -> None:
@@ -239,6 +240,7 @@ class Record:
         self.tally: list[int] | None = None
         self.parent: Record | None = None
         self.mapping: MapState | None = None
+        self.jsmall: Any = None
         self.read_definition()
 
     def read_definition(self) -> None:
@@ -273,7 +275,7 @@ class ItemRecord(Record):
     __slots__ = ("index",)
 
     def __init__(self, parent: Record, index: int, order: int) -> None:  # noqa: PLW0231
-        self.parent, self.index, self.mapping = parent, index, None
+        self.parent, self.index, self.mapping, self.jsmall = parent, index, None, None
         self.task = parent.task
         self.id, self.name = item_id(parent.id, index), f"{parent.name}[{index}]"
         self.status = None
