@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import io
 import logging
 import os
@@ -105,9 +106,12 @@ def notebook_stream():
     """A stand-in for the notebook's stdout/stderr: what reaches it was not captured.
 
     Set in the test's body (pytest sets its own capture streams after fixtures run).
+    Earlier tests' garbage is collected first: a finalizer's ResourceWarning (an event
+    loop another test left unclosed) would otherwise land here, whoever wrote it.
     """
     @contextlib.contextmanager
     def streams():
+        gc.collect()
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
         try:
