@@ -5,7 +5,11 @@ One ``Journal`` per file. Recording calls (``define``, ``transition``, ``result`
 sits idle, by the first record of a burst: ``_rouse``); one writer thread (a daemon, its own connection) sleeps through a burst,
 then drains the deques and commits them in one transaction, at most
 ``commit_interval`` seconds after a record was queued: ten thousand transitions are
-a handful of commits. Readers (``last_run``, ``restorable``, ``history``,
+a handful of commits. The engine's moves take another way: a reference to the moved
+record onto ``_touched``, which ``collect`` (the recorder's, under the engine's lock)
+turns into one transition row per record as a commit begins, its latest move (and the
+small result it completed with). A commit stores one transition per task (its latest,
+from the state the last commit left it in: ``latest_per_task``). Readers (``last_run``, ``restorable``, ``history``,
 ``transitions``, ``definitions``) use a second connection under a lock and see
 committed rows only: a result still queued is not restorable.
 
