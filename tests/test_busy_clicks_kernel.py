@@ -10,6 +10,8 @@ runs the next queued cell.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -57,14 +59,18 @@ class Kernel:
         self._reader.start()
 
     def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                msg = self.kc.get_iopub_msg(timeout=0.2)
-            except queue.Empty:
-                continue
-            with self._lock:
-                self.messages.append((time.monotonic(), msg))
-                self._lock.notify_all()
+        try:
+            while not self._stop.is_set():
+                try:
+                    msg = self.kc.get_iopub_msg(timeout=0.2)
+                except queue.Empty:
+                    continue
+                with self._lock:
+                    self.messages.append((time.monotonic(), msg))
+                    self._lock.notify_all()
+        finally:  # the event loop jupyter_client made for this thread: closed with it
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_event_loop_policy().get_event_loop().close()
 
     def wait_for(self, test, timeout: float) -> tuple[float, dict[str, Any]] | None:
         """The first message (from the start) that passes ``test``; None after ``timeout``."""

@@ -218,9 +218,11 @@ class Run:
                     raise Interrupted(self.abandoned) from None
                 raise
         finally:
-            with self._lock:
-                self._loop = self._main = None
-            loop.close()
+            try:
+                with self._lock:
+                    self._loop = self._main = None
+            finally:  # an interrupt landing just above must not leave the loop unclosed
+                loop.close()
 
     # -- stopping ---------------------------------------------------------------------
     def interrupt(self, reason: str) -> bool:
