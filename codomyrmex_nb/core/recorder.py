@@ -343,7 +343,7 @@ class Recorder:
             return [], []
         code = _CODE
         moves = [(run_id, r.jseq, r.jtime, r.id, r.name, 0, code[r.status], r.jdetail)
-                 for r in records]
+                 for r in records if r.jseq is not None]  # None: it never moved journaled
         moves.sort(key=_SEQ_OF)
         small = []
         for r in records:

@@ -240,7 +240,7 @@ class Record:
         self.tally: list[int] | None = None
         self.parent: Record | None = None
         self.mapping: MapState | None = None
-        self.jsmall: Any = None
+        self.jseq = self.jtime = self.jdetail = self.jsmall = None
         self.read_definition()
 
     def read_definition(self) -> None:
@@ -275,7 +275,8 @@ class ItemRecord(Record):
     __slots__ = ("index",)
 
     def __init__(self, parent: Record, index: int, order: int) -> None:  # noqa: PLW0231
-        self.parent, self.index, self.mapping, self.jsmall = parent, index, None, None
+        self.parent, self.index, self.mapping = parent, index, None
+        self.jseq = self.jtime = self.jdetail = self.jsmall = None
         self.task = parent.task
         self.id, self.name = item_id(parent.id, index), f"{parent.name}[{index}]"
         self.status = None
