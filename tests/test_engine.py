@@ -496,3 +496,47 @@ def test_tasks_made_from_partials_get_upstream_as_their_functions_say(make_orch)
     orch.start_execution()
     assert orch.wait_for_completion(10)
     assert (first.result.data, second.result.data) == (1, 11)
+
+
+def _tiny() -> None:
+    return None
+
+
+def test_a_wait_for_the_engine_lock_is_not_counted_as_an_attempts_time(tmp_path):
+    """Tiny tasks run one worker at a time while their average attempt is tiny. A worker
+    that waited for the engine's lock to record its attempt (the journal's writer reads
+    moved tasks under it) once counted that wait as the attempt's time: the average rose,
+    every worker took tiny tasks at once, each waited longer for the lock, and the
+    convoy fed itself (three times slower with four workers)."""
+    from codomyrmex_nb import TaskOrchestrator
+    from codomyrmex_nb.core import engine as engine_module
+
+    orch = TaskOrchestrator(4, journal=tmp_path / "j.sqlite")
+    engine = orch._engine
+    seen: list[float] = []
+    real = engine._record
+
+    def record(run, outcome, prepared, busy_for, held=None):
+        seen.append(busy_for)
+        return real(run, outcome, prepared, busy_for, held)
+
+    engine._record = record
+    began = threading.Event()
+
+    def first() -> None:
+        began.set()
+
+    try:
+        head = orch.create_task("first", func=first)
+        for i in range(300):
+            orch.create_task(f"t{i}", func=_tiny, dependencies=[head])
+        orch.start_execution()
+        assert began.wait(30)
+        with engine.lock:  # every worker that ends an attempt now waits to record it
+            time.sleep(0.3)  # ok-sleep: the wait under test
+        assert orch.wait_for_completion(30)
+    finally:
+        orch.stop_execution()
+    assert len(seen) == 301
+    assert max(seen) < 0.25  # the 0.3 s spent waiting for the lock is not in any attempt
+    assert engine._avg_attempt < engine_module.TINY

@@ -16,8 +16,10 @@ next while runnable work remains.
 taking turns at the lock for bodies of a few microseconds cost more in
 hand-offs than the bodies themselves (10,000 no-op tasks: about 10 µs each
 on one worker, 25 µs on four). So while the running average of attempt times
-(the time a worker spends per attempt, shipping and capture included,
-averaged as attempts end) is under ``TINY``, a worker leaves runnable work to
+(the time a worker spends per attempt, shipping and capture included, but not
+its wait for the lock to record it: counted, a busy lock raised the average and
+let every worker contend, which made the lock busier still; averaged as attempts
+end) is under ``TINY``, a worker leaves runnable work to
 another worker whose attempt began less than ``STANDBY`` seconds ago: that
 one is cycling through tiny tasks and takes the work next. A worker in a
 longer attempt (a slow task among tiny ones) never holds work back. A
@@ -328,15 +330,13 @@ class Engine:
         me = threading.current_thread()
         perf_counter = time.perf_counter
         runs: list[Run] = []  # taken under the lock: one ticket, or a batch of tiny items
-        done: list[tuple[Run, Outcome, Any, float | None, Any]] = []  # ran, not recorded yet
+        done: list[tuple[Run, Outcome, Any, float, Any]] = []  # ran, not recorded yet
         unrecorded = 0  # of ``runs``
         try:
             while True:
                 with self.lock:
                     for run, outcome, prepared, busy_for, held in done:
                         unrecorded -= 1
-                        if busy_for is None:  # one ticket: from taking it until now
-                            busy_for = perf_counter() - run.taken_at
                         self._record(run, outcome, prepared, busy_for, held)
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
@@ -366,9 +366,11 @@ class Engine:
                             prepared = recorder.prepare_result(run.rec, outcome.value)
                         if budget is not None and budget.limit is not None:
                             held = self._store.measure(run.rec, outcome.value, prepared)
-                    if run is last:  # recorded as the next ticket is taken
-                        done.append((run, outcome, prepared,
-                                     perf_counter() - run.taken_at if batch else None, held))
+                    if run is last:  # recorded as the next ticket is taken; its time
+                        # is taken now: a wait for the lock is no part of the attempt (that
+                        # wait, counted, pushed the tiny-task average up under contention,
+                        # which let every worker contend: a convoy that fed itself)
+                        done.append((run, outcome, prepared, perf_counter() - run.taken_at, held))
                         continue
                     busy_for = perf_counter() - run.taken_at
                     with self.lock:  # each item is recorded as it ends: a stop or cancel
