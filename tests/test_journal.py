@@ -227,7 +227,7 @@ def test_a_burst_of_transitions_is_a_handful_of_commits(make_journal):
     journal = make_journal(commit_interval=0.1)
     commits = []
     commit = journal._commit
-    journal._commit = lambda: commits.append(1) or commit()  # the writer looks it up each time
+    journal._commit = lambda **kw: commits.append(1) or commit(**kw)  # looked up each time
     run = journal.begin_run()
     for seq in range(10_000):
         journal.transition(run, seq, 1.0, f"t{seq}", "t", "running", "completed", None)

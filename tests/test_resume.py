@@ -320,8 +320,8 @@ def test_a_task_that_completed_after_the_last_commit_runs_again(tmp_path):
 
     run.release("slow")
     second = run.finish()
-    assert second["restored"] == ["load"]
-    assert sorted(run.ran()[before:]) == ["count", "report", "scale", "slow"]
+    assert second["restored"] == ["load"], second
+    assert sorted(run.ran()[before:]) == ["count", "report", "scale", "slow"], (run.ran(), second)
     assert second["results"] == EXPECTED
 
 

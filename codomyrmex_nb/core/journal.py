@@ -962,10 +962,10 @@ class Journal:
                 if sync:  # flush, begin_run, clear, close: after what was queued before
                     action, event, box = sync.popleft()
                     pending += self._drain()
-                    flushing, pending = pending, 0
+                    flushing, pending = pending or self.collect is not None, 0
                     ok, result = False, None
-                    try:
-                        ok = self._commit() if flushing else True
+                    try:  # a flush: what the engine recorded before it, committed
+                        ok = self._commit(sync=True) if flushing else True
                         last_commit = time.monotonic()
                         if action is not None:
                             result = action()
@@ -1015,6 +1015,15 @@ class Journal:
             moved += 1
         return moved
 
+    def _drain_results(self) -> None:
+        """``_drain`` for definitions and results only (not transitions: a move queued
+        after ``collect`` read the records is older than what it read)."""
+        for source, target in ((self._defs_q, self._defs), (self._results_q, self._results),
+                               (self._small_q, self._small)):
+            count = len(source)
+            if count:
+                target.extend(islice(iter(source.popleft, None), count))
+
     def _stop(self) -> None:
         """The writer's last action (everything queued before it is committed)."""
 
@@ -1050,14 +1059,17 @@ class Journal:
                                     f"could not write {what} ({exc})")
                 return False, exc
 
-    def _commit(self) -> bool:
+    def _commit(self, sync: bool = False) -> bool:
         """Write every buffered record in one transaction; if that fails for a reason other
-        than a lock, write them one by one and drop only the ones that fail."""
+        than a lock, write them one by one and drop only the ones that fail. ``sync`` (a
+        flush): the engine's moved records are read even if none is queued yet, so a
+        result a worker was recording as the flush began is in it."""
         collect = self.collect
-        if self._touched and collect is not None:
-            moves, small = collect()
+        if collect is not None and (self._touched or sync):
+            moves, small = collect()  # under the engine's lock: no record half recorded
             self._trans.extend(moves)  # after the rows queued before: the latest wins
             self._small.extend(small)
+            self._drain_results()  # rows a worker queued while collect waited for the lock
         packed, summaries = self._pack()
         batches = [(INSERT_PACKED, packed), (INSERT_RESULT, self._results),
                    (UPDATE_SUMMARY, summaries), (UPDATE_END, self._ends)]

@@ -283,6 +283,7 @@ class Recorder:
         # tuples then made the engine's full collections more frequent)
         if journal.enabled:
             self.sink = journal  # the scheduler queues the run's next moves itself
+            journal.collect = self.collect  # whichever journal the run is in reads them
             journal._trans_q.append((run_id, seq, when, task_id, name, _CODE[previous],
                                      _CODE[status], detail))
             if journal._idle:
