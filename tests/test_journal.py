@@ -937,3 +937,26 @@ def test_a_commit_while_the_engine_runs_holds_each_tasks_latest_move_and_small_r
     finally:
         gate.set()
         orch.stop_execution()
+
+
+def test_opening_a_run_never_waits_for_the_writer_to_take_the_engines_lock(tmp_path, monkeypatch):
+    """A run begins under the engine's lock, waiting for the writer; the writer reads moved
+    records under that same lock only for a flush or a commit, never for a begin (it
+    would wait out ``COLLECT_WAIT`` on every first task of a run)."""
+    import time
+
+    from codomyrmex_nb import TaskOrchestrator
+    from codomyrmex_nb.core import recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "COLLECT_WAIT", 5.0)
+    orch = TaskOrchestrator(1, journal=tmp_path / "j.sqlite")
+    try:
+        for round_ in range(2):  # a first run, then a second one after it ended
+            began = time.monotonic()
+            orch.create_task(f"first{round_}", func=small_answer, parameters={"x": 1})
+            assert time.monotonic() - began < 2.0
+            orch.start_execution()
+            assert orch.wait_for_completion(30)
+            orch.stop_execution()
+    finally:
+        orch.stop_execution()

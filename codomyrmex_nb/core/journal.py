@@ -962,10 +962,14 @@ class Journal:
                 if sync:  # flush, begin_run, clear, close: after what was queued before
                     action, event, box = sync.popleft()
                     pending += self._drain()
-                    flushing, pending = pending or self.collect is not None, 0
+                    # a flush (no action): what the engine recorded before it, committed,
+                    # read under the engine's lock; never for a begin_run, whose caller
+                    # holds that lock while it waits for this
+                    flush = action is None and self.collect is not None
+                    flushing, pending = pending or flush, 0
                     ok, result = False, None
-                    try:  # a flush: what the engine recorded before it, committed
-                        ok = self._commit(sync=True) if flushing else True
+                    try:
+                        ok = self._commit(sync=flush) if flushing else True
                         last_commit = time.monotonic()
                         if action is not None:
                             result = action()
