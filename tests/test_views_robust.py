@@ -232,7 +232,8 @@ def test_codo_results_shows_broken_results_quickly(ipython, broken):
     html, took = timed(results._repr_html_)
     assert took < QUICK and "no repr for you" in html
     part, took = timed(lambda: repr(results[["name", "data"]]))
-    assert took < QUICK and "took too long" in part
+    # a slice renders again: the hung repr's thread may still live ("not tried", at once)
+    assert took < QUICK and ("took too long" in part or "an earlier one still hangs" in part)
 
 
 @pytest.mark.needs_dot
