@@ -40,13 +40,17 @@ def test_waits_start_when_the_engine_could_run_the_task(make_orch):
     stats = orch.stats_frame().iloc[0]
     makespan = stats["makespan"]
     assert makespan < 0.3 * 3  # the pauses before the start are no part of the run
+    # from start_execution to the last end: a loaded machine may take a while to run the
+    # first worker (the makespan starts with the first attempt), but no pause before counts
+    window = max(tasks["completed_at"]).timestamp() - started
+    assert window < 0.3 * 3
     for name, row in tasks.iterrows():
         assert row["queued_at"].timestamp() >= started - 1e-3, name
-        assert row["wait_worker"] <= makespan + 0.05, (name, row["wait_worker"], makespan)
-        assert row["wait_dependencies"] <= makespan + 0.05, (name, row["wait_dependencies"])
+        assert row["wait_worker"] <= window + 0.05, (name, row["wait_worker"], window)
+        assert row["wait_dependencies"] <= window + 0.05, (name, row["wait_dependencies"])
     # the dependency wait is the time its upstream took, from the start: below 0.45 s of pauses
-    assert stats["wait_dependencies_total"] < 2 * makespan + 0.05, stats.to_dict()
-    assert stats["wait_worker_total"] < makespan + 0.05, stats.to_dict()
+    assert stats["wait_dependencies_total"] < 2 * window + 0.05, stats.to_dict()
+    assert stats["wait_worker_total"] < window + 0.05, stats.to_dict()
     assert tasks.loc["load", "wait_dependencies"] == 0.0
     assert tasks.loc["clean", "wait_dependencies"] == pytest.approx(
         (tasks.loc["clean", "ready_at"] - tasks.loc["clean", "queued_at"]).total_seconds(),
