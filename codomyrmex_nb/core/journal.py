@@ -73,7 +73,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -550,15 +550,15 @@ class Journal:
 
     def queue_transitions(self, rows: list[tuple[Any, ...]]) -> None:
         """``queue_transition`` for many rows at once (a run's last moves, as it ends)."""
-        if self.enabled and rows:
-            self._trans_q.extend(rows)
-            if self._idle:
-                self._rouse()
+        self._queue_many(self._trans_q, rows)
 
     def queue_definitions(self, rows: list[tuple[Any, ...]]) -> None:
         """``queue_definition`` for many rows at once (a map's items, as it expands)."""
+        self._queue_many(self._defs_q, rows)
+
+    def _queue_many(self, queue: deque[tuple[Any, ...]], rows: list[tuple[Any, ...]]) -> None:
         if self.enabled and rows:
-            self._defs_q.extend(rows)
+            queue.extend(rows)  # one C call: atomic for the writer's count-based drain
             if self._idle:
                 self._rouse()
 
@@ -1005,14 +1005,9 @@ class Journal:
 
     def _drain(self) -> int:
         """Move every queued row into the batch lists; returns how many."""
-        moved = 0
-        for source, target in ((self._ends_q, self._ends), (self._defs_q, self._defs),
-                               (self._trans_q, self._trans),
-                               (self._results_q, self._results), (self._small_q, self._small)):
-            count = len(source)
-            if count:  # popleft called from C, no Python frame per row
-                target.extend(islice(iter(source.popleft, None), count))
-                moved += count
+        moved = _move_rows(((self._ends_q, self._ends), (self._defs_q, self._defs),
+                            (self._trans_q, self._trans), (self._results_q, self._results),
+                            (self._small_q, self._small)))
         if self._ends:
             self._open_runs.difference_update(row[2] for row in self._ends)
         if self._touched:  # collected as the commit begins, once (_commit)
@@ -1022,11 +1017,8 @@ class Journal:
     def _drain_results(self) -> None:
         """``_drain`` for definitions and results only (not transitions: a move queued
         after ``collect`` read the records is older than what it read)."""
-        for source, target in ((self._defs_q, self._defs), (self._results_q, self._results),
-                               (self._small_q, self._small)):
-            count = len(source)
-            if count:
-                target.extend(islice(iter(source.popleft, None), count))
+        _move_rows(((self._defs_q, self._defs), (self._results_q, self._results),
+                    (self._small_q, self._small)))
 
     def _stop(self) -> None:
         """The writer's last action (everything queued before it is committed)."""
@@ -1476,3 +1468,15 @@ def _full_check_bytes() -> int:
 
 def _now() -> float:
     return time.time()
+
+
+def _move_rows(pairs: Iterable[tuple[deque[tuple[Any, ...]], list[tuple[Any, ...]]]]) -> int:
+    """Move what each queue holds now onto its list (popleft called from C, no Python frame
+    per row; rows queued meanwhile wait for the next drain); returns how many."""
+    moved = 0
+    for source, target in pairs:
+        count = len(source)
+        if count:
+            target.extend(islice(iter(source.popleft, None), count))
+            moved += count
+    return moved

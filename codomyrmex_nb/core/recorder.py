@@ -69,6 +69,13 @@ from .watch import watch_digest
 log = logging.getLogger(__name__)
 _S = TaskStatus
 _RUNNING = TaskStatus.RUNNING
+def _plain_digest(code: str, items: str, upstream: str) -> str:
+    """A plain task's fingerprint from its code fingerprint and the reprs of its sorted
+    parameter items and upstream fingerprints: one place for both ways to it."""
+    return hashlib.sha256(f"codo-fast-1;{code};{items};{upstream}".encode(
+        "utf-8", "surrogatepass")).hexdigest()
+
+
 COLLECT_WAIT = 0.2  # seconds the writer waits for the engine's lock to read moved records
 _SEQ_OF = operator.itemgetter(1)
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
@@ -394,8 +401,8 @@ class Recorder:
             # The common case, plain values: one hash of their exact reprs (no generic walk).
             items = sorted(zip(map(str, params), map(repr, params.values()), strict=True)) \
                 if params else []
-            key = f"{code};{items};{sorted(upstream) if len(upstream) > 1 else upstream}"
-            return hashlib.sha256(b"codo-fast-1;" + key.encode("utf-8", "surrogatepass")).hexdigest()
+            return _plain_digest(code, repr(items),
+                                 repr(sorted(upstream) if len(upstream) > 1 else upstream))
         return task_fingerprint(code, params, upstream,
                                 upstream=_upstream_of(records)[0] if records else ups)
 
@@ -617,8 +624,7 @@ class Recorder:
             items = repr(sorted(zip(map(str, params), map(repr, params.values()), strict=True)))
         else:
             items = "[]"
-        return hashlib.sha256(f"codo-fast-1;{code};{items};{upstream}".encode(
-            "utf-8", "surrogatepass")).hexdigest()
+        return _plain_digest(code, items, upstream)
 
     def prepare_result(self, rec: Any, value: Any) -> Prepared:
         """(fingerprint, bytes, error, MAC): what the journal keeps of a completed attempt;
