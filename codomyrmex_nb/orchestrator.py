@@ -26,6 +26,7 @@ from .core.events import Event
 from .core.executors import Executor, make_executor
 from .core.item_views import ItemView, copy_items
 from .core.journal_upkeep import JournalInfo, Removal
+from .core.map_steps import item_at
 from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
 from .core.memory_budget import parse_limit
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
@@ -436,7 +437,7 @@ class TaskOrchestrator:
                 raise ValueError(f"task {rec.name!r} is not mapped")
             rows = []
             for i in range(m.n):
-                item = m.items[i] if i < len(m.items) else None
+                item = item_at(rec, i) if i < len(m.items) else None
                 result = None if item is None else item.result
                 rows.append({"map_index": i, "name": f"{rec.name}[{i}]", "state": m.state_of(i),
                              "attempts": 0 if item is None else len(item.attempts),

@@ -427,6 +427,8 @@ class Engine:
             self._store.hold(run.rec, held, prepared)  # queued: the commit may be quick
         if counted and prepared is not None and self.recorder is not None:
             self.recorder.record_result(run.rec, prepared)
+        if counted and run.rec.parent is not None:
+            self.sched.compact(run.rec)  # a plainly completed item: light from now on
         self.settle(wake=False)
 
     def _execute(self, run: Run) -> Outcome:

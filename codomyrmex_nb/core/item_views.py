@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from .map_steps import item_at
 from .model import Attempt, LazyData, TaskStatus
 
 
@@ -63,7 +64,7 @@ def _state(item: Any) -> str:
 
 def _view(rec: Any, index: int) -> ItemView:
     m = rec.mapping
-    item = m.items[index] if index < len(m.items) else None
+    item = item_at(rec, index) if index < len(m.items) else None
     tid, name = f"{rec.id}[{index}]", f"{rec.name}[{index}]"
     if item is None:
         return ItemView(tid, name, rec.id, rec.name, index, m.state_of(index), (), 0, None, None,

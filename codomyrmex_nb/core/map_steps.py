@@ -26,8 +26,16 @@ from collections.abc import Callable
 from typing import Any
 
 from .exceptions import TaskCancelledError, UpstreamFailedError
-from .mapping import MapResult, Plan, combined_fingerprint, expand
-from .model import TaskStatus
+from .mapping import (
+    DONE_FP,
+    DONE_VALUE,
+    MapResult,
+    Plan,
+    combined_fingerprint,
+    done_entry,
+    expand,
+)
+from .model import Attempt, TaskResult, TaskStatus
 
 S = TaskStatus
 _ENDED_OK = S.COMPLETED
@@ -62,7 +70,7 @@ class MapSteps:
         if not 0 <= index < m.n:
             raise LookupError(f"task {rec.name!r} has {m.n} items; map_index {index} is out of "
                               "range")
-        return m.items[index]
+        return item_at(rec, index)
 
     # -- phase 1: expansion ----------------------------------------------------------------
     def _expanded(self, rec: Any, plan: Plan, now: float) -> None:
@@ -109,7 +117,7 @@ class MapSteps:
         self._move(rec, S.READY, "chained")
         self._move(rec, S.RUNNING, f"{m.n} items, item by item after {source.name!r}")
         for i, item in enumerate(sm.items):  # items of the source that completed already
-            if item is not None and item.status is _ENDED_OK:
+            if is_done(item):
                 m.ready.append(i)
         if sm.closing or source.status.is_terminal:
             m.source_ended = True
@@ -221,6 +229,18 @@ class MapSteps:
         elif m.can_dispatch():
             self._push_map(rec)
 
+    def compact(self, item: Any) -> None:
+        """Under the lock, once an item's outcome is recorded: a plainly completed item is
+        kept as a compact entry (``mapping.done_entry``), light for the garbage collector."""
+        entry = done_entry(item) if item.status is _ENDED_OK else None
+        if entry is not None:
+            items = item.parent.mapping.items
+            if items[item.index] is item:
+                items[item.index] = entry
+                # the record may live on until the journal's next commit reads its latest
+                # move: its attempt and result go now (no one reads them from it any more)
+                item.attempts, item.result = (), None
+
     def item_restored(self, item: Any, when: float, source: str) -> None:
         """The item just completed with a result read back from the journal, not run."""
         item.restored = when
@@ -235,6 +255,9 @@ class MapSteps:
         failed: dict[int, Any] = {}
         for i, item in enumerate(m.items):
             if item is None:
+                continue
+            if item.__class__ is tuple:  # completed, kept compactly: its value is in it
+                done.append((i, item))
                 continue
             status = item.status
             if status is _ENDED_OK:
@@ -287,8 +310,9 @@ class MapSteps:
         m = rec.mapping
         if m.base_fp is None:
             return None
-        return combined_fingerprint(m.base_fp, (None if i is None else i.fingerprint
-                                                for i in m.items))
+        return combined_fingerprint(m.base_fp, (
+            None if i is None else i[DONE_FP] if i.__class__ is tuple else i.fingerprint
+            for i in m.items))
 
     def _source_over(self, rec: Any, now: float) -> None:
         """``rec`` (a map) ended without completing: maps chained on it get no more items."""
@@ -311,7 +335,7 @@ class MapSteps:
         m.ready.clear()
         err = TaskCancelledError(f"task {rec.name!r} was {why}")
         for item in m.items:
-            if item is not None and not item.status.is_terminal:
+            if item is not None and item.__class__ is not tuple and not item.status.is_terminal:
                 self._cancel_now(item, err)
         now = self._now()
         for down in m.chained:
@@ -326,14 +350,20 @@ class MapSteps:
         fingerprint (the same code, parameters and content) takes that result instead of
         running; fingerprints are made only with the journal on."""
         m = rec.mapping
-        return {i.fingerprint: i.result for i in m.items if i is not None
-                and i.status is _ENDED_OK and i.fingerprint and i.result is not None}
+        out = {}
+        for index, entry in enumerate(m.items):
+            if is_done(entry):
+                item = item_at(rec, index)
+                if item.fingerprint and item.result is not None:
+                    out[item.fingerprint] = item.result
+        return out
 
     def _forget_items(self, rec: Any) -> None:
         """The map's items are about to be dropped (re-queued, removed): their retries no
         longer count in the totals."""
         m = rec.mapping
-        self.retries -= sum(i.retry_count for i in m.items if i is not None)
+        self.retries -= sum(i.retry_count for i in m.items
+                            if i is not None and i.__class__ is not tuple)
         source = m.source
         if source is not None and source.mapping is not None and rec in source.mapping.chained:
             source.mapping.chained.remove(rec)  # its source no longer feeds it
@@ -358,7 +388,8 @@ class MapSteps:
         m = rec.mapping
         return [i for i, item in enumerate(m.items)
                 if (item is None and m.source is None)
-                or (item is not None and item.status in (S.FAILED, S.CANCELLED))]
+                or (item is not None and item.__class__ is not tuple
+                    and item.status in (S.FAILED, S.CANCELLED))]
 
     def rerun_items(self, rec: Any, indices: list[int]) -> None:
         """Run these items of an ended map again (and everything downstream of the map)."""
@@ -369,7 +400,7 @@ class MapSteps:
                 raise ValueError(f"{rec.name!r} follows {source.name!r} item by item, and "
                                  f"{source.name!r} did not complete; rerun {source.name!r}")
             done = source.mapping.items
-            indices = [i for i in indices if done[i] is not None and done[i].status is _ENDED_OK]
+            indices = [i for i in indices if is_done(done[i])]
         now = self._now()
         chain = self.descendants(rec)
         for down in chain:
@@ -379,7 +410,10 @@ class MapSteps:
         fresh = self._requeue_recs(chain, now)
         for i in indices:
             item = m.items[i]
-            if item is not None:
+            if item.__class__ is tuple:
+                m.counts[_ENDED_OK] -= 1
+                m.items[i] = None
+            elif item is not None:
                 m.counts[item.status] -= 1
                 m.items[i] = None
                 self.retries -= item.retry_count
@@ -420,8 +454,37 @@ def item_binding(item: Any) -> dict[str, Any]:
     m = item.parent.mapping
     if m.source is not None:
         (name,) = m.spec.bindings
-        return {name: m.source.mapping.items[item.index].result.read_data()}
+        done = m.source.mapping.items[item.index]
+        return {name: done[DONE_VALUE] if done.__class__ is tuple else done.result.read_data()}
     return m.plan.binding(item.index)
+
+
+def is_done(entry: Any) -> bool:
+    """Is this ``MapState.items`` entry a completed item (a record or a compact entry)?"""
+    return entry is not None and (entry.__class__ is tuple or entry.status is _ENDED_OK)
+
+
+def item_at(rec: Any, index: int) -> Any:
+    """Item ``index`` of mapped record ``rec`` as a record (None if not made yet): a compact
+    entry (``mapping.done_entry``) is made a record again, for this reader only."""
+    entry = rec.mapping.items[index]
+    if entry.__class__ is not tuple:
+        return entry
+    from .scheduler import ItemRecord  # noqa: PLC0415 - it imports this module
+
+    (value, fingerprint, queued_at, started_at, completed_at, elapsed, cpu_time, worker,
+     wait_worker, run_delay, logs) = entry
+    item = ItemRecord(rec, index, rec.order)
+    item.status, item.fingerprint = _ENDED_OK, fingerprint
+    item.queued_at = item.ready_at = item.runnable_since = queued_at
+    item.started_at, item.completed_at, item.wait_worker = started_at, completed_at, wait_worker
+    attempt = Attempt(1, worker, started_at, completed_at, "completed")
+    attempt.logs, attempt.cpu_time, attempt.run_delay = logs, cpu_time, run_delay
+    item.attempts = (attempt,)
+    result = item.result = TaskResult.of_attempts(item.id, True, 1, 0, worker, data=value,
+                                                  execution_time=elapsed)
+    result.logs = logs
+    return item
 
 
 def plan_of(rec: Any, value_of: Callable[[Any], Any]) -> Plan:

@@ -301,6 +301,36 @@ def combined_fingerprint(base: str, item_fps: Iterable[str | None]) -> str:
     return h.hexdigest()
 
 
+# -- a completed item, compactly -------------------------------------------------------------
+# An item that completed in one attempt, printed and displayed nothing, was not restored and
+# whose result no memory budget holds is kept in ``MapState.items`` as one plain tuple of
+# its figures instead of a record with an attempt and a result (``MapSteps.compact``): a
+# map of 100,000 items otherwise leaves 400,000 objects of 10 to 57 fields each for the
+# cyclic garbage collector to walk at every full collection, a third of an item's cost. A
+# tuple of plain values is not walked at all. ``map_steps.item_at`` makes a record of it
+# again for whoever asks (views, ``get_task_result``).
+DONE_FIELDS = ("value", "fingerprint", "queued_at", "started_at", "completed_at",
+               "execution_time", "cpu_time", "worker", "wait_worker", "run_delay", "logs")
+DONE_VALUE, DONE_FP = 0, 1
+
+
+def done_entry(item: Any) -> tuple[Any, ...] | None:
+    """The compact entry of a completed ``item`` record, or None if it must stay a record
+    (more than one attempt, output, displays, restored, a result the budget holds...)."""
+    attempts = item.attempts
+    result = item.result
+    if len(attempts) != 1 or item.restored is not None or item.retry_count \
+            or item.current is not None or result is None or result._entry is not None \
+            or result.logs or result.displays is not None or result._metadata is not None:
+        return None
+    a = attempts[0]
+    if a.peak_memory is not None or a.displays is not None:
+        return None
+    return (result._data, item.fingerprint, item.queued_at, a.started_at, a.ended_at,
+            result.execution_time, a.cpu_time, a.worker, item.wait_worker, a.run_delay,
+            result.logs)
+
+
 class MapResult(Sequence[Any]):
     """What a task downstream of a mapped task receives: the successful items' values in
     ``map_index`` order. ``by_index`` maps each successful ``map_index`` to its value
@@ -309,7 +339,8 @@ class MapResult(Sequence[Any]):
 
     Built under the engine lock from the items' results without reading them: a result the
     memory budget dropped is read back on first use, by whoever uses it (``results`` holds
-    ``(map_index, TaskResult)`` pairs until then).
+    ``(map_index, TaskResult)`` pairs until then, or ``(map_index, entry)`` for an item kept
+    as a compact entry: ``done_entry``).
     """
 
     __slots__ = ("_values", "_by_index", "_results", "failed", "states", "task")
@@ -325,7 +356,8 @@ class MapResult(Sequence[Any]):
     @property
     def by_index(self) -> dict[int, Any]:
         if self._by_index is None:
-            self._by_index = {i: r.read_data() for i, r in self._results or ()}
+            self._by_index = {i: r[DONE_VALUE] if r.__class__ is tuple else r.read_data()
+                              for i, r in self._results or ()}
             self._results = None
         return self._by_index
 
@@ -421,6 +453,8 @@ class MapState:
 
     def state_of(self, index: int) -> str:
         rec = self.items[index] if index < len(self.items) else None
+        if rec.__class__ is tuple:
+            return "completed"
         if rec is not None:
             return rec.status.value if rec.status is not None else "removed"
         return self._unmade_state()
