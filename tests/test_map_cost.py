@@ -268,3 +268,49 @@ def test_an_item_that_printed_or_retried_keeps_its_whole_record(tmp_path):
     rec = orch._engine.sched.lookup("m")
     assert all(not isinstance(entry, tuple) for entry in rec.mapping.items)  # logs to keep
     assert orch.get_task_result("m", map_index=5).logs.strip() == "item 5"
+
+
+_STARTERS = (203, 403, 603)  # each starts a thread that writes while item + 2 runs
+_WROTE: dict[int, threading.Event] = {}
+
+
+def leaves_a_writer(item: int) -> int:
+    """Item s starts a thread that writes once item s + 2 (most likely in the same batch of
+    one worker) has begun, after item s returned (as a logging thread might)."""
+    if item in _STARTERS:
+        go, wrote = threading.Event(), threading.Event()
+        _WROTE[item + 2] = wrote
+        _GO[item + 2] = go
+
+        def late() -> None:
+            go.wait(5)
+            print(f"late line of item {item}")
+            wrote.set()
+
+        threading.Thread(target=late).start()
+    elif item in _GO:
+        _GO[item].set()
+        _WROTE[item].wait(2)
+    print(f"item {item}")
+    return item
+
+
+_GO: dict[int, threading.Event] = {}
+
+
+def test_items_of_a_batch_share_a_capture_but_a_late_thread_never_writes_into_another(tmp_path):
+    _WROTE.clear()
+    _GO.clear()
+    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
+    most = _most_running(orch)
+    orch.create_task("m", func=leaves_a_writer, map=list(range(800)))
+    orch.start_execution()
+    assert orch.wait_for_completion(60)
+    orch.stop_execution()
+    assert most[0] > 1  # batched
+    assert all(event.is_set() for event in _WROTE.values())  # every late line was written
+    for i in range(800):
+        result = orch.get_task_result("m", map_index=i)
+        assert result.logs.strip() == f"item {i}", (i, result.logs)
+    cpu = [orch.item_views("m", map_index=i)[0].cpu_time for i in range(800)]
+    assert all(c is not None and 0 <= c < 1 for c in cpu)

@@ -182,6 +182,19 @@ class Capture:
         kept = self._kept
         return "" if kept is None else kept.text()  # "": the common case, nothing printed
 
+    def cut(self) -> tuple[str, list[tuple[dict[str, Any], dict[str, Any]]] | None]:
+        """The text and displays kept since the start or the last cut, and start afresh: a
+        worker's batch of tiny items shares one capture (started once, not per item), each
+        item taking its own output. Only while no thread started by this capture's thread
+        still writes (the engine checks ``owns_threads``)."""
+        kept, displays = self._kept, self.displays
+        self._kept = self.displays = None
+        return ("" if kept is None else kept.text()), displays
+
+    def owns_threads(self) -> bool:
+        """Does a thread started while this capture was active still write into it?"""
+        return bool(_owners) and any(ref() is self for ref in list(_owners.values()))
+
     def __enter__(self) -> Capture:
         return self.start()
 

@@ -31,9 +31,13 @@ tasks wait, at most once per ``STANDBY``.
 **Tiny items go in batches.** While attempts are tiny, a worker that takes an
 item of a mapped task takes up to ``BATCH`` of its next items in the same
 critical section (each made READY and started through the scheduler's one
-transition function, as one at a time), runs them one after another, each
-with its own capture, and records each as it ends (a stop or a cancel never
-drops more than the one item running). An item waiting in a batch can be
+transition function, as one at a time), runs them one after another, and
+records each as it ends (a stop or a cancel never drops more than the one item
+running). The batch shares one output capture, started once: each item cuts
+its own output from it as it returns, and its CPU time runs from where the
+item before it ended (one clock read, not two). An item that started a thread
+which still writes ends the shared capture, and the next item gets a new one,
+so that thread's late lines never land in another item's output. An item waiting in a batch can be
 cancelled: its attempt is abandoned and never begins. Items with a timeout or
 resources, and other executors, go one at a time.
 
@@ -354,10 +358,26 @@ class Engine:
                     continue
                 batch = len(runs) > 1
                 last = runs[-1]
+                if batch:  # one capture for the batch, each item cutting its own output
+                    shared, cpu_mark = _started_capture(), time.thread_time()
                 for k, run in enumerate(runs):
                     if batch:  # its items begin one by one: each its own time
                         run.taken_at = perf_counter()
-                    outcome = self._execute(run)
+                        run.box, run.cpu_from = shared, cpu_mark
+                        ended = True
+                        try:
+                            outcome = self._execute(run)
+                            # threads it started write into the capture: the next item
+                            # gets its own
+                            ended = run is last or shared.owns_threads()
+                        finally:
+                            if ended:
+                                shared.stop()
+                        if ended and run is not last:
+                            shared = _started_capture()
+                        cpu_mark = run.cpu_from
+                    else:
+                        outcome = self._execute(run)
                     prepared = held = None
                     if outcome.ok and not run.abandoned and run.rec.mapping is None:
                         # a result to keep (not a map's expansion): readied with no lock held
@@ -675,6 +695,11 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return self.sched.stats(self.max_workers, self._running)
+
+
+def _started_capture() -> capture.Capture:
+    """A capture for a batch of tiny items, as ``Run.execute`` makes one per attempt."""
+    return capture.Capture(level=capture.LOG_LEVEL, limit=capture.LIMIT).start()
 
 
 def _mapped_value(up: Record) -> Any:

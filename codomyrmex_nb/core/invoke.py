@@ -89,7 +89,7 @@ class Run:
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
                  "wait_since", "on_begin", "begun", "rec", "deadline_gen", "held", "taken_at",
-                 "box")
+                 "box", "cpu_from")
 
     def __init__(self, task: Any, rec: Any = None) -> None:
         self.task = task
@@ -114,6 +114,7 @@ class Run:
         self.held = False
         self.taken_at = 0.0  # time.perf_counter() when a worker took it (set by the engine)
         self.box: Capture | None = None  # the attempt's capture while it runs here (``peek``)
+        self.cpu_from = 0.0  # thread CPU seconds when it began (set by the engine in a batch)
 
     # -- the gate ------------------------------------------------------------------
     @property
@@ -162,18 +163,25 @@ class Run:
         Memory is one heap shared by every thread: ``peak_memory`` stays None.
         """
         self.thread_id = threading.get_ident()
-        box = Capture(level=capture.LOG_LEVEL if level is None else level,
-                      limit=capture.LIMIT if limit is None else limit, live=live)
-        box.start()
-        self.box = box  # an inspector may read it while the attempt runs (Capture.peek)
-        cpu = time.thread_time()
+        box, cpu = self.box, self.cpu_from
+        shared = box is not None  # a batch's capture, started once (the engine's ``_run_all``)
+        if not shared:
+            box = Capture(level=capture.LOG_LEVEL if level is None else level,
+                          limit=capture.LIMIT if limit is None else limit, live=live)
+            box.start()
+            self.box = box  # an inspector may read it while the attempt runs (Capture.peek)
+            cpu = time.thread_time()
         try:
             outcome = self._execute()
         finally:
-            cpu = time.thread_time() - cpu
-            logs = box.stop()
+            end = time.thread_time()
+            cpu, self.cpu_from = end - cpu, end  # a batch's next item counts from here
+            if shared:
+                logs, displays = box.cut()
+            else:
+                logs, displays = box.stop(), box.displays
         outcome.logs, outcome.cpu_time = logs, cpu
-        outcome.displays = box.displays
+        outcome.displays = displays
         if outcome.ended - outcome.started >= run_queue.WORTH:
             outcome.run_delay = run_queue.since_last()  # the GIL, or a busy machine?
         return outcome
