@@ -412,16 +412,9 @@ class Engine:
         if parent is None or self._avg_attempt >= TINY or rec.timeout is not None or rec.claims \
                 or self.executor.__class__ is not ThreadExecutor:
             return [run]
-        runs = [run]
-        sched = self.sched
-        while len(runs) < BATCH:
-            more = sched.take_item(parent)
-            if more is None:
-                break
-            sched.start(more, me.name)
-            self._busy += 1
-            runs.append(more)
-        return runs
+        more = self.sched.take_items(parent, BATCH - 1, me.name)
+        self._busy += len(more)
+        return [run, *more]
 
     def _go_on(self) -> bool:
         """A worker paused for the journal: may it go on pausing (the engine runs)?"""

@@ -145,8 +145,10 @@ class MapSteps:
         heapq.heappush(self._heap, (rec.prio, urgency(rec), rec.order, token, rec))
         self._ready_live += 1
 
-    def _take_item(self, rec: Any) -> Any:
-        """Under ``next_ticket``: make the mapped record's next item READY (None if none)."""
+    def _take_item(self, rec: Any, push: bool = True) -> Any:
+        """Under ``next_ticket``: make the mapped record's next item READY (None if none);
+        the cursor goes back on the heap while more may go (``push``: now, else the
+        caller's to do once it has taken several)."""
         m = rec.mapping
         m.in_heap = False
         if not m.can_dispatch() or m.closing:
@@ -168,25 +170,36 @@ class MapSteps:
             index = m.next
             m.next += 1
         item = self._make_item(rec, index)
-        if m.can_dispatch():
+        if push and m.can_dispatch():
             self._push_map(rec)
         return item
 
-    def take_item(self, rec: Any) -> Any:
-        """Under the lock: a ticket for mapped record ``rec``'s next item while its cursor is
-        still the best ready entry (no granted ticket, nothing of higher priority), else None.
-        A worker takes the items of a tiny-item map this way, several at once."""
+    def take_items(self, rec: Any, most: int, worker: str | None) -> list[Any]:
+        """Under the lock: up to ``most`` tickets for mapped record ``rec``'s next items,
+        started by ``worker``, while its cursor is still the best ready entry (no granted
+        ticket, nothing of higher priority), else none. A worker takes the items of a
+        tiny-item map this way, several at once: one heap pop and push for all of them."""
         heap = self._heap
         if self._granted or not heap:
-            return None
+            return []
         entry = heap[0]
         if entry[4] is not rec or entry[3] != rec.heap_token:
-            return None
+            return []
         heapq.heappop(heap)
         rec.heap_token = -1
         self._ready_live -= 1
-        item = self._take_item(rec)  # pushes the cursor back while more may go
-        return None if item is None else self._new_ticket(item)
+        tickets = []
+        while len(tickets) < most:
+            item = self._take_item(rec, push=False)
+            if item is None:
+                break
+            ticket = self._new_ticket(item)
+            self.start(ticket, worker)
+            tickets.append(ticket)
+        m = rec.mapping
+        if m.can_dispatch() and not m.closing:
+            self._push_map(rec)  # more may go: the cursor waits its turn again
+        return tickets
 
     def begin_now(self, ticket: Any) -> None:
         """Under the lock: an item taken in a batch begins now, after the items before it;
