@@ -26,7 +26,7 @@ from .core.events import Event
 from .core.executors import Executor, make_executor
 from .core.item_views import ItemView, copy_items
 from .core.journal_upkeep import JournalInfo, Removal
-from .core.map_steps import item_at
+from .core.mapping import DONE_ELAPSED
 from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
 from .core.memory_budget import parse_limit
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
@@ -437,12 +437,16 @@ class TaskOrchestrator:
                 raise ValueError(f"task {rec.name!r} is not mapped")
             rows = []
             for i in range(m.n):
-                item = item_at(rec, i) if i < len(m.items) else None
-                result = None if item is None else item.result
+                item = m.items[i] if i < len(m.items) else None
+                if item.__class__ is tuple:  # completed in one attempt, kept compactly
+                    attempts, error, took = 1, None, item[DONE_ELAPSED]
+                else:
+                    result = None if item is None else item.result
+                    attempts = 0 if item is None else len(item.attempts)
+                    error = None if result is None else result.error_message
+                    took = None if result is None else result.execution_time
                 rows.append({"map_index": i, "name": f"{rec.name}[{i}]", "state": m.state_of(i),
-                             "attempts": 0 if item is None else len(item.attempts),
-                             "error": None if result is None else result.error_message,
-                             "execution_time": None if result is None else result.execution_time})
+                             "attempts": attempts, "error": error, "execution_time": took})
         bad = ("failed", "cancelled")
         return sorted(rows, key=lambda r: (r["state"] not in bad, r["map_index"]))
 

@@ -718,7 +718,7 @@ def test_notebook7_side_panel_or_inline_live_view_never_a_frozen_copy(notebook7,
         page.screenshot(path=str(ARTIFACTS / "notebook7-side.png"))
 
 
-# -- a running task: its time ticks, its output shows, a second click refreshes -----------
+# -- a mapped task: one node with counts; a click lists its items, each opens -------------
 def test_a_mapped_task_is_one_node_with_counts_and_its_items_open_from_a_click(lab, browser):
     page = _new_page(browser, width=1280, height=720)
     with _kept_on_failure(lab, page, "map-view"):
@@ -756,6 +756,7 @@ def _check_map_view(lab, page) -> None:
         shutil.copy(picture, ROOT / "notebooks" / "img" / "map-node.png")
 
 
+# -- a running task: its time ticks, its output shows, a second click refreshes -----------
 def test_running_task_inspector_ticks_shows_output_and_a_second_click_refreshes(lab, browser):
     page = _new_page(browser, width=1280, height=720)
     with _kept_on_failure(lab, page, "running-task"):

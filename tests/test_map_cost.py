@@ -127,13 +127,20 @@ def _most_running(orch: TaskOrchestrator) -> list[int]:
     return most
 
 
-def test_tiny_items_are_batched_and_each_keeps_its_own_logs(tmp_path):
-    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
+def _ran_map(tmp_path, func, n: int, workers: int = 1) -> tuple[TaskOrchestrator, list[int]]:
+    """A map of ``func`` over ``range(n)`` run to the end and stopped, with the most items
+    seen RUNNING at once (more than one on one worker: they went as a batch)."""
+    orch = TaskOrchestrator(max_workers=workers, journal=tmp_path / "j.sqlite")
     most = _most_running(orch)
-    orch.create_task("m", func=printing, map=list(range(2000)))
+    orch.create_task("m", func=func, map=list(range(n)))
     orch.start_execution()
     assert orch.wait_for_completion(60)
     orch.stop_execution()
+    return orch, most
+
+
+def test_tiny_items_are_batched_and_each_keeps_its_own_logs(tmp_path):
+    orch, most = _ran_map(tmp_path, printing, 2000)
     assert most[0] > 1  # one worker, several items RUNNING: taken as a batch
     for i in (0, 150, 1000, 1999):
         result = orch.get_task_result("m", map_index=i)
@@ -209,12 +216,7 @@ def test_a_stop_while_items_wait_in_a_batch_runs_no_finished_item_again(tmp_path
 
 
 def test_items_of_a_batch_start_one_after_another_not_when_taken(tmp_path):
-    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
-    most = _most_running(orch)
-    orch.create_task("m", func=printing, map=list(range(2000)))
-    orch.start_execution()
-    assert orch.wait_for_completion(60)
-    orch.stop_execution()
+    orch, most = _ran_map(tmp_path, printing, 2000)
     assert most[0] > 1  # batched
     sched = orch._engine.sched
     rec = sched.lookup("m")
@@ -234,11 +236,7 @@ def test_a_completed_map_leaves_the_garbage_collector_almost_nothing_to_walk(tmp
     attempt and a result: a full collection walked all of them before (a third of an item's
     cost at 100,000 items). Every figure of the item is still there for whoever asks."""
     n = 5000
-    orch = TaskOrchestrator(max_workers=2, journal=tmp_path / "j.sqlite")
-    orch.create_task("m", func=squared, map=list(range(n)))
-    orch.start_execution()
-    assert orch.wait_for_completion(60)
-    orch.stop_execution()
+    orch, _ = _ran_map(tmp_path, squared, n, workers=2)
     gc.collect()
     rec = orch._engine.sched.lookup("m")
     tracked = sum(1 for entry in rec.mapping.items if gc.is_tracked(entry))
@@ -260,11 +258,7 @@ def test_a_completed_map_leaves_the_garbage_collector_almost_nothing_to_walk(tmp
 
 
 def test_an_item_that_printed_or_retried_keeps_its_whole_record(tmp_path):
-    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
-    orch.create_task("m", func=printing, map=list(range(300)))
-    orch.start_execution()
-    assert orch.wait_for_completion(60)
-    orch.stop_execution()
+    orch, _ = _ran_map(tmp_path, printing, 300)
     rec = orch._engine.sched.lookup("m")
     assert all(not isinstance(entry, tuple) for entry in rec.mapping.items)  # logs to keep
     assert orch.get_task_result("m", map_index=5).logs.strip() == "item 5"
@@ -301,12 +295,7 @@ _GO: dict[int, threading.Event] = {}
 def test_items_of_a_batch_share_a_capture_but_a_late_thread_never_writes_into_another(tmp_path):
     _WROTE.clear()
     _GO.clear()
-    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
-    most = _most_running(orch)
-    orch.create_task("m", func=leaves_a_writer, map=list(range(800)))
-    orch.start_execution()
-    assert orch.wait_for_completion(60)
-    orch.stop_execution()
+    orch, most = _ran_map(tmp_path, leaves_a_writer, 800)
     assert most[0] > 1  # batched
     assert all(event.is_set() for event in _WROTE.values())  # every late line was written
     for i in range(800):

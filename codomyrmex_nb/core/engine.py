@@ -37,9 +37,10 @@ running). The batch shares one output capture, started once: each item cuts
 its own output from it as it returns, and its CPU time runs from where the
 item before it ended (one clock read, not two). An item that started a thread
 which still writes ends the shared capture, and the next item gets a new one,
-so that thread's late lines never land in another item's output. An item waiting in a batch can be
-cancelled: its attempt is abandoned and never begins. Items with a timeout or
-resources, and other executors, go one at a time.
+so that thread's late lines never land in another item's output. An item
+waiting in a batch can be cancelled: its attempt is abandoned and never
+begins. Items with a timeout or resources, and other executors, go one at a
+time.
 
 Deadlines (timeouts, retry delays, resource waits) are timers on one clock
 thread. After every scheduler call the engine
@@ -336,6 +337,7 @@ class Engine:
         runs: list[Run] = []  # taken under the lock: one ticket, or a batch of tiny items
         done: list[tuple[Run, Outcome, Any, float, Any]] = []  # ran, not recorded yet
         unrecorded = 0  # of ``runs``
+        shared: _SharedCapture | None = None  # a batch's output capture
         try:
             while True:
                 with self.lock:
@@ -356,28 +358,15 @@ class Engine:
                 if not runs:  # results wait for their journal commit: let it catch up
                     budget.pause(self._go_on)  # before taking a task (no timeout runs meanwhile)
                     continue
-                batch = len(runs) > 1
                 last = runs[-1]
-                if batch:  # one capture for the batch, each item cutting its own output
-                    shared, cpu_mark = _started_capture(), time.thread_time()
+                shared = _SharedCapture() if len(runs) > 1 else None
                 for k, run in enumerate(runs):
-                    if batch:  # its items begin one by one: each its own time
+                    if shared is not None:  # its items begin one by one: each its own time
                         run.taken_at = perf_counter()
-                        run.box, run.cpu_from = shared, cpu_mark
-                        ended = True
-                        try:
-                            outcome = self._execute(run)
-                            # threads it started write into the capture: the next item
-                            # gets its own
-                            ended = run is last or shared.owns_threads()
-                        finally:
-                            if ended:
-                                shared.stop()
-                        if ended and run is not last:
-                            shared = _started_capture()
-                        cpu_mark = run.cpu_from
-                    else:
-                        outcome = self._execute(run)
+                        shared.lend(run)
+                    outcome = self._execute(run)
+                    if shared is not None:
+                        shared.took_back(run, more=run is not last)
                     prepared = held = None
                     if outcome.ok and not run.abandoned and run.rec.mapping is None:
                         # a result to keep (not a map's expansion): readied with no lock held
@@ -398,6 +387,8 @@ class Engine:
                         self._record(run, outcome, prepared, busy_for, held)
                         self.sched.begin_now(runs[k + 1])
         finally:
+            if shared is not None:
+                shared.box.stop()  # torn down mid-batch (stopping twice does nothing)
             with self.lock:
                 self._busy -= unrecorded  # taken but never recorded (the thread is torn down)
                 self._workers.discard(me)
@@ -690,9 +681,28 @@ class Engine:
             return self.sched.stats(self.max_workers, self._running)
 
 
-def _started_capture() -> capture.Capture:
-    """A capture for a batch of tiny items, as ``Run.execute`` makes one per attempt."""
-    return capture.Capture(level=capture.LOG_LEVEL, limit=capture.LIMIT).start()
+class _SharedCapture:
+    """The output capture a worker's batch of tiny items shares, and the thread CPU clock
+    where the next item's time begins (see "Tiny items go in batches" above)."""
+
+    __slots__ = ("box", "cpu")
+
+    def __init__(self) -> None:
+        self.box = capture.Capture(level=capture.LOG_LEVEL, limit=capture.LIMIT).start()
+        self.cpu = time.thread_time()
+
+    def lend(self, run: Run) -> None:
+        """``run`` cuts its output from this capture and counts its CPU time from here."""
+        run.box, run.cpu_from = self.box, self.cpu
+
+    def took_back(self, run: Run, more: bool) -> None:
+        """``run`` returned: the next item (``more``) counts on from where it ended. A thread
+        it started that still writes keeps this capture; the next item gets a new one."""
+        self.cpu = run.cpu_from
+        if not more or self.box.owns_threads():
+            self.box.stop()
+            if more:
+                self.box = capture.Capture(level=capture.LOG_LEVEL, limit=capture.LIMIT).start()
 
 
 def _mapped_value(up: Record) -> Any:

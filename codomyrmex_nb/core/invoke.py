@@ -164,7 +164,7 @@ class Run:
         """
         self.thread_id = threading.get_ident()
         box, cpu = self.box, self.cpu_from
-        shared = box is not None  # a batch's capture, started once (the engine's ``_run_all``)
+        shared = box is not None  # a batch's capture, started once (``engine._SharedCapture``)
         if not shared:
             box = Capture(level=capture.LOG_LEVEL if level is None else level,
                           limit=capture.LIMIT if limit is None else limit, live=live)

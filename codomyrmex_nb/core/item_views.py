@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from .map_steps import item_at
+from .map_steps import done_attempt
 from .model import Attempt, LazyData, TaskStatus
 
 
@@ -64,8 +64,14 @@ def _state(item: Any) -> str:
 
 def _view(rec: Any, index: int) -> ItemView:
     m = rec.mapping
-    item = item_at(rec, index) if index < len(m.items) else None
+    item = m.items[index] if index < len(m.items) else None
     tid, name = f"{rec.id}[{index}]", f"{rec.name}[{index}]"
+    if item.__class__ is tuple:  # completed, kept compactly (``mapping.done_entry``)
+        (value, _, queued_at, started_at, completed_at, elapsed, cpu_time, worker, wait_worker,
+         _, _) = item
+        return ItemView(tid, name, rec.id, rec.name, index, "completed", (done_attempt(item),),
+                        0, queued_at, started_at, completed_at, elapsed, True, None, None,
+                        worker, cpu_time, None, None, value, 0.0, wait_worker, queued_at)
     if item is None:
         return ItemView(tid, name, rec.id, rec.name, index, m.state_of(index), (), 0, None, None,
                         None, None, None, None, None, None, None, None, None)

@@ -348,7 +348,7 @@ class MapSteps:
         m.ready.clear()
         err = TaskCancelledError(f"task {rec.name!r} was {why}")
         for item in m.items:
-            if item is not None and item.__class__ is not tuple and not item.status.is_terminal:
+            if item is not None and not status_of(item).is_terminal:
                 self._cancel_now(item, err)
         now = self._now()
         for down in m.chained:
@@ -364,19 +364,19 @@ class MapSteps:
         running; fingerprints are made only with the journal on."""
         m = rec.mapping
         out = {}
-        for index, entry in enumerate(m.items):
-            if is_done(entry):
-                item = item_at(rec, index)
-                if item.fingerprint and item.result is not None:
-                    out[item.fingerprint] = item.result
+        for entry in m.items:
+            if entry.__class__ is tuple:
+                if entry[DONE_FP]:
+                    out[entry[DONE_FP]] = done_result(rec.id, entry)  # only the value is read
+            elif is_done(entry) and entry.fingerprint and entry.result is not None:
+                out[entry.fingerprint] = entry.result
         return out
 
     def _forget_items(self, rec: Any) -> None:
         """The map's items are about to be dropped (re-queued, removed): their retries no
         longer count in the totals."""
         m = rec.mapping
-        self.retries -= sum(i.retry_count for i in m.items
-                            if i is not None and i.__class__ is not tuple)
+        self.retries -= sum(retries_of(i) for i in m.items if i is not None)
         source = m.source
         if source is not None and source.mapping is not None and rec in source.mapping.chained:
             source.mapping.chained.remove(rec)  # its source no longer feeds it
@@ -401,8 +401,7 @@ class MapSteps:
         m = rec.mapping
         return [i for i, item in enumerate(m.items)
                 if (item is None and m.source is None)
-                or (item is not None and item.__class__ is not tuple
-                    and item.status in (S.FAILED, S.CANCELLED))]
+                or (item is not None and status_of(item) in (S.FAILED, S.CANCELLED))]
 
     def rerun_items(self, rec: Any, indices: list[int]) -> None:
         """Run these items of an ended map again (and everything downstream of the map)."""
@@ -423,13 +422,10 @@ class MapSteps:
         fresh = self._requeue_recs(chain, now)
         for i in indices:
             item = m.items[i]
-            if item.__class__ is tuple:
-                m.counts[_ENDED_OK] -= 1
+            if item is not None:
+                m.counts[status_of(item)] -= 1
                 m.items[i] = None
-            elif item is not None:
-                m.counts[item.status] -= 1
-                m.items[i] = None
-                self.retries -= item.retry_count
+                self.retries -= retries_of(item)
             m.ready.append(i)
         m.closing = m.in_heap = False
         m.next = m.n
@@ -472,9 +468,36 @@ def item_binding(item: Any) -> dict[str, Any]:
     return m.plan.binding(item.index)
 
 
+def status_of(entry: Any) -> TaskStatus | None:
+    """The state of a made item: a record's, or COMPLETED for a compact entry."""
+    return _ENDED_OK if entry.__class__ is tuple else entry.status
+
+
+def retries_of(entry: Any) -> int:
+    """The retries a made item took (a compact entry took none)."""
+    return 0 if entry.__class__ is tuple else entry.retry_count
+
+
 def is_done(entry: Any) -> bool:
     """Is this ``MapState.items`` entry a completed item (a record or a compact entry)?"""
-    return entry is not None and (entry.__class__ is tuple or entry.status is _ENDED_OK)
+    return entry is not None and status_of(entry) is _ENDED_OK
+
+
+def done_attempt(entry: tuple[Any, ...]) -> Attempt:
+    """The one attempt of a compact entry, as it was recorded."""
+    (_, _, _, started_at, completed_at, _, cpu_time, worker, _, run_delay, logs) = entry
+    attempt = Attempt(1, worker, started_at, completed_at, "completed")
+    attempt.logs, attempt.cpu_time, attempt.run_delay = logs, cpu_time, run_delay
+    return attempt
+
+
+def done_result(item_id: str, entry: tuple[Any, ...]) -> TaskResult:
+    """The result of a compact entry, as it was recorded."""
+    (value, _, _, _, _, elapsed, _, worker, _, _, logs) = entry
+    result = TaskResult.of_attempts(item_id, True, 1, 0, worker, data=value,
+                                    execution_time=elapsed)
+    result.logs = logs
+    return result
 
 
 def item_at(rec: Any, index: int) -> Any:
@@ -485,18 +508,13 @@ def item_at(rec: Any, index: int) -> Any:
         return entry
     from .scheduler import ItemRecord  # noqa: PLC0415 - it imports this module
 
-    (value, fingerprint, queued_at, started_at, completed_at, elapsed, cpu_time, worker,
-     wait_worker, run_delay, logs) = entry
+    (_, fingerprint, queued_at, started_at, completed_at, _, _, _, wait_worker, _, _) = entry
     item = ItemRecord(rec, index, rec.order)
     item.status, item.fingerprint = _ENDED_OK, fingerprint
     item.queued_at = item.ready_at = item.runnable_since = queued_at
     item.started_at, item.completed_at, item.wait_worker = started_at, completed_at, wait_worker
-    attempt = Attempt(1, worker, started_at, completed_at, "completed")
-    attempt.logs, attempt.cpu_time, attempt.run_delay = logs, cpu_time, run_delay
-    item.attempts = (attempt,)
-    result = item.result = TaskResult.of_attempts(item.id, True, 1, 0, worker, data=value,
-                                                  execution_time=elapsed)
-    result.logs = logs
+    item.attempts = (done_attempt(entry),)
+    item.result = done_result(item.id, entry)
     return item
 
 

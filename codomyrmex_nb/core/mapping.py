@@ -308,10 +308,10 @@ def combined_fingerprint(base: str, item_fps: Iterable[str | None]) -> str:
 # map of 100,000 items otherwise leaves 400,000 objects of 10 to 57 fields each for the
 # cyclic garbage collector to walk at every full collection, a third of an item's cost. A
 # tuple of plain values is not walked at all. ``map_steps.item_at`` makes a record of it
-# again for whoever asks (views, ``get_task_result``).
-DONE_FIELDS = ("value", "fingerprint", "queued_at", "started_at", "completed_at",
-               "execution_time", "cpu_time", "worker", "wait_worker", "run_delay", "logs")
-DONE_VALUE, DONE_FP = 0, 1
+# again for whoever asks (``get_task_result``); the views read it as it is. Its fields:
+# (value, fingerprint, queued_at, started_at, completed_at, execution_time, cpu_time,
+# worker, wait_worker, run_delay, logs).
+DONE_VALUE, DONE_FP, DONE_ELAPSED = 0, 1, 5
 
 
 def done_entry(item: Any) -> tuple[Any, ...] | None:

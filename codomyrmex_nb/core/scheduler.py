@@ -1315,7 +1315,7 @@ class Scheduler(MapSteps):
         timed = [r.result.execution_time for r in tasks if r.result is not None and r.attempts
                  and r.status in (COMPLETED, FAILED)]
         items = [i for r in tasks if r.mapping is not None for i in r.mapping.items
-                 if i is not None and i.__class__ is not tuple]  # compact: all zeros
+                 if i is not None and i.__class__ is not tuple]  # compact: nothing to count
         recs = tasks + items  # retries, waits and attempts in flight count items too
         return {
             "counts": counts,
