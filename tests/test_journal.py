@@ -797,7 +797,7 @@ def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_p
     seen, peaks = [], []
     real = journal_tables.pack_tasks
 
-    def watched(transitions, definitions, small, previous=None):
+    def watched(transitions, definitions, small, previous=None, groups=()):
         seen.extend(transitions + definitions + small)
         before = len(gc.get_objects(0))
         gc.callbacks.append(lambda phase, info: peaks.append(len(gc.get_objects(0)) - before)
@@ -806,7 +806,7 @@ def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_p
             old = gc.get_threshold()
             gc.set_threshold(1)  # look at the young objects at every allocation
             try:
-                return real(transitions, definitions, small, previous)
+                return real(transitions, definitions, small, previous, groups)
             finally:
                 gc.set_threshold(*old)
         finally:

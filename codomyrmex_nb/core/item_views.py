@@ -68,7 +68,7 @@ def _view(rec: Any, index: int) -> ItemView:
     tid, name = f"{rec.id}[{index}]", f"{rec.name}[{index}]"
     if item.__class__ is tuple:  # completed, kept compactly (``mapping.done_entry``)
         (value, _, queued_at, started_at, completed_at, elapsed, cpu_time, worker, wait_worker,
-         _, _) = item
+         *_) = item
         return ItemView(tid, name, rec.id, rec.name, index, "completed", (done_attempt(item),),
                         0, queued_at, started_at, completed_at, elapsed, True, None, None,
                         worker, cpu_time, None, None, value, 0.0, wait_worker, queued_at)

@@ -8,7 +8,9 @@ then drains the deques and commits them in one transaction, at most
 a handful of commits. The engine's moves take another way: a reference to the moved
 record onto ``_touched``, which ``collect`` (the recorder's, under the engine's lock)
 turns into one transition row per record as a commit begins, its latest move (and the
-small result it completed with). A commit stores one transition per task (its latest,
+small result it completed with). A map's items go their own way: a moved item's index
+onto its map's list and the map onto ``_mapped``, read as one group of columns per map
+(``item_journal.py``). A commit stores one transition per task (its latest,
 from the state the last commit left it in: ``latest_per_task``). Readers (``last_run``, ``restorable``, ``history``,
 ``transitions``, ``definitions``) use a second connection under a lock and see
 committed rows only: a result still queued is not restorable.
@@ -80,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from .git_ignore import ignore_in_git
+from .item_journal import fold_group, pack_group, refold_group
 from .journal_tables import (
     INSERT_PACKED,
     INSERT_RESULT,
@@ -293,8 +296,11 @@ class Journal:
         # each commit ``collect`` (the recorder's, under the engine's lock) turns them into
         # one transition row each, their latest move (``Recorder.collect``)
         self._touched: deque[Any] = deque()
-        self.collect: Callable[[], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] \
-            | None = None
+        # (mapped record, its MapState) once per commit window in which its items moved
+        self._mapped: deque[tuple[Any, Any]] = deque()
+        self._groups_q: deque[tuple[Any, ...]] = deque()  # item groups (item_journal.py)
+        self.collect: Callable[[], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]],
+                                         list[tuple[Any, ...]]]] | None = None
         self._idle = False  # the writer waits for a first record: wake it
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -305,6 +311,7 @@ class Journal:
         self._results: list[tuple[Any, ...]] = []
         self._small: list[tuple[Any, ...]] = []
         self._ends: list[tuple[Any, ...]] = []
+        self._groups: list[tuple[Any, ...]] = []
         self._open_runs: set[int] = set()
         self._summaries: dict[int, RunSummary] = {}  # run id -> its summary, while it is written
         self._bad: list[str] = []  # why rows of the batch being packed were dropped
@@ -553,8 +560,12 @@ class Journal:
         self._queue_many(self._trans_q, rows)
 
     def queue_definitions(self, rows: list[tuple[Any, ...]]) -> None:
-        """``queue_definition`` for many rows at once (a map's items, as it expands)."""
+        """``queue_definition`` for many rows at once."""
         self._queue_many(self._defs_q, rows)
+
+    def queue_item_groups(self, groups: list[tuple[Any, ...]]) -> None:
+        """Groups of map items (``item_journal``): an expansion, a run's last moves."""
+        self._queue_many(self._groups_q, groups)
 
     def _queue_many(self, queue: deque[tuple[Any, ...]], rows: list[tuple[Any, ...]]) -> None:
         if self.enabled and rows:
@@ -954,7 +965,7 @@ class Journal:
         interval = self._interval
         wake, sync = self._wake, self._sync_q
         sources = (self._ends_q, self._defs_q, self._trans_q, self._results_q, self._small_q,
-                   self._touched)
+                   self._touched, self._mapped, self._groups_q)
         pending = 0
         last_commit = -math.inf
         while True:
@@ -1007,10 +1018,10 @@ class Journal:
         """Move every queued row into the batch lists; returns how many."""
         moved = _move_rows(((self._ends_q, self._ends), (self._defs_q, self._defs),
                             (self._trans_q, self._trans), (self._results_q, self._results),
-                            (self._small_q, self._small)))
+                            (self._small_q, self._small), (self._groups_q, self._groups)))
         if self._ends:
             self._open_runs.difference_update(row[2] for row in self._ends)
-        if self._touched:  # collected as the commit begins, once (_commit)
+        if self._touched or self._mapped:  # collected as the commit begins, once (_commit)
             moved += 1
         return moved
 
@@ -1018,7 +1029,7 @@ class Journal:
         """``_drain`` for definitions and results only (not transitions: a move queued
         after ``collect`` read the records is older than what it read)."""
         _move_rows(((self._defs_q, self._defs), (self._results_q, self._results),
-                    (self._small_q, self._small)))
+                    (self._small_q, self._small), (self._groups_q, self._groups)))
 
     def _stop(self) -> None:
         """The writer's last action (everything queued before it is committed)."""
@@ -1061,10 +1072,11 @@ class Journal:
         flush): the engine's moved records are read even if none is queued yet, so a
         result a worker was recording as the flush began is in it."""
         collect = self.collect
-        if collect is not None and (self._touched or sync):
-            moves, small = collect()  # under the engine's lock: no record half recorded
+        if collect is not None and (self._touched or self._mapped or sync):
+            moves, small, groups = collect()  # under the engine's lock: none half recorded
             self._trans.extend(moves)  # after the rows queued before: the latest wins
             self._small.extend(small)
+            self._groups.extend(groups)
             self._drain_results()  # rows a worker queued while collect waited for the lock
         packed, summaries = self._pack()
         batches = [(INSERT_PACKED, packed), (INSERT_RESULT, self._results),
@@ -1121,7 +1133,8 @@ class Journal:
         finally:
             for _, _, run_id in self._ends:
                 self._summaries.pop(run_id, None)
-            for rows in (self._defs, self._trans, self._results, self._small, self._ends):
+            for rows in (self._defs, self._trans, self._results, self._small, self._ends,
+                         self._groups):
                 rows.clear()
             self._bad = []
         try:
@@ -1140,19 +1153,23 @@ class Journal:
         signer = self.signer
         assert signer is not None
         trans, defs, small = by_run(self._trans), by_run(self._defs), by_run(self._small)
-        for run_id in {**trans, **defs, **small}:
+        groups = by_run(self._groups)
+        for run_id in {**trans, **defs, **small, **groups}:
             summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
             run_trans, _ = latest_per_task(trans.get(run_id, []))
             run_defs = defs.get(run_id, [])
             run_small = small.get(run_id, [])
+            run_groups = [pack_group(group, fold_group(summary, group))
+                          for group in groups.get(run_id, ())]
             try:  # each task's previous state: where the last commit left it
                 previous = summary.previous(run_trans) if run_trans else None
                 blob, (ids, statuses, last), defined = pack_tasks(run_trans, run_defs,
-                                                                  run_small, previous)
+                                                                  run_small, previous, run_groups)
             except (TypeError, ValueError, KeyError, OverflowError):
                 blob = None
             if blob is None:
                 self._pack_rows(run_id, run_trans, run_defs, run_small, packed, summary)
+                self._pack_groups(run_id, run_groups, packed)
             else:  # one MAC per run per commit
                 packed.append((run_id, TASKS, blob, signer.packed(run_id, TASKS, blob)))
                 summary.define_columns(defined)
@@ -1185,6 +1202,21 @@ class Journal:
                 return
             packed.append((run_id, TASKS, blob, signer.packed(run_id, TASKS, blob)))
 
+    def _pack_groups(self, run_id: int, groups: list[tuple[Any, ...]],
+                     packed: list[tuple[Any, ...]]) -> None:
+        """Map items of a batch whose tasks' rows did not fit the columns: a blob of
+        their own (already folded into the summary)."""
+        if not groups:
+            return
+        signer = self.signer
+        assert signer is not None
+        try:
+            blob = pack_tasks([], [], [], None, groups)[0]
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            self._bad.append(f"{exc}: the items of {groups[0][1]!r}"[:200])
+            return
+        packed.append((run_id, TASKS, blob, signer.packed(run_id, TASKS, blob)))
+
     def _summary(self, run_id: Any) -> RunSummary:
         """The run's summary; for a run this writer has not seen yet, rebuilt from the file
         (a run resumed across an engine stop and start, or begun by another process)."""
@@ -1196,8 +1228,11 @@ class Journal:
                 row = conn.execute("SELECT last_time FROM runs WHERE run_id = ?",
                                    (run_id,)).fetchone()
                 if row is not None:
-                    summary.define(unpack(conn, run_id, "definitions", self.signer)[0])
-                    summary.follow(unpack(conn, run_id, "transitions", self.signer)[0])
+                    groups: list[tuple[Any, ...]] = []  # map items: folded as groups
+                    summary.define(unpack(conn, run_id, "definitions", self.signer, [])[0])
+                    summary.follow(unpack(conn, run_id, "transitions", self.signer, groups)[0])
+                    for group in groups:
+                        refold_group(summary, group)
                     summary.saw(row[0])
         return summary
 

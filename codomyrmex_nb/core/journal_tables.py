@@ -45,7 +45,7 @@ import sqlite3
 import struct
 import sys
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from itertools import repeat
 from typing import Any
@@ -78,6 +78,8 @@ TABLES = ("packed", "results", "runs")  # what a run is made of (pruning, cleari
 INSERT_PACKED = "INSERT INTO packed VALUES (?, ?, ?, ?)"
 TASKS = "tasks"            # the packed kind of version 4: transitions, definitions, small results
 LAYOUT = 1                 # the first item of a "tasks" blob: how its columns are laid out
+LAYOUT_ITEMS = 2           # layout 1 and a last column: groups of map items (item_journal.py)
+_LAYOUTS = (LAYOUT, LAYOUT_ITEMS)
 # Status codes of the "tasks" columns (a byte each): fixed for good, append only.
 STATUSES = (None, "pending", "ready", "running", "completed", "failed", "cancelled", "skipped")
 _CODE: dict[Any, int] = {**{s: i for i, s in enumerate(STATUSES)},
@@ -89,6 +91,8 @@ SMALL_MAX = 256            # characters of a small string or bytes; bytes of a s
 _CODES = bytes(range(len(STATUSES)))
 _AS_CODE = {**_CODE, **{code: code for code in range(len(STATUSES))}}  # a name or a code
 _COMPLETED, _FAILED = STATUSES.index("completed"), STATUSES.index("failed")
+_UNSEEN = 255              # RunSummary.items: an item not defined nor seen yet
+_UNSEEN_BYTE = bytes([_UNSEEN])
 _SWAP = sys.byteorder != "little"  # the columns are little-endian whatever the machine
 UPDATE_SUMMARY = "UPDATE runs SET tasks = ?, completed = ?, failed = ?, last_time = ? " \
     "WHERE run_id = ?"
@@ -101,10 +105,12 @@ UPDATE_END = "UPDATE runs SET ended = ?, status = ? WHERE run_id = ?"
 class RunSummary:
     """A run's summary as the writer folds its rows in: each task's latest status."""
 
-    __slots__ = ("status", "completed", "failed", "last")
+    __slots__ = ("status", "completed", "failed", "last", "items")
 
     def __init__(self) -> None:
         self.status: dict[Any, Any] = {}
+        # map id -> a byte per item: its latest code, _UNSEEN for one not seen yet
+        self.items: dict[Any, bytearray] = {}
         self.completed = self.failed = 0
         self.last: float | None = None
 
@@ -167,8 +173,36 @@ class RunSummary:
         if when is not None and (self.last is None or when > self.last):
             self.last = when
 
+    def _item_codes(self, map_id: Any, size: int) -> bytearray:
+        codes = self.items.get(map_id)
+        if codes is None:
+            codes = self.items[map_id] = bytearray()
+        if len(codes) < size:
+            codes.extend(_UNSEEN_BYTE * (size - len(codes)))
+        return codes
+
+    def define_items(self, map_id: Any, count: int) -> None:
+        """A map's expansion: its ``count`` items are tasks of the run, with no status yet."""
+        codes = self._item_codes(map_id, count)
+        codes[:count] = codes[:count].replace(_UNSEEN_BYTE, b"\0")
+
+    def follow_items(self, map_id: Any, indices: Any, codes: bytes,
+                     last: float | None) -> bytes:
+        """``follow_columns`` for a group of one map's items (each index once); returns the
+        codes they had before (0 for an item not seen), as its packed group keeps them."""
+        if not indices:
+            return b""
+        held = self._item_codes(map_id, max(indices) + 1)
+        previous = bytes(map(held.__getitem__, indices)).replace(_UNSEEN_BYTE, b"\0")
+        deque(map(held.__setitem__, indices, codes), 0)
+        self.completed += codes.count(_COMPLETED) - previous.count(_COMPLETED)
+        self.failed += codes.count(_FAILED) - previous.count(_FAILED)
+        self.saw(last)
+        return previous
+
     def row(self) -> tuple[int, int, int, float | None]:
-        return len(self.status), self.completed, self.failed, self.last
+        items = sum(len(codes) - codes.count(_UNSEEN) for codes in self.items.values())
+        return len(self.status) + items, self.completed, self.failed, self.last
 
 
 # Which process wrote a run (``sessions.py``): its pid and start time. Added to a file
@@ -192,12 +226,13 @@ def _add_columns(conn: sqlite3.Connection, table: str, columns: tuple[str, ...])
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
-def unpack(conn: sqlite3.Connection, run_id: int, kind: str,
-           signer: Signer) -> tuple[list[tuple[Any, ...]], int]:
+def unpack(conn: sqlite3.Connection, run_id: int, kind: str, signer: Signer,
+           groups: list[tuple[Any, ...]] | None = None) -> tuple[list[tuple[Any, ...]], int]:
     """A run's rows of one kind (``"transitions"``, ``"definitions"``, or ``"results"``:
     its small results), in the order they were written, each starting with the run id,
     from version-3 rows of that kind and ``"tasks"`` columns alike; and how many packed
-    blobs were skipped because their MAC does not verify (never unmarshalled)."""
+    blobs were skipped because their MAC does not verify (never unmarshalled). Map items
+    come as rows too, unless ``groups`` is given: then their packed groups go into it."""
     rows: list[tuple[Any, ...]] = []
     skipped = 0
     for stored, blob, mac in conn.execute(
@@ -206,7 +241,10 @@ def unpack(conn: sqlite3.Connection, run_id: int, kind: str,
         if not signer.packed_ok(run_id, stored, blob, mac):
             skipped += 1
         elif stored == TASKS:
-            rows.extend(task_rows(run_id, marshal.loads(blob), kind))
+            columns = marshal.loads(blob)
+            rows.extend(task_rows(run_id, columns, kind, items=groups is None))
+            if groups is not None and columns and columns[0] == LAYOUT_ITEMS:
+                groups.extend(columns[-1])
         else:
             rows.extend(marshal.loads(blob))
     return rows, skipped
@@ -214,11 +252,13 @@ def unpack(conn: sqlite3.Connection, run_id: int, kind: str,
 
 def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, ...]],
                small: list[tuple[Any, ...]], previous: bytes | None = None,
+               groups: list[tuple[Any, ...]] | tuple[()] = (),
                ) -> tuple[bytes, tuple[Any, ...], tuple[Any, ...]]:
     """One run's rows of a commit as a ``"tasks"`` blob, with the columns the summary
     folds: (blob, (task ids, status codes, latest time) of the transitions, definition
-    task ids). Raises (TypeError, ValueError, KeyError, OverflowError) when the rows
-    do not fit the columns; the caller then writes them the version-3 way."""
+    task ids). ``groups``: map items, packed (``item_journal.pack_group``): layout 2.
+    Raises (TypeError, ValueError, KeyError, OverflowError) when the rows do not fit the
+    columns; the caller then writes them the version-3 way."""
     # Each column is taken by its own pass at C speed: ``zip(*rows)`` would make an
     # iterator object per row, tens of thousands of objects the garbage collector counts
     # and, alive while it runs, carries into its older generations.
@@ -248,8 +288,11 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
     if small:
         r_ids, r_names, r_fps, r_values = (tuple(map(get, small)) for get in _SMALL_COLUMNS)
         r_times = _little("d", tuple(map(_S_TIME, small)))
-    columns = (LAYOUT, seq_col, time_col, ids, names, prev_col, status_col,
-               details, d_ids, d_names, d_fps, r_ids, r_names, r_fps, r_values, r_times)
+    columns: tuple[Any, ...] = (LAYOUT, seq_col, time_col, ids, names, prev_col, status_col,
+                                details, d_ids, d_names, d_fps, r_ids, r_names, r_fps,
+                                r_values, r_times)
+    if groups:
+        columns = (LAYOUT_ITEMS, *columns[1:], tuple(groups))
     return marshal.dumps(columns, MARSHAL_VERSION), folded, d_ids
 
 
@@ -297,23 +340,34 @@ def _numbers(kind: str, data: bytes) -> array:
     return column
 
 
-def task_rows(run_id: int, columns: tuple[Any, ...], kind: str) -> list[tuple[Any, ...]]:
-    """The rows of one kind (as ``unpack`` gives them) that a ``"tasks"`` blob holds."""
-    if not columns or columns[0] != LAYOUT:
+def task_rows(run_id: int, columns: tuple[Any, ...], kind: str,
+              items: bool = True) -> list[tuple[Any, ...]]:
+    """The rows of one kind (as ``unpack`` gives them) that a ``"tasks"`` blob holds (its
+    map items' too, in sequence order with the tasks' transitions, unless not ``items``)."""
+    if not columns or columns[0] not in _LAYOUTS:
         return []  # a layout of a later version: not ours to read
     (_, seqs, times, ids, names, previous, statuses, details, d_ids, d_names, d_fps,
-     r_ids, r_names, r_fps, r_values, r_times) = columns
+     r_ids, r_names, r_fps, r_values, r_times) = columns[:16]
     run = repeat(run_id)
     if kind == "transitions":
         status = STATUSES.__getitem__
-        return list(zip(run, _numbers("q", seqs), _numbers("d", times), ids, names,
+        rows = list(zip(run, _numbers("q", seqs), _numbers("d", times), ids, names,
                         map(status, previous), map(status, statuses),
                         repeat(None) if details is None else details, strict=False))
-    if kind == "definitions":
-        return list(zip(run, d_ids, d_names, d_fps, strict=False))
-    if kind == "results":  # (run, task id, name, fingerprint, value, time)
-        return list(zip(run, r_ids, r_names, r_fps, r_values, _numbers("d", r_times), strict=False))
-    return []
+    elif kind == "definitions":
+        rows = list(zip(run, d_ids, d_names, d_fps, strict=False))
+    elif kind == "results":  # (run, task id, name, fingerprint, value, time)
+        rows = list(zip(run, r_ids, r_names, r_fps, r_values, _numbers("d", r_times),
+                        strict=False))
+    else:
+        return []
+    if items and columns[0] == LAYOUT_ITEMS and columns[-1]:
+        from .item_journal import group_rows  # it imports this module
+        for group in columns[-1]:
+            rows.extend(group_rows(run_id, group, kind))
+        if kind == "transitions":
+            rows.sort(key=_T_SEQ)
+    return rows
 
 
 _SMALL_AT = 11  # where a "tasks" blob's small-result columns start (LAYOUT 1)
@@ -321,9 +375,15 @@ _SMALL_AT = 11  # where a "tasks" blob's small-result columns start (LAYOUT 1)
 
 def small_space(columns: tuple[Any, ...]) -> tuple[int, int]:
     """(how many small results a ``"tasks"`` blob holds, the bytes they take in it)."""
-    if not columns or columns[0] != LAYOUT or not columns[_SMALL_AT]:
+    if not columns or columns[0] not in _LAYOUTS:
         return 0, 0
-    return len(columns[_SMALL_AT]), len(marshal.dumps(columns[_SMALL_AT:], MARSHAL_VERSION))
+    parts = [columns[_SMALL_AT:_SMALL_AT + 5]] if columns[_SMALL_AT] else []
+    if columns[0] == LAYOUT_ITEMS:
+        from .item_journal import small_of  # it imports this module
+        parts.extend(small for small in map(small_of, columns[-1]) if small[1])
+    count = sum(len(part[-2]) for part in parts)  # the values column
+    size = sum(len(marshal.dumps(part, MARSHAL_VERSION)) for part in parts)
+    return (count, size) if count else (0, 0)
 
 
 def without_small(columns: tuple[Any, ...], name: str | None,
@@ -331,17 +391,27 @@ def without_small(columns: tuple[Any, ...], name: str | None,
     """A ``"tasks"`` blob's columns with its small results of task ``name`` (None: all)
     removed, unless ``keep(fingerprint)``; (the new blob, how many went), the blob None
     when none went. Its transitions and definitions stay as they are."""
-    if not columns or columns[0] != LAYOUT or not columns[_SMALL_AT]:
+    if not columns or columns[0] not in _LAYOUTS:
         return None, 0
-    r_ids, r_names, r_fps, r_values, r_times = columns[_SMALL_AT:]
+    r_ids, r_names, r_fps, r_values, r_times = columns[_SMALL_AT:_SMALL_AT + 5]
     times = _numbers("d", r_times)
     stay = [i for i, (task, fp) in enumerate(zip(r_names, r_fps, strict=True))
             if (name is not None and task != name) or keep(fp)]
-    if len(stay) == len(r_ids):
-        return None, 0
+    gone = len(r_ids) - len(stay)
     kept = tuple(tuple(column[i] for i in stay) for column in (r_ids, r_names, r_fps, r_values))
-    rest = (*columns[:_SMALL_AT], *kept, _little("d", tuple(times[i] for i in stay)))
-    return marshal.dumps(rest, MARSHAL_VERSION), len(r_ids) - len(stay)
+    rest: tuple[Any, ...] = (*columns[:_SMALL_AT], *kept,
+                             _little("d", tuple(times[i] for i in stay)))
+    if columns[0] == LAYOUT_ITEMS:
+        from .item_journal import without_small_items  # it imports this module
+        groups = []
+        for group in columns[-1]:
+            group, went = without_small_items(group, name, keep)
+            groups.append(group)
+            gone += went
+        rest = (*rest, tuple(groups))
+    if not gone:
+        return None, 0
+    return marshal.dumps(rest, MARSHAL_VERSION), gone
 
 
 def is_small(value: Any) -> bool:

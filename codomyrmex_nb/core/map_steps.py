@@ -420,6 +420,11 @@ class MapSteps:
                 raise ValueError(f"{down.name!r} is mapped item by item over {rec.name!r}; rerun "
                                  f"{rec.name!r} whole (rerun({rec.name!r}))")
         fresh = self._requeue_recs(chain, now)
+        if m.jmoved:  # moves of these items the journal has not read: read from the old ones
+            unread = set(m.jmoved)
+            old = {i: m.items[i] for i in indices if i in unread}
+            if old:
+                m.jold = [*(m.jold or ()), (old, list(old))]
         for i in indices:
             item = m.items[i]
             if item is not None:
@@ -485,7 +490,7 @@ def is_done(entry: Any) -> bool:
 
 def done_attempt(entry: tuple[Any, ...]) -> Attempt:
     """The one attempt of a compact entry, as it was recorded."""
-    (_, _, _, started_at, completed_at, _, cpu_time, worker, _, run_delay, logs) = entry
+    (_, _, _, started_at, completed_at, _, cpu_time, worker, _, run_delay, logs, *_) = entry
     attempt = Attempt(1, worker, started_at, completed_at, "completed")
     attempt.logs, attempt.cpu_time, attempt.run_delay = logs, cpu_time, run_delay
     return attempt
@@ -493,7 +498,7 @@ def done_attempt(entry: tuple[Any, ...]) -> Attempt:
 
 def done_result(item_id: str, entry: tuple[Any, ...]) -> TaskResult:
     """The result of a compact entry, as it was recorded."""
-    (value, _, _, _, _, elapsed, _, worker, _, _, logs) = entry
+    (value, _, _, _, _, elapsed, _, worker, _, _, logs, *_) = entry
     result = TaskResult.of_attempts(item_id, True, 1, 0, worker, data=value,
                                     execution_time=elapsed)
     result.logs = logs
@@ -508,7 +513,7 @@ def item_at(rec: Any, index: int) -> Any:
         return entry
     from .scheduler import ItemRecord  # noqa: PLC0415 - it imports this module
 
-    (_, fingerprint, queued_at, started_at, completed_at, _, _, _, wait_worker, _, _) = entry
+    (_, fingerprint, queued_at, started_at, completed_at, _, _, _, wait_worker, *_) = entry
     item = ItemRecord(rec, index, rec.order)
     item.status, item.fingerprint = _ENDED_OK, fingerprint
     item.queued_at = item.ready_at = item.runnable_since = queued_at

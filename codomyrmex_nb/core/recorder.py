@@ -57,10 +57,11 @@ from .fingerprint import (
     value_digest,
 )
 from .invoke import takes_map_index
+from .item_journal import expansion_group, item_group
 from .journal import SMALL, Journal, JournalWarning, RunInfo, default_path
 from .journal_tables import _CODE, SMALL_MAX, is_small
 from .map_steps import source_record
-from .mapping import item_fingerprint, item_fingerprints, item_id
+from .mapping import item_fingerprint, item_fingerprints
 from .model import Task, TaskStatus, output_refs
 from .sessions import resume_source
 from .trigger_rules import DEFAULT as DEFAULT_RULE
@@ -88,6 +89,8 @@ _FLAT = frozenset({bytes, str, bytearray})  # pickled at least at their length
 _FLAT_SMALL = frozenset({bytes, str})  # small up to SMALL_MAX characters (is_small)
 _SMALL_BITS = SMALL_MAX * 8
 Prepared = tuple[str | None, bytes | None, str | None, bytes | None]  # fp, blob, error, MAC
+# what a commit collects: transition rows, small-result rows, item groups (``item_group``)
+Collected = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
 
 def dumps(value: Any) -> bytes:
@@ -276,12 +279,7 @@ class Recorder:
         run_id = self.run_id
         journal = self._journal
         if run_id is None or journal is None:
-            journal = self.journal  # opened already by ensure_open, but for a rare race
-            if run_id is None:
-                run_id = self.run_id = self.last_run_id = journal.begin_run()
-                self.worked = False
-                with self._lock:
-                    self._code.clear()  # globals may have changed since the last run
+            journal, run_id = self._open()
         if status is _RUNNING:
             self.worked = True
         # Journal.queue_transition written out, the statuses as their byte codes: a tuple
@@ -295,6 +293,27 @@ class Recorder:
                                      _CODE[status], detail))
             if journal._idle:
                 journal._rouse()
+
+    def _open(self) -> tuple[Journal, int]:
+        """The journal, and the open run (begun here if none is open)."""
+        journal = self.journal  # opened already by ensure_open, but for a rare race
+        run_id = self.run_id
+        if run_id is None:
+            run_id = self.run_id = self.last_run_id = journal.begin_run()
+            self.worked = False
+            with self._lock:
+                self._code.clear()  # globals may have changed since the last run
+        return journal, run_id
+
+    def open_run(self) -> Journal | None:
+        """Under the engine lock, as a move is about to be queued with no run open: begin
+        one, and return the journal that takes the run's moves (None when it is off)."""
+        journal, _ = self._open()
+        if journal.enabled:
+            self.sink = journal
+            journal.collect = self.collect
+            return journal
+        return None
 
     def ensure_open(self) -> None:
         """Open the journal file if it is closed: called before the engine's lock is taken
@@ -313,42 +332,53 @@ class Recorder:
         if self.run_id is not None:
             self.sink = None
             journal = self.journal
-            moves, small = self._snapshot()  # the run's last moves, under the engine's lock
+            moves, small, groups = self._snapshot()  # its last moves, under the engine lock
             journal.queue_transitions(moves)
             for row in small:
                 journal.small_result(*row)
+            journal.queue_item_groups(groups)
             journal.end_run(self.run_id, status)
             self.run_id = None
 
-    def collect(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def collect(self) -> Collected:
         """The journal's writer, as a commit begins: one transition row per record that
-        moved since the last (its latest move) and the small results they completed with,
-        read under the engine's lock so that no move is half seen. A lock held for long (a
-        stop waiting on this writer) leaves them for the next commit."""
+        moved since the last (its latest move), the small results they completed with, and
+        the moved items of each map as one group of columns (``item_group``), read under
+        the engine's lock so that no move is half seen. A lock held for long (a stop
+        waiting on this writer) leaves them for the next commit."""
         lock = self.engine_lock
         if lock is None:
             return self._snapshot()
         if not lock.acquire(timeout=COLLECT_WAIT):
-            return [], []
+            return [], [], []
         try:
             return self._snapshot()
         finally:
             lock.release()
 
-    def _snapshot(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def _snapshot(self) -> Collected:
         """The touched records as transition rows of the open run, in the order of their
-        latest moves (their previous state is the journal's to fill: ``RunSummary``), and
-        their small results as ``Journal.small_result`` rows (timed by that latest move)."""
+        latest moves (their previous state is the journal's to fill: ``RunSummary``), their
+        small results as ``Journal.small_result`` rows (timed by that latest move), and the
+        moved items of each map as a group (``item_group``)."""
         journal, run_id = self._journal, self.run_id
         if journal is None:
-            return [], []
-        touched = journal._touched
-        count = len(touched)
-        if not count:
-            return [], []
+            return [], [], []
+        touched, mapped = journal._touched, journal._mapped
+        count, maps = len(touched), len(mapped)
+        if not count and not maps:
+            return [], [], []
         records = dict.fromkeys(islice(iter(touched.popleft, None), count))  # once each
+        moved = dict.fromkeys(islice(iter(mapped.popleft, None), maps))
+        groups = []
+        for rec, m in moved:
+            unread, m.jmoved = [(m.items, m.jmoved)], []
+            if m.jold is not None:
+                unread[:0], m.jold = m.jold, None
+            if run_id is not None:
+                groups.extend(item_group(run_id, rec, items, indices) for items, indices in unread)
         if run_id is None:  # no open run (end_run collected its moves): nothing to add
-            return [], []
+            return [], [], []
         code = _CODE
         moves = [(run_id, r.jseq, r.jtime, r.id, r.name, 0, code[r.status], r.jdetail)
                  for r in records if r.jseq is not None]  # None: it never moved journaled
@@ -359,7 +389,7 @@ class Recorder:
             if prepared is not None:
                 r.jsmall = None
                 small.append((run_id, r.id, r.name, prepared[0], prepared[1], r.jtime))
-        return moves, small
+        return moves, small, [g for g in groups if g is not None]
 
     # -- fingerprints (outside the engine lock) ----------------------------------------------
     def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str],
@@ -530,10 +560,8 @@ class Recorder:
             fn = rec.func
             m.fps = fps = item_fingerprints(base, plan, fn is not None and takes_map_index(fn))
             run_id, journal = self.run_id, self._journal
-            if run_id is not None and journal is not None:
-                name = rec.name
-                journal.queue_definitions([(run_id, item_id(rec.id, i), f"{name}[{i}]", fp or None)
-                                           for i, fp in enumerate(fps)])
+            if run_id is not None and journal is not None:  # one group: no row per item
+                journal.queue_item_groups([expansion_group(run_id, rec.id, rec.name, fps)])
         except Exception:  # noqa: BLE001 - the journal must never fail a task
             log.debug("could not fingerprint the items of %r", rec.name, exc_info=True)
 
@@ -675,7 +703,14 @@ class Recorder:
         sink = self.sink
         if mac is SMALL and sink is not None:  # read with the record's latest move (collect)
             rec.jsmall = prepared
-            sink._touched.append(rec)
+            parent = rec.parent
+            if parent is None:
+                sink._touched.append(rec)
+            else:  # an item: read with its map's moved items
+                m = parent.mapping
+                if not m.jmoved:
+                    sink._mapped.append((parent, m))
+                m.jmoved.append(rec.index)
             return
         journal = self._journal or self.journal
         if mac is SMALL:  # Journal.small_result written out

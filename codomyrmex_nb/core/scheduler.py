@@ -367,7 +367,19 @@ class Scheduler(MapSteps):
             if recorder is not None:  # the journal reads the record's latest move
                 rec.jseq, rec.jtime, rec.jdetail = self.seq, now, detail
                 sink = recorder.sink  # the journal of the open run, else None
-                if sink is None:  # no run open yet: this move opens one
+                if parent is not None and (sink is not None or recorder.open_run()):
+                    # an item: its index onto its map's list, its map onto the journal's
+                    # queue once per commit (the journal reads the items' latest moves)
+                    sink = recorder.sink
+                    if to is RUNNING:
+                        recorder.worked = True
+                    m = parent.mapping
+                    if not m.jmoved:
+                        sink._mapped.append((parent, m))
+                    m.jmoved.append(rec.index)
+                    if sink._idle:
+                        sink._rouse()
+                elif sink is None:  # no run open yet: this move opens one
                     recorder.on_transition(self.seq, now, rec.id, rec.name, frm, to, detail)
                 else:  # four times a task: one reference onto a deque, no row made here
                     if to is RUNNING:

@@ -1,0 +1,183 @@
+"""Map items in the journal: the items of one map that moved in a commit, as one group of
+columns.
+
+Journaled one row each, like tasks, a map of 100,000 items cost the journal a tuple, an id
+and a name per item per commit, and kept each item's record alive until the commit read
+it: long enough for the garbage collector to promote the record and walk it again and
+again. Instead the scheduler appends a moved item's index to its map's list
+(``MapState.jmoved``), and the journal's writer reads, under the engine's lock, each such
+item's latest state from the map's items (a compact entry or a record) into columns:
+
+    collected: (run id, map id, map name, indices, seqs, times, status codes, details,
+                definition fingerprints, small-result indices, fingerprints, values, times)
+
+A map's expansion is one such group with only its item fingerprints. In a ``"tasks"`` blob
+of layout 2 (``journal_tables.pack_tasks``) each group is packed as
+
+    (map id, map name, index column, seq column, time column, previous codes, status
+     codes, details or None, fingerprints or None, small indices, small fingerprints,
+     small values, small times)
+
+and ``group_rows`` gives its items back as the rows they had before (an item's id is
+``mapping.item_id``, its name ``map[i]``): history, resume and upkeep read items as they
+read tasks. The run's summary follows each map's items in one byte per item
+(``RunSummary.follow_items``).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from .journal_tables import _CODE, _COMPLETED, STATUSES, _little, _numbers, is_small
+from .mapping import DONE_FP, DONE_JSEQ, DONE_JTIME, DONE_VALUE, item_id
+
+_TAKE = operator.itemgetter
+_STATUS = STATUSES.__getitem__
+
+
+def expansion_group(run_id: int, map_id: str, name: str, fps: list[str]) -> tuple[Any, ...]:
+    """A map's expansion: its items' fingerprints ("" for one that cannot be made)."""
+    return (run_id, map_id, name, [], [], [], b"", None, fps, [], [], [], [])
+
+
+def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
+               indices: list[int]) -> tuple[Any, ...] | None:
+    """The latest moves (and small results) of the items at ``indices`` (repeats read once)
+    of mapped record ``rec``, read from ``items`` (its map's, or those a rerun replaced)
+    under the engine's lock; None if none moved journaled."""
+    idx: list[int] = []
+    seqs: list[int] = []
+    times: list[float] = []
+    codes = bytearray()
+    details: list[Any] = []
+    r_idx: list[int] = []
+    r_fps: list[str] = []
+    r_values: list[Any] = []
+    r_times: list[float] = []
+    if isinstance(items, dict):
+        get = items.get
+    else:
+        size = len(items)
+        get = lambda i: items[i] if i < size else None  # noqa: E731 - a reset shrinks it
+    code, small = _CODE, is_small
+    for i in dict.fromkeys(indices):
+        entry = get(i)
+        if entry is None:
+            continue
+        if entry.__class__ is tuple:  # a compact entry: completed, its value in it
+            seq = entry[DONE_JSEQ]
+            if seq is None:
+                continue
+            when = entry[DONE_JTIME]
+            idx.append(i)
+            seqs.append(seq)
+            times.append(when)
+            codes.append(_COMPLETED)
+            details.append(None)
+            fp, value = entry[DONE_FP], entry[DONE_VALUE]
+            if fp and small(value):
+                r_idx.append(i)
+                r_fps.append(fp)
+                r_values.append(value)
+                r_times.append(when)
+            continue
+        seq = entry.jseq
+        if seq is None:  # it never moved while journaled
+            continue
+        idx.append(i)
+        seqs.append(seq)
+        times.append(entry.jtime)
+        codes.append(code[entry.status])
+        details.append(entry.jdetail)
+        prepared = entry.jsmall
+        if prepared is not None:
+            entry.jsmall = None
+            r_idx.append(i)
+            r_fps.append(prepared[0])
+            r_values.append(prepared[1])
+            r_times.append(entry.jtime)
+    if not idx and not r_idx:
+        return None
+    return (run_id, rec.id, rec.name, idx, seqs, times, bytes(codes),
+            None if details.count(None) == len(details) else details, None,
+            r_idx, r_fps, r_values, r_times)
+
+
+def pack_group(group: tuple[Any, ...], previous: bytes) -> tuple[Any, ...]:
+    """A collected group as packed in a ``"tasks"`` blob (``previous``: its items' codes at
+    the last commit, ``RunSummary.follow_items``)."""
+    (_, map_id, name, idx, seqs, times, codes, details, d_fps,
+     r_idx, r_fps, r_values, r_times) = group
+    return (map_id, name, _little("q", idx), _little("q", seqs), _little("d", times), previous,
+            codes, None if details is None else tuple(details),
+            None if d_fps is None else tuple(d_fps), _little("q", r_idx), tuple(r_fps),
+            tuple(r_values), _little("d", r_times))
+
+
+def fold_group(summary: Any, group: tuple[Any, ...]) -> bytes:
+    """Fold a collected group into its run's ``RunSummary``; the codes its items had."""
+    (_, map_id, _, idx, _, times, codes, _, d_fps, _, _, _, r_times) = group
+    if d_fps is not None:
+        summary.define_items(map_id, len(d_fps))
+    previous = summary.follow_items(map_id, idx, codes, max(times) if times else None)
+    if r_times:
+        summary.saw(max(r_times))
+    return previous
+
+
+def refold_group(summary: Any, group: Sequence[Any]) -> None:
+    """``fold_group`` for a group read back from the file (a summary rebuilt)."""
+    map_id, d_fps = group[0], group[8]
+    if d_fps is not None:
+        summary.define_items(map_id, len(d_fps))
+    times = _numbers("d", group[4])
+    summary.follow_items(map_id, _numbers("q", group[2]).tolist(), group[6],
+                         max(times) if times else None)
+
+
+def group_rows(run_id: int, group: Sequence[Any], kind: str) -> Iterator[tuple[Any, ...]]:
+    """A packed group's items as the rows ``journal_tables.unpack`` gives (``kind``:
+    "transitions", "definitions" or "results")."""
+    numbers, status = _numbers, _STATUS
+    (map_id, name, idx, seqs, times, previous, codes, details, d_fps,
+     r_idx, r_fps, r_values, r_times) = group
+    if kind == "transitions":
+        indices = numbers("q", idx)
+        for n, (i, seq, when, old, new) in enumerate(zip(indices, numbers("q", seqs),
+                                                         numbers("d", times), previous, codes,
+                                                         strict=True)):
+            yield (run_id, seq, when, item_id(map_id, i), f"{name}[{i}]", status(old),
+                   status(new), None if details is None else details[n])
+    elif kind == "definitions" and d_fps:
+        for i, fp in enumerate(d_fps):
+            yield run_id, item_id(map_id, i), f"{name}[{i}]", fp or None
+    elif kind == "results":
+        for i, fp, value, when in zip(numbers("q", r_idx), r_fps, r_values,
+                                      numbers("d", r_times), strict=True):
+            yield run_id, item_id(map_id, i), f"{name}[{i}]", fp, value, when
+
+
+def small_of(group: Sequence[Any]) -> tuple[Any, ...]:
+    """A packed group's small-result columns (indices, fingerprints, values, times)."""
+    return tuple(group[9:13])
+
+
+def without_small_items(group: tuple[Any, ...], name: str | None, keep: Callable[[Any], bool]
+                        ) -> tuple[tuple[Any, ...], int]:
+    """A packed group without the small results of the item named ``name`` (None: all of
+    them), unless ``keep(fingerprint)``; (the group, how many went)."""
+    numbers, little = _numbers, _little
+    r_idx, r_fps, r_values, r_times = small_of(group)
+    indices, times = numbers("q", r_idx), numbers("d", r_times)
+    map_name = group[1]
+    stay = [n for n, (i, fp) in enumerate(zip(indices, r_fps, strict=True))
+            if (name is not None and f"{map_name}[{i}]" != name) or keep(fp)]
+    if len(stay) == len(r_fps):
+        return group, 0
+    pick = _TAKE(*stay) if len(stay) > 1 else (lambda column: (column[stay[0]],)) if stay \
+        else (lambda column: ())
+    kept = (little("q", tuple(pick(indices))), tuple(pick(r_fps)), tuple(pick(r_values)),
+            little("d", tuple(pick(times))))
+    return (*group[:9], *kept), len(r_fps) - len(stay)

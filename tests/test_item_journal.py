@@ -1,0 +1,179 @@
+"""Map items in the journal as groups of columns (``item_journal.py``): what a user reads
+back (history counts, transitions, definitions, restored items, a cache clear) is what it
+was when each item was journaled as a row of its own, and the journal keeps no item
+record alive until its commit."""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+from codomyrmex_nb import TaskOrchestrator
+from codomyrmex_nb.core import recorder as recorder_module
+from codomyrmex_nb.core.journal import Journal
+from codomyrmex_nb.core.scheduler import ItemRecord
+
+FAILING = {3, 13, 23}
+
+
+def fails_on_some(item: int) -> int:
+    if item in FAILING:
+        raise ValueError(f"bad item {item}")
+    return item * 2
+
+
+def _run(orch: TaskOrchestrator) -> None:
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+
+
+def _read(path, reader):
+    journal = Journal(path)
+    try:
+        return reader(journal)
+    finally:
+        journal.close()
+
+
+def test_items_read_back_as_rows_with_their_last_state_and_count_in_the_history(tmp_path):
+    path = tmp_path / "j.sqlite"
+    orch = TaskOrchestrator(2, journal=path)
+    orch.create_task("m", func=fails_on_some, map=list(range(30)), tolerate=3)
+    _run(orch)
+    map_id = orch.get_task("m").id
+    orch.stop_execution()
+
+    def reader(journal):
+        run = journal.history()[0]
+        return run, journal.transitions(run.run_id), journal.definitions(run.run_id)
+
+    run, transitions, definitions = _read(path, reader)
+    assert (run.tasks, run.completed, run.failed) == (31, 28, 3)  # 30 items and the map
+    seqs = [row[0] for row in transitions]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    last = {row[2]: row for row in transitions}
+    for i in range(30):
+        row = last[f"{map_id}[{i}]"]
+        assert row[3] == f"m[{i}]"
+        assert row[5] == ("failed" if i in FAILING else "completed")
+    assert last[map_id][5] == "completed"
+    fps = {task_id: fp for task_id, _, fp in definitions}
+    assert len({fps[f"{map_id}[{i}]"] for i in range(30)}) == 30
+
+
+def test_the_journal_keeps_no_item_record_alive_until_it_commits(tmp_path, monkeypatch):
+    """An item that moved is queued as its index on its map, not as its record: a record
+    held until the commit was promoted by the garbage collector and walked again and
+    again (the map's items are compact tuples once done)."""
+    seen = {"items": 0, "maps": 0}
+    real = recorder_module.Recorder._snapshot
+
+    def watched(self):
+        journal = self._journal
+        if journal is not None:
+            seen["items"] += sum(1 for rec in journal._touched if isinstance(rec, ItemRecord))
+            seen["maps"] += len(journal._mapped)
+        return real(self)
+
+    monkeypatch.setattr(recorder_module.Recorder, "_snapshot", watched)
+    orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
+    orch.create_task("m", func=fails_on_some, map=list(range(2000)), tolerate=3)
+    _run(orch)
+    orch.stop_execution()
+    assert seen["maps"] > 0 and seen["items"] == 0
+
+
+def test_a_summary_rebuilt_from_the_file_counts_each_item_once(tmp_path):
+    """A writer that meets a run it has not seen rebuilds its summary from the file: the
+    items' groups fold into it once, as the writer that wrote them had it."""
+    path = tmp_path / "j.sqlite"
+    orch = TaskOrchestrator(2, journal=path)
+    orch.create_task("m", func=fails_on_some, map=list(range(30)), tolerate=3)
+    _run(orch)
+    orch.stop_execution()
+    journal = Journal(path)
+    try:
+        run = journal.history()[0]
+        ok, row = journal._call(lambda: journal._summary(run.run_id).row())
+        assert ok and row[:3] == (run.tasks, run.completed, run.failed) == (31, 28, 3)
+    finally:
+        journal.close()
+
+
+def test_failed_items_rerun_before_the_journal_read_them_keep_their_failure(tmp_path,
+                                                                              monkeypatch):
+    """A rerun replaces the failed items' records; the journal (committing rarely here, its
+    run kept open by another task) reads their last moves from the records they had."""
+    monkeypatch.setattr(recorder_module, "Journal",
+                        functools.partial(recorder_module.Journal, commit_interval=60))
+    path = tmp_path / "j.sqlite"
+    fixed, hold, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def flaky(item: int) -> int:
+        if item in FAILING and not fixed.is_set():
+            raise ValueError("not yet")
+        return item
+
+    orch = TaskOrchestrator(2, journal=path)
+    orch.create_task("blocker", func=lambda: hold.wait(30))
+    orch.create_task("m", func=flaky, map=list(range(30)), tolerate=3)
+    orch.subscribe(lambda e: ended.set() if e.name == "m" and e.status.value == "completed"
+                   and e.kind == "status" else None)
+    orch.start_execution()
+    try:
+        assert ended.wait(30)
+        pending = orch._engine.sched.lookup("m").mapping.jmoved
+        assert pending  # not read by the journal yet: the rerun below takes that path
+        fixed.set()
+        orch.rerun("m", only="failed")
+    finally:
+        hold.set()
+    assert orch.wait_for_completion(30)
+    map_id = orch.get_task("m").id
+    orch.stop_execution()
+
+    def states(journal):
+        runs = sorted(run.run_id for run in journal.history())
+        out: dict[str, list[str]] = {}
+        for run in runs:
+            for row in journal.transitions(run):
+                out.setdefault(row[2], []).append(row[5])
+        return out
+
+    seen = _read(path, states)
+    for i in FAILING:
+        assert seen[f"{map_id}[{i}]"] == ["failed", "completed"]
+    assert seen[f"{map_id}[0]"] == ["completed"]
+
+
+def _cached_map(path, items, calls):
+    orch = TaskOrchestrator(2, journal=path)
+
+    def body(item):
+        calls.append(item)
+        return item * 10
+
+    orch.create_task("m", func=body, map=items, cache=True)
+    _run(orch)
+    values = list(orch.get_task_result("m").data)
+    orch.stop_execution()
+    return values
+
+
+def test_clearing_one_items_cache_reruns_that_item_only(tmp_path):
+    path = tmp_path / "j.sqlite"
+    calls: list[int] = []
+    assert _cached_map(path, [1, 2, 3], calls) == [10, 20, 30] and sorted(calls) == [1, 2, 3]
+    calls.clear()
+    assert _cached_map(path, [1, 2, 3], calls) == [10, 20, 30] and calls == []  # all restored
+    journal = Journal(path)
+    try:
+        # small results, packed with their runs' items: each run recorded all three
+        assert sum(run.results for run in journal.info().runs) == 6
+        assert journal.clear_cache("m[1]", dry_run=True).results == 2
+        removal = journal.clear_cache("m[1]")
+        assert removal.results == 2 and removal.freed > 0
+        assert sum(run.results for run in journal.info().runs) == 4
+    finally:
+        journal.close()
+    assert _cached_map(path, [1, 2, 3], calls) == [10, 20, 30] and calls == [2]
