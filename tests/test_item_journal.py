@@ -6,11 +6,18 @@ record alive until its commit."""
 from __future__ import annotations
 
 import functools
+import marshal
 import threading
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from codomyrmex_nb import TaskOrchestrator
+from codomyrmex_nb.core import journal as journal_module
 from codomyrmex_nb.core import recorder as recorder_module
+from codomyrmex_nb.core.item_journal import expansion_group, fold_group, pack_group, refold_group
 from codomyrmex_nb.core.journal import Journal
+from codomyrmex_nb.core.journal_tables import STATUSES, RunSummary, pack_tasks, task_rows
 from codomyrmex_nb.core.scheduler import ItemRecord
 
 FAILING = {3, 13, 23}
@@ -177,3 +184,94 @@ def test_clearing_one_items_cache_reruns_that_item_only(tmp_path):
     finally:
         journal.close()
     assert _cached_map(path, [1, 2, 3], calls) == [10, 20, 30] and calls == [2]
+
+
+def test_items_are_kept_when_their_commits_task_rows_do_not_fit_the_columns(tmp_path,
+                                                                           monkeypatch):
+    """Rows the columns cannot hold are written the version-3 way; the items of that
+    commit then get a blob of their own, already counted in the summary."""
+    real, refused = journal_module.pack_tasks, []
+
+    def picky(transitions, definitions, small, previous=None, groups=()):
+        if groups and (transitions or definitions or small):
+            refused.append(len(groups))
+            raise ValueError("does not fit")
+        return real(transitions, definitions, small, previous, groups)
+
+    monkeypatch.setattr(journal_module, "pack_tasks", picky)
+    path = tmp_path / "j.sqlite"
+    orch = TaskOrchestrator(2, journal=path)
+    orch.create_task("plain", func=lambda: 5)
+    orch.create_task("m", func=fails_on_some, map=list(range(30)), tolerate=3)
+    _run(orch)
+    map_id = orch.get_task("m").id
+    orch.stop_execution()
+
+    def reader(journal):
+        run = journal.history()[0]
+        return run, {row[2]: row[5] for row in journal.transitions(run.run_id)}
+
+    run, last = _read(path, reader)
+    assert refused  # the map's groups met the tasks' rows in a commit
+    assert (run.tasks, run.completed, run.failed) == (32, 29, 3)
+    assert all(last[f"{map_id}[{i}]"] == ("failed" if i in FAILING else "completed")
+               for i in range(30))
+    assert last[orch.get_task("plain").id] == "completed"
+
+# -- the groups themselves: packed, read back, folded (property-based) ----------------------------
+
+_moves = st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 40),
+                            st.integers(1, 7)), max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), _moves), min_size=1, max_size=8))
+def test_groups_read_back_as_the_rows_and_counts_a_row_per_item_would_give(commits):
+    """Commits of item moves (and expansions) of two maps, packed as groups: every row read
+    back names its item and carries the state it had before and after, the summary's
+    counts are those of the items' latest states, and a summary rebuilt from the blobs
+    alone (a writer that meets the run later) counts the same."""
+    summary, blobs, latest, seq = RunSummary(), [], {}, 0
+    defined: dict[str, int] = {}
+    for expand, moves in commits:
+        groups = []
+        if expand:
+            for map_id in ("a", "b"):
+                groups.append(expansion_group(1, map_id, f"m{map_id}", ["fp"] * 20))
+                defined[map_id] = max(defined.get(map_id, 0), 20)
+        by_map: dict[str, dict[int, int]] = {}
+        for map_id, index, code in moves:
+            by_map.setdefault(map_id, {})[index] = code  # the latest move of a commit
+        expected = []
+        for map_id, last in by_map.items():
+            idx = list(last)
+            seqs = list(range(seq + 1, seq + 1 + len(idx)))
+            seq += len(idx)
+            codes = bytes(last.values())
+            small = [i for i in idx if last[i] == 4]
+            groups.append((1, map_id, f"m{map_id}", idx, seqs, [float(s) for s in seqs], codes,
+                           None, None, small, [f"fp{i}" for i in small], [i * 3 for i in small],
+                           [1.0] * len(small)))
+            for i, s in zip(idx, seqs, strict=True):
+                before = latest.get((map_id, i), 0)
+                expected.append((s, f"{map_id}[{i}]", f"m{map_id}[{i}]",
+                                 STATUSES[before], STATUSES[last[i]]))
+                latest[(map_id, i)] = last[i]
+        packed = [pack_group(group, fold_group(summary, group)) for group in groups]
+        blob = pack_tasks([], [], [], None, packed)[0]
+        blobs.append(blob)
+        columns = marshal.loads(blob)
+        rows = task_rows(1, columns, "transitions")
+        assert [(r[1], r[3], r[4], r[5], r[6]) for r in rows] == sorted(expected)
+        results = task_rows(1, columns, "results")
+        assert {(r[1], r[3], r[4]) for r in results} == {
+            (f"{m}[{i}]", f"fp{i}", i * 3) for m, last in by_map.items()
+            for i, code in last.items() if code == 4}
+    seen = {key for key in latest} | {(m, i) for m, n in defined.items() for i in range(n)}
+    codes = list(latest.values())
+    assert summary.row()[:3] == (len(seen), codes.count(4), codes.count(5))
+    rebuilt = RunSummary()
+    for blob in blobs:
+        for group in marshal.loads(blob)[-1]:
+            refold_group(rebuilt, group)
+    assert rebuilt.row() == summary.row()

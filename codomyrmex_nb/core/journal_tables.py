@@ -34,6 +34,13 @@ cannot hold (a status outside ``STATUSES``, a time that is not a number) is writ
 version-3 way, one ``"transitions"`` / ``"definitions"`` row each, which every reader
 still reads: a version-3 file needs no conversion. A cache clear removes small results
 by rewriting their (verified) row without them, signed again (``without_small``).
+
+**Map items (version 5).** A commit whose map items moved stores a ``"tasks"`` blob of
+layout 2: layout 1's columns and one more, a group of columns per map
+(``item_journal.py``: item indices, seqs, times, statuses, small results, or the
+expansion's fingerprints), not a row, an id and a name per item. Readers get the same
+rows back as when items were journaled like tasks; the summary follows each map's items
+a byte each (``RunSummary.follow_items``).
 """
 
 from __future__ import annotations
@@ -53,7 +60,10 @@ from typing import Any
 from .model import TaskStatus
 from .signing import Signer
 
-SCHEMA_VERSION = 4         # 3: signed blobs (mac columns, runs.key_id); 4: "tasks" columns
+SCHEMA_VERSION = 5         # 3: signed blobs (mac columns, runs.key_id); 4: "tasks" columns;
+# 5: "tasks" blobs of layout 2 (map items as groups). A version-4 file needs no conversion:
+# its blobs are read as they are; the number only keeps an older engine from reading a
+# layout-2 blob as nothing (it refuses the file, saying it was written by a newer version)
 SIGNED_SINCE = 3           # files of an older version were written before signing
 MARSHAL_VERSION = 4        # packed rows: a format every Python 3 since 3.4 reads
 CHUNK = 2**20              # a larger blob is written in chunks, letting other threads run
