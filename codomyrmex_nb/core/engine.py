@@ -34,8 +34,9 @@ critical section (each made READY and started through the scheduler's one
 transition function, as one at a time), runs them one after another, and
 records each as it ends (a stop or a cancel never drops more than the one item
 running). The batch shares one output capture, started once: each item cuts
-its own output from it as it returns, and its CPU time runs from where the
-item before it ended (one clock read, not two). An item that started a thread
+its own output from it as it returns. (Every attempt a worker runs itself gets its CPU
+time from the worker's ``cpu_clock.CpuClock``, read at most once a millisecond.) An
+item that started a thread
 which still writes ends the shared capture, and the next item gets a new one,
 so that thread's late lines never land in another item's output. An item
 waiting in a batch can be cancelled: its attempt is abandoned and never
@@ -63,6 +64,7 @@ from typing import Any
 from . import capture, frame_names, waiting
 from .actions import ActionRegistry
 from .clock import Clock, TimerHandle
+from .cpu_clock import CpuClock
 from .events import Event, EventBus
 from .executors import Executor, ThreadExecutor
 from .invoke import (
@@ -338,6 +340,7 @@ class Engine:
         done: list[tuple[Run, Outcome, Any, float, Any]] = []  # ran, not recorded yet
         unrecorded = 0  # of ``runs``
         shared: _SharedCapture | None = None  # a batch's output capture
+        clock = CpuClock()  # this thread's CPU clock, for the attempts it runs itself
         try:
             while True:
                 with self.lock:
@@ -364,9 +367,10 @@ class Engine:
                     if shared is not None:  # its items begin one by one: each its own time
                         run.taken_at = perf_counter()
                         shared.lend(run)
+                    run.clock = clock
                     outcome = self._execute(run)
                     if shared is not None:
-                        shared.took_back(run, more=run is not last)
+                        shared.took_back(more=run is not last)
                     prepared = held = None
                     if outcome.ok and not run.abandoned and run.rec.mapping is None:
                         # a result to keep (not a map's expansion): readied with no lock held
@@ -682,23 +686,21 @@ class Engine:
 
 
 class _SharedCapture:
-    """The output capture a worker's batch of tiny items shares, and the thread CPU clock
-    where the next item's time begins (see "Tiny items go in batches" above)."""
+    """The output capture a worker's batch of tiny items shares (see "Tiny items go in
+    batches" above)."""
 
-    __slots__ = ("box", "cpu")
+    __slots__ = ("box",)
 
     def __init__(self) -> None:
         self.box = capture.Capture(level=capture.LOG_LEVEL, limit=capture.LIMIT).start()
-        self.cpu = time.thread_time()
 
     def lend(self, run: Run) -> None:
-        """``run`` cuts its output from this capture and counts its CPU time from here."""
-        run.box, run.cpu_from = self.box, self.cpu
+        """``run`` cuts its output from this capture."""
+        run.box = self.box
 
-    def took_back(self, run: Run, more: bool) -> None:
-        """``run`` returned: the next item (``more``) counts on from where it ended. A thread
-        it started that still writes keeps this capture; the next item gets a new one."""
-        self.cpu = run.cpu_from
+    def took_back(self, more: bool) -> None:
+        """An item returned. A thread it started that still writes keeps this capture; the
+        next item (``more``) gets a new one."""
         if not more or self.box.owns_threads():
             self.box.stop()
             if more:

@@ -12,8 +12,10 @@ cancelling their asyncio task, which also wakes an ``await asyncio.sleep``.
 ``Run.execute`` also records what the attempt cost and said: everything its
 thread (and the threads it starts, while it runs) prints, warns or logs goes
 into ``Outcome.logs`` (``capture.Capture``, per thread, so the notebook's own
-output and other tasks are untouched), and the thread's CPU seconds
-(``time.thread_time``) into ``Outcome.cpu_time``.
+output and other tasks are untouched), and the thread's CPU seconds into
+``Outcome.cpu_time``: from its worker's ``cpu_clock.CpuClock`` (read at most once a
+millisecond; an attempt shorter than that gets an estimate), else by reading
+``time.thread_time`` around it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 from . import capture, run_queue
 from .capture import Capture
+from .cpu_clock import CpuClock
 from .model import OutputRef, TaskStatus, output_refs
 from .trigger_rules import NoResult
 
@@ -89,7 +92,7 @@ class Run:
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
                  "wait_since", "on_begin", "begun", "rec", "deadline_gen", "held", "taken_at",
-                 "box", "cpu_from")
+                 "box", "clock")
 
     def __init__(self, task: Any, rec: Any = None) -> None:
         self.task = task
@@ -114,7 +117,7 @@ class Run:
         self.held = False
         self.taken_at = 0.0  # time.perf_counter() when a worker took it (set by the engine)
         self.box: Capture | None = None  # the attempt's capture while it runs here (``peek``)
-        self.cpu_from = 0.0  # thread CPU seconds when it began (set by the engine in a batch)
+        self.clock: CpuClock | None = None  # its worker's CPU clock (set by the engine)
 
     # -- the gate ------------------------------------------------------------------
     @property
@@ -162,25 +165,27 @@ class Run:
         CPU seconds of this thread into ``Outcome.cpu_time``.
         Memory is one heap shared by every thread: ``peak_memory`` stays None.
         """
-        self.thread_id = threading.get_ident()
-        box, cpu = self.box, self.cpu_from
+        self.thread_id = me = threading.get_ident()
+        box, clock = self.box, self.clock
         shared = box is not None  # a batch's capture, started once (``engine._SharedCapture``)
         if not shared:
             box = Capture(level=capture.LOG_LEVEL if level is None else level,
                           limit=capture.LIMIT if limit is None else limit, live=live)
             box.start()
             self.box = box  # an inspector may read it while the attempt runs (Capture.peek)
-            cpu = time.thread_time()
+        if clock is None or clock.thread != me:  # not its worker's thread: read around it
+            clock, cpu = None, time.thread_time()
         try:
             outcome = self._execute()
         finally:
-            end = time.thread_time()
-            cpu, self.cpu_from = end - cpu, end  # a batch's next item counts from here
+            if clock is None:
+                cpu = time.thread_time() - cpu
             if shared:
                 logs, displays = box.cut()
             else:
                 logs, displays = box.stop(), box.displays
-        outcome.logs, outcome.cpu_time = logs, cpu
+        outcome.logs = logs
+        outcome.cpu_time = cpu if clock is None else clock.spent(outcome.started, outcome.ended)
         outcome.displays = displays
         if outcome.ended - outcome.started >= run_queue.WORTH:
             outcome.run_delay = run_queue.since_last()  # the GIL, or a busy machine?
