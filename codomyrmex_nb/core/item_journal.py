@@ -47,6 +47,11 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
     """The latest moves (and small results) of the items at ``indices`` (repeats read once)
     of mapped record ``rec``, read from ``items`` (its map's, or those a rerun replaced)
     under the engine's lock; None if none moved journaled."""
+    unique = list(set(indices))  # each item once (the rows are read back in seq order)
+    if unique and not isinstance(items, dict) and max(unique) < len(items):
+        group = _all_done(run_id, rec, unique, list(map(items.__getitem__, unique)))
+        if group is not None:
+            return group
     idx: list[int] = []
     seqs: list[int] = []
     times: list[float] = []
@@ -62,7 +67,7 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
         size = len(items)
         get = lambda i: items[i] if i < size else None  # noqa: E731 - a reset shrinks it
     code, small = _CODE, is_small
-    for i in dict.fromkeys(indices):
+    for i in unique:
         entry = get(i)
         if entry is None:
             continue
@@ -103,6 +108,27 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
     return (run_id, rec.id, rec.name, idx, seqs, times, bytes(codes),
             None if details.count(None) == len(details) else details, None,
             r_idx, r_fps, r_values, r_times)
+
+
+_SEQ_OF, _TIME_OF = _TAKE(DONE_JSEQ), _TAKE(DONE_JTIME)
+_VALUE_OF, _FP_OF = _TAKE(DONE_VALUE), _TAKE(DONE_FP)
+_TRIVIAL = frozenset({type(None), bool, float})  # small whatever their value (is_small)
+
+
+def _all_done(run_id: int, rec: Any, unique: list[int],
+              entries: list[Any]) -> tuple[Any, ...] | None:
+    """``item_group`` at C speed for the usual commit of a big map: every entry a compact
+    one with a fingerprint and a trivially small value (None, a bool, a float); None for
+    any other commit (the general loop reads it)."""
+    if set(map(type, entries)) != {tuple}:
+        return None
+    values, fps = list(map(_VALUE_OF, entries)), list(map(_FP_OF, entries))
+    seqs = list(map(_SEQ_OF, entries))
+    if not set(map(type, values)) <= _TRIVIAL or not all(fps) or None in seqs:
+        return None
+    times = list(map(_TIME_OF, entries))
+    return (run_id, rec.id, rec.name, unique, seqs, times, bytes((_COMPLETED,)) * len(unique),
+            None, None, unique, fps, values, times)
 
 
 def pack_group(group: tuple[Any, ...], previous: bytes) -> tuple[Any, ...]:

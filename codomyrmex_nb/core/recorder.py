@@ -703,14 +703,8 @@ class Recorder:
         sink = self.sink
         if mac is SMALL and sink is not None:  # read with the record's latest move (collect)
             rec.jsmall = prepared
-            parent = rec.parent
-            if parent is None:
-                sink._touched.append(rec)
-            else:  # an item: read with its map's moved items
-                m = parent.mapping
-                if not m.jmoved:
-                    sink._mapped.append((parent, m))
-                m.jmoved.append(rec.index)
+            if rec.parent is None:  # an item's move to COMPLETED, just made under the same
+                sink._touched.append(rec)  # hold of the engine's lock, listed it already
             return
         journal = self._journal or self.journal
         if mac is SMALL:  # Journal.small_result written out
