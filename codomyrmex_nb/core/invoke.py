@@ -203,7 +203,7 @@ class Run:
                 value = self.call()
                 if value is not None and type(value) not in _PLAIN and inspect.isawaitable(value):
                     value = self._run_coroutine(value)
-                return Outcome(True, value, started=started, ended=time.perf_counter())
+                return Outcome(True, value, None, None, started, time.perf_counter())
             finally:
                 self._leave_user()
         except BaseException as exc:  # noqa: BLE001 - stored whole, re-raised for the user later
