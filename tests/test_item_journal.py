@@ -218,6 +218,26 @@ def test_items_are_kept_when_their_commits_task_rows_do_not_fit_the_columns(tmp_
                for i in range(30))
     assert last[orch.get_task("plain").id] == "completed"
 
+def test_items_kept_as_records_with_trivially_small_results_are_restored(tmp_path):
+    """An item that printed keeps its record; its None, bool or float result is not
+    prepared by its worker but read by the journal from the record: still restorable."""
+    path = tmp_path / "j.sqlite"
+    calls: list[int] = []
+
+    def talks(item: int) -> float | None:
+        calls.append(item)
+        print("item", item)
+        return None if item == 0 else item / 2
+
+    for expected_calls in ([0, 1, 2, 3], []):
+        calls.clear()
+        orch = TaskOrchestrator(2, journal=path)
+        orch.create_task("m", func=talks, map=[0, 1, 2, 3], cache=True)
+        _run(orch)
+        assert list(orch.get_task_result("m").data) == [None, 0.5, 1.0, 1.5]
+        orch.stop_execution()
+        assert sorted(calls) == expected_calls
+
 # -- the groups themselves: packed, read back, folded (property-based) ----------------------------
 
 _moves = st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 40),

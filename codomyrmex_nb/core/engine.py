@@ -77,6 +77,7 @@ from .invoke import (
     upstream_value,
     wants_upstream,
 )
+from .item_journal import ITEM_TRIVIAL
 from .map_steps import item_binding, plan_of
 from .mapping import INDEX
 from .memory_budget import MemoryBudget
@@ -375,7 +376,8 @@ class Engine:
                     if outcome.ok and not run.abandoned and run.rec.mapping is None:
                         # a result to keep (not a map's expansion): readied with no lock held
                         recorder, budget = self.recorder, self.budget
-                        if recorder is not None:
+                        if recorder is not None and (run.rec.parent is None or
+                                                     outcome.value.__class__ not in ITEM_TRIVIAL):
                             prepared = recorder.prepare_result(run.rec, outcome.value)
                         if budget is not None and budget.limit is not None:
                             held = self._store.measure(run.rec, outcome.value, prepared)

@@ -32,6 +32,7 @@ from typing import Any
 
 from .journal_tables import _CODE, _COMPLETED, STATUSES, _little, _numbers, is_small
 from .mapping import DONE_FP, DONE_JSEQ, DONE_JTIME, DONE_VALUE, item_id
+from .model import TaskStatus
 
 _TAKE = operator.itemgetter
 _STATUS = STATUSES.__getitem__
@@ -103,6 +104,14 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
             r_fps.append(prepared[0])
             r_values.append(prepared[1])
             r_times.append(entry.jtime)
+        elif entry.status is _DONE and entry.fingerprint:  # a trivially small result is
+            result = entry.result  # not prepared by its worker (``ITEM_TRIVIAL``): read here
+            if result is not None and result._entry is None \
+                    and result._data.__class__ in _TRIVIAL:
+                r_idx.append(i)
+                r_fps.append(entry.fingerprint)
+                r_values.append(result._data)
+                r_times.append(entry.jtime)
     if not idx and not r_idx:
         return None
     return (run_id, rec.id, rec.name, idx, seqs, times, bytes(codes),
@@ -112,7 +121,11 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
 
 _SEQ_OF, _TIME_OF = _TAKE(DONE_JSEQ), _TAKE(DONE_JTIME)
 _VALUE_OF, _FP_OF = _TAKE(DONE_VALUE), _TAKE(DONE_FP)
-_TRIVIAL = frozenset({type(None), bool, float})  # small whatever their value (is_small)
+# small whatever their value (``is_small``): an item's result of these types is not prepared
+# for the journal by its worker; the journal reads it from the item (a compact entry or
+# its record) with the item's last move
+ITEM_TRIVIAL = _TRIVIAL = frozenset({type(None), bool, float})
+_DONE = TaskStatus.COMPLETED
 
 
 def _all_done(run_id: int, rec: Any, unique: list[int],
