@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Sequence
+from itertools import compress, repeat
+from operator import is_, not_
 from typing import Any
 
-from .journal_tables import _CODE, _COMPLETED, STATUSES, _little, _numbers, is_small
+from .journal_tables import _CODE, _COMPLETED, SMALL_MAX, STATUSES, _little, _numbers, is_small
 from .mapping import DONE_FP, DONE_JSEQ, DONE_JTIME, DONE_VALUE, item_id
 from .model import TaskStatus
 
@@ -47,53 +49,31 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
                indices: list[int]) -> tuple[Any, ...] | None:
     """The latest moves (and small results) of the items at ``indices`` (repeats read once)
     of mapped record ``rec``, read from ``items`` (its map's, or those a rerun replaced)
-    under the engine's lock; None if none moved journaled."""
+    under the engine's lock; None if none moved journaled. The compact entries (most of a
+    big map's) are read into columns at C speed, the records one by one."""
     unique = list(set(indices))  # each item once (the rows are read back in seq order)
-    if unique and not isinstance(items, dict) and max(unique) < len(items):
-        group = _all_done(run_id, rec, unique, list(map(items.__getitem__, unique)))
-        if group is not None:
-            return group
-    idx: list[int] = []
-    seqs: list[int] = []
-    times: list[float] = []
-    codes = bytearray()
-    details: list[Any] = []
-    r_idx: list[int] = []
-    r_fps: list[str] = []
-    r_values: list[Any] = []
-    r_times: list[float] = []
     if isinstance(items, dict):
-        get = items.get
+        entries = list(map(items.get, unique))
     else:
-        size = len(items)
-        get = lambda i: items[i] if i < size else None  # noqa: E731 - a reset shrinks it
-    code, small = _CODE, is_small
-    for i in unique:
-        entry = get(i)
-        if entry is None:
-            continue
-        if entry.__class__ is tuple:  # a compact entry: completed, its value in it
-            seq = entry[DONE_JSEQ]
-            if seq is None:
-                continue
-            when = entry[DONE_JTIME]
-            idx.append(i)
-            seqs.append(seq)
-            times.append(when)
-            codes.append(_COMPLETED)
-            details.append(None)
-            fp, value = entry[DONE_FP], entry[DONE_VALUE]
-            if fp and small(value):
-                r_idx.append(i)
-                r_fps.append(fp)
-                r_values.append(value)
-                r_times.append(when)
-            continue
-        seq = entry.jseq
-        if seq is None:  # it never moved while journaled
+        if unique and max(unique) >= len(items):  # a reset shrank them
+            unique = [i for i in unique if i < len(items)]
+        entries = list(map(items.__getitem__, unique))
+    types = list(map(type, entries))
+    compact = list(map(is_, types, repeat(tuple)))
+    done = list(compress(entries, compact))
+    seqs = list(map(_SEQ_OF, done))  # never None: the item moved while journaled
+    idx = list(compress(unique, compact))
+    times = list(map(_TIME_OF, done))
+    codes = bytearray(bytes((_COMPLETED,)) * len(done))
+    details: list[Any] = [None] * len(done)
+    r_idx, r_fps, r_values, r_times = _small_of_done(idx, done, times)
+    code = _CODE
+    for i, entry in zip(compress(unique, map(not_, compact)),
+                        compress(entries, map(not_, compact)), strict=True):
+        if entry is None or entry.jseq is None:  # not made, or it never moved journaled
             continue
         idx.append(i)
-        seqs.append(seq)
+        seqs.append(entry.jseq)
         times.append(entry.jtime)
         codes.append(code[entry.status])
         details.append(entry.jdetail)
@@ -119,6 +99,28 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
             r_idx, r_fps, r_values, r_times)
 
 
+def _small_of_done(idx: list[int], done: list[Any], times: list[float]
+                   ) -> tuple[list[int], list[str], list[Any], list[float]]:
+    """The small results of compact entries (a fingerprint and a small value), as columns:
+    at C speed when their values are all of one kind whose smallness a bound shows."""
+    values, fps = list(map(_VALUE_OF, done)), list(map(_FP_OF, done))
+    kinds = set(map(type, values))
+    if kinds <= _TRIVIAL:
+        small = True
+    elif kinds == {int}:
+        small = max(map(int.bit_length, values)) <= SMALL_MAX * 8
+    elif kinds == {str} or kinds == {bytes}:
+        small = max(map(len, values)) <= SMALL_MAX
+    else:
+        small = None  # mixed: item by item
+    if small and all(fps):
+        return list(idx), fps, values, list(times)
+    flags = [bool(fp) and (small if small is not None else is_small(value))
+             for fp, value in zip(fps, values, strict=True)]
+    return (list(compress(idx, flags)), list(compress(fps, flags)),
+            list(compress(values, flags)), list(compress(times, flags)))
+
+
 _SEQ_OF, _TIME_OF = _TAKE(DONE_JSEQ), _TAKE(DONE_JTIME)
 _VALUE_OF, _FP_OF = _TAKE(DONE_VALUE), _TAKE(DONE_FP)
 # small whatever their value (``is_small``): an item's result of these types is not prepared
@@ -126,22 +128,6 @@ _VALUE_OF, _FP_OF = _TAKE(DONE_VALUE), _TAKE(DONE_FP)
 # its record) with the item's last move
 ITEM_TRIVIAL = _TRIVIAL = frozenset({type(None), bool, float})
 _DONE = TaskStatus.COMPLETED
-
-
-def _all_done(run_id: int, rec: Any, unique: list[int],
-              entries: list[Any]) -> tuple[Any, ...] | None:
-    """``item_group`` at C speed for the usual commit of a big map: every entry a compact
-    one with a fingerprint and a trivially small value (None, a bool, a float); None for
-    any other commit (the general loop reads it)."""
-    if set(map(type, entries)) != {tuple}:
-        return None
-    values, fps = list(map(_VALUE_OF, entries)), list(map(_FP_OF, entries))
-    seqs = list(map(_SEQ_OF, entries))
-    if not set(map(type, values)) <= _TRIVIAL or not all(fps) or None in seqs:
-        return None
-    times = list(map(_TIME_OF, entries))
-    return (run_id, rec.id, rec.name, unique, seqs, times, bytes((_COMPLETED,)) * len(unique),
-            None, None, unique, fps, values, times)
 
 
 def pack_group(group: tuple[Any, ...], previous: bytes) -> tuple[Any, ...]:
