@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import marshal
+import sqlite3
 import threading
 
 from hypothesis import given, settings
@@ -55,6 +56,14 @@ def test_items_read_back_as_rows_with_their_last_state_and_count_in_the_history(
         return run, journal.transitions(run.run_id), journal.definitions(run.run_id)
 
     run, transitions, definitions = _read(path, reader)
+    conn = sqlite3.connect(path)
+    try:  # the items' small results name their fingerprints by the expansion's: once each
+        groups = [group for (blob,) in conn.execute("SELECT rows FROM packed")
+                  for group in (marshal.loads(blob)[-1] if marshal.loads(blob)[0] == 2 else ())
+                  if group[9]]
+    finally:
+        conn.close()
+    assert groups and all(group[10] is None for group in groups)
     assert (run.tasks, run.completed, run.failed) == (31, 28, 3)  # 30 items and the map
     seqs = [row[0] for row in transitions]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
@@ -66,6 +75,10 @@ def test_items_read_back_as_rows_with_their_last_state_and_count_in_the_history(
     assert last[map_id][5] == "completed"
     fps = {task_id: fp for task_id, _, fp in definitions}
     assert len({fps[f"{map_id}[{i}]"] for i in range(30)}) == 30
+    hits = _read(path, lambda journal: [journal.restorable_hit(None, fps[f"{map_id}[{i}]"])
+                                        for i in range(30)])
+    assert [None if hit is None else hit[0] for hit in hits] == \
+        [None if i in FAILING else i * 2 for i in range(30)]
 
 
 def test_the_journal_keeps_no_item_record_alive_until_it_commits(tmp_path, monkeypatch):
@@ -245,19 +258,23 @@ _moves = st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 40),
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), _moves), min_size=1, max_size=8))
+@given(st.lists(st.tuples(st.booleans(), _moves, st.booleans()), min_size=1, max_size=8))
 def test_groups_read_back_as_the_rows_and_counts_a_row_per_item_would_give(commits):
     """Commits of item moves (and expansions) of two maps, packed as groups: every row read
-    back names its item and carries the state it had before and after, the summary's
-    counts are those of the items' latest states, and a summary rebuilt from the blobs
-    alone (a writer that meets the run later) counts the same."""
+    back names its item and carries the state it had before and after, every small result
+    its fingerprint (its own, or its expansion's when the group stored none: read across
+    the run's blobs in order), the summary's counts are those of the items' latest
+    states, and a summary rebuilt from the blobs alone (a writer that meets the run
+    later) counts the same."""
     summary, blobs, latest, seq = RunSummary(), [], {}, 0
     defined: dict[str, int] = {}
-    for expand, moves in commits:
+    expansions: dict = {}  # what a reader keeps across the run's blobs
+    for expand, moves, by_expansion in commits:
         groups = []
         if expand:
             for map_id in ("a", "b"):
-                groups.append(expansion_group(1, map_id, f"m{map_id}", ["fp"] * 20))
+                fps = [f"x{map_id}{i}" for i in range(20)]
+                groups.append(expansion_group(1, map_id, f"m{map_id}", fps))
                 defined[map_id] = max(defined.get(map_id, 0), 20)
         by_map: dict[str, dict[int, int]] = {}
         for map_id, index, code in moves:
@@ -269,9 +286,10 @@ def test_groups_read_back_as_the_rows_and_counts_a_row_per_item_would_give(commi
             seq += len(idx)
             codes = bytes(last.values())
             small = [i for i in idx if last[i] == 4]
+            expanded = by_expansion and map_id in defined and all(i < 20 for i in small)
             groups.append((1, map_id, f"m{map_id}", idx, seqs, [float(s) for s in seqs], codes,
-                           None, None, small, [f"fp{i}" for i in small], [i * 3 for i in small],
-                           [1.0] * len(small)))
+                           None, None, small, None if expanded else [f"fp{i}" for i in small],
+                           [i * 3 for i in small], [1.0] * len(small)))
             for i, s in zip(idx, seqs, strict=True):
                 before = latest.get((map_id, i), 0)
                 expected.append((s, f"{map_id}[{i}]", f"m{map_id}[{i}]",
@@ -283,10 +301,11 @@ def test_groups_read_back_as_the_rows_and_counts_a_row_per_item_would_give(commi
         columns = marshal.loads(blob)
         rows = task_rows(1, columns, "transitions")
         assert [(r[1], r[3], r[4], r[5], r[6]) for r in rows] == sorted(expected)
-        results = task_rows(1, columns, "results")
+        results = task_rows(1, columns, "results", expansions=expansions)
+        own = {group[1] for group in groups if group[3] and group[10] is not None}
         assert {(r[1], r[3], r[4]) for r in results} == {
-            (f"{m}[{i}]", f"fp{i}", i * 3) for m, last in by_map.items()
-            for i, code in last.items() if code == 4}
+            (f"{m}[{i}]", f"fp{i}" if m in own else f"x{m}{i}", i * 3)
+            for m, last in by_map.items() for i, code in last.items() if code == 4}
     seen = {key for key in latest} | {(m, i) for m, n in defined.items() for i in range(n)}
     codes = list(latest.values())
     assert summary.row()[:3] == (len(seen), codes.count(4), codes.count(5))

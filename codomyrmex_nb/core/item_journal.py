@@ -18,7 +18,9 @@ of layout 2 (``journal_tables.pack_tasks``) each group is packed as
      codes, details or None, fingerprints or None, small indices, small fingerprints,
      small values, small times)
 
-and ``group_rows`` gives its items back as the rows they had before (an item's id is
+(the small fingerprints None when each is its item's in the run's expansion group: a
+reader takes them from there, having read the run's blobs in order) and ``group_rows``
+gives its items back as the rows they had before (an item's id is
 ``mapping.item_id``, its name ``map[i]``): history, resume and upkeep read items as they
 read tasks. The run's summary follows each map's items in one byte per item
 (``RunSummary.follow_items``).
@@ -46,11 +48,13 @@ def expansion_group(run_id: int, map_id: str, name: str, fps: list[str]) -> tupl
 
 
 def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
-               indices: list[int]) -> tuple[Any, ...] | None:
+               indices: list[int], expanded: list[str] | None = None) -> tuple[Any, ...] | None:
     """The latest moves (and small results) of the items at ``indices`` (repeats read once)
     of mapped record ``rec``, read from ``items`` (its map's, or those a rerun replaced)
     under the engine's lock; None if none moved journaled. The compact entries (most of a
-    big map's) are read into columns at C speed, the records one by one."""
+    big map's) are read into columns at C speed, the records one by one. ``expanded``: the
+    item fingerprints this run's expansion group holds; when every small result's is that
+    one, the group's fingerprint column is None (read back from the expansion)."""
     unique = list(set(indices))  # each item once (the rows are read back in seq order)
     if isinstance(items, dict):
         entries = list(map(items.get, unique))
@@ -94,6 +98,9 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
                 r_times.append(entry.jtime)
     if not idx and not r_idx:
         return None
+    if expanded is not None and r_idx and max(r_idx) < len(expanded) \
+            and all(map(is_, r_fps, map(expanded.__getitem__, r_idx))):
+        r_fps = None  # type: ignore[assignment] - each is its expansion's: not stored twice
     return (run_id, rec.id, rec.name, idx, seqs, times, bytes(codes),
             None if details.count(None) == len(details) else details, None,
             r_idx, r_fps, r_values, r_times)
@@ -137,7 +144,8 @@ def pack_group(group: tuple[Any, ...], previous: bytes) -> tuple[Any, ...]:
      r_idx, r_fps, r_values, r_times) = group
     return (map_id, name, _little("q", idx), _little("q", seqs), _little("d", times), previous,
             codes, None if details is None else tuple(details),
-            None if d_fps is None else tuple(d_fps), _little("q", r_idx), tuple(r_fps),
+            None if d_fps is None else tuple(d_fps), _little("q", r_idx),
+            None if r_fps is None else tuple(r_fps),
             tuple(r_values), _little("d", r_times))
 
 
@@ -162,12 +170,20 @@ def refold_group(summary: Any, group: Sequence[Any]) -> None:
                          max(times) if times else None)
 
 
-def group_rows(run_id: int, group: Sequence[Any], kind: str) -> Iterator[tuple[Any, ...]]:
+def group_rows(run_id: int, group: Sequence[Any], kind: str,
+               expansions: dict[tuple[int, str], Sequence[str]] | None = None,
+               ) -> Iterator[tuple[Any, ...]]:
     """A packed group's items as the rows ``journal_tables.unpack`` gives (``kind``:
-    "transitions", "definitions" or "results")."""
+    "transitions", "definitions" or "results"). ``expansions``: (run, map id) -> the item
+    fingerprints of the run's expansion groups read so far (the groups of a run are read
+    in the order they were written, so an expansion comes before its items' results):
+    a group that stored no fingerprints of its own takes them from there (its rows are
+    left out if the expansion is not there)."""
     numbers, status = _numbers, _STATUS
     (map_id, name, idx, seqs, times, previous, codes, details, d_fps,
      r_idx, r_fps, r_values, r_times) = group
+    if d_fps and expansions is not None:
+        expansions[(run_id, map_id)] = d_fps
     if kind == "transitions":
         indices = numbers("q", idx)
         for n, (i, seq, when, old, new) in enumerate(zip(indices, numbers("q", seqs),
@@ -179,8 +195,14 @@ def group_rows(run_id: int, group: Sequence[Any], kind: str) -> Iterator[tuple[A
         for i, fp in enumerate(d_fps):
             yield run_id, item_id(map_id, i), f"{name}[{i}]", fp or None
     elif kind == "results":
-        for i, fp, value, when in zip(numbers("q", r_idx), r_fps, r_values,
-                                      numbers("d", r_times), strict=True):
+        indices = numbers("q", r_idx)
+        if r_fps is None:  # each item's fingerprint is its expansion's
+            expanded = None if expansions is None else expansions.get((run_id, map_id))
+            if expanded is None or (indices and max(indices) >= len(expanded)):
+                return
+            r_fps = list(map(expanded.__getitem__, indices))
+        for i, fp, value, when in zip(indices, r_fps, r_values, numbers("d", r_times),
+                                      strict=True):
             yield run_id, item_id(map_id, i), f"{name}[{i}]", fp, value, when
 
 
@@ -197,12 +219,13 @@ def without_small_items(group: tuple[Any, ...], name: str | None, keep: Callable
     r_idx, r_fps, r_values, r_times = small_of(group)
     indices, times = numbers("q", r_idx), numbers("d", r_times)
     map_name = group[1]
-    stay = [n for n, (i, fp) in enumerate(zip(indices, r_fps, strict=True))
+    fps = [None] * len(indices) if r_fps is None else r_fps  # None: its expansion's
+    stay = [n for n, (i, fp) in enumerate(zip(indices, fps, strict=True))
             if (name is not None and f"{map_name}[{i}]" != name) or keep(fp)]
-    if len(stay) == len(r_fps):
+    if len(stay) == len(indices):
         return group, 0
     pick = _TAKE(*stay) if len(stay) > 1 else (lambda column: (column[stay[0]],)) if stay \
         else (lambda column: ())
-    kept = (little("q", tuple(pick(indices))), tuple(pick(r_fps)), tuple(pick(r_values)),
-            little("d", tuple(pick(times))))
-    return (*group[:9], *kept), len(r_fps) - len(stay)
+    kept = (little("q", tuple(pick(indices))), None if r_fps is None else tuple(pick(r_fps)),
+            tuple(pick(r_values)), little("d", tuple(pick(times))))
+    return (*group[:9], *kept), len(indices) - len(stay)

@@ -319,6 +319,8 @@ class Journal:
         # fingerprint -> [(run, packed rowid, value, time)] of small results (reader side)
         self._small_index: dict[str, list[tuple[Any, ...]]] = {}
         self._small_seen = 0  # the last packed rowid indexed
+        # (run, map id) -> item fingerprints of its expansion group, read with the index
+        self._small_expansions: dict[tuple[int, str], Any] = {}
         self._small_version: int | None = None  # PRAGMA data_version when last indexed
         self._small_untrusted: dict[str, int] = {}  # why packed rows were skipped -> a run
         self.dropped = 0  # records that could not be written (each drop also warned once)
@@ -651,7 +653,7 @@ class Journal:
         if self.enabled:
             self._call(self._do_clear)
             with self._rlock:  # row ids start again: index the small results afresh
-                self._small_index, self._small_seen = {}, 0
+                self._forget_small()
                 self._small_untrusted.clear()
 
     # -- upkeep (journal_upkeep.py; ``%codo_journal``) ---------------------------------
@@ -858,23 +860,28 @@ class Journal:
                                 (entry[1], entry[4])).fetchone():
                     best = entry
                 elif not fresh:  # its row is gone or was rewritten (a cache clear): read anew
-                    self._small_index, self._small_seen = {}, 0
+                    self._forget_small()
                     self._index_small(conn)
                     return self._small_hit(conn, run_id, fingerprint, fresh=True)
         return None if best is None else (best[0], best[2], best[3])
+
+    def _forget_small(self) -> None:
+        """Index the small results afresh at the next lookup (rows went or were rewritten)."""
+        self._small_index, self._small_seen, self._small_expansions = {}, 0, {}
 
     def _index_small(self, conn: sqlite3.Connection) -> None:
         """Index the small results of ``"tasks"`` rows committed since the last look."""
         top = conn.execute("SELECT max(rowid) FROM packed").fetchone()[0] or 0
         if top < self._small_seen:  # rows were removed and their ids may come again
-            self._small_index, self._small_seen = {}, 0
+            self._forget_small()
             self._small_untrusted.clear()
         index = self._small_index
         for rowid, run, _, mac, columns in self._verified_tasks(conn, self._small_seen):
             self._small_seen = rowid
             if columns is None:
                 continue
-            for _, _, _, fp, value, when in task_rows(run, columns, "results"):
+            for _, _, _, fp, value, when in task_rows(run, columns, "results",
+                                                      expansions=self._small_expansions):
                 if fp is not None:
                     index.setdefault(fp, []).append((run, rowid, value, when, mac))
 
@@ -1444,7 +1451,7 @@ class Journal:
             return None
         if rewrite:
             with self._rlock:  # this process's index of small results: read anew
-                self._small_index, self._small_seen = {}, 0
+                self._forget_small()
         for run_id in removed[0]:
             self._summaries.pop(run_id, None)
         return removed

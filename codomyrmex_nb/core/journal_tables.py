@@ -245,6 +245,7 @@ def unpack(conn: sqlite3.Connection, run_id: int, kind: str, signer: Signer,
     come as rows too, unless ``groups`` is given: then their packed groups go into it."""
     rows: list[tuple[Any, ...]] = []
     skipped = 0
+    expansions: dict[tuple[int, str], Any] = {}  # item fingerprints, as the blobs are read
     for stored, blob, mac in conn.execute(
             "SELECT kind, rows, mac FROM packed WHERE run_id = ? AND kind IN (?, ?) "
             "ORDER BY rowid", (run_id, kind, TASKS)):
@@ -252,7 +253,7 @@ def unpack(conn: sqlite3.Connection, run_id: int, kind: str, signer: Signer,
             skipped += 1
         elif stored == TASKS:
             columns = marshal.loads(blob)
-            rows.extend(task_rows(run_id, columns, kind, items=groups is None))
+            rows.extend(task_rows(run_id, columns, kind, groups is None, expansions))
             if groups is not None and columns and columns[0] == LAYOUT_ITEMS:
                 groups.extend(columns[-1])
         else:
@@ -350,10 +351,12 @@ def _numbers(kind: str, data: bytes) -> array:
     return column
 
 
-def task_rows(run_id: int, columns: tuple[Any, ...], kind: str,
-              items: bool = True) -> list[tuple[Any, ...]]:
+def task_rows(run_id: int, columns: tuple[Any, ...], kind: str, items: bool = True,
+              expansions: dict[tuple[int, str], Any] | None = None) -> list[tuple[Any, ...]]:
     """The rows of one kind (as ``unpack`` gives them) that a ``"tasks"`` blob holds (its
-    map items' too, in sequence order with the tasks' transitions, unless not ``items``)."""
+    map items' too, in sequence order with the tasks' transitions, unless not ``items``).
+    ``expansions``: what ``item_journal.group_rows`` keeps across the blobs of a run read
+    in order (an item's small result may name its fingerprint by its expansion's)."""
     if not columns or columns[0] not in _LAYOUTS:
         return []  # a layout of a later version: not ours to read
     (_, seqs, times, ids, names, previous, statuses, details, d_ids, d_names, d_fps,
@@ -373,8 +376,10 @@ def task_rows(run_id: int, columns: tuple[Any, ...], kind: str,
         return []
     if items and columns[0] == LAYOUT_ITEMS and columns[-1]:
         from .item_journal import group_rows  # it imports this module
+        if expansions is None:
+            expansions = {}
         for group in columns[-1]:
-            rows.extend(group_rows(run_id, group, kind))
+            rows.extend(group_rows(run_id, group, kind, expansions))
         if kind == "transitions":
             rows.sort(key=_T_SEQ)
     return rows
@@ -390,7 +395,7 @@ def small_space(columns: tuple[Any, ...]) -> tuple[int, int]:
     parts = [columns[_SMALL_AT:_SMALL_AT + 5]] if columns[_SMALL_AT] else []
     if columns[0] == LAYOUT_ITEMS:
         from .item_journal import small_of  # it imports this module
-        parts.extend(small for small in map(small_of, columns[-1]) if small[1])
+        parts.extend(small for small in map(small_of, columns[-1]) if small[2])  # values
     count = sum(len(part[-2]) for part in parts)  # the values column
     size = sum(len(marshal.dumps(part, MARSHAL_VERSION)) for part in parts)
     return (count, size) if count else (0, 0)

@@ -408,7 +408,7 @@ class MapState:
     """One mapped record's items while it runs and after (scheduler-owned)."""
 
     __slots__ = ("spec", "plan", "n", "next", "ready", "items", "live", "counts", "source",
-                 "chained", "source_ended", "closing", "base_fp", "in_heap", "fps", "reuse",
+                 "chained", "source_ended", "closing", "base_fp", "in_heap", "fps", "fps_run", "reuse",
                  "depth", "jmoved", "jold")
 
     def __init__(self, spec: MapSpec) -> None:
@@ -438,6 +438,7 @@ class MapState:
         self.closing = False
         self.base_fp: str | None = None  # the fingerprint of all but its items (journal)
         self.fps: list[str] | None = None  # item fingerprints made at expansion (journal)
+        self.fps_run: int | None = None  # the run whose journal holds them (its expansion)
         self.reuse: dict[str, Any] | None = None  # fingerprint -> result of the definition before
         self.in_heap = False
 

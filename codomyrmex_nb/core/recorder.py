@@ -375,8 +375,10 @@ class Recorder:
             unread, m.jmoved = [(m.items, m.jmoved)], []
             if m.jold is not None:
                 unread[:0], m.jold = m.jold, None
-            if run_id is not None:
-                groups.extend(item_group(run_id, rec, items, indices) for items, indices in unread)
+            if run_id is not None:  # the expansion's fingerprints, if this run holds them
+                fps = m.fps if m.fps_run == run_id else None
+                groups.extend(item_group(run_id, rec, items, indices, fps)
+                              for items, indices in unread)
         if run_id is None:  # no open run (end_run collected its moves): nothing to add
             return [], [], []
         code = _CODE
@@ -562,6 +564,7 @@ class Recorder:
             run_id, journal = self.run_id, self._journal
             if run_id is not None and journal is not None:  # one group: no row per item
                 journal.queue_item_groups([expansion_group(run_id, rec.id, rec.name, fps)])
+                m.fps_run = run_id
         except Exception:  # noqa: BLE001 - the journal must never fail a task
             log.debug("could not fingerprint the items of %r", rec.name, exc_info=True)
 
