@@ -142,11 +142,12 @@ def pack_group(group: tuple[Any, ...], previous: bytes) -> tuple[Any, ...]:
     the last commit, ``RunSummary.follow_items``)."""
     (_, map_id, name, idx, seqs, times, codes, details, d_fps,
      r_idx, r_fps, r_values, r_times) = group
+    same = r_idx == idx and r_times == times  # every item moved completed a small result
     return (map_id, name, _little("q", idx), _little("q", seqs), _little("d", times), previous,
             codes, None if details is None else tuple(details),
-            None if d_fps is None else tuple(d_fps), _little("q", r_idx),
+            None if d_fps is None else tuple(d_fps), None if same else _little("q", r_idx),
             None if r_fps is None else tuple(r_fps),
-            tuple(r_values), _little("d", r_times))
+            tuple(r_values), None if same else _little("d", r_times))
 
 
 def fold_group(summary: Any, group: tuple[Any, ...]) -> bytes:
@@ -195,6 +196,7 @@ def group_rows(run_id: int, group: Sequence[Any], kind: str,
         for i, fp in enumerate(d_fps):
             yield run_id, item_id(map_id, i), f"{name}[{i}]", fp or None
     elif kind == "results":
+        r_idx, _, _, r_times = small_of(group)
         indices = numbers("q", r_idx)
         if r_fps is None:  # each item's fingerprint is its expansion's
             expanded = None if expansions is None else expansions.get((run_id, map_id))
@@ -207,8 +209,12 @@ def group_rows(run_id: int, group: Sequence[Any], kind: str,
 
 
 def small_of(group: Sequence[Any]) -> tuple[Any, ...]:
-    """A packed group's small-result columns (indices, fingerprints, values, times)."""
-    return tuple(group[9:13])
+    """A packed group's small-result columns (indices, fingerprints, values, times); the
+    indices and times are the group's moves' where it stored None (the same)."""
+    r_idx, r_fps, r_values, r_times = group[9:13]
+    if r_idx is None:
+        r_idx, r_times = group[2], group[4]
+    return r_idx, r_fps, r_values, r_times
 
 
 def without_small_items(group: tuple[Any, ...], name: str | None, keep: Callable[[Any], bool]

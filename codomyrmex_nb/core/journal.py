@@ -1394,7 +1394,7 @@ class Journal:
             new, count = without_small(columns, name, lambda fp, run=run: (run, fp) in pinned)
             if new is not None:
                 plan.append((rowid, mac, new, signer.packed(run, TASKS, new), count,
-                             len(blob) - len(new)))
+                             max(0, len(blob) - len(new))))  # a group may grow a little
         return plan
 
     def _shrunk(self, removal: Removal, removed: bool) -> Removal:
