@@ -673,7 +673,9 @@ def test_fingerprints_made_at_expansion_in_one_loop_equal_each_items_own():
     from codomyrmex_nb.core.mapping import item_fingerprint, item_fingerprints
 
     values = [1, "a", 2.5, True, None, {"k": [1, 2]}, (3, 4), "é\ud800"]
+    ints = [0, -7, 10**40, 3]  # a list of ints alone takes a loop of its own
     for plan, by_index in ((expand(("x",), [values], ["x"], "zip"), False),
+                           (expand(("x",), [ints], ["x"], "zip"), False),
                            (expand(("x",), [values], ["x"], "zip"), True),
                            (expand(("x", "y"), [[1, 2], ["p", None]], ["x", "y"], "product"),
                             False)):

@@ -62,8 +62,7 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
         if unique and max(unique) >= len(items):  # a reset shrank them
             unique = [i for i in unique if i < len(items)]
         entries = list(map(items.__getitem__, unique))
-    types = list(map(type, entries))
-    compact = list(map(is_, types, repeat(tuple)))
+    compact = bytes(map(is_, map(type, entries), repeat(tuple)))  # 1: a compact entry
     done = list(compress(entries, compact))
     seqs = list(map(_SEQ_OF, done))  # never None: the item moved while journaled
     idx = list(compress(unique, compact))

@@ -260,8 +260,16 @@ def item_fingerprints(base: str, plan: Plan, by_index: bool) -> list[str]:
         # as hashing the whole key, at half the cost (the prefix is two of its three blocks)
         prefix = hashlib.sha256(f"{base};{plan.names[0]}".encode("utf-8", "surrogatepass"))
         copy = prefix.copy
-        fps = []
-        for value in plan.columns[0]:
+        fps: list[str] = []
+        column = plan.columns[0]
+        if set(map(type, column)) == {int}:  # a list of ints (a range): the same bytes as
+            add = fps.append  # below, formatted without the type test and repr per item
+            for value in column:
+                h = copy()
+                h.update(b"=int:%d" % value)
+                add(h.hexdigest())
+            return fps
+        for value in column:
             kind = type(value)
             if kind is int or kind is str or kind is float or kind is bool or value is None:
                 h = copy()
