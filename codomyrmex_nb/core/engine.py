@@ -502,8 +502,13 @@ class Engine:
         recorder = self.recorder
         if recorder is None:
             return None
+        m = rec.parent.mapping
+        reuse = m.reuse
+        if m.fps is not None and recorder.resume_from is None and not reuse \
+                and not rec.task.cache:  # the usual run: its fingerprint, nothing to look up
+            rec.fingerprint = m.fps[rec.index]
+            return None
         hit = recorder.item_started(rec, binding)
-        reuse = rec.parent.mapping.reuse
         if hit is None and reuse and rec.fingerprint in reuse:  # unchanged since redefined
             kept = reuse[rec.fingerprint]
             hit = kept.read_data(), kept.metadata.get("recorded_at") or time.time(), \

@@ -347,7 +347,8 @@ class Scheduler(MapSteps):
         if (frm, to) not in _ALLOWED:
             raise AssertionError(f"scheduler bug: {rec.name!r} cannot go {frm} -> {to}")
         parent = rec.parent
-        counts = self.counts if parent is None else parent.mapping.counts
+        m = None if parent is None else parent.mapping
+        counts = self.counts if m is None else m.counts
         if frm is not None:
             counts[frm] -= 1
             if parent is None and (frm is PENDING or frm is READY or frm is RUNNING):
@@ -367,13 +368,12 @@ class Scheduler(MapSteps):
             if recorder is not None:  # the journal reads the record's latest move
                 rec.jseq, rec.jtime, rec.jdetail = self.seq, now, detail
                 sink = recorder.sink  # the journal of the open run, else None
-                if parent is not None and (sink is not None or recorder.open_run()):
+                if m is not None and (sink is not None or
+                                      (sink := recorder.open_run()) is not None):
                     # an item: its index onto its map's list, its map onto the journal's
                     # queue once per commit (the journal reads the items' latest moves)
-                    sink = recorder.sink
                     if to is RUNNING:
                         recorder.worked = True
-                    m = parent.mapping
                     if not m.jmoved:
                         sink._mapped.append((parent, m))
                     m.jmoved.append(rec.index)
