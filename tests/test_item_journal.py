@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 from codomyrmex_nb import TaskOrchestrator
 from codomyrmex_nb.core import journal as journal_module
 from codomyrmex_nb.core import recorder as recorder_module
-from codomyrmex_nb.core.item_journal import expansion_group, fold_group, pack_group, refold_group
+from codomyrmex_nb.core.item_journal import (
+    _digests,
+    expansion_fps,
+    expansion_group,
+    fold_group,
+    pack_group,
+    refold_group,
+)
 from codomyrmex_nb.core.journal import Journal
 from codomyrmex_nb.core.journal_tables import STATUSES, RunSummary, pack_tasks, task_rows
 from codomyrmex_nb.core.scheduler import ItemRecord
@@ -250,6 +257,23 @@ def test_items_kept_as_records_with_trivially_small_results_are_restored(tmp_pat
         assert list(orch.get_task_result("m").data) == [None, 0.5, 1.0, 1.5]
         orch.stop_execution()
         assert sorted(calls) == expected_calls
+
+def test_an_expansions_fingerprints_read_back_as_made_an_unhashable_item_as_none(tmp_path):
+    """An expansion's fingerprints are stored as one string of digests; an item that
+    cannot be fingerprinted (a lock) reads back as no fingerprint, the others as made."""
+    path = tmp_path / "j.sqlite"
+    lock = threading.Lock()
+    orch = TaskOrchestrator(2, journal=path)
+    orch.create_task("m", func=lambda item: 1, map=[1, lock, "x"])
+    _run(orch)
+    map_id = orch.get_task("m").id
+    made = [orch._engine.sched.lookup("m").mapping.fps[i] for i in range(3)]
+    orch.stop_execution()
+    defined = _read(path, lambda journal: {
+        task_id: fp for task_id, _, fp in journal.definitions(journal.history()[0].run_id)})
+    assert made[1] == "" and len(made[0]) == len(made[2]) == 64
+    assert [defined[f"{map_id}[{i}]"] for i in range(3)] == [made[0], None, made[2]]
+    assert expansion_fps(_digests(made)) == made
 
 # -- the groups themselves: packed, read back, folded (property-based) ----------------------------
 

@@ -144,9 +144,35 @@ def pack_group(group: tuple[Any, ...], previous: bytes) -> tuple[Any, ...]:
     same = r_idx == idx and r_times == times  # every item moved completed a small result
     return (map_id, name, _little("q", idx), _little("q", seqs), _little("d", times), previous,
             codes, None if details is None else tuple(details),
-            None if d_fps is None else tuple(d_fps), None if same else _little("q", r_idx),
+            None if d_fps is None else _digests(d_fps), None if same else _little("q", r_idx),
             None if r_fps is None else tuple(r_fps),
             tuple(r_values), None if same else _little("d", r_times))
+
+
+_NO_FP = "0" * 64  # an item that cannot be fingerprinted, among packed digests
+
+
+def _digests(fps: list[str]) -> bytes | tuple[str, ...]:
+    """An expansion's fingerprints as one string of 32-byte digests (half the bytes, and
+    one object for marshal, not one per item); as a tuple if any is not a SHA-256 digest."""
+    joined = "".join(fps) if all(fps) else "".join(fp or _NO_FP for fp in fps)
+    try:
+        raw = bytes.fromhex(joined)
+    except ValueError:
+        return tuple(fps)
+    return raw if len(raw) == 32 * len(fps) else tuple(fps)
+
+
+def expansion_fps(d_fps: bytes | Sequence[str]) -> list[str]:
+    """An expansion group's fingerprints as they were made ("" for none)."""
+    if not isinstance(d_fps, bytes):
+        return list(d_fps)
+    return [fp if fp != _NO_FP else "" for fp in
+            map(bytes.hex, (d_fps[at:at + 32] for at in range(0, len(d_fps), 32)))]
+
+
+def _fp_count(d_fps: bytes | Sequence[str]) -> int:
+    return len(d_fps) // 32 if isinstance(d_fps, bytes) else len(d_fps)
 
 
 def fold_group(summary: Any, group: tuple[Any, ...]) -> bytes:
@@ -164,7 +190,7 @@ def refold_group(summary: Any, group: Sequence[Any]) -> None:
     """``fold_group`` for a group read back from the file (a summary rebuilt)."""
     map_id, d_fps = group[0], group[8]
     if d_fps is not None:
-        summary.define_items(map_id, len(d_fps))
+        summary.define_items(map_id, _fp_count(d_fps))
     times = _numbers("d", group[4])
     summary.follow_items(map_id, _numbers("q", group[2]).tolist(), group[6],
                          max(times) if times else None)
@@ -182,8 +208,10 @@ def group_rows(run_id: int, group: Sequence[Any], kind: str,
     numbers, status = _numbers, _STATUS
     (map_id, name, idx, seqs, times, previous, codes, details, d_fps,
      r_idx, r_fps, r_values, r_times) = group
-    if d_fps and expansions is not None:
-        expansions[(run_id, map_id)] = d_fps
+    if d_fps:
+        d_fps = expansion_fps(d_fps)
+        if expansions is not None:
+            expansions[(run_id, map_id)] = d_fps
     if kind == "transitions":
         indices = numbers("q", idx)
         for n, (i, seq, when, old, new) in enumerate(zip(indices, numbers("q", seqs),
