@@ -127,10 +127,10 @@ def test_a_summary_rebuilt_from_the_file_counts_each_item_once(tmp_path):
         journal.close()
 
 
-def test_failed_items_rerun_before_the_journal_read_them_keep_their_failure(tmp_path,
-                                                                              monkeypatch):
-    """A rerun replaces the failed items' records; the journal (committing rarely here, its
-    run kept open by another task) reads their last moves from the records they had."""
+def _rerun_before_the_journal_reads(tmp_path, monkeypatch, only):
+    """Run a map whose items 3, 13 and 23 fail, then rerun it (``only``) before the journal
+    (committing rarely here, its run kept open by another task) read the items' last
+    moves; the states each item's id went through, as the journal has them."""
     monkeypatch.setattr(recorder_module, "Journal",
                         functools.partial(recorder_module.Journal, commit_interval=60))
     path = tmp_path / "j.sqlite"
@@ -152,7 +152,7 @@ def test_failed_items_rerun_before_the_journal_read_them_keep_their_failure(tmp_
         pending = orch._engine.sched.lookup("m").mapping.jmoved
         assert pending  # not read by the journal yet: the rerun below takes that path
         fixed.set()
-        orch.rerun("m", only="failed")
+        orch.rerun("m", only=only)
     finally:
         hold.set()
     assert orch.wait_for_completion(30)
@@ -168,9 +168,26 @@ def test_failed_items_rerun_before_the_journal_read_them_keep_their_failure(tmp_
         return out
 
     seen = _read(path, states)
-    for i in FAILING:
-        assert seen[f"{map_id}[{i}]"] == ["failed", "completed"]
-    assert seen[f"{map_id}[0]"] == ["completed"]
+    return [seen[f"{map_id}[{i}]"] for i in range(30)]
+
+
+def test_failed_items_rerun_before_the_journal_read_them_keep_their_failure(tmp_path,
+                                                                              monkeypatch):
+    """A rerun of the failed items replaces their records: the journal reads their last
+    moves from the records they had."""
+    seen = _rerun_before_the_journal_reads(tmp_path, monkeypatch, "failed")
+    for i in range(30):
+        assert seen[i] == (["failed", "completed"] if i in FAILING else ["completed"])
+
+
+def test_a_whole_map_rerun_before_the_journal_read_it_keeps_every_first_outcome(tmp_path,
+                                                                               monkeypatch):
+    """A whole rerun resets the map (new items): the journal reads the items' last moves
+    from the items the reset replaced, then the new ones'."""
+    seen = _rerun_before_the_journal_reads(tmp_path, monkeypatch, None)
+    for i in range(30):
+        assert seen[i][0] == ("failed" if i in FAILING else "completed")
+        assert seen[i][-1] == "completed"
 
 
 def _cached_map(path, items, calls):
