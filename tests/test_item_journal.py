@@ -42,6 +42,19 @@ def _run(orch: TaskOrchestrator) -> None:
     assert orch.wait_for_completion(30)
 
 
+def _ran_failing_map(path, items: int = 30, plain: bool = False) -> dict[str, str]:
+    """Run a map over ``range(items)`` whose items 3, 13 and 23 fail (tolerated), beside a
+    plain task if ``plain``, with a journal at ``path``; task name -> id."""
+    orch = TaskOrchestrator(2, journal=path)
+    if plain:
+        orch.create_task("plain", func=lambda: 5)
+    orch.create_task("m", func=fails_on_some, map=list(range(items)), tolerate=3)
+    _run(orch)
+    ids = {task.name: task.id for task in orch.list_tasks()}
+    orch.stop_execution()
+    return ids
+
+
 def _read(path, reader):
     journal = Journal(path)
     try:
@@ -52,11 +65,7 @@ def _read(path, reader):
 
 def test_items_read_back_as_rows_with_their_last_state_and_count_in_the_history(tmp_path):
     path = tmp_path / "j.sqlite"
-    orch = TaskOrchestrator(2, journal=path)
-    orch.create_task("m", func=fails_on_some, map=list(range(30)), tolerate=3)
-    _run(orch)
-    map_id = orch.get_task("m").id
-    orch.stop_execution()
+    map_id = _ran_failing_map(path)["m"]
 
     def reader(journal):
         run = journal.history()[0]
@@ -65,8 +74,8 @@ def test_items_read_back_as_rows_with_their_last_state_and_count_in_the_history(
     run, transitions, definitions = _read(path, reader)
     conn = sqlite3.connect(path)
     try:  # the items' small results name their fingerprints by the expansion's: once each
-        groups = [group for (blob,) in conn.execute("SELECT rows FROM packed")
-                  for group in (marshal.loads(blob)[-1] if marshal.loads(blob)[0] == 2 else ())
+        blobs = [marshal.loads(blob) for (blob,) in conn.execute("SELECT rows FROM packed")]
+        groups = [group for columns in blobs if columns[0] == 2 for group in columns[-1]
                   if group[9]]
     finally:
         conn.close()
@@ -103,10 +112,7 @@ def test_the_journal_keeps_no_item_record_alive_until_it_commits(tmp_path, monke
         return real(self)
 
     monkeypatch.setattr(recorder_module.Recorder, "_snapshot", watched)
-    orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
-    orch.create_task("m", func=fails_on_some, map=list(range(2000)), tolerate=3)
-    _run(orch)
-    orch.stop_execution()
+    _ran_failing_map(tmp_path / "j.sqlite", items=2000)
     assert seen["maps"] > 0 and seen["items"] == 0
 
 
@@ -114,10 +120,7 @@ def test_a_summary_rebuilt_from_the_file_counts_each_item_once(tmp_path):
     """A writer that meets a run it has not seen rebuilds its summary from the file: the
     items' groups fold into it once, as the writer that wrote them had it."""
     path = tmp_path / "j.sqlite"
-    orch = TaskOrchestrator(2, journal=path)
-    orch.create_task("m", func=fails_on_some, map=list(range(30)), tolerate=3)
-    _run(orch)
-    orch.stop_execution()
+    _ran_failing_map(path)
     journal = Journal(path)
     try:
         run = journal.history()[0]
@@ -237,12 +240,8 @@ def test_items_are_kept_when_their_commits_task_rows_do_not_fit_the_columns(tmp_
 
     monkeypatch.setattr(journal_module, "pack_tasks", picky)
     path = tmp_path / "j.sqlite"
-    orch = TaskOrchestrator(2, journal=path)
-    orch.create_task("plain", func=lambda: 5)
-    orch.create_task("m", func=fails_on_some, map=list(range(30)), tolerate=3)
-    _run(orch)
-    map_id = orch.get_task("m").id
-    orch.stop_execution()
+    ids = _ran_failing_map(path, plain=True)
+    map_id = ids["m"]
 
     def reader(journal):
         run = journal.history()[0]
@@ -253,7 +252,7 @@ def test_items_are_kept_when_their_commits_task_rows_do_not_fit_the_columns(tmp_
     assert (run.tasks, run.completed, run.failed) == (32, 29, 3)
     assert all(last[f"{map_id}[{i}]"] == ("failed" if i in FAILING else "completed")
                for i in range(30))
-    assert last[orch.get_task("plain").id] == "completed"
+    assert last[ids["plain"]] == "completed"
 
 def test_items_kept_as_records_with_trivially_small_results_are_restored(tmp_path):
     """An item that printed keeps its record; its None, bool or float result is not

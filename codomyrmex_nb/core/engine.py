@@ -77,7 +77,7 @@ from .invoke import (
     upstream_value,
     wants_upstream,
 )
-from .item_journal import ITEM_TRIVIAL
+from .journal_tables import TRIVIAL_TYPES
 from .map_steps import item_binding, plan_of
 from .mapping import INDEX
 from .memory_budget import MemoryBudget
@@ -377,7 +377,7 @@ class Engine:
                         # a result to keep (not a map's expansion): readied with no lock held
                         recorder, budget = self.recorder, self.budget
                         if recorder is not None and (run.rec.parent is None or
-                                                     outcome.value.__class__ not in ITEM_TRIVIAL):
+                                                     outcome.value.__class__ not in TRIVIAL_TYPES):
                             prepared = recorder.prepare_result(run.rec, outcome.value)
                         if budget is not None and budget.limit is not None:
                             held = self._store.measure(run.rec, outcome.value, prepared)
@@ -502,13 +502,8 @@ class Engine:
         recorder = self.recorder
         if recorder is None:
             return None
-        m = rec.parent.mapping
-        reuse = m.reuse
-        if m.fps is not None and recorder.resume_from is None and not reuse \
-                and not rec.task.cache:  # the usual run: its fingerprint, nothing to look up
-            rec.fingerprint = m.fps[rec.index]
-            return None
         hit = recorder.item_started(rec, binding)
+        reuse = rec.parent.mapping.reuse
         if hit is None and reuse and rec.fingerprint in reuse:  # unchanged since redefined
             kept = reuse[rec.fingerprint]
             hit = kept.read_data(), kept.metadata.get("recorded_at") or time.time(), \

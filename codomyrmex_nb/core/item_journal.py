@@ -34,7 +34,16 @@ from itertools import compress, repeat
 from operator import is_, not_
 from typing import Any
 
-from .journal_tables import _CODE, _COMPLETED, SMALL_MAX, STATUSES, _little, _numbers, is_small
+from .journal_tables import (
+    _CODE,
+    _COMPLETED,
+    SMALL_MAX,
+    STATUSES,
+    TRIVIAL_TYPES,
+    _little,
+    _numbers,
+    is_small,
+)
 from .mapping import DONE_FP, DONE_JSEQ, DONE_JTIME, DONE_VALUE, item_id
 from .model import TaskStatus
 
@@ -59,8 +68,8 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
     if isinstance(items, dict):
         entries = list(map(items.get, unique))
     else:
-        if unique and max(unique) >= len(items):  # a reset shrank them
-            unique = [i for i in unique if i < len(items)]
+        if unique and max(unique) >= len(items):  # not expected (a reset hands its items
+            unique = [i for i in unique if i < len(items)]  # to ``jold``): left out
         entries = list(map(items.__getitem__, unique))
     compact = bytes(map(is_, map(type, entries), repeat(tuple)))  # 1: a compact entry
     done = list(compress(entries, compact))
@@ -80,21 +89,12 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
         times.append(entry.jtime)
         codes.append(code[entry.status])
         details.append(entry.jdetail)
-        prepared = entry.jsmall
-        if prepared is not None:
-            entry.jsmall = None
+        small = _small_of_record(entry)
+        if small is not None:
             r_idx.append(i)
-            r_fps.append(prepared[0])
-            r_values.append(prepared[1])
+            r_fps.append(small[0])
+            r_values.append(small[1])
             r_times.append(entry.jtime)
-        elif entry.status is _DONE and entry.fingerprint:  # a trivially small result is
-            result = entry.result  # not prepared by its worker (``ITEM_TRIVIAL``): read here
-            if result is not None and result._entry is None \
-                    and result._data.__class__ in _TRIVIAL:
-                r_idx.append(i)
-                r_fps.append(entry.fingerprint)
-                r_values.append(result._data)
-                r_times.append(entry.jtime)
     if not idx and not r_idx:
         return None
     if expanded is not None and r_idx and max(r_idx) < len(expanded) \
@@ -105,13 +105,28 @@ def item_group(run_id: int, rec: Any, items: list[Any] | dict[int, Any],
             r_idx, r_fps, r_values, r_times)
 
 
+def _small_of_record(entry: Any) -> tuple[str, Any] | None:
+    """(fingerprint, value) of an item record's small result not journaled yet: prepared by
+    its worker (taken once), or trivially small (``TRIVIAL_TYPES``, never prepared) and
+    read from its result."""
+    prepared = entry.jsmall
+    if prepared is not None:
+        entry.jsmall = None
+        return prepared[0], prepared[1]
+    result = entry.result
+    if entry.status is _DONE and entry.fingerprint and result is not None \
+            and result._entry is None and result._data.__class__ in TRIVIAL_TYPES:
+        return entry.fingerprint, result._data
+    return None
+
+
 def _small_of_done(idx: list[int], done: list[Any], times: list[float]
                    ) -> tuple[list[int], list[str], list[Any], list[float]]:
     """The small results of compact entries (a fingerprint and a small value), as columns:
     at C speed when their values are all of one kind whose smallness a bound shows."""
     values, fps = list(map(_VALUE_OF, done)), list(map(_FP_OF, done))
     kinds = set(map(type, values))
-    if kinds <= _TRIVIAL:
+    if kinds <= TRIVIAL_TYPES:
         small = True
     elif kinds == {int}:
         small = max(map(int.bit_length, values)) <= SMALL_MAX * 8
@@ -129,10 +144,6 @@ def _small_of_done(idx: list[int], done: list[Any], times: list[float]
 
 _SEQ_OF, _TIME_OF = _TAKE(DONE_JSEQ), _TAKE(DONE_JTIME)
 _VALUE_OF, _FP_OF = _TAKE(DONE_VALUE), _TAKE(DONE_FP)
-# small whatever their value (``is_small``): an item's result of these types is not prepared
-# for the journal by its worker; the journal reads it from the item (a compact entry or
-# its record) with the item's last move
-ITEM_TRIVIAL = _TRIVIAL = frozenset({type(None), bool, float})
 _DONE = TaskStatus.COMPLETED
 
 

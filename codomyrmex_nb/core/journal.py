@@ -561,10 +561,6 @@ class Journal:
         """``queue_transition`` for many rows at once (a run's last moves, as it ends)."""
         self._queue_many(self._trans_q, rows)
 
-    def queue_definitions(self, rows: list[tuple[Any, ...]]) -> None:
-        """``queue_definition`` for many rows at once."""
-        self._queue_many(self._defs_q, rows)
-
     def queue_item_groups(self, groups: list[tuple[Any, ...]]) -> None:
         """Groups of map items (``item_journal``): an expansion, a run's last moves."""
         self._queue_many(self._groups_q, groups)

@@ -97,6 +97,9 @@ _CODE: dict[Any, int] = {**{s: i for i, s in enumerate(STATUSES)},
 _NAME: dict[Any, Any] = {**{s: s for s in STATUSES}, **{s: s.value for s in TaskStatus},
                          **dict(enumerate(STATUSES))}  # a code (as queued) -> its name
 SMALL_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+# small whatever their value: a map item's result of these types is not prepared for the
+# journal by its worker; the journal reads it from the item with its last move
+TRIVIAL_TYPES = frozenset({type(None), bool, float, complex})
 SMALL_MAX = 256            # characters of a small string or bytes; bytes of a small int
 _CODES = bytes(range(len(STATUSES)))
 _AS_CODE = {**_CODE, **{code: code for code in range(len(STATUSES))}}  # a name or a code
@@ -406,7 +409,8 @@ def without_small(columns: tuple[Any, ...], name: str | None,
     """A ``"tasks"`` blob's columns with its small results of task ``name`` (None: all)
     removed, unless ``keep(fingerprint)``; (the new blob, how many went), the blob None
     when none went. Its transitions and definitions stay as they are."""
-    if not columns or columns[0] not in _LAYOUTS:
+    if not columns or columns[0] not in _LAYOUTS \
+            or (columns[0] == LAYOUT and not columns[_SMALL_AT]):
         return None, 0
     r_ids, r_names, r_fps, r_values, r_times = columns[_SMALL_AT:_SMALL_AT + 5]
     times = _numbers("d", r_times)

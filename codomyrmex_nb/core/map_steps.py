@@ -499,8 +499,7 @@ def done_attempt(entry: tuple[Any, ...]) -> Attempt:
 def done_result(item_id: str, entry: tuple[Any, ...]) -> TaskResult:
     """The result of a compact entry, as it was recorded."""
     (value, _, _, _, _, elapsed, _, worker, _, _, logs, *_) = entry
-    result = TaskResult.of_attempts(item_id, True, 1, 0, worker, data=value,
-                                    execution_time=elapsed)
+    result = TaskResult.of_attempts(item_id, True, 1, 0, worker, value, execution_time=elapsed)
     result.logs = logs
     return result
 

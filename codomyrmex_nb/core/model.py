@@ -248,9 +248,19 @@ class TaskResult:
 
     @classmethod
     def of_attempts(cls, task_id: str, success: bool, attempts: int, retries: int,
-                    worker: str | None, **fields: Any) -> TaskResult:
-        """The engine's results: the metadata dict is made only if someone reads it."""
-        result = cls(success, task_id=task_id, **fields)
+                    worker: str | None, data: Any = None, error: BaseException | None = None,
+                    error_type: str | None = None, execution_time: float = 0.0,
+                    traceback: str | None = None) -> TaskResult:
+        """The engine's results, one per task and item: the metadata dict is made only if
+        someone reads it, and the fields are passed on by position (keywords packed into
+        ``**fields`` and unpacked again cost three times the construction itself)."""
+        if error is None:
+            result = cls(success, data, None, error_type, execution_time, task_id=task_id,
+                         traceback=traceback)
+        else:
+            result = cls(success, data, str(error) or type(error).__name__,
+                         error_type or type(error).__name__, execution_time, task_id=task_id,
+                         traceback=traceback, exception=error)
         result._counts = (attempts, retries, worker)
         return result
 

@@ -59,7 +59,7 @@ from .fingerprint import (
 from .invoke import takes_map_index
 from .item_journal import expansion_group, item_group
 from .journal import SMALL, Journal, JournalWarning, RunInfo, default_path
-from .journal_tables import _CODE, SMALL_MAX, is_small
+from .journal_tables import _CODE, SMALL_MAX, TRIVIAL_TYPES, is_small
 from .map_steps import source_record
 from .mapping import item_fingerprint, item_fingerprints
 from .model import Task, TaskStatus, output_refs
@@ -84,7 +84,6 @@ _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
 _WARNED: set[str] = set()  # reasons a task was said not restorable (each said once)
 _NO_SIZE = frozenset({int, float, bool, complex, type(None)})  # a few bytes at most
-_TRIVIAL = frozenset({float, bool, complex, type(None)})  # small results whatever their value
 _FLAT = frozenset({bytes, str, bytearray})  # pickled at least at their length
 _FLAT_SMALL = frozenset({bytes, str})  # small up to SMALL_MAX characters (is_small)
 _SMALL_BITS = SMALL_MAX * 8
@@ -276,44 +275,34 @@ class Recorder:
                       status: Any, detail: str | None) -> None:
         """A transition record from the scheduler, under the engine lock: queue it (opens a
         run if none is open). Plain values, no Event object: this runs for every change."""
-        run_id = self.run_id
-        journal = self._journal
-        if run_id is None or journal is None:
-            journal, run_id = self._open()
+        journal = self.open_run()
         if status is _RUNNING:
             self.worked = True
         # Journal.queue_transition written out, the statuses as their byte codes: a tuple
         # of plain values only, which the garbage collector stops tracking at its first
         # look (a TaskStatus member kept it tracked until the commit, and the queued
         # tuples then made the engine's full collections more frequent)
-        if journal.enabled:
-            self.sink = journal  # the scheduler queues the run's next moves itself
-            journal.collect = self.collect  # whichever journal the run is in reads them
-            journal._trans_q.append((run_id, seq, when, task_id, name, _CODE[previous],
+        if journal is not None:
+            journal._trans_q.append((self.run_id, seq, when, task_id, name, _CODE[previous],
                                      _CODE[status], detail))
             if journal._idle:
                 journal._rouse()
 
-    def _open(self) -> tuple[Journal, int]:
-        """The journal, and the open run (begun here if none is open)."""
+    def open_run(self) -> Journal | None:
+        """Under the engine lock, as a move is about to be queued with no journal taking
+        the run's moves yet: begin a run if none is open, and return the journal that
+        takes its moves from now on (``sink``; None when it is off)."""
         journal = self.journal  # opened already by ensure_open, but for a rare race
-        run_id = self.run_id
-        if run_id is None:
-            run_id = self.run_id = self.last_run_id = journal.begin_run()
+        if self.run_id is None:
+            self.run_id = self.last_run_id = journal.begin_run()
             self.worked = False
             with self._lock:
                 self._code.clear()  # globals may have changed since the last run
-        return journal, run_id
-
-    def open_run(self) -> Journal | None:
-        """Under the engine lock, as a move is about to be queued with no run open: begin
-        one, and return the journal that takes the run's moves (None when it is off)."""
-        journal, _ = self._open()
-        if journal.enabled:
-            self.sink = journal
-            journal.collect = self.collect
-            return journal
-        return None
+        if not journal.enabled:
+            return None
+        self.sink = journal  # the scheduler queues the run's next moves itself
+        journal.collect = self.collect  # whichever journal the run is in reads them
+        return journal
 
     def ensure_open(self) -> None:
         """Open the journal file if it is closed: called before the engine's lock is taken
@@ -570,6 +559,11 @@ class Recorder:
 
     def item_started(self, item: Any, binding: Any) -> tuple[Any, float, str] | None:
         """Fingerprint an item as it starts; its recorded result when resuming or caching."""
+        fps = item.parent.mapping.fps
+        if fps is not None and self.resume_from is None and not item.task.cache:
+            if item.fingerprint is None:  # the usual run: the expansion's, nothing to look up
+                item.fingerprint = fps[item.index]
+            return None
         try:
             if item.fingerprint is None:
                 item.fingerprint = self._item_fp(item, binding)
@@ -668,7 +662,7 @@ class Recorder:
             fp = rec.fingerprint
             if fp:  # the usual small result (``is_small`` written out), in one call
                 kind = type(value)
-                if kind in _TRIVIAL or (kind is int and value.bit_length() <= _SMALL_BITS) \
+                if kind in TRIVIAL_TYPES or (kind is int and value.bit_length() <= _SMALL_BITS) \
                         or (kind in _FLAT_SMALL and len(value) <= SMALL_MAX):
                     journal = self._journal
                     if journal is not None and journal.enabled and journal.signer is not None:

@@ -964,17 +964,9 @@ class Scheduler(MapSteps):
     def _result(self, rec: Record, success: bool, elapsed: float, attempt: Attempt | None,
                 data: Any = None, error: BaseException | None = None, tb: str | None = None,
                 error_type: str | None = None, **metadata: Any) -> TaskResult:
-        # positional where the signature allows: keywords packed and unpacked through
-        # of_attempts cost three times the construction itself, once per task and item
-        if error is None:
-            result = TaskResult(success, data, None, error_type, elapsed, task_id=rec.id,
-                                traceback=tb)
-        else:
-            result = TaskResult(success, data, str(error) or type(error).__name__,
-                                error_type or type(error).__name__, elapsed, task_id=rec.id,
-                                traceback=tb, exception=error)
-        result._counts = (len(rec.attempts), rec.retry_count,
-                          None if attempt is None else attempt.worker)
+        result = TaskResult.of_attempts(rec.id, success, len(rec.attempts), rec.retry_count,
+                                        None if attempt is None else attempt.worker, data,
+                                        error, error_type, elapsed, tb)
         if metadata:
             result.metadata.update(metadata)
         return result
