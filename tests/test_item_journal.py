@@ -104,12 +104,12 @@ def test_the_journal_keeps_no_item_record_alive_until_it_commits(tmp_path, monke
     seen = {"items": 0, "maps": 0}
     real = recorder_module.Recorder._snapshot
 
-    def watched(self):
+    def watched(self, everything=False):
         journal = self._journal
         if journal is not None:
             seen["items"] += sum(1 for rec in journal._touched if isinstance(rec, ItemRecord))
             seen["maps"] += len(journal._mapped)
-        return real(self)
+        return real(self, everything)
 
     monkeypatch.setattr(recorder_module.Recorder, "_snapshot", watched)
     _ran_failing_map(tmp_path / "j.sqlite", items=2000)

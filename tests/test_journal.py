@@ -939,6 +939,109 @@ def test_a_commit_while_the_engine_runs_holds_each_tasks_latest_move_and_small_r
         orch.stop_execution()
 
 
+def _watch_commits(monkeypatch):
+    """Every commit's transition rows as (task name, status name) pairs, and an event set
+    by each commit (the writer's ``_pack`` sees the rows the commit stores)."""
+    import threading
+
+    commits: list[list[tuple[str, str]]] = []
+    committed = threading.Event()
+    real = Journal._pack
+
+    def watched(self):
+        commits.append([(row[4], journal_tables.STATUSES[row[6]]) for row in self._trans])
+        committed.set()
+        return real(self)
+
+    monkeypatch.setattr(Journal, "_pack", watched)
+    return commits, committed
+
+
+def test_a_commit_leaves_out_tasks_waiting_to_run_and_writes_each_once_it_moves_on(
+        tmp_path, monkeypatch):
+    """Tasks made ready (or pending) a commit before they run are not written at that
+    commit: their next move writes them, a row each, not one while they wait and another
+    once they ran (nothing about a task that has not run can be lost)."""
+    import threading
+
+    from codomyrmex_nb import TaskOrchestrator
+
+    commits, committed = _watch_commits(monkeypatch)
+    gate, began = threading.Event(), threading.Event()
+
+    def held() -> str:
+        began.set()
+        gate.wait(30)
+        return "late"
+
+    orch = TaskOrchestrator(1, journal=tmp_path / "j.sqlite")
+    try:
+        first = orch.create_task("held", func=held)
+        for i in range(5):
+            orch.create_task(f"w{i}", func=small_answer, parameters={"x": i})
+        orch.create_task("after", func=small_answer, parameters={"x": 9}, dependencies=[first])
+        orch.start_execution()
+        assert began.wait(30)  # one worker: the five others wait ready, "after" pending
+        recorder = orch._engine.recorder
+        journal = recorder.journal
+        committed.clear()
+        journal.commit_soon()
+        assert committed.wait(10)
+        while_held = commits[-1]
+        assert ("held", "running") in while_held
+        assert not [row for row in while_held if row[0] != "held"]
+        gate.set()
+        assert orch.wait_for_completion(30)
+        run = recorder.last_run_id
+    finally:
+        gate.set()
+        orch.stop_execution()
+    with Journal(tmp_path / "j.sqlite") as journal:
+        rows = journal.transitions(run)
+        info = journal.run(run)
+    statuses = {}
+    for _seq, _when, _id, name, _prev, status, _detail in rows:
+        statuses.setdefault(name, []).append(status)
+    assert {name: states[-1] for name, states in statuses.items()} == \
+        {name: "completed" for name in ("held", "after", "w0", "w1", "w2", "w3", "w4")}
+    assert not [s for states in statuses.values() for s in states if s in ("pending", "ready")]
+    assert (info.tasks, info.completed, info.failed) == (7, 7, 0)
+
+
+def test_tasks_left_waiting_are_written_by_a_flush_and_by_the_end_of_their_run(
+        tmp_path, monkeypatch):
+    """A flush (``history``) and a run's end write the tasks a commit left out as they
+    wait: the history counts every task of a run, and a run stopped before its tasks ran
+    keeps them, waiting."""
+    from codomyrmex_nb import TaskOrchestrator
+
+    commits, committed = _watch_commits(monkeypatch)
+    orch = TaskOrchestrator(1, journal=tmp_path / "j.sqlite")
+    try:
+        for i in range(3):
+            orch.create_task(f"p{i}", func=small_answer, parameters={"x": i})
+        journal = orch._engine.recorder.journal
+        committed.clear()
+        journal.commit_soon()  # a commit while all three wait: none of them written but
+        assert committed.wait(10)  # the first, whose move opened the run (queued as made)
+        assert [name for commit in commits for name, _ in commit] == ["p0"]
+        assert orch.history()["tasks"].iloc[0] == 3  # the flush wrote them
+        orch.create_task("p3", func=small_answer, parameters={"x": 3})
+        committed.clear()
+        journal.commit_soon()
+        assert committed.wait(10)
+        run = orch._engine.recorder.run_id
+    finally:
+        orch.stop_execution()  # never started: the run ends with its four tasks waiting
+    with Journal(tmp_path / "j.sqlite") as journal:
+        rows = journal.transitions(run)
+        info = journal.run(run)
+    latest = {name: status for _s, _t, _i, name, _p, status, _d in rows}
+    assert latest.keys() == {"p0", "p1", "p2", "p3"}
+    assert set(latest.values()) <= {"pending", "ready"}
+    assert (info.tasks, info.status) == (4, "stopped")
+
+
 def test_opening_a_run_never_waits_for_the_writer_to_take_the_engines_lock(tmp_path, monkeypatch):
     """A run begins under the engine's lock, waiting for the writer; the writer reads moved
     records under that same lock only for a flush or a commit, never for a begin (it

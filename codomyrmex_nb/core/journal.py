@@ -299,8 +299,9 @@ class Journal:
         # (mapped record, its MapState) once per commit window in which its items moved
         self._mapped: deque[tuple[Any, Any]] = deque()
         self._groups_q: deque[tuple[Any, ...]] = deque()  # item groups (item_journal.py)
-        self.collect: Callable[[], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]],
-                                         list[tuple[Any, ...]]]] | None = None
+        # (a flush: every task's latest move, those left waiting too)
+        self.collect: Callable[[bool], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]],
+                                             list[tuple[Any, ...]]]] | None = None
         self._idle = False  # the writer waits for a first record: wake it
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -1076,7 +1077,7 @@ class Journal:
         result a worker was recording as the flush began is in it."""
         collect = self.collect
         if collect is not None and (self._touched or self._mapped or sync):
-            moves, small, groups = collect()  # under the engine's lock: none half recorded
+            moves, small, groups = collect(sync)  # under the engine's lock: none half seen
             self._trans.extend(moves)  # after the rows queued before: the latest wins
             self._small.extend(small)
             self._groups.extend(groups)

@@ -79,6 +79,8 @@ def _plain_digest(code: str, items: str, upstream: str) -> str:
 
 COLLECT_WAIT = 0.2  # seconds the writer waits for the engine's lock to read moved records
 _SEQ_OF = operator.itemgetter(1)
+_JSEQ = operator.attrgetter("jseq")
+_WAITING = frozenset({TaskStatus.PENDING, TaskStatus.READY})  # a commit leaves these out
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
@@ -187,6 +189,10 @@ class Recorder:
         # queues each move on it directly (Scheduler._move); on_transition opens a run
         self.sink: Journal | None = None
         self.engine_lock: Any = None  # the engine's lock: collect reads records under it
+        # records of the open run left waiting (PENDING or READY) at a commit, not written
+        # yet -> their sequence number then (``_snapshot``): written at their next move, a
+        # flush or the run's end, whichever comes first
+        self._waiting: dict[Any, int] = {}
         self.resume_from: RunInfo | None = None  # the newest run resumed from, if any
         self.resume_runs: tuple[int, ...] = ()  # every run resumed from (of dead processes)
         self.resume_note: str | None = None  # why nothing is resumed (a live process's run)
@@ -321,7 +327,7 @@ class Recorder:
         if self.run_id is not None:
             self.sink = None
             journal = self.journal
-            moves, small, groups = self._snapshot()  # its last moves, under the engine lock
+            moves, small, groups = self._snapshot(True)  # its last moves, under the engine lock
             journal.queue_transitions(moves)
             for row in small:
                 journal.small_result(*row)
@@ -329,35 +335,50 @@ class Recorder:
             journal.end_run(self.run_id, status)
             self.run_id = None
 
-    def collect(self) -> Collected:
+    def collect(self, everything: bool = False) -> Collected:
         """The journal's writer, as a commit begins: one transition row per record that
         moved since the last (its latest move), the small results they completed with, and
         the moved items of each map as one group of columns (``item_group``), read under
         the engine's lock so that no move is half seen. A lock held for long (a stop
-        waiting on this writer) leaves them for the next commit."""
+        waiting on this writer) leaves them for the next commit. ``everything`` (a flush):
+        the tasks left waiting too (``_snapshot``)."""
         lock = self.engine_lock
         if lock is None:
-            return self._snapshot()
+            return self._snapshot(everything)
         if not lock.acquire(timeout=COLLECT_WAIT):
             return [], [], []
         try:
-            return self._snapshot()
+            return self._snapshot(everything)
         finally:
             lock.release()
 
-    def _snapshot(self) -> Collected:
+    def _snapshot(self, everything: bool = False) -> Collected:
         """The touched records as transition rows of the open run, in the order of their
         latest moves (their previous state is the journal's to fill: ``RunSummary``), their
         small results as ``Journal.small_result`` rows (timed by that latest move), and the
-        moved items of each map as a group (``item_group``)."""
+        moved items of each map as a group (``item_group``).
+
+        A task whose latest move left it waiting (PENDING or READY) is not written unless
+        ``everything`` (a flush, the run's end): until it runs or ends nothing about it can
+        be lost, and its next move writes it anyway. Most tasks of a burst are defined and
+        made ready a commit or more before they run; each was written twice before."""
         journal, run_id = self._journal, self.run_id
         if journal is None:
             return [], [], []
-        touched, mapped = journal._touched, journal._mapped
+        touched, mapped, waiting = journal._touched, journal._mapped, self._waiting
         count, maps = len(touched), len(mapped)
-        if not count and not maps:
+        if not count and not maps and not (everything and waiting):
             return [], [], []
         records = dict.fromkeys(islice(iter(touched.popleft, None), count))  # once each
+        if everything:  # with those left waiting that have not moved since
+            if waiting:
+                records.update(dict.fromkeys(r for r, seq in waiting.items() if r.jseq == seq))
+                waiting.clear()
+        elif records:
+            left = [r for r in records if r.status in _WAITING]
+            if left:  # their sequence numbers tell a later move from theirs
+                waiting.update(zip(left, map(_JSEQ, left), strict=True))
+                records = [r for r in records if r.status not in _WAITING]
         moved = dict.fromkeys(islice(iter(mapped.popleft, None), maps))
         groups = []
         for rec, m in moved:
@@ -637,11 +658,15 @@ class Recorder:
             if not up or not up.isascii():
                 return None
             upstream = f"['{up}']"
-        else:
+        else:  # repr(sorted(fps)) written out the same way (at a third of its cost)
             fps = [u.fingerprint for u in ups]
             if not all(fps):
                 return None
-            upstream = repr(sorted(fps))
+            fps.sort()
+            upstream = "', '".join(fps)
+            if not upstream.isascii():
+                return None
+            upstream = f"['{upstream}']"
         params = task.parameters
         if params:
             if not all(map(_SCALARS.__contains__, map(type, params.values()))):
