@@ -786,19 +786,27 @@ def test_a_damaged_packed_row_restores_no_small_result_and_is_never_unmarshalled
 
 def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_per_row(
         tmp_path, monkeypatch):
-    """The rows a run queues hold plain values only (statuses as codes), so the garbage
-    collector stops tracking them at its first look, and packing a commit takes its
-    columns without an object per row (zip(*rows) made one per row, alive while it ran):
-    the collector's generations do not fill up with the journal's rows."""
+    """What a run hands the journal holds plain values only (statuses as codes): queued rows
+    and the columns of the engine's moved tasks, so the garbage collector stops tracking
+    them at its first look; and packing a commit makes no object per row (zip(*rows) made
+    one per row, alive while it ran): the collector's generations do not fill up with the
+    journal's rows."""
     import gc
 
     from codomyrmex_nb import TaskOrchestrator
 
-    seen, peaks = [], []
-    real = journal_tables.pack_tasks
+    seen, peaks, entries = [], [], []
+    real = journal_tables.pack_columns
 
-    def watched(transitions, definitions, small, previous=None, groups=()):
-        seen.extend(transitions + definitions + small)
+    def watched(moves, definitions, small, previous=None, groups=()):
+        seen.extend(definitions)
+        if moves is not None:
+            seen.extend((moves.ids, moves.names, moves.seqs, moves.times, moves.details))
+            entries.extend(moves.ids)
+        if small is not None:
+            seen.extend(small)
+            entries.extend(small[0])
+        entries.extend(definitions)
         before = len(gc.get_objects(0))
         gc.callbacks.append(lambda phase, info: peaks.append(len(gc.get_objects(0)) - before)
                             if phase == "start" else None)
@@ -806,13 +814,14 @@ def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_p
             old = gc.get_threshold()
             gc.set_threshold(1)  # look at the young objects at every allocation
             try:
-                return real(transitions, definitions, small, previous, groups)
+                return real(moves, definitions, small, previous, groups)
             finally:
                 gc.set_threshold(*old)
         finally:
             gc.callbacks.pop()
 
-    monkeypatch.setattr(journal_module, "pack_tasks", watched)
+    monkeypatch.setattr(journal_module, "pack_columns", watched)  # the engine's moves
+    monkeypatch.setattr(journal_tables, "pack_columns", watched)  # rows (pack_tasks)
     orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
     try:
         tasks = [orch.create_task(f"t{i}", func=small_answer, parameters={"x": i})
@@ -822,7 +831,7 @@ def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_p
     finally:
         orch.stop_execution()
     assert [t.result.data for t in tasks[:4]] == [None, 2, 4, "text 3"]
-    assert len(seen) >= 300 * 3  # per task: a definition, its result, its latest move(s)
+    assert len(entries) >= 300 * 3  # per task: a definition, its result, its latest move(s)
     gc.collect()
     assert not any(gc.is_tracked(row) for row in seen)
     assert peaks and max(peaks) < 100  # not one object per row while packing
@@ -881,6 +890,32 @@ def test_a_commit_window_stores_each_tasks_latest_move_from_where_it_was():
     assert summary.previous(kept) == bytes([0, 1])  # "b" unseen: no state before
     once = rows[:2]
     assert journal_tables.latest_per_task(once) == (once, False)  # nothing to fold
+
+
+def test_moves_collected_as_columns_pack_as_their_rows_do():
+    """The engine's moved tasks reach the writer as columns (``Moves``): packed as they
+    are, they give what their rows give packed the row way, and back as the same rows."""
+    moves = journal_tables.Moves(
+        7, ("a", "b", "c"), ("load", "fit", "plot"), (3, 5, 9), (1.5, 2.0, 2.5),
+        bytes([3, 4, 5]), (None, None, "boom"),
+        (("b",), ("fit",), ("fp-b",), (42,), (2.0,)))
+    rows = moves.transition_rows()
+    assert rows == [(7, 3, 1.5, "a", "load", 0, 3, None), (7, 5, 2.0, "b", "fit", 0, 4, None),
+                    (7, 9, 2.5, "c", "plot", 0, 5, "boom")]
+    assert moves.small_rows() == [(7, "b", "fit", "fp-b", 42, 2.0)]
+    previous = bytes([2, 3, 0])
+    definitions = [(7, "c", "plot", "fp-c")]
+    by_columns = journal_tables.pack_columns(moves, definitions, moves.small, previous)
+    by_rows = journal_tables.pack_tasks(rows, definitions, moves.small_rows(), previous)
+    assert marshal.loads(by_columns[0]) == marshal.loads(by_rows[0])
+    assert by_columns[1:] == by_rows[1:] == ((("a", "b", "c"), bytes([3, 4, 5]), 2.5), ("c",))
+    columns = marshal.loads(by_columns[0])
+    assert journal_tables.task_rows(7, columns, "transitions") == [
+        (7, 3, 1.5, "a", "load", "ready", "running", None),
+        (7, 5, 2.0, "b", "fit", "running", "completed", None),
+        (7, 9, 2.5, "c", "plot", None, "failed", "boom")]
+    with pytest.raises(ValueError):  # a code out of range: the caller packs rows instead
+        journal_tables.pack_columns(moves._replace(codes=bytes([3, 4, 99])), [], None)
 
 
 def test_an_engine_run_journals_one_row_per_task_per_commit_window(tmp_path):
@@ -949,7 +984,8 @@ def _watch_commits(monkeypatch):
     real = Journal._pack
 
     def watched(self):
-        commits.append([(row[4], journal_tables.STATUSES[row[6]]) for row in self._trans])
+        rows = self._trans + [row for moved in self._moved for row in moved.transition_rows()]
+        commits.append([(row[4], journal_tables.STATUSES[row[6]]) for row in rows])
         committed.set()
         return real(self)
 

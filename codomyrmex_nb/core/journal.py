@@ -95,6 +95,7 @@ from .journal_tables import (
     TASKS,
     UPDATE_END,
     UPDATE_SUMMARY,
+    Moves,
     RunSummary,
     add_process_columns,
     by_run,
@@ -104,6 +105,7 @@ from .journal_tables import (
     migrate_unsigned,
     migrate_v1,
     pack,
+    pack_columns,
     pack_tasks,
     plain_statuses,
     small_space,
@@ -313,6 +315,7 @@ class Journal:
         self._small: list[tuple[Any, ...]] = []
         self._ends: list[tuple[Any, ...]] = []
         self._groups: list[tuple[Any, ...]] = []
+        self._moved: list[Moves] = []  # the engine's moved tasks, collected as columns
         self._open_runs: set[int] = set()
         self._summaries: dict[int, RunSummary] = {}  # run id -> its summary, while it is written
         self._bad: list[str] = []  # why rows of the batch being packed were dropped
@@ -1077,9 +1080,9 @@ class Journal:
         result a worker was recording as the flush began is in it."""
         collect = self.collect
         if collect is not None and (self._touched or self._mapped or sync):
-            moves, small, groups = collect(sync)  # under the engine's lock: none half seen
-            self._trans.extend(moves)  # after the rows queued before: the latest wins
-            self._small.extend(small)
+            moved, groups = collect(sync)  # under the engine's lock: none half seen
+            if moved is not None:  # after the rows queued before: the latest wins
+                self._moved.append(moved)
             self._groups.extend(groups)
             self._drain_results()  # rows a worker queued while collect waited for the lock
         packed, summaries = self._pack()
@@ -1138,7 +1141,7 @@ class Journal:
             for _, _, run_id in self._ends:
                 self._summaries.pop(run_id, None)
             for rows in (self._defs, self._trans, self._results, self._small, self._ends,
-                         self._groups):
+                         self._groups, self._moved):
                 rows.clear()
             self._bad = []
         try:
@@ -1151,28 +1154,49 @@ class Journal:
         """The batch's transitions, definitions and small results as one ``"tasks"`` row
         per run (``pack_tasks``), and the summaries of the runs they touch. A run's rows
         that do not fit the columns are packed the version-3 way, one row per kind (rows
-        that cannot be packed at all go to ``_bad``)."""
+        that cannot be packed at all go to ``_bad``). The engine's moves collected as
+        columns (``Moves``) are packed as they are, unless rows of the same run were
+        queued too (a move that opened the run, a run's end): then as rows after those."""
         packed: list[tuple[Any, ...]] = []
         touched: dict[int, RunSummary] = {}
         signer = self.signer
         assert signer is not None
         trans, defs, small = by_run(self._trans), by_run(self._defs), by_run(self._small)
         groups = by_run(self._groups)
-        for run_id in {**trans, **defs, **small, **groups}:
+        moved: dict[Any, list[Moves]] = {}
+        for batch in self._moved:
+            moved.setdefault(batch.run_id, []).append(batch)
+        for run_id in {**trans, **defs, **small, **groups, **moved}:
             summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
-            run_trans, _ = latest_per_task(trans.get(run_id, []))
+            run_trans, run_small = trans.get(run_id, []), small.get(run_id, [])
+            columns = moved.get(run_id)
+            if columns is not None and (len(columns) > 1 or run_trans or run_small):
+                run_trans = run_trans + [row for c in columns for row in c.transition_rows()]
+                run_small = run_small + [row for c in columns for row in c.small_rows()]
+                columns = None
             run_defs = defs.get(run_id, [])
-            run_small = small.get(run_id, [])
             run_groups = [pack_group(group, fold_group(summary, group))
                           for group in groups.get(run_id, ())]
             try:  # each task's previous state: where the last commit left it
-                previous = summary.previous(run_trans) if run_trans else None
-                blob, (ids, statuses, last), defined = pack_tasks(run_trans, run_defs,
-                                                                  run_small, previous, run_groups)
+                if columns is not None:
+                    moves = columns[0]
+                    previous = summary.previous_of(moves.ids) if moves.ids else None
+                    blob, (ids, statuses, last), defined = pack_columns(
+                        moves, run_defs, moves.small, previous, run_groups)
+                else:
+                    run_trans, _ = latest_per_task(run_trans)
+                    previous = summary.previous(run_trans) if run_trans else None
+                    blob, (ids, statuses, last), defined = pack_tasks(
+                        run_trans, run_defs, run_small, previous, run_groups)
             except (TypeError, ValueError, KeyError, OverflowError):
                 blob = None
+            if columns is not None and blob is None:  # as rows, the version-3 way
+                run_trans, run_small = columns[0].transition_rows(), columns[0].small_rows()
+            elif columns is not None and columns[0].small:
+                summary.saw(max(columns[0].small[4]))
             if blob is None:
-                self._pack_rows(run_id, run_trans, run_defs, run_small, packed, summary)
+                self._pack_rows(run_id, latest_per_task(run_trans)[0], run_defs, run_small,
+                                packed, summary)
                 self._pack_groups(run_id, run_groups, packed)
             else:  # one MAC per run per commit
                 packed.append((run_id, TASKS, blob, signer.packed(run_id, TASKS, blob)))

@@ -55,7 +55,7 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from .model import TaskStatus
 from .signing import Signer
@@ -180,7 +180,11 @@ class RunSummary:
         """The status codes the tasks of ``rows`` had at the last commit (None: not seen),
         as ``pack_tasks`` takes a previous-status column. KeyError for a status the
         codes do not hold (a version-3 row's): the caller writes that batch the old way."""
-        return bytes(map(_AS_CODE.__getitem__, map(self.status.get, map(_T_ID, rows))))
+        return self.previous_of(tuple(map(_T_ID, rows)))
+
+    def previous_of(self, ids: tuple[Any, ...]) -> bytes:
+        """``previous`` for a column of task ids."""
+        return bytes(map(_AS_CODE.__getitem__, map(self.status.get, ids)))
 
     def saw(self, when: float | None) -> None:
         if when is not None and (self.last is None or when > self.last):
@@ -276,16 +280,62 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
     # Each column is taken by its own pass at C speed: ``zip(*rows)`` would make an
     # iterator object per row, tens of thousands of objects the garbage collector counts
     # and, alive while it runs, carries into its older generations.
+    moves = None
     if transitions:
-        ids, names = tuple(map(_T_ID, transitions)), tuple(map(_T_NAME, transitions))
-        times = tuple(map(_T_TIME, transitions))
-        seq_col, time_col = _little("q", tuple(map(_T_SEQ, transitions))), _little("d", times)
-        prev_col = bytes(map(_T_PREV, transitions)) if previous is None else previous
-        status_col = bytes(map(_T_STATUS, transitions))
-        if prev_col.translate(None, _CODES) or status_col.translate(None, _CODES):
+        moves = Moves(None, tuple(map(_T_ID, transitions)), tuple(map(_T_NAME, transitions)),
+                      tuple(map(_T_SEQ, transitions)), tuple(map(_T_TIME, transitions)),
+                      bytes(map(_T_STATUS, transitions)), tuple(map(_T_DETAIL, transitions)))
+        if previous is None:
+            previous = bytes(map(_T_PREV, transitions))
+    results = tuple(tuple(map(get, small)) for get in _SMALL_COLUMNS) + \
+        (tuple(map(_S_TIME, small)),) if small else None
+    return pack_columns(moves, definitions, results, previous, groups)
+
+
+class Moves(NamedTuple):
+    """A commit's latest move of each moved task of one run, as columns (the engine's
+    records read by ``Recorder.collect``, or transition rows), in sequence order; and the
+    small results they completed with: (ids, names, fingerprints, values, times)."""
+
+    run_id: Any
+    ids: tuple[Any, ...]
+    names: tuple[Any, ...]
+    seqs: tuple[Any, ...]
+    times: tuple[Any, ...]
+    codes: bytes
+    details: tuple[Any, ...]
+    small: tuple[tuple[Any, ...], ...] | None = None
+
+    def transition_rows(self) -> list[tuple[Any, ...]]:
+        """As ``Journal.transition`` rows (previous state 0: the summary's to fill)."""
+        count = len(self.ids)
+        return list(zip(repeat(self.run_id, count), self.seqs, self.times, self.ids,
+                        self.names, repeat(0, count), self.codes, self.details, strict=True))
+
+    def small_rows(self) -> list[tuple[Any, ...]]:
+        """As ``Journal.small_result`` rows."""
+        if not self.small:
+            return []
+        return list(zip(repeat(self.run_id, len(self.small[0])), *self.small, strict=True))
+
+
+def pack_columns(moves: Moves | None, definitions: list[tuple[Any, ...]],
+                 small: tuple[tuple[Any, ...], ...] | None, previous: bytes | None = None,
+                 groups: list[tuple[Any, ...]] | tuple[()] = (),
+                 ) -> tuple[bytes, tuple[Any, ...], tuple[Any, ...]]:
+    """``pack_tasks`` from columns: ``moves`` (each task once; ``previous`` its previous
+    codes, None for none seen), definition rows, small results as columns (ids, names,
+    fingerprints, values, times)."""
+    if moves is not None and moves.ids:
+        ids, names, times = moves.ids, moves.names, moves.times
+        seq_col, time_col = _little("q", moves.seqs), _little("d", times)
+        status_col = moves.codes
+        prev_col = bytes(len(ids)) if previous is None else previous
+        if prev_col.translate(None, _CODES) or status_col.translate(None, _CODES) \
+                or not len(ids) == len(names) == len(times) == len(status_col) == len(prev_col):
             raise ValueError("a status code out of range")
         hash(ids)  # every task id keys the run's summary
-        details = tuple(map(_T_DETAIL, transitions))
+        details = moves.details
         if details.count(None) == len(details):
             details = None
         folded = (ids, status_col, max(times))
@@ -300,8 +350,8 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
     r_ids = r_names = r_fps = r_values = ()
     r_times = b""
     if small:
-        r_ids, r_names, r_fps, r_values = (tuple(map(get, small)) for get in _SMALL_COLUMNS)
-        r_times = _little("d", tuple(map(_S_TIME, small)))
+        r_ids, r_names, r_fps, r_values, times_of_small = small
+        r_times = _little("d", times_of_small)
     columns: tuple[Any, ...] = (LAYOUT, seq_col, time_col, ids, names, prev_col, status_col,
                                 details, d_ids, d_names, d_fps, r_ids, r_names, r_fps,
                                 r_values, r_times)
@@ -333,7 +383,7 @@ def latest_per_task(transitions: list[tuple[Any, ...]]) -> tuple[list[tuple[Any,
 _T_SEQ, _T_TIME, _T_ID, _T_NAME, _T_PREV, _T_STATUS, _T_DETAIL = (
     operator.itemgetter(i) for i in range(1, 8))
 _DEF_COLUMNS = tuple(operator.itemgetter(i) for i in range(1, 4))
-_SMALL_COLUMNS = tuple(operator.itemgetter(i) for i in range(1, 5))
+_SMALL_COLUMNS = tuple(operator.itemgetter(i) for i in range(1, 5))  # id, name, fp, value
 _S_TIME = operator.itemgetter(5)
 
 

@@ -59,7 +59,7 @@ from .fingerprint import (
 from .invoke import takes_map_index
 from .item_journal import expansion_group, item_group
 from .journal import SMALL, Journal, JournalWarning, RunInfo, default_path
-from .journal_tables import _CODE, SMALL_MAX, TRIVIAL_TYPES, is_small
+from .journal_tables import _CODE, SMALL_MAX, TRIVIAL_TYPES, Moves, is_small
 from .map_steps import source_record
 from .mapping import item_fingerprint, item_fingerprints
 from .model import Task, TaskStatus, output_refs
@@ -78,8 +78,10 @@ def _plain_digest(code: str, items: str, upstream: str) -> str:
 
 
 COLLECT_WAIT = 0.2  # seconds the writer waits for the engine's lock to read moved records
-_SEQ_OF = operator.itemgetter(1)
-_JSEQ = operator.attrgetter("jseq")
+_JSEQ, _JTIME, _JDETAIL, _JSMALL = map(operator.attrgetter, ("jseq", "jtime", "jdetail",
+                                                           "jsmall"))
+_ID, _NAME, _STATUS = map(operator.attrgetter, ("id", "name", "status"))
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 _WAITING = frozenset({TaskStatus.PENDING, TaskStatus.READY})  # a commit leaves these out
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
@@ -90,8 +92,8 @@ _FLAT = frozenset({bytes, str, bytearray})  # pickled at least at their length
 _FLAT_SMALL = frozenset({bytes, str})  # small up to SMALL_MAX characters (is_small)
 _SMALL_BITS = SMALL_MAX * 8
 Prepared = tuple[str | None, bytes | None, str | None, bytes | None]  # fp, blob, error, MAC
-# what a commit collects: transition rows, small-result rows, item groups (``item_group``)
-Collected = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+# what a commit collects: the moved tasks as columns (None: none), item groups (``item_group``)
+Collected = tuple[Moves | None, list[tuple[Any, ...]]]
 
 
 def dumps(value: Any) -> bytes:
@@ -327,10 +329,11 @@ class Recorder:
         if self.run_id is not None:
             self.sink = None
             journal = self.journal
-            moves, small, groups = self._snapshot(True)  # its last moves, under the engine lock
-            journal.queue_transitions(moves)
-            for row in small:
-                journal.small_result(*row)
+            moved, groups = self._snapshot(True)  # its last moves, under the engine lock
+            if moved is not None:
+                journal.queue_transitions(moved.transition_rows())
+                for row in moved.small_rows():
+                    journal.small_result(*row)
             journal.queue_item_groups(groups)
             journal.end_run(self.run_id, status)
             self.run_id = None
@@ -346,17 +349,19 @@ class Recorder:
         if lock is None:
             return self._snapshot(everything)
         if not lock.acquire(timeout=COLLECT_WAIT):
-            return [], [], []
+            return None, []
         try:
             return self._snapshot(everything)
         finally:
             lock.release()
 
     def _snapshot(self, everything: bool = False) -> Collected:
-        """The touched records as transition rows of the open run, in the order of their
-        latest moves (their previous state is the journal's to fill: ``RunSummary``), their
-        small results as ``Journal.small_result`` rows (timed by that latest move), and the
-        moved items of each map as a group (``item_group``).
+        """The touched records' latest moves in the open run as columns, in the order of
+        those moves (their previous state is the journal's to fill: ``RunSummary``), with
+        the small results they completed with (timed by that latest move), and the moved
+        items of each map as a group (``item_group``). Each column is one pass over the
+        records at C speed: a row tuple per record, split into columns again by the
+        writer, cost twice as much.
 
         A task whose latest move left it waiting (PENDING or READY) is not written unless
         ``everything`` (a flush, the run's end): until it runs or ends nothing about it can
@@ -364,11 +369,11 @@ class Recorder:
         made ready a commit or more before they run; each was written twice before."""
         journal, run_id = self._journal, self.run_id
         if journal is None:
-            return [], [], []
+            return None, []
         touched, mapped, waiting = journal._touched, journal._mapped, self._waiting
         count, maps = len(touched), len(mapped)
         if not count and not maps and not (everything and waiting):
-            return [], [], []
+            return None, []
         records = dict.fromkeys(islice(iter(touched.popleft, None), count))  # once each
         if everything:  # with those left waiting that have not moved since
             if waiting:
@@ -389,19 +394,28 @@ class Recorder:
                 fps = m.fps if m.fps_run == run_id else None
                 groups.extend(item_group(run_id, rec, items, indices, fps)
                               for items, indices in unread)
+        groups = [g for g in groups if g is not None]
         if run_id is None:  # no open run (end_run collected its moves): nothing to add
-            return [], [], []
-        code = _CODE
-        moves = [(run_id, r.jseq, r.jtime, r.id, r.name, 0, code[r.status], r.jdetail)
-                 for r in records if r.jseq is not None]  # None: it never moved journaled
-        moves.sort(key=_SEQ_OF)
-        small = []
-        for r in records:
-            prepared = r.jsmall
-            if prepared is not None:
+            return None, []
+        if not records:
+            return None, groups
+        small = None
+        done = list(filter(_JSMALL, records))
+        if done:
+            prepared = tuple(map(_JSMALL, done))
+            small = (tuple(map(_ID, done)), tuple(map(_NAME, done)),
+                     tuple(map(_FIRST, prepared)), tuple(map(_SECOND, prepared)),
+                     tuple(map(_JTIME, done)))
+            for r in done:
                 r.jsmall = None
-                small.append((run_id, r.id, r.name, prepared[0], prepared[1], r.jtime))
-        return moves, small, [g for g in groups if g is not None]
+        if None in map(_JSEQ, records):  # a record that never moved journaled
+            records = [r for r in records if r.jseq is not None]
+        records = sorted(records, key=_JSEQ)
+        moved = Moves(run_id, tuple(map(_ID, records)), tuple(map(_NAME, records)),
+                      tuple(map(_JSEQ, records)), tuple(map(_JTIME, records)),
+                      bytes(map(_CODE.__getitem__, map(_STATUS, records))),
+                      tuple(map(_JDETAIL, records)), small)
+        return moved, groups
 
     # -- fingerprints (outside the engine lock) ----------------------------------------------
     def fingerprint(self, task: Task, upstream: list[str], ups: Mapping[str, str],
