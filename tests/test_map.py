@@ -685,3 +685,22 @@ def test_fingerprints_made_at_expansion_in_one_loop_equal_each_items_own():
     unhashable = expand(("x",), [[1, threading.Lock()]], ["x"], "zip")
     fps = item_fingerprints("base", unhashable, False)
     assert fps[0] == item_fingerprint("base", {"x": 1}, None) and fps[1] == ""
+
+
+def test_a_finished_maps_fingerprint_is_one_hash_of_its_items_in_order():
+    """What tasks downstream of a map see of it (resume and cache key on it): the same
+    digest as hashing the items' fingerprints one after another (journals written before
+    keep matching), another for another order, and none while an item has none."""
+    import hashlib
+
+    from codomyrmex_nb.core.mapping import combined_fingerprint
+
+    fps = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)]
+    one_by_one = hashlib.sha256(b"codo-map-1;base")
+    for fp in fps:
+        one_by_one.update(fp.encode())
+    assert combined_fingerprint("base", iter(fps)) == one_by_one.hexdigest()
+    assert combined_fingerprint("base", fps[::-1]) != one_by_one.hexdigest()
+    assert combined_fingerprint("base", [*fps[:5], None, *fps[6:]]) == ""
+    assert combined_fingerprint("base", [*fps[:5], ""]) == ""
+    assert combined_fingerprint("base", []) == hashlib.sha256(b"codo-map-1;base").hexdigest()

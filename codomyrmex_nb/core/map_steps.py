@@ -219,7 +219,7 @@ class MapSteps:
         m.live += 1
         now = self._now()
         item.queued_at = item.ready_at = item.runnable_since = now
-        self._move(item, S.READY)
+        self._move(item, S.READY, now=now)
         return item
 
     def _item_ended(self, item: Any, now: float) -> None:

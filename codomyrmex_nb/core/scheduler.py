@@ -341,8 +341,10 @@ class Scheduler(MapSteps):
 
     # == the one writer ===========================================================
     def _move(self, rec: Record, to: TaskStatus | None, detail: str | None = None,
-              kind: str = "status", execution_time: float | None = None) -> None:
-        """Every change of a task's state passes here: counts, sequence number, record out."""
+              kind: str = "status", execution_time: float | None = None,
+              now: float | None = None) -> None:
+        """Every change of a task's state passes here: counts, sequence number, record out.
+        ``now``: the clock as the caller just read it (one reading less per move)."""
         frm = rec.status
         if (frm, to) not in _ALLOWED:
             raise AssertionError(f"scheduler bug: {rec.name!r} cannot go {frm} -> {to}")
@@ -364,7 +366,8 @@ class Scheduler(MapSteps):
         self.seq += 1
         listener, recorder = self.listener, self.recorder
         if listener is not None or recorder is not None:
-            now = self._now()
+            if now is None:
+                now = self._now()
             if recorder is not None:  # the journal reads the record's latest move
                 rec.jseq, rec.jtime, rec.jdetail = self.seq, now, detail
                 sink = recorder.sink  # the journal of the open run, else None
@@ -491,7 +494,7 @@ class Scheduler(MapSteps):
         self.by_name.add(task.name, rec)
         task._record = rec
         self._link(rec, ups)
-        self._move(rec, PENDING, kind="added")
+        self._move(rec, PENDING, kind="added", now=now)
         rec.queued_at = now
         return rec
 
@@ -807,7 +810,7 @@ class Scheduler(MapSteps):
             rec.ready_at = now
             rec.wait_dependencies = now - (rec.queued_at or now)
         rec.runnable_since = now
-        self._move(rec, READY, detail)
+        self._move(rec, READY, detail, now=now)
         if rec.unwinding:
             rec.parked = True  # its previous attempt's thread has not returned yet
         else:
@@ -881,7 +884,7 @@ class Scheduler(MapSteps):
             rec.started_at = now
         if self.first_start is None:
             self.first_start = now
-        self._move(rec, RUNNING)
+        self._move(rec, RUNNING, now=now)
         return attempt
 
     # == outcomes ===================================================================
@@ -957,7 +960,7 @@ class Scheduler(MapSteps):
             self.run_time_total += took
             self.run_time_n += 1
         self._move(rec, status, detail,
-                   execution_time=None if result is None else result.execution_time)
+                   execution_time=None if result is None else result.execution_time, now=now)
         if parent is not None:
             self._item_ended(rec, now)
 
