@@ -6,9 +6,10 @@ Python, and they are committed without outputs. Edit here, then run::
     .venv/bin/python notebooks/build_notebooks.py
 
 Every notebook runs as a test (``pytest --nbval-lax``, see ``make test``), so
-each one stays quick: tasks do real work on this repository's own package
-(``../codomyrmex_nb``; notebooks run with their folder as working directory)
-or wait a moment with ``threading.Event().wait(seconds)``.
+each one stays quick: tasks do real work on this package's own code (``PACKAGE``,
+found from ``codomyrmex_nb.__file__``, so a notebook runs from any folder: copied
+alone, opened on Binder, or run by a test in an empty one) or wait a moment with
+``threading.Event().wait(seconds)``.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ from codomyrmex_nb import (
     TaskStatus,
 )
 import threading
+from pathlib import Path
+
+import codomyrmex_nb
+
+PACKAGE = str(Path(codomyrmex_nb.__file__).parent)  # the code the tasks analyse, from any folder
 
 # Initialize orchestrator
 orchestrator = get_task_orchestrator(max_workers=4)
@@ -94,8 +100,9 @@ orchestrator.reset()  # forget tasks of an earlier run of this notebook
         md("""
 ## Complete Example
 
-As in the guide, with two changes: the analysed path is this repository's own
-package (`../codomyrmex_nb`), and one task that is not in the guide,
+As in the guide, with two changes: the analysed path is this package's own code
+(`PACKAGE`, found from where `codomyrmex_nb` is installed, so the notebook runs
+from any folder), and one task that is not in the guide,
 `fetch_sources`, stands in for slow work (a clone, a download): it just waits
 2.5 seconds, so there is time to watch it run. `analyze` waits for it as well
 as for `setup`. First the task chain:
@@ -120,7 +127,7 @@ analysis_task = orchestrator.create_task(
     name="analyze",
     module="static_analysis",
     action="analyze_code_quality",
-    parameters={"path": "../codomyrmex_nb"},
+    parameters={"path": PACKAGE},
     dependencies=[setup_task.id, fetch_task.id],
     priority=TaskPriority.NORMAL,
     resources=[
@@ -219,6 +226,11 @@ under the upstream task's name. `notebooks/MAGICS.md` has the full reference;
         code("""
 %load_ext codomyrmex_nb
 %codo_reset
+from pathlib import Path
+
+import codomyrmex_nb
+
+PACKAGE = str(Path(codomyrmex_nb.__file__).parent)  # the code the tasks analyse, from any folder
 """),
         md("""
 ## A small pipeline
@@ -231,7 +243,7 @@ the biggest files (and, with `--out`, also lands in the notebook variable
 %%codo_task scan --priority high --tag analysis
 from codomyrmex_nb.actions.static_analysis import analyze_code_quality
 
-analyze_code_quality("../codomyrmex_nb")
+analyze_code_quality(PACKAGE)
 """),
         code("""
 %%codo_task largest --after scan --out largest_files
@@ -334,9 +346,11 @@ own small `TaskOrchestrator` so that the effect is easy to see.
 """),
         code("""
 import threading
+from pathlib import Path
 
 from IPython.display import display
 
+import codomyrmex_nb
 from codomyrmex_nb import (
     ResourceType,
     Task,
@@ -345,6 +359,8 @@ from codomyrmex_nb import (
     TaskResource,
     live_view,
 )
+
+PACKAGE = str(Path(codomyrmex_nb.__file__).parent)  # the code the tasks analyse, from any folder
 
 
 def work(seconds):
@@ -435,7 +451,7 @@ task = orch.create_task(
     name="heavy_analysis",
     module="static_analysis",
     action="comprehensive_analysis",
-    parameters={"path": "../codomyrmex_nb"},
+    parameters={"path": PACKAGE},
     priority=TaskPriority.HIGH,
     resources=[
         TaskResource(type=ResourceType.CPU, identifier="system_cpu", mode="read"),
@@ -519,10 +535,14 @@ never leaves its dependents waiting forever (they are *skipped*), and
         code("""
 import threading
 import time
+from pathlib import Path
 
 from IPython.display import display
 
+import codomyrmex_nb
 from codomyrmex_nb import Task, TaskOrchestrator, TaskStatus, live_view
+
+PACKAGE = str(Path(codomyrmex_nb.__file__).parent)  # the code the tasks analyse, from any folder
 
 
 def slow(seconds):
@@ -676,7 +696,7 @@ downstream of it and a fresh retry budget. Here `parse` gets a real action, and
         code("""
 parse = orchestrator.get_task("parse")
 parse.action = "analyze_code_quality"
-parse.parameters = {"path": "../codomyrmex_nb"}
+parse.parameters = {"path": PACKAGE}
 orchestrator.rerun(parse)
 orchestrator.wait_for_completion(timeout=60)  # False: render and archive did not complete
 orchestrator.tasks_frame()[["name", "state", "attempts", "retries", "error_type"]]
@@ -701,7 +721,9 @@ small, and a flaky step.
 """),
         code("""
 import threading
+from pathlib import Path
 
+import codomyrmex_nb
 from codomyrmex_nb import (
     ResourceType,
     Task,
@@ -710,6 +732,8 @@ from codomyrmex_nb import (
     TaskResource,
     TaskStatus,
 )
+
+PACKAGE = str(Path(codomyrmex_nb.__file__).parent)  # the code the tasks analyse, from any folder
 
 
 def work(seconds, value=None):
@@ -735,7 +759,7 @@ orchestrator = TaskOrchestrator(max_workers=2)
 orchestrator.add_tasks([
     Task(name="checkout", func=work, parameters={"seconds": 0.2}, priority=TaskPriority.HIGH),
     Task(name="analyze", module="static_analysis", action="analyze_code_quality",
-         parameters={"path": "../codomyrmex_nb"}, dependencies=["checkout"]),
+         parameters={"path": PACKAGE}, dependencies=["checkout"]),
     Task(name="compile", func=work, parameters={"seconds": 0.5}, dependencies=["checkout"]),
     Task(name="unit_tests", func=work, parameters={"seconds": 0.4}, dependencies=["compile"],
          resources=[db]),

@@ -265,3 +265,29 @@ def test_the_demo_leaves_no_temporary_folder_behind(tmp_path):
     assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*")) == [
         "codo_outputs", f"codo_outputs/{chart.name}"]
     assert "analyze    completed" in done.stdout and "average_complexity=" in done.stdout
+
+
+TOUR = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", TOUR, ids=[p.stem for p in TOUR])
+def test_each_tour_notebook_runs_alone_in_an_empty_folder(notebook, tmp_path, kernel_name,
+                                                          monkeypatch):
+    """A notebook copied on its own (downloaded, opened on Binder) runs as it does in the
+    repository: no cell raises, and no task works on a path that only exists beside the
+    repository's notebooks folder (the tour once analysed ``../codomyrmex_nb``, so an
+    analysis task failed, or quietly showed a failure, anywhere else)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv("CODOMYRMEX_JOURNAL", raising=False)
+    copy = tmp_path / notebook.name
+    shutil.copy(notebook, copy)
+    nb = nbformat.read(copy, as_version=4)
+    NotebookClient(nb, kernel_name=kernel_name, timeout=300,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    said = "\n".join(str(out.get("text", "")) + str(out.get("data", {}).get("text/plain", ""))
+                     + str(out.get("evalue", "")) + str(out.get("data", {}).get("text/html", ""))
+                     for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
+    assert "does not exist (looked in" not in said, said[:4000]
+    assert "FileNotFoundError" not in said, said[:4000]
