@@ -293,10 +293,11 @@ class Journal:
         self._trans_q: deque[tuple[Any, ...]] = deque()
         self._results_q: deque[tuple[Any, ...]] = deque()
         self._small_q: deque[tuple[Any, ...]] = deque()  # small results, packed (journal_tables)
+        self._moves_q: deque[Moves] = deque()  # a run's last moves, as it ends (columns)
         self._sync_q: deque[tuple[Any, ...]] = deque()  # (action, event, box)
         # The engine's records that moved since the last commit (a reference per move): at
-        # each commit ``collect`` (the recorder's, under the engine's lock) turns them into
-        # one transition row each, their latest move (``Recorder.collect``)
+        # each commit ``collect`` (the recorder's, under the engine's lock) reads each one's
+        # latest move, as columns (``Recorder.collect``)
         self._touched: deque[Any] = deque()
         # (mapped record, its MapState) once per commit window in which its items moved
         self._mapped: deque[tuple[Any, Any]] = deque()
@@ -315,7 +316,8 @@ class Journal:
         self._small: list[tuple[Any, ...]] = []
         self._ends: list[tuple[Any, ...]] = []
         self._groups: list[tuple[Any, ...]] = []
-        self._moved: list[Moves] = []  # the engine's moved tasks, collected as columns
+        self._moved: list[Moves] = []  # the engine's moved tasks as columns: collected
+        # as a commit begins, or queued by a run's end
         self._open_runs: set[int] = set()
         self._summaries: dict[int, RunSummary] = {}  # run id -> its summary, while it is written
         self._bad: list[str] = []  # why rows of the batch being packed were dropped
@@ -561,9 +563,9 @@ class Journal:
         """``define`` with its arguments as one tuple (the recorder's path)."""
         self._queue(self._defs_q, row)
 
-    def queue_transitions(self, rows: list[tuple[Any, ...]]) -> None:
-        """``queue_transition`` for many rows at once (a run's last moves, as it ends)."""
-        self._queue_many(self._trans_q, rows)
+    def queue_moves(self, moves: Moves) -> None:
+        """A run's last moves as it ends, as ``collect`` reads them (columns)."""
+        self._queue(self._moves_q, moves)
 
     def queue_item_groups(self, groups: list[tuple[Any, ...]]) -> None:
         """Groups of map items (``item_journal``): an expansion, a run's last moves."""
@@ -971,7 +973,8 @@ class Journal:
     def _writer(self) -> None:
         interval = self._interval
         wake, sync = self._wake, self._sync_q
-        sources = (self._ends_q, self._defs_q, self._trans_q, self._results_q, self._small_q,
+        sources = (self._ends_q, self._defs_q, self._trans_q, self._moves_q, self._results_q,
+                   self._small_q,
                    self._touched, self._mapped, self._groups_q)
         pending = 0
         last_commit = -math.inf
@@ -1024,7 +1027,8 @@ class Journal:
     def _drain(self) -> int:
         """Move every queued row into the batch lists; returns how many."""
         moved = _move_rows(((self._ends_q, self._ends), (self._defs_q, self._defs),
-                            (self._trans_q, self._trans), (self._results_q, self._results),
+                            (self._trans_q, self._trans), (self._moves_q, self._moved),
+                            (self._results_q, self._results),
                             (self._small_q, self._small), (self._groups_q, self._groups)))
         if self._ends:
             self._open_runs.difference_update(row[2] for row in self._ends)
@@ -1154,9 +1158,9 @@ class Journal:
         """The batch's transitions, definitions and small results as one ``"tasks"`` row
         per run (``pack_tasks``), and the summaries of the runs they touch. A run's rows
         that do not fit the columns are packed the version-3 way, one row per kind (rows
-        that cannot be packed at all go to ``_bad``). The engine's moves collected as
-        columns (``Moves``) are packed as they are, unless rows of the same run were
-        queued too (a move that opened the run, a run's end): then as rows after those."""
+        that cannot be packed at all go to ``_bad``). The engine's moves as columns
+        (``Moves``: collected, or queued as a run ended) are packed as they are, unless
+        rows of the same run were queued too (the move that opened it): then as rows."""
         packed: list[tuple[Any, ...]] = []
         touched: dict[int, RunSummary] = {}
         signer = self.signer
@@ -1169,34 +1173,32 @@ class Journal:
         for run_id in {**trans, **defs, **small, **groups, **moved}:
             summary = touched[run_id] = touched.get(run_id) or self._summary(run_id)
             run_trans, run_small = trans.get(run_id, []), small.get(run_id, [])
-            columns = moved.get(run_id)
-            if columns is not None and (len(columns) > 1 or run_trans or run_small):
-                run_trans = run_trans + [row for c in columns for row in c.transition_rows()]
-                run_small = run_small + [row for c in columns for row in c.small_rows()]
-                columns = None
+            batches = moved.get(run_id, ())
+            moves = batches[0] if len(batches) == 1 and not run_trans and not run_small \
+                else None
+            if moves is None:  # mixed with queued rows (a run's opening move), which are
+                for batch in batches:  # older: as rows after them
+                    run_trans = run_trans + batch.transition_rows()
+                    run_small = run_small + batch.small_rows()
+                run_trans, _ = latest_per_task(run_trans)
             run_defs = defs.get(run_id, [])
             run_groups = [pack_group(group, fold_group(summary, group))
                           for group in groups.get(run_id, ())]
             try:  # each task's previous state: where the last commit left it
-                if columns is not None:
-                    moves = columns[0]
+                if moves is not None:
                     previous = summary.previous_of(moves.ids) if moves.ids else None
                     blob, (ids, statuses, last), defined = pack_columns(
                         moves, run_defs, moves.small, previous, run_groups)
                 else:
-                    run_trans, _ = latest_per_task(run_trans)
                     previous = summary.previous(run_trans) if run_trans else None
                     blob, (ids, statuses, last), defined = pack_tasks(
                         run_trans, run_defs, run_small, previous, run_groups)
             except (TypeError, ValueError, KeyError, OverflowError):
                 blob = None
-            if columns is not None and blob is None:  # as rows, the version-3 way
-                run_trans, run_small = columns[0].transition_rows(), columns[0].small_rows()
-            elif columns is not None and columns[0].small:
-                summary.saw(max(columns[0].small[4]))
             if blob is None:
-                self._pack_rows(run_id, latest_per_task(run_trans)[0], run_defs, run_small,
-                                packed, summary)
+                if moves is not None:  # the columns as rows, the version-3 way
+                    run_trans, run_small = moves.transition_rows(), moves.small_rows()
+                self._pack_rows(run_id, run_trans, run_defs, run_small, packed, summary)
                 self._pack_groups(run_id, run_groups, packed)
             else:  # one MAC per run per commit
                 packed.append((run_id, TASKS, blob, signer.packed(run_id, TASKS, blob)))
@@ -1204,6 +1206,8 @@ class Journal:
                 summary.follow_columns(ids, statuses, last)
             if run_small:
                 summary.saw(max(map(_TIME_OF_SMALL, run_small)))
+            elif moves is not None and moves.small:
+                summary.saw(max(moves.small[4]))
         for row in self._results:
             summary = touched[row[0]] = touched.get(row[0]) or self._summary(row[0])
             summary.saw(row[6])

@@ -287,8 +287,9 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
                       bytes(map(_T_STATUS, transitions)), tuple(map(_T_DETAIL, transitions)))
         if previous is None:
             previous = bytes(map(_T_PREV, transitions))
-    results = tuple(tuple(map(get, small)) for get in _SMALL_COLUMNS) + \
-        (tuple(map(_S_TIME, small)),) if small else None
+    results = None
+    if small:
+        results = (*(tuple(map(get, small)) for get in _SMALL_COLUMNS), tuple(map(_S_TIME, small)))
     return pack_columns(moves, definitions, results, previous, groups)
 
 

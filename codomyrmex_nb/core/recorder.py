@@ -331,16 +331,14 @@ class Recorder:
             journal = self.journal
             moved, groups = self._snapshot(True)  # its last moves, under the engine lock
             if moved is not None:
-                journal.queue_transitions(moved.transition_rows())
-                for row in moved.small_rows():
-                    journal.small_result(*row)
+                journal.queue_moves(moved)
             journal.queue_item_groups(groups)
             journal.end_run(self.run_id, status)
             self.run_id = None
 
     def collect(self, everything: bool = False) -> Collected:
-        """The journal's writer, as a commit begins: one transition row per record that
-        moved since the last (its latest move), the small results they completed with, and
+        """The journal's writer, as a commit begins: the latest move of each record that
+        moved since the last, as columns, with the small results they completed with, and
         the moved items of each map as one group of columns (``item_group``), read under
         the engine's lock so that no move is half seen. A lock held for long (a stop
         waiting on this writer) leaves them for the next commit. ``everything`` (a flush):
