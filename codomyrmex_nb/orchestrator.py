@@ -32,7 +32,7 @@ from .core.memory_budget import parse_limit
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
 from .core.peek import TAIL, OutputSoFar, output_so_far
 from .core.recorder import Recorder, journal_setting
-from .core.scheduler import Record
+from .core.records import Record
 from .core.snapshot import Snapshot, paused_gc
 from .core.trigger_rules import DEFAULT as DEFAULT_RULE
 

@@ -26,7 +26,7 @@ from codomyrmex_nb.core.item_journal import (
 )
 from codomyrmex_nb.core.journal import Journal
 from codomyrmex_nb.core.journal_tables import STATUSES, RunSummary, pack_tasks, task_rows
-from codomyrmex_nb.core.scheduler import ItemRecord
+from codomyrmex_nb.core.records import ItemRecord
 
 FAILING = {3, 13, 23}
 

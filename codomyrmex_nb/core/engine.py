@@ -83,8 +83,9 @@ from .mapping import INDEX
 from .memory_budget import MemoryBudget
 from .model import Task, TaskStatus
 from .recorder import Recorder
+from .records import Record
 from .result_store import ResultStore
-from .scheduler import Record, Scheduler
+from .scheduler import Scheduler
 from .snapshot import Snapshot, build_snapshot, copy_rows, paused_gc
 from .trigger_rules import NoResult
 

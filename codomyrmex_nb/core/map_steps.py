@@ -36,6 +36,7 @@ from .mapping import (
     expand,
 )
 from .model import Attempt, TaskResult, TaskStatus
+from .records import ItemRecord
 
 S = TaskStatus
 _ENDED_OK = S.COMPLETED
@@ -214,7 +215,7 @@ class MapSteps:
 
     def _make_item(self, rec: Any, index: int) -> Any:
         m = rec.mapping
-        item = self.item_record(rec, index, rec.order)
+        item = ItemRecord(rec, index, rec.order)
         m.items[index] = item
         m.live += 1
         now = self._now()
@@ -510,8 +511,6 @@ def item_at(rec: Any, index: int) -> Any:
     entry = rec.mapping.items[index]
     if entry.__class__ is not tuple:
         return entry
-    from .scheduler import ItemRecord  # noqa: PLC0415 - it imports this module
-
     (_, fingerprint, queued_at, started_at, completed_at, _, _, _, wait_worker, *_) = entry
     item = ItemRecord(rec, index, rec.order)
     item.status, item.fingerprint = _ENDED_OK, fingerprint
