@@ -18,7 +18,7 @@ from codomyrmex_nb import TaskOrchestrator
 from codomyrmex_nb.core import journal as journal_module
 from codomyrmex_nb.core import recorder as recorder_module
 from codomyrmex_nb.core.journal import Journal, JournalWarning
-from codomyrmex_nb.core.recorder import pickled_at_least
+from codomyrmex_nb.core.result_bytes import pickled_at_least
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git program")
 

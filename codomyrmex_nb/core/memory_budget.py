@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import DROPPED, TaskStatus
-from .recorder import pickled_at_least  # containers: a few levels, each object once
+from .result_bytes import dumps_to, pickled_at_least  # containers: a few levels, each object once
 
 __all__ = ["DEFAULT", "MIN_SIZE", "MemoryBudget", "MemoryBudgetWarning", "ResultUnavailable",
            "estimate", "parse_limit", "physical_memory"]
@@ -476,7 +476,6 @@ def spill(folder: Path, task_id: str, value: Any, fp: str, signer: Any) -> tuple
     """Pickle ``value`` straight into a new owner-only file in ``folder`` and sign it
     (``Signer.result_file``, bound to the fingerprint): (path, MAC). The MAC stays in
     memory: only this process reads the file back. Raises what pickling raises."""
-    from .recorder import dumps_to
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"{os.getpid()}-{task_id}-{next(_spill_seq)}.pkl"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)

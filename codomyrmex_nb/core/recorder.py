@@ -37,7 +37,6 @@ import logging
 import operator
 import os
 import pickle
-import sys
 import threading
 import time
 import warnings
@@ -46,8 +45,6 @@ from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-
-import cloudpickle
 
 from .fingerprint import (
     Unhashable,
@@ -63,6 +60,7 @@ from .journal_tables import _CODE, SMALL_MAX, TRIVIAL_TYPES, Moves, is_small
 from .map_steps import source_record
 from .mapping import item_fingerprint, item_fingerprints
 from .model import Task, TaskStatus, output_refs
+from .result_bytes import NO_SIZE, dumps, pickled_at_least
 from .sessions import resume_source
 from .trigger_rules import DEFAULT as DEFAULT_RULE
 from .watch import watch_digest
@@ -87,75 +85,11 @@ _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
 _WARNED: set[str] = set()  # reasons a task was said not restorable (each said once)
-_NO_SIZE = frozenset({int, float, bool, complex, type(None)})  # a few bytes at most
-_FLAT = frozenset({bytes, str, bytearray})  # pickled at least at their length
 _FLAT_SMALL = frozenset({bytes, str})  # small up to SMALL_MAX characters (is_small)
 _SMALL_BITS = SMALL_MAX * 8
 Prepared = tuple[str | None, bytes | None, str | None, bytes | None]  # fp, blob, error, MAC
 # what a commit collects: the moved tasks as columns (None: none), item groups (``item_group``)
 Collected = tuple[Moves | None, list[tuple[Any, ...]]]
-
-
-def dumps(value: Any) -> bytes:
-    """Plain pickle where it works (fast for plain data), cloudpickle otherwise."""
-    try:
-        return pickle.dumps(value, protocol=5)
-    except Exception:  # noqa: BLE001 - lambdas, notebook classes: cloudpickle knows them
-        return cloudpickle.dumps(value)
-
-
-def dumps_to(value: Any, file: Any) -> None:
-    """``dumps`` straight into a file (a result spilled by the memory budget)."""
-    try:
-        pickle.dump(value, file, protocol=5)
-    except Exception:  # noqa: BLE001 - as dumps: cloudpickle knows the rest
-        file.seek(0)
-        file.truncate()
-        cloudpickle.dump(value, file)
-
-
-def pickled_at_least(value: Any, depth: int = 0, seen: set[int] | None = None) -> int:
-    """A cheap lower bound of the bytes pickling ``value`` makes (0 when it cannot tell):
-    a result too large for the journal is refused before pickling doubles its memory.
-    Bytes and strings by length, numpy arrays and pandas numeric columns by ``nbytes``
-    (an object column or array: a byte an item), the first 16 items of lists, tuples
-    and dicts, a few levels deep, each object once (pickle stores a repeat as a
-    reference), short strings and bytes inside them not counted; no copy and no walk of
-    big data (well under a microsecond on small results)."""
-    kind = type(value)
-    if kind in _FLAT:
-        return len(value)
-    if kind in _NO_SIZE:
-        return 0
-    if kind is list or kind is tuple or kind is dict:
-        if depth >= 3 or not value:
-            return 0
-        total = 0
-        for item in islice(value.values() if kind is dict else value, 16):
-            item_kind = type(item)
-            if item_kind in _NO_SIZE or (item_kind in _FLAT and len(item) < 4096):
-                continue  # too small to matter: not even worth remembering
-            if seen is None:
-                seen = {id(value)}
-            if id(item) not in seen:
-                seen.add(id(item))
-                total += pickled_at_least(item, depth + 1, seen)
-        return total
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(value, np.ndarray):
-        return int(value.size if value.dtype.hasobject else value.nbytes)
-    pd = sys.modules.get("pandas")
-    if pd is not None and isinstance(value, pd.DataFrame | pd.Series):
-        if isinstance(value, pd.Series):
-            return int(value.memory_usage(index=False)) if _numeric(value.dtype) else len(value)
-        usage = zip(value.memory_usage(index=False), value.dtypes, strict=True)
-        return int(sum(n if _numeric(dtype) else len(value) for n, dtype in usage))
-    return 0
-
-
-def _numeric(dtype: Any) -> bool:
-    """Stored as plain numbers (pickled at their size), not objects."""
-    return getattr(dtype, "kind", "O") in "biufcmM"
 
 
 def journal_setting(value: Any = None, environ: Mapping[str, str] = os.environ) -> Path | None:
@@ -718,7 +652,7 @@ class Recorder:
         if is_small(value):
             return fp, value, None, SMALL
         signer, limit = journal.signer, journal.blob_limit
-        if type(value) not in _NO_SIZE:
+        if type(value) not in NO_SIZE:
             size = pickled_at_least(value)
             if size > limit:  # refused before pickling: no second copy, no seconds spent
                 return fp, None, journal.too_large(size), None
