@@ -219,7 +219,9 @@ class Pipeline:
         proc = subprocess.run([sys.executable, str(self.script), mode], env=self.env(),
                               cwd=self.folder, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        out["stderr"] = proc.stderr[-2000:]  # the journal's warnings, shown when a check fails
+        return out
 
     def kill_when_committed(self) -> None:
         """Run until load, scale and count are committed (slow is held), then SIGKILL."""
