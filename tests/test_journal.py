@@ -769,12 +769,8 @@ def test_a_damaged_packed_row_restores_no_small_result_and_is_never_unmarshalled
             conn.execute("UPDATE packed SET rows = ? WHERE rowid = ?", (damaged[-1], rowid))
         conn.commit()
     loads = []
-    monkeypatch.setattr(journal_tables.marshal, "loads",
-                        lambda data, real=journal_tables.marshal.loads: loads.append(data)
-                        or real(data))
-    monkeypatch.setattr(journal_module.marshal, "loads",
-                        lambda data, real=journal_module.marshal.loads: loads.append(data)
-                        or real(data))
+    monkeypatch.setattr(marshal, "loads",  # one module object: every reader calls this
+                        lambda data, real=marshal.loads: loads.append(data) or real(data))
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         again = run_small_answers(path)
