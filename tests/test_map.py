@@ -452,6 +452,11 @@ class _Clock:
         return self.now
 
 
+def _body_key(rec) -> tuple:
+    """Who a body runs for: a task, or an item of a map (by index: a rerun makes new records)."""
+    return (rec.id,) if rec.parent is None else (rec.parent.id, rec.index)
+
+
 class MapWalk(RuleBasedStateMachine):
     """Random plain and mapped tasks (over literals, plain tasks, or other maps: chained),
     dispatched, finished, failed, timed out, cancelled (whole or by item), re-run (whole or
@@ -513,7 +518,13 @@ class MapWalk(RuleBasedStateMachine):
         if ticket is None:
             return
         rec = ticket.rec
-        assert all(t.rec is not rec for t in self.in_flight), f"{rec.name} runs twice at once"
+        # a body (given up on or not) runs until its thread returns: never two of one task or
+        # item at once, even across a rerun (new item records), nor over a map's max_parallel
+        key = _body_key(rec)
+        assert all(_body_key(t.rec) != key for t in self.in_flight), f"{rec.name} twice at once"
+        if rec.parent is not None and rec.parent.mapping.spec.max_parallel is not None:
+            bodies = sum(1 for t in self.in_flight if t.rec.parent is rec.parent)
+            assert bodies < rec.parent.mapping.spec.max_parallel, (rec.name, bodies)
         if rec.parent is None and rec.rule is None:
             for up in rec.ups:  # a collect step never runs before its map's last item ended
                 assert up.status is S.COMPLETED, (rec.name, up.name, up.status)
@@ -573,6 +584,13 @@ class MapWalk(RuleBasedStateMachine):
         rec = self._rec(i)
         if rec is not None:
             self.sched.requeue(rec, fresh_budget=True)
+
+    @precondition(lambda self: self._maps(True, False))
+    @rule(i=st.integers(0, 100))
+    def rerun_running_map(self, i) -> None:
+        """A map re-run while its items run: their bodies go on until their threads return."""
+        maps = self._maps(True, False)
+        self.sched.requeue(maps[i % len(maps)], fresh_budget=True)
 
     @precondition(lambda self: self._maps(True, True))
     @rule(i=st.integers(0, 100))

@@ -487,7 +487,7 @@ class Engine:
         what to do (never retried: waiting cannot change it)."""
         started = time.perf_counter()
         try:
-            plan = plan_of(rec, _mapped_value)
+            plan = plan_of(rec, functools.partial(_mapped_value, rec))
             if self.recorder is not None:
                 self.recorder.expanded(rec, plan)
             return Outcome(True, plan, started=started, ended=time.perf_counter())
@@ -710,9 +710,20 @@ class _SharedCapture:
                 self.box = capture.Capture(level=capture.LOG_LEVEL, limit=capture.LIMIT).start()
 
 
-def _mapped_value(up: Record) -> Any:
-    """An upstream result a map expands over; a ``NoResult`` cannot be mapped over."""
+def _mapped_value(rec: Record, up: Record) -> Any:
+    """An upstream result mapped record ``rec`` expands over; a ``NoResult`` cannot be mapped
+    over, nor an iterator read before (by this map, another, or a read a stop interrupted):
+    it would give what was left of it, often nothing, as if the source were empty."""
     value = upstream_value(up)
     if isinstance(value, NoResult):
         raise ValueError(f"cannot map over {up.name!r}: it has no result ({value.state})")
+    if isinstance(value, Iterator):
+        mine = (rec.name,)  # a new tuple: whoever set the mark first is known by identity
+        first = up.result.metadata.setdefault("iterator_read_by", mine)
+        if first is not mine:
+            by = "an earlier attempt of this map" if first[0] == rec.name else f"{first[0]!r}"
+            raise ValueError(
+                f"cannot map over {up.name!r}: its result is an iterator "
+                f"({type(value).__name__}) that {by} read already, and an iterator can be read "
+                f"once; return a list from {up.name!r}, or rerun {up.name!r} to make a new one")
     return value

@@ -154,22 +154,26 @@ class MapSteps:
         m.in_heap = False
         if not m.can_dispatch() or m.closing:
             return None
-        while m.ready and m.items[m.ready[0]] is not None:  # cancelled by index already
-            m.ready.popleft()
-        if m.ready:
-            index = m.ready.popleft()
-        elif m.source is not None:  # chained: only items whose source item completed
-            if m.finished():  # what was queued had been cancelled meanwhile: it is over
-                self._map_done(rec, self._now())
-            return None
-        else:
-            m.advance()
-            if m.next >= m.n:
-                if m.finished():
+        while True:
+            while m.ready and m.items[m.ready[0]] is not None:  # cancelled by index already
+                m.ready.popleft()
+            if m.ready:
+                index = m.ready.popleft()
+            elif m.source is not None:  # chained: only items whose source item completed
+                if m.finished():  # what was queued had been cancelled meanwhile: it is over
                     self._map_done(rec, self._now())
                 return None
-            index = m.next
-            m.next += 1
+            else:
+                m.advance()
+                if m.next >= m.n:
+                    if m.finished():
+                        self._map_done(rec, self._now())
+                    return None
+                index = m.next
+                m.next += 1
+            if index not in m.unwinding:
+                break
+            m.held.add(index)  # a body given up on still runs: this one waits for it to return
         item = self._make_item(rec, index)
         if push and m.can_dispatch():
             self._push_map(rec)
@@ -222,6 +226,17 @@ class MapSteps:
         item.queued_at = item.ready_at = item.runnable_since = now
         self._move(item, S.READY, now=now)
         return item
+
+    def _item_body_returned(self, item: Any) -> None:
+        """An abandoned body of ``item`` returned: its slot under ``max_parallel`` is free, and
+        a fresh item held back for it (a rerun or redefinition meanwhile) may go."""
+        rec = item.parent
+        m = rec.mapping
+        if m is None:  # redefined as a plain task since
+            return
+        m.body_returned(item.index)
+        if rec.status is S.RUNNING and not m.closing and m.can_dispatch():
+            self._push_map(rec)
 
     def _item_ended(self, item: Any, now: float) -> None:
         """An item reached a terminal state: chained items follow, the map may be done."""
@@ -347,6 +362,7 @@ class MapSteps:
             return
         m.closing = True
         m.ready.clear()
+        m.held.clear()
         err = TaskCancelledError(f"task {rec.name!r} was {why}")
         for item in m.items:
             if item is not None and not status_of(item).is_terminal:
@@ -398,10 +414,11 @@ class MapSteps:
 
     def unsuccessful_items(self, rec: Any) -> list[int]:
         """The items of an ended map that did not complete: failed, cancelled, or never
-        dispatched (a chained map's undispatched ones had no source item to follow)."""
+        dispatched (a chained map's undispatched ones only where their source item completed
+        and the map was cancelled: the others had no source item to follow)."""
         m = rec.mapping
         return [i for i, item in enumerate(m.items)
-                if (item is None and m.source is None)
+                if (item is None and (m.source is None or m.state_of(i) == "cancelled"))
                 or (item is not None and status_of(item) in (S.FAILED, S.CANCELLED))]
 
     def rerun_items(self, rec: Any, indices: list[int]) -> None:

@@ -114,9 +114,9 @@ def check_spec(map: Any, map_mode: str = "zip", tolerate: Any = 0,  # noqa: A002
             raise ValueError("map={} binds nothing; give {'param': source}")
         bindings: dict[str, Any] = {}
         for key, value in map.items():
-            if not isinstance(key, str) or not key.isidentifier() or key == "upstream":
+            if not isinstance(key, str) or not key.isidentifier() or key in ("upstream", INDEX):
                 raise ValueError(f"map: {key!r} must be a parameter name (an identifier, "
-                                 "not 'upstream')")
+                                 f"not 'upstream' or {INDEX!r}, which the engine passes)")
             bindings[key] = value if _is_ref(value) else _literal(key, value)
     elif _is_ref(map):
         bindings = {ITEM: map}
@@ -417,10 +417,15 @@ class MapState:
 
     __slots__ = ("spec", "plan", "n", "next", "ready", "items", "live", "counts", "source",
                  "chained", "source_ended", "closing", "base_fp", "in_heap", "fps", "fps_run", "reuse",
-                 "depth", "jmoved", "jold")
+                 "depth", "jmoved", "jold", "unwinding", "unwound", "held")
 
-    def __init__(self, spec: MapSpec) -> None:
+    def __init__(self, spec: MapSpec, unwinding: dict[int, int] | None = None) -> None:
         self.spec = spec
+        # bodies of items given up on (timed out, cancelled, interrupted) whose thread has
+        # not returned yet, by index; kept across a reset (rerun) and a redefinition, so
+        # an item never runs twice at once, and counted against ``max_parallel``
+        self.unwinding: dict[int, int] = {} if unwinding is None else unwinding
+        self.unwound = sum(self.unwinding.values())
         # indices of items moved since the journal's last commit read them (under the
         # engine's lock: ``Recorder.collect``); a plain list of ints, so no item record is
         # kept alive for the journal. ``jold``: (items, indices) a reset left unread.
@@ -449,6 +454,7 @@ class MapState:
         self.fps_run: int | None = None  # the run whose journal holds them (its expansion)
         self.reuse: dict[str, Any] | None = None  # fingerprint -> result of the definition before
         self.in_heap = False
+        self.held: set[int] = set()  # fresh indices waiting for their old body to return
 
     @property
     def expanded(self) -> bool:
@@ -465,11 +471,31 @@ class MapState:
 
     def can_dispatch(self) -> bool:
         limit = self.spec.max_parallel
-        return self.fresh_left() and (limit is None or self.live < limit)
+        return self.fresh_left() and (limit is None or self.live + self.unwound < limit)
+
+    def body_abandoned(self, index: int) -> None:
+        """Item ``index``'s attempt was given up on; its thread has not returned yet."""
+        self.unwinding[index] = self.unwinding.get(index, 0) + 1
+        self.unwound += 1
+
+    def body_returned(self, index: int) -> None:
+        """An abandoned body of item ``index`` returned; once none is left, a fresh item held
+        back for it may go (``held`` -> ``ready``)."""
+        left = self.unwinding.get(index, 0) - 1
+        if left < 0:
+            return
+        self.unwound -= 1
+        if left:
+            self.unwinding[index] = left
+            return
+        del self.unwinding[index]
+        if index in self.held:
+            self.held.discard(index)
+            self.ready.append(index)
 
     def finished(self) -> bool:
         """Every item ended (chained: and the source map ended, so none will come)."""
-        if self.live or self.ready:
+        if self.live or self.ready or self.held:
             return False
         return self.source_ended if self.source is not None else self.next >= self.n
 
@@ -479,13 +505,23 @@ class MapState:
             return "completed"
         if rec is not None:
             return rec.status.value if rec.status is not None else "removed"
-        return self._unmade_state()
+        return self._unmade_state(index)
 
-    def _unmade_state(self) -> str:
-        """The state of an item never dispatched."""
+    def _unmade_state(self, index: int) -> str:
+        """The state of an item never dispatched. A chained map's item whose source item
+        completed was cancelled with its map (``rerun(only="failed")`` runs it); one whose
+        source item did not complete is skipped."""
         if self.source is not None:
-            return "skipped" if self.source_ended or self.closing else "pending"
+            if not (self.source_ended or self.closing):
+                return "pending"
+            return "cancelled" if self.closing and self._source_done(index) else "skipped"
         return "cancelled" if self.closing else "pending"
+
+    def _source_done(self, index: int) -> bool:
+        items = self.source.mapping.items if self.source.mapping is not None else ()
+        entry = items[index] if index < len(items) else None
+        return entry is not None and (entry.__class__ is tuple or entry.status is not None
+                                      and entry.status.value == "completed")
 
     def tally(self) -> dict[str, int]:
         """Items by state (pending ones included), for views and frames."""
@@ -496,7 +532,12 @@ class MapState:
                 out[status.value] = out.get(status.value, 0) + count
                 made += count
         rest = self.n - made
-        if rest > 0:
-            key = self._unmade_state()
+        if rest > 0 and self.source is not None and self.closing:  # by item: see above
+            for index, entry in enumerate(self.items):
+                if entry is None:
+                    key = self._unmade_state(index)
+                    out[key] = out.get(key, 0) + 1
+        elif rest > 0:
+            key = self._unmade_state(0)
             out[key] = out.get(key, 0) + rest
         return out

@@ -115,8 +115,9 @@ class Record:
         spec = t._map
         if spec is None:
             self.mapping = None
-        elif self.mapping is None or self.mapping.spec is not spec:
-            self.mapping = MapState(spec)
+        elif self.mapping is None or self.mapping.spec is not spec:  # bodies of items given
+            old = self.mapping  # up on still count as running (``MapState.unwinding``)
+            self.mapping = MapState(spec, None if old is None else old.unwinding)
         if t._resources:
             self.claims = claims_of(t._resources)
             limits = [r.timeout for r in t._resources if r.timeout is not None]

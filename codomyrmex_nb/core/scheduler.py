@@ -775,6 +775,8 @@ class Scheduler(MapSteps):
                 rec.parked = False
                 if rec.status is READY:
                     self._push(rec)
+            if rec.parent is not None:
+                self._item_body_returned(rec)
             return False
         if rec.current is not ticket:
             return False
@@ -929,6 +931,8 @@ class Scheduler(MapSteps):
         ticket.abandoned = why
         self._end_attempt(rec, ticket, why, self._now())
         rec.unwinding += 1
+        if rec.parent is not None:  # an item: its map knows too, beyond a rerun or redefinition
+            rec.parent.mapping.body_abandoned(rec.index)
         self.effects.append(("interrupt", ticket, why))
 
     def _withdraw(self, rec: Record) -> None:

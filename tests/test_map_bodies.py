@@ -1,0 +1,197 @@
+"""A map's items and the bodies that run them: never two bodies of one item at once (across a
+rerun of the map), ``max_parallel`` counting bodies given up on, a cancelled chained map's
+items run again by ``rerun(only="failed")``, and sources that cannot be read again."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from codomyrmex_nb import Task, TaskOrchestrator, TaskStatus
+from codomyrmex_nb.core.map_steps import plan_of
+from codomyrmex_nb.core.scheduler import Scheduler
+
+S = TaskStatus
+
+
+class Bodies:
+    """Counts the bodies running at once, per item and in all."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active: dict[object, int] = {}
+        self.peak = 0
+        self.twice: list[object] = []
+
+    def enter(self, item: object) -> None:
+        with self.lock:
+            self.active[item] = self.active.get(item, 0) + 1
+            if self.active[item] > 1:
+                self.twice.append(item)
+            self.peak = max(self.peak, sum(self.active.values()))
+
+    def leave(self, item: object) -> None:
+        with self.lock:
+            self.active[item] -= 1
+
+
+def _expand(sched: Scheduler, task: Task) -> None:
+    ticket = sched.next_ticket()
+    assert ticket is not None and ticket.rec.name == task.name
+    sched.start(ticket, "w")
+    sched.finish(ticket, True, plan_of(sched.lookup(task), lambda up: None))
+
+
+def test_a_map_rerun_while_an_item_runs_holds_that_item_until_its_old_body_returns():
+    sched = Scheduler()
+    task = Task(name="m", func=lambda item: item, map=[0, 1])
+    sched.define([task])
+    _expand(sched, task)
+    old = sched.next_ticket()
+    sched.start(old, "w")
+    assert old.rec.name == "m[0]"
+
+    sched.requeue(sched.lookup(task), fresh_budget=True)  # m[0]'s body goes on meanwhile
+    _expand(sched, task)
+    other = sched.next_ticket()
+    assert other.rec.name == "m[1]"  # the other item goes on
+    sched.start(other, "w")
+    assert sched.next_ticket() is None  # m[0] waits for its old body
+
+    sched.finish(old, True, 0)  # the old body returns (its result is dropped)
+    again = sched.next_ticket()
+    assert again is not None and again.rec.name == "m[0]" and again.rec is not old.rec
+    sched.start(again, "w")
+    sched.finish(again, True, 0)
+    sched.finish(other, True, 1)
+    rec = sched.lookup(task)
+    assert rec.status is S.COMPLETED and list(rec.result.data) == [0, 1]
+
+
+def test_rerunning_a_map_in_the_engine_never_runs_an_item_twice_at_once():
+    bodies, gate, inside = Bodies(), threading.Event(), threading.Event()
+
+    def work(item):
+        bodies.enter(item)
+        try:
+            inside.set()
+            gate.wait(10)  # blocked in C: an interrupt lands only once it returns
+            return item * 2
+        finally:
+            bodies.leave(item)
+
+    orch = TaskOrchestrator(max_workers=4, journal=False)
+    try:
+        orch.create_task("m", func=work, map=[5])
+        orch.start_execution()
+        assert inside.wait(10)
+        inside.clear()
+        orch.rerun("m")
+        assert not inside.wait(0.3), "m[0] started again while its old body still ran"
+        gate.set()
+        assert orch.wait_for_completion(10)
+        assert list(orch.get_task_result("m").data) == [10]
+        assert bodies.twice == []
+    finally:
+        gate.set()
+        orch.stop_execution()
+
+
+def test_max_parallel_counts_the_bodies_of_items_given_up_on_until_they_return():
+    bodies = Bodies()
+
+    def slow(item):
+        bodies.enter(item)
+        try:
+            time.sleep(0.4)  # in C: each item times out, and its body runs on
+        finally:
+            bodies.leave(item)
+
+    orch = TaskOrchestrator(max_workers=4, journal=False)
+    try:
+        orch.create_task("m", func=slow, map=[0, 1, 2], max_parallel=1, timeout=0.1,
+                         tolerate="100%")
+        orch.start_execution()
+        assert orch.wait_for_completion(20)
+        while any(bodies.active.values()):  # the last body returns after its timeout
+            time.sleep(0.01)
+    finally:
+        orch.stop_execution()
+    states = orch.get_task_result("m").data.states
+    assert states == ["failed"] * 3  # every item timed out
+    assert bodies.peak == 1, f"{bodies.peak} bodies ran at once under max_parallel=1"
+
+
+def test_a_cancelled_chained_map_runs_its_cancelled_items_again_with_rerun_failed():
+    gate, inside = threading.Event(), threading.Event()
+
+    def times_ten(item):
+        inside.set()
+        gate.wait(10)
+        return item * 10
+
+    orch = TaskOrchestrator(max_workers=2, journal=False)
+    try:
+        orch.create_task("b", func=lambda item: item, map=[1, 2, 3, 4])
+        orch.create_task("c", func=times_ten, map="b", max_parallel=1)
+        orch.create_task("total", func=lambda upstream: sum(upstream["c"]), dependencies=["c"])
+        orch.start_execution()
+        assert inside.wait(10)
+        deadline = time.monotonic() + 10
+        while orch.get_task("b").status is not S.COMPLETED:  # polling in a test is fine
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        orch.cancel_task("c")  # c[0] runs, c[1:] wait for max_parallel: b's items completed
+        gate.set()
+        orch.wait_for_completion(10)
+        items = orch.tasks_frame(items=True).query("task == 'c'")
+        assert items["state"].tolist() == ["cancelled"] * 4
+        frame = orch.tasks_frame().set_index("name")
+        assert frame.loc["c", "items_failed"] == 4
+
+        orch.rerun("c", only="failed")
+        assert orch.wait_for_completion(10)
+        assert list(orch.get_task_result("c").data) == [10, 20, 30, 40]
+        assert orch.get_task_result("total").data == 100
+    finally:
+        gate.set()
+        orch.stop_execution()
+
+
+def test_an_iterator_source_read_already_fails_the_map_with_what_to_do():
+    orch = TaskOrchestrator(max_workers=2, journal=False)
+    try:
+        orch.create_task("src", func=lambda: (i for i in range(4)))
+        orch.create_task("m", func=lambda item: item, map="src")
+        orch.create_task("m2", func=lambda item: item, map="src", dependencies=["m"])
+        orch.start_execution()
+        assert not orch.wait_for_completion(10)
+        assert list(orch.get_task_result("m").data) == [0, 1, 2, 3]
+        second = orch.get_task("m2")
+        assert second.status is S.FAILED
+        assert second.result.error_message == (
+            "cannot map over 'src': its result is an iterator (generator) that 'm' read "
+            "already, and an iterator can be read once; return a list from 'src', or rerun "
+            "'src' to make a new one")
+
+        orch.rerun("m")  # its generator was read: again, it would find nothing
+        orch.wait_for_completion(10)
+        assert orch.get_task("m").status is S.FAILED
+        assert "that an earlier attempt of this map read already" in \
+            orch.get_task("m").result.error_message
+
+        orch.rerun("src")  # a new generator: both maps read it anew, in turn
+        orch.wait_for_completion(10)
+        assert list(orch.get_task_result("m").data) == [0, 1, 2, 3]
+    finally:
+        orch.stop_execution()
+
+
+def test_map_index_cannot_be_bound_by_map():
+    orch = TaskOrchestrator(journal=False)
+    with pytest.raises(ValueError, match="'map_index' must be a parameter name .* not "
+                                         "'upstream' or 'map_index', which the engine passes"):
+        orch.create_task("m", func=lambda map_index: map_index, map={"map_index": [7, 8]})
+    assert orch.get_task("m") is None
