@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -573,3 +574,26 @@ def test_pruning_by_hand_removes_runs_whose_results_are_still_in_ram(make_orch, 
     assert held.memory_stats()["dropped"] == 0
     assert [t.result.data[1] for t in kept] == [0, 1]
     held.stop_execution()
+
+
+
+def test_a_dropped_result_is_not_kept_in_ram_by_an_idle_worker(make_orch, tmp_path):
+    made: list = []
+
+    def big():
+        array = np.arange(500_000, dtype=np.int64)  # 4 MB, measured by nbytes
+        made.append(weakref.ref(array))
+        return array
+
+    orch = make_orch(2, journal=tmp_path / "j.sqlite", memory_limit=500_000)
+    first = orch.create_task("big", func=big)
+    orch.create_task("total", func=lambda upstream: int(upstream["big"].sum()),
+                     dependencies=["big"])
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+    orch._engine.recorder.journal.flush(5)  # committed: the budget may drop it now
+    assert first.result._data is DROPPED
+    gc.collect()  # the workers wait for work: neither holds the array or the call that read it
+    assert made[0]() is None, [type(r).__name__ for r in gc.get_referrers(made[0]())]
+    assert orch.get_task_result("total").data == 499_999 * 500_000 // 2
+    assert (orch.get_task_result("big").data == np.arange(500_000)).all()  # read back

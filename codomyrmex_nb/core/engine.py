@@ -352,7 +352,9 @@ class Engine:
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
                             raise outcome.error  # debugging inline: an interrupt stops the run
                     done.clear()  # the blobs are queued: let them go
-                    runs = []
+                    # nor keep the last attempt's call (its inputs) and value alive while this
+                    # worker waits: a result the memory budget dropped would stay in RAM
+                    runs, run, last, outcome, prepared, held = [], None, None, None, None, None
                     budget = self.budget
                     if budget is None or not budget.over() or not self._running:
                         run = self._next_run(me, until)
