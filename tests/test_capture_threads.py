@@ -121,6 +121,38 @@ def test_a_thread_logging_to_stderr_survives_300_engine_runs(tmp_path):
     assert run_script(tmp_path, LOGGING_THREAD) == "lived"
 
 
+TASKS_LOGGING = f"""
+import logging, sys, threading, time
+from codomyrmex_nb import TaskOrchestrator
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+
+def chatty():
+    while True:  # always inside a handler somewhere: a stop interrupts it there
+        logging.getLogger("task").info("working")
+
+for cycle in range({CYCLES // 3}):
+    o = TaskOrchestrator(max_workers=2, journal=False)
+    o.create_task("a", func=chatty)
+    o.create_task("b", func=chatty)
+    o.start_execution()
+    time.sleep(0.01)
+    o.stop_execution()
+    probe = threading.Thread(target=lambda: logging.getLogger("probe").info("alive"), daemon=True)
+    probe.start()
+    probe.join(5)
+    assert not probe.is_alive(), f"logging is deadlocked after stop {{cycle}}"
+open(sys.argv[1], "w").write("lived")
+"""
+
+
+def test_stopping_tasks_that_log_never_leaves_a_logging_lock_held(tmp_path):
+    """The interrupt (an asynchronous exception) can land in a handler between its lock's
+    acquire and the ``try`` that releases it: the lock then stayed held by a thread that
+    was gone, and every later log call in the process blocked for ever."""
+    assert run_script(tmp_path, TASKS_LOGGING, timeout=90) == "lived"
+
+
 PROCESS_WORKER = f"""
 import os, sys, threading
 from codomyrmex_nb import TaskOrchestrator

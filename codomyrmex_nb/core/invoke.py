@@ -24,6 +24,7 @@ import asyncio
 import ctypes
 import functools
 import inspect
+import logging
 import threading
 import time
 import traceback
@@ -215,6 +216,8 @@ class Run:
             if self._in_user and self._injected:
                 _clear_async_exc(self.thread_id, None)  # drop an exception not yet raised
             self._in_user = False
+            if self._injected:
+                release_logging_locks()
 
     def _run_coroutine(self, awaitable: Any) -> Any:
         loop = asyncio.new_event_loop()
@@ -252,6 +255,31 @@ class Run:
             if self._main is not None and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._main.cancel)
             return _set_async_exc(self.thread_id, Interrupted) == 1
+
+
+def release_logging_locks() -> int:
+    """After an interrupt, in the interrupted thread: release the locks of ``logging`` it
+    still holds, and say how many. The exception may land in a handler between its
+    ``acquire()`` and the ``try`` that releases it (``Handler.handle``); the lock then
+    stayed held by a thread that was about to go, and every later log call in the process
+    blocked for ever. Its body has returned, so any such lock it holds is a leak."""
+    locks = [getattr(logging, "_lock", None)]
+    for ref in list(getattr(logging, "_handlerList", ())):
+        handler = ref()
+        if handler is not None:
+            locks.append(handler.lock)
+    released = 0
+    for lock in locks:
+        owned = getattr(lock, "_is_owned", None)  # an RLock's: held by this thread?
+        if owned is None:
+            continue
+        try:
+            while owned():
+                lock.release()
+                released += 1
+        except RuntimeError:  # released meanwhile
+            pass
+    return released
 
 
 async def _as_coroutine(awaitable: Any) -> Any:
