@@ -678,3 +678,43 @@ def test_tasks_made_from_partials_are_fingerprinted_by_function_and_arguments(tm
             fp(functools.partial(note, threading.Lock()))
     finally:
         recorder.close()
+
+
+SETTING = [1]  # a global that `_reads_setting` reads
+
+
+def _reads_setting():
+    return SETTING[0]
+
+
+def test_a_cached_task_is_recorded_as_what_it_read_when_it_ran_not_when_defined(tmp_path):
+    """Its downstream task's definition looks it up in the cache, which fingerprints it
+    early; a global changed between definition and start used to be recorded under the
+    early fingerprint, so a later run with the old value restored the new one."""
+    journal = tmp_path / "j.sqlite"
+
+    def run(changed_after_definition: int | None) -> tuple[object, object, bool]:
+        orch = TaskOrchestrator(2, journal=journal)
+        try:
+            orch.create_task("up", func=_reads_setting, cache=True)
+            orch.create_task("down", func=lambda upstream: ("down", upstream["up"]),
+                             dependencies=["up"], cache=True)
+            if changed_after_definition is not None:
+                SETTING[0] = changed_after_definition
+            orch.start_execution()
+            assert orch.wait_for_completion(30)
+            up = orch.get_task_result("up")
+            return up.data, orch.get_task_result("down").data, bool(up.metadata.get("restored"))
+        finally:
+            orch.stop_execution()
+
+    try:
+        SETTING[0] = 1
+        assert run(changed_after_definition=2) == (2, ("down", 2), False)
+        SETTING[0] = 1
+        assert run(None) == (1, ("down", 1), False)  # 1 was never computed: it runs
+        assert run(None) == (1, ("down", 1), True)  # now it is cached
+        SETTING[0] = 2
+        assert run(None) == (2, ("down", 2), True)  # as computed by the first run
+    finally:
+        SETTING[0] = 1

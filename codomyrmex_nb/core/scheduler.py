@@ -729,6 +729,9 @@ class Scheduler(MapSteps):
         rec = ticket.rec
         now = self._now()
         rec.wait_worker += now - rec.runnable_since
+        if rec.fingerprint and not rec.attempts and rec.parent is None and rec.mapping is None:
+            rec.fingerprint = None  # made early, to look a task up: made again as it starts,
+            # from what it reads now (a global changed since would be recorded under the old)
         attempt = Attempt(len(rec.attempts) + 1, worker, now)
         rec.attempts += (attempt,)
         ticket.attempt = attempt
