@@ -161,6 +161,26 @@ def test_resource_ids_may_hold_colons_when_the_mode_is_given(ip):
     assert [(r.key, r.mode) for r in orch().get_task("f").resources] == [("file:/tmp/a:b", "write")]
 
 
+def test_quoted_values_lose_their_quotes_as_in_a_shell(ip, capsys):
+    """A name, tag or resource with spaces is quoted as in a shell; the quotes are not kept."""
+    task(ip, "\"with space\" --tag 'a b' --tag \"it's\" --resource \"file:my data.csv:write\"", "1")
+    assert "codo_task 'with space': defined" in capsys.readouterr().out
+    t = orch().get_task("with space")
+    assert t.tags == ["a b", "it's"]
+    assert [(r.key, r.mode) for r in t.resources] == [("file:my data.csv", "write")]
+    task(ip, "uses --after 'with space'", "upstream['with space'] + 1")
+    run_all(ip)
+    assert result("uses") == 2
+    capsys.readouterr()
+    ip.run_line_magic("codo_status", '"with space"  # quoted here too')
+    assert "with space" in capsys.readouterr().out
+
+
+def test_backslashes_in_a_magic_line_are_kept(ip):
+    task(ip, "w --watch C:\\data\\a.csv --watch 'D:\\my data\\b.csv'", "1")
+    assert orch().get_task("w").watch == ["C:\\data\\a.csv", "D:\\my data\\b.csv"]
+
+
 # -- --out ----------------------------------------------------------------------------------
 def test_out_is_set_once_the_task_completes(ip):
     three_tasks(ip)
@@ -325,6 +345,8 @@ def test_failure_in_the_last_expression_points_at_its_line(ip):
     ("x --out 1abc", "1", "--out '1abc' is not a valid variable name"),
     ("", "1", "the following arguments are required: NAME"),
     ("--after load x", "1", "put NAME first"),
+    ('x --watch "my data.csv', "1", "%%codo_task: unbalanced quote in 'x --watch \"my data.csv': "
+                                    "close it (a value with spaces goes in \"...\" or '...')"),
     ("x", "y = (1,\n", "%%codo_task: syntax error in task 'x' at line 2: '(' was never closed"),
     ("x", "  1", "syntax error in task 'x' at line 2: unexpected indent"),
 ])
@@ -516,7 +538,8 @@ def test_cancel_and_retry(ip, capsys):
     ("codo_retry", "a --failed", "give a task NAME or --failed"),
     ("codo_retry", "aa", "did you mean 'a'?"),
     ("codo_wait", "soon", "%codo_wait: argument TIMEOUT: invalid float value: 'soon'"),
-    ("codo_status", '"a', "%codo_status: No closing quotation"),
+    ("codo_status", '"a', "%codo_status: unbalanced quote in '\"a': close it"),
+    ("codo_wait", "'5 # x", "%codo_wait: unbalanced quote in \"'5 # x\": close it"),
     ("codo_run", "--executor rockets", "invalid choice: 'rockets'"),
     ("codo_run", "--workers 0", "--workers must be a whole number >= 1, got 0"),
     ("codo_reset", "--everything", "unrecognized arguments: --everything"),
@@ -1322,6 +1345,30 @@ def test_watch_puts_a_files_content_into_what_the_cache_restores(ip, journal, tm
     assert new_kernel_run() == 1 and result("total") == 7  # the file changed: it runs
     assert new_kernel_run() == 0 and result("total") == 7
     assert new_kernel_run("--cache") == 1  # without the watch it is another fingerprint
+
+
+def test_a_quoted_watched_file_with_a_space_in_its_name_reruns_the_cached_cell_when_it_changes(
+        ip, journal, tmp_path):
+    """Without the quotes removed the file would be watched as missing, and a new kernel
+    would restore the stale result after the file changed."""
+    data = tmp_path / "my data.csv"
+    data.write_text("1,2,3")
+    line = 'total --cache --watch "my data.csv"'
+    cell = 'sum(int(v) for v in open("my data.csv").read().split(","))'
+
+    def new_kernel_run() -> int:
+        flush_journal()
+        reset_default()
+        task(ip, line, cell)
+        run_all(ip)
+        return attempts("total")
+
+    task(ip, line, cell)
+    run_all(ip)
+    assert (attempts("total"), result("total")) == (1, 6)
+    assert new_kernel_run() == 0 and result("total") == 6  # unchanged: restored
+    data.write_text("1,2,4")
+    assert new_kernel_run() == 1 and result("total") == 7  # the file changed: it runs
 
 
 def test_changing_watch_reruns_the_cell(ip, capsys):

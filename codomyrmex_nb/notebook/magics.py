@@ -6,7 +6,8 @@ Every magic works on the default orchestrator *as it is configured now*
 ``magic_arguments`` (so ``%codo_task?`` prints the real help, as plain text);
 every user mistake is a one-line ``UsageError`` and leaves nothing half-done.
 Frames are returned, not printed, so ``x = %codo_results`` works. Every magic
-line may end with a ``# comment``, as a Python line may (``strip_comment``).
+line may end with a ``# comment``, as a Python line may (``strip_comment``), and
+quotes group a value with spaces, as in a shell (``split_line``).
 
 ``%%codo_task`` semantics (idempotent re-runs, renames, the task namespace, line
 numbers, async cells) live in ``cell_define`` and ``cell_tasks``; ``--out`` in
@@ -35,12 +36,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import keyword
+import shlex
 from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, kwds, magic_arguments
 from IPython.display import display
 
 from .. import default as _default
@@ -97,12 +99,31 @@ def strip_comment(line: str) -> str:
     return line
 
 
+def split_line(line: str) -> list[str]:
+    """The words of a magic line, quotes removed as a shell removes them.
+
+    ``"my data.csv"`` and ``'a b'`` are one word each, without their quotes;
+    a quote inside the other kind is kept (``"it's"``). Backslashes are plain
+    characters (``C:\\data``), as ``strip_comment`` treats them. IPython's own
+    split (``parse_argstring``) keeps the quotes, so a quoted name or path
+    would keep them. An unbalanced quote raises ``ValueError``.
+    """
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""  # strip_comment has removed the comment already
+    lexer.escape = ""
+    return list(lexer)
+
+
 def _parse(magic: Any, line: str, prefix: str = "%") -> Any:
     line = strip_comment(line)
     try:
-        return parse_argstring(magic, line)
-    except ValueError as exc:  # shlex: "No closing quotation"
-        raise UsageError(f"{prefix}{magic.__name__}: {exc}") from None
+        argv = split_line(line)
+    except ValueError:  # shlex: "No closing quotation"
+        raise UsageError(f"{prefix}{magic.__name__}: unbalanced quote in {line.strip()!r}: "
+                         "close it (a value with spaces goes in \"...\" or '...')") from None
+    try:
+        return magic.parser.parse_args(argv)
     except UsageError as exc:
         hint = ""
         if "required: NAME" in str(exc) and "--after" in line:
