@@ -6,6 +6,7 @@ events, never with sleeps.
 
 from __future__ import annotations
 
+import _thread
 import pickle
 import re
 import sqlite3
@@ -685,6 +686,72 @@ def test_results_with_a_stopped_engine_do_not_wait(ip, capsys):
     assert len(results) == 0
     assert capsys.readouterr().out.splitlines() == [
         "codo_results: 3 tasks not ended yet, so no row (engine stopped: %codo_run starts it)"]
+
+
+def _interrupt_the_next_wait(monkeypatch) -> None:
+    """The next wait on the orchestrator gets a real interrupt (``interrupt_main``, what the
+    kernel's ■ sends) once it has started waiting."""
+    wait = orch().wait_for_completion
+
+    def interrupted(timeout=None):
+        monkeypatch.setattr(orch(), "wait_for_completion", wait)  # once
+        threading.Timer(0.05, _thread.interrupt_main).start()
+        return wait(timeout)
+
+    monkeypatch.setattr(orch(), "wait_for_completion", interrupted)
+
+
+def _interrupted_while_waiting(ip, monkeypatch) -> threading.Event:
+    """A task that runs until its gate opens, and an interrupt for the next wait."""
+    gate = threading.Event()
+    ip.user_ns["gate"] = gate
+    task(ip, "quick", "1")
+    task(ip, "slow", "gate.wait(20)\n'slow done'")
+    ip.run_line_magic("codo_run", "")
+    _interrupt_the_next_wait(monkeypatch)
+    return gate
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("%codo_wait", "codo_wait: stopped waiting (interrupted); the 1 task not ended yet keeps "
+                   "running: %codo_wait waits again"),
+    ("%codo_run --wait", "codo_run: stopped waiting (interrupted); the 1 task not ended yet "
+                         "keeps running: %codo_wait waits again"),
+    ("results = %codo_results", "codo_results: stopped waiting (interrupted), so it returned "
+     "nothing (x = %codo_results left x as it was); the 1 task not ended yet keeps running: "
+     "%codo_results waits again, %codo_results 0 gives the results so far"),
+])
+def test_an_interrupted_wait_says_so_in_one_line_and_the_tasks_keep_running(
+        ip, capsys, monkeypatch, source, expected):
+    gate = _interrupted_while_waiting(ip, monkeypatch)
+    capsys.readouterr()
+    outcome = ip.run_cell(source)
+    out, err = capsys.readouterr()
+    assert isinstance(outcome.error_in_exec, KeyboardInterrupt)  # the cell ends interrupted:
+    # Run All stops there, as on any interrupt
+    assert out.splitlines()[-1] == expected, out + err  # after what the magic printed before
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, out + err
+    assert "results" not in ip.user_ns
+    assert orch().get_task("slow").status is S.RUNNING  # only the wait stopped
+    gate.set()
+    ip.run_line_magic("codo_wait", "20")
+    assert result("slow") == "slow done"
+
+
+def test_an_interrupted_wait_on_the_sync_executor_says_the_run_stopped_too(
+        ip, capsys, monkeypatch):
+    """The sync executor runs tasks in the waiting cell: the interrupt reaches them."""
+    ip.run_line_magic("codo_run", "--executor sync")
+    task(ip, "spin", "import time\nwhile True:\n    time.sleep(0.01)")
+    _interrupt_the_next_wait(monkeypatch)
+    capsys.readouterr()
+    outcome = ip.run_cell("%codo_wait")
+    out, err = capsys.readouterr()
+    assert isinstance(outcome.error_in_exec, KeyboardInterrupt)
+    assert out.splitlines()[-1].startswith(
+        "codo_wait: interrupted; the sync executor runs tasks in the waiting cell, so the run "
+        "stopped too"), out + err
+    assert "Traceback" not in out + err
 
 
 def test_retry_of_a_running_task_is_refused(ip):

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import nbformat
 import pytest
@@ -151,15 +152,21 @@ def test_a_failing_task_keeps_the_cells_line_numbers(notebook):
 # nbclient sends no cell id, so these requests are built by hand the way JupyterLab builds them:
 # an execute_request whose metadata carries ``cellId`` (and ``deletedCells``, ``recordTiming``).
 @pytest.fixture(scope="module")
-def lab_kernel(kernel_name):
+def lab(kernel_name):
+    """(kernel manager, client): the manager sends interrupts as JupyterLab's ■ does."""
     from jupyter_client.manager import start_new_kernel
 
     manager, client = start_new_kernel(kernel_name=kernel_name, cwd=os.getcwd())
     try:
-        yield client
+        yield manager, client
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def lab_kernel(lab):
+    return lab[1]
 
 
 def run_in_cell(client, code: str, cell_id: str | None) -> str:
@@ -219,3 +226,62 @@ def test_remove_and_logs_in_a_real_kernel(lab_kernel):
     assert run_in_cell(lab_kernel, "%codo_remove b", "rm").strip() == "codo_remove: removed 'b'"
     assert run_in_cell(lab_kernel, NAMES, "look").strip() == "['a']"
     assert run_in_cell(lab_kernel, "%codo_logs a", "logs").strip() != ""
+
+
+# -- an interrupt (■) during a wait ----------------------------------------------------------------
+def run_and_interrupt(lab, code: str, when: str) -> tuple[str, list[dict], str]:
+    """Execute ``code``, interrupt the kernel once it has printed ``when`` (and started to
+    wait); returns what it printed, its error outputs, and the reply's status."""
+    manager, client = lab
+    msg = client.session.msg("execute_request", {"code": code, "silent": False,
+                                                 "store_history": True, "user_expressions": {},
+                                                 "allow_stdin": False, "stop_on_error": True})
+    client.shell_channel.send(msg)
+    msg_id = msg["header"]["msg_id"]
+    parts: list[str] = []
+    errors: list[dict] = []
+    interrupted = False
+    while True:
+        reply = client.get_iopub_msg(timeout=120)
+        if reply["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, body = reply["msg_type"], reply["content"]
+        if kind == "stream":
+            parts.append(body["text"])
+        elif kind == "error":
+            errors.append(body)
+        elif kind == "status" and body["execution_state"] == "idle":
+            break
+        if not interrupted and when in "".join(parts):
+            time.sleep(0.5)  # well inside the wait
+            manager.interrupt_kernel()
+            interrupted = True
+    while True:
+        shell = client.get_shell_msg(timeout=120)
+        if shell["parent_header"].get("msg_id") == msg_id:
+            return "".join(parts), errors, shell["content"]["status"]
+
+
+def test_an_interrupted_wait_is_one_line_and_the_tasks_keep_running(lab):
+    _, client = lab
+    run_in_cell(client, "%load_ext codomyrmex_nb\n%codo_reset\nimport threading\n"
+                "go = threading.Event()", "setup")
+    run_in_cell(client, "%%codo_task slow\ngo.wait(60)\n'done'", "cell-slow")
+    run_in_cell(client, "%codo_run", "run")
+    waits = [("print('waiting')\n%codo_wait", "waiting",
+              "codo_wait: stopped waiting (interrupted); the 1 task not ended yet keeps running: "
+              "%codo_wait waits again"),
+             ("results = %codo_results", "codo_results: waiting for 1 task",
+              "codo_results: stopped waiting (interrupted), so it returned nothing "
+              "(x = %codo_results left x as it was); the 1 task not ended yet keeps running: "
+              "%codo_results waits again, %codo_results 0 gives the results so far")]
+    for code, when, line in waits:
+        printed, errors, status = run_and_interrupt(lab, code, when)
+        assert [e["traceback"] for e in errors] == [[line]], (printed, errors)
+        assert "Traceback" not in printed and status == "error"  # Run All stops here
+    state = ("print(current_orchestrator().get_task('slow').status.value, "
+             "'results' in globals())")
+    assert run_in_cell(client, NAMES.split("\n")[0] + "\n" + state, "look").split() == \
+        ["running", "False"]
+    done = run_in_cell(client, "go.set()\n%codo_wait 60", "wait")
+    assert "codo_wait: all 1 tasks completed" in done  # the task ended on its own

@@ -347,7 +347,7 @@ class CodoMagics(Magics):
             else:
                 print(status_table(orch.snapshot()))
         if args.wait or args.timeout is not None:
-            self._wait(orch, args.timeout)
+            self._wait(orch, args.timeout, "codo_run")
 
     def _switch_journal(self, orch: TaskOrchestrator, value: str, fresh: bool) -> str | None:
         """``--journal``: switch files (or turn it on or off), then resume the tasks not
@@ -398,11 +398,13 @@ class CodoMagics(Magics):
         args = _parse(self.codo_wait, line)
         self._wait(self.orchestrator(), args.timeout)
 
-    def _wait(self, orch: TaskOrchestrator, timeout: float | None) -> None:
+    def _wait(self, orch: TaskOrchestrator, timeout: float | None, magic: str = "codo_wait") -> None:
         try:
             orch.wait_for_completion(timeout)
         except RuntimeError as exc:  # tasks waiting but the engine is stopped
             raise UsageError(f"{exc} (%codo_run)") from None
+        except KeyboardInterrupt:
+            raise WaitInterrupted(_interrupted_line(magic, orch, "%codo_wait waits again")) from None
         self.outs.sync()
         print(wait_line(orch.snapshot(), timeout))
 
@@ -666,7 +668,8 @@ class CodoMagics(Magics):
         every column, the result objects in results["data"]. While the engine runs and tasks are unfinished, it first waits for them
         to end (and says so), so that %codo_run and results = %codo_results in
         one cell give every task's result. An interrupt stops the wait, not the
-        tasks. A task that has not ended yet has no row; a line says how many.
+        tasks, and returns nothing (one line says so). A task that has not ended
+        yet has no row; a line says how many.
         """
         args = _parse(self.codo_results, line)
         if args.timeout is not None and args.timeout < 0:
@@ -681,6 +684,11 @@ class CodoMagics(Magics):
                 orch.wait_for_completion(args.timeout)
             except RuntimeError:  # the engine was stopped meanwhile: report below
                 pass
+            except KeyboardInterrupt:
+                raise WaitInterrupted(_interrupted_line(
+                    "codo_results", orch, "%codo_results waits again, %codo_results 0 gives "
+                    "the results so far", returned="so it returned nothing (x = %codo_results "
+                    "left x as it was)")) from None
             unfinished = _unfinished(orch)
             lines = [] if unfinished else failure_lines(orch.snapshot())
             if lines:  # this cell waited for the run: it says what failed, once
@@ -692,6 +700,34 @@ class CodoMagics(Magics):
             hint = "" if orch.is_running else " (engine stopped: %codo_run starts it)"
             print(f"codo_results: {_tasks(unfinished)} not ended yet, so no row{hint}")
         return frame
+
+
+class WaitInterrupted(KeyboardInterrupt):
+    """An interrupt that stopped a magic's wait, shown as its one line instead of a traceback.
+
+    Still a KeyboardInterrupt, so the cell ends as interrupted and Run All stops
+    there; only the wait stopped, and the line says the tasks go on.
+    """
+
+    def _render_traceback_(self) -> list[str]:  # what IPython shows instead of the traceback
+        return [str(self)]
+
+
+def _interrupted_line(magic: str, orch: TaskOrchestrator, again: str,
+                      returned: str = "") -> str:
+    """What an interrupted wait says: what stopped, what goes on, how to wait again."""
+    left = _unfinished(orch)
+    if orch.executor_name == "sync":  # tasks run in the waiting thread: the interrupt reached them
+        head = (f"{magic}: interrupted; the sync executor runs tasks in the waiting cell, so "
+                "the run stopped too" + (f", and {returned}" if returned else ""))
+        if not left:
+            return f"{head}: %codo_wait says how it ended"
+        return f"{head}; the {_tasks(left)} not ended yet run at the next wait: {again}"
+    stopped = f"{magic}: stopped waiting (interrupted)" + (f", {returned}" if returned else "")
+    if not left:
+        return f"{stopped}; every task has ended: %codo_wait says how"
+    return (f"{stopped}; the {_tasks(left)} not ended yet {'keeps' if left == 1 else 'keep'} "
+            f"running: {again}")
 
 
 def _no_args(name: str, line: str) -> None:
