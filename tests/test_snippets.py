@@ -44,15 +44,24 @@ PYPI = ROOT / "PYPI.md"
 DOCUMENTS = {"README": README, "MAGICS": MAGICS, "PYPI": PYPI}
 NOT_RUN = re.compile(r"<!--\s*not-run\s*(?::\s*(?P<why>.*?))?\s*-->", re.S)
 
-# Appended after a document's notebook cells (the test's own cell, not a doc snippet) when
-# they take ``results = %codo_results``: what it holds, next to the tasks that were defined.
+# Appended after a document's notebook cells (the test's own cell, not a doc snippet): it
+# waits for every task, the last cells' too (they may define or change tasks after the
+# document's last ``results = %codo_results``), then gives how each task ended and what that
+# ``results`` holds.
 RESULTS_CHECK = """
+%codo_wait 120
 import json
 from codomyrmex_nb.notebook.magics import current_orchestrator
-print(json.dumps({"tasks": sorted(t.name for t in current_orchestrator().list_tasks()),
+print(json.dumps({"ended": {v.name: v.state for v in current_orchestrator().snapshot().tasks},
                   "rows": sorted(results["name"]),
                   "states": sorted(set(results["state"].astype(str)))}))
 """
+TASK_CELL = re.compile(r"\s*%%codo_task\s+(\S+)")
+
+
+def defined_tasks(sources: list[str]) -> set[str]:
+    """The task names that these ``%%codo_task`` cells define."""
+    return {m.group(1) for m in map(TASK_CELL.match, sources) if m}
 
 
 # -- reading the markdown ------------------------------------------------------------------------
@@ -292,11 +301,18 @@ def test_the_python_blocks_run_as_one_script(tmp_path, name):
 @pytest.mark.kernel
 @pytest.mark.parametrize("name", sorted(DOCUMENTS))
 def test_the_notebook_cells_run_as_written(tmp_path, kernel_name, name):
-    """No ``--wait`` added: ``results = %codo_results`` after ``%codo_run`` has a row per task."""
+    """No ``--wait`` added: ``results = %codo_results`` after ``%codo_run`` has a row per task
+    defined by then; and once the last cell has run, every task completes (a later example
+    that replaced a task, or failed, would leave it or its downstream failed)."""
     cells = [b.source for b in document_blocks(name)
              if b.language == "python" and b.why is None and b.notebook]
     nb = run_in_kernel([*cells, RESULTS_CHECK], tmp_path, kernel_name)
     seen = json.loads(_stdout(nb.cells[-1]).strip().splitlines()[-1])
-    assert seen["tasks"], "the example defines no task"
-    assert seen["rows"] == seen["tasks"]
+    assert seen["ended"], "the example defines no task"
+    not_completed = {task: state for task, state in seen["ended"].items() if state != "completed"}
+    assert not not_completed, (f"{name}: once its last cell has run, these tasks did not "
+                               f"complete: {not_completed}\n{_stdout(nb.cells[-1])}")
+    last = max(i for i, source in enumerate(cells) if "results = %codo_results" in source)
+    later = defined_tasks(cells[last + 1:]) - defined_tasks(cells[:last + 1])
+    assert seen["rows"] == sorted(set(seen["ended"]) - later)
     assert seen["states"] == ["completed"]
