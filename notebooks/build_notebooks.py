@@ -303,8 +303,9 @@ results[["name", "state", "attempts", "execution_time"]].round(3)
 results.set_index("name").at["summary", "data"]
 """),
         md("""
-`attempts` counts runs since the task was last defined: the replaced `largest`
-and its downstream `summary` ran once more, `scan` kept its first result.
+`attempts` counts every run of a task in this kernel, redefinitions included: the
+replaced `largest` and its downstream `summary` ran once more (2 each), `scan` kept
+its first result (1).
 
 ## Mistakes are one-line errors
 
