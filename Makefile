@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lab bench lint system clean
+.PHONY: demo test lab bench lint system system-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,27 +16,37 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# System packages: graphviz's `dot` (drawings) and Debian's chromium (browser test).
-system:
-	@need=""; \
-	command -v dot >/dev/null 2>&1 || need="$$need graphviz"; \
-	if [ "$(SKIP_BROWSER)" != "1" ] && [ ! -x /usr/bin/chromium ]; then need="$$need chromium"; fi; \
-	if [ -n "$$need" ]; then \
+# System packages, installed with apt-get where missing (as root, or with sudo; elsewhere a
+# line says what to install): graphviz's `dot` (drawings) for every target (`system`), and
+# Debian's chromium (the browser test) for `make test` only (`system-test`, in the same
+# apt-get; SKIP_BROWSER=1 leaves it out).
+CHROMIUM ?= /usr/bin/chromium
+NEED_DOT = command -v dot >/dev/null 2>&1 || need="$$need graphviz"
+NEED_CHROMIUM = [ -x "$(CHROMIUM)" ] || need="$$need chromium"
+DOT_HINT = (conda: 'conda install graphviz'; macOS: 'brew install graphviz'); without graphviz drawings fall back to text
+CHROMIUM_HINT = ; without chromium run 'make test SKIP_BROWSER=1'
+APT_INSTALL = if [ -n "$$need" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing system packages:$$need"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
 	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	  else \
-	    echo "Please install:$$need (conda: 'conda install graphviz'; macOS: 'brew install graphviz');"; \
-	    echo "without graphviz drawings fall back to text; without chromium run 'make test SKIP_BROWSER=1'."; \
+	    echo "Please install:$$need $$hint."; \
 	  fi; \
 	fi
+
+system:
+	@need=""; $(NEED_DOT); hint="$(DOT_HINT)"; $(APT_INSTALL)
+
+system-test:
+	@need=""; $(NEED_DOT); $(if $(filter 1,$(SKIP_BROWSER)),,$(NEED_CHROMIUM);) \
+	hint="$(DOT_HINT)$(if $(filter 1,$(SKIP_BROWSER)),,$(CHROMIUM_HINT))"; $(APT_INSTALL)
 
 demo: $(STAMP) system
 	$(PY) -m codomyrmex_nb.demo
 
-test: $(STAMP) system
+test: $(STAMP) system-test
 	$(PY) -m ruff check codomyrmex_nb tests benchmarks
 	$(PY) -m pytest -q $(if $(filter 1,$(SKIP_BROWSER)),-m "not browser")
 

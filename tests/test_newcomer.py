@@ -291,3 +291,44 @@ def test_each_tour_notebook_runs_alone_in_an_empty_folder(notebook, tmp_path, ke
                      for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
     assert "does not exist (looked in" not in said, said[:4000]
     assert "FileNotFoundError" not in said, said[:4000]
+
+
+# -- the Makefile: each target installs the system packages it needs, and no more ----------------
+def _make(tmp_path: Path, *args: str) -> list[str]:
+    """Run ``make ARGS`` on this repository's Makefile as root on a Debian machine without
+    graphviz or chromium, where apt-get only notes what it is asked; the venv is a stand-in
+    whose python and jupyter do nothing. Returns the packages apt-get was asked to install."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    bin_dir, venv = tmp_path / "bin", tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    scripts = {bin_dir / "apt-get": f'echo "$*" >> {log}', bin_dir / "id": "echo 0",
+               venv / "bin" / "python": "exit 0", venv / "bin" / "jupyter": "exit 0"}
+    for path, body in scripts.items():
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    stamp = venv / ".installed"  # installed: newer than pyproject.toml
+    stamp.touch()
+    newer = (ROOT / "pyproject.toml").stat().st_mtime + 60
+    os.utime(stamp, (newer, newer))
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}  # no `dot`; no MAKEFLAGS of a caller
+    done = subprocess.run([make, "-s", "-C", str(ROOT), *args,
+                           f"VENV={os.path.relpath(venv, ROOT)}", "CHROMIUM=/nonexistent"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = log.read_text().splitlines() if log.exists() else []
+    return [word for call in calls if call.startswith("install")
+            for word in call.split() if not word.startswith("-") and word != "install"]
+
+
+@pytest.mark.parametrize(("target", "packages"), [
+    (["demo"], ["graphviz"]),
+    (["lab"], ["graphviz"]),
+    (["test"], ["graphviz", "chromium"]),
+    (["test", "SKIP_BROWSER=1"], ["graphviz"]),
+])
+def test_only_make_test_installs_chromium(tmp_path, target, packages):
+    assert _make(tmp_path, *target) == packages
