@@ -24,7 +24,7 @@ from codomyrmex_nb.analysis.preview_frame import PreviewFrame
 from codomyrmex_nb.default import get_task_orchestrator, reset_default
 from codomyrmex_nb.notebook.cell_tasks import CellFunction, compile_cell
 from codomyrmex_nb.notebook.display import BottlenecksFrame, ResultsFrame, StatsFrame
-from codomyrmex_nb.notebook.magics import current_orchestrator, strip_comment
+from codomyrmex_nb.notebook.magics import CodoMagics, current_orchestrator, strip_comment
 from codomyrmex_nb.orchestrator import default_workers
 
 S = TaskStatus
@@ -398,6 +398,16 @@ def test_help_is_real(ip, capsys):
     assert "--resource TYPE:ID[:MODE]" in out and "--out VAR" in out
 
 
+def test_the_usage_of_codo_task_names_every_option(ip, capsys):
+    """The usage is written by hand (argparse's would wrap badly): it must keep up."""
+    ip.run_cell("%codo_task?")
+    usage = capsys.readouterr().out.split("%%codo_task NAME", 1)[1].split("\n\n", 1)[0]
+    options = [flag for action in CodoMagics.codo_task.parser._actions
+               for flag in action.option_strings]
+    assert "--trigger" in options
+    assert [flag for flag in options if f"[{flag} " not in usage and f"[{flag}]" not in usage] == []
+
+
 @pytest.mark.parametrize("magic", ["codo_task", "codo_run", "codo_wait", "codo_results", "codo_stats",
                                    "codo_status", "codo_cancel", "codo_retry", "codo_reset",
                                    "codo_dag", "codo_remove", "codo_logs", "codo_bottlenecks",
@@ -522,7 +532,7 @@ def test_cancel_and_retry(ip, capsys):
     ip.run_line_magic("codo_cancel", "a")
     assert "already cancelled; nothing to cancel" in capsys.readouterr().out
     ip.run_line_magic("codo_retry", "--failed")
-    assert "re-queued 'a' and their downstream" in capsys.readouterr().out
+    assert "codo_retry: re-queued 'a' and its downstream" in capsys.readouterr().out
     run_all(ip)
     assert result("b") == 2
     ip.run_line_magic("codo_retry", "--failed")
@@ -752,6 +762,22 @@ def test_an_interrupted_wait_on_the_sync_executor_says_the_run_stopped_too(
         "codo_wait: interrupted; the sync executor runs tasks in the waiting cell, so the run "
         "stopped too"), out + err
     assert "Traceback" not in out + err
+
+
+def test_retry_of_several_tasks_says_their_downstream(ip, capsys):
+    task(ip, "a", "1")
+    task(ip, "b", "2")
+    ip.run_line_magic("codo_cancel", "a")
+    ip.run_line_magic("codo_cancel", "b")
+    capsys.readouterr()
+    ip.run_line_magic("codo_retry", "--failed")
+    assert capsys.readouterr().out.startswith("codo_retry: re-queued 'a', 'b' and their downstream")
+
+
+def test_wait_says_the_1_task_completed_in_the_singular(ip, capsys):
+    task(ip, "only", "1")
+    run_all(ip)
+    assert re.search(r"^codo_wait: the 1 task completed in \d", capsys.readouterr().out, re.M)
 
 
 def test_retry_of_a_running_task_is_refused(ip):

@@ -284,4 +284,4 @@ def test_an_interrupted_wait_is_one_line_and_the_tasks_keep_running(lab):
     assert run_in_cell(client, NAMES.split("\n")[0] + "\n" + state, "look").split() == \
         ["running", "False"]
     done = run_in_cell(client, "go.set()\n%codo_wait 60", "wait")
-    assert "codo_wait: all 1 tasks completed" in done  # the task ended on its own
+    assert "codo_wait: the 1 task completed" in done  # the task ended on its own

@@ -159,7 +159,10 @@ def test_an_empty_list_gives_an_empty_map_result(ip):
     ("sq --map x=numbers --map x=numbers", "--map binds 'x' twice"),
     ("sq --map map_index=numbers", "the parameter must be a name other than 'upstream' and "
                                    "'map_index'"),
-    ("sq --tolerate 1", "task 'sq': --tolerate apply to mapped cells only: add --map SOURCE"),
+    ("sq --tolerate 1", "task 'sq': --tolerate applies to mapped cells only: add --map SOURCE "
+                        "or drop it"),
+    ("sq --tolerate 1 --map-mode product", "task 'sq': --tolerate, --map-mode apply to mapped "
+                                           "cells only: add --map SOURCE or drop them"),
     ("sq --map numbers --tolerate lots", "task 'sq': bad --tolerate 'lots': give a count"),
     ("sq --map numbers --max-parallel 0", "--max-parallel must be a whole number >= 1, got 0"),
     ("sq --map numbers --map-mode diagonal", "argument --map-mode: invalid choice"),

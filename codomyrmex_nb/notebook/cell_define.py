@@ -236,8 +236,10 @@ def _map_sources(orch: TaskOrchestrator, name: str, opts: CellOptions,
                                                         opts.map_mode), strict=True)
                  if value is not None]
         if given:
-            raise CellDefinitionError(f"task {name!r}: {', '.join(given)} apply to mapped cells "
-                                      "only: add --map SOURCE or drop them")
+            one = len(given) == 1
+            raise CellDefinitionError(f"task {name!r}: {', '.join(given)} "
+                                      f"{'applies' if one else 'apply'} to mapped cells only: "
+                                      f"add --map SOURCE or drop {'it' if one else 'them'}")
         return None
     try:
         check_tolerate(opts.tolerate)

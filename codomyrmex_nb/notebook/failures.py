@@ -66,7 +66,10 @@ def wait_line(snap: Snapshot, timeout: float | None) -> str:
             if unneeded else "")
     if not bad:
         done = len(snap.tasks) - len(unneeded)
-        head = f"all {done} tasks" if not unneeded else f"{done} task{'s' * (done != 1)}"
+        if unneeded:
+            head = f"{done} task{'s' * (done != 1)}"
+        else:
+            head = "the 1 task" if done == 1 else f"all {done} tasks"
         return f"codo_wait: {head} completed in {stats['makespan']:.1f}s{note}"
     completed = stats["completed"]
     head = (f"codo_wait: done in {stats['makespan']:.1f}s, {completed} completed, but "

@@ -70,9 +70,10 @@ from .text_status import dag_text, status_table, task_detail
 S = TaskStatus
 _TASK_USAGE = ("%%codo_task NAME [--after TASK [TASK ...]] [--priority P] [--timeout S]\n"
                "                 [--retries N] [--retry-delay S] [--retry-on EXC[,EXC]]...\n"
-               "                 [--resource TYPE:ID[:MODE]]... [--tag T]... [--out VAR] [--cache]\n"
-               "                 [--watch PATH|env:NAME]... [--map [PARAM=]SOURCE]...\n"
-               "                 [--map-mode zip|product] [--max-parallel N] [--tolerate N|P%%]")
+               "                 [--resource TYPE:ID[:MODE]]... [--tag T]... [--trigger RULE]\n"
+               "                 [--out VAR] [--cache] [--watch PATH|env:NAME]...\n"
+               "                 [--map [PARAM=]SOURCE]... [--map-mode zip|product]\n"
+               "                 [--max-parallel N] [--tolerate N|P%%]")
 
 
 def current_orchestrator() -> TaskOrchestrator:
@@ -515,7 +516,8 @@ class CodoMagics(Magics):
             return
         names = ", ".join(repr(n) for n in retried)
         hint = "" if orch.is_running else " (engine stopped: %codo_run starts it)"
-        print(f"codo_retry: re-queued {names} and their downstream{hint}")
+        whose = "its" if len(retried) == 1 else "their"
+        print(f"codo_retry: re-queued {names} and {whose} downstream{hint}")
 
     @_plain_help
     @magic_arguments()
