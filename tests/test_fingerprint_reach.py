@@ -29,7 +29,30 @@ S = TaskStatus
 _ids = itertools.count()
 
 HELPER = """
+import enum
+import functools
+
 K = [1, 2, 3]
+
+
+class Scaler:
+    _SCALE = 1
+
+    class Inner:
+        def size(self):
+            return 1
+
+    @functools.lru_cache(maxsize=None)
+    def cached(self):
+        return 1
+
+    @functools.cached_property
+    def lazy(self):
+        return 1
+
+
+class Mode(enum.Enum):
+    FAST = 1
 
 def g(x):
     return x + 1
@@ -73,6 +96,29 @@ def namespace(x=1):
 
 def config(x=1):
     return CFG.lr
+
+def local_import(x=1):
+    import {helper} as h
+    return h.g(x)
+
+def local_from_import(x=1):
+    from {helper} import g
+    return g(x)
+
+def private_attribute(x=1):
+    return helper.Scaler()._SCALE
+
+def nested_class(x=1):
+    return helper.Scaler.Inner().size()
+
+def lru_cache_method(x=1):
+    return helper.Scaler().cached()
+
+def cached_property(x=1):
+    return helper.Scaler().lazy
+
+def enum_value(x=1):
+    return helper.Mode.FAST.value
 """
 
 
@@ -209,7 +255,36 @@ def _config(p: Project):
     return {"func": p.flow.config}, change, 0.3
 
 
-KINDS = {"module= action= code": _module_action, "orchestrator.register_action": _registered_action,
+def _local_import(p: Project):
+    return ({"func": p.flow.local_import},
+            lambda: p.change_helper("return x + 1", "return x + 2"), 3)
+
+
+def _local_from_import(p: Project):
+    return ({"func": p.flow.local_from_import},
+            lambda: p.change_helper("return x + 1", "return x + 3"), 4)
+
+
+def _class_change(func: str, old: str, new: str, expected: object):
+    def kind(p: Project):
+        return {"func": getattr(p.flow, func)}, lambda: p.change_helper(old, new), expected
+    return kind
+
+
+KINDS = {"import inside the function": _local_import,
+         "from-import inside the function": _local_from_import,
+         "class attribute named _X": _class_change("private_attribute", "_SCALE = 1",
+                                                   "_SCALE = 5", 5),
+         "nested class's method": _class_change("nested_class", "def size(self):\n            "
+                                                "return 1", "def size(self):\n            "
+                                                "return 6", 6),
+         "method under lru_cache": _class_change("lru_cache_method", "def cached(self):\n"
+                                                 "        return 1", "def cached(self):\n"
+                                                 "        return 7", 7),
+         "cached_property": _class_change("cached_property", "def lazy(self):\n        return 1",
+                                          "def lazy(self):\n        return 8", 8),
+         "enum member's value": _class_change("enum_value", "FAST = 1", "FAST = 9", 9),
+         "module= action= code": _module_action, "orchestrator.register_action": _registered_action,
          "@register_action": _global_registered_action, "helper.g()": _via_module,
          "helper.K": _via_value, "big list, appended": _big_list_append,
          "big list, item set": _big_list_item, "big dict, key added": _big_dict,
@@ -236,6 +311,27 @@ def test_a_change_to_what_the_code_uses_runs_the_task_again(project, kind, clean
     restored, value = project.run(**dict(task))
     assert not restored, f"{kind}: the old result came back"
     assert value == expected != first
+
+
+def test_a_module_a_function_imports_before_it_is_loaded_counts_by_its_source_file(project):
+    """In a new process the module a body imports is not loaded when the task is looked up:
+    its source file is what the body will load, so that is what counts."""
+    name = f"lazy_helper_{next(_ids)}"
+    path = project.folder / f"{name}.py"
+    path.write_text("def v():\n    return 1\n")
+    namespace: dict = {"__name__": "lazy_flow"}
+    exec(f"def lazy(x=1):\n    import {name}\n    return {name}.v()\n", namespace)
+
+    def run_as_a_new_process():
+        sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        return project.run(func=namespace["lazy"])
+
+    assert run_as_a_new_process() == (False, 1)
+    assert run_as_a_new_process() == (True, 1)
+    path.write_text("def v():\n    return 22\n")  # another size: no stale bytecode
+    assert run_as_a_new_process() == (False, 22)
+    sys.modules.pop(name, None)
 
 
 # -- declared inputs: watch= ------------------------------------------------------------------

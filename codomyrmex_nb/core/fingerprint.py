@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import importlib.util
 import io
 import marshal
 import os
@@ -54,7 +55,13 @@ from enum import Enum
 from typing import Any
 
 from .model import OutputRef
-from .reach import attribute_paths, distribution, is_editable, metadata_seconds
+from .reach import (
+    attribute_paths,
+    distribution,
+    is_editable,
+    local_imports,
+    metadata_seconds,
+)
 
 __all__ = ["TooCostly", "Unhashable", "code_fingerprint", "code_fingerprint_reads",
            "new_memo", "task_fingerprint", "value_digest"]
@@ -96,6 +103,7 @@ gc.callbacks.append(_gc_clock)
 
 
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
+_STDLIB = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
 
 _sha256 = hashlib.sha256
 
@@ -389,6 +397,7 @@ def _feed_composite(h: Any, value: Any, t: type, ctx: _Ctx) -> None:
         h.update(b"E")
         _str(h, _name(t))
         _str(h, value.name)
+        _feed_enum_value(h, value, ctx)
     elif t is types.FunctionType:
         _feed_function(h, value, ctx)
     elif t is types.MethodType:
@@ -470,6 +479,55 @@ def _feed_function(h: Any, func: types.FunctionType, ctx: _Ctx, root: bool = Fal
                 _feed_module(h, value, ctx, chains, f"{func.__qualname__} reads {name}")
             else:  # a module used whole goes through _feed: memoised, cycles seen
                 _feed_reached(h, value, ctx, f"global {name!r} read by {func.__qualname__}")
+        for module, level, names in local_imports(code):
+            _feed_local_import(h, module, level, names, func, ctx)
+
+
+def _feed_local_import(h: Any, module: str, level: int, names: tuple[str, ...] | None,
+                       func: types.FunctionType, ctx: _Ctx) -> None:
+    """A module ``func`` imports in its own body: a library by its version; a user module
+    already imported by what the code takes from it (``names``, else all of it), as a
+    global module is; one not imported yet by its source file, which the body will load."""
+    h.update(b"imports:")
+    try:
+        full = importlib.util.resolve_name("." * level + module, func.__globals__.get(
+            "__package__")) if level else module
+    except (ImportError, ValueError):
+        _str(h, f"{level}:{module}")  # unresolvable: the body's import will fail
+        return
+    _str(h, full)
+    if full.partition(".")[0] in _STDLIB:
+        return  # the interpreter's version is in every fingerprint
+    loaded = sys.modules.get(full)
+    if loaded is not None:
+        if _is_library_module(full):
+            _str(h, _library_version(full))
+        elif names is None:
+            _feed_reached(h, loaded, ctx, f"{func.__qualname__} imports {full}")
+        else:
+            _feed_module(h, loaded, ctx, [(n,) for n in names],
+                         f"{func.__qualname__} imports from {full}")
+        return
+    try:
+        spec = importlib.util.find_spec(full)
+    except (ImportError, ValueError, AttributeError):
+        spec = None
+    origin = spec.origin if spec is not None and spec.has_location else None
+    if origin is None:
+        h.update(b"not-found;")
+        return
+    real = os.path.realpath(origin)
+    stdlib, site_dirs = _library_dirs()
+    if real.startswith(stdlib) or (real.startswith(site_dirs)
+                                   and not is_editable(full.partition(".")[0])):
+        _str(h, distribution(full.partition(".")[0]) or "")
+        return
+    ctx.reads_data = True  # the file may change before the body imports it
+    try:
+        with open(real, "rb") as source:
+            h.update(_sha256(source.read()).digest())
+    except OSError:
+        h.update(b"unreadable;")
 
 
 def _feed_reached(h: Any, value: Any, ctx: _Ctx, what: str) -> None:
@@ -565,6 +623,20 @@ def _is_code(value: object) -> bool:
     return isinstance(value, _CODE_TYPES)
 
 
+def _feed_enum_value(h: Any, member: Enum, ctx: _Ctx) -> None:
+    """An enum member's value (``Mode.FAST = 1`` changed to 2 is a change); one that cannot
+    be hashed counts by its type."""
+    sub = _sha256()
+    try:
+        _feed(sub, member.value, ctx)
+        h.update(sub.digest())
+    except TooCostly:
+        raise
+    except Unhashable:
+        h.update(b"opaque:")
+        _str(h, _type_name(member.value))
+
+
 def _feed_class(h: Any, cls: type, ctx: _Ctx) -> None:
     h.update(b"class:")
     _str(h, _name(cls))
@@ -577,6 +649,11 @@ def _feed_class(h: Any, cls: type, ctx: _Ctx) -> None:
     for name, attr in sorted(vars(cls).items()):
         if isinstance(attr, staticmethod | classmethod):
             attr = attr.__func__
+        if isinstance(attr, functools.cached_property):
+            attr = attr.func  # (its lock would make it count by type only)
+        wrapped = getattr(attr, "__wrapped__", None)  # a method under lru_cache or wraps
+        if type(wrapped) is types.FunctionType and callable(attr):
+            attr = wrapped
         if isinstance(attr, property):
             _str(h, name)
             for part in (attr.fget, attr.fset, attr.fdel):
@@ -584,7 +661,12 @@ def _feed_class(h: Any, cls: type, ctx: _Ctx) -> None:
         elif type(attr) is types.FunctionType:
             _str(h, name)
             _feed(h, attr, ctx)
-        elif not name.startswith("_") and not isinstance(attr, type | cls):
+        elif name.startswith("_") and name.endswith("_"):
+            continue  # Python's and Enum's own (__module__, _member_map_), not the user's
+        elif isinstance(attr, Enum) and isinstance(attr, cls):
+            _str(h, name)  # a member of this enum: by its value (the member feeds its class)
+            _feed_enum_value(h, attr, ctx)
+        elif not isinstance(attr, cls):  # a constant (_SCALE too), a nested class
             _str(h, name)  # a class attribute such as a version or a threshold
             sub = _sha256()
             try:

@@ -26,11 +26,14 @@ import types
 import weakref
 from typing import Any
 
-__all__ = ["attribute_paths", "distribution", "is_editable", "metadata_seconds"]
+__all__ = ["attribute_paths", "distribution", "is_editable", "local_imports",
+           "metadata_seconds"]
 
 _LOADS_NAME = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 _LOADS_ATTR = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 _paths_cache: weakref.WeakKeyDictionary[types.CodeType, dict[str, frozenset[tuple[str, ...]]]] = \
+    weakref.WeakKeyDictionary()
+_imports_cache: weakref.WeakKeyDictionary[types.CodeType, tuple[Any, ...]] = \
     weakref.WeakKeyDictionary()
 _STDLIB = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
 _spent = [0.0]  # CPU seconds spent reading metadata (one-time costs)
@@ -59,6 +62,33 @@ def attribute_paths(code: types.CodeType) -> dict[str, frozenset[tuple[str, ...]
             found.setdefault(name, set()).add(tuple(chain))
     result = {name: frozenset(chains) for name, chains in found.items()}
     _paths_cache[code] = result
+    return result
+
+
+def local_imports(code: types.CodeType) -> tuple[tuple[str, int, tuple[str, ...] | None], ...]:
+    """The imports written inside ``code`` and the code nested in it (``import helper``,
+    ``from helper import f`` in a function's body): (module, level, the names taken from it,
+    or None for the module whole), cached per code object."""
+    try:
+        return _imports_cache[code]
+    except KeyError:
+        pass
+    found: set[tuple[str, int, tuple[str, ...] | None]] = set()
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+        ops = [(i.opname, i.argval) for i in dis.get_instructions(co)]
+        for at, (op, name) in enumerate(ops):
+            if op != "IMPORT_NAME":
+                continue
+            level = ops[at - 2][1] if at >= 2 and ops[at - 2][0] == "LOAD_CONST" else 0
+            names = ops[at - 1][1] if at >= 1 and ops[at - 1][0] == "LOAD_CONST" else None
+            if not isinstance(names, tuple) or "*" in names:
+                names = None  # the module bound whole (or all of it taken)
+            found.add((name, level if isinstance(level, int) else 0, names))
+    result = tuple(sorted(found, key=repr))
+    _imports_cache[code] = result
     return result
 
 
