@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import raw
 
+from codomyrmex_nb import TaskOrchestrator
 from codomyrmex_nb.core import journal as journal_module
 from codomyrmex_nb.core import journal_tables
 from codomyrmex_nb.core.journal import Journal, JournalWarning, RunInfo, default_path
@@ -1095,3 +1096,32 @@ def test_opening_a_run_never_waits_for_the_writer_to_take_the_engines_lock(tmp_p
             orch.stop_execution()
     finally:
         orch.stop_execution()
+
+
+def test_a_runs_row_edited_by_hand_is_left_out_of_the_history_with_one_line(tmp_path):
+    path = tmp_path / "j.sqlite"
+    for _ in range(2):
+        orch = TaskOrchestrator(1, journal=path)
+        orch.create_task("a", func=lambda: 1)
+        orch.start_execution()
+        assert orch.wait_for_completion(10)
+        orch.stop_execution()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET started = 'yesterday', tasks = 'x' WHERE run_id = 1")
+    conn.commit()
+    conn.close()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        orch = TaskOrchestrator(1, journal=path)
+        try:
+            history = orch.history()
+            frame = orch.journal_info().frame()
+            removal = orch.prune_journal(older_than="1d", dry_run=True)
+        finally:
+            orch.stop_execution()
+    said = journal_warnings(record)
+    assert history["run"].tolist() == [2]
+    assert said == ["run journal j.sqlite: run(s) 1 have damaged fields (edited by hand?); "
+                    "left out of the history"]
+    assert frame["run"].tolist() == [2, 1] and frame["started"].isna().tolist() == [False, True]
+    assert removal.error is None

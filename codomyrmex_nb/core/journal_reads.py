@@ -284,8 +284,22 @@ class Reads:
         self._warn_once(f"untrusted-{why}", text)
 
     def _runs(self, sql: str, args: tuple[Any, ...]) -> list[RunInfo]:
-        """Runs with their summaries, kept by the writer in the runs rows themselves."""
-        return self._read(lambda conn: [RunInfo(*row) for row in conn.execute(sql, args)], [])
+        """Runs with their summaries, kept by the writer in the runs rows themselves. A row
+        whose fields are not of their kinds (edited by hand, or another program's table)
+        is left out, with one line: the history and every view of it stay readable."""
+        def query(conn: sqlite3.Connection) -> list[RunInfo]:
+            runs, bad = [], []
+            for row in conn.execute(sql, args):
+                if _sound(row):
+                    runs.append(RunInfo(*row))
+                else:
+                    bad.append(row[0])
+            if bad:
+                self._warn_once("bad-runs", f"run journal {self.path.name}: run(s) "
+                                f"{', '.join(map(str, bad[:5]))} have damaged fields (edited "
+                                "by hand?); left out of the history")
+            return runs
+        return self._read(query, [])
 
     def _read(self, query: Callable[[sqlite3.Connection], Any], default: Any) -> Any:
         if not self.enabled or self._rconn is None:
@@ -296,3 +310,16 @@ class Reads:
             except sqlite3.Error as exc:
                 self._warn_once("read", f"run journal {self.path.name}: could not read ({exc})")
                 return default
+
+
+_NUMBER, _OPTIONAL_NUMBER = (int, float), (int, float, type(None))
+_RUN_KINDS = (int, _NUMBER, _OPTIONAL_NUMBER, str, int, int, int, _OPTIONAL_NUMBER,
+              (int, type(None)), _OPTIONAL_NUMBER)  # RUN_COLUMNS, in order
+
+
+def _sound(row: tuple[Any, ...]) -> bool:
+    """Each field of a runs row is of its kind (``RunInfo``), booleans not counting as
+    numbers."""
+    return len(row) == len(_RUN_KINDS) and all(
+        isinstance(value, kind) and value.__class__ is not bool
+        for value, kind in zip(row, _RUN_KINDS, strict=True))

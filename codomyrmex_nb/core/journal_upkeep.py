@@ -235,7 +235,7 @@ def runs_space(conn: Any, space: bool = True,
     ``space=False``: the runs alone, their space 0 (the size bound's cheap look).
     ``small``: run id -> (small results, their bytes) held in its packed rows (journal
     format 4), counted as cached results and their space rather than as history."""
-    runs = [RunSpace(*row) for row in conn.execute(_RUNS_SPACE if space else _RUNS_ONLY)]
+    runs = [RunSpace(*_plain(row)) for row in conn.execute(_RUNS_SPACE if space else _RUNS_ONLY)]
     if not small:
         return runs
     return [run if run.run_id not in small else
@@ -243,6 +243,20 @@ def runs_space(conn: Any, space: bool = True,
                     result_bytes=run.result_bytes + small[run.run_id][1],
                     history_bytes=max(0, run.history_bytes - small[run.run_id][1]))
             for run in runs]
+
+
+def _plain(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A runs row as ``RunSpace`` takes it: a field edited by hand into another kind (a
+    time as text) reads as unknown (None; a count as 0), so planning and views go on."""
+    run_id, started, ended, status, tasks, *rest = row
+    times = [v if isinstance(v, int | float) and not isinstance(v, bool) else None
+             for v in (started, ended)]
+    counts = [v if isinstance(v, int) and not isinstance(v, bool) else 0
+              for v in (tasks, *rest[:3])]
+    last_time, pid, pstarted = (v if isinstance(v, int | float) and not isinstance(v, bool)
+                                else None for v in rest[3:])
+    return (run_id, *times, status if isinstance(status, str) else None, *counts,
+            last_time, pid, pstarted)
 
 
 def page_space(conn: Any) -> tuple[int, int]:
