@@ -478,6 +478,24 @@ def test_a_foreign_sqlite_file_is_moved_aside(make_journal, tmp_path):
     assert journal.enabled
 
 
+def test_a_foreign_file_with_a_table_named_runs_is_moved_aside_unaltered(make_journal, tmp_path):
+    path = tmp_path / "j.sqlite"
+    with raw(path) as conn:
+        conn.execute("CREATE TABLE runs(a TEXT, b TEXT)")
+        conn.execute("INSERT INTO runs VALUES ('x', 'y')")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        journal = make_journal(path)
+    said = journal_warnings(record)
+    assert len(said) == 1 and "not a codomyrmex journal (its runs table is another's)" in said[0]
+    [aside] = aside_files(path)
+    with raw(aside) as conn:  # never altered: its own table, its own columns, its row
+        assert [r[1] for r in conn.execute("PRAGMA table_info(runs)")] == ["a", "b"]
+        assert conn.execute("SELECT * FROM runs").fetchall() == [("x", "y")]
+        assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master")} == {"runs"}
+    assert journal.enabled and journal.history() == []
+
+
 # -- size bound ------------------------------------------------------------------------
 
 

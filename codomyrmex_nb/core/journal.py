@@ -128,6 +128,11 @@ MAX_BATCH = 50_000         # records held before a commit is forced, whatever th
 FULL_CHECK_BYTES = 32 * 2**20  # files up to this size get a full quick_check when opened
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+# columns every version of our tables has (a file of user_version 0 with tables of these
+# names but not these columns belongs to another program)
+_OWN_COLUMNS = {"runs": {"run_id", "started", "ended", "status"},
+                "results": {"run_id", "task_id", "fingerprint", "blob"},
+                "packed": {"run_id", "kind", "rows"}}
 _TIME_OF_SMALL = operator.itemgetter(5)  # a queued small result's time
 
 
@@ -440,6 +445,10 @@ class Journal(Reads, Removals):
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables - {"runs", "packed", "results", "sqlite_sequence"}:
                 raise _Unusable("not a codomyrmex journal")
+            for table, needed in _OWN_COLUMNS.items():  # a table of the same name, not ours
+                if table in tables and not needed <= {
+                        r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                    raise _Unusable(f"not a codomyrmex journal (its {table} table is another's)")
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         if conn.execute("PRAGMA page_count").fetchone()[0] == 0:  # new: before any table
