@@ -159,6 +159,30 @@ def test_a_flipped_bit_or_a_blob_moved_to_another_fingerprint_is_never_read(tmp_
     assert str(path) in messages[0] and "does not verify" in messages[0]
 
 
+@pytest.mark.parametrize(("table", "column", "value"), [
+    ("packed", "rows", "xx"), ("results", "mac", "abc"), ("results", "blob", 7)])
+def test_a_blob_or_mac_edited_into_another_kind_does_not_verify_and_blocks_nothing(
+        tmp_path, table, column, value):
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as journal:
+        run = journal.begin_run()
+        journal.result(run, "t", "t", "fp", b"big value", None, 1.0)
+        journal.small_result(run, "s", "s", "fpS", 3, 1.0)
+        journal.end_run(run)
+        assert journal.flush(10)
+    stored(path, f"UPDATE {table} SET {column} = ?", value)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with Journal(path) as journal:
+            big, small = journal.restorable(None, "fp"), journal.restorable_hit(None, "fpS")
+    if table == "packed":  # the small result's row: the result row still serves
+        assert big == (b"big value", 1.0) and small is None
+    else:
+        assert big is None and small is not None and small[0] == 3
+    [message] = journal_warnings(record)
+    assert str(path) in message and "does not verify" in message
+
+
 def test_a_packed_row_moved_to_another_run_is_never_unmarshalled(tmp_path, monkeypatch):
     path = tmp_path / "j.sqlite"
     with Journal(path) as journal:

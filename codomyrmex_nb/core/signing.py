@@ -35,7 +35,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = ["KEY_ENV", "KeyUnavailable", "Signer", "key_path", "load_key", "process_key"]
 
@@ -183,10 +183,19 @@ class Signer:
         return mac.digest()
 
     def result_ok(self, fingerprint: str, blob: bytes, mac: bytes | None) -> bool:
-        return mac is not None and hmac.compare_digest(self.result(fingerprint, blob), mac)
+        """Does ``mac`` sign ``blob`` for ``fingerprint``? A blob or MAC of another kind (a
+        row edited into text or a number) does not."""
+        return _both_bytes(blob, mac) and isinstance(fingerprint, str) and \
+            hmac.compare_digest(self.result(fingerprint, blob), mac)
 
     def packed_ok(self, run_id: int, kind: str, blob: bytes, mac: bytes | None) -> bool:
-        return mac is not None and hmac.compare_digest(self.packed(run_id, kind, blob), mac)
+        """Does ``mac`` sign the packed row ``blob`` of run ``run_id`` and ``kind``?"""
+        return _both_bytes(blob, mac) and hmac.compare_digest(self.packed(run_id, kind, blob),
+                                                              mac)
+
+
+def _both_bytes(blob: Any, mac: Any) -> bool:
+    return isinstance(blob, bytes | memoryview) and isinstance(mac, bytes)
 
 
 _process_keys: list[bytes] = []
