@@ -220,6 +220,24 @@ def test_another_users_key_restores_nothing_and_says_so(tmp_path):
     assert "signed with another key" in message and str(key_path()) in message
 
 
+def test_after_a_run_under_another_key_the_own_runs_still_restore_and_the_line_says_so(tmp_path):
+    path = tmp_path / "j.sqlite"
+    for key, value in ((None, b"mine"), (b"k" * 32, b"theirs")):
+        with Journal(path, key=key) as journal:
+            run = journal.begin_run()
+            journal.result(run, "t", "t", "fp", value, None, float(run))
+            journal.end_run(run)
+            assert journal.flush(10)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with Journal(path) as mine:
+            assert mine.restorable(None, "fp") == (b"mine", 1.0)  # the run of this key serves
+    [message] = journal_warnings(record)
+    assert "signed with another key" in message
+    assert message.endswith("nothing is restored from those runs; a task found in no other "
+                            "run runs again")
+
+
 # -- a project re-run with defaults --------------------------------------------------------
 
 

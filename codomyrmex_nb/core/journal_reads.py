@@ -276,7 +276,7 @@ class Reads:
             key = self.key_file or "this process's own key"
             text = (f"run journal {self.path} was signed with another key than {key} (that "
                     "key file is new, or the journal comes from elsewhere): nothing is "
-                    "restored from those runs, their tasks run again")
+                    "restored from those runs; a task found in no other run runs again")
         else:
             text = (f"run journal {self.path}: {what} does not verify (damaged on disk, or "
                     "altered): it is not read back" +
