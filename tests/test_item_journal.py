@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import marshal
+import os
 import sqlite3
 import threading
 
@@ -354,3 +355,37 @@ def test_groups_read_back_as_the_rows_and_counts_a_row_per_item_would_give(commi
         for group in marshal.loads(blob)[-1]:
             refold_group(rebuilt, group)
     assert rebuilt.row() == summary.row()
+
+
+def _plus_one(item):
+    return item + 1
+
+
+def _total(upstream):
+    with open(os.environ["CODO_TEST_RAN"], "a") as ran:  # (read where no fingerprint looks)
+        ran.write("x")
+    return sum(upstream["a"])
+
+
+def test_a_cached_task_after_a_map_is_restored_once_the_maps_fingerprint_is_known(
+        tmp_path, monkeypatch):
+    """Its definition cannot look it up (the map's fingerprint is known once its items
+    ended): it is looked up as it starts, and restored then."""
+    journal, ran = tmp_path / "j.sqlite", tmp_path / "ran"
+    monkeypatch.setenv("CODO_TEST_RAN", str(ran))
+
+    def run() -> tuple[object, bool, int]:
+        orch = TaskOrchestrator(2, journal=journal)
+        try:
+            orch.create_task("a", func=_plus_one, map=[1, 2, 3], cache=True)
+            after = orch.create_task("total", func=_total, dependencies=["a"], cache=True)
+            orch.start_execution()
+            assert orch.wait_for_completion(30)
+            return after.result.data, bool(after.result.metadata.get("restored")), \
+                len(ran.read_text())
+        finally:
+            orch.stop_execution()
+
+    assert run() == (9, False, 1)
+    assert run() == (9, True, 1)  # not run again
+    assert run() == (9, True, 1)  # and recorded again in the run that restored it

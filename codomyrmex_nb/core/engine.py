@@ -455,8 +455,16 @@ class Engine:
                 restored = self._item_kept(rec, binding)
                 if restored is not None:
                     return restored
-            elif self.recorder is not None and rec.fingerprint is None:
-                self.recorder.before_attempt(rec)
+            elif self.recorder is not None:
+                if rec.fingerprint is None:
+                    self.recorder.before_attempt(rec)
+                if rec.lookup_at_start and len(rec.attempts) == 1 and rec.mapping is None and (
+                        rec.task.cache or self.recorder.resume_from is not None):
+                    kept = self.recorder.kept_at_start(rec)  # after a map, say: see there
+                    if kept is not None:
+                        now = time.perf_counter()
+                        return Outcome(True, kept[0], started=now, ended=now,
+                                       restored=(kept[1], kept[2]))
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
             kwargs: dict[str, Any] | None = None
             if binding is not None:  # an item: its own dict, made for this attempt

@@ -163,6 +163,24 @@ class Restoring:
             self._blobs[task.id] = (blob, fp, mac)  # recorded again in this run (record_restored)
         return value, when, source
 
+    def kept_at_start(self, rec: Any) -> tuple[Any, float, str] | None:
+        """(value, when, source) of a cached (or resumed) task's result found as its first
+        attempt starts, with the fingerprint made then; None to run it. Its definition
+        could not look it up when an upstream fingerprint was not known yet (a map's is
+        known once its items ended); a rule task only after every upstream completed."""
+        fp = rec.fingerprint
+        task = rec.task
+        if not fp or not self.journal.enabled or (not task.cache and self.resume_from is None):
+            return None
+        if rec.rule is not None and any(up.status is not TaskStatus.COMPLETED for up in rec.ups):
+            return None
+        try:
+            found = self._find(fp, task.cache)
+        except Exception as exc:  # noqa: BLE001 - it runs instead
+            log.warning("could not restore %r from the journal (%s); running it", task.name, exc)
+            return None
+        return None if found is None else found[:3]
+
     def record_restored(self, rec: Any) -> None:
         """Under the engine lock, once ``rec`` was restored: record its result in the open
         run too, so that a second crash still finds it."""
