@@ -195,3 +195,22 @@ def test_map_index_cannot_be_bound_by_map():
                                          "'upstream' or 'map_index', which the engine passes"):
         orch.create_task("m", func=lambda map_index: map_index, map={"map_index": [7, 8]})
     assert orch.get_task("m") is None
+
+
+def test_cancelling_a_map_ends_the_map_chained_on_it_after_it_saying_so():
+    sched = Scheduler()
+    events: list = []
+    sched.listener = events.append
+    source = Task(name="b", func=lambda item: item, map=[1, 2, 3])
+    chained = Task(name="c", func=lambda item: item, map="b")
+    sched.define([source, chained])
+    _expand(sched, source)
+    first = sched.next_ticket()
+    sched.start(first, "w")
+    assert first.rec.name == "b[0]"
+    sched.cancel(sched.lookup(source))
+    ends = [(e.name, e.status) for e in events if e.status in (S.CANCELLED, S.FAILED)
+            and e.name in ("b", "c")]
+    assert ends == [("b", S.CANCELLED), ("c", S.FAILED)]  # the source first
+    assert sched.lookup(chained).result.error_message == (
+        "mapped task 'c' stopped: the map it follows, 'b', cancelled")

@@ -296,7 +296,7 @@ class MapSteps:
                 failed[i] = (res.exception or res.error_message) if res is not None else status.value
         return MapResult(None, failed, [m.state_of(i) for i in range(m.n)], rec.name, done)
 
-    def _map_done(self, rec: Any, now: float) -> None:
+    def _map_done(self, rec: Any, now: float, source_state: str | None = None) -> None:
         """Every item ended: the record completes (failures within ``tolerate``) or fails."""
         m = rec.mapping
         result = self.map_result(rec)
@@ -317,7 +317,7 @@ class MapSteps:
         if upstream_bad:
             error: BaseException = UpstreamFailedError(
                 f"mapped task {rec.name!r} stopped: the map it follows, {source.name!r}, "
-                f"{source.status.value}")
+                f"{source_state or source.status.value}")
             kind = "UpstreamFailedError"
         else:
             first = min(result.failed)
@@ -353,13 +353,15 @@ class MapSteps:
                     self._map_done(down, now)
 
     # -- cancelling and re-queueing ------------------------------------------------------------
-    def _close_map(self, rec: Any, why: str = "cancelled") -> None:
+    def _close_map(self, rec: Any, why: str = "cancelled") -> list[Any]:
         """Stop a mapped record's items: those in flight are cancelled (``why``) and the
-        undispatched never run. The record's own state is the caller's to change."""
+        undispatched never run. The record's own state is the caller's to change; so are
+        the maps chained on it that this leaves with nothing to run, returned, to end
+        once the record has (``_end_chained``): their reason then names its state."""
         m = rec.mapping
         if m.closing or not m.items:
             m.closing = True
-            return
+            return []
         m.closing = True
         m.ready.clear()
         m.held.clear()
@@ -367,12 +369,20 @@ class MapSteps:
         for item in m.items:
             if item is not None and not status_of(item).is_terminal:
                 self._cancel_now(item, err)
-        now = self._now()
+        ended = []
         for down in m.chained:
             if not down.mapping.source_ended:
                 down.mapping.source_ended = True
-                if down.status is S.RUNNING and down.mapping.finished():
-                    self._map_done(down, now)
+                ended.append(down)
+        return ended
+
+    def _end_chained(self, downs: list[Any], source_state: str | None = None) -> None:
+        """End the chained maps ``_close_map`` left with nothing to run (``source_state``:
+        what their reason says of the source, else its state now)."""
+        now = self._now()
+        for down in downs:
+            if down.status is S.RUNNING and down.mapping.finished():
+                self._map_done(down, now, source_state)
 
     def _reusable_items(self, rec: Any) -> dict[str, Any]:
         """Before a mapped task is redefined (a cell run again after its list changed): its

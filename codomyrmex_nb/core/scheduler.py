@@ -514,7 +514,7 @@ class Scheduler(MapSteps):
         for rec in chain:
             status = rec.status
             if rec.mapping is not None:
-                self._close_map(rec, "interrupted")
+                self._end_chained(self._close_map(rec, "interrupted"), "interrupted")
                 self._withdraw(rec)
                 self._forget_items(rec)
                 rec.mapping.reset()
@@ -912,9 +912,10 @@ class Scheduler(MapSteps):
         """Cancel a pending, ready or running task (dependents are skipped); False if it ended."""
         if rec.status.is_terminal:
             return False
-        if rec.mapping is not None:
-            self._close_map(rec)  # its items first: cancelled, the undispatched never run
+        chained = self._close_map(rec) if rec.mapping is not None else []  # its items first:
+        # cancelled, the undispatched never run; then the record; then maps chained on it
         self._cancel_now(rec, TaskCancelledError(f"task {rec.name!r} was cancelled"))
+        self._end_chained(chained)
         return True
 
     def _cancel_now(self, rec: Record, err: BaseException) -> None:
