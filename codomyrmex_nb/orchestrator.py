@@ -413,11 +413,14 @@ class TaskOrchestrator:
     def get_task_result(self, task_id: str | Task, map_index: int | None = None
                         ) -> TaskResult | None:
         """The task's result (None until it ended); ``map_index``: one item's, of a mapped task
-        (None until that item ended)."""
+        (None until that item ended, or its map read its sources); a ``ValueError`` for a task
+        that is not mapped or an index out of range."""
         with self._engine.lock:
             rec = self._engine.sched.lookup(task_id)
             if rec is None or map_index is None:
                 return None if rec is None else rec.result
+            if rec.mapping is not None and not rec.mapping.expanded:
+                return None  # its items are not known yet
             item = self._item(rec, map_index)
             return None if item is None else item.result
 

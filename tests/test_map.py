@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from codomyrmex_nb import MapResult, NoResult, Task, TaskOrchestrator, TaskStatus
+from codomyrmex_nb import MapResult, Task, TaskOrchestrator, TaskStatus
 from codomyrmex_nb.core.map_steps import plan_of
 from codomyrmex_nb.core.mapping import check_spec, expand
 from codomyrmex_nb.core.scheduler import Scheduler
@@ -188,14 +188,15 @@ def test_tolerated_failures_complete_the_map_and_by_index_keeps_positions(make_o
     assert orch.get_task_result("m").data.states == ["completed", "failed", "completed", "failed"]
 
 
-def test_a_rule_task_after_a_failed_map_sees_a_no_result_never_none(make_orch):
+def test_a_rule_task_after_a_failed_map_sees_its_partial_result_never_none(make_orch):
     orch = make_orch(2)
     orch.create_task("m", func=lambda item: 1 // item, map=[0])
     orch.create_task("report", func=lambda upstream: upstream["m"], dependencies=["m"],
                      trigger_rule="all_done")
     run(orch)
     seen = orch.get_task_result("report").data
-    assert isinstance(seen, NoResult) and seen.state == "failed" and "1 of 1" in seen.error
+    assert isinstance(seen, MapResult) and list(seen) == [] and seen.states == ["failed"]
+    assert isinstance(seen.failed[0], ZeroDivisionError)
 
 
 # -- 4. chained maps run item by item -------------------------------------------------------------

@@ -214,3 +214,45 @@ def test_cancelling_a_map_ends_the_map_chained_on_it_after_it_saying_so():
     assert ends == [("b", S.CANCELLED), ("c", S.FAILED)]  # the source first
     assert sched.lookup(chained).result.error_message == (
         "mapped task 'c' stopped: the map it follows, 'b', cancelled")
+
+
+def _fails_on_two(item):
+    if item == 2:
+        raise ValueError("two")
+    return item * 10
+
+
+def test_a_task_after_a_failed_map_sees_its_partial_map_result():
+    orch = TaskOrchestrator(max_workers=2, journal=False)
+    try:
+        orch.create_task("m", func=_fails_on_two, map=[1, 2, 3])
+        report = orch.create_task("report", func=lambda upstream: upstream["m"],
+                                  dependencies=["m"], trigger_rule="all_done")
+        again = orch.create_task("again", func=lambda item: item + 1, map="m",
+                                 trigger_rule="all_done")
+        orch.start_execution()
+        orch.wait_for_completion(10)
+        assert orch.get_task("m").status is S.FAILED
+        partial = report.result.data
+        assert list(partial) == [10, 30] and list(partial.failed) == [1]
+        assert list(again.result.data) == [11, 31]  # mapped over the successful values
+    finally:
+        orch.stop_execution()
+
+
+def test_an_items_result_before_its_map_read_its_sources_is_none():
+    gate = threading.Event()
+    orch = TaskOrchestrator(max_workers=2, journal=False)
+    try:
+        orch.create_task("src", func=lambda: gate.wait(10) and [1, 2])
+        orch.create_task("m", func=lambda item: item, map="src")
+        orch.start_execution()
+        assert orch.get_task_result("m", map_index=0) is None
+        gate.set()
+        assert orch.wait_for_completion(10)
+        assert orch.get_task_result("m", map_index=1).data == 2
+        with pytest.raises(ValueError, match="has 2 items; map_index 5 is out of range"):
+            orch.get_task_result("m", map_index=5)
+    finally:
+        gate.set()
+        orch.stop_execution()

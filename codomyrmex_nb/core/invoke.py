@@ -37,6 +37,7 @@ from typing import Any
 from . import capture, run_queue
 from .capture import Capture
 from .cpu_clock import CpuClock
+from .mapping import MapResult
 from .model import OutputRef, TaskStatus, output_refs
 from .trigger_rules import NoResult
 
@@ -348,16 +349,22 @@ def takes_map_index(fn: Callable[..., Any]) -> bool:
     return _inspect_upstream(fn, "map_index")
 
 
-_COMPLETED, _SKIPPED = TaskStatus.COMPLETED, TaskStatus.SKIPPED
+_COMPLETED, _SKIPPED, _FAILED = TaskStatus.COMPLETED, TaskStatus.SKIPPED, TaskStatus.FAILED
 
 
 def upstream_value(up: Any) -> Any:
     """What a task sees of upstream record ``up``: its result data once it completed, else a
-    ``NoResult`` saying why there is none (only a task with a trigger rule runs then)."""
+    ``NoResult`` saying why there is none (only a task with a trigger rule runs then). A
+    map that failed (too many failed items, or its source failed) still has its partial
+    ``MapResult``: that is what it sees (``.failed`` says which items failed)."""
     status = up.status
     result = up.result
     if status is _COMPLETED and result is not None:
         return result.read_data()  # read back if the memory budget dropped it
+    if status is _FAILED and up.mapping is not None and result is not None:
+        data = result.read_data()
+        if isinstance(data, MapResult):
+            return data
     if status is _SKIPPED:
         state = "skipped" if result is not None and result.error_type == "NotNeededError" \
             else "upstream_failed"
