@@ -24,7 +24,7 @@ from typing import Any
 from .core.engine import Engine
 from .core.events import Event
 from .core.executors import Executor, make_executor
-from .core.item_views import ItemView, copy_items
+from .core.item_views import ItemView, copy_items, item_state
 from .core.journal_upkeep import JournalInfo, Removal
 from .core.mapping import DONE_ELAPSED
 from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
@@ -448,7 +448,9 @@ class TaskOrchestrator:
                     attempts = 0 if item is None else len(item.attempts)
                     error = None if result is None else result.error_message
                     took = None if result is None else result.execution_time
-                rows.append({"map_index": i, "name": f"{rec.name}[{i}]", "state": m.state_of(i),
+                state = m.state_of(i) if item is None or item.__class__ is tuple \
+                    else item_state(item)  # as tasks_frame(items=True) names it
+                rows.append({"map_index": i, "name": f"{rec.name}[{i}]", "state": state,
                              "attempts": attempts, "error": error, "execution_time": took})
         bad = ("failed", "cancelled")
         return sorted(rows, key=lambda r: (r["state"] not in bad, r["map_index"]))

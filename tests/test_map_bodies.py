@@ -256,3 +256,25 @@ def test_an_items_result_before_its_map_read_its_sources_is_none():
     finally:
         gate.set()
         orch.stop_execution()
+
+
+def test_an_item_waiting_to_retry_is_named_alike_in_map_items_and_the_items_frame():
+    failed = threading.Event()
+
+    def flaky(item):
+        failed.set()
+        raise RuntimeError("not yet")
+
+    orch = TaskOrchestrator(max_workers=2, journal=False)
+    try:
+        orch.create_task("m", func=flaky, map=[1], max_retries=1, retry_delay=30)
+        orch.start_execution()
+        assert failed.wait(10)
+        deadline = time.monotonic() + 10
+        while orch.map_items("m")[0]["state"] == "running":  # polling in a test is fine
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert orch.map_items("m")[0]["state"] == "up_for_retry"
+        assert orch.tasks_frame(items=True)["state"].tolist() == ["up_for_retry"]
+    finally:
+        orch.stop_execution()

@@ -52,7 +52,8 @@ class ItemView(NamedTuple):
         return data.get() if data.__class__ is LazyData else data
 
 
-def _state(item: Any) -> str:
+def item_state(item: Any) -> str:
+    """A made item's state as views and frames name it (``up_for_retry``, ``upstream_failed``)."""
     if item.retry_token is not None:
         return "up_for_retry"
     status = item.status
@@ -80,7 +81,7 @@ def _view(rec: Any, index: int) -> ItemView:
     cpus = [a.cpu_time for a in attempts if a.cpu_time is not None]
     peaks = [a.peak_memory for a in attempts if a.peak_memory is not None]
     return ItemView(
-        item.id, item.name, rec.id, rec.name, index, _state(item), attempts, item.retry_count,
+        item.id, item.name, rec.id, rec.name, index, item_state(item), attempts, item.retry_count,
         item.queued_at, item.started_at, item.completed_at,
         None if r is None else r.execution_time, None if r is None else r.success,
         None if r is None else r.error_type, None if r is None else r.error_message,
