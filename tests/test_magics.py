@@ -345,6 +345,7 @@ def test_failure_in_the_last_expression_points_at_its_line(ip):
     ("x --retries -1", "1", "max_retries must be a whole number >= 0"),
     ("x --out 1abc", "1", "--out '1abc' is not a valid variable name"),
     ("", "1", "the following arguments are required: NAME"),
+    ('""', "1", "%%codo_task: a task needs a name: %%codo_task NAME [options]"),
     ("--after load x", "1", "put NAME first"),
     ('x --watch "my data.csv', "1", "%%codo_task: unbalanced quote in 'x --watch \"my data.csv': "
                                     "close it (a value with spaces goes in \"...\" or '...')"),

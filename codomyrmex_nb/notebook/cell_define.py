@@ -174,7 +174,7 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
     whose task had another name renames that task (see the module docstring).
     """
     if not name or not name.strip():
-        raise CellDefinitionError("%%codo_task needs a task name: %%codo_task NAME [options]")
+        raise CellDefinitionError("a task needs a name: %%codo_task NAME [options]")
     try:
         check_task_name(name)
     except ValueError as exc:
