@@ -367,6 +367,10 @@ def _total(upstream):
     return sum(upstream["a"])
 
 
+def _double(upstream):
+    return upstream["total"] * 2
+
+
 def test_a_cached_task_after_a_map_is_restored_once_the_maps_fingerprint_is_known(
         tmp_path, monkeypatch):
     """Its definition cannot look it up (the map's fingerprint is known once its items
@@ -379,8 +383,11 @@ def test_a_cached_task_after_a_map_is_restored_once_the_maps_fingerprint_is_know
         try:
             orch.create_task("a", func=_plus_one, map=[1, 2, 3], cache=True)
             after = orch.create_task("total", func=_total, dependencies=["a"], cache=True)
+            last = orch.create_task("double", func=_double, dependencies=["total"], cache=True)
             orch.start_execution()
             assert orch.wait_for_completion(30)
+            assert last.result.data == 18  # two steps after the map: restored alike
+            assert last.result.metadata.get("restored") == after.result.metadata.get("restored")
             return after.result.data, bool(after.result.metadata.get("restored")), \
                 len(ran.read_text())
         finally:

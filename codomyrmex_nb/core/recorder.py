@@ -140,6 +140,7 @@ class Recorder(Restoring):
         # restored task id -> (its bytes, fingerprint, MAC), to record again (a small
         # result: the value itself and SMALL for the MAC)
         self._blobs: dict[str, tuple[Any, str, Any]] = {}
+        self.deferred: set[str] = set()  # looked up as they start (Restoring.kept_at_start)
         self._lock = threading.Lock()  # guards the code cache and the lists above
         # module + action -> the action's function (the engine's registry), so that an
         # action is fingerprinted by its code, not only its names

@@ -23,6 +23,7 @@ from .trigger_rules import DEFAULT as DEFAULT_RULE
 
 log = logging.getLogger(__name__)
 _LATER = object()  # an upstream task of the same batch has no fingerprint yet
+_UNKNOWN = object()  # an upstream fingerprint is known only once it ran (a map's)
 _WARNED: set[str] = set()  # reasons a task was said not restorable (each said once)
 
 
@@ -38,6 +39,7 @@ class Restoring:
     restored: list[str]  # names restored since the last summary
     unhashable: dict[str, str]  # task name -> why it cannot be fingerprinted
     _blobs: dict[str, tuple[Any, str, Any]]  # task id -> (blob, fingerprint, MAC) to record again
+    deferred: set[str]  # ids of tasks to look up as they start (an upstream map's fingerprint)
     _lock: threading.Lock
     fingerprint: Callable[..., str]
     fingerprint_of: Callable[[Any], str | None]
@@ -62,12 +64,18 @@ class Restoring:
         found: dict[str, Any] = {}
         pending = list(batch)
         memo = new_memo()  # one moment: a value many tasks read is hashed once
+        deferred: set[str] = set()  # an upstream fingerprint not known yet (after a map)
         while pending:
             waiting = []
             for task in pending:
-                ups = self._upstream_fingerprints(task, in_batch, names, fps, lookup, names_of)
+                ups = self._upstream_fingerprints(task, in_batch, names, fps, lookup, names_of,
+                                                  deferred)
                 if ups is _LATER:
                     waiting.append(task)
+                    continue
+                if ups is _UNKNOWN:  # looked up as it starts (kept_at_start)
+                    deferred.add(task.id)
+                    fps[task.id] = None
                     continue
                 fps[task.id] = fp = None if ups is None or task._map is not None \
                     else self._task_fp(task, ups, names_of, memo)  # a map: item by item
@@ -81,13 +89,18 @@ class Restoring:
             if len(waiting) == len(pending):  # a cycle or a bad reference: define() explains
                 break
             pending = waiting
+        if deferred:
+            with self._lock:
+                self.deferred.update(deferred)
         return found
 
     def _upstream_fingerprints(self, task: Task, in_batch: Mapping[str, Task],
                                names: Mapping[str, str], fps: Mapping[str, str | None],
-                               lookup: Callable[[Any], Any], names_of: dict[str, str]) -> Any:
+                               lookup: Callable[[Any], Any], names_of: dict[str, str],
+                               deferred: set[str] | frozenset[str] = frozenset()) -> Any:
         """Upstream fingerprints in the scheduler's order; _LATER if one in the batch is not
-        done yet; None if one is unknown or unhashable (then the task is not restorable)."""
+        done yet; _UNKNOWN if one is not known before it ran (a map's, known once its items
+        ended); None if one is unknown or unhashable (then the task is not restorable)."""
         ids: dict[str, None] = {}
         refs = [r.task_id for v in task.parameters.values() for r in output_refs(v)] \
             if task.parameters else []
@@ -106,9 +119,15 @@ class Restoring:
             if dep_id in in_batch:
                 if dep_id not in fps:
                     return _LATER
+                if dep_id in deferred:
+                    return _UNKNOWN
                 fp = fps[dep_id]
             else:
-                fp = self.fingerprint_of(lookup(dep_id))
+                up = lookup(dep_id)
+                fp = self.fingerprint_of(up)
+                if fp is None and up.fingerprint is None and (
+                        up.mapping is not None or up.id in self.deferred):
+                    return _UNKNOWN
             if fp is None:
                 return None
             ups.append((dep_id, fp))
@@ -168,6 +187,10 @@ class Restoring:
         attempt starts, with the fingerprint made then; None to run it. Its definition
         could not look it up when an upstream fingerprint was not known yet (a map's is
         known once its items ended); a rule task only after every upstream completed."""
+        with self._lock:
+            if rec.id not in self.deferred:
+                return None  # looked up at definition already
+            self.deferred.discard(rec.id)
         fp = rec.fingerprint
         task = rec.task
         if not fp or not self.journal.enabled or (not task.cache and self.resume_from is None):
