@@ -12,6 +12,7 @@ import re
 import sqlite3
 import sys
 import threading
+import time
 import types
 
 import pandas as pd
@@ -779,6 +780,21 @@ def test_wait_says_the_1_task_completed_in_the_singular(ip, capsys):
     task(ip, "only", "1")
     run_all(ip)
     assert re.search(r"^codo_wait: the 1 task completed in \d", capsys.readouterr().out, re.M)
+
+
+def test_a_wait_after_a_cell_was_edited_times_that_run_not_the_pause_before_it(ip, capsys):
+    task(ip, "slow", "import time\ntime.sleep(0.3)\n1")
+    task(ip, "after --after slow", "slow + 1")
+    run_all(ip)
+    first = capsys.readouterr().out
+    assert re.search(r"^codo_wait: all 2 tasks completed in 0\.[3-9]s$", first, re.M), first
+    time.sleep(1.5)  # the user reads, edits the cell
+    task(ip, "after --after slow", "slow + 2")
+    ip.run_line_magic("codo_wait", "10")
+    again = capsys.readouterr().out
+    assert re.search(r"^codo_wait: all 2 tasks completed \(the last one ran in 0\.[01]s\)$",
+                     again, re.M), again
+    assert orch().get_execution_stats()["makespan"] > 1.5  # the session's, as documented
 
 
 def test_retry_of_a_running_task_is_refused(ip):

@@ -64,17 +64,52 @@ def wait_line(snap: Snapshot, timeout: float | None) -> str:
            and v.state != "skipped"]
     note = (f"; {some_names(unneeded)} not needed (a trigger rule did not fire)"
             if unneeded else "")
+    took = took_line(snap, stats["makespan"])
     if not bad:
         done = len(snap.tasks) - len(unneeded)
         if unneeded:
             head = f"{done} task{'s' * (done != 1)}"
         else:
             head = "the 1 task" if done == 1 else f"all {done} tasks"
-        return f"codo_wait: {head} completed in {stats['makespan']:.1f}s{note}"
+        return f"codo_wait: {head} completed{took}{note}"
     completed = stats["completed"]
-    head = (f"codo_wait: done in {stats['makespan']:.1f}s, {completed} completed, but "
+    head = (f"codo_wait: done{took}, {completed} completed, but "
             f"{failed_count(snap)}{note}:")
     return "\n".join([head] + failure_lines(snap))
+
+
+PAUSE = 0.25  # seconds without a task running that end a run (the next task starts in ms)
+
+
+def last_run(snap: Snapshot) -> tuple[int, float] | None:
+    """(tasks, seconds) of the last stretch of work without a pause: the run a wait saw
+    end, not the session (whose makespan counts the time spent editing cells between
+    runs); None when no task ran (every one restored, say)."""
+    spans = sorted((v.started_at, v.completed_at) for v in snap.tasks
+                   if v.started_at is not None and v.completed_at is not None)
+    if not spans:
+        return None
+    begin, end, count = spans[0][0], spans[0][1], 0
+    for start, stop in spans:
+        if start > end + PAUSE:  # a pause: a new run begins
+            begin, end, count = start, stop, 0
+        end = max(end, stop)
+        count += 1
+    return count, max(0.0, end - begin)
+
+
+def took_line(snap: Snapshot, makespan: float) -> str:
+    """`` in 0.4s`` for a wait on one run; `` (the last 2 ran in 0.4s)`` when earlier runs
+    of this session (before a cell was edited and run again) ended some of the tasks."""
+    run = last_run(snap)
+    if run is None:
+        return f" in {makespan:.1f}s"
+    count, seconds = run
+    ran = sum(1 for v in snap.tasks if v.started_at is not None and v.completed_at is not None)
+    if count >= ran:
+        return f" in {seconds:.1f}s"
+    return f" (the last {count} ran in {seconds:.1f}s)" if count > 1 else \
+        f" (the last one ran in {seconds:.1f}s)"
 
 
 def failed_count(snap: Snapshot) -> str:
