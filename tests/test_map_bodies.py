@@ -278,3 +278,20 @@ def test_an_item_waiting_to_retry_is_named_alike_in_map_items_and_the_items_fram
         assert orch.tasks_frame(items=True)["state"].tolist() == ["up_for_retry"]
     finally:
         orch.stop_execution()
+
+
+def test_a_maps_timeout_bounds_each_item_not_the_read_of_its_source():
+    def slow_source():
+        for i in range(3):
+            time.sleep(0.2)  # reading the whole source takes 0.6 s, over the items' timeout
+            yield i
+
+    orch = TaskOrchestrator(max_workers=2, journal=False)
+    try:
+        orch.create_task("src", func=slow_source)
+        orch.create_task("m", func=lambda item: item * 2, map="src", timeout=0.3)
+        orch.start_execution()
+        assert orch.wait_for_completion(10)
+        assert list(orch.get_task_result("m").data) == [0, 2, 4]
+    finally:
+        orch.stop_execution()

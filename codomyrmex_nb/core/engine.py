@@ -190,8 +190,8 @@ class Engine:
     # -- tickets and effects (under the lock) ----------------------------------------------
     def _ticket(self, rec: Record) -> Run:
         run = Run(rec.task, rec)
-        if rec.timeout is not None:
-            run.on_begin = self._arm_deadline
+        if rec.timeout is not None and rec.mapping is None:  # a map's timeout is its items'
+            run.on_begin = self._arm_deadline  # (reading its sources is not timed by it)
         return run
 
     def _arm_deadline(self, run: Run) -> TimerHandle:
