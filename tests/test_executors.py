@@ -98,6 +98,20 @@ def exit_abruptly():
     os._exit(3)
 
 
+def exit_after_a_while():
+    time.sleep(0.5)
+    os._exit(3)
+
+
+class BadMessage(Exception):
+    def __str__(self):
+        return f"{self.code}"  # never set: its message itself raises
+
+
+def raise_bad_message():
+    raise BadMessage()
+
+
 # -- fixtures and helpers -----------------------------------------------------------------------
 def run_all(orch: TaskOrchestrator, timeout: float = 60) -> bool:
     orch.start_execution()
@@ -197,6 +211,38 @@ def test_processes_survive_a_crashed_worker(make_orch):
     assert (crash.status, crash.result.error_type) == (S.FAILED, "WorkerCrashedError")
     assert "exit code 3" in crash.result.error_message
     assert nxt.status is S.COMPLETED and nxt.result.data != os.getpid()
+
+
+def test_a_crashed_workers_attempt_counts_the_time_it_ran(make_orch):
+    o = make_orch(1, executor="processes")
+    crash = o.create_task("crash", func=exit_after_a_while)
+    assert run_all(o) is False
+    assert crash.result.error_type == "WorkerCrashedError"
+    assert crash.result.execution_time >= 0.4  # it ran half a second before it died (not 0.0)
+
+
+@pytest.mark.parametrize("kind", ["threads", "sync", "processes"])
+def test_an_exception_whose_message_raises_still_fails_its_task(make_orch, kind):
+    o = make_orch(2, executor=kind)
+    bad = o.create_task("bad", func=raise_bad_message)
+    after = o.create_task("after", func=lambda: 1, dependencies=["bad"])
+    assert run_all(o) is False
+    assert bad.status is S.FAILED and after.status is S.SKIPPED
+    assert bad.result.error_type == "BadMessage"
+    assert bad.result.error_message == ("<BadMessage: its message could not be made: "
+                                        "AttributeError>")
+
+
+def test_the_sync_executors_wait_gives_up_at_its_timeout_between_tasks(make_orch):
+    o = make_orch(1, executor="sync")
+    for i in range(3):
+        o.create_task(f"spin{i}", func=spin, parameters={"seconds": 0.6})
+    o.start_execution()
+    began = time.monotonic()
+    assert o.wait_for_completion(0.3) is False  # the running task ends; no other starts
+    assert time.monotonic() - began < 1.5
+    assert sum(t.status is S.COMPLETED for t in o.list_tasks()) == 1
+    assert o.wait_for_completion(10) is True
 
 
 @pytest.mark.parametrize("kind", ["processes", "dask"])

@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -214,6 +215,7 @@ class DaskExecutor:
         key = f"{run.task.name}-{uuid.uuid4().hex[:12]}"
         if not run.begin():  # abandoned before it reached Dask: submit nothing
             return cancelled(run)
+        sent = time.perf_counter()
         pending = _Pending(client.submit(_remote_call, blob, key, capture.LOG_LEVEL, key=key,
                                          pure=False), key)
         with self._lock:
@@ -229,10 +231,10 @@ class DaskExecutor:
         if run.abandoned:
             pending.future.cancel(reason=f"codomyrmex-nb: attempt {run.abandoned}")
             return cancelled(run)
-        return self._collect(pending.future)
+        return self._collect(pending.future, sent)
 
     @staticmethod
-    def _collect(future: Any) -> Outcome:
+    def _collect(future: Any, sent: float | None = None) -> Outcome:
         from distributed.scheduler import KilledWorker
 
         try:
@@ -240,7 +242,7 @@ class DaskExecutor:
         except KilledWorker as exc:
             crashed = WorkerCrashedError(f"the Dask workers running it died: {exc}")
             crashed.__cause__ = exc
-            return failed(crashed)
+            return failed(crashed, started=sent)  # it ran (somewhere) from when it was sent
         finally:
             future.release()
         outcome = Outcome(True, payload, started=started, ended=ended) if ok \

@@ -534,6 +534,9 @@ class Engine:
                 if self._idle and sched.runnable():
                     self._work.notify()  # leaving: hand any runnable work to a peer
                 return None
+            if until is not None and time.monotonic() >= until:  # inline, out of time: the
+                self._workers.discard(me)  # wait returns (False) with work left
+                return None
             if until is None and self._someone_cycling():
                 run = None  # tiny tasks: the cycling worker takes this work next (see above)
                 if sched.runnable():

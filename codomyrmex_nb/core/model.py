@@ -258,7 +258,7 @@ class TaskResult:
             result = cls(success, data, None, error_type, execution_time, task_id=task_id,
                          traceback=traceback)
         else:
-            result = cls(success, data, str(error) or type(error).__name__,
+            result = cls(success, data, safe_str(error) or type(error).__name__,
                          error_type or type(error).__name__, execution_time, task_id=task_id,
                          traceback=traceback, exception=error)
         result._counts = (attempts, retries, worker)
@@ -361,6 +361,15 @@ class TaskResult:
 
 
 #: ``TaskResult._data`` of a result dropped from RAM by the memory budget.
+def safe_str(error: BaseException) -> str:
+    """``str(error)``, or what can be said when its ``__str__`` itself raises (a task's own
+    exception class with a bug): a failing message must never keep its task from ending."""
+    try:
+        return str(error)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's __str__ raised
+        return f"<{type(error).__name__}: its message could not be made: {type(exc).__name__}>"
+
+
 DROPPED: Any = type("Dropped", (), {"__repr__": lambda self: "<dropped>", "__slots__": ()})()
 
 

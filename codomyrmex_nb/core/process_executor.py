@@ -83,6 +83,7 @@ import cloudpickle
 from . import capture, spawn_main
 from .exceptions import TaskCancelledError, WorkerCrashedError
 from .invoke import Outcome, Run, format_traceback
+from .model import safe_str
 
 _STOP, _EXIT_GRACE = b"", 2.0  # the message that ends a worker; seconds it gets to exit
 _READY = b"ready"  # a new worker's first message: start-up is over
@@ -109,7 +110,7 @@ def pack_error(exc: BaseException) -> PackedError:
     except Exception:  # noqa: BLE001 - unpicklable errors are rebuilt by unpack_error
         blob = None
     kind = type(exc)
-    return blob, kind.__module__, kind.__qualname__, str(exc), format_traceback(exc)
+    return blob, kind.__module__, kind.__qualname__, safe_str(exc), format_traceback(exc)
 
 
 def error_outcome(packed: PackedError, started: float, ended: float) -> Outcome:
@@ -133,9 +134,11 @@ def dumps_call(run: Run, where: str) -> bytes:
         raise
 
 
-def failed(error: BaseException) -> Outcome:
+def failed(error: BaseException, started: float | None = None) -> Outcome:
+    """A failed attempt's outcome; ``started``: when its call was sent (a worker that died
+    ran it until then: its run time is not 0)."""
     now = time.perf_counter()
-    return Outcome(False, None, error, None, now, now)
+    return Outcome(False, None, error, None, now if started is None else started, now)
 
 
 def cancelled(run: Run) -> Outcome:  # the engine has recorded the failure already
@@ -410,6 +413,7 @@ class ProcessExecutor:
             self._checkin(run, worker, True)
             return cancelled(run)
         cpu_before = worker.cpu()
+        sent = time.perf_counter()
         reply = worker.request(message)
         logs = worker.read_output()
         if reply is None:  # it died: read what it used before it is reaped
@@ -420,7 +424,7 @@ class ProcessExecutor:
         if reply is None:
             outcome = cancelled(run) if run.abandoned else failed(WorkerCrashedError(
                 f"the worker process running task {run.task.name!r} died ({worker.death}); "
-                "the pool has replaced it"))
+                "the pool has replaced it"), started=sent)
             outcome.logs, outcome.cpu_time = logs, cpu
             return outcome
         ok, payload, started, ended, cpu, peak = pickle.loads(reply)
