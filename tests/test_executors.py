@@ -213,6 +213,34 @@ def test_processes_survive_a_crashed_worker(make_orch):
     assert nxt.status is S.COMPLETED and nxt.result.data != os.getpid()
 
 
+LEFT_RUNNING = """
+import time
+from codomyrmex_nb import TaskOrchestrator
+
+def nap():
+    time.sleep(30)
+
+if __name__ == "__main__":
+    for _ in range(3):  # left running: the interpreter's exit stops them
+        o = TaskOrchestrator(max_workers=1, journal=False, executor="processes")
+        o.create_task("nap", func=nap)
+        o.start_execution()
+    time.sleep(1)
+"""
+
+
+def test_processes_left_running_at_exit_stop_without_an_error(tmp_path):
+    """An engine thread closed a worker's Process while multiprocessing's exit hook joined
+    it: 'Exception ignored in atexit callback ... process object is closed' (in most
+    runs of this script before the fix)."""
+    script = tmp_path / "left_running.py"
+    script.write_text(LEFT_RUNNING)
+    for _ in range(3):
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "CODOMYRMEX_JOURNAL": "off"})
+        assert done.returncode == 0 and "Exception ignored" not in done.stderr, done.stderr
+
+
 def test_a_crashed_workers_attempt_counts_the_time_it_ran(make_orch):
     o = make_orch(1, executor="processes")
     crash = o.create_task("crash", func=exit_after_a_while)

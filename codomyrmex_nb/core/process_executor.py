@@ -380,7 +380,8 @@ class _Worker:
             f"killed by signal {-code}: {signal.strsignal(-code)}"
         self.conn.close()
         self.alive.close()
-        self.process.close()
+        if not _EXITING:  # at exit multiprocessing joins its children: a Process closed
+            self.process.close()  # meanwhile by an engine thread made it print an error
         self.output.close()
         self._unlink()
 
@@ -515,7 +516,12 @@ class ProcessExecutor:
 _LIVE: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
 
+_EXITING = False  # set as the interpreter exits (``_stop_all``)
+
+
 @atexit.register
 def _stop_all() -> None:  # before multiprocessing's own hook waits for non-daemon children
+    global _EXITING
+    _EXITING = True
     for executor in list(_LIVE):
         executor.shutdown()
