@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import graphviz
@@ -265,3 +266,13 @@ def test_a_restored_task_is_marked_in_its_label_and_tip():
     assert suffix_text("completed", 1.5) == "1.50s"
     assert "restored from the run journal" in tip_text("load", "completed", restored=True)
     assert "restored" not in tip_text("load", "completed")
+
+
+@pytest.mark.skipif(not drawing.dot_available(), reason=INSTALL_HINT)
+def test_a_name_with_backslashes_is_drawn_whole():
+    names = ["load data\\raw.csv", "C:\\new\\table", "tail\\"]
+    snap = snapshot_of([Task(name=n, func=noop) for n in names])
+    svg = build_drawing(snap, prefix="b").graph.pipe(format="svg").decode()
+    texts = [html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+    for name in names:  # graphviz read \r, \n, \t in them as its own escapes
+        assert any(name in text for text in texts), (name, texts)

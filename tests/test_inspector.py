@@ -143,3 +143,21 @@ def test_displays_html_takes_bytes_and_svg():
     assert 'src="data:image/png;base64,iVBORw=="' in html
     assert 'src="data:image/svg+xml;base64,PHN2Zy8+"' in html
     assert displays_html(None) == "" and displays_html([]) == ""
+
+
+def test_a_task_id_is_escaped_and_a_huge_error_is_bounded(orch):
+    from codomyrmex_nb import Task
+
+    def loud():
+        raise ValueError("m" * 2_000_000)
+
+    hostile = 'x"><img src=x onerror="window.__pwned=1">'
+    task = Task(name="by_id", func=loud, id=hostile)
+    orch.add_task(task)
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    html = detail_html(orch.snapshot(), task.id, orch.get_task_result(task))
+    assert "<img" not in html and 'data-codo-task="x&quot;&gt;&lt;img' in html
+    assert len(html) < 40_000  # the message and traceback are cut, not sent whole
+    assert "\u2026" in html and "ValueError" in html
+    assert '<span class="codo-title">' in html  # a long name wraps; the buttons stay visible

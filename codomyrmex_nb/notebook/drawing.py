@@ -128,7 +128,11 @@ def group_look(counts: dict[str, int], tip: str = "", critical: bool = False) ->
 
 
 def short(name: str) -> str:
-    return name if len(name) <= _MAX_NAME else name[: _MAX_NAME - 1] + "\u2026"
+    """A name as a node's label shows it: at most ``_MAX_NAME`` characters, its backslashes
+    doubled (in a DOT label ``\\r``, ``\\n``, ``\\N`` are graphviz's own escapes: a task
+    named ``C:\\new\\table`` drew as ``C:`` and a line break)."""
+    text = name if len(name) <= _MAX_NAME else name[: _MAX_NAME - 1] + "\u2026"
+    return text.replace("\\", "\\\\")
 
 
 def runtime_of(task: TaskView) -> float | None:

@@ -390,6 +390,8 @@ CSS = """
   font-size: 12px; line-height: 1.45; padding: 6px 8px; border-radius: 4px;
   border: 1px solid var(--jp-border-color2, #ccc); background: var(--jp-layout-color1, #fff); }
 .codo-inspect-head { display: flex; align-items: center; gap: 6px; margin-bottom: 4px; }
+.codo-inspect-head .codo-title { min-width: 0; overflow-wrap: anywhere; }
+.codo-inspect-head .codo-btn { flex: none; }
 .codo-grow { flex: 1; }
 .codo-chip { border-radius: 3px; padding: 0 5px; }
 .codo-muted { color: var(--jp-ui-font-color2, #666); }

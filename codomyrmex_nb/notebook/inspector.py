@@ -171,7 +171,7 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None,
     if message and state not in ("completed",):
         kind = task.error_type or getattr(result, "error_type", None) or "error"
         body.append(f'<div class="codo-sec">error</div><div class="codo-error">'
-                    f"<b>{escape(kind)}</b>: {escape(message)}</div>")
+                    f"<b>{escape(kind)}</b>: {escape(_bounded(message))}</div>")
     logs = getattr(result, "logs", None) if result is not None else None
     if state == "running":
         body.append(_so_far(so_far))
@@ -193,7 +193,7 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None,
         note = (f' <span class="codo-muted">({hidden} engine frame{"s" if hidden != 1 else ""} '
                 "hidden)</span>" if hidden else "")
         body.append(f'<div class="codo-sec">traceback{note}</div>'
-                    f'<pre class="codo-pre">{escape(text)}</pre>')
+                    f'<pre class="codo-pre">{escape(_bounded(text, tail=True))}</pre>')
     title = f"{chip} <b>{escape(task.name)}</b>{retries}"
     return _panel(title, "".join(body), task)
 
@@ -270,6 +270,15 @@ def _display_one(data: dict[str, Any]) -> str:
     return f'<pre class="codo-pre">{escape(text)}</pre>'
 
 
+def _bounded(text: str, tail: bool = False) -> str:
+    """At most ``MAX_OUTPUT`` characters of an error or traceback (a 5 MB message was sent
+    whole to the browser at every refresh): its start, or its end (a traceback's last lines
+    say what failed), ``%codo_logs`` has all of it."""
+    if len(text) <= MAX_OUTPUT:
+        return text
+    return "\u2026" + text[-MAX_OUTPUT:] if tail else text[:MAX_OUTPUT] + "\u2026"
+
+
 def _attempts(task: TaskView) -> str:
     rows = []
     for a in task.attempts:
@@ -287,12 +296,13 @@ def _panel(title: str, body: str, task: TaskView | None) -> str:
     buttons = ""
     if task is not None:
         unfinished = task.state in UNFINISHED
-        buttons = (f'<button class="codo-btn" data-codo-action="cancel" data-codo-task="{task.id}"'
+        buttons = (f'<button class="codo-btn" data-codo-action="cancel" data-codo-task="{escape(task.id)}"'
                    f'{"" if unfinished else " disabled"} title="cancel this task (its dependents '
                    f'are skipped)">Cancel</button>'
-                   f'<button class="codo-btn" data-codo-action="retry" data-codo-task="{task.id}"'
+                   f'<button class="codo-btn" data-codo-action="retry" data-codo-task="{escape(task.id)}"'
                    f'{" disabled" if unfinished else ""} title="run it again, and everything '
                    f'downstream">Retry</button>')
-    return (f'<div class="codo-inspect-head">{title}<span class="codo-grow"></span>{buttons}'
+    return (f'<div class="codo-inspect-head"><span class="codo-title">{title}</span>'
+            f'<span class="codo-grow"></span>{buttons}'
             f'<button class="codo-btn codo-close" data-codo-action="close" title="close">'
             f"\u00d7</button></div>{body}")
