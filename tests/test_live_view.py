@@ -293,6 +293,14 @@ def test_a_click_on_a_failed_node_opens_its_details_and_retry_reruns_it(orch, vi
     view._on_front_end_message(view, "not a dict", [])
 
 
+def test_a_task_whose_id_looks_like_an_items_opens_as_itself(orch, views):
+    orch.add_task(Task(name="bracket", func=noop, id="step[1]"))
+    view = views(orch, interval=0.01)
+    view.select("step[1]")
+    assert "bracket" in view.detail and "no task" not in view.detail
+    assert view.selected == node_of(view, "bracket")
+
+
 def test_cancel_from_the_panel(orch, views):
     import threading
 

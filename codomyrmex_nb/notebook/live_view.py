@@ -73,7 +73,6 @@ import anywidget
 import traitlets
 
 from ..core.events import Event
-from ..core.mapping import is_item_id
 from ..core.snapshot import Snapshot
 from ..orchestrator import TaskOrchestrator
 from . import busy_clicks, map_panel
@@ -318,7 +317,8 @@ class LiveView(anywidget.AnyWidget):
         if task is None:
             self._inspected = None
         detail = self._detail(task) if task is not None else ""
-        node = self._painter.node_of(map_panel.task_of(task)) if task is not None else None
+        node = self._painter.node_of(map_panel.task_of(self.orchestrator, task)) \
+            if task is not None else None
         with self._sync, self.hold_sync():
             self.detail = detail
             self.selected = node or ""
@@ -328,7 +328,7 @@ class LiveView(anywidget.AnyWidget):
         grouping = self._painter.grouping
         if grouping is not None and task in grouping.members:
             return self._group_detail(task)
-        if is_item_id(task):
+        if map_panel.item_ref(self.orchestrator, task) is not None:
             return map_panel.item_detail(self.orchestrator, task)
         self._peeked_at = time.monotonic()
         so_far = self.orchestrator.output_so_far(task)

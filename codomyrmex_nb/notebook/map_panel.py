@@ -156,14 +156,26 @@ def task_items(orch: Any, task_id: str) -> str:
     return items_html(task_id, rows)
 
 
+def item_ref(orch: Any, ref: str) -> tuple[str, int] | None:
+    """(task id, map_index) when ``ref`` names an item (``"<task id>[7]"``), None when it
+    names a task: a task may have an id of that shape itself (``id="step[1]"``)."""
+    if not is_item_id(ref) or orch.get_task(ref) is not None:
+        return None
+    try:
+        return split_item_id(ref)
+    except ValueError:
+        return None
+
+
 def cancel(orch: Any, ref: str) -> bool:
     """Cancel a task, or one item when ``ref`` is an item id (the panel's Cancel button)."""
-    if is_item_id(ref):
-        task_id, index = split_item_id(ref)
-        return orch.cancel_task(task_id, map_index=index)
+    item = item_ref(orch, ref)
+    if item is not None:
+        return orch.cancel_task(item[0], map_index=item[1])
     return orch.cancel_task(ref)
 
 
-def task_of(ref: str) -> str:
+def task_of(orch: Any, ref: str) -> str:
     """The task an id names: an item's mapped task, else itself."""
-    return split_item_id(ref)[0] if is_item_id(ref) else ref
+    item = item_ref(orch, ref)
+    return ref if item is None else item[0]
