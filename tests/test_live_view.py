@@ -301,6 +301,27 @@ def test_a_task_whose_id_looks_like_an_items_opens_as_itself(orch, views):
     assert view.selected == node_of(view, "bracket")
 
 
+def test_the_selection_follows_its_task_when_a_task_before_it_is_removed(orch, views):
+    tasks = {n: orch.create_task(n, func=noop) for n in ("aaa", "bbb", "ccc", "ddd")}
+    view = views(orch, interval=0.01)
+    view.select(tasks["ccc"].id)
+    assert view.selected == node_of(view, "ccc")
+    orch.remove_task(tasks["aaa"])  # laid out anew: node ids are positions
+    assert view.flush(10)
+    assert view.selected == node_of(view, "ccc")
+
+
+def test_a_groups_open_panel_follows_its_members(orch, views):
+    for i in range(30):
+        orch.create_task(f"t{i}", func=noop)
+    view = views(orch, interval=0.01, threshold=10)
+    view.select("t")  # a click on the group node
+    assert "\u2713" not in view.detail  # none completed yet
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(10)
+    assert view.detail.count("\u2713") >= 30  # every member shown completed, without a click
+
+
 def test_cancel_from_the_panel(orch, views):
     import threading
 

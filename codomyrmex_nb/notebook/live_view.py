@@ -253,10 +253,15 @@ class LiveView(anywidget.AnyWidget):
             frame = painter.paint(events, snapshot, take)
             ticks = painter.ticks()
         selected = self._selected_task
-        detail = None
-        if selected is not None and any(e.task_id == selected or is_structural(e)
-                                        for e in events):
+        detail = node = None
+        grouping = painter.grouping
+        group = grouping is not None and selected in grouping.members  # its members' events
+        if selected is not None and events and (group or any(
+                e.task_id == selected or is_structural(e) for e in events)):
             detail = self._detail(selected)
+        if selected is not None and frame.picture is not None:  # laid out anew: node ids are
+            node = painter.node_of(map_panel.task_of(self.orchestrator, selected)) or ""
+            # positions, so the selected task's may have changed (a task removed before it)
         with self._sync, self.hold_sync():
             self.ticks = ticks
             self.head = frame.head
@@ -264,6 +269,8 @@ class LiveView(anywidget.AnyWidget):
                 self.patch = frame.patch
             if frame.picture is not None:
                 self.picture = frame.picture
+                if node is not None:
+                    self.selected = node
             if detail is not None:
                 self.detail = detail
 
