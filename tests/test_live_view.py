@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import pytest
 from conftest import view_threads
@@ -320,6 +321,35 @@ def test_a_groups_open_panel_follows_its_members(orch, views):
     orch.start_execution()
     assert orch.wait_for_completion(30) and view.flush(10)
     assert view.detail.count("\u2713") >= 30  # every member shown completed, without a click
+
+
+def test_the_headers_clock_stops_with_the_engine(orch, views):
+    gate = threading.Event()
+
+    def long():
+        while not gate.is_set():  # in Python: the stop's interrupt lands at once
+            time.sleep(0.01)
+
+    orch.create_task("long", func=long)
+    view = views(orch, interval=0.01)
+    orch.start_execution()
+    try:
+        assert changed_to(view, lambda: view.ticks.get("run") is not None)
+        orch.stop_execution()  # the task goes back to ready: nothing runs, nothing counts
+        assert view.flush(10)
+        assert view.ticks["run"] is None and view.ticks["nodes"] == {}
+    finally:
+        gate.set()
+
+
+def changed_to(view, check, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():  # polling in a test is fine
+        if time.monotonic() > deadline:
+            return False
+        view.flush(1)
+        time.sleep(0.01)
+    return True
 
 
 def test_cancel_from_the_panel(orch, views):

@@ -251,7 +251,7 @@ class LiveView(anywidget.AnyWidget):
             snapshot = take()
         with self._state:
             frame = painter.paint(events, snapshot, take)
-            ticks = painter.ticks()
+            ticks = painter.ticks(self.orchestrator.is_running)
         selected = self._selected_task
         detail = node = None
         grouping = painter.grouping

@@ -121,13 +121,15 @@ class Painter:
         return self.tracker.header_html(" · ".join(filter(None, (self.group_note(),
                                                                  self.critical_note()))))
 
-    def ticks(self) -> dict[str, Any]:
+    def ticks(self, engine_running: bool = True) -> dict[str, Any]:
         """What the browser keeps counting while tasks run, with no kernel traffic: the
-        run's start (the header's elapsed time; None once it has ended) and each running
-        node's attempt start (its suffix and hover text), all ``time.time()``, with the
-        kernel's clock now (``frontend`` corrects the browser's clock by it)."""
+        run's start (the header's elapsed time; None once it has ended, or while the engine
+        is stopped with tasks left) and each running node's attempt start (its suffix and
+        hover text), all ``time.time()``, with the kernel's clock now (``frontend`` corrects
+        the browser's clock by it)."""
         tracker = self.tracker
-        run = tracker.started if tracker.unfinished and tracker.ended is None else None
+        run = tracker.started if engine_running and tracker.unfinished \
+            and tracker.ended is None else None
         nodes = {}
         if self.grouping is None:
             maps = self.drawing.maps if self.drawing is not None else {}
