@@ -323,6 +323,13 @@ def test_a_groups_open_panel_follows_its_members(orch, views):
     assert view.detail.count("\u2713") >= 30  # every member shown completed, without a click
 
 
+def test_one_group_is_said_in_the_singular(orch, views):
+    for i in range(12):
+        orch.create_task(f"t{i}", func=noop)
+    view = views(orch, interval=0.01, threshold=10)
+    assert "1 group of 12 tasks" in view.head
+
+
 def test_the_headers_clock_stops_with_the_engine(orch, views):
     gate = threading.Event()
 

@@ -307,4 +307,6 @@ class Painter:
         grouping = self.grouping
         if grouping is None:
             return ""
-        return f"{len(grouping.members)} groups of {len(grouping.of)} tasks (by tag, module or name)"
+        groups = len(grouping.members)
+        return (f"{groups} group{'s' * (groups != 1)} of {len(grouping.of)} tasks "
+                "(by tag, module or name)")
