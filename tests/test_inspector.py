@@ -161,3 +161,11 @@ def test_a_task_id_is_escaped_and_a_huge_error_is_bounded(orch):
     assert len(html) < 40_000  # the message and traceback are cut, not sent whole
     assert "\u2026" in html and "ValueError" in html
     assert '<span class="codo-title">' in html  # a long name wraps; the buttons stay visible
+
+
+def test_terminal_colours_in_output_are_dropped_not_shown_raw(orch):
+    task = orch.create_task("coloured", func=lambda: print("\x1b[31mRED\x1b[0m plain"))
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    html = detail_html(orch.snapshot(), task.id, orch.get_task_result(task))
+    assert "RED plain" in html and "[31m" not in html and "\x1b" not in html

@@ -198,8 +198,13 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None,
     return _panel(title, "".join(body), task)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours and cursor moves of a terminal
+
+
 def _output(title: str, text: str) -> str:
-    """A section of output; long output keeps its tail and the panel opens it at its end."""
+    """A section of output; long output keeps its tail and the panel opens it at its end.
+    Terminal escapes (a coloured log line) are dropped: HTML shows them as ``[31m``."""
+    text = _ANSI.sub("", text)
     tail = text if len(text) <= MAX_OUTPUT else "\u2026" + text[-MAX_OUTPUT:]
     return (f'<div class="codo-sec">{title}</div>'
             f'<pre class="codo-pre codo-tail">{escape(tail)}</pre>')
