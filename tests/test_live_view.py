@@ -437,8 +437,12 @@ def test_a_copy_shows_the_tasks_of_its_cell_not_those_defined_later(orch, views,
     gate.set()
     assert orch.wait_for_completion(30) and view.flush(30)
     live_view_mod._settle_copies()
+    first = shown[1][1]  # saved now, or with its kernel gone, it must not look live
+    assert "before its tasks ended: redrawn once they do" in first["text/plain"]
+    assert "before its tasks ended" in first["text/html"]
     final = _updates(shown, display_id)[-1]
     assert "2/2 done" in final["text/plain"], final["text/plain"]
+    assert "before its tasks ended" not in final["text/plain"] + final["text/html"]
     assert "defined_later" not in final["text/html"]
     assert "3/3 done" in view.summary()  # the widget shows every task
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
 from ..core.snapshot import Snapshot
 from .painter import Painter
-from .tracker import UNFINISHED
+from .tracker import UNFINISHED, clock
 
 log = logging.getLogger(__name__)
 PICTURE_META = {"codomyrmex": {"picture": "the live view's DAG"}}  # tells it from task output
@@ -80,6 +81,11 @@ def copy_bundles(painter: Painter, display_id: str, png: bool = True
     PNG when ``png`` is false: ``dot`` is not run)."""
     scope = painter.scope
     summary = painter.tracker.summary()
+    # saved now (or its kernel gone before they end), it would look live: it says it is not
+    stale = (f"a copy of {clock(time.time())}, before its tasks ended: redrawn once they do"
+             if painter.tracker.unfinished else "")
+    if stale:
+        summary += f" \u00b7 {stale}"
     note = painter.note
     line = f"{note}\n{summary}" if note else summary
     # Trusted (and nbconvert): the rich part shows, the plain line and the PNG output after this
@@ -96,6 +102,7 @@ def copy_bundles(painter: Painter, display_id: str, png: bool = True
     html = (f'<div class="codo-static codo-static-{scope}" data-codo-copy="{display_id}">'
             f'<style>{style}</style><div class="codo-plain">{escape(summary)}</div>'
             f'<div class="codo-rich" hidden style="display:none">{painter.static_html()}'
+            f'{f"<div class=codo-muted>{escape(stale)}</div>" if stale else ""}'
             "</div></div>")
     copy = {"text/html": html, "text/plain": line}
     shot: dict[str, Any] = {"text/plain": summary}
