@@ -330,6 +330,27 @@ def test_one_group_is_said_in_the_singular(orch, views):
     assert "1 group of 12 tasks" in view.head
 
 
+def test_a_map_rerun_of_its_failed_items_is_timed_from_when_they_run_again(orch, views):
+    fixed = threading.Event()
+
+    def item_work(item):
+        time.sleep(0.2)
+        if item == 1 and not fixed.is_set():
+            raise ValueError(item)
+        return item
+
+    orch.create_task("m", func=item_work, map=[0, 1, 2], tolerate=3)
+    orch.create_task("after", func=lambda upstream: len(upstream["m"]), dependencies=["m"])
+    view = views(orch, interval=0.01)
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    fixed.set()
+    orch.rerun("m", only="failed")
+    assert orch.wait_for_completion(30) and view.flush(30)
+    elapsed = float(re.search(r"elapsed ([\d.]+) s", view.summary()).group(1))
+    assert "run 2" in view.summary() and elapsed >= 0.15, view.summary()  # the item's 0.2 s
+
+
 def test_the_headers_clock_stops_with_the_engine(orch, views):
     gate = threading.Event()
 

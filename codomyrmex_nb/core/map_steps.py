@@ -468,6 +468,7 @@ class MapSteps:
             rec.counted_time = None
         rec.result = None
         rec.completed_at = None
+        rec.started_at = now  # its items run again from now: what views time this run from
         rec.fingerprint = None
         self._move(rec, S.PENDING, "requeued")
         self._move(rec, S.READY, "requeued items")

@@ -138,6 +138,9 @@ class Tracker:
         unfinished = self.unfinished
         starts_all = [a.started_at for t in snap.tasks for a in t.attempts
                       if a.worker is not None and a.started_at is not None]
+        starts_all += [t.started_at for t in snap.tasks  # a map's items run again (rerun
+                       if t.map_tally is not None and t.state == "running"  # only="failed"):
+                       and t.started_at is not None]  # no attempt of its own marks that
         if self.run == 0:
             if unfinished or starts_all:  # the first run this view sees, from its beginning
                 self._open_run(0.0)
