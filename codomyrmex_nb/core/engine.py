@@ -458,9 +458,8 @@ class Engine:
             elif self.recorder is not None:
                 if rec.fingerprint is None:
                     self.recorder.before_attempt(rec)
-                if rec.lookup_at_start and len(rec.attempts) == 1 and rec.mapping is None and (
-                        rec.task.cache or self.recorder.resume_from is not None):
-                    kept = self.recorder.kept_at_start(rec)  # after a map, say: see there
+                if self.recorder.deferred:  # a lookup its definition could not make
+                    kept = self.recorder.kept_at_start(rec)  # (after a map): see there
                     if kept is not None:
                         now = time.perf_counter()
                         return Outcome(True, kept[0], started=now, ended=now,

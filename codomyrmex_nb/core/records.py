@@ -62,8 +62,6 @@ class Record:
         # sequence number, time, detail; set by every move while a journal records
         "jseq", "jtime", "jdetail",
         "jsmall",  # its small result (``Recorder.prepare_result``) until the journal reads it
-        "lookup_at_start",  # may its first attempt be restored (cache, resume)? Not once
-        # re-queued: a rerun, a retry, a redefinition run it
     )
 
     def __init__(self, task: Task, order: int) -> None:
@@ -100,7 +98,6 @@ class Record:
         self.parent: Record | None = None
         self.mapping: MapState | None = None
         self.jseq = self.jtime = self.jdetail = self.jsmall = None
-        self.lookup_at_start = True
         self.read_definition()
 
     def read_definition(self) -> None:
@@ -138,7 +135,6 @@ class ItemRecord(Record):
     def __init__(self, parent: Record, index: int, order: int) -> None:  # noqa: PLW0231
         self.parent, self.index, self.mapping = parent, index, None
         self.jseq = self.jtime = self.jdetail = self.jsmall = None
-        self.lookup_at_start = False  # an item is looked up as it starts anyway
         self.task = parent.task
         self.id, self.name = item_id(parent.id, index), f"{parent.name}[{index}]"
         self.status = None

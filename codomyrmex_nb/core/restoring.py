@@ -64,21 +64,25 @@ class Restoring:
         found: dict[str, Any] = {}
         pending = list(batch)
         memo = new_memo()  # one moment: a value many tasks read is hashed once
-        deferred: set[str] = set()  # an upstream fingerprint not known yet (after a map)
+        unknown: set[str] = set()  # fingerprints known only later: maps', and after them
+        deferred: set[str] = set()  # of those, the tasks looked up as they start instead
+        hoped = self.resume_from is not None  # else only cache=True tasks restore
         while pending:
             waiting = []
             for task in pending:
                 ups = self._upstream_fingerprints(task, in_batch, names, fps, lookup, names_of,
-                                                  deferred)
+                                                  unknown)
                 if ups is _LATER:
                     waiting.append(task)
                     continue
-                if ups is _UNKNOWN:  # looked up as it starts (kept_at_start)
-                    deferred.add(task.id)
+                if ups is _UNKNOWN or task._map is not None:  # a map restores item by item
+                    unknown.add(task.id)
                     fps[task.id] = None
+                    if task._map is None and (hoped or task.cache):
+                        deferred.add(task.id)  # kept_at_start
                     continue
-                fps[task.id] = fp = None if ups is None or task._map is not None \
-                    else self._task_fp(task, ups, names_of, memo)  # a map: item by item
+                fps[task.id] = fp = None if ups is None \
+                    else self._task_fp(task, ups, names_of, memo)
                 if fp is not None and task.trigger_rule is not DEFAULT_RULE \
                         and not _all_completed(ups, found, in_batch, lookup):
                     continue  # its recorded result may have been computed after a failure
@@ -97,7 +101,7 @@ class Restoring:
     def _upstream_fingerprints(self, task: Task, in_batch: Mapping[str, Task],
                                names: Mapping[str, str], fps: Mapping[str, str | None],
                                lookup: Callable[[Any], Any], names_of: dict[str, str],
-                               deferred: set[str] | frozenset[str] = frozenset()) -> Any:
+                               unknown: set[str] | frozenset[str] = frozenset()) -> Any:
         """Upstream fingerprints in the scheduler's order; _LATER if one in the batch is not
         done yet; _UNKNOWN if one is not known before it ran (a map's, known once its items
         ended); None if one is unknown or unhashable (then the task is not restorable)."""
@@ -119,7 +123,7 @@ class Restoring:
             if dep_id in in_batch:
                 if dep_id not in fps:
                     return _LATER
-                if dep_id in deferred:
+                if dep_id in unknown:
                     return _UNKNOWN
                 fp = fps[dep_id]
             else:
@@ -168,12 +172,16 @@ class Restoring:
         value = blob if mac is SMALL else pickle.loads(blob)  # small: the value itself
         return value, when, source, blob, mac
 
-    def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:
+    def _safe_find(self, task: Task, fp: str) -> tuple[Any, float, str, Any, Any] | None:
+        """``_find`` for ``task``; None (and one log line) when reading it back fails."""
         try:
-            found = self._find(fp, task.cache)
+            return self._find(fp, task.cache)
         except Exception as exc:  # noqa: BLE001 - it runs instead
             log.warning("could not restore %r from the journal (%s); running it", task.name, exc)
             return None
+
+    def _lookup_result(self, task: Task, fp: str) -> tuple[Any, float, str] | None:
+        found = self._safe_find(task, fp)
         if found is None:
             return None
         value, when, source, blob, mac = found
@@ -192,17 +200,18 @@ class Restoring:
                 return None  # looked up at definition already
             self.deferred.discard(rec.id)
         fp = rec.fingerprint
-        task = rec.task
-        if not fp or not self.journal.enabled or (not task.cache and self.resume_from is None):
+        if not fp or not self.journal.enabled:
             return None
         if rec.rule is not None and any(up.status is not TaskStatus.COMPLETED for up in rec.ups):
             return None
-        try:
-            found = self._find(fp, task.cache)
-        except Exception as exc:  # noqa: BLE001 - it runs instead
-            log.warning("could not restore %r from the journal (%s); running it", task.name, exc)
-            return None
+        found = self._safe_find(rec.task, fp)
         return None if found is None else found[:3]
+
+    def run_at_start(self, task_id: str) -> None:
+        """The task was asked to run (a rerun, retry or redefinition): never restored as it
+        starts."""
+        with self._lock:
+            self.deferred.discard(task_id)
 
     def record_restored(self, rec: Any) -> None:
         """Under the engine lock, once ``rec`` was restored: record its result in the open

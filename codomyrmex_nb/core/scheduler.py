@@ -535,7 +535,8 @@ class Scheduler(MapSteps):
             rec.wait_by_resource = None
             rec.restored = None
             rec.fingerprint = None  # made again as it starts: its upstream may have changed
-            rec.lookup_at_start = False  # asked to run: never restored as it starts
+            if self.recorder is not None:
+                self.recorder.run_at_start(rec.id)  # asked to run: never restored as it starts
             rec.tally = None  # a rule task counts its upstream afresh when settled
             rec.queued_at = now
             self._move(rec, PENDING, "requeued")
