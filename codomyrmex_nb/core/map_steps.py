@@ -154,26 +154,14 @@ class MapSteps:
         m.in_heap = False
         if not m.can_dispatch() or m.closing:
             return None
-        while True:
-            while m.ready and m.items[m.ready[0]] is not None:  # cancelled by index already
-                m.ready.popleft()
-            if m.ready:
-                index = m.ready.popleft()
-            elif m.source is not None:  # chained: only items whose source item completed
-                if m.finished():  # what was queued had been cancelled meanwhile: it is over
-                    self._map_done(rec, self._now())
-                return None
-            else:
-                m.advance()
-                if m.next >= m.n:
-                    if m.finished():
-                        self._map_done(rec, self._now())
-                    return None
-                index = m.next
-                m.next += 1
-            if index not in m.unwinding:
-                break
+        index = m.next_index()
+        while index is not None and index in m.unwinding:
             m.held.add(index)  # a body given up on still runs: this one waits for it to return
+            index = m.next_index()
+        if index is None:
+            if m.finished():  # what was queued had been cancelled meanwhile: it is over
+                self._map_done(rec, self._now())
+            return None
         item = self._make_item(rec, index)
         if push and m.can_dispatch():
             self._push_map(rec)

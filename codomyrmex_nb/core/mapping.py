@@ -466,6 +466,23 @@ class MapState:
         while self.next < n and items[self.next] is not None:
             self.next += 1
 
+    def next_index(self) -> int | None:
+        """The next item to dispatch, taken off the queue: a queued one (rerun, chained,
+        returned), else a chained map has none, else the next fresh one; None when none."""
+        ready, items = self.ready, self.items
+        while ready and items[ready[0]] is not None:  # cancelled by index already
+            ready.popleft()
+        if ready:
+            return ready.popleft()
+        if self.source is not None:  # chained: only items whose source item completed
+            return None
+        self.advance()
+        if self.next >= self.n:
+            return None
+        index = self.next
+        self.next += 1
+        return index
+
     def fresh_left(self) -> bool:
         return bool(self.ready) or (self.source is None and self.next < self.n)
 
