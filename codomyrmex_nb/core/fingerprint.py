@@ -56,6 +56,7 @@ from typing import Any
 
 from .model import OutputRef
 from .reach import (
+    STDLIB,
     attribute_paths,
     distribution,
     is_editable,
@@ -103,7 +104,6 @@ gc.callbacks.append(_gc_clock)
 
 
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
-_STDLIB = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
 
 _sha256 = hashlib.sha256
 
@@ -214,18 +214,23 @@ def _is_library_module(name: str | None) -> bool:
         return False  # not imported (a dynamic module): user code, and not remembered
     file = getattr(module, "__file__", None)
     if file:
-        real = os.path.realpath(file)
-        stdlib, site_dirs = _library_dirs()
-        if real.startswith(site_dirs):  # (inside the standard library's folder, often)
-            answer = not is_editable(name.partition(".")[0])
-        else:
-            answer = real.startswith(stdlib)
+        answer = _library_file(file, name)
     else:
         origin = getattr(getattr(module, "__spec__", None), "origin", None)
         answer = name in sys.builtin_module_names or origin in ("built-in", "frozen")
     if len(_library_modules) < 10_000:
         _library_modules[name] = answer
     return answer
+
+
+def _library_file(file: str, name: str) -> bool:
+    """Is ``file`` (module ``name``'s) in the standard library or an installed package
+    (one not installed editable: that is the user's own code, being worked on)?"""
+    real = os.path.realpath(file)
+    stdlib, site_dirs = _library_dirs()
+    if real.startswith(site_dirs):  # (inside the standard library's folder, often)
+        return not is_editable(name.partition(".")[0])
+    return real.startswith(stdlib)
 
 
 def _library_version(name: str | None) -> str:
@@ -496,7 +501,7 @@ def _feed_local_import(h: Any, module: str, level: int, names: tuple[str, ...] |
         _str(h, f"{level}:{module}")  # unresolvable: the body's import will fail
         return
     _str(h, full)
-    if full.partition(".")[0] in _STDLIB:
+    if full.partition(".")[0] in STDLIB:
         return  # the interpreter's version is in every fingerprint
     loaded = sys.modules.get(full)
     if loaded is not None:
@@ -516,15 +521,12 @@ def _feed_local_import(h: Any, module: str, level: int, names: tuple[str, ...] |
     if origin is None:
         h.update(b"not-found;")
         return
-    real = os.path.realpath(origin)
-    stdlib, site_dirs = _library_dirs()
-    if real.startswith(stdlib) or (real.startswith(site_dirs)
-                                   and not is_editable(full.partition(".")[0])):
-        _str(h, distribution(full.partition(".")[0]) or "")
+    if _library_file(origin, full):
+        _str(h, _library_version(full))
         return
     ctx.reads_data = True  # the file may change before the body imports it
     try:
-        with open(real, "rb") as source:
+        with open(origin, "rb") as source:
             h.update(_sha256(source.read()).digest())
     except OSError:
         h.update(b"unreadable;")

@@ -24,6 +24,7 @@ import sys
 import time
 import types
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["attribute_paths", "distribution", "is_editable", "local_imports",
@@ -35,8 +36,17 @@ _paths_cache: weakref.WeakKeyDictionary[types.CodeType, dict[str, frozenset[tupl
     weakref.WeakKeyDictionary()
 _imports_cache: weakref.WeakKeyDictionary[types.CodeType, tuple[Any, ...]] = \
     weakref.WeakKeyDictionary()
-_STDLIB = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
+STDLIB = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
 _spent = [0.0]  # CPU seconds spent reading metadata (one-time costs)
+
+
+def _each_code(code: types.CodeType) -> Iterator[list[tuple[str, Any]]]:
+    """(opname, argval) of each instruction, per code object: ``code`` and those nested in it."""
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+        yield [(i.opname, i.argval) for i in dis.get_instructions(co)]
 
 
 def attribute_paths(code: types.CodeType) -> dict[str, frozenset[tuple[str, ...]]]:
@@ -46,11 +56,7 @@ def attribute_paths(code: types.CodeType) -> dict[str, frozenset[tuple[str, ...]
     except KeyError:
         pass
     found: dict[str, set[tuple[str, ...]]] = {}
-    stack = [code]
-    while stack:
-        co = stack.pop()
-        stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
-        ops = [(i.opname, i.argval) for i in dis.get_instructions(co)]
+    for ops in _each_code(code):
         for at, (op, name) in enumerate(ops):
             if op not in _LOADS_NAME:
                 continue
@@ -74,11 +80,7 @@ def local_imports(code: types.CodeType) -> tuple[tuple[str, int, tuple[str, ...]
     except KeyError:
         pass
     found: set[tuple[str, int, tuple[str, ...] | None]] = set()
-    stack = [code]
-    while stack:
-        co = stack.pop()
-        stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
-        ops = [(i.opname, i.argval) for i in dis.get_instructions(co)]
+    for ops in _each_code(code):
         for at, (op, name) in enumerate(ops):
             if op != "IMPORT_NAME":
                 continue
@@ -117,7 +119,7 @@ def _packages() -> dict[str, list[str]]:
 
 
 def _find(top_level: str) -> metadata.Distribution | None:
-    if top_level in _STDLIB:
+    if top_level in STDLIB:
         return None
     try:
         return metadata.distribution(top_level)
