@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .journal_removal import in_chunks
-from .journal_tables import RUN_COLUMNS, TASKS, small_space, task_rows, unpack
+from .journal_tables import NUMBER, RUN_COLUMNS, TASKS, of_kind, small_space, task_rows, unpack
 from .signing import Signer
 
 SMALL = "small"  # restorable_hit's third item for a small result (the value, not bytes)
@@ -312,14 +312,12 @@ class Reads:
                 return default
 
 
-_NUMBER, _OPTIONAL_NUMBER = (int, float), (int, float, type(None))
-_RUN_KINDS = (int, _NUMBER, _OPTIONAL_NUMBER, str, int, int, int, _OPTIONAL_NUMBER,
-              (int, type(None)), _OPTIONAL_NUMBER)  # RUN_COLUMNS, in order
+_MAYBE = (*NUMBER, type(None))
+_RUN_KINDS = (int, NUMBER, _MAYBE, str, int, int, int, _MAYBE, (int, type(None)),
+              _MAYBE)  # RUN_COLUMNS, in order (``RunInfo``)
 
 
 def _sound(row: tuple[Any, ...]) -> bool:
-    """Each field of a runs row is of its kind (``RunInfo``), booleans not counting as
-    numbers."""
+    """Each field of a runs row is of its kind."""
     return len(row) == len(_RUN_KINDS) and all(
-        isinstance(value, kind) and value.__class__ is not bool
-        for value, kind in zip(row, _RUN_KINDS, strict=True))
+        of_kind(value, kind) for value, kind in zip(row, _RUN_KINDS, strict=True))

@@ -111,6 +111,13 @@ UPDATE_SUMMARY = "UPDATE runs SET tasks = ?, completed = ?, failed = ?, last_tim
     "WHERE run_id = ?"
 RUN_COLUMNS = "run_id, started, ended, status, tasks, completed, failed, last_time, pid, pstarted"
 INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+NUMBER = (int, float)
+
+
+def of_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """``isinstance``, a bool not counting as a number: is a field of a runs row (edited by
+    hand, perhaps) of the kind the journal wrote there?"""
+    return isinstance(value, kind) and value.__class__ is not bool
 _INSERT_RESULT_SPACE = "INSERT INTO results VALUES (?, ?, ?, ?, zeroblob(?), ?, ?, ?)"
 UPDATE_END = "UPDATE runs SET ended = ?, status = ? WHERE run_id = ?"
 

@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .journal_tables import NUMBER, of_kind
 from .sessions import current, is_alive
 
 __all__ = ["JournalInfo", "Removal", "RunSpace", "parse_age"]
@@ -248,15 +249,13 @@ def runs_space(conn: Any, space: bool = True,
 def _plain(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """A runs row as ``RunSpace`` takes it: a field edited by hand into another kind (a
     time as text) reads as unknown (None; a count as 0), so planning and views go on."""
-    run_id, started, ended, status, tasks, *rest = row
-    times = [v if isinstance(v, int | float) and not isinstance(v, bool) else None
-             for v in (started, ended)]
-    counts = [v if isinstance(v, int) and not isinstance(v, bool) else 0
-              for v in (tasks, *rest[:3])]
-    last_time, pid, pstarted = (v if isinstance(v, int | float) and not isinstance(v, bool)
-                                else None for v in rest[3:])
-    return (run_id, *times, status if isinstance(status, str) else None, *counts,
-            last_time, pid, pstarted)
+    return tuple(value if of_kind(value, kind) else default
+                 for value, (kind, default) in zip(row, _SPACE_KINDS, strict=True))
+
+
+# each RunSpace field's kind and what it reads as when it is not of it
+_SPACE_KINDS = ((object, None), (NUMBER, None), (NUMBER, None), (str, None), (int, 0),
+                (int, 0), (int, 0), (int, 0), (NUMBER, None), (int, None), (NUMBER, None))
 
 
 def page_space(conn: Any) -> tuple[int, int]:
