@@ -211,16 +211,6 @@ def _global_registered_action(p: Project):
     return task, lambda: register_action("etl_reach_global", "load", fixed), "fixed!"
 
 
-def _via_module(p: Project):
-    return ({"func": p.flow.via_module},
-            lambda: p.change_helper("return x + 1", "return x + 2"), 3)
-
-
-def _via_value(p: Project):
-    return ({"func": p.flow.via_value},
-            lambda: p.change_helper("K = [1, 2, 3]", "K = [1, 2, 4]"), 7)
-
-
 def _big_list_append(p: Project):
     return {"func": p.flow.big_list}, lambda: p.flow.BIG.append(10**6), sum(range(100_000)) + 10**6
 
@@ -255,38 +245,31 @@ def _config(p: Project):
     return {"func": p.flow.config}, change, 0.3
 
 
-def _local_import(p: Project):
-    return ({"func": p.flow.local_import},
-            lambda: p.change_helper("return x + 1", "return x + 2"), 3)
-
-
-def _local_from_import(p: Project):
-    return ({"func": p.flow.local_from_import},
-            lambda: p.change_helper("return x + 1", "return x + 3"), 4)
-
-
-def _class_change(func: str, old: str, new: str, expected: object):
+def _helper_change(func: str, old: str, new: str, expected: object):
+    """A kind: the flow's ``func``, the helper module edited from ``old`` to ``new``."""
     def kind(p: Project):
         return {"func": getattr(p.flow, func)}, lambda: p.change_helper(old, new), expected
     return kind
 
 
-KINDS = {"import inside the function": _local_import,
-         "from-import inside the function": _local_from_import,
-         "class attribute named _X": _class_change("private_attribute", "_SCALE = 1",
+KINDS = {"import inside the function": _helper_change("local_import", "return x + 1",
+                                                      "return x + 2", 3),
+         "from-import inside the function": _helper_change("local_from_import", "return x + 1",
+                                                           "return x + 3", 4),
+         "class attribute named _X": _helper_change("private_attribute", "_SCALE = 1",
                                                    "_SCALE = 5", 5),
-         "nested class's method": _class_change("nested_class", "def size(self):\n            "
+         "nested class's method": _helper_change("nested_class", "def size(self):\n            "
                                                 "return 1", "def size(self):\n            "
                                                 "return 6", 6),
-         "method under lru_cache": _class_change("lru_cache_method", "def cached(self):\n"
+         "method under lru_cache": _helper_change("lru_cache_method", "def cached(self):\n"
                                                  "        return 1", "def cached(self):\n"
                                                  "        return 7", 7),
-         "cached_property": _class_change("cached_property", "def lazy(self):\n        return 1",
+         "cached_property": _helper_change("cached_property", "def lazy(self):\n        return 1",
                                           "def lazy(self):\n        return 8", 8),
-         "enum member's value": _class_change("enum_value", "FAST = 1", "FAST = 9", 9),
+         "enum member's value": _helper_change("enum_value", "FAST = 1", "FAST = 9", 9),
          "module= action= code": _module_action, "orchestrator.register_action": _registered_action,
-         "@register_action": _global_registered_action, "helper.g()": _via_module,
-         "helper.K": _via_value, "big list, appended": _big_list_append,
+         "@register_action": _global_registered_action, "helper.g()": _helper_change("via_module", "return x + 1", "return x + 2", 3),
+         "helper.K": _helper_change("via_value", "K = [1, 2, 3]", "K = [1, 2, 4]", 7), "big list, appended": _big_list_append,
          "big list, item set": _big_list_item, "big dict, key added": _big_dict,
          "dict nested 4 deep": _nested, "SimpleNamespace attribute": _namespace,
          "plain config object attribute": _config}

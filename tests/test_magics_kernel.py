@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 
 import nbformat
 import pytest
@@ -169,8 +170,8 @@ def lab_kernel(lab):
     return lab[1]
 
 
-def run_in_cell(client, code: str, cell_id: str | None) -> str:
-    """Execute ``code`` as notebook cell ``cell_id``; returns what it printed and raised."""
+def execute(client, code: str, cell_id: str | None = None) -> str:
+    """Send ``code`` to run as notebook cell ``cell_id``; returns the request's id."""
     content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                "allow_stdin": False, "stop_on_error": True}
     metadata = {"deletedCells": [], "recordTiming": False}
@@ -178,21 +179,40 @@ def run_in_cell(client, code: str, cell_id: str | None) -> str:
         metadata["cellId"] = cell_id
     msg = client.session.msg("execute_request", content, metadata=metadata)
     client.shell_channel.send(msg)
-    msg_id = msg["header"]["msg_id"]
-    while client.get_shell_msg(timeout=120)["parent_header"].get("msg_id") != msg_id:
-        pass
-    parts = []
+    return msg["header"]["msg_id"]
+
+
+def outputs(client, msg_id: str) -> Iterator[tuple[str, dict]]:
+    """(kind, content) of each output of request ``msg_id``, until the kernel is idle."""
     while True:
         reply = client.get_iopub_msg(timeout=120)
         if reply["parent_header"].get("msg_id") != msg_id:
             continue
         kind, body = reply["msg_type"], reply["content"]
+        if kind == "status" and body["execution_state"] == "idle":
+            return
+        yield kind, body
+
+
+def shell_reply(client, msg_id: str) -> dict:
+    """The shell channel's reply to request ``msg_id``."""
+    while True:
+        reply = client.get_shell_msg(timeout=120)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
+
+
+def run_in_cell(client, code: str, cell_id: str | None) -> str:
+    """Execute ``code`` as notebook cell ``cell_id``; returns what it printed and raised."""
+    msg_id = execute(client, code, cell_id)
+    shell_reply(client, msg_id)
+    parts = []
+    for kind, body in outputs(client, msg_id):
         if kind == "stream":
             parts.append(body["text"])
         elif kind == "error":
             parts.append(f"{body['ename']}: {body['evalue']}\n")
-        elif kind == "status" and body["execution_state"] == "idle":
-            return "".join(parts)
+    return "".join(parts)
 
 
 NAMES = ("from codomyrmex_nb.notebook.magics import current_orchestrator\n"
@@ -233,33 +253,20 @@ def run_and_interrupt(lab, code: str, when: str) -> tuple[str, list[dict], str]:
     """Execute ``code``, interrupt the kernel once it has printed ``when`` (and started to
     wait); returns what it printed, its error outputs, and the reply's status."""
     manager, client = lab
-    msg = client.session.msg("execute_request", {"code": code, "silent": False,
-                                                 "store_history": True, "user_expressions": {},
-                                                 "allow_stdin": False, "stop_on_error": True})
-    client.shell_channel.send(msg)
-    msg_id = msg["header"]["msg_id"]
+    msg_id = execute(client, code)
     parts: list[str] = []
     errors: list[dict] = []
     interrupted = False
-    while True:
-        reply = client.get_iopub_msg(timeout=120)
-        if reply["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind, body = reply["msg_type"], reply["content"]
+    for kind, body in outputs(client, msg_id):
         if kind == "stream":
             parts.append(body["text"])
         elif kind == "error":
             errors.append(body)
-        elif kind == "status" and body["execution_state"] == "idle":
-            break
         if not interrupted and when in "".join(parts):
             time.sleep(0.5)  # well inside the wait
             manager.interrupt_kernel()
             interrupted = True
-    while True:
-        shell = client.get_shell_msg(timeout=120)
-        if shell["parent_header"].get("msg_id") == msg_id:
-            return "".join(parts), errors, shell["content"]["status"]
+    return "".join(parts), errors, shell_reply(client, msg_id)["content"]["status"]
 
 
 def test_an_interrupted_wait_is_one_line_and_the_tasks_keep_running(lab):
