@@ -81,10 +81,10 @@ def wait_line(snap: Snapshot, timeout: float | None) -> str:
 PAUSE = 0.25  # seconds without a task running that end a run (the next task starts in ms)
 
 
-def last_run(snap: Snapshot) -> tuple[int, float] | None:
-    """(tasks, seconds) of the last stretch of work without a pause: the run a wait saw
-    end, not the session (whose makespan counts the time spent editing cells between
-    runs); None when no task ran (every one restored, say)."""
+def last_run(snap: Snapshot) -> tuple[int, int, float] | None:
+    """(tasks in it, tasks that ran in all, seconds) of the last stretch of work without a
+    pause: the run a wait saw end, not the session (whose makespan counts the time spent
+    editing cells between runs); None when no task ran (every one restored, say)."""
     spans = sorted((v.started_at, v.completed_at) for v in snap.tasks
                    if v.started_at is not None and v.completed_at is not None)
     if not spans:
@@ -95,7 +95,7 @@ def last_run(snap: Snapshot) -> tuple[int, float] | None:
             begin, end, count = start, stop, 0
         end = max(end, stop)
         count += 1
-    return count, max(0.0, end - begin)
+    return count, len(spans), max(0.0, end - begin)
 
 
 def took_line(snap: Snapshot, makespan: float) -> str:
@@ -104,8 +104,7 @@ def took_line(snap: Snapshot, makespan: float) -> str:
     run = last_run(snap)
     if run is None:
         return f" in {makespan:.1f}s"
-    count, seconds = run
-    ran = sum(1 for v in snap.tasks if v.started_at is not None and v.completed_at is not None)
+    count, ran, seconds = run
     if count >= ran:
         return f" in {seconds:.1f}s"
     return f" (the last {count} ran in {seconds:.1f}s)" if count > 1 else \
