@@ -36,6 +36,21 @@ def test_priority_then_critical_path_then_submission_order(make_orch):
     assert order[:4] == ["critical", "normal_with_chain", "normal_first", "normal_last"]
 
 
+def test_a_short_chain_among_many_tasks_without_edges_still_goes_first(make_orch):
+    """Tasks without upstream tasks leave every critical path as it was, so the periodic
+    pass may skip them; a chain defined among them still puts its head first."""
+    orch = make_orch(1)
+    order = []
+    orch.create_task("before", func=lambda: order.append("before"))
+    head = orch.create_task("head", func=lambda: order.append("head"))
+    orch.create_task("tail", func=lambda: order.append("tail"), dependencies=[head])
+    for i in range(60):  # enough definitions for a pass, all but one without edges
+        orch.create_task(f"free{i}", func=lambda: order.append("free"))
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    assert order[:2] == ["head", "before"]
+
+
 def test_a_batch_breaks_ties_in_the_order_it_was_submitted(make_orch):
     """add_tasks makes records upstream first; ties still go by the order of the list."""
     orch = make_orch(1)

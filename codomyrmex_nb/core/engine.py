@@ -550,8 +550,11 @@ class Engine:
                 self._busy += 1
                 if run.on_begin is not None:
                     run.timer = self._arm_deadline(run)
-                if self._idle and sched.runnable():
-                    self._wake_one()  # pass the wake-up along while work remains
+                if self._idle and sched.runnable():  # pass the wake-up along while work
+                    if self._avg_attempt < TINY:  # remains; unless tiny: this worker is the
+                        self._arm_standby()  # one cycling (``_wake_one``, written out)
+                    else:
+                        self._work.notify()
                 return run
             wait = None
             if until is not None:  # inline: stop when all has ended or time is up

@@ -50,7 +50,8 @@ only once every upstream task completed.
 Priority: among READY tasks the highest ``priority`` dispatches first, then the
 longest remaining critical path (tasks still downstream, counting itself;
 exact after a periodic O(V+E) pass, a one-level estimate between passes, so
-amortised O(1) per definition), then submission order.
+amortised O(1) per definition; the pass is skipped while only tasks without
+edges were defined, which change no path), then submission order.
 
 Resources: a task's claims are granted all at once or queued (FIFO, with
 reservations so a waiting writer is not overtaken for ever); see
@@ -183,6 +184,7 @@ class Scheduler(MapSteps):
         self._ready_live = 0
         self._granted: deque[Any] = deque()
         self._defined_since_pass = 0
+        self._paths_changed = False  # an edge added or removed since the last pass
         # statistics, kept as they change
         self.first_start: float | None = None
         self.last_end: float | None = None
@@ -433,12 +435,15 @@ class Scheduler(MapSteps):
             else:
                 up.downs = [rec]
         rec.task.dependencies = [u.id for u in ups]
+        self._defined_since_pass += 1
+        if not ups:  # no path changed but its own, which its downstream tasks (if it was
+            return  # redefined) already set
+        self._paths_changed = True
         # Cheap estimate until the next full pass: a fresh sink, one level up.
         mine = rec.critical
         for up in ups:
             if up.critical <= mine:
                 up.critical = mine + 1
-        self._defined_since_pass += 1
 
     def _relink(self, rec: Record, upstream: list[str]) -> None:
         if [u.id for u in rec.ups] == upstream:
@@ -446,6 +451,8 @@ class Scheduler(MapSteps):
             return
         for up in rec.ups:
             up.downs.remove(rec)
+        if rec.ups:  # an edge gone: its upstream task's path may be shorter now
+            self._paths_changed = True
         self._link(rec, [self.records[u] for u in upstream])
 
     def _apply_asks(self, rec: Record) -> None:
@@ -692,7 +699,10 @@ class Scheduler(MapSteps):
                 return ticket
             self._release(ticket)  # withdrawn meanwhile
         if self._defined_since_pass and self._defined_since_pass * 4 >= len(self.records) + 16:
-            self._critical_pass()
+            if self._paths_changed:
+                self._critical_pass()
+            else:  # only tasks without edges since the last pass: every path is exact
+                self._defined_since_pass = 0
         heap = self._heap
         while heap:
             entry = heapq.heappop(heap)
@@ -1124,7 +1134,7 @@ class Scheduler(MapSteps):
     # == the critical path ==========================================================
     def _critical_pass(self) -> None:
         """Exact critical paths over unfinished tasks, then re-key the ready heap."""
-        self._defined_since_pass = 0
+        self._defined_since_pass, self._paths_changed = 0, False
         live = [r for r in self.records.values() if not r.status.is_terminal]
         pending_downs = {r: 0 for r in live}
         for rec in live:
