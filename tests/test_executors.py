@@ -273,6 +273,34 @@ def test_the_sync_executors_wait_gives_up_at_its_timeout_between_tasks(make_orch
     assert o.wait_for_completion(10) is True
 
 
+def test_ctrl_c_in_a_sync_task_pauses_the_run_instead_of_failing_the_task(make_orch):
+    """Debugging inline, Ctrl-C lands in the task's body: the wait raises it, the task goes
+    back to READY (not failed, not retried, its dependents not skipped), and the next
+    wait runs it again."""
+    o = make_orch(1, executor="sync")
+    calls = []
+
+    def body():
+        calls.append(1)
+        if len(calls) == 1:
+            print("before the interrupt")
+            raise KeyboardInterrupt  # what the notebook's interrupt raises in this thread
+        return 5
+
+    a = o.create_task("a", func=body, max_retries=2)
+    b = o.create_task("b", func=lambda upstream: upstream["a"] + 1, dependencies=[a])
+    o.start_execution()
+    with pytest.raises(KeyboardInterrupt):
+        o.wait_for_completion(10)
+    assert (a.status, b.status) == (S.READY, S.PENDING)
+    assert o.get_execution_stats()["retries"] == 0
+    assert o.wait_for_completion(10) is True
+    assert b.result.data == 6 and len(calls) == 2
+    attempts = o._engine.sched.lookup("a").attempts
+    assert [x.outcome for x in attempts] == ["interrupted", "completed"]
+    assert "before the interrupt" in attempts[0].logs
+
+
 @pytest.mark.parametrize("kind", ["processes", "dask"])
 def test_unpicklable_call_fails_with_a_clear_error(make, kind):
     o = make()

@@ -348,9 +348,10 @@ class Engine:
                 with self.lock:
                     for run, outcome, prepared, busy_for, held in done:
                         unrecorded -= 1
-                        self._record(run, outcome, prepared, busy_for, held)
                         if until is not None and isinstance(outcome.error, KeyboardInterrupt):
-                            raise outcome.error  # debugging inline: an interrupt stops the run
+                            self._interrupted_inline(run, outcome)  # Ctrl-C while debugging
+                            raise outcome.error  # inline: the wait stops, the task waits
+                        self._record(run, outcome, prepared, busy_for, held)
                     done.clear()  # the blobs are queued: let them go
                     # nor keep the last attempt's call (its inputs) and value alive while this
                     # worker waits: a result the memory budget dropped would stay in RAM
@@ -442,6 +443,15 @@ class Engine:
             self.recorder.record_result(run.rec, prepared)
         if counted and run.rec.parent is not None:
             self.sched.compact(run.rec)  # a plainly completed item: light from now on
+        self.settle(wake=False)
+
+    def _interrupted_inline(self, run: Run, outcome: Outcome) -> None:
+        """Under the lock: ``_record`` for an inline attempt the user interrupted; its task
+        goes back to READY (``Scheduler.interrupted``) and runs again at the next wait."""
+        self._busy -= 1
+        if run.timer is not None:
+            run.timer.cancel()
+        self.sched.interrupted(run, outcome.logs)
         self.settle(wake=False)
 
     def _execute(self, run: Run) -> Outcome:

@@ -1042,6 +1042,19 @@ class Scheduler(MapSteps):
             self._abandon(ticket, "interrupted")
             self._make_ready(rec, now, "interrupted")
 
+    def interrupted(self, ticket: Any, logs: str | None = None) -> None:
+        """An inline attempt's body raised ``KeyboardInterrupt`` (Ctrl-C while debugging with
+        the sync executor): the attempt ends as interrupted and its task goes back to READY,
+        as a stop leaves it, neither failed nor retried; the next wait runs it again."""
+        rec = ticket.rec
+        self._release(ticket)
+        if ticket.abandoned or rec.current is not ticket:
+            return
+        now = self._now()
+        attempt = self._end_attempt(rec, ticket, "interrupted", now)
+        attempt.logs = logs
+        self._make_ready(rec, now, "interrupted")
+
     def release(self, ticket: Any) -> None:
         """A ticket's thread returned without an outcome to record (executor error paths)."""
         self._release(ticket)
