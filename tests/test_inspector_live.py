@@ -271,6 +271,34 @@ def test_inspector_of_a_running_task_shows_its_start_and_output_and_follows_it(o
 
 
 @pytest.mark.needs_dot
+def test_the_inspector_of_a_running_map_item_follows_its_output(orch, views):
+    """An item's panel, opened while the item runs, shows what it prints next without a
+    click, as a task's does; once the item ends its panel shows the ending."""
+    printed, more, gate = threading.Event(), threading.Event(), threading.Event()
+
+    def item_talker(item):
+        return talker(printed, gate, (f"item {item}: step 1",), more, (f"item {item}: step 2",))
+
+    orch.create_task("parts", func=lambda: ["a"])
+    work = orch.create_task("work", func=item_talker, map="parts")
+    view = views(orch, interval=0.01)
+    orch.start_execution()
+    try:
+        assert printed.wait(30) and view.flush(30)
+        printed.clear()
+        view.select(f"{work.id}[0]")
+        assert "output so far" in view.detail and "item a: step 1" in view.detail
+        more.set()
+        assert printed.wait(30)
+        assert changed(view, "detail", lambda d: "item a: step 2" in d)
+        assert "item a: step 1" in view.detail
+    finally:
+        gate.set()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    assert changed(view, "detail", lambda d: "output so far" not in d and "completed" in d)
+
+
+@pytest.mark.needs_dot
 def test_after_a_retry_the_inspector_shows_the_new_attempt_not_the_cancelled_one(orch, views):
     printed, gate = threading.Event(), threading.Event()
     runs = []

@@ -67,6 +67,7 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anywidget
@@ -113,6 +114,15 @@ def has_side_panels() -> bool:
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     return "__vsc_ipynb_file__" not in (getattr(shell, "user_ns", None) or {})
+
+
+def _task_panel(orch: TaskOrchestrator, task: str) -> Callable[[Any], str]:
+    """Draws ``task``'s inspector panel with the output so far it is given; its result,
+    snapshot and item list are read once, now (its status events redraw it whole)."""
+    result = orch.get_task_result(task)
+    snapshot = orch.snapshot()
+    items = map_panel.task_items(orch, task)
+    return lambda so_far: detail_html(snapshot, task, result, so_far) + items
 
 
 class LiveView(anywidget.AnyWidget):
@@ -162,7 +172,9 @@ class LiveView(anywidget.AnyWidget):
         self._selected_task: str | None = None
         # The open inspector of a running task: (task, snapshot, result, output shown); the
         # view thread reads that task's output again at most every PEEK_EVERY seconds.
-        self._inspected: tuple[str, Snapshot, Any, str | None] | None = None
+        # the open inspector of a running task or item: (its id, a function that draws its
+        # panel with newer output, the output shown), which the view thread reads again
+        self._inspected: tuple[str, Callable[[Any], str], str | None] | None = None
         self._peeked_at = 0.0
         self._sides = 0  # views the front end says are in a side panel now
         self._shown_in_cell: int | None = None
@@ -335,17 +347,16 @@ class LiveView(anywidget.AnyWidget):
         grouping = self._painter.grouping
         if grouping is not None and task in grouping.members:
             return self._group_detail(task)
-        if map_panel.item_ref(self.orchestrator, task) is not None:
-            return map_panel.item_detail(self.orchestrator, task)
         self._peeked_at = time.monotonic()
-        so_far = self.orchestrator.output_so_far(task)
-        result = self.orchestrator.get_task_result(task)
-        snapshot = self.orchestrator.snapshot()
-        html = detail_html(snapshot, task, result, so_far) + map_panel.task_items(
-            self.orchestrator, task)
-        if so_far is not None:
+        if map_panel.item_ref(self.orchestrator, task) is not None:
+            html, so_far, render = map_panel.item_panel(self.orchestrator, task)
+        else:
+            so_far = self.orchestrator.output_so_far(task)
+            render = _task_panel(self.orchestrator, task)
+            html = render(so_far)
+        if so_far is not None and render is not None:
             with self._mutex:
-                self._inspected = (task, snapshot, result, so_far.text)
+                self._inspected = (task, render, so_far.text)
                 self._start_thread()  # it reads the output again while the task runs
                 self._wake.notify()
         elif self._inspected is not None and self._inspected[0] == task:
@@ -363,20 +374,20 @@ class LiveView(anywidget.AnyWidget):
         return max(0.0, self._peeked_at + PEEK_EVERY - time.monotonic())
 
     def _refresh_inspector(self) -> None:
-        """View thread: the open inspector's task is running; show its new output, if any.
+        """View thread: the open inspector's task (or map item) is running; show its new
+        output, if any.
 
-        Reads the task's output without the engine lock (``core.peek``) and redraws
-        the panel from the snapshot of its last full redraw: its status events redraw it
-        whole (``_frame``), so that snapshot is current in all but the output."""
+        Reads the output without the engine lock (``core.peek``) and redraws the panel
+        from what its last full redraw read: its status events redraw it whole
+        (``_frame``), so that is current in all but the output."""
         inspected = self._inspected
         self._peeked_at = time.monotonic()
         if inspected is None:
             return
-        task, snapshot, result, shown = inspected
+        task, render, shown = inspected
         try:
             so_far = self.orchestrator.output_so_far(task)
-            html = None if so_far is None or so_far.text == shown else \
-                detail_html(snapshot, task, result, so_far)
+            html = None if so_far is None or so_far.text == shown else render(so_far)
         except Exception:  # the panel must never take the view thread down
             log.exception("live view: reading a running task's output failed")
             so_far = html = None
@@ -386,7 +397,7 @@ class LiveView(anywidget.AnyWidget):
             if so_far is None:  # it ended: its status event redraws the panel
                 self._inspected = None
             elif html is not None:
-                self._inspected = (task, snapshot, result, so_far.text)
+                self._inspected = (task, render, so_far.text)
                 self.detail = html
 
     def _group_detail(self, key: str) -> str:

@@ -12,6 +12,7 @@ task. Pure functions of what the orchestrator hands over; ``item_detail`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -133,6 +134,12 @@ def item_html(view: ItemView, result: Any = None, so_far: Any = None) -> str:
 
 def item_detail(orch: Any, item_id: str) -> str:
     """The panel for item ``item_id`` (``"<task id>[i]"``) of ``orch``."""
+    return item_panel(orch, item_id)[0]
+
+
+def item_panel(orch: Any, item_id: str) -> tuple[str, Any, Callable[[Any], str] | None]:
+    """(the panel, the running item's output so far or None, a function that draws the
+    panel again with newer output): what an open inspector needs to follow a running item."""
     task_id, index = split_item_id(item_id)
     try:
         views = orch.item_views(task_id, index)
@@ -141,10 +148,11 @@ def item_detail(orch: Any, item_id: str) -> str:
     else:
         why = "this item is no longer in the orchestrator"
     if not views:
-        return _panel("", f"<p>{escape(why)}</p>", None)
+        return _panel("", f"<p>{escape(why)}</p>", None), None, None
     result = orch.get_task_result(task_id, map_index=index)
     so_far = orch.output_so_far(item_id) if views[0].state == "running" else None
-    return item_html(views[0], result, so_far)
+    view = views[0]
+    return item_html(view, result, so_far), so_far, lambda newer: item_html(view, result, newer)
 
 
 def task_items(orch: Any, task_id: str) -> str:
