@@ -151,7 +151,7 @@ if __name__ == "__main__":
         orch.start_execution()
         loaded.wait(60)
         orch._engine.recorder.journal.flush()
-        for name in ("scale", "count"):
+        for name in ("count", "scale"):  # scale last: once it may complete, we may die
             os.unlink(os.path.join(work, "hold-" + name))
         time.sleep(600)
     else:  # "finish": run to the end and report
