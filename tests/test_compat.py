@@ -87,6 +87,21 @@ def test_results_pickled_before_memory_usage_still_load():
     assert (back.data, back.task_id, back.memory_usage) == (7, "t", 0.0)
 
 
+
+def test_results_pickled_with_their_counts_as_one_tuple_still_load():
+    """Results pickled while attempts, retries and worker were one ``_counts`` tuple."""
+    result = TaskResult.of_attempts("t", True, 2, 1, "codo-worker-3", data=7)
+    fresh = pickle.loads(pickle.dumps(result))
+    assert fresh.metadata == {"attempts": 2, "retries": 1, "worker": "codo-worker-3"}
+    _, state = result.__getstate__()
+    for key in ("_attempts", "_retries", "_worker"):
+        state.pop(key)
+    state["_counts"] = (2, 1, "codo-worker-3")
+    old = TaskResult.__new__(TaskResult)
+    old.__setstate__((None, state))
+    assert old.metadata == {"attempts": 2, "retries": 1, "worker": "codo-worker-3"}
+    assert (old.data, old.task_id, old.success) == (7, "t", True)
+
 # -- Task -----------------------------------------------------------------------------------------
 def test_task_has_a_description():
     task = Task(name="load", description="Load the raw data", module="data", action="load")

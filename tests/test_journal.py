@@ -1143,3 +1143,51 @@ def test_a_runs_row_edited_by_hand_is_left_out_of_the_history_with_one_line(tmp_
                     "left out of the history"]
     assert frame["run"].tolist() == [2, 1] and frame["started"].isna().tolist() == [False, True]
     assert removal.error is None
+
+
+def _work(kind: str, flag: str = "") -> object:
+    """Reads no global data, so the run keeps its code fingerprint: every task after the
+    first takes the fast path (``Recorder._plain_fingerprint``)."""
+    while kind == "held" and os.path.exists(flag):  # polling a file in a test is fine
+        time.sleep(0.005)
+    return {"none": None, "number": 7, "text": "x" * 1000, "held": None}[kind]
+
+
+def test_each_task_is_defined_once_with_the_fingerprint_it_ran_under(tmp_path):
+    """A task fingerprinted as its attempt began (after the first of its function, whose
+    code the run then knows) is defined with its moves, no row of its own waiting for the
+    commit: in the run it ran in, once, under the fingerprint its result was stored
+    with; one committed running and then interrupted by a stop too."""
+    flag = tmp_path / "hold"
+    flag.touch()
+    path = tmp_path / "j.sqlite"
+    orch = TaskOrchestrator(1, journal=path)
+    try:
+        kinds = ["none", "none", "number", "text", "held"]
+        tasks = [orch.create_task(f"{kind}{i}", func=_work,
+                                  parameters={"kind": kind, "flag": str(flag)})
+                 for i, kind in enumerate(kinds)]
+        orch.start_execution()
+        deadline = time.monotonic() + 30
+        while sum(t.status.value == "completed" for t in tasks) < 4 \
+                or tasks[-1].status.value != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        made = {t.id: orch._engine.sched.lookup(t.id).fingerprint for t in tasks}
+        assert orch._engine.sched.lookup(tasks[-1].id).jdef == made[tasks[-1].id]  # the path
+        assert orch._engine.recorder.journal.flush(30)  # "held" running, committed
+        orch.stop_execution()  # "held" goes back to READY: a second commit moves it
+    finally:
+        flag.unlink()
+        orch.stop_execution()
+    journal = Journal(path)
+    try:
+        run_id = journal.history()[0].run_id
+        defined = journal.definitions(run_id)
+        restorable = [journal.restorable(run_id, made[t.id]) is not None for t in tasks[:4]]
+    finally:
+        journal.close()
+    assert sorted(task_id for task_id, _, _ in defined) == sorted(made)  # each once
+    assert {task_id: fp for task_id, _, fp in defined} == made
+    assert all(len(fp) == 64 for fp in made.values()) and len(set(made.values())) == 4
+    assert restorable == [True, True, True, True]

@@ -109,10 +109,10 @@ def _small_of_record(entry: Any) -> tuple[str, Any] | None:
     """(fingerprint, value) of an item record's small result not journaled yet: prepared by
     its worker (taken once), or trivially small (``TRIVIAL_TYPES``, never prepared) and
     read from its result."""
-    prepared = entry.jsmall
-    if prepared is not None:
-        entry.jsmall = None
-        return prepared[0], prepared[1]
+    fp = entry.jsfp
+    if fp is not None:
+        value, entry.jsmall, entry.jsfp = entry.jsmall, None, None
+        return fp, value
     result = entry.result
     if entry.status is _DONE and entry.fingerprint and result is not None \
             and result._entry is None and result._data.__class__ in TRIVIAL_TYPES:

@@ -918,12 +918,13 @@ class Journal(Reads, Removals):
             batches = moved.get(run_id, ())
             moves = batches[0] if len(batches) == 1 and not run_trans and not run_small \
                 else None
+            run_defs = defs.get(run_id, [])
             if moves is None:  # mixed with queued rows (a run's opening move), which are
                 for batch in batches:  # older: as rows after them
                     run_trans = run_trans + batch.transition_rows()
                     run_small = run_small + batch.small_rows()
+                    run_defs = run_defs + batch.definition_rows()
                 run_trans, _ = latest_per_task(run_trans)
-            run_defs = defs.get(run_id, [])
             run_groups = [pack_group(group, fold_group(summary, group))
                           for group in groups.get(run_id, ())]
             try:  # each task's previous state: where the last commit left it
@@ -940,6 +941,7 @@ class Journal(Reads, Removals):
             if blob is None:
                 if moves is not None:  # the columns as rows, the version-3 way
                     run_trans, run_small = moves.transition_rows(), moves.small_rows()
+                    run_defs = run_defs + moves.definition_rows()
                 self._pack_rows(run_id, run_trans, run_defs, run_small, packed, summary)
                 self._pack_groups(run_id, run_groups, packed)
             else:  # one MAC per run per commit

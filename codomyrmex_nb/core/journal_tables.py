@@ -303,7 +303,8 @@ def pack_tasks(transitions: list[tuple[Any, ...]], definitions: list[tuple[Any, 
 class Moves(NamedTuple):
     """A commit's latest move of each moved task of one run, as columns (the engine's
     records read by ``Recorder.collect``, or transition rows), in sequence order; and the
-    small results they completed with: (ids, names, fingerprints, values, times)."""
+    small results they completed with: (ids, names, fingerprints, values, times); and the
+    definitions of tasks fingerprinted as they began: (ids, names, fingerprints)."""
 
     run_id: Any
     ids: tuple[Any, ...]
@@ -313,6 +314,13 @@ class Moves(NamedTuple):
     codes: bytes
     details: tuple[Any, ...]
     small: tuple[tuple[Any, ...], ...] | None = None
+    defs: tuple[tuple[Any, ...], ...] | None = None
+
+    def definition_rows(self) -> list[tuple[Any, ...]]:
+        """As ``Journal.define`` rows."""
+        if not self.defs:
+            return []
+        return list(zip(repeat(self.run_id, len(self.defs[0])), *self.defs, strict=True))
 
     def transition_rows(self) -> list[tuple[Any, ...]]:
         """As ``Journal.transition`` rows (previous state 0: the summary's to fill)."""
@@ -332,8 +340,8 @@ def pack_columns(moves: Moves | None, definitions: list[tuple[Any, ...]],
                  groups: list[tuple[Any, ...]] | tuple[()] = (),
                  ) -> tuple[bytes, tuple[Any, ...], tuple[Any, ...]]:
     """``pack_tasks`` from columns: ``moves`` (each task once; ``previous`` its previous
-    codes, None for none seen), definition rows, small results as columns (ids, names,
-    fingerprints, values, times)."""
+    codes, None for none seen), definition rows (before those ``moves`` holds), small
+    results as columns (ids, names, fingerprints, values, times)."""
     if moves is not None and moves.ids:
         ids, names, times = moves.ids, moves.names, moves.times
         seq_col, time_col = _little("q", moves.seqs), _little("d", times)
@@ -354,6 +362,10 @@ def pack_columns(moves: Moves | None, definitions: list[tuple[Any, ...]],
     d_ids = d_names = d_fps = ()
     if definitions:
         d_ids, d_names, d_fps = (tuple(map(get, definitions)) for get in _DEF_COLUMNS)
+    if moves is not None and moves.defs:  # after the queued rows: the later definition
+        d_ids, d_names, d_fps = d_ids + moves.defs[0], d_names + moves.defs[1], \
+            d_fps + moves.defs[2]
+    if d_ids:
         hash(d_ids)
     r_ids = r_names = r_fps = r_values = ()
     r_times = b""

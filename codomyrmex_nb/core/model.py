@@ -218,8 +218,8 @@ class TaskResult:
     """
 
     __slots__ = ("task_id", "success", "_data", "error_message", "error_type", "traceback",
-                 "execution_time", "memory_usage", "_metadata", "_counts", "exception", "logs",
-                 "displays", "_entry")
+                 "execution_time", "memory_usage", "_metadata", "_attempts", "_retries",
+                 "_worker", "exception", "logs", "displays", "_entry")
     _FIELDS = ("task_id", "success", "data", "error_message", "error_type", "traceback",
                "execution_time", "memory_usage", "metadata", "exception", "logs", "displays")
     #: ``to_dict``: the original's keys, always, in its order; then ours, where they are set.
@@ -241,7 +241,10 @@ class TaskResult:
         self.error_message, self.error_type, self.traceback = error_message, error_type, traceback
         self.execution_time, self.memory_usage = execution_time, memory_usage
         self._metadata = metadata
-        self._counts: tuple[int, int, str | None] | None = None
+        # the metadata's counts until it is built (three fields, not a tuple: one container
+        # less per task kept, so the collector runs less often)
+        self._attempts: int | None = None
+        self._retries, self._worker = 0, None
         self.exception = exception  # not compared, not shown
         self.logs = logs  # the last attempt's captured output (not shown)
         self.displays = displays  # its display() bundles (not shown)
@@ -261,13 +264,20 @@ class TaskResult:
             result = cls(success, data, safe_str(error) or type(error).__name__,
                          error_type or type(error).__name__, execution_time, task_id=task_id,
                          traceback=traceback, exception=error)
-        result._counts = (attempts, retries, worker)
+        result._attempts, result._retries, result._worker = attempts, retries, worker
         return result
 
     def __setstate__(self, state: Any) -> None:
-        """Unpickle, results pickled before ``memory_usage`` existed included."""
+        """Unpickle, results pickled before ``memory_usage`` existed, or with their counts as
+        one ``_counts`` tuple, included."""
         self.memory_usage, self._entry = 0.0, None
+        self._attempts, self._retries, self._worker = None, 0, None
+        if isinstance(state, tuple):
+            state = {**(state[0] or {}), **(state[1] or {})}
+        counts = state.pop("_counts", None) if state else None
         _set_slots(self, state)
+        if counts is not None:
+            self._attempts, self._retries, self._worker = counts
 
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         """Pickled (and copied) with its data read back if dropped, never with the budget."""
@@ -308,17 +318,16 @@ class TaskResult:
         meta = self._metadata
         if meta is None:
             meta = self._metadata = {}
-            if self._counts is not None:
-                attempts, retries, worker = self._counts
-                meta["attempts"], meta["retries"] = attempts, retries
-                if worker is not None:
-                    meta["worker"] = worker
-                self._counts = None
+            if self._attempts is not None:
+                meta["attempts"], meta["retries"] = self._attempts, self._retries
+                if self._worker is not None:
+                    meta["worker"] = self._worker
+                self._attempts = self._worker = None
         return meta
 
     @metadata.setter
     def metadata(self, value: dict[str, Any]) -> None:
-        self._metadata, self._counts = value, None
+        self._metadata, self._attempts, self._worker = value, None, None
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:

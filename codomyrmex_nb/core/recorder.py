@@ -77,10 +77,9 @@ def _plain_digest(code: str, items: str, upstream: str) -> str:
 
 
 COLLECT_WAIT = 0.2  # seconds the writer waits for the engine's lock to read moved records
-_JSEQ, _JTIME, _JDETAIL, _JSMALL = map(operator.attrgetter, ("jseq", "jtime", "jdetail",
-                                                           "jsmall"))
+_JSEQ, _JTIME, _JDETAIL, _JSMALL, _JSFP, _JDEF = map(
+    operator.attrgetter, ("jseq", "jtime", "jdetail", "jsmall", "jsfp", "jdef"))
 _ID, _NAME, _STATUS = map(operator.attrgetter, ("id", "name", "status"))
-_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 _WAITING = frozenset({TaskStatus.PENDING, TaskStatus.READY})  # a commit leaves these out
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _NO_UPS: Mapping[str, str] = MappingProxyType({})
@@ -331,22 +330,26 @@ class Recorder(Restoring):
             return None, []
         if not records:
             return None, groups
-        small = None
-        done = list(filter(_JSMALL, records))
+        small = defs = None
+        done = list(filter(_JSFP, records))
         if done:
-            prepared = tuple(map(_JSMALL, done))
-            small = (tuple(map(_ID, done)), tuple(map(_NAME, done)),
-                     tuple(map(_FIRST, prepared)), tuple(map(_SECOND, prepared)),
-                     tuple(map(_JTIME, done)))
+            small = (tuple(map(_ID, done)), tuple(map(_NAME, done)), tuple(map(_JSFP, done)),
+                     tuple(map(_JSMALL, done)), tuple(map(_JTIME, done)))
             for r in done:
-                r.jsmall = None
+                r.jsmall = r.jsfp = None
+        defined = list(filter(_JDEF, records))
+        if defined:  # fingerprints made as their attempts began (``before_attempt``)
+            defs = (tuple(map(_ID, defined)), tuple(map(_NAME, defined)),
+                    tuple(map(_JDEF, defined)))
+            for r in defined:
+                r.jdef = None
         if None in map(_JSEQ, records):  # a record that never moved journaled
             records = [r for r in records if r.jseq is not None]
         records = sorted(records, key=_JSEQ)
         moved = Moves(run_id, tuple(map(_ID, records)), tuple(map(_NAME, records)),
                       tuple(map(_JSEQ, records)), tuple(map(_JTIME, records)),
                       bytes(map(_CODE.__getitem__, map(_STATUS, records))),
-                      tuple(map(_JDETAIL, records)), small)
+                      tuple(map(_JDETAIL, records)), small, defs)
         return moved, groups
 
     # -- fingerprints (outside the engine lock) ----------------------------------------------
@@ -577,11 +580,11 @@ class Recorder(Restoring):
                 self.fingerprint_of(rec)
                 return
             rec.fingerprint = fp
-            run_id, journal = self.run_id, self._journal  # _define_row written out
-            if run_id is not None and journal is not None and journal.enabled:
-                journal._defs_q.append((run_id, rec.id, rec.name, fp))
-                if journal._idle:
-                    journal._rouse()
+            journal = self._journal
+            if self.run_id is not None and journal is not None and journal.enabled:
+                # defined with the record's next move the journal reads (``collect``): no
+                # row per task waits for the commit (each made the collector run sooner)
+                rec.jdef = fp
         except Exception:  # noqa: BLE001 - the journal must never fail a task
             rec.fingerprint = ""
 
@@ -670,7 +673,7 @@ class Recorder(Restoring):
         fp, blob, error, mac = prepared
         sink = self.sink
         if mac is SMALL and sink is not None:  # read with the record's latest move (collect)
-            rec.jsmall = prepared
+            rec.jsmall, rec.jsfp = blob, fp  # no tuple kept per task until the commit
             if rec.parent is None:  # an item's move to COMPLETED, just made under the same
                 sink._touched.append(rec)  # hold of the engine's lock, listed it already
             return

@@ -61,7 +61,10 @@ class Record:
         # its latest move, as the journal reads it at its next commit (Recorder.collect):
         # sequence number, time, detail; set by every move while a journal records
         "jseq", "jtime", "jdetail",
-        "jsmall",  # its small result (``Recorder.prepare_result``) until the journal reads it
+        # its small result (``Recorder.prepare_result``) until the journal reads it: the
+        # value, and the fingerprint it is stored under (None: no small result waiting)
+        "jsmall", "jsfp",
+        "jdef",  # its fingerprint, to be defined with its next move the journal reads
     )
 
     def __init__(self, task: Task, order: int) -> None:
@@ -97,7 +100,7 @@ class Record:
         self.tally: list[int] | None = None
         self.parent: Record | None = None
         self.mapping: MapState | None = None
-        self.jseq = self.jtime = self.jdetail = self.jsmall = None
+        self.jseq = self.jtime = self.jdetail = self.jsmall = self.jsfp = self.jdef = None
         self.read_definition()
 
     def read_definition(self) -> None:
@@ -134,7 +137,7 @@ class ItemRecord(Record):
 
     def __init__(self, parent: Record, index: int, order: int) -> None:  # noqa: PLW0231
         self.parent, self.index, self.mapping = parent, index, None
-        self.jseq = self.jtime = self.jdetail = self.jsmall = None
+        self.jseq = self.jtime = self.jdetail = self.jsmall = self.jsfp = self.jdef = None
         self.task = parent.task
         self.id, self.name = item_id(parent.id, index), f"{parent.name}[{index}]"
         self.status = None
