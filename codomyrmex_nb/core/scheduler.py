@@ -51,7 +51,9 @@ Priority: among READY tasks the highest ``priority`` dispatches first, then the
 longest remaining critical path (tasks still downstream, counting itself;
 exact after a periodic O(V+E) pass, a one-level estimate between passes, so
 amortised O(1) per definition; the pass is skipped while only tasks without
-edges were defined, which change no path), then submission order.
+edges were defined, which change no path, and waits while at most one task is
+ready, when there is nothing to choose: a chain never needs it), then
+submission order.
 
 Resources: a task's claims are granted all at once or queued (FIFO, with
 reservations so a waiting writer is not overtaken for ever); see
@@ -698,7 +700,8 @@ class Scheduler(MapSteps):
                 rec.waiting = None
                 return ticket
             self._release(ticket)  # withdrawn meanwhile
-        if self._defined_since_pass and self._defined_since_pass * 4 >= len(self.records) + 16:
+        if self._defined_since_pass and self._defined_since_pass * 4 >= len(self.records) + 16 \
+                and self._ready_live > 1:  # with one task ready there is nothing to choose
             if self._paths_changed:
                 self._critical_pass()
             else:  # only tasks without edges since the last pass: every path is exact
