@@ -105,6 +105,38 @@ def test_detail_of_a_task_waiting_for_a_lock_names_the_holder(orch):
     orch.wait_for_completion(30)
 
 
+def test_after_a_stop_an_interrupted_task_says_it_runs_at_the_next_start(orch, views):
+    """A task a stop sent back to READY shows when its attempt ended (not "-> now", as if
+    it still ran) and that it runs again when the engine starts; a task that ended keeps
+    the retry note."""
+    import time
+
+    gate = threading.Event()
+
+    def slow_body():
+        while not gate.wait(0.02):  # short waits: the stop's interrupt lands between two
+            pass
+
+    slow = orch.create_task("slow", func=slow_body)
+    done = orch.create_task("done", func=lambda: 1)
+    orch.start_execution()
+    try:
+        deadline = time.monotonic() + 10
+        while slow.status.value != "running" or done.status.value != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        orch.stop_execution()
+    finally:
+        gate.set()
+    view = views(orch)
+    view.select(slow.id)
+    assert "\u2192 now" not in view.detail and "interrupted" in view.detail
+    assert "this task runs when it starts again" in view.detail
+    assert "Its attempt was interrupted when the engine stopped." in view.detail
+    view.select(done.id)
+    assert "a retried task waits for" in view.detail
+
+
 def test_detail_of_an_unknown_task():
     from codomyrmex_nb import TaskOrchestrator
 

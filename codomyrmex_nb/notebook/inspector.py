@@ -149,9 +149,9 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None,
              else current.started_at if current is not None else None)
     if state == "running" and since is not None:
         rows.append(("running", f"since {clock(since)} ({ticking(since, snapshot.time)})"))
-    elif task.started_at is not None:
-        ran = (f"{clock(task.started_at)}" + (f" \u2192 {clock(task.completed_at)}"
-                                              if task.completed_at else " \u2192 now"))
+    elif task.started_at is not None:  # not running: "now" only while an attempt runs
+        ended = task.completed_at or (current.ended_at if current is not None else None)
+        ran = f"{clock(task.started_at)}" + (f" \u2192 {clock(ended)}" if ended else "")
         rows.append(("ran", ran + (f" ({_seconds(task.execution_time)})"
                                    if task.execution_time is not None else "")))
     if task.cpu_time is not None:

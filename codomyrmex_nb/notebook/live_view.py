@@ -125,6 +125,20 @@ def _task_panel(orch: TaskOrchestrator, task: str) -> Callable[[Any], str]:
     return lambda so_far: detail_html(snapshot, task, result, so_far) + items
 
 
+def _stopped_note(orch: TaskOrchestrator, task: str) -> str:
+    """Under a stopped engine's inspector: what waits for it to start again."""
+    start = "<code>%codo_run</code> (or <code>start_execution()</code>)"
+    ref = orch.get_task(task)
+    status = getattr(ref, "status", None)
+    if status is not None and not status.is_terminal:
+        attempts = getattr(ref, "attempts", None) or ()
+        why = (" Its attempt was interrupted when the engine stopped."
+               if attempts and attempts[-1].outcome == "interrupted" else "")
+        return (f'<p class="codo-muted">The engine is stopped: this task runs when it starts '
+                f"again, at {start}.{why}</p>")
+    return f'<p class="codo-muted">The engine is stopped: a retried task waits for {start}.</p>'
+
+
 class LiveView(anywidget.AnyWidget):
     """Progress header and DAG of one orchestrator, redrawn from its events."""
 
@@ -362,8 +376,7 @@ class LiveView(anywidget.AnyWidget):
         elif self._inspected is not None and self._inspected[0] == task:
             self._inspected = None
         if not self.orchestrator.is_running:
-            html += ('<p class="codo-muted">The engine is stopped: a retried task waits for '
-                     "<code>%codo_run</code> (or <code>start_execution()</code>).</p>")
+            html += _stopped_note(self.orchestrator, task)
         return html
 
     def _peek_due(self) -> float | None:
