@@ -760,10 +760,12 @@ def test_an_interrupted_wait_on_the_sync_executor_says_the_run_stopped_too(
     outcome = ip.run_cell("%codo_wait")
     out, err = capsys.readouterr()
     assert isinstance(outcome.error_in_exec, KeyboardInterrupt)
-    assert out.splitlines()[-1].startswith(
+    assert out.splitlines()[-1] == (
         "codo_wait: interrupted; the sync executor runs tasks in the waiting cell, so the run "
-        "stopped too"), out + err
+        "stopped too; the 1 task not ended yet runs at the next wait: %codo_wait waits again"
+    ), out + err
     assert "Traceback" not in out + err
+    assert orch().get_task("spin").status is S.READY  # neither failed nor retried: it waits
 
 
 def test_retry_of_several_tasks_says_their_downstream(ip, capsys):

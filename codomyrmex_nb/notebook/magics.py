@@ -724,7 +724,8 @@ def _interrupted_line(magic: str, orch: TaskOrchestrator, again: str,
                 "the run stopped too" + (f", and {returned}" if returned else ""))
         if not left:
             return f"{head}: %codo_wait says how it ended"
-        return f"{head}; the {_tasks(left)} not ended yet run at the next wait: {again}"
+        return (f"{head}; the {_tasks(left)} not ended yet {'runs' if left == 1 else 'run'} "
+                f"at the next wait: {again}")
     stopped = f"{magic}: stopped waiting (interrupted)" + (f", {returned}" if returned else "")
     if not left:
         return f"{stopped}; every task has ended: %codo_wait says how"
