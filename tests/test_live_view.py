@@ -220,6 +220,7 @@ def test_elapsed_and_throughput_are_per_run_and_the_header_names_the_run(orch, v
     assert "2/2 done" in view.summary()
 
 
+@pytest.mark.needs_dot
 def test_retries_are_marked_on_their_node(orch, views):
     calls = []
 
