@@ -14,6 +14,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -299,6 +300,64 @@ def test_ctrl_c_in_a_sync_task_pauses_the_run_instead_of_failing_the_task(make_o
     attempts = o._engine.sched.lookup("a").attempts
     assert [x.outcome for x in attempts] == ["interrupted", "completed"]
     assert "before the interrupt" in attempts[0].logs
+
+
+class _InterruptedWhilePickled:
+    """A result whose pickling the user interrupts (Ctrl-C while the engine stores it)."""
+
+    interrupt = True
+
+    def __reduce__(self):
+        if _InterruptedWhilePickled.interrupt:
+            _InterruptedWhilePickled.interrupt = False
+            raise KeyboardInterrupt
+        return (_InterruptedWhilePickled, ())
+
+
+def test_ctrl_c_while_a_sync_tasks_result_is_stored_leaves_it_ready_not_running(
+        make_orch, tmp_path):
+    """Ctrl-C after the body returned (the engine pickling its result for the journal, in
+    the waiting thread): the task goes back to READY too; before, it stayed RUNNING for
+    ever and its dependents never ran."""
+    _InterruptedWhilePickled.interrupt = True
+    o = make_orch(1, executor="sync", journal=tmp_path / "j.sqlite")
+    a = o.create_task("a", func=_InterruptedWhilePickled)
+    b = o.create_task("b", func=lambda: 1, dependencies=[a])
+    o.start_execution()
+    with pytest.raises(KeyboardInterrupt):
+        o.wait_for_completion(10)
+    assert (a.status, b.status) == (S.READY, S.PENDING)
+    assert o.get_execution_stats()["running"] == 0
+    assert o.wait_for_completion(10) is True and b.result.data == 1
+
+
+def test_ctrl_c_after_a_sync_tasks_timeout_still_stops_the_wait(make_orch):
+    """A real SIGINT while the body sits in a C call whose timeout has already fired: the
+    engine's pending interrupt lands as the body unwinds from the Ctrl-C and took its
+    place, so the wait went on (into the retry). It raises now; the retry waits."""
+    calls = []
+
+    def body():
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(3)  # the 0.3 s timeout fires in here; the Ctrl-C at 0.8 s wakes it
+        return "done"
+
+    o = make_orch(1, executor="sync")
+    a = o.create_task("a", func=body, timeout=0.3, max_retries=1, retry_delay=0)
+    o.start_execution()
+    timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            o.wait_for_completion(10)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - began < 2.5  # not after the 3 s sleep, nor the retry
+    attempts = o._engine.sched.lookup(a.id).attempts
+    assert [x.outcome for x in attempts] == ["timeout"] and a.status is not S.RUNNING
+    assert o.wait_for_completion(10) is True and a.result.data == "done"
 
 
 @pytest.mark.parametrize("kind", ["processes", "dask"])

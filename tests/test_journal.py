@@ -1191,3 +1191,41 @@ def test_each_task_is_defined_once_with_the_fingerprint_it_ran_under(tmp_path):
     assert {task_id: fp for task_id, _, fp in defined} == made
     assert all(len(fp) == 64 for fp in made.values()) and len(set(made.values())) == 4
     assert restorable == [True, True, True, True]
+
+
+def _other_work(kind: str, flag: str = "") -> object:
+    return f"other {kind}"
+
+
+def test_a_task_redefined_while_it_runs_is_defined_last_under_its_new_fingerprint(tmp_path):
+    """Redefined mid-attempt before a commit: the fingerprint the first attempt was given
+    (waiting to be defined with the task's next move) is dropped with the attempt, so the
+    run's definitions end with the one the task ran under (they ended with the old)."""
+    flag = tmp_path / "hold"
+    flag.touch()
+    path = tmp_path / "j.sqlite"
+    orch = TaskOrchestrator(1, journal=path)
+    try:
+        orch.create_task("warm", func=_work, parameters={"kind": "none"})  # the run knows it
+        task = orch.create_task("a", func=_work, parameters={"kind": "held", "flag": str(flag)})
+        orch.start_execution()
+        rec = orch._engine.sched.lookup(task.id)
+        deadline = time.monotonic() + 30
+        while not rec.jdef:  # fingerprinted on the fast path, not committed yet
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        first = rec.fingerprint
+        orch.redefine("a", func=_other_work)  # interrupts the attempt; a runs again
+        assert orch.wait_for_completion(30) and task.result.data == "other held"
+        ran_under = rec.fingerprint
+    finally:
+        flag.unlink()
+        orch.stop_execution()
+    assert ran_under != first
+    journal = Journal(path)
+    try:
+        defined = [fp for task_id, _, fp in journal.definitions(journal.history()[0].run_id)
+                   if task_id == task.id]
+    finally:
+        journal.close()
+    assert defined[-1] == ran_under, (defined, first, ran_under)

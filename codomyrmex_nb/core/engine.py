@@ -109,6 +109,18 @@ def _end_runs_at_exit() -> None:
             recorder.end_run("stopped" if engine.sched.unfinished else "finished", final=True)
 
 
+def user_interrupt(error: BaseException | None) -> KeyboardInterrupt | None:
+    """The user's Ctrl-C behind an attempt's error: the error itself, or what it was raised
+    while handling (an engine interrupt for a timeout, pending while the body sat in a C
+    call, lands as the body unwinds from the Ctrl-C and takes its place)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        error, seen = error.__context__, seen + 1
+    return None
+
+
 class Engine:
     """Worker threads, clock and executor around one ``Scheduler``, under one lock."""
 
@@ -347,11 +359,13 @@ class Engine:
             while True:
                 with self.lock:
                     for run, outcome, prepared, busy_for, held in done:
-                        unrecorded -= 1
-                        if until is not None and isinstance(outcome.error, KeyboardInterrupt):
-                            self._interrupted_inline(run, outcome)  # Ctrl-C while debugging
-                            raise outcome.error  # inline: the wait stops, the task waits
+                        interrupt = None if until is None else user_interrupt(outcome.error)
+                        if interrupt is not None:  # Ctrl-C while debugging inline: the
+                            self._interrupted_inline(run, outcome)  # wait stops, the task
+                            unrecorded -= 1  # waits for the next one
+                            raise interrupt
                         self._record(run, outcome, prepared, busy_for, held)
+                        unrecorded -= 1
                     done.clear()  # the blobs are queued: let them go
                     # nor keep the last attempt's call (its inputs) and value alive while this
                     # worker waits: a result the memory budget dropped would stay in RAM
@@ -400,6 +414,10 @@ class Engine:
             if shared is not None:
                 shared.box.stop()  # torn down mid-batch (stopping twice does nothing)
             with self.lock:
+                if until is not None and unrecorded:  # inline, an interrupt outside the body
+                    for run in runs[len(runs) - unrecorded:]:  # (pickling its result): the
+                        self._interrupted_inline(run, None)  # attempt ends as interrupted
+                    unrecorded = 0
                 self._busy -= unrecorded  # taken but never recorded (the thread is torn down)
                 self._workers.discard(me)
                 self._changed.notify_all()
@@ -445,13 +463,20 @@ class Engine:
             self.sched.compact(run.rec)  # a plainly completed item: light from now on
         self.settle(wake=False)
 
-    def _interrupted_inline(self, run: Run, outcome: Outcome) -> None:
-        """Under the lock: ``_record`` for an inline attempt the user interrupted; its task
-        goes back to READY (``Scheduler.interrupted``) and runs again at the next wait."""
+    def _interrupted_inline(self, run: Run, outcome: Outcome | None) -> None:
+        """Under the lock: ``_record`` for an inline attempt the user interrupted (in its
+        body, or with ``outcome`` None while the engine readied its result); its task goes
+        back to READY (``Scheduler.interrupted``) and runs again at the next wait. One the
+        engine had given up on already (a timeout) is recorded as given up on."""
+        if run.abandoned:
+            now = time.perf_counter()
+            self._record(run, outcome or Outcome(False, None, KeyboardInterrupt(), None, now,
+                                                 now), None, 0.0)
+            return
         self._busy -= 1
         if run.timer is not None:
             run.timer.cancel()
-        self.sched.interrupted(run, outcome.logs)
+        self.sched.interrupted(run, None if outcome is None else outcome.logs)
         self.settle(wake=False)
 
     def _execute(self, run: Run) -> Outcome:

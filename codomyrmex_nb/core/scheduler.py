@@ -544,6 +544,7 @@ class Scheduler(MapSteps):
             rec.wait_by_resource = None
             rec.restored = None
             rec.fingerprint = None  # made again as it starts: its upstream may have changed
+            rec.jdef = None  # nor defined under the old one (its next attempt defines it)
             if self.recorder is not None:
                 self.recorder.run_at_start(rec.id)  # asked to run: never restored as it starts
             rec.tally = None  # a rule task counts its upstream afresh when settled
@@ -745,8 +746,9 @@ class Scheduler(MapSteps):
         now = self._now()
         rec.wait_worker += now - rec.runnable_since
         if rec.fingerprint and not rec.attempts and rec.parent is None and rec.mapping is None:
-            rec.fingerprint = None  # made early, to look a task up: made again as it starts,
-            # from what it reads now (a global changed since would be recorded under the old)
+            rec.fingerprint = rec.jdef = None  # made early, to look a task up: made again as
+            # it starts, from what it reads now (a global changed since would be recorded
+            # under the old)
         attempt = Attempt(len(rec.attempts) + 1, worker, now)
         rec.attempts += (attempt,)
         ticket.attempt = attempt
