@@ -255,6 +255,26 @@ live_view(orch)
 ]
 
 
+# One item of a mapped task prints a line every 0.1 s for a minute; the view inline.
+MAP_RUNNING_CELLS = [
+    """
+import time
+from codomyrmex_nb import TaskOrchestrator, live_view
+
+orch = TaskOrchestrator(max_workers=2)
+
+def chatty_item(item):
+    for i in range(600):
+        print(f"item {item} line {i}", flush=True)
+        time.sleep(0.1)
+
+orch.create_task("parts", func=lambda: ["a"])
+orch.create_task("talk", func=chatty_item, map="parts")
+live_view(orch)
+""",
+    "orch.start_execution()",
+]
+
 def readme_notebook_cells() -> list[str]:
     """The ```python blocks of the README's "## In a notebook" section, as written."""
     text = README.read_text(encoding="utf-8")
@@ -296,6 +316,7 @@ def _lab_root(base: Path) -> Path:
     _write_notebook(root / "notebooks" / "readme_example.ipynb", readme_notebook_cells())
     _write_notebook(root / "notebooks" / "running_task.ipynb", RUNNING_CELLS)
     _write_notebook(root / "notebooks" / "map_view.ipynb", MAP_CELLS)
+    _write_notebook(root / "notebooks" / "map_running.ipynb", MAP_RUNNING_CELLS)
     shutil.copytree(ROOT / "codomyrmex_nb", root / "codomyrmex_nb",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return root
@@ -754,6 +775,37 @@ def _check_map_view(lab, page) -> None:
         path=str(picture))
     if os.environ.get("CODO_UPDATE_SCREENSHOT") == "1":
         shutil.copy(picture, ROOT / "notebooks" / "img" / "map-node.png")
+
+
+def test_a_running_map_items_inspector_follows_its_output(lab, browser):
+    page = _new_page(browser, width=1280, height=720)
+    with _kept_on_failure(lab, page, "running-item"):
+        _check_running_item(lab, page)
+
+
+def _check_running_item(lab, page) -> None:
+    _open_notebook(page, lab, "map_running.ipynb")
+    _run_all_cells(page)
+    _wait_for_names(page, LIVE, ["parts", "talk"])
+    page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
+    node = page.locator(LIVE, has=page.locator("title", has_text="talk"))
+    node.click()
+    inspector = page.locator(".codo-view .codo-inspect")
+    item = inspector.locator("button.codo-item")
+    item.first.wait_for(timeout=MINUTE)
+    item.first.click()  # the running item's own panel: its output so far, then more of it
+    output = inspector.locator("pre.codo-tail", has_text="item a line")
+    output.wait_for(timeout=MINUTE)
+    found = re.findall(r"item a line (\d+)", output.text_content())
+    line = int(found[-1]) if found else -1
+    assert line >= 0, output.text_content()
+    page.wait_for_function(  # more lines while it still runs (its panel then says "so far")
+        "([sel, n]) => { const panel = document.querySelector('.codo-view .codo-inspect');"
+        " const m = [...document.querySelector(sel).textContent"
+        ".matchAll(/item a line (\\d+)/g)]; return panel.textContent.includes('output so far')"
+        " && m.length && +m[m.length - 1][1] >= n + 5; }",
+        arg=[".codo-view .codo-inspect pre.codo-tail", line], timeout=30_000)
+    inspector.locator("button", has_text="Cancel").click()  # the item, and so the run, ends
 
 
 # -- a running task: its time ticks, its output shows, a second click refreshes -----------
