@@ -40,8 +40,10 @@ No scroll box of its own holds the drawing: inline the notebook scrolls, in the
 panel the panel does.
 
 When the widget loses its kernel (a restart: ipywidgets marks the view
-``jupyter-widgets-disconnected``), the view says so, stops counting running
-times, greys the drawing and drops Cancel/Retry: nothing is "running" any more.
+``jupyter-widgets-disconnected``; a restart or a shutdown from the notebook's
+menu: its toolbar's execution indicator says so), the view says so, stops
+counting running times, greys the drawing and drops Cancel/Retry: nothing is
+"running" any more.
 """
 
 from __future__ import annotations
@@ -260,8 +262,9 @@ function render({ model, el }) {
     send({ kind: "placed", where: "side" });
   };
   // -- a view that lost its kernel says so --------------------------------------------------
-  // ipywidgets marks a view whose comm died; a restart from the notebook's menu shows only in
-  // the notebook's own kernel status (its toolbar's execution indicator), so watch that too.
+  // ipywidgets marks a view whose comm died; a restart or shutdown from the notebook's menu
+  // shows only in the notebook's own kernel status (its toolbar's execution indicator), so
+  // watch that too.
   let kernelGone = false;
   let kernelWatch = null;
   const watchKernel = () => {
@@ -269,7 +272,10 @@ function render({ model, el }) {
     const status = nb && nb.querySelector(".jp-Notebook-ExecutionIndicator");
     if (!status || kernelWatch) return;
     kernelWatch = new MutationObserver(() => {
-      if (["restarting", "autorestarting", "dead"].includes(status.dataset.status)) {
+      // "unknown": no kernel any more (shut down, or another one chosen); a lost connection
+      // shows as "connecting" or "disconnected" instead, and comes back
+      if (["restarting", "autorestarting", "dead", "terminating", "unknown"]
+          .includes(status.dataset.status)) {
         kernelGone = true;
         onLive();
       }
