@@ -1229,3 +1229,35 @@ def test_a_task_redefined_while_it_runs_is_defined_last_under_its_new_fingerprin
     finally:
         journal.close()
     assert defined[-1] == ran_under, (defined, first, ran_under)
+
+
+def test_a_task_a_stop_interrupted_is_defined_again_in_the_run_it_finishes_in(tmp_path):
+    """Stopped mid-attempt and started again: the next run defines the task too, under the
+    fingerprint it finished with (before, only the run it was interrupted in had it)."""
+    flag = tmp_path / "hold"
+    flag.touch()
+    path = tmp_path / "j.sqlite"
+    orch = TaskOrchestrator(1, journal=path)
+    try:
+        task = orch.create_task("a", func=_work, parameters={"kind": "held", "flag": str(flag)})
+        orch.start_execution()
+        deadline = time.monotonic() + 30
+        while task.status.value != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        orch.stop_execution()
+        flag.unlink()
+        orch.start_execution()
+        assert orch.wait_for_completion(30)
+        finished_under = orch._engine.sched.lookup(task.id).fingerprint
+    finally:
+        orch.stop_execution()
+    journal = Journal(path)
+    try:
+        runs = [r.run_id for r in journal.history()]  # newest first
+        defined = {run: [fp for task_id, _, fp in journal.definitions(run) if task_id == task.id]
+                   for run in runs}
+    finally:
+        journal.close()
+    assert len(runs) == 2
+    assert defined[runs[0]] == [finished_under] and defined[runs[1]]

@@ -1046,6 +1046,9 @@ class Scheduler(MapSteps):
             rec = ticket.rec
             self._abandon(ticket, "interrupted")
             self._make_ready(rec, now, "interrupted")
+            if rec.parent is None and rec.mapping is None:  # fingerprinted again as it starts
+                rec.fingerprint = rec.jdef = None  # in the next run (what it reads may change
+                # meanwhile), so that run defines it too
 
     def interrupted(self, ticket: Any, logs: str | None = None) -> None:
         """An inline attempt's body raised ``KeyboardInterrupt`` (Ctrl-C while debugging with
