@@ -876,18 +876,24 @@ def _check_running_task(lab, page) -> None:
     assert "output so far" not in inspector.text_content()
 
 
-# -- a kernel restart: the view says it lost its kernel ------------------------------------
-def test_a_view_that_lost_its_kernel_says_so_and_shows_nothing_running(lab, browser):
+# -- a kernel restarted or shut down: the view says it lost its kernel ----------------------
+@pytest.mark.parametrize(("command", "confirm", "name"), [
+    ("Restart Kernel\u2026", True, "kernel-lost"),
+    ("Shut Down Kernel", False, "kernel-shut-down"),  # no kernel after it: the toolbar
+])                                                     # says "unknown"
+def test_a_view_that_lost_its_kernel_says_so_and_shows_nothing_running(lab, browser, command,
+                                                                       confirm, name):
     page = _new_page(browser, width=1280, height=720)
-    with _kept_on_failure(lab, page, "kernel-lost"):
+    with _kept_on_failure(lab, page, name):
         _open_notebook(page, lab, "running_task.ipynb")
         _run_all_cells(page)
         _wait_for_names(page, LIVE, ["chatty"])
         _fills_are(page, LIVE, {"chatty": RUNNING})
         page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
         page.get_by_role("menuitem", name="Kernel", exact=True).click()
-        page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Restart Kernel…'))").click()
-        page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart"
+        page.locator(f".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('{command}'))").click()
+        if confirm:
+            page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart"
         note = page.locator(".codo-view .codo-lost-note")
         note.wait_for(state="visible", timeout=MINUTE)
         assert "lost its kernel" in note.text_content()
@@ -904,31 +910,8 @@ def test_a_view_that_lost_its_kernel_says_so_and_shows_nothing_running(lab, brow
         assert page.locator(LIVE, has=page.locator("title", has_text="chatty")).locator(
             "tspan.s").text_content() == suffix
         assert "running for" not in page.locator(LIVE).first.locator("title").text_content()
-        page.screenshot(path=str(ARTIFACTS / "kernel-lost.png"))
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
-
-
-def test_a_view_whose_kernel_was_shut_down_says_so(lab, browser):
-    """Shut down (not restarted) from the Kernel menu: the view says it lost its kernel and
-    stops counting, as after a restart."""
-    page = _new_page(browser, width=1280, height=720)
-    with _kept_on_failure(lab, page, "kernel-shut-down"):
-        _open_notebook(page, lab, "running_task.ipynb")
-        _run_all_cells(page)
-        _wait_for_names(page, LIVE, ["chatty"])
-        _fills_are(page, LIVE, {"chatty": RUNNING})
-        page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
-        page.get_by_role("menuitem", name="Kernel", exact=True).click()
-        page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Shut Down Kernel'))").click()
-        dialog = page.locator(".jp-Dialog .jp-mod-accept")
-        if dialog.count():
-            dialog.click()  # "Shut Down", where JupyterLab asks
-        note = page.locator(".codo-view .codo-lost-note")
-        note.wait_for(state="visible", timeout=MINUTE)
-        elapsed = page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content()
-        page.wait_for_timeout(1500)
-        assert page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content() \
-            == elapsed
 
 # -- the README example: saved, reopened ---------------------------------------------------
 def test_readme_example_saved_and_reopened_shows_the_final_dag(lab, browser):
