@@ -256,10 +256,11 @@ class Engine:
             if self.recorder is not None and self.recorder.run_id is not None and self._running:
                 self.recorder.end_run("finished")
 
-    def _wake_one(self) -> None:
+    def _wake_one(self, taking: bool = False) -> None:
         """Under the lock, work is runnable: wake an idle worker, unless a worker cycling
-        through tiny tasks takes it next (see the module docstring)."""
-        if self._someone_cycling():
+        through tiny tasks takes it next (see the module docstring). ``taking``: the caller
+        just took an attempt, so while tasks are tiny it is that worker (no need to look)."""
+        if (self._avg_attempt < TINY) if taking else self._someone_cycling():
             self._arm_standby()
         else:
             self._work.notify()
@@ -585,11 +586,8 @@ class Engine:
                 self._busy += 1
                 if run.on_begin is not None:
                     run.timer = self._arm_deadline(run)
-                if self._idle and sched.runnable():  # pass the wake-up along while work
-                    if self._avg_attempt < TINY:  # remains; unless tiny: this worker is the
-                        self._arm_standby()  # one cycling (``_wake_one``, written out)
-                    else:
-                        self._work.notify()
+                if self._idle and sched.runnable():
+                    self._wake_one(taking=True)  # pass the wake-up along while work remains
                 return run
             wait = None
             if until is not None:  # inline: stop when all has ended or time is up

@@ -457,7 +457,7 @@ class MapSteps:
         rec.result = None
         rec.completed_at = None
         rec.started_at = now  # its items run again from now: what views time this run from
-        rec.fingerprint = rec.jdef = None
+        rec.forget_fingerprint()
         self._move(rec, S.PENDING, "requeued")
         self._move(rec, S.READY, "requeued items")
         self._move(rec, S.RUNNING, f"{len(indices)} items again")

@@ -103,6 +103,11 @@ class Record:
         self.jseq = self.jtime = self.jdetail = self.jsmall = self.jsfp = self.jdef = None
         self.read_definition()
 
+    def forget_fingerprint(self) -> None:
+        """Made again as its next attempt starts; the definition the journal had still to
+        write for it goes too (it would be written after the new one, as the latest)."""
+        self.fingerprint = self.jdef = None
+
     def read_definition(self) -> None:
         """Copy the task's (validated) definition: later writes to the Task wait for a re-queue."""
         t = self.task

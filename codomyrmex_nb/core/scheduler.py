@@ -543,8 +543,7 @@ class Scheduler(MapSteps):
             rec.wait_dependencies = rec.wait_resources = rec.wait_worker = 0.0
             rec.wait_by_resource = None
             rec.restored = None
-            rec.fingerprint = None  # made again as it starts: its upstream may have changed
-            rec.jdef = None  # nor defined under the old one (its next attempt defines it)
+            rec.forget_fingerprint()  # made again as it starts: its upstream may have changed
             if self.recorder is not None:
                 self.recorder.run_at_start(rec.id)  # asked to run: never restored as it starts
             rec.tally = None  # a rule task counts its upstream afresh when settled
@@ -746,9 +745,9 @@ class Scheduler(MapSteps):
         now = self._now()
         rec.wait_worker += now - rec.runnable_since
         if rec.fingerprint and not rec.attempts and rec.parent is None and rec.mapping is None:
-            rec.fingerprint = rec.jdef = None  # made early, to look a task up: made again as
-            # it starts, from what it reads now (a global changed since would be recorded
-            # under the old)
+            rec.forget_fingerprint()  # made early, to look a task up: made again as it
+            # starts, from what it reads now (a global changed since would be recorded under
+            # the old)
         attempt = Attempt(len(rec.attempts) + 1, worker, now)
         rec.attempts += (attempt,)
         ticket.attempt = attempt
@@ -1047,7 +1046,7 @@ class Scheduler(MapSteps):
             self._abandon(ticket, "interrupted")
             self._make_ready(rec, now, "interrupted")
             if rec.parent is None and rec.mapping is None:  # fingerprinted again as it starts
-                rec.fingerprint = rec.jdef = None  # in the next run (what it reads may change
+                rec.forget_fingerprint()  # in the next run (what it reads may change
                 # meanwhile), so that run defines it too
 
     def interrupted(self, ticket: Any, logs: str | None = None) -> None:

@@ -184,10 +184,9 @@ class LiveView(anywidget.AnyWidget):
         self._copy_lock = threading.Lock()
         self._threshold, self._max_groups = threshold, max_groups
         self._selected_task: str | None = None
-        # The open inspector of a running task: (task, snapshot, result, output shown); the
-        # view thread reads that task's output again at most every PEEK_EVERY seconds.
-        # the open inspector of a running task or item: (its id, a function that draws its
-        # panel with newer output, the output shown), which the view thread reads again
+        # The open inspector of a running task or item: (its id, a function that draws its
+        # panel with newer output, the output shown); the view thread reads that output
+        # again at most every PEEK_EVERY seconds.
         self._inspected: tuple[str, Callable[[Any], str], str | None] | None = None
         self._peeked_at = 0.0
         self._sides = 0  # views the front end says are in a side panel now
