@@ -35,15 +35,6 @@ def get_task_orchestrator(max_workers: int | None = None, executor: str = "threa
         if _default is None:
             _default, _settings = TaskOrchestrator(**wanted), wanted
             return _default
-        busy = _default.get_execution_stats()
-        busy = busy["pending"] + busy["running"]
-        if busy:
-            changed = ", ".join(f"{k}={wanted[k]!r} (now {_settings[k]!r})"
-                                for k in wanted if wanted[k] != _settings[k])
-            raise OrchestratorBusyError(
-                f"cannot change the default orchestrator's settings ({changed}) while {busy} "
-                "tasks are in flight: wait_for_completion() or stop_execution() first, or "
-                "build a separate TaskOrchestrator(...)")
         _default = _rebuild(_default, wanted)
         _settings = wanted
         return _default
@@ -66,7 +57,9 @@ def current_settings() -> dict[str, Any]:
 
 
 def _rebuild(old: TaskOrchestrator, settings: dict[str, Any]) -> TaskOrchestrator:
-    """Reconfigure in place so that references held by the user stay valid."""
+    """Reconfigure in place so that references held by the user stay valid; only while no
+    task is in flight (decided as the engine stops, so a task another thread defines
+    meanwhile is never interrupted: it waits for the restart, or the change is refused)."""
     from .core.executors import make_executor
 
     workers = settings["max_workers"]
@@ -76,15 +69,18 @@ def _rebuild(old: TaskOrchestrator, settings: dict[str, Any]) -> TaskOrchestrato
     if settings["executor"] != old.executor_name or settings["client"] or settings["address"]:
         executor = make_executor(settings["executor"], client=settings["client"],
                                  address=settings["address"])
-    was_running = old.is_running
-    if was_running:
-        old.stop_execution()
+    if old._engine.reconfigure(executor, settings["executor"], workers):
+        return old
     if executor is not None:
-        old.use_executor(executor, settings["executor"])
-    old.max_workers = workers
-    if was_running:
-        old.start_execution()
-    return old
+        executor.shutdown()  # built for nothing: a Dask client it made goes
+    stats = old.get_execution_stats()
+    busy = stats["pending"] + stats["running"]
+    changed = ", ".join(f"{k}={settings[k]!r} (now {_settings[k]!r})"
+                        for k in settings if settings[k] != _settings[k])
+    raise OrchestratorBusyError(
+        f"cannot change the default orchestrator's settings ({changed}) while {busy or 'some'} "
+        "tasks are in flight: wait_for_completion() or stop_execution() first, or build a "
+        "separate TaskOrchestrator(...)")
 
 
 def reset_default() -> None:

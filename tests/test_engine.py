@@ -353,6 +353,70 @@ def test_default_orchestrator_refuses_new_settings_while_busy():
     assert get_task_orchestrator(max_workers=5).max_workers == 5
 
 
+def test_a_task_that_starts_as_the_default_is_reconfigured_is_not_interrupted(monkeypatch):
+    """Another thread's task starts after the settings were asked for, just before the engine
+    stops for them: the change is refused (the task is in flight), the task runs on."""
+    from codomyrmex_nb.core.engine import Engine
+
+    orch = get_task_orchestrator(max_workers=2)
+    orch.start_execution()
+    gate, late = threading.Event(), []
+    real_stop = Engine.stop
+
+    def stop(self, *args, **kwargs):
+        if not late:  # once: the other thread's task starts in between
+            late.append(orch.create_task("late", func=lambda: gate.wait(10)))
+            assert wait_until_status(orch, late[0], TaskStatus.RUNNING)
+        return real_stop(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "stop", stop)
+    with pytest.raises(OrchestratorBusyError, match="max_workers=3"):
+        get_task_orchestrator(max_workers=3)
+    assert orch.is_running and orch.max_workers == 2
+    gate.set()
+    assert orch.wait_for_completion(10)
+    assert [a.outcome for a in late[0].attempts] == ["completed"]
+
+
+def test_reconfiguring_the_default_never_interrupts_a_task_another_thread_starts():
+    """The idle check and the stop are one step: a task defined by another thread in between
+    is never interrupted (the change is refused, or the task waits for the restart)."""
+    orch = get_task_orchestrator(max_workers=2)
+    orch.start_execution()
+    done, refused, changed = threading.Event(), [0], [0]
+
+    def reconfigure():
+        workers = 2
+        while not done.is_set():
+            workers = 5 - workers  # 2, 3, 2, ...
+            try:
+                get_task_orchestrator(max_workers=workers)
+                changed[0] += 1
+            except OrchestratorBusyError:
+                refused[0] += 1
+
+    def nap():
+        time.sleep(0.001)
+
+    flipper = threading.Thread(target=reconfigure)
+    flipper.start()
+    try:
+        tasks = []
+        for i in range(300):
+            tasks.append(orch.create_task(f"t{i}", func=nap))
+            if i % 3 == 0:
+                time.sleep(0.002)  # idle moments, for the other thread to reconfigure in
+    finally:
+        done.set()
+        flipper.join(30)
+    orch.start_execution()  # a refused change may have left it stopped: never half-applied
+    assert orch.wait_for_completion(30)
+    assert changed[0] > 0 and refused[0] > 0
+    outcomes = [a.outcome for t in tasks for a in t.attempts]
+    assert outcomes == ["completed"] * len(tasks), \
+        {o: outcomes.count(o) for o in set(outcomes)}
+
+
 def test_rerun_requeues_task_and_downstream_only(orch):
     counts = {"a": 0, "b": 0, "c": 0}
 

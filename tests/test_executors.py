@@ -461,13 +461,27 @@ def test_processes_worker_start_up_does_not_count_against_the_timeout(tmp_path):
             o.start_execution()
             o.wait_for_completion(60)
             took = time.monotonic() - began
+            o.stop_execution()  # its worker goes: the next task waits for a cold start again
+
+            def nap():
+                time.sleep(30)
+
+            slow = o.create_task("slow", func=nap, timeout=0.4)
+            began = time.monotonic()
+            o.start_execution()
+            o.wait_for_completion(60)
             print(json.dumps({"status": t.status.name, "data": t.result.data,
-                              "error": t.result.error_message, "took": took}))
+                              "error": t.result.error_message, "took": took,
+                              "slow": slow.status.name, "slow_took": time.monotonic() - began,
+                              "slow_time": slow.result.execution_time}))
             o.stop_execution()
     """)
     assert (result["status"], result["error"]) == ("COMPLETED", None)
     assert result["took"] >= 1.0  # the cold start really was longer than the timeout
     assert isinstance(result["data"], int)
+    # a task that does time out: its time is the timeout's, not the worker's start-up too
+    assert result["slow"] == "FAILED" and result["slow_took"] >= 1.4
+    assert 0.4 <= result["slow_time"] < 1.0
 
 
 def _run_for(name: str, call) -> Run:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codomyrmex_nb import TaskOrchestrator
-from codomyrmex_nb.core import journal as journal_module
+from codomyrmex_nb.core import journal_writer
 from codomyrmex_nb.core import recorder as recorder_module
 from codomyrmex_nb.core.item_journal import (
     _digests,
@@ -231,7 +231,7 @@ def test_items_are_kept_when_their_commits_task_rows_do_not_fit_the_columns(tmp_
                                                                            monkeypatch):
     """Rows the columns cannot hold are written the version-3 way; the items of that
     commit then get a blob of their own, already counted in the summary."""
-    real, refused = journal_module.pack_tasks, []
+    real, refused = journal_writer.pack_tasks, []
 
     def picky(transitions, definitions, small, previous=None, groups=()):
         if groups and (transitions or definitions or small):
@@ -239,7 +239,7 @@ def test_items_are_kept_when_their_commits_task_rows_do_not_fit_the_columns(tmp_
             raise ValueError("does not fit")
         return real(transitions, definitions, small, previous, groups)
 
-    monkeypatch.setattr(journal_module, "pack_tasks", picky)
+    monkeypatch.setattr(journal_writer, "pack_tasks", picky)
     path = tmp_path / "j.sqlite"
     ids = _ran_failing_map(path, plain=True)
     map_id = ids["m"]

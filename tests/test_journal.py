@@ -23,7 +23,7 @@ from conftest import raw
 
 from codomyrmex_nb import TaskOrchestrator
 from codomyrmex_nb.core import journal as journal_module
-from codomyrmex_nb.core import journal_tables
+from codomyrmex_nb.core import journal_files, journal_tables, journal_writer
 from codomyrmex_nb.core.journal import Journal, JournalWarning, RunInfo, default_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,7 +189,7 @@ def test_a_version_1_journal_is_converted_when_opened(tmp_path, make_journal):
     messages = journal_warnings(record)
     assert len(messages) == 1 and "written before journals were signed" in messages[0]
     with raw(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == journal_module.SCHEMA_VERSION
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == journal_tables.SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "transitions" not in tables and "packed" in tables
 
@@ -390,7 +390,7 @@ def test_read_only_folder_turns_the_journal_off_with_one_warning(tmp_path):
 
 
 def test_no_wal_falls_back_to_the_rollback_journal_with_one_warning(make_journal, monkeypatch):
-    monkeypatch.setattr(journal_module, "_enable_wal", lambda conn: "delete")  # NFS answers so
+    monkeypatch.setattr(journal_files, "_enable_wal", lambda conn: "delete")  # NFS answers so
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         journal = make_journal()
@@ -411,7 +411,7 @@ def test_wal_refused_with_an_error_also_falls_back(make_journal, monkeypatch):
     def refuse(conn):
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(journal_module, "_enable_wal", refuse)
+    monkeypatch.setattr(journal_files, "_enable_wal", refuse)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         journal = make_journal()
@@ -659,9 +659,7 @@ def test_two_processes_creating_one_new_journal_both_get_it(tmp_path):
 def test_a_large_journal_is_opened_without_reading_it_all(tmp_path, monkeypatch):
     """Above the full-check size only truncation is checked on open; a journal whose latest
     pages sit in its WAL (a killed kernel) is not mistaken for a truncated one."""
-    from codomyrmex_nb.core import journal as journal_module
-
-    monkeypatch.setattr(journal_module, "FULL_CHECK_BYTES", 1)
+    monkeypatch.setattr(journal_files, "FULL_CHECK_BYTES", 1)
     path = tmp_path / "j.sqlite"
     first = Journal(path, commit_interval=0.0)
     run = first.begin_run()
@@ -835,7 +833,7 @@ def test_the_engines_journal_rows_are_plain_values_and_packing_makes_no_object_p
         finally:
             gc.callbacks.pop()
 
-    monkeypatch.setattr(journal_module, "pack_columns", watched)  # the engine's moves
+    monkeypatch.setattr(journal_writer, "pack_columns", watched)  # the engine's moves
     monkeypatch.setattr(journal_tables, "pack_columns", watched)  # rows (pack_tasks)
     orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
     try:

@@ -1014,6 +1014,37 @@ def test_a_renamed_cell_renames_its_task_in_place(ip, capsys):
     assert orch().snapshot().stats["total_tasks"] == 3
 
 
+def test_a_second_rename_names_what_each_dependent_cell_still_says(ip, capsys):
+    cell(ip, "%%codo_task a\n[1, 2]", "c1")
+    cell(ip, "%%codo_task x --after a\nsum(a)", "c2")
+    cell(ip, "%%codo_task b\n[1, 2]", "c1")  # x's cell still says a
+    cell(ip, "%%codo_task y --after b\nlen(b)", "c3")  # written after the first rename
+    capsys.readouterr()
+    out = cell(ip, "%%codo_task c\n[1, 2]", "c1", capsys)
+    assert out.startswith("codo_task 'c': renamed from 'b' (same cell)")
+    assert "change 'a' to 'c' in the --after and body of 'x'; 'b' to 'c' in the --after and " \
+        "body of 'y'" in out
+    cell(ip, "%%codo_task x --after c\nsum(c)", "c2")  # x's cell follows
+    out = cell(ip, "%%codo_task a\n[1, 2]", "c1", capsys)
+    assert "'c' to 'a' in the --after and body of 'x'" in out and "'b' to 'a'" in out
+    cell(ip, "%%codo_task y --after a\nlen(a)", "c3")
+    out = cell(ip, "%%codo_task b\n[1, 2]", "c1", capsys)
+    assert "'c' to 'b' in the --after and body of 'x'" in out and "of 'y'" in out
+
+
+def test_renaming_back_to_the_name_a_dependent_cell_says_asks_nothing_of_it(ip, capsys):
+    cell(ip, "%%codo_task a\n[1, 2]", "c1")
+    cell(ip, "%%codo_task x --after a\nsum(a)", "c2")
+    cell(ip, "%%codo_task b\n[1, 2]", "c1")
+    capsys.readouterr()
+    out = cell(ip, "%%codo_task a\n[1, 2]", "c1", capsys)
+    assert out.startswith("codo_task 'a': renamed from 'b' (same cell)")
+    assert "still say" not in out
+    ip.run_line_magic("codo_run", "")
+    ip.run_line_magic("codo_wait", "20")
+    assert result("x") == 3
+
+
 def test_renaming_back_and_again(ip, capsys):
     for name in ("a", "b", "a", "c"):
         cell(ip, f"%%codo_task {name}\n1", "c1")

@@ -15,7 +15,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from codomyrmex_nb import DependencyCycleError, ResourceType, Task, TaskResource, TaskStatus
 from codomyrmex_nb.core.model import MAX_DELAY
-from codomyrmex_nb.core.scheduler import Scheduler, _outcome, retry_delay
+from codomyrmex_nb.core.scheduler import Scheduler, retry_delay
+from codomyrmex_nb.core.states import outcome_of
 from codomyrmex_nb.core.trigger_rules import FIRE, RULES, WAIT, decide
 
 S = TaskStatus
@@ -251,7 +252,7 @@ def rule_verdict(rec) -> str:
     tally = [0, 0, 0, 0]
     for up in rec.ups:
         if up.status.is_terminal:
-            tally[_outcome(up)] += 1
+            tally[outcome_of(up)] += 1
     return decide(rec.rule or "all_success", len(rec.ups), *tally)
 
 
@@ -386,7 +387,7 @@ class SchedulerWalk(RuleBasedStateMachine):
         for rec in self.sched.records.values():
             if rec.status is S.PENDING and rec.retry_token is None and rec.rule is not None:
                 assert rule_verdict(rec) == WAIT, (rec.name, rec.rule)  # decided at once
-                assert rec.tally == [sum(u.status.is_terminal and _outcome(u) == i
+                assert rec.tally == [sum(u.status.is_terminal and outcome_of(u) == i
                                          for u in rec.ups) for i in range(4)]
             elif rec.status is S.PENDING and rec.retry_token is None:
                 assert all(u.status in (S.PENDING, S.READY, S.RUNNING, S.COMPLETED) for u in rec.ups)

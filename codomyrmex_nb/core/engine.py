@@ -131,7 +131,9 @@ class Engine:
         self.lock = threading.Lock()
         self._work = threading.Condition(self.lock)
         self._changed = threading.Condition(self.lock)
-        self._lifecycle = threading.Lock()  # serialises start/stop; never held with user code
+        # serialises start/stop (and ``reconfigure``, which calls both); never held with user
+        # code
+        self._lifecycle = threading.RLock()
         self.sched = Scheduler(new_ticket=self._ticket)
         self.clock = Clock()
         self.events = EventBus()
@@ -209,6 +211,7 @@ class Engine:
     def _arm_deadline(self, run: Run) -> TimerHandle:
         """At dispatch, and again from ``Run.begin`` after a held deadline (a cold start)."""
         run.deadline_gen += 1
+        run.timed_from = time.time()  # the scheduler's clock: a timeout's time counts from here
         return self.clock.call_later(run.rec.timeout, self._on_deadline, run, run.deadline_gen)
 
     @contextlib.contextmanager
@@ -330,7 +333,7 @@ class Engine:
     def _on_deadline(self, run: Run, generation: int) -> None:
         with self.lock:
             if generation == run.deadline_gen:  # else re-armed since: a later deadline counts
-                self.sched.deadline(run)
+                self.sched.deadline(run, run.timed_from)
                 self.settle()
 
     def _on_resource_timeout(self, run: Run) -> None:
@@ -631,11 +634,15 @@ class Engine:
                 self.settle()
         self._publish_engine("started")
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop (idempotent): running attempts are interrupted and their tasks made READY again."""
+    def stop(self, timeout: float = 5.0, only_if_idle: bool = False) -> bool:
+        """Stop (idempotent): running attempts are interrupted and their tasks made READY again.
+        ``only_if_idle``: unless a task is unfinished (decided under the lock, so no task can
+        start in between); False if it did not stop for that."""
         me = threading.current_thread()
         with self._lifecycle:
             with self.lock:
+                if only_if_idle and self.sched.unfinished:
+                    return False
                 was_running, self._running = self._running, False
                 self.sched.stop()
                 self.settle()
@@ -660,6 +667,23 @@ class Engine:
                     self.recorder.close()  # commits what is queued; reopened when needed
         self._publish_engine("stopped")
         self.events.close()
+        return True
+
+    def reconfigure(self, executor: Executor | None, name: str | None, workers: int) -> bool:
+        """Switch the executor (None: keep it) and the worker count while no task is unfinished,
+        restarting the engine if it ran; False (nothing changed) if a task is unfinished. No
+        other thread's start or stop comes in between, and no task starts meanwhile: one
+        defined meanwhile waits for the restart."""
+        with self._lifecycle:
+            was_running = self._running
+            if not self.stop(only_if_idle=True):
+                return False
+            if executor is not None:
+                self.use_executor(executor, name)
+            self.max_workers = workers
+            if was_running:
+                self.start()
+        return True
 
     def _shutdown_executor(self) -> None:
         try:

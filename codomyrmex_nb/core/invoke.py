@@ -94,7 +94,7 @@ class Run:
     __slots__ = ("task", "attempt", "call", "thread_id", "claims", "timer", "resource_timer",
                  "abandoned", "_lock", "_in_user", "_injected", "_loop", "_main", "handle",
                  "wait_since", "on_begin", "begun", "rec", "deadline_gen", "held", "taken_at",
-                 "box", "clock")
+                 "box", "clock", "timed_from")
 
     def __init__(self, task: Any, rec: Any = None) -> None:
         self.task = task
@@ -120,6 +120,7 @@ class Run:
         self.taken_at = 0.0  # time.perf_counter() when a worker took it (set by the engine)
         self.box: Capture | None = None  # the attempt's capture while it runs here (``peek``)
         self.clock: CpuClock | None = None  # its worker's CPU clock (set by the engine)
+        self.timed_from: float | None = None  # time.time() its deadline was (re-)armed at
 
     # -- the gate ------------------------------------------------------------------
     @property

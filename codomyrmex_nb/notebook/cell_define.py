@@ -21,8 +21,9 @@ Running a cell is idempotent, as a notebook user expects:
   (``orchestrator.redefine(task, name=...)``): same id, so tasks that run after
   it keep their edge and no orphan is left in the DAG or the done/total count.
   It re-runs with its downstream, like any change; the message names the
-  dependents whose cells still say the old name (their ``--after`` and the name
-  their body reads it by), to be updated. If the new name is already another
+  dependents whose cells still say an old name (their ``--after`` and the name
+  their body reads it by; each cell's own, kept in ``metadata["codo_after"]``),
+  to be updated. If the new name is already another
   task's, this cell takes that task over (as any cell with that name would) and
   its old task is removed; that is refused, before anything changes, while other
   tasks depend on the old one.
@@ -62,6 +63,7 @@ from .cell_tasks import CellFunction, CellSyntaxError, compile_cell
 S = TaskStatus
 META_KEY = "codo_cell"
 CELL_ID_KEY = "codo_cell_id"
+AFTER_KEY = "codo_after"  # upstream task id -> the name the cell's --after wrote for it
 
 
 class CellDefinitionError(ValueError):
@@ -193,6 +195,9 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
         fn = MappedCellFunction(cell, namespace, tuple(mapped.bindings))
     probe = _build(name, opts, deps, fn, fingerprint(source, opts, mapped), cell_id,
                    _retry_on(name, opts.retry_on, namespace), mapped)
+    written = _written_after(orch, opts.after)
+    if written:
+        probe.metadata[AFTER_KEY] = written
     if previous is not None and existing is None:
         done = _rename(orch, previous, probe, deps)
     else:
@@ -329,6 +334,17 @@ def _resolve_after(orch: TaskOrchestrator, name: str, after: list[str],
     return deps
 
 
+def _written_after(orch: TaskOrchestrator, after: list[str]) -> dict[str, str]:
+    """Each ``--after`` task's id -> the name the cell wrote for it (its body reads that
+    name too): what a rename of that task tells this cell to change."""
+    written: dict[str, str] = {}
+    for ref in after:
+        dep = orch.get_task(ref)
+        if dep is not None:
+            written.setdefault(dep.id, ref)
+    return written
+
+
 def _keep(orch: TaskOrchestrator, task: Task, cache: bool = False) -> Definition:
     note = ""
     if task.cache != cache:  # a setting for the next definition: nothing re-runs for it
@@ -368,14 +384,19 @@ def _replace(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task]) 
 def _rename(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task]) -> Definition:
     """This cell's task under its new name, in place (same id, dependents keep their edge)."""
     old = task.name
-    stale = [t.name for t in _direct_dependents(orch, task)]
+    stale: dict[str, list[str]] = {}  # the name a dependent's cell wrote -> those dependents
+    for down in _direct_dependents(orch, task):
+        said = down.metadata.get(AFTER_KEY, {}).get(task.id, old)
+        if said != probe.name:  # renamed back to what that cell says: nothing to change
+            stale.setdefault(said, []).append(down.name)
     _redefine(orch, task, probe, deps, name=probe.name)
     downstream = _downstream_names(orch, task)
     message = (f"codo_task {task.name!r}: renamed from {old!r} (same cell); re-running "
                f"it{_and_downstream(downstream)}")
     if stale:
-        message += (f". Their cells still say {old!r}: change {old!r} to {task.name!r} in the "
-                    f"--after and body of {_names(stale)}")
+        changes = "; ".join(f"{said!r} to {task.name!r} in the --after and body of {_names(who)}"
+                            for said, who in stale.items())
+        message += f". Their cells still say the name before: change {changes}"
     return Definition(task, "renamed", message)
 
 
@@ -386,8 +407,9 @@ def _redefine(orch: TaskOrchestrator, task: Task, probe: Task, deps: list[Task],
     edges_changed = set(new_deps) != {d.id for d in orch.dependencies_of(task)}
     changes = {attr: getattr(probe, attr) for attr in _REPLACED}
     changes["metadata"] = {**task.metadata, **probe.metadata}
-    if CELL_ID_KEY not in probe.metadata:
-        changes["metadata"].pop(CELL_ID_KEY, None)
+    for key in (CELL_ID_KEY, AFTER_KEY):  # the cell's own, not a user's: gone with it
+        if key not in probe.metadata:
+            changes["metadata"].pop(key, None)
     try:
         orch.redefine(task, module="", action="", dependencies=new_deps, **changes, **extra)
     except DependencyCycleError as exc:
