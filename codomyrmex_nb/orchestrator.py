@@ -26,7 +26,7 @@ from .core.events import Event
 from .core.executors import Executor, make_executor
 from .core.item_views import ItemView, copy_items, item_state
 from .core.journal_upkeep import JournalInfo, Removal
-from .core.mapping import DONE_ELAPSED
+from .core.mapping import DONE_ELAPSED, MAP_OPTIONS, respec
 from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
 from .core.memory_budget import parse_limit
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
@@ -218,20 +218,26 @@ class TaskOrchestrator:
     def redefine(self, task: str | Task, **changes: Any) -> Task:
         """Change a known task's definition and re-run it and everything downstream.
 
-        ``changes`` are Task fields (``func``, ``dependencies``, ``timeout``...).
-        Everything is validated first (values, dependencies, cycles); on error
-        nothing changes. A running attempt of the task or of a downstream task
+        ``changes`` are Task fields (``func``, ``dependencies``, ``timeout``...)
+        and a map's options (``map_mode``, ``tolerate``, ``max_parallel``; a new
+        ``map`` keeps those it is not given). Everything is validated first
+        (values, dependencies, cycles); on error nothing changes. A running
+        attempt of the task or of a downstream task (a running map's items too)
         is interrupted. The notebook layer changes cells' tasks only this way.
         """
-        unknown = sorted(set(changes) - set(DEFINITION_FIELDS))
+        unknown = sorted(set(changes) - set(DEFINITION_FIELDS) - set(MAP_OPTIONS))
         if unknown:
             raise ValueError(f"redefine() cannot change {', '.join(unknown)}; it changes only "
-                             f"{', '.join(DEFINITION_FIELDS)}")
+                             f"{', '.join(DEFINITION_FIELDS + MAP_OPTIONS)}")
         with self._engine.changing() as sched:
             rec = self._record(task)
             current = {f: getattr(rec.task, f) for f in DEFINITION_FIELDS}
             if "dependencies" not in changes:
                 current["dependencies"] = [u.id for u in rec.ups]
+            if "map" in changes or any(k in changes for k in MAP_OPTIONS):
+                changes["map"] = respec(current["map"], changes)
+                for k in MAP_OPTIONS:
+                    changes.pop(k, None)
             probe = Task(**{**current, **changes}, id=rec.id)  # validates
             sched.redefine(rec, probe)
         return rec.task

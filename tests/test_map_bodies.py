@@ -295,3 +295,89 @@ def test_a_maps_timeout_bounds_each_item_not_the_read_of_its_source():
         assert list(orch.get_task_result("m").data) == [0, 2, 4]
     finally:
         orch.stop_execution()
+
+
+def test_redefining_a_running_map_with_a_new_list_stops_its_items_under_the_old_map():
+    """Its items in flight are interrupted and counted against max_parallel until their bodies
+    return; the new list's items all run, and nothing of the old map leaks into the new."""
+    bodies, died = Bodies(), []
+
+    def body(item):
+        bodies.enter(item)
+        try:
+            for _ in range(30):  # Python code: an interrupt lands between these sleeps
+                time.sleep(0.01)
+            return item * 10
+        finally:
+            bodies.leave(item)
+
+    hook, threading.excepthook = threading.excepthook, died.append  # a worker that dies
+    orch = TaskOrchestrator(max_workers=6, journal=False)
+    try:
+        orch.create_task("m", func=body, map=list(range(8)), max_parallel=3)
+        orch.start_execution()
+        while sum(bodies.active.values()) < 3:
+            time.sleep(0.005)
+        new = orch.redefine("m", map=list(range(10)))
+        assert orch.wait_for_completion(20)
+        counts = orch._engine.sched.recount()["counts"]
+        assert counts == orch._engine.sched.counts and orch._engine.sched.running == {}
+    finally:
+        orch.stop_execution()
+        threading.excepthook = hook
+    assert not died, died[0].exc_value
+    result = orch.get_task_result("m").data
+    assert new.map.max_parallel == 3  # the new list keeps the map's options
+    assert list(result) == [i * 10 for i in range(10)] and result.states == ["completed"] * 10
+    assert bodies.peak <= 3, f"{bodies.peak} bodies ran at once under max_parallel=3"
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_redefining_the_source_of_a_chained_map_mid_run_runs_both_over_the_new_list(
+        journal, tmp_path):
+    orch = TaskOrchestrator(max_workers=4, journal=tmp_path / "j.sqlite" if journal else False)
+    started = threading.Event()
+
+    def slow(item):
+        started.set()
+        time.sleep(0.02)
+        return item
+
+    try:
+        orch.create_task("a", func=slow, map=list(range(8)))
+        orch.create_task("b", func=lambda item: item * 10, map="a")
+        orch.start_execution()
+        assert started.wait(10)
+        orch.redefine("a", map=list(range(12)))
+        assert orch.wait_for_completion(20)
+    finally:
+        orch.stop_execution()
+    assert list(orch.get_task_result("a").data) == list(range(12))
+    assert list(orch.get_task_result("b").data) == [i * 10 for i in range(12)]
+
+
+def test_redefine_keeps_a_maps_options_unless_given_and_can_change_them(orch):
+    orch.create_task("m", func=lambda item: 1 / 0 if item == 2 else item, map=[1, 2, 3],
+                     tolerate=1, max_parallel=2)
+    orch.create_task("p", func=lambda a, b: a + b, map={"a": [1, 2], "b": [10, 20]},
+                     map_mode="product")
+    orch.start_execution()
+    assert orch.wait_for_completion(10)
+    orch.redefine("m", map=[1, 2, 3, 4])
+    orch.redefine("p", map={"a": [1, 2, 3], "b": [10, 20]})
+    assert orch.wait_for_completion(10)  # one failure: still tolerated
+    assert orch.get_task("m").map.max_parallel == 2
+    assert list(orch.get_task_result("p").data) == [11, 21, 12, 22, 13, 23]  # still crossed
+    orch.redefine("m", tolerate=0)
+    assert not orch.wait_for_completion(10)
+    assert orch.get_task("m").status is S.FAILED and orch.get_task("m").map.max_parallel == 2
+    orch.redefine("m", tolerate="50%", max_parallel=3)
+    assert orch.wait_for_completion(10)
+    spec = orch.get_task("m").map
+    assert (spec.tolerate, spec.max_parallel, spec.mode) == ((None, 0.5), 3, "zip")
+    with pytest.raises(ValueError, match="max_parallel must be a whole number"):
+        orch.redefine("m", max_parallel=0)
+    assert orch.get_task("m").map.max_parallel == 3  # refused whole: nothing changed
+    orch.redefine("m", map=None, func=lambda: 5)
+    with pytest.raises(ValueError, match="apply to mapped tasks only"):
+        orch.redefine("m", tolerate=1)

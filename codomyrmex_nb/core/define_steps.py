@@ -229,6 +229,9 @@ class DefineSteps:
     def _apply_asks(self, rec: Record) -> None:
         """Act on the user's writes to the Task: its definition and a ``retry_count`` request."""
         task = rec.task
+        if rec.mapping is not None and rec.mapping.spec is not task._map:
+            self._stop_map(rec)  # its items stop under the map they belong to, before the
+            # new definition replaces that map (their bodies still count: ``unwinding``)
         if task.name != rec.name:
             self._rename(rec, task.name)
         claimed = rec.claims
@@ -292,10 +295,7 @@ class DefineSteps:
         for rec in chain:
             status = rec.status
             if rec.mapping is not None:
-                self._end_chained(self._close_map(rec, "interrupted"), "interrupted")
-                self._withdraw(rec)
-                self._forget_items(rec)
-                rec.mapping.reset()
+                self._stop_map(rec)
             if status is RUNNING and rec.current is not None:
                 self._abandon(rec.current, "interrupted")
             elif not status.is_terminal:

@@ -364,6 +364,15 @@ class MapSteps:
                 ended.append(down)
         return ended
 
+    def _stop_map(self, rec: Any) -> None:
+        """Before a mapped record is re-queued or its map replaced: its items in flight are
+        interrupted and the undispatched never run, the maps chained on it end, its items'
+        retries leave the totals, and its map starts afresh."""
+        self._end_chained(self._close_map(rec, "interrupted"), "interrupted")
+        self._withdraw(rec)
+        self._forget_items(rec)
+        rec.mapping.reset()
+
     def _end_chained(self, downs: list[Any], source_state: str | None = None) -> None:
         """End the chained maps ``_close_map`` left with nothing to run (``source_state``:
         what their reason says of the source, else its state now)."""

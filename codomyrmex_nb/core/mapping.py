@@ -128,6 +128,25 @@ def check_spec(map: Any, map_mode: str = "zip", tolerate: Any = 0,  # noqa: A002
                    _check_parallel(max_parallel))
 
 
+MAP_OPTIONS = ("map_mode", "tolerate", "max_parallel")
+
+
+def respec(spec: MapSpec | None, changes: dict[str, Any]) -> MapSpec | None:
+    """``spec`` with ``changes`` (``map`` and ``MAP_OPTIONS``, as ``create_task`` takes them)
+    applied, checked: an option not changed keeps its value, so a new list keeps the map's
+    mode, tolerance and parallelism (None: not mapped, and then no option may be given)."""
+    options = {k: changes[k] for k in MAP_OPTIONS if k in changes}
+    source = changes["map"] if "map" in changes else None if spec is None else spec.bindings
+    if isinstance(source, MapSpec):
+        source = source.bindings
+    if spec is not None and source is not None:
+        count, share = spec.tolerate
+        kept = {"map_mode": spec.mode, "max_parallel": spec.max_parallel,
+                "tolerate": count if share is None else f"{share * 100:g}%"}
+        options = {**kept, **options}
+    return check_spec(source, **options)
+
+
 def check_tolerate(value: Any) -> tuple[int | None, float | None]:
     """``2`` (items) or ``"10%"`` (of the items) -> (count, share)."""
     if value is None:
