@@ -26,7 +26,7 @@ from .core.events import Event
 from .core.executors import Executor, make_executor
 from .core.item_views import ItemView, copy_items, item_state
 from .core.journal_upkeep import JournalInfo, Removal
-from .core.mapping import DONE_ELAPSED, MAP_OPTIONS, respec
+from .core.mapping import DONE_ELAPSED, MAP_OPTIONS, item_id, respec
 from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
 from .core.memory_budget import parse_limit
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
@@ -428,6 +428,8 @@ class TaskOrchestrator:
             if rec.mapping is not None and not rec.mapping.expanded:
                 return None  # its items are not known yet
             item = self._item(rec, map_index)
+            if item is None and rec.status.is_terminal:  # never dispatched: its map ended
+                return _unrun_item_result(rec, map_index)
             return None if item is None else item.result
 
     def _item(self, rec: Record, map_index: int) -> Any:
@@ -616,3 +618,19 @@ class TaskOrchestrator:
     def timeline(self, ax: Any = None):  # noqa: ANN201
         from .analysis.timeline import timeline
         return timeline(self, ax=ax)
+
+
+def _unrun_item_result(rec: Record, index: int) -> TaskResult | None:
+    """The result of an item of an ended map that never ran: cancelled with its map, or
+    skipped because its source item (a chained map's) did not complete."""
+    state = rec.mapping.state_of(index)
+    if state == "cancelled":
+        why, kind = f"item {rec.name}[{index}] never ran: {rec.name!r} was cancelled", \
+            "CancelledError"
+    elif state == "skipped":
+        why, kind = (f"item {rec.name}[{index}] never ran: its source item "
+                     f"{rec.mapping.source.name}[{index}] did not complete"), "UpstreamFailedError"
+    else:
+        return None
+    return TaskResult(False, None, why, kind, task_id=item_id(rec.id, index),
+                      metadata={"attempts": 0, "retries": 0})

@@ -381,3 +381,40 @@ def test_redefine_keeps_a_maps_options_unless_given_and_can_change_them(orch):
     orch.redefine("m", map=None, func=lambda: 5)
     with pytest.raises(ValueError, match="apply to mapped tasks only"):
         orch.redefine("m", tolerate=1)
+
+
+def test_a_cancelled_map_keeps_what_its_items_came_to():
+    """Partial results are never lost: the items that completed before the cancel stay in its
+    MapResult, which a task after it with a trigger rule sees; an item that never ran has a
+    result that says so."""
+    orch = TaskOrchestrator(max_workers=2, journal=False)
+    two = threading.Event()
+
+    def item_body(item):
+        if item == 2:
+            two.set()
+            for _ in range(500):  # Python code: the cancel's interrupt lands between sleeps
+                time.sleep(0.01)
+        return item
+
+    try:
+        orch.create_task("m", func=item_body, map=list(range(6)), max_parallel=1)
+        seen = orch.create_task("seen", func=lambda upstream: upstream["m"], dependencies=["m"],
+                                trigger_rule="all_done")
+        orch.start_execution()
+        assert two.wait(10)
+        assert orch.cancel_task("m")
+        orch.wait_for_completion(10)
+    finally:
+        orch.stop_execution()
+    result = orch.get_task_result("m")
+    assert orch.get_task("m").status is S.CANCELLED and result.error_type == "CancelledError"
+    assert list(result.data) == [0, 1] and sorted(result.data.failed) == [2, 3, 4, 5]
+    assert result.data.states == ["completed"] * 2 + ["cancelled"] * 4
+    assert result.metadata["items_failed"] == 4
+    assert list(seen.result.data) == [0, 1]  # the partial MapResult, not a NoResult
+    unrun = orch.get_task_result("m", map_index=5)
+    assert unrun is not None and not unrun.success and unrun.error_type == "CancelledError"
+    assert "never ran" in unrun.error_message
+    frame = orch.tasks_frame(items=True)
+    assert list(frame["state"])[-6:] == ["completed"] * 2 + ["cancelled"] * 4

@@ -31,6 +31,14 @@ class StopSteps:
         chained = self._close_map(rec) if rec.mapping is not None else []  # its items first:
         # cancelled, the undispatched never run; then the record; then maps chained on it
         self._cancel_now(rec, TaskCancelledError(f"task {rec.name!r} was cancelled"))
+        m = rec.mapping
+        if m is not None and m.expanded:  # what its items came to is kept, as for a failed
+            data = rec.result.data = self.map_result(rec)  # map: never lost to a cancel
+            for i, state in enumerate(data.states):  # and those it never ran count as failed
+                if state == "cancelled" and i not in data.failed:
+                    data.failed[i] = TaskCancelledError(f"item {rec.name}[{i}] never ran: "
+                                                        f"{rec.name!r} was cancelled")
+            rec.result.metadata.update(items=m.n, items_failed=len(data.failed))
         self._end_chained(chained)
         return True
 
