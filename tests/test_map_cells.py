@@ -23,7 +23,7 @@ from codomyrmex_nb.notebook.magics import current_orchestrator
 
 S = TaskStatus
 OUR_NAMES = ("numbers", "letters", "grid", "squares", "best", "files", "item", "df", "factor",
-             "word")
+             "word", "gen")
 
 
 @pytest.fixture
@@ -173,6 +173,23 @@ def test_bad_map_options_are_one_line_errors_and_define_nothing(ip, line, messag
         task(ip, line, "item")
     assert message in str(err.value) and "\n" not in str(err.value)
     assert orch().get_task("sq") is None
+
+
+def test_an_iterator_notebook_variable_is_refused_and_left_unread(ip):
+    """A generator read at definition would be used up: the cell's next run would map over
+    nothing and complete with an empty MapResult, without a word."""
+    ip.user_ns["gen"] = gen = (i for i in range(3))
+    for _ in range(2):  # the same refusal on a re-run: nothing was read behind the user's back
+        with pytest.raises(UsageError) as err:
+            task(ip, "m --map gen", "item * 10")
+        assert str(err.value) == ("%%codo_task: task 'm': --map 'gen': the notebook variable "
+                                  "is a generator, an iterator a run would use up: make it a "
+                                  "list, e.g. gen = list(...)")
+        assert orch().get_task("m") is None
+    assert list(gen) == [0, 1, 2]
+    ip.user_ns["gen"] = iter([1, 2])  # any iterator, not just a generator
+    with pytest.raises(UsageError, match="the notebook variable is a list_iterator, an iterator"):
+        task(ip, "m --map gen", "item * 10")
 
 
 def test_a_cell_cannot_map_over_itself(ip):

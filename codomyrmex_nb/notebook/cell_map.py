@@ -9,7 +9,8 @@ and inserting an item into the list invalidates no other item.
 
 A source is the task of that name when there is one (its result, known when it
 ends), else a notebook variable holding a list (tuple, range, set, dict: its
-``(key, value)`` pairs) read when the cell runs; its content is part of the cell's
+``(key, value)`` pairs) read when the cell runs (an iterator, such as a generator, is
+refused: reading it would use it up, and the cell's next run would map over nothing); its content is part of the cell's
 identity (``map_key``), so re-running the cell after the list changed redefines the
 task, and the per-item journal (``--cache``, resume) restores every unchanged item.
 A variable is passed to the core as a literal list, whose items are fingerprinted by
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,10 @@ def _as_list(source: str, value: Any) -> list[Any]:
     problem = refused(value)
     if problem is not None:
         raise MapSourceError(f"--map {source!r}: the notebook variable {problem}")
+    if isinstance(value, Iterator):  # read here, the cell's next run would see it used up
+        raise MapSourceError(
+            f"--map {source!r}: the notebook variable is a {type(value).__name__}, an iterator "
+            f"a run would use up: make it a list, e.g. {source} = list(...)")
     items = items_of(value)
     if items is None:
         raise MapSourceError(
