@@ -194,7 +194,9 @@ class TaskOrchestrator:
         task reads that its code cannot show; they count in its fingerprint.
         ``map``: run once per item of an upstream task's result (``map="numbers"``, the item
         passed as ``item``), of a literal list, or of several zipped (``map={"x": "xs",
-        "y": [1, 2]}``; ``map_mode="product"`` crosses them). Each item has its own
+        "y": [1, 2]}``; ``map_mode="product"`` crosses them; zipped literal lists of
+        unequal lengths are a ``ValueError`` here, an upstream result's length is checked
+        when the task runs). Each item has its own
         attempts, retries, timeout and logs; ``tolerate`` failed items (a count or
         ``"10%"``) and run at most ``max_parallel`` at once. Tasks downstream receive a
         ``MapResult`` (see ``core.mapping``).

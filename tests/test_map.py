@@ -97,6 +97,25 @@ def test_zip_binds_several_parameters_and_unequal_lengths_name_both(make_orch):
     assert "'xs' has 3" in msg and "'short' has 1" in msg and "product" in msg
 
 
+def test_zipped_literal_lists_of_unequal_lengths_are_refused_at_definition(make_orch):
+    orch = make_orch(2)
+    with pytest.raises(ValueError) as err:
+        orch.create_task("z", func=lambda a, b: a + b, map={"a": [1, 2, 3], "b": [1, 2]})
+    assert str(err.value) == ("map_mode='zip' needs sources of equal length: 'a' has 3, 'b' has "
+                              "2; shorten one or use map_mode='product'")
+    assert orch.list_tasks() == []  # nothing half-added
+    with pytest.raises(ValueError, match="'a' has 1, 'b' has 2"):
+        Task("z", func=print).map = {"a": [1], "b": [1, 2]}
+    # crossed they are fine; with an upstream task's result the length is known at run time
+    orch.create_task("crossed", func=lambda a, b: a + b, map={"a": [1, 2, 3], "b": [10, 20]},
+                     map_mode="product")
+    orch.create_task("xs", func=lambda: [1, 2, 3])
+    orch.create_task("mixed", func=lambda a, b: a + b, map={"a": "xs", "b": [1, 2]})
+    assert not run(orch)
+    assert len(orch.get_task_result("crossed").data) == 6
+    assert "'xs' has 3, 'b' has 2" in orch.get_task_result("mixed").error_message
+
+
 def test_product_crosses_and_a_literal_list_is_a_static_grid(make_orch):
     orch = make_orch(2)
     orch.create_task("grid", func=lambda n, lr: (n, lr),

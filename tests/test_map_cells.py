@@ -192,6 +192,22 @@ def test_an_iterator_notebook_variable_is_refused_and_left_unread(ip):
         task(ip, "m --map gen", "item * 10")
 
 
+def test_zipped_notebook_lists_of_unequal_lengths_are_refused_and_define_nothing(ip, capsys):
+    ip.user_ns.update(numbers=[1, 2, 3, 4], letters=["a", "b", "c"])
+    with pytest.raises(UsageError) as err:
+        task(ip, "z --map n=numbers --map s=letters", "s * n")
+    assert str(err.value) == ("%%codo_task: task 'z': --map zips lists of equal length: "
+                              "'numbers' has 4, 'letters' has 3; shorten one, or cross them "
+                              "with --map-mode product")
+    assert orch().get_task("z") is None and "defined" not in capsys.readouterr().out
+    task(ip, "z --map n=numbers --map s=letters --map-mode product", "s * n")  # crossed: fine
+    task(ip, "three", "[1, 2, 3]")  # a task's result: its length is checked when z runs
+    task(ip, "w --map n=three --map s=numbers", "s * n")
+    run_all(ip)
+    assert len(result("z")) == 12
+    assert "'three' has 3, 's' has 4" in orch().get_task_result("w").error_message
+
+
 def test_a_cell_cannot_map_over_itself(ip):
     task(ip, "sq", "[1]")
     with pytest.raises(UsageError, match="cannot map over itself"):

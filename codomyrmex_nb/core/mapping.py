@@ -15,6 +15,8 @@ Decisions (where the issue is silent):
 - ``map="name"`` (or a Task) binds the keyword ``item``; ``map=[...]`` is a literal
   list bound to ``item``; ``map={"x": ..., "y": ...}`` binds several, zipped (equal
   lengths) or crossed (``map_mode="product"``, the last parameter varies fastest).
+  Zipped literal lists of unequal lengths are refused at definition; when a source is
+  an upstream task, its length is known, and checked, only when the task expands.
 - A dict source is mapped over its ``(key, value)`` pairs; a string, bytes or a
   DataFrame is refused (the message names what to map over instead).
 - An upstream ``MapResult`` is mapped over its successful values in ``map_index``
@@ -124,6 +126,9 @@ def check_spec(map: Any, map_mode: str = "zip", tolerate: Any = 0,  # noqa: A002
         bindings = {ITEM: _literal(ITEM, map)}
     if map_mode not in MODES:
         raise ValueError(f"map_mode must be 'zip' or 'product', got {map_mode!r}")
+    lists = [v for v in bindings.values() if isinstance(v, list)]
+    if map_mode == "zip" and len(lists) == len(bindings) and len({len(v) for v in lists}) > 1:
+        raise ValueError(unequal(list(bindings), [len(v) for v in lists]))
     return MapSpec(bindings, map_mode, check_tolerate(tolerate),
                    _check_parallel(max_parallel))
 
@@ -240,11 +245,16 @@ def expand(names: tuple[str, ...], sources: list[Any], labels: list[str], mode: 
     """Items from each bound source (already read: literal lists or upstream results)."""
     columns = [as_items(label, src) for label, src in zip(labels, sources, strict=True)]
     if mode == "zip" and len({len(c) for c in columns}) > 1:
-        lengths = ", ".join(f"{label!r} has {len(c)}" for label, c in zip(labels, columns,
-                                                                           strict=True))
-        raise ValueError(f"map_mode='zip' needs sources of equal length: {lengths}; shorten one "
-                         "or use map_mode='product'")
+        raise ValueError(unequal(labels, [len(c) for c in columns]))
     return Plan(names, columns, mode)
+
+
+def unequal(labels: Sequence[str], lengths: Sequence[int]) -> str:
+    """Why zipped sources of these lengths cannot map (``check_spec`` when every source is a
+    literal list, else ``expand`` once the upstream results are read)."""
+    said = ", ".join(f"{label!r} has {n}" for label, n in zip(labels, lengths, strict=True))
+    return (f"map_mode='zip' needs sources of equal length: {said}; shorten one or use "
+            "map_mode='product'")
 
 
 def item_id(task_id: str, index: int) -> str:

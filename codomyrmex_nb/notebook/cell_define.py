@@ -255,7 +255,8 @@ def _map_sources(orch: TaskOrchestrator, name: str, opts: CellOptions,
         raise CellDefinitionError(f"task {name!r}: --max-parallel must be a whole number >= 1, "
                                   f"got {opts.max_parallel}")
     try:
-        return resolve_sources(orch, name, parse_map(opts.map), namespace)
+        return resolve_sources(orch, name, parse_map(opts.map), namespace,
+                               opts.map_mode or "zip")
     except MapSourceError as exc:
         raise CellDefinitionError(f"task {name!r}: {exc}") from None
 

@@ -1,7 +1,8 @@
 """``%%codo_task NAME --map SOURCE``: a cell run once per item (``core.mapping`` does the work).
 
 ``--map numbers`` binds each item as ``item`` in the cell; ``--map x=numbers --map
-y=letters`` binds several, zipped (``--map-mode product`` crosses them). ``map_index``
+y=letters`` binds several, zipped (``--map-mode product`` crosses them; zipped notebook
+lists of unequal lengths are refused when the cell is defined). ``map_index``
 is bound too, but only a body that reads it gets it: the core puts the index in an
 item's fingerprint only when the function names a ``map_index`` parameter, so the
 cell function's signature (``MappedCellFunction.__signature__``) names it only then,
@@ -74,8 +75,10 @@ def parse_map(specs: list[str]) -> list[tuple[str, str]]:
 
 
 def resolve_sources(orch: TaskOrchestrator, name: str, pairs: list[tuple[str, str]],
-                    namespace: Mapping[str, Any]) -> MapSources:
-    """Each source as a task (by id: a rename keeps the edge) or the notebook list it names."""
+                    namespace: Mapping[str, Any], mode: str = "zip") -> MapSources:
+    """Each source as a task (by id: a rename keeps the edge) or the notebook list it names.
+    Zipped notebook lists of unequal lengths are refused here (a task's result is known,
+    and checked, only when the mapped task expands)."""
     bindings: dict[str, Any] = {}
     tasks: list[Any] = []
     key: list[list[str]] = []
@@ -100,6 +103,10 @@ def resolve_sources(orch: TaskOrchestrator, name: str, pairs: list[tuple[str, st
         bindings[param] = items
         key.append([param, "list", _digest(items)])
         shown.append(f"{prefix}the list {source!r} ({len(items)} items)")
+    if mode == "zip" and not tasks and len({len(v) for v in bindings.values()}) > 1:
+        lengths = ", ".join(f"{source!r} has {len(bindings[param])}" for param, source in pairs)
+        raise MapSourceError(f"--map zips lists of equal length: {lengths}; shorten one, or "
+                             "cross them with --map-mode product")
     return MapSources(bindings, tasks, key, shown)
 
 
