@@ -26,7 +26,7 @@ from .core.events import Event
 from .core.executors import Executor, make_executor
 from .core.item_views import ItemView, copy_items, item_state
 from .core.journal_upkeep import JournalInfo, Removal
-from .core.mapping import DONE_ELAPSED, MAP_OPTIONS, item_id, respec
+from .core.mapping import DONE_ELAPSED, MAP_OPTIONS, check_index, item_id, respec
 from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
 from .core.memory_budget import parse_limit
 from .core.model import DEFINITION_FIELDS, Task, TaskPriority, TaskResource, TaskResult, TaskStatus
@@ -422,7 +422,9 @@ class TaskOrchestrator:
                         ) -> TaskResult | None:
         """The task's result (None until it ended); ``map_index``: one item's, of a mapped task
         (None until that item ended, or its map read its sources); a ``ValueError`` for a task
-        that is not mapped or an index out of range."""
+        that is not mapped or an index out of range or not a whole number."""
+        if map_index is not None:
+            map_index = check_index(map_index)
         with self._engine.lock:
             rec = self._engine.sched.lookup(task_id)
             if rec is None or map_index is None:
@@ -469,6 +471,8 @@ class TaskOrchestrator:
                    map_index: int | None = None) -> list[ItemView]:
         """Frozen copies of the items of ``task`` (every mapped task when None), in
         ``map_index`` order; only item ``map_index`` when given (see ``core.item_views``)."""
+        if map_index is not None:
+            map_index = check_index(map_index)
         with self._engine.lock:
             recs = (self._engine.sched.records.values() if task is None else
                     [self._record(task)])
@@ -506,7 +510,9 @@ class TaskOrchestrator:
     def cancel_task(self, task_id: str | Task, map_index: int | None = None) -> bool:
         """Cancel a pending, ready or running task; False if it ended already or is unknown.
         ``map_index``: cancel only that item of a mapped task (it counts as failed for the
-        task's ``tolerate``)."""
+        task's ``tolerate``); a ``ValueError`` when it is not a whole number (a bool is not)."""
+        if map_index is not None:
+            map_index = check_index(map_index)
         with self._engine.changing() as sched:
             rec = sched.lookup(task_id)
             if rec is not None and map_index is not None:

@@ -331,6 +331,31 @@ def test_cancel_one_item_and_cancel_the_whole_map(make_orch):
     assert sum(i["state"] == "completed" for i in items) <= 4  # the undispatched never ran
 
 
+def test_map_index_must_be_a_whole_number_not_a_bool(make_orch):
+    import numpy as np
+
+    gate = threading.Event()
+    orch = make_orch(1)
+    orch.create_task("m", func=lambda item: gate.wait(10) and item * 2, map=[10, 20, 30],
+                     max_parallel=1)
+    orch.start_execution()
+    deadline = time.monotonic() + 5
+    while orch.get_task("m").status is not S.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    said = "map_index must be an item's position, a whole number, got True (bool)"
+    for call in (orch.cancel_task, orch.get_task_result, orch.item_views):
+        with pytest.raises(ValueError) as err:
+            call("m", map_index=True)  # was item 1 ("m[True]")
+        assert str(err.value) == said
+    with pytest.raises(ValueError, match=r"got 1.0 \(float\)"):
+        orch.get_task_result("m", map_index=1.0)
+    gate.set()
+    assert orch.wait_for_completion(timeout=10)
+    assert orch.get_task_result("m").data.states == ["completed"] * 3  # item 1 not cancelled
+    assert orch.get_task_result("m", map_index=np.int64(1)).data == 40  # a NumPy int is fine
+    assert [v.map_index for v in orch.item_views("m", map_index=np.int64(2))] == [2]
+
+
 def test_max_parallel_bounds_items_in_flight(make_orch):
     live = [0]
     peak = [0]

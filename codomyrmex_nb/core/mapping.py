@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import operator
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -179,6 +180,18 @@ def _check_parallel(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"max_parallel must be a whole number >= 1, got {value!r}")
     return value
+
+
+def check_index(value: Any) -> int:
+    """A ``map_index`` argument as an int (a NumPy integer too); a bool (``True`` would be
+    item 1) or anything else that is not a whole number is a ``ValueError``."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise ValueError(f"map_index must be an item's position, a whole number, got {value!r} "
+                     f"({type(value).__name__})")
 
 
 def refused(value: Any) -> str | None:
