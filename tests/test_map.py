@@ -259,9 +259,31 @@ def test_a_chain_stops_when_its_source_map_fails(make_orch):
     orch.create_task("after", func=lambda: 1, dependencies=["cube"])
     assert not run(orch)
     assert orch.get_task("square").status is S.FAILED
-    assert orch.get_task("cube").status is S.FAILED
-    assert "map it follows, 'square'" in orch.get_task_result("cube").error_message
+    cube = orch.get_task_result("cube")
+    assert orch.get_task("cube").status is S.SKIPPED  # upstream failed, as any task after it
+    assert "map it follows, 'square'" in cube.error_message
+    assert cube.error_type == "UpstreamFailedError" and cube.metadata["root_cause"] == "square"
+    assert list(cube.data) == [1]  # the item that ran keeps its value
     assert orch.get_task("after").status is S.SKIPPED
+    assert "root cause: 'square'" in orch.get_task_result("after").error_message
+
+
+def test_a_map_over_a_failed_map_ends_alike_whether_it_followed_it_or_came_after(make_orch):
+    """One definition, one outcome: chained while its source ran, or defined after its source
+    failed, a map over a failed map is skipped as upstream failed."""
+    orch = make_orch(2)
+    orch.create_task("a", func=lambda item: 1 // (item - 2), map=[1, 2, 3])
+    orch.create_task("before", func=lambda item: item, map="a")
+    assert not run(orch)
+    orch.create_task("after", func=lambda item: item, map="a")
+    assert not orch.wait_for_completion(10)
+    before, after = orch.get_task("before"), orch.get_task("after")
+    assert before.status is after.status is S.SKIPPED
+    assert before.result.error_type == after.result.error_type == "UpstreamFailedError"
+    rule = orch.create_task("report", func=lambda upstream: upstream["before"],
+                            dependencies=["before"], trigger_rule="all_done")
+    orch.wait_for_completion(10)
+    assert list(rule.result.data) == [-1, 1]  # the chained items that ran
 
 
 # -- 5. items are first-class for the engine -----------------------------------------------------

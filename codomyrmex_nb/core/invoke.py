@@ -357,15 +357,15 @@ _CANCELLED = TaskStatus.CANCELLED
 def upstream_value(up: Any) -> Any:
     """What a task sees of upstream record ``up``: its result data once it completed, else a
     ``NoResult`` saying why there is none (only a task with a trigger rule runs then). A
-    map that failed (too many failed items, or its source failed) or was cancelled still
-    has its partial ``MapResult``: that is what it sees (``.failed`` says which items
-    failed or were cancelled)."""
+    map that failed (too many failed items), was cancelled, or stopped as its source failed
+    (a chained map, skipped) still has its partial ``MapResult``: that is what it sees
+    (``.failed`` says which items failed or were cancelled)."""
     status = up.status
     result = up.result
     if status is _COMPLETED and result is not None:
         return result.read_data()  # read back if the memory budget dropped it
-    if (status is _FAILED or status is _CANCELLED) and up.mapping is not None \
-            and result is not None:
+    if (status is _FAILED or status is _CANCELLED or status is _SKIPPED) \
+            and up.mapping is not None and result is not None:
         data = result.read_data()
         if isinstance(data, MapResult):
             return data

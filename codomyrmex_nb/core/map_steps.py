@@ -302,22 +302,38 @@ class MapSteps:
             self._source_over(rec, now)
             self._completed_upstream(rec, now)
             return
-        if upstream_bad:
-            error: BaseException = UpstreamFailedError(
-                f"mapped task {rec.name!r} stopped: the map it follows, {source.name!r}, "
-                f"{source_state or source.status.value}")
-            kind = "UpstreamFailedError"
-        else:
-            first = min(result.failed)
-            error = MapItemsFailed(
-                f"{bad} of {m.n} items of {rec.name!r} failed (tolerated: {allowed}); first: "
-                f"[{first}] {result.failed[first]!r}. Their details: "
-                f"get_task_result({rec.name!r}, map_index={first}); tolerate more with "
-                "tolerate=N or '10%'")
-            kind = "MapItemsFailed"
+        if upstream_bad:  # skipped, upstream failed, as a map over it defined after its end
+            # would be (one outcome for one definition); the items that ran stay in its result
+            self._chain_stopped(rec, result, elapsed, now, source_state)
+            return
+        first = min(result.failed)
+        error = MapItemsFailed(
+            f"{bad} of {m.n} items of {rec.name!r} failed (tolerated: {allowed}); first: "
+            f"[{first}] {result.failed[first]!r}. Their details: "
+            f"get_task_result({rec.name!r}, map_index={first}); tolerate more with "
+            "tolerate=N or '10%'")
         rec.result = self._result(rec, False, elapsed, None, data=result, error=error,
-                                  error_type=kind, items=m.n, items_failed=bad)
+                                  error_type="MapItemsFailed", items=m.n, items_failed=bad)
         self._ended(rec, S.FAILED, now, f"{bad} of {m.n} items failed")
+        self._skip_downstream(rec, now)
+        self._source_over(rec, now)
+
+    def _chain_stopped(self, rec: Any, result: MapResult, elapsed: float, now: float,
+                       source_state: str | None) -> None:
+        """A chained map whose source ended without completing: RUNNING -> SKIPPED (upstream
+        failed), its result the MapResult of the items that ran, its tasks after it skipped."""
+        m, source = rec.mapping, rec.mapping.source
+        cause = source.name
+        if source.status is S.SKIPPED and source.result is not None:
+            cause = source.result.metadata.get("root_cause", source.name)
+        error = UpstreamFailedError(
+            f"mapped task {rec.name!r} stopped: the map it follows, {source.name!r}, "
+            f"{source_state or source.status.value}")
+        rec.result = self._result(rec, False, elapsed, None, data=result, error=error,
+                                  error_type="UpstreamFailedError", items=m.n,
+                                  items_failed=len(result.failed),
+                                  skipped_because=[source.name], root_cause=cause)
+        self._ended(rec, S.SKIPPED, now, f"upstream failed: {cause!r}")
         self._skip_downstream(rec, now)
         self._source_over(rec, now)
 

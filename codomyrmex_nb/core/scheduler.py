@@ -113,6 +113,7 @@ _ALLOWED = frozenset({
     (PENDING, CANCELLED), (READY, CANCELLED), (RUNNING, CANCELLED),
     (PENDING, SKIPPED), (READY, SKIPPED), (READY, READY), (PENDING, COMPLETED),
     (READY, COMPLETED), (None, READY),  # an item is made READY when dispatched
+    (RUNNING, SKIPPED),  # a chained map whose source map failed: its items stop
     *((s, PENDING) for s in S), *((s, None) for s in S),
 })
 
