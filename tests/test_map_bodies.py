@@ -4,6 +4,7 @@ items run again by ``rerun(only="failed")``, and sources that cannot be read aga
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -420,3 +421,48 @@ def test_a_cancelled_map_keeps_what_its_items_came_to():
     assert "never ran" in unrun.error_message
     frame = orch.tasks_frame(items=True)
     assert list(frame["state"])[-6:] == ["completed"] * 2 + ["cancelled"] * 4
+
+
+@pytest.mark.parametrize("source", ["generator", "c_iterator"])
+@pytest.mark.parametrize("how", ["cancel", "stop"])
+def test_a_cancel_or_stop_interrupts_the_read_of_an_endless_source(source, how):
+    """Reading a source is user code (a generator's body runs in it): a cancel or a stop
+    interrupts it as it interrupts an item, even in an endless C iterator, and no thread
+    goes on reading it after stop_execution."""
+    reads = [0]
+
+    def endless():
+        if source == "c_iterator":
+            return itertools.count()
+
+        def items():
+            while True:
+                time.sleep(0.001)
+                reads[0] += 1
+                yield reads[0]
+        return items()
+
+    orch = TaskOrchestrator(max_workers=2, journal=False)
+    try:
+        orch.create_task("src", func=endless)
+        orch.create_task("m", func=lambda item: item, map="src")
+        orch.start_execution()
+        deadline = time.monotonic() + 10
+        while orch.get_task("m").status is not S.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # reading
+        if how == "cancel":
+            assert orch.cancel_task("m")
+            orch.wait_for_completion(5)
+            assert orch.get_task("m").status is S.CANCELLED
+        began = time.monotonic()
+        orch.stop_execution()
+        assert time.monotonic() - began < 2.0  # no worker left stuck in the read
+    finally:
+        orch.stop_execution()
+    if how == "stop":
+        assert orch.get_task("m").status is S.READY  # read again when the engine starts
+    left = reads[0]
+    time.sleep(0.05)
+    assert reads[0] == left
+    assert not [t for t in threading.enumerate() if t.name.startswith("codo-worker")]

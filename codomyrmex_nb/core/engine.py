@@ -314,12 +314,16 @@ class Engine:
         """Stop an abandoned attempt; its worker counts as stuck until its code returns."""
         began = run.abandon(why)
         self._stuck += 1
+        here = run.rec.mapping is not None  # a map's read of its sources: in a worker thread
         if began:
             try:
-                self.executor.interrupt(run, why)
+                if here:
+                    run.interrupt(why)
+                else:
+                    self.executor.interrupt(run, why)
             except Exception:
                 log.exception("could not interrupt %r", run.task)
-        if self.executor.__class__ is ThreadExecutor and not run.in_user_code:
+        if (here or self.executor.__class__ is ThreadExecutor) and not run.in_user_code:
             return  # not in its code (waiting in a batch, or returned): its thread comes back
         if self._running and not self._inline and len(self._workers) - self._stuck < self.max_workers:
             self._spawn_worker()  # keep max_workers free while the old thread unwinds
@@ -486,7 +490,7 @@ class Engine:
     def _execute(self, run: Run) -> Outcome:
         rec = run.rec
         if rec.mapping is not None:  # a mapped task's first step: read its sources
-            return self._expand(rec)
+            return self._expand(run)
         binding = None
         try:
             if rec.parent is not None:
@@ -529,20 +533,24 @@ class Engine:
             now = time.perf_counter()
             return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), now, now)
 
-    def _expand(self, rec: Record) -> Outcome:
-        """Read a mapped task's sources into its items (``mapping.expand``), in this worker:
-        an iterator is read once, and a source that cannot be mapped over fails the task with
-        what to do (never retried: waiting cannot change it)."""
-        started = time.perf_counter()
-        try:
-            plan = plan_of(rec, functools.partial(_mapped_value, rec))
-            if self.recorder is not None:
-                self.recorder.expanded(rec, plan)
-            return Outcome(True, plan, started=started, ended=time.perf_counter())
-        except Exception as exc:  # noqa: BLE001 - the mapped task fails, whole, with the reason
-            now = time.perf_counter()
-            return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), started,
-                           now)
+    def _expand(self, run: Run) -> Outcome:
+        """Read a mapped task's sources into its items (``mapping.expand``), in this worker
+        whatever the executor: an iterator is read once, and a source that cannot be mapped
+        over fails the task with what to do (never retried: waiting cannot change it). The
+        read is user code (a generator's body runs in it): run as an attempt's call, a cancel
+        or stop interrupts it (``_interrupt``), and what it prints is its output."""
+        rec = run.rec
+        run.call = functools.partial(plan_of, rec, functools.partial(_mapped_value, rec))
+        outcome = run.execute()
+        if outcome.ok and self.recorder is not None:
+            try:
+                self.recorder.expanded(rec, outcome.value)
+            except Exception as exc:  # noqa: BLE001 - the mapped task fails, with the reason
+                outcome = Outcome(False, None, exc, format_traceback(exc), outcome.started,
+                                  time.perf_counter(), logs=outcome.logs)
+        if not outcome.ok:
+            outcome.traceback = frame_names.rename(outcome.traceback)
+        return outcome
 
     def _item_kept(self, rec: Record, binding: dict[str, Any]) -> Outcome | None:
         """Fingerprint an item as it starts; its result if the journal holds it (resume or

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 import operator
 from collections import deque
@@ -236,9 +237,17 @@ def items_of(value: Any) -> list[Any] | None:
     ``refused`` names is the caller's to refuse first."""
     if isinstance(value, Mapping):
         return list(value.items())
+    if isinstance(value, Iterator):  # read a chunk at a time: between chunks Python runs, so
+        items: list[Any] = []  # a cancel or stop lands even in an endless C iterator
+        while chunk := list(itertools.islice(value, _CHUNK)):
+            items += chunk
+        return items
     if isinstance(value, Iterable):
         return list(value)
     return None
+
+
+_CHUNK = 4096  # items of an iterator read at once
 
 
 def as_items(name: str, value: Any) -> list[Any]:
