@@ -105,6 +105,13 @@ def local_from_import(x=1):
     from {helper} import g
     return g(x)
 
+def dynamic_import(x=1):
+    import importlib
+    return importlib.import_module("{helper}").g(x)
+
+def dunder_import(x=1):
+    return __import__("{helper}").g(x)
+
 def private_attribute(x=1):
     return helper.Scaler()._SCALE
 
@@ -256,6 +263,10 @@ KINDS = {"import inside the function": _helper_change("local_import", "return x 
                                                       "return x + 2", 3),
          "from-import inside the function": _helper_change("local_from_import", "return x + 1",
                                                            "return x + 3", 4),
+         "importlib.import_module('helper')": _helper_change("dynamic_import", "return x + 1",
+                                                             "return x + 4", 5),
+         "__import__('helper')": _helper_change("dunder_import", "return x + 1",
+                                                "return x + 5", 6),
          "class attribute named _X": _helper_change("private_attribute", "_SCALE = 1",
                                                    "_SCALE = 5", 5),
          "nested class's method": _helper_change("nested_class", "def size(self):\n            "
@@ -296,14 +307,18 @@ def test_a_change_to_what_the_code_uses_runs_the_task_again(project, kind, clean
     assert value == expected != first
 
 
-def test_a_module_a_function_imports_before_it_is_loaded_counts_by_its_source_file(project):
+@pytest.mark.parametrize("how", ["import", "importlib"])
+def test_a_module_a_function_imports_before_it_is_loaded_counts_by_its_source_file(project, how):
     """In a new process the module a body imports is not loaded when the task is looked up:
-    its source file is what the body will load, so that is what counts."""
+    its source file is what the body will load, so that is what counts (imported by a
+    statement, or by ``importlib.import_module`` with its name written out)."""
     name = f"lazy_helper_{next(_ids)}"
     path = project.folder / f"{name}.py"
     path.write_text("def v():\n    return 1\n")
     namespace: dict = {"__name__": "lazy_flow"}
-    exec(f"def lazy(x=1):\n    import {name}\n    return {name}.v()\n", namespace)
+    body = f"import {name}\n    return {name}.v()" if how == "import" else \
+        f"import importlib\n    return importlib.import_module({name!r}).v()"
+    exec(f"def lazy(x=1):\n    {body}\n", namespace)
 
     def run_as_a_new_process():
         sys.modules.pop(name, None)

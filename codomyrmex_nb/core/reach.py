@@ -73,8 +73,9 @@ def attribute_paths(code: types.CodeType) -> dict[str, frozenset[tuple[str, ...]
 
 def local_imports(code: types.CodeType) -> tuple[tuple[str, int, tuple[str, ...] | None], ...]:
     """The imports written inside ``code`` and the code nested in it (``import helper``,
-    ``from helper import f`` in a function's body): (module, level, the names taken from it,
-    or None for the module whole), cached per code object."""
+    ``from helper import f`` in a function's body, and ``importlib.import_module("helper")``
+    or ``__import__("helper")`` with the name written as a constant): (module, level, the
+    names taken from it, or None for the module whole), cached per code object."""
     try:
         return _imports_cache[code]
     except KeyError:
@@ -82,6 +83,10 @@ def local_imports(code: types.CodeType) -> tuple[tuple[str, int, tuple[str, ...]
     found: set[tuple[str, int, tuple[str, ...] | None]] = set()
     for ops in _each_code(code):
         for at, (op, name) in enumerate(ops):
+            if op == "LOAD_CONST" and at and ops[at - 1][1] in _DYNAMIC and \
+                    ops[at - 1][0] in _LOADS_CALLABLE and _module_name(name):
+                found.add((name, 0, None))  # importlib.import_module("helper"), __import__
+                continue
             if op != "IMPORT_NAME":
                 continue
             level = ops[at - 2][1] if at >= 2 and ops[at - 2][0] == "LOAD_CONST" else 0
@@ -92,6 +97,16 @@ def local_imports(code: types.CodeType) -> tuple[tuple[str, int, tuple[str, ...]
     result = tuple(sorted(found, key=repr))
     _imports_cache[code] = result
     return result
+
+
+_DYNAMIC = frozenset({"import_module", "__import__"})  # a module imported by a name given
+_LOADS_CALLABLE = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_ATTR", "LOAD_METHOD", "LOAD_FAST",
+                             "LOAD_DEREF"})
+
+
+def _module_name(value: Any) -> bool:
+    """A constant that reads as an absolute module name (``"helper"``, ``"pkg.mod"``)."""
+    return isinstance(value, str) and all(part.isidentifier() for part in value.split("."))
 
 
 def metadata_seconds() -> float:
