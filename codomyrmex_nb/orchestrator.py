@@ -451,7 +451,7 @@ class TaskOrchestrator:
             if m is None:
                 raise ValueError(f"task {rec.name!r} is not mapped")
             rows = []
-            for i in range(m.n):
+            for i in range(m.known_n):
                 item = m.items[i] if i < len(m.items) else None
                 if item.__class__ is tuple:  # completed in one attempt, kept compactly
                     attempts, error, took = 1, None, item[DONE_ELAPSED]

@@ -324,8 +324,8 @@ def test_cancel_one_item_and_cancel_the_whole_map(make_orch):
                      max_parallel=2, tolerate=1)
     orch.start_execution()
     deadline = time.monotonic() + 5
-    while len(orch.map_items("m")) < 20 and time.monotonic() < deadline:  # expanded (RUNNING
-        time.sleep(0.01)  # alone may still be the read of its list: no items known yet)
+    while orch.map_items("m")[0]["state"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)  # its items made (RUNNING alone may still be the read of its list)
     assert orch.cancel_task("m", map_index=15)  # not dispatched yet: never runs
     assert not orch.cancel_task("m", map_index=15)
     gate.set()
@@ -789,3 +789,18 @@ def test_a_finished_maps_fingerprint_is_one_hash_of_its_items_in_order():
     assert combined_fingerprint("base", [*fps[:5], None, *fps[6:]]) == ""
     assert combined_fingerprint("base", [*fps[:5], ""]) == ""
     assert combined_fingerprint("base", []) == hashlib.sha256(b"codo-map-1;base").hexdigest()
+
+
+def test_a_literal_lists_items_show_as_pending_before_the_map_reads_it(make_orch):
+    orch = make_orch(2)
+    orch.create_task("m", func=lambda item: item, map=[1, 2, 3, 4])
+    orch.create_task("grid", func=lambda a, b: a * b, map={"a": [1, 2], "b": [3, 4, 5]},
+                     map_mode="product")
+    frame = orch.tasks_frame().set_index("name")
+    assert frame.loc["m", "items"] == 4 and frame.loc["grid", "items"] == 6
+    items = orch.tasks_frame(items=True)
+    assert len(items) == 10 and set(items["state"]) == {"pending"}
+    with pytest.raises(ValueError, match="has not made its items yet"):
+        orch.cancel_task("m", map_index=1)
+    assert run(orch)
+    assert orch.tasks_frame().set_index("name").loc["m", "items"] == 4

@@ -99,11 +99,12 @@ def copy_items(records: Iterable[Any], index: int | None = None) -> list[ItemVie
         m = rec.mapping
         if m is None:
             continue
+        n = m.known_n  # a literal list's items show as pending before the map reads it
         if index is not None:
-            if 0 <= index < m.n:
+            if 0 <= index < n:
                 out.append(_view(rec, index))
             continue
-        out.extend(_view(rec, i) for i in range(m.n))
+        out.extend(_view(rec, i) for i in range(n))
     return out
 
 

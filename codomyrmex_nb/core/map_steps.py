@@ -66,6 +66,9 @@ class MapSteps:
         if m is None:
             raise LookupError(f"task {rec.name!r} is not mapped; drop map_index")
         if not m.expanded:
+            if m.spec.literal_count() is not None:
+                raise LookupError(f"task {rec.name!r} has not made its items yet (it makes them "
+                                  "as it starts); cancel the task, or its item once it runs")
             raise LookupError(f"task {rec.name!r} has not expanded yet (its items are known once "
                               "its sources completed)")
         if not 0 <= index < m.n:

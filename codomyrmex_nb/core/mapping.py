@@ -66,6 +66,16 @@ class MapSpec:
         """The task references among the bindings (they are dependencies of the task)."""
         return [v for v in self.bindings.values() if not isinstance(v, list)]
 
+    def literal_count(self) -> int | None:
+        """How many items, when every source is a literal list (known before the map reads
+        its sources); None when an upstream result decides."""
+        lists = list(self.bindings.values())
+        if not all(isinstance(v, list) for v in lists):
+            return None
+        if self.mode == "product":
+            return math.prod(len(v) for v in lists)
+        return min(len(v) for v in lists)
+
     def allowed_failures(self, n: int) -> int:
         count, share = self.tolerate
         if share is not None:
@@ -511,6 +521,12 @@ class MapState:
     def expanded(self) -> bool:
         return self.plan is not None or self.source is not None
 
+    @property
+    def known_n(self) -> int:
+        """Its items' count as views show it: known before the expansion when its sources
+        are literal lists (their items then show as pending), else 0 until then."""
+        return self.n if self.expanded else self.spec.literal_count() or 0
+
     def advance(self) -> None:
         """Move the fresh-item cursor past items made out of turn (cancelled by index)."""
         items, n = self.items, self.n
@@ -599,7 +615,7 @@ class MapState:
             if count:
                 out[status.value] = out.get(status.value, 0) + count
                 made += count
-        rest = self.n - made
+        rest = self.known_n - made
         if rest > 0 and self.source is not None and self.closing:  # by item: see above
             for index, entry in enumerate(self.items):
                 if entry is None:
