@@ -8,14 +8,14 @@ item's fingerprint only when the function names a ``map_index`` parameter, so th
 cell function's signature (``MappedCellFunction.__signature__``) names it only then,
 and inserting an item into the list invalidates no other item.
 
-A source is the task of that name when there is one (its result, known when it
-ends), else a notebook variable holding a list (tuple, range, set, dict: its
-``(key, value)`` pairs) read when the cell runs (an iterator, such as a generator, is
-refused: reading it would use it up, and the cell's next run would map over nothing); its content is part of the cell's
-identity (``map_key``), so re-running the cell after the list changed redefines the
-task, and the per-item journal (``--cache``, resume) restores every unchanged item.
-A variable is passed to the core as a literal list, whose items are fingerprinted by
-content.
+A source is the task of that name when there is one (its result, known when it ends),
+else a notebook variable holding a list (tuple, range, set, dict: its ``(key, value)``
+pairs) read when the cell runs (an iterator, such as a generator, is refused: reading it
+would use it up, and the cell's next run would map over nothing); its content is part of
+the cell's identity (``map_key``), so re-running the cell after the list changed
+redefines the task, and the per-item journal (``--cache``, resume) restores every
+unchanged item. A variable is passed to the core as a literal list, whose items are
+fingerprinted by content.
 """
 
 from __future__ import annotations
