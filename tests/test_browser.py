@@ -500,6 +500,19 @@ def _run_all_cells(page) -> None:
     page.wait_for_function(FIRST_CELL_STARTED, timeout=MINUTE)
 
 
+def _run_all_until_started(page) -> None:
+    """Run All, again if needed: one sent while Notebook 7's page still settles can be lost."""
+    for attempt in range(3):
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            page.wait_for_function(FIRST_CELL_STARTED, timeout=20_000)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
+
+
 def _no_failed_cells(page) -> None:
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     tracebacks = [t for t in errors.all_text_contents() if "Traceback" in t or "Error" in t]
@@ -715,15 +728,7 @@ def test_notebook7_side_panel_or_inline_live_view_never_a_frozen_copy(notebook7,
         page.wait_for_function(  # the page knows too: a Run All sent earlier can be lost
             "() => document.querySelector('.jp-Notebook-ExecutionIndicator')"
             "?.dataset.status === 'idle'", timeout=3 * MINUTE)
-        for attempt in range(3):  # a Run All sent while the page still settles can be lost
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-            try:
-                page.wait_for_function(FIRST_CELL_STARTED, timeout=20_000)
-                break
-            except Exception:
-                if attempt == 2:
-                    raise
+        _run_all_until_started(page)
         # The live DAG (the widget, not a static copy) shows every task and recolours to the end.
         _wait_for_names(page, LIVE, SIDE_TASKS)
         final = {name: COMPLETED for name in SIDE_TASKS} | {"flaky": FAILED}
@@ -887,30 +892,52 @@ def test_a_view_that_lost_its_kernel_says_so_and_shows_nothing_running(lab, brow
     with _kept_on_failure(lab, page, name):
         _open_notebook(page, lab, "running_task.ipynb")
         _run_all_cells(page)
-        _wait_for_names(page, LIVE, ["chatty"])
-        _fills_are(page, LIVE, {"chatty": RUNNING})
-        page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
-        page.get_by_role("menuitem", name="Kernel", exact=True).click()
-        page.locator(f".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('{command}'))").click()
-        if confirm:
-            page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart"
-        note = page.locator(".codo-view .codo-lost-note")
-        note.wait_for(state="visible", timeout=MINUTE)
-        assert "lost its kernel" in note.text_content()
-        view = page.locator(".codo-view").first
-        assert view.evaluate("v => getComputedStyle(v.querySelector('.codo-dag')).filter")\
-            .startswith("grayscale")
-        # Nothing counts on as if the task still ran.
-        elapsed = page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content()
-        suffix = page.locator(LIVE, has=page.locator("title", has_text="chatty")).locator(
-            "tspan.s").text_content()
-        page.wait_for_timeout(1500)
-        assert page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content() \
-            == elapsed
-        assert page.locator(LIVE, has=page.locator("title", has_text="chatty")).locator(
-            "tspan.s").text_content() == suffix
-        assert "running for" not in page.locator(LIVE).first.locator("title").text_content()
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+        _lost_kernel_is_said(page, command, confirm, name)
+
+
+def test_notebook7_a_view_whose_kernel_was_shut_down_says_so(notebook7, browser):
+    """Notebook 7's page has the same execution indicator as JupyterLab's: a kernel shut down
+    from its Kernel menu is told as lost there too."""
+    page = _new_page(browser, width=1280, height=720)
+    with _kept_on_failure(notebook7, page, "notebook7-kernel-shut-down"):
+        base_url, token = notebook7[0], notebook7[1]
+        page.goto(f"{base_url}/notebooks/notebooks/running_task.ipynb?token={token}")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
+        page.wait_for_function(KERNEL_READY, arg=token, polling=250, timeout=3 * MINUTE)
+        page.wait_for_function(  # the page knows too: a Run All sent earlier can be lost
+            "() => document.querySelector('.jp-Notebook-ExecutionIndicator')"
+            "?.dataset.status === 'idle'", timeout=3 * MINUTE)
+        _run_all_until_started(page)
+        _lost_kernel_is_said(page, "Shut Down Kernel", False, "notebook7-kernel-shut-down")
+
+
+def _lost_kernel_is_said(page, command: str, confirm: bool, name: str) -> None:
+    """The running notebook's kernel goes (``command`` from the Kernel menu): its view says
+    it lost its kernel, greys its drawing and counts nothing on."""
+    _wait_for_names(page, LIVE, ["chatty"])
+    _fills_are(page, LIVE, {"chatty": RUNNING})
+    page.wait_for_function(CELLS_DONE, timeout=3 * MINUTE)
+    page.get_by_role("menuitem", name="Kernel", exact=True).click()
+    page.locator(f".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('{command}'))").click()
+    if confirm:
+        page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart"
+    note = page.locator(".codo-view .codo-lost-note")
+    note.wait_for(state="visible", timeout=MINUTE)
+    assert "lost its kernel" in note.text_content()
+    view = page.locator(".codo-view").first
+    assert view.evaluate("v => getComputedStyle(v.querySelector('.codo-dag')).filter")\
+        .startswith("grayscale")
+    # Nothing counts on as if the task still ran.
+    elapsed = page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content()
+    suffix = page.locator(LIVE, has=page.locator("title", has_text="chatty")).locator(
+        "tspan.s").text_content()
+    page.wait_for_timeout(1500)
+    assert page.locator(".codo-view .codo-headbox .codo-elapsed").first.text_content() \
+        == elapsed
+    assert page.locator(LIVE, has=page.locator("title", has_text="chatty")).locator(
+        "tspan.s").text_content() == suffix
+    assert "running for" not in page.locator(LIVE).first.locator("title").text_content()
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 # -- the README example: saved, reopened ---------------------------------------------------
