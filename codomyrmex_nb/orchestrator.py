@@ -61,11 +61,13 @@ class TaskOrchestrator:
         workers = default_workers() if max_workers is None else max_workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
+        # every setting is checked before anything starts (an executor, the journal's
+        # writer thread): a refused constructor leaves no thread nor open file behind
+        limit = parse_limit(memory_limit)
         path = journal_setting(journal)
         built = make_executor(executor, client=client, address=address) \
             if isinstance(executor, str) else executor
         recorder = Recorder(path, resume) if path is not None else None
-        limit = parse_limit(memory_limit)  # checked before anything starts
         self._engine = Engine(workers, built, executor if isinstance(executor, str) else None,
                               recorder)
         self._engine.use_budget(limit)

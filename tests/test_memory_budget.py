@@ -136,6 +136,19 @@ def test_a_bad_limit_leaves_no_orchestrator_half_made():
         TaskOrchestrator(max_workers=1, memory_limit="much")
 
 
+def test_a_bad_limit_with_a_journal_leaves_no_thread_nor_open_file(tmp_path):
+    def writers() -> int:
+        return sum(t.name == "codo-journal-writer" for t in threading.enumerate())
+
+    threads, fds = writers(), len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(ValueError, match="memory_limit 'lots'"):
+            TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite", memory_limit="lots")
+    assert writers() == threads
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert not (tmp_path / "j.sqlite").exists()  # not even opened
+
+
 def test_the_default_budget_is_a_quarter_of_ram(make_orch):
     assert make_orch(1).memory_limit == int(physical_memory() * 0.25)
     assert make_orch(1, memory_limit=None).memory_limit is None
