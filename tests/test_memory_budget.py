@@ -371,6 +371,20 @@ def test_without_a_journal_nothing_is_dropped_and_one_line_says_so(make_orch):
     assert [t.result.data[1] for t in tasks] == list(range(6))
 
 
+def test_with_an_unusable_journal_one_line_says_the_budget_drops_nothing(make_orch, tmp_path):
+    (tmp_path / "notadir").write_text("a file, not a folder")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        orch = make_orch(2, journal=tmp_path / "notadir" / "j.sqlite", memory_limit=300_000)
+        tasks = _run_chain(orch, 6)
+        orch.stop_execution()  # its journal closed: still known as unusable
+        orch.memory_limit = 200_000
+    lines = [str(w.message) for w in caught if issubclass(w.category, MemoryBudgetWarning)]
+    assert len(lines) == 2 and all("nothing is dropped" in line for line in lines), lines
+    assert orch.memory_stats()["dropped"] == 0
+    assert [t.result.data[1] for t in tasks] == list(range(6))
+
+
 def test_no_budget_keeps_every_result(make_orch, tmp_path):
     orch = make_orch(2, journal=tmp_path / "j.sqlite", memory_limit=None)
     tasks = _run_chain(orch, 4)

@@ -17,8 +17,9 @@ one read. What was handed to user code (``TaskResult.data``: ``get_task_result``
 ``--out``, a name the user gave it) is not read back a second time while user code
 holds it: a weak reference is kept where the type allows and serves until it dies;
 a value that cannot be weakly referenced (list, dict, int, str, tuple, bytes) and was
-handed out is never dropped. Without a journal nothing is dropped, and one line
-says so the first time the budget is exceeded.
+handed out is never dropped. Without a journal (off, or one that cannot be used: its
+results are never queued, so none waits for a commit) nothing is dropped, and one
+line says so the first time the budget is exceeded.
 
 While the results, with the pickled copies that wait for their commit, are over the
 limit, workers pause before their next task until the journal commits (``pause``,
@@ -406,8 +407,8 @@ class MemoryBudget:
                 stale.append(entry)
             elif entry.dropped or entry.loading is not None:
                 continue
-            elif not entry.committed:
-                waiting = waiting or entry.run_id is not None
+            elif not entry.committed:  # droppable once its queued row commits, if it has one
+                waiting = waiting or self._waiting.get((entry.run_id, entry.rec.id)) is entry
             elif not entry.handed or _weakable(entry.result._data):
                 (first if entry.consumed() else later).append(entry)
         for entry in stale:

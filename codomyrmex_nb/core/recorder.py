@@ -150,6 +150,7 @@ class Recorder(Restoring):
         self.pinned: set[tuple[int, str]] = set()
         self.on_commit: Callable[[list[tuple[Any, ...]]], None] | None = None  # the budget's
         self.on_upkeep: Callable[[bool], set[tuple[int, str]]] | None = None  # its release
+        self.usable = True  # the journal was usable when last opened (the memory budget asks)
         if resume is not False:
             self.look_for_resume()
 
@@ -171,6 +172,7 @@ class Recorder(Restoring):
             journal.collect = self.collect
             journal.on_commit, journal.on_upkeep = self.on_commit, self.on_upkeep
             self._journal = journal
+            self.usable = journal.enabled
         return journal
 
     @property

@@ -53,9 +53,13 @@ class ResultStore:
         return None if recorder is None else recorder._journal
 
     def journal_on(self) -> bool:
-        """Could a journal hold results at all (off, or unwritable: nothing is dropped)?"""
-        journal = self._journal()
-        return self.engine.recorder is not None and (journal is None or journal.enabled)
+        """Could a journal hold results at all (off, or unwritable: nothing is dropped)?
+        A journal closed while the engine is stopped counts as it was when last open."""
+        recorder = self.engine.recorder
+        if recorder is None:
+            return False
+        journal = recorder._journal
+        return recorder.usable if journal is None else journal.enabled
 
     def hurry(self) -> None:
         journal = self._journal()
