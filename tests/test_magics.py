@@ -1592,7 +1592,7 @@ def test_codo_run_memory_limit_sets_the_budget_and_refuses_a_bad_size(ip, capsys
     task(ip, "load", "1")
     ip.run_line_magic("codo_run", "--memory-limit 500MB --wait")
     assert orch().memory_limit == 500 * 1000**2
-    assert "memory budget 477 MB for results" in capsys.readouterr().out
+    assert "memory budget 500 MB for results" in capsys.readouterr().out  # not MiB
     ip.run_line_magic("codo_run", "--memory-limit off --wait")
     assert orch().memory_limit is None
     assert "no memory budget" in capsys.readouterr().out

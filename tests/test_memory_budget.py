@@ -35,6 +35,7 @@ from codomyrmex_nb.core.memory_budget import (
     estimate,
     parse_limit,
     physical_memory,
+    size_text,
 )
 from codomyrmex_nb.core.model import DROPPED, TaskResult
 
@@ -152,6 +153,14 @@ def test_a_bad_limit_with_a_journal_leaves_no_thread_nor_open_file(tmp_path):
 def test_the_default_budget_is_a_quarter_of_ram(make_orch):
     assert make_orch(1).memory_limit == int(physical_memory() * 0.25)
     assert make_orch(1, memory_limit=None).memory_limit is None
+
+
+def test_sizes_print_in_the_units_a_limit_is_given_in():
+    assert size_text(parse_limit("30MB")) == "30 MB"
+    assert size_text(parse_limit("4GB")) == "4 GB"
+    assert size_text(parse_limit("1.5GB")) == "1.5 GB"
+    assert size_text(300_000) == "300 KB"
+    assert size_text(512) == "512 bytes"
 
 
 def test_sizes_are_estimated_cheaply():
@@ -367,6 +376,7 @@ def test_without_a_journal_nothing_is_dropped_and_one_line_says_so(make_orch):
         tasks = _run_chain(orch, 6)
     lines = [str(w.message) for w in caught if issubclass(w.category, MemoryBudgetWarning)]
     assert len(lines) == 1 and "no journal" in lines[0] and "nothing is dropped" in lines[0]
+    assert "over the limit of 300 KB" in lines[0]  # in the units memory_limit reads
     assert orch.memory_stats()["dropped"] == 0
     assert [t.result.data[1] for t in tasks] == list(range(6))
 

@@ -58,7 +58,7 @@ from .model import DROPPED, TaskStatus
 from .result_bytes import dumps_to, pickled_at_least  # containers: a few levels, each object once
 
 __all__ = ["DEFAULT", "MIN_SIZE", "MemoryBudget", "MemoryBudgetWarning", "ResultUnavailable",
-           "estimate", "parse_limit", "physical_memory"]
+           "estimate", "parse_limit", "physical_memory", "size_text"]
 
 DEFAULT = "25%"
 MIN_SIZE = 64 * 1024  # smaller results are not worth a read back (nor an entry)
@@ -128,6 +128,15 @@ def parse_limit(value: Any) -> int | None:
     if value != value or value < 0 or value == float("inf"):
         raise ValueError(f"memory_limit must be a positive size, got {value!r}")
     return int(value) or None
+
+
+def size_text(count: float) -> str:
+    """A size in the decimal units ``parse_limit`` reads (``"30MB"`` is 30 * 10**6 bytes),
+    so a budget prints as it was given: ``"30 MB"``, ``"4.2 GB"``, ``"300 KB"``."""
+    for unit, scale in (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
+        if count >= scale:
+            return f"{count / scale:,.1f}".removesuffix(".0") + f" {unit}"
+    return f"{count:,.0f} bytes"
 
 
 def estimate(value: Any) -> int:
@@ -423,8 +432,8 @@ class MemoryBudget:
             self.hurry()  # their rows are queued: commit them now, then they can go
         elif not self._warned and not self.journal_on():
             self._warned = True
-            warnings.warn(f"memory budget: results hold {self.held / 2**20:,.0f} MB, over the "
-                          f"limit of {limit / 2**20:,.0f} MB, but there is no journal to read "
+            warnings.warn(f"memory budget: results hold {size_text(self.held)}, over the "
+                          f"limit of {size_text(limit)}, but there is no journal to read "
                           "them back from, so nothing is dropped (turn the journal on, or "
                           "raise memory_limit)", MemoryBudgetWarning, stacklevel=2)
 

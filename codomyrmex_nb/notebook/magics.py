@@ -48,7 +48,7 @@ from IPython.display import display
 from .. import default as _default
 from ..core import OrchestratorBusyError, TaskStatus
 from ..core.executors import EXECUTORS
-from ..core.memory_budget import parse_limit
+from ..core.memory_budget import parse_limit, size_text
 from ..core.recorder import journal_setting
 from ..orchestrator import TaskOrchestrator
 from . import display_capture, journal_magic
@@ -320,7 +320,7 @@ class CodoMagics(Magics):
         if args.memory_limit is not None:
             orch.memory_limit = limit
             print("codo_run: no memory budget: every result stays in memory" if limit is None
-                  else f"codo_run: memory budget {limit / 2**20:,.0f} MB for results")
+                  else f"codo_run: memory budget {size_text(limit)} for results")
         summary = None
         if args.journal is not None:
             summary = self._switch_journal(orch, args.journal, args.fresh)
