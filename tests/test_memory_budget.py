@@ -514,6 +514,29 @@ def test_the_size_bound_never_prunes_a_pinned_result(tmp_path):
         caught.__exit__(None, None, None)
 
 
+def test_a_journal_over_its_bound_says_so_once_across_runs_of_one_process(tmp_path):
+    """The engine opens the journal anew for each run: the line is said once per file."""
+    pinned: set[tuple[int, str]] = set()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        for i in range(4):  # each run adds a pinned 100 KB to a file bound to 150 KB
+            journal = Journal(tmp_path / "j.sqlite", max_bytes=150_000, commit_interval=0.0)
+            journal.pinned = pinned
+            run = journal.begin_run()
+            journal.result(run, f"t{i}", "t", f"fp{i}", os.urandom(100_000), None, 1.0)
+            pinned.add((run, f"fp{i}"))
+            journal.end_run(run)
+            assert journal.flush(5)
+            journal.close()
+    over = [str(w.message) for w in said if "over its bound" in str(w.message)]
+    assert len(over) == 1, over
+    journal = Journal(tmp_path / "j.sqlite", max_bytes=150_000, commit_interval=0.0)
+    try:
+        assert all(journal.restorable(None, f"fp{i}") is not None for i in range(4))
+    finally:
+        journal.close()
+
+
 def test_results_the_budget_may_read_back_are_pinned_in_the_journal(make_orch, tmp_path):
     orch = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=300_000)
     tasks = _run_chain(orch, 3)

@@ -40,7 +40,8 @@ here raises into the caller. Two processes may write one journal at once (busy
 timeout, retries on ``database is locked``). When the file outgrows ``max_bytes``
 the oldest runs are pruned (never the newest run, nor one ``journal_upkeep`` keeps: an
 open run, a run of another process that still runs (``sessions.py``), a run holding a
-``pinned`` result) and the free pages are given back to the file system now and then
+``pinned`` result; a file that must stay over its bound says so once per process,
+not once per run) and the free pages are given back to the file system now and then
 (at most every ``vacuum_interval`` seconds). ``info``, ``prune`` and ``clear_cache``
 (``%codo_journal``, planned by ``journal_upkeep.py``) remove the same way, on the writer
 thread (``journal_removal.py``).

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .journal_files import _warn
 from .journal_tables import TABLES, TASKS, without_small
 from .journal_upkeep import (
     KEPT_NEWEST,
@@ -30,6 +31,10 @@ from .journal_upkeep import (
 from .signing import Signer
 
 _MAX_IDS = 900             # run ids bound to one query (older SQLite allows 999 parameters)
+
+# files whose size bound this process said it is over: said once per file, not once per
+# ``Journal`` (the engine opens one per run), until a size check finds it back under
+_OVER_BOUND: set[Path] = set()
 
 
 class Removals:
@@ -77,6 +82,8 @@ class Removals:
         used, free = page_space(conn)
         if used > self._max_bytes:
             used, free = self._prune(used, free)
+        if used <= self._max_bytes:
+            _OVER_BOUND.discard(self.path)  # over it again later: said again
         if free > self._max_bytes // 4 and \
                 time.monotonic() - self._last_vacuum >= self._vacuum_interval:
             self._vacuum()
@@ -99,12 +106,12 @@ class Removals:
             if self._remove([run.run_id]) is None:
                 break
             used, free = page_space(conn)
-        if used > self._max_bytes:
+        if used > self._max_bytes and self.path not in _OVER_BOUND:
+            _OVER_BOUND.add(self.path)
             pinned = KEPT_PINNED in protected.values()
             why = " (results dropped from memory are read back from them)" if pinned else ""
-            self._warn_once("over-bound", f"run journal {self.path.name} holds "
-                            f"{used / 2**20:.1f} MB, over its bound of "
-                            f"{self._max_bytes / 2**20:.1f} MB, in runs it must keep{why}")
+            _warn(f"run journal {self.path.name} holds {used / 2**20:.1f} MB, over its bound "
+                  f"of {self._max_bytes / 2**20:.1f} MB, in runs it must keep{why}")
         return used, free
 
     def _do_prune(self, keep_runs: int | None, older_than: float | None,
