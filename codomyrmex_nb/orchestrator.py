@@ -365,13 +365,18 @@ class TaskOrchestrator:
             if not was_open and not self._engine.running:
                 recorder.close()
 
-    def clear_journal(self) -> None:
-        """Forget every run the journal recorded (``%codo_reset --journal``)."""
+    def clear_journal(self) -> Removal | None:
+        """Forget every run the journal recorded (``%codo_reset --journal``) but those a
+        prune keeps: the current run, runs of another process that still runs, and runs
+        holding a result dropped from memory (``Removal.kept`` says which). None when
+        this orchestrator keeps no journal."""
         recorder = self._engine.recorder
-        if recorder is not None:
-            with self._journal_open(recorder) as journal:
-                journal.clear()
-            recorder.resume_from = None
+        if recorder is None:
+            return None
+        with self._journal_open(recorder) as journal:
+            removal = journal.clear()
+        recorder.resume_from = None
+        return removal
 
     def journal_info(self) -> JournalInfo | None:
         """What the journal holds (``%codo_journal``): the file, its size on disk (db +

@@ -272,6 +272,32 @@ def test_a_pinned_result_is_never_removed(make_journal):
     assert journal.history() == []
 
 
+def test_clearing_keeps_the_runs_of_another_live_process_and_says_so(make_journal):
+    """``%codo_reset --journal`` from one kernel while another still runs on the file (and
+    may read its dropped results back): its runs and their results stay."""
+    journal = make_journal()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        born = sessions.start_time(sleeper.pid)
+        mine = add_run(journal, 0)
+        live = add_run(journal, 1)
+        with raw(journal.path) as conn:  # the second run is the other process's
+            conn.execute("UPDATE runs SET pid = ?, pstarted = ? WHERE run_id = ?",
+                         (sleeper.pid, born, live))
+        removal = journal.clear()
+        assert journal.restorable(live, "fp1") is not None  # the other process reads it back
+        assert journal.restorable(mine, "fp0") is None
+        assert removal.runs == [mine] and removal.kept == {live: "its process still runs"}
+        assert "kept run 2 (its process still runs)" in removal.summary()
+        sleeper.kill()
+        sleeper.wait(10)
+        assert journal.clear().runs == [live]  # gone now: it may go
+        assert journal.history() == []
+    finally:
+        sleeper.kill()
+        sleeper.wait(10)
+
+
 def test_the_size_bound_never_removes_a_pinned_result(make_journal):
     journal = make_journal(max_bytes=2 * MB, vacuum_interval=0.0)
     first = add_run(journal, 0, size=MB // 2)

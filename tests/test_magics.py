@@ -1599,3 +1599,19 @@ def test_codo_run_memory_limit_sets_the_budget_and_refuses_a_bad_size(ip, capsys
     with pytest.raises(UsageError, match=r"--memory-limit: memory_limit 'lots' is not a size"):
         ip.run_line_magic("codo_run", "--memory-limit lots --workers 3")
     assert orch().memory_limit is None and orch().max_workers != 3  # nothing half-applied
+
+
+def test_codo_reset_journal_says_which_runs_it_kept_for_dropped_results(ip, journal, capsys):
+    ip.run_cell("import numpy as np")
+    task(ip, "a --cache", "np.full(40_000, 1.0)")  # 320 KB each: one is dropped
+    task(ip, "b --cache", "np.full(40_000, 2.0)")
+    ip.run_line_magic("codo_run", "--memory-limit 300KB --wait --timeout 20")
+    flush_journal()
+    assert orch().memory_stats()["dropped"] >= 1
+    run = orch().journal_run
+    capsys.readouterr()
+    ip.run_line_magic("codo_reset", "--journal")
+    said = capsys.readouterr().out
+    assert (f"cleared the run journal (0 runs forgotten; kept run {run} (holds results dropped "
+            "from memory))" in said), said
+    assert result("a")[0] == 1.0 and result("b")[0] == 2.0

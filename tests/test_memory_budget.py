@@ -591,6 +591,28 @@ def test_clearing_the_journal_keeps_the_runs_of_results_it_may_read_back(make_or
     assert [t.result.data[1] for t in tasks] == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("stopped", [False, True], ids=["running", "stopped"])
+@pytest.mark.parametrize("remove", ["prune", "clear-cache", "clear"])
+def test_another_orchestrator_on_the_file_keeps_what_this_one_dropped(make_orch, tmp_path,
+                                                                      remove, stopped):
+    """In a notebook the default orchestrator and a TaskOrchestrator() share one file: a
+    removal through either keeps the other's dropped results (its engine running, or
+    stopped with its journal closed)."""
+    first = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=300_000)
+    tasks = _run_chain(first, 4)
+    first._engine.recorder.journal.flush(5)
+    assert first.memory_stats()["dropped"] >= 2
+    if stopped:
+        first.stop_execution()
+    second = make_orch(1, journal=tmp_path / "j.sqlite", memory_limit=None)
+    removal = {"prune": lambda: second.prune_journal(keep_runs=0),
+               "clear-cache": second.clear_journal_cache,
+               "clear": second.clear_journal}[remove]()
+    assert removal.error is None and first.journal_run not in removal.runs, removal
+    assert "kept" in removal.summary() and "dropped from memory" in removal.summary()
+    assert [t.result.data[1] for t in tasks] == [0, 1, 2, 3]  # read back, none unavailable
+
+
 def _cached_big() -> np.ndarray:
     return np.full(MIN_SIZE // 2, 5.0)  # 256 KB
 

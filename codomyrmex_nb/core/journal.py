@@ -40,11 +40,12 @@ here raises into the caller. Two processes may write one journal at once (busy
 timeout, retries on ``database is locked``). When the file outgrows ``max_bytes``
 the oldest runs are pruned (never the newest run, nor one ``journal_upkeep`` keeps: an
 open run, a run of another process that still runs (``sessions.py``), a run holding a
-``pinned`` result; a file that must stay over its bound says so once per process,
-not once per run) and the free pages are given back to the file system now and then
-(at most every ``vacuum_interval`` seconds). ``info``, ``prune`` and ``clear_cache``
-(``%codo_journal``, planned by ``journal_upkeep.py``) remove the same way, on the writer
-thread (``journal_removal.py``).
+``pinned`` result, of any orchestrator of this process on this file; a file that must
+stay over its bound says so once per process, not once per run) and the free pages are
+given back to the file system now and then (at most every ``vacuum_interval`` seconds).
+``info``, ``prune``, ``clear_cache`` (``%codo_journal``) and ``clear``
+(``%codo_reset --journal``), planned by ``journal_upkeep.py``, remove the same way, on
+the writer thread (``journal_removal.py``).
 Each run records the process that wrote it (pid and start time).
 
 ``result`` rows are for completed tasks only: ``restorable`` returns the newest
@@ -84,7 +85,7 @@ from .journal_files import JournalFiles, JournalWarning, _connect, _warn, defaul
 from .journal_reads import SMALL, Reads, RunInfo
 from .journal_removal import Removals
 from .journal_tables import Moves, RunSummary, status_code
-from .journal_upkeep import JournalInfo, Removal, parse_age, read_info
+from .journal_upkeep import JournalInfo, Removal, hold_pins, parse_age, read_info
 from .journal_writer import JournalWriter, _now
 from .signing import Signer
 
@@ -183,7 +184,8 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
         self._small_untrusted: dict[str, int] = {}  # why packed rows were skipped -> a run
         self.dropped = 0  # records that could not be written (each drop also warned once)
         # (run id, fingerprint) of results this process dropped from memory and will read
-        # back: their rows and runs are never removed (see journal_upkeep)
+        # back: their rows and runs are never removed, by this journal nor by any other
+        # open on this file in this process (journal_upkeep.hold_pins)
         self.pinned: set[tuple[int, str]] = set()
         self.signer: Signer | None = None  # MACs under the user's key (None while off)
         self.key_file: Path | None = None  # where that key lives (None: given, or this process's)
@@ -198,6 +200,7 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
         # now), so that what the user removes goes; it returns those keys (dry run: would)
         self.on_upkeep: Callable[[bool], set[tuple[int, str]]] | None = None
         self._soon = False  # commit what is queued now (the memory budget waits for it)
+        hold_pins(self.path, self)
 
         try:
             self._prepare_files()
@@ -332,14 +335,16 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
         ok, _ = self._call(None, timeout)
         return ok
 
-    def clear(self) -> None:
-        """Drop every run (``%codo_reset --journal``) but those holding results this
-        process may still read back (``pinned``); synchronous."""
+    def clear(self) -> Removal:
+        """Drop every run (``%codo_reset --journal``) but those a prune keeps: a run open
+        here, of another process that still runs, or holding a result dropped from
+        memory (``Removal.kept`` says which and why); synchronous."""
+        removal = self._upkeep("clear", False, self._do_clear)
         if self.enabled:
-            self._call(self._do_clear)
-            with self._rlock:  # row ids start again: index the small results afresh
+            with self._rlock:  # index the small results afresh
                 self._forget_small()
                 self._small_untrusted.clear()
+        return removal
 
     # -- upkeep (journal_upkeep.py; ``%codo_journal``) ---------------------------------
 

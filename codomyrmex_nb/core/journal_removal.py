@@ -24,6 +24,8 @@ from .journal_upkeep import (
     Removal,
     kept_runs,
     page_space,
+    pinned_here,
+    release_here,
     runs_space,
     runs_to_prune,
     size_on_disk,
@@ -45,8 +47,8 @@ class Removals:
     path: Path
     mode: str
     signer: Signer | None
-    pinned: set[tuple[int, str]]  # (run, fingerprint) of results this process may read back
-    on_upkeep: Callable[[bool], set[tuple[int, str]]] | None
+    pinned: set[tuple[int, str]]  # (run, fingerprint) of results its owner may read back
+    # (the pins of every owner of this file in this process count: ``_pins``)
     _wconn: sqlite3.Connection | None
     _rlock: threading.Lock
     _max_bytes: int
@@ -60,19 +62,47 @@ class Removals:
     _small_space: Callable[[sqlite3.Connection], dict[int, tuple[int, int]]]
     _forget_small: Callable[[], None]
 
-    def _released(self, dry_run: bool) -> set[tuple[int, str]]:
-        """Pins of results still in RAM, which an explicit removal may take: given up
-        (kept in RAM for good from now on), or in a dry run only named."""
-        hook = self.on_upkeep
-        return set() if hook is None else hook(dry_run)
+    def _pins(self) -> set[tuple[int, str]]:
+        """Every result any orchestrator of this process may read back from this file
+        (``journal_upkeep.pinned_here``), not only this journal's."""
+        return pinned_here(self.path, self.pinned)
 
-    def _do_clear(self) -> None:
-        self._released(False)
-        if self._remove(everything=True) is None:
-            raise RuntimeError("could not clear the journal")
-        self._open_runs.clear()
-        self._summaries.clear()
-        self._vacuum()
+    def _released(self, dry_run: bool) -> set[tuple[int, str]]:
+        """Pins of results still in RAM, which an explicit removal may take: given up by
+        every memory budget on this file (kept in RAM for good from now on), or in a dry
+        run only named."""
+        return release_here(self.path, dry_run)
+
+    def _do_clear(self) -> Removal:
+        """``clear`` on the writer thread: every run but those a prune keeps (open here,
+        of another process that still runs, holding a result dropped from memory), and
+        of a run kept only for such results, its other results; then shrink the file."""
+        conn = self._wconn
+        assert conn is not None
+        before = sum(size_on_disk(self.path))
+        removal = Removal("clear", before=before, after=before)
+        runs = runs_space(conn, small=self._small_space(conn))
+        pinned = self._pins() - self._released(False)
+        removal.kept = kept_runs(runs, self._open_runs, pinned)
+        chosen = [run for run in runs if run.run_id not in removal.kept]
+        only_pins = [run_id for run_id, why in removal.kept.items() if why == KEPT_PINNED]
+        extra = [rowid for chunk, marks in in_chunks(only_pins) for rowid, run_id, fp in
+                 conn.execute(f"SELECT rowid, run_id, fingerprint FROM results WHERE blob IS "
+                              f"NOT NULL AND run_id IN ({marks})", chunk)
+                 if (run_id, fp) not in pinned]
+        removed = self._remove([run.run_id for run in chosen], extra)
+        if removed is None:
+            removal.error = "the file stayed locked; try again"
+            return removal
+        gone = set(removed[0])
+        for run in chosen:
+            if run.run_id not in gone:  # pinned since it was planned
+                removal.kept[run.run_id] = KEPT_PINNED
+        chosen = [run for run in chosen if run.run_id in gone]
+        removal.runs = [run.run_id for run in chosen]
+        removal.results = sum(run.results for run in chosen) + removed[1]
+        removal.freed = sum(run.result_bytes + run.history_bytes for run in chosen)
+        return self._shrunk(removal, bool(chosen or removed[1]))
 
     # -- size bound ---------------------------------------------------------------------------
 
@@ -95,7 +125,7 @@ class Removals:
         conn = self._wconn
         assert conn is not None
         runs = runs_space(conn, space=False)
-        protected = kept_runs(runs, self._open_runs, self.pinned)
+        protected = kept_runs(runs, self._open_runs, self._pins())
         if runs:
             protected.setdefault(runs[0].run_id, KEPT_NEWEST)
         for run in reversed(runs):
@@ -122,7 +152,7 @@ class Removals:
         before = sum(size_on_disk(self.path))
         removal = Removal("prune", dry_run, before=before, after=before)
         runs = runs_space(conn, small=self._small_space(conn))
-        kept = kept_runs(runs, self._open_runs, self.pinned - self._released(dry_run))
+        kept = kept_runs(runs, self._open_runs, self._pins() - self._released(dry_run))
         chosen = []
         for run in runs_to_prune(runs, keep_runs, older_than, time.time()):
             if run.run_id in kept:
@@ -137,7 +167,7 @@ class Removals:
             gone = set(removed[0])
             for run in chosen:
                 if run.run_id not in gone:  # pinned since it was planned
-                    removal.kept[run.run_id] = kept_runs([run], (), self.pinned).get(
+                    removal.kept[run.run_id] = kept_runs([run], (), self._pins()).get(
                         run.run_id, "in use")
             chosen = [run for run in chosen if run.run_id in gone]
         removal.runs = [run.run_id for run in chosen]
@@ -152,7 +182,7 @@ class Removals:
         before = sum(size_on_disk(self.path))
         removal = Removal("clear-cache", dry_run, before=before, after=before)
         kept = kept_runs(runs_space(conn, space=False), self._open_runs, ())
-        pinned = self.pinned - self._released(dry_run)
+        pinned = self._pins() - self._released(dry_run)
         sql = "SELECT rowid, run_id, fingerprint, length(blob) FROM results " \
               "WHERE blob IS NOT NULL"
         rows = conn.execute(sql + (" AND name = ?" if name is not None else ""),
@@ -215,36 +245,29 @@ class Removals:
         return removal
 
     def _remove(self, runs: Sequence[int] = (), results: Sequence[int] = (),
-                everything: bool = False,
                 rewrite: Sequence[tuple[Any, ...]] = ()) -> tuple[list[int], int] | None:
         """The one removal (prune, cache clear, clear, the size bound), on the writer
-        connection in one transaction: ``runs`` whole, result rows by rowid, or
-        ``everything``; ``rewrite``: packed rows written again without their small
+        connection in one transaction: ``runs`` whole, result rows by rowid;
+        ``rewrite``: packed rows written again without their small
         results (``_small_to_clear``; a row changed since it was planned stays as it
-        is). A run holding a key of ``pinned`` is never removed, nor a
-        pinned result row, as ``pinned`` is when the transaction runs (a result this
-        process dropped from memory and will read back). Returns (runs removed, result
-        rows removed), None when the file stayed locked (nothing removed)."""
+        is). A run holding a pinned key is never removed, nor a pinned result row, as
+        the pins of this process are when the transaction runs (``_pins``: a result
+        an orchestrator here dropped from memory and will read back). Returns (runs
+        removed, result rows removed), None when the file stayed locked (nothing
+        removed)."""
         def work(conn: sqlite3.Connection) -> tuple[list[int], int]:
             if rewrite:
                 conn.executemany("UPDATE packed SET rows = ?, mac = ? WHERE rowid = ? AND "
                                  "mac = ?", [(new, new_mac, rowid, mac) for rowid, mac, new,
                                              new_mac, _, _ in rewrite])
-            pinned = self.pinned.copy()  # another thread may add to it meanwhile
+            pinned = self._pins()  # a copy: another thread may add to them meanwhile
             held = {run_id for run_id, _ in pinned}
-            if everything and not pinned:
-                for table in TABLES:
-                    conn.execute(f"DELETE FROM {table}")
-                return [], 0
-            ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")] \
-                if everything else runs
-            gone = [run_id for run_id in ids if run_id not in held]
+            gone = [run_id for run_id in runs if run_id not in held]
             for chunk, marks in in_chunks(gone):
                 for table in TABLES:
                     conn.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk)
             count = 0
-            rowids = [row[0] for row in conn.execute("SELECT rowid FROM results")] \
-                if everything else list(results)
+            rowids = list(results)
             for chunk, marks in in_chunks(rowids):
                 doomed = [rowid for rowid, run_id, fingerprint in conn.execute(
                     f"SELECT rowid, run_id, fingerprint FROM results WHERE rowid IN ({marks})",

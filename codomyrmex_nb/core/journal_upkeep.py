@@ -10,13 +10,17 @@ run, even while tasks run), every run of *another* process that still runs (its
 results may have been dropped from its memory, to be read back), and any run or
 result row holding a key of ``Journal.pinned`` (a result this process dropped from
 memory and will read back). Ended runs of this process may go: what it may still
-read back is pinned.
+read back is pinned. Pins count across this process: every orchestrator (its
+``Recorder``) and every ``Journal`` on a file registers here (``hold_pins``), open or
+not, so a removal through one keeps what any other may read back (``pinned_here``),
+and gives up the pins of results any of them still holds in RAM (``release_here``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import weakref
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -24,10 +28,54 @@ from typing import Any
 from .journal_tables import NUMBER, of_kind
 from .sessions import current, is_alive
 
-__all__ = ["JournalInfo", "Removal", "RunSpace", "parse_age"]
+__all__ = ["JournalInfo", "Removal", "RunSpace", "hold_pins", "parse_age", "pinned_here",
+           "release_here"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _AGE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd])\s*$", re.I)
+
+
+# journal file -> what holds pins on it in this process: objects with ``pinned`` (a set of
+# (run id, fingerprint)) and ``on_upkeep`` (the memory budget's release, or None)
+_HOLDERS: dict[str, weakref.WeakSet[Any]] = {}
+
+
+def hold_pins(path: str | os.PathLike, holder: Any) -> None:
+    """Count ``holder``'s pins (its ``pinned``, read when a removal plans) in every removal
+    from the file ``path`` in this process, through any ``Journal``, for as long as it lives."""
+    _HOLDERS.setdefault(os.fspath(path), weakref.WeakSet()).add(holder)
+
+
+def _holders(path: str | os.PathLike) -> list[Any]:
+    """The live holders of pins on ``path``, one per pin set (a recorder and the journal
+    it opened share theirs)."""
+    unique: dict[int, Any] = {}
+    for holder in list(_HOLDERS.get(os.fspath(path), ())):
+        pins = getattr(holder, "pinned", None)
+        if pins is not None:
+            unique.setdefault(id(pins), holder)
+    return list(unique.values())
+
+
+def pinned_here(path: str | os.PathLike,
+                own: Collection[tuple[int, str]] = ()) -> set[tuple[int, str]]:
+    """Every pin on ``path`` in this process, ``own`` included: a copy (a set copied in one
+    C call, while other threads may add to it)."""
+    keys = set(own)
+    for holder in _holders(path):
+        keys |= holder.pinned
+    return keys
+
+
+def release_here(path: str | os.PathLike, dry_run: bool) -> set[tuple[int, str]]:
+    """Before an explicit removal from ``path``: every memory budget on it gives up the pins
+    of results it still holds in RAM (``MemoryBudget.release``); the keys given up."""
+    keys: set[tuple[int, str]] = set()
+    for holder in _holders(path):
+        hook = getattr(holder, "on_upkeep", None)
+        if hook is not None:
+            keys |= hook(dry_run)
+    return keys
 
 
 def parse_age(text: str | float | int) -> float:
@@ -183,6 +231,21 @@ class Removal:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def kept_text(self) -> str:
+        """What matched but was kept, and why: ``"; kept run 3 (its process still runs)"``
+        (empty when nothing was)."""
+        kept = ""
+        if self.kept:
+            reasons: dict[str, list[int]] = {}
+            for run_id, why in sorted(self.kept.items()):
+                reasons.setdefault(why, []).append(run_id)
+            kept = "; kept " + "; ".join(f"run{'s' * (len(ids) != 1)} {_ids(ids)} ({why})"
+                                         for why, ids in reasons.items())
+        if self.pinned:
+            kept += (f"; kept {self.pinned} result{'s' * (self.pinned != 1)} dropped from "
+                     "memory (read back from here)")
+        return kept
+
     def summary(self) -> str:
         """One line on what went (or would go) and the space it frees."""
         if self.error is not None:
@@ -194,16 +257,7 @@ class Removal:
         if self.results or not self.runs:
             parts.append(f"{self.results} cached result{'s' * (self.results != 1)}")
         what = " with ".join(parts) if self.runs and self.results else " and ".join(parts)
-        kept = ""
-        if self.kept:
-            reasons: dict[str, list[int]] = {}
-            for run_id, why in sorted(self.kept.items()):
-                reasons.setdefault(why, []).append(run_id)
-            kept = "; kept " + "; ".join(f"run{'s' * (len(ids) != 1)} {_ids(ids)} ({why})"
-                                         for why, ids in reasons.items())
-        if self.pinned:
-            kept += (f"; kept {self.pinned} result{'s' * (self.pinned != 1)} dropped from "
-                     "memory (read back from here)")
+        kept = self.kept_text()
         if self.dry_run:
             return (f"{self.what} --dry-run: would remove {what}, freeing about "
                     f"{megabytes(self.freed)}; nothing removed{kept}")

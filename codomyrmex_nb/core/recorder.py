@@ -57,6 +57,7 @@ from .invoke import takes_map_index
 from .item_journal import expansion_group, item_group
 from .journal import SMALL, Journal, JournalWarning, RunInfo, default_path
 from .journal_tables import _CODE, SMALL_MAX, TRIVIAL_TYPES, Moves, is_small
+from .journal_upkeep import hold_pins
 from .map_steps import source_record
 from .mapping import item_fingerprint, item_fingerprints
 from .model import Task, TaskStatus
@@ -171,6 +172,7 @@ class Recorder(Restoring):
             journal.pinned = self.pinned
             journal.collect = self.collect
             journal.on_commit, journal.on_upkeep = self.on_commit, self.on_upkeep
+            hold_pins(journal.path, self)  # its pins count while its journal is closed too
             self._journal = journal
             self.usable = journal.enabled
         return journal

@@ -524,8 +524,8 @@ class CodoMagics(Magics):
     @argument("--all", action="store_true",
               help="also stop and drop the default orchestrator (settings back to defaults)")
     @argument("--journal", action="store_true",
-              help="clear the run journal instead: every past run and result (the tasks stay); "
-              "with --all, both")
+              help="clear the run journal instead: every past run and result but those still "
+              "in use, which the line names (the tasks stay); with --all, both")
     @line_magic
     def codo_reset(self, line: str) -> None:
         """Forget every task (cancelling unfinished ones); notebook variables stay."""
@@ -553,10 +553,14 @@ class CodoMagics(Magics):
             raise UsageError(f"%codo_reset: cannot clear the journal while {_tasks(busy)} "
                              f"{'is' if busy == 1 else 'are'} in flight: %codo_wait (or "
                              "%codo_cancel) first")
-        runs = len(orch.history())
-        orch.clear_journal()
+        removal = orch.clear_journal()
+        if removal is None or removal.error is not None:
+            why = "the journal is off" if removal is None else removal.error
+            print(f"codo_reset: could not clear the run journal ({why}): {path}")
+            return
+        runs = len(removal.runs)
         print(f"codo_reset: cleared the run journal ({runs} run{'s' * (runs != 1)} "
-              f"forgotten): {path}")
+              f"forgotten{removal.kept_text()}): {path}")
 
     # -- looking --------------------------------------------------------------------------------
     @_plain_help
