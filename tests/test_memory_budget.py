@@ -26,6 +26,7 @@ import pytest
 
 from codomyrmex_nb import Task, TaskOrchestrator, TaskStatus
 from codomyrmex_nb.core import recorder as recorder_module
+from codomyrmex_nb.core import sessions
 from codomyrmex_nb.core.journal import Journal, JournalWarning
 from codomyrmex_nb.core.memory_budget import (
     MIN_SIZE,
@@ -38,6 +39,7 @@ from codomyrmex_nb.core.memory_budget import (
     size_text,
 )
 from codomyrmex_nb.core.model import DROPPED, TaskResult
+from codomyrmex_nb.core.spill_files import spill_name
 
 MB = 2**20
 ROOT = Path(__file__).resolve().parents[1]
@@ -574,6 +576,89 @@ def test_spill_files_do_not_outlive_the_process(tmp_path):
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) == 3  # spilled while it ran
     assert list((tmp_path / "j.spill").glob("*.pkl")) == []  # and gone once it exited
+
+
+def test_spill_files_of_a_killed_process_are_swept_when_the_journal_opens(tmp_path):
+    script = tmp_path / "killed.py"
+    script.write_text(textwrap.dedent(f"""
+        import functools, os, pathlib, signal
+        import numpy as np
+        from codomyrmex_nb import TaskOrchestrator
+        from codomyrmex_nb.core import recorder
+        from codomyrmex_nb.core.journal import Journal
+        recorder.Journal = functools.partial(Journal, max_bytes=2**20)
+        orch = TaskOrchestrator(1, journal={str(tmp_path / "j.sqlite")!r}, memory_limit="3MiB")
+        for i in range(3):
+            orch.create_task(f"h{{i}}", func=functools.partial(np.full, 2**18, float(i)))
+        orch.start_execution()
+        assert orch.wait_for_completion(60)
+        print(len(list(pathlib.Path({str(tmp_path / "j.spill")!r}).glob("*.pkl"))), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # no exit handler runs
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == -9 and int(done.stdout.strip()) == 3, done.stderr
+    assert len(list((tmp_path / "j.spill").glob("*.pkl"))) == 3  # left behind by the kill
+    journal = Journal(tmp_path / "j.sqlite")
+    try:
+        assert list((tmp_path / "j.spill").glob("*.pkl")) == []
+        assert journal.info().spill_files == 0
+    finally:
+        journal.close()
+
+
+def _dead_process() -> tuple[int, float]:
+    """(pid, start time) of a process that ran and is gone."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    started = sessions.start_time(child.pid)
+    child.kill()
+    child.wait(10)
+    return child.pid, started
+
+
+def test_journal_info_counts_spill_files_and_prune_and_clear_sweep_dead_ones(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder = tmp_path / "j.spill"
+        folder.mkdir()
+        live = folder / f"{sleeper.pid}.{int(sessions.start_time(sleeper.pid))}-t-1.pkl"
+        mine = folder / spill_name("t", 1)
+        for path in (live, mine):
+            path.write_bytes(b"x" * 1000)
+        for what in ("prune", "clear-cache", "clear"):
+            pid, started = _dead_process()  # killed after the journal opened
+            dead = [folder / f"{pid}.{int(started)}-t-{n}.pkl" for n in range(2)]
+            for path in dead:
+                path.write_bytes(b"y" * 50_000)
+            info = journal.info()
+            assert (info.spill_files, info.spill_bytes) == (4, 102_000)
+            assert "4 spill files" in info.summary()
+            assert journal.prune(keep_runs=0, dry_run=True).spill_files == 2  # counted only
+            removal = {"prune": lambda: journal.prune(keep_runs=0),
+                       "clear-cache": journal.clear_cache, "clear": journal.clear}[what]()
+            assert (removal.spill_files, removal.spill_bytes) == (2, 100_000)
+            assert "2 spill files of processes that no longer run" in removal.summary()
+            assert sorted(folder.iterdir()) == sorted([live, mine])  # the live ones stay
+    finally:
+        sleeper.kill()
+        sleeper.wait(10)
+        journal.close()
+
+
+def test_a_spill_file_named_by_pid_alone_is_swept_once_that_process_is_gone(tmp_path):
+    folder = tmp_path / "j.spill"
+    folder.mkdir()
+    pid, _ = _dead_process()
+    old = folder / f"{pid}-t-1.pkl"  # an earlier version's name
+    reused = folder / f"{os.getpid()}-t-1.pkl"  # this pid, written before this process began
+    for path in (old, reused):
+        path.write_bytes(b"z")
+    os.utime(reused, (1_000_000, 1_000_000))
+    ours = folder / f"{os.getpid()}-t-2.pkl"  # this pid, written since: may be this process's
+    ours.write_bytes(b"z")
+    Journal(tmp_path / "j.sqlite").close()
+    assert list(folder.iterdir()) == [ours]
 
 
 def test_clearing_the_journal_keeps_the_runs_of_results_it_may_read_back(make_orch, tmp_path):

@@ -88,6 +88,7 @@ from .journal_tables import Moves, RunSummary, status_code
 from .journal_upkeep import JournalInfo, Removal, hold_pins, parse_age, read_info
 from .journal_writer import JournalWriter, _now
 from .signing import Signer
+from .spill_files import spill_folder, spill_space, sweep
 
 __all__ = ["SMALL", "Journal", "JournalWarning", "RunInfo", "default_path"]
 
@@ -219,6 +220,7 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
                   "results will not survive a restart")
             return
         self.enabled = True
+        sweep(spill_folder(self.path))  # spill files of killed processes (spill_files.py)
         self._thread = threading.Thread(target=self._writer, name="codo-journal-writer",
                                         daemon=True)
         self._thread.start()
@@ -354,7 +356,8 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
         off = JournalInfo(str(self.path), False)
         if not self.enabled:
             return off
-        return self._read(lambda conn: read_info(conn, self.path, small=self._small_space(conn)),
+        return self._read(lambda conn: read_info(conn, self.path, small=self._small_space(conn),
+                                                 spill=spill_space(spill_folder(self.path))),
                           off)
 
     def prune(self, keep_runs: int | None = None, older_than: str | float | None = None,

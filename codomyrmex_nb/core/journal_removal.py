@@ -31,6 +31,7 @@ from .journal_upkeep import (
     size_on_disk,
 )
 from .signing import Signer
+from .spill_files import spill_folder, sweep
 
 _MAX_IDS = 900             # run ids bound to one query (older SQLite allows 999 parameters)
 
@@ -237,8 +238,11 @@ class Removals:
         return plan
 
     def _shrunk(self, removal: Removal, removed: bool) -> Removal:
-        """A removal done (not a dry run): the space given back if anything went, and the
-        size on disk after it."""
+        """A removal planned or done: the spill files of processes that no longer run
+        removed (a dry run: counted); done, the space given back if anything went, and
+        the size on disk after it."""
+        removal.spill_files, removal.spill_bytes = sweep(spill_folder(self.path),
+                                                         removal.dry_run)
         if not removal.dry_run:
             removal.note = self._vacuum() if removed else None
             removal.after = sum(size_on_disk(self.path))

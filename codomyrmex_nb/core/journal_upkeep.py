@@ -139,7 +139,8 @@ class RunSpace:
 @dataclass(frozen=True)
 class JournalInfo:
     """What a journal holds: its file and size on disk (the database and its ``-wal``),
-    ``free_bytes`` of pages empty inside it, its runs (newest first) and their space.
+    ``free_bytes`` of pages empty inside it, its runs (newest first) and their space, and
+    the memory budget's ``spill_files`` beside it (of every process) and their bytes.
     ``frame()`` is the runs as a DataFrame; ``as_dict()`` the totals as plain values."""
 
     path: str
@@ -149,6 +150,8 @@ class JournalInfo:
     free_bytes: int = 0
     auto_vacuum: str = "none"
     runs: tuple[RunSpace, ...] = ()
+    spill_files: int = 0
+    spill_bytes: int = 0
 
     @property
     def size_on_disk(self) -> int:
@@ -172,7 +175,8 @@ class JournalInfo:
                 "db_bytes": self.db_bytes, "wal_bytes": self.wal_bytes,
                 "free_bytes": self.free_bytes, "auto_vacuum": self.auto_vacuum,
                 "runs": len(self.runs), "results": self.results,
-                "result_bytes": self.result_bytes, "history_bytes": self.history_bytes}
+                "result_bytes": self.result_bytes, "history_bytes": self.history_bytes,
+                "spill_files": self.spill_files, "spill_bytes": self.spill_bytes}
 
     def frame(self):  # noqa: ANN201 - pandas is imported lazily
         """One row per run, newest first: started (UTC), status, tasks, cached results and
@@ -197,10 +201,14 @@ class JournalInfo:
         if not self.enabled:
             return f"the run journal {self.path} is off"
         wal = f" + wal {megabytes(self.wal_bytes)}" if self.wal_bytes else ""
+        spill = "" if not self.spill_files else (
+            f" + {self.spill_files} spill file{'s' * (self.spill_files != 1)} "
+            f"{megabytes(self.spill_bytes)}")
         free = f", {megabytes(self.free_bytes)} free inside" if self.free_bytes else ""
         runs = len(self.runs)
-        return (f"{self.path}: {megabytes(self.size_on_disk)} on disk "
-                f"(db {megabytes(self.db_bytes)}{wal}{free}); {runs} run{'s' * (runs != 1)}, "
+        return (f"{self.path}: {megabytes(self.size_on_disk + self.spill_bytes)} on disk "
+                f"(db {megabytes(self.db_bytes)}{wal}{spill}{free}); "
+                f"{runs} run{'s' * (runs != 1)}, "
                 f"{self.results} cached result{'s' * (self.results != 1)} "
                 f"({megabytes(self.result_bytes)}), history {megabytes(self.history_bytes)}")
 
@@ -227,6 +235,8 @@ class Removal:
     after: int = 0
     error: str | None = None
     note: str | None = None
+    spill_files: int = 0  # spill files of processes that no longer run, removed with it
+    spill_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -257,6 +267,9 @@ class Removal:
         if self.results or not self.runs:
             parts.append(f"{self.results} cached result{'s' * (self.results != 1)}")
         what = " with ".join(parts) if self.runs and self.results else " and ".join(parts)
+        if self.spill_files:
+            what += (f", and {self.spill_files} spill file{'s' * (self.spill_files != 1)} of "
+                     f"processes that no longer run ({megabytes(self.spill_bytes)})")
         kept = self.kept_text()
         if self.dry_run:
             return (f"{self.what} --dry-run: would remove {what}, freeing about "
@@ -321,15 +334,16 @@ def page_space(conn: Any) -> tuple[int, int]:
 
 
 def read_info(conn: Any, path: str | os.PathLike, enabled: bool = True,
-              small: Mapping[int, tuple[int, int]] | None = None) -> JournalInfo:
+              small: Mapping[int, tuple[int, int]] | None = None,
+              spill: tuple[int, int] = (0, 0)) -> JournalInfo:
     """The journal's ``JournalInfo``, read on ``conn`` (sizes on disk as they are now;
-    ``small`` as for ``runs_space``)."""
+    ``small`` as for ``runs_space``; ``spill``: its spill files and their bytes)."""
     free = page_space(conn)[1]
     mode = {0: "none", 1: "full", 2: "incremental"}.get(
         conn.execute("PRAGMA auto_vacuum").fetchone()[0], "none")
     runs = tuple(runs_space(conn, small=small))
     db, wal = size_on_disk(path)
-    return JournalInfo(str(path), enabled, db, wal, free, mode, runs)
+    return JournalInfo(str(path), enabled, db, wal, free, mode, runs, *spill)
 
 
 KEPT_OPEN = "open in this process"

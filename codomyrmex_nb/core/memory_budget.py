@@ -8,7 +8,8 @@ least recently used ones that can be read back are dropped from RAM: their
 intermediate result that every dependent has already used (they all ended) goes
 first, then the others by age. A result can be read back once the journal has
 committed its row (``committed``), or once it was spilled to a signed file of its
-own (a result over the journal's per-result cap, ``spill``).
+own (a result over the journal's per-result cap, ``spill``; named after this process,
+so that those a killed process leaves are swept later: ``spill_files.py``).
 
 Reading a dropped result (a downstream task's upstream value, ``result.data``,
 a snapshot's ``data``) reads it back through ``loader`` in the reader's thread,
@@ -56,6 +57,7 @@ from typing import Any
 
 from .model import DROPPED, TaskStatus
 from .result_bytes import dumps_to, pickled_at_least  # containers: a few levels, each object once
+from .spill_files import spill_name
 
 __all__ = ["DEFAULT", "MIN_SIZE", "MemoryBudget", "MemoryBudgetWarning", "ResultUnavailable",
            "estimate", "parse_limit", "physical_memory", "size_text"]
@@ -487,7 +489,7 @@ def spill(folder: Path, task_id: str, value: Any, fp: str, signer: Any) -> tuple
     (``Signer.result_file``, bound to the fingerprint): (path, MAC). The MAC stays in
     memory: only this process reads the file back. Raises what pickling raises."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = folder / f"{os.getpid()}-{task_id}-{next(_spill_seq)}.pkl"
+    path = folder / spill_name(task_id, next(_spill_seq))  # whose it is (spill_files.py)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w+b") as file:

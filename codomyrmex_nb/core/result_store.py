@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .memory_budget import MIN_SIZE, Entry, MemoryBudget, ResultUnavailable, estimate, load_spill
 from .memory_budget import spill as spill_to_file
+from .spill_files import spill_folder
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -95,8 +96,8 @@ class ResultStore:
             return size, None, None
         path = self.engine.recorder.path  # type: ignore[union-attr]
         try:
-            spilled, mac = spill_to_file(path.with_name(f"{path.stem}.spill"), rec.id, value,
-                                         prepared[0], journal.signer)
+            spilled, mac = spill_to_file(spill_folder(path), rec.id, value, prepared[0],
+                                         journal.signer)
         except Exception as exc:  # noqa: BLE001 - it stays in memory
             log.warning("could not spill %r's result to a file (%s); it stays in memory",
                         rec.name, exc)
