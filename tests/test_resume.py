@@ -15,6 +15,7 @@ is a file of the test's own, given explicitly.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import marshal
@@ -616,6 +617,25 @@ def test_resume_restores_a_task_defined_before_it_that_has_not_started(tmp_path)
     summary = again.resume()
     again.stop_execution()
     assert task.status is S.COMPLETED, summary
+
+
+def test_tasks_forgotten_by_reset_do_not_count_in_the_next_run(tmp_path):
+    """reset() then a new set of tasks (as %codo_reset then Run All): each run counts the
+    tasks it held, not those forgotten after the run before ended."""
+    orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
+    try:
+        for run in range(3):
+            orch.reset()
+            for i in range(5):
+                orch.create_task(f"t{i}", func=functools.partial(int, i + run))
+            orch.start_execution()
+            assert orch.wait_for_completion(20)
+            orch.stop_execution()
+        runs = orch.history()
+        assert list(runs["tasks"]) == [5, 5, 5] and list(runs["completed"]) == [5, 5, 5]
+        assert list(orch.journal_info().frame()["tasks"]) == [5, 5, 5]
+    finally:
+        orch.stop_execution()
 
 
 def test_reading_the_history_of_a_stopped_orchestrator_leaves_no_writer_thread(tmp_path):

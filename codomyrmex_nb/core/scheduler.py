@@ -184,7 +184,9 @@ class Scheduler(DefineSteps, RuleSteps, OutcomeSteps, StopSteps, MapSteps):
             if recorder is not None:  # the journal reads the record's latest move
                 rec.jseq, rec.jtime, rec.jdetail = self.seq, now, detail
                 sink = recorder.sink  # the journal of the open run, else None
-                if m is not None and (sink is not None or
+                if sink is None and to is None:
+                    pass  # forgotten (reset) after its run ended: it opens no run of its own
+                elif m is not None and (sink is not None or
                                       (sink := recorder.open_run()) is not None):
                     # an item: its index onto its map's list, its map onto the journal's
                     # queue once per commit (the journal reads the items' latest moves)
