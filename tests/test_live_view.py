@@ -553,6 +553,41 @@ def test_post_execute_brings_the_copy_up_to_date_within_the_cell(orch, views, sh
     assert updates and "2/2 done" in updates[-1][1]["text/plain"]
 
 
+@pytest.mark.needs_dot
+def test_the_cells_end_waits_for_a_copy_the_view_thread_is_redrawing(orch, views, shown,
+                                                                      monkeypatch):
+    """The view thread took the copy (it is no longer open) and is drawing it as the cell
+    ends: the end of the cell waits for that update, or a headless run (nbconvert), which
+    stops listening once the cell ended, keeps the first frame."""
+    orch.add_tasks([Task(name="t", func=noop)])
+    view = views(orch, interval=3600)
+    view._ipython_display_()
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+    drawing, release = threading.Event(), threading.Event()
+    real = view._copy_bundles
+
+    def slow(*args):
+        drawing.set()
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(view, "_copy_bundles", slow)
+    redraw = threading.Thread(target=view._update_copies)  # as the view thread after a frame
+    redraw.start()
+    assert drawing.wait(10)
+    settle = threading.Thread(target=lambda: (live_view_mod._settle_copies(),
+                                              shown.append(("settled", {}, None))))
+    settle.start()
+    settle.join(0.5)
+    release.set()
+    settle.join(10)
+    redraw.join(10)
+    kinds = [c[0] for c in shown]
+    assert "update" in kinds and kinds.index("settled") > max(
+        i for i, kind in enumerate(kinds) if kind == "update"), kinds
+
+
 # -- the side panel ------------------------------------------------------------------------
 def test_side_without_a_front_end_falls_back_inline_with_a_note(orch, capsys):
     view = live_view(orch, side=True)

@@ -632,7 +632,11 @@ def _settle_copies() -> None:
     """``post_execute``: a run that ended during this cell has its static copies updated now,
     while the cell's messages are still recorded (nbconvert stops listening after the last)."""
     for view in list(_shown):
-        if view._closed or not any(c.open for c in view._copies):
+        with view._copy_lock:  # a copy the view thread is redrawing now (no longer open):
+            # its update is sent before the lock is free, so before this cell ends; unseen,
+            # it went out after the cell and a headless run (nbconvert) never recorded it
+            waiting = not view._closed and any(c.open for c in view._copies)
+        if not waiting:
             continue
         try:
             stats = view.orchestrator.get_execution_stats()
