@@ -2,8 +2,8 @@
 
 ``get_task_orchestrator(**settings)`` returns the same object for the same
 settings, so re-running a cell is safe. Different settings rebuild it while
-it is idle (no task pending, ready or running; its tasks carry over) and raise
-``OrchestratorBusyError`` while work is in flight.
+it is stopped or idle (no task pending, ready or running; its tasks carry over) and
+raise ``OrchestratorBusyError`` while it runs with work in flight.
 """
 
 from __future__ import annotations
@@ -77,10 +77,11 @@ def _rebuild(old: TaskOrchestrator, settings: dict[str, Any]) -> TaskOrchestrato
     busy = stats["pending"] + stats["running"]
     changed = ", ".join(f"{k}={settings[k]!r} (now {_settings[k]!r})"
                         for k in settings if settings[k] != _settings[k])
+    tasks = "a task is" if busy == 1 else f"{busy or 'some'} tasks are"
     raise OrchestratorBusyError(
-        f"cannot change the default orchestrator's settings ({changed}) while {busy or 'some'} "
-        "tasks are in flight: wait_for_completion() or stop_execution() first, or build a "
-        "separate TaskOrchestrator(...)")
+        f"cannot change the default orchestrator's settings ({changed}) while {tasks} in "
+        "flight: wait_for_completion() or stop_execution() first, or build a separate "
+        "TaskOrchestrator(...)")
 
 
 def reset_default() -> None:

@@ -353,6 +353,16 @@ def test_default_orchestrator_refuses_new_settings_while_busy():
     assert get_task_orchestrator(max_workers=5).max_workers == 5
 
 
+def test_the_default_is_reconfigured_while_stopped_with_tasks_defined():
+    """Defined, not started: nothing is in flight, so new settings apply (%codo_run
+    --workers 8 after the cells that define the tasks)."""
+    orch = get_task_orchestrator(max_workers=2)
+    task = orch.create_task("defined", func=lambda: 1)
+    assert get_task_orchestrator(max_workers=3) is orch and orch.max_workers == 3
+    orch.start_execution()
+    assert orch.wait_for_completion(10) and task.result.data == 1
+
+
 def test_a_task_that_starts_as_the_default_is_reconfigured_is_not_interrupted(monkeypatch):
     """Another thread's task starts after the settings were asked for, just before the engine
     stops for them: the change is refused (the task is in flight), the task runs on."""

@@ -768,6 +768,28 @@ def test_an_interrupted_wait_on_the_sync_executor_says_the_run_stopped_too(
     assert orch().get_task("spin").status is S.READY  # neither failed nor retried: it waits
 
 
+@pytest.mark.parametrize("line", ["-5", "nan"])
+def test_a_wait_refuses_a_negative_timeout_in_one_line(ip, line):
+    task(ip, "t", "1")
+    ip.run_line_magic("codo_run", "")
+    with pytest.raises(UsageError, match=r"^%codo_wait: a timeout is seconds >= 0, got"):
+        ip.run_line_magic("codo_wait", line)
+
+
+def test_a_wait_after_a_quick_rerun_times_that_run_alone(ip, capsys):
+    """Run All: the edited cell's task runs again within milliseconds of the run before it
+    ending; the wait times the re-run, not both runs."""
+    task(ip, "slow", "import time\ntime.sleep(0.4)\n1")
+    task(ip, "after --after slow", "slow + 1")
+    run_all(ip)
+    capsys.readouterr()
+    task(ip, "after --after slow", "slow + 2")  # at once, as Run All does
+    ip.run_line_magic("codo_wait", "10")
+    again = capsys.readouterr().out
+    assert re.search(r"^codo_wait: all 2 tasks completed \(the last one ran in 0\.[01]s\)$",
+                     again, re.M), again
+
+
 def test_retry_of_several_tasks_says_their_downstream(ip, capsys):
     task(ip, "a", "1")
     task(ip, "b", "2")

@@ -644,12 +644,12 @@ class Engine:
 
     def stop(self, timeout: float = 5.0, only_if_idle: bool = False) -> bool:
         """Stop (idempotent): running attempts are interrupted and their tasks made READY again.
-        ``only_if_idle``: unless a task is unfinished (decided under the lock, so no task can
-        start in between); False if it did not stop for that."""
+        ``only_if_idle``: unless it runs with a task unfinished (decided under the lock, so
+        no task can start in between); False if it did not stop for that."""
         me = threading.current_thread()
         with self._lifecycle:
             with self.lock:
-                if only_if_idle and self.sched.unfinished:
+                if only_if_idle and self._running and self.sched.unfinished:
                     return False
                 was_running, self._running = self._running, False
                 self.sched.stop()
@@ -678,10 +678,10 @@ class Engine:
         return True
 
     def reconfigure(self, executor: Executor | None, name: str | None, workers: int) -> bool:
-        """Switch the executor (None: keep it) and the worker count while no task is unfinished,
-        restarting the engine if it ran; False (nothing changed) if a task is unfinished. No
-        other thread's start or stop comes in between, and no task starts meanwhile: one
-        defined meanwhile waits for the restart."""
+        """Switch the executor (None: keep it) and the worker count while stopped, or while
+        running with no task unfinished (then restarted); False (nothing changed) if it runs
+        with a task unfinished. No other thread's start or stop comes in between, and no
+        task starts meanwhile: one defined meanwhile waits for the restart."""
         with self._lifecycle:
             was_running = self._running
             if not self.stop(only_if_idle=True):

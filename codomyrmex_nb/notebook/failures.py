@@ -82,20 +82,32 @@ PAUSE = 0.25  # seconds without a task running that end a run (the next task sta
 
 
 def last_run(snap: Snapshot) -> tuple[int, int, float] | None:
-    """(tasks in it, tasks that ran in all, seconds) of the last stretch of work without a
-    pause: the run a wait saw end, not the session (whose makespan counts the time spent
-    editing cells between runs); None when no task ran (every one restored, say)."""
-    spans = sorted((v.started_at, v.completed_at) for v in snap.tasks
+    """(tasks in it, tasks that ran in all, seconds) of the last run: the run a wait saw end,
+    not the session (whose makespan counts the time spent editing cells between runs);
+    None when no task ran (every one restored, say). A run begins after a pause with no
+    task running, or at a task run again (a cell edited and run, a retry) that was
+    queued once every earlier task had ended: with Run All that comes within
+    milliseconds, and a pause alone would join it to the run before."""
+    spans = sorted((v.started_at, v.completed_at, _again_at(v)) for v in snap.tasks
                    if v.started_at is not None and v.completed_at is not None)
     if not spans:
         return None
     begin, end, count = spans[0][0], spans[0][1], 0
-    for start, stop in spans:
-        if start > end + PAUSE:  # a pause: a new run begins
+    for start, stop, again in spans:
+        if start > end + PAUSE or (again is not None and again >= end):  # a new run
             begin, end, count = start, stop, 0
         end = max(end, stop)
         count += 1
     return count, len(spans), max(0.0, end - begin)
+
+
+def _again_at(view: Any) -> float | None:
+    """When a task that had run before was queued again (None for a first run): its
+    earlier attempts began before it was queued."""
+    queued, attempts = view.queued_at, view.attempts
+    if queued is None or not attempts or attempts[0].started_at >= queued:
+        return None
+    return queued
 
 
 def took_line(snap: Snapshot, makespan: float) -> str:

@@ -400,6 +400,8 @@ class CodoMagics(Magics):
         self._wait(self.orchestrator(), args.timeout)
 
     def _wait(self, orch: TaskOrchestrator, timeout: float | None, magic: str = "codo_wait") -> None:
+        if timeout is not None and not timeout >= 0:  # negative, or nan
+            raise UsageError(f"%{magic}: a timeout is seconds >= 0, got {timeout:g}")
         try:
             orch.wait_for_completion(timeout)
         except RuntimeError as exc:  # tasks waiting but the engine is stopped
