@@ -263,6 +263,9 @@ def test_codo_logs_magic_takes_name_with_index_or_map_index(orch, capsys):
         assert "squaring 3" in out and "three is bad" in out
         with pytest.raises(UsageError, match="out of range"):
             magics.codo_logs("square[40]")
+        with pytest.raises(UsageError, match=r"^%codo_logs: task 'square' has \d+ items; "
+                                             r"map_index -1 is out of range"):
+            magics.codo_logs("square --map-index -1")  # not the item's internal id
     finally:
         default.current_orchestrator = old  # type: ignore[assignment]
 

@@ -486,6 +486,7 @@ class CodoMagics(Magics):
         from .logs_view import logs_text  # items: only the logs view knows them
 
         try:
+            orch.get_task_result(task.id, map_index=index)  # an index out of range says so
             print(logs_text(orch, f"{task.id}[{index}]"))
         except (KeyError, ValueError) as exc:
             raise UsageError(f"%codo_logs: {exc.args[0] if exc.args else exc}") from None
