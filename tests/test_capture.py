@@ -796,3 +796,42 @@ def test_a_release_between_the_steps_of_start_or_stop_leaves_the_hooks_right(
         print("the notebook's")
     assert out.getvalue() == "the notebook's\n"
     assert capture._users == 0 and not capture._active
+
+
+def test_a_capped_output_keeps_whole_lines_around_the_dropped_part():
+    """1,000 short lines over a 2,000-character cap: the note stands between whole lines
+    (it split one line in the head and one in the tail before)."""
+    box = Capture(limit=2_000)
+    for i in range(1_000):
+        box.write(f"line {i:04d} of the output\n")
+    kept = box.text().split("\n")
+    note = [i for i, line in enumerate(kept) if line.startswith(capture.DROPPED)]
+    assert len(note) == 1
+    around = kept[:note[0]] + [line for line in kept[note[0] + 1:] if line]
+    assert all(line.startswith("line ") and line.endswith(" of the output") for line in around)
+    assert kept[0] == "line 0000 of the output" and around[-1] == "line 0999 of the output"
+    dropped = int(kept[note[0]].split("(")[1].split(" lines")[0].replace(",", ""))
+    assert dropped + len(around) == 1_000  # every line is kept or counted as dropped
+
+
+def test_a_huge_line_is_still_cut_to_the_cap():
+    box = Capture(limit=2_000)
+    box.write("x" * 50_000 + "\n")
+    assert len(box.text()) < 2_200 and capture.DROPPED in box.text()
+
+
+def test_status_of_a_capped_output_says_its_middle_was_dropped():
+    from codomyrmex_nb import Task, TaskOrchestrator
+    from codomyrmex_nb.notebook.text_status import task_detail
+
+    box = Capture(limit=2_000)
+    for i in range(1_000):
+        box.write(f"line {i}\n")
+    orch = TaskOrchestrator(max_workers=1, journal=False)
+    try:
+        task = orch.add_task(Task(name="huge", func=lambda: None))
+        text = task_detail(orch.snapshot(), task, logs=box.text())
+    finally:
+        orch.stop_execution()
+    kept = box.text().rstrip("\n").count("\n")  # lines kept, the note's line not counted
+    assert f"(last 20 of the {kept:,} lines kept (its middle was dropped);" in text

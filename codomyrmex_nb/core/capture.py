@@ -327,22 +327,27 @@ class _Kept:
         self.line_size = 0
 
     def commit(self, piece: str) -> None:
+        """Keep ``piece`` (a line, or a part of a huge one): in the head while it has room,
+        else in the tail, which drops from its front. Both keep whole lines where the
+        lines are short, so the dropped-part note never splits one."""
         half = self.limit // 2
+        short = half // 8  # a line this long or shorter is kept or dropped whole
         if self.head_size < half and not self.tail:
             room = half - self.head_size
             if len(piece) <= room:
                 self.head.append(piece)
                 self.head_size += len(piece)
                 return
-            self.head.append(piece[:room])
-            self.head_size = half
-            piece = piece[room:]
+            if len(piece) > short:  # a long line: its start fills the head
+                self.head.append(piece[:room])
+                piece = piece[room:]
+            self.head_size = half  # full: the next piece goes to the tail
         self.tail.append(piece)
         self.tail_size += len(piece)
         while self.tail_size > half:
             first = self.tail[0]
             extra = self.tail_size - half
-            if len(first) <= extra:
+            if len(first) <= extra or (len(first) <= short and len(self.tail) > 1):
                 self.tail.popleft()
                 self.tail_size -= len(first)
                 self.dropped += len(first)
@@ -407,11 +412,14 @@ class Forward(Capture):
         return self.sink.write(text)
 
 
+DROPPED = "[... "  # how the dropped-part note starts (its line is told from output by it)
+
+
 def dropped_note(chars: int, lines: int, limit: int) -> str:
     """The line that stands for what the cap dropped (it starts a line)."""
     what = f"{chars:,} characters" + (f" ({lines:,} lines)" if lines else "")
-    return (f"[... {what} dropped here: the first and the last {limit // 2:,} "
-            "characters of this attempt's output are kept ...]\n")
+    return (f"{DROPPED}{what} dropped here: about the first and the last {limit // 2:,} "
+            "characters of this attempt's output are kept, in whole lines ...]\n")
 
 
 def tidy(text: str, limit: int = LIMIT) -> str:

@@ -7,6 +7,7 @@ and by ``%codo_dag`` when graphviz cannot draw. Pure functions of a
 
 from __future__ import annotations
 
+from ..core.capture import DROPPED
 from ..core.snapshot import Snapshot, TaskView
 from ..palette import glyph
 
@@ -69,7 +70,10 @@ def task_detail(snap: Snapshot, task_id: str, traceback: str | None = None,
     if logs and logs.strip():
         printed = logs.rstrip("\n").split("\n")
         shown = printed[-tail:]
-        more = f" (last {len(shown)} of {len(printed)} lines; %codo_logs {view.name} for all)" \
+        cut = any(line.startswith(DROPPED) for line in printed)  # the cap dropped a middle part
+        kept = f"the {len(printed) - cut:,} lines kept (its middle was dropped)" if cut \
+            else f"{len(printed):,} lines"
+        more = f" (last {len(shown)} of {kept}; %codo_logs {view.name} for all)" \
             if len(printed) > len(shown) else ""
         lines.append(f"    output{more}:")
         lines.extend("    | " + line for line in shown)
