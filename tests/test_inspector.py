@@ -201,3 +201,32 @@ def test_terminal_colours_in_output_are_dropped_not_shown_raw(orch):
     orch.wait_for_completion(30)
     html = detail_html(orch.snapshot(), task.id, orch.get_task_result(task))
     assert "RED plain" in html and "[31m" not in html and "\x1b" not in html
+
+
+def test_a_task_waiting_for_its_given_up_attempt_says_so(make_orch):
+    """Redefined while its body sat in a C call (which no interrupt reaches), the task is
+    ready but held until that body returns: its details and its status line say why."""
+    import time
+
+    from codomyrmex_nb import TaskStatus
+    from codomyrmex_nb.notebook.text_status import status_table
+
+    orch = make_orch(2)
+    began = threading.Event()
+
+    def stuck():
+        began.set()
+        time.sleep(1.5)  # in C: the interrupt lands only once it returns
+        return "old"
+
+    task = orch.create_task("stuck", func=stuck)
+    orch.start_execution()
+    assert began.wait(10)
+    orch.redefine("stuck", func=lambda: "new")
+    snap = orch.snapshot()
+    (view,) = [v for v in snap.tasks if v.name == "stuck"]
+    assert view.state == "ready" and view.parked
+    assert "for the code of its attempt given up on to return" in detail_html(snap, task.id)
+    assert "waits for its attempt given up on to return" in status_table(snap)
+    assert orch.wait_for_completion(10) and task.result.data == "new"
+    assert task.status is TaskStatus.COMPLETED and not orch.snapshot().tasks[0].parked

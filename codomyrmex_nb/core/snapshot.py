@@ -63,6 +63,7 @@ class _TaskViewFields(NamedTuple):
     restored: float | None = None  # when its result was recorded, if it came from the journal
     trigger_rule: str = DEFAULT_RULE  # when it runs, given how its upstream tasks ended
     map_tally: dict[str, int] | None = None  # a mapped task's items by state (pending included)
+    parked: bool = False  # ready, but the code of an attempt given up on has not returned yet
 
 
 _DATA = _TaskViewFields._fields.index("data")
@@ -158,7 +159,7 @@ def copy_rows(sched: Scheduler) -> list[tuple[Any, ...]]:
             attempts[-1].worker if attempts else None,
             tuple(rec.wait_by_resource.items()) if rec.wait_by_resource else (),
             *_costs(attempts), rec.restored, rec.rule or DEFAULT_RULE,
-            None if rec.mapping is None else rec.mapping.tally())
+            None if rec.mapping is None else rec.mapping.tally(), rec.parked)
         if rec.status in _ENDED:
             row = rec.view = make(TaskView, row)
         append(row)

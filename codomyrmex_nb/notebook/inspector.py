@@ -36,6 +36,10 @@ MAX_DISPLAYS = 3  # rich outputs shown in the panel (the rest stay on the result
 UNWINDING = ("cancelled", "timeout", "interrupted")  # attempts abandoned while they ran
 
 
+PARKED = ("for the code of its attempt given up on to return (it cannot be stopped "
+          "inside a C call; a task never runs twice at once)")
+
+
 def user_frames_first(traceback: str, package_dir: str = PACKAGE_DIR) -> tuple[str, int]:
     """The traceback without the engine frames before the user's first frame; and how many.
 
@@ -132,6 +136,8 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None,
                    and any(k == task.blocked_on for k, _ in t.resources)]
         held = f" (held by {escape(', '.join(holders))})" if holders else ""
         rows.append(("waiting", f"for lock <b>{escape(task.blocked_on)}</b>{held}"))
+    elif state == "ready" and task.parked:
+        rows.append(("waiting", PARKED))
     elif state == "pending" and ups:
         left = [u.name for u in ups if u.state in UNFINISHED]
         if left:

@@ -46,6 +46,8 @@ def _task_line(view: TaskView, width: int) -> str:
     took = "" if view.execution_time is None or not view.attempts else f"{view.execution_time:.2f}s"
     line = (f"  {glyph(view.state)} {view.name:<{width}}  {view.state:<15} "
             f"{len(view.attempts):>2} att  {took:>8}")
+    if view.parked and view.state == "ready":
+        line += "  waits for its attempt given up on to return"
     if view.map_tally is not None:  # a mapped task: its items' counts, as its node shows them
         from .map_node import suffix
 
