@@ -26,6 +26,7 @@ from .core.events import Event
 from .core.executors import Executor, make_executor
 from .core.item_views import ItemView, copy_items, item_state
 from .core.journal_upkeep import JournalInfo, Removal
+from .core.map_steps import never_ran
 from .core.mapping import DONE_ELAPSED, MAP_OPTIONS, check_index, item_id, respec
 from .core.memory_budget import DEFAULT as DEFAULT_LIMIT
 from .core.memory_budget import parse_limit
@@ -638,14 +639,8 @@ class TaskOrchestrator:
 def _unrun_item_result(rec: Record, index: int) -> TaskResult | None:
     """The result of an item of an ended map that never ran: cancelled with its map, or
     skipped because its source item (a chained map's) did not complete."""
-    state = rec.mapping.state_of(index)
-    if state == "cancelled":
-        why, kind = f"item {rec.name}[{index}] never ran: {rec.name!r} was cancelled", \
-            "CancelledError"
-    elif state == "skipped":
-        why, kind = (f"item {rec.name}[{index}] never ran: its source item "
-                     f"{rec.mapping.source.name}[{index}] did not complete"), "UpstreamFailedError"
-    else:
+    why = never_ran(rec, index)
+    if why is None:
         return None
-    return TaskResult(False, None, why, kind, task_id=item_id(rec.id, index),
+    return TaskResult(False, None, str(why[0]), why[1], task_id=item_id(rec.id, index),
                       metadata={"attempts": 0, "retries": 0})

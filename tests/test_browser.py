@@ -500,6 +500,17 @@ def _run_all_cells(page) -> None:
     page.wait_for_function(FIRST_CELL_STARTED, timeout=MINUTE)
 
 
+def _open_in_notebook7(page, server, name: str) -> None:
+    """Open ``notebooks/<name>`` in Notebook 7 and wait until its kernel is idle and the
+    page knows it (a Run All sent earlier can be lost)."""
+    base_url, token = server[0], server[1]
+    page.goto(f"{base_url}/notebooks/notebooks/{name}?token={token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
+    page.wait_for_function(KERNEL_READY, arg=token, polling=250, timeout=3 * MINUTE)
+    page.wait_for_function("() => document.querySelector('.jp-Notebook-ExecutionIndicator')"
+                           "?.dataset.status === 'idle'", timeout=3 * MINUTE)
+
+
 def _run_all_until_started(page) -> None:
     """Run All, again if needed: one sent while Notebook 7's page still settles can be lost."""
     for attempt in range(3):
@@ -721,13 +732,7 @@ def test_notebook7_side_panel_or_inline_live_view_never_a_frozen_copy(notebook7,
     console: list[str] = []
     page.on("console", lambda message: console.append(message.text))
     with _kept_on_failure(notebook7, page, "notebook7-side"):
-        base_url, token = notebook7[0], notebook7[1]
-        page.goto(f"{base_url}/notebooks/notebooks/side_panel.ipynb?token={token}")
-        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
-        page.wait_for_function(KERNEL_READY, arg=token, polling=250, timeout=3 * MINUTE)
-        page.wait_for_function(  # the page knows too: a Run All sent earlier can be lost
-            "() => document.querySelector('.jp-Notebook-ExecutionIndicator')"
-            "?.dataset.status === 'idle'", timeout=3 * MINUTE)
+        _open_in_notebook7(page, notebook7, "side_panel.ipynb")
         _run_all_until_started(page)
         # The live DAG (the widget, not a static copy) shows every task and recolours to the end.
         _wait_for_names(page, LIVE, SIDE_TASKS)
@@ -900,13 +905,7 @@ def test_notebook7_a_view_whose_kernel_was_shut_down_says_so(notebook7, browser)
     from its Kernel menu is told as lost there too."""
     page = _new_page(browser, width=1280, height=720)
     with _kept_on_failure(notebook7, page, "notebook7-kernel-shut-down"):
-        base_url, token = notebook7[0], notebook7[1]
-        page.goto(f"{base_url}/notebooks/notebooks/running_task.ipynb?token={token}")
-        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
-        page.wait_for_function(KERNEL_READY, arg=token, polling=250, timeout=3 * MINUTE)
-        page.wait_for_function(  # the page knows too: a Run All sent earlier can be lost
-            "() => document.querySelector('.jp-Notebook-ExecutionIndicator')"
-            "?.dataset.status === 'idle'", timeout=3 * MINUTE)
+        _open_in_notebook7(page, notebook7, "running_task.ipynb")
         _run_all_until_started(page)
         _lost_kernel_is_said(page, "Shut Down Kernel", False, "notebook7-kernel-shut-down")
 

@@ -554,32 +554,10 @@ def test_results_the_budget_may_read_back_are_pinned_in_the_journal(make_orch, t
         assert conn.execute("SELECT COUNT(*) FROM results WHERE blob IS NOT NULL").fetchone()[0] >= 3
 
 
-def test_spill_files_do_not_outlive_the_process(tmp_path):
+def _spill_three(tmp_path, then: str = "") -> subprocess.CompletedProcess:
+    """Run a script whose three results are spilled (each over the journal's 1 MB cap,
+    under a 3 MiB budget); it prints how many spill files there are, then runs ``then``."""
     script = tmp_path / "spill.py"
-    script.write_text(textwrap.dedent(f"""
-        import functools
-        import numpy as np
-        from codomyrmex_nb import TaskOrchestrator
-        from codomyrmex_nb.core import recorder
-        from codomyrmex_nb.core.journal import Journal
-        recorder.Journal = functools.partial(Journal, max_bytes=2**20)
-        orch = TaskOrchestrator(1, journal={str(tmp_path / "j.sqlite")!r}, memory_limit="3MiB")
-        for i in range(3):
-            orch.create_task(f"h{{i}}", func=functools.partial(np.full, 2**18, float(i)))
-        orch.start_execution()
-        assert orch.wait_for_completion(60)
-        import pathlib
-        print(len(list(pathlib.Path({str(tmp_path / "j.spill")!r}).glob("*.pkl"))))
-    """))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr
-    assert int(done.stdout.strip()) == 3  # spilled while it ran
-    assert list((tmp_path / "j.spill").glob("*.pkl")) == []  # and gone once it exited
-
-
-def test_spill_files_of_a_killed_process_are_swept_when_the_journal_opens(tmp_path):
-    script = tmp_path / "killed.py"
     script.write_text(textwrap.dedent(f"""
         import functools, os, pathlib, signal
         import numpy as np
@@ -593,10 +571,20 @@ def test_spill_files_of_a_killed_process_are_swept_when_the_journal_opens(tmp_pa
         orch.start_execution()
         assert orch.wait_for_completion(60)
         print(len(list(pathlib.Path({str(tmp_path / "j.spill")!r}).glob("*.pkl"))), flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)  # no exit handler runs
-    """))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+    """) + then)
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_spill_files_do_not_outlive_the_process(tmp_path):
+    done = _spill_three(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) == 3  # spilled while it ran
+    assert list((tmp_path / "j.spill").glob("*.pkl")) == []  # and gone once it exited
+
+
+def test_spill_files_of_a_killed_process_are_swept_when_the_journal_opens(tmp_path):
+    done = _spill_three(tmp_path, "os.kill(os.getpid(), signal.SIGKILL)\n")  # no exit handler
     assert done.returncode == -9 and int(done.stdout.strip()) == 3, done.stderr
     assert len(list((tmp_path / "j.spill").glob("*.pkl"))) == 3  # left behind by the kill
     journal = Journal(tmp_path / "j.sqlite")

@@ -22,6 +22,7 @@ from .journal_upkeep import (
     KEPT_NEWEST,
     KEPT_PINNED,
     Removal,
+    RunSpace,
     kept_runs,
     page_space,
     pinned_here,
@@ -95,15 +96,22 @@ class Removals:
         if removed is None:
             removal.error = "the file stayed locked; try again"
             return removal
-        gone = set(removed[0])
-        for run in chosen:
-            if run.run_id not in gone:  # pinned since it was planned
-                removal.kept[run.run_id] = KEPT_PINNED
-        chosen = [run for run in chosen if run.run_id in gone]
+        chosen = self._gone(removal, chosen, removed[0])
         removal.runs = [run.run_id for run in chosen]
         removal.results = sum(run.results for run in chosen) + removed[1]
         removal.freed = sum(run.result_bytes + run.history_bytes for run in chosen)
         return self._shrunk(removal, bool(chosen or removed[1]))
+
+    def _gone(self, removal: Removal, chosen: list[RunSpace], removed: list[int]
+              ) -> list[RunSpace]:
+        """The chosen runs that ``_remove`` removed; one pinned since it was planned (its
+        transaction checks again) was kept, and ``removal`` says so."""
+        gone = set(removed)
+        for run in chosen:
+            if run.run_id not in gone:
+                removal.kept[run.run_id] = kept_runs([run], (), self._pins()).get(
+                    run.run_id, KEPT_PINNED)
+        return [run for run in chosen if run.run_id in gone]
 
     # -- size bound ---------------------------------------------------------------------------
 
@@ -165,12 +173,7 @@ class Removals:
             if removed is None:
                 removal.error = "the file stayed locked; try again"
                 return removal
-            gone = set(removed[0])
-            for run in chosen:
-                if run.run_id not in gone:  # pinned since it was planned
-                    removal.kept[run.run_id] = kept_runs([run], (), self._pins()).get(
-                        run.run_id, "in use")
-            chosen = [run for run in chosen if run.run_id in gone]
+            chosen = self._gone(removal, chosen, removed[0])
         removal.runs = [run.run_id for run in chosen]
         removal.results = sum(run.results for run in chosen)
         removal.freed = sum(run.result_bytes + run.history_bytes for run in chosen)

@@ -518,6 +518,20 @@ def item_binding(item: Any) -> dict[str, Any]:
     return m.plan.binding(item.index)
 
 
+def never_ran(rec: Any, index: int) -> tuple[BaseException, str] | None:
+    """Why item ``index`` of ended map ``rec`` never ran, with its error type: cancelled
+    with its map, or (a chained map's item) its source item did not complete; else None."""
+    state = rec.mapping.state_of(index)
+    if state == "cancelled":
+        return TaskCancelledError(f"item {rec.name}[{index}] never ran: {rec.name!r} was "
+                                  "cancelled"), "CancelledError"
+    if state == "skipped":
+        return UpstreamFailedError(f"item {rec.name}[{index}] never ran: its source item "
+                                   f"{rec.mapping.source.name}[{index}] did not complete"), \
+            "UpstreamFailedError"
+    return None
+
+
 def status_of(entry: Any) -> TaskStatus | None:
     """The state of a made item: a record's, or COMPLETED for a compact entry."""
     return _ENDED_OK if entry.__class__ is tuple else entry.status

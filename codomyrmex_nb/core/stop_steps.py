@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .exceptions import NotNeededError, TaskCancelledError, UpstreamFailedError
+from .map_steps import never_ran
 from .records import Record
 from .states import (
     CANCELLED,
@@ -36,8 +37,7 @@ class StopSteps:
             data = rec.result.data = self.map_result(rec)  # map: never lost to a cancel
             for i, state in enumerate(data.states):  # and those it never ran count as failed
                 if state == "cancelled" and i not in data.failed:
-                    data.failed[i] = TaskCancelledError(f"item {rec.name}[{i}] never ran: "
-                                                        f"{rec.name!r} was cancelled")
+                    data.failed[i] = never_ran(rec, i)[0]
             rec.result.metadata.update(items=m.n, items_failed=len(data.failed))
         self._end_chained(chained)
         return True

@@ -187,7 +187,8 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
         raise CellDefinitionError(str(exc)) from None
     existing = orch.get_task(name)
     previous = _renamed_from(orch, cell_id, name, existing)
-    deps = _resolve_after(orch, name, opts.after, existing or previous, previous)
+    written = _resolve_after(orch, name, opts.after, existing or previous, previous)
+    deps = list(written.values())
     mapped = _map_sources(orch, name, opts, namespace)
     fn = CellFunction(cell, namespace)
     if mapped is not None:
@@ -195,9 +196,8 @@ def define_cell_task(orch: TaskOrchestrator, name: str, source: str, opts: CellO
         fn = MappedCellFunction(cell, namespace, tuple(mapped.bindings))
     probe = _build(name, opts, deps, fn, fingerprint(source, opts, mapped), cell_id,
                    _retry_on(name, opts.retry_on, namespace), mapped)
-    written = _written_after(orch, opts.after)
-    if written:
-        probe.metadata[AFTER_KEY] = written
+    if written:  # each --after task's id -> the name this cell wrote for it
+        probe.metadata[AFTER_KEY] = {dep.id: ref for ref, dep in written.items()}
     if previous is not None and existing is None:
         done = _rename(orch, previous, probe, deps)
     else:
@@ -315,9 +315,10 @@ def _direct_dependents(orch: TaskOrchestrator, task: Task) -> list[Task]:
 
 
 def _resolve_after(orch: TaskOrchestrator, name: str, after: list[str],
-                   existing: Task | None, previous: Task | None = None) -> list[Task]:
-    """The ``--after`` tasks, checked to exist (cycles are the orchestrator's to refuse)."""
-    deps: list[Task] = []
+                   existing: Task | None, previous: Task | None = None) -> dict[str, Task]:
+    """The ``--after`` tasks by the name the cell wrote for each (the first, when it named
+    one twice), checked to exist (cycles are the orchestrator's to refuse)."""
+    deps: dict[str, Task] = {}
     for ref in after:
         dep = orch.get_task(ref)
         if dep is None:
@@ -330,20 +331,9 @@ def _resolve_after(orch: TaskOrchestrator, name: str, after: list[str],
                                       "cell's own task, under its name before")
         if existing is not None and dep.id == existing.id:
             raise CellDefinitionError(f"task {name!r} cannot run --after itself")
-        if dep not in deps:
-            deps.append(dep)
+        if dep not in deps.values():
+            deps[ref] = dep
     return deps
-
-
-def _written_after(orch: TaskOrchestrator, after: list[str]) -> dict[str, str]:
-    """Each ``--after`` task's id -> the name the cell wrote for it (its body reads that
-    name too): what a rename of that task tells this cell to change."""
-    written: dict[str, str] = {}
-    for ref in after:
-        dep = orch.get_task(ref)
-        if dep is not None:
-            written.setdefault(dep.id, ref)
-    return written
 
 
 def _keep(orch: TaskOrchestrator, task: Task, cache: bool = False) -> Definition:
