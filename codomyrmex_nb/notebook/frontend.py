@@ -337,10 +337,14 @@ function render({ model, el }) {
   };
   dag.addEventListener("click", onDagClick);
   panel.addEventListener("click", onPanelClick);
+  // Once its kernel is gone (restarted or shut down) the view keeps what it showed then: a
+  // frame the dying kernel still sends (its engine stopping) redraws nothing.
+  const unlessGone = (draw) => (...args) => { if (!kernelGone) draw(...args); };
   const listeners = [["change:head", drawHead], ["change:picture", drawPicture],
                      ["change:patch", applyPatch], ["change:detail", drawDetail],
                      ["change:selected", mark], ["change:answer", drawDetail],
-                     ["change:ticks", onTicks], ["change:panel", place]];
+                     ["change:ticks", onTicks], ["change:panel", place]]
+    .map(([name, draw]) => [name, unlessGone(draw)]);
   for (const [name, listener] of listeners) model.on(name, listener);
   drawHead();
   drawPicture();
