@@ -453,6 +453,14 @@ class Engine:
         shipping and capture included, which the tiny-task average follows)."""
         self._busy -= 1
         self._avg_attempt += (busy_for - self._avg_attempt) * 0.125
+        if outcome.ok and prepared is None and held is None and run.timer is None \
+                and run.rec.parent is not None and not outcome.logs \
+                and outcome.displays is None and outcome.restored is None \
+                and outcome.peak_memory is None and self.sched.item_completed(
+                    run, outcome.value, outcome.ended - outcome.started, outcome.cpu_time,
+                    outcome.run_delay):
+            self.settle(wake=False)  # the usual item of a batch: kept compact at once
+            return
         if run.abandoned:
             self._stuck -= 1
         elif run.timer is not None:

@@ -149,10 +149,11 @@ class MapSteps:
         heapq.heappush(self._heap, (rec.prio, urgency(rec), rec.order, token, rec))
         self._ready_live += 1
 
-    def _take_item(self, rec: Any, push: bool = True) -> Any:
+    def _take_item(self, rec: Any, push: bool = True, taken: bool = False) -> Any:
         """Under ``next_ticket``: make the mapped record's next item READY (None if none);
         the cursor goes back on the heap while more may go (``push``: now, else the
-        caller's to do once it has taken several)."""
+        caller's to do once it has taken several). ``taken``: a worker takes it at once
+        (``take_items``): it is made without a state, and ``start`` moves it to RUNNING."""
         m = rec.mapping
         m.in_heap = False
         if not m.can_dispatch() or m.closing:
@@ -165,7 +166,7 @@ class MapSteps:
             if m.finished():  # what was queued had been cancelled meanwhile: it is over
                 self._map_done(rec, self._now())
             return None
-        item = self._make_item(rec, index)
+        item = self._make_item(rec, index, taken)
         if push and m.can_dispatch():
             self._push_map(rec)
         return item
@@ -186,7 +187,7 @@ class MapSteps:
         self._ready_live -= 1
         tickets = []
         while len(tickets) < most:
-            item = self._take_item(rec, push=False)
+            item = self._take_item(rec, push=False, taken=True)
             if item is None:
                 break
             ticket = self._new_ticket(item)
@@ -208,14 +209,15 @@ class MapSteps:
         item.started_at = attempt.started_at = now
         item.view = None
 
-    def _make_item(self, rec: Any, index: int) -> Any:
+    def _make_item(self, rec: Any, index: int, taken: bool = False) -> Any:
         m = rec.mapping
         item = ItemRecord(rec, index, rec.order)
         m.items[index] = item
         m.live += 1
         now = self._now()
         item.queued_at = item.ready_at = item.runnable_since = now
-        self._move(item, S.READY, now=now)
+        if not taken:  # else its first move is to RUNNING, as the worker starts it
+            self._move(item, S.READY, now=now)
         return item
 
     def _item_body_returned(self, item: Any) -> None:
@@ -260,6 +262,34 @@ class MapSteps:
                 # the record may live on until the journal's next commit reads its latest
                 # move: its attempt and result go now (no one reads them from it any more)
                 item.attempts, item.result = (), None
+
+    def item_completed(self, ticket: Any, value: Any, elapsed: float, cpu_time: float | None,
+                       run_delay: float | None) -> bool:
+        """Under the lock: ``finish`` for the usual item of a batch, its first attempt
+        returned a plain value and printed nothing: it completes kept compact at once (no
+        result object made only to be folded into its entry). False, changing nothing, for
+        any other (the caller then calls ``finish``)."""
+        item = ticket.rec
+        m = item.parent.mapping
+        if item.current is not ticket or ticket.claims or ticket.abandoned or item.retry_count \
+                or item.restored is not None or len(item.attempts) != 1 or m is None \
+                or m.items[item.index] is not item:
+            return False
+        now = self._now()
+        attempt = ticket.attempt
+        started = attempt.started_at
+        self.busy_ended += now - started
+        item.current = None
+        del self.running[item.id]
+        item.completed_at = self.last_end = now
+        self._move(item, _ENDED_OK, execution_time=elapsed, now=now)
+        # ``done_entry``'s tuple, written out (its fields are listed there)
+        m.items[item.index] = (value, item.fingerprint, item.queued_at, started, now, elapsed,
+                               cpu_time, attempt.worker, item.wait_worker, run_delay, None,
+                               item.jseq, item.jtime)
+        item.attempts = ()
+        self._item_ended(item, now)
+        return True
 
     def item_restored(self, item: Any, when: float, source: str) -> None:
         """The item just completed with a result read back from the journal, not run."""

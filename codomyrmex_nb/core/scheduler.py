@@ -23,6 +23,7 @@ step changes state through ``_move`` alone.
 States and transitions (``_ALLOWED``; anything else is a bug and raises)::
 
     (new) ----define----> PENDING
+    (new item) ---------> READY | RUNNING  dispatched; RUNNING when a worker takes it in a batch
     PENDING --ready-----> READY            every upstream task COMPLETED (or its trigger rule fired)
     READY ----start-----> RUNNING          a worker took it (resources granted)
     RUNNING --finish----> COMPLETED
@@ -113,6 +114,7 @@ _ALLOWED = frozenset({
     (PENDING, CANCELLED), (READY, CANCELLED), (RUNNING, CANCELLED),
     (PENDING, SKIPPED), (READY, SKIPPED), (READY, READY), (PENDING, COMPLETED),
     (READY, COMPLETED), (None, READY),  # an item is made READY when dispatched
+    (None, RUNNING),  # or RUNNING, when a worker takes it with others of a batch
     (RUNNING, SKIPPED),  # a chained map whose source map failed: its items stop
     *((s, PENDING) for s in S), *((s, None) for s in S),
 })
