@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import threading
+import time
 
 import pytest
 from conftest import fresh_ip, wait_until_status
@@ -186,6 +187,54 @@ def test_an_alert_with_one_failed_fires_while_another_upstream_still_runs(orch):
         gate.set()
     orch.wait_for_completion(10)
     assert alert.status is S.COMPLETED and len(alert.attempts) == 1  # ran once
+
+
+def starts_after_the_failure(events, failed: str, alert: str) -> tuple[list[str], bool]:
+    """The tasks and items that started after ``failed`` failed and before ``alert`` started,
+    and whether ``alert`` started at all."""
+    between, seen_failure = [], False
+    for e in events:  # delivered in the order they happened
+        if e.name == failed and e.status is S.FAILED:
+            seen_failure = True
+        elif seen_failure and e.status is S.RUNNING:
+            if e.name == alert:
+                return between, True
+            between.append(e.name)
+    return between, False
+
+
+def test_an_alert_starts_at_the_next_free_worker_ahead_of_a_maps_queued_items(orch):
+    events = []
+    orch.subscribe(events.append)
+    load = orch.create_task("load", func=boom)  # fails at once, while the map's items queue
+    orch.create_task("rows", func=lambda item: time.sleep(0.02), map=list(range(150)))
+    orch.create_task("alert", func=lambda: "paged", dependencies=[load],
+                     trigger_rule="one_failed")
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    orch.flush_events(10)
+    between, started = starts_after_the_failure(events, "load", "alert")
+    assert started
+    # the worker 'load' failed on takes the alert next; the other may be taking an item
+    assert len(between) <= 1, f"{len(between)} map items started before the alert"
+    frame = orch.tasks_frame().set_index("name")
+    assert frame.loc["alert", "priority"] == "normal"  # its place in the queue, not its priority
+
+
+def test_a_higher_priority_still_goes_ahead_of_an_alert(orch):
+    events = []
+    orch.subscribe(events.append)
+    load = orch.create_task("load", func=boom, priority="high")
+    orch.create_task("rows", func=lambda item: time.sleep(0.005), map=list(range(20)),
+                     priority="high")
+    orch.create_task("alert", func=lambda: "paged", dependencies=[load],
+                     trigger_rule="one_failed")  # normal priority
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    orch.flush_events(10)
+    between, started = starts_after_the_failure(events, "load", "alert")
+    assert started
+    assert sum(1 for name in between if name.startswith("rows[")) >= 18  # all but those in hand
 
 
 def test_an_alert_not_needed_is_skipped_and_the_run_still_went_well(orch):

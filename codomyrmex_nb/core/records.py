@@ -16,8 +16,11 @@ from .mapping import MapState, item_id
 from .model import MAX_DELAY, Attempt, Task, TaskPriority, TaskResult, TaskStatus
 from .resources import claims_of
 from .trigger_rules import DEFAULT as DEFAULT_RULE
+from .trigger_rules import REACTING
 
 _HEAP_PRIO = {p: -p.value for p in TaskPriority}  # an enum's .value is a slow descriptor
+# a task with a ``one_*`` rule reacts: ahead of its priority's ready tasks, behind the next
+_REACTING_PRIO = {p: -p.value - 0.5 for p in TaskPriority}
 
 
 class Ticket:
@@ -119,7 +122,12 @@ class Record:
         self.retry_backoff, self.retry_jitter = t.retry_backoff, t.retry_jitter
         self.retry_on = t.retry_on
         rule = t.trigger_rule
-        self.rule = None if rule is DEFAULT_RULE else rule
+        if rule is DEFAULT_RULE:
+            self.rule = None
+        else:
+            self.rule = rule
+            if rule in REACTING:
+                self.prio = _REACTING_PRIO[t.priority]
         spec = t._map
         if spec is None:
             self.mapping = None

@@ -61,7 +61,9 @@ exact after a periodic O(V+E) pass, a one-level estimate between passes, so
 amortised O(1) per definition; the pass is skipped while only tasks without
 edges were defined, which change no path, and waits while at most one task is
 ready, when there is nothing to choose: a chain never needs it), then
-submission order.
+submission order. A task with a ``one_*`` trigger rule reacts (an alert): its key
+sits half a step above its priority (``records``), ahead of every ready task and
+map item of that priority, behind the next.
 
 Resources: a task's claims are granted all at once or queued (FIFO, with
 reservations so a waiting writer is not overtaken for ever); see

@@ -122,6 +122,7 @@ def paused_gc() -> Iterator[None]:
 
 
 _PRIORITY = {-p.value: p for p in TaskPriority}
+_PRIORITY.update({-p.value - 0.5: p for p in TaskPriority})  # a reacting task's (records)
 _ENDED = frozenset(s for s in TaskStatus if s.is_terminal)
 
 

@@ -33,6 +33,11 @@ RULES = ("all_success", "all_failed", "all_done", "all_done_min_one_success", "a
          "one_success", "one_failed", "one_done", "none_failed",
          "none_failed_min_one_success", "none_skipped", "always")
 
+#: Rules that may fire before every upstream task ended. Their task reacts to an outcome
+#: (an alert, a fallback): once it fired it goes ahead of every ready task and map item of
+#: its priority (``records``), and a higher priority still goes first.
+REACTING = frozenset({"one_success", "one_failed", "one_done"})
+
 #: What ``decide`` answers.
 FIRE, WAIT, UPSTREAM_FAILED, NOT_NEEDED = "fire", "wait", "upstream_failed", "not_needed"
 
