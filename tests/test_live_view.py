@@ -169,6 +169,56 @@ def test_a_raising_view_never_stalls_the_engine(orch, views):
     assert view.flush(30) and failures  # the thread survived its failures and kept going
 
 
+def _fail_once(monkeypatch, owner, name, when) -> list[str]:
+    """``owner.name`` raises once, the first time ``when(args)`` holds; returns what fired."""
+    original, fired = getattr(owner, name), []
+
+    def flaky(*args, **kwargs):
+        if not fired and when(args):
+            fired.append(name)
+            raise RuntimeError(f"a transient error in {name}")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, flaky)
+    return fired
+
+
+def _failure_known(view: LiveView) -> bool:
+    return view._painter.tracker.counts["failed"] > 0
+
+
+@pytest.mark.needs_dot
+@pytest.mark.parametrize("where", ["folding events", "drawing", "sending"])
+@pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "ungrouped"])
+def test_a_frame_that_failed_once_loses_nothing_the_next_shows_the_failure(
+        orch, views, monkeypatch, where, grouped):
+    orch.add_tasks([Task(name=f"ok{i}", func=noop, tags=["ok"]) for i in range(20)])
+    bad = orch.create_task("bad", func=boom, tags=["late"],  # fails last: in the last frame
+                           dependencies=[f"ok{i}" for i in range(20)])
+    view = views(orch, interval=0.01, threshold=10 if grouped else 200)
+    assert (view._painter.grouping is not None) is grouped
+    view.select("#late" if grouped else bad.id)  # its panel is open
+    if where == "folding events":  # the batch holding the failure is lost midway
+        fired = _fail_once(monkeypatch, view._painter.tracker, "apply", lambda args: any(
+            e.name == "bad" and e.status is not None and e.status.value == "failed"
+            for e in args[0]))
+    elif where == "drawing":  # the failure is folded in, its picture never made
+        fired = _fail_once(monkeypatch, view._painter, "looks", lambda args: _failure_known(view))
+    else:  # the picture is made, never sent
+        fired = _fail_once(monkeypatch, view, "hold_sync", lambda args: _failure_known(view))
+    orch.start_execution()
+    assert orch.wait_for_completion(30) is False
+    assert view.flush(10) and fired
+    assert "20/21</b> done · 1 failed" in view.head  # what the widget shows, not stale
+    assert "20/21 done · 1 failed (✓ success 20, ✗ failed 1)" in view.summary()
+    if grouped:
+        texts = re.findall(r"<text[^>]*>([^<]*)</text>", view.picture)
+        assert "✗ #late (1)" in texts and "✓ #ok (20)" in texts
+        assert "✗ bad" in view.detail  # the group's open panel
+    else:
+        assert "ValueError" in view.detail and "boom" in view.detail  # the task's open panel
+
+
 def test_close_and_stop_leave_no_view_thread(orch, views):
     orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(50)])
     view = views(orch)

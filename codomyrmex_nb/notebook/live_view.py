@@ -22,6 +22,13 @@ sleep-polling), takes the batch and draws one frame:
   ``full_interval`` s) run times are due: one snapshot, the whole SVG again.
   (The drawing logic lives in ``painter``; this module is the threading.)
 
+A frame that raises (a view bug, a transient error) loses nothing: its batch
+may be half folded into the mirror, or its picture made (the baseline of later
+patches) and never sent, so the next frame starts from a snapshot and is sent
+whole, open panel included. That frame comes at once, not with the next event
+(the failed one may have been the run's last); after a second failure in a row
+it waits for the next event, so a persistent bug never spins.
+
 While the inspector of a running task is open, the same thread also wakes at
 most every ``PEEK_EVERY`` (0.5) s (a deadline on the same condition, only
 while such a panel is open) to read that task's output so far without the
@@ -171,6 +178,7 @@ class LiveView(anywidget.AnyWidget):
         self._drawn = threading.Condition(self._mutex)  # flush() waits here
         self._log: deque[Event] = deque()
         self._dirty = self._stopping = self._closed = False
+        self._resync = False  # a frame failed: the next draws whole, from a snapshot
         self._seen = self._done = 0
         self._thread: threading.Thread | None = None
         self._next_at = 0.0
@@ -251,19 +259,28 @@ class LiveView(anywidget.AnyWidget):
                 seen = self._seen
             events = _drain(self._log)
             began = time.monotonic()
+            failed = False
             try:
                 self._frame(events, final=final)
+                self._resync = False
                 if self._copies_due():
                     self._update_copies()
             except Exception:  # a broken frame must not kill the view; the engine never notices
                 log.exception("live view: drawing a frame failed")
+                failed = True
             # Drawing competes with the tasks for the GIL: keep it under ~20% of the time
             # (a big re-layout every frame while tasks stream in would otherwise slow them).
             ended = time.monotonic()
             self._next_at = ended + max(self.interval, 4 * (ended - began))
             with self._mutex:
-                self._done = seen
-                self._drawn.notify_all()
+                if failed and not self._resync:  # its events may be half folded in, its
+                    # picture made and never sent: the next frame starts from a snapshot,
+                    # and comes now (once; after that, with the next event)
+                    self._resync = self._dirty = True
+                    self._stopping = self._stopping or final
+                else:
+                    self._done = seen
+                    self._drawn.notify_all()
                 if final and not self._dirty:
                     self._thread = None  # parked until the next event starts a new thread
                     return
@@ -272,7 +289,8 @@ class LiveView(anywidget.AnyWidget):
                snapshot: Snapshot | None = None) -> None:
         """Draw one frame from a batch of events (see the module docstring)."""
         painter, take = self._painter, self.orchestrator.snapshot
-        if snapshot is None and painter.needs_snapshot(events, final):
+        resync = self._resync
+        if snapshot is None and (resync or painter.needs_snapshot(events, final)):
             snapshot = take()
         with self._state:
             frame = painter.paint(events, snapshot, take)
@@ -281,8 +299,8 @@ class LiveView(anywidget.AnyWidget):
         detail = node = None
         grouping = painter.grouping
         group = grouping is not None and selected in grouping.members  # its members' events
-        if selected is not None and events and (group or any(
-                e.task_id == selected or is_structural(e) for e in events)):
+        if selected is not None and (resync or events and (group or any(
+                e.task_id == selected or is_structural(e) for e in events))):
             detail = self._detail(selected)
         if selected is not None and frame.picture is not None:  # laid out anew: node ids are
             node = painter.node_of(map_panel.task_of(self.orchestrator, selected)) or ""
