@@ -30,7 +30,12 @@ runs several tasks at once) and shipped back with the reply, with the CPU
 seconds of the worker thread that ran it; peak memory is not separable per
 task there (None). Output written below Python (``os.write``, C) goes to the
 worker's own stdout. An attempt whose worker dies or that is cancelled brings
-nothing back. Remote workers need ``codomyrmex_nb`` installed, as for any Dask
+nothing back. A worker that dies mid-attempt fails that attempt at once
+(``WorkerCrashedError``; ``max_retries`` decides whether it runs again): the local
+cluster's scheduler gets ``allowed_failures=0``, where Dask's default would run it
+on up to three more workers first, each killed in turn. A cluster given by
+``client`` or ``address`` keeps its own ``distributed.scheduler.allowed-failures``.
+Remote workers need ``codomyrmex_nb`` installed, as for any Dask
 library.
 
 ``interrupt`` wakes ``run`` at once (it waits on an event set by the future's
@@ -169,7 +174,13 @@ class DaskExecutor:
         """The ``LocalCluster`` options ``start`` uses: Dask's process-per-worker layout."""
         defaults = {"n_workers": max_workers, "threads_per_worker": 1, "processes": True,
                     "dashboard_address": "127.0.0.1:0", "silence_logs": logging.ERROR}
-        return {**defaults, **self._options}
+        options = {**defaults, **self._options}
+        # A worker that dies mid-attempt fails that attempt once: the engine decides about
+        # retries (max_retries). Dask's own default re-runs it on up to 3 more workers first
+        # (``allowed-failures``), so its side effects happened 4 times and killed 4 workers.
+        options["scheduler_kwargs"] = {"allowed_failures": 0,
+                                       **(self._options.get("scheduler_kwargs") or {})}
+        return options
 
     def start(self, max_workers: int) -> None:
         """Connect or start the cluster; on failure raise and keep nothing half-open."""
