@@ -10,11 +10,12 @@ module level (workers import them); what they did is told through files.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from codomyrmex_nb import TaskOrchestrator, TaskStatus
+from codomyrmex_nb import ResourceType, TaskOrchestrator, TaskResource, TaskStatus
 
 pytest.importorskip("distributed")
 pytestmark = pytest.mark.timeout(240)
@@ -44,3 +45,51 @@ def test_an_attempt_whose_worker_dies_runs_once_and_fails(orch, tmp_path: Path):
     assert task.status is TaskStatus.FAILED
     assert task.result.error_type == "WorkerCrashedError"
     assert marks.read_text().count("ran") == 1
+
+
+def spin_ticking(path, seconds):
+    """Pure-Python work that notes the time every 0.05 s (so an interrupt reaches it)."""
+    end = time.time() + seconds
+    while time.time() < end:
+        with open(path, "a") as f:
+            f.write(f"{time.time()}\n")
+        busy = time.time() + 0.05
+        while time.time() < busy:
+            pass
+    return "spun"
+
+
+def note_start(path):
+    Path(path).write_text(str(time.time()))
+    return "started"
+
+
+def test_a_timed_out_attempt_stops_before_its_exclusive_resource_goes_to_the_next(
+        orch, tmp_path: Path):
+    """Its body ran on in the worker process while the next holder of the resource ran:
+    two sole holders at once."""
+    ticks, start = tmp_path / "ticks.txt", tmp_path / "start.txt"
+    sole = [TaskResource(ResourceType.CPU, "the_one", "exclusive")]
+    first = orch.create_task("first", func=spin_ticking, timeout=1, resources=sole,
+                             parameters={"path": str(ticks), "seconds": 8})
+    second = orch.create_task("second", func=note_start, resources=sole,
+                              parameters={"path": str(start)}, priority="low")
+    assert not orch.wait_for_completion(60)
+    assert first.result.error_type == "TimeoutError" and second.status is TaskStatus.COMPLETED
+    time.sleep(0.5)  # a body still running would note more times meanwhile
+    last_tick = max(float(t) for t in ticks.read_text().split())
+    assert last_tick < float(start.read_text())
+
+
+def test_timed_out_attempts_free_their_workers_for_the_next_tasks(orch, tmp_path: Path):
+    """Both worker processes stayed busy with given-up bodies: the next task waited in
+    Dask's queue and its own timeout ran out before it started."""
+    for i in range(2):
+        orch.create_task(f"hog{i}", func=spin_ticking, timeout=1,
+                         parameters={"path": str(tmp_path / f"hog{i}.txt"), "seconds": 20})
+    after = orch.create_task("after", func=note_start, timeout=4,
+                             parameters={"path": str(tmp_path / "after.txt")}, priority="low")
+    started = time.monotonic()
+    orch.wait_for_completion(60)
+    assert after.status is TaskStatus.COMPLETED, after.result.error_message
+    assert time.monotonic() - started < 15

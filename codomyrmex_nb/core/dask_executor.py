@@ -38,14 +38,17 @@ on up to three more workers first, each killed in turn. A cluster given by
 Remote workers need ``codomyrmex_nb`` installed, as for any Dask
 library.
 
-``interrupt`` wakes ``run`` at once (it waits on an event set by the future's
-done-callback or by the interrupt), and ``run`` then cancels the future, so the
-engine marks the task failed or cancelled without waiting. Dask cannot stop
-code that is already running: on an in-process worker the wrapper interrupts
-the attempt's thread as the ``threads`` executor does; on a worker process
-(the default local cluster included) the attempt runs on in the background,
-holding that worker's thread, and its result is dropped. Use the ``processes``
-executor when a timeout must really kill the code.
+A given-up attempt (timeout, cancel, stop) is stopped as on ``threads``: the
+engine marks the task failed or cancelled at once (``interrupt`` never blocks),
+and ``run`` (woken by the interrupt) tells every worker (``Client.run``): the
+one running the attempt interrupts its thread with an asynchronous exception,
+in-process or in a worker process alike, and the others will not start it.
+``run`` returns once the body has returned (at once if no worker had started
+it), so the task's resources stay held until then and no other holder overlaps
+it, and its worker is free for the next task rather than busy with a body whose
+result is dropped. Code blocked inside C returns first (a ``time.sleep``); a
+shutdown ends the wait. Use the ``processes`` executor when a timeout must
+really kill the code.
 
 Worker processes of the local cluster do not outlive the process that started
 them, even when it is killed outright: each one blocks a thread on a pipe held
@@ -97,17 +100,20 @@ def _remote_call(blob: bytes, key: str, level: int | None = None) -> tuple[Any, 
     return outcome.ok, payload, outcome.started, outcome.ended, outcome.logs, outcome.cpu_time
 
 
-def _stop_local(key: str, reason: str) -> None:
-    """Interrupt the attempt if it runs on this process's worker, or stop it from starting here."""
+def _stop_local(key: str, reason: str) -> bool:
+    """Interrupt the attempt if it runs on this process's worker (True), or stop it from
+    starting here (False)."""
     with _local_lock:
         local = _local_runs.get(key)
         if local is None:
             _local_cancelled[key] = None
             if len(_local_cancelled) > _CANCELLED_KEPT:
                 del _local_cancelled[next(iter(_local_cancelled))]
-    if local is not None:
-        local.abandon(reason)  # so that its user code never starts, if it has not yet
-        local.interrupt(reason)
+    if local is None:
+        return False
+    local.abandon(reason)  # so that its user code never starts, if it has not yet
+    local.interrupt(reason)
+    return True
 
 
 def _close_after_failed_start(thing: Any) -> None:
@@ -143,10 +149,18 @@ def _refuse_unguarded_script(options: dict[str, Any]) -> None:
 
 
 class _Pending:
-    __slots__ = ("future", "key", "done")
+    """An attempt submitted to Dask: ``done`` wakes ``run`` (the future ended, or the engine
+    gave up on it); ``ended``: its future ended (its body returned) or the executor shut down."""
+
+    __slots__ = ("future", "key", "done", "ended")
 
     def __init__(self, future: Any, key: str) -> None:
-        self.future, self.key, self.done = future, key, threading.Event()
+        self.future, self.key = future, key
+        self.done, self.ended = threading.Event(), threading.Event()
+
+    def finished(self, _future: Any = None) -> None:
+        self.ended.set()
+        self.done.set()
 
 
 class DaskExecutor:
@@ -164,6 +178,7 @@ class DaskExecutor:
         self._owned: list[Any] = []  # what start() created, closed by shutdown()
         self._lock = threading.Lock()
         self._starting = threading.Lock()  # one start() at a time; never held by run()
+        self._pending: set[_Pending] = set()  # submitted, not yet returned from run()
 
     @property
     def client(self) -> Any:
@@ -232,17 +247,44 @@ class DaskExecutor:
         with self._lock:
             run.handle = pending
             abandoned = run.abandoned
-        if abandoned:  # interrupted before it had a handle
-            _stop_local(key, abandoned)
-            pending.done.set()
-        pending.future.add_done_callback(lambda _future: pending.done.set())
-        pending.done.wait()
-        with self._lock:
-            run.handle = None
-        if run.abandoned:
+            self._pending.add(pending)
+        try:
+            if abandoned:  # interrupted before it had a handle
+                _stop_local(key, abandoned)
+                pending.done.set()
+            pending.future.add_done_callback(pending.finished)
+            pending.done.wait()
+            with self._lock:
+                run.handle = None
+            if run.abandoned:
+                return self._give_up(client, run, pending)
+            return self._collect(pending.future, sent)
+        finally:
+            with self._lock:
+                self._pending.discard(pending)
+
+    @staticmethod
+    def _give_up(client: Any, run: Run, pending: _Pending) -> Outcome:
+        """The engine gave up on the attempt (a timeout, a cancel, a stop): stop its body
+        wherever it runs and return once it has, as the ``threads`` executor does, so that
+        its resources stay held (and its task is not run again) until its code has returned.
+
+        Every worker is told (``Client.run``): the one running it interrupts the attempt's
+        thread (code blocked inside C returns first), the others will not start it; when
+        none runs it, it is over at once. A shutdown of the executor ends the wait (the
+        engine has stopped).
+        """
+        if not pending.ended.is_set():
+            try:
+                running = client.run(_stop_local, pending.key, run.abandoned, on_error="ignore")
+            except Exception:  # noqa: BLE001 - the cluster is going: nothing more to stop
+                running = {}
+            if any(found is True for found in running.values()):
+                pending.ended.wait()
+        with contextlib.suppress(Exception):
             pending.future.cancel(reason=f"codomyrmex-nb: attempt {run.abandoned}")
-            return cancelled(run)
-        return self._collect(pending.future, sent)
+            pending.future.release()
+        return cancelled(run)
 
     @staticmethod
     def _collect(future: Any, sent: float | None = None) -> Outcome:
@@ -267,7 +309,7 @@ class DaskExecutor:
             pending = run.handle
         if not isinstance(pending, _Pending):
             return False
-        _stop_local(pending.key, reason)
+        _stop_local(pending.key, reason)  # an in-process worker; ``run`` tells the others
         pending.done.set()
         return True
 
@@ -276,5 +318,10 @@ class DaskExecutor:
         with self._starting:
             owned, self._owned = self._owned, []
             self._client = None
+        with self._lock:
+            given_up = list(self._pending)
+        for pending in given_up:  # a body still running after a stop is waited for no more
+            pending.ended.set()
+            pending.done.set()
         for thing in owned:
             thing.close()
