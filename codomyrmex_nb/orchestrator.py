@@ -17,6 +17,7 @@ changes on a Task take effect, validated, when that task is next queued by
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -138,6 +139,9 @@ class TaskOrchestrator:
 
     def add_tasks(self, tasks: Iterable[Task]) -> list[str]:
         """Add a batch in any order; all or nothing."""
+        if isinstance(tasks, Task | str | bytes | dict) or not isinstance(tasks, Iterable):
+            one = "; for one task use add_task(task)" if isinstance(tasks, Task) else ""
+            raise ValueError(f"add_tasks expects a list of Task objects, got {tasks!r}{one}")
         batch = list(tasks)
         for t in batch:
             if not isinstance(t, Task):
@@ -580,6 +584,10 @@ class TaskOrchestrator:
         Returns False when ``timeout`` passes first. A notebook interrupt
         (KeyboardInterrupt) ends the wait at once; the tasks keep running.
         """
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                    or math.isnan(timeout)):
+            raise ValueError(f"wait_for_completion(timeout=...) takes a number of seconds or None "
+                             f"(no limit), got {timeout!r}")
         return self._engine.wait(timeout)
 
     # -- observing ----------------------------------------------------------------------------

@@ -579,6 +579,7 @@ class Task:
         return (type(self.name) is str and self.name != "" and self.name.isprintable()
                 and type(self.module) is str
                 and type(self.action) is str and type(self.parameters) is dict
+                and all(type(key) is str for key in self.parameters)
                 and type(self.dependencies) is list and type(self.priority) is TaskPriority
                 and _empty_list(self._resources) and self.timeout is None
                 and type(self.max_retries) is int and self.max_retries == 0
@@ -602,10 +603,16 @@ class Task:
             raise ValueError(f"task name must be a string, got {self.name!r}")
         check_task_name(self.name)
         for attr in ("module", "action"):
-            if not isinstance(getattr(self, attr), str):
-                raise ValueError(f"task {attr} must be a string, got {getattr(self, attr)!r}")
+            value = getattr(self, attr)
+            if not isinstance(value, str):
+                hint = "; to run a function, pass it as func=" if callable(value) else ""
+                raise ValueError(f"task {attr} must be a string, got {value!r}{hint}")
         if not isinstance(self.parameters, dict):
             raise ValueError(f"task parameters must be a dict, got {self.parameters!r}")
+        for key in self.parameters:
+            if not isinstance(key, str):
+                raise ValueError(f"task {self.name!r}: parameter names must be strings (they "
+                                 f"are passed as keyword arguments), got {key!r}")
         if isinstance(self.dependencies, str | Task) or not isinstance(self.dependencies, list | tuple | set):
             raise ValueError(
                 f"dependencies must be a list of task ids, names or Task objects, got {self.dependencies!r}")
