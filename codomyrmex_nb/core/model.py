@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from itertools import repeat
 from typing import Any
 
 from .mapping import MapSpec, check_spec
@@ -25,6 +26,8 @@ from .preview import safe_preview as _preview
 from .retry_on import check_retry_on, retry_on_names
 from .trigger_rules import DEFAULT as DEFAULT_RULE
 from .trigger_rules import check_rule
+
+_STR = repeat(str)  # ``is_plain``: every parameter name a str, checked at C speed
 
 
 class TaskStatus(Enum):
@@ -579,7 +582,7 @@ class Task:
         return (type(self.name) is str and self.name != "" and self.name.isprintable()
                 and type(self.module) is str
                 and type(self.action) is str and type(self.parameters) is dict
-                and all(type(key) is str for key in self.parameters)
+                and all(map(isinstance, self.parameters, _STR))  # names: no frame
                 and type(self.dependencies) is list and type(self.priority) is TaskPriority
                 and _empty_list(self._resources) and self.timeout is None
                 and type(self.max_retries) is int and self.max_retries == 0
