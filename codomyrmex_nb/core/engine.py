@@ -499,13 +499,20 @@ class Engine:
         rec = run.rec
         if rec.mapping is not None:  # a mapped task's first step: read its sources
             return self._expand(run)
-        binding = None
         try:
             if rec.parent is not None:
                 binding = item_binding(rec)
-                restored = self._item_kept(rec, binding)
-                if restored is not None:
-                    return restored
+                m, recorder = rec.parent.mapping, self.recorder
+                if recorder is not None and (m.fps is None or m.reuse or rec.task.cache
+                                             or recorder.resume_from is not None):
+                    restored = self._item_kept(rec, binding)
+                    if restored is not None:
+                        return restored
+                elif recorder is not None and rec.fingerprint is None:  # the usual run: the
+                    rec.fingerprint = m.fps[rec.index]  # expansion's (``item_started``)
+                fn = rec.func or self.actions.resolve(rec.module, rec.action)
+                run.call, kwargs = self._item_call(rec, m, fn, binding)
+                return self._run_call(run, fn, kwargs)
             elif self.recorder is not None:
                 if rec.fingerprint is None:
                     self.recorder.before_attempt(rec)
@@ -517,29 +524,46 @@ class Engine:
                                        restored=(kept[1], kept[2]))
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
             kwargs: dict[str, Any] | None = None
-            if binding is not None:  # an item: its own dict, made for this attempt
-                if rec.parameters or rec.ups or wants_upstream(fn):
-                    kwargs = build_kwargs(rec, fn, self.sched.records)
-                    kwargs.update(binding)
-                else:
-                    kwargs = binding
-                if takes_map_index(fn):
-                    kwargs[INDEX] = rec.index
-                run.call = functools.partial(fn, **kwargs) if kwargs else fn
-            elif rec.parameters or rec.ups or wants_upstream(fn):
+            if rec.parameters or rec.ups or wants_upstream(fn):
                 kwargs = build_kwargs(rec, fn, self.sched.records)
                 run.call = functools.partial(fn, **kwargs) if kwargs else fn
             else:
                 run.call = fn
-            outcome = self.executor.run(run)
-            if not outcome.ok:
-                if outcome.error.__class__ is TypeError:
-                    outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
-                outcome.traceback = frame_names.rename(outcome.traceback)  # "Cell In[5]"
-            return outcome
+            return self._run_call(run, fn, kwargs)
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
             now = time.perf_counter()
             return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), now, now)
+
+    def _run_call(self, run: Run, fn: Any, kwargs: dict[str, Any] | None) -> Outcome:
+        """Run the attempt's call on the executor (``run.execute`` in this thread, for
+        threads); a failure's traceback names cells as the notebook does."""
+        executor = self.executor
+        outcome = run.execute() if executor.__class__ is ThreadExecutor else executor.run(run)
+        if not outcome.ok:
+            if outcome.error.__class__ is TypeError:
+                outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
+            outcome.traceback = frame_names.rename(outcome.traceback)  # "Cell In[5]"
+        return outcome
+
+    def _item_call(self, item: Record, m: Any, fn: Any,
+                   binding: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
+        """An item's call: ``fn`` with its binding (its own dict, made for this attempt) and
+        what else it takes (parameters, upstream results, ``map_index``), worked out once
+        per definition of its map (``MapState.call_plan``; an item keeps the definition it
+        was made with)."""
+        params, ups = item.parameters, item.ups
+        plan = m.call_plan
+        if plan is None or plan[0] is not fn or plan[1] is not params or plan[2] is not ups:
+            plan = m.call_plan = (fn, params, ups, bool(params or ups or wants_upstream(fn)),
+                                  takes_map_index(fn))
+        if plan[3]:
+            kwargs = build_kwargs(item, fn, self.sched.records)
+            kwargs.update(binding)
+        else:
+            kwargs = binding
+        if plan[4]:
+            kwargs[INDEX] = item.index
+        return (functools.partial(fn, **kwargs) if kwargs else fn), kwargs
 
     def _expand(self, run: Run) -> Outcome:
         """Read a mapped task's sources into its items (``mapping.expand``), in this worker

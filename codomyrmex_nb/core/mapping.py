@@ -478,7 +478,7 @@ class MapState:
 
     __slots__ = ("spec", "plan", "n", "next", "ready", "items", "live", "counts", "source",
                  "chained", "source_ended", "closing", "base_fp", "in_heap", "fps", "fps_run", "reuse",
-                 "depth", "jmoved", "jold", "unwinding", "unwound", "held")
+                 "depth", "jmoved", "jold", "unwinding", "unwound", "held", "call_plan")
 
     def __init__(self, spec: MapSpec, unwinding: dict[int, int] | None = None) -> None:
         self.spec = spec
@@ -513,6 +513,8 @@ class MapState:
         self.base_fp: str | None = None  # the fingerprint of all but its items (journal)
         self.fps: list[str] | None = None  # item fingerprints made at expansion (journal)
         self.fps_run: int | None = None  # the run whose journal holds them (its expansion)
+        # how its items are called (``Engine._item_call``): worked out once per definition
+        self.call_plan: tuple[Any, ...] | None = None
         self.reuse: dict[str, Any] | None = None  # fingerprint -> result of the definition before
         self.in_heap = False
         self.held: set[int] = set()  # fresh indices waiting for their old body to return
