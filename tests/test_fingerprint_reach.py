@@ -393,7 +393,7 @@ def test_a_value_over_the_budget_makes_the_task_not_restorable_in_one_line(proje
         assert project.run(func=func)[0] is False
     lines = [str(w.message) for w in caught if issubclass(w.category, JournalWarning)]
     assert len(lines) == 1  # one line per reason, not one per definition
-    assert "'BIG'" in lines[0] and "big_list" in lines[0] and "MB" in lines[0]
+    assert "'BIG'" in lines[0] and "big_list" in lines[0] and "over 100 KB to hash" in lines[0]
     assert "\n" not in lines[0]
 
 

@@ -68,7 +68,7 @@ def test_info_shows_the_file_its_size_runs_and_the_space_each_takes(make_journal
                                    "result_bytes", "history_bytes"]
     assert frame["run"].tolist() == runs[::-1] and frame["status"].eq("finished").all()
     line = info.summary()
-    assert str(journal.path) in line and "3 runs, 3 cached results" in line and " MB" in line
+    assert str(journal.path) in line and "3 runs, 3 cached results (300 KB)" in line
 
 
 def test_info_of_a_journal_that_is_off(tmp_path):

@@ -63,6 +63,7 @@ from .reach import (
     local_imports,
     metadata_seconds,
 )
+from .sizes import MB, size_text
 
 __all__ = ["TooCostly", "Unhashable", "code_fingerprint", "code_fingerprint_reads",
            "new_memo", "task_fingerprint", "value_digest"]
@@ -72,7 +73,7 @@ MAX_DEPTH = 200  # nesting levels before a value is declared unhashable
 #: What hashing one value the code reads (a global, a module attribute) may cost; beyond
 #: either, the task is not restorable (``TooCostly``) rather than cached on a partial view.
 BUDGET_SECONDS = 0.05
-BUDGET_BYTES = 64 * 2**20
+BUDGET_BYTES = 64 * MB
 _FAST_LEN = 256  # sequences and dicts at least this long try the marshal fast path
 
 
@@ -270,7 +271,7 @@ def _charge(ctx: _Ctx, nbytes: int) -> None:
     if ctx.deadline is not None:
         ctx.spent += nbytes
         if ctx.spent > BUDGET_BYTES:
-            raise TooCostly(f"it is over {BUDGET_BYTES >> 20} MB to hash")
+            raise TooCostly(f"it is over {size_text(BUDGET_BYTES)} to hash")
 
 
 def _str(h: Any, text: str) -> None:
@@ -549,7 +550,7 @@ def _feed_reached(h: Any, value: Any, ctx: _Ctx, what: str) -> None:
     sub = _sha256()
     try:
         if type(value) in (str, bytes) and len(value) > BUDGET_BYTES:
-            raise TooCostly(f"it is over {BUDGET_BYTES >> 20} MB to hash")
+            raise TooCostly(f"it is over {size_text(BUDGET_BYTES)} to hash")
         _feed(sub, value, ctx)
         if timed and _clock() > ctx.deadline:
             raise TooCostly(f"it takes over {BUDGET_SECONDS * 1000:.0f} ms to hash")
@@ -558,7 +559,7 @@ def _feed_reached(h: Any, value: Any, ctx: _Ctx, what: str) -> None:
         if outer is not None or code:
             raise
         raise TooCostly(f"{what}: {exc} (the budget is {BUDGET_SECONDS * 1000:.0f} ms and "
-                        f"{BUDGET_BYTES >> 20} MB); pass it as a parameter or watch= its "
+                        f"{size_text(BUDGET_BYTES)}); pass it as a parameter or watch= its "
                         "source") from None
     except Unhashable:  # a lock, a connection: by its type (the outside world)
         h.update(b"opaque-global:")

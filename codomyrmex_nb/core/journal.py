@@ -88,11 +88,12 @@ from .journal_tables import Moves, RunSummary, status_code
 from .journal_upkeep import JournalInfo, Removal, hold_pins, parse_age, read_info
 from .journal_writer import JournalWriter, _now
 from .signing import Signer
+from .sizes import MB, size_text
 from .spill_files import spill_folder, spill_space, sweep
 
 __all__ = ["SMALL", "Journal", "JournalWarning", "RunInfo", "default_path"]
 
-MAX_BLOB = 900 * 2**20     # SQLite refuses blobs over ~1 GB; larger results are recorded as errors
+MAX_BLOB = 900 * MB        # SQLite refuses blobs over ~1 GB; larger results are recorded as errors
 
 _open_journals: weakref.WeakSet[Journal] = weakref.WeakSet()
 
@@ -126,7 +127,7 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
     enabled: bool
     path: Path
 
-    def __init__(self, path: str | os.PathLike, *, max_bytes: int = 256 * 2**20,
+    def __init__(self, path: str | os.PathLike, *, max_bytes: int = 256 * MB,
                  commit_interval: float = 0.1, vacuum_interval: float = 300.0,
                  key: bytes | None = None) -> None:
         self.path = Path(path).absolute()
@@ -315,8 +316,8 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
 
     def too_large(self, size: int) -> str:
         """Why a result of ``size`` bytes is not stored."""
-        return (f"result of {size} bytes is larger than the journal's size bound "
-                f"({self._max_bytes} bytes)")
+        return (f"result of {size_text(size)} is larger than the journal's size bound "
+                f"({size_text(self.blob_limit)} a result)")
 
     def end_run(self, run_id: int, status: str = "finished", time: float | None = None) -> None:
         """Mark a run ended: ``"finished"`` (every task ended) or ``"stopped"``; queued."""

@@ -32,6 +32,7 @@ from .journal_upkeep import (
     size_on_disk,
 )
 from .signing import Signer
+from .sizes import size_text
 from .spill_files import spill_folder, sweep
 
 _MAX_IDS = 900             # run ids bound to one query (older SQLite allows 999 parameters)
@@ -149,8 +150,8 @@ class Removals:
             _OVER_BOUND.add(self.path)
             pinned = KEPT_PINNED in protected.values()
             why = " (results dropped from memory are read back from them)" if pinned else ""
-            _warn(f"run journal {self.path.name} holds {used / 2**20:.1f} MB, over its bound "
-                  f"of {self._max_bytes / 2**20:.1f} MB, in runs it must keep{why}")
+            _warn(f"run journal {self.path.name} holds {size_text(used)}, over its bound "
+                  f"of {size_text(self._max_bytes)}, in runs it must keep{why}")
         return used, free
 
     def _do_prune(self, keep_runs: int | None, older_than: float | None,

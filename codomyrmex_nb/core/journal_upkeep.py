@@ -27,6 +27,7 @@ from typing import Any
 
 from .journal_tables import NUMBER, of_kind
 from .sessions import current, is_alive
+from .sizes import size_text
 
 __all__ = ["JournalInfo", "Removal", "RunSpace", "hold_pins", "parse_age", "pinned_here",
            "release_here"]
@@ -101,13 +102,6 @@ def size_on_disk(path: str | os.PathLike) -> tuple[int, int]:
         except OSError:
             sizes.append(0)
     return sizes[0], sizes[1]
-
-
-def megabytes(count: float) -> str:
-    """``12.3 MB`` (``0.4 KB`` below a tenth of a megabyte, so small files read too)."""
-    if count < 0.1 * 2**20:
-        return f"{count / 2**10:.1f} KB"
-    return f"{count / 2**20:.1f} MB"
 
 
 @dataclass(frozen=True)
@@ -200,17 +194,17 @@ class JournalInfo:
         """One line: the file, its size on disk, runs, cached results and their space."""
         if not self.enabled:
             return f"the run journal {self.path} is off"
-        wal = f" + wal {megabytes(self.wal_bytes)}" if self.wal_bytes else ""
+        wal = f" + wal {size_text(self.wal_bytes)}" if self.wal_bytes else ""
         spill = "" if not self.spill_files else (
             f" + {self.spill_files} spill file{'s' * (self.spill_files != 1)} "
-            f"{megabytes(self.spill_bytes)}")
-        free = f", {megabytes(self.free_bytes)} free inside" if self.free_bytes else ""
+            f"{size_text(self.spill_bytes)}")
+        free = f", {size_text(self.free_bytes)} free inside" if self.free_bytes else ""
         runs = len(self.runs)
-        return (f"{self.path}: {megabytes(self.size_on_disk + self.spill_bytes)} on disk "
-                f"(db {megabytes(self.db_bytes)}{wal}{spill}{free}); "
+        return (f"{self.path}: {size_text(self.size_on_disk + self.spill_bytes)} on disk "
+                f"(db {size_text(self.db_bytes)}{wal}{spill}{free}); "
                 f"{runs} run{'s' * (runs != 1)}, "
                 f"{self.results} cached result{'s' * (self.results != 1)} "
-                f"({megabytes(self.result_bytes)}), history {megabytes(self.history_bytes)}")
+                f"({size_text(self.result_bytes)}), history {size_text(self.history_bytes)}")
 
 
 @dataclass
@@ -269,14 +263,14 @@ class Removal:
         what = " with ".join(parts) if self.runs and self.results else " and ".join(parts)
         if self.spill_files:
             what += (f", and {self.spill_files} spill file{'s' * (self.spill_files != 1)} of "
-                     f"processes that no longer run ({megabytes(self.spill_bytes)})")
+                     f"processes that no longer run ({size_text(self.spill_bytes)})")
         kept = self.kept_text()
         if self.dry_run:
             return (f"{self.what} --dry-run: would remove {what}, freeing about "
-                    f"{megabytes(self.freed)}; nothing removed{kept}")
+                    f"{size_text(self.freed)}; nothing removed{kept}")
         note = f"; {self.note}" if self.note else ""
-        return (f"{self.what}: removed {what} ({megabytes(self.freed)} of data); the file "
-                f"went from {megabytes(self.before)} to {megabytes(self.after)} on disk"
+        return (f"{self.what}: removed {what} ({size_text(self.freed)} of data); the file "
+                f"went from {size_text(self.before)} to {size_text(self.after)} on disk"
                 f"{kept}{note}")
 
 

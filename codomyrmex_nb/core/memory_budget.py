@@ -57,6 +57,7 @@ from typing import Any
 
 from .model import DROPPED, TaskStatus
 from .result_bytes import dumps_to, pickled_at_least  # containers: a few levels, each object once
+from .sizes import UNITS, size_text
 from .spill_files import spill_name
 
 __all__ = ["DEFAULT", "MIN_SIZE", "MemoryBudget", "MemoryBudgetWarning", "ResultUnavailable",
@@ -64,9 +65,6 @@ __all__ = ["DEFAULT", "MIN_SIZE", "MemoryBudget", "MemoryBudgetWarning", "Result
 
 DEFAULT = "25%"
 MIN_SIZE = 64 * 1024  # smaller results are not worth a read back (nor an entry)
-_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "M": 1000**2, "MB": 1000**2, "G": 1000**3,
-          "GB": 1000**3, "T": 1000**4, "TB": 1000**4, "KIB": 2**10, "MIB": 2**20,
-          "GIB": 2**30, "TIB": 2**40}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*$")
 _TERMINAL = frozenset(s for s in TaskStatus if s.is_terminal)
 _NO_SIZE = frozenset({int, float, bool, complex, type(None)})
@@ -123,22 +121,13 @@ def parse_limit(value: Any) -> int | None:
             return max(1, int(total * share / 100))
         match = _SIZE.match(text)
         unit = match.group(2).upper() if match else ""
-        if match is None or unit not in _UNITS:
+        if match is None or unit not in UNITS:
             raise ValueError(f"memory_limit {value!r} is not a size: use bytes, '500MB', "
                              "'4GB', '2GiB' or a share of RAM such as '25%'")
-        value = float(match.group(1)) * _UNITS[unit]
+        value = float(match.group(1)) * UNITS[unit]
     if value != value or value < 0 or value == float("inf"):
         raise ValueError(f"memory_limit must be a positive size, got {value!r}")
     return int(value) or None
-
-
-def size_text(count: float) -> str:
-    """A size in the decimal units ``parse_limit`` reads (``"30MB"`` is 30 * 10**6 bytes),
-    so a budget prints as it was given: ``"30 MB"``, ``"4.2 GB"``, ``"300 KB"``."""
-    for unit, scale in (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
-        if count >= scale:
-            return f"{count / scale:,.1f}".removesuffix(".0") + f" {unit}"
-    return f"{count:,.0f} bytes"
 
 
 def estimate(value: Any) -> int:

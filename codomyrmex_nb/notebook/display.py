@@ -39,6 +39,7 @@ import pandas as pd
 from ..analysis.preview_frame import PreviewFrame
 from ..analysis.summary_frame import SummaryFrame, captioned_html, captioned_text
 from ..core.preview import safe_preview, safe_previews
+from ..core.sizes import size_text
 
 _WIDTH = 60  # characters of a result summary or an error message
 _NOTE = "summary for display; the frame holds every column, result objects in 'data'"
@@ -156,12 +157,7 @@ def seconds(value: Any) -> str:
 def _bytes(value: Any) -> str:
     if _missing(value):
         return ""
-    value = float(value)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""  # unreachable
+    return size_text(float(value))
 
 
 def _missing(value: Any) -> bool:
@@ -354,7 +350,7 @@ _STATS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("cpu_time_total", "CPU time, total", seconds),
     ("cores_busy", "cores kept busy", lambda v: "" if _missing(v) else f"{float(v):.2f}"),
     ("peak_memory_max", "peak memory, largest attempt",
-     lambda v: "" if _missing(v) else f"{float(v) / 2**20:.1f} MB"),
+     _bytes),
     ("is_running", "engine running", _number),
 )
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core.peek import OutputSoFar
 from ..core.preview import safe_preview
+from ..core.sizes import size_text
 from ..core.snapshot import Snapshot, TaskView
 from ..core.trigger_rules import DEFAULT as DEFAULT_RULE
 from ..core.trigger_rules import MEANING
@@ -163,7 +164,7 @@ def detail_html(snapshot: Snapshot, task_id: str, result: Any = None,
     if task.cpu_time is not None:
         rows.append(("CPU", _seconds(task.cpu_time)))
     if task.peak_memory is not None:
-        rows.append(("peak memory", f"{task.peak_memory / 2**20:.1f} MiB"))
+        rows.append(("peak memory", size_text(task.peak_memory)))
     if task.worker:
         rows.append(("worker", escape(task.worker)))
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)

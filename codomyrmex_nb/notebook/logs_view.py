@@ -24,6 +24,7 @@ from typing import Any
 from ..core import capture
 from ..core.item_views import parse_item_ref
 from ..core.model import Attempt
+from ..core.sizes import size_text
 from ..core.snapshot import Snapshot, TaskView
 from .inspector import user_frames_first
 
@@ -106,7 +107,7 @@ def _header(view: TaskView) -> str:
     if view.cpu_time is not None:
         parts.append(f"CPU {_seconds(view.cpu_time)}")
     if view.peak_memory is not None:
-        parts.append(f"peak memory {_megabytes(view.peak_memory)}")
+        parts.append(f"peak memory {size_text(view.peak_memory)}")
     return " · ".join(parts)
 
 
@@ -121,7 +122,7 @@ def _attempt_title(attempt: Attempt, total: int) -> str:
     if attempt.cpu_time is not None:
         parts.append(f"CPU {_seconds(attempt.cpu_time)}")
     if attempt.peak_memory is not None:
-        parts.append(f"peak {_megabytes(attempt.peak_memory)}")
+        parts.append(f"peak {size_text(attempt.peak_memory)}")
     return " · ".join(parts)
 
 
@@ -186,5 +187,3 @@ def _seconds(value: float) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"

@@ -48,8 +48,9 @@ from IPython.display import display
 from .. import default as _default
 from ..core import OrchestratorBusyError, TaskStatus
 from ..core.executors import EXECUTORS
-from ..core.memory_budget import parse_limit, size_text
+from ..core.memory_budget import parse_limit
 from ..core.recorder import journal_setting
+from ..core.sizes import size_text
 from ..orchestrator import TaskOrchestrator
 from . import display_capture, journal_magic
 from .cell_define import CellDefinitionError, CellOptions, define_cell_task
