@@ -450,6 +450,33 @@ def test_the_magic_shows_prunes_and_clears(ip, capsys):
     assert frame["results"].tolist() == [0]
 
 
+def test_clear_cache_says_it_swept_spill_files_and_nothing_to_clear_only_when_so(
+        ip, capsys, tmp_path):
+    """A killed process left a spill file of task ``big`` (no row: it was over the cap):
+    clearing ``big`` removes it and says so, with its space; a second clear has nothing."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    started = sessions.start_time(child.pid)
+    child.kill()
+    child.wait(10)
+    folder = tmp_path / "j.spill"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{child.pid}.{int(started)}-big-1.pkl").write_bytes(b"x" * 2_500_000)
+    ip.run_line_magic("codo_journal", "--clear-cache big --dry-run")
+    out = capsys.readouterr().out
+    assert "--clear-cache --dry-run: no cached result of a task named 'big'; would remove " \
+           "1 spill file of processes that no longer run (2.5 MB)" in out, out
+    ip.run_line_magic("codo_journal", "--clear-cache big")
+    out = capsys.readouterr().out
+    assert "codo_journal --clear-cache: no cached result of a task named 'big'; removed 1 " \
+           "spill file of processes that no longer run (2.5 MB)" in out, out
+    assert list(folder.iterdir()) == []
+    ip.run_line_magic("codo_journal", "--clear-cache big")
+    out = capsys.readouterr().out
+    assert "no cached result of a task named 'big'; nothing to clear" in out, out
+    ip.run_line_magic("codo_journal", "--clear-cache")
+    assert "codo_journal --clear-cache: nothing to clear\n" in capsys.readouterr().out
+
+
 def test_the_magic_help_is_plain_text(ip, capsys):
     ip.run_cell("%codo_journal?")
     out = capsys.readouterr().out

@@ -185,7 +185,7 @@ class Removals:
         conn = self._wconn
         assert conn is not None
         before = sum(size_on_disk(self.path))
-        removal = Removal("clear-cache", dry_run, before=before, after=before)
+        removal = Removal("clear-cache", dry_run, before=before, after=before, name=name)
         kept = kept_runs(runs_space(conn, space=False), self._open_runs, ())
         pinned = self._pins() - self._released(dry_run)
         sql = "SELECT rowid, run_id, fingerprint, length(blob) FROM results " \

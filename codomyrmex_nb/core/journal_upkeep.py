@@ -216,7 +216,8 @@ class Removal:
     on disk (db + wal; ``after`` equals ``before`` in a dry run); ``error`` when the
     removal failed (then nothing was removed); ``note`` when it was done but the file
     could not shrink yet (another process held it: the next removal or size check
-    gives the space back)."""
+    gives the space back); ``spill_files``/``spill_bytes`` the spill files of processes
+    that no longer run, swept with it; ``name`` the task a cache clear was asked for."""
 
     what: str
     dry_run: bool = False
@@ -231,6 +232,7 @@ class Removal:
     note: str | None = None
     spill_files: int = 0  # spill files of processes that no longer run, removed with it
     spill_bytes: int = 0
+    name: str | None = None  # clear-cache NAME: the task asked for
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -250,28 +252,41 @@ class Removal:
                      "memory (read back from here)")
         return kept
 
+    def went_text(self) -> str | None:
+        """What went (would go): runs, cached results and their data, spill files and
+        their bytes, each only if any; None when nothing did."""
+        data = []
+        if self.runs:
+            data.append(f"{len(self.runs)} run{'s' * (len(self.runs) != 1)} "
+                        f"({_ids(self.runs)})")
+        if self.results:
+            data.append(f"{self.results} cached result{'s' * (self.results != 1)}")
+        went = " with ".join(data) + (f" ({size_text(self.freed)} of data)" if data else "")
+        if self.spill_files:
+            spill = (f"{self.spill_files} spill file{'s' * (self.spill_files != 1)} of "
+                     f"processes that no longer run ({size_text(self.spill_bytes)})")
+            went = f"{went}, and {spill}" if went else spill
+        return went or None
+
     def summary(self) -> str:
-        """One line on what went (or would go) and the space it frees."""
+        """One line on what went (or would go) and the space it frees; "nothing to clear"
+        (or prune) only when nothing went, and for a cache clear of a task that has no
+        cached result, that it has none, then what else went (spill files)."""
         if self.error is not None:
             return f"{self.what}: could not remove anything ({self.error})"
-        parts = []
-        if self.runs:
-            parts.append(f"{len(self.runs)} run{'s' * (len(self.runs) != 1)} "
-                         f"({_ids(self.runs)})")
-        if self.results or not self.runs:
-            parts.append(f"{self.results} cached result{'s' * (self.results != 1)}")
-        what = " with ".join(parts) if self.runs and self.results else " and ".join(parts)
-        if self.spill_files:
-            what += (f", and {self.spill_files} spill file{'s' * (self.spill_files != 1)} of "
-                     f"processes that no longer run ({size_text(self.spill_bytes)})")
-        kept = self.kept_text()
+        went, kept = self.went_text(), self.kept_text()
+        head = f"{self.what}{' --dry-run' if self.dry_run else ''}: "
+        if self.name is not None and not (self.results or self.kept or self.pinned):
+            head += f"no cached result of a task named {self.name!r}; "
+        if went is None:
+            return f"{head}nothing to {'prune' if self.what == 'prune' else 'clear'}{kept}"
         if self.dry_run:
-            return (f"{self.what} --dry-run: would remove {what}, freeing about "
-                    f"{size_text(self.freed)}; nothing removed{kept}")
+            return (f"{head}would remove {went}, freeing about "
+                    f"{size_text(self.freed + self.spill_bytes)}; nothing removed{kept}")
         note = f"; {self.note}" if self.note else ""
-        return (f"{self.what}: removed {what} ({size_text(self.freed)} of data); the file "
-                f"went from {size_text(self.before)} to {size_text(self.after)} on disk"
-                f"{kept}{note}")
+        shrunk = "" if not (self.runs or self.results) else (
+            f"; the file went from {size_text(self.before)} to {size_text(self.after)} on disk")
+        return f"{head}removed {went}{shrunk}{kept}{note}"
 
 
 def _ids(ids: list[int]) -> str:

@@ -47,12 +47,8 @@ def run(orchestrator: Callable[[], TaskOrchestrator], args: argparse.Namespace) 
         removal = orch.prune_journal(args.keep_runs, args.older_than, args.dry_run)
     elif clearing:
         removal = orch.clear_journal_cache(args.clear_cache or None, args.dry_run)
-    if removal is not None:
-        if clearing and args.clear_cache and not removal.results and not removal.kept \
-                and not removal.pinned and removal.error is None:
-            print(f"codo_journal: no cached result of a task named {args.clear_cache!r}")
-        else:
-            print(f"codo_journal --{removal.summary()}")  # --prune: removed ...
+    if removal is not None:  # --clear-cache: removed ... (or: nothing to clear)
+        print(f"codo_journal --{removal.summary()}")
     info = orch.journal_info()
     if info is None:
         return None
