@@ -369,6 +369,9 @@ class TaskOrchestrator:
         finally:
             if not was_open and not self._engine.running:
                 recorder.close()
+            else:
+                with self._engine.lock:  # between runs (open_run holds this lock)
+                    recorder.close_if_room_made()
 
     def clear_journal(self) -> Removal | None:
         """Forget every run the journal recorded (``%codo_reset --journal``) but those a

@@ -78,10 +78,12 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .journal_files import JournalFiles, JournalWarning, _connect, _warn, default_path
+from .journal_full_disk import FIX, FullDiskUpkeep, disk_full, full_reason
 from .journal_reads import SMALL, Reads, RunInfo
 from .journal_removal import Removals
 from .journal_tables import Moves, RunSummary, status_code
@@ -121,7 +123,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_in_child)
 
 
-class Journal(JournalFiles, JournalWriter, Reads, Removals):
+class Journal(JournalFiles, JournalWriter, Reads, Removals, FullDiskUpkeep):
     """The run journal in one SQLite file; see the module docstring."""
 
     enabled: bool
@@ -133,6 +135,8 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
         self.path = Path(path).absolute()
         self.enabled = False
         self.mode: str | None = None  # "wal" or the fallback journal mode
+        self.full_disk: str | None = None  # off because its disk is full: why (upkeep works)
+        self.room_made = False  # and an upkeep freed space since (journal_full_disk.py)
         self._max_bytes = int(max_bytes)
         self._interval = max(0.0, float(commit_interval))
         self._vacuum_interval = float(vacuum_interval)
@@ -207,7 +211,8 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
         try:
             self._prepare_files()
         except OSError as exc:
-            _warn(f"run journal off: cannot write {self.path.parent} "
+            _warn(self._off_for_full_disk(exc, key) or
+                  f"run journal off: cannot write {self.path.parent} "
                   f"({exc.strerror or exc}); results will not survive a restart")
             return
         self._load_signer(key)
@@ -217,7 +222,8 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
             self._rconn.execute("PRAGMA query_only = ON")
         except (sqlite3.Error, OSError) as exc:
             self._close_connections()
-            _warn(f"run journal off: cannot use {self.path} ({exc}); "
+            _warn(self._off_for_full_disk(exc, key) or
+                  f"run journal off: cannot use {self.path} ({exc}); "
                   "results will not survive a restart")
             return
         self.enabled = True
@@ -227,7 +233,19 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
         self._thread.start()
         _open_journals.add(self)
 
-    # -- opening ---------------------------------------------------------------------
+    def _off_for_full_disk(self, exc: BaseException, key: bytes | None) -> str | None:
+        """If opening failed for a full disk: off for recording, but its upkeep works (it
+        frees the space: ``journal_full_disk.py``); the warning, naming the fix (None:
+        another failure)."""
+        if not disk_full(exc, self.path.parent):
+            return None
+        self.full_disk = (f"its disk is full ({full_reason(exc)}): --prune or --clear-cache "
+                          "make room")
+        if self.signer is None:
+            self._load_signer(key)  # a cache clear signs the rows it rewrites
+        return (f"run journal off: the disk holding {self.path} is full "
+                f"({full_reason(exc)}); results will not survive a restart. To make room, "
+                f"{FIX}; it turns back on the next time it is opened")
 
     # -- recording (any thread; O(1): one tuple onto a deque) ---------------------------
 
@@ -356,7 +374,14 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
         committed (``flush`` first for what is still queued)."""
         off = JournalInfo(str(self.path), False)
         if not self.enabled:
-            return off
+            if self.full_disk is None:
+                return off
+            try:  # off for a full disk: what it holds, read without needing space
+                return replace(self._on_own_connection(lambda conn: read_info(
+                    conn, self.path, False, small=self._small_space(conn),
+                    spill=spill_space(spill_folder(self.path)))), full_disk=self.full_disk)
+            except sqlite3.Error:
+                return replace(off, full_disk=self.full_disk)
         return self._read(lambda conn: read_info(conn, self.path, small=self._small_space(conn),
                                                  spill=spill_space(spill_folder(self.path))),
                           off)
@@ -385,6 +410,8 @@ class Journal(JournalFiles, JournalWriter, Reads, Removals):
     def _upkeep(self, what: str, dry_run: bool, action: Callable[[], Removal]) -> Removal:
         """Run a removal on the writer thread, after what is queued is committed."""
         if not self.enabled:
+            if self.full_disk is not None:
+                return self._upkeep_on_full_disk(what, dry_run, action)
             return Removal(what, dry_run, error="the run journal is off")
         ok, removal = self._call(action)
         if not ok or not isinstance(removal, Removal):

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .journal_files import _warn
+from .journal_files import _is_busy, _warn
+from .journal_full_disk import disk_full
 from .journal_tables import TABLES, TASKS, without_small
 from .journal_upkeep import (
     KEPT_NEWEST,
@@ -95,7 +96,7 @@ class Removals:
                  if (run_id, fp) not in pinned]
         removed = self._remove([run.run_id for run in chosen], extra)
         if removed is None:
-            removal.error = "the file stayed locked; try again"
+            removal.error = self._why_not_removed()
             return removal
         chosen = self._gone(removal, chosen, removed[0])
         removal.runs = [run.run_id for run in chosen]
@@ -172,7 +173,7 @@ class Removals:
         if not dry_run and chosen:
             removed = self._remove([run.run_id for run in chosen])
             if removed is None:
-                removal.error = "the file stayed locked; try again"
+                removal.error = self._why_not_removed()
                 return removal
             chosen = self._gone(removal, chosen, removed[0])
         removal.runs = [run.run_id for run in chosen]
@@ -204,7 +205,7 @@ class Removals:
         if not dry_run and (chosen or rewritten):  # one transaction: all of it or nothing
             removed = self._remove(results=[rowid for rowid, _ in chosen], rewrite=rewritten)
             if removed is None:
-                removal.error = "the file stayed locked; try again"
+                removal.error = self._why_not_removed()
                 return removal
             removal.pinned += len(chosen) - removed[1]  # pinned since it was planned
             removal.results = removed[1]
@@ -286,8 +287,9 @@ class Removals:
                 count += len(doomed)
             return gone, count
 
-        ok, removed = self._write(work, "a prune")
+        ok, removed = self._write(work, "a prune", warn=False)
         if not ok:
+            self._failure = removed  # the error (``_why_not_removed``)
             return None
         if rewrite:
             with self._rlock:  # this process's index of small results: read anew
@@ -295,6 +297,17 @@ class Removals:
         for run_id in removed[0]:
             self._summaries.pop(run_id, None)
         return removed
+
+    def _why_not_removed(self) -> str:
+        """Why ``_remove`` removed nothing: a full disk (and the fix), another error, or
+        the file stayed locked."""
+        failure = getattr(self, "_failure", None)
+        if isinstance(failure, BaseException) and disk_full(failure, self.path.parent):
+            return (f"the disk is full ({failure}); stop the orchestrator and run this again: "
+                    f"a journal opened on a full disk removes without needing space")
+        if isinstance(failure, BaseException) and not _is_busy(failure):
+            return f"could not write ({failure})"
+        return "the file stayed locked; try again"
 
     def _vacuum(self) -> str | None:
         """Give the free pages back to the file system: the incremental vacuum run to

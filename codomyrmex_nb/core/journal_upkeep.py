@@ -134,7 +134,8 @@ class RunSpace:
 class JournalInfo:
     """What a journal holds: its file and size on disk (the database and its ``-wal``),
     ``free_bytes`` of pages empty inside it, its runs (newest first) and their space, and
-    the memory budget's ``spill_files`` beside it (of every process) and their bytes.
+    the memory budget's ``spill_files`` beside it (of every process) and their bytes;
+    ``full_disk`` why it is off when its disk is full (what it holds is still read).
     ``frame()`` is the runs as a DataFrame; ``as_dict()`` the totals as plain values."""
 
     path: str
@@ -146,6 +147,7 @@ class JournalInfo:
     runs: tuple[RunSpace, ...] = ()
     spill_files: int = 0
     spill_bytes: int = 0
+    full_disk: str | None = None
 
     @property
     def size_on_disk(self) -> int:
@@ -192,8 +194,9 @@ class JournalInfo:
 
     def summary(self) -> str:
         """One line: the file, its size on disk, runs, cached results and their space."""
-        if not self.enabled:
-            return f"the run journal {self.path} is off"
+        off = "" if self.full_disk is None else f"; the journal is off: {self.full_disk}"
+        if not self.enabled and (self.full_disk is None or not self.db_bytes):
+            return f"the run journal {self.path} is off{off}"
         wal = f" + wal {size_text(self.wal_bytes)}" if self.wal_bytes else ""
         spill = "" if not self.spill_files else (
             f" + {self.spill_files} spill file{'s' * (self.spill_files != 1)} "
@@ -204,7 +207,8 @@ class JournalInfo:
                 f"(db {size_text(self.db_bytes)}{wal}{spill}{free}); "
                 f"{runs} run{'s' * (runs != 1)}, "
                 f"{self.results} cached result{'s' * (self.results != 1)} "
-                f"({size_text(self.result_bytes)}), history {size_text(self.history_bytes)}")
+                f"({size_text(self.result_bytes)}), history {size_text(self.history_bytes)}"
+                f"{off}")
 
 
 @dataclass

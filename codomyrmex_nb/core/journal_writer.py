@@ -22,6 +22,7 @@ from typing import Any
 
 from .item_journal import fold_group, pack_group, refold_group
 from .journal_files import RETRY_BUDGET, _is_busy
+from .journal_full_disk import FIX, disk_full
 from .journal_tables import (
     INSERT_PACKED,
     INSERT_RESULT,
@@ -223,8 +224,10 @@ class JournalWriter:
                     error = failed
             if not ok:
                 self.dropped += sum(len(rows) for _, rows in batches) + len(bad)
+                full = isinstance(error, BaseException) and disk_full(error, self.path.parent)
                 self._warn_once("write-records", f"run journal {self.path.name}: could not "
-                                f"write records ({error}); they are lost")
+                                f"write records ({error}); they are lost"
+                                + (f"; the disk is full: to make room, {FIX}" if full else ""))
                 return False
             if bad:
                 self.dropped += len(bad)

@@ -208,6 +208,13 @@ class Recorder(Restoring):
         more = f" and {earlier} earlier run{'s' * (earlier != 1)}" if earlier > 0 else ""
         return f"the unfinished run of {_when(self.resume_from.started)}{more}"
 
+    def close_if_room_made(self) -> None:
+        """Under the engine lock: a journal turned off for a full disk whose upkeep made
+        room is closed between runs, so that the next run opens it again, on."""
+        journal = self._journal
+        if journal is not None and journal.room_made and self.run_id is None:
+            self.close()
+
     def close(self) -> None:
         """Commit what is queued and stop the writer thread (the engine stopped)."""
         journal, self._journal = self._journal, None
