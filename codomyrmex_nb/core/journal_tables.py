@@ -60,10 +60,12 @@ from typing import Any, NamedTuple
 from .model import TaskStatus
 from .signing import Signer
 
-SCHEMA_VERSION = 5         # 3: signed blobs (mac columns, runs.key_id); 4: "tasks" columns;
+SCHEMA_VERSION = 6         # 3: signed blobs (mac columns, runs.key_id); 4: "tasks" columns;
 # 5: "tasks" blobs of layout 2 (map items as groups). A version-4 file needs no conversion:
 # its blobs are read as they are; the number only keeps an older engine from reading a
-# layout-2 blob as nothing (it refuses the file, saying it was written by a newer version)
+# layout-2 blob as nothing (it refuses the file, saying it was written by a newer version).
+# 6: a new file's ``results`` table has ``blob`` last (``blob_last``); an older engine
+# inserts by position, so it must refuse such a file. An older file keeps its order.
 SIGNED_SINCE = 3           # files of an older version were written before signing
 MARSHAL_VERSION = 4        # packed rows: a format every Python 3 since 3.4 reads
 CHUNK = 2**20              # a larger blob is written in chunks, letting other threads run
@@ -77,8 +79,8 @@ CREATE TABLE IF NOT EXISTS runs(
 CREATE TABLE IF NOT EXISTS packed(run_id INTEGER, kind TEXT, rows BLOB,
     mac BLOB);
 CREATE TABLE IF NOT EXISTS results(
-    run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, blob BLOB, error TEXT, time REAL,
-    mac BLOB);
+    run_id INTEGER, task_id TEXT, name TEXT, fingerprint TEXT, error TEXT, time REAL,
+    mac BLOB, blob BLOB);
 CREATE INDEX IF NOT EXISTS packed_run ON packed(run_id);
 CREATE INDEX IF NOT EXISTS results_run_fingerprint ON results(run_id, fingerprint);
 DROP INDEX IF EXISTS results_fingerprint;
@@ -110,7 +112,9 @@ _SWAP = sys.byteorder != "little"  # the columns are little-endian whatever the 
 UPDATE_SUMMARY = "UPDATE runs SET tasks = ?, completed = ?, failed = ?, last_time = ? " \
     "WHERE run_id = ?"
 RUN_COLUMNS = "run_id, started, ended, status, tasks, completed, failed, last_time, pid, pstarted"
-INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# a result row as the journal queues it, whatever the order of the file's columns
+RESULT_COLUMNS = "results(run_id, task_id, name, fingerprint, blob, error, time, mac)"
+INSERT_RESULT = f"INSERT INTO {RESULT_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 NUMBER = (int, float)
 
 
@@ -118,7 +122,7 @@ def of_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
     """``isinstance``, a bool not counting as a number: is a field of a runs row (edited by
     hand, perhaps) of the kind the journal wrote there?"""
     return isinstance(value, kind) and value.__class__ is not bool
-_INSERT_RESULT_SPACE = "INSERT INTO results VALUES (?, ?, ?, ?, zeroblob(?), ?, ?, ?)"
+_INSERT_RESULT_SPACE = f"INSERT INTO {RESULT_COLUMNS} VALUES (?, ?, ?, ?, zeroblob(?), ?, ?, ?)"
 UPDATE_END = "UPDATE runs SET ended = ?, status = ? WHERE run_id = ?"
 
 
@@ -574,12 +578,26 @@ def insert_results(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> Non
 
 @functools.lru_cache(maxsize=8)
 def _insert_many(count: int) -> str:
-    return "INSERT INTO results VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    return f"INSERT INTO {RESULT_COLUMNS} VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] *
+                                                                count)
+
+
+def blob_last(conn: sqlite3.Connection) -> bool:
+    """Is ``blob`` the last column of the file's ``results`` table (version 6 on)? Only
+    then does a large blob go in without a copy in memory: SQLite builds a row in
+    memory whole, but for a ``zeroblob`` at its very end, which it leaves to be written
+    on disk (``insert_result``); anywhere else the zeros are made in memory, and the
+    row from them, twice the blob's size."""
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(results)")]
+    return bool(columns) and columns[-1] == "blob"
 
 
 def insert_result(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     """One result row; a large blob goes in by chunks, each copied without the GIL (binding
-    a 100 MB blob at once would hold every other thread for tens of milliseconds)."""
+    a 100 MB blob at once would hold every other thread for tens of milliseconds, and
+    SQLite would copy it twice more). In a file whose ``blob`` column is last
+    (``blob_last``) that takes no memory beyond a chunk; in an older file SQLite makes
+    the row in memory first (twice the blob) and the journal pays that."""
     blob = row[4]
     if blob is None or len(blob) <= CHUNK:
         conn.execute(INSERT_RESULT, row)
