@@ -59,6 +59,12 @@ def spin_ticking(path, seconds):
     return "spun"
 
 
+def _both_workers_up(orch) -> None:
+    """A test that kills a worker leaves Dask's nanny restarting it: a timeout then ran out
+    before a body began on a busy machine (what is tested here is a body that runs on)."""
+    orch.executor.client.wait_for_workers(2, timeout=60)
+
+
 def note_start(path):
     Path(path).write_text(str(time.time()))
     return "started"
@@ -68,6 +74,7 @@ def test_a_timed_out_attempt_stops_before_its_exclusive_resource_goes_to_the_nex
         orch, tmp_path: Path):
     """Its body ran on in the worker process while the next holder of the resource ran:
     two sole holders at once."""
+    _both_workers_up(orch)
     ticks, start = tmp_path / "ticks.txt", tmp_path / "start.txt"
     sole = [TaskResource(ResourceType.CPU, "the_one", "exclusive")]
     first = orch.create_task("first", func=spin_ticking, timeout=1, resources=sole,
@@ -84,6 +91,7 @@ def test_a_timed_out_attempt_stops_before_its_exclusive_resource_goes_to_the_nex
 def test_timed_out_attempts_free_their_workers_for_the_next_tasks(orch, tmp_path: Path):
     """Both worker processes stayed busy with given-up bodies: the next task waited in
     Dask's queue and its own timeout ran out before it started."""
+    _both_workers_up(orch)
     for i in range(2):
         orch.create_task(f"hog{i}", func=spin_ticking, timeout=1,
                          parameters={"path": str(tmp_path / f"hog{i}.txt"), "seconds": 20})

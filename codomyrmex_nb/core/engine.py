@@ -84,6 +84,7 @@ from .memory_budget import MemoryBudget
 from .model import Task, TaskStatus
 from .recorder import Recorder
 from .records import Record
+from .result_bytes import NO_SIZE
 from .result_store import ResultStore
 from .scheduler import Scheduler
 from .snapshot import Snapshot, build_snapshot, copy_rows, paused_gc
@@ -393,7 +394,7 @@ class Engine:
                 for k, run in enumerate(runs):
                     if shared is not None:  # its items begin one by one: each its own time
                         run.taken_at = perf_counter()
-                        shared.lend(run)
+                        run.box = shared.box  # it cuts its output from the batch's capture
                     run.clock = clock
                     outcome = self._execute(run)
                     if shared is not None:
@@ -405,7 +406,8 @@ class Engine:
                         if recorder is not None and (run.rec.parent is None or
                                                      outcome.value.__class__ not in TRIVIAL_TYPES):
                             prepared = recorder.prepare_result(run.rec, outcome.value)
-                        if budget is not None and budget.limit is not None:
+                        if budget is not None and budget.limit is not None \
+                                and outcome.value.__class__ not in NO_SIZE:  # (no size to hold)
                             held = self._store.measure(run.rec, outcome.value, prepared)
                     if run is last:  # recorded as the next ticket is taken; its time
                         # is taken now: a wait for the lock is no part of the attempt (that
@@ -808,10 +810,6 @@ class _SharedCapture:
 
     def __init__(self) -> None:
         self.box = capture.Capture(level=capture.LOG_LEVEL, limit=capture.LIMIT).start()
-
-    def lend(self, run: Run) -> None:
-        """``run`` cuts its output from this capture."""
-        run.box = self.box
 
     def took_back(self, more: bool) -> None:
         """An item returned. A thread it started that still writes keeps this capture; the

@@ -56,7 +56,11 @@ from pathlib import Path
 from typing import Any
 
 from .model import DROPPED, TaskStatus
-from .result_bytes import dumps_to, pickled_at_least  # containers: a few levels, each object once
+from .result_bytes import (  # containers: a few levels, each object once
+    NO_SIZE,
+    dumps_to,
+    pickled_at_least,
+)
 from .sizes import UNITS, size_text
 from .spill_files import spill_name
 
@@ -67,7 +71,6 @@ DEFAULT = "25%"
 MIN_SIZE = 64 * 1024  # smaller results are not worth a read back (nor an entry)
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*$")
 _TERMINAL = frozenset(s for s in TaskStatus if s.is_terminal)
-_NO_SIZE = frozenset({int, float, bool, complex, type(None)})
 
 
 class MemoryBudgetWarning(UserWarning):
@@ -135,7 +138,7 @@ def estimate(value: Any) -> int:
     ``memory_usage(deep=False)``, bytes and strings by length, ``sys.getsizeof``
     otherwise (with what ``pickled_at_least`` sees inside containers)."""
     kind = type(value)
-    if kind in _NO_SIZE:
+    if kind in NO_SIZE:
         return 0
     if kind is bytes or kind is bytearray or kind is str:
         return len(value)
