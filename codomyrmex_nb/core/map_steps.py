@@ -236,7 +236,8 @@ class MapSteps:
         rec = item.parent
         m = rec.mapping
         m.live -= 1
-        m.advance()
+        if m.next < m.n and m.items[m.next] is not None:
+            m.advance()
         ok = item.status is _ENDED_OK
         for down in m.chained:
             dm = down.mapping
@@ -246,9 +247,9 @@ class MapSteps:
                     self._push_map(down)
         if m.closing:
             return
-        if m.finished():
+        if not m.live and m.finished():  # (``finished`` asks ``live`` first: one call less)
             self._map_done(rec, now)
-        elif m.can_dispatch():
+        elif not m.in_heap and m.can_dispatch():  # its cursor is queued already, mostly
             self._push_map(rec)
 
     def compact(self, item: Any) -> None:
