@@ -383,9 +383,9 @@ def test_a_watched_directory_is_not_restorable_and_says_why(project):
 
 
 def test_a_value_over_the_budget_makes_the_task_not_restorable_in_one_line(project, monkeypatch):
-    import codomyrmex_nb.core.fingerprint as fingerprint
+    from codomyrmex_nb.core import fingerprint_context  # (where the budget is read)
 
-    monkeypatch.setattr(fingerprint, "BUDGET_BYTES", 100_000)  # BIG is 100,000 ints
+    monkeypatch.setattr(fingerprint_context, "BUDGET_BYTES", 100_000)  # BIG is 100,000 ints
     func = project.flow.big_list
     with pytest.warns(JournalWarning) as caught:
         assert project.run(func=func) == (False, sum(range(100_000)))
@@ -430,20 +430,20 @@ def test_an_unhashable_global_still_counts_by_type_and_caches(project):
 
 
 def test_installed_packages_count_by_distribution_and_version(monkeypatch):
-    import codomyrmex_nb.core.fingerprint as fingerprint
+    from codomyrmex_nb.core import code_origin
 
     pd = pytest.importorskip("pandas")
     ns = {"__name__": "__main__", "pd": pd}
     exec("def frame():\n    return pd.DataFrame()\n", ns)
     before = code_fingerprint(ns["frame"])
-    assert fingerprint._library_version("pandas").startswith("pandas==")
-    monkeypatch.setattr(fingerprint, "_library_version",
-                        lambda name: "pandas==0.0" if name and name.startswith("pandas") else "")
+    assert code_origin._library_version("pandas").startswith("pandas==")
+    monkeypatch.setattr(code_origin, "distribution",  # (every module's _library_version)
+                        lambda top: "pandas==0.0" if top == "pandas" else None)
     assert code_fingerprint(ns["frame"]) != before
 
 
 def test_a_module_outside_site_packages_is_user_code(project):
-    from codomyrmex_nb.core.fingerprint import _is_library_module
+    from codomyrmex_nb.core.code_origin import _is_library_module
 
     assert not _is_library_module(project.helper_name)
     assert _is_library_module("json") and _is_library_module("pytest")
@@ -520,14 +520,14 @@ def test_a_result_of_a_buggy_action_is_not_resumed_once_the_action_is_fixed(tmp_
 def test_garbage_collection_does_not_count_against_the_hashing_budget():
     """A full collection in a big process takes ~100 ms of this thread's CPU: it belongs to
     no value, so a 10,000-key dict stays restorable even when one runs mid-hash."""
-    from codomyrmex_nb.core import fingerprint
+    from codomyrmex_nb.core import fingerprint_context
 
     junk = [[i] for i in range(300_000)]  # many tracked objects: a full collection is slow
-    before_clock, before_cpu = fingerprint._clock(), time.thread_time()
+    before_clock, before_cpu = fingerprint_context._clock(), time.thread_time()
     for _ in range(3):
         gc.collect()
     spent_cpu = time.thread_time() - before_cpu
-    spent_clock = fingerprint._clock() - before_clock
+    spent_clock = fingerprint_context._clock() - before_clock
     del junk
     assert spent_cpu > 0.005  # the collections did take time ...
     assert spent_clock < spent_cpu / 4  # ... which the budget's clock leaves out
