@@ -94,6 +94,21 @@ def test_create_task_refuses_a_name_with_a_control_character(orch, name):
     assert orch.list_tasks() == []
 
 
+@pytest.mark.parametrize("name", [" ", "   ", "\u00a0", " \u3000 "])
+def test_a_name_of_only_spaces_is_refused_in_one_line_saying_the_fix(orch, name):
+    for define in (lambda: orch.create_task(name, func=lambda: 1),
+                   lambda: Task(name=name, func=lambda: 1)):
+        with pytest.raises(ValueError) as info:
+            define()
+        message = str(info.value)
+        assert "\n" not in message and repr(name) in message
+        assert "only whitespace" in message and "at least one visible character" in message
+    task = orch.create_task("fine", func=lambda: 1)
+    with pytest.raises(ValueError, match="only whitespace"):
+        orch.redefine(task, name=name)
+    assert [t.name for t in orch.list_tasks()] == ["fine"]
+
+
 @pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
 def test_task_objects_with_a_bad_name_are_refused(orch, name):
     with pytest.raises(ValueError, match="task name"):
@@ -142,6 +157,14 @@ def test_the_magic_refuses_a_bad_name_in_one_line(ipython):
     message = str(info.value)
     assert message.startswith("%%codo_task: task name") and "\n" not in message
     assert "'\\x1b'" in message
+    assert current_orchestrator().list_tasks() == []
+
+
+def test_the_magic_refuses_a_name_of_only_spaces_in_one_line(ipython):
+    with pytest.raises(UsageError) as info:
+        ipython.run_cell_magic("codo_task", "'   '", "1")
+    message = str(info.value)
+    assert message.startswith("%%codo_task: ") and "\n" not in message and "name" in message
     assert current_orchestrator().list_tasks() == []
 
 

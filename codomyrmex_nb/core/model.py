@@ -580,6 +580,7 @@ class Task:
     def is_plain(self) -> bool:
         """True when every field has a default-like type and value: nothing to check."""
         return (type(self.name) is str and self.name != "" and self.name.isprintable()
+                and not self.name.isspace()  # (spaces are printable: a blank name is not)
                 and type(self.module) is str
                 and type(self.action) is str and type(self.parameters) is dict
                 and all(map(isinstance, self.parameters, _STR))  # names: no frame

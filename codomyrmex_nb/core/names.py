@@ -4,7 +4,8 @@ A name is drawn in the live view (Graphviz, then SVG, which is XML), printed in
 one-line messages and used as a table index. A NUL stops ``dot`` (the whole
 drawing goes blank), other control characters make the SVG invalid XML, and
 line or paragraph separators split one-line messages; a lone surrogate cannot
-be encoded at all. Those are refused when the task is defined. Everything else
+be encoded at all. Those are refused when the task is defined, as is a name of
+only whitespace (nothing to see, nothing to tell apart). Everything else
 is allowed: accents, CJK, emoji joined by a zero-width joiner, right-to-left
 marks (format characters, category Cf) and private-use icons.
 """
@@ -29,7 +30,13 @@ def bad_name_char(name: str) -> tuple[int, str] | None:
 
 
 def check_task_name(name: str) -> None:
-    """Raise a one-line ``ValueError`` naming the first refused character and the fix."""
+    """Raise a one-line ``ValueError`` naming the first refused character and the fix, or
+    saying that the name is blank (only spaces: nothing to see in a drawing or a message)."""
+    if name.isspace():
+        raise ValueError(
+            f"task name {name!r} is only whitespace: task names are drawn and printed, so a "
+            "blank one cannot be seen or told apart; give the task a name with at least one "
+            "visible character")
     found = bad_name_char(name)
     if found is None:
         return
