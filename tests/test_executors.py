@@ -104,6 +104,12 @@ def exit_after_a_while():
     os._exit(3)
 
 
+def square_but_crash_on_5(item):
+    if item == 5:
+        os._exit(3)
+    return item * item
+
+
 class BadMessage(Exception):
     def __str__(self):
         return f"{self.code}"  # never set: its message itself raises
@@ -212,6 +218,17 @@ def test_processes_survive_a_crashed_worker(make_orch):
     assert (crash.status, crash.result.error_type) == (S.FAILED, "WorkerCrashedError")
     assert "exit code 3" in crash.result.error_message
     assert nxt.status is S.COMPLETED and nxt.result.data != os.getpid()
+
+
+def test_a_crashed_workers_message_names_the_item_of_a_map(make_orch):
+    o = make_orch(2, executor="processes")
+    o.create_task("sq", func=square_but_crash_on_5, map=list(range(8)))
+    assert run_all(o) is False
+    item = o.get_task_result("sq", map_index=5)
+    assert item.error_type == "WorkerCrashedError"
+    assert "running task 'sq[5]' died (exit code 3)" in item.error_message
+    assert "'sq[5]'" in str(o.get_task_result("sq").error_message)
+    assert o.get_task_result("sq", map_index=4).data == 16
 
 
 LEFT_RUNNING = """

@@ -122,6 +122,12 @@ class Run:
         self.clock: CpuClock | None = None  # its worker's CPU clock (set by the engine)
         self.timed_from: float | None = None  # time.time() its deadline was (re-)armed at
 
+    @property
+    def label(self) -> str:
+        """What messages call the attempt: its task's name, or an item's ``name[index]``."""
+        name = getattr(self.rec, "name", None)
+        return name if type(name) is str else self.task.name
+
     # -- the gate ------------------------------------------------------------------
     @property
     def in_user_code(self) -> bool:

@@ -129,7 +129,7 @@ def dumps_call(run: Run, where: str) -> bytes:
     try:
         return cloudpickle.dumps(run.call)
     except Exception as exc:
-        exc.add_note(f"task {run.task.name!r} goes to {where} with cloudpickle: its function, "
+        exc.add_note(f"task {run.label!r} goes to {where} with cloudpickle: its function, "
                      "parameters and upstream results must be picklable")
         raise
 
@@ -424,7 +424,7 @@ class ProcessExecutor:
         self._checkin(run, worker, reply is not None)
         if reply is None:
             outcome = cancelled(run) if run.abandoned else failed(WorkerCrashedError(
-                f"the worker process running task {run.task.name!r} died ({worker.death}); "
+                f"the worker process running task {run.label!r} died ({worker.death}); "
                 "the pool has replaced it"), started=sent)
             outcome.logs, outcome.cpu_time = logs, cpu
             return outcome
@@ -467,7 +467,7 @@ class ProcessExecutor:
             if run.abandoned or worker.killed:
                 return None
             raise WorkerCrashedError(
-                f"a worker process for task {run.task.name!r} died while starting "
+                f"a worker process for task {run.label!r} died while starting "
                 f"({worker.death})")
         return worker
 
