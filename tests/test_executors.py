@@ -104,6 +104,10 @@ def exit_after_a_while():
     os._exit(3)
 
 
+def make_lock():
+    return threading.Lock()
+
+
 def square_but_crash_on_5(item):
     if item == 5:
         os._exit(3)
@@ -614,6 +618,23 @@ def test_dask_local_cluster_runs_python_code_in_parallel(make_orch):
     assert len(pids) == 2 and os.getpid() not in pids  # a process per worker
     overlapping = any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in runs for b in runs)
     assert overlapping, runs  # two workers ran Python code at the same time
+
+
+def test_dask_unpicklable_return_value_fails_in_one_line_with_the_note(make_orch):
+    """A real local cluster (an in-process worker hands results over without pickling them):
+    Dask's error, whose message holds a whole traceback, becomes one line and gets the note
+    the processes executor adds; Dask's own traceback is kept as its cause."""
+    pytest.importorskip("distributed")
+    o = make_orch(1, executor=DaskExecutor(n_workers=1))
+    t = o.create_task("lock", func=make_lock)
+    after = o.create_task("after", func=add, parameters={"x": 1, "y": 2})
+    assert run_all(o, 120) is False
+    assert t.result.error_type == "TypeError" and "\n" not in t.result.error_message
+    assert "cannot pickle '_thread.lock' object" in t.result.error_message
+    notes = getattr(t.result.exception, "__notes__", [])
+    assert notes == ["a task's return value must be picklable to come back from a Dask worker"]
+    assert "Could not serialize" in t.result.traceback and notes[0] in t.result.traceback
+    assert after.result.data == 3
 
 
 def test_dask_local_cluster_defaults_and_overrides():

@@ -24,7 +24,9 @@ Each attempt is submitted as cloudpickle bytes (``pure=False``, a readable
 key) to a small wrapper that runs it and returns ``(ok, value | packed error,
 started, ended, logs, cpu)``: errors come back the same way as from the
 ``processes`` executor (their type kept), and Dask's view of a failed task is
-"finished". The wrapper runs the attempt through ``Run.execute``, so what it
+"finished". A return value that does not pickle fails the attempt with Dask's
+``TypeError`` in one line and the note ``processes`` adds (Dask's own loggers
+still print its traceback on the worker and here). The wrapper runs the attempt through ``Run.execute``, so what it
 prints, warns and logs is captured on the worker per thread (a Dask worker
 runs several tasks at once) and shipped back with the reply, with the CPU
 seconds of the worker thread that ran it; peak memory is not separable per
@@ -68,8 +70,15 @@ from typing import Any
 
 from . import capture, script_guard
 from .exceptions import TaskCancelledError, WorkerCrashedError
-from .invoke import Outcome, Run
-from .process_executor import cancelled, dumps_call, error_outcome, failed, pack_error
+from .invoke import Outcome, Run, format_traceback
+from .process_executor import (
+    cancelled,
+    dumps_call,
+    error_outcome,
+    failed,
+    pack_error,
+    return_value_note,
+)
 
 _local_lock = threading.Lock()
 _local_runs: dict[str, Run] = {}  # key -> attempt running on an in-process worker
@@ -146,6 +155,20 @@ def _refuse_unguarded_script(options: dict[str, Any]) -> None:
             "which each Dask worker process runs again: put the code that runs tasks under "
             f"`{script_guard.GUARD}` (or use executor=\"processes\", which needs no guard, "
             "or DaskExecutor(processes=False))")
+
+
+_NOT_SERIALIZED = "Could not serialize"  # how Dask's error starts when a result would not pickle
+
+
+def _unpicklable_result(exc: TypeError) -> TypeError:
+    """Dask's error for a return value that would not pickle, in one line with the note the
+    ``processes`` executor adds: its message holds a whole traceback, kept as the cause."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    reason = f" ({lines[-1].strip()})" if len(lines) > 1 else ""
+    error = TypeError(f"{lines[0] if lines else exc}{reason}")
+    error.__cause__ = exc
+    error.add_note(return_value_note("a Dask worker"))
+    return error
 
 
 class _Pending:
@@ -296,6 +319,12 @@ class DaskExecutor:
             crashed = WorkerCrashedError(f"the Dask workers running it died: {exc}")
             crashed.__cause__ = exc
             return failed(crashed, started=sent)  # it ran (somewhere) from when it was sent
+        except TypeError as exc:
+            if not str(exc).startswith(_NOT_SERIALIZED):
+                raise
+            outcome = failed(_unpicklable_result(exc), started=sent)
+            outcome.traceback = format_traceback(outcome.error)  # Dask's, as the cause
+            return outcome
         finally:
             future.release()
         outcome = Outcome(True, payload, started=started, ended=ended) if ok \

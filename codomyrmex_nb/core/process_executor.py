@@ -134,6 +134,11 @@ def dumps_call(run: Run, where: str) -> bytes:
         raise
 
 
+def return_value_note(where: str) -> str:
+    """The note on an error because the attempt's return value would not pickle."""
+    return f"a task's return value must be picklable to come back from {where}"
+
+
 def failed(error: BaseException, started: float | None = None) -> Outcome:
     """A failed attempt's outcome; ``started``: when its call was sent (a worker that died
     ran it until then: its run time is not 0)."""
@@ -257,7 +262,7 @@ def _attempt(message: bytes, output: _Output | None) -> bytes:
     try:
         return cloudpickle.dumps((*reply, *cost))
     except Exception as exc:  # noqa: BLE001 - the return value would not pickle
-        exc.add_note("a task's return value must be picklable to come back from its process")
+        exc.add_note(return_value_note("its process"))
         return cloudpickle.dumps((False, pack_error(exc), started, time.perf_counter(), *cost))
 
 
