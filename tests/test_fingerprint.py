@@ -448,6 +448,10 @@ def _scaled(x, factor=2):
     return x * factor
 
 
+def _echo(x):
+    return x
+
+
 def test_the_one_call_fingerprint_at_attempt_start_equals_the_general_one(tmp_path):
     """Tasks after the first of a function take ``Recorder._plain_fingerprint``; what it
     gives must be what the general path gives, or cache and resume would miss."""
@@ -460,12 +464,16 @@ def test_the_one_call_fingerprint_at_attempt_start_equals_the_general_one(tmp_pa
                              dependencies=[a])
         c = orch.create_task("c", func=_scaled, parameters={"x": 3}, dependencies=[a, b])
         d = orch.create_task("d", func=_scaled, parameters={"x": True, "factor": 2.5})
+        # one parameter, whose repr is written out: quotes, bytes, None, floats
+        echoes = [orch.create_task(f"e{i}", func=_echo, parameters={"x": value})
+                  for i, value in enumerate(["first", "it's \"q\"\n", b"\x00'", None, 1e300,
+                                             -0.0, 2**70, "\u00e9\ud800"])]
         orch.start_execution()
         assert orch.wait_for_completion(30)
     finally:
         orch.stop_execution()
     recorder, records = orch._engine.recorder, orch._engine.sched.records
-    for task in (b, c, d):
+    for task in (b, c, d, *echoes[1:]):
         rec = records[task.id]
         assert recorder._plain_fingerprint(rec, task, task.func) == rec.fingerprint  # one call
         ups = [u.fingerprint for u in rec.ups]
