@@ -275,6 +275,8 @@ class Scheduler(DefineSteps, RuleSteps, OutcomeSteps, StopSteps, MapSteps):
 
     def _wait_for_resources(self, rec: Record, ticket: Any) -> None:
         now = self._now()
+        rec.wait_worker += now - rec.runnable_since  # queued until a worker took it; the
+        # grant restarts the worker wait (``_grant``), so ready-to-start is the sum of both
         ticket.wait_since = now
         rec.waiting = ticket
         rec.blocked_on = self.resources.blocking_key(ticket)

@@ -1,0 +1,37 @@
+"""A task's waits add up: from ready to start is its wait for resources plus its wait for a
+worker, whichever order they came in (probe 2 of the analysis layer)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from codomyrmex_nb import ResourceType, TaskPriority, TaskResource
+
+HOLD = 0.3
+
+
+def db() -> list[TaskResource]:
+    return [TaskResource(ResourceType.CUSTOM, "db", mode="exclusive")]
+
+
+def test_time_queued_for_a_worker_before_a_resource_wait_counts_as_worker_wait(make_orch):
+    # two workers: "holder" takes db for 2 x HOLD, "busy" the other worker for HOLD.
+    # "late" (db too) is ready at once but no worker is free until "busy" ends; then it
+    # waits for db until "holder" ends. Its HOLD in the queue is a wait for a worker.
+    orch = make_orch(2)
+    gate = threading.Event()
+    orch.create_task("holder", func=lambda: gate.wait(2 * HOLD), resources=db(),
+                     priority=TaskPriority.CRITICAL)
+    orch.create_task("busy", func=lambda: gate.wait(HOLD), priority=TaskPriority.HIGH)
+    orch.create_task("late", func=lambda: "ok", resources=db(), priority=TaskPriority.LOW)
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+    orch.stop_execution()
+    late = orch.tasks_frame().set_index("name").loc["late"]
+    ready_to_start = (late["started_at"] - late["ready_at"]).total_seconds()
+    assert ready_to_start >= 1.8 * HOLD
+    assert late["wait_resources"] + late["wait_worker"] == pytest.approx(ready_to_start, abs=0.05)
+    assert late["wait_worker"] >= 0.8 * HOLD
+    assert late["wait_resources"] >= 0.8 * HOLD
