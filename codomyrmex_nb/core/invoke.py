@@ -7,7 +7,10 @@ socket read) returns first. An exception is only ever injected while the
 thread is inside the task's own code, and a pending one is cleared when the
 task returns first, so engine code is never hit. ``async def`` actions run on
 an event loop of their own in the worker thread; they are interrupted by
-cancelling their asyncio task, which also wakes an ``await asyncio.sleep``.
+cancelling their asyncio task, which also wakes an ``await asyncio.sleep``, and
+end as under ``asyncio.run``: tasks left pending (the body's background tasks,
+the body itself when the interrupt landed in the loop) are cancelled and their
+clean-up run before the loop closes (``_wind_down``).
 
 ``Run.execute`` also records what the attempt cost and said: everything its
 thread (and the threads it starts, while it runs) prints, warns or logs goes
@@ -241,6 +244,8 @@ class Run:
                 if self.abandoned:
                     raise Interrupted(self.abandoned) from None
                 raise
+            finally:
+                _wind_down(loop, main)
         finally:
             try:
                 with self._lock:
@@ -292,6 +297,36 @@ def release_logging_locks() -> int:
 
 async def _as_coroutine(awaitable: Any) -> Any:
     return await awaitable
+
+
+#: seconds an ending async body's loop gives the tasks it cancels to run their clean-up
+WIND_DOWN = 5.0
+
+
+def _wind_down(loop: asyncio.AbstractEventLoop, main: asyncio.Task[Any]) -> None:
+    """End an async body's loop as ``asyncio.run`` ends its own: cancel every task still
+    pending and let them run their ``except CancelledError`` / ``finally`` blocks, then
+    close the async generators. Pending are the tasks the body started and left running,
+    and the body itself when an interrupt (timeout, cancel, stop) landed in the loop rather
+    than in its code: without this its clean-up never ran, and each such task was
+    destroyed pending (``Task was destroyed but it is pending!``, logged later wherever the
+    garbage collector ran). An exception a background task ended with is logged (into the
+    attempt's output) as ``asyncio.run`` does. Bounded by ``WIND_DOWN`` seconds: a task that
+    ignores its cancellation is left, as before."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if pending:
+        for t in pending:
+            t.cancel()
+        loop.run_until_complete(asyncio.wait(pending, timeout=WIND_DOWN))
+        for t in pending:
+            if not t.done() or t.cancelled():
+                continue
+            error = t.exception()  # retrieved: never "exception was never retrieved"
+            if error is not None and t is not main:
+                loop.call_exception_handler({
+                    "message": "unhandled exception in a task an async task body left running",
+                    "exception": error, "task": t})
+    loop.run_until_complete(loop.shutdown_asyncgens())
 
 
 def format_traceback(exc: BaseException) -> str:
