@@ -195,3 +195,26 @@ def test_short_failed_attempts_stay_visible_and_are_marked(make_orch):
     long_bar = next(b for b in attempt_bars(fig) if bad.id not in b.get_gid())
     assert long_bar.get_width() > 0.5 * span
     assert not any(m.startswith(f"short:{long_bar.get_gid().split(':')[1]}") for m in markers)
+
+
+def test_many_task_attempts_are_capped_keeping_the_critical_path_and_failures(orch, monkeypatch):
+    # 50,000 tasks took minutes and gigabytes to draw: like items, task attempts are capped,
+    # and what a reader looks for (the critical path, failures, retries) is kept
+    from codomyrmex_nb.analysis import timeline as timeline_mod
+
+    monkeypatch.setattr(timeline_mod, "MAX_TASK_BARS", 4)
+    gate = threading.Event()
+    first = orch.create_task("first", func=lambda: gate.wait(0.1))
+    orch.create_task("second", func=lambda: gate.wait(0.1), dependencies=[first])
+    orch.create_task("broken", func=flaky(9))
+    for i in range(6):
+        orch.create_task(f"quick{i}", func=lambda: 0)
+    orch.start_execution()
+    orch.wait_for_completion(30)
+    orch.stop_execution()
+    fig = orch.timeline()
+    names = {orch.get_task(bar.get_gid().split(":")[1]).name for bar in attempt_bars(fig)}
+    assert len(attempt_bars(fig)) == 4
+    assert {"first", "second", "broken"} <= names
+    assert "5 shorter task attempts not drawn" in fig.axes[0].get_title(loc="left")
+    assert fig._repr_png_().startswith(b"\x89PNG")

@@ -25,7 +25,10 @@ Mapped tasks: each item's attempts are bars in the lanes of the workers that ran
 them, labelled ``square[7]`` (``gid="attempt:<task id>[7]:<n>"``), outlined when
 their task is on the critical path; the mapped task's own bar is its expansion.
 Above ``MAX_ITEM_BARS`` item attempts only the longest are drawn and the title
-says how many were left out (a figure of 100,000 bars says nothing more).
+says how many were left out (a figure of 100,000 bars says nothing more). So with
+tasks: above ``MAX_TASK_BARS`` task attempts those on the critical path, then those
+that did not complete or were retries, then the longest are drawn (a bar costs
+milliseconds to draw: 50,000 tasks took minutes and gigabytes).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ SHORT_GID = "short"
 CPU_STRIP = (0.0, 0.0, 0.0, 0.38)  # the strip along a bar's bottom: CPU/wall
 CPU_STRIP_HEIGHT = 0.22  # of the bar's height
 MAX_ITEM_BARS = 2000  # item attempts drawn at most (the longest)
+MAX_TASK_BARS = 2000  # task attempts drawn at most (``_kept``)
 
 
 class TimelineFigure(Figure):
@@ -89,8 +93,10 @@ def timeline(orch: Any, ax: Axes | None = None) -> Figure:
     new figure sized to the number of workers is made.
     """
     snap = as_snapshot(orch)
-    bars: list[tuple[Any, Attempt]] = [(v, a) for v in snap.tasks for a in v.attempts
-                                       if a.started_at is not None]
+    steps = critical_steps(snap)
+    critical = {v.id for v, _ in steps}
+    bars, tasks_left_out = _kept([(v, a) for v in snap.tasks for a in v.attempts
+                                  if a.started_at is not None], critical, snap.time)
     items, left_out = item_attempts(item_views(orch), MAX_ITEM_BARS)
     bars += items
     lanes = _lanes(bars)
@@ -105,8 +111,6 @@ def timeline(orch: Any, ax: Axes | None = None) -> Figure:
         return ax.figure
     t0 = min([a.started_at for _, a in bars] + [v.ready_at for v, _ in bars if v.ready_at])
     t1 = max(attempt_end(a, snap.time) for _, a in bars)
-    steps = critical_steps(snap)
-    critical = {v.id for v, _ in steps}
     span = max(t1 - t0, 1e-3) * 1.02
     ax.set_xlim(0, span)
     ax.set_ylim(len(lanes) - 0.4, -0.6)  # worker 1 at the top
@@ -130,9 +134,29 @@ def timeline(orch: Any, ax: Axes | None = None) -> Figure:
             colour, style, _ = WAITS[kind]
             ax.add_collection(LineCollection(segments, colors=colour, linewidths=1.2,
                                              linestyles=style, gid=f"{kind}-waits", zorder=1))
-    _style_axes(ax, snap, lanes, bars, t0, t1, sum(seconds for _, seconds in steps), left_out)
+    _style_axes(ax, snap, lanes, bars, t0, t1, sum(seconds for _, seconds in steps), left_out,
+                tasks_left_out)
     _legend(ax, bars, waits, critical, drawn)
     return ax.figure
+
+
+def _kept(bars: list[tuple[TaskView, Attempt]], critical: set[str],
+          now: float) -> tuple[list[tuple[TaskView, Attempt]], int]:
+    """At most ``MAX_TASK_BARS`` task attempts, in start order: those on the critical path,
+    then those that did not complete or were retries (what a reader looks for), then the
+    longest; and how many were left out."""
+    if len(bars) <= MAX_TASK_BARS:
+        return bars, 0
+
+    def rank(bar: tuple[TaskView, Attempt]) -> tuple[int, float]:
+        view, attempt = bar
+        kind = 0 if view.id in critical else \
+            1 if attempt.outcome != "completed" or attempt.number > 1 else 2
+        return kind, attempt.started_at - attempt_end(attempt, now)
+
+    kept = sorted(bars, key=rank)[:MAX_TASK_BARS]
+    kept.sort(key=lambda bar: bar[1].started_at)
+    return kept, len(bars) - len(kept)
 
 
 def attempt_bars(fig_or_ax: Figure | Axes) -> list[Rectangle]:
@@ -193,12 +217,12 @@ def _draw_bar(ax: Axes, view: TaskView, attempt: Attempt, y: int, t0: float, now
                      edgecolor=CRITICAL_EDGE if critical else "white",
                      linewidth=2.2 if critical else 0.8, zorder=3 if critical else 2,
                      gid=f"{BAR_GID}:{gid}", **extra)
-    ax.add_patch(rect)
+    ax.add_artist(rect)  # not add_patch: the limits are set, and its update of them is most of the cost
     drew = []
     if attempt.cpu_time is not None and attempt.ended_at is not None and wall > 0:
         share = min(1.0, attempt.cpu_time / wall)
         strip = CPU_STRIP_HEIGHT * BAR_HEIGHT
-        ax.add_patch(Rectangle((start, y + BAR_HEIGHT / 2 - strip), width * share, strip,
+        ax.add_artist(Rectangle((start, y + BAR_HEIGHT / 2 - strip), width * share, strip,
                                facecolor=CPU_STRIP, linewidth=0, zorder=3.5,
                                gid=f"{CPU_GID}:{gid}"))
         drew.append("cpu")
@@ -232,7 +256,10 @@ class _BarLabel(Text):
 
     def draw(self, renderer: Any) -> None:
         room = self._rect.get_window_extent(renderer).width - 6 * renderer.points_to_pixels(1)
+        narrowest = 0.25 * renderer.points_to_pixels(self.get_fontsize())  # per character
         for text in self._labels:
+            if len(text) * narrowest > room:  # cannot fit: not measured (thousands of bars)
+                continue
             self.set_text(text)
             if self.get_window_extent(renderer).width <= room:
                 super().draw(renderer)
@@ -241,7 +268,7 @@ class _BarLabel(Text):
 
 def _style_axes(ax: Axes, snap: Snapshot, lanes: dict[str | None, int],
                 bars: list[tuple[TaskView, Attempt]], t0: float, t1: float,
-                critical_seconds: float, left_out: int = 0) -> None:
+                critical_seconds: float, left_out: int = 0, tasks_left_out: int = 0) -> None:
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels([NO_WORKER if w is None else w.removeprefix("codo-").replace("-", " ")
                         for w in lanes])
@@ -258,6 +285,8 @@ def _style_axes(ax: Axes, snap: Snapshot, lanes: dict[str | None, int],
              f"makespan {snap.stats.get('makespan', t1 - t0):.2f} s")
     if critical_seconds > 0:
         title += f"; critical path {critical_seconds:.2f} s"
+    if tasks_left_out:
+        title += f"\n{tasks_left_out:,} shorter task attempts not drawn (tasks_frame())"
     if left_out:
         title += f"\n{left_out:,} shorter item attempts not drawn (tasks_frame(items=True))"
     ax.set_title(title, loc="left", fontsize=10.5)
