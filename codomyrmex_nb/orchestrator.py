@@ -25,7 +25,7 @@ from typing import Any
 from .core.engine import Engine
 from .core.events import Event
 from .core.executors import Executor, make_executor
-from .core.item_views import ItemView, copy_items, item_state
+from .core.item_views import ItemView, copy_items, item_costs, item_state
 from .core.journal_upkeep import JournalInfo, Removal
 from .core.map_steps import never_ran
 from .core.mapping import DONE_ELAPSED, MAP_OPTIONS, check_index, item_id, respec
@@ -496,6 +496,12 @@ class TaskOrchestrator:
             if task is not None and map_index is not None:
                 self._item(recs[0], map_index)  # out of range, not expanded: ValueError
             return copy_items(recs, map_index)
+
+    def item_costs(self) -> dict[str, tuple[float | None, int | None]]:
+        """Per mapped task id: its items' CPU seconds (summed) and largest peak memory, None
+        where not measured (what the frames add to a mapped task's own cost)."""
+        with self._engine.lock:
+            return item_costs(self._engine.sched.records.values())
 
     def output_so_far(self, task_id: str, limit: int = TAIL) -> OutputSoFar | None:
         """What the running attempt of task ``task_id`` (an id) has printed so far, or None

@@ -27,6 +27,20 @@ def item_views(source: Any) -> list[Any]:
     return [] if copy is None or isinstance(source, Snapshot) else copy()
 
 
+def map_costs(source: Any) -> dict[str, tuple[float | None, int | None]]:
+    """Per mapped task id, its items' CPU seconds and largest peak memory
+    (``core.item_views.item_costs``); none from a bare snapshot, which does not hold items."""
+    costs = getattr(source, "item_costs", None)
+    return {} if costs is None or isinstance(source, Snapshot) else costs()
+
+
+def with_items(own: Any, items: Any, combine: Any) -> Any:
+    """A task's own figure combined with its items' (either may be None: not measured)."""
+    if items is None:
+        return own
+    return items if own is None else combine(own, items)
+
+
 def item_attempts(items: list[Any], limit: int) -> tuple[list[tuple[Any, Attempt]], int]:
     """(item, attempt) pairs of the items' started attempts, the ``limit`` longest kept in
     start order; and how many were left out."""

@@ -21,12 +21,15 @@ Mapped tasks (``create_task(..., map=...)``): ``tasks_frame()`` keeps one row pe
 task, with ``items`` (how many), ``items_ok`` (completed) and ``items_failed``
 (failed or cancelled: what counts against ``tolerate``), nullable integers that are
 missing (<NA>) for a plain task; the mapped task's ``attempts`` are its own (the
-expansion), its items' are in ``tasks_frame(items=True)``: one row per item, with
+expansion), while its ``cpu_time`` and ``peak_memory`` cover its items too (what the
+map cost; from a bare snapshot, which holds no items, its own only); its items' are in
+``tasks_frame(items=True)``: one row per item, with
 its task, ``map_index``, state, attempts, times, CPU seconds and error.
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -35,7 +38,7 @@ import pandas as pd
 from ..core.model import TaskPriority
 from ..core.snapshot import paused_gc
 from ..palette import STATES
-from ._common import as_snapshot, critical_steps
+from ._common import as_snapshot, critical_steps, map_costs, with_items
 from .bottlenecks import STR, bottlenecks
 from .preview_frame import PreviewFrame
 from .task_frame import TasksFrame
@@ -116,8 +119,9 @@ def tasks_frame(orch: Any, items: bool = False) -> pd.DataFrame:
     if items:
         return items_frame(orch)
     snap = as_snapshot(orch)
+    costs = map_costs(orch)
     with paused_gc():
-        return _tasks_frame(snap.tasks)
+        return _tasks_frame(snap.tasks, costs)
 
 
 def items_frame(orch: Any) -> pd.DataFrame:
@@ -159,9 +163,10 @@ def _item_counts(tally: dict[str, int] | None) -> tuple[Any, Any, Any]:
             sum(tally.get(s, 0) for s in _BAD_ITEMS))
 
 
-def _tasks_frame(views: Any) -> pd.DataFrame:
+def _tasks_frame(views: Any, costs: dict[str, tuple[Any, Any]] | None = None) -> pd.DataFrame:
     names = {v.id: v.name for v in views}
     nan = np.nan
+    cpu, peak = _costs(views, costs or {})
     data: dict[str, list[Any]] = {
         "id": [v.id for v in views], "name": [v.name for v in views],
         "module": [v.module for v in views], "action": [v.action for v in views],
@@ -179,8 +184,8 @@ def _tasks_frame(views: Any) -> pd.DataFrame:
         "success": [v.success for v in views], "error_type": [v.error_type for v in views],
         "error_message": [v.error_message for v in views], "worker": [v.worker for v in views],
         "blocked_on": [v.blocked_on for v in views],
-        "cpu_time": [nan if v.cpu_time is None else v.cpu_time for v in views],
-        "peak_memory": [v.peak_memory for v in views], "last_line": [v.last_line for v in views],
+        "cpu_time": [nan if c is None else c for c in cpu],
+        "peak_memory": peak, "last_line": [v.last_line for v in views],
     }
     for ts in TIMESTAMPS:
         data[ts] = [getattr(v, ts) for v in views]
@@ -193,6 +198,19 @@ def _tasks_frame(views: Any) -> pd.DataFrame:
 
 
 _PRIORITY_NAMES = {p: p.name.lower() for p in TaskPriority}
+
+
+def _costs(views: Any, costs: dict[str, tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
+    """Each task's CPU seconds and peak memory: its attempts', and a mapped task's items'."""
+    cpu = [v.cpu_time for v in views]
+    peak = [v.peak_memory for v in views]
+    if costs:
+        for i, v in enumerate(views):
+            if v.id in costs:
+                items_cpu, items_peak = costs[v.id]
+                cpu[i] = with_items(cpu[i], items_cpu, operator.add)
+                peak[i] = with_items(peak[i], items_peak, max)
+    return cpu, peak
 
 
 def results_frame(orch: Any) -> pd.DataFrame:
@@ -222,12 +240,14 @@ def stats_frame(orch: Any) -> pd.DataFrame:
 
     ``critical_path_seconds`` is the run time of the longest dependency chain:
     the makespan can never drop below it, however many workers there are.
-    ``cpu_time_total`` sums the tasks' CPU seconds (NaN when none was measured)
+    ``cpu_time_total`` sums the tasks' CPU seconds, mapped tasks' items included (NaN
+    when none was measured)
     and ``cores_busy`` divides it by the makespan: how many cores the run kept
     busy on average (about 1 at most for Python code on threads).
     ``peak_memory_max`` is the largest attempt's peak bytes, where measured.
     """
     snap = as_snapshot(orch)
+    cpu_times, peak_memories = _costs(snap.tasks, map_costs(orch))
     stats = dict(snap.stats)
     for key in ("makespan", "throughput", "worker_utilization"):
         stats.setdefault(key, np.nan)
@@ -237,12 +257,12 @@ def stats_frame(orch: Any) -> pd.DataFrame:
     stats["critical_path"] = " -> ".join(v.name for v, _ in steps)
     for wait in ("wait_dependencies", "wait_resources", "wait_worker"):
         stats[f"{wait}_total"] = float(sum(getattr(v, wait) for v in snap.tasks))
-    cpus = [v.cpu_time for v in snap.tasks if v.cpu_time is not None]
+    cpus = [c for c in cpu_times if c is not None]
     stats["cpu_time_total"] = float(sum(cpus)) if cpus else np.nan
     makespan = stats["makespan"]
     stats["cores_busy"] = stats["cpu_time_total"] / makespan \
         if cpus and isinstance(makespan, int | float) and makespan > 0 else np.nan
-    peaks = [v.peak_memory for v in snap.tasks if v.peak_memory is not None]
+    peaks = [p for p in peak_memories if p is not None]
     stats["peak_memory_max"] = max(peaks) if peaks else None
     frame = pd.DataFrame([stats])
     frame["peak_memory_max"] = frame["peak_memory_max"].astype("Int64")

@@ -108,6 +108,35 @@ def copy_items(records: Iterable[Any], index: int | None = None) -> list[ItemVie
     return out
 
 
+def item_costs(records: Iterable[Any]) -> dict[str, tuple[float | None, int | None]]:
+    """Under the engine lock: per mapped record's id, what its items cost, from the items as
+    they are (no view made): CPU seconds summed and the largest peak memory, None where
+    none was measured. O(items of the maps)."""
+    out: dict[str, tuple[float | None, int | None]] = {}
+    for rec in records:
+        m = rec.mapping
+        if m is None:
+            continue
+        cpu, measured, peak = 0.0, False, None
+        for item in m.items:
+            if item is None:
+                continue
+            if item.__class__ is tuple:  # compact: one attempt, no peak memory
+                spent = item[6]
+                if spent is not None:
+                    cpu += spent
+                    measured = True
+                continue
+            for a in item.attempts:
+                if a.cpu_time is not None:
+                    cpu += a.cpu_time
+                    measured = True
+                if a.peak_memory is not None and (peak is None or a.peak_memory > peak):
+                    peak = a.peak_memory
+        out[rec.id] = (cpu if measured else None, peak)
+    return out
+
+
 def parse_item_ref(ref: str) -> tuple[str, int | None]:
     """``"square[7]"`` -> ``("square", 7)``; a plain name -> ``(name, None)``."""
     if ref.endswith("]") and "[" in ref:
