@@ -70,3 +70,32 @@ def test_a_mapped_task_costs_what_its_items_cost(make_orch):
 
     bare = tasks_frame(orch.snapshot()).set_index("name")
     assert bare.loc["crunch", "cpu_time"] < 0.05
+
+
+def test_critical_path_says_a_retried_task_waited_in_all_not_that_it_started_late(make_orch):
+    # "retried" is ready at once and starts at once; its retry then waits for db, held by
+    # "holder": the wait is its retry's, not a late start
+    orch = make_orch(2)
+    gate = threading.Event()
+    calls = {"n": 0}
+
+    def retried() -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            gate.wait(0.05)
+            raise ConnectionError("first attempt fails")
+        return "ok"
+
+    orch.create_task("retried", func=retried, resources=db(), max_retries=1,
+                     priority=TaskPriority.CRITICAL)
+    orch.create_task("holder", func=lambda: gate.wait(HOLD), resources=db())
+    orch.start_execution()
+    assert orch.wait_for_completion(30)
+    orch.stop_execution()
+    row = orch.tasks_frame().set_index("name").loc["retried"]
+    assert (row["started_at"] - row["ready_at"]).total_seconds() < HOLD / 3
+    assert row["wait_resources"] >= 0.8 * HOLD
+    path = orch.bottlenecks().query("kind == 'critical_path'").set_index("task")
+    detail = path.loc["retried", "detail"]
+    assert "after it was ready" not in detail
+    assert f"waited {row['wait_resources'] + row['wait_worker']:.2f} s in all" in detail

@@ -330,9 +330,11 @@ def _critical_rows(snap: Snapshot, items: Sequence[Any] = ()) -> list[dict[str, 
             detail += f", not run ({view.state})"
         elif len(view.attempts) > 1:
             detail += f", {len(view.attempts)} attempts"
-        late = view.wait_resources + view.wait_worker
+        late = view.wait_resources + view.wait_worker  # over every attempt
         if late >= 0.01:
-            detail += f"; started {late:.2f} s after it was ready"
+            detail += (f"; started {late:.2f} s after it was ready" if len(view.attempts) <= 1
+                       else f"; its attempts waited {late:.2f} s in all for resources or a "
+                       "worker")
         cure = ("the run cannot end sooner than this chain: speed up or split its longest "
                 "steps, or drop dependencies it does not need") if i == 1 else ""
         rows.append(_row("critical_path", view, seconds, detail,
