@@ -161,15 +161,44 @@ class _Group:
     cores: float
 
 
-def _overlap(a: _Run, b: _Run) -> float:
-    return max(0.0, min(a.end, b.end) - max(a.start, b.start))
+class _Load:
+    """How many of ``runs`` ran at each moment, integrated over time: one sweep over their
+    starts and ends (O(n log n)), then O(log n) a question. Asking every run how much it
+    overlapped every other was O(n²): 1,000 busy tasks took seconds, 10,000 minutes.
+    """
 
+    def __init__(self, runs: list[_Run]) -> None:
+        steps = sorted([(r.start, 1) for r in runs] + [(r.end, -1) for r in runs])
+        self.times: list[float] = []
+        self.running: list[int] = []  # how many run just after each time
+        self.total: list[float] = []  # run-seconds of all of them up to each time
+        self.crowded: list[float] = []  # seconds with two or more running, up to each time
+        running, total, crowded, last = 0, 0.0, 0.0, None
+        for t, step in steps:
+            if last is not None:
+                total += running * (t - last)
+                crowded += (t - last) if running >= 2 else 0.0
+            running += step
+            last = t
+            self.times.append(t)
+            self.running.append(running)
+            self.total.append(total)
+            self.crowded.append(crowded)
 
-def _beside(run: _Run, others: list[_Run]) -> float:
-    """Seconds of ``run`` during which at least one of ``others`` ran too."""
-    parts = [_Run(run.view, run.attempt, max(run.start, o.start), min(run.end, o.end), 0.0)
-             for o in others if o is not run and _overlap(run, o) > 0]
-    return _union(parts)
+    def _upto(self, t: float) -> tuple[float, float]:
+        i = bisect.bisect_right(self.times, t) - 1
+        if i < 0:
+            return 0.0, 0.0
+        dt, running = t - self.times[i], self.running[i]
+        return self.total[i] + running * dt, self.crowded[i] + (dt if running >= 2 else 0.0)
+
+    def overlap(self, run: _Run) -> float:
+        """Run-seconds of all the runs within ``run`` (its own included)."""
+        return self._upto(run.end)[0] - self._upto(run.start)[0]
+
+    def beside(self, run: _Run) -> float:
+        """Seconds of ``run`` (one of the runs) during which at least one other ran too."""
+        return self._upto(run.end)[1] - self._upto(run.start)[1]
 
 
 def _chains(runs: list[_Run]) -> list[list[_Run]]:
@@ -220,13 +249,17 @@ class _CpuFindings:
         cure = ('executor="processes": each task gets its own interpreter and core'
                 if usable_cores() > 1 else
                 "only one CPU core here: processes would share it too; run on more cores")
-        rows = []
-        for group in self.gil:
+        rows: list[dict[str, Any]] = []
+        lost = sum(r.wall - r.cpu for g in self.gil for r in g.runs)
+        # the stretches that lost most first, and ``top`` rows in all (a long run of short
+        # busy tasks is hundreds of stretches: one row per stretch buried the report)
+        for n, group in enumerate(sorted(self.gil, key=lambda g: -sum(r.wall - r.cpu
+                                                                       for r in g.runs))):
             per_task: dict[str, list[_Run]] = {}
             for run in group.runs:
                 per_task.setdefault(run.view.id, []).append(run)
             ranked = sorted(per_task.values(), key=lambda rs: -sum(r.wall - r.cpu for r in rs))
-            for i, runs in enumerate(ranked[:top]):
+            for i, runs in enumerate(ranked[:top - len(rows)]):
                 wall, cpu = sum(r.wall for r in runs), sum(r.cpu for r in runs)
                 detail = f"CPU/wall {cpu / wall:.2f} while it ran ({wall:.2f} s)"
                 if i == 0:
@@ -234,8 +267,14 @@ class _CpuFindings:
                                f"{group.span:.2f} s, busy throughout, and used "
                                f"{group.cores:.2f} cores between them: only one thread runs "
                                "Python at a time (the GIL)")
+                if i == 0 and n == 0 and len(self.gil) > 1:
+                    tasks = len({r.view.id for g in self.gil for r in g.runs})
+                    detail += (f"; {len(self.gil)} such stretches, {tasks} tasks in all, "
+                               f"{lost:.2f} s runnable but not running")
                 rows.append(_row("gil_contention", runs[0].view, max(0.0, wall - cpu), detail,
                                  cure=cure))
+            if len(rows) >= top:
+                break
         return rows
 
     def waiting_rows(self, snap: Snapshot, top: int) -> list[dict[str, Any]]:
@@ -284,12 +323,14 @@ def contention(runs: list[_Run]) -> list[_Group]:
     """
     active = [r for r in runs if r.ratio >= 0.02]
     busy = []
+    load = _Load(active)
     for run in active:
-        concurrency = sum(_overlap(run, other) for other in active) / run.wall
+        concurrency = load.overlap(run) / run.wall
         if concurrency >= 1.5 and run.ratio * concurrency >= BUSY_SHARE:
             busy.append(run)
     while True:  # keep the runs that spent most of their time beside another busy one
-        kept = [r for r in busy if _beside(r, busy) >= 0.5 * r.wall]
+        load = _Load(busy)
+        kept = [r for r in busy if load.beside(r) >= 0.5 * r.wall]
         if len(kept) == len(busy):
             break
         busy = kept
