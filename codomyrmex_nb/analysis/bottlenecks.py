@@ -39,8 +39,9 @@ attempts measured their memory, which only processes do.
 Mapped tasks: a map on the critical path weighs its whole span (expansion to its
 last item's end) and its row names its item count, failures and longest item;
 items that took more than one attempt are ``retries`` rows of their own
-(``square[7]``). The CPU, resource and worker findings read tasks only (from an
-orchestrator, items are read too; from a bare snapshot they are not known).
+(``square[7]``). The CPU findings (GIL contention, waiting) read the items' attempts
+too, each item a row of its own (``square[7]``), from an orchestrator (a bare snapshot
+does not hold items); the resource and worker findings read tasks only.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def bottlenecks(orch: Any, top: int = 5, min_seconds: float = 0.01,
         executor = getattr(orch, "executor_name", None) or snap.stats.get("executor") \
             or _guess_executor(snap)
     makespan = float(snap.stats.get("makespan") or 0.0)
-    cpu = _CpuFindings.of(snap, executor, min_seconds)
     items = item_views(orch)
+    cpu = _CpuFindings.of(snap, executor, min_seconds, items)
     rows = (_critical_rows(snap, items) + cpu.gil_rows(top) + cpu.waiting_rows(snap, top)
             + _resource_rows(snap, top, min_seconds)
             + _worker_rows(snap, top, min_seconds, executor, bool(cpu.gil))
@@ -237,10 +238,13 @@ class _CpuFindings:
         self.flagged = {r.view.id for g in gil for r in g.runs}
 
     @classmethod
-    def of(cls, snap: Snapshot, executor: str, min_seconds: float) -> _CpuFindings:
+    def of(cls, snap: Snapshot, executor: str, min_seconds: float,
+           items: Sequence[Any] = ()) -> _CpuFindings:
+        """From the tasks' attempts and the items' (a map of CPU-bound items on threads is
+        the commonest GIL contention of all)."""
         shortest = max(MIN_RUN, min_seconds)
-        runs = [_Run(v, a, a.started_at, a.ended_at, a.cpu_time, a.run_delay) for v in snap.tasks
-                for a in v.attempts if a.cpu_time is not None and a.worker is not None
+        runs = [_Run(v, a, a.started_at, a.ended_at, a.cpu_time, a.run_delay)
+                for v in (*snap.tasks, *items) for a in v.attempts if a.cpu_time is not None and a.worker is not None
                 and a.started_at is not None and a.ended_at is not None
                 and a.ended_at - a.started_at >= shortest]
         return cls(runs, contention(runs) if executor == "threads" else [], min_seconds)
