@@ -99,3 +99,28 @@ def test_critical_path_says_a_retried_task_waited_in_all_not_that_it_started_lat
     detail = path.loc["retried", "detail"]
     assert "after it was ready" not in detail
     assert f"waited {row['wait_resources'] + row['wait_worker']:.2f} s in all" in detail
+
+
+def test_a_task_cancelled_while_it_waited_for_a_resource_keeps_that_wait(make_orch):
+    orch = make_orch(2)
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(30)
+
+    orch.create_task("holder", func=hold, resources=db())
+    orch.start_execution()
+    assert started.wait(10)
+    waiter = orch.create_task("waiter", func=lambda: "ok", resources=db())
+    threading.Event().wait(HOLD)
+    assert orch.cancel_task(waiter.id)
+    release.set()
+    orch.wait_for_completion(30)
+    orch.stop_execution()
+    row = orch.tasks_frame().set_index("name").loc["waiter"]
+    assert row["state"] == "cancelled"
+    assert row["wait_resources"] >= 0.8 * HOLD  # was 0: the wait was dropped with the cancel
+    waits = orch.bottlenecks().query("kind == 'resource_wait'")
+    assert waits["task"].tolist() == ["waiter"]
+    assert waits.iloc[0]["resource"] == "custom:db" and "holder" in waits.iloc[0]["detail"]

@@ -74,7 +74,8 @@ def wait_windows(view: TaskView, now: float) -> list[tuple[float, float]]:
     """Intervals in which the task was ready but not running (its resource waits lie inside).
 
     Before the first attempt: from ``ready_at``; before a retry: from the previous
-    attempt's end. An attempt without a worker is a wait that timed out.
+    attempt's end; a task cancelled before its next attempt, up to its cancel. An attempt
+    without a worker is a wait that timed out.
     """
     windows: list[tuple[float, float]] = []
     since = view.ready_at
@@ -88,6 +89,9 @@ def wait_windows(view: TaskView, now: float) -> list[tuple[float, float]]:
         since = attempt_end(attempt, now)
     if waiting_now(view) and since is not None:
         windows.append((since, now))
+    elif view.status is TaskStatus.CANCELLED and since is not None \
+            and view.completed_at is not None and view.completed_at > since:
+        windows.append((since, view.completed_at))  # cancelled while it waited to run
     return windows
 
 

@@ -51,6 +51,12 @@ class StopSteps:
             elapsed = now - attempt.started_at
             self._abandon(ticket, "cancelled")
         else:
+            waiting = rec.waiting
+            if waiting is not None and waiting.wait_since:  # its wait for a resource so far
+                waited = now - waiting.wait_since  # counts (tasks_frame, bottlenecks)
+                rec.wait_resources += waited
+                if rec.blocked_on is not None:
+                    self._add_resource_wait(rec, rec.blocked_on, waited)
             self._withdraw(rec)
         self._failed(rec, err, None, elapsed, attempt, now, "CancelledError", final=CANCELLED)
 
