@@ -149,6 +149,39 @@ def test_tiny_items_are_batched_and_each_keeps_its_own_logs(tmp_path):
     assert list(orch.get_task_result("m").data) == list(range(2000))
 
 
+def mixed(item: int):
+    """Items of every kind in one batch: plain values (kept compact at once), a value the
+    journal packs, output, an error."""
+    if item % 7 == 3:
+        raise ValueError(f"bad {item}")
+    if item % 5 == 1:
+        print(f"said {item}")
+    return {"n": item} if item % 4 == 2 else None if item % 3 == 0 else item
+
+
+def test_a_batch_of_mixed_items_keeps_each_items_value_output_and_error(tmp_path):
+    orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
+    most = _most_running(orch)
+    orch.create_task("m", func=mixed, map=list(range(600)), tolerate="20%")
+    orch.start_execution()
+    assert orch.wait_for_completion(60)
+    orch.stop_execution()
+    assert most[0] > 1  # batched
+    result = orch.get_task_result("m").data
+    assert sorted(result.failed) == [i for i in range(600) if i % 7 == 3]
+    assert all(str(result.failed[i]) == f"bad {i}" for i in result.failed)
+    for i in range(600):
+        item = orch.get_task_result("m", map_index=i)
+        if i % 7 == 3:
+            assert not item.success and item.error_type == "ValueError"
+            continue
+        want = {"n": i} if i % 4 == 2 else None if i % 3 == 0 else i
+        assert item.success and item.data == want and result.by_index[i] == want
+        assert (item.logs or "").strip() == (f"said {i}" if i % 5 == 1 else "")
+    frame = orch.tasks_frame(items=True)
+    assert (frame["state"] == "completed").sum() == 600 - len(result.failed)
+
+
 def test_an_item_waiting_in_a_batch_can_be_cancelled_and_never_runs(tmp_path):
     orch = _blocking_map(tmp_path, 1, tolerate=1)
     try:
