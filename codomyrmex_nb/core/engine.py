@@ -461,7 +461,9 @@ class Engine:
                 and outcome.peak_memory is None and self.sched.item_completed(
                     run, outcome.value, outcome.ended - outcome.started, outcome.cpu_time,
                     outcome.run_delay):
-            self.settle(wake=False)  # the usual item of a batch: kept compact at once
+            sched = self.sched  # the usual item of a batch, kept compact at once: ``settle``
+            if sched.effects or not sched.unfinished:  # only when it has something to do
+                self.settle(wake=False)
             return
         if run.abandoned:
             self._stuck -= 1
@@ -503,8 +505,8 @@ class Engine:
             return self._expand(run)
         try:
             if rec.parent is not None:
-                binding = item_binding(rec)
                 m, recorder = rec.parent.mapping, self.recorder
+                binding = m.plan.binding(rec.index) if m.source is None else item_binding(rec)
                 if recorder is not None and (m.fps is None or m.reuse or rec.task.cache
                                              or recorder.resume_from is not None):
                     restored = self._item_kept(rec, binding)

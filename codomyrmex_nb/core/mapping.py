@@ -545,19 +545,20 @@ class MapState:
             return ready.popleft()
         if self.source is not None:  # chained: only items whose source item completed
             return None
-        self.advance()
+        if self.next < self.n and items[self.next] is not None:
+            self.advance()
         if self.next >= self.n:
             return None
         index = self.next
         self.next += 1
         return index
 
-    def fresh_left(self) -> bool:
-        return bool(self.ready) or (self.source is None and self.next < self.n)
-
     def can_dispatch(self) -> bool:
+        """May an item go now: one is left to dispatch (queued, or fresh when not chained),
+        within ``max_parallel``."""
         limit = self.spec.max_parallel
-        return self.fresh_left() and (limit is None or self.live + self.unwound < limit)
+        return (bool(self.ready) or (self.source is None and self.next < self.n)) \
+            and (limit is None or self.live + self.unwound < limit)
 
     def body_abandoned(self, index: int) -> None:
         """Item ``index``'s attempt was given up on; its thread has not returned yet."""
