@@ -582,6 +582,84 @@ def test_the_copy_survives_a_sanitiser_as_a_line_and_a_picture(orch, views, show
     assert final["text/plain"].startswith("3/3 done")
 
 
+def _fail_a_copy_once(monkeypatch, view: LiveView, where: str) -> list[str]:
+    """The first update of ``view``'s copies fails ``where``; returns what fired."""
+    import graphviz
+
+    from codomyrmex_nb.notebook import static_copy
+
+    if where == "update raised":  # an exception while drawing it: nothing is sent
+        return _fail_once(monkeypatch, live_view_mod, "paint", lambda args: True)
+    fired: list[str] = []
+    original = graphviz.Digraph.pipe
+    kind = "png" if where == "no png" else "svg"
+
+    def flaky(graph, *args, **kwargs):
+        # only the copy's painter runs dot once the run has ended (the widget's drawing
+        # was laid out when the tasks were added, and is recoloured from then on)
+        if not fired and kwargs.get("format") == kind and not view._painter.tracker.unfinished \
+                and view._painter.tracker.total:
+            fired.append(where)
+            raise graphviz.CalledProcessError(1, ["dot"], "", "dot: out of memory (once)")
+        return original(graph, *args, **kwargs)
+
+    monkeypatch.setattr(graphviz.Digraph, "pipe", flaky)
+    assert static_copy.png_of  # the PNG, too, comes from Digraph.pipe
+    return fired
+
+
+@pytest.mark.needs_dot
+@pytest.mark.parametrize("where", ["update raised", "layout failed", "no png"])
+def test_a_copy_whose_update_failed_once_is_drawn_at_the_next_frame(orch, views, shown,
+                                                                    monkeypatch, where):
+    """The copy was marked shown before it was drawn: a failed draw left it stale (the first
+    frame, no drawing or no picture) until a Cancel or Retry in its widget reopened it."""
+    orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(3)])
+    view = views(orch, interval=0.01)
+    view._ipython_display_()
+    (_, _, display_id), (_, _, picture_id) = shown[1], shown[2]
+    fired = _fail_a_copy_once(monkeypatch, view, where)
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(30)  # no _settle_copies: the view alone
+    assert fired and len(fired) == 1
+    copy = _updates(shown, display_id)[-1]
+    assert "3/3 done" in copy["text/plain"] and "<b>3/3</b> done" in copy["text/html"]
+    assert copy["text/html"].count(f'<path fill="{fill("completed")}"') == 3  # the drawing
+    assert "could not lay out" not in copy["text/plain"]
+    assert _updates(shown, picture_id)[-1]["image/png"]  # and its picture
+    assert not any(c.open for c in view._copies)
+
+
+@pytest.mark.needs_dot
+def test_a_copy_that_keeps_failing_is_tried_twice_then_again_when_its_tasks_change(
+        orch, views, shown, monkeypatch):
+    """No dot run at every frame for a copy that cannot be drawn while nothing changed."""
+    orch.add_tasks([Task(name="t", func=noop)])
+    view = views(orch, interval=0.01)
+    view._ipython_display_()
+    tries, real = [], view._copy_bundles
+
+    def broken(*args):
+        tries.append(time.monotonic())
+        raise RuntimeError("a view bug")
+
+    monkeypatch.setattr(view, "_copy_bundles", broken)
+    orch.start_execution()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    assert len(tries) == 2  # the frame that found its tasks ended, and one more at once
+    for i in range(3):  # later frames (tasks of later cells) change nothing it shows
+        orch.create_task(f"later{i}", func=noop)
+        assert orch.wait_for_completion(30) and view.flush(30)
+    live_view_mod._settle_copies()  # the end of the cell, too
+    assert len(tries) == 2 and view._copies[0].open  # still to be drawn
+    monkeypatch.setattr(view, "_copy_bundles", real)  # fixed; its task runs again (another
+    # cell): the copy catches up
+    orch.rerun(orch.snapshot().tasks[0].id)
+    assert orch.wait_for_completion(30) and view.flush(30)
+    assert len(tries) == 2 and not view._copies[0].open
+    assert "1/1 done" in _updates(shown, shown[1][2])[-1]["text/plain"]
+
+
 def test_no_scroll_box_of_its_own_holds_the_drawing(orch, views):
     view = views(orch)
     assert "max-height" not in view.static_html()

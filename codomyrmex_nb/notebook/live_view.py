@@ -52,7 +52,10 @@ updated in place (``update_display``) once they have all ended: by the view
 thread and, so that ``nbconvert --execute`` records it too, at the end of the
 cell (an IPython ``post_execute`` hook). Then it is closed: runs started from
 other cells leave it as it was, a Cancel or Retry clicked in its own widget
-(the front end names the copy beside it) opens it again.
+(the front end names the copy beside it) opens it again. It is closed only once
+drawn whole and sent: an update that failed (graphviz, a transient error) keeps
+it open, and the next frame (which comes at once) draws it again; after a second
+failure in a row it waits for its tasks to change.
 
 ``live_view(side=True)`` asks the front end to show the view in a side panel
 beside its notebook (``frontend``: the widget's own code, no extension), so
@@ -89,7 +92,16 @@ from .failures import name_cells
 from .frontend import CSS, ESM
 from .inspector import detail_html
 from .painter import Painter
-from .static_copy import PICTURE_META, Copy, all_ended, copy_bundles, fingerprint, paint, subset
+from .static_copy import (
+    PICTURE_META,
+    Copy,
+    all_ended,
+    copy_bundles,
+    fingerprint,
+    paint,
+    problem,
+    subset,
+)
 from .tracker import UNFINISHED as UNFINISHED_STATES
 from .tracker import is_structural
 
@@ -190,6 +202,7 @@ class LiveView(anywidget.AnyWidget):
         self._svg_cache: tuple[int, str] | None = None
         self._copies: list[Copy] = []
         self._copy_lock = threading.Lock()
+        self._copy_retry = False  # the last update of the copies failed one: try again now
         self._threshold, self._max_groups = threshold, max_groups
         self._selected_task: str | None = None
         # The open inspector of a running task or item: (its id, a function that draws its
@@ -259,12 +272,13 @@ class LiveView(anywidget.AnyWidget):
                 seen = self._seen
             events = _drain(self._log)
             began = time.monotonic()
-            failed = False
+            failed = again = False
             try:
                 self._frame(events, final=final)
                 self._resync = False
                 if self._copies_due():
                     self._update_copies()
+                    again = self._copy_retry
             except Exception:  # a broken frame must not kill the view; the engine never notices
                 log.exception("live view: drawing a frame failed")
                 failed = True
@@ -277,6 +291,11 @@ class LiveView(anywidget.AnyWidget):
                     # picture made and never sent: the next frame starts from a snapshot,
                     # and comes now (once; after that, with the next event)
                     self._resync = self._dirty = True
+                    self._stopping = self._stopping or final
+                elif again:  # a static copy failed to update (for the first time with these
+                    # states): the next frame tries it again, and comes now, not with the next
+                    # event (there may be none: the run has ended)
+                    self._dirty = True
                     self._stopping = self._stopping or final
                 else:
                     self._done = seen
@@ -549,12 +568,14 @@ class LiveView(anywidget.AnyWidget):
         return bundle
 
     def _copy_bundles(self, snapshot: Snapshot, display_id: str
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A copy's two bundles (``static_copy``), drawn by a painter of its own."""
+                      ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        """A copy's two bundles (``static_copy``), drawn by a painter of its own, and why
+        they are not whole (graphviz failed: ``static_copy.problem``), None if they are."""
         painter = Painter(self._scope, self._threshold, self._max_groups, 0.0)
         painter.tracker.run_number = self._painter.tracker.run_number
         painter.tracker.error_lookup = self._error_of
-        return copy_bundles(paint(snapshot, painter), display_id)
+        html, picture = copy_bundles(paint(snapshot, painter), display_id)
+        return html, picture, problem(painter, picture)
 
     def _ipython_display_(self) -> None:
         """The widget and the cell's static copy and picture, kept current."""
@@ -595,7 +616,7 @@ class LiveView(anywidget.AnyWidget):
         with self._copy_lock:
             mine = [c for c in self._copies if c.display_id == display_id] or self._copies[-1:]
             for copy in mine:
-                copy.open = True
+                copy.open, copy.failed = True, 0
 
     def _update_copies(self) -> int:
         """Bring each open copy whose tasks have all ended up to date, then close it.
@@ -603,13 +624,20 @@ class LiveView(anywidget.AnyWidget):
         Returns how many copies were redrawn. Called by the view thread after a frame
         and by the ``post_execute`` hook (main thread). Copies are kept only in a
         kernel: a terminal cannot update an output in place.
+
+        A copy is closed (and its states counted as shown) only once it was drawn whole
+        and sent. One that failed (an exception; graphviz could not lay it out or make
+        its PNG: then what could be drawn is sent meanwhile) stays open and sets
+        ``_copy_retry``, so that the view thread draws it again at once; after a second
+        failure in a row it waits for its tasks to change (no ``dot`` run every frame).
         """
         if not any(c.open for c in self._copies):
+            self._copy_retry = False
             return 0
         from IPython.display import update_display
 
         snapshot = self.orchestrator.snapshot()
-        redrawn = 0
+        redrawn, retry = 0, False
         with self._copy_lock:
             for copy in [c for c in self._copies if c.open]:
                 if copy.tasks is None:  # shown before any task: it takes the first run's
@@ -619,19 +647,30 @@ class LiveView(anywidget.AnyWidget):
                 part = subset(snapshot, copy.tasks)
                 if not all_ended(part):
                     continue
-                copy.open = False
                 mark = fingerprint(part)
                 if mark == copy.shown:
+                    copy.open = False
                     continue
-                copy.shown = mark
+                if copy.failed >= 2 and copy.failed_on == mark:
+                    continue  # failed twice on these states: wait for them to change
+                why: str | None = None
                 try:
-                    html, picture = self._copy_bundles(part, copy.display_id)
+                    html, picture, why = self._copy_bundles(part, copy.display_id)
                     update_display(html, raw=True, display_id=copy.display_id)
                     update_display(picture, raw=True, metadata=PICTURE_META,
                                    display_id=copy.picture_id)
                     redrawn += 1
-                except Exception:  # no shell any more (the kernel is going away)
+                except Exception as exc:  # a transient error, or no shell any more
                     log.debug("live view: updating a static copy failed", exc_info=True)
+                    why = f"{type(exc).__name__}: {exc}"
+                if why is None:
+                    copy.shown, copy.open, copy.failed = mark, False, 0
+                    continue
+                log.debug("live view: static copy %s not drawn whole (%s)", copy.display_id, why)
+                copy.failed = copy.failed + 1 if copy.failed_on == mark else 1
+                copy.failed_on = mark
+                retry = retry or copy.failed == 1
+            self._copy_retry = retry
         return redrawn
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:

@@ -18,6 +18,11 @@ A copy belongs to its cell: it shows the tasks that existed when the cell ran
 brought up to date once those tasks have all ended; then it is closed. Runs
 started from other cells leave it as it is; a Cancel or Retry clicked in its
 own widget opens it again (``LiveView`` does that).
+
+A copy counts as shown only once it was drawn whole and sent: an update that
+raised, or whose drawing or picture graphviz could not make (``problem``), leaves
+it open, to be drawn again (``LiveView`` retries it at once, then with the next
+change of its tasks).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from html import escape
 from typing import Any
 
 from ..core.snapshot import Snapshot
+from .drawing import INSTALL_HINT
 from .painter import Painter
 from .tracker import UNFINISHED, clock
 
@@ -46,6 +52,8 @@ class Copy:
     tasks: frozenset[str] | None  # None: those of the first run to end after it was shown
     open: bool = True
     shown: tuple[Any, ...] = field(default=(), compare=False)  # the states it last showed
+    failed: int = 0  # updates of the states in ``failed_on`` that failed in a row
+    failed_on: tuple[Any, ...] = field(default=(), compare=False)
 
     @property
     def picture_id(self) -> str:
@@ -110,6 +118,17 @@ def copy_bundles(painter: Painter, display_id: str, png: bool = True
     if picture is not None:
         shot["image/png"] = picture
     return copy, shot
+
+
+def problem(painter: Painter, picture: dict[str, Any]) -> str | None:
+    """Why a copy drawn by ``painter`` (its picture bundle ``picture``) is not whole: graphviz
+    failed to lay it out or to make its PNG (a transient error, worth another try); None
+    when it is whole, or when no ``dot`` is installed (the copy says so: final as it is)."""
+    if painter.template is None:
+        return None if painter.note in ("", INSTALL_HINT) else painter.note
+    if "image/png" not in picture:
+        return "graphviz could not make the PNG picture"
+    return None
 
 
 def png_of(painter: Painter) -> str | None:
