@@ -11,6 +11,7 @@ from conftest import view_threads, wait_until_status
 
 from codomyrmex_nb import TaskStatus as S
 from codomyrmex_nb.core.capture import Capture
+from codomyrmex_nb.notebook import live_view as live_view_mod
 from codomyrmex_nb.notebook.live_view import LiveView
 from codomyrmex_nb.notebook.logs_view import logs_text
 
@@ -296,6 +297,90 @@ def test_the_inspector_of_a_running_map_item_follows_its_output(orch, views):
         gate.set()
     assert orch.wait_for_completion(30) and view.flush(30)
     assert changed(view, "detail", lambda d: "output so far" not in d and "completed" in d)
+
+
+def _failing_reads(monkeypatch, orch, where: str, times: int | None) -> list[str]:
+    """The next ``times`` (None: all) reads of a running attempt's output fail ``where``:
+    in the capture, in the executor's ``peek``, or in the orchestrator's read itself."""
+    from codomyrmex_nb.core.executors import ThreadExecutor
+
+    owner, name = {"capture": (Capture, "peek"), "executor": (ThreadExecutor, "peek"),
+                   "orchestrator": (orch, "output_so_far")}[where]
+    original, fired = getattr(owner, name), []
+
+    def flaky(*args, **kwargs):
+        if times is None or len(fired) < times:
+            fired.append(name)
+            raise OSError(5, "a transient read error")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, flaky)
+    return fired
+
+
+def follow(view: LiveView) -> list[str]:
+    """Every panel the view sends from now on."""
+    panels: list[str] = []
+    view.observe(lambda change: panels.append(change["new"]), "detail")
+    return panels
+
+
+@pytest.mark.needs_dot
+@pytest.mark.parametrize("where", ["capture", "executor", "orchestrator"])
+def test_a_read_of_the_output_that_failed_once_is_tried_again_at_the_next_tick(
+        orch, views, monkeypatch, where):
+    """It was taken for the task's end: the panel stopped following the output (or showed
+    'cannot be read now' in its place) until the task's next status event."""
+    printed, more, gate = threading.Event(), threading.Event(), threading.Event()
+    task = orch.create_task("worker", func=talker, parameters={
+        "printed": printed, "gate": gate, "lines": ("step 1 of 3",), "more": more,
+        "later": ("step 2 of 3",)})
+    view = views(orch, interval=0.01)
+    orch.start_execution()
+    try:
+        assert printed.wait(30) and view.flush(30)
+        printed.clear()
+        view.select(task.id)
+        assert "step 1 of 3" in view.detail
+        panels = follow(view)
+        fired = _failing_reads(monkeypatch, orch, where, times=1)
+        threading.Event().wait(1.2)  # the next read (within 0.5 s) fails; no event comes
+        assert fired
+        more.set()
+        assert printed.wait(30)
+        assert changed(view, "detail", lambda d: "step 2 of 3" in d, timeout=5)
+        assert panels and all("step 1 of 3" in p for p in panels)  # the output stayed
+        assert not any("cannot be read" in p or "unavailable" in p for p in panels)
+    finally:
+        gate.set()
+    assert orch.wait_for_completion(30) and view.flush(30)
+    assert changed(view, "detail", lambda d: "output so far" not in d and "done" in d)
+
+
+@pytest.mark.needs_dot
+def test_an_output_that_cannot_be_read_is_said_under_the_last_one_read_and_the_end_still_shows(
+        orch, views, monkeypatch):
+    printed, gate = threading.Event(), threading.Event()
+    task = orch.create_task("worker", func=talker, parameters={
+        "printed": printed, "gate": gate, "lines": ("step 1 of 3",)})
+    view = views(orch, interval=0.01)
+    orch.start_execution()
+    try:
+        assert printed.wait(30) and view.flush(30)
+        view.select(task.id)
+        fired = _failing_reads(monkeypatch, orch, "capture", times=None)
+        assert changed(view, "detail", lambda d: "output unavailable" in d, timeout=5)
+        assert "step 1 of 3" in view.detail  # the output read last stays, the line below it
+        assert "output unavailable: OSError: [Errno 5] a transient read error" in view.detail
+        reads = len(fired)
+        assert reads == live_view_mod.READ_TRIES
+        threading.Event().wait(1.2)
+        assert len(fired) == reads  # bounded: no more reads until the task's next event
+    finally:
+        gate.set()
+    assert orch.wait_for_completion(30) and view.flush(30)  # its end still redraws the panel
+    assert changed(view, "detail", lambda d: "<code>&#x27;done&#x27;</code>" in d)
+    assert "unavailable" not in view.detail and "step 1 of 3" in view.detail
 
 
 @pytest.mark.needs_dot

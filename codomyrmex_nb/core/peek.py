@@ -10,6 +10,9 @@ processes the tail of the worker's output file. Dask ships output back only
 with the result, so there the answer says it arrives when the attempt ends.
 A caller that wants a refresh asks again (the live view at most twice a
 second, while an inspector of a running task is open): nothing here polls.
+A read that failed (the executor raised, or could not read it) says so in
+``error``: it may well work the next time, and tells nothing about the attempt
+having ended (only None says that).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class OutputSoFar(NamedTuple):
     started_at: float | None  # when it started, ``time.time()``
     text: str | None      # the last ``limit`` characters printed and logged so far
     note: str = ""        # why ``text`` is None
+    error: str | None = None  # the read failed, and why (worth another try)
 
 
 def output_so_far(engine: Any, task_id: str, limit: int = TAIL) -> OutputSoFar | None:
@@ -47,7 +51,9 @@ def output_so_far(engine: Any, task_id: str, limit: int = TAIL) -> OutputSoFar |
     try:
         text = peek(run, limit)
     except Exception as exc:  # noqa: BLE001 - a view asking must never fail on this
-        return OutputSoFar(number, started, None, f"its output cannot be read now ({exc})")
+        why = f"{type(exc).__name__}: {exc}"
+        return OutputSoFar(number, started, None, f"its output cannot be read now ({why})", why)
     if text is None:
-        return OutputSoFar(number, started, None, "its output cannot be read now")
+        why = f"the {engine.executor_name} executor could not read it"
+        return OutputSoFar(number, started, None, "its output cannot be read now", why)
     return OutputSoFar(number, started, text)

@@ -226,9 +226,11 @@ def _so_far(so_far: OutputSoFar | None) -> str:
     if so_far.text is None:
         return (f'<div class="codo-sec">{title}</div>'
                 f'<p class="codo-muted">{escape(so_far.note)}</p>')
+    note = f'<p class="codo-muted">{escape(so_far.note)}</p>' if so_far.note else ""
     if not so_far.text:
-        return f'<div class="codo-sec">{title}</div><p class="codo-muted">nothing printed yet</p>'
-    return _output(title, so_far.text)
+        return (f'<div class="codo-sec">{title}</div><p class="codo-muted">nothing printed yet'
+                f"</p>{note}")
+    return _output(title, so_far.text) + note  # the output read last, and why it is not newer
 
 
 def displays_html(displays: list[Any] | None, limit: int = MAX_DISPLAYS) -> str:

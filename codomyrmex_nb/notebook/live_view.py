@@ -32,7 +32,12 @@ it waits for the next event, so a persistent bug never spins.
 While the inspector of a running task is open, the same thread also wakes at
 most every ``PEEK_EVERY`` (0.5) s (a deadline on the same condition, only
 while such a panel is open) to read that task's output so far without the
-engine lock (``core.peek``) and resend the panel if the output grew. Running
+engine lock (``core.peek``) and resend the panel if the output grew. A read
+that failed keeps the output shown and is tried again at the next tick; after
+``READ_TRIES`` failures in a row the panel adds "output unavailable: <reason>"
+under it and reads no more until the task's next event (or a click) redraws it
+whole. Only the attempt's end (no running attempt, its status event) ends
+following it. Running
 times tick in the browser from the start times in ``ticks`` (no kernel
 traffic); each reply to a click bumps ``answer`` so the panel always redraws.
 
@@ -84,6 +89,7 @@ import anywidget
 import traitlets
 
 from ..core.events import Event
+from ..core.peek import OutputSoFar
 from ..core.snapshot import Snapshot
 from ..orchestrator import TaskOrchestrator
 from . import busy_clicks, map_panel
@@ -110,6 +116,7 @@ _views: weakref.WeakKeyDictionary[TaskOrchestrator, LiveView] = weakref.WeakKeyD
 _shown: weakref.WeakSet[LiveView] = weakref.WeakSet()  # views with static copies to keep current
 _hooked: set[int] = set()  # shells with our post_execute hook
 PEEK_EVERY = 0.5  # seconds: how often an open inspector reads its running task's output
+READ_TRIES = 3  # reads of that output that failed in a row before the panel says so
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
@@ -206,9 +213,9 @@ class LiveView(anywidget.AnyWidget):
         self._threshold, self._max_groups = threshold, max_groups
         self._selected_task: str | None = None
         # The open inspector of a running task or item: (its id, a function that draws its
-        # panel with newer output, the output shown); the view thread reads that output
-        # again at most every PEEK_EVERY seconds.
-        self._inspected: tuple[str, Callable[[Any], str], str | None] | None = None
+        # panel with newer output, the output shown (its last good read), reads that failed
+        # since); the view thread reads that output again at most every PEEK_EVERY seconds.
+        self._inspected: tuple[str, Callable[[Any], str], OutputSoFar | None, int] | None = None
         self._peeked_at = 0.0
         self._sides = 0  # views the front end says are in a side panel now
         self._shown_in_cell: int | None = None
@@ -398,15 +405,21 @@ class LiveView(anywidget.AnyWidget):
         if grouping is not None and task in grouping.members:
             return self._group_detail(task)
         self._peeked_at = time.monotonic()
+        failed = 0
         if map_panel.item_ref(self.orchestrator, task) is not None:
             html, so_far, render = map_panel.item_panel(self.orchestrator, task)
         else:
-            so_far = self.orchestrator.output_so_far(task)
             render = _task_panel(self.orchestrator, task)
-            html = render(so_far)
+            try:
+                so_far = self.orchestrator.output_so_far(task)
+            except Exception:  # read again at the next tick (None there if it is not running)
+                log.exception("live view: reading a task's output failed")
+                so_far, failed = OutputSoFar(0, None, None), 1
+            html = render(None if failed else so_far)
         if so_far is not None and render is not None:
+            failed = failed or (so_far.error is not None)
             with self._mutex:
-                self._inspected = (task, render, so_far.text)
+                self._inspected = (task, render, so_far, failed)
                 self._start_thread()  # it reads the output again while the task runs
                 self._wake.notify()
         elif self._inspected is not None and self._inspected[0] == task:
@@ -433,21 +446,47 @@ class LiveView(anywidget.AnyWidget):
         self._peeked_at = time.monotonic()
         if inspected is None:
             return
-        task, render, shown = inspected
+        task, render, last, failed = inspected
+        shown = None if last is None else last.text
+        why = html = None
         try:
             so_far = self.orchestrator.output_so_far(task)
-            html = None if so_far is None or so_far.text == shown else render(so_far)
-        except Exception:  # the panel must never take the view thread down
-            log.exception("live view: reading a running task's output failed")
-            so_far = html = None
+            if so_far is not None and so_far.error is not None:
+                why = so_far.error  # the output shown stays; read again at the next tick
+            elif so_far is not None and so_far.text != shown:
+                html = render(so_far)
+        except Exception as exc:  # the panel must never take the view thread down
+            log.debug("live view: reading a running task's output failed", exc_info=True)
+            so_far, why = last, f"{type(exc).__name__}: {exc}"
         with self._sync, self.hold_sync():
             if self._inspected is not inspected:
                 return  # a newer redraw (a click, an event) came first
-            if so_far is None:  # it ended: its status event redraws the panel
+            if why is not None:
+                self._failed_read(task, render, last or so_far, failed + 1, why)
+            elif so_far is None:  # it ended: its status event redraws the panel
                 self._inspected = None
             elif html is not None:
-                self._inspected = (task, render, so_far.text)
+                self._inspected = (task, render, so_far, 0)
                 self.detail = html
+            elif failed:
+                self._inspected = (task, render, last, 0)
+
+    def _failed_read(self, task: str, render: Callable[[Any], str], last: OutputSoFar | None,
+                     failed: int, why: str) -> None:
+        """Under ``_sync``: the open inspector's output could not be read ``failed`` times in
+        a row. Tried again at the next tick; after ``READ_TRIES`` the panel says so under
+        the output it shows, and nothing is read until its next event or click redraws it."""
+        if failed < READ_TRIES:
+            self._inspected = (task, render, last, failed)
+            return
+        log.info("live view: the output of %s could not be read %d times in a row (%s)",
+                    task, failed, why)
+        self._inspected = None
+        base = last if last is not None else OutputSoFar(0, None, None)
+        try:
+            self.detail = render(base._replace(note=f"output unavailable: {why}", error=why))
+        except Exception:  # noqa: BLE001 - the panel as it is, then
+            log.debug("live view: drawing the inspector failed", exc_info=True)
 
     def _group_detail(self, key: str) -> str:
         from html import escape
