@@ -9,7 +9,9 @@ module level (workers import them); what they did is told through files.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -101,3 +103,102 @@ def test_timed_out_attempts_free_their_workers_for_the_next_tasks(orch, tmp_path
     orch.wait_for_completion(60)
     assert after.status is TaskStatus.COMPLETED, after.result.error_message
     assert time.monotonic() - started < 15
+
+
+def sleep_in_c(path, seconds):
+    """Notes that it started, then blocks inside C (an interrupt cannot reach it there)."""
+    Path(path).write_text("started")
+    time.sleep(seconds)
+    return "late"
+
+
+def answer():
+    return 42
+
+
+def our_children() -> set[int]:
+    """This process's child processes (multiprocessing's resource tracker aside)."""
+    try:
+        import psutil
+    except ImportError:  # /proc: whose parent is this process
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                    cmdline = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() \
+                        and b"resource_tracker" not in cmdline:
+                    found.add(int(entry.name))
+        return found
+    return {c.pid for c in psutil.Process().children(recursive=True)
+            if "resource_tracker" not in " ".join(c.cmdline())}
+
+
+def _dask_helpers(names: set[str]) -> set[str]:
+    """Threads Dask keeps per process once used (see the dask executor's docstring)."""
+    return {n for n in names if not n.startswith(("Dask-Offload", "Dask-Callback-Thread"))}
+
+
+def _stick(o: TaskOrchestrator, tmp_path: Path, how: str):
+    """A task whose body is blocked in C on a worker: timed out (given up), or running."""
+    mark = tmp_path / "started.txt"
+    task = o.create_task("stuck", func=sleep_in_c, timeout=1 if how == "timed out" else None,
+                         parameters={"path": str(mark), "seconds": 30})
+    if how == "timed out":
+        assert not o.wait_for_completion(60)
+        assert task.result.error_type == "TimeoutError"
+    deadline = time.monotonic() + 60
+    while not mark.exists() and time.monotonic() < deadline:  # another process: no event
+        time.sleep(0.05)
+    assert mark.exists()
+    return task
+
+
+@pytest.mark.parametrize("how", ["timed out", "running"])
+def test_a_stop_does_not_wait_for_a_body_blocked_in_c_on_its_own_cluster(tmp_path, how):
+    """The engine waited 5 s for the given-up body, then the cluster's close 4 s more for
+    the worker process holding it: 9 s to stop. Now that process is closed at once."""
+    threads = {t.name for t in threading.enumerate()}
+    children = our_children()
+    o = TaskOrchestrator(max_workers=2, executor="dask", journal=False)
+    o.start_execution()
+    try:
+        _stick(o, tmp_path, how)
+    finally:
+        started = time.monotonic()
+        o.stop_execution()
+        took = time.monotonic() - started
+    assert took < 8, f"stop_execution() took {took:.1f} s"
+    left = _dask_helpers({t.name for t in threading.enumerate()} - threads)
+    assert left == set(), left  # no engine worker, no Dask loop thread
+    assert our_children() - children == set()  # no worker process (or its nanny's child)
+
+
+def test_a_stop_stops_waiting_for_a_stuck_body_on_a_users_cluster_and_says_so(tmp_path):
+    """Never kills what it does not own: the body runs on; the user's cluster keeps working."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0",
+                           silence_logs=logging.ERROR)
+    client = Client(cluster, set_as_default=False)
+    try:
+        o = TaskOrchestrator(max_workers=2, executor="dask", client=client, journal=False)
+        o.start_execution()
+        try:
+            _stick(o, tmp_path, "timed out")
+        finally:
+            started = time.monotonic()
+            with pytest.warns(RuntimeWarning, match=r"the body of task 'stuck' \(given up: "
+                              r"timeout\) still runs on the Dask worker tcp://\S+ of your "
+                              "cluster"):
+                o.stop_execution()
+            took = time.monotonic() - started
+        assert took < 3, f"stop_execution() took {took:.1f} s"
+        assert client.submit(answer, pure=False).result(timeout=30) == 42
+        assert len(client.scheduler_info()["workers"]) == 2  # none of its workers was killed
+    finally:
+        client.close()
+        cluster.close()

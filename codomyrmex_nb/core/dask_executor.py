@@ -52,6 +52,14 @@ result is dropped. Code blocked inside C returns first (a ``time.sleep``); a
 shutdown ends the wait. Use the ``processes`` executor when a timeout must
 really kill the code.
 
+A stop does not wait for such a body (the engine calls ``stopping()`` before
+it joins its workers): on the local cluster this executor started, the worker
+process that holds it is closed at once (killed after a fraction of a second,
+not restarted: the cluster closes next), so ``stop_execution()`` takes about the
+cluster's own close; on a cluster given by ``client`` or ``address`` nothing of
+it is killed: the stop only stops waiting, and a ``RuntimeWarning`` says that
+the body still runs on that worker.
+
 Worker processes of the local cluster do not outlive the process that started
 them, even when it is killed outright: each one blocks a thread on a pipe held
 by its parent and exits when that pipe closes (Dask's own ``AsyncProcess``
@@ -61,11 +69,13 @@ per process (``Dask-Offload``, ``Dask-Callback-Thread``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
 import uuid
+import warnings
 from typing import Any
 
 from . import capture, script_guard
@@ -84,6 +94,8 @@ _local_lock = threading.Lock()
 _local_runs: dict[str, Run] = {}  # key -> attempt running on an in-process worker
 _local_cancelled: dict[str, None] = {}  # interrupted before its wrapper started (ordered set)
 _CANCELLED_KEPT = 4096  # keys of attempts that never start on this process are forgotten in time
+_KILL_AFTER = 0.5  # s: a worker process closed at a stop for a stuck body, then killed
+_GRACE = 0.5  # s after its interrupt: a stop waits this long for a given-up body to return
 
 
 def _remote_call(blob: bytes, key: str, level: int | None = None) -> tuple[Any, ...]:
@@ -173,13 +185,17 @@ def _unpicklable_result(exc: TypeError) -> TypeError:
 
 class _Pending:
     """An attempt submitted to Dask: ``done`` wakes ``run`` (the future ended, or the engine
-    gave up on it); ``ended``: its future ended (its body returned) or the executor shut down."""
+    gave up on it); ``ended``: its future ended (its body returned) or the executor stopped
+    waiting for it. ``worker``: the address of the worker that still runs its given-up body."""
 
-    __slots__ = ("future", "key", "done", "ended")
+    __slots__ = ("future", "key", "done", "ended", "task", "worker", "why", "since", "let_go")
 
-    def __init__(self, future: Any, key: str) -> None:
-        self.future, self.key = future, key
+    def __init__(self, future: Any, key: str, task: str = "") -> None:
+        self.future, self.key, self.task = future, key, task
         self.done, self.ended = threading.Event(), threading.Event()
+        self.worker: str | None = None
+        self.why, self.since = "", 0.0  # why it was given up, and when (``time.monotonic``)
+        self.let_go = False  # a stop ended the wait (under the executor's lock)
 
     def finished(self, _future: Any = None) -> None:
         self.ended.set()
@@ -199,6 +215,8 @@ class DaskExecutor:
         self._given, self._address, self._options = client, address, cluster_options
         self._client: Any = None
         self._owned: list[Any] = []  # what start() created, closed by shutdown()
+        self._cluster: Any = None  # the LocalCluster start() created, if it did
+        self._stopping = False  # the engine stops: no given-up body is waited for
         self._lock = threading.Lock()
         self._starting = threading.Lock()  # one start() at a time; never held by run()
         self._pending: set[_Pending] = set()  # submitted, not yet returned from run()
@@ -225,6 +243,8 @@ class DaskExecutor:
         with self._starting:
             if self._client is not None:
                 return
+            with self._lock:
+                self._stopping = False
             if self._given is not None:
                 self._client = self._given
                 return
@@ -255,6 +275,7 @@ class DaskExecutor:
                 raise RuntimeError(f"the dask executor could not {what}: "
                                    f"{type(exc).__name__}: {exc}") from exc
             self._owned, self._client = owned, owned[0]
+            self._cluster = owned[1] if len(owned) > 1 else None
 
     def run(self, run: Run) -> Outcome:
         client = self._client
@@ -266,7 +287,7 @@ class DaskExecutor:
             return cancelled(run)
         sent = time.perf_counter()
         pending = _Pending(client.submit(_remote_call, blob, key, capture.LOG_LEVEL, key=key,
-                                         pure=False), key)
+                                         pure=False), key, run.task.name)
         with self._lock:
             run.handle = pending
             abandoned = run.abandoned
@@ -286,23 +307,29 @@ class DaskExecutor:
             with self._lock:
                 self._pending.discard(pending)
 
-    @staticmethod
-    def _give_up(client: Any, run: Run, pending: _Pending) -> Outcome:
+    def _give_up(self, client: Any, run: Run, pending: _Pending) -> Outcome:
         """The engine gave up on the attempt (a timeout, a cancel, a stop): stop its body
         wherever it runs and return once it has, as the ``threads`` executor does, so that
         its resources stay held (and its task is not run again) until its code has returned.
 
         Every worker is told (``Client.run``): the one running it interrupts the attempt's
         thread (code blocked inside C returns first), the others will not start it; when
-        none runs it, it is over at once. A shutdown of the executor ends the wait (the
-        engine has stopped).
+        none runs it, it is over at once. A stop of the engine ends the wait
+        (``stopping``), as does a shutdown.
         """
         if not pending.ended.is_set():
+            pending.why, pending.since = run.abandoned or "stopped", time.monotonic()
             try:
                 running = client.run(_stop_local, pending.key, run.abandoned, on_error="ignore")
             except Exception:  # noqa: BLE001 - the cluster is going: nothing more to stop
                 running = {}
-            if any(found is True for found in running.values()):
+            holders = [worker for worker, found in running.items() if found is True]
+            if holders:
+                with self._lock:
+                    pending.worker = holders[0]
+                    stopping = self._stopping
+                if stopping:  # the stop came while the workers were asked
+                    self._let_go([pending])
                 pending.ended.wait()
         with contextlib.suppress(Exception):
             pending.future.cancel(reason=f"codomyrmex-nb: attempt {run.abandoned}")
@@ -342,11 +369,69 @@ class DaskExecutor:
         pending.done.set()
         return True
 
+    def stopping(self) -> None:
+        """The engine stops (called before it joins its workers): no given-up body is waited
+        for. On the local cluster this executor started, the worker processes that hold
+        such bodies (blocked in C: the interrupt did not end them) are closed now, killed
+        after ``_KILL_AFTER`` s; elsewhere the wait just ends, with a warning that the body
+        still runs there. Attempts given up from now on (this stop's) are treated alike."""
+        with self._lock:
+            self._stopping = True
+            stuck = [p for p in self._pending if p.worker is not None and not p.ended.is_set()]
+        self._let_go(stuck)
+
+    def _let_go(self, stuck: list[_Pending]) -> None:
+        """End the waits for given-up bodies still running on their workers (once each),
+        each given ``_GRACE`` s from its interrupt to return first (pure Python does)."""
+        for pending in stuck:
+            pending.ended.wait(max(0.0, pending.since + _GRACE - time.monotonic()))
+        with self._lock:
+            stuck = [p for p in stuck if not p.let_go and not p.ended.is_set()]
+            for pending in stuck:
+                pending.let_go = True
+        if not stuck:
+            return
+        if self._cluster is not None:
+            for pending in stuck:  # first, or the scheduler reports it failed with its worker
+                with contextlib.suppress(Exception):
+                    pending.future.cancel(reason=f"codomyrmex-nb: attempt {pending.why}")
+            self._close_workers(self._cluster, {p.worker for p in stuck})
+        else:
+            for pending in stuck:
+                warnings.warn(
+                    f"codomyrmex-nb: the body of task {pending.task!r} (given up: {pending.why}) "
+                    f"still runs on the Dask worker {pending.worker} of your cluster: the "
+                    "stop did not wait for it (code blocked inside C returns first)",
+                    RuntimeWarning, stacklevel=2)
+        for pending in stuck:
+            pending.ended.set()
+
+    @staticmethod
+    def _close_workers(cluster: Any, addresses: set[str | None]) -> None:
+        """Close the worker processes of our ``LocalCluster`` at ``addresses`` (killed after
+        ``_KILL_AFTER`` s, not restarted); in-process workers (``processes=False``) are
+        left alone: their threads end when the body returns, as on ``threads``."""
+        nannies = [w for w in list(getattr(cluster, "workers", {}).values())
+                   if getattr(w, "worker_address", None) in addresses
+                   and getattr(w, "process", None) is not None]
+        if not nannies:
+            return
+
+        async def close_them() -> None:
+            await asyncio.gather(*(nanny.close(timeout=_KILL_AFTER / 0.8,
+                                               reason="codomyrmex-nb: stop, body given up")
+                                   for nanny in nannies), return_exceptions=True)
+        try:
+            cluster.sync(close_them)
+        except Exception:  # noqa: BLE001 - the cluster's close (next) ends them anyway
+            logging.getLogger(__name__).debug("closing stuck Dask workers failed",
+                                              exc_info=True)
+
     def shutdown(self) -> None:
         """Close the client and cluster that ``start`` created; a given client stays open."""
         with self._starting:
             owned, self._owned = self._owned, []
-            self._client = None
+            self._client = self._cluster = None
         with self._lock:
             given_up = list(self._pending)
         for pending in given_up:  # a body still running after a stop is waited for no more

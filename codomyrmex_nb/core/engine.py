@@ -698,6 +698,7 @@ class Engine:
                 workers = [w for w in self._workers if w is not me]
             if self.budget is not None:
                 self.budget.wake()  # a worker paused for the journal goes on (and ends)
+            self._stopping_executor()  # it may end given-up bodies it would wait for
             deadline = time.monotonic() + min(max(0.0, timeout), threading.TIMEOUT_MAX / 2)
             try:
                 for thread in workers:
@@ -728,6 +729,18 @@ class Engine:
             if was_running:
                 self.start()
         return True
+
+    def _stopping_executor(self) -> None:
+        """Tell an executor that has ``stopping()`` (Dask) that the engine stops: outside the
+        lock, before the workers are joined, so their threads need not wait for bodies it
+        can end (or stop waiting for)."""
+        stopping = getattr(self.executor, "stopping", None)
+        if stopping is None:
+            return
+        try:
+            stopping()
+        except Exception:
+            log.exception("the %s executor could not prepare to stop", self.executor_name)
 
     def _shutdown_executor(self) -> None:
         try:
