@@ -423,28 +423,132 @@ def test_rerun_only_failed_runs_just_those_items_and_the_collect_step(make_orch)
         orch.rerun("m", only="everything")
 
 
-def test_a_stopped_engine_runs_interrupted_items_again_on_start(make_orch):
-    started = threading.Event()
-    calls = []
-    lock = threading.Lock()
-
+def _blocking_once(at, calls, started, lock):
+    """An item body that records its calls and blocks (until the stop interrupts it) the
+    first time it runs item ``at``."""
     def body(item):
         with lock:
             calls.append(item)
-        if item == 0 and calls.count(0) == 1:
+            first = calls.count(item) == 1
+        if item == at and first:
             started.set()
             for _ in range(3000):  # interrupted by the stop
                 time.sleep(0.01)
-        return item
+        return item * 10
+    return body
 
+
+def test_a_stopped_engine_shows_no_map_running_and_resumes_its_items_on_start(make_orch):
+    """A stop while a map's items run leaves nothing running: the map goes back to READY
+    ("interrupted") with its items' outcomes kept, as an interrupted plain task does; the
+    next start resumes it: items that completed do not run again, the interrupted one does."""
+    started, calls, lock = threading.Event(), [], threading.Lock()
     orch = make_orch(1)
-    orch.create_task("m", func=body, map=[0, 1])
+    orch.create_task("m", func=_blocking_once(2, calls, started, lock), map=[0, 1, 2, 3])
+    orch.create_task("total", func=lambda upstream: sum(upstream["m"]), dependencies=["m"])
     orch.start_execution()
     assert started.wait(5)
     orch.stop_execution()
-    assert orch.get_task("m").status is S.RUNNING
+    assert orch.get_task("m").status is S.READY
+    assert orch.get_execution_stats()["running"] == 0
+    assert orch.snapshot().stats["running"] == 0
+    frame = orch.tasks_frame()
+    assert "running" not in set(frame["state"])
+    assert frame.set_index("name").loc["m", "state"] == "ready"
+    items = orch.tasks_frame(items=True).set_index("name")["state"].to_dict()
+    assert items == {"m[0]": "completed", "m[1]": "completed", "m[2]": "ready",
+                     "m[3]": "pending"}
+    assert orch.get_task_result("m", map_index=1).data == 10  # kept across the stop
     assert run(orch)
-    assert list(orch.get_task_result("m").data) == [0, 1]
+    assert sorted(calls) == [0, 1, 2, 2, 3]  # 0 and 1 not again; 2 (interrupted) again
+    assert list(orch.get_task_result("m").data) == [0, 10, 20, 30]
+    assert orch.get_task_result("total").data == 60
+    assert orch.get_task("m").status is S.COMPLETED
+
+
+def test_a_chained_map_stopped_mid_way_resumes_both_maps(make_orch):
+    """A map over a map, stopped while the second runs an item: both go back to READY with
+    what their items did; the next start finishes both, running nothing twice that ended."""
+    started, calls, lock = threading.Event(), [], threading.Lock()
+    firsts: list = []
+    orch = make_orch(1)
+    orch.create_task("m1", func=lambda item: firsts.append(item) or item + 1, map=[0, 1, 2, 3])
+    orch.create_task("m2", func=_blocking_once(2, calls, started, lock), map="m1")
+    orch.start_execution()
+    assert started.wait(5)
+    orch.stop_execution()
+    stats = orch.get_execution_stats()
+    assert stats["running"] == 0 and stats["pending"] == 2
+    states = orch.tasks_frame().set_index("name")["state"].to_dict()
+    assert states == {"m1": "ready", "m2": "ready"}
+    items = orch.tasks_frame(items=True)
+    assert "running" not in set(items["state"])
+    assert items.set_index("name").loc["m2[1]", "state"] == "ready"  # item 1 is m1's 2
+    assert len(firsts) < 4  # the stop came mid-way through m1 too (depth first)
+    assert run(orch)
+    assert list(orch.get_task_result("m2").data) == [10, 20, 30, 40]
+    assert sorted(firsts) == [0, 1, 2, 3]  # none twice
+    assert sorted(calls) == [1, 2, 2, 3, 4]  # the interrupted one again
+
+
+def test_rerun_failed_items_while_stopped_waits_for_the_start(make_orch):
+    """``rerun(name, only="failed")`` on a stopped engine queues the items; the map shows
+    READY (not running) until the engine starts and runs them."""
+    tries = []
+    orch = make_orch(2)
+
+    def body(item):
+        tries.append(item)
+        if item == 1 and tries.count(1) == 1:
+            raise ValueError("first time")
+        return item
+
+    orch.create_task("m", func=body, map=[0, 1, 2])
+    assert not run(orch)
+    orch.stop_execution()
+    orch.rerun("m", only="failed")
+    assert orch.get_task("m").status is S.READY
+    assert orch.get_execution_stats()["running"] == 0
+    assert run(orch)
+    assert list(orch.get_task_result("m").data) == [0, 1, 2] and sorted(tries) == [0, 1, 1, 2]
+
+
+def test_a_chained_map_a_stop_paused_ends_with_its_source_cancelled_meanwhile():
+    """A chained map a stop left READY is not skipped at once when its source is cancelled
+    while stopped (its interrupted items are still queued): as a running chain does, it runs
+    the items whose source item completed once started, then ends skipped with their values."""
+    clock = _Clock()
+    sched = Scheduler(clock=clock)
+    sched.define([Task(name="m1", func=lambda item: item, map=[0, 1, 2]),
+                  Task(name="m2", func=lambda item: item, map="m1")])
+    m1, m2 = sched.lookup("m1"), sched.lookup("m2")
+
+    def value_of(up):
+        return up.result.data
+
+    ticket = sched.next_ticket()
+    sched.start(ticket, "w")
+    sched.finish(ticket, True, plan_of(m1, value_of))
+    first = sched.next_ticket()  # m1[0]
+    sched.start(first, "w")
+    sched.finish(first, True, 0)
+    chained = sched.next_ticket()  # m2[0], ahead of m1[1]: depth first
+    assert chained.rec.parent is m2
+    sched.start(chained, "w")
+    sched.stop()
+    assert m1.status is S.READY and m2.status is S.READY and sched.counts[S.RUNNING] == 0
+    assert sched.cancel(m1)
+    assert m2.status is S.READY and m2.mapping.live == 1  # not skipped with an item queued
+    sched.started()
+    assert m2.status is S.RUNNING
+    sched.finish(chained, True, 0)  # the interrupted body returns: its result is dropped
+    again = sched.next_ticket()
+    assert again.rec is m2.mapping.items[0]
+    sched.start(again, "w")
+    sched.finish(again, True, 0)
+    assert m2.status is S.SKIPPED and m2.mapping.live == 0
+    assert list(m2.result.data) == [0]
+    assert sched.recount()["counts"] == sched.counts
 
 
 def test_rerun_whole_map_recomputes_every_item(make_orch):
@@ -527,7 +631,7 @@ def _body_key(rec) -> tuple:
 class MapWalk(RuleBasedStateMachine):
     """Random plain and mapped tasks (over literals, plain tasks, or other maps: chained),
     dispatched, finished, failed, timed out, cancelled (whole or by item), re-run (whole or
-    only failed items) and stopped."""
+    only failed items), stopped and started again."""
 
     @initialize()
     def setup(self) -> None:
@@ -537,6 +641,7 @@ class MapWalk(RuleBasedStateMachine):
         self.tasks: list[Task] = []
         self.in_flight: list = []
         self.n = 0
+        self.stopped = False
 
     def _rec(self, i: int):
         return self.sched.lookup(self.tasks[i % len(self.tasks)])
@@ -579,6 +684,7 @@ class MapWalk(RuleBasedStateMachine):
             return up.result.data
         return plan_of(rec, value_of)
 
+    @precondition(lambda self: not self.stopped)  # a stopped engine starts nothing
     @rule()
     def dispatch(self) -> None:
         ticket = self.sched.next_ticket()
@@ -681,6 +787,27 @@ class MapWalk(RuleBasedStateMachine):
     @rule()
     def stop(self) -> None:
         self.sched.stop()
+        self.stopped = True
+
+    @precondition(lambda self: self.stopped)
+    @rule()
+    def start(self) -> None:
+        self.sched.started()
+        self.stopped = False
+
+    @invariant()
+    def a_stopped_engine_runs_nothing(self) -> None:
+        """After a stop no task shows RUNNING, a map whose items ran included (until the next
+        start resumes it), nor any item; every such map's cursor is off the ready heap."""
+        if not self.stopped:
+            return
+        sched = self.sched
+        assert sched.counts[S.RUNNING] == 0 and not sched.running
+        for rec in sched.records.values():
+            if rec.mapping is not None and rec.mapping.counts:
+                assert not rec.mapping.counts.get(S.RUNNING), rec.name
+            if rec.mapping is not None and rec.status is S.READY and rec.mapping.expanded:
+                assert rec.heap_token < 0 and not rec.mapping.in_heap, rec.name
 
     @invariant()
     def books_balance(self) -> None:
@@ -704,6 +831,8 @@ class MapWalk(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Every task and item ends once the threads return and retries fire."""
         sched = self.sched
+        if self.stopped:
+            sched.started()
         for ticket in self.in_flight:
             rec = ticket.rec
             if rec.mapping is not None and rec.current is ticket:

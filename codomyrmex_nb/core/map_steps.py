@@ -4,7 +4,8 @@ A mapped record runs in three phases, each a transition of the record itself:
 
 1. **expand** (READY -> RUNNING on a worker, like an attempt): the worker reads the
    sources and returns a ``mapping.Plan``; ``_expanded`` installs it and the
-   record stays RUNNING while its items run. A *chained* map (mapped over a mapped
+   record stays RUNNING while its items run (an engine stop returns it to READY, its
+   cursor off the heap, and the next start resumes it: ``stop_steps``). A *chained* map (mapped over a mapped
    task) skips this: it starts when its source expanded and takes item *i* as soon
    as the source's item *i* completed.
 2. **items**: the record sits in the ready heap as a *cursor* while it has items to
@@ -40,6 +41,7 @@ from .records import ItemRecord
 
 S = TaskStatus
 _ENDED_OK = S.COMPLETED
+_RUNNING = S.RUNNING
 
 
 class MapItemsFailed(Exception):
@@ -142,8 +144,8 @@ class MapSteps:
         """Queue the mapped record as a cursor on its items (once). A chained map goes ahead
         of its source among equals, so its items follow theirs depth first."""
         m = rec.mapping
-        if m.in_heap:
-            return
+        if m.in_heap or rec.status is not _RUNNING:  # not while a stop paused it (READY:
+            return  # popped, it would be expanded again); ``_resume_map`` queues it then
         m.in_heap = True
         token = rec.heap_token = next(self._tokens)
         heapq.heappush(self._heap, (rec.prio, urgency(rec), rec.order, token, rec))
@@ -519,7 +521,8 @@ class MapSteps:
         rec.forget_fingerprint()
         self._move(rec, S.PENDING, "requeued")
         self._move(rec, S.READY, "requeued items")
-        self._move(rec, S.RUNNING, f"{len(indices)} items again")
+        if not self.stopped:  # else it waits READY, as a stop leaves a map: ``started``
+            self._move(rec, S.RUNNING, f"{len(indices)} items again")  # resumes it
         self.structure_version += 1
         self._settle_all(fresh, now)  # they wait for the map again
         if m.finished():  # nothing failed: it ends again at once, and its dependents run

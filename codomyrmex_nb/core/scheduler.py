@@ -31,6 +31,8 @@ States and transitions (``_ALLOWED``; anything else is a bug and raises)::
                        \\-> FAILED          no retries left, or "not retried: <why>"
     READY ----fail------> PENDING | FAILED  a resource wait timed out (counts as an attempt)
     RUNNING --stop------> READY "interrupted"   the engine stopped; runs again on start
+                                        (a map whose items run: its items resume, below)
+    READY ----resume----> RUNNING "resumed"     a map the stop left READY: the engine started
     PENDING|READY|RUNNING --cancel--> CANCELLED
     PENDING|READY --skip-----------> SKIPPED   an upstream task ended without success
                                                (or the task's trigger rule can no longer hold)
@@ -138,6 +140,7 @@ class Scheduler(DefineSteps, RuleSteps, OutcomeSteps, StopSteps, MapSteps):
         self.resources = ResourceManager()
         self.structure_version = 0
         self.running: dict[str, Any] = {}  # task id -> ticket in flight
+        self.stopped = False  # the engine stopped since it last started (``stop``)
         self._new_ticket, self._now = new_ticket, clock
         self._order = itertools.count()
         self._tokens = itertools.count()

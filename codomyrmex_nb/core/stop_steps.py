@@ -14,6 +14,7 @@ from .states import (
     NOT_NEEDED_TYPE,
     PENDING,
     READY,
+    RUNNING,
     SKIPPED,
     VERB,
     is_not_needed,
@@ -95,13 +96,15 @@ class StopSteps:
 
     def _skip_downstream(self, root: Record, now: float) -> None:
         """``root`` ended without success: skip every pending task downstream of it, but for
-        tasks whose trigger rule may still fire (or fires now: a cleanup ``all_done``)."""
+        tasks whose trigger rule may still fire (or fires now: a cleanup ``all_done``), and
+        for a chained map a stop paused (READY), which ends as a running one does: once its
+        items ended (``_source_over``; at the latest when ``started`` resumes it)."""
         stack = [root]
         while stack:
             node = stack.pop()
             for down in node.downs:
                 if down.rule is None:
-                    if down.status is PENDING or down.status is READY:
+                    if down.status is PENDING or (down.status is READY and not paused(down)):
                         self._skip(down, node, root, now)
                         stack.append(down)
                 elif down.status is PENDING and down.retry_token is None \
@@ -139,9 +142,13 @@ class StopSteps:
         retry waits from now. ``created_at`` keeps when it was defined.
         """
         now = self._now()
+        self.stopped = False
+        maps = []
         for rec in self.records.values():
             if rec.status is not PENDING and rec.status is not READY:
                 continue
+            if paused(rec):  # a map the engine stopped while its items ran
+                maps.append(rec)
             if rec.runnable_since < now:
                 rec.runnable_since = now
             if rec.started_at is not None:
@@ -152,10 +159,26 @@ class StopSteps:
             elif rec.ready_at < now:
                 rec.queued_at = rec.ready_at = now
                 rec.wait_dependencies = 0.0
+        for rec in maps:
+            self._resume_map(rec, now)
+
+    def _resume_map(self, rec: Record, now: float) -> None:
+        """A map ``stop`` paused goes on (READY -> RUNNING "resumed"): its items that ended
+        keep their outcome, the interrupted ones (READY) run again, the rest are handed out
+        as before; maps chained on it start now if they could not while it was paused."""
+        self._move(rec, RUNNING, "resumed", now=now)
+        self._map_started(rec, now)
 
     def stop(self) -> None:
-        """The engine stops: running attempts are abandoned and their tasks go back to READY."""
+        """The engine stops: running attempts are abandoned and their tasks go back to READY.
+
+        So does a mapped task whose items run (RUNNING -> READY "interrupted"): a stopped
+        engine runs nothing. It keeps its items (those that ended keep their results; those
+        interrupted are READY again) and its cursor leaves the ready heap (popped while
+        READY, it would be expanded again); ``started`` resumes it (``_resume_map``).
+        """
         now = self._now()
+        self.stopped = True
         for ticket in list(self.running.values()):
             rec = ticket.rec
             self._abandon(ticket, "interrupted")
@@ -163,6 +186,12 @@ class StopSteps:
             if rec.parent is None and rec.mapping is None:  # fingerprinted again as it starts
                 rec.forget_fingerprint()  # in the next run (what it reads may change
                 # meanwhile), so that run defines it too
+        if self.counts[RUNNING]:  # what is left running is a mapped task's items' phase
+            for rec in [r for r in self.records.values()
+                        if r.status is RUNNING and r.mapping is not None]:
+                self._withdraw(rec)  # its cursor: a READY record popped is one to expand
+                rec.runnable_since = now
+                self._move(rec, READY, "interrupted", now=now)
 
     def interrupted(self, ticket: Any, logs: str | None = None) -> None:
         """An inline attempt's body raised ``KeyboardInterrupt`` (Ctrl-C while debugging with
@@ -265,3 +294,8 @@ class StopSteps:
         rare paths that change a declared pool (removing or redefining one of its users)."""
         return any(r is not besides and any(k == key for k, _ in r.claims)
                    for r in self.records.values() if r.claims)
+
+
+def paused(rec: Record) -> bool:
+    """Is ``rec`` a mapped task a stop left READY while its items ran (``StopSteps.stop``)?"""
+    return rec.status is READY and rec.mapping is not None and rec.mapping.expanded
