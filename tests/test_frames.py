@@ -291,3 +291,41 @@ def test_cost_columns_on_processes(make_orch):
     if sys.platform.startswith("linux"):
         assert row["peak_memory"] > 1_000_000
         assert orch.stats_frame().loc[0, "peak_memory_max"] == row["peak_memory"]
+
+
+def test_a_task_cancelled_while_waiting_for_its_retry_shows_what_it_ran(make_orch):
+    """tasks_frame after a cancel during the retry delay: the attempt that ran (0.05 s)
+    is its execution_time, and the retry that never started is not in ``retries``
+    (``attempts == retries + 1``); the guide's manual retry recipe still runs it again."""
+    import time
+
+    from codomyrmex_nb import TaskStatus
+
+    calls = []
+
+    def body():
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.05)
+            raise ConnectionError("first time")
+        return "ok"
+
+    orch = make_orch(1)
+    task = orch.create_task("t", func=body, max_retries=3, retry_delay=30)
+    waiting = when(orch, lambda ev: ev.task_id == task.id and ev.detail == "retry")
+    orch.start_execution()
+    assert waiting.wait(10)
+    assert orch.tasks_frame().loc[0, "retries"] == 1  # scheduled: shown as up_for_retry
+    assert orch.tasks_frame().loc[0, "state"] == "up_for_retry"
+    assert orch.cancel_task(task.id)
+    row = orch.tasks_frame().iloc[0]
+    assert row["state"] == "cancelled" and row["attempts"] == 1 and row["retries"] == 0
+    assert row["execution_time"] >= 0.04
+    assert orch.get_task_result(task.id).execution_time == row["execution_time"]
+    assert task.execution_time == row["execution_time"] and task.retry_count == 0
+    assert orch.get_execution_stats()["retries"] == 0
+    if task.can_retry():  # the guide's "Handle Task Failures" recipe
+        task.status = TaskStatus.PENDING
+        task.retry_count = 0
+        orch.add_task(task)
+    assert orch.wait_for_completion(10) and task.result.data == "ok" and len(calls) == 2

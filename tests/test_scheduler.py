@@ -141,6 +141,43 @@ def test_a_cancelled_retry_never_comes_back():
     assert a.status is S.CANCELLED and sched.waiting_retry == 0
 
 
+def test_a_task_cancelled_before_its_retry_started_keeps_its_last_attempts_time():
+    """Cancelled while waiting for a retry (its delay, or ready after it): its
+    execution_time is the failed attempt's run time, and the retry that never started is
+    not counted (retries == attempts - 1 for an ended task); the books still balance."""
+    for due in (False, True):
+        sched, _ = make()
+        a = t("a", max_retries=2, retry_delay=5.0)
+        sched.define([a])
+        ticket = sched.next_ticket()
+        sched.start(ticket, "w1")
+        sched._now.now += 0.05
+        sched.finish(ticket, False, None, RuntimeError("boom"), elapsed=0.05)
+        assert a.retry_count == 1 and sched.retries == 1 and a.status is S.PENDING
+        if due:
+            (_, rec, token, _), = [e for e in sched.effects if e[0] == "retry"]
+            sched.retry_due(rec, token)
+            assert a.status is S.READY
+        assert sched.cancel(sched.lookup(a))
+        assert a.status is S.CANCELLED and a.execution_time == pytest.approx(0.05)
+        assert a.retry_count == 0 and len(a.attempts) == 1
+        assert sched.stats(1, False)["retries"] == 0 == sched.recount()["retries"]
+        assert a.result.metadata["retries"] == 0 and a.result.metadata["attempts"] == 1
+        assert a.can_retry()  # the guide's recipe: a cancelled task may be retried by hand
+
+
+def test_a_task_cancelled_after_a_stop_keeps_the_interrupted_attempts_time():
+    sched, _ = make()
+    a = t("a")
+    sched.define([a])
+    ticket = sched.next_ticket()
+    sched.start(ticket, "w1")
+    sched._now.now += 0.25
+    sched.stop()
+    assert sched.cancel(sched.lookup(a))
+    assert a.execution_time == pytest.approx(0.25) and a.retry_count == 0
+
+
 def test_an_abandoned_attempt_keeps_its_task_back_until_its_thread_returns():
     sched, _ = make()
     a = t("a")

@@ -44,7 +44,15 @@ class StopSteps:
         return True
 
     def _cancel_now(self, rec: Record, err: BaseException) -> None:
-        """An unfinished task or item ends CANCELLED now (a running attempt is abandoned)."""
+        """An unfinished task or item ends CANCELLED now (a running attempt is abandoned).
+
+        Its ``execution_time`` is its last attempt's run time, as for any task that ended:
+        the cancelled attempt's so far; else the attempt before (a retry waiting its
+        delay, or ready after it: that failure's time; an attempt a stop interrupted: its
+        time until then); 0.0 if it never ran (a mapped task: since it started, as a map
+        that ended is timed, once its items were known). A retry scheduled but not started when it
+        is cancelled is taken back: an ended task's ``retry_count`` counts the retries
+        that ran (so ``attempts`` is ``retries + 1`` in ``tasks_frame()``)."""
         now = self._now()
         ticket, attempt, elapsed = rec.current, None, 0.0
         if ticket is not None:
@@ -59,6 +67,21 @@ class StopSteps:
                 if rec.blocked_on is not None:
                     self._add_resource_wait(rec, rec.blocked_on, waited)
             self._withdraw(rec)
+            result, last = rec.result, rec.attempts[-1] if rec.attempts else None
+            if rec.mapping is not None:  # a map is timed as ``_map_done`` does: its items'
+                if rec.mapping.expanded and rec.started_at is not None:  # phase so far
+                    elapsed = now - rec.started_at
+            elif result is not None and not result.success \
+                    and result._attempts == len(rec.attempts):
+                # unfinished and not running, its result the failure of its last attempt
+                # (a requeue drops the result): a retry of it was scheduled, never started
+                attempt, elapsed = last, result.execution_time
+                if rec.retry_count > 0:
+                    rec.retry_count -= 1
+                    self.retries -= 1
+            elif last is not None and rec.started_at is not None and last.ended_at is not None:
+                attempt = last  # interrupted by a stop (in this run: not before a requeue)
+                elapsed = last.ended_at - last.started_at
         self._failed(rec, err, None, elapsed, attempt, now, "CancelledError", final=CANCELLED)
 
     def _abandon(self, ticket: Any, why: str) -> None:
