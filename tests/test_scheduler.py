@@ -154,6 +154,7 @@ def test_a_task_cancelled_before_its_retry_started_keeps_its_last_attempts_time(
         sched._now.now += 0.05
         sched.finish(ticket, False, None, RuntimeError("boom"), elapsed=0.05)
         assert a.retry_count == 1 and sched.retries == 1 and a.status is S.PENDING
+        assert a.result.metadata["attempts"] == 1  # read meanwhile (by a view, the user)
         if due:
             (_, rec, token, _), = [e for e in sched.effects if e[0] == "retry"]
             sched.retry_due(rec, token)

@@ -72,7 +72,7 @@ class StopSteps:
                 if rec.mapping.expanded and rec.started_at is not None:  # phase so far
                     elapsed = now - rec.started_at
             elif result is not None and not result.success \
-                    and result._attempts == len(rec.attempts):
+                    and result.metadata.get("attempts") == len(rec.attempts):
                 # unfinished and not running, its result the failure of its last attempt
                 # (a requeue drops the result): a retry of it was scheduled, never started
                 attempt, elapsed = last, result.execution_time
