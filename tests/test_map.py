@@ -594,6 +594,38 @@ def test_changing_one_item_of_a_cached_map_reruns_that_item_only(tmp_path):
     assert calls == [0] and total == 74 and restored == [1, 2, 3, 4]
 
 
+def test_restored_items_show_as_restored_tasks_do(tmp_path):
+    """Restored from the journal, an item (and a task after the map, looked up as it
+    starts) shows as a task restored at definition does: 0 attempts, no start time, no
+    worker, the restored flag; its result's metadata says 0 attempts too."""
+    pd = pytest.importorskip("pandas")
+    for _ in range(2):
+        orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
+        try:
+            orch.create_task("p", func=lambda: 5, cache=True)
+            orch.create_task("m", func=lambda item: item * 2, map=[1, 2, 3], cache=True)
+            orch.create_task("after", func=lambda upstream: sum(upstream["m"]),
+                             dependencies=["m"], cache=True)
+            assert run(orch)
+            tasks = orch.tasks_frame().set_index("name")
+            items = orch.tasks_frame(items=True)
+            stats = orch.get_execution_stats()
+        finally:
+            orch.stop_execution()
+    assert list(orch.get_task_result("m").data) == [2, 4, 6]
+    for name in ("p", "after"):  # restored at definition, and as its attempt started
+        row = tasks.loc[name]
+        assert row["attempts"] == 0 and pd.isna(row["started_at"]) and bool(row["restored"])
+        assert orch.get_task_result(name).metadata["attempts"] == 0
+        assert len(orch.get_task(name).attempts) == 0
+    assert (items["attempts"] == 0).all() and items["started_at"].isna().all()
+    assert items["restored"].all() and items["worker"].isna().all()
+    assert (items["execution_time"] == 0).all()
+    meta = orch.get_task_result("m", map_index=1).metadata
+    assert meta["attempts"] == 0 and meta["restored"] and "worker" not in meta
+    assert stats["total_execution_time"] == tasks.loc["m", "execution_time"]  # only m ran
+
+
 def test_the_expansion_is_journaled_before_items_run(tmp_path):
     from codomyrmex_nb.core.journal import Journal
     orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")

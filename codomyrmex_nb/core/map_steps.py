@@ -295,10 +295,25 @@ class MapSteps:
         return True
 
     def item_restored(self, item: Any, when: float, source: str) -> None:
-        """The item just completed with a result read back from the journal, not run."""
+        """The item (or a task looked up as it started: ``Recorder.kept_at_start``) just
+        completed with a result read back from the journal (or its map's definition
+        before), not run. It shows as a task restored at definition does (``restore``):
+        no attempt, no start time, 0 attempts and retries in its result, its worker's
+        lookup no run time in the totals; its ``restored`` time set."""
         item.restored = when
-        if item.result is not None:
-            item.result.metadata.update(restored=True, restored_from=source, recorded_at=when)
+        item.attempts = ()  # the worker only looked it up
+        item.started_at = None
+        item.view = None
+        if item.counted_time is not None:  # a task: no run time (``recount`` agrees)
+            self.run_time_total -= item.counted_time
+            self.run_time_n -= 1
+            item.counted_time = None
+        result = item.result
+        if result is not None:
+            meta = result.metadata
+            meta.pop("worker", None)
+            meta.update(attempts=0, retries=0, restored=True, restored_from=source,
+                        recorded_at=when)
 
     # -- phase 3: collect -------------------------------------------------------------------
     def map_result(self, rec: Any) -> MapResult:
