@@ -220,20 +220,28 @@ def test_codo_logs_of_a_running_task_shows_its_output_so_far(ipython, capsys):
     assert "(running" not in capsys.readouterr().out
 
 
-# -- the inspector of a running task ------------------------------------------------------------------
-@pytest.mark.needs_dot
-def test_inspector_of_a_running_task_shows_its_start_and_output_and_follows_it(orch, views,
-                                                                               monkeypatch):
+def _inspect_a_running_talker(orch, views) -> tuple[object, LiveView, threading.Event,
+                                                        threading.Event, threading.Event]:
+    """A talker that printed its first line and waits (``more`` prints the next, ``gate``
+    ends it), selected in a view: (task, view, printed, more, gate)."""
     printed, more, gate = threading.Event(), threading.Event(), threading.Event()
     task = orch.create_task("worker", func=talker, parameters={
         "printed": printed, "gate": gate, "lines": ("step 1 of 3",), "more": more,
         "later": ("step 2 of 3",)})
     view = views(orch, interval=0.01)
     orch.start_execution()
+    assert printed.wait(30) and view.flush(30)
+    printed.clear()
+    view.select(task.id)
+    return task, view, printed, more, gate
+
+
+# -- the inspector of a running task ------------------------------------------------------------------
+@pytest.mark.needs_dot
+def test_inspector_of_a_running_task_shows_its_start_and_output_and_follows_it(orch, views,
+                                                                               monkeypatch):
+    task, view, printed, more, gate = _inspect_a_running_talker(orch, views)
     try:
-        assert printed.wait(30) and view.flush(30)
-        printed.clear()
-        view.select(task.id)
         detail = view.detail
         attempt = orch.snapshot().by_id()[task.id].attempts[-1]
         assert f'data-codo-since="{attempt.started_at:.3f}"' in detail  # the browser counts on
@@ -331,16 +339,8 @@ def test_a_read_of_the_output_that_failed_once_is_tried_again_at_the_next_tick(
         orch, views, monkeypatch, where):
     """It was taken for the task's end: the panel stopped following the output (or showed
     'cannot be read now' in its place) until the task's next status event."""
-    printed, more, gate = threading.Event(), threading.Event(), threading.Event()
-    task = orch.create_task("worker", func=talker, parameters={
-        "printed": printed, "gate": gate, "lines": ("step 1 of 3",), "more": more,
-        "later": ("step 2 of 3",)})
-    view = views(orch, interval=0.01)
-    orch.start_execution()
+    _task, view, printed, more, gate = _inspect_a_running_talker(orch, views)
     try:
-        assert printed.wait(30) and view.flush(30)
-        printed.clear()
-        view.select(task.id)
         assert "step 1 of 3" in view.detail
         panels = follow(view)
         fired = _failing_reads(monkeypatch, orch, where, times=1)
