@@ -23,9 +23,7 @@ from typing import Any
 from .mapping import MapSpec, check_spec
 from .names import check_task_name
 from .retry_on import check_retry_on, retry_on_names
-from .task_result import (  # noqa: F401 - re-exported: pickles and callers name them here
-    _REPR_LIMIT,
-    _RESULT_SHOWN,
+from .task_result import (  # noqa: F401 - re-exported: callers (and old pickles) name them here
     DROPPED,
     LazyData,
     TaskResult,
