@@ -79,3 +79,20 @@ def test_items_of_a_map_get_cpu_times_no_larger_than_their_run_time(tmp_path):
     frame = orch.tasks_frame(items=True)
     assert frame["cpu_time"].notna().all()
     assert (frame["cpu_time"] <= frame["execution_time"] + 1e-9).all()
+
+
+def test_a_cpu_bound_task_after_an_idle_worker_shows_its_cpu_time():
+    """The worker's estimate of its own work before an attempt took the idle time since its
+    last reading as busy: a 0.3 s CPU-bound task after a second of idling showed 0.0."""
+    orch = TaskOrchestrator(1, journal=False)
+    orch.start_execution()
+    try:
+        orch.create_task("quick", func=lambda: None)
+        assert orch.wait_for_completion(10)
+        time.sleep(0.5)  # the worker waits for work, using no CPU
+        orch.create_task("burn", func=spin, parameters={"seconds": 0.2})
+        assert orch.wait_for_completion(10)
+    finally:
+        orch.stop_execution()
+    cpu = orch.tasks_frame().set_index("name").loc["burn", "cpu_time"]
+    assert 0.18 <= cpu <= 0.3

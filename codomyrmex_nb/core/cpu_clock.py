@@ -12,6 +12,10 @@ keeps one ``CpuClock`` and asks it what each attempt it ran cost (``spent``):
   used since the last reading, less the estimated CPU of the worker's own work between
   that reading and the attempt's start (microseconds): so a long attempt's CPU time is
   exact to within that, and a sleeping one still shows about none.
+
+A worker that waited for work (or for the journal) reads its clock again as it wakes
+(``rested``): the estimate of its own work before an attempt assumed it was busy since
+the last reading, and a CPU-bound attempt after an idle second showed no CPU time.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ class CpuClock:
         self.wall = time.perf_counter()
         self.cpu = time.thread_time()
         self.share = 1.0  # CPU seconds per wall second over the last span
+
+    def rested(self) -> None:
+        """The thread waited (idle, using no CPU): measure from now."""
+        self.wall = time.perf_counter()
+        self.cpu = time.thread_time()
 
     def spent(self, started: float, ended: float) -> float:
         """CPU seconds of an attempt that ran in this thread from ``started`` to ``ended``

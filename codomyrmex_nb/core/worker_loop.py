@@ -89,13 +89,14 @@ class WorkerLoop:
                     runs, run, last, outcome, prepared, held = [], None, None, None, None, None
                     budget = self.budget
                     if budget is None or not budget.over() or not self._running:
-                        run = self._next_run(me, until)
+                        run = self._next_run(me, until, clock)
                         if run is None:
                             return
                         runs = self._batch(run, me) if until is None else [run]
                         unrecorded = len(runs)
                 if not runs:  # results wait for their journal commit: let it catch up
                     budget.pause(self._go_on)  # before taking a task (no timeout runs meanwhile)
+                    clock.rested()
                     continue
                 last = runs[-1]
                 shared = _SharedCapture() if len(runs) > 1 else None
@@ -315,8 +316,10 @@ class WorkerLoop:
         value, when, source = hit
         return Outcome(True, value, started=now, ended=now, restored=(when, source))
 
-    def _next_run(self, me: threading.Thread, until: float | None = None) -> Run | None:
-        """Under the lock: the next attempt for worker ``me``, or None when it should exit."""
+    def _next_run(self, me: threading.Thread, until: float | None = None,
+                  clock: CpuClock | None = None) -> Run | None:
+        """Under the lock: the next attempt for worker ``me``, or None when it should exit
+        (``clock``: its CPU clock, read again after it waited)."""
         sched = self.sched
         while True:
             if not self._running or len(self._workers) - self._stuck > self.max_workers:
@@ -354,6 +357,8 @@ class WorkerLoop:
             self._idle += 1
             self._work.wait(wait)
             self._idle -= 1
+            if clock is not None:
+                clock.rested()
 
 
 class _SharedCapture:
