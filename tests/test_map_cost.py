@@ -200,6 +200,31 @@ def test_an_item_waiting_in_a_batch_can_be_cancelled_and_never_runs(tmp_path):
     assert list(orch.get_task_result("m").data) == [i for i in range(2000) if i != target]
 
 
+def test_items_cancelled_ahead_of_the_batches_never_run_and_the_rest_run_once(tmp_path):
+    """Batches take the next fresh items in one pass (``take_items``); an item made out of
+    turn by a cancel (ahead of the cursor, in the middle of a later batch) stops that pass
+    and is never run, and every other item runs once, in order on one worker."""
+    orch = _blocking_map(tmp_path, 1, tolerate=3)
+    try:
+        ahead = [_BLOCKED[0] + 40, _BLOCKED[0] + 41, 1998]  # not dispatched yet
+        for index in ahead:
+            assert orch.cancel_task("m", map_index=index)
+    finally:
+        _GATE.set()
+    assert orch.wait_for_completion(60)
+    orch.stop_execution()
+    assert _RAN == [i for i in range(2000) if i not in ahead]
+    states = {d["map_index"]: d["state"] for d in orch.map_items("m")}
+    assert [i for i, state in states.items() if state != "completed"] == ahead
+    assert all(states[i] == "cancelled" for i in ahead)
+    result = orch.get_task_result("m").data
+    assert list(result) == [i for i in range(2000) if i not in ahead]
+    frame = orch.tasks_frame(items=True).set_index("map_index")
+    done = frame.drop(index=ahead)
+    assert (done["attempts"] == 1).all() and done["worker"].notna().all()
+    assert (done["started_at"] >= done["queued_at"]).all()
+
+
 def test_a_timeout_holds_for_an_item_among_tiny_ones(tmp_path):
     orch = TaskOrchestrator(max_workers=1, journal=tmp_path / "j.sqlite")
     orch.create_task("m", func=one_sleeps, map=list(range(600)), timeout=0.5, tolerate=1)
