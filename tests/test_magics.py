@@ -1226,7 +1226,7 @@ def test_run_side_without_a_side_panel_says_nothing_false(ip, capsys, monkeypatc
 
     shown_views = []
     monkeypatch.setattr(live_view_module, "live_view", live_view)
-    monkeypatch.setattr("codomyrmex_nb.notebook.magics.display", shown_views.append)
+    monkeypatch.setattr("codomyrmex_nb.notebook.run_magics.display", shown_views.append)
     three_tasks(ip)
     capsys.readouterr()
     ip.run_line_magic("codo_run", "--side")
@@ -1240,7 +1240,7 @@ def test_run_side_with_an_old_live_view_shows_it_inline(ip, capsys, monkeypatch)
 
     shown_views = []
     monkeypatch.setattr(live_view_module, "live_view", lambda orchestrator=None, **options: "VIEW")
-    monkeypatch.setattr("codomyrmex_nb.notebook.magics.display", shown_views.append)
+    monkeypatch.setattr("codomyrmex_nb.notebook.run_magics.display", shown_views.append)
     three_tasks(ip)
     capsys.readouterr()
     ip.run_line_magic("codo_run", "--side")

@@ -1,6 +1,6 @@
 """``%codo_journal``'s work once its line is parsed: check the options together, remove what was
 asked (or say what would go), then show the journal's runs and sizes. The magic itself (its
-options and help) stays in ``magics`` with the others."""
+options and help) stays in ``look_magics`` with the others that look at a run."""
 
 from __future__ import annotations
 
