@@ -11,7 +11,7 @@ from conftest import view_threads, wait_until_status
 
 from codomyrmex_nb import TaskStatus as S
 from codomyrmex_nb.core.capture import Capture
-from codomyrmex_nb.notebook import live_view as live_view_mod
+from codomyrmex_nb.notebook import live_inspector
 from codomyrmex_nb.notebook.live_view import LiveView
 from codomyrmex_nb.notebook.logs_view import logs_text
 
@@ -373,7 +373,7 @@ def test_an_output_that_cannot_be_read_is_said_under_the_last_one_read_and_the_e
         assert "step 1 of 3" in view.detail  # the output read last stays, the line below it
         assert "output unavailable: OSError: [Errno 5] a transient read error" in view.detail
         reads = len(fired)
-        assert reads == live_view_mod.READ_TRIES
+        assert reads == live_inspector.READ_TRIES
         threading.Event().wait(1.2)
         assert len(fired) == reads  # bounded: no more reads until the task's next event
     finally:

@@ -10,8 +10,7 @@ import pytest
 from conftest import view_threads
 
 from codomyrmex_nb import Task, live_view
-from codomyrmex_nb.notebook import drawing
-from codomyrmex_nb.notebook import live_view as live_view_mod
+from codomyrmex_nb.notebook import drawing, live_copies, view_context
 from codomyrmex_nb.notebook.live_view import LiveView
 from codomyrmex_nb.palette import fill
 
@@ -118,7 +117,7 @@ def test_without_a_widget_front_end_the_bundle_is_svg_and_text(orch, views, monk
     assert "<svg" in bundle["text/html"] and "0/1</b> done" in bundle["text/html"]
     assert bundle["image/svg+xml"].count('class="node"') == 1
     assert "0/1 done" in bundle["text/plain"]
-    monkeypatch.setattr(live_view_mod, "has_widget_frontend", lambda: True)
+    monkeypatch.setattr(view_context, "has_widget_frontend", lambda: True)
     assert WIDGET_MIME in view._repr_mimebundle_()
 
 
@@ -463,7 +462,7 @@ def shown(monkeypatch):
                         calls.append(("display", data, display_id)))
     monkeypatch.setattr(ipd, "update_display", lambda data, raw=False, display_id=None, **kw:
                         calls.append(("update", data, display_id)))
-    monkeypatch.setattr(live_view_mod, "has_widget_frontend", lambda: True)
+    monkeypatch.setattr(view_context, "has_widget_frontend", lambda: True)
     return calls
 
 
@@ -491,7 +490,7 @@ def test_the_static_copy_is_updated_when_the_run_settles(orch, views, shown):
     count = len([c for c in shown if c[0] == "update"])
     orch.create_task("later", func=noop)
     assert orch.wait_for_completion(30) and view.flush(30)
-    live_view_mod._settle_copies()
+    live_copies._settle_copies()
     assert len([c for c in shown if c[0] == "update"]) == count
 
 
@@ -508,7 +507,7 @@ def test_a_copy_shows_the_tasks_of_its_cell_not_those_defined_later(orch, views,
     orch.create_task("defined_later", func=noop)  # five cells later, while "first" still runs
     gate.set()
     assert orch.wait_for_completion(30) and view.flush(30)
-    live_view_mod._settle_copies()
+    live_copies._settle_copies()
     first = shown[1][1]  # saved now, or with its kernel gone, it must not look live
     assert "before its tasks ended: redrawn once they do" in first["text/plain"]
     assert "before its tasks ended" in first["text/html"]
@@ -534,7 +533,7 @@ def test_a_retry_from_its_own_widget_brings_the_copy_up_to_date(orch, views, sho
     orch.start_execution()
     orch.wait_for_completion(30)  # False: one failed
     assert view.flush(30)
-    live_view_mod._settle_copies()
+    live_copies._settle_copies()
     assert "1/2 done · 1 failed" in _updates(shown, display_id)[-1]["text/plain"]
     # A run started elsewhere (another cell) leaves the copy alone ...
     flaky["fail"] = False
@@ -542,7 +541,7 @@ def test_a_retry_from_its_own_widget_brings_the_copy_up_to_date(orch, views, sho
     count = len(_updates(shown, display_id))
     orch.rerun(task)
     assert orch.wait_for_completion(30) and view.flush(30)
-    live_view_mod._settle_copies()
+    live_copies._settle_copies()
     assert len(_updates(shown, display_id)) == count
     # ... a Retry clicked in its own widget (the front end names the copy) is followed.
     flaky["fail"] = True
@@ -551,7 +550,7 @@ def test_a_retry_from_its_own_widget_brings_the_copy_up_to_date(orch, views, sho
     flaky["fail"] = False
     view._on_front_end_message(view, {"kind": "retry", "task": task, "copy": display_id}, [])
     assert orch.wait_for_completion(30) and view.flush(30)
-    live_view_mod._settle_copies()
+    live_copies._settle_copies()
     assert "2/2 done" in _updates(shown, display_id)[-1]["text/plain"]
 
 
@@ -576,7 +575,7 @@ def test_the_copy_survives_a_sanitiser_as_a_line_and_a_picture(orch, views, show
     assert picture["text/plain"].startswith("0/3 done")  # no dot run while the cell runs
     orch.start_execution()
     assert orch.wait_for_completion(30) and view.flush(30)
-    live_view_mod._settle_copies()
+    live_copies._settle_copies()
     final = _updates(shown, shown[2][2])[-1]  # the picture, once its tasks have ended
     assert base64.b64decode(final["image/png"]).startswith(b"\x89PNG")
     assert final["text/plain"].startswith("3/3 done")
@@ -589,7 +588,7 @@ def _fail_a_copy_once(monkeypatch, view: LiveView, where: str) -> list[str]:
     from codomyrmex_nb.notebook import static_copy
 
     if where == "update raised":  # an exception while drawing it: nothing is sent
-        return _fail_once(monkeypatch, live_view_mod, "paint", lambda args: True)
+        return _fail_once(monkeypatch, live_copies, "paint", lambda args: True)
     fired: list[str] = []
     original = graphviz.Digraph.pipe
     kind = "png" if where == "no png" else "svg"
@@ -650,7 +649,7 @@ def test_a_copy_that_keeps_failing_is_tried_twice_then_again_when_its_tasks_chan
     for i in range(3):  # later frames (tasks of later cells) change nothing it shows
         orch.create_task(f"later{i}", func=noop)
         assert orch.wait_for_completion(30) and view.flush(30)
-    live_view_mod._settle_copies()  # the end of the cell, too
+    live_copies._settle_copies()  # the end of the cell, too
     assert len(tries) == 2 and view._copies[0].open  # still to be drawn
     monkeypatch.setattr(view, "_copy_bundles", real)  # fixed; its task runs again (another
     # cell): the copy catches up
@@ -676,7 +675,7 @@ def test_post_execute_brings_the_copy_up_to_date_within_the_cell(orch, views, sh
     view._ipython_display_()
     orch.start_execution()
     assert orch.wait_for_completion(30)
-    live_view_mod._settle_copies()  # what IPython runs at the end of the cell
+    live_copies._settle_copies()  # what IPython runs at the end of the cell
     updates = [c for c in shown if c[0] == "update"]
     assert updates and "2/2 done" in updates[-1][1]["text/plain"]
 
@@ -704,7 +703,7 @@ def test_the_cells_end_waits_for_a_copy_the_view_thread_is_redrawing(orch, views
     redraw = threading.Thread(target=view._update_copies)  # as the view thread after a frame
     redraw.start()
     assert drawing.wait(10)
-    settle = threading.Thread(target=lambda: (live_view_mod._settle_copies(),
+    settle = threading.Thread(target=lambda: (live_copies._settle_copies(),
                                               shown.append(("settled", {}, None))))
     settle.start()
     settle.join(0.5)
@@ -729,7 +728,7 @@ def test_side_without_a_front_end_falls_back_inline_with_a_note(orch, capsys):
 
 
 def test_side_is_claimed_only_once_the_front_end_confirms_it(orch, shown, monkeypatch):
-    monkeypatch.setattr(live_view_mod, "_cell", lambda: 7)  # inside cell 7 of a notebook
+    monkeypatch.setattr(view_context, "running_cell", lambda: 7)  # inside cell 7 of a notebook
     monkeypatch.setenv("JPY_SESSION_NAME", "/lab/side.ipynb")  # started by a Jupyter server
     view = live_view(orch, side=True)
     try:
@@ -752,7 +751,7 @@ def test_side_is_claimed_only_once_the_front_end_confirms_it(orch, shown, monkey
         view._on_front_end_message(view, {"kind": "placed", "where": "left"}, [])
         assert not view.side
         view._on_front_end_message(view, {"kind": "placed", "where": "side"}, [])
-        monkeypatch.setattr(live_view_mod, "_cell", lambda: 8)
+        monkeypatch.setattr(view_context, "running_cell", lambda: 8)
         view._ipython_display_()  # a later cell (%codo_dag) gets its own widget and copy
         assert len(shown) == 6
         assert live_view(orch) is view and view.side  # plain calls keep the panel
@@ -770,7 +769,7 @@ def test_a_copy_shown_before_any_task_ends_with_the_run_not_the_first_frame(orch
     orch.add_tasks([Task(name=f"t{i}", func=noop) for i in range(2)])
     orch.start_execution()
     assert orch.wait_for_completion(30) and view.flush(30)
-    live_view_mod._settle_copies()
+    live_copies._settle_copies()
     updates = [c for c in shown if c[0] == "update"]
     assert updates and "2/2 done" in updates[-1][1]["text/plain"]
     assert all("no tasks" not in c[1]["text/plain"] for c in updates)

@@ -197,15 +197,15 @@ def test_no_reference_to_a_design_document_the_repo_does_not_contain():
 
 
 def test_side_panels_only_where_jupyterlab_started_the_kernel(monkeypatch):
-    from codomyrmex_nb.notebook import live_view
+    from codomyrmex_nb.notebook import view_context
 
-    monkeypatch.setattr(live_view, "has_widget_frontend", lambda: True)
+    monkeypatch.setattr(view_context, "has_widget_frontend", lambda: True)
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    assert not live_view.has_side_panels()  # nbconvert, nbclient, classic tools
+    assert not view_context.has_side_panels()  # nbconvert, nbclient, classic tools
     monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/analysis.ipynb")
-    assert live_view.has_side_panels()  # JupyterLab, Notebook 7
-    monkeypatch.setattr(live_view, "has_widget_frontend", lambda: False)
-    assert not live_view.has_side_panels()  # a terminal, a script
+    assert view_context.has_side_panels()  # JupyterLab, Notebook 7
+    monkeypatch.setattr(view_context, "has_widget_frontend", lambda: False)
+    assert not view_context.has_side_panels()  # a terminal, a script
 
 
 @pytest.mark.kernel
