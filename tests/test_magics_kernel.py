@@ -237,7 +237,7 @@ def test_a_renamed_cell_replaces_its_task_in_a_real_kernel(lab_kernel):
 
 
 def test_remove_and_logs_in_a_real_kernel(lab_kernel):
-    run_in_cell(lab_kernel, "%codo_reset", "setup")
+    run_in_cell(lab_kernel, "%load_ext codomyrmex_nb\n%codo_reset", "setup")  # run alone too
     run_in_cell(lab_kernel, "%%codo_task a\n1", "ca")
     run_in_cell(lab_kernel, "%%codo_task b --after a\na", "cb")
     refused = run_in_cell(lab_kernel, "%codo_remove a  # not while b needs it", "rm")
