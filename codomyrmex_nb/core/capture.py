@@ -95,6 +95,9 @@ LOG_DATE_FORMAT = "%H:%M:%S"
 _get_ident = threading.get_ident
 _active: dict[int, Capture] = {}  # thread ident -> its innermost active capture
 _owners: dict[int, weakref.ref[Capture]] = {}  # a task's own thread -> the capture it started in
+# the same dict, for the engine's batches: while it is empty no capture has a thread of its
+# own still writing, and a batch's shared capture goes on to the next item unchecked
+THREADS_STARTED = _owners
 _leftovers: dict[str, TextIO | None] = {"stdout": None, "stderr": None}  # see send_leftovers
 _lock = threading.Lock()  # guards installing and removing the hooks
 _users = 0  # holders (``acquire``); the hooks stay while there is one or a capture is active

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import capture, frame_names
+from .capture import THREADS_STARTED as started_threads
 from .cpu_clock import CpuClock
 from .executors import ThreadExecutor
 from .invoke import (
@@ -105,9 +106,12 @@ class WorkerLoop:
                         run.taken_at = perf_counter()
                         run.box = shared.box  # it cuts its output from the batch's capture
                     run.clock = clock
-                    outcome = self._execute(run)
-                    if shared is not None:
-                        shared.took_back(more=run is not last)
+                    if shared is None:
+                        outcome = self._execute(run)
+                    else:  # an item of a batch (``_execute``'s item step, one call less)
+                        outcome = self._execute_item(run)
+                        if run is last or started_threads:  # else its capture goes on
+                            shared.took_back(more=run is not last)
                     prepared = held = None
                     if outcome.ok and not run.abandoned and run.rec.mapping is None:
                         # a result to keep (not a map's expansion): readied with no lock held
@@ -212,21 +216,10 @@ class WorkerLoop:
         rec = run.rec
         if rec.mapping is not None:  # a mapped task's first step: read its sources
             return self._expand(run)
+        if rec.parent is not None:
+            return self._execute_item(run)
         try:
-            if rec.parent is not None:
-                m, recorder = rec.parent.mapping, self.recorder
-                binding = m.plan.binding(rec.index) if m.source is None else item_binding(rec)
-                if recorder is not None and (m.fps is None or m.reuse or rec.task.cache
-                                             or recorder.resume_from is not None):
-                    restored = self._item_kept(rec, binding)
-                    if restored is not None:
-                        return restored
-                elif recorder is not None and rec.fingerprint is None:  # the usual run: the
-                    rec.fingerprint = m.fps[rec.index]  # expansion's (``item_started``)
-                fn = rec.func or self.actions.resolve(rec.module, rec.action)
-                run.call, kwargs = self._item_call(rec, m, fn, binding)
-                return self._run_call(run, fn, kwargs)
-            elif self.recorder is not None:
+            if self.recorder is not None:
                 if rec.fingerprint is None:
                     self.recorder.before_attempt(rec)
                 if self.recorder.deferred:  # a lookup its definition could not make
@@ -244,8 +237,27 @@ class WorkerLoop:
                 run.call = fn
             return self._run_call(run, fn, kwargs)
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the task, whole
-            now = time.perf_counter()
-            return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), now, now)
+            return _not_called(exc)
+
+    def _execute_item(self, run: Run) -> Outcome:
+        """``_execute`` for an item: its binding, its fingerprint (or its result from the
+        journal), its call."""
+        rec = run.rec
+        try:
+            m, recorder = rec.parent.mapping, self.recorder
+            binding = m.plan.binding(rec.index) if m.source is None else item_binding(rec)
+            if recorder is not None and (m.fps is None or m.reuse or rec.task.cache
+                                         or recorder.resume_from is not None):
+                restored = self._item_kept(rec, binding)
+                if restored is not None:
+                    return restored
+            elif recorder is not None and rec.fingerprint is None:  # the usual run: the
+                rec.fingerprint = m.fps[rec.index]  # expansion's (``item_started``)
+            fn = rec.func or self.actions.resolve(rec.module, rec.action)
+            run.call, kwargs = self._item_call(rec, m, fn, binding)
+            return self._run_call(run, fn, kwargs)
+        except BaseException as exc:  # noqa: BLE001 - resolution errors fail the item, whole
+            return _not_called(exc)
 
     def _run_call(self, run: Run, fn: Any, kwargs: dict[str, Any] | None) -> Outcome:
         """Run the attempt's call on the executor (``run.execute`` in this thread, for
@@ -377,6 +389,13 @@ class _SharedCapture:
             self.box.stop()
             if more:
                 self.box = capture.Capture(level=capture.LOG_LEVEL, limit=capture.LIMIT).start()
+
+
+def _not_called(exc: BaseException) -> Outcome:
+    """The outcome of an attempt whose call could not be made (an action that does not
+    resolve, an item's binding): failed, whole, at once."""
+    now = time.perf_counter()
+    return Outcome(False, None, exc, frame_names.rename(format_traceback(exc)), now, now)
 
 
 def _mapped_value(rec: Record, up: Record) -> Any:
