@@ -23,6 +23,7 @@ Everything here runs under the engine lock, like the rest of the scheduler.
 from __future__ import annotations
 
 import heapq
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,14 @@ from .records import ItemRecord
 S = TaskStatus
 _ENDED_OK = S.COMPLETED
 _RUNNING = S.RUNNING
+
+
+_FP_OF = operator.itemgetter(DONE_FP)
+
+
+def _all_compact(items: list[Any]) -> bool:
+    """Is every entry a compactly kept completed item (``mapping.done_entry``)? At C speed."""
+    return not items or set(map(type, items)) == {tuple}
 
 
 class MapItemsFailed(Exception):
@@ -352,21 +361,29 @@ class MapSteps:
     def map_result(self, rec: Any) -> MapResult:
         """The mapped record's items as they stand."""
         m = rec.mapping
+        items = m.items
+        if len(items) == m.n and _all_compact(items):  # the usual end: at C speed
+            return MapResult(None, {}, ["completed"] * m.n, rec.name, list(enumerate(items)))
         done: list[tuple[int, Any]] = []
         failed: dict[int, Any] = {}
-        for i, item in enumerate(m.items):
+        states: list[str] = []  # ``MapState.state_of`` of each, in the same pass
+        for i, item in enumerate(items):
             if item is None:
+                states.append(m.state_of(i))
                 continue
             if item.__class__ is tuple:  # completed, kept compactly: its value is in it
                 done.append((i, item))
+                states.append("completed")
                 continue
             status = item.status
+            states.append("removed" if status is None else status.value)
             if status is _ENDED_OK:
                 done.append((i, item.result))  # read (back) on first use, not under the lock
             elif status is S.FAILED or status is S.CANCELLED:
                 res = item.result
                 failed[i] = (res.exception or res.error_message) if res is not None else status.value
-        return MapResult(None, failed, [m.state_of(i) for i in range(m.n)], rec.name, done)
+        states.extend(map(m.state_of, range(len(items), m.n)))
+        return MapResult(None, failed, states, rec.name, done)
 
     def _map_done(self, rec: Any, now: float, source_state: str | None = None) -> None:
         """Every item ended: the record completes (failures within ``tolerate``) or fails."""
@@ -427,9 +444,12 @@ class MapSteps:
         m = rec.mapping
         if m.base_fp is None:
             return None
+        items = m.items
+        if _all_compact(items):
+            return combined_fingerprint(m.base_fp, map(_FP_OF, items))
         return combined_fingerprint(m.base_fp, (
             None if i is None else i[DONE_FP] if i.__class__ is tuple else i.fingerprint
-            for i in m.items))
+            for i in items))
 
     def _source_over(self, rec: Any, now: float) -> None:
         """``rec`` (a map) ended without completing: maps chained on it get no more items."""
