@@ -39,7 +39,7 @@ from typing import Any
 
 from . import capture, run_queue
 from .capture import Capture
-from .cpu_clock import CpuClock
+from .cpu_clock import SPAN, CpuClock
 from .mapping import MapResult
 from .model import OutputRef, TaskStatus, output_refs
 from .trigger_rules import NoResult
@@ -197,7 +197,11 @@ class Run:
             else:
                 logs, displays = box.stop(), box.displays
         outcome.logs = logs
-        outcome.cpu_time = cpu if clock is None else clock.spent(outcome.started, outcome.ended)
+        if clock is not None:  # CpuClock.spent's estimate, written out for the usual tiny one
+            started, ended = outcome.started, outcome.ended
+            cpu = (ended - started) * clock.share if ended - clock.wall < SPAN \
+                else clock.spent(started, ended)
+        outcome.cpu_time = cpu
         outcome.displays = displays
         if outcome.ended - outcome.started >= run_queue.WORTH:
             outcome.run_delay = run_queue.since_last()  # the GIL, or a busy machine?
@@ -217,18 +221,27 @@ class Run:
                     value = self._run_coroutine(value)
                 return Outcome(True, value, None, None, started, time.perf_counter())
             finally:
-                self._leave_user()
+                with self._lock:  # _leave_user, written out for the usual attempt (no
+                    if self._injected:  # interrupt): once per attempt
+                        self._after_interrupt()
+                    self._in_user = False
         except BaseException as exc:  # noqa: BLE001 - stored whole, re-raised for the user later
             self._leave_user()
             return Outcome(False, None, exc, format_traceback(exc), started, time.perf_counter())
 
     def _leave_user(self) -> None:
         with self._lock:
-            if self._in_user and self._injected:
-                _clear_async_exc(self.thread_id, None)  # drop an exception not yet raised
-            self._in_user = False
             if self._injected:
-                release_logging_locks()
+                self._after_interrupt()
+            self._in_user = False
+
+    def _after_interrupt(self) -> None:
+        """Under the run's lock, its user code returning after an interrupt was sent: drop
+        the exception if it was not raised yet, and free the logging locks it held."""
+        if self._in_user:
+            _clear_async_exc(self.thread_id, None)  # drop an exception not yet raised
+        self._in_user = False
+        release_logging_locks()
 
     def _run_coroutine(self, awaitable: Any) -> Any:
         loop = asyncio.new_event_loop()

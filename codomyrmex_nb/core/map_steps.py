@@ -333,7 +333,11 @@ class MapSteps:
                                cpu_time, attempt.worker, item.wait_worker, run_delay, None,
                                item.jseq, item.jtime)
         item.attempts = ()
-        self._item_ended(item, now)
+        if m.live > 1 and m.in_heap and not m.chained and not m.closing \
+                and (m.next >= m.n or m.items[m.next] is None):
+            m.live -= 1  # _item_ended's usual case: other items run, its cursor waits queued
+        else:
+            self._item_ended(item, now)
         return True
 
     def item_restored(self, item: Any, when: float, source: str) -> None:

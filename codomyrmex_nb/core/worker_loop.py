@@ -255,7 +255,9 @@ class WorkerLoop:
                 rec.fingerprint = m.fps[rec.index]  # expansion's (``item_started``)
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
             run.call, kwargs = self._item_call(rec, m, fn, binding)
-            return self._run_call(run, fn, kwargs)
+            executor = self.executor  # _run_call, written out (once per item)
+            outcome = run.execute() if executor.__class__ is ThreadExecutor else executor.run(run)
+            return outcome if outcome.ok else _named_failure(outcome, fn, kwargs)
         except BaseException as exc:  # noqa: BLE001 - resolution errors fail the item, whole
             return _not_called(exc)
 
@@ -264,11 +266,7 @@ class WorkerLoop:
         threads); a failure's traceback names cells as the notebook does."""
         executor = self.executor
         outcome = run.execute() if executor.__class__ is ThreadExecutor else executor.run(run)
-        if not outcome.ok:
-            if outcome.error.__class__ is TypeError:
-                outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
-            outcome.traceback = frame_names.rename(outcome.traceback)  # "Cell In[5]"
-        return outcome
+        return outcome if outcome.ok else _named_failure(outcome, fn, kwargs)
 
     def _item_call(self, item: Record, m: Any, fn: Any,
                    binding: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
@@ -389,6 +387,15 @@ class _SharedCapture:
             self.box.stop()
             if more:
                 self.box = capture.Capture(level=capture.LOG_LEVEL, limit=capture.LIMIT).start()
+
+
+def _named_failure(outcome: Outcome, fn: Any, kwargs: dict[str, Any] | None) -> Outcome:
+    """A failed attempt's outcome as the user reads it: a ``TypeError`` binding the call
+    marked as such (never retried), the traceback naming cells as the notebook does."""
+    if outcome.error.__class__ is TypeError:
+        outcome.unbound = binding_failed(outcome.error, fn, kwargs or {})
+    outcome.traceback = frame_names.rename(outcome.traceback)  # "Cell In[5]"
+    return outcome
 
 
 def _not_called(exc: BaseException) -> Outcome:
