@@ -1,7 +1,9 @@
 """Bad names and bad values never break a view (issue 17, item 7).
 
 - a task name with a control character or a line break is refused when defined,
-  in one line naming the character (a NUL blanked the whole drawing);
+  in one line naming the character (a NUL blanked the whole drawing); so is a
+  name with whitespace at either end (it prints as another name) or of only
+  invisible characters (it prints as nothing), saying what to write instead;
 - a result whose ``__repr__`` hangs, raises or returns 50 MB shows as a short
   note in the inspector, the result frames and ``%codo_results``, within a
   couple of seconds;
@@ -21,6 +23,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from codomyrmex_nb import ResourceType, Task, TaskResource
+from codomyrmex_nb.core.names import check_task_name, plain_name
 from codomyrmex_nb.core.preview import safe_preview, safe_previews
 from codomyrmex_nb.notebook.drawing import build_drawing, layout
 from codomyrmex_nb.notebook.inspector import detail_html
@@ -36,6 +39,13 @@ BAD_NAMES = {
 }
 GOOD_NAMES = ["naïve café", "数据加载", "dev \U0001f469\u200d\U0001f4bb", "no\u00a0break",
               "\u05e9\u05dc\u05d5\u05dd \u200fRTL"]
+
+PADDED_NAMES = {"leading space": " load", "trailing newline": "load\n", "trailing space": "load ",
+                "tab": "\tload", "ideographic space": "load\u3000", "both ends": "  load \r\n"}
+INVISIBLE_NAMES = {"zero-width space": "\u200b", "ZWSP and ZWJ": "\u200b\u200d",
+                   "byte-order mark": "\ufeff", "word joiner and space": "\u2060 ",
+                   "Hangul filler": "\u3164", "Braille blank": "\u2800\u2800",
+                   "variation selector": "\ufe0f"}
 
 
 def _bad_char(name: str) -> str:
@@ -109,6 +119,49 @@ def test_a_name_of_only_spaces_is_refused_in_one_line_saying_the_fix(orch, name)
     assert [t.name for t in orch.list_tasks()] == ["fine"]
 
 
+@pytest.mark.parametrize("name", PADDED_NAMES.values(), ids=PADDED_NAMES.keys())
+def test_a_name_with_whitespace_at_either_end_is_refused_saying_the_name_to_use(orch, name):
+    for define in (lambda: orch.create_task(name, func=lambda: 1),
+                   lambda: Task(name=name, func=lambda: 1)):
+        with pytest.raises(ValueError) as info:
+            define()
+        message = str(info.value)
+        assert "\n" not in message and repr(name) in message
+        assert f"leading/trailing whitespace; use {name.strip()!r}" in message
+    task = orch.create_task("fine", func=lambda: 1)
+    with pytest.raises(ValueError, match="leading/trailing whitespace"):
+        orch.redefine(task, name=name)
+    assert [t.name for t in orch.list_tasks()] == ["fine"]
+
+
+@pytest.mark.parametrize("name", INVISIBLE_NAMES.values(), ids=INVISIBLE_NAMES.keys())
+def test_a_name_of_only_invisible_characters_is_refused(orch, name):
+    for define in (lambda: orch.create_task(name, func=lambda: 1),
+                   lambda: Task(name=name, func=lambda: 1)):
+        with pytest.raises(ValueError) as info:
+            define()
+        message = str(info.value)
+        assert "\n" not in message and repr(name) in message
+        assert "no visible character" in message and "at least one visible character" in message
+    assert orch.list_tasks() == []
+
+
+def test_invisible_characters_between_visible_ones_are_kept(orch):
+    names = ["a\u200bb", "\u200fRTL", "x\ufe0f", "\U0001f469\u200d\U0001f4bb"]
+    for name in names:
+        orch.create_task(name, func=lambda: 1)
+    assert [t.name for t in orch.list_tasks()] == names
+
+
+def test_the_fast_path_accepts_only_names_the_full_check_accepts():
+    """``Task.is_plain`` skips ``check_task_name`` for names ``plain_name`` accepts."""
+    for code in range(0x110000):
+        char = chr(code)
+        for name in (char, char + "x", "x" + char):
+            if plain_name(name):
+                check_task_name(name)  # raises if the fast path let a bad name through
+
+
 @pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
 def test_task_objects_with_a_bad_name_are_refused(orch, name):
     with pytest.raises(ValueError, match="task name"):
@@ -165,6 +218,19 @@ def test_the_magic_refuses_a_name_of_only_spaces_in_one_line(ipython):
         ipython.run_cell_magic("codo_task", "'   '", "1")
     message = str(info.value)
     assert message.startswith("%%codo_task: ") and "\n" not in message and "name" in message
+    assert current_orchestrator().list_tasks() == []
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("' load'", "leading/trailing whitespace; use 'load'"),
+    ("'load\u3000'", "leading/trailing whitespace; use 'load'"),
+    ("\u200b", "no visible character"), ("\ufeff\u200d", "no visible character")])
+def test_the_magic_refuses_padded_or_invisible_names_in_one_line(ipython, line, problem):
+    with pytest.raises(UsageError) as info:
+        ipython.run_cell_magic("codo_task", line, "1")
+    message = str(info.value)
+    assert message.startswith("%%codo_task: task name") and "\n" not in message
+    assert problem in message
     assert current_orchestrator().list_tasks() == []
 
 

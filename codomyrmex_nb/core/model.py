@@ -21,7 +21,7 @@ from itertools import repeat
 from typing import Any
 
 from .mapping import MapSpec, check_spec
-from .names import check_task_name
+from .names import check_task_name, plain_name
 from .retry_on import check_retry_on, retry_on_names
 from .task_result import (  # noqa: F401 - re-exported: callers (and old pickles) name them here
     DROPPED,
@@ -379,8 +379,7 @@ class Task:
 
     def is_plain(self) -> bool:
         """True when every field has a default-like type and value: nothing to check."""
-        return (type(self.name) is str and self.name != "" and self.name.isprintable()
-                and not self.name.isspace()  # (spaces are printable: a blank name is not)
+        return (type(self.name) is str and self.name != "" and plain_name(self.name)
                 and type(self.module) is str
                 and type(self.action) is str and type(self.parameters) is dict
                 and all(map(isinstance, self.parameters, _STR))  # names: no frame
