@@ -46,7 +46,25 @@ def test_an_attempt_whose_worker_dies_runs_once_and_fails(orch, tmp_path: Path):
     assert not orch.wait_for_completion(120)
     assert task.status is TaskStatus.FAILED
     assert task.result.error_type == "WorkerCrashedError"
+    assert "the Dask worker running task 'dies' died" in task.result.error_message
     assert marks.read_text().count("ran") == 1
+
+
+def square_or_die(item):
+    if item == 1:
+        os._exit(3)
+    return item * item
+
+
+def test_a_dead_workers_message_names_the_item_of_a_map(orch):
+    """It said "the Dask workers running it died" and Dask's key: no task, no item."""
+    _both_workers_up(orch)
+    orch.create_task("sq", func=square_or_die, map=[0, 1])
+    assert not orch.wait_for_completion(120)
+    item = orch.get_task_result("sq", map_index=1)
+    assert item.error_type == "WorkerCrashedError" and "\n" not in item.error_message
+    assert "the Dask worker running task 'sq[1]' died" in item.error_message
+    assert "'sq[1]'" in orch.get_task_result("sq").error_message
 
 
 def spin_ticking(path, seconds):

@@ -33,7 +33,8 @@ seconds of the worker thread that ran it; peak memory is not separable per
 task there (None). Output written below Python (``os.write``, C) goes to the
 worker's own stdout. An attempt whose worker dies or that is cancelled brings
 nothing back. A worker that dies mid-attempt fails that attempt at once
-(``WorkerCrashedError``; ``max_retries`` decides whether it runs again): the local
+(``WorkerCrashedError``, naming the task, an item as ``name[index]``, as ``processes``
+does; ``max_retries`` decides whether it runs again): the local
 cluster's scheduler gets ``allowed_failures=0``, where Dask's default would run it
 on up to three more workers first, each killed in turn. A cluster given by
 ``client`` or ``address`` keeps its own ``distributed.scheduler.allowed-failures``.
@@ -183,6 +184,20 @@ def _unpicklable_result(exc: TypeError) -> TypeError:
     return error
 
 
+def _worker_died(exc: Exception, label: str) -> WorkerCrashedError:
+    """Dask's ``KilledWorker`` as the ``processes`` executor says a crash: naming the task
+    (an item as ``name[index]``), not Dask's key; Dask's own message is kept as the cause."""
+    tried = getattr(exc, "allowed_failures", 0) + 1
+    address = getattr(getattr(exc, "last_worker", None), "address", None)
+    where = f" ({address})" if address else ""
+    which = "the Dask worker" if tried == 1 else f"each of the {tried} Dask workers"
+    crashed = WorkerCrashedError(
+        f"{which} running task {label!r} died{where}; its log may say why "
+        "(https://distributed.dask.org/en/stable/killed.html)")
+    crashed.__cause__ = exc
+    return crashed
+
+
 class _Pending:
     """An attempt submitted to Dask: ``done`` wakes ``run`` (the future ended, or the engine
     gave up on it); ``ended``: its future ended (its body returned) or the executor stopped
@@ -302,7 +317,7 @@ class DaskExecutor:
                 run.handle = None
             if run.abandoned:
                 return self._give_up(client, run, pending)
-            return self._collect(pending.future, sent)
+            return self._collect(pending.future, run.label, sent)
         finally:
             with self._lock:
                 self._pending.discard(pending)
@@ -337,15 +352,14 @@ class DaskExecutor:
         return cancelled(run)
 
     @staticmethod
-    def _collect(future: Any, sent: float | None = None) -> Outcome:
+    def _collect(future: Any, label: str, sent: float | None = None) -> Outcome:
+        """The attempt's outcome from its ended future; ``label``: what messages call it."""
         from distributed.scheduler import KilledWorker
 
         try:
             ok, payload, started, ended, logs, cpu = future.result()
         except KilledWorker as exc:
-            crashed = WorkerCrashedError(f"the Dask workers running it died: {exc}")
-            crashed.__cause__ = exc
-            return failed(crashed, started=sent)  # it ran (somewhere) from when it was sent
+            return failed(_worker_died(exc, label), started=sent)  # it ran from when it was sent
         except TypeError as exc:
             if not str(exc).startswith(_NOT_SERIALIZED):
                 raise
