@@ -44,6 +44,17 @@ def t(name: str, *deps: Task, **kw) -> Task:
     return Task(name=name, func=lambda: None, dependencies=list(deps), **kw)
 
 
+def start_a(**kw) -> tuple[Scheduler, Task, object]:
+    """A scheduler holding one task ``a`` (``kw``: its fields), its first attempt started
+    on ``w1``; returns the scheduler, the task and that attempt's ticket."""
+    sched, _ = make()
+    a = t("a", **kw)
+    sched.define([a])
+    ticket = sched.next_ticket()
+    sched.start(ticket, "w1")
+    return sched, a, ticket
+
+
 def run_one(sched: Scheduler, ok: bool = True, value=None):
     """Take the best ticket, start it, finish it; returns the ticket."""
     ticket = sched.next_ticket()
@@ -146,11 +157,7 @@ def test_a_task_cancelled_before_its_retry_started_keeps_its_last_attempts_time(
     execution_time is the failed attempt's run time, and the retry that never started is
     not counted (retries == attempts - 1 for an ended task); the books still balance."""
     for due in (False, True):
-        sched, _ = make()
-        a = t("a", max_retries=2, retry_delay=5.0)
-        sched.define([a])
-        ticket = sched.next_ticket()
-        sched.start(ticket, "w1")
+        sched, a, ticket = start_a(max_retries=2, retry_delay=5.0)
         sched._now.now += 0.05
         sched.finish(ticket, False, None, RuntimeError("boom"), elapsed=0.05)
         assert a.retry_count == 1 and sched.retries == 1 and a.status is S.PENDING
@@ -168,11 +175,7 @@ def test_a_task_cancelled_before_its_retry_started_keeps_its_last_attempts_time(
 
 
 def test_a_task_cancelled_after_a_stop_keeps_the_interrupted_attempts_time():
-    sched, _ = make()
-    a = t("a")
-    sched.define([a])
-    ticket = sched.next_ticket()
-    sched.start(ticket, "w1")
+    sched, a, ticket = start_a()
     sched._now.now += 0.25
     sched.stop()
     assert sched.cancel(sched.lookup(a))
@@ -180,11 +183,7 @@ def test_a_task_cancelled_after_a_stop_keeps_the_interrupted_attempts_time():
 
 
 def test_an_abandoned_attempt_keeps_its_task_back_until_its_thread_returns():
-    sched, _ = make()
-    a = t("a")
-    sched.define([a])
-    first = sched.next_ticket()
-    sched.start(first, "w1")
+    sched, a, first = start_a()
     sched.stop()  # the engine stops: RUNNING -> READY, the old body still unwinding
     assert a.status is S.READY
     assert sched.next_ticket() is None  # no second body while the first one runs
