@@ -67,6 +67,25 @@ def test_a_dead_workers_message_names_the_item_of_a_map(orch):
     assert "'sq[1]'" in orch.get_task_result("sq").error_message
 
 
+def big_array(n):
+    import numpy as np
+
+    return np.arange(n, dtype=np.float64)
+
+
+def test_a_large_array_result_comes_back_whole_and_writable(orch):
+    """The worker pickles return values itself, their buffers sent apart (not copied into
+    the pickle): the array arrives equal and can be changed in place."""
+    np = pytest.importorskip("numpy")
+    _both_workers_up(orch)
+    task = orch.create_task("big_array", func=big_array, parameters={"n": 2_000_000})
+    orch.wait_for_completion(120)
+    data = task.result.data
+    assert task.status is TaskStatus.COMPLETED and np.array_equal(data, np.arange(2_000_000))
+    data += 1  # raises on a read-only array
+    assert data[0] == 1
+
+
 def spin_ticking(path, seconds):
     """Pure-Python work that notes the time every 0.05 s (so an interrupt reaches it)."""
     end = time.time() + seconds

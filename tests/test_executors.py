@@ -108,6 +108,21 @@ def make_lock():
     return threading.Lock()
 
 
+def refuse_to_load():
+    raise ValueError("this value does not load here")
+
+
+class LoadsNowhere:
+    """Pickles fine, but unpickling it raises (as a class the client cannot import)."""
+
+    def __reduce__(self):
+        return refuse_to_load, ()
+
+
+def make_loads_nowhere():
+    return LoadsNowhere()
+
+
 def square_but_crash_on_5(item):
     if item == 5:
         os._exit(3)
@@ -620,10 +635,10 @@ def test_dask_local_cluster_runs_python_code_in_parallel(make_orch):
     assert overlapping, runs  # two workers ran Python code at the same time
 
 
-def test_dask_unpicklable_return_value_fails_in_one_line_with_the_note(make_orch):
+def test_dask_unpicklable_return_value_fails_in_one_line_quietly(make_orch, capfd, caplog):
     """A real local cluster (an in-process worker hands results over without pickling them):
-    Dask's error, whose message holds a whole traceback, becomes one line and gets the note
-    the processes executor adds; Dask's own traceback is kept as its cause."""
+    the worker pickles the value itself, so it fails as on ``processes``, in one line with
+    the note. Dask's serializer failed instead, logging three tracebacks (worker, client)."""
     pytest.importorskip("distributed")
     o = make_orch(1, executor=DaskExecutor(n_workers=1))
     t = o.create_task("lock", func=make_lock)
@@ -631,9 +646,24 @@ def test_dask_unpicklable_return_value_fails_in_one_line_with_the_note(make_orch
     assert run_all(o, 120) is False
     assert t.result.error_type == "TypeError" and "\n" not in t.result.error_message
     assert "cannot pickle '_thread.lock' object" in t.result.error_message
-    notes = getattr(t.result.exception, "__notes__", [])
-    assert notes == ["a task's return value must be picklable to come back from a Dask worker"]
-    assert "Could not serialize" in t.result.traceback and notes[0] in t.result.traceback
+    note = "a task's return value must be picklable to come back from a Dask worker"
+    assert note in getattr(t.result.exception, "__notes__", [])
+    assert note in t.result.traceback
+    assert after.result.data == 3
+    o.stop_execution()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Failed to" not in err, err
+    assert not [r for r in caplog.records if r.name.startswith("distributed.protocol")]
+
+
+def test_dask_return_value_that_does_not_unpickle_here_fails_its_attempt(make_orch):
+    pytest.importorskip("distributed")
+    o = make_orch(1, executor=DaskExecutor(n_workers=1))
+    t = o.create_task("nowhere", func=make_loads_nowhere)
+    after = o.create_task("after", func=add, parameters={"x": 1, "y": 2})
+    assert run_all(o, 120) is False
+    assert t.result.error_type == "ValueError" and "does not load here" in t.result.error_message
+    assert any("must unpickle here" in n for n in t.result.exception.__notes__)
     assert after.result.data == 3
 
 

@@ -22,19 +22,23 @@ nothing open, so it can simply be called again.
 
 Each attempt is submitted as cloudpickle bytes (``pure=False``, a readable
 key) to a small wrapper that runs it and returns ``(ok, value | packed error,
-started, ended, logs, cpu)``: errors come back the same way as from the
+started, ended, logs, cpu, pickled)``: errors come back the same way as from the
 ``processes`` executor (their type kept), and Dask's view of a failed task is
-"finished". A return value that does not pickle fails the attempt with Dask's
-``TypeError`` in one line and the note ``processes`` adds (Dask's own loggers
-still print its traceback on the worker and here). The wrapper runs the attempt through ``Run.execute``, so what it
-prints, warns and logs is captured on the worker per thread (a Dask worker
-runs several tasks at once) and shipped back with the reply, with the CPU
-seconds of the worker thread that ran it; peak memory is not separable per
-task there (None). Output written below Python (``os.write``, C) goes to the
-worker's own stdout. An attempt whose worker dies or that is cancelled brings
-nothing back. A worker that dies mid-attempt fails that attempt at once
-(``WorkerCrashedError``, naming the task, an item as ``name[index]``, as ``processes``
-does; ``max_retries`` decides whether it runs again): the local
+"finished". On a worker in another process than the client (``processes=False``
+hands values over as they are) the wrapper pickles the return value itself, as
+``processes`` does, and the client unpickles it: one that does not pickle fails
+the attempt there with the pickling error and the note ``processes`` adds, and
+Dask's serializer, which logged its tracebacks on the worker and here, never
+sees it. (Should Dask's serializer fail anyway, its ``TypeError`` is shortened
+to one line with that note.) The wrapper runs the attempt through
+``Run.execute``, so what it prints, warns and logs is captured on the worker
+per thread (a Dask worker runs several tasks at once) and shipped back with the
+reply, with the CPU seconds of the worker thread that ran it; peak memory is
+not separable per task there (None). Output written below Python (``os.write``,
+C) goes to the worker's own stdout. An attempt whose worker dies or that is
+cancelled brings nothing back. A worker that dies mid-attempt fails that attempt
+at once (``WorkerCrashedError``, naming the task, an item as ``name[index]``, as
+``processes`` does; ``max_retries`` decides whether it runs again): the local
 cluster's scheduler gets ``allowed_failures=0``, where Dask's default would run it
 on up to three more workers first, each killed in turn. A cluster given by
 ``client`` or ``address`` keeps its own ``distributed.scheduler.allowed-failures``.
@@ -73,6 +77,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pickle
 import threading
 import time
 import uuid
@@ -97,12 +103,24 @@ _local_cancelled: dict[str, None] = {}  # interrupted before its wrapper started
 _CANCELLED_KEPT = 4096  # keys of attempts that never start on this process are forgotten in time
 _KILL_AFTER = 0.5  # s: a worker process closed at a stop for a stuck body, then killed
 _GRACE = 0.5  # s after its interrupt: a stop waits this long for a given-up body to return
+_TOKEN = uuid.uuid4().hex  # see ``_process``
 
 
-def _remote_call(blob: bytes, key: str, level: int | None = None) -> tuple[Any, ...]:
+def _process() -> str:
+    """This process, told apart from a forked child (the pid) and from a process with the
+    same pid on another machine (a token drawn at import)."""
+    return f"{os.getpid()}-{_TOKEN}"
+
+
+def _remote_call(blob: bytes, key: str, level: int | None = None,
+                 client: str | None = None) -> tuple[Any, ...]:
     """Runs on a Dask worker: the attempt, with its errors packed rather than raised.
 
-    Returns ``(ok, value | packed error, started, ended, logs, cpu seconds)``.
+    Returns ``(ok, value | packed error, started, ended, logs, cpu seconds, pickled)``.
+    On a worker in another process than the client (``client``: its ``_process()``), the
+    value comes back pickled here (``pickled``: the pickle and its out-of-band buffers):
+    one that will not pickle fails the attempt as on ``processes``, rather than in Dask's
+    serializer, which logs tracebacks on both sides.
     """
     import cloudpickle
 
@@ -118,8 +136,17 @@ def _remote_call(blob: bytes, key: str, level: int | None = None) -> tuple[Any, 
     finally:
         with _local_lock:
             _local_runs.pop(key, None)
-    payload = outcome.value if outcome.ok else pack_error(outcome.error)
-    return outcome.ok, payload, outcome.started, outcome.ended, outcome.logs, outcome.cpu_time
+    ok, payload = outcome.ok, outcome.value if outcome.ok else pack_error(outcome.error)
+    pickled = ok and client is not None and client != _process()
+    if pickled:
+        buffers: list[Any] = []  # large buffers (NumPy arrays) kept apart: Dask sends them
+        try:                     # as frames of their own, uncopied
+            head = cloudpickle.dumps(payload, protocol=5, buffer_callback=buffers.append)
+            payload = head, [buffer.raw() for buffer in buffers]
+        except Exception as exc:  # noqa: BLE001 - the return value would not pickle
+            exc.add_note(return_value_note("a Dask worker"))
+            ok, payload, pickled = False, pack_error(exc), False
+    return ok, payload, outcome.started, outcome.ended, outcome.logs, outcome.cpu_time, pickled
 
 
 def _stop_local(key: str, reason: str) -> bool:
@@ -301,8 +328,8 @@ class DaskExecutor:
         if not run.begin():  # abandoned before it reached Dask: submit nothing
             return cancelled(run)
         sent = time.perf_counter()
-        pending = _Pending(client.submit(_remote_call, blob, key, capture.LOG_LEVEL, key=key,
-                                         pure=False), key, run.task.name)
+        pending = _Pending(client.submit(_remote_call, blob, key, capture.LOG_LEVEL, _process(),
+                                         key=key, pure=False), key, run.task.name)
         with self._lock:
             run.handle = pending
             abandoned = run.abandoned
@@ -357,7 +384,7 @@ class DaskExecutor:
         from distributed.scheduler import KilledWorker
 
         try:
-            ok, payload, started, ended, logs, cpu = future.result()
+            ok, payload, started, ended, logs, cpu, pickled = future.result()
         except KilledWorker as exc:
             return failed(_worker_died(exc, label), started=sent)  # it ran from when it was sent
         except TypeError as exc:
@@ -368,8 +395,18 @@ class DaskExecutor:
             return outcome
         finally:
             future.release()
-        outcome = Outcome(True, payload, started=started, ended=ended) if ok \
-            else error_outcome(payload, started, ended)
+        try:
+            if ok and pickled:
+                head, buffers = payload  # a read-only frame is copied: values stay writable
+                payload = pickle.loads(head, buffers=[
+                    bytearray(b) if memoryview(b).readonly else b for b in buffers])
+        except Exception as exc:  # noqa: BLE001 - e.g. its class exists only there
+            exc.add_note("a task's return value must unpickle here to come back from a "
+                         "Dask worker: its class must be importable in this process")
+            outcome = Outcome(False, None, exc, format_traceback(exc), started, ended)
+        else:
+            outcome = Outcome(True, payload, started=started, ended=ended) if ok \
+                else error_outcome(payload, started, ended)
         outcome.logs, outcome.cpu_time = logs, cpu
         return outcome
 
