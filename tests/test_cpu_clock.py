@@ -96,3 +96,17 @@ def test_a_cpu_bound_task_after_an_idle_worker_shows_its_cpu_time():
         orch.stop_execution()
     cpu = orch.tasks_frame().set_index("name").loc["burn", "cpu_time"]
     assert 0.18 <= cpu <= 0.3
+
+
+def test_an_attempt_after_a_wait_its_clock_did_not_see_is_measured_from_its_start():
+    """A worker's thread may wait without its clock knowing (for the GIL, or a core): the
+    span before an attempt was estimated as the worker's own work and taken off the
+    attempt's CPU time (a CPU-bound map item read 0.064 s of its 0.08 s)."""
+    clock = CpuClock()
+    time.sleep(0.2)  # the thread waits; the clock's share still says "busy"
+    run = Run(Task(name="spin", func=spin))
+    run.call = lambda: spin(0.05)
+    run.clock = clock
+    run.taken_at = time.perf_counter()
+    outcome = run.execute()
+    assert outcome.ok and 0.045 <= outcome.cpu_time <= 0.06

@@ -15,7 +15,9 @@ keeps one ``CpuClock`` and asks it what each attempt it ran cost (``spent``):
 
 A worker that waited for work (or for the journal) reads its clock again as it wakes
 (``rested``): the estimate of its own work before an attempt assumed it was busy since
-the last reading, and a CPU-bound attempt after an idle second showed no CPU time.
+the last reading, and a CPU-bound attempt after an idle second showed no CPU time. For
+the same reason an attempt whose clock's last reading is ``SPAN`` old reads it as it begins
+(``catch_up``): its thread may have waited for the GIL or a core since, unseen.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ class CpuClock:
         self.wall = time.perf_counter()
         self.cpu = time.thread_time()
         self.share = 1.0  # CPU seconds per wall second over the last span
+
+    def catch_up(self, now: float) -> None:
+        """Read the clock at ``now`` (``time.perf_counter``, an attempt about to begin) when
+        its last reading is ``SPAN`` or more old: an attempt is then measured from just
+        before it began, not from an estimate of the span before it, in which its thread
+        may have waited for the GIL or for a core as much as it worked."""
+        cpu = time.thread_time()
+        since = now - self.wall
+        if since > 0:
+            self.share = min(1.0, max(0.0, cpu - self.cpu) / since)
+        self.wall, self.cpu = now, cpu
 
     def rested(self) -> None:
         """The thread waited (idle, using no CPU): measure from now."""

@@ -187,6 +187,9 @@ class Run:
             self.box = box  # an inspector may read it while the attempt runs (Capture.peek)
         if clock is None or clock.thread != me:  # not its worker's thread: read around it
             clock, cpu = None, time.thread_time()
+        elif self.taken_at - clock.wall >= SPAN:  # its last reading is old: read it now,
+            clock.catch_up(self.taken_at)  # so what its thread waited for meanwhile (the
+            # GIL, a busy machine) is not taken for CPU the worker used before the attempt
         try:
             outcome = self._execute()
         finally:
