@@ -87,8 +87,11 @@ def last_run(snap: Snapshot) -> tuple[int, int, float] | None:
     None when no task ran (every one restored, say). A run begins after a pause with no
     task running, or at a task run again (a cell edited and run, a retry) that was
     queued once every earlier task had ended: with Run All that comes within
-    milliseconds, and a pause alone would join it to the run before."""
-    spans = sorted((v.started_at, v.completed_at, _again_at(v)) for v in snap.tasks
+    milliseconds, and a pause alone would join it to the run before. A task a stop
+    interrupted counts from its first attempt after the stop: the time the engine was
+    stopped is no part of the run that finished it."""
+    spans = sorted((_resumed_at(v) or v.started_at, v.completed_at,
+                    _resumed_at(v) or _again_at(v)) for v in snap.tasks
                    if v.started_at is not None and v.completed_at is not None)
     if not spans:
         return None
@@ -108,6 +111,16 @@ def _again_at(view: Any) -> float | None:
     if queued is None or not attempts or attempts[0].started_at >= queued:
         return None
     return queued
+
+
+def _resumed_at(view: Any) -> float | None:
+    """When the first attempt after the last one a stop interrupted began (None if no stop
+    interrupted the task, or none began after it)."""
+    attempts = view.attempts or ()
+    last = max((i for i, a in enumerate(attempts) if a.outcome == "interrupted"), default=None)
+    if last is None or last + 1 >= len(attempts):
+        return None
+    return attempts[last + 1].started_at
 
 
 def took_line(snap: Snapshot, makespan: float) -> str:

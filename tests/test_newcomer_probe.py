@@ -1,0 +1,40 @@
+"""A newcomer's first hour, attacked: the mistakes and interruptions a user makes early on
+(a stop and a start again, a cell run twice, a misspelt option) each get an answer that
+says what happened and what to do."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+from conftest import fresh_ip
+
+from codomyrmex_nb.default import get_task_orchestrator
+
+NAMES = ("started", "go")
+
+
+@pytest.fixture
+def ip(shell):
+    yield from fresh_ip(shell, NAMES)
+
+
+def test_a_wait_after_a_stop_and_a_start_times_the_run_after_the_start(ip, capsys):
+    """A stopped engine re-runs its interrupted task at the next %codo_run; the wait then says
+    how long that took, not the time the engine sat stopped (nor the interrupted attempt)."""
+    started, go = threading.Event(), threading.Event()
+    ip.user_ns.update(started=started, go=go)
+    ip.run_cell_magic("codo_task", "slow", "started.set()\nwhile not go.is_set():\n"
+                      "    time.sleep(0.01)\n1")
+    ip.run_cell("import time")
+    ip.run_line_magic("codo_run", "")
+    assert started.wait(20)
+    get_task_orchestrator().stop_execution()
+    time.sleep(1.5)  # the engine sits stopped
+    go.set()
+    capsys.readouterr()
+    ip.run_line_magic("codo_run", "--wait --timeout 20")
+    said = capsys.readouterr().out
+    assert re.search(r"^codo_wait: the 1 task completed in 0\.[0-4]s$", said, re.M), said
