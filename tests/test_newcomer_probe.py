@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import tracemalloc
 
 import pytest
 from conftest import fresh_ip
@@ -38,3 +39,23 @@ def test_a_wait_after_a_stop_and_a_start_times_the_run_after_the_start(ip, capsy
     ip.run_line_magic("codo_run", "--wait --timeout 20")
     said = capsys.readouterr().out
     assert re.search(r"^codo_wait: the 1 task completed in 0\.[0-4]s$", said, re.M), said
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray])
+def test_a_huge_bytes_result_previews_without_copying_it(kind):
+    """A task returning 300 MB of bytes: %codo_results, the inspector and repr(result) took
+    seconds and as much memory again, rendering all of it to cut it to one line after."""
+    from codomyrmex_nb.core.preview import safe_preview
+    from codomyrmex_nb.core.task_result import TaskResult
+    from codomyrmex_nb.notebook.display import summarize
+
+    value = kind(b"x" * 20_000_000)
+    for show in (safe_preview, summarize, lambda v: repr(TaskResult(True, v))):
+        tracemalloc.start()
+        try:
+            text = show(value)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert "xxx" in text and len(text) < 400, text
+        assert peak < 1_000_000, f"{show}: {peak:,} bytes allocated to preview it"

@@ -52,8 +52,30 @@ class _Abandoned(BaseException):
     """Sent to a helper thread whose render took too long (not an ``Exception``: not caught)."""
 
 
+class BoundedRepr(reprlib.Repr):
+    """``reprlib.Repr`` that also cuts bytes and bytearrays before rendering them: reprlib
+    renders those whole and then cuts the text, which for a 300 MB result takes seconds and
+    as much memory again."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return self._cut(x)
+
+    def repr_bytearray(self, x: bytearray, level: int) -> str:
+        return self._cut(x)
+
+    def _cut(self, x: bytes | bytearray) -> str:
+        limit = self.maxstring
+        text = builtins.repr(x[:limit])
+        if len(x) > limit or len(text) > limit:  # as reprlib cuts a str
+            head = max(0, (limit - 3) // 2)
+            tail = max(0, limit - 3 - head)
+            text = builtins.repr(x[:head] + x[len(x) - tail:])
+            text = text[:head] + "..." + text[len(text) - tail:]
+        return text
+
+
 def _short_repr() -> reprlib.Repr:
-    short = reprlib.Repr()
+    short = BoundedRepr()
     short.maxstring = short.maxother = LIMIT
     short.maxlist = short.maxtuple = short.maxset = short.maxfrozenset = short.maxdict = 8
     short.maxlevel = 3
@@ -80,7 +102,7 @@ def short_repr(value: Any) -> str:
     shape = getattr(value, "shape", None)
     if isinstance(shape, tuple) and shape and not isinstance(value, type):
         return f"{kind_of(value)} {chr(0xd7).join(str(s) for s in shape)}"
-    if type(value) in _CONTAINERS or type(value) in _SCALARS:
+    if type(value) in _CONTAINERS or type(value) in _SCALARS or type(value) is bytearray:
         return _REPR.repr(value)  # sizes bounded; a broken item inside shows as <X instance>
     return builtins.repr(value)  # errors are the caller's to report
 

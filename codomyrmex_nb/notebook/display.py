@@ -38,7 +38,7 @@ import pandas as pd
 
 from ..analysis.preview_frame import PreviewFrame
 from ..analysis.summary_frame import SummaryFrame, captioned_html, captioned_text
-from ..core.preview import safe_preview, safe_previews
+from ..core.preview import BoundedRepr, safe_preview, safe_previews
 from ..core.sizes import size_text
 
 _WIDTH = 60  # characters of a result summary or an error message
@@ -46,7 +46,7 @@ _NOTE = "summary for display; the frame holds every column, result objects in 'd
 
 
 # -- one value in one line ----------------------------------------------------------------
-class _Short(reprlib.Repr):
+class _Short(BoundedRepr):
     """reprlib's sizes; a failing ``__repr__`` of the result itself is reported (by
     ``core.preview``: ``<repr of X failed: ...>``), one of an item inside is a placeholder."""
 
