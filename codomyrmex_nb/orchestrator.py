@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -213,6 +214,8 @@ class TaskOrchestrator:
                     cache, retry_on=retry_on, description=description,
                     trigger_rule=trigger_rule, watch=watch, map=map, map_mode=map_mode,
                     tolerate=tolerate, max_parallel=max_parallel)
+        if name in self._engine.sched.by_name:
+            self._warn_same_name(task)
         recorder = self._engine.recorder  # _restorations' first test, for one task
         restored = None if recorder is None or (recorder.resume_from is None and not task.cache) \
             else self._restorations([task])
@@ -223,6 +226,20 @@ class TaskOrchestrator:
             sched.define([task], restored)
             self._record_restored(restored)
         return task
+
+    def _warn_same_name(self, task: Task) -> None:
+        """A second task of a name already held: most often a notebook cell that calls
+        ``create_task`` run a second time, which would run every task of it again."""
+        with self._engine.lock:
+            held = self._engine.sched.by_name.last(task.name)
+            if held is None:
+                return
+            what = f"id {held.id}, {getattr(held.status, 'value', 'defined')}"
+        warnings.warn(
+            f"create_task: a task named {task.name!r} is already defined ({what}); this adds a "
+            f"second one of that name (a notebook cell run twice does this). To run it again: "
+            f"rerun({task.name!r}); to change it: redefine({task.name!r}, ...); reset() "
+            f"forgets every task.", UserWarning, stacklevel=3)
 
     def redefine(self, task: str | Task, **changes: Any) -> Task:
         """Change a known task's definition and re-run it and everything downstream.

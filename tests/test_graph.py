@@ -84,7 +84,8 @@ def test_self_dependency_is_a_cycle(orch):
 
 def test_ambiguous_name_dependency(orch):
     orch.create_task("dup", func=noop)
-    orch.create_task("dup", func=noop)
+    with pytest.warns(UserWarning, match="a task named 'dup' is already defined"):
+        orch.create_task("dup", func=noop)
     with pytest.raises(AmbiguousDependencyError, match="2 tasks have that name"):
         orch.create_task("x", func=noop, dependencies=["dup"])
 

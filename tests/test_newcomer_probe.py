@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import tracemalloc
+import warnings
 
 import pytest
 from conftest import fresh_ip
@@ -59,3 +60,19 @@ def test_a_huge_bytes_result_previews_without_copying_it(kind):
             tracemalloc.stop()
         assert "xxx" in text and len(text) < 400, text
         assert peak < 1_000_000, f"{show}: {peak:,} bytes allocated to preview it"
+
+
+def test_a_python_cell_run_twice_warns_that_it_adds_its_tasks_again(make_orch):
+    """The guide's create_task cell run twice in a notebook added every task a second time
+    without a word; a dependency by name then failed pointing at ids."""
+    orch = make_orch(journal=False)
+    for _ in range(2):  # the same cell, run twice
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            orch.create_task("a", func=lambda: 1)
+    assert [str(w.message) for w in said][0].startswith(
+        "create_task: a task named 'a' is already defined (id "), said
+    assert "a notebook cell run twice" in str(said[0].message)
+    assert "rerun('a')" in str(said[0].message) and said[0].filename == __file__
+    with pytest.raises(ValueError, match="run a second time, adds its tasks again"):
+        orch.create_task("b", func=lambda upstream: 1, dependencies=["a"])

@@ -31,7 +31,9 @@ class AmbiguousDependencyError(ValueError):
         self.task, self.name, self.ids = task, name, ids
         super().__init__(
             f"task {task!r} depends on {name!r}, but {len(ids)} tasks have that name "
-            f"(ids {', '.join(ids)}); depend on the task object or its id instead."
+            f"(ids {', '.join(ids)}); depend on the task object or its id instead (a notebook "
+            f"cell that calls create_task, run a second time, adds its tasks again: reset() "
+            f"or %codo_reset forgets every task)."
         )
 
 
