@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 from conftest import fresh_ip
+from IPython.core.error import UsageError
 
 from codomyrmex_nb.default import get_task_orchestrator
 
@@ -76,3 +77,26 @@ def test_a_python_cell_run_twice_warns_that_it_adds_its_tasks_again(make_orch):
     assert "rerun('a')" in str(said[0].message) and said[0].filename == __file__
     with pytest.raises(ValueError, match="run a second time, adds its tasks again"):
         orch.create_task("b", func=lambda upstream: 1, dependencies=["a"])
+
+
+@pytest.mark.parametrize(("magic", "line", "said"), [
+    ("codo_task", "a --priorty high", "unrecognized arguments: --priorty high (did you mean --priority?)"),
+    ("codo_task", "a --retry 2", "could match --retry-delay, --retry-on (or did you mean --retries?)"),
+    ("codo_task", "a --max-retries 2", "(did you mean --retries?)"),
+    ("codo_task", "a --dependencies b", "(did you mean --after?)"),
+    ("codo_task", "a --max_parallel 2", "(did you mean --max-parallel?)"),
+    ("codo_run", "--worker 2 --execuor dask", "--execuor dask (did you mean --executor?)"),
+])
+def test_a_misspelt_option_says_which_one_was_meant(ip, magic, line, said):
+    with pytest.raises(UsageError) as caught:
+        if magic == "codo_task":
+            ip.run_cell_magic(magic, line, "1")
+        else:
+            ip.run_line_magic(magic, line)
+    assert str(caught.value).endswith(said), str(caught.value)
+    assert get_task_orchestrator().list_tasks() == []  # nothing defined
+
+
+def test_an_unknown_word_with_no_close_option_gets_no_guess(ip):
+    with pytest.raises(UsageError, match=r"unrecognized arguments: --xyz$"):
+        ip.run_cell_magic("codo_task", "a --xyz", "1")

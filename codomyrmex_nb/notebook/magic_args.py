@@ -14,6 +14,7 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from ..orchestrator import TaskOrchestrator
+from . import option_hints
 
 
 def strip_comment(line: str) -> str:
@@ -66,6 +67,7 @@ def parse_line(magic: Any, line: str, prefix: str = "%") -> Any:
         hint = ""
         if "required: NAME" in str(exc) and "--after" in line:
             hint = " (put NAME first: --after takes every name that follows it)"
+        hint = hint or option_hints.hint(magic.parser, argv, str(exc))
         raise UsageError(f"{prefix}{magic.__name__}: {exc}{hint}") from None
 
 
