@@ -100,3 +100,23 @@ def test_a_misspelt_option_says_which_one_was_meant(ip, magic, line, said):
 def test_an_unknown_word_with_no_close_option_gets_no_guess(ip):
     with pytest.raises(UsageError, match=r"unrecognized arguments: --xyz$"):
         ip.run_cell_magic("codo_task", "a --xyz", "1")
+
+
+def test_a_map_over_a_function_without_the_item_parameter_is_refused_at_definition(make_orch):
+    """map=[...] with func=size(path): every item failed the same TypeError at run time;
+    the definition now says which parameter is missing and how to bind the items."""
+    orch = make_orch(journal=False)
+
+    def size(path):
+        return len(path)
+
+    with pytest.raises(ValueError, match=r"map passes each item as 'item', but its function "
+                       r".*size\(path\) has no parameter 'item': name a parameter 'item', or "
+                       r"bind the items to one it has \(map=\{'path': \.\.\.\}\)"):
+        orch.create_task("size", func=size, map=["a.csv", "b.csv"])
+    assert orch.list_tasks() == []
+    orch.create_task("size", func=size, map={"path": ["a.csv", "b.csv"]})  # as it says
+    orch.create_task("kw", func=lambda **kw: kw["item"], map=[1])  # **kwargs: not checked
+    orch.start_execution()
+    assert orch.wait_for_completion(timeout=30)
+    assert list(orch.get_task_result("size").data) == [5, 5]

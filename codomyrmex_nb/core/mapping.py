@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import itertools
 import math
 import operator
@@ -146,6 +147,30 @@ def check_spec(map: Any, map_mode: str = "zip", tolerate: Any = 0,  # noqa: A002
 
 
 MAP_OPTIONS = ("map_mode", "tolerate", "max_parallel")
+
+
+def check_params(task: str, fn: Any, spec: MapSpec) -> None:
+    """A ``ValueError`` at definition when ``fn`` has no parameter for a mapped binding (the
+    default one is ``item``): else every item would fail the same ``TypeError`` at run time.
+    Functions whose signature cannot be read, or that take ``**kwargs``, are not checked."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    takes = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    missing = [name for name in spec.bindings if name not in takes]
+    if not missing:
+        return
+    name = missing[0]
+    free = [n for n in takes if n not in spec.bindings and n not in ("upstream", "map_index")
+            and params[n].default is inspect.Parameter.empty]
+    bind = f"map={{{free[0]!r}: ...}}" if free else "map={'PARAM': ...}"
+    raise ValueError(
+        f"task {task!r}: map passes each item as {name!r}, but its function "
+        f"{getattr(fn, '__qualname__', type(fn).__name__)}({', '.join(takes)}) has no parameter "
+        f"{name!r}: name a parameter {name!r}, or bind the items to one it has ({bind})")
 
 
 def respec(spec: MapSpec | None, changes: dict[str, Any]) -> MapSpec | None:

@@ -20,7 +20,7 @@ from enum import Enum
 from itertools import repeat
 from typing import Any
 
-from .mapping import MapSpec, check_spec
+from .mapping import MapSpec, check_params, check_spec
 from .names import check_task_name, plain_name
 from .retry_on import check_retry_on, retry_on_names
 from .task_result import (  # noqa: F401 - re-exported: callers (and old pickles) name them here
@@ -446,6 +446,8 @@ class Task:
             raise ValueError(f"task metadata must be a dict, got {self.metadata!r}")
         if self.func is not None and not callable(self.func):
             raise ValueError(f"func must be callable, got {self.func!r}")
+        if self._map is not None and self.func is not None:
+            check_params(self.name, self.func, self._map)
         if not isinstance(self.cache, bool):
             raise ValueError(f"cache must be True or False, got {self.cache!r}")
         self.retry_on = check_retry_on(self.retry_on)
