@@ -155,7 +155,7 @@ def test_an_empty_list_gives_an_empty_map_result(ip):
                       "a list of items: wrap it as [value]"),
     ("sq --map df", "task 'sq': --map 'df': the notebook variable is a DataFrame: map over "
                     "df.itertuples()"),
-    ("sq --map factor", "task 'sq': --map 'factor': the notebook variable is a int, not a list"),
+    ("sq --map factor", "task 'sq': --map 'factor': the notebook variable is an int, not a list"),
     ("sq --map x=numbers --map x=numbers", "--map binds 'x' twice"),
     ("sq --map map_index=numbers", "the parameter must be a name other than 'upstream' and "
                                    "'map_index'"),

@@ -120,3 +120,13 @@ def test_a_map_over_a_function_without_the_item_parameter_is_refused_at_definiti
     orch.start_execution()
     assert orch.wait_for_completion(timeout=30)
     assert list(orch.get_task_result("size").data) == [5, 5]
+
+
+def test_a_map_over_one_number_says_an_int(make_orch):
+    orch = make_orch(journal=False)
+    orch.create_task("five", func=lambda: 5)
+    orch.create_task("each", func=lambda item: item, map="five")
+    orch.start_execution()
+    assert not orch.wait_for_completion(timeout=30)
+    assert orch.get_task_result("each").error_message.startswith(
+        "cannot map over 'five': its result is an int, not a list")

@@ -230,6 +230,12 @@ def check_index(value: Any) -> int:
                      f"({type(value).__name__})")
 
 
+def a_kind(value: Any) -> str:
+    """``an int``, ``a float``: the value's type name with its article, for messages."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def refused(value: Any) -> str | None:
     """Why ``value`` cannot be mapped over (None: it can)."""
     kind = type(value)
@@ -238,7 +244,7 @@ def refused(value: Any) -> str | None:
         return ("is a DataFrame: map over df.itertuples(), df.to_dict('records') or a column "
                 "(df['col'])")
     if isinstance(value, str | bytes | bytearray):
-        return f"is a {kind.__name__}, one value, not a list of items: wrap it as [value]"
+        return f"is {a_kind(value)}, one value, not a list of items: wrap it as [value]"
     return None
 
 
@@ -293,7 +299,7 @@ def as_items(name: str, value: Any) -> list[Any]:
         raise ValueError(f"cannot map over {name!r}: it {problem}")
     items = items_of(value)
     if items is None:
-        raise ValueError(f"cannot map over {name!r}: its result is a {type(value).__name__}, "
+        raise ValueError(f"cannot map over {name!r}: its result is {a_kind(value)}, "
                          "not a list, tuple, range, set or other iterable; return a list of items")
     return items
 

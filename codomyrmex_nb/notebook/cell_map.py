@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.fingerprint import Unhashable, value_digest
-from ..core.mapping import INDEX, ITEM, items_of, refused
+from ..core.mapping import INDEX, ITEM, a_kind, items_of, refused
 from ..orchestrator import TaskOrchestrator
 from .cell_tasks import CellFunction, compile_cell
 
@@ -117,12 +117,12 @@ def _as_list(source: str, value: Any) -> list[Any]:
         raise MapSourceError(f"--map {source!r}: the notebook variable {problem}")
     if isinstance(value, Iterator):  # read here, the cell's next run would see it used up
         raise MapSourceError(
-            f"--map {source!r}: the notebook variable is a {type(value).__name__}, an iterator "
+            f"--map {source!r}: the notebook variable is {a_kind(value)}, an iterator "
             f"a run would use up: make it a list, e.g. {source} = list(...)")
     items = items_of(value)
     if items is None:
         raise MapSourceError(
-            f"--map {source!r}: the notebook variable is a {type(value).__name__}, not a list "
+            f"--map {source!r}: the notebook variable is {a_kind(value)}, not a list "
             f"of items; set {source} = [...] (or name a task)")
     return items
 
