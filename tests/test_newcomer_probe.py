@@ -130,3 +130,15 @@ def test_a_map_over_one_number_says_an_int(make_orch):
     assert not orch.wait_for_completion(timeout=30)
     assert orch.get_task_result("each").error_message.startswith(
         "cannot map over 'five': its result is an int, not a list")
+
+
+def test_removing_a_task_one_other_depends_on_says_depends_in_the_singular(make_orch):
+    orch = make_orch(journal=False)
+    orch.create_task("a", func=lambda: 1)
+    orch.create_task("b", func=lambda: 2, dependencies=["a"])
+    with pytest.raises(ValueError, match=r"^task 'a' cannot be removed: 'b' depends on it; "
+                       r"remove that first$"):
+        orch.remove_task("a")
+    orch.create_task("c", func=lambda: 3, dependencies=["a"])
+    with pytest.raises(ValueError, match=r"'b', 'c' depend on it; remove those first$"):
+        orch.remove_task("a")

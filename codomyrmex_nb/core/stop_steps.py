@@ -284,7 +284,8 @@ class StopSteps:
         if rec.downs:
             raise ValueError(
                 f"task {rec.name!r} cannot be removed: {', '.join(repr(d.name) for d in rec.downs)} "
-                "depend on it; remove those first")
+                f"depend{'s' * (len(rec.downs) == 1)} on it; remove "
+                f"{'that' if len(rec.downs) == 1 else 'those'} first")
         if not rec.status.is_terminal:
             self.cancel(rec)
         for up in rec.ups:
