@@ -614,7 +614,27 @@ class TaskOrchestrator:
                                     or math.isnan(timeout)):
             raise ValueError(f"wait_for_completion(timeout=...) takes a number of seconds or None "
                              f"(no limit), got {timeout!r}")
-        return self._engine.wait(timeout)
+        try:
+            return self._engine.wait(timeout)
+        except KeyboardInterrupt as exc:
+            exc.add_note(self._interrupted_note())
+            raise
+
+    def _interrupted_note(self) -> str:
+        """What an interrupted ``wait_for_completion`` adds to its ``KeyboardInterrupt``."""
+        stats = self.get_execution_stats()
+        left = stats["pending"] + stats["running"]
+        tasks = "1 task" if left == 1 else f"{left} tasks"
+        if self._engine.executor_name == "sync":
+            return ("wait_for_completion: interrupted; the sync executor runs tasks in the "
+                    "waiting thread, so the task it ran goes back to ready" +
+                    (f": the next wait_for_completion() runs the {tasks} not ended yet"
+                     if left else ""))
+        if not left:
+            return "wait_for_completion: stopped waiting (interrupted); every task has ended"
+        return (f"wait_for_completion: stopped waiting (interrupted); the {tasks} not ended yet "
+                f"{'keeps' if left == 1 else 'keep'} running: wait_for_completion() waits "
+                "again, stop_execution() stops them")
 
     # -- observing ----------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:

@@ -4,6 +4,7 @@ says what happened and what to do."""
 
 from __future__ import annotations
 
+import _thread
 import re
 import threading
 import time
@@ -142,3 +143,20 @@ def test_removing_a_task_one_other_depends_on_says_depends_in_the_singular(make_
     orch.create_task("c", func=lambda: 3, dependencies=["a"])
     with pytest.raises(ValueError, match=r"'b', 'c' depend on it; remove those first$"):
         orch.remove_task("a")
+
+
+def test_an_interrupted_wait_for_completion_says_the_tasks_keep_running(make_orch):
+    """Ctrl-C in wait_for_completion() showed a bare KeyboardInterrupt in threading's
+    internals; it now says that the tasks go on and how to wait again or stop them."""
+    orch = make_orch(journal=False)
+    go = threading.Event()
+    orch.create_task("slow", func=lambda: go.wait(30))
+    orch.start_execution()
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt) as caught:
+        orch.wait_for_completion(timeout=20)
+    assert caught.value.__notes__ == [
+        "wait_for_completion: stopped waiting (interrupted); the 1 task not ended yet keeps "
+        "running: wait_for_completion() waits again, stop_execution() stops them"]
+    go.set()
+    assert orch.wait_for_completion(timeout=20)
