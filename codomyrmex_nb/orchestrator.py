@@ -136,6 +136,10 @@ class TaskOrchestrator:
     # -- defining tasks -----------------------------------------------------------------
     def add_task(self, task: Task) -> str:
         """Add (or re-queue) one task; returns its id."""
+        if not isinstance(task, Task):
+            hint = ("; for several tasks use add_tasks([...])" if isinstance(task, list | tuple)
+                    else "; build one with Task(...) or use create_task(...)")
+            raise ValueError(f"add_task expects a Task, got {task!r}{hint}")
         return self.add_tasks([task])[0]
 
     def add_tasks(self, tasks: Iterable[Task]) -> list[str]:

@@ -160,3 +160,14 @@ def test_an_interrupted_wait_for_completion_says_the_tasks_keep_running(make_orc
         "running: wait_for_completion() waits again, stop_execution() stops them"]
     go.set()
     assert orch.wait_for_completion(timeout=20)
+
+
+@pytest.mark.parametrize(("given", "hint"), [
+    ({"name": "x"}, "build one with Task(...) or use create_task(...)"),
+    ([], "for several tasks use add_tasks([...])"),
+])
+def test_add_task_given_something_else_names_add_task_and_the_fix(make_orch, given, hint):
+    """add_task(...) said 'add_tasks expects Task objects': a function the user did not call."""
+    orch = make_orch(journal=False)
+    with pytest.raises(ValueError, match=r"^add_task expects a Task, got .*; " + re.escape(hint)):
+        orch.add_task(given)
