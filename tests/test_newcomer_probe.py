@@ -171,3 +171,14 @@ def test_add_task_given_something_else_names_add_task_and_the_fix(make_orch, giv
     orch = make_orch(journal=False)
     with pytest.raises(ValueError, match=r"^add_task expects a Task, got .*; " + re.escape(hint)):
         orch.add_task(given)
+
+
+@pytest.mark.parametrize("source", ["[1,2,3]", "range(3)", "5"])
+def test_a_cell_mapped_over_a_value_instead_of_a_name_says_to_name_it(ip, source):
+    """--map 5 said 'set 5 = [...] in the notebook', which is no Python."""
+    with pytest.raises(UsageError, match=re.escape(
+            f"--map {source!r} is not a name: --map takes the name of a task or of a notebook "
+            f"variable holding a list; set items = {source} in the notebook (a list) and "
+            "write --map items")):
+        ip.run_cell_magic("codo_task", f"sq --map {source}", "item * item")
+    assert get_task_orchestrator().list_tasks() == []

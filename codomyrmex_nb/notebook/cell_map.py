@@ -95,6 +95,11 @@ def resolve_sources(orch: TaskOrchestrator, name: str, pairs: list[tuple[str, st
             key.append([param, "task", source])
             shown.append(f"{prefix}task {source!r}")
             continue
+        if source not in namespace and not source.isidentifier():  # a value, not a name
+            raise MapSourceError(
+                f"--map {source!r} is not a name: --map takes the name of a task or of a "
+                f"notebook variable holding a list; set items = {source} in the notebook (a "
+                f"list) and write --map items")
         if source not in namespace:
             raise MapSourceError(
                 f"--map {source!r} is neither a task nor a notebook variable: run the cell of "
