@@ -182,3 +182,13 @@ def test_a_cell_mapped_over_a_value_instead_of_a_name_says_to_name_it(ip, source
             "write --map items")):
         ip.run_cell_magic("codo_task", f"sq --map {source}", "item * item")
     assert get_task_orchestrator().list_tasks() == []
+
+
+def test_a_cell_after_a_task_whose_name_is_no_python_name_says_how_to_read_it(ip, capsys):
+    """--after my-task, then `my_task + 1` in the body: a NameError at run time and no word
+    at definition of how to reach that result."""
+    ip.run_cell_magic("codo_task", "my-task", "1")
+    capsys.readouterr()
+    ip.run_cell_magic("codo_task", "down --after my-task", "upstream['my-task'] + 1")
+    assert ("codo_task 'down': defined, waits for 'my-task' ('my-task' is not a Python name: "
+            "the cell reads it as upstream['my-task'])") in capsys.readouterr().out

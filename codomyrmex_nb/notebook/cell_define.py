@@ -38,6 +38,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import keyword
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -438,6 +439,10 @@ def _defined_line(orch: TaskOrchestrator, task: Task, deps: list[Task],
         waits = f"{mapped.described()}, {waits}"
     if task.trigger_rule != DEFAULT_RULE:
         waits += f" (trigger rule {task.trigger_rule}: runs when {MEANING[task.trigger_rule]})"
+    unnamed = [d.name for d in deps if not d.name.isidentifier() or keyword.iskeyword(d.name)]
+    if unnamed:  # the body cannot read these by name: say how it can
+        waits += (f" ({_names(unnamed[:1])} is not a Python name: the cell reads it as "
+                  f"upstream[{unnamed[0]!r}])")
     return f"codo_task {task.name!r}: defined, {waits}"
 
 
