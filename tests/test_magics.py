@@ -948,7 +948,8 @@ def test_results_show_names_first_summaries_and_ids_last(ip):
 def test_results_add_a_short_id_only_where_names_clash(ip):
     o = orch()
     first = o.create_task("same", func=lambda: 1)
-    second = o.create_task("same", func=lambda: 2)
+    with pytest.warns(UserWarning, match="a task named 'same' is already defined"):
+        second = o.create_task("same", func=lambda: 2)
     o.create_task("alone", func=lambda: 3)
     run_all(ip)
     results = ip.run_line_magic("codo_results", "")
