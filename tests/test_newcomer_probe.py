@@ -192,3 +192,12 @@ def test_a_cell_after_a_task_whose_name_is_no_python_name_says_how_to_read_it(ip
     ip.run_cell_magic("codo_task", "down --after my-task", "upstream['my-task'] + 1")
     assert ("codo_task 'down': defined, waits for 'my-task' ('my-task' is not a Python name: "
             "the cell reads it as upstream['my-task'])") in capsys.readouterr().out
+
+
+def test_a_cell_that_returns_its_result_says_to_end_with_the_value(ip):
+    with pytest.raises(UsageError, match=re.escape(
+            "syntax error in task 'ret' at line 3: 'return' outside function (a cell is not a "
+            "function: its result is its last expression, so end it with the value itself "
+            "rather than return it)")):
+        ip.run_cell_magic("codo_task", "ret", "x = 5\nreturn x")
+    assert get_task_orchestrator().list_tasks() == []

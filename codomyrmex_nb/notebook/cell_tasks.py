@@ -100,7 +100,11 @@ def _describe_syntax_error(name: str, exc: SyntaxError) -> str:
     where = f" at line {exc.lineno}" if exc.lineno else ""
     text = (exc.text or "").strip()
     shown = f": {text}" if text else ""
-    return f"syntax error in task {name!r}{where}: {exc.msg}{shown}"
+    hint = ""
+    if exc.msg == "'return' outside function":  # the cell is read as a function's body
+        hint = (" (a cell is not a function: its result is its last expression, so end it "
+                "with the value itself rather than return it)")
+    return f"syntax error in task {name!r}{where}: {exc.msg}{shown}{hint}"
 
 
 def _names_read(code: CodeType) -> Iterator[str]:
