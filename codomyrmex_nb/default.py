@@ -69,6 +69,17 @@ def _rebuild(old: TaskOrchestrator, settings: dict[str, Any]) -> TaskOrchestrato
     if settings["executor"] != old.executor_name or settings["client"] or settings["address"]:
         executor = make_executor(settings["executor"], client=settings["client"],
                                  address=settings["address"])
+    if not old.is_running:
+        # Stopped (or never started): nothing to stop first. A stop here would close the
+        # journal's open run, the one the tasks defined so far belong to, as "stopped":
+        # `%codo_run --workers 4` would show run 2 after a run 1 that never ran.
+        try:
+            if executor is not None:
+                old.use_executor(executor, settings["executor"])
+            old.max_workers = workers
+            return old
+        except RuntimeError:  # started meanwhile by another thread: as a running one below
+            pass
     if old._engine.reconfigure(executor, settings["executor"], workers):
         return old
     if executor is not None:

@@ -15,7 +15,7 @@ import pytest
 from conftest import fresh_ip
 from IPython.core.error import UsageError
 
-from codomyrmex_nb.default import get_task_orchestrator
+from codomyrmex_nb.default import current_orchestrator, get_task_orchestrator
 
 NAMES = ("started", "go")
 
@@ -201,3 +201,17 @@ def test_a_cell_that_returns_its_result_says_to_end_with_the_value(ip):
             "rather than return it)")):
         ip.run_cell_magic("codo_task", "ret", "x = 5\nreturn x")
     assert get_task_orchestrator().list_tasks() == []
+
+
+def test_codo_run_with_workers_as_the_first_run_records_one_run(ip, tmp_path, capsys):
+    """Cells defined, then `%codo_run --workers 3`: the reconfiguration stopped the engine
+    that never ran, which closed the journal's open run as "stopped"; the live view then
+    said run 2 and %codo_history listed a run 1 with nothing completed."""
+    orch = current_orchestrator()
+    orch.use_journal(str(tmp_path / "runs.sqlite"))
+    ip.run_cell_magic("codo_task", "a", "1")
+    ip.run_line_magic("codo_run", "--workers 3 --wait --timeout 20")
+    assert current_orchestrator() is orch and orch.max_workers == 3
+    history = orch.history()
+    assert list(history["status"]) == ["finished"], history
+    assert list(history["run"]) == [orch.journal_run] == [1]
