@@ -634,3 +634,29 @@ def test_a_wait_for_the_engine_lock_is_not_counted_as_an_attempts_time(tmp_path)
     for busy_for in seen:  # inside one of the last attempts may still lift it for a while)
         replayed += (busy_for - replayed) * 0.125
     assert engine._avg_attempt == pytest.approx(replayed)
+
+
+def test_a_second_stop_does_not_wait_again_for_a_body_stuck_in_c(make_orch):
+    """A body blocked in C (a long sleep) outlives the first stop's wait; a second stop (the
+    notebook's stop button pressed twice) returned only once the body did."""
+    orch = make_orch(1)
+    began = threading.Event()
+
+    def stuck() -> None:
+        began.set()
+        time.sleep(3)  # in C: the interrupt lands as it returns
+
+    orch.create_task("stuck", func=stuck)
+    orch.start_execution()
+    assert began.wait(10)
+    orch.stop_execution(timeout=0.2)
+    second = time.monotonic()
+    orch.stop_execution()
+    assert time.monotonic() - second < 1.0
+
+
+def test_waiting_on_a_stopped_engine_says_how_many_tasks_wait_in_good_english(make_orch):
+    orch = make_orch(1)
+    orch.create_task("one", func=lambda: None)
+    with pytest.raises(RuntimeError, match="^1 task is waiting but the engine is not running"):
+        orch.wait_for_completion(1)

@@ -371,7 +371,10 @@ class Engine(WorkerLoop):
             if self.budget is not None:
                 self.budget.wake()  # a worker paused for the journal goes on (and ends)
             self._stopping_executor()  # it may end given-up bodies it would wait for
-            deadline = time.monotonic() + min(max(0.0, timeout), threading.TIMEOUT_MAX / 2)
+            # a stop of a stopped engine does not wait again for bodies the first stop gave up
+            # on (stuck in C): they are its threads' own business now
+            wait = min(max(0.0, timeout), threading.TIMEOUT_MAX / 2) if was_running else 0.0
+            deadline = time.monotonic() + wait
             try:
                 for thread in workers:
                     thread.join(max(0.0, deadline - time.monotonic()))
@@ -444,9 +447,10 @@ class Engine(WorkerLoop):
                     chores.run(holding=self.lock)
                     continue
                 if not self._running:
+                    n = sched.unfinished
                     raise RuntimeError(
-                        f"{sched.unfinished} tasks are waiting but the engine is not running: "
-                        "call start_execution() first")
+                        f"{n} task{'s are' if n != 1 else ' is'} waiting but the engine is not "
+                        "running: call start_execution() first")
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
