@@ -77,6 +77,14 @@ def flush_journal() -> None:
     assert orch()._engine.recorder.journal.flush(10)
 
 
+def test_a_notebook_dict_is_named_as_a_dict_and_its_items_are_its_pairs(ip, capsys):
+    ip.user_ns["prices"] = {"tea": 3, "cake": 4}
+    out = said(ip, capsys, "priced --map prices", "f'{item[0]}={item[1]}'")
+    assert "runs once per item of the dict 'prices' (2 items)" in out
+    run_all(ip)
+    assert list(result("priced")) == ["tea=3", "cake=4"]
+
+
 # -- sources: an upstream task, a notebook list, several -------------------------------------
 def test_a_cell_maps_over_an_upstream_task_and_a_later_cell_collects_a_map_result(ip, capsys):
     task(ip, "numbers", "[1, 2, 3]")

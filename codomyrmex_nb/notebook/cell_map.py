@@ -104,10 +104,12 @@ def resolve_sources(orch: TaskOrchestrator, name: str, pairs: list[tuple[str, st
             raise MapSourceError(
                 f"--map {source!r} is neither a task nor a notebook variable: run the cell of "
                 f"task {source!r} first, or set {source} = [...] in the notebook")
-        items = _as_list(source, namespace[source])
+        value = namespace[source]
+        items = _as_list(source, value)
         bindings[param] = items
         key.append([param, "list", _digest(items)])
-        shown.append(f"{prefix}the list {source!r} ({len(items)} items)")
+        kind = type(value).__name__  # "the dict 'd'": its items are (key, value) pairs
+        shown.append(f"{prefix}the {kind} {source!r} ({len(items)} items)")
     if mode == "zip" and not tasks and len({len(v) for v in bindings.values()}) > 1:
         lengths = ", ".join(f"{source!r} has {len(bindings[param])}" for param, source in pairs)
         raise MapSourceError(f"--map zips lists of equal length: {lengths}; shorten one, or "
