@@ -104,46 +104,40 @@ def test_create_task_refuses_a_name_with_a_control_character(orch, name):
     assert orch.list_tasks() == []
 
 
-@pytest.mark.parametrize("name", [" ", "   ", "\u00a0", " \u3000 "])
-def test_a_name_of_only_spaces_is_refused_in_one_line_saying_the_fix(orch, name):
+def _refused_in_one_line(orch, name: str, *phrases: str, redefined: str | None = None) -> None:
+    """``create_task`` and ``Task`` refuse ``name`` in one line that names it and says each
+    of ``phrases``; so does ``redefine`` (matching ``redefined``), and nothing is left."""
     for define in (lambda: orch.create_task(name, func=lambda: 1),
                    lambda: Task(name=name, func=lambda: 1)):
         with pytest.raises(ValueError) as info:
             define()
         message = str(info.value)
         assert "\n" not in message and repr(name) in message
-        assert "only whitespace" in message and "at least one visible character" in message
+        assert all(phrase in message for phrase in phrases), message
+    if redefined is None:
+        assert orch.list_tasks() == []
+        return
     task = orch.create_task("fine", func=lambda: 1)
-    with pytest.raises(ValueError, match="only whitespace"):
+    with pytest.raises(ValueError, match=redefined):
         orch.redefine(task, name=name)
     assert [t.name for t in orch.list_tasks()] == ["fine"]
+
+
+@pytest.mark.parametrize("name", [" ", "   ", "\u00a0", " \u3000 "])
+def test_a_name_of_only_spaces_is_refused_in_one_line_saying_the_fix(orch, name):
+    _refused_in_one_line(orch, name, "only whitespace", "at least one visible character",
+                         redefined="only whitespace")
 
 
 @pytest.mark.parametrize("name", PADDED_NAMES.values(), ids=PADDED_NAMES.keys())
 def test_a_name_with_whitespace_at_either_end_is_refused_saying_the_name_to_use(orch, name):
-    for define in (lambda: orch.create_task(name, func=lambda: 1),
-                   lambda: Task(name=name, func=lambda: 1)):
-        with pytest.raises(ValueError) as info:
-            define()
-        message = str(info.value)
-        assert "\n" not in message and repr(name) in message
-        assert f"leading/trailing whitespace; use {name.strip()!r}" in message
-    task = orch.create_task("fine", func=lambda: 1)
-    with pytest.raises(ValueError, match="leading/trailing whitespace"):
-        orch.redefine(task, name=name)
-    assert [t.name for t in orch.list_tasks()] == ["fine"]
+    _refused_in_one_line(orch, name, f"leading/trailing whitespace; use {name.strip()!r}",
+                         redefined="leading/trailing whitespace")
 
 
 @pytest.mark.parametrize("name", INVISIBLE_NAMES.values(), ids=INVISIBLE_NAMES.keys())
 def test_a_name_of_only_invisible_characters_is_refused(orch, name):
-    for define in (lambda: orch.create_task(name, func=lambda: 1),
-                   lambda: Task(name=name, func=lambda: 1)):
-        with pytest.raises(ValueError) as info:
-            define()
-        message = str(info.value)
-        assert "\n" not in message and repr(name) in message
-        assert "no visible character" in message and "at least one visible character" in message
-    assert orch.list_tasks() == []
+    _refused_in_one_line(orch, name, "no visible character", "at least one visible character")
 
 
 def test_invisible_characters_between_visible_ones_are_kept(orch):
