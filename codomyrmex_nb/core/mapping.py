@@ -544,7 +544,7 @@ class MapState:
         self.base_fp: str | None = None  # the fingerprint of all but its items (journal)
         self.fps: list[str] | None = None  # item fingerprints made at expansion (journal)
         self.fps_run: int | None = None  # the run whose journal holds them (its expansion)
-        # how its items are called (``Engine._item_call``): worked out once per definition
+        # how its items are called (``Engine._execute_item``): worked out once per definition
         self.call_plan: tuple[Any, ...] | None = None
         self.reuse: dict[str, Any] | None = None  # fingerprint -> result of the definition before
         self.in_heap = False

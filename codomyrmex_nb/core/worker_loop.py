@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from . import capture, frame_names
@@ -254,7 +254,22 @@ class WorkerLoop:
             elif recorder is not None and rec.fingerprint is None:  # the usual run: the
                 rec.fingerprint = m.fps[rec.index]  # expansion's (``item_started``)
             fn = rec.func or self.actions.resolve(rec.module, rec.action)
-            run.call, kwargs = self._item_call(rec, m, fn, binding)
+            # how its items are called, worked out once per definition of its map
+            # (``MapState.call_plan``; an item keeps the definition it was made with):
+            # (fn, parameters, upstream, takes more than its binding, takes map_index)
+            params, ups = rec.parameters, rec.ups
+            plan = m.call_plan
+            if plan is None or plan[0] is not fn or plan[1] is not params or plan[2] is not ups:
+                plan = m.call_plan = (fn, params, ups, bool(params or ups or wants_upstream(fn)),
+                                      takes_map_index(fn))
+            if plan[3]:
+                kwargs = build_kwargs(rec, fn, self.sched.records)
+                kwargs.update(binding)  # its binding: its own dict, made for this attempt
+            else:
+                kwargs = binding
+            if plan[4]:
+                kwargs[INDEX] = rec.index
+            run.call = functools.partial(fn, **kwargs) if kwargs else fn
             executor = self.executor  # _run_call, written out (once per item)
             outcome = run.execute() if executor.__class__ is ThreadExecutor else executor.run(run)
             return outcome if outcome.ok else _named_failure(outcome, fn, kwargs)
@@ -267,26 +282,6 @@ class WorkerLoop:
         executor = self.executor
         outcome = run.execute() if executor.__class__ is ThreadExecutor else executor.run(run)
         return outcome if outcome.ok else _named_failure(outcome, fn, kwargs)
-
-    def _item_call(self, item: Record, m: Any, fn: Any,
-                   binding: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
-        """An item's call: ``fn`` with its binding (its own dict, made for this attempt) and
-        what else it takes (parameters, upstream results, ``map_index``), worked out once
-        per definition of its map (``MapState.call_plan``; an item keeps the definition it
-        was made with)."""
-        params, ups = item.parameters, item.ups
-        plan = m.call_plan
-        if plan is None or plan[0] is not fn or plan[1] is not params or plan[2] is not ups:
-            plan = m.call_plan = (fn, params, ups, bool(params or ups or wants_upstream(fn)),
-                                  takes_map_index(fn))
-        if plan[3]:
-            kwargs = build_kwargs(item, fn, self.sched.records)
-            kwargs.update(binding)
-        else:
-            kwargs = binding
-        if plan[4]:
-            kwargs[INDEX] = item.index
-        return (functools.partial(fn, **kwargs) if kwargs else fn), kwargs
 
     def _expand(self, run: Run) -> Outcome:
         """Read a mapped task's sources into its items (``mapping.expand``), in this worker
