@@ -1060,8 +1060,8 @@ def test_a_commit_leaves_out_tasks_waiting_to_run_and_writes_each_once_it_moves_
 def test_tasks_left_waiting_are_written_by_a_flush_and_by_the_end_of_their_run(
         tmp_path, monkeypatch):
     """A flush (``history``) and a run's end write the tasks a commit left out as they
-    wait: the history counts every task of a run, and a run stopped before its tasks ran
-    keeps them, waiting."""
+    wait: the history counts every task of a run, and a stop before its tasks ran writes
+    them, waiting (that stop ends no run: the next start runs them in this one)."""
     from codomyrmex_nb import TaskOrchestrator
 
     commits, committed = _watch_commits(monkeypatch)
@@ -1081,14 +1081,14 @@ def test_tasks_left_waiting_are_written_by_a_flush_and_by_the_end_of_their_run(
         assert committed.wait(10)
         run = orch._engine.recorder.run_id
     finally:
-        orch.stop_execution()  # never started: the run ends with its four tasks waiting
+        orch.stop_execution()  # never started: the run stays open, its four tasks waiting
     with Journal(tmp_path / "j.sqlite") as journal:
         rows = journal.transitions(run)
         info = journal.run(run)
     latest = {name: status for _s, _t, _i, name, _p, status, _d in rows}
     assert latest.keys() == {"p0", "p1", "p2", "p3"}
     assert set(latest.values()) <= {"pending", "ready"}
-    assert (info.tasks, info.status) == (4, "stopped")
+    assert (info.tasks, info.status, info.ended) == (4, "running", None)
 
 
 def test_opening_a_run_never_waits_for_the_writer_to_take_the_engines_lock(tmp_path, monkeypatch):

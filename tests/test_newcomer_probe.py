@@ -215,3 +215,21 @@ def test_codo_run_with_workers_as_the_first_run_records_one_run(ip, tmp_path, ca
     history = orch.history()
     assert list(history["status"]) == ["finished"], history
     assert list(history["run"]) == [orch.journal_run] == [1]
+
+
+def test_a_stop_before_codo_run_records_one_run(ip, tmp_path):
+    """Cells defined, stop_execution() before any %codo_run (twice, with a cell defined
+    between), then `%codo_run --workers 3`: that stop ended the run the cells opened as
+    "stopped"; %codo_history then listed a run 1 in which nothing ran, and the run shown
+    was run 2."""
+    orch = current_orchestrator()
+    orch.use_journal(str(tmp_path / "runs.sqlite"))
+    ip.run_cell_magic("codo_task", "a", "1")
+    orch.stop_execution()
+    ip.run_cell_magic("codo_task", "b", "2")
+    orch.stop_execution()
+    ip.run_line_magic("codo_run", "--workers 3 --wait --timeout 20")
+    history = orch.history()
+    assert list(history["status"]) == ["finished"], history
+    assert list(history["run"]) == [orch.journal_run] == [1]
+    assert list(history["completed"]) == [2]

@@ -520,6 +520,118 @@ def test_history_lists_runs_newest_first_with_their_statuses(tmp_path):
     assert runs["started"].is_monotonic_decreasing and (runs["makespan"] >= 0).all()
 
 
+def test_a_stop_before_any_start_leaves_one_run_the_tasks_ran_in(tmp_path):
+    """Tasks defined, stop_execution() before any start (and again after defining more),
+    then start: the history showed a run 1 "stopped" in which nothing ran, then run 2.
+    The run defining the tasks opened is the one they run in; a stop that stopped
+    nothing leaves nothing in the history."""
+    orch = TaskOrchestrator(2, journal=tmp_path / "j.sqlite")
+    try:
+        orch.create_task("a", func=lambda: 1)
+        orch.stop_execution()
+        orch.create_task("b", func=lambda: 2, dependencies=["a"])
+        orch.stop_execution()
+        assert orch._engine.recorder._journal is None  # the stop closed the journal still
+        orch.start_execution()
+        assert orch.wait_for_completion(20)
+        assert orch.journal_run == 1
+    finally:
+        orch.stop_execution()
+    runs = orch.history()
+    assert list(runs["run"]) == [1] and list(runs["status"]) == ["finished"], runs
+    assert (runs["tasks"].iloc[0], runs["completed"].iloc[0]) == (2, 2)
+    assert list(orch.journal_info().frame()["status"]) == ["finished"]
+
+
+def test_a_run_a_stop_left_open_is_never_pruned_and_ends_at_a_clean_exit(tmp_path):
+    """The run kept open by a stop of a stopped engine, while its journal is closed: a
+    prune (another Journal object on the file) keeps it, and a clean exit ends it."""
+    path = tmp_path / "j.sqlite"
+    orch = TaskOrchestrator(2, journal=path)
+    try:
+        orch.create_task("old", func=lambda: 0)
+        orch.start_execution()
+        assert orch.wait_for_completion(20)
+        orch.stop_execution()
+        orch.create_task("a", func=lambda: 1)
+        orch.stop_execution()
+        removal = orch.prune_journal(keep_runs=0)
+        assert list(removal.runs) == [1]  # the finished run goes, run 2 stays
+        with Journal(path) as journal:
+            journal.prune(keep_runs=0)
+            assert [(r.run_id, r.status, r.tasks) for r in journal.history()] == [
+                (2, "running", 1)]
+        orch.start_execution()
+        assert orch.wait_for_completion(20)
+    finally:
+        orch.stop_execution()
+    runs = orch.history()
+    rows = zip(runs["run"], runs["status"], runs["completed"], strict=True)
+    assert list(rows) == [(2, "finished", 1)]
+
+    script = tmp_path / "exit.py"
+    script.write_text(
+        "import sys\n"
+        "from codomyrmex_nb import TaskOrchestrator\n"
+        "orch = TaskOrchestrator(1, journal=sys.argv[1])\n"
+        "orch.create_task('a', func=int)\n"
+        "orch.stop_execution()\n")
+    other = tmp_path / "exit.sqlite"
+    proc = subprocess.run([sys.executable, str(script), str(other)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with Journal(other) as journal:
+        [run] = journal.history()
+    assert (run.status, run.tasks) == ("stopped", 1) and run.ended is not None
+
+
+STOP_THEN_DIE = r'''
+import os, signal, sys
+from codomyrmex_nb import TaskOrchestrator
+
+def note(name):
+    with open(os.environ["RESUME_LOG"], "a") as log:
+        log.write(name + "\n")
+    return name
+
+orch = TaskOrchestrator(1, journal=sys.argv[2])
+task = orch.create_task("a", func=note, parameters={"name": "a"})
+if sys.argv[1] == "die":
+    orch.start_execution()
+    assert orch.wait_for_completion(60)
+    orch.stop_execution()  # run 1 finished
+    orch.create_task("b", func=note, parameters={"name": "b"})  # opens run 2
+    orch.stop_execution()  # stops nothing: run 2 stays open
+    os.kill(os.getpid(), signal.SIGKILL)
+print("restored" if task.result is not None else "not restored")
+orch.create_task("b", func=note, parameters={"name": "b"})
+orch.start_execution()
+assert orch.wait_for_completion(60)
+orch.stop_execution()
+'''
+
+
+def test_a_process_killed_after_a_stop_of_its_stopped_engine_is_resumed(tmp_path):
+    """Tasks defined, a stop that stopped nothing, then the process dies: its run stays
+    open, so the next process resumes from that process's runs as from any crash."""
+    script = tmp_path / "die.py"
+    script.write_text(STOP_THEN_DIE)
+    log = tmp_path / "ran.log"
+    env = {**os.environ, "RESUME_LOG": str(log)}
+    path = str(tmp_path / "j.sqlite")
+    died = subprocess.run([sys.executable, str(script), "die", path], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    again = subprocess.run([sys.executable, str(script), "again", path], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split() == ["restored"], again.stderr
+    assert log.read_text().split() == ["a", "b"]  # a ran once, b once (after the resume)
+    with Journal(path) as journal:
+        statuses = [(r.run_id, r.status) for r in journal.history()]
+    assert statuses == [(3, "finished"), (2, "running"), (1, "finished")]
+
+
 # -- (h) the writer thread ends with the engine and comes back with work --------------------------------
 def writer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "codo-journal-writer" and t.is_alive()]

@@ -362,9 +362,16 @@ class Engine(WorkerLoop):
                 was_running, self._running = self._running, False
                 self.sched.stop()
                 self.settle()
-                if self.recorder is not None:
+                if self.recorder is not None and was_running:
                     self.recorder.end_run("stopped" if self.sched.unfinished else "finished",
                                           final=True)
+                elif self.recorder is not None:
+                    # A stop that stopped nothing ends no run: the run that defining tasks
+                    # opened stays open (across the journal's close below) and is the one
+                    # the next start runs them in; ending it here left a run "stopped" in
+                    # which nothing ran before the real one. Its moves so far are queued
+                    # for the close to commit (a crash meanwhile: an open run, resumable).
+                    self.recorder.keep_run()
                 self._work.notify_all()
                 self._changed.notify_all()
                 workers = [w for w in self._workers if w is not me]

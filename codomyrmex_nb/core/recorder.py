@@ -9,11 +9,13 @@ stalls the engine. A result whose size alone (bytes, strings, numpy arrays, pand
 numeric columns, a few levels of containers of those) is over the journal's bound is
 refused before it is pickled.
 
-A *run* opens at the first transition after the previous run ended and closes
-as ``"finished"`` when every task has ended (``"stopped"`` when the engine
-stops with work left). A run in which tasks were only restored stays open while
-the engine runs (a crash then keeps them resumable) and ends when the engine
-stops or the process exits cleanly. When a new orchestrator opens the journal,
+A *run* opens at the first transition after the previous run ended (defining a
+task) and closes as ``"finished"`` when every task has ended (``"stopped"`` when the
+engine stops with work left). A stop of an engine that was not running ends no run
+(``keep_run``): the run the definitions opened is the one the next start runs them in.
+A run in which tasks were only restored stays open while the engine runs (a crash
+then keeps them resumable) and ends when the running engine stops or the process
+exits cleanly. When a new orchestrator opens the journal,
 ``sessions.resume_source`` picks the runs of the processes that are gone and
 whose last run did not finish (a kernel or script died): ``resume`` then
 restores, at definition, each task whose fingerprint (``task_fingerprints``)
@@ -264,6 +266,23 @@ class Recorder(Restoring, TaskFingerprints):
             journal.queue_item_groups(groups)
             journal.end_run(self.run_id, status)
             self.run_id = None
+
+    def keep_run(self) -> None:
+        """Under the engine lock, as an engine that was not running is stopped (its journal
+        closes next): the open run stays open, and the one the next start runs its tasks
+        in. Its moves so far, those of tasks left waiting too, are queued for that close to
+        commit: the closing journal's list of moved tasks goes with it, and a reopened
+        journal lists only later moves. While the journal is closed the run is kept from
+        pruning as an open run of a live process (``journal_upkeep.kept_runs``); a clean
+        exit ends it (``engine._end_runs_at_exit``), a crash leaves it open: resumable."""
+        journal = self._journal
+        if self.run_id is None or journal is None:
+            return
+        self.sink = None  # the next move reopens the journal if need be (``open_run``)
+        moved, groups = self._snapshot(True)
+        if moved is not None:
+            journal.queue_moves(moved)
+        journal.queue_item_groups(groups)
 
     def collect(self, everything: bool = False) -> Collected:
         """The journal's writer, as a commit begins: the latest move of each record that
