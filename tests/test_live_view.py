@@ -269,6 +269,48 @@ def test_elapsed_and_throughput_are_per_run_and_the_header_names_the_run(orch, v
     assert "2/2 done" in view.summary()
 
 
+def test_after_a_stop_mid_run_and_a_restart_the_header_shows_the_new_runs_start(
+        orch, views, tmp_path):
+    """Stopped mid-run, left stopped, started again: the header said "run 2 · started
+    <run 1's first attempt>" and its elapsed time counted the time the engine sat
+    stopped. It shows the run the restart began (the journal's run 2) from that start."""
+    from codomyrmex_nb.notebook.tracker import clock
+
+    gate = threading.Event()
+
+    def held() -> None:
+        while not gate.is_set():
+            time.sleep(0.005)
+
+    orch.use_journal(tmp_path / "j.sqlite")
+    orch.create_task("first", func=noop)
+    task = orch.create_task("held", func=held, dependencies=["first"])
+    view = views(orch, interval=0.01)
+    try:
+        orch.start_execution()
+        deadline = time.monotonic() + 30
+        while task.status.value != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        orch.stop_execution()
+        assert view.flush(30)
+        time.sleep(0.6)  # stopped: in no run
+        gate.set()
+        restarted = time.time()
+        orch.start_execution()
+        assert orch.wait_for_completion(30) and view.flush(30)
+    finally:
+        gate.set()
+    tracker = view._painter.tracker
+    assert orch.journal_run == 2 and tracker.run == 2, tracker.summary()
+    assert tracker.started is not None and tracker.started >= restarted - 0.01
+    assert tracker.elapsed() < 0.5, tracker.summary()  # not the 0.6 s it sat stopped
+    assert f"run 2 \u00b7 started {clock(tracker.started)}" in view.summary()
+    assert f"run 2 \u00b7 started {clock(tracker.started)}" in view.head
+    later = views(orch)._painter.tracker  # a view made after the restart: the same run
+    assert later.started is not None and later.started >= restarted - 0.01, later.summary()
+
+
 @pytest.mark.needs_dot
 def test_retries_are_marked_on_their_node(orch, views):
     calls = []

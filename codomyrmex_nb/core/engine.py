@@ -116,6 +116,7 @@ class Engine(WorkerLoop):
         self._stuck = 0  # abandoned attempts whose thread has not come back yet
         self._idle = 0
         self._running = False
+        self._started_at: float | None = None  # time.time() of the last start (snapshots)
         self._worker_seq = 0
         self._retry_timers: dict[str, TimerHandle] = {}
         self.recorder = recorder  # the run journal's link (None: no journal)
@@ -342,6 +343,7 @@ class Engine(WorkerLoop):
             capture.acquire()  # output hooks stay installed while running: cheaper attempts
             with self.lock:
                 self._running = True
+                self._started_at = time.time()  # before any attempt of this start begins
                 self.sched.started()  # waits count from now, not from when tasks were defined
                 self._standby = None  # the clock dropped any timer when it stopped
                 if not self._inline:
@@ -492,8 +494,9 @@ class Engine(WorkerLoop):
             stats = self.sched.stats(self.max_workers, self._running)
             stats["executor"] = self.executor_name
             seq, version, running = self.sched.seq, self.sched.structure_version, self._running
+            started = self._started_at
         with paused_gc():
-            return build_snapshot(rows, stats, version, running, self.max_workers, seq)
+            return build_snapshot(rows, stats, version, running, self.max_workers, seq, started)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:

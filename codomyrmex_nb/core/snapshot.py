@@ -103,6 +103,9 @@ class Snapshot:
     running: bool
     max_workers: int
     seq: int = 0  # the scheduler's sequence number: events with a larger one came after
+    #: when the engine last started (``time.time()``; None: never): a run the engine was
+    #: stopped in ended with that stop, so the current run began at this start or later
+    engine_started: float | None = None
 
     def by_id(self) -> dict[str, TaskView]:
         return {t.id: t for t in self.tasks}
@@ -180,11 +183,12 @@ def _costs(attempts: tuple[Attempt, ...]) -> tuple[float | None, int | None, str
 
 
 def build_snapshot(rows: list[tuple[Any, ...]], stats: dict[str, Any], structure_version: int,
-                   running: bool, max_workers: int, seq: int = 0) -> Snapshot:
+                   running: bool, max_workers: int, seq: int = 0,
+                   engine_started: float | None = None) -> Snapshot:
     make = tuple.__new__
     views = tuple([row if type(row) is TaskView else make(TaskView, row) for row in rows])
     return Snapshot(views, structure_version, time.time(),
-                    stats, running, max_workers, seq)
+                    stats, running, max_workers, seq, engine_started)
 
 
 def run_seconds(view: TaskView, now: float) -> float:

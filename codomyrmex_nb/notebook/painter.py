@@ -88,7 +88,7 @@ class Painter:
         if tracker.unfinished:
             self._settled = False
         # Grouped, one snapshot when the run settles (its final critical path), none between.
-        refresh = tracker.stale_maps or (not self._settled and tracker.unfinished == 0) or (
+        refresh = tracker.stale_maps or tracker.stale_run or (not self._settled and tracker.unfinished == 0) or (
             not grouped and (
             tracker.finished_since_snapshot
             and time.monotonic() - self._last_full >= self.full_interval))

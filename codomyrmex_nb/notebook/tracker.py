@@ -11,8 +11,10 @@ Besides states the mirror keeps what a node and its hover text show: retries
 (``↻2``), the resource a ready task waits for (from the engine's ``waiting
 for KEY`` events) and who holds it, error messages. It also counts runs: a
 run opens when work appears after everything had ended (``%codo_run``, a
-``rerun``, tasks added) and settles when every task has ended again; the
-header's elapsed time and throughput are those of the current run only.
+``rerun``, tasks added), or as the engine starts again after a stop in the middle
+of one (that stop ended the journal's run: the restart runs in a new one), and
+settles when every task has ended again; the header's start, elapsed time and
+throughput are those of the current run only (never the time the engine sat stopped).
 
 A mapped task's items are not tasks here (the header counts tasks): their
 ``item`` events move the task's counts by state (``tallies``), which its node
@@ -100,6 +102,8 @@ class Tracker:
         #: mapped task id -> its items by state (``map_tally``), kept current by item events
         self.tallies: dict[str, Counter[str]] = {}
         self.stale_maps = False  # an item event came for a map this mirror has no counts of
+        self.stale_run = False  # the engine started (again) since the last snapshot, which
+        # tells when (``Snapshot.engine_started``): the current run may have ended with a stop
 
     def reset(self, snap: Snapshot, grouping: Grouping | None) -> None:
         """Take every state, run time and timing from ``snap``."""
@@ -116,7 +120,7 @@ class Tracker:
         self.errors = {t.id: t.error_message for t in snap.tasks
                        if t.error_message and t.state in ERRORED}
         self.tallies = {t.id: Counter(t.map_tally) for t in snap.tasks if t.map_tally is not None}
-        self.stale_maps = False
+        self.stale_maps = self.stale_run = False
         path, self.provisional = critical_estimate(snap)  # grouped too: groups show it
         self.critical, self.critical_pairs = set(path), set(zip(path, path[1:], strict=False))
         self.counts = Counter(self.states.values())
@@ -133,7 +137,10 @@ class Tracker:
         """Open, keep or settle the current run from a snapshot.
 
         A run is new when work is unfinished or attempts started after the last
-        run ended (a quick run can start and end between two snapshots).
+        run ended (a quick run can start and end between two snapshots), and when the
+        engine started again after a stop in the middle of the open run: that stop ended
+        it (as the journal's run), so the new one counts from the start
+        (``Snapshot.engine_started``), not from the first attempt before the stop.
         """
         unfinished = self.unfinished
         starts_all = [a.started_at for t in snap.tasks for a in t.attempts
@@ -141,15 +148,28 @@ class Tracker:
         starts_all += [t.started_at for t in snap.tasks  # a map's items run again (rerun
                        if t.map_tally is not None and t.state == "running"  # only="failed"):
                        and t.started_at is not None]  # no attempt of its own marks that
+        restart = snap.engine_started
         if self.run == 0:
             if unfinished or starts_all:  # the first run this view sees, from its beginning
-                self._open_run(0.0)
+                # (which is the engine's last start if attempts began before it: a stop
+                # in between ended the run they were in)
+                before = restart is not None and any(s < restart for s in starts_all)
+                self._open_run(restart if before else 0.0)
         elif not self._open:
             ended = self.ended if self.ended is not None else self.opened or 0.0
             newer = [s for s in starts_all if s > ended]
             if unfinished or newer:
                 self._open_run(min(newer) if newer else snap.time)
         since = self.opened or 0.0
+        if restart is not None and since < restart and (
+                unfinished or any(s >= restart for s in starts_all)) and any(
+                since <= s < restart for s in starts_all):
+            # the current run had attempts before the engine's last start and goes on after
+            # it: it was stopped mid-run (events since may have settled it), and the work
+            # since that start is a new run (never so for the first run a view sees: it
+            # opened from that start already)
+            self._open_run(restart)
+            since = restart
         starts = [s for s in starts_all if s >= since]
         if starts:
             self.started = min(starts) if self.started is None else min(self.started, min(starts))
@@ -178,6 +198,10 @@ class Tracker:
             if ev.kind != "status" or (ev.seq is not None and ev.seq <= since):
                 if ev.kind == "item" and (ev.seq is None or ev.seq > since):
                     self._item(ev)
+                elif ev.kind == "engine" and ev.detail == "started" and self.started:
+                    # started again after attempts of this view's run: a snapshot tells
+                    # when, and whether that run ended with a stop (``_runs_from``)
+                    self.stale_run = True
                 continue
             tid = ev.task_id
             old = states.get(tid)  # type: ignore[arg-type]
