@@ -660,3 +660,33 @@ def test_waiting_on_a_stopped_engine_says_how_many_tasks_wait_in_good_english(ma
     orch.create_task("one", func=lambda: None)
     with pytest.raises(RuntimeError, match="^1 task is waiting but the engine is not running"):
         orch.wait_for_completion(1)
+
+
+def test_an_interrupt_as_the_body_starts_a_thread_reaches_the_body_alone(make_orch):
+    """CPython gives a thread being started the ident of the thread starting it until it runs,
+    so an interrupt sent to the body then was raised in both: the new thread died before it
+    said it had started, and the body waited for that in ``Thread.start`` for ever (its
+    worker stuck; an item never ending, and its map with it)."""
+    orch = make_orch(1)
+    orch.start_execution()
+    returned = []
+
+    def spawner(k: int) -> None:
+        try:
+            while True:
+                thread = threading.Thread(target=lambda: None)
+                thread.start()
+                thread.join()
+        finally:
+            returned.append(k)
+
+    tries = 80
+    for k in range(tries):
+        task = orch.create_task(f"spawn{k}", func=spawner, parameters={"k": k})
+        assert wait_until_status(orch, task, TaskStatus.RUNNING)
+        time.sleep(0.002)
+        orch.cancel_task(task.id)
+    deadline = time.monotonic() + 10
+    while len(returned) < tries and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(returned) == list(range(tries))  # every body was interrupted and returned

@@ -84,6 +84,7 @@ import os
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any, BinaryIO, TextIO
 
 LOG_LEVEL = logging.INFO  # records at this level and above are kept, whatever the loggers say
@@ -589,9 +590,46 @@ class StreamRouter:
 _original_thread_start: Any = threading.Thread.start  # the one replaced at install
 
 
+# Threads in ``Thread.start`` now (ident -> None, or the exception to raise in it as it
+# leaves: ``raise_in``), under ``_start_lock``. CPython 3.11 makes a new thread's state in
+# the thread starting it, with that thread's ident, until the new thread runs: an exception
+# sent to the ident meanwhile lands in the new thread (the newest state with that ident),
+# which dies before it says it started, and the starting thread waits for that for ever.
+_starting: dict[int, type[BaseException] | None] = {}
+_start_lock = threading.Lock()
+
+
+def raise_in(ident: int, exc: type[BaseException], send: Callable[[int, Any], int]) -> bool:
+    """Raise ``exc`` in thread ``ident`` with ``send`` (``PyThreadState_SetAsyncExc``), or,
+    while that thread starts a thread, as soon as ``Thread.start`` returns in it; True if it
+    was sent or will be raised."""
+    with _start_lock:  # the thread cannot enter ``Thread.start`` until it is sent
+        if ident in _starting:
+            _starting[ident] = exc
+            return True
+        return send(ident, exc) == 1
+
+
 def _thread_start(self: threading.Thread) -> None:
     """``Thread.start`` while the hooks are in place: a thread started by a task's thread
-    belongs to that task's capture (``_owners``), from its first instruction on."""
+    belongs to that task's capture (``_owners``), from its first instruction on; an
+    exception ``raise_in`` held back while it started is raised as it returns."""
+    me = _get_ident()
+    with _start_lock:
+        nested = me in _starting  # (a subclass's start calling start again)
+        if not nested:
+            _starting[me] = None
+    try:
+        return _start_owned(self)
+    finally:
+        if not nested:
+            with _start_lock:
+                held = _starting.pop(me, None)
+            if held is not None:
+                raise held  # noqa: B012 - the interrupt it was sent meanwhile, delivered now
+
+
+def _start_owned(self: threading.Thread) -> None:
     box = current()
     if box is None:
         return _original_thread_start(self)

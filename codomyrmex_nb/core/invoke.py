@@ -283,7 +283,8 @@ class Run:
             self._injected = True
             if self._main is not None and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._main.cancel)
-            return _set_async_exc(self.thread_id, Interrupted) == 1
+            return capture.raise_in(self.thread_id, Interrupted, _set_async_exc)  # (not
+            # into a thread it is starting)
 
 
 def release_logging_locks() -> int:
