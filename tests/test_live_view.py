@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
-from conftest import view_threads
+from conftest import view_threads, wait_until_status
 
-from codomyrmex_nb import Task, live_view
+from codomyrmex_nb import Task, TaskStatus, live_view
 from codomyrmex_nb.notebook import drawing, live_copies, view_context
 from codomyrmex_nb.notebook.live_view import LiveView
 from codomyrmex_nb.palette import fill
@@ -288,10 +288,7 @@ def test_after_a_stop_mid_run_and_a_restart_the_header_shows_the_new_runs_start(
     view = views(orch, interval=0.01)
     try:
         orch.start_execution()
-        deadline = time.monotonic() + 30
-        while task.status.value != "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        assert wait_until_status(orch, task, TaskStatus.RUNNING, 30)
         orch.stop_execution()
         assert view.flush(30)
         time.sleep(0.6)  # stopped: in no run
